@@ -1,0 +1,49 @@
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`.
+
+use crate::gate::Live;
+use crate::store::Store;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use std::sync::Arc;
+
+pub struct AdminApp {
+    live: Arc<ArcSwap<Live>>,
+    store: Arc<dyn Store>,
+}
+
+impl AdminApp {
+    pub fn new(live: Arc<ArcSwap<Live>>, store: Arc<dyn Store>) -> Self {
+        AdminApp { live, store }
+    }
+}
+
+fn reply(status: u16, ctype: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, ctype)
+        .header(http::header::CONTENT_LENGTH, body.len())
+        .body(body)
+        .unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_string();
+        match path.as_str() {
+            "/metrics" => reply(200, "text/plain; version=0.0.4", crate::metrics::render()),
+            "/healthz" => reply(200, "text/plain", b"ok\n".to_vec()),
+            "/readyz" => {
+                let _config = self.live.load();
+                match self.store.ping().await {
+                    Ok(()) => reply(200, "text/plain", b"ready\n".to_vec()),
+                    Err(e) => reply(503, "text/plain", format!("store: {e}\n").into_bytes()),
+                }
+            }
+            _ => reply(404, "text/plain", b"not found\n".to_vec()),
+        }
+    }
+}

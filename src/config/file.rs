@@ -1,0 +1,174 @@
+//! The YAML shape ops write. Every struct denies unknown keys; values stay as written
+//! (strings for durations, addresses, ...) and are checked in `validate`.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: String,
+    #[serde(default)]
+    pub admin_listen: Option<String>,
+    pub upstream: FileUpstream,
+    #[serde(default)]
+    pub flow_prefix: Option<String>,
+    #[serde(default)]
+    pub public_url: Option<String>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub threads: Option<usize>,
+    pub session: FileSession,
+    #[serde(default)]
+    pub identity_headers: Option<FileIdentityHeaders>,
+    #[serde(default)]
+    pub providers: FileProviders,
+    #[serde(default)]
+    pub store: Option<FileStore>,
+    #[serde(default)]
+    pub routes: Vec<FileRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstream {
+    pub addrs: Vec<String>,
+    #[serde(default)]
+    pub tls: bool,
+    #[serde(default)]
+    pub sni: String,
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
+    #[serde(default)]
+    pub read_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSession {
+    #[serde(default)]
+    pub cookie: Option<String>,
+    #[serde(default)]
+    pub ttl: Option<String>,
+    #[serde(default)]
+    pub secure: Option<bool>,
+    #[serde(default)]
+    pub keys_env: Option<String>,
+    #[serde(default)]
+    pub keys_file: Option<String>,
+    #[serde(default)]
+    pub hash_key_env: Option<String>,
+    #[serde(default)]
+    pub hash_key_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileIdentityHeaders {
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub assertion: Option<FileAssertion>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAssertion {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub key_file: Option<String>,
+    #[serde(default)]
+    pub audience: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileProviders {
+    #[serde(default)]
+    pub iamport: Option<FileIamport>,
+    /// Parsed loosely until the TomoIDV provider lands; validation names it as unsupported.
+    #[serde(default)]
+    pub tomo: Option<serde_yaml::Value>,
+    /// Parsed loosely until the ifree provider lands; validation names it as unsupported.
+    #[serde(default)]
+    pub ifree: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileIamport {
+    pub imp_code: String,
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub api_key_file: Option<String>,
+    #[serde(default)]
+    pub api_secret_env: Option<String>,
+    #[serde(default)]
+    pub api_secret_file: Option<String>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub sdk_url: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub max_result_age: Option<String>,
+    #[serde(default)]
+    pub popup: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStore {
+    pub kind: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRoute {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, rename = "match")]
+    pub matcher: Option<FileMatch>,
+    #[serde(default)]
+    pub require: Option<FileRequire>,
+    #[serde(default)]
+    pub forward: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMatch {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub case_sensitive: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRequire {
+    #[serde(default)]
+    pub providers: Vec<String>,
+    /// Kept as a YAML value so that `-1`, `"nineteen"` or `19.5` get a message naming the key.
+    #[serde(default)]
+    pub min_age: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub one_account_per_person: bool,
+    #[serde(default)]
+    pub max_session_age: Option<String>,
+}
+
+/// Lets tests and `check` see the raw map when they need to.
+pub type Extra = BTreeMap<String, serde_yaml::Value>;

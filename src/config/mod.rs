@@ -1,0 +1,169 @@
+//! Configuration: YAML file types (`file`) are validated once (`validate`) into the immutable
+//! runtime types below, shared behind an `Arc`. Every problem names its key path.
+
+pub mod duration;
+pub mod file;
+mod validate;
+
+use crate::gate::routes::RouteTable;
+use crate::session::Keyring;
+use chrono_tz::Tz;
+use http::HeaderName;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use validate::{from_yaml_str, Secrets};
+
+/// One problem in a config file, located by its key path (`routes[2].require.min_age`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl ConfigError {
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigError::Read { .. } => vec![self.to_string()],
+            ConfigError::Invalid(p) => p.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+}
+
+/// Load and validate a config file, reading secrets from the process environment and files.
+pub fn load_file(path: &Path) -> Result<RuntimeConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    from_yaml_str(&text, &Secrets::from_process())
+}
+
+/// Where verigate listens: a fixed address, or port 0 for an ephemeral one (tests, demo).
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub addr: std::net::SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub addrs: Vec<std::net::SocketAddr>,
+    pub tls: bool,
+    pub sni: String,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub cookie: String,
+    pub flow_cookie: String,
+    pub ttl: Duration,
+    pub secure: bool,
+    pub keys: Keyring,
+    /// Key for the keyed hashes of CI (and other identifiers that must never be stored in clear).
+    pub hash_key: [u8; 32],
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    /// Lower-case prefix, with `-`; matching also folds `_` to `-`.
+    pub prefix: String,
+    pub unique_in_site: HeaderName,
+    pub age_ok: HeaderName,
+    pub provider: HeaderName,
+    pub verified_at: HeaderName,
+    pub name: HeaderName,
+    pub birth: HeaderName,
+    pub gender: HeaderName,
+    pub phone: HeaderName,
+}
+
+#[derive(Debug, Clone)]
+pub struct IamportConfig {
+    pub imp_code: String,
+    pub api_key: String,
+    pub api_secret: String,
+    pub base_url: String,
+    pub sdk_url: String,
+    pub timeout: Duration,
+    pub max_result_age: Duration,
+    pub popup: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Providers {
+    pub iamport: Option<IamportConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    Memory,
+}
+
+/// Fields a route may forward upstream (`forward: [name, birth, gender, phone]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forward {
+    pub name: bool,
+    pub birth: bool,
+    pub gender: bool,
+    pub phone: bool,
+}
+
+impl Forward {
+    pub fn any(&self) -> bool {
+        self.name || self.birth || self.gender || self.phone
+    }
+    pub fn union(self, o: Forward) -> Forward {
+        Forward {
+            name: self.name || o.name,
+            birth: self.birth || o.birth,
+            gender: self.gender || o.gender,
+            phone: self.phone || o.phone,
+        }
+    }
+}
+
+/// The validated configuration every request reads. Immutable; reload builds a new one.
+#[derive(Debug)]
+pub struct RuntimeConfig {
+    pub listen: Listen,
+    pub admin_listen: Option<Listen>,
+    pub upstream: Upstream,
+    pub flow_prefix: String,
+    pub public_url: Option<String>,
+    pub timezone: Tz,
+    pub threads: usize,
+    pub session: SessionConfig,
+    pub identity: IdentityHeaders,
+    pub providers: Providers,
+    pub store: StoreConfig,
+    pub routes: RouteTable,
+    /// What any route forwards: the session keeps only these personal fields.
+    pub keep_in_session: Forward,
+}
+
+pub type SharedConfig = Arc<RuntimeConfig>;

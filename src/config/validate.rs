@@ -1,0 +1,603 @@
+//! File types -> runtime types. Collects every problem instead of stopping at the first.
+
+use super::duration;
+use super::file::*;
+use super::*;
+use crate::gate::routes::{MatchRule, Require, Route};
+use crate::providers::ProviderId;
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+
+/// Where secrets come from: environment variables (by name) and files (by path).
+pub struct Secrets {
+    env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+}
+
+impl Secrets {
+    pub fn from_process() -> Self {
+        Secrets {
+            env: Box::new(|k| std::env::var(k).ok()),
+        }
+    }
+
+    /// For tests and the demo: a fixed map instead of the process environment.
+    pub fn from_map(map: HashMap<String, String>) -> Self {
+        Secrets {
+            env: Box::new(move |k| map.get(k).cloned()),
+        }
+    }
+
+    fn env(&self, name: &str) -> Option<String> {
+        (self.env)(name)
+    }
+}
+
+struct Ctx<'a> {
+    problems: Vec<Problem>,
+    secrets: &'a Secrets,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, path: &str, value: Option<&str>, default: Duration) -> Duration {
+        match value {
+            None => default,
+            Some(v) => match duration::parse(v) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.err(path, e);
+                    default
+                }
+            },
+        }
+    }
+
+    /// A secret named either by `<base>_env` or `<base>_file`; exactly one must be set.
+    fn secret(
+        &mut self,
+        path: &str,
+        base: &str,
+        env: Option<&str>,
+        file: Option<&str>,
+        required: bool,
+    ) -> Option<String> {
+        match (env, file) {
+            (Some(_), Some(_)) => {
+                self.err(
+                    format!("{path}.{base}_env"),
+                    format!("set either {base}_env or {base}_file, not both"),
+                );
+                None
+            }
+            (Some(var), None) => match self.secrets.env(var) {
+                Some(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                _ => {
+                    self.err(
+                        format!("{path}.{base}_env"),
+                        format!("environment variable {var} is not set"),
+                    );
+                    None
+                }
+            },
+            (None, Some(f)) => match std::fs::read_to_string(f) {
+                Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                Ok(_) => {
+                    self.err(format!("{path}.{base}_file"), format!("{f} is empty"));
+                    None
+                }
+                Err(e) => {
+                    self.err(format!("{path}.{base}_file"), format!("cannot read {f}: {e}"));
+                    None
+                }
+            },
+            (None, None) => {
+                if required {
+                    self.err(
+                        path,
+                        format!("missing {base}_env or {base}_file (secrets never live in the YAML)"),
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    fn url(&mut self, path: &str, value: Option<&str>, default: &str) -> String {
+        let v = value.unwrap_or(default).trim_end_matches('/').to_string();
+        if !(v.starts_with("https://") || v.starts_with("http://")) || v.len() < 10 {
+            self.err(path, format!("`{v}` is not an http(s) URL"));
+        }
+        v
+    }
+}
+
+fn socket_addr(ctx: &mut Ctx, path: &str, value: &str) -> Option<SocketAddr> {
+    if let Ok(a) = value.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    match value.to_socket_addrs().map(|mut it| it.next()) {
+        Ok(Some(a)) => Some(a),
+        _ => {
+            ctx.err(
+                path,
+                format!("`{value}` is not an address (write host:port, e.g. 127.0.0.1:8080)"),
+            );
+            None
+        }
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Parse and validate YAML text into a runtime config.
+pub fn from_yaml_str(text: &str, secrets: &Secrets) -> Result<RuntimeConfig, ConfigError> {
+    let file: FileConfig = serde_yaml::from_str(text).map_err(|e| {
+        ConfigError::Invalid(vec![Problem {
+            path: String::new(),
+            message: e.to_string(),
+        }])
+    })?;
+    let mut ctx = Ctx {
+        problems: Vec::new(),
+        secrets,
+    };
+    let cfg = build(&mut ctx, file);
+    match cfg {
+        Some(cfg) if ctx.problems.is_empty() => Ok(cfg),
+        _ => Err(ConfigError::Invalid(ctx.problems)),
+    }
+}
+
+fn header(ctx: &mut Ctx, prefix: &str, suffix: &str) -> HeaderName {
+    HeaderName::from_bytes(format!("{prefix}{suffix}").as_bytes()).unwrap_or_else(|_| {
+        ctx.err(
+            "identity_headers.prefix",
+            format!("`{prefix}` does not make valid header names"),
+        );
+        HeaderName::from_static("x-verified-invalid")
+    })
+}
+
+fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
+    let listen = socket_addr(ctx, "listen", &f.listen);
+    let admin_listen = f
+        .admin_listen
+        .as_deref()
+        .and_then(|a| socket_addr(ctx, "admin_listen", a))
+        .map(|addr| Listen { addr });
+
+    // upstream
+    if f.upstream.addrs.is_empty() {
+        ctx.err("upstream.addrs", "list at least one upstream address");
+    }
+    let addrs: Vec<SocketAddr> = f
+        .upstream
+        .addrs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| socket_addr(ctx, &format!("upstream.addrs[{i}]"), a))
+        .collect();
+    if f.upstream.tls && f.upstream.sni.is_empty() {
+        ctx.err("upstream.sni", "set the upstream's TLS server name when tls is true");
+    }
+    let upstream = Upstream {
+        addrs,
+        tls: f.upstream.tls,
+        sni: f.upstream.sni.clone(),
+        connect_timeout: ctx.duration(
+            "upstream.connect_timeout",
+            f.upstream.connect_timeout.as_deref(),
+            Duration::from_secs(5),
+        ),
+        read_timeout: ctx.duration(
+            "upstream.read_timeout",
+            f.upstream.read_timeout.as_deref(),
+            Duration::from_secs(60),
+        ),
+    };
+
+    // flow prefix
+    let flow_prefix = f.flow_prefix.unwrap_or_else(|| "/.verigate".into());
+    if !flow_prefix.starts_with('/')
+        || flow_prefix.len() < 2
+        || flow_prefix.ends_with('/')
+        || flow_prefix.contains(['?', '#', '%', ' '])
+        || flow_prefix.contains("//")
+    {
+        ctx.err(
+            "flow_prefix",
+            format!("`{flow_prefix}` must be a path like /.verigate (leading /, no trailing /)"),
+        );
+    }
+    let public_url = f.public_url.as_deref().map(|u| ctx.url("public_url", Some(u), u));
+
+    let timezone: Tz = match f.timezone.as_deref().unwrap_or("Asia/Seoul").parse() {
+        Ok(tz) => tz,
+        Err(_) => {
+            ctx.err(
+                "timezone",
+                format!(
+                    "`{}` is not an IANA time zone (e.g. Asia/Seoul)",
+                    f.timezone.as_deref().unwrap_or_default()
+                ),
+            );
+            chrono_tz::Asia::Seoul
+        }
+    };
+    let threads = match f.threads {
+        Some(0) => {
+            ctx.err("threads", "must be at least 1");
+            1
+        }
+        Some(n) => n,
+        None => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    };
+
+    let session = session(ctx, &f.session);
+    let identity = identity(ctx, f.identity_headers.as_ref());
+    let providers = providers(ctx, &f.providers);
+
+    let store = match &f.store {
+        None => StoreConfig::Memory,
+        Some(s) => match s.kind.as_str() {
+            "memory" => {
+                if s.path.is_some() || s.url.is_some() {
+                    ctx.err("store", "kind memory takes no path or url");
+                }
+                StoreConfig::Memory
+            }
+            "sqlite" | "redis" => {
+                ctx.err(
+                    "store.kind",
+                    format!("`{}` is not available in this version yet; use `memory`", s.kind),
+                );
+                StoreConfig::Memory
+            }
+            other => {
+                ctx.err(
+                    "store.kind",
+                    format!("unknown store `{other}` (expected memory)"),
+                );
+                StoreConfig::Memory
+            }
+        },
+    };
+
+    let mut keep = Forward::default();
+    let mut routes = Vec::new();
+    let mut names = HashSet::new();
+    for (i, r) in f.routes.iter().enumerate() {
+        if let Some(route) = route(ctx, i, r, &providers) {
+            if !names.insert(route.name.clone()) {
+                ctx.err(
+                    format!("routes[{i}].name"),
+                    format!("`{}` is used by an earlier route", route.name),
+                );
+            }
+            keep = keep.union(route.forward);
+            routes.push(route);
+        }
+    }
+
+    let session = session?;
+    Some(RuntimeConfig {
+        listen: Listen { addr: listen? },
+        admin_listen,
+        upstream,
+        flow_prefix,
+        public_url,
+        timezone,
+        threads,
+        session,
+        identity,
+        providers,
+        store,
+        routes: RouteTable::new(routes),
+        keep_in_session: keep,
+    })
+}
+
+fn session(ctx: &mut Ctx, s: &FileSession) -> Option<SessionConfig> {
+    let cookie = s.cookie.clone().unwrap_or_else(|| "verigate_session".into());
+    if !is_token(&cookie) || cookie.contains(['=', ';', ',']) {
+        ctx.err("session.cookie", format!("`{cookie}` is not a valid cookie name"));
+    }
+    let ttl = ctx.duration("session.ttl", s.ttl.as_deref(), Duration::from_secs(12 * 3600));
+    let raw = ctx.secret(
+        "session",
+        "keys",
+        s.keys_env.as_deref(),
+        s.keys_file.as_deref(),
+        true,
+    );
+    let keys = match raw {
+        None => None,
+        Some(raw) => match Keyring::from_base64_list(&raw) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                let which = if s.keys_env.is_some() { "keys_env" } else { "keys_file" };
+                ctx.err(format!("session.{which}"), e.to_string());
+                None
+            }
+        },
+    };
+    let hash_raw = ctx.secret(
+        "session",
+        "hash_key",
+        s.hash_key_env.as_deref(),
+        s.hash_key_file.as_deref(),
+        false,
+    );
+    let hash_key = match (&hash_raw, &keys) {
+        (Some(raw), _) => match crate::session::decode_key(raw) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                ctx.err("session.hash_key_env", e.to_string());
+                None
+            }
+        },
+        (None, Some(k)) => Some(k.derive_hash_key()),
+        (None, None) => None,
+    };
+    Some(SessionConfig {
+        flow_cookie: format!("{cookie}_flow"),
+        cookie,
+        ttl,
+        secure: s.secure.unwrap_or(true),
+        keys: keys?,
+        hash_key: hash_key?,
+    })
+}
+
+fn identity(ctx: &mut Ctx, h: Option<&FileIdentityHeaders>) -> IdentityHeaders {
+    let prefix = h
+        .and_then(|h| h.prefix.clone())
+        .unwrap_or_else(|| "X-Verified-".into())
+        .to_ascii_lowercase();
+    if prefix.len() < 3 || !is_token(&prefix) {
+        ctx.err(
+            "identity_headers.prefix",
+            format!("`{prefix}` must be a header-name prefix like X-Verified-"),
+        );
+    }
+    let folded = prefix.replace('_', "-");
+    if let Some(a) = h.and_then(|h| h.assertion.as_ref()) {
+        if a.enabled {
+            ctx.err(
+                "identity_headers.assertion.enabled",
+                "signed assertions are not available in this version yet; set enabled: false",
+            );
+        }
+    }
+    IdentityHeaders {
+        unique_in_site: header(ctx, &folded, "unique-in-site"),
+        age_ok: header(ctx, &folded, "age-ok"),
+        provider: header(ctx, &folded, "provider"),
+        verified_at: header(ctx, &folded, "at"),
+        name: header(ctx, &folded, "name"),
+        birth: header(ctx, &folded, "birth"),
+        gender: header(ctx, &folded, "gender"),
+        phone: header(ctx, &folded, "phone"),
+        prefix: folded,
+    }
+}
+
+fn providers(ctx: &mut Ctx, p: &FileProviders) -> Providers {
+    let iamport = p.iamport.as_ref().map(|i| {
+        if i.imp_code.trim().is_empty() {
+            ctx.err("providers.iamport.imp_code", "must not be empty");
+        }
+        let api_key = ctx.secret(
+            "providers.iamport",
+            "api_key",
+            i.api_key_env.as_deref(),
+            i.api_key_file.as_deref(),
+            true,
+        );
+        let api_secret = ctx.secret(
+            "providers.iamport",
+            "api_secret",
+            i.api_secret_env.as_deref(),
+            i.api_secret_file.as_deref(),
+            true,
+        );
+        IamportConfig {
+            imp_code: i.imp_code.trim().to_string(),
+            api_key: api_key.unwrap_or_default(),
+            api_secret: api_secret.unwrap_or_default(),
+            base_url: ctx.url(
+                "providers.iamport.base_url",
+                i.base_url.as_deref(),
+                "https://api.iamport.kr",
+            ),
+            sdk_url: ctx.url(
+                "providers.iamport.sdk_url",
+                i.sdk_url.as_deref(),
+                "https://cdn.iamport.kr/v1/iamport.js",
+            ),
+            timeout: ctx.duration(
+                "providers.iamport.timeout",
+                i.timeout.as_deref(),
+                Duration::from_secs(5),
+            ),
+            max_result_age: ctx.duration(
+                "providers.iamport.max_result_age",
+                i.max_result_age.as_deref(),
+                Duration::from_secs(300),
+            ),
+            popup: i.popup.unwrap_or(false),
+        }
+    });
+    if p.tomo.is_some() {
+        ctx.err(
+            "providers.tomo",
+            "TomoIDV is not available in this version yet; remove this block",
+        );
+    }
+    if p.ifree.is_some() {
+        ctx.err(
+            "providers.ifree",
+            "ifree is not available in this version yet; remove this block",
+        );
+    }
+    Providers { iamport }
+}
+
+fn route(ctx: &mut Ctx, i: usize, r: &FileRoute, providers: &Providers) -> Option<Route> {
+    let at = format!("routes[{i}]");
+    let name = r.name.clone().unwrap_or_else(|| format!("route{i}"));
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        ctx.err(
+            format!("{at}.name"),
+            format!("`{name}` may hold only letters, digits, - and _"),
+        );
+    }
+    let rule = match &r.matcher {
+        None => {
+            ctx.err(
+                format!("{at}.match"),
+                "every route needs a match (path or path_prefix)",
+            );
+            None
+        }
+        Some(m) => matcher(ctx, &format!("{at}.match"), m),
+    };
+    let require = r.require.as_ref().map(|q| require(ctx, &at, q, providers));
+    let mut forward = Forward::default();
+    for (j, field) in r.forward.iter().enumerate() {
+        match field.as_str() {
+            "name" => forward.name = true,
+            "birth" => forward.birth = true,
+            "gender" => forward.gender = true,
+            "phone" => forward.phone = true,
+            other => ctx.err(
+                format!("{at}.forward[{j}]"),
+                format!("unknown field `{other}` (expected name, birth, gender, phone)"),
+            ),
+        }
+    }
+    if forward.any() && r.require.is_none() {
+        ctx.err(
+            format!("{at}.forward"),
+            "forwarding identity fields needs a `require` on the route",
+        );
+    }
+    Some(Route {
+        name,
+        rule: rule?,
+        require: match require {
+            Some(q) => Some(q?),
+            None => None,
+        },
+        forward,
+    })
+}
+
+fn matcher(ctx: &mut Ctx, at: &str, m: &FileMatch) -> Option<MatchRule> {
+    let (pattern, exact) = match (&m.path, &m.path_prefix) {
+        (Some(p), None) => (p.clone(), true),
+        (None, Some(p)) => (p.clone(), false),
+        (Some(_), Some(_)) => {
+            ctx.err(at, "set either path or path_prefix, not both");
+            return None;
+        }
+        (None, None) => {
+            ctx.err(at, "needs path or path_prefix");
+            return None;
+        }
+    };
+    let key = if exact { "path" } else { "path_prefix" };
+    if !pattern.starts_with('/') || pattern.contains(['?', '#']) {
+        ctx.err(
+            format!("{at}.{key}"),
+            format!("`{pattern}` must be a path starting with / (no query)"),
+        );
+        return None;
+    }
+    let mut methods = Vec::new();
+    for (j, meth) in m.methods.iter().enumerate() {
+        let up = meth.to_ascii_uppercase();
+        match http::Method::from_bytes(up.as_bytes()) {
+            Ok(mm) if is_token(&up) => methods.push(mm),
+            _ => ctx.err(
+                format!("{at}.methods[{j}]"),
+                format!("`{meth}` is not an HTTP method"),
+            ),
+        }
+    }
+    Some(MatchRule::new(&pattern, exact, methods, m.case_sensitive))
+}
+
+fn require(ctx: &mut Ctx, at: &str, q: &FileRequire, providers: &Providers) -> Option<Require> {
+    let at = format!("{at}.require");
+    if q.providers.is_empty() {
+        ctx.err(
+            format!("{at}.providers"),
+            "list the providers this route accepts (e.g. [iamport])",
+        );
+    }
+    let mut ids = Vec::new();
+    for (j, p) in q.providers.iter().enumerate() {
+        match ProviderId::parse(p) {
+            None => ctx.err(
+                format!("{at}.providers[{j}]"),
+                format!("unknown provider `{p}` (known: iamport)"),
+            ),
+            Some(id) => {
+                let configured = match id {
+                    ProviderId::Iamport => providers.iamport.is_some(),
+                };
+                if !configured {
+                    ctx.err(
+                        format!("{at}.providers[{j}]"),
+                        format!("provider `{p}` is not configured under providers.{p}"),
+                    );
+                }
+                ids.push(id);
+            }
+        }
+    }
+    let min_age = match &q.min_age {
+        None => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if n <= 150 => Some(n as u32),
+            _ => {
+                ctx.err(
+                    format!("{at}.min_age"),
+                    format!(
+                        "`{}` is not an age (a whole number from 0 to 150)",
+                        serde_yaml::to_string(v).unwrap_or_default().trim()
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let max_session_age = q
+        .max_session_age
+        .as_deref()
+        .map(|d| ctx.duration(&format!("{at}.max_session_age"), Some(d), Duration::ZERO));
+    Some(Require {
+        providers: ids,
+        min_age,
+        one_account_per_person: q.one_account_per_person,
+        max_session_age: max_session_age.filter(|d| !d.is_zero()),
+    })
+}
+

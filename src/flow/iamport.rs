@@ -1,0 +1,222 @@
+//! The Iamport flow: a start page that opens the certification window (both SDK modes), the
+//! redirect-mode return, the callback-mode complete, and the checks that accept a result.
+
+use super::*;
+use crate::gate::answers::script_json;
+use crate::metrics;
+use crate::providers::{ProviderError, VerifiedPerson};
+use crate::session::keyed_hash;
+use rand::distributions::{Alphanumeric, DistString};
+
+const PROVIDER: &str = "iamport";
+
+pub(super) fn start(live: &Live, session: &Session) -> Reply {
+    let html = wants_html(session);
+    let Some(client) = &live.iamport else {
+        return Reply::problem(&Problem::new(404, "provider_not_accepted"), html);
+    };
+    let Some(return_to) = safe_return_to(query_param(session, "return_to").as_deref()) else {
+        return Reply::problem(&Problem::new(400, "bad_return_to"), html);
+    };
+    if !providers_for(live, &return_to).contains(&ProviderId::Iamport) {
+        return Reply::problem(&Problem::new(403, "provider_not_accepted"), html);
+    }
+    let Some(base) = public_base(live, session) else {
+        return Reply::problem(&Problem::new(400, "bad_request"), html);
+    };
+    let prefix = &live.cfg.flow_prefix;
+    let nonce = format!("vg_{}", Alphanumeric.sample_string(&mut rand::thread_rng(), 24));
+    let flow = FlowClaims {
+        nonce: nonce.clone(),
+        return_to,
+        provider: ProviderId::Iamport,
+        expires_at: unix_now() + FLOW_TTL_SECS,
+    };
+    let cfg = client.config();
+    let params = serde_json::json!({
+        "provider": PROVIDER,
+        "imp_code": cfg.imp_code,
+        "merchant_uid": nonce,
+        "m_redirect_url": format!("{base}{prefix}/iamport/return"),
+        "popup": cfg.popup,
+        "complete_url": format!("{prefix}/iamport/complete"),
+        "sdk_url": cfg.sdk_url,
+    });
+    metrics::verification(PROVIDER, "started", "");
+    let body = format!(
+        r#"<h1>휴대폰 본인인증</h1><p class="en"><strong>Mobile phone verification</strong></p>
+<p>버튼을 누르면 본인인증 창이 열립니다.</p><p class="en">The verification window opens when you press the button.</p>
+<button id="verigate-start" type="button">본인인증 시작 · Start verification</button>
+<p id="verigate-status" role="status"></p>
+<script id="verigate-flow" type="application/json">{flow_json}</script>
+<script src="{sdk}"></script>
+<script>
+(function () {{
+  var flow = JSON.parse(document.getElementById('verigate-flow').textContent);
+  var status = document.getElementById('verigate-status');
+  function fail(msg) {{ status.textContent = msg || '인증에 실패했습니다 · Verification failed'; }}
+  function start() {{
+    if (!window.IMP) {{ fail('인증 모듈을 불러오지 못했습니다 · The verification script did not load'); return; }}
+    IMP.init(flow.imp_code);
+    IMP.certification({{ merchant_uid: flow.merchant_uid, m_redirect_url: flow.m_redirect_url, popup: flow.popup }},
+      function (rsp) {{
+        if (!rsp || !rsp.success) {{ fail(rsp && rsp.error_msg); return; }}
+        fetch(flow.complete_url, {{ method: 'POST', credentials: 'same-origin',
+          headers: {{ 'Content-Type': 'application/json', 'Accept': 'application/json' }},
+          body: JSON.stringify({{ imp_uid: rsp.imp_uid, merchant_uid: rsp.merchant_uid }}) }})
+          .then(function (r) {{ return r.json(); }})
+          .then(function (j) {{ if (j.redirect) {{ location.href = j.redirect; }} else {{ fail(j.message); }} }})
+          .catch(function () {{ fail(); }});
+      }});
+  }}
+  document.getElementById('verigate-start').addEventListener('click', start);
+}})();
+</script>"#,
+        flow_json = script_json(&params),
+        sdk = escape(&cfg.sdk_url),
+    );
+    Reply::html(200, page("본인인증 · Verification", &body)).cookie(flow_cookie(live, &flow))
+}
+
+/// Why a result was not accepted, as the HTTP problem to show.
+fn refuse(code: &'static str, status: u16, live: &Live, return_to: Option<&str>) -> Problem {
+    metrics::verification(PROVIDER, "failed", code);
+    let p = Problem::new(status, code);
+    match return_to {
+        Some(rt) => p.with_next(verify_url(&live.cfg.flow_prefix, rt)),
+        None => p,
+    }
+}
+
+fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
+    match e {
+        ProviderError::Unavailable(_) => refuse("provider_unavailable", 503, live, Some(rt)),
+        ProviderError::NotFound => refuse("result_not_found", 400, live, Some(rt)),
+        other => {
+            tracing::warn!(provider = PROVIDER, reason = other.reason(), error = %other, "provider call failed");
+            refuse(other.reason(), 502, live, Some(rt))
+        }
+    }
+}
+
+/// Accept a result only for this browser's flow, only if certified, fresh and never used.
+async fn accept(
+    live: &Live,
+    store: &dyn Store,
+    session: &Session,
+    imp_uid: &str,
+    claimed_nonce: Option<&str>,
+) -> std::result::Result<(Claims, FlowClaims), Problem> {
+    let Some(flow) = read_flow(live, session).filter(|f| f.provider == ProviderId::Iamport) else {
+        return Err(refuse("flow_missing", 400, live, None));
+    };
+    let rt = flow.return_to.clone();
+    if claimed_nonce.is_some_and(|n| n != flow.nonce) {
+        return Err(refuse("flow_mismatch", 403, live, Some(&rt)));
+    }
+    let Some(client) = &live.iamport else {
+        return Err(refuse("provider_not_accepted", 404, live, None));
+    };
+    let person: VerifiedPerson = client
+        .verify(imp_uid)
+        .await
+        .map_err(|e| provider_problem(&e, live, &rt))?;
+    if !person.certified {
+        return Err(refuse("not_certified", 403, live, Some(&rt)));
+    }
+    if person.nonce != flow.nonce {
+        return Err(refuse("flow_mismatch", 403, live, Some(&rt)));
+    }
+    let now = chrono::Utc::now();
+    let age = now.signed_duration_since(person.verified_at);
+    let max = client.config().max_result_age.as_secs() as i64;
+    if age.num_seconds() > max || age.num_seconds() < -60 {
+        return Err(refuse("stale_result", 403, live, Some(&rt)));
+    }
+    let Some(ci) = person.ci.as_deref() else {
+        tracing::warn!(provider = PROVIDER, "certification without unique_key");
+        return Err(refuse("provider_bad_response", 502, live, Some(&rt)));
+    };
+    let hash_key = &live.cfg.session.hash_key;
+    let ci_hash = keyed_hash(hash_key, "ci", ci);
+    // DI may be null for some PGs: then a keyed hash of the CI stands in (documented).
+    let unique_in_site = person
+        .unique_in_site
+        .clone()
+        .unwrap_or_else(|| format!("vg1.{}", keyed_hash(hash_key, "di", ci)));
+    let ttl = client.config().max_result_age + std::time::Duration::from_secs(120);
+    match store
+        .claim_once(&format!("iamport:{}", person.result_id), ttl)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return Err(refuse("replayed_result", 409, live, Some(&rt))),
+        Err(e) => {
+            tracing::warn!(error = %e, "store unavailable during verification");
+            return Err(refuse("store_unavailable", 503, live, Some(&rt)));
+        }
+    }
+    let keep = live.cfg.keep_in_session;
+    let issued = now.timestamp();
+    let claims = Claims {
+        unique_in_site,
+        ci_hash,
+        birth: person.birth,
+        provider: ProviderId::Iamport,
+        verified_at: person.verified_at.timestamp(),
+        issued_at: issued,
+        expires_at: issued + live.cfg.session.ttl.as_secs() as i64,
+        name: person.name.filter(|_| keep.name),
+        gender: person.gender.filter(|_| keep.gender),
+        phone: person.phone.filter(|_| keep.phone),
+    };
+    metrics::verification(PROVIDER, "completed", "");
+    metrics::session_issued(PROVIDER);
+    Ok((claims, flow))
+}
+
+/// Redirect mode: `GET {m_redirect_url}?imp_uid=..&merchant_uid=..&success=true|false`.
+pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session) -> Reply {
+    let html = true;
+    let imp_uid = query_param(session, "imp_uid").unwrap_or_default();
+    let merchant_uid = query_param(session, "merchant_uid");
+    let success = query_param(session, "success").as_deref() == Some("true");
+    if !success {
+        let rt = read_flow(live, session).map(|f| f.return_to);
+        let p = refuse("not_certified", 403, live, rt.as_deref());
+        return Reply::problem(&p, html);
+    }
+    match accept(live, store, session, &imp_uid, merchant_uid.as_deref()).await {
+        Ok((claims, flow)) => Reply::redirect(&flow.return_to)
+            .cookie(session_cookie(live, &claims))
+            .cookie(clear_flow_cookie(live)),
+        Err(p) => Reply::problem(&p, html),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct CompleteBody {
+    imp_uid: String,
+    #[serde(default)]
+    merchant_uid: Option<String>,
+}
+
+/// Callback mode: the page posts `{imp_uid, merchant_uid}`; answers `{"redirect": ...}`.
+pub(super) async fn complete(live: &Live, store: &dyn Store, session: &mut Session) -> Result<Reply> {
+    let body = read_body(session, 8 * 1024).await?;
+    let parsed: Option<CompleteBody> = body.and_then(|b| serde_json::from_slice(&b).ok());
+    let Some(b) = parsed else {
+        return Ok(Reply::problem(&Problem::new(400, "bad_request"), false));
+    };
+    Ok(
+        match accept(live, store, session, &b.imp_uid, b.merchant_uid.as_deref()).await {
+            Ok((claims, flow)) => Reply::json(
+                200,
+                serde_json::json!({ "redirect": flow.return_to }).to_string(),
+            )
+            .cookie(session_cookie(live, &claims))
+            .cookie(clear_flow_cookie(live)),
+            Err(p) => Reply::problem(&p, false),
+        },
+    )
+}

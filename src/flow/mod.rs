@@ -1,0 +1,258 @@
+//! verigate's own endpoints under `flow_prefix`: the provider choice page, provider flows,
+//! the session endpoint, logout and the JWKS.
+
+pub mod iamport;
+
+use crate::gate::answers::{escape, page, wants_html, Problem, Reply};
+use crate::gate::headers;
+use crate::gate::path::normalize;
+use crate::gate::{unix_now, Live};
+use crate::providers::ProviderId;
+use crate::session::{Claims, FlowClaims, Purpose};
+use crate::store::Store;
+use pingora::proxy::Session;
+use pingora::Result;
+
+/// How long a started flow may take (the flow cookie's life).
+pub const FLOW_TTL_SECS: i64 = 600;
+
+/// The remainder of a normalised path under the flow prefix (`/verify`), if it is under it.
+pub fn under_prefix<'a>(normalized: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = normalized.strip_prefix(prefix)?;
+    if rest.is_empty() || rest.starts_with('/') {
+        Some(rest)
+    } else {
+        None
+    }
+}
+
+fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+pub fn verify_url(prefix: &str, return_to: &str) -> String {
+    format!("{prefix}/verify?return_to={}", enc(return_to))
+}
+
+/// `return_to` is accepted only as a same-site path: `/...`, never `//`, `/\`, a scheme or
+/// control characters (also once percent-decoded).
+pub fn safe_return_to(raw: Option<&str>) -> Option<String> {
+    let rt = match raw {
+        None | Some("") => return Some("/".into()),
+        Some(r) => r,
+    };
+    if rt.len() > 2048 || !rt.starts_with('/') {
+        return None;
+    }
+    let decoded: String = percent_encoding::percent_decode_str(rt)
+        .decode_utf8_lossy()
+        .into_owned();
+    for s in [rt, decoded.as_str()] {
+        if s.starts_with("//")
+            || s.starts_with("/\\")
+            || s.contains('\\')
+            || s.chars().any(|c| c.is_control())
+        {
+            return None;
+        }
+    }
+    Some(rt.to_string())
+}
+
+pub(crate) fn query_param(session: &Session, name: &str) -> Option<String> {
+    let q = session.req_header().uri.query()?;
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The providers a `return_to` accepts: its route's list, or every configured one.
+fn providers_for(live: &Live, return_to: &str) -> Vec<ProviderId> {
+    let cfg = &live.cfg;
+    let all: Vec<ProviderId> = live.iamport.iter().map(|_| ProviderId::Iamport).collect();
+    let Ok(norm) = normalize(return_to) else {
+        return all;
+    };
+    match cfg.routes.find(&http::Method::GET, &norm) {
+        Some(i) => match cfg.routes.get(i).and_then(|r| r.require.as_ref()) {
+            Some(req) => req.providers.clone(),
+            None => all,
+        },
+        None => all,
+    }
+}
+
+fn cookie_header(name: &str, value: &str, path: &str, max_age: i64, secure: bool) -> String {
+    cookie::Cookie::build((name.to_string(), value.to_string()))
+        .path(path.to_string())
+        .http_only(true)
+        .secure(secure)
+        .same_site(cookie::SameSite::Lax)
+        .max_age(cookie::time::Duration::seconds(max_age))
+        .build()
+        .to_string()
+}
+
+pub(crate) fn flow_cookie(live: &Live, flow: &FlowClaims) -> String {
+    let s = &live.cfg.session;
+    let sealed = s.keys.seal_json(Purpose::Flow, flow);
+    cookie_header(&s.flow_cookie, &sealed, &live.cfg.flow_prefix, FLOW_TTL_SECS, s.secure)
+}
+
+pub(crate) fn clear_flow_cookie(live: &Live) -> String {
+    let s = &live.cfg.session;
+    cookie_header(&s.flow_cookie, "", &live.cfg.flow_prefix, 0, s.secure)
+}
+
+pub(crate) fn session_cookie(live: &Live, claims: &Claims) -> String {
+    let s = &live.cfg.session;
+    let sealed = s.keys.seal_json(Purpose::Session, claims);
+    cookie_header(&s.cookie, &sealed, "/", s.ttl.as_secs() as i64, s.secure)
+}
+
+fn clear_session_cookie(live: &Live) -> String {
+    let s = &live.cfg.session;
+    cookie_header(&s.cookie, "", "/", 0, s.secure)
+}
+
+/// The flow cookie of this browser, if valid.
+pub(crate) fn read_flow(live: &Live, session: &Session) -> Option<FlowClaims> {
+    let raw = headers::read_cookie(session.req_header(), &live.cfg.session.flow_cookie)?;
+    live.cfg.session.keys.open_flow(&raw, unix_now()).ok()
+}
+
+/// Base URL for absolute links back to verigate (provider return URLs).
+pub(crate) fn public_base(live: &Live, session: &Session) -> Option<String> {
+    if let Some(u) = &live.cfg.public_url {
+        return Some(u.clone());
+    }
+    let host = session
+        .req_header()
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| session.req_header().uri.authority().map(|a| a.as_str()))?;
+    let ok = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    if !ok {
+        return None;
+    }
+    let scheme = if live.cfg.session.secure { "https" } else { "http" };
+    Some(format!("{scheme}://{host}"))
+}
+
+/// Read a small request body (JSON posts from the page or provider callbacks).
+pub(crate) async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Vec<u8>>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        body.extend_from_slice(&chunk);
+        if body.len() > limit {
+            return Ok(None);
+        }
+    }
+    Ok(Some(body))
+}
+
+pub async fn handle(live: &Live, store: &dyn Store, session: &mut Session, rest: &str) -> Result<()> {
+    let method = session.req_header().method.clone();
+    let html = wants_html(session);
+    let reply = match (method.as_str(), rest) {
+        ("GET" | "HEAD", "/verify") => choice_page(live, session),
+        ("GET" | "HEAD", "/iamport/start") => iamport::start(live, session),
+        ("GET" | "HEAD", "/iamport/return") => iamport::on_return(live, store, session).await,
+        ("POST", "/iamport/complete") => iamport::complete(live, store, session).await?,
+        ("GET" | "HEAD", "/session") => session_info(live, session),
+        ("POST", "/logout") => Reply::json(200, r#"{"ok":true}"#.into()).cookie(clear_session_cookie(live)),
+        ("GET" | "HEAD", "/jwks.json") => Reply::json(200, r#"{"keys":[]}"#.into()),
+        _ => Reply::problem(&Problem::new(404, "no_route"), html),
+    };
+    reply.send(session).await
+}
+
+fn choice_page(live: &Live, session: &Session) -> Reply {
+    let html = wants_html(session);
+    let Some(return_to) = safe_return_to(query_param(session, "return_to").as_deref()) else {
+        return Reply::problem(&Problem::new(400, "bad_return_to"), html);
+    };
+    let prefix = &live.cfg.flow_prefix;
+    let providers = providers_for(live, &return_to);
+    let mut links = String::new();
+    for p in &providers {
+        let (ko, en) = p.label();
+        links.push_str(&format!(
+            r#"<a class="button" data-provider="{id}" href="{prefix}/{id}/start?return_to={rt}">{ko} · {en}</a>"#,
+            id = p.as_str(),
+            prefix = escape(prefix),
+            rt = escape(&enc(&return_to)),
+            ko = escape(ko),
+            en = escape(en),
+        ));
+    }
+    if providers.is_empty() {
+        links.push_str("<p>이 페이지에 설정된 인증 수단이 없습니다. · No verification method is configured for this page.</p>");
+    }
+    Reply::html(
+        200,
+        page(
+            "본인인증 · Verify your identity",
+            &format!(
+                r#"<h1>본인인증</h1><p class="en"><strong>Verify your identity</strong></p>
+<p>계속하려면 인증 수단을 선택하세요.</p><p class="en">Choose how to verify to continue.</p>{links}"#
+            ),
+        ),
+    )
+}
+
+fn session_info(live: &Live, session: &Session) -> Reply {
+    let cfg = &live.cfg;
+    let claims = headers::read_cookie(session.req_header(), &cfg.session.cookie)
+        .and_then(|c| cfg.session.keys.open_session(&c, unix_now()).ok());
+    match claims {
+        None => Reply::problem(&Problem::new(401, "not_logged_in"), false),
+        Some(c) => Reply::json(
+            200,
+            serde_json::json!({
+                "provider": c.provider.as_str(),
+                "unique_in_site": c.unique_in_site,
+                "verified_at": c.verified_at,
+                "issued_at": c.issued_at,
+                "expires_at": c.expires_at,
+            })
+            .to_string(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_to_same_site_only() {
+        assert_eq!(safe_return_to(None).as_deref(), Some("/"));
+        assert_eq!(safe_return_to(Some("/signup?a=b")).as_deref(), Some("/signup?a=b"));
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "javascript:alert(1)",
+            "evil",
+            "/%2F%2Fevil.example",
+            "/%5Cevil",
+            "/a\r\nSet-Cookie:x",
+            "/%0d%0aX:1",
+        ] {
+            assert!(safe_return_to(Some(bad)).is_none(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn prefix_split() {
+        assert_eq!(under_prefix("/.verigate/verify", "/.verigate"), Some("/verify"));
+        assert_eq!(under_prefix("/.verigate", "/.verigate"), Some(""));
+        assert_eq!(under_prefix("/.verigatex", "/.verigate"), None);
+    }
+}

@@ -1,0 +1,340 @@
+//! Answers verigate gives itself: readable bilingual HTML for browsers, JSON with a stable
+//! `error` code for API clients, redirects. Written straight to the downstream session.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+
+/// Does this request come from a browser navigation (GET/HEAD accepting HTML)?
+pub fn wants_html(session: &Session) -> bool {
+    let req = session.req_header();
+    let navigation = req.method == http::Method::GET || req.method == http::Method::HEAD;
+    navigation
+        && req
+            .headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"))
+}
+
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// JSON for a `<script type="application/json">` block: no `<`, `>` or `&` can end the script.
+pub fn script_json(v: &serde_json::Value) -> String {
+    v.to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+/// A full HTML page in verigate's look. `body` is trusted HTML.
+pub fn page(title: &str, body: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="ko"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body{{font-family:system-ui,-apple-system,"Apple SD Gothic Neo","Malgun Gothic",sans-serif;background:#f5f6f8;color:#1d2330;margin:0}}
+main{{max-width:32rem;margin:8vh auto;background:#fff;border-radius:12px;padding:2rem;box-shadow:0 2px 12px rgba(0,0,0,.08)}}
+h1{{font-size:1.35rem;margin:0 0 .25rem}} .en{{color:#5b6475}} p{{line-height:1.55}}
+a.button,button{{display:block;width:100%;box-sizing:border-box;text-align:center;margin:.75rem 0;padding:.9rem;border-radius:8px;border:0;background:#2a5bd7;color:#fff;font-size:1rem;text-decoration:none;cursor:pointer}}
+a.button.secondary{{background:#e8ecf5;color:#1d2330}} .code{{font-family:monospace;color:#8a93a5;font-size:.8rem}}
+</style></head><body><main>
+{body}
+</main></body></html>"#,
+        title = escape(title),
+    )
+}
+
+/// A refusal or failure, in both forms.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub status: u16,
+    /// Stable machine-readable code (`verification_required`, `underage`, ...).
+    pub code: &'static str,
+    pub title_ko: &'static str,
+    pub title_en: &'static str,
+    pub detail_ko: &'static str,
+    pub detail_en: &'static str,
+    /// Where a person can go next (a retry link), also given as `verify_url` in JSON.
+    pub next: Option<String>,
+}
+
+impl Problem {
+    pub fn new(status: u16, code: &'static str) -> Self {
+        let (title_ko, title_en, detail_ko, detail_en) = texts(code);
+        Problem {
+            status,
+            code,
+            title_ko,
+            title_en,
+            detail_ko,
+            detail_en,
+            next: None,
+        }
+    }
+
+    pub fn with_next(mut self, next: String) -> Self {
+        self.next = Some(next);
+        self
+    }
+
+    pub fn html(&self) -> String {
+        let next = self
+            .next
+            .as_deref()
+            .map(|n| {
+                format!(
+                    r#"<a class="button" href="{}">다시 인증하기 · Verify again</a>"#,
+                    escape(n)
+                )
+            })
+            .unwrap_or_default();
+        page(
+            self.title_en,
+            &format!(
+                r#"<h1>{}</h1><p class="en"><strong>{}</strong></p><p>{}</p><p class="en">{}</p>{next}<p class="code">{} · {}</p>"#,
+                escape(self.title_ko),
+                escape(self.title_en),
+                escape(self.detail_ko),
+                escape(self.detail_en),
+                self.status,
+                self.code
+            ),
+        )
+    }
+
+    pub fn json(&self) -> String {
+        let mut v = serde_json::json!({ "error": self.code, "message": self.detail_en });
+        if let Some(n) = &self.next {
+            v["verify_url"] = serde_json::Value::String(n.clone());
+        }
+        v.to_string()
+    }
+}
+
+fn texts(code: &str) -> (&'static str, &'static str, &'static str, &'static str) {
+    match code {
+        "verification_required" => (
+            "본인인증이 필요합니다",
+            "Identity verification required",
+            "이 페이지를 이용하려면 먼저 본인인증을 해 주세요.",
+            "Please verify your identity to use this page.",
+        ),
+        "underage" => (
+            "이용 가능한 나이가 아닙니다",
+            "Age requirement not met",
+            "이 서비스는 법정 연령 이상만 이용할 수 있습니다.",
+            "This service is only available to people above the required age.",
+        ),
+        "duplicate_account" => (
+            "이미 가입된 분입니다",
+            "Already signed up",
+            "같은 분의 가입이 이미 완료되었거나 진행 중입니다.",
+            "An account for this person already exists or is being created.",
+        ),
+        "bad_path" => (
+            "잘못된 요청 주소입니다",
+            "Malformed request path",
+            "요청 주소를 해석할 수 없습니다.",
+            "The request path could not be interpreted safely.",
+        ),
+        "no_route" => (
+            "페이지를 찾을 수 없습니다",
+            "Not found",
+            "이 주소는 설정된 경로가 아닙니다.",
+            "No configured route serves this address.",
+        ),
+        "bad_return_to" => (
+            "잘못된 돌아갈 주소입니다",
+            "Invalid return address",
+            "인증 후 돌아갈 주소는 이 사이트의 경로여야 합니다.",
+            "The return address must be a path on this site.",
+        ),
+        "flow_missing" => (
+            "인증 세션이 만료되었습니다",
+            "Verification expired",
+            "인증을 시작한 브라우저에서 처음부터 다시 시도해 주세요.",
+            "Please start again in the browser where you began verifying.",
+        ),
+        "flow_mismatch" => (
+            "인증 정보가 일치하지 않습니다",
+            "Verification does not match",
+            "이 브라우저에서 시작한 인증 결과가 아닙니다.",
+            "This result does not belong to the verification started in this browser.",
+        ),
+        "not_certified" => (
+            "본인인증이 완료되지 않았습니다",
+            "Verification not completed",
+            "인증이 완료되지 않았거나 취소되었습니다.",
+            "The verification was not completed or was cancelled.",
+        ),
+        "stale_result" => (
+            "인증 결과가 만료되었습니다",
+            "Verification result too old",
+            "인증 결과가 오래되었습니다. 다시 인증해 주세요.",
+            "The verification result is too old. Please verify again.",
+        ),
+        "replayed_result" => (
+            "이미 사용된 인증 결과입니다",
+            "Verification already used",
+            "한 번 사용된 인증 결과는 다시 사용할 수 없습니다.",
+            "A verification result can only be used once.",
+        ),
+        "result_not_found" => (
+            "인증 결과를 찾을 수 없습니다",
+            "Verification result not found",
+            "인증 기관에서 결과를 찾을 수 없습니다.",
+            "The provider has no such verification result.",
+        ),
+        "provider_unavailable" => (
+            "인증 기관에 연결할 수 없습니다",
+            "Verification provider unavailable",
+            "잠시 후 다시 시도해 주세요.",
+            "The verification provider cannot be reached right now. Please try again shortly.",
+        ),
+        "provider_bad_response" | "provider_unauthorized" | "provider_rejected" => (
+            "인증 기관 응답 오류",
+            "Verification provider error",
+            "인증 기관이 올바르지 않은 응답을 보냈습니다. 잠시 후 다시 시도해 주세요.",
+            "The verification provider gave an unusable answer. Please try again shortly.",
+        ),
+        "provider_not_accepted" => (
+            "이 인증 수단은 사용할 수 없습니다",
+            "Provider not accepted here",
+            "이 페이지는 다른 인증 수단을 요구합니다.",
+            "This page does not accept that verification method.",
+        ),
+        "store_unavailable" => (
+            "일시적인 오류입니다",
+            "Temporarily unavailable",
+            "잠시 후 다시 시도해 주세요.",
+            "verigate cannot reach its state store. Please try again shortly.",
+        ),
+        "bad_request" => (
+            "잘못된 요청입니다",
+            "Bad request",
+            "요청 형식이 올바르지 않습니다.",
+            "The request is malformed.",
+        ),
+        "not_logged_in" => (
+            "인증 세션이 없습니다",
+            "No verification session",
+            "현재 인증된 세션이 없습니다.",
+            "There is no verified session.",
+        ),
+        _ => (
+            "오류가 발생했습니다",
+            "Something went wrong",
+            "잠시 후 다시 시도해 주세요.",
+            "Please try again shortly.",
+        ),
+    }
+}
+
+/// A response to write: status, headers and body.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(http::HeaderName, String)>,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn new(status: u16) -> Self {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    pub fn header(mut self, name: http::HeaderName, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn html(status: u16, html: String) -> Self {
+        Reply::new(status)
+            .header(http::header::CONTENT_TYPE, "text/html; charset=utf-8")
+            .body(html)
+    }
+
+    pub fn json(status: u16, json: String) -> Self {
+        Reply::new(status)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(json)
+    }
+
+    pub fn redirect(location: &str) -> Self {
+        Reply::new(302).header(http::header::LOCATION, location)
+    }
+
+    pub fn problem(p: &Problem, html: bool) -> Self {
+        if html {
+            Reply::html(p.status, p.html())
+        } else {
+            Reply::json(p.status, p.json())
+        }
+    }
+
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    pub fn cookie(self, set_cookie: String) -> Self {
+        self.header(http::header::SET_COOKIE, set_cookie)
+    }
+
+    pub async fn send(self, session: &mut Session) -> Result<()> {
+        let mut resp = ResponseHeader::build(self.status, Some(self.headers.len() + 3))?;
+        for (k, v) in self.headers {
+            resp.append_header(k, v)?;
+        }
+        resp.insert_header(http::header::CONTENT_LENGTH, self.body.len().to_string())?;
+        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        resp.insert_header("x-content-type-options", "nosniff")?;
+        let head_only = session.req_header().method == http::Method::HEAD;
+        let empty = self.body.is_empty() || head_only;
+        session.write_response_header(Box::new(resp), empty).await?;
+        if !empty {
+            session.write_response_body(Some(self.body), true).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_html_and_script_json() {
+        assert_eq!(escape("<a href='x'>&\""), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;");
+        let j = script_json(&serde_json::json!({"x": "</script><script>"}));
+        assert!(!j.contains('<'));
+    }
+
+    #[test]
+    fn problem_json_is_stable() {
+        let p = Problem::new(401, "verification_required").with_next("/v?x".into());
+        let v: serde_json::Value = serde_json::from_str(&p.json()).unwrap();
+        assert_eq!(v["error"], "verification_required");
+        assert_eq!(v["verify_url"], "/v?x");
+    }
+}

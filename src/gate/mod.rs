@@ -1,0 +1,320 @@
+//! The proxy: Pingora's phases, each doing one job.
+//! - `request_filter`: strip identity headers, normalise the path, serve verigate's own
+//!   endpoints, match the route, check the session, age and account rules.
+//! - `upstream_peer`: pick an upstream address.
+//! - `upstream_request_filter`: inject verified identity headers, keep verigate's cookies home.
+//! - `response_filter`: settle one-account reservations on the upstream's answer.
+//! - `logging`: metrics.
+
+pub mod answers;
+pub mod headers;
+pub mod path;
+pub mod routes;
+
+use crate::config::RuntimeConfig;
+use crate::providers::iamport::IamportClient;
+use crate::store::{Reservation, Store};
+use answers::{wants_html, Problem, Reply};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use headers::Identity;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::{Error, Result};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A config together with the provider clients built from it; swapped whole on reload.
+pub struct Live {
+    pub cfg: RuntimeConfig,
+    pub iamport: Option<Arc<IamportClient>>,
+}
+
+impl Live {
+    pub fn new(cfg: RuntimeConfig) -> std::result::Result<Self, crate::providers::ProviderError> {
+        let iamport = match &cfg.providers.iamport {
+            Some(c) => Some(IamportClient::new(c.clone())?),
+            None => None,
+        };
+        Ok(Live { cfg, iamport })
+    }
+}
+
+pub struct Gate {
+    pub live: Arc<ArcSwap<Live>>,
+    pub store: Arc<dyn Store>,
+    next_upstream: AtomicUsize,
+}
+
+/// How long a one-account reservation may stay open before a crash is assumed.
+const RESERVATION_TTL: Duration = Duration::from_secs(120);
+
+#[derive(Default)]
+pub struct Ctx {
+    started: Option<Instant>,
+    live: Option<Arc<Live>>,
+    route: Option<usize>,
+    decision: &'static str,
+    identity: Option<Identity>,
+    /// (route name, person hash) of a one-account reservation this request holds.
+    reservation: Option<(String, String)>,
+}
+
+pub fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl Gate {
+    pub fn new(live: Arc<ArcSwap<Live>>, store: Arc<dyn Store>) -> Self {
+        Gate {
+            live,
+            store,
+            next_upstream: AtomicUsize::new(0),
+        }
+    }
+
+    fn route_name<'a>(&self, ctx: &'a Ctx) -> &'a str {
+        match (&ctx.live, ctx.route) {
+            (Some(l), Some(i)) => l.cfg.routes.get(i).map(|r| r.name.as_str()).unwrap_or("-"),
+            _ => "-",
+        }
+    }
+
+    /// The gate proper, for a request already stripped and matched to a gated route.
+    async fn check(
+        &self,
+        live: &Live,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        route_idx: usize,
+    ) -> Result<bool> {
+        let cfg = &live.cfg;
+        let Some(route) = cfg.routes.get(route_idx) else {
+            return Ok(false);
+        };
+        let Some(req) = &route.require else {
+            ctx.decision = "passed";
+            return Ok(false);
+        };
+        let html = wants_html(session);
+        let now = unix_now();
+        let claims = headers::read_cookie(session.req_header(), &cfg.session.cookie)
+            .and_then(|c| cfg.session.keys.open_session(&c, now).ok())
+            .filter(|c| req.providers.contains(&c.provider))
+            .filter(|c| {
+                req.max_session_age
+                    .is_none_or(|max| now - c.verified_at <= max.as_secs() as i64)
+            });
+        let Some(claims) = claims else {
+            let return_to = session
+                .req_header()
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            let verify = crate::flow::verify_url(&cfg.flow_prefix, return_to);
+            if html {
+                ctx.decision = "redirected_to_verify";
+                Reply::redirect(&verify).send(session).await?;
+            } else {
+                ctx.decision = "unauthenticated_api";
+                let p = Problem::new(401, "verification_required").with_next(verify);
+                Reply::problem(&p, false).send(session).await?;
+            }
+            return Ok(true);
+        };
+
+        let age_ok = match (req.min_age, claims.birth) {
+            (None, _) => None,
+            (Some(_), None) => Some(false),
+            (Some(min), Some(birth)) => {
+                let today = chrono::Utc::now().with_timezone(&cfg.timezone).date_naive();
+                let ok = headers::age_on(birth, today) >= min as i32;
+                if !ok {
+                    ctx.decision = "underage";
+                    Reply::problem(&Problem::new(403, "underage"), html)
+                        .send(session)
+                        .await?;
+                    return Ok(true);
+                }
+                Some(true)
+            }
+        };
+
+        if req.one_account_per_person {
+            match self
+                .store
+                .reserve_account(&route.name, &claims.ci_hash, RESERVATION_TTL)
+                .await
+            {
+                Ok(Reservation::Reserved) => {
+                    ctx.reservation = Some((route.name.clone(), claims.ci_hash.clone()));
+                }
+                Ok(Reservation::Taken) | Ok(Reservation::InProgress) => {
+                    ctx.decision = "duplicate_account";
+                    Reply::problem(&Problem::new(409, "duplicate_account"), html)
+                        .send(session)
+                        .await?;
+                    return Ok(true);
+                }
+                Err(e) => {
+                    tracing::warn!(route = %route.name, error = %e, "store unavailable; failing closed");
+                    ctx.decision = "store_unavailable";
+                    Reply::problem(&Problem::new(503, "store_unavailable"), html)
+                        .send(session)
+                        .await?;
+                    return Ok(true);
+                }
+            }
+        }
+
+        ctx.identity = Some(Identity {
+            claims,
+            age_ok,
+            forward: route.forward,
+        });
+        ctx.decision = "passed";
+        Ok(false)
+    }
+
+    async fn settle(&self, ctx: &mut Ctx, success: bool) {
+        if let Some((route, person)) = ctx.reservation.take() {
+            let r = if success {
+                self.store.commit_account(&route, &person).await
+            } else {
+                self.store.release_account(&route, &person).await
+            };
+            if let Err(e) = r {
+                tracing::warn!(route = %route, error = %e, "could not settle an account reservation");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gate {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            started: Some(Instant::now()),
+            decision: "none",
+            ..Default::default()
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let live = self.live.load_full();
+        ctx.live = Some(live.clone());
+        let cfg = &live.cfg;
+        // 1. No client-sent identity header survives, on any route.
+        headers::strip_identity(session.req_header_mut(), &cfg.identity.prefix);
+
+        let normalized = match path::normalize(session.req_header().uri.path()) {
+            Ok(p) => p,
+            Err(_) => {
+                ctx.decision = "bad_path";
+                let html = wants_html(session);
+                Reply::problem(&Problem::new(400, "bad_path"), html)
+                    .send(session)
+                    .await?;
+                return Ok(true);
+            }
+        };
+
+        if let Some(rest) = crate::flow::under_prefix(&normalized, &cfg.flow_prefix) {
+            ctx.decision = "flow";
+            let rest = rest.to_string();
+            crate::flow::handle(&live, self.store.as_ref(), session, &rest).await?;
+            return Ok(true);
+        }
+
+        let method = session.req_header().method.clone();
+        let Some(idx) = cfg.routes.find(&method, &normalized) else {
+            ctx.decision = "no_route";
+            let html = wants_html(session);
+            Reply::problem(&Problem::new(404, "no_route"), html)
+                .send(session)
+                .await?;
+            return Ok(true);
+        };
+        ctx.route = Some(idx);
+        self.check(&live, session, ctx, idx).await
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let live = match &ctx.live {
+            Some(l) => l.clone(),
+            None => self.live.load_full(),
+        };
+        let up = &live.cfg.upstream;
+        if up.addrs.is_empty() {
+            return Err(Error::explain(
+                pingora::ErrorType::ConnectNoRoute,
+                "no upstream address",
+            ));
+        }
+        let i = self.next_upstream.fetch_add(1, Ordering::Relaxed) % up.addrs.len();
+        let mut peer = HttpPeer::new(up.addrs[i], up.tls, up.sni.clone());
+        peer.options.connection_timeout = Some(up.connect_timeout);
+        peer.options.read_timeout = Some(up.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let Some(live) = &ctx.live else {
+            return Ok(());
+        };
+        let cfg = &live.cfg;
+        // Stripped again here: nothing between the phases may have re-added one.
+        headers::strip_identity(upstream, &cfg.identity.prefix);
+        headers::strip_cookies(upstream, &[&cfg.session.cookie, &cfg.session.flow_cookie]);
+        if let Some(id) = &ctx.identity {
+            headers::inject(upstream, &cfg.identity, id);
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if ctx.reservation.is_some() {
+            let ok = upstream_response.status.is_success();
+            self.settle(ctx, ok).await;
+        }
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        // A reservation still open here means the upstream never answered.
+        self.settle(ctx, false).await;
+        let decision = if e.is_some() && ctx.decision == "passed" {
+            "upstream_error"
+        } else {
+            ctx.decision
+        };
+        let route = self.route_name(ctx).to_string();
+        crate::metrics::request(&route, decision);
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        tracing::debug!(
+            route = %route,
+            decision,
+            status,
+            latency_ms = ctx.started.map(|s| s.elapsed().as_millis() as u64).unwrap_or(0),
+            "request"
+        );
+    }
+}

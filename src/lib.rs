@@ -1,0 +1,185 @@
+//! verigate: a Pingora reverse proxy that puts Korean identity verification in front of web
+//! apps. `build` turns a validated config into a ready-to-run Pingora server.
+
+pub mod admin;
+pub mod config;
+pub mod flow;
+pub mod gate;
+pub mod metrics;
+pub mod providers;
+pub mod sandbox;
+pub mod session;
+pub mod store;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use config::{RuntimeConfig, StoreConfig};
+use gate::{Gate, Live};
+use pingora::server::configuration::ServerConf;
+use pingora::server::{ListenFds, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::Service;
+use std::net::SocketAddr;
+use std::os::fd::{IntoRawFd, RawFd};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Listen {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("provider client: {0}")]
+    Provider(#[from] providers::ProviderError),
+}
+
+/// A built server and what a caller needs to reach it.
+pub struct Built {
+    pub server: Server,
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    pub live: Arc<ArcSwap<Live>>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuildOptions {
+    /// Take the listening sockets over from a running verigate (Pingora graceful upgrade)
+    /// instead of binding them.
+    pub upgrade: bool,
+}
+
+/// A listening service whose socket was bound before the server started, so that the
+/// caller knows the address (port 0 included) and bind errors surface before anything runs.
+struct Prebound<S> {
+    inner: S,
+    key: String,
+    fd: RawFd,
+}
+
+#[async_trait]
+impl<S: Service> Service for Prebound<S> {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+    ) {
+        if let Some(table) = &fds {
+            table.lock().add(self.key.clone(), self.fd);
+        }
+        self.inner.start_service(fds, shutdown, listeners_per_fd).await
+    }
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn threads(&self) -> Option<usize> {
+        self.inner.threads()
+    }
+}
+
+fn prebind(what: &'static str, addr: SocketAddr) -> Result<(SocketAddr, RawFd), BuildError> {
+    let err = |source| BuildError::Listen { what, addr, source };
+    let l = std::net::TcpListener::bind(addr).map_err(err)?;
+    l.set_nonblocking(true).map_err(err)?;
+    let actual = l.local_addr().map_err(err)?;
+    Ok((actual, l.into_raw_fd()))
+}
+
+fn add_listening<A>(
+    server: &mut Server,
+    mut svc: pingora::services::listening::Service<A>,
+    what: &'static str,
+    addr: SocketAddr,
+    opts: BuildOptions,
+) -> Result<SocketAddr, BuildError>
+where
+    A: pingora::apps::ServerApp + Send + Sync + 'static,
+{
+    if opts.upgrade {
+        svc.add_tcp(&addr.to_string());
+        server.add_service(svc);
+        return Ok(addr);
+    }
+    let (actual, fd) = prebind(what, addr)?;
+    let key = actual.to_string();
+    svc.add_tcp(&key);
+    server.add_service(Prebound { inner: svc, key, fd });
+    Ok(actual)
+}
+
+pub fn make_store(cfg: &StoreConfig) -> Arc<dyn store::Store> {
+    match cfg {
+        StoreConfig::Memory => Arc::new(store::memory::MemoryStore::new()),
+    }
+}
+
+/// Build the proxy (and its admin listener) from a validated config.
+pub fn build(cfg: RuntimeConfig, opts: BuildOptions) -> Result<Built, BuildError> {
+    let conf = ServerConf {
+        threads: cfg.threads,
+        grace_period_seconds: Some(1),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(
+        pingora::server::configuration::Opt {
+            upgrade: opts.upgrade,
+            ..Default::default()
+        },
+        conf,
+    );
+    if opts.upgrade {
+        server.bootstrap();
+    }
+    let listen = cfg.listen.addr;
+    let admin_listen = cfg.admin_listen.as_ref().map(|l| l.addr);
+    let store = make_store(&cfg.store);
+    let live = Arc::new(ArcSwap::from_pointee(Live::new(cfg)?));
+
+    let gate = Gate::new(live.clone(), store.clone());
+    let proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        gate,
+        "verigate proxy",
+    );
+    let proxy_addr = add_listening(&mut server, proxy, "listen", listen, opts)?;
+
+    let admin_addr = match admin_listen {
+        None => None,
+        Some(a) => {
+            let app = admin::AdminApp::new(live.clone(), store.clone());
+            let svc = pingora::services::listening::Service::new("verigate admin".into(), app);
+            Some(add_listening(&mut server, svc, "admin_listen", a, opts)?)
+        }
+    };
+    Ok(Built {
+        server,
+        proxy_addr,
+        admin_addr,
+        live,
+    })
+}
+
+/// A shutdown signal from a channel instead of Unix signals (tests, the demo).
+pub struct ChannelShutdown(pub tokio::sync::Mutex<tokio::sync::oneshot::Receiver<()>>);
+
+#[async_trait]
+impl ShutdownSignalWatch for ChannelShutdown {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut rx = self.0.lock().await;
+        let _ = (&mut *rx).await;
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// Run a built server on its own thread until the returned sender is dropped or fired.
+pub fn spawn(server: Server) -> tokio::sync::oneshot::Sender<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        server.run(RunArgs {
+            shutdown_signal: Box::new(ChannelShutdown(tokio::sync::Mutex::new(rx))),
+        });
+    });
+    tx
+}

@@ -1,0 +1,105 @@
+//! Prometheus metrics. Labels are route names, providers, decisions and reasons: never raw
+//! paths or identities.
+
+use once_cell::sync::Lazy;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+use std::time::Duration;
+
+/// verigate's registry (exposed together with the default registry on `/metrics`).
+pub static REGISTRY: Lazy<Registry> = Lazy::new(Registry::new);
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
+    // Registering twice only happens if the Lazy is re-run, which it is not.
+    let _ = REGISTRY.register(Box::new(c.clone()));
+    c
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
+    let _ = REGISTRY.register(Box::new(h.clone()));
+    h
+}
+
+pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_requests_total",
+        "Requests by route and gate decision",
+        &["route", "decision"],
+    )
+});
+
+pub static VERIFICATIONS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_verifications_total",
+        "Verification flows by provider, outcome (started, completed, failed) and reason",
+        &["provider", "outcome", "reason"],
+    )
+});
+
+pub static SESSIONS_ISSUED: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_sessions_issued_total",
+        "Session cookies issued, by provider",
+        &["provider"],
+    )
+});
+
+pub static TOKEN_FETCHES: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_provider_token_fetches_total",
+        "Access tokens fetched from providers",
+        &["provider"],
+    )
+});
+
+pub static PROVIDER_CALLS: Lazy<HistogramVec> = Lazy::new(|| {
+    histogram(
+        "verigate_provider_call_seconds",
+        "Latency of provider API calls",
+        &["provider", "endpoint"],
+        vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+    )
+});
+
+pub fn request(route: &str, decision: &str) {
+    REQUESTS.with_label_values(&[route, decision]).inc();
+}
+
+pub fn verification(provider: &str, outcome: &str, reason: &str) {
+    VERIFICATIONS
+        .with_label_values(&[provider, outcome, reason])
+        .inc();
+}
+
+pub fn session_issued(provider: &str) {
+    SESSIONS_ISSUED.with_label_values(&[provider]).inc();
+}
+
+pub fn provider_token_fetch(provider: &str) {
+    TOKEN_FETCHES.with_label_values(&[provider]).inc();
+}
+
+pub fn provider_call(provider: &str, endpoint: &str, took: Duration) {
+    PROVIDER_CALLS
+        .with_label_values(&[provider, endpoint])
+        .observe(took.as_secs_f64());
+}
+
+/// Prometheus text of verigate's and the default registry's metrics.
+pub fn render() -> Vec<u8> {
+    Lazy::force(&REQUESTS);
+    Lazy::force(&VERIFICATIONS);
+    Lazy::force(&SESSIONS_ISSUED);
+    Lazy::force(&TOKEN_FETCHES);
+    Lazy::force(&PROVIDER_CALLS);
+    let mut families = REGISTRY.gather();
+    families.extend(prometheus::gather());
+    let mut out = Vec::new();
+    let _ = TextEncoder::new().encode(&families, &mut out);
+    out
+}

@@ -1,0 +1,108 @@
+//! Identity providers. Each file talks to one provider's real API and turns its answer into a
+//! [`VerifiedPerson`]; the flow module decides whether to accept it.
+
+pub mod iamport;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProviderId {
+    #[serde(rename = "iamport")]
+    Iamport,
+}
+
+impl ProviderId {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "iamport" => Some(ProviderId::Iamport),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderId::Iamport => "iamport",
+        }
+    }
+    /// What the choice page shows (Korean / English).
+    pub fn label(self) -> (&'static str, &'static str) {
+        match self {
+            ProviderId::Iamport => ("휴대폰 본인인증", "Mobile phone verification (Korea)"),
+        }
+    }
+}
+
+/// A person as a provider vouched for them. `ci` lives only in memory, long enough to hash it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VerifiedPerson {
+    pub provider: ProviderId,
+    /// The provider's result id (Iamport `imp_uid`): the replay guard's key.
+    pub result_id: String,
+    /// The nonce the result was made for (Iamport `merchant_uid`).
+    pub nonce: String,
+    pub certified: bool,
+    pub unique_in_site: Option<String>,
+    pub ci: Option<String>,
+    pub birth: Option<NaiveDate>,
+    pub name: Option<String>,
+    pub gender: Option<String>,
+    pub phone: Option<String>,
+    pub verified_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for VerifiedPerson {
+    // Personal data never reaches logs, even through a stray `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedPerson")
+            .field("provider", &self.provider)
+            .field("certified", &self.certified)
+            .field("verified_at", &self.verified_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a provider call failed, in terms the gate maps to an HTTP answer and a metric reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("provider unreachable or too slow: {0}")]
+    Unavailable(String),
+    #[error("provider answered something unexpected: {0}")]
+    BadResponse(String),
+    #[error("provider refused our credentials: {0}")]
+    Unauthorized(String),
+    #[error("provider has no such result")]
+    NotFound,
+    #[error("provider refused the request: {0}")]
+    Rejected(String),
+}
+
+impl ProviderError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProviderError::Unavailable(_) => "provider_unavailable",
+            ProviderError::BadResponse(_) => "provider_bad_response",
+            ProviderError::Unauthorized(_) => "provider_unauthorized",
+            ProviderError::NotFound => "result_not_found",
+            ProviderError::Rejected(_) => "provider_rejected",
+        }
+    }
+}
+
+pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, ProviderError> {
+    reqwest::Client::builder()
+        .connect_timeout(timeout.min(Duration::from_secs(3)))
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("verigate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ProviderError::Unavailable(format!("http client: {e}")))
+}
+
+pub(crate) fn transport_error(e: reqwest::Error) -> ProviderError {
+    if e.is_timeout() || e.is_connect() || e.is_request() {
+        ProviderError::Unavailable(e.without_url().to_string())
+    } else {
+        ProviderError::BadResponse(e.without_url().to_string())
+    }
+}

@@ -1,0 +1,374 @@
+//! Session and flow cookies: authenticated encryption (XChaCha20-Poly1305) with key rotation.
+//!
+//! A sealed value is `base64url(kid[4] || nonce[24] || ciphertext+tag)`. The key id is derived
+//! from the key itself, so the first key of the ring seals and every key of the ring opens. The
+//! purpose (`session` or `flow`) is bound as associated data: a flow cookie never opens as a session.
+
+use crate::providers::ProviderId;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chrono::NaiveDate;
+use rand::RngCore;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("no session keys given (comma-separated base64 32-byte keys; `verigate keygen` makes one)")]
+    Empty,
+    #[error("key #{0} is not base64")]
+    NotBase64(usize),
+    #[error("key #{0} is {1} bytes; each key must be 32 bytes")]
+    WrongLength(usize, usize),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone, Copy)]
+pub enum OpenError {
+    #[error("malformed")]
+    Malformed,
+    #[error("sealed with a key this instance does not hold")]
+    UnknownKey,
+    #[error("tampered or wrong purpose")]
+    Tampered,
+    #[error("expired")]
+    Expired,
+}
+
+/// Which kind of cookie a sealed value is; bound into the AEAD as associated data.
+#[derive(Debug, Clone, Copy)]
+pub enum Purpose {
+    Session,
+    Flow,
+}
+
+impl Purpose {
+    fn aad(self) -> &'static [u8] {
+        match self {
+            Purpose::Session => b"verigate/session/v1",
+            Purpose::Flow => b"verigate/flow/v1",
+        }
+    }
+}
+
+/// Decode one base64 32-byte key.
+pub fn decode_key(text: &str) -> Result<[u8; 32], KeyError> {
+    let bytes = STANDARD
+        .decode(text.trim())
+        .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim()))
+        .map_err(|_| KeyError::NotBase64(1))?;
+    bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| KeyError::WrongLength(1, bytes.len()))
+}
+
+#[derive(Clone)]
+struct Key {
+    id: [u8; 4],
+    raw: [u8; 32],
+    aead: XChaCha20Poly1305,
+}
+
+/// The session keys: the first seals, all open.
+#[derive(Clone)]
+pub struct Keyring {
+    keys: Vec<Key>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Keyring({} keys, redacted)", self.keys.len())
+    }
+}
+
+impl Keyring {
+    pub fn new(raw_keys: &[[u8; 32]]) -> Result<Self, KeyError> {
+        if raw_keys.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        let keys = raw_keys
+            .iter()
+            .map(|raw| {
+                let digest = Sha256::new()
+                    .chain_update(b"verigate/kid")
+                    .chain_update(raw)
+                    .finalize();
+                Key {
+                    id: [digest[0], digest[1], digest[2], digest[3]],
+                    raw: *raw,
+                    aead: XChaCha20Poly1305::new(raw.into()),
+                }
+            })
+            .collect();
+        Ok(Keyring { keys })
+    }
+
+    /// Comma-separated base64 keys, as `keys_env` holds them.
+    pub fn from_base64_list(list: &str) -> Result<Self, KeyError> {
+        let mut raw = Vec::new();
+        for (i, part) in list
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .enumerate()
+        {
+            let bytes = STANDARD
+                .decode(part)
+                .or_else(|_| URL_SAFE_NO_PAD.decode(part))
+                .map_err(|_| KeyError::NotBase64(i + 1))?;
+            let key: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| KeyError::WrongLength(i + 1, bytes.len()))?;
+            raw.push(key);
+        }
+        Self::new(&raw)
+    }
+
+    /// A separate key for keyed hashes, derived from the first key (HKDF-SHA256).
+    /// Set `session.hash_key_env` explicitly so that rotating session keys keeps hashes stable.
+    pub fn derive_hash_key(&self) -> [u8; 32] {
+        let hk = hkdf::Hkdf::<Sha256>::new(Some(b"verigate"), &self.keys[0].raw);
+        let mut out = [0u8; 32];
+        // 32 bytes is always a valid HKDF-SHA256 output length.
+        let _ = hk.expand(b"verigate/hash-key/v1", &mut out);
+        out
+    }
+
+    pub fn seal(&self, purpose: Purpose, plaintext: &[u8]) -> String {
+        let key = &self.keys[0];
+        let mut nonce = [0u8; 24];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let aad = [purpose.aad(), &key.id[..]].concat();
+        // Encryption with a valid key and nonce cannot fail for in-memory buffers.
+        let ct = key
+            .aead
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(4 + 24 + ct.len());
+        out.extend_from_slice(&key.id);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        URL_SAFE_NO_PAD.encode(out)
+    }
+
+    pub fn open(&self, purpose: Purpose, sealed: &str) -> Result<Vec<u8>, OpenError> {
+        if sealed.len() > 4096 {
+            return Err(OpenError::Malformed);
+        }
+        let bytes = URL_SAFE_NO_PAD
+            .decode(sealed)
+            .map_err(|_| OpenError::Malformed)?;
+        if bytes.len() < 4 + 24 + 16 {
+            return Err(OpenError::Malformed);
+        }
+        let (id, rest) = bytes.split_at(4);
+        let (nonce, ct) = rest.split_at(24);
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.id == id)
+            .ok_or(OpenError::UnknownKey)?;
+        let aad = [purpose.aad(), id].concat();
+        key.aead
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
+            .map_err(|_| OpenError::Tampered)
+    }
+
+    pub fn seal_json<T: Serialize>(&self, purpose: Purpose, value: &T) -> String {
+        let json = serde_json::to_vec(value).unwrap_or_default();
+        self.seal(purpose, &json)
+    }
+
+    pub fn open_json<T: DeserializeOwned>(
+        &self,
+        purpose: Purpose,
+        sealed: &str,
+    ) -> Result<T, OpenError> {
+        let plain = self.open(purpose, sealed)?;
+        serde_json::from_slice(&plain).map_err(|_| OpenError::Malformed)
+    }
+}
+
+/// Fresh random key, base64 (for `keygen` and the demo).
+pub fn fresh_key_b64() -> String {
+    let mut k = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut k);
+    STANDARD.encode(k)
+}
+
+/// Keyed hash (HMAC-SHA256, base64url) of an identifier that must never be kept in clear.
+pub fn keyed_hash(key: &[u8; 32], domain: &str, value: &str) -> String {
+    use hmac::{Mac, SimpleHmac};
+    let mut mac = <SimpleHmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+    mac.update(domain.as_bytes());
+    mac.update(&[0]);
+    mac.update(value.as_bytes());
+    URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..24])
+}
+
+/// What the session cookie carries. Never the CI in clear: only its keyed hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The provider's per-site identifier (DI, PPID, ...).
+    #[serde(rename = "s")]
+    pub unique_in_site: String,
+    /// Keyed hash of the CI (for one-account-per-person rules).
+    #[serde(rename = "h")]
+    pub ci_hash: String,
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    pub birth: Option<NaiveDate>,
+    #[serde(rename = "p")]
+    pub provider: ProviderId,
+    /// UNIX seconds of the verification at the provider.
+    #[serde(rename = "v")]
+    pub verified_at: i64,
+    #[serde(rename = "i")]
+    pub issued_at: i64,
+    #[serde(rename = "e")]
+    pub expires_at: i64,
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
+    pub gender: Option<String>,
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+/// A flow in progress, bound to the browser that started it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowClaims {
+    /// The nonce sent to the provider (Iamport `merchant_uid`).
+    #[serde(rename = "n")]
+    pub nonce: String,
+    #[serde(rename = "r")]
+    pub return_to: String,
+    #[serde(rename = "p")]
+    pub provider: ProviderId,
+    #[serde(rename = "e")]
+    pub expires_at: i64,
+}
+
+impl Keyring {
+    pub fn open_session(&self, sealed: &str, now: i64) -> Result<Claims, OpenError> {
+        let c: Claims = self.open_json(Purpose::Session, sealed)?;
+        if now >= c.expires_at || c.issued_at > now + 60 {
+            return Err(OpenError::Expired);
+        }
+        Ok(c)
+    }
+
+    pub fn open_flow(&self, sealed: &str, now: i64) -> Result<FlowClaims, OpenError> {
+        let c: FlowClaims = self.open_json(Purpose::Flow, sealed)?;
+        if now >= c.expires_at {
+            return Err(OpenError::Expired);
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(n: u8) -> Keyring {
+        Keyring::new(&[[n; 32]]).unwrap()
+    }
+
+    fn claims() -> Claims {
+        Claims {
+            unique_in_site: "MC0GCCqGSIb3DQIJAyEAdi+di+di+di+di+di+di+di+di+di+di+di+di+di+di+c=".into(),
+            ci_hash: "abcdefghijklmnopqrstuvwxyzABCDEF".into(),
+            birth: NaiveDate::from_ymd_opt(1990, 1, 2),
+            provider: ProviderId::Iamport,
+            verified_at: 1_700_000_000,
+            issued_at: 1_700_000_000,
+            expires_at: 1_700_043_200,
+            name: Some("홍길동".into()),
+            gender: Some("male".into()),
+            phone: Some("01012345678".into()),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_small() {
+        let r = ring(1);
+        let sealed = r.seal_json(Purpose::Session, &claims());
+        assert!(sealed.len() < 600, "cookie is {} bytes", sealed.len());
+        assert_eq!(r.open_session(&sealed, 1_700_000_100).unwrap(), claims());
+    }
+
+    #[test]
+    fn expired_is_refused() {
+        let r = ring(1);
+        let sealed = r.seal_json(Purpose::Session, &claims());
+        assert_eq!(r.open_session(&sealed, 1_700_043_200), Err(OpenError::Expired));
+    }
+
+    #[test]
+    fn tampering_any_byte_is_refused() {
+        let r = ring(1);
+        let sealed = r.seal_json(Purpose::Session, &claims());
+        let bytes = URL_SAFE_NO_PAD.decode(&sealed).unwrap();
+        for i in 4..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x01;
+            let t = URL_SAFE_NO_PAD.encode(&b);
+            assert!(r.open(Purpose::Session, &t).is_err(), "flip at {i} accepted");
+        }
+    }
+
+    #[test]
+    fn rotation_first_seals_all_open() {
+        let old = ring(1);
+        let sealed_old = old.seal(Purpose::Session, b"x");
+        let rotated = Keyring::new(&[[2; 32], [1; 32]]).unwrap();
+        assert_eq!(rotated.open(Purpose::Session, &sealed_old).unwrap(), b"x");
+        let sealed_new = rotated.seal(Purpose::Session, b"y");
+        assert_eq!(old.open(Purpose::Session, &sealed_new), Err(OpenError::UnknownKey));
+        assert_eq!(ring(3).open(Purpose::Session, &sealed_old), Err(OpenError::UnknownKey));
+    }
+
+    #[test]
+    fn purposes_do_not_mix() {
+        let r = ring(1);
+        let flow = r.seal(Purpose::Flow, b"{}");
+        assert_eq!(r.open(Purpose::Session, &flow), Err(OpenError::Tampered));
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        let r = ring(1);
+        for g in ["", "!!!", "abc", &"A".repeat(5000)] {
+            assert!(r.open(Purpose::Session, g).is_err());
+        }
+    }
+
+    #[test]
+    fn key_list_parsing() {
+        assert!(Keyring::from_base64_list("").is_err());
+        assert_eq!(
+            Keyring::from_base64_list("AAAA").unwrap_err(),
+            KeyError::WrongLength(1, 3)
+        );
+        let k = fresh_key_b64();
+        let two = format!("{k}, {}", fresh_key_b64());
+        assert_eq!(Keyring::from_base64_list(&two).unwrap().keys.len(), 2);
+    }
+
+    #[test]
+    fn keyed_hash_is_stable_and_keyed() {
+        let a = keyed_hash(&[1; 32], "ci", "X");
+        assert_eq!(a, keyed_hash(&[1; 32], "ci", "X"));
+        assert_ne!(a, keyed_hash(&[2; 32], "ci", "X"));
+        assert_ne!(a, keyed_hash(&[1; 32], "ptn", "X"));
+    }
+}
