@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod demo;
 pub mod flow;
 pub mod gate;
 pub mod metrics;

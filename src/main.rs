@@ -1,1 +1,128 @@
-fn main(){}
+//! verigate's command line. Parses arguments, loads config, builds, runs: nothing else.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "verigate", version, about = "Korean identity verification in front of any web app")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Config file (for the default `run` command).
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve, with the config at FILE (the default command).
+    Run {
+        /// Take the listening sockets over from a running verigate (graceful upgrade).
+        #[arg(short, long)]
+        upgrade: bool,
+    },
+    /// Load and validate the config, print `ok` or every problem.
+    Check,
+    /// Sandbox providers, a demo merchant app and the proxy, all on loopback.
+    Demo {
+        /// Where the proxy listens (falls back to an ephemeral port if taken).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Only the provider simulators.
+    Sandbox {
+        #[arg(long, default_value = "127.0.0.1:9900")]
+        listen: SocketAddr,
+        /// Lifetime of issued tokens in seconds (shorten it to test expiry).
+        #[arg(long, default_value_t = 1800)]
+        token_ttl: u64,
+    },
+    /// Print fresh secrets for the config.
+    Keygen,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VERIGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .json()
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run { upgrade: false }) {
+        Command::Check => {
+            let Some(path) = cli.config else {
+                eprintln!("verigate check: give the config with -c FILE");
+                return ExitCode::from(2);
+            };
+            match verigate::config::load_file(&path) {
+                Ok(_) => {
+                    println!("ok");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    for p in e.problems() {
+                        println!("{p}");
+                    }
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Run { upgrade } => {
+            init_logging();
+            let Some(path) = cli.config else {
+                eprintln!("verigate run: give the config with -c FILE");
+                return ExitCode::from(2);
+            };
+            let cfg = match verigate::config::load_file(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    for p in e.problems() {
+                        eprintln!("{p}");
+                    }
+                    return ExitCode::from(2);
+                }
+            };
+            match verigate::build(cfg, verigate::BuildOptions { upgrade }) {
+                Ok(built) => {
+                    tracing::info!(listen = %built.proxy_addr, admin = ?built.admin_addr, "verigate serving");
+                    built.server.run_forever()
+                }
+                Err(e) => {
+                    eprintln!("verigate: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Demo { listen } => {
+            init_logging();
+            match verigate::demo::run(listen) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("verigate demo: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Sandbox { listen, token_ttl } => {
+            init_logging();
+            match verigate::demo::sandbox_forever(listen, token_ttl) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("verigate sandbox: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Keygen => {
+            println!("{}", verigate::demo::keygen_text());
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -143,7 +143,12 @@ impl Gate {
             }
         };
 
-        if req.one_account_per_person {
+        // Only a state-changing request is a signup: viewing the form reserves nothing.
+        let method = &session.req_header().method;
+        let safe = method == http::Method::GET
+            || method == http::Method::HEAD
+            || method == http::Method::OPTIONS;
+        if req.one_account_per_person && !safe {
             match self
                 .store
                 .reserve_account(&route.name, &claims.ci_hash, RESERVATION_TTL)

@@ -1,0 +1,463 @@
+//! Test harness: the real proxy, the sandbox and an echoing upstream, all on 127.0.0.1:0.
+#![allow(dead_code)]
+
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::any;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use verigate::sandbox::iamport::IamportSim;
+use verigate::sandbox::{self, SandboxOptions};
+
+pub const SESSION_KEY: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+pub const HASH_KEY: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+
+pub fn loopback() -> SocketAddr {
+    ([127, 0, 0, 1], 0).into()
+}
+
+/// What reached the upstream app.
+#[derive(Default)]
+pub struct Echo {
+    pub hits: AtomicUsize,
+    pub last: Mutex<Option<Value>>,
+}
+
+async fn echo(
+    State(e): State<Arc<Echo>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> impl IntoResponse {
+    e.hits.fetch_add(1, Ordering::SeqCst);
+    let mut h: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in &headers {
+        h.entry(k.as_str().to_string())
+            .or_default()
+            .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+    }
+    let v = json!({ "method": method.as_str(), "uri": uri.to_string(), "headers": h });
+    *e.last.lock().unwrap() = Some(v.clone());
+    let status = if method == Method::POST { StatusCode::CREATED } else { StatusCode::OK };
+    (status, Json(v))
+}
+
+pub async fn spawn_router(r: Router) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(l, r).await;
+    });
+    a
+}
+
+pub const DEFAULT_ROUTES: &str = r#"
+routes:
+  - name: signup
+    match: { path: /signup, methods: [GET, POST] }
+    require: { providers: [iamport], min_age: 19, one_account_per_person: true }
+    forward: [name, birth]
+  - name: checkout
+    match: { path_prefix: /checkout }
+    require: { providers: [iamport], min_age: 19, max_session_age: 10m }
+  - name: adult
+    match: { path_prefix: /adult }
+    require: { providers: [iamport], min_age: 19 }
+  - name: member
+    match: { path_prefix: /member }
+    require: { providers: [iamport] }
+  - name: everything-else
+    match: { path_prefix: / }
+"#;
+
+pub struct Setup {
+    pub routes: String,
+    /// Replace the Iamport base URL (a fake provider); None uses the sandbox.
+    pub iamport_base: Option<String>,
+    pub iamport_extra: String,
+    pub token_ttl: Duration,
+    pub api_secret: String,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            routes: DEFAULT_ROUTES.into(),
+            iamport_base: None,
+            iamport_extra: String::new(),
+            token_ttl: Duration::from_secs(1800),
+            api_secret: "sandbox_secret".into(),
+        }
+    }
+}
+
+pub struct Env {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub sandbox: SocketAddr,
+    pub upstream: SocketAddr,
+    pub echo: Arc<Echo>,
+    pub sim: Arc<IamportSim>,
+    pub client: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub fn secrets(api_secret: &str) -> verigate::config::Secrets {
+    let mut m = HashMap::new();
+    m.insert("VG_KEYS".to_string(), SESSION_KEY.to_string());
+    m.insert("VG_HASH".to_string(), HASH_KEY.to_string());
+    m.insert("IMP_KEY".to_string(), "sandbox_key".to_string());
+    m.insert("IMP_SECRET".to_string(), api_secret.to_string());
+    verigate::config::Secrets::from_map(m)
+}
+
+pub fn yaml(upstream: SocketAddr, iamport_base: &str, extra: &str, routes: &str) -> String {
+    format!(
+        r#"
+listen: 127.0.0.1:0
+admin_listen: 127.0.0.1:0
+upstream: {{ addrs: ["{upstream}"], read_timeout: 5s }}
+threads: 2
+session: {{ cookie: vg, ttl: 12h, secure: false, keys_env: VG_KEYS, hash_key_env: VG_HASH }}
+providers:
+  iamport:
+    imp_code: imp12345678
+    api_key_env: IMP_KEY
+    api_secret_env: IMP_SECRET
+    base_url: {iamport_base}
+    sdk_url: {iamport_base}/js/iamport.js
+    timeout: 1s
+{extra}
+{routes}
+"#
+    )
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        Env::with(Setup::default()).await
+    }
+
+    pub async fn with(setup: Setup) -> Env {
+        let (router, sim) = sandbox::router(SandboxOptions {
+            token_ttl: setup.token_ttl,
+        });
+        let sandbox = spawn_router(router).await;
+        let echo = Arc::new(Echo::default());
+        let upstream = spawn_router(Router::new().fallback(any(self::echo)).with_state(echo.clone())).await;
+        let base = setup
+            .iamport_base
+            .clone()
+            .unwrap_or_else(|| format!("http://{sandbox}/iamport"));
+        let extra = setup
+            .iamport_extra
+            .lines()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let text = yaml(upstream, &base, &extra, &setup.routes);
+        let cfg = verigate::config::from_yaml_str(&text, &secrets(&setup.api_secret))
+            .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{text}"));
+        let built = verigate::build(cfg, verigate::BuildOptions::default()).unwrap();
+        let proxy = built.proxy_addr;
+        let admin = built.admin_addr.unwrap();
+        let stop = verigate::spawn(built.server);
+        let client = client();
+        wait_ready(&client, admin).await;
+        Env {
+            proxy,
+            admin,
+            sandbox,
+            upstream,
+            echo,
+            sim,
+            client,
+            _stop: stop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.proxy, path)
+    }
+
+    pub fn hits(&self) -> usize {
+        self.echo.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn last_upstream(&self) -> Value {
+        self.echo.last.lock().unwrap().clone().unwrap_or(Value::Null)
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser {
+            env_proxy: self.proxy,
+            client: self.client.clone(),
+            jar: HashMap::new(),
+        }
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("http://{}/metrics", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+/// Poll until the proxy's admin listener answers (readiness, not a sleep).
+pub async fn wait_ready(client: &reqwest::Client, admin: SocketAddr) {
+    for _ in 0..500 {
+        if let Ok(r) = client.get(format!("http://{admin}/readyz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("verigate did not become ready");
+}
+
+/// A person in the sandbox's certification window.
+#[derive(Clone)]
+pub struct Person {
+    pub name: String,
+    pub birth: String,
+    pub phone: String,
+    pub outcome: &'static str,
+    pub certified_ago: i64,
+}
+
+impl Person {
+    pub fn adult() -> Self {
+        Person {
+            name: "홍길동".into(),
+            birth: "19900101".into(),
+            phone: "01012345678".into(),
+            outcome: "certified",
+            certified_ago: 0,
+        }
+    }
+    pub fn named(name: &str) -> Self {
+        Person {
+            name: name.into(),
+            ..Person::adult()
+        }
+    }
+    pub fn born(birth: &str) -> Self {
+        Person {
+            birth: birth.into(),
+            name: format!("person-{birth}"),
+            ..Person::adult()
+        }
+    }
+}
+
+/// A browser: remembers cookies (by name, one host), never follows redirects by itself.
+#[derive(Clone)]
+pub struct Browser {
+    pub env_proxy: SocketAddr,
+    pub client: reqwest::Client,
+    pub jar: HashMap<String, String>,
+}
+
+/// What a started Iamport flow exposes on its page.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    pub params: Value,
+    pub flow_cookie: String,
+}
+
+impl Flow {
+    pub fn merchant_uid(&self) -> String {
+        self.params["merchant_uid"].as_str().unwrap().to_string()
+    }
+}
+
+pub fn flow_json(html: &str) -> Value {
+    let start = html
+        .find(r#"<script id="verigate-flow" type="application/json">"#)
+        .expect("flow script block");
+    let rest = &html[start..];
+    let open = rest.find('>').unwrap() + 1;
+    let close = rest.find("</script>").unwrap();
+    serde_json::from_str(&rest[open..close]).expect("flow JSON")
+}
+
+impl Browser {
+    fn cookie_header(&self) -> String {
+        self.jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub fn absorb(&mut self, resp: &reqwest::Response) {
+        for v in resp.headers().get_all("set-cookie") {
+            let c = cookie::Cookie::parse(v.to_str().unwrap().to_string()).unwrap();
+            let expired = c.max_age().is_some_and(|m| m.is_zero()) || c.value().is_empty();
+            if expired {
+                self.jar.remove(c.name());
+            } else {
+                self.jar.insert(c.name().to_string(), c.value().to_string());
+            }
+        }
+    }
+
+    pub async fn send(&mut self, req: reqwest::RequestBuilder) -> reqwest::Response {
+        let req = if self.jar.is_empty() {
+            req
+        } else {
+            req.header("cookie", self.cookie_header())
+        };
+        let resp = req.send().await.unwrap();
+        self.absorb(&resp);
+        resp
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.env_proxy, path)
+    }
+
+    pub async fn get_html(&mut self, path: &str) -> reqwest::Response {
+        let req = self.client.get(self.url(path)).header("accept", "text/html");
+        self.send(req).await
+    }
+
+    pub async fn get_json(&mut self, path: &str) -> reqwest::Response {
+        let req = self.client.get(self.url(path)).header("accept", "application/json");
+        self.send(req).await
+    }
+
+    pub async fn post(&mut self, path: &str, body: &str) -> reqwest::Response {
+        let req = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_string());
+        self.send(req).await
+    }
+
+    /// Open the Iamport start page for `return_to`.
+    pub async fn start_iamport(&mut self, return_to: &str) -> Flow {
+        let enc: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+        let r = self
+            .get_html(&format!("/.verigate/iamport/start?return_to={enc}"))
+            .await;
+        assert_eq!(r.status(), 200, "start page");
+        let html = r.text().await.unwrap();
+        Flow {
+            params: flow_json(&html),
+            flow_cookie: self.jar.get("vg_flow").cloned().expect("flow cookie set"),
+        }
+    }
+
+    /// The person fills in the sandbox window. Returns the Location the sandbox sends the
+    /// browser to (redirect mode) or the popup page's data (callback mode).
+    pub async fn certify(&self, sandbox: SocketAddr, flow: &Flow, p: &Person, redirect_mode: bool) -> Value {
+        let mut form = vec![
+            ("imp_code", flow.params["imp_code"].as_str().unwrap().to_string()),
+            ("merchant_uid", flow.merchant_uid()),
+            ("name", p.name.clone()),
+            ("birth", p.birth.clone()),
+            ("gender", "female".into()),
+            ("phone", p.phone.clone()),
+            ("carrier", "SKT".into()),
+            ("foreigner", "false".into()),
+            ("outcome", p.outcome.into()),
+            ("certified_ago", p.certified_ago.to_string()),
+        ];
+        if redirect_mode {
+            form.push((
+                "m_redirect_url",
+                flow.params["m_redirect_url"].as_str().unwrap().to_string(),
+            ));
+        }
+        let r = self
+            .client
+            .post(format!("http://{sandbox}/iamport/certify"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        if redirect_mode {
+            assert!(r.status().is_redirection(), "sandbox redirects back");
+            let loc = r.headers()["location"].to_str().unwrap().to_string();
+            let u = reqwest::Url::parse(&loc).unwrap();
+            let q: HashMap<String, String> = u.query_pairs().into_owned().collect();
+            json!({ "location": loc, "imp_uid": q.get("imp_uid"), "merchant_uid": q.get("merchant_uid"), "success": q.get("success") })
+        } else {
+            let html = r.text().await.unwrap();
+            let start = html.find("var d=").unwrap() + 6;
+            let end = html[start..].find(";if(").unwrap() + start;
+            serde_json::from_str(&html[start..end]).unwrap()
+        }
+    }
+
+    /// Redirect mode, end to end: start, certify, return. Returns the return response.
+    pub async fn verify_redirect(&mut self, sandbox: SocketAddr, return_to: &str, p: &Person) -> reqwest::Response {
+        let flow = self.start_iamport(return_to).await;
+        let back = self.certify(sandbox, &flow, p, true).await;
+        let loc = back["location"].as_str().unwrap().to_string();
+        let req = self.client.get(loc).header("accept", "text/html");
+        self.send(req).await
+    }
+
+    /// Callback mode, end to end: start, certify in the popup, POST complete.
+    pub async fn verify_callback(&mut self, sandbox: SocketAddr, return_to: &str, p: &Person) -> reqwest::Response {
+        let flow = self.start_iamport(return_to).await;
+        let data = self.certify(sandbox, &flow, p, false).await;
+        self.complete(&data["imp_uid"], &data["merchant_uid"]).await
+    }
+
+    pub async fn complete(&mut self, imp_uid: &Value, merchant_uid: &Value) -> reqwest::Response {
+        let req = self
+            .client
+            .post(self.url("/.verigate/iamport/complete"))
+            .header("accept", "application/json")
+            .json(&json!({ "imp_uid": imp_uid, "merchant_uid": merchant_uid }));
+        self.send(req).await
+    }
+}
+
+/// Fetch a certification straight from the sandbox API (what the real service holds).
+pub async fn sandbox_certification(sandbox: SocketAddr, imp_uid: &str) -> Value {
+    let c = client();
+    let t: Value = c
+        .post(format!("http://{sandbox}/iamport/users/getToken"))
+        .json(&json!({"imp_key": "sandbox_key", "imp_secret": "sandbox_secret"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = t["response"]["access_token"].as_str().unwrap().to_string();
+    let v: Value = c
+        .get(format!("http://{sandbox}/iamport/certifications/{imp_uid}"))
+        .header("authorization", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["response"].clone()
+}

@@ -1,0 +1,324 @@
+//! The Iamport flow end to end through the real proxy, the sandbox and an echoing upstream.
+
+mod common;
+use common::*;
+use serde_json::Value;
+
+fn header<'a>(upstream: &'a Value, name: &str) -> Option<&'a str> {
+    upstream["headers"][name][0].as_str()
+}
+
+fn all_header_text(upstream: &Value) -> String {
+    upstream["headers"].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_mode_end_to_end() {
+    let env = Env::start().await;
+    let mut b = env.browser();
+
+    // Unverified browser navigation: sent to the choice page.
+    let r = b.get_html("/signup?plan=gold").await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "/.verigate/verify?return_to=%2Fsignup%3Fplan%3Dgold");
+    let choice = b.get_html("/.verigate/verify?return_to=%2Fsignup%3Fplan%3Dgold").await;
+    assert_eq!(choice.status(), 200);
+    let html = choice.text().await.unwrap();
+    assert!(html.contains(r#"href="/.verigate/iamport/start?return_to=%2Fsignup%3Fplan%3Dgold""#), "{html}");
+    assert_eq!(env.hits(), 0);
+
+    let flow = b.start_iamport("/signup?plan=gold").await;
+    assert_eq!(flow.params["imp_code"], "imp12345678");
+    assert!(flow.params["m_redirect_url"].as_str().unwrap().ends_with("/.verigate/iamport/return"));
+    let back = b.certify(env.sandbox, &flow, &Person::adult(), true).await;
+    let imp_uid = back["imp_uid"].as_str().unwrap().to_string();
+    let req = b.client.get(back["location"].as_str().unwrap()).header("accept", "text/html");
+    let r = b.send(req).await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "/signup?plan=gold");
+    assert!(b.jar.contains_key("vg"), "session cookie set");
+    assert!(!b.jar.contains_key("vg_flow"), "flow cookie cleared");
+    let set_cookies: Vec<_> = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    let session_cookie = set_cookies.iter().find(|c| c.starts_with("vg=")).unwrap();
+    assert!(session_cookie.contains("HttpOnly") && session_cookie.contains("SameSite=Lax"));
+    assert!(session_cookie.len() < 1024, "cookie is {} bytes", session_cookie.len());
+
+    // Verified: the app gets identity headers.
+    let r = b.get_html("/signup?plan=gold").await;
+    assert_eq!(r.status(), 200);
+    let up = env.last_upstream();
+    let cert = sandbox_certification(env.sandbox, &imp_uid).await;
+    assert_eq!(header(&up, "x-verified-unique-in-site"), cert["unique_in_site"].as_str());
+    assert_eq!(header(&up, "x-verified-age-ok"), Some("true"));
+    assert_eq!(header(&up, "x-verified-provider"), Some("iamport"));
+    let at = header(&up, "x-verified-at").unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
+    // signup forwards name and birth; the name is percent-encoded UTF-8.
+    assert_eq!(header(&up, "x-verified-name"), Some("%ED%99%8D%EA%B8%B8%EB%8F%99"));
+    assert_eq!(header(&up, "x-verified-birth"), Some("1990-01-01"));
+    assert_eq!(header(&up, "x-verified-phone"), None);
+    // The CI never leaves verigate, and verigate's cookies stay home.
+    let text = all_header_text(&up);
+    assert!(!text.contains(cert["unique_key"].as_str().unwrap()));
+    assert!(header(&up, "cookie").is_none());
+
+    // Another gated route without `forward` gets no personal fields.
+    let r = b.get_html("/member/home").await;
+    assert_eq!(r.status(), 200);
+    let up = env.last_upstream();
+    assert_eq!(header(&up, "x-verified-name"), None);
+    assert_eq!(header(&up, "x-verified-birth"), None);
+    assert_eq!(header(&up, "x-verified-age-ok"), None, "no min_age on the route: no Age-Ok");
+
+    // /session shows claims without the CI; logout ends the session.
+    let s: Value = b.get_json("/.verigate/session").await.json().await.unwrap();
+    assert_eq!(s["provider"], "iamport");
+    assert!(!s.to_string().contains(cert["unique_key"].as_str().unwrap()));
+    let r = b.post("/.verigate/logout", "").await;
+    assert_eq!(r.status(), 200);
+    assert!(!b.jar.contains_key("vg"));
+    assert_eq!(b.get_html("/member/home").await.status(), 302);
+    assert_eq!(b.get_json("/.verigate/session").await.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_mode_end_to_end() {
+    let env = Env::start().await;
+    let mut b = env.browser();
+    let r = b.verify_callback(env.sandbox, "/checkout/cart", &Person::adult()).await;
+    assert_eq!(r.status(), 200);
+    assert!(b.jar.contains_key("vg"));
+    let j: Value = r.json().await.unwrap();
+    assert_eq!(j["redirect"], "/checkout/cart");
+    let r = b.get_html("/checkout/cart").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&env.last_upstream(), "x-verified-age-ok"), Some("true"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_clients_get_json_401() {
+    let env = Env::start().await;
+    let r = env
+        .client
+        .post(env.url("/signup"))
+        .header("accept", "application/json")
+        .body("x=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let j: Value = r.json().await.unwrap();
+    assert_eq!(j["error"], "verification_required");
+    assert_eq!(j["verify_url"], "/.verigate/verify?return_to=%2Fsignup");
+    // A GET that does not accept HTML is an API call too.
+    let r = env.client.get(env.url("/member")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(env.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_imp_uid_is_refused() {
+    let env = Env::start().await;
+    let mut b = env.browser();
+    let flow = b.start_iamport("/member").await;
+    let back = b.certify(env.sandbox, &flow, &Person::adult(), true).await;
+    let loc = back["location"].as_str().unwrap().to_string();
+    let mut attacker = b.clone(); // same flow cookie, kept aside
+    let r = b.send(b.client.get(&loc).header("accept", "text/html")).await;
+    assert_eq!(r.status(), 302);
+    // Replay of the same return URL with the same (still unexpired) flow cookie.
+    let r = attacker.send(attacker.client.get(&loc).header("accept", "text/html")).await;
+    assert_eq!(r.status(), 409);
+    assert!(!attacker.jar.contains_key("vg") || attacker.jar.get("vg") == b.jar.get("vg"));
+    let html = r.text().await.unwrap();
+    assert!(html.contains("replayed_result"));
+    // And in callback mode.
+    let r = attacker.complete(&back["imp_uid"], &back["merchant_uid"]).await;
+    assert_eq!(r.status(), 409);
+    let j: Value = r.json().await.unwrap();
+    assert_eq!(j["error"], "replayed_result");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_for_another_browsers_flow_is_refused() {
+    let env = Env::start().await;
+    let mut victim = env.browser();
+    let mut attacker = env.browser();
+    let _attacker_flow = attacker.start_iamport("/member").await;
+    let victim_flow = victim.start_iamport("/member").await;
+    let back = victim.certify(env.sandbox, &victim_flow, &Person::adult(), true).await;
+    // The attacker presents the victim's result with the attacker's own flow cookie.
+    let r = attacker.complete(&back["imp_uid"], &back["merchant_uid"]).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "flow_mismatch");
+    // Even when lying about merchant_uid to match its own flow.
+    let own = Value::String(_attacker_flow.merchant_uid());
+    let r = attacker.complete(&back["imp_uid"], &own).await;
+    assert_eq!(r.status(), 403);
+    assert!(!attacker.jar.contains_key("vg"));
+    // No flow cookie at all.
+    let mut stranger = env.browser();
+    let r = stranger.complete(&back["imp_uid"], &back["merchant_uid"]).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "flow_missing");
+    // The victim's own completion still works (nothing was burnt by the attempts).
+    let r = victim.complete(&back["imp_uid"], &back["merchant_uid"]).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncertified_cancelled_and_stale_results_are_refused() {
+    let env = Env::start().await;
+    for (outcome, ago, status, code) in [
+        ("uncertified", 0, 403, "not_certified"),
+        ("cancel", 0, 403, "not_certified"),
+        ("certified", 3600, 403, "stale_result"),
+    ] {
+        let mut b = env.browser();
+        let p = Person {
+            outcome,
+            certified_ago: ago,
+            ..Person::adult()
+        };
+        let r = b.verify_redirect(env.sandbox, "/member", &p).await;
+        assert_eq!(r.status(), status, "{outcome}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains(code), "{outcome}: {html}");
+        assert!(html.contains("/.verigate/verify?return_to=%2Fmember"), "retry link");
+        assert!(!b.jar.contains_key("vg"), "{outcome} gave a session");
+    }
+    let m = env.metrics().await;
+    assert!(m.contains(r#"verigate_verifications_total{outcome="failed",provider="iamport",reason="stale_result"} 1"#), "{m}");
+}
+
+/// Today's date in Seoul, as YYYYMMDD, `years` back and shifted by `days`.
+fn birth_years_ago(years: i32, days: i64) -> String {
+    use chrono::Datelike;
+    let today = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Seoul).date_naive();
+    let base = today
+        .with_year(today.year() - years)
+        .unwrap_or_else(|| chrono::NaiveDate::from_ymd_opt(today.year() - years, 3, 1).unwrap());
+    (base + chrono::Duration::days(days)).format("%Y%m%d").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn birthday_boundary_in_seoul() {
+    let env = Env::start().await;
+    // Turning 19 today in Asia/Seoul: allowed.
+    let mut today = env.browser();
+    let r = today.verify_redirect(env.sandbox, "/adult", &Person::born(&birth_years_ago(19, 0))).await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(today.get_html("/adult").await.status(), 200);
+    assert_eq!(header(&env.last_upstream(), "x-verified-age-ok"), Some("true"));
+    let hits = env.hits();
+    // Turning 19 tomorrow: refused, nothing reaches the app.
+    let mut tomorrow = env.browser();
+    let r = tomorrow.verify_redirect(env.sandbox, "/adult", &Person::born(&birth_years_ago(19, 1))).await;
+    assert_eq!(r.status(), 302, "verification itself succeeds");
+    let r = tomorrow.get_html("/adult").await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("underage"));
+    let r = tomorrow.get_json("/adult").await;
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "underage");
+    assert_eq!(env.hits(), hits);
+    // Routes without min_age still serve the minor.
+    assert_eq!(tomorrow.get_html("/member").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_account_per_person() {
+    let env = Env::start().await;
+    let mut first = env.browser();
+    first.verify_redirect(env.sandbox, "/signup", &Person::named("김하나")).await;
+    // Viewing the form reserves nothing.
+    assert_eq!(first.get_html("/signup").await.status(), 200);
+    assert_eq!(first.post("/signup", "user=a").await.status(), 201);
+    // The same person from another browser: 409, never reaches the app.
+    let mut second = env.browser();
+    second.verify_redirect(env.sandbox, "/signup", &Person::named("김하나")).await;
+    let hits = env.hits();
+    let r = second.post("/signup", "user=b").await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(env.hits(), hits);
+    // Another person is fine.
+    let mut other = env.browser();
+    other.verify_redirect(env.sandbox, "/signup", &Person::named("이둘")).await;
+    assert_eq!(other.post("/signup", "user=c").await.status(), 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_signups_of_one_person_reach_the_app_once() {
+    let env = Env::start().await;
+    let mut b = env.browser();
+    b.verify_redirect(env.sandbox, "/signup", &Person::named("박동시")).await;
+    let before = env.hits();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let mut bb = b.clone();
+        tasks.push(tokio::spawn(async move { bb.post("/signup", &format!("user={i}")).await.status().as_u16() }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 19, "{statuses:?}");
+    assert_eq!(env.hits() - before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_session_age_sends_back_to_verify() {
+    let env = Env::with(Setup {
+        iamport_extra: "max_result_age: 1h".into(),
+        ..Setup::default()
+    })
+    .await;
+    let mut b = env.browser();
+    let p = Person {
+        certified_ago: 20 * 60,
+        ..Person::adult()
+    };
+    assert_eq!(b.verify_redirect(env.sandbox, "/member", &p).await.status(), 302);
+    assert_eq!(b.get_html("/member").await.status(), 200);
+    // checkout wants a verification at most 10 minutes old.
+    let r = b.get_html("/checkout").await;
+    assert_eq!(r.status(), 302);
+    assert!(r.headers()["location"].to_str().unwrap().starts_with("/.verigate/verify"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_is_fetched_once_under_concurrency() {
+    let env = Env::start().await;
+    let mut pending = Vec::new();
+    for i in 0..30 {
+        let mut b = env.browser();
+        let flow = b.start_iamport("/member").await;
+        let data = b.certify(env.sandbox, &flow, &Person::named(&format!("p{i}")), false).await;
+        pending.push((b, data));
+    }
+    assert_eq!(env.sim.token_requests(), 0);
+    let mut tasks = Vec::new();
+    for (mut b, data) in pending {
+        tasks.push(tokio::spawn(async move {
+            b.complete(&data["imp_uid"], &data["merchant_uid"]).await.status().as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(env.sim.token_requests(), 1);
+    let m = env.metrics().await;
+    assert!(m.contains("verigate_provider_token_fetches_total{provider=\"iamport\"}"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_token_is_refreshed() {
+    let env = Env::start().await;
+    let mut b = env.browser();
+    assert_eq!(b.verify_redirect(env.sandbox, "/member", &Person::named("a")).await.status(), 302);
+    assert_eq!(env.sim.token_requests(), 1);
+    env.sim.expire_token();
+    let mut c = env.browser();
+    assert_eq!(c.verify_redirect(env.sandbox, "/member", &Person::named("b")).await.status(), 302);
+    assert_eq!(env.sim.token_requests(), 2, "a 401 on the cached token fetched a new one");
+}
