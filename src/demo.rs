@@ -22,7 +22,10 @@ pub enum DemoError {
 /// The demo's secrets: fresh random session keys and the sandbox's fixed credentials.
 pub fn demo_secrets() -> Secrets {
     let mut m = HashMap::new();
-    m.insert("VERIGATE_SESSION_KEYS".into(), crate::session::fresh_key_b64());
+    m.insert(
+        "VERIGATE_SESSION_KEYS".into(),
+        crate::session::fresh_key_b64(),
+    );
     m.insert("VERIGATE_HASH_KEY".into(), crate::session::fresh_key_b64());
     m.insert("IAMPORT_API_KEY".into(), sandbox::IAMPORT_KEY.into());
     m.insert("IAMPORT_API_SECRET".into(), sandbox::IAMPORT_SECRET.into());
@@ -88,7 +91,11 @@ pub fn run(listen: SocketAddr) -> Result<(), DemoError> {
     built.server.run_forever()
 }
 
-fn build_demo(listen: SocketAddr, sb: SocketAddr, app: SocketAddr) -> Result<crate::Built, DemoError> {
+fn build_demo(
+    listen: SocketAddr,
+    sb: SocketAddr,
+    app: SocketAddr,
+) -> Result<crate::Built, DemoError> {
     let cfg = from_yaml_str(&demo_yaml(listen, sb, app), &demo_secrets())?;
     Ok(crate::build(cfg, crate::BuildOptions::default())?)
 }

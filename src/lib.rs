@@ -17,7 +17,9 @@ use async_trait::async_trait;
 use config::{RuntimeConfig, StoreConfig};
 use gate::{Gate, Live};
 use pingora::server::configuration::ServerConf;
-use pingora::server::{ListenFds, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::server::{
+    ListenFds, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
+};
 use pingora::services::Service;
 use std::net::SocketAddr;
 use std::os::fd::{IntoRawFd, RawFd};
@@ -69,7 +71,9 @@ impl<S: Service> Service for Prebound<S> {
         if let Some(table) = &fds {
             table.lock().add(self.key.clone(), self.fd);
         }
-        self.inner.start_service(fds, shutdown, listeners_per_fd).await
+        self.inner
+            .start_service(fds, shutdown, listeners_per_fd)
+            .await
     }
     fn name(&self) -> &str {
         self.inner.name()
@@ -105,7 +109,11 @@ where
     let (actual, fd) = prebind(what, addr)?;
     let key = actual.to_string();
     svc.add_tcp(&key);
-    server.add_service(Prebound { inner: svc, key, fd });
+    server.add_service(Prebound {
+        inner: svc,
+        key,
+        fd,
+    });
     Ok(actual)
 }
 
@@ -139,11 +147,8 @@ pub fn build(cfg: RuntimeConfig, opts: BuildOptions) -> Result<Built, BuildError
     let live = Arc::new(ArcSwap::from_pointee(Live::new(cfg)?));
 
     let gate = Gate::new(live.clone(), store.clone());
-    let proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        gate,
-        "verigate proxy",
-    );
+    let proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, gate, "verigate proxy");
     let proxy_addr = add_listening(&mut server, proxy, "listen", listen, opts)?;
 
     let admin_addr = match admin_listen {

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "verigate", version, about = "Korean identity verification in front of any web app")]
+#[command(
+    name = "verigate",
+    version,
+    about = "Korean identity verification in front of any web app"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -16,7 +16,9 @@ use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
-    #[error("no session keys given (comma-separated base64 32-byte keys; `verigate keygen` makes one)")]
+    #[error(
+        "no session keys given (comma-separated base64 32-byte keys; `verigate keygen` makes one)"
+    )]
     Empty,
     #[error("key #{0} is not base64")]
     NotBase64(usize),
@@ -285,7 +287,8 @@ mod tests {
 
     fn claims() -> Claims {
         Claims {
-            unique_in_site: "MC0GCCqGSIb3DQIJAyEAdi+di+di+di+di+di+di+di+di+di+di+di+di+di+di+c=".into(),
+            unique_in_site: "MC0GCCqGSIb3DQIJAyEAdi+di+di+di+di+di+di+di+di+di+di+di+di+di+di+c="
+                .into(),
             ci_hash: "abcdefghijklmnopqrstuvwxyzABCDEF".into(),
             birth: NaiveDate::from_ymd_opt(1990, 1, 2),
             provider: ProviderId::Iamport,
@@ -310,7 +313,10 @@ mod tests {
     fn expired_is_refused() {
         let r = ring(1);
         let sealed = r.seal_json(Purpose::Session, &claims());
-        assert_eq!(r.open_session(&sealed, 1_700_043_200), Err(OpenError::Expired));
+        assert_eq!(
+            r.open_session(&sealed, 1_700_043_200),
+            Err(OpenError::Expired)
+        );
     }
 
     #[test]
@@ -322,7 +328,10 @@ mod tests {
             let mut b = bytes.clone();
             b[i] ^= 0x01;
             let t = URL_SAFE_NO_PAD.encode(&b);
-            assert!(r.open(Purpose::Session, &t).is_err(), "flip at {i} accepted");
+            assert!(
+                r.open(Purpose::Session, &t).is_err(),
+                "flip at {i} accepted"
+            );
         }
     }
 
@@ -333,8 +342,14 @@ mod tests {
         let rotated = Keyring::new(&[[2; 32], [1; 32]]).unwrap();
         assert_eq!(rotated.open(Purpose::Session, &sealed_old).unwrap(), b"x");
         let sealed_new = rotated.seal(Purpose::Session, b"y");
-        assert_eq!(old.open(Purpose::Session, &sealed_new), Err(OpenError::UnknownKey));
-        assert_eq!(ring(3).open(Purpose::Session, &sealed_old), Err(OpenError::UnknownKey));
+        assert_eq!(
+            old.open(Purpose::Session, &sealed_new),
+            Err(OpenError::UnknownKey)
+        );
+        assert_eq!(
+            ring(3).open(Purpose::Session, &sealed_old),
+            Err(OpenError::UnknownKey)
+        );
     }
 
     #[test]

@@ -20,41 +20,70 @@ async fn redirect_mode_end_to_end() {
     // Unverified browser navigation: sent to the choice page.
     let r = b.get_html("/signup?plan=gold").await;
     assert_eq!(r.status(), 302);
-    assert_eq!(r.headers()["location"], "/.verigate/verify?return_to=%2Fsignup%3Fplan%3Dgold");
-    let choice = b.get_html("/.verigate/verify?return_to=%2Fsignup%3Fplan%3Dgold").await;
+    assert_eq!(
+        r.headers()["location"],
+        "/.verigate/verify?return_to=%2Fsignup%3Fplan%3Dgold"
+    );
+    let choice = b
+        .get_html("/.verigate/verify?return_to=%2Fsignup%3Fplan%3Dgold")
+        .await;
     assert_eq!(choice.status(), 200);
     let html = choice.text().await.unwrap();
-    assert!(html.contains(r#"href="/.verigate/iamport/start?return_to=%2Fsignup%3Fplan%3Dgold""#), "{html}");
+    assert!(
+        html.contains(r#"href="/.verigate/iamport/start?return_to=%2Fsignup%3Fplan%3Dgold""#),
+        "{html}"
+    );
     assert_eq!(env.hits(), 0);
 
     let flow = b.start_iamport("/signup?plan=gold").await;
     assert_eq!(flow.params["imp_code"], "imp12345678");
-    assert!(flow.params["m_redirect_url"].as_str().unwrap().ends_with("/.verigate/iamport/return"));
+    assert!(flow.params["m_redirect_url"]
+        .as_str()
+        .unwrap()
+        .ends_with("/.verigate/iamport/return"));
     let back = b.certify(env.sandbox, &flow, &Person::adult(), true).await;
     let imp_uid = back["imp_uid"].as_str().unwrap().to_string();
-    let req = b.client.get(back["location"].as_str().unwrap()).header("accept", "text/html");
+    let req = b
+        .client
+        .get(back["location"].as_str().unwrap())
+        .header("accept", "text/html");
     let r = b.send(req).await;
     assert_eq!(r.status(), 302);
     assert_eq!(r.headers()["location"], "/signup?plan=gold");
     assert!(b.jar.contains_key("vg"), "session cookie set");
     assert!(!b.jar.contains_key("vg_flow"), "flow cookie cleared");
-    let set_cookies: Vec<_> = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    let set_cookies: Vec<_> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
     let session_cookie = set_cookies.iter().find(|c| c.starts_with("vg=")).unwrap();
     assert!(session_cookie.contains("HttpOnly") && session_cookie.contains("SameSite=Lax"));
-    assert!(session_cookie.len() < 1024, "cookie is {} bytes", session_cookie.len());
+    assert!(
+        session_cookie.len() < 1024,
+        "cookie is {} bytes",
+        session_cookie.len()
+    );
 
     // Verified: the app gets identity headers.
     let r = b.get_html("/signup?plan=gold").await;
     assert_eq!(r.status(), 200);
     let up = env.last_upstream();
     let cert = sandbox_certification(env.sandbox, &imp_uid).await;
-    assert_eq!(header(&up, "x-verified-unique-in-site"), cert["unique_in_site"].as_str());
+    assert_eq!(
+        header(&up, "x-verified-unique-in-site"),
+        cert["unique_in_site"].as_str()
+    );
     assert_eq!(header(&up, "x-verified-age-ok"), Some("true"));
     assert_eq!(header(&up, "x-verified-provider"), Some("iamport"));
     let at = header(&up, "x-verified-at").unwrap();
     assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
     // signup forwards name and birth; the name is percent-encoded UTF-8.
-    assert_eq!(header(&up, "x-verified-name"), Some("%ED%99%8D%EA%B8%B8%EB%8F%99"));
+    assert_eq!(
+        header(&up, "x-verified-name"),
+        Some("%ED%99%8D%EA%B8%B8%EB%8F%99")
+    );
     assert_eq!(header(&up, "x-verified-birth"), Some("1990-01-01"));
     assert_eq!(header(&up, "x-verified-phone"), None);
     // The CI never leaves verigate, and verigate's cookies stay home.
@@ -68,7 +97,11 @@ async fn redirect_mode_end_to_end() {
     let up = env.last_upstream();
     assert_eq!(header(&up, "x-verified-name"), None);
     assert_eq!(header(&up, "x-verified-birth"), None);
-    assert_eq!(header(&up, "x-verified-age-ok"), None, "no min_age on the route: no Age-Ok");
+    assert_eq!(
+        header(&up, "x-verified-age-ok"),
+        None,
+        "no min_age on the route: no Age-Ok"
+    );
 
     // /session shows claims without the CI; logout ends the session.
     let s: Value = b.get_json("/.verigate/session").await.json().await.unwrap();
@@ -85,14 +118,19 @@ async fn redirect_mode_end_to_end() {
 async fn callback_mode_end_to_end() {
     let env = Env::start().await;
     let mut b = env.browser();
-    let r = b.verify_callback(env.sandbox, "/checkout/cart", &Person::adult()).await;
+    let r = b
+        .verify_callback(env.sandbox, "/checkout/cart", &Person::adult())
+        .await;
     assert_eq!(r.status(), 200);
     assert!(b.jar.contains_key("vg"));
     let j: Value = r.json().await.unwrap();
     assert_eq!(j["redirect"], "/checkout/cart");
     let r = b.get_html("/checkout/cart").await;
     assert_eq!(r.status(), 200);
-    assert_eq!(header(&env.last_upstream(), "x-verified-age-ok"), Some("true"));
+    assert_eq!(
+        header(&env.last_upstream(), "x-verified-age-ok"),
+        Some("true")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,16 +162,22 @@ async fn replayed_imp_uid_is_refused() {
     let back = b.certify(env.sandbox, &flow, &Person::adult(), true).await;
     let loc = back["location"].as_str().unwrap().to_string();
     let mut attacker = b.clone(); // same flow cookie, kept aside
-    let r = b.send(b.client.get(&loc).header("accept", "text/html")).await;
+    let r = b
+        .send(b.client.get(&loc).header("accept", "text/html"))
+        .await;
     assert_eq!(r.status(), 302);
     // Replay of the same return URL with the same (still unexpired) flow cookie.
-    let r = attacker.send(attacker.client.get(&loc).header("accept", "text/html")).await;
+    let r = attacker
+        .send(attacker.client.get(&loc).header("accept", "text/html"))
+        .await;
     assert_eq!(r.status(), 409);
     assert!(!attacker.jar.contains_key("vg") || attacker.jar.get("vg") == b.jar.get("vg"));
     let html = r.text().await.unwrap();
     assert!(html.contains("replayed_result"));
     // And in callback mode.
-    let r = attacker.complete(&back["imp_uid"], &back["merchant_uid"]).await;
+    let r = attacker
+        .complete(&back["imp_uid"], &back["merchant_uid"])
+        .await;
     assert_eq!(r.status(), 409);
     let j: Value = r.json().await.unwrap();
     assert_eq!(j["error"], "replayed_result");
@@ -146,9 +190,13 @@ async fn result_for_another_browsers_flow_is_refused() {
     let mut attacker = env.browser();
     let _attacker_flow = attacker.start_iamport("/member").await;
     let victim_flow = victim.start_iamport("/member").await;
-    let back = victim.certify(env.sandbox, &victim_flow, &Person::adult(), true).await;
+    let back = victim
+        .certify(env.sandbox, &victim_flow, &Person::adult(), true)
+        .await;
     // The attacker presents the victim's result with the attacker's own flow cookie.
-    let r = attacker.complete(&back["imp_uid"], &back["merchant_uid"]).await;
+    let r = attacker
+        .complete(&back["imp_uid"], &back["merchant_uid"])
+        .await;
     assert_eq!(r.status(), 403);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "flow_mismatch");
     // Even when lying about merchant_uid to match its own flow.
@@ -158,11 +206,15 @@ async fn result_for_another_browsers_flow_is_refused() {
     assert!(!attacker.jar.contains_key("vg"));
     // No flow cookie at all.
     let mut stranger = env.browser();
-    let r = stranger.complete(&back["imp_uid"], &back["merchant_uid"]).await;
+    let r = stranger
+        .complete(&back["imp_uid"], &back["merchant_uid"])
+        .await;
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "flow_missing");
     // The victim's own completion still works (nothing was burnt by the attempts).
-    let r = victim.complete(&back["imp_uid"], &back["merchant_uid"]).await;
+    let r = victim
+        .complete(&back["imp_uid"], &back["merchant_uid"])
+        .await;
     assert_eq!(r.status(), 200);
 }
 
@@ -184,7 +236,10 @@ async fn uncertified_cancelled_and_stale_results_are_refused() {
         assert_eq!(r.status(), status, "{outcome}");
         let html = r.text().await.unwrap();
         assert!(html.contains(code), "{outcome}: {html}");
-        assert!(html.contains("/.verigate/verify?return_to=%2Fmember"), "retry link");
+        assert!(
+            html.contains("/.verigate/verify?return_to=%2Fmember"),
+            "retry link"
+        );
         assert!(!b.jar.contains_key("vg"), "{outcome} gave a session");
     }
     let m = env.metrics().await;
@@ -194,11 +249,15 @@ async fn uncertified_cancelled_and_stale_results_are_refused() {
 /// Today's date in Seoul, as YYYYMMDD, `years` back and shifted by `days`.
 fn birth_years_ago(years: i32, days: i64) -> String {
     use chrono::Datelike;
-    let today = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Seoul).date_naive();
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Seoul)
+        .date_naive();
     let base = today
         .with_year(today.year() - years)
         .unwrap_or_else(|| chrono::NaiveDate::from_ymd_opt(today.year() - years, 3, 1).unwrap());
-    (base + chrono::Duration::days(days)).format("%Y%m%d").to_string()
+    (base + chrono::Duration::days(days))
+        .format("%Y%m%d")
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,14 +265,29 @@ async fn birthday_boundary_in_seoul() {
     let env = Env::start().await;
     // Turning 19 today in Asia/Seoul: allowed.
     let mut today = env.browser();
-    let r = today.verify_redirect(env.sandbox, "/adult", &Person::born(&birth_years_ago(19, 0))).await;
+    let r = today
+        .verify_redirect(
+            env.sandbox,
+            "/adult",
+            &Person::born(&birth_years_ago(19, 0)),
+        )
+        .await;
     assert_eq!(r.status(), 302);
     assert_eq!(today.get_html("/adult").await.status(), 200);
-    assert_eq!(header(&env.last_upstream(), "x-verified-age-ok"), Some("true"));
+    assert_eq!(
+        header(&env.last_upstream(), "x-verified-age-ok"),
+        Some("true")
+    );
     let hits = env.hits();
     // Turning 19 tomorrow: refused, nothing reaches the app.
     let mut tomorrow = env.browser();
-    let r = tomorrow.verify_redirect(env.sandbox, "/adult", &Person::born(&birth_years_ago(19, 1))).await;
+    let r = tomorrow
+        .verify_redirect(
+            env.sandbox,
+            "/adult",
+            &Person::born(&birth_years_ago(19, 1)),
+        )
+        .await;
     assert_eq!(r.status(), 302, "verification itself succeeds");
     let r = tomorrow.get_html("/adult").await;
     assert_eq!(r.status(), 403);
@@ -229,20 +303,26 @@ async fn birthday_boundary_in_seoul() {
 async fn one_account_per_person() {
     let env = Env::start().await;
     let mut first = env.browser();
-    first.verify_redirect(env.sandbox, "/signup", &Person::named("김하나")).await;
+    first
+        .verify_redirect(env.sandbox, "/signup", &Person::named("김하나"))
+        .await;
     // Viewing the form reserves nothing.
     assert_eq!(first.get_html("/signup").await.status(), 200);
     assert_eq!(first.post("/signup", "user=a").await.status(), 201);
     // The same person from another browser: 409, never reaches the app.
     let mut second = env.browser();
-    second.verify_redirect(env.sandbox, "/signup", &Person::named("김하나")).await;
+    second
+        .verify_redirect(env.sandbox, "/signup", &Person::named("김하나"))
+        .await;
     let hits = env.hits();
     let r = second.post("/signup", "user=b").await;
     assert_eq!(r.status(), 409);
     assert_eq!(env.hits(), hits);
     // Another person is fine.
     let mut other = env.browser();
-    other.verify_redirect(env.sandbox, "/signup", &Person::named("이둘")).await;
+    other
+        .verify_redirect(env.sandbox, "/signup", &Person::named("이둘"))
+        .await;
     assert_eq!(other.post("/signup", "user=c").await.status(), 201);
 }
 
@@ -250,19 +330,33 @@ async fn one_account_per_person() {
 async fn concurrent_signups_of_one_person_reach_the_app_once() {
     let env = Env::start().await;
     let mut b = env.browser();
-    b.verify_redirect(env.sandbox, "/signup", &Person::named("박동시")).await;
+    b.verify_redirect(env.sandbox, "/signup", &Person::named("박동시"))
+        .await;
     let before = env.hits();
     let mut tasks = Vec::new();
     for i in 0..20 {
         let mut bb = b.clone();
-        tasks.push(tokio::spawn(async move { bb.post("/signup", &format!("user={i}")).await.status().as_u16() }));
+        tasks.push(tokio::spawn(async move {
+            bb.post("/signup", &format!("user={i}"))
+                .await
+                .status()
+                .as_u16()
+        }));
     }
     let mut statuses = Vec::new();
     for t in tasks {
         statuses.push(t.await.unwrap());
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 19, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        19,
+        "{statuses:?}"
+    );
     assert_eq!(env.hits() - before, 1);
 }
 
@@ -278,12 +372,18 @@ async fn max_session_age_sends_back_to_verify() {
         certified_ago: 20 * 60,
         ..Person::adult()
     };
-    assert_eq!(b.verify_redirect(env.sandbox, "/member", &p).await.status(), 302);
+    assert_eq!(
+        b.verify_redirect(env.sandbox, "/member", &p).await.status(),
+        302
+    );
     assert_eq!(b.get_html("/member").await.status(), 200);
     // checkout wants a verification at most 10 minutes old.
     let r = b.get_html("/checkout").await;
     assert_eq!(r.status(), 302);
-    assert!(r.headers()["location"].to_str().unwrap().starts_with("/.verigate/verify"));
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/.verigate/verify"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,14 +393,19 @@ async fn token_is_fetched_once_under_concurrency() {
     for i in 0..30 {
         let mut b = env.browser();
         let flow = b.start_iamport("/member").await;
-        let data = b.certify(env.sandbox, &flow, &Person::named(&format!("p{i}")), false).await;
+        let data = b
+            .certify(env.sandbox, &flow, &Person::named(&format!("p{i}")), false)
+            .await;
         pending.push((b, data));
     }
     assert_eq!(env.sim.token_requests(), 0);
     let mut tasks = Vec::new();
     for (mut b, data) in pending {
         tasks.push(tokio::spawn(async move {
-            b.complete(&data["imp_uid"], &data["merchant_uid"]).await.status().as_u16()
+            b.complete(&data["imp_uid"], &data["merchant_uid"])
+                .await
+                .status()
+                .as_u16()
         }));
     }
     for t in tasks {
@@ -308,17 +413,34 @@ async fn token_is_fetched_once_under_concurrency() {
     }
     assert_eq!(env.sim.token_requests(), 1);
     let m = env.metrics().await;
-    assert!(m.contains("verigate_provider_token_fetches_total{provider=\"iamport\"}"), "{m}");
+    assert!(
+        m.contains("verigate_provider_token_fetches_total{provider=\"iamport\"}"),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_token_is_refreshed() {
     let env = Env::start().await;
     let mut b = env.browser();
-    assert_eq!(b.verify_redirect(env.sandbox, "/member", &Person::named("a")).await.status(), 302);
+    assert_eq!(
+        b.verify_redirect(env.sandbox, "/member", &Person::named("a"))
+            .await
+            .status(),
+        302
+    );
     assert_eq!(env.sim.token_requests(), 1);
     env.sim.expire_token();
     let mut c = env.browser();
-    assert_eq!(c.verify_redirect(env.sandbox, "/member", &Person::named("b")).await.status(), 302);
-    assert_eq!(env.sim.token_requests(), 2, "a 401 on the cached token fetched a new one");
+    assert_eq!(
+        c.verify_redirect(env.sandbox, "/member", &Person::named("b"))
+            .await
+            .status(),
+        302
+    );
+    assert_eq!(
+        env.sim.token_requests(),
+        2,
+        "a 401 on the cached token fetched a new one"
+    );
 }

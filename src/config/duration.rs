@@ -26,7 +26,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             }
         };
         if digits.is_empty() {
-            return Err(format!("`{text}` is not a duration: a unit without a number"));
+            return Err(format!(
+                "`{text}` is not a duration: a unit without a number"
+            ));
         }
         let n: u64 = digits
             .parse()
@@ -63,7 +65,16 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "10", "m", "10x", "-5m", "0s", "1.5h", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "10",
+            "m",
+            "10x",
+            "-5m",
+            "0s",
+            "1.5h",
+            "99999999999999999999s",
+        ] {
             assert!(parse(bad).is_err(), "{bad} should be rejected");
         }
     }

@@ -8,9 +8,11 @@ use crate::providers::ProviderId;
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Where secrets come from: environment variables (by name) and files (by path).
 pub struct Secrets {
-    env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    env: Lookup,
 }
 
 impl Secrets {
@@ -92,7 +94,10 @@ impl Ctx<'_> {
                     None
                 }
                 Err(e) => {
-                    self.err(format!("{path}.{base}_file"), format!("cannot read {f}: {e}"));
+                    self.err(
+                        format!("{path}.{base}_file"),
+                        format!("cannot read {f}: {e}"),
+                    );
                     None
                 }
             },
@@ -100,7 +105,9 @@ impl Ctx<'_> {
                 if required {
                     self.err(
                         path,
-                        format!("missing {base}_env or {base}_file (secrets never live in the YAML)"),
+                        format!(
+                            "missing {base}_env or {base}_file (secrets never live in the YAML)"
+                        ),
                     );
                 }
                 None
@@ -188,7 +195,10 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         .filter_map(|(i, a)| socket_addr(ctx, &format!("upstream.addrs[{i}]"), a))
         .collect();
     if f.upstream.tls && f.upstream.sni.is_empty() {
-        ctx.err("upstream.sni", "set the upstream's TLS server name when tls is true");
+        ctx.err(
+            "upstream.sni",
+            "set the upstream's TLS server name when tls is true",
+        );
     }
     let upstream = Upstream {
         addrs,
@@ -219,7 +229,10 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
             format!("`{flow_prefix}` must be a path like /.verigate (leading /, no trailing /)"),
         );
     }
-    let public_url = f.public_url.as_deref().map(|u| ctx.url("public_url", Some(u), u));
+    let public_url = f
+        .public_url
+        .as_deref()
+        .map(|u| ctx.url("public_url", Some(u), u));
 
     let timezone: Tz = match f.timezone.as_deref().unwrap_or("Asia/Seoul").parse() {
         Ok(tz) => tz,
@@ -261,7 +274,10 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
             "sqlite" | "redis" => {
                 ctx.err(
                     "store.kind",
-                    format!("`{}` is not available in this version yet; use `memory`", s.kind),
+                    format!(
+                        "`{}` is not available in this version yet; use `memory`",
+                        s.kind
+                    ),
                 );
                 StoreConfig::Memory
             }
@@ -279,13 +295,14 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
     let mut routes = Vec::new();
     let mut names = HashSet::new();
     for (i, r) in f.routes.iter().enumerate() {
+        let name = r.name.clone().unwrap_or_else(|| format!("route{i}"));
+        if !names.insert(name.clone()) {
+            ctx.err(
+                format!("routes[{i}].name"),
+                format!("`{name}` is used by an earlier route"),
+            );
+        }
         if let Some(route) = route(ctx, i, r, &providers) {
-            if !names.insert(route.name.clone()) {
-                ctx.err(
-                    format!("routes[{i}].name"),
-                    format!("`{}` is used by an earlier route", route.name),
-                );
-            }
             keep = keep.union(route.forward);
             routes.push(route);
         }
@@ -310,11 +327,21 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
 }
 
 fn session(ctx: &mut Ctx, s: &FileSession) -> Option<SessionConfig> {
-    let cookie = s.cookie.clone().unwrap_or_else(|| "verigate_session".into());
+    let cookie = s
+        .cookie
+        .clone()
+        .unwrap_or_else(|| "verigate_session".into());
     if !is_token(&cookie) || cookie.contains(['=', ';', ',']) {
-        ctx.err("session.cookie", format!("`{cookie}` is not a valid cookie name"));
+        ctx.err(
+            "session.cookie",
+            format!("`{cookie}` is not a valid cookie name"),
+        );
     }
-    let ttl = ctx.duration("session.ttl", s.ttl.as_deref(), Duration::from_secs(12 * 3600));
+    let ttl = ctx.duration(
+        "session.ttl",
+        s.ttl.as_deref(),
+        Duration::from_secs(12 * 3600),
+    );
     let raw = ctx.secret(
         "session",
         "keys",
@@ -327,7 +354,11 @@ fn session(ctx: &mut Ctx, s: &FileSession) -> Option<SessionConfig> {
         Some(raw) => match Keyring::from_base64_list(&raw) {
             Ok(k) => Some(k),
             Err(e) => {
-                let which = if s.keys_env.is_some() { "keys_env" } else { "keys_file" };
+                let which = if s.keys_env.is_some() {
+                    "keys_env"
+                } else {
+                    "keys_file"
+                };
                 ctx.err(format!("session.{which}"), e.to_string());
                 None
             }
@@ -600,4 +631,3 @@ fn require(ctx: &mut Ctx, at: &str, q: &FileRequire, providers: &Providers) -> O
         max_session_age: max_session_age.filter(|d| !d.is_zero()),
     })
 }
-

@@ -25,7 +25,10 @@ pub(super) fn start(live: &Live, session: &Session) -> Reply {
         return Reply::problem(&Problem::new(400, "bad_request"), html);
     };
     let prefix = &live.cfg.flow_prefix;
-    let nonce = format!("vg_{}", Alphanumeric.sample_string(&mut rand::thread_rng(), 24));
+    let nonce = format!(
+        "vg_{}",
+        Alphanumeric.sample_string(&mut rand::thread_rng(), 24)
+    );
     let flow = FlowClaims {
         nonce: nonce.clone(),
         return_to,
@@ -202,7 +205,11 @@ struct CompleteBody {
 }
 
 /// Callback mode: the page posts `{imp_uid, merchant_uid}`; answers `{"redirect": ...}`.
-pub(super) async fn complete(live: &Live, store: &dyn Store, session: &mut Session) -> Result<Reply> {
+pub(super) async fn complete(
+    live: &Live,
+    store: &dyn Store,
+    session: &mut Session,
+) -> Result<Reply> {
     let body = read_body(session, 8 * 1024).await?;
     let parsed: Option<CompleteBody> = body.and_then(|b| serde_json::from_slice(&b).ok());
     let Some(b) = parsed else {

@@ -96,7 +96,13 @@ fn cookie_header(name: &str, value: &str, path: &str, max_age: i64, secure: bool
 pub(crate) fn flow_cookie(live: &Live, flow: &FlowClaims) -> String {
     let s = &live.cfg.session;
     let sealed = s.keys.seal_json(Purpose::Flow, flow);
-    cookie_header(&s.flow_cookie, &sealed, &live.cfg.flow_prefix, FLOW_TTL_SECS, s.secure)
+    cookie_header(
+        &s.flow_cookie,
+        &sealed,
+        &live.cfg.flow_prefix,
+        FLOW_TTL_SECS,
+        s.secure,
+    )
 }
 
 pub(crate) fn clear_flow_cookie(live: &Live) -> String {
@@ -140,7 +146,11 @@ pub(crate) fn public_base(live: &Live, session: &Session) -> Option<String> {
     if !ok {
         return None;
     }
-    let scheme = if live.cfg.session.secure { "https" } else { "http" };
+    let scheme = if live.cfg.session.secure {
+        "https"
+    } else {
+        "http"
+    };
     Some(format!("{scheme}://{host}"))
 }
 
@@ -156,7 +166,12 @@ pub(crate) async fn read_body(session: &mut Session, limit: usize) -> Result<Opt
     Ok(Some(body))
 }
 
-pub async fn handle(live: &Live, store: &dyn Store, session: &mut Session, rest: &str) -> Result<()> {
+pub async fn handle(
+    live: &Live,
+    store: &dyn Store,
+    session: &mut Session,
+    rest: &str,
+) -> Result<()> {
     let method = session.req_header().method.clone();
     let html = wants_html(session);
     let reply = match (method.as_str(), rest) {
@@ -165,7 +180,9 @@ pub async fn handle(live: &Live, store: &dyn Store, session: &mut Session, rest:
         ("GET" | "HEAD", "/iamport/return") => iamport::on_return(live, store, session).await,
         ("POST", "/iamport/complete") => iamport::complete(live, store, session).await?,
         ("GET" | "HEAD", "/session") => session_info(live, session),
-        ("POST", "/logout") => Reply::json(200, r#"{"ok":true}"#.into()).cookie(clear_session_cookie(live)),
+        ("POST", "/logout") => {
+            Reply::json(200, r#"{"ok":true}"#.into()).cookie(clear_session_cookie(live))
+        }
         ("GET" | "HEAD", "/jwks.json") => Reply::json(200, r#"{"keys":[]}"#.into()),
         _ => Reply::problem(&Problem::new(404, "no_route"), html),
     };
@@ -233,7 +250,10 @@ mod tests {
     #[test]
     fn return_to_same_site_only() {
         assert_eq!(safe_return_to(None).as_deref(), Some("/"));
-        assert_eq!(safe_return_to(Some("/signup?a=b")).as_deref(), Some("/signup?a=b"));
+        assert_eq!(
+            safe_return_to(Some("/signup?a=b")).as_deref(),
+            Some("/signup?a=b")
+        );
         for bad in [
             "//evil.example",
             "https://evil.example",
@@ -251,7 +271,10 @@ mod tests {
 
     #[test]
     fn prefix_split() {
-        assert_eq!(under_prefix("/.verigate/verify", "/.verigate"), Some("/verify"));
+        assert_eq!(
+            under_prefix("/.verigate/verify", "/.verigate"),
+            Some("/verify")
+        );
         assert_eq!(under_prefix("/.verigate", "/.verigate"), Some(""));
         assert_eq!(under_prefix("/.verigatex", "/.verigate"), None);
     }

@@ -325,7 +325,10 @@ mod tests {
 
     #[test]
     fn escapes_html_and_script_json() {
-        assert_eq!(escape("<a href='x'>&\""), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;");
+        assert_eq!(
+            escape("<a href='x'>&\""),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;"
+        );
         let j = script_json(&serde_json::json!({"x": "</script><script>"}));
         assert!(!j.contains('<'));
     }

@@ -3,8 +3,8 @@
 
 use crate::config::{Forward, IdentityHeaders};
 use crate::session::Claims;
-use pingora::http::RequestHeader;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use pingora::http::RequestHeader;
 
 /// Non-ASCII, controls and `%` are percent-encoded (UTF-8) in forwarded values.
 const VALUE: &AsciiSet = &CONTROLS.add(b'%');
@@ -12,13 +12,10 @@ const VALUE: &AsciiSet = &CONTROLS.add(b'%');
 /// Does a header name fall under the identity prefix? `prefix` is lower-case with `-`.
 pub fn is_identity_header(name: &str, prefix: &str) -> bool {
     name.len() >= prefix.len()
-        && name
-            .bytes()
-            .zip(prefix.bytes())
-            .all(|(a, p)| {
-                let a = a.to_ascii_lowercase();
-                a == p || (a == b'_' && p == b'-')
-            })
+        && name.bytes().zip(prefix.bytes()).all(|(a, p)| {
+            let a = a.to_ascii_lowercase();
+            a == p || (a == b'_' && p == b'-')
+        })
 }
 
 /// Remove every identity header a client sent. Returns how many were removed.
@@ -60,7 +57,10 @@ pub fn strip_cookies(req: &mut RequestHeader, names: &[&str]) {
     }
     let mut changed = false;
     let mut kept = Vec::new();
-    for c in values.iter().flat_map(|v| cookie::Cookie::split_parse(v.as_str())) {
+    for c in values
+        .iter()
+        .flat_map(|v| cookie::Cookie::split_parse(v.as_str()))
+    {
         match c {
             Ok(c) if names.contains(&c.name()) => changed = true,
             Ok(c) => kept.push(format!("{}={}", c.name(), c.value())),
@@ -149,7 +149,12 @@ mod tests {
     #[test]
     fn prefix_matching_folds_case_and_underscore() {
         let p = "x-verified-";
-        for n in ["x-verified-age-ok", "X-VERIFIED-AGE-OK", "x_verified_age_ok", "X_Verified-x"] {
+        for n in [
+            "x-verified-age-ok",
+            "X-VERIFIED-AGE-OK",
+            "x_verified_age_ok",
+            "X_Verified-x",
+        ] {
             assert!(is_identity_header(n, p), "{n}");
         }
         for n in ["x-verifiedage", "x-verify-", "accept", "x-verified"] {

@@ -86,14 +86,22 @@ impl RouteTable {
     /// Index of the first route matching a *normalised* path.
     pub fn find(&self, method: &Method, normalized: &str) -> Option<usize> {
         let lower;
-        let folded: &str = if self.any_case_insensitive && normalized.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+        let folded: &str = if self.any_case_insensitive
+            && normalized
+                .bytes()
+                .any(|b| b.is_ascii_uppercase() || !b.is_ascii())
+        {
             lower = normalized.to_lowercase();
             &lower
         } else {
             normalized
         };
         self.routes.iter().position(|r| {
-            let p = if r.rule.case_sensitive { normalized } else { folded };
+            let p = if r.rule.case_sensitive {
+                normalized
+            } else {
+                folded
+            };
             r.rule.path_ok(p) && r.rule.method_ok(method)
         })
     }
@@ -127,7 +135,8 @@ mod tests {
 
     fn find(t: &RouteTable, m: &str, raw: &str) -> Option<String> {
         let n = crate::gate::path::normalize(raw).ok()?;
-        t.find(&m.parse().unwrap(), &n).map(|i| t.routes()[i].name.clone())
+        t.find(&m.parse().unwrap(), &n)
+            .map(|i| t.routes()[i].name.clone())
     }
 
     #[test]
@@ -137,7 +146,10 @@ mod tests {
         assert_eq!(find(&t, "HEAD", "/signup").as_deref(), Some("signup"));
         assert_eq!(find(&t, "PUT", "/signup").as_deref(), Some("rest"));
         assert_eq!(find(&t, "GET", "/checkout").as_deref(), Some("checkout"));
-        assert_eq!(find(&t, "GET", "/checkout/pay").as_deref(), Some("checkout"));
+        assert_eq!(
+            find(&t, "GET", "/checkout/pay").as_deref(),
+            Some("checkout")
+        );
         assert_eq!(find(&t, "GET", "/other").as_deref(), Some("rest"));
     }
 
@@ -145,12 +157,23 @@ mod tests {
     fn spellings_do_not_slip_past() {
         let t = table();
         for raw in [
-            "/SIGNUP", "/SignUp/", "//signup", "/./signup", "/x/../signup", "/%73ignup",
-            "/%2573ignup", "/signup;a=b", "/signup/", "/%53IGNUP",
+            "/SIGNUP",
+            "/SignUp/",
+            "//signup",
+            "/./signup",
+            "/x/../signup",
+            "/%73ignup",
+            "/%2573ignup",
+            "/signup;a=b",
+            "/signup/",
+            "/%53IGNUP",
         ] {
             assert_eq!(find(&t, "POST", raw).as_deref(), Some("signup"), "{raw}");
         }
-        assert_eq!(find(&t, "GET", "/CheckOut/%2e/x").as_deref(), Some("checkout"));
+        assert_eq!(
+            find(&t, "GET", "/CheckOut/%2e/x").as_deref(),
+            Some("checkout")
+        );
     }
 
     #[test]

@@ -60,7 +60,8 @@ pub struct IamportClient {
 pub fn valid_imp_uid(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 impl IamportClient {
@@ -80,7 +81,8 @@ impl IamportClient {
 
     /// How many times a token was fetched (for metrics and tests).
     pub fn token_fetches(&self) -> u64 {
-        self.token_fetches.load(std::sync::atomic::Ordering::Relaxed)
+        self.token_fetches
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn token(&self) -> Result<String, ProviderError> {
@@ -276,8 +278,7 @@ mod tests {
     #[test]
     fn non_zero_code_is_a_rejection_even_on_200() {
         let body = br#"{"code":-1,"message":"nope","response":null}"#;
-        let r: Result<Envelope<TokenResponse>, _> =
-            parse_envelope(reqwest::StatusCode::OK, body);
+        let r: Result<Envelope<TokenResponse>, _> = parse_envelope(reqwest::StatusCode::OK, body);
         assert!(matches!(r, Err(ProviderError::Rejected(_))));
         let r: Result<Envelope<TokenResponse>, _> =
             parse_envelope(reqwest::StatusCode::OK, b"<html>");

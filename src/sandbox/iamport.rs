@@ -71,7 +71,12 @@ fn envelope(status: StatusCode, code: i64, message: Option<&str>, response: Valu
 }
 
 fn unauthorized() -> Response {
-    envelope(StatusCode::UNAUTHORIZED, -1, Some("Unauthorized"), Value::Null)
+    envelope(
+        StatusCode::UNAUTHORIZED,
+        -1,
+        Some("Unauthorized"),
+        Value::Null,
+    )
 }
 
 pub fn router(sim: Arc<IamportSim>) -> Router {
@@ -269,13 +274,13 @@ struct CertifyForm {
 fn keyed(alg_len: usize, parts: &[&str]) -> String {
     let msg = parts.join("\u{1f}");
     if alg_len == 64 {
-        let mut m = <SimpleHmac<sha2::Sha512> as Mac>::new_from_slice(PERSON_SEED)
-            .expect("any key length");
+        let mut m =
+            <SimpleHmac<sha2::Sha512> as Mac>::new_from_slice(PERSON_SEED).expect("any key length");
         m.update(msg.as_bytes());
         STANDARD.encode(m.finalize().into_bytes())
     } else {
-        let mut m = <SimpleHmac<sha2::Sha384> as Mac>::new_from_slice(PERSON_SEED)
-            .expect("any key length");
+        let mut m =
+            <SimpleHmac<sha2::Sha384> as Mac>::new_from_slice(PERSON_SEED).expect("any key length");
         m.update(msg.as_bytes());
         STANDARD.encode(m.finalize().into_bytes())
     }
@@ -289,7 +294,10 @@ fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
     format!("{base}{sep}{q}")
 }
 
-async fn certify_submit(State(sim): State<Arc<IamportSim>>, Form(f): Form<CertifyForm>) -> Response {
+async fn certify_submit(
+    State(sim): State<Arc<IamportSim>>,
+    Form(f): Form<CertifyForm>,
+) -> Response {
     let birthday = chrono::NaiveDate::parse_from_str(&f.birth, "%Y%m%d");
     let (Ok(birthday), false, false, false) = (
         birthday,
@@ -316,7 +324,10 @@ async fn certify_submit(State(sim): State<Arc<IamportSim>>, Form(f): Form<Certif
         ];
         return finish(f.m_redirect_url.as_deref(), &pairs);
     }
-    let imp_uid = format!("imp_{:012}", rand::thread_rng().gen_range(0..1_000_000_000_000u64));
+    let imp_uid = format!(
+        "imp_{:012}",
+        rand::thread_rng().gen_range(0..1_000_000_000_000u64)
+    );
     let name = f.name.trim();
     let phone: String = f.phone.chars().filter(|c| c.is_ascii_digit()).collect();
     let birth_s = birthday.format("%Y%m%d").to_string();
@@ -365,7 +376,11 @@ fn finish(m_redirect_url: Option<&str>, pairs: &[(&str, &str)]) -> Response {
     let mut data = serde_json::Map::new();
     data.insert("type".into(), json!("iamport-certification"));
     for (k, v) in pairs {
-        let v = if *k == "success" { json!(*v == "true") } else { json!(v) };
+        let v = if *k == "success" {
+            json!(*v == "true")
+        } else {
+            json!(v)
+        };
         data.insert((*k).into(), v);
     }
     let data = crate::gate::answers::script_json(&Value::Object(data));
@@ -417,7 +432,10 @@ const SDK: &str = r#"/* verigate sandbox stand-in for https://cdn.iamport.kr/v1/
 
 async fn sdk() -> Response {
     (
-        [(header::CONTENT_TYPE, "application/javascript; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/javascript; charset=utf-8",
+        )],
         SDK,
     )
         .into_response()

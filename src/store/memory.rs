@@ -101,27 +101,49 @@ mod tests {
     async fn account_lifecycle() {
         let s = MemoryStore::new();
         let ttl = Duration::from_secs(60);
-        assert_eq!(s.reserve_account("r", "p", ttl).await.unwrap(), Reservation::Reserved);
-        assert_eq!(s.reserve_account("r", "p", ttl).await.unwrap(), Reservation::InProgress);
+        assert_eq!(
+            s.reserve_account("r", "p", ttl).await.unwrap(),
+            Reservation::Reserved
+        );
+        assert_eq!(
+            s.reserve_account("r", "p", ttl).await.unwrap(),
+            Reservation::InProgress
+        );
         s.release_account("r", "p").await.unwrap();
-        assert_eq!(s.reserve_account("r", "p", ttl).await.unwrap(), Reservation::Reserved);
+        assert_eq!(
+            s.reserve_account("r", "p", ttl).await.unwrap(),
+            Reservation::Reserved
+        );
         s.commit_account("r", "p").await.unwrap();
-        assert_eq!(s.reserve_account("r", "p", ttl).await.unwrap(), Reservation::Taken);
+        assert_eq!(
+            s.reserve_account("r", "p", ttl).await.unwrap(),
+            Reservation::Taken
+        );
         s.release_account("r", "p").await.unwrap();
-        assert_eq!(s.reserve_account("r", "p", ttl).await.unwrap(), Reservation::Taken);
-        assert_eq!(s.reserve_account("other", "p", ttl).await.unwrap(), Reservation::Reserved);
+        assert_eq!(
+            s.reserve_account("r", "p", ttl).await.unwrap(),
+            Reservation::Taken
+        );
+        assert_eq!(
+            s.reserve_account("other", "p", ttl).await.unwrap(),
+            Reservation::Reserved
+        );
     }
 
     #[tokio::test]
     async fn crashed_reservation_expires() {
         let s = MemoryStore::new();
         assert_eq!(
-            s.reserve_account("r", "p", Duration::from_millis(1)).await.unwrap(),
+            s.reserve_account("r", "p", Duration::from_millis(1))
+                .await
+                .unwrap(),
             Reservation::Reserved
         );
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(
-            s.reserve_account("r", "p", Duration::from_secs(1)).await.unwrap(),
+            s.reserve_account("r", "p", Duration::from_secs(1))
+                .await
+                .unwrap(),
             Reservation::Reserved
         );
     }

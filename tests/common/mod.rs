@@ -44,7 +44,11 @@ async fn echo(
     }
     let v = json!({ "method": method.as_str(), "uri": uri.to_string(), "headers": h });
     *e.last.lock().unwrap() = Some(v.clone());
-    let status = if method == Method::POST { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if method == Method::POST {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     (status, Json(v))
 }
 
@@ -157,7 +161,12 @@ impl Env {
         });
         let sandbox = spawn_router(router).await;
         let echo = Arc::new(Echo::default());
-        let upstream = spawn_router(Router::new().fallback(any(self::echo)).with_state(echo.clone())).await;
+        let upstream = spawn_router(
+            Router::new()
+                .fallback(any(self::echo))
+                .with_state(echo.clone()),
+        )
+        .await;
         let base = setup
             .iamport_base
             .clone()
@@ -198,7 +207,12 @@ impl Env {
     }
 
     pub fn last_upstream(&self) -> Value {
-        self.echo.last.lock().unwrap().clone().unwrap_or(Value::Null)
+        self.echo
+            .last
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or(Value::Null)
     }
 
     pub fn browser(&self) -> Browser {
@@ -337,12 +351,18 @@ impl Browser {
     }
 
     pub async fn get_html(&mut self, path: &str) -> reqwest::Response {
-        let req = self.client.get(self.url(path)).header("accept", "text/html");
+        let req = self
+            .client
+            .get(self.url(path))
+            .header("accept", "text/html");
         self.send(req).await
     }
 
     pub async fn get_json(&mut self, path: &str) -> reqwest::Response {
-        let req = self.client.get(self.url(path)).header("accept", "application/json");
+        let req = self
+            .client
+            .get(self.url(path))
+            .header("accept", "application/json");
         self.send(req).await
     }
 
@@ -371,9 +391,18 @@ impl Browser {
 
     /// The person fills in the sandbox window. Returns the Location the sandbox sends the
     /// browser to (redirect mode) or the popup page's data (callback mode).
-    pub async fn certify(&self, sandbox: SocketAddr, flow: &Flow, p: &Person, redirect_mode: bool) -> Value {
+    pub async fn certify(
+        &self,
+        sandbox: SocketAddr,
+        flow: &Flow,
+        p: &Person,
+        redirect_mode: bool,
+    ) -> Value {
         let mut form = vec![
-            ("imp_code", flow.params["imp_code"].as_str().unwrap().to_string()),
+            (
+                "imp_code",
+                flow.params["imp_code"].as_str().unwrap().to_string(),
+            ),
             ("merchant_uid", flow.merchant_uid()),
             ("name", p.name.clone()),
             ("birth", p.birth.clone()),
@@ -412,7 +441,12 @@ impl Browser {
     }
 
     /// Redirect mode, end to end: start, certify, return. Returns the return response.
-    pub async fn verify_redirect(&mut self, sandbox: SocketAddr, return_to: &str, p: &Person) -> reqwest::Response {
+    pub async fn verify_redirect(
+        &mut self,
+        sandbox: SocketAddr,
+        return_to: &str,
+        p: &Person,
+    ) -> reqwest::Response {
         let flow = self.start_iamport(return_to).await;
         let back = self.certify(sandbox, &flow, p, true).await;
         let loc = back["location"].as_str().unwrap().to_string();
@@ -421,7 +455,12 @@ impl Browser {
     }
 
     /// Callback mode, end to end: start, certify in the popup, POST complete.
-    pub async fn verify_callback(&mut self, sandbox: SocketAddr, return_to: &str, p: &Person) -> reqwest::Response {
+    pub async fn verify_callback(
+        &mut self,
+        sandbox: SocketAddr,
+        return_to: &str,
+        p: &Person,
+    ) -> reqwest::Response {
         let flow = self.start_iamport(return_to).await;
         let data = self.certify(sandbox, &flow, p, false).await;
         self.complete(&data["imp_uid"], &data["merchant_uid"]).await

@@ -1,0 +1,95 @@
+//! Micro-benchmarks of the per-request work of a verified request: session open, path
+//! normalisation, route matching on a 200-route table, header strip and inject.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use verigate::config::Forward;
+use verigate::gate::headers::{inject, strip_identity, Identity};
+use verigate::gate::path::normalize;
+use verigate::gate::routes::{MatchRule, Route, RouteTable};
+use verigate::providers::ProviderId;
+use verigate::session::{Claims, Keyring, Purpose};
+
+fn claims() -> Claims {
+    Claims {
+        unique_in_site: "MC0GCCqGSIb3DQIJAyEAdi+di+di+di+di+di+di+di+di+di+di+di+di+di+di+c="
+            .into(),
+        ci_hash: "abcdefghijklmnopqrstuvwxyzABCDEF".into(),
+        birth: chrono::NaiveDate::from_ymd_opt(1990, 1, 2),
+        provider: ProviderId::Iamport,
+        verified_at: 1_700_000_000,
+        issued_at: 1_700_000_000,
+        expires_at: 4_000_000_000,
+        name: None,
+        gender: None,
+        phone: None,
+    }
+}
+
+fn table(n: usize) -> RouteTable {
+    let mut routes: Vec<Route> = (0..n)
+        .map(|i| Route {
+            name: format!("r{i}"),
+            rule: MatchRule::new(&format!("/section{i}/page"), i % 2 == 0, vec![], false),
+            require: None,
+            forward: Forward::default(),
+        })
+        .collect();
+    routes.push(Route {
+        name: "rest".into(),
+        rule: MatchRule::new("/", false, vec![], false),
+        require: None,
+        forward: Forward::default(),
+    });
+    RouteTable::new(routes)
+}
+
+fn bench(c: &mut Criterion) {
+    let ring = Keyring::new(&[[7u8; 32]]).unwrap();
+    let sealed = ring.seal_json(Purpose::Session, &claims());
+    c.bench_function("session_seal", |b| {
+        b.iter(|| ring.seal_json(Purpose::Session, black_box(&claims())))
+    });
+    c.bench_function("session_open", |b| {
+        b.iter(|| ring.open_session(black_box(&sealed), 1_700_000_100))
+    });
+    c.bench_function("path_normalize", |b| {
+        b.iter(|| normalize(black_box("/section150/./page;x=1/../page")))
+    });
+    let t = table(200);
+    let m = http::Method::GET;
+    c.bench_function("route_match_200_last", |b| {
+        b.iter(|| t.find(&m, black_box("/unlisted/path")))
+    });
+    c.bench_function("route_match_200_middle", |b| {
+        b.iter(|| t.find(&m, black_box("/section100/page")))
+    });
+    let names = verigate::config::from_yaml_str(
+        &verigate::demo::demo_yaml(
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        ),
+        &verigate::demo::demo_secrets(),
+    )
+    .unwrap()
+    .identity;
+    let id = Identity {
+        claims: claims(),
+        age_ok: Some(true),
+        forward: Forward::default(),
+    };
+    c.bench_function("headers_strip_and_inject", |b| {
+        b.iter(|| {
+            let mut r = pingora::http::RequestHeader::build("GET", b"/signup", None).unwrap();
+            r.append_header("host", "shop").unwrap();
+            r.append_header("accept", "text/html").unwrap();
+            r.append_header("x-verified-age-ok", "true").unwrap();
+            strip_identity(&mut r, &names.prefix);
+            inject(&mut r, &names, black_box(&id));
+            r
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,234 @@
+//! Config validation: every problem named by its key path, all at once; `verigate check`.
+
+use std::collections::HashMap;
+use std::process::Command;
+use verigate::config::{from_yaml_str, Secrets};
+
+const KEY: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+
+fn secrets() -> Secrets {
+    let mut m = HashMap::new();
+    m.insert("KEYS".to_string(), KEY.to_string());
+    m.insert("IMP_KEY".to_string(), "k".to_string());
+    m.insert("IMP_SECRET".to_string(), "s".to_string());
+    Secrets::from_map(m)
+}
+
+const BASE: &str = r#"
+listen: 127.0.0.1:0
+upstream: { addrs: ["127.0.0.1:3000"] }
+session: { keys_env: KEYS }
+providers:
+  iamport: { imp_code: imp1, api_key_env: IMP_KEY, api_secret_env: IMP_SECRET }
+routes:
+  - name: signup
+    match: { path: /signup }
+    require: { providers: [iamport], min_age: 19 }
+"#;
+
+fn problems(yaml: &str) -> Vec<String> {
+    match from_yaml_str(yaml, &secrets()) {
+        Ok(_) => vec![],
+        Err(e) => e.problems(),
+    }
+}
+
+fn has(ps: &[String], needle: &str) -> bool {
+    ps.iter().any(|p| p.contains(needle))
+}
+
+#[test]
+fn base_config_is_valid() {
+    assert_eq!(problems(BASE), Vec::<String>::new());
+}
+
+#[test]
+fn unknown_keys_are_errors_with_location() {
+    let ps = problems(&BASE.replace("min_age: 19", "min_age: 19, min_agee: 20"));
+    assert_eq!(ps.len(), 1);
+    assert!(has(&ps, "routes[0].require"), "{ps:?}");
+    assert!(has(&ps, "unknown field `min_agee`"), "{ps:?}");
+    assert!(has(&ps, "line 10 column"), "{ps:?}");
+    let ps = problems(&format!("{BASE}\nlisten_typo: 1\n"));
+    assert!(has(&ps, "unknown field `listen_typo`"), "{ps:?}");
+}
+
+#[test]
+fn bad_values_name_their_key_paths_all_at_once() {
+    let yaml = r#"
+listen: not-an-address
+upstream: { addrs: [], connect_timeout: 5 }
+flow_prefix: verigate/
+timezone: Mars/Olympus
+session: { keys_env: NOPE, ttl: 12x }
+providers:
+  iamport: { imp_code: "", api_key_env: MISSING_KEY, api_secret_env: IMP_SECRET, base_url: ftp://x }
+routes:
+  - name: signup
+    match: { path: /signup, methods: [GET, "NOT A METHOD"] }
+    require: { providers: [iamport, tomo, portone], min_age: -1, max_session_age: soon }
+    forward: [name, shoe_size]
+  - name: no-match
+  - name: bad age
+    match: { path_prefix: /a }
+    require: { providers: [iamport], min_age: nineteen }
+  - name: fractional
+    match: { path: /b, path_prefix: /b }
+    require: { providers: [], min_age: 19.5 }
+  - name: signup
+    match: { path: relative }
+"#;
+    let ps = problems(yaml);
+    for want in [
+        "listen: `not-an-address` is not an address",
+        "upstream.addrs: list at least one",
+        "upstream.connect_timeout: `5` has no unit",
+        "flow_prefix:",
+        "timezone: `Mars/Olympus`",
+        "session.ttl: `12x`",
+        "session.keys_env: environment variable NOPE is not set",
+        "providers.iamport.imp_code: must not be empty",
+        "providers.iamport.api_key_env: environment variable MISSING_KEY is not set",
+        "providers.iamport.base_url:",
+        "routes[0].match.methods[1]",
+        "routes[0].require.providers[1]: unknown provider `tomo`",
+        "routes[0].require.providers[2]: unknown provider `portone`",
+        "routes[0].require.min_age: `-1` is not an age",
+        "routes[0].require.max_session_age: `soon`",
+        "routes[0].forward[1]: unknown field `shoe_size`",
+        "routes[1].match: every route needs a match",
+        "routes[2].name: `bad age`",
+        "routes[2].require.min_age: `nineteen` is not an age",
+        "routes[3].match: set either path or path_prefix",
+        "routes[3].require.providers: list the providers",
+        "routes[3].require.min_age: `19.5` is not an age",
+        "routes[4].name: `signup` is used by an earlier route",
+        "routes[4].match.path: `relative`",
+    ] {
+        assert!(has(&ps, want), "missing `{want}` in:\n{}", ps.join("\n"));
+    }
+}
+
+#[test]
+fn route_naming_an_unconfigured_provider() {
+    let yaml = BASE.replace(
+        "providers:\n  iamport: { imp_code: imp1, api_key_env: IMP_KEY, api_secret_env: IMP_SECRET }\n",
+        "",
+    );
+    let ps = problems(&yaml);
+    assert!(
+        has(
+            &ps,
+            "routes[0].require.providers[0]: provider `iamport` is not configured"
+        ),
+        "{ps:?}"
+    );
+}
+
+#[test]
+fn bad_session_keys() {
+    let mut m = HashMap::new();
+    m.insert("KEYS".to_string(), "c2hvcnQ=".to_string());
+    m.insert("IMP_KEY".to_string(), "k".to_string());
+    m.insert("IMP_SECRET".to_string(), "s".to_string());
+    let ps = from_yaml_str(BASE, &Secrets::from_map(m))
+        .unwrap_err()
+        .problems();
+    assert!(has(&ps, "session.keys_env: key #1 is 5 bytes"), "{ps:?}");
+    let ps = problems(&BASE.replace("{ keys_env: KEYS }", "{ }"));
+    assert!(has(&ps, "session: missing keys_env or keys_file"), "{ps:?}");
+}
+
+#[test]
+fn age_limits() {
+    assert!(problems(&BASE.replace("min_age: 19", "min_age: 0")).is_empty());
+    assert!(has(
+        &problems(&BASE.replace("min_age: 19", "min_age: 151")),
+        "min_age"
+    ));
+    assert!(has(
+        &problems(&BASE.replace("min_age: 19", "min_age: \"19\"")),
+        "min_age"
+    ));
+}
+
+#[test]
+fn yaml_syntax_errors_have_line_and_column() {
+    let ps = problems("listen: [unclosed\n");
+    assert_eq!(ps.len(), 1);
+    assert!(has(&ps, "line"), "{ps:?}");
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_verigate"))
+}
+
+#[test]
+fn check_command_ok_and_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, BASE).unwrap();
+    let out = bin()
+        .args(["check", "-c"])
+        .arg(&good)
+        .env("KEYS", KEY)
+        .env("IMP_KEY", "k")
+        .env("IMP_SECRET", "s")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    assert_eq!(out.status.code(), Some(0));
+
+    let out = bin()
+        .args(["check", "-c"])
+        .arg(&good)
+        .env_remove("KEYS")
+        .env("IMP_KEY", "k")
+        .env_remove("IMP_SECRET")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text.contains("session.keys_env: environment variable KEYS is not set"),
+        "{text}"
+    );
+    assert!(text.contains("providers.iamport.api_secret_env"), "{text}");
+
+    let out = bin()
+        .args(["check", "-c", "/nonexistent/verigate.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn reference_and_demo_configs_are_valid() {
+    let reference = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/verigate.yaml");
+    let out = bin()
+        .args(["check", "-c", reference])
+        .env("VERIGATE_SESSION_KEYS", KEY)
+        .env("VERIGATE_HASH_KEY", KEY)
+        .env("IAMPORT_API_KEY", "k")
+        .env("IAMPORT_API_SECRET", "s")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    let demo = verigate::demo::demo_yaml(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+    );
+    from_yaml_str(&demo, &verigate::demo::demo_secrets()).unwrap();
+}
+
+#[test]
+fn keygen_prints_usable_keys() {
+    let out = bin().arg("keygen").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let keys = text
+        .lines()
+        .find_map(|l| l.strip_prefix("VERIGATE_SESSION_KEYS="))
+        .unwrap();
+    verigate::session::Keyring::from_base64_list(keys).unwrap();
+}
