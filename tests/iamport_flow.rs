@@ -109,9 +109,22 @@ async fn redirect_mode_end_to_end() {
     assert!(!s.to_string().contains(cert["unique_key"].as_str().unwrap()));
     let r = b.post("/.verigate/logout", "").await;
     assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["ok"], true);
     assert!(!b.jar.contains_key("vg"));
     assert_eq!(b.get_html("/member/home").await.status(), 302);
     assert_eq!(b.get_json("/.verigate/session").await.status(), 401);
+
+    // A browser's logout form is sent back to a same-site page.
+    b.verify_redirect(env.sandbox, "/member", &Person::adult())
+        .await;
+    let req = b
+        .client
+        .post(b.url("/.verigate/logout?return_to=%2Fmember"))
+        .header("accept", "text/html");
+    let r = b.send(req).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/member");
+    assert!(!b.jar.contains_key("vg"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

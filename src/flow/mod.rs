@@ -180,9 +180,7 @@ pub async fn handle(
         ("GET" | "HEAD", "/iamport/return") => iamport::on_return(live, store, session).await,
         ("POST", "/iamport/complete") => iamport::complete(live, store, session).await?,
         ("GET" | "HEAD", "/session") => session_info(live, session),
-        ("POST", "/logout") => {
-            Reply::json(200, r#"{"ok":true}"#.into()).cookie(clear_session_cookie(live))
-        }
+        ("POST", "/logout") => logout(live, session),
         ("GET" | "HEAD", "/jwks.json") => Reply::json(200, r#"{"keys":[]}"#.into()),
         _ => Reply::problem(&Problem::new(404, "no_route"), html),
     };
@@ -221,6 +219,24 @@ fn choice_page(live: &Live, session: &Session) -> Reply {
             ),
         ),
     )
+}
+
+/// Ends the session. A browser form post is sent on to `return_to` (or `/`); API clients get JSON.
+fn logout(live: &Live, session: &Session) -> Reply {
+    let accepts_html = session
+        .req_header()
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let reply = if accepts_html {
+        let to = safe_return_to(query_param(session, "return_to").as_deref())
+            .unwrap_or_else(|| "/".into());
+        Reply::new(303).header(http::header::LOCATION, to)
+    } else {
+        Reply::json(200, r#"{"ok":true}"#.into())
+    };
+    reply.cookie(clear_session_cookie(live))
 }
 
 fn session_info(live: &Live, session: &Session) -> Reply {

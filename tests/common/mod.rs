@@ -87,6 +87,8 @@ pub struct Setup {
     pub iamport_extra: String,
     pub token_ttl: Duration,
     pub api_secret: String,
+    /// Put the demo shop upstream instead of the echo app (browser tests).
+    pub demo_app: bool,
 }
 
 impl Default for Setup {
@@ -97,6 +99,7 @@ impl Default for Setup {
             iamport_extra: String::new(),
             token_ttl: Duration::from_secs(1800),
             api_secret: "sandbox_secret".into(),
+            demo_app: false,
         }
     }
 }
@@ -161,12 +164,16 @@ impl Env {
         });
         let sandbox = spawn_router(router).await;
         let echo = Arc::new(Echo::default());
-        let upstream = spawn_router(
-            Router::new()
-                .fallback(any(self::echo))
-                .with_state(echo.clone()),
-        )
-        .await;
+        let upstream = if setup.demo_app {
+            spawn_router(sandbox::demo_app::router()).await
+        } else {
+            spawn_router(
+                Router::new()
+                    .fallback(any(self::echo))
+                    .with_state(echo.clone()),
+            )
+            .await
+        };
         let base = setup
             .iamport_base
             .clone()

@@ -1,0 +1,311 @@
+//! A real headless Chromium clicks through the pages a person sees: the choice page, the
+//! start page's own script, the stand-in Iamport SDK, the sandbox window, back to the demo shop.
+//! Needs Debian's `chromium` and `chromium-driver` (.ci/run installs them); without them the
+//! tests say so and pass without running.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+struct Driver {
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    _child: tokio::process::Child,
+}
+
+fn tool(name: &str) -> Option<String> {
+    ["/usr/bin/", "/usr/local/bin/"]
+        .iter()
+        .map(|d| format!("{d}{name}"))
+        .find(|p| std::path::Path::new(p).exists())
+}
+
+impl Driver {
+    async fn start() -> Option<Driver> {
+        let (Some(driver), Some(chromium)) = (tool("chromedriver"), tool("chromium")) else {
+            eprintln!("SKIPPED: browser test needs chromium and chromium-driver (apt-get install chromium chromium-driver)");
+            return None;
+        };
+        let mut child = tokio::process::Command::new(driver)
+            .arg("--port=0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .ok()?;
+        let mut lines = BufReader::new(child.stdout.take()?).lines();
+        let mut port = None;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                port = rest.trim_end_matches('.').parse::<u16>().ok();
+                break;
+            }
+        }
+        let base = format!("http://127.0.0.1:{}", port?);
+        let http = client();
+        let profile = tempfile::tempdir().ok()?.keep();
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-dev-shm-usage", "--window-size=900,1000",
+                     format!("--user-data-dir={}", profile.display())]
+        }}}});
+        let v: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let session = v["value"]["sessionId"].as_str()?.to_string();
+        Some(Driver {
+            base,
+            session,
+            http,
+            _child: child,
+        })
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}{}", self.base, self.session, path);
+        let mut req = self.http.request(method.clone(), url);
+        if method != reqwest::Method::GET {
+            req = req.json(&body);
+        }
+        let v: Value = req.send().await.unwrap().json().await.unwrap();
+        v["value"].clone()
+    }
+
+    async fn go(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", json!({ "url": url }))
+            .await;
+    }
+
+    async fn url(&self) -> String {
+        self.cmd(reqwest::Method::GET, "/url", json!({}))
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    async fn source(&self) -> String {
+        self.cmd(reqwest::Method::GET, "/source", json!({}))
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// Poll until an element is there (pages load asynchronously), then return its id.
+    async fn find(&self, css: &str) -> String {
+        for _ in 0..300 {
+            let v = self
+                .cmd(
+                    reqwest::Method::POST,
+                    "/element",
+                    json!({"using": "css selector", "value": css}),
+                )
+                .await;
+            if let Some(id) = v
+                .as_object()
+                .and_then(|o| o.values().next())
+                .and_then(|v| v.as_str())
+            {
+                return id.to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "no element {css} on {}:\n{}",
+            self.url().await,
+            self.source().await
+        );
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self.find(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            json!({}),
+        )
+        .await;
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/clear"),
+            json!({}),
+        )
+        .await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            json!({ "text": text }),
+        )
+        .await;
+    }
+
+    async fn select(&self, css: &str, value: &str) {
+        let script = format!("document.querySelector('{css}').value = '{value}';");
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+        .await;
+    }
+
+    async fn wait_for(&self, what: &str, cond: impl Fn(&str, &str) -> bool) {
+        for _ in 0..300 {
+            let (u, s) = (self.url().await, self.source().await);
+            if cond(&u, &s) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "timed out waiting for {what}: at {}\n{}",
+            self.url().await,
+            self.source().await
+        );
+    }
+
+    async fn screenshot(&self, path: &str) {
+        use base64::Engine;
+        let v = self
+            .cmd(reqwest::Method::GET, "/screenshot", json!({}))
+            .await;
+        if let Some(b) = v.as_str() {
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b) {
+                let _ = std::fs::write(path, bytes);
+            }
+        }
+    }
+
+    async fn windows(&self) -> Vec<String> {
+        let v = self
+            .cmd(reqwest::Method::GET, "/window/handles", json!({}))
+            .await;
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    async fn switch(&self, handle: &str) {
+        self.cmd(
+            reqwest::Method::POST,
+            "/window",
+            json!({ "handle": handle }),
+        )
+        .await;
+    }
+
+    async fn quit(&self) {
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send()
+            .await;
+    }
+}
+
+async fn fill_sandbox_form(d: &Driver, name: &str, birth: &str) {
+    d.find("form[action='certify']").await;
+    d.fill("input[name=name]", name).await;
+    d.fill("input[name=birth]", birth).await;
+    d.select("select[name=gender]", "female").await;
+    d.click("button[type=submit]").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_up_through_the_pages_redirect_mode() {
+    let Some(d) = Driver::start().await else {
+        return;
+    };
+    let env = Env::with(Setup {
+        demo_app: true,
+        ..Setup::default()
+    })
+    .await;
+    d.go(&env.url("/signup")).await;
+    // The choice page, then the start page whose script opens the sandbox window.
+    d.click("a[data-provider=iamport]").await;
+    d.click("#verigate-start").await;
+    fill_sandbox_form(&d, "김철수", "19900101").await;
+    d.wait_for("the demo shop's signup page", |u, s| {
+        u.ends_with("/signup") && s.contains("x-verified-unique-in-site")
+    })
+    .await;
+    let page = d.source().await;
+    assert!(page.contains("x-verified-age-ok"), "{page}");
+    assert!(page.contains("<code>true</code>"), "{page}");
+    assert!(
+        page.contains("김철수"),
+        "forwarded name shown decoded: {page}"
+    );
+    d.screenshot(
+        &std::env::temp_dir()
+            .join("verigate-signup.png")
+            .display()
+            .to_string(),
+    )
+    .await;
+    // Sign up: the app answers 201; a second signup of the same person would be refused.
+    d.click("button[type=submit]").await;
+    d.wait_for("account created", |_, s| s.contains("Account created"))
+        .await;
+    d.go(&env.url("/signup")).await;
+    d.click("button[type=submit]").await;
+    d.wait_for("duplicate refused", |_, s| s.contains("duplicate_account"))
+        .await;
+    d.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minor_is_refused_and_popup_mode_works() {
+    let Some(d) = Driver::start().await else {
+        return;
+    };
+    let env = Env::with(Setup {
+        demo_app: true,
+        iamport_extra: "popup: true".into(),
+        ..Setup::default()
+    })
+    .await;
+    d.go(&env.url("/checkout")).await;
+    d.click("a[data-provider=iamport]").await;
+    let main = d.windows().await[0].clone();
+    d.click("#verigate-start").await;
+    // The SDK opens the certification popup; the person fills it in there.
+    let mut popup = None;
+    for _ in 0..300 {
+        let w = d.windows().await;
+        if w.len() > 1 {
+            popup = w.into_iter().find(|h| *h != main);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let popup = popup.expect("certification popup opened");
+    d.switch(&popup).await;
+    fill_sandbox_form(&d, "어린이", "20150505").await;
+    d.switch(&main).await;
+    // The callback posts to /complete, the page follows the redirect, the gate refuses the minor.
+    d.wait_for("the underage page", |_, s| s.contains("underage"))
+        .await;
+    assert!(d.source().await.contains("이용 가능한 나이가 아닙니다"));
+    d.quit().await;
+}
