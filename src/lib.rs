@@ -14,7 +14,7 @@ pub mod store;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use config::{RuntimeConfig, StoreConfig};
+use config::RuntimeConfig;
 use gate::{Gate, Live};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{
@@ -35,6 +35,8 @@ pub enum BuildError {
     },
     #[error("provider client: {0}")]
     Provider(#[from] providers::ProviderError),
+    #[error("{0}")]
+    Store(#[from] store::StoreError),
 }
 
 /// A built server and what a caller needs to reach it.
@@ -117,12 +119,6 @@ where
     Ok(actual)
 }
 
-pub fn make_store(cfg: &StoreConfig) -> Arc<dyn store::Store> {
-    match cfg {
-        StoreConfig::Memory => Arc::new(store::memory::MemoryStore::new()),
-    }
-}
-
 /// Build the proxy (and its admin listener) from a validated config.
 pub fn build(cfg: RuntimeConfig, opts: BuildOptions) -> Result<Built, BuildError> {
     let conf = ServerConf {
@@ -143,7 +139,7 @@ pub fn build(cfg: RuntimeConfig, opts: BuildOptions) -> Result<Built, BuildError
     }
     let listen = cfg.listen.addr;
     let admin_listen = cfg.admin_listen.as_ref().map(|l| l.addr);
-    let store = make_store(&cfg.store);
+    let store = store::open(&cfg.store)?;
     let live = Arc::new(ArcSwap::from_pointee(Live::new(cfg)?));
 
     let gate = Gate::new(live.clone(), store.clone());

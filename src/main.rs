@@ -45,6 +45,26 @@ enum Command {
     },
     /// Print fresh secrets for the config.
     Keygen,
+    /// One-account-per-person records in the configured store.
+    Accounts {
+        #[command(subcommand)]
+        action: AccountsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountsAction {
+    /// How many people have a completed signup on a one-account route.
+    Count,
+    /// Release a person's records (for the merchant's account-deletion process).
+    Forget {
+        /// The per-site identifier the app received (X-Verified-Unique-In-Site).
+        #[arg(long, conflicts_with = "ci_hash", required_unless_present = "ci_hash")]
+        unique_in_site: Option<String>,
+        /// The keyed hash of the CI, as kept in verigate's records.
+        #[arg(long)]
+        ci_hash: Option<String>,
+    },
 }
 
 fn init_logging() {
@@ -120,6 +140,51 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("verigate sandbox: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Accounts { action } => {
+            let Some(path) = cli.config else {
+                eprintln!("verigate accounts: give the config with -c FILE");
+                return ExitCode::from(2);
+            };
+            let cfg = match verigate::config::load_file(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    for p in e.problems() {
+                        eprintln!("{p}");
+                    }
+                    return ExitCode::from(2);
+                }
+            };
+            use verigate::store::{AccountsOp, PersonRef};
+            let op = match action {
+                AccountsAction::Count => AccountsOp::Count,
+                AccountsAction::Forget {
+                    unique_in_site: Some(u),
+                    ..
+                } => AccountsOp::Forget(PersonRef::UniqueInSite(u)),
+                AccountsAction::Forget {
+                    ci_hash: Some(h), ..
+                } => AccountsOp::Forget(PersonRef::CiHash(h)),
+                AccountsAction::Forget { .. } => {
+                    eprintln!("verigate accounts forget: give --unique-in-site or --ci-hash");
+                    return ExitCode::from(2);
+                }
+            };
+            let counting = matches!(op, AccountsOp::Count);
+            match verigate::store::accounts(&cfg.store, op) {
+                Ok(n) if counting => {
+                    println!("{n}");
+                    ExitCode::SUCCESS
+                }
+                Ok(n) => {
+                    println!("forgot {n} record(s)");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("verigate accounts: {e}");
                     ExitCode::FAILURE
                 }
             }

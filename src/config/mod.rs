@@ -119,10 +119,26 @@ pub struct Providers {
     pub iamport: Option<IamportConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreConfig {
     Memory,
+    Sqlite { path: String },
+    Redis { url: String, prefix: String },
 }
+
+impl std::fmt::Debug for StoreConfig {
+    // The Redis URL may hold a password: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreConfig::Memory => write!(f, "memory"),
+            StoreConfig::Sqlite { path } => write!(f, "sqlite({path})"),
+            StoreConfig::Redis { prefix, .. } => write!(f, "redis(prefix {prefix})"),
+        }
+    }
+}
+
+/// Where the embedded store lives when the config names none.
+pub const DEFAULT_SQLITE_PATH: &str = "./verigate-state.db";
 
 /// Fields a route may forward upstream (`forward: [name, birth, gender, phone]`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

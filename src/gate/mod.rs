@@ -151,7 +151,14 @@ impl Gate {
         if req.one_account_per_person && !safe {
             match self
                 .store
-                .reserve_account(&route.name, &claims.ci_hash, RESERVATION_TTL)
+                .reserve_account(
+                    &route.name,
+                    crate::store::Person {
+                        ci_hash: &claims.ci_hash,
+                        unique_in_site: &claims.unique_in_site,
+                    },
+                    RESERVATION_TTL,
+                )
                 .await
             {
                 Ok(Reservation::Reserved) => {

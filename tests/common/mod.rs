@@ -89,6 +89,8 @@ pub struct Setup {
     pub api_secret: String,
     /// Put the demo shop upstream instead of the echo app (browser tests).
     pub demo_app: bool,
+    /// The `store:` line of the config.
+    pub store: String,
 }
 
 impl Default for Setup {
@@ -100,6 +102,7 @@ impl Default for Setup {
             token_ttl: Duration::from_secs(1800),
             api_secret: "sandbox_secret".into(),
             demo_app: false,
+            store: "store: { kind: memory }".into(),
         }
     }
 }
@@ -124,7 +127,13 @@ pub fn secrets(api_secret: &str) -> verigate::config::Secrets {
     verigate::config::Secrets::from_map(m)
 }
 
-pub fn yaml(upstream: SocketAddr, iamport_base: &str, extra: &str, routes: &str) -> String {
+pub fn yaml(
+    upstream: SocketAddr,
+    iamport_base: &str,
+    extra: &str,
+    routes: &str,
+    store: &str,
+) -> String {
     format!(
         r#"
 listen: 127.0.0.1:0
@@ -141,6 +150,7 @@ providers:
     sdk_url: {iamport_base}/js/iamport.js
     timeout: 1s
 {extra}
+{store}
 {routes}
 "#
     )
@@ -184,7 +194,7 @@ impl Env {
             .map(|l| format!("    {l}"))
             .collect::<Vec<_>>()
             .join("\n");
-        let text = yaml(upstream, &base, &extra, &setup.routes);
+        let text = yaml(upstream, &base, &extra, &setup.routes, &setup.store);
         let cfg = verigate::config::from_yaml_str(&text, &secrets(&setup.api_secret))
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{text}"));
         let built = verigate::build(cfg, verigate::BuildOptions::default()).unwrap();

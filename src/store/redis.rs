@@ -1,0 +1,219 @@
+//! Redis store, for several verigate instances behind one load balancer. Every decision is one
+//! atomic Redis command or script, so a result accepted on one instance is a replay on all, and
+//! of concurrent signups of one person exactly one gets the reservation. Connects lazily and
+//! reconnects by itself; every call is bounded by a timeout, and failure means "unavailable"
+//! (gated requests that need the store fail closed).
+
+use super::{Person, PersonRef, Reservation, Store, StoreError};
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct RedisStore {
+    client: redis::Client,
+    prefix: String,
+    conn: OnceCell<ConnectionManager>,
+}
+
+fn err(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {}", e.category()))
+}
+
+/// Release only a reservation, never a committed record.
+const RELEASE: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, 9) == 'reserved|' then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+/// Commit only what this request reserved (a crashed reservation may have been retaken).
+const COMMIT: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, 9) == 'reserved|' then
+  redis.call('SET', KEYS[1], 'done|' .. string.sub(v, 10))
+  return 1
+end
+return 0
+"#;
+
+impl RedisStore {
+    pub fn new(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Open(format!("redis url: {}", e.category())))?;
+        Ok(RedisStore {
+            client,
+            prefix: prefix.to_string(),
+            conn: OnceCell::new(),
+        })
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        let c = self
+            .conn
+            .get_or_try_init(|| async {
+                let cfg = ConnectionManagerConfig::new()
+                    .set_connection_timeout(CALL_TIMEOUT)
+                    .set_response_timeout(CALL_TIMEOUT)
+                    .set_number_of_retries(1);
+                tokio::time::timeout(
+                    CALL_TIMEOUT * 2,
+                    ConnectionManager::new_with_config(self.client.clone(), cfg),
+                )
+                .await
+                .map_err(|_| StoreError::Unavailable("redis: connect timed out".into()))?
+                .map_err(err)
+            })
+            .await?;
+        Ok(c.clone())
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
+        let mut c = self.conn().await?;
+        tokio::time::timeout(CALL_TIMEOUT, cmd.query_async(&mut c))
+            .await
+            .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
+            .map_err(err)
+    }
+
+    async fn script(&self, src: &str, key: &str) -> Result<i64, StoreError> {
+        let mut c = self.conn().await?;
+        let script = redis::Script::new(src);
+        tokio::time::timeout(CALL_TIMEOUT, script.key(key).invoke_async(&mut c))
+            .await
+            .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
+            .map_err(err)
+    }
+
+    fn account_key(&self, route: &str, ci_hash: &str) -> String {
+        format!("{}acct:{route}:{ci_hash}", self.prefix)
+    }
+
+    /// Every account key with its value (SCAN: for the rare ops commands, not requests).
+    async fn accounts(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut c = self.conn().await?;
+        let pattern = format!("{}acct:*", self.prefix);
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut c)
+                .await
+                .map_err(err)?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            let v: Option<String> = redis::cmd("GET")
+                .arg(&k)
+                .query_async(&mut c)
+                .await
+                .map_err(err)?;
+            if let Some(v) = v {
+                out.push((k, v));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(format!("{}used:{key}", self.prefix))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64);
+        let r: Option<String> = self.run(cmd).await?;
+        Ok(r.is_some())
+    }
+
+    async fn reserve_account(
+        &self,
+        route: &str,
+        person: Person<'_>,
+        ttl: Duration,
+    ) -> Result<Reservation, StoreError> {
+        let key = self.account_key(route, person.ci_hash);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&key)
+            .arg(format!("reserved|{}", person.unique_in_site))
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64);
+        let r: Option<String> = self.run(cmd).await?;
+        if r.is_some() {
+            return Ok(Reservation::Reserved);
+        }
+        let mut get = redis::cmd("GET");
+        get.arg(&key);
+        let v: Option<String> = self.run(get).await?;
+        Ok(match v {
+            Some(v) if v.starts_with("done|") => Reservation::Taken,
+            _ => Reservation::InProgress,
+        })
+    }
+
+    async fn commit_account(&self, route: &str, ci_hash: &str) -> Result<(), StoreError> {
+        self.script(COMMIT, &self.account_key(route, ci_hash))
+            .await?;
+        Ok(())
+    }
+
+    async fn release_account(&self, route: &str, ci_hash: &str) -> Result<(), StoreError> {
+        self.script(RELEASE, &self.account_key(route, ci_hash))
+            .await?;
+        Ok(())
+    }
+
+    async fn forget(&self, who: &PersonRef) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for (k, v) in self.accounts().await? {
+            let uis = v.split_once('|').map(|(_, u)| u).unwrap_or("");
+            let hit = match who {
+                PersonRef::CiHash(h) => k.ends_with(&format!(":{h}")),
+                PersonRef::UniqueInSite(u) => uis == u,
+            };
+            if hit {
+                let mut del = redis::cmd("DEL");
+                del.arg(&k);
+                let d: i64 = self.run(del).await?;
+                n += d as u64;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn count_accounts(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .accounts()
+            .await?
+            .iter()
+            .filter(|(_, v)| v.starts_with("done|"))
+            .count() as u64)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let r: String = self.run(redis::cmd("PING")).await?;
+        if r == "PONG" {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(
+                "redis: unexpected PING answer".into(),
+            ))
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Embedded SQLite store: one file, WAL, every write synced (`synchronous=FULL`) before it is
+//! acknowledged, so a crash (kill -9 included) or power loss loses nothing acknowledged.
+//! Calls run on tokio's blocking pool; several processes on one host may share the file.
+
+use super::{now_ms, Person, PersonRef, Reservation, Store, StoreError};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    claims: AtomicU64,
+}
+
+fn err(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("sqlite: {e}"))
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode=WAL;
+PRAGMA synchronous=FULL;
+CREATE TABLE IF NOT EXISTS used_results (
+    key TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS accounts (
+    route TEXT NOT NULL,
+    person TEXT NOT NULL,
+    unique_in_site TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('reserved', 'done')),
+    expires_at INTEGER,
+    PRIMARY KEY (route, person)
+);
+CREATE INDEX IF NOT EXISTS accounts_uis ON accounts (unique_in_site);
+";
+
+impl SqliteStore {
+    pub fn open(path: &str) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(|e| StoreError::Open(format!("{path}: {e}")))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(|e| StoreError::Open(format!("{path}: {e}")))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| StoreError::Open(format!("{path}: {e}")))?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            claims: AtomicU64::new(0),
+        })
+    }
+
+    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn
+                .lock()
+                .map_err(|_| StoreError::Unavailable("sqlite lock poisoned".into()))?;
+            f(&mut c).map_err(err)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("sqlite task: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        let sweep = self.claims.fetch_add(1, Ordering::Relaxed) % 1000 == 999;
+        self.with(move |c| {
+            let now = now_ms();
+            if sweep {
+                c.execute(
+                    "DELETE FROM used_results WHERE expires_at <= ?1",
+                    params![now],
+                )?;
+            }
+            let n = c.execute(
+                "INSERT INTO used_results (key, expires_at) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+                 WHERE used_results.expires_at <= ?3",
+                params![key, now + ttl.as_millis() as i64, now],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn reserve_account(
+        &self,
+        route: &str,
+        person: Person<'_>,
+        ttl: Duration,
+    ) -> Result<Reservation, StoreError> {
+        let (route, ci, uis) = (
+            route.to_string(),
+            person.ci_hash.to_string(),
+            person.unique_in_site.to_string(),
+        );
+        self.with(move |c| {
+            let now = now_ms();
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "INSERT INTO accounts (route, person, unique_in_site, state, expires_at)
+                 VALUES (?1, ?2, ?3, 'reserved', ?4)
+                 ON CONFLICT (route, person) DO UPDATE SET
+                   state = 'reserved', unique_in_site = excluded.unique_in_site,
+                   expires_at = excluded.expires_at
+                 WHERE accounts.state = 'reserved' AND accounts.expires_at <= ?5",
+                params![route, ci, uis, now + ttl.as_millis() as i64, now],
+            )?;
+            let out = if n == 1 {
+                Reservation::Reserved
+            } else {
+                let state: Option<String> = tx
+                    .query_row(
+                        "SELECT state FROM accounts WHERE route = ?1 AND person = ?2",
+                        params![route, ci],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                match state.as_deref() {
+                    Some("done") => Reservation::Taken,
+                    _ => Reservation::InProgress,
+                }
+            };
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn commit_account(&self, route: &str, ci_hash: &str) -> Result<(), StoreError> {
+        let (route, ci) = (route.to_string(), ci_hash.to_string());
+        self.with(move |c| {
+            c.execute(
+                "UPDATE accounts SET state = 'done', expires_at = NULL WHERE route = ?1 AND person = ?2",
+                params![route, ci],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_account(&self, route: &str, ci_hash: &str) -> Result<(), StoreError> {
+        let (route, ci) = (route.to_string(), ci_hash.to_string());
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM accounts WHERE route = ?1 AND person = ?2 AND state = 'reserved'",
+                params![route, ci],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn forget(&self, who: &PersonRef) -> Result<u64, StoreError> {
+        let who = who.clone();
+        self.with(move |c| {
+            let n = match &who {
+                PersonRef::CiHash(h) => {
+                    c.execute("DELETE FROM accounts WHERE person = ?1", params![h])?
+                }
+                PersonRef::UniqueInSite(u) => {
+                    c.execute("DELETE FROM accounts WHERE unique_in_site = ?1", params![u])?
+                }
+            };
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn count_accounts(&self) -> Result<u64, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM accounts WHERE state = 'done'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map(|_| ())
+        })
+        .await
+    }
+}
