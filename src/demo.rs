@@ -27,6 +27,10 @@ pub fn demo_secrets() -> Secrets {
         crate::session::fresh_key_b64(),
     );
     m.insert("VERIGATE_HASH_KEY".into(), crate::session::fresh_key_b64());
+    m.insert(
+        "VERIGATE_ASSERTION_KEY".into(),
+        crate::assertion::fresh_pem(),
+    );
     m.insert("IAMPORT_API_KEY".into(), sandbox::IAMPORT_KEY.into());
     m.insert("IAMPORT_API_SECRET".into(), sandbox::IAMPORT_SECRET.into());
     Secrets::from_map(m)
@@ -121,7 +125,8 @@ pub fn keygen_text() -> String {
          # session.keys_env: comma-separated; the first key seals, all keys open (rotate by prepending).\n\
          VERIGATE_SESSION_KEYS={}\n\
          # session.hash_key_env: keys the hashes of CI; keep it stable for the life of your data.\n\
-         VERIGATE_HASH_KEY={}",
+         VERIGATE_HASH_KEY={}\n\
+         # identity_headers.assertion.key_file: `verigate keygen --assertion-key > assertion.pem`",
         crate::session::fresh_key_b64(),
         crate::session::fresh_key_b64()
     )

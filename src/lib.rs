@@ -2,12 +2,14 @@
 //! apps. `build` turns a validated config into a ready-to-run Pingora server.
 
 pub mod admin;
+pub mod assertion;
 pub mod config;
 pub mod demo;
 pub mod flow;
 pub mod gate;
 pub mod metrics;
 pub mod providers;
+pub mod reload;
 pub mod sandbox;
 pub mod session;
 pub mod store;
@@ -47,11 +49,15 @@ pub struct Built {
     pub live: Arc<ArcSwap<Live>>,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Default)]
 pub struct BuildOptions {
     /// Take the listening sockets over from a running verigate (Pingora graceful upgrade)
     /// instead of binding them.
     pub upgrade: bool,
+    /// The file the config came from: enables reload (admin `POST /reload`).
+    pub reload: Option<reload::ReloadSource>,
+    /// Also reload on SIGHUP (for `verigate run`; tests and the demo leave signals alone).
+    pub sighup: bool,
 }
 
 /// A listening service whose socket was bound before the server started, so that the
@@ -98,7 +104,7 @@ fn add_listening<A>(
     mut svc: pingora::services::listening::Service<A>,
     what: &'static str,
     addr: SocketAddr,
-    opts: BuildOptions,
+    opts: &BuildOptions,
 ) -> Result<SocketAddr, BuildError>
 where
     A: pingora::apps::ServerApp + Send + Sync + 'static,
@@ -120,7 +126,7 @@ where
 }
 
 /// Build the proxy (and its admin listener) from a validated config.
-pub fn build(cfg: RuntimeConfig, opts: BuildOptions) -> Result<Built, BuildError> {
+pub fn build(cfg: RuntimeConfig, mut opts: BuildOptions) -> Result<Built, BuildError> {
     let conf = ServerConf {
         threads: cfg.threads,
         grace_period_seconds: Some(1),
@@ -145,14 +151,24 @@ pub fn build(cfg: RuntimeConfig, opts: BuildOptions) -> Result<Built, BuildError
     let gate = Gate::new(live.clone(), store.clone());
     let proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gate, "verigate proxy");
-    let proxy_addr = add_listening(&mut server, proxy, "listen", listen, opts)?;
+    let proxy_addr = add_listening(&mut server, proxy, "listen", listen, &opts)?;
+    let reloader = opts
+        .reload
+        .take()
+        .map(|src| Arc::new(reload::Reloader::new(src, live.clone())));
+    if let (true, Some(r)) = (opts.sighup, &reloader) {
+        server.add_service(pingora::services::background::background_service(
+            "sighup",
+            reload::SighupService(r.clone()),
+        ));
+    }
 
     let admin_addr = match admin_listen {
         None => None,
         Some(a) => {
-            let app = admin::AdminApp::new(live.clone(), store.clone());
+            let app = admin::AdminApp::new(live.clone(), store.clone(), reloader);
             let svc = pingora::services::listening::Service::new("verigate admin".into(), app);
-            Some(add_listening(&mut server, svc, "admin_listen", a, opts)?)
+            Some(add_listening(&mut server, svc, "admin_listen", a, &opts)?)
         }
     };
     Ok(Built {

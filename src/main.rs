@@ -44,7 +44,17 @@ enum Command {
         token_ttl: u64,
     },
     /// Print fresh secrets for the config.
-    Keygen,
+    Keygen {
+        /// Print a fresh EC P-256 private key (PEM) for identity_headers.assertion.key_file.
+        #[arg(long)]
+        assertion_key: bool,
+    },
+    /// Ask the running verigate (via admin_listen in FILE) to reload FILE.
+    Reload {
+        /// The admin address, when FILE's admin_listen does not say it (e.g. port 0).
+        #[arg(long)]
+        admin: Option<String>,
+    },
     /// One-account-per-person records in the configured store.
     Accounts {
         #[command(subcommand)]
@@ -113,9 +123,18 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match verigate::build(cfg, verigate::BuildOptions { upgrade }) {
+            let opts = verigate::BuildOptions {
+                upgrade,
+                reload: Some(verigate::reload::ReloadSource {
+                    path: path.clone(),
+                    secrets: verigate::config::Secrets::from_process(),
+                }),
+                sighup: true,
+            };
+            match verigate::build(cfg, opts) {
                 Ok(built) => {
-                    tracing::info!(listen = %built.proxy_addr, admin = ?built.admin_addr, "verigate serving");
+                    let admin = built.admin_addr.map(|a| a.to_string()).unwrap_or_default();
+                    tracing::info!(listen = %built.proxy_addr, admin = %admin, "verigate serving");
                     built.server.run_forever()
                 }
                 Err(e) => {
@@ -189,9 +208,29 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Keygen => {
-            println!("{}", verigate::demo::keygen_text());
+        Command::Keygen { assertion_key } => {
+            if assertion_key {
+                print!("{}", verigate::assertion::fresh_pem());
+            } else {
+                println!("{}", verigate::demo::keygen_text());
+            }
             ExitCode::SUCCESS
+        }
+        Command::Reload { admin } => {
+            let Some(path) = cli.config else {
+                eprintln!("verigate reload: give the config with -c FILE");
+                return ExitCode::from(2);
+            };
+            match verigate::reload::request_reload(&path, admin.as_deref()) {
+                Ok(answer) => {
+                    println!("{answer}");
+                    ExitCode::SUCCESS
+                }
+                Err(problems) => {
+                    println!("{problems}");
+                    ExitCode::from(2)
+                }
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 use std::time::Duration;
 
@@ -66,6 +66,71 @@ pub static PROVIDER_CALLS: Lazy<HistogramVec> = Lazy::new(|| {
     )
 });
 
+pub static UPSTREAM_RESPONSES: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_upstream_responses_total",
+        "Upstream responses by route and status class (2xx, 3xx, 4xx, 5xx)",
+        &["route", "class"],
+    )
+});
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+];
+
+pub static REQUEST_SECONDS: Lazy<HistogramVec> = Lazy::new(|| {
+    histogram(
+        "verigate_request_duration_seconds",
+        "Whole request time as seen by verigate (upstream included), by route",
+        &["route"],
+        LATENCY_BUCKETS.to_vec(),
+    )
+});
+
+pub static GATE_SECONDS: Lazy<HistogramVec> = Lazy::new(|| {
+    histogram(
+        "verigate_gate_duration_seconds",
+        "Time verigate itself adds to a proxied request (its filters, upstream excluded), by route",
+        &["route"],
+        LATENCY_BUCKETS.to_vec(),
+    )
+});
+
+pub static RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_config_reloads_total",
+        "Config reloads by result (success, failure)",
+        &["result"],
+    )
+});
+
+pub static LAST_RELOAD_OK: Lazy<Gauge> = Lazy::new(|| {
+    let g = Gauge::new(
+        "verigate_config_last_reload_success",
+        "1 if the last config reload succeeded (or none was tried), 0 if it was refused",
+    )
+    .unwrap_or_else(|e| panic!("metric malformed: {e}"));
+    g.set(1.0);
+    let _ = REGISTRY.register(Box::new(g.clone()));
+    g
+});
+
+pub static ASSERTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_assertions_signed_total",
+        "Signed identity assertions sent upstream, by route",
+        &["route"],
+    )
+});
+
+pub fn reload(ok: bool) {
+    RELOADS
+        .with_label_values(&[if ok { "success" } else { "failure" }])
+        .inc();
+    LAST_RELOAD_OK.set(if ok { 1.0 } else { 0.0 });
+}
+
 pub fn request(route: &str, decision: &str) {
     REQUESTS.with_label_values(&[route, decision]).inc();
 }
@@ -90,6 +155,31 @@ pub fn provider_call(provider: &str, endpoint: &str, took: Duration) {
         .observe(took.as_secs_f64());
 }
 
+/// The name of every metric verigate defines (also those with no sample yet).
+pub fn names() -> Vec<String> {
+    use prometheus::core::Collector;
+    let collectors: [&dyn Collector; 11] = [
+        &*REQUESTS,
+        &*VERIFICATIONS,
+        &*SESSIONS_ISSUED,
+        &*TOKEN_FETCHES,
+        &*PROVIDER_CALLS,
+        &*UPSTREAM_RESPONSES,
+        &*REQUEST_SECONDS,
+        &*GATE_SECONDS,
+        &*RELOADS,
+        &*LAST_RELOAD_OK,
+        &*ASSERTIONS,
+    ];
+    let mut out: Vec<String> = collectors
+        .iter()
+        .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Prometheus text of verigate's and the default registry's metrics.
 pub fn render() -> Vec<u8> {
     Lazy::force(&REQUESTS);
@@ -97,6 +187,12 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&SESSIONS_ISSUED);
     Lazy::force(&TOKEN_FETCHES);
     Lazy::force(&PROVIDER_CALLS);
+    Lazy::force(&UPSTREAM_RESPONSES);
+    Lazy::force(&REQUEST_SECONDS);
+    Lazy::force(&GATE_SECONDS);
+    Lazy::force(&RELOADS);
+    Lazy::force(&LAST_RELOAD_OK);
+    Lazy::force(&ASSERTIONS);
     let mut families = REGISTRY.gather();
     families.extend(prometheus::gather());
     let mut out = Vec::new();

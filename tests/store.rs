@@ -318,42 +318,6 @@ async fn sqlite_state_survives_a_proxy_restart() {
     );
 }
 
-/// Start the verigate binary itself (so it can be killed with SIGKILL).
-struct Proc {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-}
-
-fn start_binary(config: &std::path::Path) -> Proc {
-    use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_verigate"))
-        .args(["run", "-c"])
-        .arg(config)
-        .env("VG_KEYS", SESSION_KEY)
-        .env("VG_HASH", HASH_KEY)
-        .env("IMP_KEY", "sandbox_key")
-        .env("IMP_SECRET", "sandbox_secret")
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("verigate exited before serving")
-            .unwrap();
-        if line.contains("verigate serving") {
-            let v: Value = serde_json::from_str(&line).unwrap();
-            break v["fields"]["listen"].as_str().unwrap().parse().unwrap();
-        }
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Proc { child, addr }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_kill_9_mid_load_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();

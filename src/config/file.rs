@@ -19,6 +19,8 @@ pub struct FileConfig {
     pub timezone: Option<String>,
     #[serde(default)]
     pub threads: Option<usize>,
+    #[serde(default)]
+    pub access_log: Option<bool>,
     pub session: FileSession,
     #[serde(default)]
     pub identity_headers: Option<FileIdentityHeaders>,
@@ -80,7 +82,16 @@ pub struct FileAssertion {
     #[serde(default)]
     pub key_file: Option<String>,
     #[serde(default)]
+    pub key_env: Option<String>,
+    #[serde(default)]
     pub audience: Option<String>,
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub ttl: Option<String>,
+    /// Keys rotated out: still published in the JWKS until their tokens have expired.
+    #[serde(default)]
+    pub previous_key_files: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

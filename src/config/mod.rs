@@ -88,8 +88,17 @@ pub struct SessionConfig {
     pub hash_key: [u8; 32],
 }
 
+/// Signed identity assertions (`identity_headers.assertion`).
+#[derive(Debug, Clone)]
+pub struct AssertionConfig {
+    pub signer: Arc<crate::assertion::Signer>,
+    /// Public keys published in the JWKS: the signing key first, then previous ones.
+    pub published: Vec<crate::assertion::PublicJwk>,
+}
+
 #[derive(Debug, Clone)]
 pub struct IdentityHeaders {
+    pub assertion: HeaderName,
     /// Lower-case prefix, with `-`; matching also folds `_` to `-`.
     pub prefix: String,
     pub unique_in_site: HeaderName,
@@ -102,7 +111,7 @@ pub struct IdentityHeaders {
     pub phone: HeaderName,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IamportConfig {
     pub imp_code: String,
     pub api_key: String,
@@ -168,6 +177,9 @@ impl Forward {
 pub struct RuntimeConfig {
     pub listen: Listen,
     pub admin_listen: Option<Listen>,
+    /// `listen` / `admin_listen` as written (what a reload may not change).
+    pub listen_spec: String,
+    pub admin_spec: Option<String>,
     pub upstream: Upstream,
     pub flow_prefix: String,
     pub public_url: Option<String>,
@@ -175,6 +187,9 @@ pub struct RuntimeConfig {
     pub threads: usize,
     pub session: SessionConfig,
     pub identity: IdentityHeaders,
+    pub assertion: Option<AssertionConfig>,
+    /// One JSON access-log line per request.
+    pub access_log: bool,
     pub providers: Providers,
     pub store: StoreConfig,
     pub routes: RouteTable,

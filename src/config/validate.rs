@@ -260,6 +260,12 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
 
     let session = session(ctx, &f.session);
     let identity = identity(ctx, f.identity_headers.as_ref());
+    let assertion = f
+        .identity_headers
+        .as_ref()
+        .and_then(|h| h.assertion.as_ref())
+        .filter(|a| a.enabled)
+        .and_then(|a| assertion(ctx, a));
     let providers = providers(ctx, &f.providers);
 
     let store = match &f.store {
@@ -290,6 +296,8 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
     Some(RuntimeConfig {
         listen: Listen { addr: listen? },
         admin_listen,
+        listen_spec: f.listen.clone(),
+        admin_spec: f.admin_listen.clone(),
         upstream,
         flow_prefix,
         public_url,
@@ -297,10 +305,68 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         threads,
         session,
         identity,
+        assertion,
+        access_log: f.access_log.unwrap_or(true),
         providers,
         store,
         routes: RouteTable::new(routes),
         keep_in_session: keep,
+    })
+}
+
+fn assertion(ctx: &mut Ctx, a: &FileAssertion) -> Option<AssertionConfig> {
+    let at = "identity_headers.assertion";
+    let audience = match a.audience.as_deref().map(str::trim) {
+        Some(aud) if !aud.is_empty() => aud.to_string(),
+        _ => {
+            ctx.err(
+                format!("{at}.audience"),
+                "name the audience the upstream app checks (e.g. my-app)",
+            );
+            String::new()
+        }
+    };
+    let issuer = a.issuer.clone().unwrap_or_else(|| "verigate".into());
+    let ttl = ctx.duration(
+        &format!("{at}.ttl"),
+        a.ttl.as_deref(),
+        Duration::from_secs(60),
+    );
+    if ttl > Duration::from_secs(60) {
+        ctx.err(format!("{at}.ttl"), "assertions live at most 60s");
+    }
+    let pem = ctx.secret(at, "key", a.key_env.as_deref(), a.key_file.as_deref(), true)?;
+    let signer = match crate::assertion::Signer::from_pem(
+        &pem,
+        &issuer,
+        &audience,
+        ttl.as_secs().min(60) as i64,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            let which = if a.key_env.is_some() {
+                "key_env"
+            } else {
+                "key_file"
+            };
+            ctx.err(format!("{at}.{which}"), e.to_string());
+            return None;
+        }
+    };
+    let mut published = vec![signer.public().clone()];
+    for (i, f) in a.previous_key_files.iter().enumerate() {
+        let key = format!("{at}.previous_key_files[{i}]");
+        match std::fs::read_to_string(f) {
+            Err(e) => ctx.err(key, format!("cannot read {f}: {e}")),
+            Ok(text) => match crate::assertion::public_of(&text) {
+                Ok(p) => published.push(p),
+                Err(e) => ctx.err(key, e.to_string()),
+            },
+        }
+    }
+    Some(AssertionConfig {
+        signer: std::sync::Arc::new(signer),
+        published,
     })
 }
 
@@ -443,15 +509,8 @@ fn identity(ctx: &mut Ctx, h: Option<&FileIdentityHeaders>) -> IdentityHeaders {
         );
     }
     let folded = prefix.replace('_', "-");
-    if let Some(a) = h.and_then(|h| h.assertion.as_ref()) {
-        if a.enabled {
-            ctx.err(
-                "identity_headers.assertion.enabled",
-                "signed assertions are not available in this version yet; set enabled: false",
-            );
-        }
-    }
     IdentityHeaders {
+        assertion: header(ctx, &folded, "assertion"),
         unique_in_site: header(ctx, &folded, "unique-in-site"),
         age_ok: header(ctx, &folded, "age-ok"),
         provider: header(ctx, &folded, "provider"),

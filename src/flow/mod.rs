@@ -181,7 +181,8 @@ pub async fn handle(
         ("POST", "/iamport/complete") => iamport::complete(live, store, session).await?,
         ("GET" | "HEAD", "/session") => session_info(live, session),
         ("POST", "/logout") => logout(live, session),
-        ("GET" | "HEAD", "/jwks.json") => Reply::json(200, r#"{"keys":[]}"#.into()),
+        ("GET" | "HEAD", "/jwks.json") => Reply::json(200, live.jwks().to_string())
+            .header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
         _ => Reply::problem(&Problem::new(404, "no_route"), html),
     };
     reply.send(session).await

@@ -3,8 +3,9 @@
 //!   endpoints, match the route, check the session, age and account rules.
 //! - `upstream_peer`: pick an upstream address.
 //! - `upstream_request_filter`: inject verified identity headers, keep verigate's cookies home.
+//! - `upstream_response_filter`: note the upstream's status and time.
 //! - `response_filter`: settle one-account reservations on the upstream's answer.
-//! - `logging`: metrics.
+//! - `logging`: metrics and the access log.
 
 pub mod answers;
 pub mod headers;
@@ -30,6 +31,9 @@ use std::time::{Duration, Instant};
 pub struct Live {
     pub cfg: RuntimeConfig,
     pub iamport: Option<Arc<IamportClient>>,
+    /// Assertion keys rotated out by a reload, published until (UNIX seconds) their last
+    /// tokens have expired.
+    pub retired_keys: Vec<(crate::assertion::PublicJwk, i64)>,
 }
 
 impl Live {
@@ -38,7 +42,64 @@ impl Live {
             Some(c) => Some(IamportClient::new(c.clone())?),
             None => None,
         };
-        Ok(Live { cfg, iamport })
+        Ok(Live {
+            cfg,
+            iamport,
+            retired_keys: Vec::new(),
+        })
+    }
+
+    /// The next config after `old`: provider clients whose settings did not change are kept
+    /// (with their cached tokens), and a replaced assertion key stays published a while.
+    pub fn succeed(
+        old: &Live,
+        cfg: RuntimeConfig,
+    ) -> std::result::Result<Self, crate::providers::ProviderError> {
+        let iamport = match (&cfg.providers.iamport, &old.iamport) {
+            (Some(new), Some(client)) if client.config() == new => Some(client.clone()),
+            (Some(new), _) => Some(IamportClient::new(new.clone())?),
+            (None, _) => None,
+        };
+        let now = unix_now();
+        let mut retired: Vec<_> = old
+            .retired_keys
+            .iter()
+            .filter(|(_, until)| *until > now)
+            .cloned()
+            .collect();
+        if let Some(a) = &old.cfg.assertion {
+            let still = cfg
+                .assertion
+                .as_ref()
+                .is_some_and(|n| n.published.iter().any(|p| p.kid == a.signer.public().kid));
+            if !still {
+                retired.push((a.signer.public().clone(), now + a.signer.ttl_secs + 60));
+            }
+        }
+        Ok(Live {
+            cfg,
+            iamport,
+            retired_keys: retired,
+        })
+    }
+
+    /// Every public key an upstream may meet in a live assertion.
+    pub fn jwks(&self) -> serde_json::Value {
+        let now = unix_now();
+        let mut keys: Vec<serde_json::Value> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let current = self.cfg.assertion.iter().flat_map(|a| a.published.iter());
+        let retired = self
+            .retired_keys
+            .iter()
+            .filter(|(_, until)| *until > now)
+            .map(|(k, _)| k);
+        for k in current.chain(retired) {
+            if seen.insert(k.kid.clone()) {
+                keys.push(k.to_json());
+            }
+        }
+        serde_json::json!({ "keys": keys })
     }
 }
 
@@ -58,6 +119,12 @@ pub struct Ctx {
     route: Option<usize>,
     decision: &'static str,
     identity: Option<Identity>,
+    /// Time spent in verigate's own filters (upstream excluded).
+    gate_time: Duration,
+    upstream_sent: Option<Instant>,
+    upstream_time: Option<Duration>,
+    upstream_status: Option<u16>,
+    flow_provider: Option<crate::providers::ProviderId>,
     /// (route name, person hash) of a one-account reservation this request holds.
     reservation: Option<(String, String)>,
 }
@@ -191,6 +258,49 @@ impl Gate {
         Ok(false)
     }
 
+    /// Everything `request_filter` decides (timed by it).
+    async fn gatekeep(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let live = self.live.load_full();
+        ctx.live = Some(live.clone());
+        let cfg = &live.cfg;
+        // 1. No client-sent identity header survives, on any route.
+        headers::strip_identity(session.req_header_mut(), &cfg.identity.prefix);
+
+        let normalized = match path::normalize(session.req_header().uri.path()) {
+            Ok(p) => p,
+            Err(_) => {
+                ctx.decision = "bad_path";
+                let html = wants_html(session);
+                Reply::problem(&Problem::new(400, "bad_path"), html)
+                    .send(session)
+                    .await?;
+                return Ok(true);
+            }
+        };
+
+        if let Some(rest) = crate::flow::under_prefix(&normalized, &cfg.flow_prefix) {
+            ctx.decision = "flow";
+            let rest = rest.to_string();
+            ctx.flow_provider = crate::providers::ProviderId::parse(
+                rest.trim_start_matches('/').split('/').next().unwrap_or(""),
+            );
+            crate::flow::handle(&live, self.store.as_ref(), session, &rest).await?;
+            return Ok(true);
+        }
+
+        let method = session.req_header().method.clone();
+        let Some(idx) = cfg.routes.find(&method, &normalized) else {
+            ctx.decision = "no_route";
+            let html = wants_html(session);
+            Reply::problem(&Problem::new(404, "no_route"), html)
+                .send(session)
+                .await?;
+            return Ok(true);
+        };
+        ctx.route = Some(idx);
+        self.check(&live, session, ctx, idx).await
+    }
+
     async fn settle(&self, ctx: &mut Ctx, success: bool) {
         if let Some((route, person)) = ctx.reservation.take() {
             let r = if success {
@@ -218,42 +328,10 @@ impl ProxyHttp for Gate {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let live = self.live.load_full();
-        ctx.live = Some(live.clone());
-        let cfg = &live.cfg;
-        // 1. No client-sent identity header survives, on any route.
-        headers::strip_identity(session.req_header_mut(), &cfg.identity.prefix);
-
-        let normalized = match path::normalize(session.req_header().uri.path()) {
-            Ok(p) => p,
-            Err(_) => {
-                ctx.decision = "bad_path";
-                let html = wants_html(session);
-                Reply::problem(&Problem::new(400, "bad_path"), html)
-                    .send(session)
-                    .await?;
-                return Ok(true);
-            }
-        };
-
-        if let Some(rest) = crate::flow::under_prefix(&normalized, &cfg.flow_prefix) {
-            ctx.decision = "flow";
-            let rest = rest.to_string();
-            crate::flow::handle(&live, self.store.as_ref(), session, &rest).await?;
-            return Ok(true);
-        }
-
-        let method = session.req_header().method.clone();
-        let Some(idx) = cfg.routes.find(&method, &normalized) else {
-            ctx.decision = "no_route";
-            let html = wants_html(session);
-            Reply::problem(&Problem::new(404, "no_route"), html)
-                .send(session)
-                .await?;
-            return Ok(true);
-        };
-        ctx.route = Some(idx);
-        self.check(&live, session, ctx, idx).await
+        let t = Instant::now();
+        let answered = self.gatekeep(session, ctx).await;
+        ctx.gate_time += t.elapsed();
+        answered
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -281,7 +359,8 @@ impl ProxyHttp for Gate {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let Some(live) = &ctx.live else {
+        let t = Instant::now();
+        let Some(live) = ctx.live.clone() else {
             return Ok(());
         };
         let cfg = &live.cfg;
@@ -290,7 +369,45 @@ impl ProxyHttp for Gate {
         headers::strip_cookies(upstream, &[&cfg.session.cookie, &cfg.session.flow_cookie]);
         if let Some(id) = &ctx.identity {
             headers::inject(upstream, &cfg.identity, id);
+            if let Some(a) = &cfg.assertion {
+                let c = &id.claims;
+                match a.signer.sign(
+                    &c.unique_in_site,
+                    id.age_ok,
+                    c.provider.as_str(),
+                    c.verified_at,
+                    unix_now(),
+                ) {
+                    Some(jwt) => {
+                        upstream.insert_header(cfg.identity.assertion.clone(), jwt)?;
+                        crate::metrics::ASSERTIONS
+                            .with_label_values(&[self.route_name(ctx)])
+                            .inc();
+                    }
+                    None => {
+                        // Fail closed: the app must never see identity headers without the
+                        // assertion it was told to expect.
+                        return Err(Error::explain(
+                            pingora::ErrorType::InternalError,
+                            "could not sign the identity assertion",
+                        ));
+                    }
+                }
+            }
         }
+        ctx.gate_time += t.elapsed();
+        ctx.upstream_sent = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.upstream_status = Some(upstream_response.status.as_u16());
+        ctx.upstream_time = ctx.upstream_sent.map(|t| t.elapsed());
         Ok(())
     }
 
@@ -315,18 +432,54 @@ impl ProxyHttp for Gate {
         } else {
             ctx.decision
         };
-        let route = self.route_name(ctx).to_string();
-        crate::metrics::request(&route, decision);
-        let status = session
-            .response_written()
-            .map(|r| r.status.as_u16())
-            .unwrap_or(0);
-        tracing::debug!(
-            route = %route,
-            decision,
-            status,
-            latency_ms = ctx.started.map(|s| s.elapsed().as_millis() as u64).unwrap_or(0),
-            "request"
-        );
+        let route = self.route_name(ctx);
+        crate::metrics::request(route, decision);
+        let total = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
+        if ctx.route.is_some() {
+            crate::metrics::REQUEST_SECONDS
+                .with_label_values(&[route])
+                .observe(total.as_secs_f64());
+        }
+        if let Some(status) = ctx.upstream_status {
+            let class = match status {
+                200..=299 => "2xx",
+                300..=399 => "3xx",
+                400..=499 => "4xx",
+                _ => "5xx",
+            };
+            crate::metrics::UPSTREAM_RESPONSES
+                .with_label_values(&[route, class])
+                .inc();
+            crate::metrics::GATE_SECONDS
+                .with_label_values(&[route])
+                .observe(ctx.gate_time.as_secs_f64());
+        }
+        let access_log = ctx.live.as_ref().is_none_or(|l| l.cfg.access_log);
+        if access_log {
+            let status = session
+                .response_written()
+                .map(|r| r.status.as_u16())
+                .unwrap_or(0);
+            let provider = ctx
+                .identity
+                .as_ref()
+                .map(|i| i.claims.provider.as_str())
+                .or(ctx.flow_provider.map(|p| p.as_str()))
+                .unwrap_or("");
+            // Route names, decisions, numbers: never paths, cookies or personal data.
+            tracing::info!(
+                target: "verigate::access",
+                route,
+                decision,
+                status,
+                method = %session.req_header().method,
+                latency_ms = total.as_secs_f64() * 1000.0,
+                gate_ms = ctx.gate_time.as_secs_f64() * 1000.0,
+                upstream_ms = ctx.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
+                upstream_status = ctx.upstream_status,
+                provider,
+                error = e.map(|e| e.etype().as_str()),
+            );
+        }
     }
 }

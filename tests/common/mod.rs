@@ -91,6 +91,10 @@ pub struct Setup {
     pub demo_app: bool,
     /// The `store:` line of the config.
     pub store: String,
+    /// More top-level YAML (e.g. `identity_headers: ...`).
+    pub top: String,
+    /// Write the config to a file and enable reload (admin `POST /reload`).
+    pub reloadable: bool,
 }
 
 impl Default for Setup {
@@ -103,6 +107,8 @@ impl Default for Setup {
             api_secret: "sandbox_secret".into(),
             demo_app: false,
             store: "store: { kind: memory }".into(),
+            top: String::new(),
+            reloadable: false,
         }
     }
 }
@@ -115,11 +121,27 @@ pub struct Env {
     pub echo: Arc<Echo>,
     pub sim: Arc<IamportSim>,
     pub client: reqwest::Client,
+    /// The config file, when `reloadable`.
+    pub config_path: Option<std::path::PathBuf>,
+    _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Two assertion signing keys, made once per test process.
+pub fn assertion_keys() -> &'static (String, String) {
+    static KEYS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        (
+            verigate::assertion::fresh_pem(),
+            verigate::assertion::fresh_pem(),
+        )
+    })
 }
 
 pub fn secrets(api_secret: &str) -> verigate::config::Secrets {
     let mut m = HashMap::new();
+    m.insert("VG_ASSERT".to_string(), assertion_keys().0.clone());
+    m.insert("VG_ASSERT2".to_string(), assertion_keys().1.clone());
     m.insert("VG_KEYS".to_string(), SESSION_KEY.to_string());
     m.insert("VG_HASH".to_string(), HASH_KEY.to_string());
     m.insert("IMP_KEY".to_string(), "sandbox_key".to_string());
@@ -194,10 +216,26 @@ impl Env {
             .map(|l| format!("    {l}"))
             .collect::<Vec<_>>()
             .join("\n");
-        let text = yaml(upstream, &base, &extra, &setup.routes, &setup.store);
+        let text = format!(
+            "{}\n{}",
+            yaml(upstream, &base, &extra, &setup.routes, &setup.store),
+            setup.top
+        );
         let cfg = verigate::config::from_yaml_str(&text, &secrets(&setup.api_secret))
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{text}"));
-        let built = verigate::build(cfg, verigate::BuildOptions::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = verigate::BuildOptions::default();
+        let mut config_path = None;
+        if setup.reloadable {
+            let path = dir.path().join("verigate.yaml");
+            std::fs::write(&path, &text).unwrap();
+            opts.reload = Some(verigate::reload::ReloadSource {
+                path: path.clone(),
+                secrets: secrets(&setup.api_secret),
+            });
+            config_path = Some(path);
+        }
+        let built = verigate::build(cfg, opts).unwrap();
         let proxy = built.proxy_addr;
         let admin = built.admin_addr.unwrap();
         let stop = verigate::spawn(built.server);
@@ -211,6 +249,8 @@ impl Env {
             echo,
             sim,
             client,
+            config_path,
+            _dir: dir,
             _stop: stop,
         }
     }
@@ -516,4 +556,77 @@ pub async fn sandbox_certification(sandbox: SocketAddr, imp_uid: &str) -> Value 
         .await
         .unwrap();
     v["response"].clone()
+}
+
+/// The verigate binary itself, as ops run it (so it can be killed with SIGKILL or sent SIGHUP).
+pub struct Proc {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    /// Everything it wrote to stderr (its JSON logs), as it arrives.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start_binary(config: &std::path::Path) -> Proc {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_verigate"))
+        .args(["run", "-c"])
+        .arg(config)
+        .env("VG_KEYS", SESSION_KEY)
+        .env("VG_HASH", HASH_KEY)
+        .env("IMP_KEY", "sandbox_key")
+        .env("IMP_SECRET", "sandbox_secret")
+        .env("VG_ASSERT", &assertion_keys().0)
+        .env("VG_ASSERT2", &assertion_keys().1)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (addr, admin) = loop {
+        let line = lines
+            .next()
+            .expect("verigate exited before serving")
+            .unwrap();
+        log.lock().unwrap().push(line.clone());
+        if line.contains("verigate serving") {
+            let v: Value = serde_json::from_str(&line).unwrap();
+            let addr = v["fields"]["listen"].as_str().unwrap().parse().unwrap();
+            let admin = v["fields"]["admin"].as_str().and_then(|a| {
+                a.trim_start_matches("Some(")
+                    .trim_end_matches(')')
+                    .parse()
+                    .ok()
+            });
+            break (addr, admin);
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    Proc {
+        child,
+        addr,
+        admin,
+        log,
+    }
 }
