@@ -32,6 +32,10 @@ pub fn demo_secrets() -> Secrets {
         crate::assertion::fresh_pem(),
     );
     m.insert("IAMPORT_API_KEY".into(), sandbox::IAMPORT_KEY.into());
+    m.insert(
+        "TOMO_PRIVATE_KEY".into(),
+        sandbox::tomo::SANDBOX_CLIENT_JWK.trim().into(),
+    );
     m.insert("IAMPORT_API_SECRET".into(), sandbox::IAMPORT_SECRET.into());
     Secrets::from_map(m)
 }
@@ -104,16 +108,23 @@ fn build_demo(
     Ok(crate::build(cfg, crate::BuildOptions::default())?)
 }
 
-pub fn sandbox_forever(listen: SocketAddr, token_ttl_secs: u64) -> Result<(), DemoError> {
+pub fn sandbox_forever(
+    listen: SocketAddr,
+    token_ttl_secs: u64,
+    tomo_clients: Vec<(String, String)>,
+) -> Result<(), DemoError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        let ttl = Duration::from_secs(token_ttl_secs.max(1));
         let opts = SandboxOptions {
-            token_ttl: Duration::from_secs(token_ttl_secs.max(1)),
+            token_ttl: ttl,
+            tomo_token_ttl: ttl,
+            tomo_clients,
         };
         let addr = sandbox::spawn(listen, opts).await?;
-        println!("verigate sandbox listening on http://{addr} (iamport at http://{addr}/iamport)");
+        println!("verigate sandbox listening on http://{addr} (iamport at http://{addr}/iamport, tomo at http://{addr}/tomo)");
         tokio::signal::ctrl_c().await?;
         Ok(())
     })

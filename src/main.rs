@@ -42,12 +42,18 @@ enum Command {
         /// Lifetime of issued tokens in seconds (shorten it to test expiry).
         #[arg(long, default_value_t = 1800)]
         token_ttl: u64,
+        /// Register a TomoIDV client: ID=FILE, FILE holding its public JWK (repeatable).
+        #[arg(long = "tomo-client")]
+        tomo_clients: Vec<String>,
     },
     /// Print fresh secrets for the config.
     Keygen {
         /// Print a fresh EC P-256 private key (PEM) for identity_headers.assertion.key_file.
         #[arg(long)]
         assertion_key: bool,
+        /// Print a fresh TomoIDV-style key pair: the base64url private JWK, then the public JWK.
+        #[arg(long, conflicts_with = "assertion_key")]
+        tomo_jwk: bool,
     },
     /// Ask the running verigate (via admin_listen in FILE) to reload FILE.
     Reload {
@@ -153,9 +159,27 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Sandbox { listen, token_ttl } => {
+        Command::Sandbox {
+            listen,
+            token_ttl,
+            tomo_clients,
+        } => {
             init_logging();
-            match verigate::demo::sandbox_forever(listen, token_ttl) {
+            let mut clients = Vec::new();
+            for spec in tomo_clients {
+                let Some((id, file)) = spec.split_once('=') else {
+                    eprintln!("--tomo-client takes ID=FILE");
+                    return ExitCode::from(2);
+                };
+                match std::fs::read_to_string(file) {
+                    Ok(jwk) => clients.push((id.to_string(), jwk.trim().to_string())),
+                    Err(e) => {
+                        eprintln!("--tomo-client {id}: cannot read {file}: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            match verigate::demo::sandbox_forever(listen, token_ttl, clients) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("verigate sandbox: {e}");
@@ -208,8 +232,17 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Keygen { assertion_key } => {
-            if assertion_key {
+        Command::Keygen {
+            assertion_key,
+            tomo_jwk,
+        } => {
+            if tomo_jwk {
+                let (private, public) = verigate::providers::tomo::fresh_jwk_pair();
+                println!("# providers.tomo.private_key_env / _file (secret):");
+                println!("{private}");
+                println!("# public JWK, to register (verigate sandbox --tomo-client ID=FILE):");
+                println!("{public}");
+            } else if assertion_key {
                 print!("{}", verigate::assertion::fresh_pem());
             } else {
                 println!("{}", verigate::demo::keygen_text());

@@ -91,7 +91,7 @@ routes:
         "providers.iamport.api_key_env: environment variable MISSING_KEY is not set",
         "providers.iamport.base_url:",
         "routes[0].match.methods[1]",
-        "routes[0].require.providers[1]: unknown provider `tomo`",
+        "routes[0].require.providers[1]: provider `tomo` is not configured under providers.tomo",
         "routes[0].require.providers[2]: unknown provider `portone`",
         "routes[0].require.min_age: `-1` is not an age",
         "routes[0].require.max_session_age: `soon`",
@@ -150,6 +150,59 @@ fn age_limits() {
         &problems(&BASE.replace("min_age: 19", "min_age: \"19\"")),
         "min_age"
     ));
+}
+
+#[test]
+fn tomo_settings_are_validated() {
+    let with_tomo = |block: &str| {
+        let mut m = HashMap::new();
+        m.insert("KEYS".to_string(), KEY.to_string());
+        m.insert("IMP_KEY".to_string(), "k".to_string());
+        m.insert("IMP_SECRET".to_string(), "s".to_string());
+        m.insert(
+            "TOMO".to_string(),
+            verigate::sandbox::tomo::SANDBOX_CLIENT_JWK
+                .trim()
+                .to_string(),
+        );
+        m.insert("NOT_A_JWK".to_string(), "bm90IGEgandr".to_string());
+        let yaml = BASE.replace("providers:\n", &format!("providers:\n  tomo: {block}\n"));
+        match from_yaml_str(&yaml, &Secrets::from_map(m)) {
+            Ok(_) => vec![],
+            Err(e) => e.problems(),
+        }
+    };
+    assert_eq!(
+        with_tomo("{ client_id: c, private_key_env: TOMO }"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        with_tomo("{ client_id: c, private_key_env: TOMO, kyc_policy: { subject: { kind: personal_info }, method: personal_info_verf, owner_assurance: { kind: owner_verf, type: sms_otp } } }"),
+        Vec::<String>::new()
+    );
+    let ps = with_tomo("{ client_id: c, private_key_env: TOMO, kyc_policy: { preset: gold } }");
+    assert!(has(&ps, "providers.tomo.kyc_policy: unsupported"), "{ps:?}");
+    let ps = with_tomo("{ client_id: c, private_key_env: NOT_A_JWK }");
+    assert!(
+        has(
+            &ps,
+            "providers.tomo.private_key_env: not a base64url-encoded EC P-256 private JWK"
+        ),
+        "{ps:?}"
+    );
+    let ps = with_tomo("{ client_id: \"\", private_key_env: MISSING, country: USA }");
+    assert!(
+        has(&ps, "providers.tomo.client_id: must not be empty"),
+        "{ps:?}"
+    );
+    assert!(has(&ps, "providers.tomo.country: `USA`"), "{ps:?}");
+    assert!(
+        has(
+            &ps,
+            "providers.tomo.private_key_env: environment variable MISSING is not set"
+        ),
+        "{ps:?}"
+    );
 }
 
 #[test]

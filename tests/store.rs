@@ -615,6 +615,10 @@ async fn accounts_cli_counts_and_forgets() {
             .env("VG_HASH", HASH_KEY)
             .env("IMP_KEY", "k")
             .env("IMP_SECRET", "s")
+            .env(
+                "TOMO_KEY",
+                verigate::sandbox::tomo::SANDBOX_CLIENT_JWK.trim(),
+            )
             .output()
             .unwrap();
         (

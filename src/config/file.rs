@@ -99,9 +99,8 @@ pub struct FileAssertion {
 pub struct FileProviders {
     #[serde(default)]
     pub iamport: Option<FileIamport>,
-    /// Parsed loosely until the TomoIDV provider lands; validation names it as unsupported.
     #[serde(default)]
-    pub tomo: Option<serde_yaml::Value>,
+    pub tomo: Option<FileTomo>,
     /// Parsed loosely until the ifree provider lands; validation names it as unsupported.
     #[serde(default)]
     pub ifree: Option<serde_yaml::Value>,
@@ -129,6 +128,26 @@ pub struct FileIamport {
     pub max_result_age: Option<String>,
     #[serde(default)]
     pub popup: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTomo {
+    pub client_id: String,
+    #[serde(default)]
+    pub private_key_env: Option<String>,
+    #[serde(default)]
+    pub private_key_file: Option<String>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub kyc_policy: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub policy_key: Option<String>,
+    #[serde(default)]
+    pub country: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -123,9 +123,33 @@ pub struct IamportConfig {
     pub popup: bool,
 }
 
+#[derive(Clone, PartialEq)]
+pub struct TomoConfig {
+    pub client_id: String,
+    /// The console's JWK, converted once at load to PKCS#8 PEM.
+    pub private_key_pem: String,
+    pub base_url: String,
+    pub kyc_policy: serde_json::Value,
+    /// What results made under the policy carry as `policy_key`.
+    pub policy_key: String,
+    pub country: Option<String>,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for TomoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TomoConfig")
+            .field("client_id", &self.client_id)
+            .field("base_url", &self.base_url)
+            .field("policy_key", &self.policy_key)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Providers {
     pub iamport: Option<IamportConfig>,
+    pub tomo: Option<TomoConfig>,
 }
 
 #[derive(Clone, PartialEq, Eq)]

@@ -569,19 +569,81 @@ fn providers(ctx: &mut Ctx, p: &FileProviders) -> Providers {
             popup: i.popup.unwrap_or(false),
         }
     });
-    if p.tomo.is_some() {
-        ctx.err(
-            "providers.tomo",
-            "TomoIDV is not available in this version yet; remove this block",
-        );
-    }
+    let tomo = p.tomo.as_ref().and_then(|t| tomo(ctx, t));
     if p.ifree.is_some() {
         ctx.err(
             "providers.ifree",
             "ifree is not available in this version yet; remove this block",
         );
     }
-    Providers { iamport }
+    Providers { iamport, tomo }
+}
+
+fn tomo(ctx: &mut Ctx, t: &FileTomo) -> Option<TomoConfig> {
+    let at = "providers.tomo";
+    if t.client_id.trim().is_empty() {
+        ctx.err(format!("{at}.client_id"), "must not be empty");
+    }
+    let base_url = ctx.url(
+        &format!("{at}.base_url"),
+        t.base_url.as_deref(),
+        "https://test.tomopayment.com",
+    );
+    let timeout = ctx.duration(
+        &format!("{at}.timeout"),
+        t.timeout.as_deref(),
+        Duration::from_secs(5),
+    );
+    let policy: serde_json::Value = match &t.kyc_policy {
+        None => serde_json::json!({ "preset": "basic" }),
+        Some(v) => serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+    };
+    let derived = match crate::providers::tomo::check_policy(&policy) {
+        Ok(k) => k,
+        Err(_) => {
+            ctx.err(
+                format!("{at}.kyc_policy"),
+                "unsupported: use { preset: basic } or { subject: { kind: personal_info | document, id_type }, method: personal_info_verf, owner_assurance: { kind: owner_verf | owner_check, type: sms_otp } or { kind: no_owner_assurance } }",
+            );
+            String::new()
+        }
+    };
+    if let Some(c) = &t.country {
+        if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_lowercase()) {
+            ctx.err(
+                format!("{at}.country"),
+                format!("`{c}` is not a lowercase ISO country code (e.g. us)"),
+            );
+        }
+    }
+    let secret = ctx.secret(
+        at,
+        "private_key",
+        t.private_key_env.as_deref(),
+        t.private_key_file.as_deref(),
+        true,
+    )?;
+    let pem = match crate::providers::tomo::jwk_to_pem(&secret) {
+        Ok(p) => p,
+        Err(e) => {
+            let which = if t.private_key_env.is_some() {
+                "private_key_env"
+            } else {
+                "private_key_file"
+            };
+            ctx.err(format!("{at}.{which}"), e.to_string());
+            return None;
+        }
+    };
+    Some(TomoConfig {
+        client_id: t.client_id.trim().to_string(),
+        private_key_pem: pem,
+        base_url,
+        kyc_policy: policy,
+        policy_key: t.policy_key.clone().unwrap_or(derived),
+        country: t.country.clone(),
+        timeout,
+    })
 }
 
 fn route(ctx: &mut Ctx, i: usize, r: &FileRoute, providers: &Providers) -> Option<Route> {
@@ -686,11 +748,12 @@ fn require(ctx: &mut Ctx, at: &str, q: &FileRequire, providers: &Providers) -> O
         match ProviderId::parse(p) {
             None => ctx.err(
                 format!("{at}.providers[{j}]"),
-                format!("unknown provider `{p}` (known: iamport)"),
+                format!("unknown provider `{p}` (known: iamport, tomo)"),
             ),
             Some(id) => {
                 let configured = match id {
                     ProviderId::Iamport => providers.iamport.is_some(),
+                    ProviderId::Tomo => providers.tomo.is_some(),
                 };
                 if !configured {
                     ctx.err(

@@ -2,6 +2,7 @@
 //! the session endpoint, logout and the JWKS.
 
 pub mod iamport;
+pub mod tomo;
 
 use crate::gate::answers::{escape, page, wants_html, Problem, Reply};
 use crate::gate::headers;
@@ -69,7 +70,13 @@ pub(crate) fn query_param(session: &Session, name: &str) -> Option<String> {
 /// The providers a `return_to` accepts: its route's list, or every configured one.
 fn providers_for(live: &Live, return_to: &str) -> Vec<ProviderId> {
     let cfg = &live.cfg;
-    let all: Vec<ProviderId> = live.iamport.iter().map(|_| ProviderId::Iamport).collect();
+    let mut all: Vec<ProviderId> = Vec::new();
+    if live.iamport.is_some() {
+        all.push(ProviderId::Iamport);
+    }
+    if live.tomo.is_some() {
+        all.push(ProviderId::Tomo);
+    }
     let Ok(norm) = normalize(return_to) else {
         return all;
     };
@@ -179,6 +186,8 @@ pub async fn handle(
         ("GET" | "HEAD", "/iamport/start") => iamport::start(live, session),
         ("GET" | "HEAD", "/iamport/return") => iamport::on_return(live, store, session).await,
         ("POST", "/iamport/complete") => iamport::complete(live, store, session).await?,
+        ("GET" | "HEAD", "/tomo/start") => tomo::start(live, session).await,
+        ("GET" | "HEAD", "/tomo/return") => tomo::on_return(live, store, session).await,
         ("GET" | "HEAD", "/session") => session_info(live, session),
         ("POST", "/logout") => logout(live, session),
         ("GET" | "HEAD", "/jwks.json") => Reply::json(200, live.jwks().to_string())

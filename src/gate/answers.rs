@@ -214,6 +214,12 @@ fn texts(code: &str) -> (&'static str, &'static str, &'static str, &'static str)
             "인증 기관이 올바르지 않은 응답을 보냈습니다. 잠시 후 다시 시도해 주세요.",
             "The verification provider gave an unusable answer. Please try again shortly.",
         ),
+        "policy_mismatch" => (
+            "인증 정책이 일치하지 않습니다",
+            "Verification policy mismatch",
+            "요구한 인증 방식과 다른 결과입니다.",
+            "The result was not made under the verification policy this site requires.",
+        ),
         "provider_not_accepted" => (
             "이 인증 수단은 사용할 수 없습니다",
             "Provider not accepted here",

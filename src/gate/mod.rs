@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 pub struct Live {
     pub cfg: RuntimeConfig,
     pub iamport: Option<Arc<IamportClient>>,
+    pub tomo: Option<Arc<crate::providers::tomo::TomoClient>>,
     /// Assertion keys rotated out by a reload, published until (UNIX seconds) their last
     /// tokens have expired.
     pub retired_keys: Vec<(crate::assertion::PublicJwk, i64)>,
@@ -42,9 +43,14 @@ impl Live {
             Some(c) => Some(IamportClient::new(c.clone())?),
             None => None,
         };
+        let tomo = match &cfg.providers.tomo {
+            Some(c) => Some(crate::providers::tomo::TomoClient::new(c.clone())?),
+            None => None,
+        };
         Ok(Live {
             cfg,
             iamport,
+            tomo,
             retired_keys: Vec::new(),
         })
     }
@@ -58,6 +64,11 @@ impl Live {
         let iamport = match (&cfg.providers.iamport, &old.iamport) {
             (Some(new), Some(client)) if client.config() == new => Some(client.clone()),
             (Some(new), _) => Some(IamportClient::new(new.clone())?),
+            (None, _) => None,
+        };
+        let tomo = match (&cfg.providers.tomo, &old.tomo) {
+            (Some(new), Some(client)) if client.config() == new => Some(client.clone()),
+            (Some(new), _) => Some(crate::providers::tomo::TomoClient::new(new.clone())?),
             (None, _) => None,
         };
         let now = unix_now();
@@ -79,6 +90,7 @@ impl Live {
         Ok(Live {
             cfg,
             iamport,
+            tomo,
             retired_keys: retired,
         })
     }

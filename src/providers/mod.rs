@@ -2,6 +2,7 @@
 //! [`VerifiedPerson`]; the flow module decides whether to accept it.
 
 pub mod iamport;
+pub mod tomo;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,24 +12,32 @@ use std::time::Duration;
 pub enum ProviderId {
     #[serde(rename = "iamport")]
     Iamport,
+    #[serde(rename = "tomo")]
+    Tomo,
 }
 
 impl ProviderId {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "iamport" => Some(ProviderId::Iamport),
+            "tomo" => Some(ProviderId::Tomo),
             _ => None,
         }
     }
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderId::Iamport => "iamport",
+            ProviderId::Tomo => "tomo",
         }
     }
     /// What the choice page shows (Korean / English).
     pub fn label(self) -> (&'static str, &'static str) {
         match self {
             ProviderId::Iamport => ("휴대폰 본인인증", "Mobile phone verification (Korea)"),
+            ProviderId::Tomo => (
+                "외국인 신분증 인증",
+                "Foreign visitor? Verify with your passport / ID",
+            ),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod demo_app;
 pub mod iamport;
+pub mod tomo;
 
 use axum::Router;
 use std::net::SocketAddr;
@@ -15,21 +16,39 @@ pub const IAMPORT_SECRET: &str = "sandbox_secret";
 pub struct SandboxOptions {
     /// Lifetime of issued access tokens (Iamport: 30 minutes, like the real service).
     pub token_ttl: Duration,
+    /// Lifetime of TomoIDV access tokens (`expires_in`; unconfirmed upstream: 1 hour here).
+    pub tomo_token_ttl: Duration,
+    /// Extra TomoIDV clients: (client_id, public JWK JSON).
+    pub tomo_clients: Vec<(String, String)>,
 }
 
 impl Default for SandboxOptions {
     fn default() -> Self {
         SandboxOptions {
             token_ttl: Duration::from_secs(30 * 60),
+            tomo_token_ttl: Duration::from_secs(3600),
+            tomo_clients: Vec::new(),
         }
     }
 }
 
+/// Handles on the simulators' state (tests count token fetches and expire tokens with them).
+#[derive(Clone)]
+pub struct Sims {
+    pub iamport: std::sync::Arc<iamport::IamportSim>,
+    pub tomo: std::sync::Arc<tomo::TomoSim>,
+}
+
 /// All simulators, each under its provider's mount point.
-pub fn router(opts: SandboxOptions) -> (Router, std::sync::Arc<iamport::IamportSim>) {
-    let sim = iamport::IamportSim::new(opts.token_ttl);
-    let r = Router::new().nest("/iamport", iamport::router(sim.clone()));
-    (r, sim)
+pub fn router(opts: SandboxOptions) -> (Router, Sims) {
+    let sims = Sims {
+        iamport: iamport::IamportSim::new(opts.token_ttl),
+        tomo: tomo::TomoSim::new(opts.tomo_token_ttl, &opts.tomo_clients),
+    };
+    let r = Router::new()
+        .nest("/iamport", iamport::router(sims.iamport.clone()))
+        .nest("/tomo", tomo::router(sims.tomo.clone()));
+    (r, sims)
 }
 
 /// Serve a router on an already-bound listener until the future is dropped.

@@ -120,6 +120,7 @@ pub struct Env {
     pub upstream: SocketAddr,
     pub echo: Arc<Echo>,
     pub sim: Arc<IamportSim>,
+    pub tomo: Arc<verigate::sandbox::tomo::TomoSim>,
     pub client: reqwest::Client,
     /// The config file, when `reloadable`.
     pub config_path: Option<std::path::PathBuf>,
@@ -146,6 +147,12 @@ pub fn secrets(api_secret: &str) -> verigate::config::Secrets {
     m.insert("VG_HASH".to_string(), HASH_KEY.to_string());
     m.insert("IMP_KEY".to_string(), "sandbox_key".to_string());
     m.insert("IMP_SECRET".to_string(), api_secret.to_string());
+    m.insert(
+        "TOMO_KEY".to_string(),
+        verigate::sandbox::tomo::SANDBOX_CLIENT_JWK
+            .trim()
+            .to_string(),
+    );
     verigate::config::Secrets::from_map(m)
 }
 
@@ -156,6 +163,7 @@ pub fn yaml(
     routes: &str,
     store: &str,
 ) -> String {
+    let tomo_base = iamport_base.trim_end_matches("/iamport").to_string() + "/tomo";
     format!(
         r#"
 listen: 127.0.0.1:0
@@ -172,6 +180,11 @@ providers:
     sdk_url: {iamport_base}/js/iamport.js
     timeout: 1s
 {extra}
+  tomo:
+    client_id: sandbox-client
+    private_key_env: TOMO_KEY
+    base_url: {tomo_base}
+    timeout: 1s
 {store}
 {routes}
 "#
@@ -191,9 +204,12 @@ impl Env {
     }
 
     pub async fn with(setup: Setup) -> Env {
-        let (router, sim) = sandbox::router(SandboxOptions {
+        let (router, sims) = sandbox::router(SandboxOptions {
             token_ttl: setup.token_ttl,
+            ..SandboxOptions::default()
         });
+        let sim = sims.iamport.clone();
+        let tomo = sims.tomo.clone();
         let sandbox = spawn_router(router).await;
         let echo = Arc::new(Echo::default());
         let upstream = if setup.demo_app {
@@ -248,6 +264,7 @@ impl Env {
             upstream,
             echo,
             sim,
+            tomo,
             client,
             config_path,
             _dir: dir,
@@ -589,6 +606,10 @@ pub fn start_binary(config: &std::path::Path) -> Proc {
         .env("VG_HASH", HASH_KEY)
         .env("IMP_KEY", "sandbox_key")
         .env("IMP_SECRET", "sandbox_secret")
+        .env(
+            "TOMO_KEY",
+            verigate::sandbox::tomo::SANDBOX_CLIENT_JWK.trim(),
+        )
         .env("VG_ASSERT", &assertion_keys().0)
         .env("VG_ASSERT2", &assertion_keys().1)
         .stderr(std::process::Stdio::piped())

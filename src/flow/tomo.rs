@@ -1,0 +1,188 @@
+//! The TomoIDV flow: start a verification for a per-flow `user_id` and send the person to
+//! TomoIDV; on return, accept the result only for this flow, once, under the configured policy,
+//! with a PPID the provider's API confirms.
+
+use super::*;
+use crate::gate::answers::script_json;
+use crate::metrics;
+use crate::providers::tomo::{to_person, token_subject};
+use crate::providers::ProviderError;
+use crate::session::keyed_hash;
+use rand::distributions::{Alphanumeric, DistString};
+
+const PROVIDER: &str = "tomo";
+
+fn refuse(code: &'static str, status: u16, live: &Live, return_to: Option<&str>) -> Problem {
+    metrics::verification(PROVIDER, "failed", code);
+    let p = Problem::new(status, code);
+    match return_to {
+        Some(rt) => p.with_next(verify_url(&live.cfg.flow_prefix, rt)),
+        None => p,
+    }
+}
+
+fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
+    match e {
+        ProviderError::Unavailable(_) => refuse("provider_unavailable", 503, live, Some(rt)),
+        ProviderError::NotFound => refuse("result_not_found", 400, live, Some(rt)),
+        other => {
+            tracing::warn!(provider = PROVIDER, reason = other.reason(), error = %other, "provider call failed");
+            refuse(other.reason(), 502, live, Some(rt))
+        }
+    }
+}
+
+/// `GET {prefix}/tomo/start?return_to=`: 302 to TomoIDV's `start_idv_uri`. The body carries the
+/// flow parameters in the `verigate-flow` block, like every start page.
+pub(super) async fn start(live: &Live, session: &Session) -> Reply {
+    let html = wants_html(session);
+    let Some(client) = &live.tomo else {
+        return Reply::problem(&Problem::new(404, "provider_not_accepted"), html);
+    };
+    let Some(return_to) = safe_return_to(query_param(session, "return_to").as_deref()) else {
+        return Reply::problem(&Problem::new(400, "bad_return_to"), html);
+    };
+    if !providers_for(live, &return_to).contains(&ProviderId::Tomo) {
+        return Reply::problem(&Problem::new(403, "provider_not_accepted"), html);
+    }
+    let Some(base) = public_base(live, session) else {
+        return Reply::problem(&Problem::new(400, "bad_request"), html);
+    };
+    let prefix = &live.cfg.flow_prefix;
+    let user_id = format!(
+        "vg_{}",
+        Alphanumeric.sample_string(&mut rand::thread_rng(), 24)
+    );
+    let back = format!("{base}{prefix}/tomo/return?state={user_id}");
+    let fail = format!("{back}&failed=1");
+    metrics::verification(PROVIDER, "started", "");
+    let uri = match client.start(&user_id, &back, &fail).await {
+        Ok(u) => u,
+        Err(e) => return Reply::problem(&provider_problem(&e, live, &return_to), html),
+    };
+    let flow = FlowClaims {
+        nonce: user_id.clone(),
+        return_to,
+        provider: ProviderId::Tomo,
+        expires_at: unix_now() + FLOW_TTL_SECS,
+    };
+    let params = serde_json::json!({
+        "provider": PROVIDER,
+        "user_id": user_id,
+        "start_idv_uri": uri,
+        "redirect_url_success": back,
+        "redirect_url_fail": fail,
+    });
+    let body = format!(
+        r#"<h1>신분증 인증</h1><p class="en"><strong>ID verification</strong></p>
+<p><a class="button" href="{href}">계속 · Continue to TomoIDV</a></p>
+<script id="verigate-flow" type="application/json">{json}</script>"#,
+        href = escape(&uri),
+        json = script_json(&params),
+    );
+    Reply::html(302, page("본인인증 · Verification", &body))
+        .header(http::header::LOCATION, uri)
+        .cookie(flow_cookie(live, &flow))
+}
+
+/// `GET {prefix}/tomo/return?state=..&token=..` (success) or `&failed=1`.
+pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session) -> Reply {
+    let html = true;
+    let Some(flow) = read_flow(live, session).filter(|f| f.provider == ProviderId::Tomo) else {
+        return Reply::problem(&refuse("flow_missing", 400, live, None), html);
+    };
+    let rt = flow.return_to.clone();
+    if query_param(session, "state").as_deref() != Some(flow.nonce.as_str()) {
+        return Reply::problem(&refuse("flow_mismatch", 403, live, Some(&rt)), html);
+    }
+    if query_param(session, "failed").is_some() {
+        return Reply::problem(&refuse("not_certified", 403, live, Some(&rt)), html);
+    }
+    match accept(live, store, session, &flow).await {
+        Ok(claims) => Reply::redirect(&flow.return_to)
+            .cookie(session_cookie(live, &claims))
+            .cookie(clear_flow_cookie(live)),
+        Err(p) => Reply::problem(&p, html),
+    }
+}
+
+async fn accept(
+    live: &Live,
+    store: &dyn Store,
+    session: &Session,
+    flow: &FlowClaims,
+) -> std::result::Result<Claims, Problem> {
+    let rt = flow.return_to.as_str();
+    let Some(client) = &live.tomo else {
+        return Err(refuse("provider_not_accepted", 404, live, None));
+    };
+    let cfg = client.config();
+    let Some((ppid, aud, exp)) = query_param(session, "token")
+        .as_deref()
+        .and_then(token_subject)
+    else {
+        return Err(refuse("not_certified", 403, live, Some(rt)));
+    };
+    let now = unix_now();
+    // Only a PPID identifies a person; a flow's own user_id in `sub` would mint a fresh
+    // identity per flow (and slip past one-account rules).
+    if !ppid.starts_with("ppid.") || ppid.len() < 10 || ppid == flow.nonce {
+        return Err(refuse("flow_mismatch", 403, live, Some(rt)));
+    }
+    if aud.is_some_and(|a| a != cfg.client_id) || exp.is_some_and(|e| e < now) {
+        return Err(refuse("flow_mismatch", 403, live, Some(rt)));
+    }
+    // The result made for this flow's user_id...
+    let mine = client
+        .results(&flow.nonce)
+        .await
+        .map_err(|e| provider_problem(&e, live, rt))?;
+    let Some(result) = mine.into_iter().next() else {
+        return Err(refuse("not_certified", 403, live, Some(rt)));
+    };
+    if result.policy_key.as_deref() != Some(cfg.policy_key.as_str()) {
+        return Err(refuse("policy_mismatch", 403, live, Some(rt)));
+    }
+    // ...and the PPID's results must include that same verification: the PPID is the person
+    // this flow verified, not one a client wrote into the URL.
+    let theirs = client.results(&ppid).await.map_err(|e| match e {
+        ProviderError::NotFound => refuse("flow_mismatch", 403, live, Some(rt)),
+        other => provider_problem(&other, live, rt),
+    })?;
+    if !theirs.iter().any(|r| r.auth_id == result.auth_id) {
+        return Err(refuse("flow_mismatch", 403, live, Some(rt)));
+    }
+    let person = to_person(&result, &ppid, &flow.nonce);
+    match store
+        .claim_once(
+            &format!("tomo:{}", result.auth_id),
+            std::time::Duration::from_secs(FLOW_TTL_SECS as u64 * 2),
+        )
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return Err(refuse("replayed_result", 409, live, Some(rt))),
+        Err(e) => {
+            tracing::warn!(error = %e, "store unavailable during verification");
+            return Err(refuse("store_unavailable", 503, live, Some(rt)));
+        }
+    }
+    let hash_key = &live.cfg.session.hash_key;
+    let keep = live.cfg.keep_in_session;
+    let claims = Claims {
+        // No CI for foreign visitors: the PPID's keyed hash keys one-account rules.
+        ci_hash: keyed_hash(hash_key, "ppid", &ppid),
+        unique_in_site: ppid,
+        birth: person.birth,
+        provider: ProviderId::Tomo,
+        verified_at: now,
+        issued_at: now,
+        expires_at: now + live.cfg.session.ttl.as_secs() as i64,
+        name: person.name.filter(|_| keep.name),
+        gender: person.gender.filter(|_| keep.gender),
+        phone: person.phone.filter(|_| keep.phone),
+    };
+    metrics::verification(PROVIDER, "completed", "");
+    metrics::session_issued(PROVIDER);
+    Ok(claims)
+}

@@ -1,0 +1,477 @@
+//! TomoIDV end to end through the real proxy and the sandbox, and the sandbox's own checks of
+//! client assertions (which prove verigate's assertion correct).
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use verigate::providers::tomo::{client_assertion, jwk_to_pem, CLIENT_ASSERTION_TYPE};
+
+const ROUTES: &str = r#"
+routes:
+  - name: signup
+    match: { path: /signup }
+    require: { providers: [iamport, tomo], min_age: 19, one_account_per_person: true }
+  - name: adult
+    match: { path_prefix: /adult }
+    require: { providers: [iamport, tomo], min_age: 19 }
+  - name: korean-only
+    match: { path_prefix: /korean }
+    require: { providers: [iamport] }
+  - name: everything-else
+    match: { path_prefix: / }
+"#;
+
+async fn env() -> Env {
+    Env::with(Setup {
+        routes: ROUTES.into(),
+        ..Setup::default()
+    })
+    .await
+}
+
+struct Visitor {
+    name: &'static str,
+    dob: &'static str,
+    nationality: &'static str,
+    outcome: &'static str,
+}
+
+const JANE: Visitor = Visitor {
+    name: "Jane Doe",
+    dob: "1990-04-01",
+    nationality: "us",
+    outcome: "success",
+};
+
+/// Start a Tomo flow; returns the start_idv_uri verigate redirected to.
+async fn start(b: &mut Browser, return_to: &str) -> (String, Value) {
+    let enc: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+    let r = b
+        .get_html(&format!("/.verigate/tomo/start?return_to={enc}"))
+        .await;
+    assert_eq!(r.status(), 302, "start redirects to TomoIDV");
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let flow = flow_json(&r.text().await.unwrap());
+    assert_eq!(flow["start_idv_uri"], loc.as_str());
+    assert!(b.jar.contains_key("vg_flow"));
+    (loc, flow)
+}
+
+/// The visitor fills in the TomoIDV window; returns where TomoIDV sends the browser.
+async fn window(b: &Browser, uri: &str, v: &Visitor) -> String {
+    let page = b.client.get(uri).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let r = b
+        .client
+        .post(uri)
+        .form(&[
+            ("nationality", v.nationality),
+            ("document", "passport"),
+            ("full_name", v.name),
+            ("date_of_birth", v.dob),
+            ("outcome", v.outcome),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection());
+    r.headers()["location"].to_str().unwrap().to_string()
+}
+
+async fn back(b: &mut Browser, url: &str) -> reqwest::Response {
+    let req = b.client.get(url).header("accept", "text/html");
+    b.send(req).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_visitor_verifies_end_to_end() {
+    let env = env().await;
+    let mut b = env.browser();
+    let r = b.get_html("/.verigate/verify?return_to=%2Fadult").await;
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("data-provider=\"tomo\"") && html.contains("Foreign visitor?"),
+        "{html}"
+    );
+    let (uri, flow) = start(&mut b, "/adult/area").await;
+    assert!(flow["user_id"].as_str().unwrap().starts_with("vg_"));
+    let ret = window(&b, &uri, &JANE).await;
+    assert!(
+        ret.contains("/.verigate/tomo/return?state=") && ret.contains("token="),
+        "{ret}"
+    );
+    let r = back(&mut b, &ret).await;
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    assert_eq!(r.headers()["location"], "/adult/area");
+    assert_eq!(b.get_html("/adult/area").await.status(), 200);
+    let up = env.last_upstream();
+    assert_eq!(up["headers"]["x-verified-provider"][0], "tomo");
+    let ppid = up["headers"]["x-verified-unique-in-site"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(ppid.starts_with("ppid."), "{ppid}");
+    assert_eq!(up["headers"]["x-verified-age-ok"][0], "true");
+    // Same visitor again: same PPID.
+    let mut again = env.browser();
+    let (uri, _) = start(&mut again, "/adult").await;
+    let ret = window(&again, &uri, &JANE).await;
+    assert_eq!(back(&mut again, &ret).await.status(), 302);
+    again.get_html("/adult").await;
+    assert_eq!(
+        env.last_upstream()["headers"]["x-verified-unique-in-site"][0],
+        ppid.as_str()
+    );
+    // A route that accepts only Korean verification does not take a Tomo session.
+    assert_eq!(b.get_html("/korean").await.status(), 302);
+    let m = env.metrics().await;
+    assert!(m.contains(
+        r#"verigate_verifications_total{outcome="completed",provider="tomo",reason=""}"#
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_minor_and_replay() {
+    let env = env().await;
+    // The visitor fails verification: TomoIDV sends them to redirect_url_fail.
+    let mut b = env.browser();
+    let (uri, _) = start(&mut b, "/adult").await;
+    let ret = window(
+        &b,
+        &uri,
+        &Visitor {
+            outcome: "failure",
+            ..JANE
+        },
+    )
+    .await;
+    assert!(ret.contains("failed=1"));
+    let r = back(&mut b, &ret).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("not_certified"));
+    assert!(!b.jar.contains_key("vg"));
+
+    // A minor by date of birth: verified, but refused at the age gate.
+    let mut kid = env.browser();
+    let (uri, _) = start(&mut kid, "/adult").await;
+    let ret = window(
+        &kid,
+        &uri,
+        &Visitor {
+            name: "Kid",
+            dob: "2015-06-01",
+            ..JANE
+        },
+    )
+    .await;
+    assert_eq!(back(&mut kid, &ret).await.status(), 302);
+    assert_eq!(kid.get_html("/adult").await.status(), 403);
+
+    // Replayed return URL with the same flow cookie.
+    let mut v = env.browser();
+    let (uri, _) = start(&mut v, "/adult").await;
+    let ret = window(
+        &v,
+        &uri,
+        &Visitor {
+            name: "Replay Person",
+            ..JANE
+        },
+    )
+    .await;
+    let mut attacker = v.clone();
+    assert_eq!(back(&mut v, &ret).await.status(), 302);
+    let r = back(&mut attacker, &ret).await;
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("replayed_result"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_flows_result_or_ppid_is_refused() {
+    let env = env().await;
+    let mut victim = env.browser();
+    let (vuri, _) = start(&mut victim, "/adult").await;
+    let vret = window(
+        &victim,
+        &vuri,
+        &Visitor {
+            name: "Victim Person",
+            ..JANE
+        },
+    )
+    .await;
+    // The attacker's own browser presents the victim's return URL: the state is not its flow.
+    let mut attacker = env.browser();
+    let (auri, _) = start(&mut attacker, "/adult").await;
+    let r = back(&mut attacker, &vret).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("flow_mismatch"));
+    // The attacker finishes its own verification but swaps in the victim's token (PPID).
+    let aret = window(
+        &attacker,
+        &auri,
+        &Visitor {
+            name: "Attacker Person",
+            ..JANE
+        },
+    )
+    .await;
+    let victim_token = reqwest::Url::parse(&vret)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "token")
+        .unwrap()
+        .1
+        .into_owned();
+    let mut forged = reqwest::Url::parse(&aret).unwrap();
+    let pairs: Vec<(String, String)> = forged
+        .query_pairs()
+        .map(|(k, v)| {
+            if k == "token" {
+                (k.into_owned(), victim_token.clone())
+            } else {
+                (k.into_owned(), v.into_owned())
+            }
+        })
+        .collect();
+    forged.query_pairs_mut().clear().extend_pairs(pairs);
+    let r = back(&mut attacker, forged.as_str()).await;
+    assert_eq!(
+        r.status(),
+        403,
+        "a PPID not bound to this flow's result is refused"
+    );
+    assert!(!attacker.jar.contains_key("vg"));
+    // A token whose subject is the flow's own user_id instead of a PPID (a fresh identity per
+    // flow would slip past one-account rules) is refused too.
+    let mut sneaky = env.browser();
+    let (suri, sflow) = start(&mut sneaky, "/adult").await;
+    let sret = window(
+        &sneaky,
+        &suri,
+        &Visitor {
+            name: "Sneaky Person",
+            ..JANE
+        },
+    )
+    .await;
+    let fake = {
+        use base64::Engine;
+        let enc =
+            |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let now = chrono::Utc::now().timestamp();
+        format!(
+            "{}.{}.{}",
+            enc(&json!({"alg": "ES256", "typ": "JWT"})),
+            enc(&json!({"sub": sflow["user_id"], "aud": "sandbox-client", "exp": now + 60})),
+            "c2ln"
+        )
+    };
+    let mut u = reqwest::Url::parse(&sret).unwrap();
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| {
+            if k == "token" {
+                (k.into_owned(), fake.clone())
+            } else {
+                (k.into_owned(), v.into_owned())
+            }
+        })
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(pairs);
+    assert_eq!(back(&mut sneaky, u.as_str()).await.status(), 403);
+    // No flow cookie at all.
+    let mut stranger = env.browser();
+    assert_eq!(back(&mut stranger, &vret).await.status(), 400);
+    // The victim's own return still works.
+    assert_eq!(back(&mut victim, &vret).await.status(), 302);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_token_is_refreshed_once() {
+    let env = env().await;
+    let mut b = env.browser();
+    let (uri, _) = start(&mut b, "/adult").await;
+    assert_eq!(env.tomo.token_requests(), 1);
+    let ret = window(&b, &uri, &JANE).await;
+    assert_eq!(back(&mut b, &ret).await.status(), 302);
+    assert_eq!(
+        env.tomo.token_requests(),
+        1,
+        "the cached token served start and both results"
+    );
+    env.tomo.expire_tokens();
+    let mut c = env.browser();
+    let (uri, _) = start(&mut c, "/adult").await;
+    assert_eq!(
+        env.tomo.token_requests(),
+        2,
+        "a 401 on the cached token fetched a new one"
+    );
+    let ret = window(&c, &uri, &JANE).await;
+    assert_eq!(back(&mut c, &ret).await.status(), 302);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_checks_client_assertions_for_real() {
+    let env = env().await;
+    let c = client();
+    let token_url = format!("http://{}/tomo/v1/oauth2/token", env.sandbox);
+    let pem = jwk_to_pem(verigate::sandbox::tomo::SANDBOX_CLIENT_JWK).unwrap();
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let ask = |assertion: String| {
+        let c = c.clone();
+        let url = token_url.clone();
+        async move {
+            let r = c
+                .post(url)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "idv.read"),
+                    ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+                    ("client_assertion", assertion.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    // The client's own assertion is accepted: the claims verigate signs are right.
+    let good = client_assertion(&key, "sandbox-client", &token_url, now).unwrap();
+    let (s, body) = ask(good.clone()).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["expires_in"].as_i64().unwrap() > 0);
+    // Replayed jti.
+    assert_eq!(ask(good).await.0, 401);
+    // Wrong audience, expired, issued in the future, unknown client, wrong key.
+    assert_eq!(
+        ask(client_assertion(
+            &key,
+            "sandbox-client",
+            "https://elsewhere/v1/oauth2/token",
+            now
+        )
+        .unwrap())
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        ask(client_assertion(&key, "sandbox-client", &token_url, now - 600).unwrap())
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        ask(client_assertion(&key, "sandbox-client", &token_url, now + 600).unwrap())
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        ask(client_assertion(&key, "someone-else", &token_url, now).unwrap())
+            .await
+            .0,
+        401
+    );
+    let (other, _) = verigate::providers::tomo::fresh_jwk_pair();
+    let other_key =
+        jsonwebtoken::EncodingKey::from_ec_pem(jwk_to_pem(&other).unwrap().as_bytes()).unwrap();
+    let (s, body) =
+        ask(client_assertion(&other_key, "sandbox-client", &token_url, now).unwrap()).await;
+    assert_eq!(s, 401);
+    assert_eq!(body["error"], "invalid_client");
+    // Not a JWT at all, wrong grant.
+    assert_eq!(ask("garbage".into()).await.0, 401);
+    let r = c
+        .post(&token_url)
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // The API wants the Bearer token and enforces the kyc_policy rules.
+    let (_, body) = ask(client_assertion(&key, "sandbox-client", &token_url, now).unwrap()).await;
+    let token = body["access_token"].as_str().unwrap();
+    let start = format!("http://{}/tomo/v1/idv/start", env.sandbox);
+    let r = c
+        .post(&start)
+        .json(&json!({"user_id": "u1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = c
+        .post(&start)
+        .bearer_auth(token)
+        .json(&json!({"user_id": "u1", "kyc_policy": {"preset": "platinum"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "Unsupported kyc_policy"
+    );
+    let r = c
+        .post(&start)
+        .bearer_auth(token)
+        .json(&json!({"user_id": "u1", "kyc_policy": {"preset": "basic"}, "country": "us"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.json::<Value>().await.unwrap()["start_idv_uri"]
+        .as_str()
+        .unwrap()
+        .contains("/tomo/idv/"));
+    let result = format!("http://{}/tomo/v1/idv/result", env.sandbox);
+    let r = c
+        .post(&result)
+        .bearer_auth(token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c
+        .post(&result)
+        .bearer_auth(token)
+        .json(&json!({"user_id": "nobody"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_down_at_start_is_a_clear_503() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let env = Env::with(Setup {
+        routes: ROUTES.into(),
+        iamport_base: Some(format!("http://{dead}/iamport")),
+        ..Setup::default()
+    })
+    .await;
+    let mut b = env.browser();
+    let r = b.get_html("/.verigate/tomo/start?return_to=%2Fadult").await;
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("provider_unavailable"));
+    assert!(!b.jar.contains_key("vg_flow"));
+    assert_eq!(
+        env.client
+            .get(env.url("/open"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
