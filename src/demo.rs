@@ -32,6 +32,7 @@ pub fn demo_secrets() -> Secrets {
         crate::assertion::fresh_pem(),
     );
     m.insert("IAMPORT_API_KEY".into(), sandbox::IAMPORT_KEY.into());
+    m.insert("IFREE_SECRET_KEY".into(), sandbox::ifree::SECRET_KEY.into());
     m.insert(
         "TOMO_PRIVATE_KEY".into(),
         sandbox::tomo::SANDBOX_CLIENT_JWK.trim().into(),

@@ -43,6 +43,8 @@ pub enum OpenError {
 pub enum Purpose {
     Session,
     Flow,
+    /// Values a store keeps at rest (ifree member keys and passcodes).
+    AtRest,
 }
 
 impl Purpose {
@@ -50,6 +52,7 @@ impl Purpose {
         match self {
             Purpose::Session => b"verigate/session/v1",
             Purpose::Flow => b"verigate/flow/v1",
+            Purpose::AtRest => b"verigate/at-rest/v1",
         }
     }
 }
@@ -198,6 +201,15 @@ impl Keyring {
         let plain = self.open(purpose, sealed)?;
         serde_json::from_slice(&plain).map_err(|_| OpenError::Malformed)
     }
+}
+
+/// A purpose-bound key derived from another (HKDF-SHA256).
+pub fn derive_key(from: &[u8; 32], info: &str) -> [u8; 32] {
+    let hk = hkdf::Hkdf::<Sha256>::new(Some(b"verigate"), from);
+    let mut out = [0u8; 32];
+    // 32 bytes is always a valid HKDF-SHA256 output length.
+    let _ = hk.expand(info.as_bytes(), &mut out);
+    out
 }
 
 /// Fresh random key, base64 (for `keygen` and the demo).

@@ -101,9 +101,8 @@ pub struct FileProviders {
     pub iamport: Option<FileIamport>,
     #[serde(default)]
     pub tomo: Option<FileTomo>,
-    /// Parsed loosely until the ifree provider lands; validation names it as unsupported.
     #[serde(default)]
-    pub ifree: Option<serde_yaml::Value>,
+    pub ifree: Option<FileIfree>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +145,30 @@ pub struct FileTomo {
     pub policy_key: Option<String>,
     #[serde(default)]
     pub country: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileIfree {
+    pub client_id: String,
+    #[serde(default)]
+    pub secret_key_env: Option<String>,
+    #[serde(default)]
+    pub secret_key_file: Option<String>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub sdk_url: Option<String>,
+    #[serde(default)]
+    pub callback_path: Option<String>,
+    #[serde(default)]
+    pub callback_allow_ips: Vec<String>,
+    #[serde(default)]
+    pub cipher: Option<String>,
+    #[serde(default)]
+    pub store_ubifill: bool,
     #[serde(default)]
     pub timeout: Option<String>,
 }

@@ -86,6 +86,8 @@ pub struct SessionConfig {
     pub keys: Keyring,
     /// Key for the keyed hashes of CI (and other identifiers that must never be stored in clear).
     pub hash_key: [u8; 32],
+    /// Seals what the store keeps at rest (ifree member keys, passcodes); derived from hash_key.
+    pub at_rest: Keyring,
 }
 
 /// Signed identity assertions (`identity_headers.assertion`).
@@ -146,10 +148,37 @@ impl std::fmt::Debug for TomoConfig {
     }
 }
 
+#[derive(Clone, PartialEq)]
+pub struct IfreeConfig {
+    pub client_id: String,
+    pub secret_key: String,
+    pub base_url: String,
+    pub sdk_url: String,
+    /// Where ifree's servers post the registration callbacks (normalised path).
+    pub callback_path: String,
+    /// Source addresses allowed to post the callbacks (empty: any).
+    pub callback_allow: Vec<std::net::IpAddr>,
+    pub cipher: crate::providers::ifree_cipher::Cipher,
+    pub store_ubifill: bool,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for IfreeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IfreeConfig")
+            .field("client_id", &self.client_id)
+            .field("base_url", &self.base_url)
+            .field("callback_path", &self.callback_path)
+            .field("cipher", &self.cipher.name())
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Providers {
     pub iamport: Option<IamportConfig>,
     pub tomo: Option<TomoConfig>,
+    pub ifree: Option<IfreeConfig>,
 }
 
 #[derive(Clone, PartialEq, Eq)]

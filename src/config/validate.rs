@@ -266,7 +266,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         .and_then(|h| h.assertion.as_ref())
         .filter(|a| a.enabled)
         .and_then(|a| assertion(ctx, a));
-    let providers = providers(ctx, &f.providers);
+    let providers = providers(ctx, &f.providers, &flow_prefix);
 
     let store = match &f.store {
         None => StoreConfig::Sqlite {
@@ -487,13 +487,16 @@ fn session(ctx: &mut Ctx, s: &FileSession) -> Option<SessionConfig> {
         (None, Some(k)) => Some(k.derive_hash_key()),
         (None, None) => None,
     };
+    let hash_key = hash_key?;
+    let at_rest = Keyring::new(&[crate::session::derive_key(&hash_key, "verigate/at-rest/v1")]).ok()?;
     Some(SessionConfig {
+        at_rest,
         flow_cookie: format!("{cookie}_flow"),
         cookie,
         ttl,
         secure: s.secure.unwrap_or(true),
         keys: keys?,
-        hash_key: hash_key?,
+        hash_key,
     })
 }
 
@@ -523,7 +526,7 @@ fn identity(ctx: &mut Ctx, h: Option<&FileIdentityHeaders>) -> IdentityHeaders {
     }
 }
 
-fn providers(ctx: &mut Ctx, p: &FileProviders) -> Providers {
+fn providers(ctx: &mut Ctx, p: &FileProviders, flow_prefix: &str) -> Providers {
     let iamport = p.iamport.as_ref().map(|i| {
         if i.imp_code.trim().is_empty() {
             ctx.err("providers.iamport.imp_code", "must not be empty");
@@ -570,13 +573,76 @@ fn providers(ctx: &mut Ctx, p: &FileProviders) -> Providers {
         }
     });
     let tomo = p.tomo.as_ref().and_then(|t| tomo(ctx, t));
-    if p.ifree.is_some() {
-        ctx.err(
-            "providers.ifree",
-            "ifree is not available in this version yet; remove this block",
-        );
+    let ifree = p.ifree.as_ref().and_then(|i| ifree(ctx, i, flow_prefix));
+    Providers {
+        iamport,
+        tomo,
+        ifree,
     }
-    Providers { iamport, tomo }
+}
+
+fn ifree(ctx: &mut Ctx, i: &FileIfree, flow_prefix: &str) -> Option<IfreeConfig> {
+    use crate::providers::ifree_cipher::Cipher;
+    let at = "providers.ifree";
+    if i.client_id.trim().is_empty() {
+        ctx.err(format!("{at}.client_id"), "must not be empty");
+    }
+    let base_url = ctx.url(
+        &format!("{at}.base_url"),
+        i.base_url.as_deref(),
+        "https://partner-auth.ifree.world",
+    );
+    let sdk_url = ctx.url(
+        &format!("{at}.sdk_url"),
+        i.sdk_url.as_deref(),
+        "https://partner-auth.ifree.world/js/ifree-login.js",
+    );
+    let callback_path = match &i.callback_path {
+        None => format!("{flow_prefix}/ifree/callback"),
+        Some(p) => match crate::gate::path::normalize(p) {
+            Ok(n) if n == *p => n,
+            _ => {
+                ctx.err(
+                    format!("{at}.callback_path"),
+                    format!("`{p}` must be a plain absolute path like /ifree/callback"),
+                );
+                String::new()
+            }
+        },
+    };
+    let mut callback_allow = Vec::new();
+    for (j, ip) in i.callback_allow_ips.iter().enumerate() {
+        match ip.parse() {
+            Ok(a) => callback_allow.push(a),
+            Err(_) => ctx.err(
+                format!("{at}.callback_allow_ips[{j}]"),
+                format!("`{ip}` is not an IP address"),
+            ),
+        }
+    }
+    let cipher = match i.cipher.as_deref() {
+        None => Cipher::DEFAULT,
+        Some(c) => Cipher::parse(c).unwrap_or_else(|| {
+            ctx.err(
+                format!("{at}.cipher"),
+                format!("unknown cipher `{c}` (aes-256-cbc-key-iv, aes-256-cbc-iv-prefix)"),
+            );
+            Cipher::DEFAULT
+        }),
+    };
+    let timeout = ctx.duration(&format!("{at}.timeout"), i.timeout.as_deref(), Duration::from_secs(5));
+    let secret_key = ctx.secret(at, "secret_key", i.secret_key_env.as_deref(), i.secret_key_file.as_deref(), true)?;
+    Some(IfreeConfig {
+        client_id: i.client_id.trim().to_string(),
+        secret_key,
+        base_url,
+        sdk_url,
+        callback_path,
+        callback_allow,
+        cipher,
+        store_ubifill: i.store_ubifill,
+        timeout,
+    })
 }
 
 fn tomo(ctx: &mut Ctx, t: &FileTomo) -> Option<TomoConfig> {
@@ -748,12 +814,13 @@ fn require(ctx: &mut Ctx, at: &str, q: &FileRequire, providers: &Providers) -> O
         match ProviderId::parse(p) {
             None => ctx.err(
                 format!("{at}.providers[{j}]"),
-                format!("unknown provider `{p}` (known: iamport, tomo)"),
+                format!("unknown provider `{p}` (known: iamport, tomo, ifree)"),
             ),
             Some(id) => {
                 let configured = match id {
                     ProviderId::Iamport => providers.iamport.is_some(),
                     ProviderId::Tomo => providers.tomo.is_some(),
+                    ProviderId::Ifree => providers.ifree.is_some(),
                 };
                 if !configured {
                     ctx.err(

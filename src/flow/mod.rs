@@ -1,6 +1,7 @@
 //! verigate's own endpoints under `flow_prefix`: the provider choice page, provider flows,
 //! the session endpoint, logout and the JWKS.
 
+pub mod ifree;
 pub mod iamport;
 pub mod tomo;
 
@@ -76,6 +77,9 @@ fn providers_for(live: &Live, return_to: &str) -> Vec<ProviderId> {
     }
     if live.tomo.is_some() {
         all.push(ProviderId::Tomo);
+    }
+    if live.ifree.is_some() {
+        all.push(ProviderId::Ifree);
     }
     let Ok(norm) = normalize(return_to) else {
         return all;
@@ -188,6 +192,9 @@ pub async fn handle(
         ("POST", "/iamport/complete") => iamport::complete(live, store, session).await?,
         ("GET" | "HEAD", "/tomo/start") => tomo::start(live, session).await,
         ("GET" | "HEAD", "/tomo/return") => tomo::on_return(live, store, session).await,
+        ("GET" | "HEAD", "/ifree/start") => ifree::start(live, session),
+        ("GET" | "HEAD", "/ifree/return") => ifree::on_return(live, store, session).await,
+        ("POST", "/ifree/login") => ifree::login(live, store, session).await?,
         ("GET" | "HEAD", "/session") => session_info(live, session),
         ("POST", "/logout") => logout(live, session),
         ("GET" | "HEAD", "/jwks.json") => Reply::json(200, live.jwks().to_string())

@@ -214,6 +214,18 @@ fn texts(code: &str) -> (&'static str, &'static str, &'static str, &'static str)
             "인증 기관이 올바르지 않은 응답을 보냈습니다. 잠시 후 다시 시도해 주세요.",
             "The verification provider gave an unusable answer. Please try again shortly.",
         ),
+        "unknown_member" => (
+            "등록되지 않은 회원입니다",
+            "Unknown ifree member",
+            "이 사이트에 ifree 등록을 먼저 완료해 주세요.",
+            "Please complete your ifree registration with this site first.",
+        ),
+        "passcode_mismatch" => (
+            "인증 정보가 일치하지 않습니다",
+            "Passcode does not match",
+            "등록된 정보와 일치하지 않습니다.",
+            "The ifree passcode does not match the one registered with this site.",
+        ),
         "policy_mismatch" => (
             "인증 정책이 일치하지 않습니다",
             "Verification policy mismatch",

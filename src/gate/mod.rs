@@ -32,6 +32,7 @@ pub struct Live {
     pub cfg: RuntimeConfig,
     pub iamport: Option<Arc<IamportClient>>,
     pub tomo: Option<Arc<crate::providers::tomo::TomoClient>>,
+    pub ifree: Option<Arc<crate::providers::ifree::IfreeClient>>,
     /// Assertion keys rotated out by a reload, published until (UNIX seconds) their last
     /// tokens have expired.
     pub retired_keys: Vec<(crate::assertion::PublicJwk, i64)>,
@@ -47,10 +48,15 @@ impl Live {
             Some(c) => Some(crate::providers::tomo::TomoClient::new(c.clone())?),
             None => None,
         };
+        let ifree = match &cfg.providers.ifree {
+            Some(c) => Some(crate::providers::ifree::IfreeClient::new(c.clone())?),
+            None => None,
+        };
         Ok(Live {
             cfg,
             iamport,
             tomo,
+            ifree,
             retired_keys: Vec::new(),
         })
     }
@@ -69,6 +75,11 @@ impl Live {
         let tomo = match (&cfg.providers.tomo, &old.tomo) {
             (Some(new), Some(client)) if client.config() == new => Some(client.clone()),
             (Some(new), _) => Some(crate::providers::tomo::TomoClient::new(new.clone())?),
+            (None, _) => None,
+        };
+        let ifree = match (&cfg.providers.ifree, &old.ifree) {
+            (Some(new), Some(client)) if client.config() == new => Some(client.clone()),
+            (Some(new), _) => Some(crate::providers::ifree::IfreeClient::new(new.clone())?),
             (None, _) => None,
         };
         let now = unix_now();
@@ -91,6 +102,7 @@ impl Live {
             cfg,
             iamport,
             tomo,
+            ifree,
             retired_keys: retired,
         })
     }
@@ -290,6 +302,18 @@ impl Gate {
             }
         };
 
+        // ifree's registration callback: server to server, never a gated route.
+        if let Some(ifree) = &cfg.providers.ifree {
+            if normalized == ifree.callback_path
+                && session.req_header().method == http::Method::POST
+            {
+                ctx.decision = "flow";
+                ctx.flow_provider = Some(crate::providers::ProviderId::Ifree);
+                let reply = crate::flow::ifree::callback(&live, self.store.as_ref(), session).await?;
+                reply.send(session).await?;
+                return Ok(true);
+            }
+        }
         if let Some(rest) = crate::flow::under_prefix(&normalized, &cfg.flow_prefix) {
             ctx.decision = "flow";
             let rest = rest.to_string();

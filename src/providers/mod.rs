@@ -2,6 +2,8 @@
 //! [`VerifiedPerson`]; the flow module decides whether to accept it.
 
 pub mod iamport;
+pub mod ifree;
+pub mod ifree_cipher;
 pub mod tomo;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -14,6 +16,8 @@ pub enum ProviderId {
     Iamport,
     #[serde(rename = "tomo")]
     Tomo,
+    #[serde(rename = "ifree")]
+    Ifree,
 }
 
 impl ProviderId {
@@ -21,6 +25,7 @@ impl ProviderId {
         match s {
             "iamport" => Some(ProviderId::Iamport),
             "tomo" => Some(ProviderId::Tomo),
+            "ifree" => Some(ProviderId::Ifree),
             _ => None,
         }
     }
@@ -28,6 +33,7 @@ impl ProviderId {
         match self {
             ProviderId::Iamport => "iamport",
             ProviderId::Tomo => "tomo",
+            ProviderId::Ifree => "ifree",
         }
     }
     /// What the choice page shows (Korean / English).
@@ -38,6 +44,7 @@ impl ProviderId {
                 "외국인 신분증 인증",
                 "Foreign visitor? Verify with your passport / ID",
             ),
+            ProviderId::Ifree => ("ifree 로그인", "Log in with ifree"),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod demo_app;
 pub mod iamport;
+pub mod ifree;
 pub mod tomo;
 
 use axum::Router;
@@ -37,6 +38,7 @@ impl Default for SandboxOptions {
 pub struct Sims {
     pub iamport: std::sync::Arc<iamport::IamportSim>,
     pub tomo: std::sync::Arc<tomo::TomoSim>,
+    pub ifree: std::sync::Arc<ifree::IfreeSim>,
 }
 
 /// All simulators, each under its provider's mount point.
@@ -44,10 +46,12 @@ pub fn router(opts: SandboxOptions) -> (Router, Sims) {
     let sims = Sims {
         iamport: iamport::IamportSim::new(opts.token_ttl),
         tomo: tomo::TomoSim::new(opts.tomo_token_ttl, &opts.tomo_clients),
+        ifree: ifree::IfreeSim::new(),
     };
     let r = Router::new()
         .nest("/iamport", iamport::router(sims.iamport.clone()))
-        .nest("/tomo", tomo::router(sims.tomo.clone()));
+        .nest("/tomo", tomo::router(sims.tomo.clone()))
+        .nest("/ifree", ifree::router(sims.ifree.clone()));
     (r, sims)
 }
 

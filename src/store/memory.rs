@@ -1,6 +1,6 @@
 //! In-process store: correct for one instance, forgotten on restart.
 
-use super::{Person, PersonRef, Reservation, Store, StoreError};
+use super::{MemberRecord, Person, PersonRef, Reservation, Store, StoreError};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,6 +24,7 @@ pub struct MemoryStore {
     /// Claims since the last sweep of expired ones.
     since_sweep: std::sync::atomic::AtomicUsize,
     accounts: Mutex<HashMap<(String, String), Account>>,
+    members: Mutex<HashMap<String, MemberRecord>>,
 }
 
 impl MemoryStore {
@@ -121,5 +122,37 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn member_key(&self, member: &str, sealed_key: &str) -> Result<MemberRecord, StoreError> {
+        let mut m = self.members.lock().map_err(poisoned)?;
+        Ok(m.entry(member.to_string())
+            .or_insert_with(|| MemberRecord {
+                key: sealed_key.to_string(),
+                passcode: None,
+                ubifill: None,
+            })
+            .clone())
+    }
+
+    async fn member_register(
+        &self,
+        member: &str,
+        sealed_passcode: &str,
+        sealed_ubifill: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut m = self.members.lock().map_err(poisoned)?;
+        match m.get_mut(member) {
+            None => Ok(false),
+            Some(r) => {
+                r.passcode = Some(sealed_passcode.to_string());
+                r.ubifill = sealed_ubifill.map(str::to_string);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn member_get(&self, member: &str) -> Result<Option<MemberRecord>, StoreError> {
+        Ok(self.members.lock().map_err(poisoned)?.get(member).cloned())
     }
 }

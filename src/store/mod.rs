@@ -46,6 +46,14 @@ pub struct Person<'a> {
     pub unique_in_site: &'a str,
 }
 
+/// An ifree member's record. Every field is sealed by the caller (encrypted at rest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub key: String,
+    pub passcode: Option<String>,
+    pub ubifill: Option<String>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Record `key` as used; true the first time, false on every later call within `ttl`.
@@ -67,6 +75,17 @@ pub trait Store: Send + Sync {
     /// How many committed account records there are.
     async fn count_accounts(&self) -> Result<u64, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Keep `sealed_key` as `member`'s key unless one is already kept; returns the record as
+    /// stored afterwards (so a re-sent key exchange sees the first key).
+    async fn member_key(&self, member: &str, sealed_key: &str) -> Result<MemberRecord, StoreError>;
+    /// Record a member's registration. False when the member has no key (unknown).
+    async fn member_register(
+        &self,
+        member: &str,
+        sealed_passcode: &str,
+        sealed_ubifill: Option<&str>,
+    ) -> Result<bool, StoreError>;
+    async fn member_get(&self, member: &str) -> Result<Option<MemberRecord>, StoreError>;
 }
 
 /// Open the configured backend. Redis connects lazily (and reconnects by itself).

@@ -4,7 +4,7 @@
 //! reconnects by itself; every call is bounded by a timeout, and failure means "unavailable"
 //! (gated requests that need the store fail closed).
 
-use super::{Person, PersonRef, Reservation, Store, StoreError};
+use super::{MemberRecord, Person, PersonRef, Reservation, Store, StoreError};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;
@@ -85,6 +85,10 @@ impl RedisStore {
             .await
             .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
             .map_err(err)
+    }
+
+    fn member_hash(&self, member: &str) -> String {
+        format!("{}member:{member}", self.prefix)
     }
 
     fn account_key(&self, route: &str, ci_hash: &str) -> String {
@@ -204,6 +208,56 @@ impl Store for RedisStore {
             .iter()
             .filter(|(_, v)| v.starts_with("done|"))
             .count() as u64)
+    }
+
+    async fn member_key(&self, member: &str, sealed_key: &str) -> Result<MemberRecord, StoreError> {
+        let h = self.member_hash(member);
+        let mut setnx = redis::cmd("HSETNX");
+        setnx.arg(&h).arg("key").arg(sealed_key);
+        let _: i64 = self.run(setnx).await?;
+        self.member_get(member)
+            .await?
+            .ok_or_else(|| StoreError::Unavailable("redis: member vanished".into()))
+    }
+
+    async fn member_register(
+        &self,
+        member: &str,
+        sealed_passcode: &str,
+        sealed_ubifill: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        // Atomic: only a member with a key gets a passcode.
+        const REGISTER: &str = r#"
+if redis.call('HEXISTS', KEYS[1], 'key') == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'passcode', ARGV[1])
+if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'ubifill') else redis.call('HSET', KEYS[1], 'ubifill', ARGV[2]) end
+return 1
+"#;
+        let mut c = self.conn().await?;
+        let script = redis::Script::new(REGISTER);
+        let n: i64 = tokio::time::timeout(
+            CALL_TIMEOUT,
+            script
+                .key(self.member_hash(member))
+                .arg(sealed_passcode)
+                .arg(sealed_ubifill.unwrap_or(""))
+                .invoke_async(&mut c),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
+        .map_err(err)?;
+        Ok(n == 1)
+    }
+
+    async fn member_get(&self, member: &str) -> Result<Option<MemberRecord>, StoreError> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.member_hash(member));
+        let m: std::collections::HashMap<String, String> = self.run(cmd).await?;
+        Ok(m.get("key").map(|k| MemberRecord {
+            key: k.clone(),
+            passcode: m.get("passcode").cloned(),
+            ubifill: m.get("ubifill").cloned(),
+        }))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -2,7 +2,7 @@
 //! acknowledged, so a crash (kill -9 included) or power loss loses nothing acknowledged.
 //! Calls run on tokio's blocking pool; several processes on one host may share the file.
 
-use super::{now_ms, Person, PersonRef, Reservation, Store, StoreError};
+use super::{now_ms, MemberRecord, Person, PersonRef, Reservation, Store, StoreError};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +34,18 @@ CREATE TABLE IF NOT EXISTS accounts (
     PRIMARY KEY (route, person)
 );
 CREATE INDEX IF NOT EXISTS accounts_uis ON accounts (unique_in_site);
+CREATE TABLE IF NOT EXISTS members (
+    member TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    passcode TEXT,
+    ubifill TEXT
+);
+CREATE TABLE IF NOT EXISTS members (
+    member TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    passcode TEXT,
+    ubifill TEXT
+);
 ";
 
 impl SqliteStore {
@@ -182,6 +194,71 @@ impl Store for SqliteStore {
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n as u64)
+        })
+        .await
+    }
+
+    async fn member_key(&self, member: &str, sealed_key: &str) -> Result<MemberRecord, StoreError> {
+        let (member, key) = (member.to_string(), sealed_key.to_string());
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO members (member, key) VALUES (?1, ?2) ON CONFLICT (member) DO NOTHING",
+                params![member, key],
+            )?;
+            let r = tx.query_row(
+                "SELECT key, passcode, ubifill FROM members WHERE member = ?1",
+                params![member],
+                |r| {
+                    Ok(MemberRecord {
+                        key: r.get(0)?,
+                        passcode: r.get(1)?,
+                        ubifill: r.get(2)?,
+                    })
+                },
+            )?;
+            tx.commit()?;
+            Ok(r)
+        })
+        .await
+    }
+
+    async fn member_register(
+        &self,
+        member: &str,
+        sealed_passcode: &str,
+        sealed_ubifill: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let (member, pass, ubi) = (
+            member.to_string(),
+            sealed_passcode.to_string(),
+            sealed_ubifill.map(str::to_string),
+        );
+        self.with(move |c| {
+            let n = c.execute(
+                "UPDATE members SET passcode = ?2, ubifill = ?3 WHERE member = ?1",
+                params![member, pass, ubi],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn member_get(&self, member: &str) -> Result<Option<MemberRecord>, StoreError> {
+        let member = member.to_string();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT key, passcode, ubifill FROM members WHERE member = ?1",
+                params![member],
+                |r| {
+                    Ok(MemberRecord {
+                        key: r.get(0)?,
+                        passcode: r.get(1)?,
+                        ubifill: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
         })
         .await
     }

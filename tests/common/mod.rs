@@ -121,6 +121,7 @@ pub struct Env {
     pub echo: Arc<Echo>,
     pub sim: Arc<IamportSim>,
     pub tomo: Arc<verigate::sandbox::tomo::TomoSim>,
+    pub ifree: Arc<verigate::sandbox::ifree::IfreeSim>,
     pub client: reqwest::Client,
     /// The config file, when `reloadable`.
     pub config_path: Option<std::path::PathBuf>,
@@ -147,6 +148,7 @@ pub fn secrets(api_secret: &str) -> verigate::config::Secrets {
     m.insert("VG_HASH".to_string(), HASH_KEY.to_string());
     m.insert("IMP_KEY".to_string(), "sandbox_key".to_string());
     m.insert("IMP_SECRET".to_string(), api_secret.to_string());
+    m.insert("IFREE_SECRET".to_string(), "sandbox_secret".to_string());
     m.insert(
         "TOMO_KEY".to_string(),
         verigate::sandbox::tomo::SANDBOX_CLIENT_JWK
@@ -164,6 +166,7 @@ pub fn yaml(
     store: &str,
 ) -> String {
     let tomo_base = iamport_base.trim_end_matches("/iamport").to_string() + "/tomo";
+    let ifree_base = iamport_base.trim_end_matches("/iamport").to_string() + "/ifree";
     format!(
         r#"
 listen: 127.0.0.1:0
@@ -184,6 +187,13 @@ providers:
     client_id: sandbox-client
     private_key_env: TOMO_KEY
     base_url: {tomo_base}
+    timeout: 1s
+  ifree:
+    client_id: sandbox-client
+    secret_key_env: IFREE_SECRET
+    base_url: {ifree_base}
+    sdk_url: {ifree_base}/js/ifree.js
+    store_ubifill: true
     timeout: 1s
 {store}
 {routes}
@@ -210,6 +220,7 @@ impl Env {
         });
         let sim = sims.iamport.clone();
         let tomo = sims.tomo.clone();
+        let ifree = sims.ifree.clone();
         let sandbox = spawn_router(router).await;
         let echo = Arc::new(Echo::default());
         let upstream = if setup.demo_app {
@@ -265,6 +276,7 @@ impl Env {
             echo,
             sim,
             tomo,
+            ifree,
             client,
             config_path,
             _dir: dir,
@@ -610,6 +622,7 @@ pub fn start_binary(config: &std::path::Path) -> Proc {
             "TOMO_KEY",
             verigate::sandbox::tomo::SANDBOX_CLIENT_JWK.trim(),
         )
+        .env("IFREE_SECRET", "sandbox_secret")
         .env("VG_ASSERT", &assertion_keys().0)
         .env("VG_ASSERT2", &assertion_keys().1)
         .stderr(std::process::Stdio::piped())

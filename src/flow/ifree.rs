@@ -1,0 +1,372 @@
+//! ifree login: the registration callbacks ifree's servers post (member-key exchange and
+//! registration), and the login flow (SDK redirect or `POST /ifree/login` with a `ptn_token`).
+
+use super::*;
+use crate::gate::answers::script_json;
+use crate::metrics;
+use crate::providers::ifree::{encrypt_member_key, fresh_member_key};
+use crate::providers::ifree_cipher;
+use crate::providers::ProviderError;
+use crate::session::keyed_hash;
+use rand::distributions::{Alphanumeric, DistString};
+use subtle::ConstantTimeEq;
+
+const PROVIDER: &str = "ifree";
+
+/// The store's name for a member: never the ptn_cd in clear.
+fn member_id(live: &Live, ptn_cd: &str) -> String {
+    keyed_hash(&live.cfg.session.hash_key, "ifree-member", ptn_cd)
+}
+
+fn answer(code: &str, message: &str) -> Reply {
+    Reply::json(200, serde_json::json!({ "code": code, "message": message }).to_string())
+}
+
+/// `POST {callback_path}` from ifree's servers. Never mints a session; stores only what a
+/// well-formed, decryptable request carries.
+pub async fn callback(live: &Live, store: &dyn Store, session: &mut Session) -> Result<Reply> {
+    let Some(client) = &live.ifree else {
+        return Ok(answer("9404", "ifree is not configured"));
+    };
+    let cfg = client.config();
+    if !cfg.callback_allow.is_empty() {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        if !peer.is_some_and(|ip| cfg.callback_allow.contains(&ip)) {
+            return Ok(answer("9403", "source not allowed"));
+        }
+    }
+    let body = read_body(session, 16 * 1024).await?;
+    let Some(v) = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) else {
+        return Ok(answer("9003", "malformed request"));
+    };
+    let field = |k: &str| v.get(k).and_then(|x| x.as_str()).filter(|s| !s.is_empty());
+    if field("client_id") != Some(cfg.client_id.as_str()) {
+        return Ok(answer("9001", "invalid client_id"));
+    }
+    let Some(ptn_cd) = field("ptn_cd") else {
+        return Ok(answer("9003", "ptn_cd is required"));
+    };
+    let member = member_id(live, ptn_cd);
+    let at_rest = &live.cfg.session.at_rest;
+    match field("used_type") {
+        Some("1") => {
+            let Some(public_key) = field("public_key") else {
+                return Ok(answer("9003", "public_key is required"));
+            };
+            let fresh = fresh_member_key();
+            // Check the public key before anything is stored.
+            let enc_fresh = match encrypt_member_key(public_key, &fresh) {
+                Ok(e) => e,
+                Err(_) => return Ok(answer("9003", "public_key is not an X.509 RSA public key")),
+            };
+            let sealed = at_rest.seal(Purpose::AtRest, fresh.as_bytes());
+            let record = match store.member_key(&member, &sealed).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "store unavailable during ifree key exchange");
+                    return Ok(answer("9500", "temporarily unavailable"));
+                }
+            };
+            if record.passcode.is_some() {
+                // A registered member's key is never handed out again through this public
+                // endpoint: that would let anyone who knows a ptn_cd take the member over.
+                return Ok(answer("9005", "member already registered"));
+            }
+            let enc = if record.key == sealed {
+                enc_fresh
+            } else {
+                // A re-sent key exchange before registration: the same member key, encrypted
+                // with the public key of this request.
+                let Ok(key) = at_rest.open(Purpose::AtRest, &record.key) else {
+                    return Ok(answer("9500", "stored member key unreadable"));
+                };
+                match encrypt_member_key(public_key, &String::from_utf8_lossy(&key)) {
+                    Ok(e) => e,
+                    Err(_) => return Ok(answer("9003", "public_key is not an X.509 RSA public key")),
+                }
+            };
+            Ok(Reply::json(
+                200,
+                serde_json::json!({"code": "0000", "message": "", "result": {"enc_partner_key": enc}})
+                    .to_string(),
+            ))
+        }
+        Some("2") => {
+            let Some(partner_sp) = field("partner_sp") else {
+                return Ok(answer("9003", "partner_sp is required"));
+            };
+            let record = match store.member_get(&member).await {
+                Ok(Some(r)) => r,
+                Ok(None) => return Ok(answer("9002", "unknown member (no key exchange)")),
+                Err(e) => {
+                    tracing::warn!(error = %e, "store unavailable during ifree registration");
+                    return Ok(answer("9500", "temporarily unavailable"));
+                }
+            };
+            let Ok(key) = at_rest.open(Purpose::AtRest, &record.key) else {
+                return Ok(answer("9500", "stored member key unreadable"));
+            };
+            let Ok(passcode) = ifree_cipher::decrypt(cfg.cipher, &key, partner_sp) else {
+                return Ok(answer("9004", "partner_sp does not decrypt under the member key"));
+            };
+            let ubifill = match field("ubifill") {
+                None => None,
+                Some(u) => match ifree_cipher::decrypt(cfg.cipher, &key, u) {
+                    Ok(plain) if std::str::from_utf8(&plain).is_ok() => Some(plain),
+                    _ => return Ok(answer("9004", "ubifill does not decrypt under the member key")),
+                },
+            };
+            let sealed_pass = at_rest.seal(Purpose::AtRest, &passcode);
+            let sealed_ubi = ubifill
+                .filter(|_| cfg.store_ubifill)
+                .map(|u| at_rest.seal(Purpose::AtRest, &u));
+            match store
+                .member_register(&member, &sealed_pass, sealed_ubi.as_deref())
+                .await
+            {
+                Ok(true) => Ok(answer("0000", "")),
+                Ok(false) => Ok(answer("9002", "unknown member (no key exchange)")),
+                Err(e) => {
+                    tracing::warn!(error = %e, "store unavailable during ifree registration");
+                    Ok(answer("9500", "temporarily unavailable"))
+                }
+            }
+        }
+        _ => Ok(answer("9003", "used_type must be \"1\" or \"2\"")),
+    }
+}
+
+fn refuse(code: &'static str, status: u16, live: &Live, return_to: Option<&str>) -> Problem {
+    metrics::verification(PROVIDER, "failed", code);
+    let p = Problem::new(status, code);
+    match return_to {
+        Some(rt) => p.with_next(verify_url(&live.cfg.flow_prefix, rt)),
+        None => p,
+    }
+}
+
+fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
+    match e {
+        ProviderError::Unavailable(_) => refuse("provider_unavailable", 503, live, Some(rt)),
+        ProviderError::Rejected(_) => refuse("not_certified", 403, live, Some(rt)),
+        other => {
+            tracing::warn!(provider = PROVIDER, reason = other.reason(), error = %other, "provider call failed");
+            refuse(other.reason(), 502, live, Some(rt))
+        }
+    }
+}
+
+/// `GET {prefix}/ifree/start?return_to=`: the page that runs the ifree SDK.
+pub(super) fn start(live: &Live, session: &Session) -> Reply {
+    let html = wants_html(session);
+    let Some(client) = &live.ifree else {
+        return Reply::problem(&Problem::new(404, "provider_not_accepted"), html);
+    };
+    let Some(return_to) = safe_return_to(query_param(session, "return_to").as_deref()) else {
+        return Reply::problem(&Problem::new(400, "bad_return_to"), html);
+    };
+    if !providers_for(live, &return_to).contains(&ProviderId::Ifree) {
+        return Reply::problem(&Problem::new(403, "provider_not_accepted"), html);
+    }
+    let Some(base) = public_base(live, session) else {
+        return Reply::problem(&Problem::new(400, "bad_request"), html);
+    };
+    let cfg = client.config();
+    let prefix = &live.cfg.flow_prefix;
+    let state = format!("vg_{}", Alphanumeric.sample_string(&mut rand::thread_rng(), 24));
+    let flow = FlowClaims {
+        nonce: state.clone(),
+        return_to,
+        provider: ProviderId::Ifree,
+        expires_at: unix_now() + FLOW_TTL_SECS,
+    };
+    let params = serde_json::json!({
+        "provider": PROVIDER,
+        "client_id": cfg.client_id,
+        "state": state,
+        "redirect_uri": format!("{base}{prefix}/ifree/return"),
+        "callback_url": format!("{base}{}", cfg.callback_path),
+        "login_url": format!("{prefix}/ifree/login"),
+        "sdk_url": cfg.sdk_url,
+    });
+    metrics::verification(PROVIDER, "started", "");
+    let body = format!(
+        r#"<h1>ifree 로그인</h1><p class="en"><strong>Log in with ifree</strong></p>
+<button id="verigate-start" type="button">ifree로 계속 · Continue with ifree</button>
+<p id="verigate-status" role="status"></p>
+<script id="verigate-flow" type="application/json">{flow_json}</script>
+<script src="{sdk}"></script>
+<script>
+(function () {{
+  var flow = JSON.parse(document.getElementById('verigate-flow').textContent);
+  var status = document.getElementById('verigate-status');
+  function fail(msg) {{ status.textContent = msg || '로그인에 실패했습니다 · Login failed'; }}
+  document.getElementById('verigate-start').addEventListener('click', function () {{
+    if (!window.IfreeLogin) {{ fail('ifree 모듈을 불러오지 못했습니다 · The ifree script did not load'); return; }}
+    IfreeLogin.login({{ client_id: flow.client_id, redirect_uri: flow.redirect_uri, state: flow.state,
+                        callback_url: flow.callback_url }}, function (res) {{
+      if (!res || !res.ptn_token) {{ fail(res && res.message); return; }}
+      fetch(flow.login_url, {{ method: 'POST', credentials: 'same-origin',
+        headers: {{ 'Content-Type': 'application/json', 'Accept': 'application/json' }},
+        body: JSON.stringify({{ ptn_token: res.ptn_token, state: flow.state }}) }})
+        .then(function (r) {{ return r.json(); }})
+        .then(function (j) {{ if (j.redirect) {{ location.href = j.redirect; }} else {{ fail(j.message); }} }})
+        .catch(function () {{ fail(); }});
+    }});
+  }});
+}})();
+</script>"#,
+        flow_json = script_json(&params),
+        sdk = escape(&cfg.sdk_url),
+    );
+    Reply::html(200, page("ifree 로그인 · Login", &body)).cookie(flow_cookie(live, &flow))
+}
+
+/// `GET {prefix}/ifree/return?code=&state=&ptn_token=&ptn_cd=` (the SDK's redirect).
+pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session) -> Reply {
+    let html = true;
+    let Some(flow) = read_flow(live, session).filter(|f| f.provider == ProviderId::Ifree) else {
+        return Reply::problem(&refuse("flow_missing", 400, live, None), html);
+    };
+    if query_param(session, "state").as_deref() != Some(flow.nonce.as_str()) {
+        return Reply::problem(&refuse("flow_mismatch", 403, live, Some(&flow.return_to)), html);
+    }
+    let token = query_param(session, "ptn_token").filter(|t| !t.is_empty());
+    let (Some("0000"), Some(token)) = (query_param(session, "code").as_deref(), token) else {
+        return Reply::problem(&refuse("not_certified", 403, live, Some(&flow.return_to)), html);
+    };
+    match accept(live, store, &flow, &token).await {
+        Ok(claims) => Reply::redirect(&flow.return_to)
+            .cookie(session_cookie(live, &claims))
+            .cookie(clear_flow_cookie(live)),
+        Err(p) => Reply::problem(&p, html),
+    }
+}
+
+/// `POST {prefix}/ifree/login` with `{ptn_token}` from the SDK's callback.
+pub(super) async fn login(live: &Live, store: &dyn Store, session: &mut Session) -> Result<Reply> {
+    let body = read_body(session, 8 * 1024).await?;
+    let v = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let Some(token) = v
+        .as_ref()
+        .and_then(|v| v.get("ptn_token"))
+        .and_then(|t| t.as_str())
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+    else {
+        return Ok(Reply::problem(&Problem::new(400, "bad_request"), false));
+    };
+    let Some(flow) = read_flow(live, session).filter(|f| f.provider == ProviderId::Ifree) else {
+        return Ok(Reply::problem(&refuse("flow_missing", 400, live, None), false));
+    };
+    Ok(match accept(live, store, &flow, &token).await {
+        Ok(claims) => Reply::json(
+            200,
+            serde_json::json!({ "redirect": flow.return_to }).to_string(),
+        )
+        .cookie(session_cookie(live, &claims))
+        .cookie(clear_flow_cookie(live)),
+        Err(p) => Reply::problem(&p, false),
+    })
+}
+
+/// A birth date from ubifill, when it carries one (its JSON is unconfirmed: `birth`,
+/// `birthday` or `birth_date`, as YYYYMMDD or YYYY-MM-DD).
+fn ubifill_birth(u: &serde_json::Value) -> Option<chrono::NaiveDate> {
+    ["birth", "birthday", "birth_date"]
+        .iter()
+        .find_map(|k| u.get(*k).and_then(|v| v.as_str()))
+        .and_then(crate::providers::tomo::parse_dob)
+}
+
+async fn accept(
+    live: &Live,
+    store: &dyn Store,
+    flow: &FlowClaims,
+    ptn_token: &str,
+) -> std::result::Result<Claims, Problem> {
+    let rt = flow.return_to.as_str();
+    let Some(client) = &live.ifree else {
+        return Err(refuse("provider_not_accepted", 404, live, None));
+    };
+    let cfg = client.config();
+    let hash_key = &live.cfg.session.hash_key;
+    // A ptn_token is used once.
+    match store
+        .claim_once(
+            &format!("ifree:{}", keyed_hash(hash_key, "ifree-token", ptn_token)),
+            std::time::Duration::from_secs(3600),
+        )
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return Err(refuse("replayed_result", 409, live, Some(rt))),
+        Err(e) => {
+            tracing::warn!(error = %e, "store unavailable during verification");
+            return Err(refuse("store_unavailable", 503, live, Some(rt)));
+        }
+    }
+    let t = client
+        .token(ptn_token)
+        .await
+        .map_err(|e| provider_problem(&e, live, rt))?;
+    let ptn_sp = client
+        .authenticate(&t.acs_token)
+        .await
+        .map_err(|e| provider_problem(&e, live, rt))?;
+    let record = match store.member_get(&member_id(live, &t.ptn_cd)).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Err(refuse("unknown_member", 403, live, Some(rt))),
+        Err(e) => {
+            tracing::warn!(error = %e, "store unavailable during verification");
+            return Err(refuse("store_unavailable", 503, live, Some(rt)));
+        }
+    };
+    let at_rest = &live.cfg.session.at_rest;
+    let (Some(sealed_pass), Ok(key)) = (
+        record.passcode.as_deref(),
+        at_rest.open(Purpose::AtRest, &record.key),
+    ) else {
+        return Err(refuse("unknown_member", 403, live, Some(rt)));
+    };
+    let Ok(registered) = at_rest.open(Purpose::AtRest, sealed_pass) else {
+        return Err(refuse("unknown_member", 403, live, Some(rt)));
+    };
+    let presented = ifree_cipher::decrypt(cfg.cipher, &key, &ptn_sp).unwrap_or_default();
+    let same: bool = presented.len() == registered.len() && bool::from(presented.ct_eq(&registered));
+    if !same {
+        return Err(refuse("passcode_mismatch", 403, live, Some(rt)));
+    }
+    let ubifill: Option<serde_json::Value> = record
+        .ubifill
+        .as_deref()
+        .and_then(|u| at_rest.open(Purpose::AtRest, u).ok())
+        .and_then(|u| serde_json::from_slice(&u).ok());
+    let text = |k: &str| {
+        ubifill
+            .as_ref()
+            .and_then(|u| u.get(k))
+            .and_then(|v| v.as_str())
+            .map(String::from)
+    };
+    let keep = live.cfg.keep_in_session;
+    let now = unix_now();
+    let claims = Claims {
+        unique_in_site: format!("ifree.{}", keyed_hash(hash_key, "ifree-site", &t.ptn_cd)),
+        ci_hash: keyed_hash(hash_key, "ifree-person", &t.ptn_cd),
+        birth: ubifill.as_ref().and_then(ubifill_birth),
+        provider: ProviderId::Ifree,
+        verified_at: now,
+        issued_at: now,
+        expires_at: now + live.cfg.session.ttl.as_secs() as i64,
+        name: text("name").filter(|_| keep.name),
+        gender: None,
+        phone: text("phone").filter(|_| keep.phone),
+    };
+    metrics::verification(PROVIDER, "completed", "");
+    metrics::session_issued(PROVIDER);
+    Ok(claims)
+}
