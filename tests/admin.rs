@@ -54,12 +54,16 @@ async fn health_ready_and_metrics_after_traffic() {
     b.verify_redirect(env.sandbox, "/member/x", &Person::named("메트릭"))
         .await;
 
-    let after = env.metrics().await;
     // Metrics are process-wide and tests run in parallel: counters moved at least this much.
-    assert!(count(&after, passed_open) >= p0 + 2, "{after}");
-    assert!(count(&after, redirected) > r0);
-    assert!(count(&after, unauth) > u0);
-    assert!(count(&after, completed) > c0);
+    // Request counters move in the logging phase, just after the response: poll.
+    let moved = |m: &str| {
+        count(m, passed_open) >= p0 + 2
+            && count(m, redirected) > r0
+            && count(m, unauth) > u0
+            && count(m, completed) > c0
+    };
+    let after = env.metrics_until(moved).await;
+    assert!(moved(&after), "{after}");
     assert!(after.contains(
         "verigate_provider_call_seconds_bucket{endpoint=\"certifications\",provider=\"iamport\""
     ));

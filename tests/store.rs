@@ -176,15 +176,27 @@ async fn suite(s: Arc<dyn Store>) {
     assert_eq!(s.member_get("m1").await.unwrap(), None);
     assert!(!s.member_register("m1", "pass", None).await.unwrap());
     let first = s.member_key("m1", "key-1").await.unwrap();
-    assert_eq!((first.key.as_str(), first.passcode.as_deref()), ("key-1", None));
+    assert_eq!(
+        (first.key.as_str(), first.passcode.as_deref()),
+        ("key-1", None)
+    );
     let again = s.member_key("m1", "key-2").await.unwrap();
-    assert_eq!(again.key, "key-1", "a re-sent key exchange keeps the first key");
+    assert_eq!(
+        again.key, "key-1",
+        "a re-sent key exchange keeps the first key"
+    );
     assert!(s.member_register("m1", "pass", Some("ubi")).await.unwrap());
     let r = s.member_get("m1").await.unwrap().unwrap();
-    assert_eq!((r.passcode.as_deref(), r.ubifill.as_deref()), (Some("pass"), Some("ubi")));
+    assert_eq!(
+        (r.passcode.as_deref(), r.ubifill.as_deref()),
+        (Some("pass"), Some("ubi"))
+    );
     assert!(s.member_register("m1", "pass2", None).await.unwrap());
     let r = s.member_get("m1").await.unwrap().unwrap();
-    assert_eq!((r.passcode.as_deref(), r.ubifill.as_deref()), (Some("pass2"), None));
+    assert_eq!(
+        (r.passcode.as_deref(), r.ubifill.as_deref()),
+        (Some("pass2"), None)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -488,7 +488,8 @@ fn session(ctx: &mut Ctx, s: &FileSession) -> Option<SessionConfig> {
         (None, None) => None,
     };
     let hash_key = hash_key?;
-    let at_rest = Keyring::new(&[crate::session::derive_key(&hash_key, "verigate/at-rest/v1")]).ok()?;
+    let at_rest =
+        Keyring::new(&[crate::session::derive_key(&hash_key, "verigate/at-rest/v1")]).ok()?;
     Some(SessionConfig {
         at_rest,
         flow_cookie: format!("{cookie}_flow"),
@@ -630,8 +631,18 @@ fn ifree(ctx: &mut Ctx, i: &FileIfree, flow_prefix: &str) -> Option<IfreeConfig>
             Cipher::DEFAULT
         }),
     };
-    let timeout = ctx.duration(&format!("{at}.timeout"), i.timeout.as_deref(), Duration::from_secs(5));
-    let secret_key = ctx.secret(at, "secret_key", i.secret_key_env.as_deref(), i.secret_key_file.as_deref(), true)?;
+    let timeout = ctx.duration(
+        &format!("{at}.timeout"),
+        i.timeout.as_deref(),
+        Duration::from_secs(5),
+    );
+    let secret_key = ctx.secret(
+        at,
+        "secret_key",
+        i.secret_key_env.as_deref(),
+        i.secret_key_file.as_deref(),
+        true,
+    )?;
     Some(IfreeConfig {
         client_id: i.client_id.trim().to_string(),
         secret_key,

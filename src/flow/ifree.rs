@@ -19,7 +19,10 @@ fn member_id(live: &Live, ptn_cd: &str) -> String {
 }
 
 fn answer(code: &str, message: &str) -> Reply {
-    Reply::json(200, serde_json::json!({ "code": code, "message": message }).to_string())
+    Reply::json(
+        200,
+        serde_json::json!({ "code": code, "message": message }).to_string(),
+    )
 }
 
 /// `POST {callback_path}` from ifree's servers. Never mints a session; stores only what a
@@ -85,7 +88,9 @@ pub async fn callback(live: &Live, store: &dyn Store, session: &mut Session) -> 
                 };
                 match encrypt_member_key(public_key, &String::from_utf8_lossy(&key)) {
                     Ok(e) => e,
-                    Err(_) => return Ok(answer("9003", "public_key is not an X.509 RSA public key")),
+                    Err(_) => {
+                        return Ok(answer("9003", "public_key is not an X.509 RSA public key"))
+                    }
                 }
             };
             Ok(Reply::json(
@@ -110,13 +115,21 @@ pub async fn callback(live: &Live, store: &dyn Store, session: &mut Session) -> 
                 return Ok(answer("9500", "stored member key unreadable"));
             };
             let Ok(passcode) = ifree_cipher::decrypt(cfg.cipher, &key, partner_sp) else {
-                return Ok(answer("9004", "partner_sp does not decrypt under the member key"));
+                return Ok(answer(
+                    "9004",
+                    "partner_sp does not decrypt under the member key",
+                ));
             };
             let ubifill = match field("ubifill") {
                 None => None,
                 Some(u) => match ifree_cipher::decrypt(cfg.cipher, &key, u) {
                     Ok(plain) if std::str::from_utf8(&plain).is_ok() => Some(plain),
-                    _ => return Ok(answer("9004", "ubifill does not decrypt under the member key")),
+                    _ => {
+                        return Ok(answer(
+                            "9004",
+                            "ubifill does not decrypt under the member key",
+                        ))
+                    }
                 },
             };
             let sealed_pass = at_rest.seal(Purpose::AtRest, &passcode);
@@ -176,7 +189,10 @@ pub(super) fn start(live: &Live, session: &Session) -> Reply {
     };
     let cfg = client.config();
     let prefix = &live.cfg.flow_prefix;
-    let state = format!("vg_{}", Alphanumeric.sample_string(&mut rand::thread_rng(), 24));
+    let state = format!(
+        "vg_{}",
+        Alphanumeric.sample_string(&mut rand::thread_rng(), 24)
+    );
     let flow = FlowClaims {
         nonce: state.clone(),
         return_to,
@@ -232,11 +248,17 @@ pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session)
         return Reply::problem(&refuse("flow_missing", 400, live, None), html);
     };
     if query_param(session, "state").as_deref() != Some(flow.nonce.as_str()) {
-        return Reply::problem(&refuse("flow_mismatch", 403, live, Some(&flow.return_to)), html);
+        return Reply::problem(
+            &refuse("flow_mismatch", 403, live, Some(&flow.return_to)),
+            html,
+        );
     }
     let token = query_param(session, "ptn_token").filter(|t| !t.is_empty());
     let (Some("0000"), Some(token)) = (query_param(session, "code").as_deref(), token) else {
-        return Reply::problem(&refuse("not_certified", 403, live, Some(&flow.return_to)), html);
+        return Reply::problem(
+            &refuse("not_certified", 403, live, Some(&flow.return_to)),
+            html,
+        );
     };
     match accept(live, store, &flow, &token).await {
         Ok(claims) => Reply::redirect(&flow.return_to)
@@ -260,7 +282,10 @@ pub(super) async fn login(live: &Live, store: &dyn Store, session: &mut Session)
         return Ok(Reply::problem(&Problem::new(400, "bad_request"), false));
     };
     let Some(flow) = read_flow(live, session).filter(|f| f.provider == ProviderId::Ifree) else {
-        return Ok(Reply::problem(&refuse("flow_missing", 400, live, None), false));
+        return Ok(Reply::problem(
+            &refuse("flow_missing", 400, live, None),
+            false,
+        ));
     };
     Ok(match accept(live, store, &flow, &token).await {
         Ok(claims) => Reply::json(
@@ -336,7 +361,8 @@ async fn accept(
         return Err(refuse("unknown_member", 403, live, Some(rt)));
     };
     let presented = ifree_cipher::decrypt(cfg.cipher, &key, &ptn_sp).unwrap_or_default();
-    let same: bool = presented.len() == registered.len() && bool::from(presented.ct_eq(&registered));
+    let same: bool =
+        presented.len() == registered.len() && bool::from(presented.ct_eq(&registered));
     if !same {
         return Err(refuse("passcode_mismatch", 403, live, Some(rt)));
     }

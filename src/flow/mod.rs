@@ -1,8 +1,8 @@
 //! verigate's own endpoints under `flow_prefix`: the provider choice page, provider flows,
 //! the session endpoint, logout and the JWKS.
 
-pub mod ifree;
 pub mod iamport;
+pub mod ifree;
 pub mod tomo;
 
 use crate::gate::answers::{escape, page, wants_html, Problem, Reply};

@@ -309,7 +309,8 @@ impl Gate {
             {
                 ctx.decision = "flow";
                 ctx.flow_provider = Some(crate::providers::ProviderId::Ifree);
-                let reply = crate::flow::ifree::callback(&live, self.store.as_ref(), session).await?;
+                let reply =
+                    crate::flow::ifree::callback(&live, self.store.as_ref(), session).await?;
                 reply.send(session).await?;
                 return Ok(true);
             }

@@ -32,7 +32,11 @@ pub fn encrypt_member_key(public_key_b64: &str, member_key: &str) -> Result<Stri
         .map_err(|_| RsaError::BadKey)?;
     let key = RsaPublicKey::from_public_key_der(&der).map_err(|_| RsaError::BadKey)?;
     let ct = key
-        .encrypt(&mut rand::thread_rng(), Pkcs1v15Encrypt, member_key.as_bytes())
+        .encrypt(
+            &mut rand::thread_rng(),
+            Pkcs1v15Encrypt,
+            member_key.as_bytes(),
+        )
         .map_err(|_| RsaError::Encrypt)?;
     Ok(STANDARD.encode(ct))
 }
@@ -89,7 +93,9 @@ impl IfreeClient {
         let bytes = resp.bytes().await.map_err(transport_error)?;
         crate::metrics::provider_call("ifree", endpoint, started.elapsed());
         let a: Answer<T> = serde_json::from_slice(&bytes).map_err(|_| {
-            ProviderError::BadResponse(format!("{endpoint}: HTTP {status} without ifree's answer shape"))
+            ProviderError::BadResponse(format!(
+                "{endpoint}: HTTP {status} without ifree's answer shape"
+            ))
         })?;
         if a.code != "0000" {
             return Err(ProviderError::Rejected(format!(
@@ -145,9 +151,14 @@ mod tests {
         let key = fresh_member_key();
         assert_eq!(key.len(), 32);
         let ct = encrypt_member_key(&b64, &key).unwrap();
-        let plain = sk.decrypt(Pkcs1v15Encrypt, &STANDARD.decode(ct).unwrap()).unwrap();
+        let plain = sk
+            .decrypt(Pkcs1v15Encrypt, &STANDARD.decode(ct).unwrap())
+            .unwrap();
         assert_eq!(plain, key.as_bytes());
-        assert_eq!(encrypt_member_key("bm90IGEga2V5", &key), Err(RsaError::BadKey));
+        assert_eq!(
+            encrypt_member_key("bm90IGEga2V5", &key),
+            Err(RsaError::BadKey)
+        );
         assert_eq!(encrypt_member_key("%%%", &key), Err(RsaError::BadKey));
     }
 }

@@ -72,14 +72,19 @@ pub fn encrypt(c: Cipher, key: &[u8], plain: &[u8]) -> Result<String, CipherErro
 
 pub fn decrypt(c: Cipher, key: &[u8], b64: &str) -> Result<Vec<u8>, CipherError> {
     let k = key32(key)?;
-    let data = STANDARD.decode(b64.trim()).map_err(|_| CipherError::Encoding)?;
+    let data = STANDARD
+        .decode(b64.trim())
+        .map_err(|_| CipherError::Encoding)?;
     let (iv, ct): ([u8; 16], &[u8]) = match c {
         Cipher::Aes256CbcKeyIv => (k[..16].try_into().map_err(|_| CipherError::Key)?, &data[..]),
         Cipher::Aes256CbcIvPrefix => {
             if data.len() < 32 {
                 return Err(CipherError::Decrypt);
             }
-            (data[..16].try_into().map_err(|_| CipherError::Decrypt)?, &data[16..])
+            (
+                data[..16].try_into().map_err(|_| CipherError::Decrypt)?,
+                &data[16..],
+            )
         }
     };
     Dec::new(&k.into(), &iv.into())
@@ -102,8 +107,14 @@ mod tests {
             assert!(wrong.map_or(true, |p| p != "비밀번호123".as_bytes()));
             assert_eq!(Cipher::parse(c.name()), Some(c));
         }
-        assert_eq!(decrypt(Cipher::DEFAULT, KEY, "%%%"), Err(CipherError::Encoding));
-        assert_eq!(encrypt(Cipher::DEFAULT, b"short", b"x"), Err(CipherError::Key));
+        assert_eq!(
+            decrypt(Cipher::DEFAULT, KEY, "%%%"),
+            Err(CipherError::Encoding)
+        );
+        assert_eq!(
+            encrypt(Cipher::DEFAULT, b"short", b"x"),
+            Err(CipherError::Key)
+        );
     }
 
     #[test]

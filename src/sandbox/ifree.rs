@@ -98,7 +98,10 @@ impl IfreeSim {
         login_passcode: Option<&str>,
         ubifill: Option<&Value>,
     ) -> Result<String, String> {
-        let ptn_cd = format!("PTN{:012}", rand::thread_rng().gen_range(0..1_000_000_000_000u64));
+        let ptn_cd = format!(
+            "PTN{:012}",
+            rand::thread_rng().gen_range(0..1_000_000_000_000u64)
+        );
         let sk = RsaPrivateKey::new(&mut rand::thread_rng(), 2048).map_err(|e| e.to_string())?;
         let der = sk
             .to_public_key()
@@ -121,7 +124,9 @@ impl IfreeSim {
             return Err(format!("key exchange refused: {one}"));
         }
         let enc = one["result"]["enc_partner_key"].as_str().unwrap_or("");
-        let ct = STANDARD.decode(enc).map_err(|_| "enc_partner_key is not base64".to_string())?;
+        let ct = STANDARD
+            .decode(enc)
+            .map_err(|_| "enc_partner_key is not base64".to_string())?;
         let key_bytes = sk
             .decrypt(Pkcs1v15Encrypt, &ct)
             .map_err(|_| "enc_partner_key does not decrypt".to_string())?;
@@ -133,8 +138,11 @@ impl IfreeSim {
             .map_err(|e| e.to_string())?;
         let mut two = json!({ "client_id": CLIENT_ID, "used_type": "2", "ptn_cd": ptn_cd, "partner_sp": partner_sp });
         if let Some(u) = ubifill {
-            two["ubifill"] = json!(ifree_cipher::encrypt(self.cipher, key.as_bytes(), u.to_string().as_bytes())
-                .map_err(|e| e.to_string())?);
+            two["ubifill"] =
+                json!(
+                    ifree_cipher::encrypt(self.cipher, key.as_bytes(), u.to_string().as_bytes())
+                        .map_err(|e| e.to_string())?
+                );
         }
         let two: Value = self
             .http
@@ -196,7 +204,11 @@ async fn token(State(sim): State<Arc<IfreeSim>>, Json(b): Json<Value>) -> Respon
     let exp = now() + *lock(&sim.acs_ttl);
     lock(&sim.acs_tokens).insert(acs.clone(), (ptn_cd.clone(), exp));
     let expire_dt = chrono::DateTime::<chrono::Utc>::from_timestamp(exp, 0)
-        .map(|t| t.with_timezone(&chrono_tz::Asia::Seoul).format("%Y%m%d%H%M%S").to_string())
+        .map(|t| {
+            t.with_timezone(&chrono_tz::Asia::Seoul)
+                .format("%Y%m%d%H%M%S")
+                .to_string()
+        })
         .unwrap_or_default();
     Json(json!({ "code": "0000", "message": "", "result": { "acs_token": acs, "expire_dt": expire_dt, "ptn_cd": ptn_cd } }))
         .into_response()
@@ -219,7 +231,8 @@ async fn authenticate(State(sim): State<Arc<IfreeSim>>, Json(b): Json<Value>) ->
         return code("E104", "unknown member");
     };
     match ifree_cipher::encrypt(sim.cipher, m.key.as_bytes(), m.login_passcode.as_bytes()) {
-        Ok(sp) => Json(json!({ "code": "0000", "message": "", "result": { "ptn_sp": sp } })).into_response(),
+        Ok(sp) => Json(json!({ "code": "0000", "message": "", "result": { "ptn_sp": sp } }))
+            .into_response(),
         Err(_) => code("E999", "internal error"),
     }
 }
@@ -237,7 +250,12 @@ struct NewMember {
 /// Sandbox-only: create a member that registers with verigate through its callback.
 async fn members(State(sim): State<Arc<IfreeSim>>, Json(m): Json<NewMember>) -> Response {
     match sim
-        .register_member(&m.callback_url, &m.passcode, m.login_passcode.as_deref(), m.ubifill.as_ref())
+        .register_member(
+            &m.callback_url,
+            &m.passcode,
+            m.login_passcode.as_deref(),
+            m.ubifill.as_ref(),
+        )
         .await
     {
         Ok(ptn_cd) => Json(json!({ "ptn_cd": ptn_cd })).into_response(),
@@ -282,7 +300,11 @@ fn login_html(q: &LoginQuery, members: &[String], note: &str) -> String {
 
 async fn login_page(State(sim): State<Arc<IfreeSim>>, Query(q): Query<LoginQuery>) -> Html<String> {
     let members: Vec<String> = lock(&sim.members).keys().cloned().collect();
-    Html(login_html(&q, &members, "Pick a member to log in as, or register a new one with this site."))
+    Html(login_html(
+        &q,
+        &members,
+        "Pick a member to log in as, or register a new one with this site.",
+    ))
 }
 
 #[derive(Deserialize)]
@@ -298,7 +320,9 @@ struct LoginForm {
 }
 
 fn with_params(url: &str, pairs: &[(&str, &str)]) -> String {
-    let q: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}{q}")
 }
@@ -309,12 +333,21 @@ async fn login_submit(State(sim): State<Arc<IfreeSim>>, Form(f): Form<LoginForm>
     }
     let known = lock(&sim.members).contains_key(&f.ptn_cd);
     if f.outcome.as_deref() == Some("cancel") || !known {
-        return Redirect::to(&with_params(&f.redirect_uri, &[("code", "E900"), ("state", &f.state)])).into_response();
+        return Redirect::to(&with_params(
+            &f.redirect_uri,
+            &[("code", "E900"), ("state", &f.state)],
+        ))
+        .into_response();
     }
     let t = sim.issue_ptn_token(&f.ptn_cd);
     Redirect::to(&with_params(
         &f.redirect_uri,
-        &[("code", "0000"), ("state", &f.state), ("ptn_token", &t), ("ptn_cd", &f.ptn_cd)],
+        &[
+            ("code", "0000"),
+            ("state", &f.state),
+            ("ptn_token", &t),
+            ("ptn_cd", &f.ptn_cd),
+        ],
     ))
     .into_response()
 }
@@ -330,12 +363,22 @@ struct RegisterForm {
     passcode: String,
 }
 
-async fn login_register(State(sim): State<Arc<IfreeSim>>, Form(f): Form<RegisterForm>) -> Html<String> {
-    let note = match sim.register_member(&f.callback_url, &f.passcode, None, None).await {
+async fn login_register(
+    State(sim): State<Arc<IfreeSim>>,
+    Form(f): Form<RegisterForm>,
+) -> Html<String> {
+    let note = match sim
+        .register_member(&f.callback_url, &f.passcode, None, None)
+        .await
+    {
         Ok(cd) => format!("Registered member {cd} with the site."),
         Err(e) => format!("Registration failed: {e}"),
     };
-    let q = LoginQuery { redirect_uri: f.redirect_uri, state: f.state, callback_url: f.callback_url };
+    let q = LoginQuery {
+        redirect_uri: f.redirect_uri,
+        state: f.state,
+        callback_url: f.callback_url,
+    };
     let members: Vec<String> = lock(&sim.members).keys().cloned().collect();
     Html(login_html(&q, &members, &escape(&note)))
 }
@@ -356,5 +399,12 @@ const SDK: &str = r#"/* verigate sandbox stand-in for the ifree login SDK (Ifree
 "#;
 
 async fn sdk() -> Response {
-    ([(header::CONTENT_TYPE, "application/javascript; charset=utf-8")], SDK).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/javascript; charset=utf-8",
+        )],
+        SDK,
+    )
+        .into_response()
 }

@@ -309,6 +309,20 @@ impl Env {
         }
     }
 
+    /// Poll /metrics until `ok` holds (counters move in the logging phase, just after the
+    /// response is sent); returns the last scrape either way.
+    pub async fn metrics_until(&self, ok: impl Fn(&str) -> bool) -> String {
+        let mut m = self.metrics().await;
+        for _ in 0..300 {
+            if ok(&m) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            m = self.metrics().await;
+        }
+        m
+    }
+
     pub async fn metrics(&self) -> String {
         self.client
             .get(format!("http://{}/metrics", self.admin))

@@ -1,0 +1,511 @@
+//! ifree: the member life cycle through the real proxy and the sandbox — key exchange,
+//! registration, login — and every way it must fail. RSA and the cipher are proven against
+//! OpenSSL's command line.
+
+mod common;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use common::*;
+use serde_json::{json, Value};
+
+const ROUTES: &str = r#"
+routes:
+  - name: adult
+    match: { path_prefix: /adult }
+    require: { providers: [iamport, ifree], min_age: 19 }
+  - name: member
+    match: { path_prefix: /member }
+    require: { providers: [ifree] }
+  - name: everything-else
+    match: { path_prefix: / }
+"#;
+
+async fn env_with(store: &str, sandbox: Option<std::net::SocketAddr>) -> Env {
+    Env::with(Setup {
+        routes: ROUTES.into(),
+        store: store.into(),
+        iamport_base: sandbox.map(|s| format!("http://{s}/iamport")),
+        ..Setup::default()
+    })
+    .await
+}
+
+async fn env() -> Env {
+    env_with("store: { kind: memory }", None).await
+}
+
+fn callback_url(env: &Env) -> String {
+    env.url("/.verigate/ifree/callback")
+}
+
+/// The scripted sandbox member registers with verigate (key exchange + registration).
+async fn register(
+    env: &Env,
+    passcode: &str,
+    login_passcode: Option<&str>,
+    ubifill: Option<Value>,
+) -> String {
+    let mut body = json!({ "callback_url": callback_url(env), "passcode": passcode });
+    if let Some(l) = login_passcode {
+        body["login_passcode"] = json!(l);
+    }
+    if let Some(u) = ubifill {
+        body["ubifill"] = u;
+    }
+    let r = env
+        .client
+        .post(format!("http://{}/ifree/sandbox/members", env.sandbox))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    v["ptn_cd"]
+        .as_str()
+        .unwrap_or_else(|| panic!("registration failed: {v}"))
+        .to_string()
+}
+
+/// Log in through the SDK's redirect: start page, sandbox login window, return.
+async fn login_redirect(
+    env: &Env,
+    b: &mut Browser,
+    return_to: &str,
+    ptn_cd: &str,
+) -> reqwest::Response {
+    let enc: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+    let r = b
+        .get_html(&format!("/.verigate/ifree/start?return_to={enc}"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let flow = flow_json(&r.text().await.unwrap());
+    assert_eq!(flow["callback_url"], callback_url(env));
+    let r = b
+        .client
+        .post(format!("http://{}/ifree/login", env.sandbox))
+        .form(&[
+            ("redirect_uri", flow["redirect_uri"].as_str().unwrap()),
+            ("state", flow["state"].as_str().unwrap()),
+            ("ptn_cd", ptn_cd),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection());
+    let back = r.headers()["location"].to_str().unwrap().to_string();
+    let req = b.client.get(back).header("accept", "text/html");
+    b.send(req).await
+}
+
+/// Log in through the SDK's callback: `POST /ifree/login {ptn_token}`.
+async fn login_post(b: &mut Browser, token: &str) -> reqwest::Response {
+    let r = b
+        .get_html("/.verigate/ifree/start?return_to=%2Fmember")
+        .await;
+    assert_eq!(r.status(), 200);
+    let req = b
+        .client
+        .post(b.url("/.verigate/ifree/login"))
+        .header("accept", "application/json")
+        .json(&json!({ "ptn_token": token }));
+    b.send(req).await
+}
+
+async fn post_callback(env: &Env, body: Value) -> reqwest::Response {
+    env.client
+        .post(callback_url(env))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_life_cycle_end_to_end() {
+    let env = env().await;
+    let ptn_cd = register(&env, "246810", None, None).await;
+    let mut b = env.browser();
+    let r = login_redirect(&env, &mut b, "/member/home", &ptn_cd).await;
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    assert_eq!(r.headers()["location"], "/member/home");
+    assert_eq!(b.get_html("/member/home").await.status(), 200);
+    let up = env.last_upstream();
+    assert_eq!(up["headers"]["x-verified-provider"][0], "ifree");
+    let uis = up["headers"]["x-verified-unique-in-site"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(uis.starts_with("ifree.") && !uis.contains(&ptn_cd), "{uis}");
+    // ifree gives no birth date: a min_age route that accepts ifree sees Age-Ok false.
+    assert_eq!(b.get_html("/adult").await.status(), 200);
+    assert_eq!(
+        env.last_upstream()["headers"]["x-verified-age-ok"][0],
+        "false"
+    );
+    // Stable per site: the next login of the same member has the same identifier.
+    let mut again = env.browser();
+    let token = env.ifree.issue_ptn_token(&ptn_cd);
+    let r = login_post(&mut again, &token).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["redirect"], "/member");
+    again.get_html("/member").await;
+    assert_eq!(
+        env.last_upstream()["headers"]["x-verified-unique-in-site"][0],
+        uis.as_str()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ubifill_birth_gives_an_age() {
+    let env = env().await;
+    let ptn_cd = register(&env, "1111", None, Some(json!({"name": "박지수", "phone": "01055556666", "email": "a@b.c", "birth": "19800101"}))).await;
+    let mut b = env.browser();
+    assert_eq!(
+        login_redirect(&env, &mut b, "/adult", &ptn_cd)
+            .await
+            .status(),
+        302
+    );
+    assert_eq!(b.get_html("/adult").await.status(), 200);
+    assert_eq!(
+        env.last_upstream()["headers"]["x-verified-age-ok"][0],
+        "true"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passcode_unknown_member_replay_and_expiry() {
+    let env = env().await;
+    // ifree answers a passcode other than the registered one.
+    let liar = register(&env, "123456", Some("654321"), None).await;
+    let mut b = env.browser();
+    let r = login_redirect(&env, &mut b, "/member", &liar).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("passcode_mismatch"));
+    assert!(!b.jar.contains_key("vg"));
+
+    // A member registered with another site (another verigate, same ifree) is unknown here.
+    let other = env_with("store: { kind: memory }", Some(env.sandbox)).await;
+    let stranger = env
+        .ifree
+        .register_member(&callback_url(&other), "999999", None, None)
+        .await
+        .unwrap();
+    let mut s = env.browser();
+    let r = login_post(&mut s, &env.ifree.issue_ptn_token(&stranger)).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unknown_member");
+
+    // A ptn_token is good once.
+    let ok = register(&env, "777777", None, None).await;
+    let token = env.ifree.issue_ptn_token(&ok);
+    let mut first = env.browser();
+    assert_eq!(login_post(&mut first, &token).await.status(), 200);
+    let mut second = env.browser();
+    let r = login_post(&mut second, &token).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "replayed_result");
+
+    // An expired access token: ifree refuses authenticate; no session.
+    env.ifree.set_acs_ttl(-1);
+    let mut late = env.browser();
+    let r = login_post(&mut late, &env.ifree.issue_ptn_token(&ok)).await;
+    assert_eq!(r.status(), 403);
+    assert!(!late.jar.contains_key("vg"));
+    env.ifree.set_acs_ttl(600);
+
+    // A cancelled login and a login without a flow.
+    let mut c = env.browser();
+    let r = c
+        .get_html("/.verigate/ifree/start?return_to=%2Fmember")
+        .await;
+    let flow = flow_json(&r.text().await.unwrap());
+    let back = format!(
+        "/.verigate/ifree/return?code=E900&state={}",
+        flow["state"].as_str().unwrap()
+    );
+    assert_eq!(c.get_html(&back).await.status(), 403);
+    let mut nobody = env.browser();
+    let req = nobody
+        .client
+        .post(nobody.url("/.verigate/ifree/login"))
+        .json(&json!({"ptn_token": env.ifree.issue_ptn_token(&ok)}));
+    assert_eq!(nobody.send(req).await.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_between_registration_and_login_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!(
+        "store: {{ kind: sqlite, path: {} }}",
+        dir.path().join("m.db").display()
+    );
+    let first = env_with(&store, None).await;
+    let ptn_cd = register(&first, "135790", None, None).await;
+    let sandbox = first.sandbox;
+    let token = first.ifree.issue_ptn_token(&ptn_cd);
+    drop(first);
+    let second = env_with(&store, Some(sandbox)).await;
+    let mut b = second.browser();
+    let r = login_post(&mut b, &token).await;
+    assert_eq!(
+        r.status(),
+        200,
+        "member key and passcode survived the restart"
+    );
+}
+
+fn rsa_keypair() -> (rsa::RsaPrivateKey, String) {
+    use rsa::pkcs8::EncodePublicKey;
+    let sk = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+    let der = sk.to_public_key().to_public_key_der().unwrap();
+    (sk, STANDARD.encode(der.as_bytes()))
+}
+
+fn open_key(sk: &rsa::RsaPrivateKey, answer: &Value) -> String {
+    let ct = STANDARD
+        .decode(answer["result"]["enc_partner_key"].as_str().unwrap())
+        .unwrap();
+    String::from_utf8(sk.decrypt(rsa::Pkcs1v15Encrypt, &ct).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_hostile_callbacks_store_nothing() {
+    use verigate::providers::ifree_cipher::{encrypt, Cipher};
+    let env = env().await;
+    let (sk, public) = rsa_keypair();
+    let code = |v: &Value| v["code"].as_str().unwrap_or("").to_string();
+    let call = |body: Value| async {
+        post_callback(&env, body)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+
+    assert_eq!(
+        code(
+            &call(
+                json!({"client_id": "evil", "used_type": "1", "ptn_cd": "P1", "public_key": public})
+            )
+            .await
+        ),
+        "9001"
+    );
+    assert_eq!(
+        code(
+            &call(json!({"client_id": "sandbox-client", "used_type": "1", "public_key": public}))
+                .await
+        ),
+        "9003"
+    );
+    assert_eq!(code(&call(json!({"client_id": "sandbox-client", "used_type": "1", "ptn_cd": "P1", "public_key": "bm90IGEga2V5"})).await), "9003");
+    assert_eq!(
+        code(&call(json!({"client_id": "sandbox-client", "used_type": "7", "ptn_cd": "P1"})).await),
+        "9003"
+    );
+    let r = env
+        .client
+        .post(callback_url(&env))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers().get("set-cookie").is_none(),
+        "callbacks never set cookies"
+    );
+    assert_eq!(code(&r.json::<Value>().await.unwrap()), "9003");
+    // The bad public key stored nothing: registration finds no member.
+    assert_eq!(code(&call(json!({"client_id": "sandbox-client", "used_type": "2", "ptn_cd": "P1", "partner_sp": "AAAA"})).await), "9002");
+
+    // A real key exchange; a re-sent one (lost answer) gets the same member key.
+    let one = call(json!({"client_id": "sandbox-client", "used_type": "1", "ptn_cd": "P2", "public_key": public})).await;
+    assert_eq!(code(&one), "0000", "{one}");
+    let key = open_key(&sk, &one);
+    assert_eq!(key.len(), 32);
+    let (sk2, public2) = rsa_keypair();
+    let again = call(json!({"client_id": "sandbox-client", "used_type": "1", "ptn_cd": "P2", "public_key": public2})).await;
+    assert_eq!(open_key(&sk2, &again), key);
+    // A partner_sp under another key does not decrypt: refused, nothing stored.
+    let wrong = encrypt(
+        Cipher::DEFAULT,
+        b"0123456789abcdefghijklmnopqrstuv",
+        b"1234",
+    )
+    .unwrap();
+    assert_eq!(code(&call(json!({"client_id": "sandbox-client", "used_type": "2", "ptn_cd": "P2", "partner_sp": wrong})).await), "9004");
+    let bad_ubifill = json!({"client_id": "sandbox-client", "used_type": "2", "ptn_cd": "P2",
+        "partner_sp": encrypt(Cipher::DEFAULT, key.as_bytes(), b"1234").unwrap(), "ubifill": "AAAA"});
+    assert_eq!(code(&call(bad_ubifill).await), "9004");
+    env.ifree.adopt_member("P2", &key, "1234");
+    let mut b = env.browser();
+    let r = login_post(&mut b, &env.ifree.issue_ptn_token("P2")).await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "unknown_member",
+        "no passcode was stored"
+    );
+    // Registration, then login works; then the public callback no longer hands out the key.
+    let good = json!({"client_id": "sandbox-client", "used_type": "2", "ptn_cd": "P2", "partner_sp": encrypt(Cipher::DEFAULT, key.as_bytes(), b"1234").unwrap()});
+    assert_eq!(code(&call(good).await), "0000");
+    let mut b = env.browser();
+    assert_eq!(
+        login_post(&mut b, &env.ifree.issue_ptn_token("P2"))
+            .await
+            .status(),
+        200
+    );
+    let takeover = call(json!({"client_id": "sandbox-client", "used_type": "1", "ptn_cd": "P2", "public_key": public2})).await;
+    assert_eq!(code(&takeover), "9005");
+    assert!(takeover.get("result").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_and_cipher_interoperate_with_openssl() {
+    let Ok(v) = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+    else {
+        eprintln!("SKIPPED: openssl is not installed");
+        return;
+    };
+    assert!(v.status.success());
+    let env = env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_pem = dir.path().join("member.pem");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        key_pem.to_str().unwrap(),
+    ]);
+    let der = run(&[
+        "pkey",
+        "-in",
+        key_pem.to_str().unwrap(),
+        "-pubout",
+        "-outform",
+        "DER",
+    ]);
+    let one = post_callback(&env, json!({"client_id": "sandbox-client", "used_type": "1", "ptn_cd": "OSSL1", "public_key": STANDARD.encode(&der)}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(one["code"], "0000");
+    // OpenSSL decrypts verigate's RSA/ECB/PKCS1Padding ciphertext.
+    let ct = dir.path().join("enc_partner_key.bin");
+    std::fs::write(
+        &ct,
+        STANDARD
+            .decode(one["result"]["enc_partner_key"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let key = run(&[
+        "pkeyutl",
+        "-decrypt",
+        "-inkey",
+        key_pem.to_str().unwrap(),
+        "-pkeyopt",
+        "rsa_padding_mode:pkcs1",
+        "-in",
+        ct.to_str().unwrap(),
+    ]);
+    let key = String::from_utf8(key).unwrap();
+    assert_eq!(key.len(), 32);
+    // OpenSSL encrypts the passcode with the member key (AES-256-CBC, IV = key[..16]).
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let plain = dir.path().join("pass.txt");
+    std::fs::write(&plain, "8642").unwrap();
+    let sp = run(&[
+        "enc",
+        "-aes-256-cbc",
+        "-K",
+        &hex(key.as_bytes()),
+        "-iv",
+        &hex(&key.as_bytes()[..16]),
+        "-a",
+        "-A",
+        "-in",
+        plain.to_str().unwrap(),
+    ]);
+    let sp = String::from_utf8(sp).unwrap();
+    let two = post_callback(&env, json!({"client_id": "sandbox-client", "used_type": "2", "ptn_cd": "OSSL1", "partner_sp": sp.trim()}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(two["code"], "0000", "{two}");
+    // The member logs in: verigate compared what it decrypted from OpenSSL with ifree's answer.
+    env.ifree.adopt_member("OSSL1", &key, "8642");
+    let mut b = env.browser();
+    assert_eq!(
+        login_post(&mut b, &env.ifree.issue_ptn_token("OSSL1"))
+            .await
+            .status(),
+        200
+    );
+    env.ifree.adopt_member("OSSL1", &key, "0000");
+    let mut c = env.browser();
+    assert_eq!(
+        login_post(&mut c, &env.ifree.issue_ptn_token("OSSL1"))
+            .await
+            .status(),
+        403
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_api_shapes() {
+    let env = env().await;
+    let c = client();
+    let base = format!("http://{}/ifree/process", env.sandbox);
+    let v: Value = c
+        .post(format!("{base}/token"))
+        .json(&json!({"client_id": "sandbox-client", "secret_key": "x", "ptn_token": "t"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["code"], "E001");
+    let v: Value = c.post(format!("{base}/token")).json(&json!({"client_id": "sandbox-client", "secret_key": "sandbox_secret", "ptn_token": "nope"})).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["code"], "E101");
+    let ptn_cd = register(&env, "1", None, None).await;
+    let t = env.ifree.issue_ptn_token(&ptn_cd);
+    let v: Value = c
+        .post(format!("{base}/token"))
+        .json(
+            &json!({"client_id": "sandbox-client", "secret_key": "sandbox_secret", "ptn_token": t}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["code"], "0000");
+    assert_eq!(v["result"]["ptn_cd"], ptn_cd.as_str());
+    assert_eq!(v["result"]["expire_dt"].as_str().unwrap().len(), 14);
+    let v2: Value = c.post(format!("{base}/authenticate")).json(&json!({"client_id": "sandbox-client", "secret_key": "sandbox_secret", "acs_token": v["result"]["acs_token"]})).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v2["code"], "0000");
+    assert!(v2["result"]["ptn_sp"].as_str().unwrap().len() >= 24);
+}
