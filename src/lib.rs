@@ -129,6 +129,9 @@ where
 pub fn build(cfg: RuntimeConfig, mut opts: BuildOptions) -> Result<Built, BuildError> {
     let conf = ServerConf {
         threads: cfg.threads,
+        work_stealing: cfg.tuning.work_stealing,
+        upstream_keepalive_pool_size: cfg.tuning.upstream_keepalive_pool,
+        listener_tasks_per_fd: cfg.tuning.listener_tasks,
         grace_period_seconds: Some(1),
         graceful_shutdown_timeout_seconds: Some(5),
         ..Default::default()

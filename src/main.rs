@@ -83,13 +83,19 @@ enum AccountsAction {
     },
 }
 
+/// JSON logs on stderr, written by a background thread so that no request waits on a write.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VERIGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora=warn"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
+    // The guard flushes on drop; the server runs until the process exits, so keep it forever.
+    std::mem::forget(guard);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .json()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .try_init();
 }
 

@@ -199,3 +199,46 @@ pub fn render() -> Vec<u8> {
     let _ = TextEncoder::new().encode(&families, &mut out);
     out
 }
+
+/// Metric handles for one route, resolved once per config so that a request records its
+/// metrics without label lookups.
+pub struct RouteMetrics {
+    route: String,
+    passed: prometheus::IntCounter,
+    duration: prometheus::Histogram,
+    gate: prometheus::Histogram,
+    upstream: [prometheus::IntCounter; 4],
+}
+
+impl RouteMetrics {
+    pub fn new(route: &str) -> Self {
+        let class = |c: &str| UPSTREAM_RESPONSES.with_label_values(&[route, c]);
+        RouteMetrics {
+            route: route.to_string(),
+            passed: REQUESTS.with_label_values(&[route, "passed"]),
+            duration: REQUEST_SECONDS.with_label_values(&[route]),
+            gate: GATE_SECONDS.with_label_values(&[route]),
+            upstream: [class("2xx"), class("3xx"), class("4xx"), class("5xx")],
+        }
+    }
+
+    /// One request's metrics. `upstream`: its status and the gate's own time, when proxied.
+    pub fn record(&self, decision: &str, total: Duration, upstream: Option<(u16, Duration)>) {
+        if decision == "passed" {
+            self.passed.inc();
+        } else {
+            request(&self.route, decision);
+        }
+        self.duration.observe(total.as_secs_f64());
+        if let Some((status, gate)) = upstream {
+            let i = match status {
+                200..=299 => 0,
+                300..=399 => 1,
+                400..=499 => 2,
+                _ => 3,
+            };
+            self.upstream[i].inc();
+            self.gate.observe(gate.as_secs_f64());
+        }
+    }
+}

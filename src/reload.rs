@@ -36,6 +36,9 @@ fn fixed_changes(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<String> {
     if old.threads != new.threads {
         out.push("threads: changing it needs a restart".to_string());
     }
+    if old.tuning != new.tuning {
+        out.push("tuning: changing it needs a restart".to_string());
+    }
     if old.store != new.store {
         out.push("store: changing it needs a restart".to_string());
     }

@@ -21,6 +21,8 @@ pub struct FileConfig {
     pub threads: Option<usize>,
     #[serde(default)]
     pub access_log: Option<bool>,
+    #[serde(default)]
+    pub tuning: Option<FileTuning>,
     pub session: FileSession,
     #[serde(default)]
     pub identity_headers: Option<FileIdentityHeaders>,
@@ -30,6 +32,18 @@ pub struct FileConfig {
     pub store: Option<FileStore>,
     #[serde(default)]
     pub routes: Vec<FileRoute>,
+}
+
+/// Pingora settings (see README "Performance").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTuning {
+    #[serde(default)]
+    pub work_stealing: Option<bool>,
+    #[serde(default)]
+    pub upstream_keepalive_pool: Option<usize>,
+    #[serde(default)]
+    pub listener_tasks: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

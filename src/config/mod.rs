@@ -202,6 +202,14 @@ impl std::fmt::Debug for StoreConfig {
 /// Where the embedded store lives when the config names none.
 pub const DEFAULT_SQLITE_PATH: &str = "./verigate-state.db";
 
+/// Pingora runtime settings; they take effect at start (a reload may not change them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    pub work_stealing: bool,
+    pub upstream_keepalive_pool: usize,
+    pub listener_tasks: usize,
+}
+
 /// Fields a route may forward upstream (`forward: [name, birth, gender, phone]`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Forward {
@@ -238,6 +246,7 @@ pub struct RuntimeConfig {
     pub public_url: Option<String>,
     pub timezone: Tz,
     pub threads: usize,
+    pub tuning: Tuning,
     pub session: SessionConfig,
     pub identity: IdentityHeaders,
     pub assertion: Option<AssertionConfig>,

@@ -258,6 +258,19 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
             .unwrap_or(1),
     };
 
+    let tuning = {
+        let t = f.tuning.as_ref();
+        let pool = t.and_then(|t| t.upstream_keepalive_pool).unwrap_or(128);
+        let tasks = t.and_then(|t| t.listener_tasks).unwrap_or(1);
+        if tasks == 0 {
+            ctx.err("tuning.listener_tasks", "must be at least 1");
+        }
+        Tuning {
+            work_stealing: t.and_then(|t| t.work_stealing).unwrap_or(true),
+            upstream_keepalive_pool: pool,
+            listener_tasks: tasks.max(1),
+        }
+    };
     let session = session(ctx, &f.session);
     let identity = identity(ctx, f.identity_headers.as_ref());
     let assertion = f
@@ -303,6 +316,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         public_url,
         timezone,
         threads,
+        tuning,
         session,
         identity,
         assertion,

@@ -135,7 +135,7 @@ fn clear_session_cookie(live: &Live) -> String {
 /// The flow cookie of this browser, if valid.
 pub(crate) fn read_flow(live: &Live, session: &Session) -> Option<FlowClaims> {
     let raw = headers::read_cookie(session.req_header(), &live.cfg.session.flow_cookie)?;
-    live.cfg.session.keys.open_flow(&raw, unix_now()).ok()
+    live.cfg.session.keys.open_flow(raw, unix_now()).ok()
 }
 
 /// Base URL for absolute links back to verigate (provider return URLs).
@@ -259,7 +259,7 @@ fn logout(live: &Live, session: &Session) -> Reply {
 fn session_info(live: &Live, session: &Session) -> Reply {
     let cfg = &live.cfg;
     let claims = headers::read_cookie(session.req_header(), &cfg.session.cookie)
-        .and_then(|c| cfg.session.keys.open_session(&c, unix_now()).ok());
+        .and_then(|c| cfg.session.keys.open_session(c, unix_now()).ok());
     match claims {
         None => Reply::problem(&Problem::new(401, "not_logged_in"), false),
         Some(c) => Reply::json(

@@ -20,6 +20,14 @@ pub fn is_identity_header(name: &str, prefix: &str) -> bool {
 
 /// Remove every identity header a client sent. Returns how many were removed.
 pub fn strip_identity(req: &mut RequestHeader, prefix: &str) -> usize {
+    // The common case (none sent) allocates nothing.
+    if !req
+        .headers
+        .keys()
+        .any(|k| is_identity_header(k.as_str(), prefix))
+    {
+        return 0;
+    }
     let doomed: Vec<http::HeaderName> = req
         .headers
         .keys()
@@ -32,8 +40,8 @@ pub fn strip_identity(req: &mut RequestHeader, prefix: &str) -> usize {
     doomed.len()
 }
 
-/// The value of cookie `name` in the request's Cookie header(s), if present.
-pub fn read_cookie(req: &RequestHeader, name: &str) -> Option<String> {
+/// The value of cookie `name` in the request's Cookie header(s), if present (borrowed).
+pub fn read_cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
     req.headers
         .get_all(http::header::COOKIE)
         .iter()
@@ -41,7 +49,7 @@ pub fn read_cookie(req: &RequestHeader, name: &str) -> Option<String> {
         .flat_map(cookie::Cookie::split_parse)
         .filter_map(Result::ok)
         .find(|c| c.name() == name)
-        .map(|c| c.value().to_string())
+        .and_then(|c| c.value_raw())
 }
 
 /// Remove verigate's cookies from what goes upstream; other cookies pass untouched.
@@ -76,32 +84,58 @@ pub fn strip_cookies(req: &mut RequestHeader, names: &[&str]) {
     }
 }
 
+/// An opened session with the header values every verified request carries, computed once
+/// per session cookie (see `Live::verified`).
+#[derive(Debug)]
+pub struct Verified {
+    pub claims: Claims,
+    pub base: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+impl Verified {
+    pub fn new(claims: Claims, names: &IdentityHeaders) -> Self {
+        let mut base = Vec::with_capacity(3);
+        let mut push = |n: &http::HeaderName, v: &str| {
+            if let Ok(v) = http::HeaderValue::from_str(&encode(v)) {
+                base.push((n.clone(), v));
+            }
+        };
+        push(&names.unique_in_site, &claims.unique_in_site);
+        push(&names.provider, claims.provider.as_str());
+        if let Some(t) = chrono::DateTime::<chrono::Utc>::from_timestamp(claims.verified_at, 0) {
+            push(
+                &names.verified_at,
+                &t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            );
+        }
+        Verified { claims, base }
+    }
+}
+
 /// What goes upstream for a verified request.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    pub claims: Claims,
+    pub verified: std::sync::Arc<Verified>,
     pub age_ok: Option<bool>,
     pub forward: Forward,
 }
 
+fn encode(value: &str) -> std::borrow::Cow<'_, str> {
+    utf8_percent_encode(value, VALUE).into()
+}
+
 fn set(req: &mut RequestHeader, name: &http::HeaderName, value: &str) {
-    let encoded = utf8_percent_encode(value, VALUE).to_string();
-    let _ = req.insert_header(name.clone(), encoded);
+    let _ = req.insert_header(name.clone(), encode(value).into_owned());
 }
 
 pub fn inject(req: &mut RequestHeader, names: &IdentityHeaders, id: &Identity) {
-    let c = &id.claims;
-    set(req, &names.unique_in_site, &c.unique_in_site);
-    set(req, &names.provider, c.provider.as_str());
-    if let Some(t) = chrono::DateTime::<chrono::Utc>::from_timestamp(c.verified_at, 0) {
-        set(
-            req,
-            &names.verified_at,
-            &t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        );
+    for (n, v) in &id.verified.base {
+        let _ = req.insert_header(n.clone(), v.clone());
     }
+    let c = &id.verified.claims;
     if let Some(ok) = id.age_ok {
-        set(req, &names.age_ok, if ok { "true" } else { "false" });
+        let v = http::HeaderValue::from_static(if ok { "true" } else { "false" });
+        let _ = req.insert_header(names.age_ok.clone(), v);
     }
     let f = id.forward;
     if f.name {
@@ -179,8 +213,8 @@ mod tests {
         let mut r = RequestHeader::build("GET", b"/", None).unwrap();
         r.append_header("Cookie", "a=1; vg=SECRET; b=2").unwrap();
         r.append_header("Cookie", "vg_flow=X").unwrap();
-        assert_eq!(read_cookie(&r, "vg").as_deref(), Some("SECRET"));
-        assert_eq!(read_cookie(&r, "vg_flow").as_deref(), Some("X"));
+        assert_eq!(read_cookie(&r, "vg"), Some("SECRET"));
+        assert_eq!(read_cookie(&r, "vg_flow"), Some("X"));
         strip_cookies(&mut r, &["vg", "vg_flow"]);
         assert_eq!(r.headers.get("cookie").unwrap(), "a=1; b=2");
     }

@@ -36,6 +36,11 @@ pub struct Live {
     /// Assertion keys rotated out by a reload, published until (UNIX seconds) their last
     /// tokens have expired.
     pub retired_keys: Vec<(crate::assertion::PublicJwk, i64)>,
+    /// Opened session cookies with their precomputed header values, so that a verified
+    /// request costs a lookup, not a decryption. Per config: a reload (new keys) starts empty.
+    sessions: moka::sync::Cache<String, Arc<headers::Verified>>,
+    /// Per-route metric handles for the common path (no label lookups per request).
+    route_metrics: Vec<crate::metrics::RouteMetrics>,
 }
 
 impl Live {
@@ -52,13 +57,7 @@ impl Live {
             Some(c) => Some(crate::providers::ifree::IfreeClient::new(c.clone())?),
             None => None,
         };
-        Ok(Live {
-            cfg,
-            iamport,
-            tomo,
-            ifree,
-            retired_keys: Vec::new(),
-        })
+        Ok(Live::assemble(cfg, iamport, tomo, ifree, Vec::new()))
     }
 
     /// The next config after `old`: provider clients whose settings did not change are kept
@@ -98,13 +97,50 @@ impl Live {
                 retired.push((a.signer.public().clone(), now + a.signer.ttl_secs + 60));
             }
         }
-        Ok(Live {
+        Ok(Live::assemble(cfg, iamport, tomo, ifree, retired))
+    }
+
+    fn assemble(
+        cfg: RuntimeConfig,
+        iamport: Option<Arc<IamportClient>>,
+        tomo: Option<Arc<crate::providers::tomo::TomoClient>>,
+        ifree: Option<Arc<crate::providers::ifree::IfreeClient>>,
+        retired_keys: Vec<(crate::assertion::PublicJwk, i64)>,
+    ) -> Self {
+        let route_metrics = cfg
+            .routes
+            .routes()
+            .iter()
+            .map(|r| crate::metrics::RouteMetrics::new(&r.name))
+            .collect();
+        Live {
             cfg,
             iamport,
             tomo,
             ifree,
-            retired_keys: retired,
-        })
+            retired_keys,
+            sessions: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(300))
+                .build(),
+            route_metrics,
+        }
+    }
+
+    /// The verified person behind a session cookie, or None (missing, tampered, expired,
+    /// unknown key). Opened once per cookie value, then served from memory until it expires.
+    pub fn verified(&self, cookie: &str, now: i64) -> Option<Arc<headers::Verified>> {
+        if let Some(v) = self.sessions.get(cookie) {
+            return (now < v.claims.expires_at).then_some(v);
+        }
+        let claims = self.cfg.session.keys.open_session(cookie, now).ok()?;
+        let v = Arc::new(headers::Verified::new(claims, &self.cfg.identity));
+        self.sessions.insert(cookie.to_string(), v.clone());
+        Some(v)
+    }
+
+    pub fn route_metrics(&self, idx: usize) -> Option<&crate::metrics::RouteMetrics> {
+        self.route_metrics.get(idx)
     }
 
     /// Every public key an upstream may meet in a live assertion.
@@ -191,14 +227,14 @@ impl Gate {
         };
         let html = wants_html(session);
         let now = unix_now();
-        let claims = headers::read_cookie(session.req_header(), &cfg.session.cookie)
-            .and_then(|c| cfg.session.keys.open_session(&c, now).ok())
-            .filter(|c| req.providers.contains(&c.provider))
-            .filter(|c| {
+        let verified = headers::read_cookie(session.req_header(), &cfg.session.cookie)
+            .and_then(|c| live.verified(c, now))
+            .filter(|v| req.providers.contains(&v.claims.provider))
+            .filter(|v| {
                 req.max_session_age
-                    .is_none_or(|max| now - c.verified_at <= max.as_secs() as i64)
+                    .is_none_or(|max| now - v.claims.verified_at <= max.as_secs() as i64)
             });
-        let Some(claims) = claims else {
+        let Some(verified) = verified else {
             let return_to = session
                 .req_header()
                 .uri
@@ -217,6 +253,7 @@ impl Gate {
             return Ok(true);
         };
 
+        let claims = &verified.claims;
         let age_ok = match (req.min_age, claims.birth) {
             (None, _) => None,
             (Some(_), None) => Some(false),
@@ -274,7 +311,7 @@ impl Gate {
         }
 
         ctx.identity = Some(Identity {
-            claims,
+            verified: verified.clone(),
             age_ok,
             forward: route.forward,
         });
@@ -407,7 +444,7 @@ impl ProxyHttp for Gate {
         if let Some(id) = &ctx.identity {
             headers::inject(upstream, &cfg.identity, id);
             if let Some(a) = &cfg.assertion {
-                let c = &id.claims;
+                let c = &id.verified.claims;
                 match a.signer.sign(
                     &c.unique_in_site,
                     id.age_ok,
@@ -470,26 +507,18 @@ impl ProxyHttp for Gate {
             ctx.decision
         };
         let route = self.route_name(ctx);
-        crate::metrics::request(route, decision);
         let total = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
-        if ctx.route.is_some() {
-            crate::metrics::REQUEST_SECONDS
-                .with_label_values(&[route])
-                .observe(total.as_secs_f64());
-        }
-        if let Some(status) = ctx.upstream_status {
-            let class = match status {
-                200..=299 => "2xx",
-                300..=399 => "3xx",
-                400..=499 => "4xx",
-                _ => "5xx",
-            };
-            crate::metrics::UPSTREAM_RESPONSES
-                .with_label_values(&[route, class])
-                .inc();
-            crate::metrics::GATE_SECONDS
-                .with_label_values(&[route])
-                .observe(ctx.gate_time.as_secs_f64());
+        let handles = match (&ctx.live, ctx.route) {
+            (Some(l), Some(i)) => l.route_metrics(i),
+            _ => None,
+        };
+        match handles {
+            Some(h) => h.record(
+                decision,
+                total,
+                ctx.upstream_status.map(|s| (s, ctx.gate_time)),
+            ),
+            None => crate::metrics::request(route, decision),
         }
         let access_log = ctx.live.as_ref().is_none_or(|l| l.cfg.access_log);
         if access_log {
@@ -500,7 +529,7 @@ impl ProxyHttp for Gate {
             let provider = ctx
                 .identity
                 .as_ref()
-                .map(|i| i.claims.provider.as_str())
+                .map(|i| i.verified.claims.provider.as_str())
                 .or(ctx.flow_provider.map(|p| p.as_str()))
                 .unwrap_or("");
             // Route names, decisions, numbers: never paths, cookies or personal data.

@@ -1,0 +1,250 @@
+#!/usr/bin/env bash
+# Load comparison, all on loopback, in one run on one machine:
+#   gated        verigate, a verified request on a gated route (cookie open, match, strip, inject)
+#   pass         verigate's own pass-through route (no `require`)
+#   nginx-proxy  plain nginx proxy_pass to the same upstream
+#   nginx-auth   nginx auth_request to the cheapest auth backend (a static 200), then proxy_pass
+# The upstream is a static nginx. Rounds are interleaved; medians and ratios are printed.
+# Then: RSS after 10 thousand and after 1 million verified requests, and the Iamport token
+# fetches for 1,000 concurrent completions.
+#
+# Usage: benches/load.sh [--duration SECONDS] [--rounds N] [--connections C] [--no-memory]
+# Variants: VG_ACCESS_LOG=false, VG_TUNING='tuning: { work_stealing: false }'.
+# Needs: cargo, curl, python3, wrk, nginx (Debian: apt-get install wrk nginx-light curl).
+# It installs nothing: it says what is missing and stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=5
+ROUNDS=3
+CONNS=32
+MEMORY=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) DURATION="$2"; shift 2 ;;
+    --rounds) ROUNDS="$2"; shift 2 ;;
+    --connections) CONNS="$2"; shift 2 ;;
+    --no-memory) MEMORY=0; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for tool in cargo curl python3 wrk; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+NGINX=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
+[ -n "$NGINX" ] || missing+=("nginx")
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "benches/load.sh: missing ${missing[*]}." >&2
+  echo "On Debian/Ubuntu: apt-get install -y ${missing[*]/nginx/nginx-light}" >&2
+  exit 2
+fi
+
+cargo build --release --quiet
+BIN=target/release/verigate
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$WORK/up.pid" ] && kill "$(cat "$WORK/up.pid")" 2>/dev/null || true
+  [ -f "$WORK/front.pid" ] && kill "$(cat "$WORK/front.pid")" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+read -r P_UP P_PROXY P_AUTHED P_AUTH P_VG P_ADMIN P_SB < <(python3 - <<'EOF'
+import socket
+socks = [socket.socket() for _ in range(7)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])
+EOF
+)
+
+wait_port() {
+  for _ in $(seq 1 300); do
+    if curl -s -o /dev/null "http://127.0.0.1:$1${2:-/}"; then return 0; fi
+    sleep 0.02
+  done
+  echo "nothing answers on port $1" >&2; exit 1
+}
+
+# The upstream app: a static nginx (one worker).
+mkdir -p "$WORK/up" "$WORK/front"
+cat > "$WORK/up/nginx.conf" <<EOF
+worker_processes 1;
+pid $WORK/up.pid;
+error_log $WORK/up/error.log crit;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$P_UP; location / { default_type text/plain; return 200 "hello\n"; } }
+}
+EOF
+# The nginx baselines: proxy_pass, and auth_request to a static-200 auth backend (one worker).
+cat > "$WORK/front/nginx.conf" <<EOF
+worker_processes 1;
+pid $WORK/front.pid;
+error_log $WORK/front/error.log crit;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream app { server 127.0.0.1:$P_UP; keepalive 64; }
+  upstream auth { server 127.0.0.1:$P_AUTH; keepalive 64; }
+  server { listen 127.0.0.1:$P_AUTH; location / { return 200; } }
+  server {
+    listen 127.0.0.1:$P_PROXY;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+  server {
+    listen 127.0.0.1:$P_AUTHED;
+    location = /_auth {
+      internal;
+      proxy_pass http://auth;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+    }
+    location / {
+      auth_request /_auth;
+      proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+"$NGINX" -c "$WORK/up/nginx.conf" -p "$WORK/up" 2>/dev/null
+"$NGINX" -c "$WORK/front/nginx.conf" -p "$WORK/front" 2>/dev/null
+wait_port "$P_UP"; wait_port "$P_PROXY"; wait_port "$P_AUTHED"
+
+# The sandbox and verigate (one worker thread, like each nginx).
+"$BIN" sandbox --listen "127.0.0.1:$P_SB" >/dev/null 2>&1 &
+PIDS+=($!)
+cat > "$WORK/verigate.yaml" <<EOF
+listen: 127.0.0.1:$P_VG
+admin_listen: 127.0.0.1:$P_ADMIN
+upstream: { addrs: ["127.0.0.1:$P_UP"] }
+threads: 1
+access_log: ${VG_ACCESS_LOG:-true}
+${VG_TUNING:-}
+session: { cookie: vg, secure: false, keys_env: BENCH_KEYS, hash_key_env: BENCH_KEYS }
+providers:
+  iamport:
+    imp_code: imp00000000
+    api_key_env: BENCH_IMP_KEY
+    api_secret_env: BENCH_IMP_SECRET
+    base_url: http://127.0.0.1:$P_SB/iamport
+    sdk_url: http://127.0.0.1:$P_SB/iamport/js/iamport.js
+store: { kind: memory }
+routes:
+  - name: gated
+    match: { path_prefix: /gated }
+    require: { providers: [iamport], min_age: 19 }
+  - name: pass
+    match: { path_prefix: / }
+EOF
+BENCH_KEYS=$("$BIN" keygen | sed -n 's/^VERIGATE_SESSION_KEYS=//p')
+BENCH_KEYS="$BENCH_KEYS" BENCH_IMP_KEY=sandbox_key BENCH_IMP_SECRET=sandbox_secret \
+  "$BIN" run -c "$WORK/verigate.yaml" 2>"$WORK/verigate.log" &
+VG_PID=$!
+PIDS+=($VG_PID)
+wait_port "$P_SB" /iamport/js/iamport.js
+wait_port "$P_ADMIN" /readyz
+
+# A real session, minted through the sandbox flow (redirect mode).
+JAR="$WORK/jar"
+curl -s -c "$JAR" -H 'Accept: text/html' \
+  "http://127.0.0.1:$P_VG/.verigate/iamport/start?return_to=%2Fgated" > "$WORK/start.html"
+python3 - "$WORK/start.html" > "$WORK/form" <<'EOF'
+import json, re, sys, urllib.parse
+html = open(sys.argv[1]).read()
+flow = json.loads(re.search(r'<script id="verigate-flow" type="application/json">(.*?)</script>', html, re.S).group(1))
+print(urllib.parse.urlencode({"imp_code": flow["imp_code"], "merchant_uid": flow["merchant_uid"],
+      "m_redirect_url": flow["m_redirect_url"], "name": "Bench Person", "birth": "19900101",
+      "gender": "female", "phone": "01000000000", "carrier": "SKT", "foreigner": "false"}))
+EOF
+BACK=$(curl -s -o /dev/null -w '%{redirect_url}' -d @"$WORK/form" "http://127.0.0.1:$P_SB/iamport/certify")
+curl -s -o /dev/null -b "$JAR" -c "$JAR" -H 'Accept: text/html' "$BACK"
+COOKIE=$(awk '$6 == "vg" { print $7 }' "$JAR")
+[ -n "$COOKIE" ] || { echo "could not mint a session" >&2; exit 1; }
+CODE=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/gated/x")
+[ "$CODE" = 200 ] || { echo "the minted session does not pass the gate ($CODE)" >&2; exit 1; }
+
+# wrk prints Requests/sec and, with --latency, the 99% line.
+run_wrk() { # name url [cookie]
+  local out
+  if [ -n "${3:-}" ]; then
+    out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "Cookie: vg=$3" "$2")
+  else
+    out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$2")
+  fi
+  if echo "$out" | grep -q "Non-2xx"; then echo "$1: non-2xx answers:" >&2; echo "$out" >&2; exit 1; fi
+  local rps p99
+  rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
+  p99=$(echo "$out" | awk '$1 == "99%" { print $2 }')
+  echo "$1 $rps $p99" >> "$WORK/results"
+}
+
+if [ -n "${PROFILE:-}" ]; then
+  # PROFILE=out.data: sample verigate (perf, software clock) under gated load, then stop.
+  perf record -e cpu-clock -F 1999 -g -p "$VG_PID" -o "$PROFILE" -- sleep "$DURATION" >/dev/null 2>&1 &
+  PERF=$!
+  wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/gated/x" | grep Requests/sec
+  wait "$PERF" || true
+  exit 0
+fi
+
+# Memory first, on a fresh process: RSS after 10 thousand and after 1 million verified requests.
+MEMLINE=""
+if [ "$MEMORY" = 1 ]; then
+  count() { curl -s "http://127.0.0.1:$P_ADMIN/metrics" | awk '/^verigate_requests_total\{decision="passed",route="gated"\}/ { print $2 }'; }
+  rss() { awk '/VmRSS/ { print $2 }' "/proc/$VG_PID/status"; }
+  until [ "$(count)" -ge 10000 ]; do wrk -t1 -c"$CONNS" -d1s -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/gated/x" >/dev/null; done
+  R10K=$(rss); N10K=$(count)
+  while [ "$(count)" -lt 1000000 ]; do wrk -t1 -c"$CONNS" -d5s -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/gated/x" >/dev/null; done
+  R1M=$(rss); N1M=$(count)
+  MEMLINE=$(python3 -c "print(f'RSS after {int(float($N10K)):,} verified requests: {$R10K/1024:.1f} MiB; after {int(float($N1M)):,}: {$R1M/1024:.1f} MiB; ratio {$R1M/$R10K:.3f} (goal <= 1.10)')")
+fi
+
+# Warm up, then interleave the measured rounds.
+wrk -t1 -c"$CONNS" -d1s -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/gated/x" >/dev/null
+wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$P_PROXY/x" >/dev/null
+: > "$WORK/results"
+# Every target gets the same request bytes (the session cookie included), so the ratios
+# measure the gate's work, not request size.
+for r in $(seq 1 "$ROUNDS"); do
+  run_wrk gated "http://127.0.0.1:$P_VG/gated/x" "$COOKIE"
+  run_wrk pass "http://127.0.0.1:$P_VG/pass/x" "$COOKIE"
+  run_wrk nginx-proxy "http://127.0.0.1:$P_PROXY/x" "$COOKIE"
+  run_wrk nginx-auth "http://127.0.0.1:$P_AUTHED/x" "$COOKIE"
+done
+
+python3 - "$WORK/results" "$ROUNDS" "$DURATION" "$CONNS" <<'EOF'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+def ms(v):
+    for unit, f in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if v.endswith(unit): return float(v[:-len(unit)]) * f
+    return float(v)
+rps = {}; p99 = {}
+for name, r, p in rows:
+    rps.setdefault(name, []).append(float(r)); p99.setdefault(name, []).append(ms(p))
+med = {k: statistics.median(v) for k, v in rps.items()}
+lat = {k: statistics.median(v) for k, v in p99.items()}
+import os
+print(f"\n{sys.argv[2]} interleaved rounds of {sys.argv[3]}s, {sys.argv[4]} connections, 1 worker each; medians")
+print(f"verigate access_log: {os.environ.get('VG_ACCESS_LOG', 'true')}; {os.environ.get('VG_TUNING', '') or 'default tuning'}\n")
+print(f"| target | requests/s | p99 latency |")
+print(f"| --- | ---: | ---: |")
+for k in ("gated", "pass", "nginx-proxy", "nginx-auth"):
+    print(f"| {k} | {med[k]:,.0f} | {lat[k]:.2f} ms |")
+print()
+print(f"gated / pass          = {med['gated']/med['pass']:.3f}   (goal >= 0.95)")
+print(f"gated / nginx-auth    = {med['gated']/med['nginx-auth']:.3f}   (goal >= 1.3)")
+print(f"gated / nginx-proxy   = {med['gated']/med['nginx-proxy']:.3f}   (aim: 1.0)")
+print(f"p99 gated / pass      = {lat['gated']/lat['pass']:.3f}   (goal <= 1.10)")
+EOF
+
+[ -n "$MEMLINE" ] && echo "$MEMLINE"
