@@ -99,6 +99,16 @@ fn init_logging() {
         .try_init();
 }
 
+/// Load and validate a config, printing every problem to stderr when it is refused.
+fn load_or_report(path: &std::path::Path) -> Result<verigate::config::RuntimeConfig, ExitCode> {
+    verigate::config::load_file(path).map_err(|e| {
+        for p in e.problems() {
+            eprintln!("{p}");
+        }
+        ExitCode::from(2)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run { upgrade: false }) {
@@ -126,14 +136,9 @@ fn main() -> ExitCode {
                 eprintln!("verigate run: give the config with -c FILE");
                 return ExitCode::from(2);
             };
-            let cfg = match verigate::config::load_file(&path) {
+            let cfg = match load_or_report(&path) {
                 Ok(c) => c,
-                Err(e) => {
-                    for p in e.problems() {
-                        eprintln!("{p}");
-                    }
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             let opts = verigate::BuildOptions {
                 upgrade,
@@ -198,14 +203,9 @@ fn main() -> ExitCode {
                 eprintln!("verigate accounts: give the config with -c FILE");
                 return ExitCode::from(2);
             };
-            let cfg = match verigate::config::load_file(&path) {
+            let cfg = match load_or_report(&path) {
                 Ok(c) => c,
-                Err(e) => {
-                    for p in e.problems() {
-                        eprintln!("{p}");
-                    }
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             use verigate::store::{AccountsOp, PersonRef};
             let op = match action {

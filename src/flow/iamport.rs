@@ -83,23 +83,11 @@ pub(super) fn start(live: &Live, session: &Session) -> Reply {
 
 /// Why a result was not accepted, as the HTTP problem to show.
 fn refuse(code: &'static str, status: u16, live: &Live, return_to: Option<&str>) -> Problem {
-    metrics::verification(PROVIDER, "failed", code);
-    let p = Problem::new(status, code);
-    match return_to {
-        Some(rt) => p.with_next(verify_url(&live.cfg.flow_prefix, rt)),
-        None => p,
-    }
+    super::refuse(ProviderId::Iamport, code, status, live, return_to)
 }
 
 fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
-    match e {
-        ProviderError::Unavailable(_) => refuse("provider_unavailable", 503, live, Some(rt)),
-        ProviderError::NotFound => refuse("result_not_found", 400, live, Some(rt)),
-        other => {
-            tracing::warn!(provider = PROVIDER, reason = other.reason(), error = %other, "provider call failed");
-            refuse(other.reason(), 502, live, Some(rt))
-        }
-    }
+    super::provider_problem(ProviderId::Iamport, e, live, rt)
 }
 
 /// Accept a result only for this browser's flow, only if certified, fresh and never used.

@@ -153,23 +153,11 @@ pub async fn callback(live: &Live, store: &dyn Store, session: &mut Session) -> 
 }
 
 fn refuse(code: &'static str, status: u16, live: &Live, return_to: Option<&str>) -> Problem {
-    metrics::verification(PROVIDER, "failed", code);
-    let p = Problem::new(status, code);
-    match return_to {
-        Some(rt) => p.with_next(verify_url(&live.cfg.flow_prefix, rt)),
-        None => p,
-    }
+    super::refuse(ProviderId::Ifree, code, status, live, return_to)
 }
 
 fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
-    match e {
-        ProviderError::Unavailable(_) => refuse("provider_unavailable", 503, live, Some(rt)),
-        ProviderError::Rejected(_) => refuse("not_certified", 403, live, Some(rt)),
-        other => {
-            tracing::warn!(provider = PROVIDER, reason = other.reason(), error = %other, "provider call failed");
-            refuse(other.reason(), 502, live, Some(rt))
-        }
-    }
+    super::provider_problem(ProviderId::Ifree, e, live, rt)
 }
 
 /// `GET {prefix}/ifree/start?return_to=`: the page that runs the ifree SDK.

@@ -68,6 +68,47 @@ pub(crate) fn query_param(session: &Session, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// A refused verification: counted by provider and reason, with a retry link when the flow's
+/// `return_to` is known.
+pub(crate) fn refuse(
+    provider: ProviderId,
+    code: &'static str,
+    status: u16,
+    live: &Live,
+    return_to: Option<&str>,
+) -> Problem {
+    crate::metrics::verification(provider.as_str(), "failed", code);
+    let p = Problem::new(status, code);
+    match return_to {
+        Some(rt) => p.with_next(verify_url(&live.cfg.flow_prefix, rt)),
+        None => p,
+    }
+}
+
+/// How a failed provider call is answered: down or slow is 503, an unknown result 400, and
+/// anything else 502 (ifree's refusals of a login are about the person: 403 not_certified).
+pub(crate) fn provider_problem(
+    provider: ProviderId,
+    e: &crate::providers::ProviderError,
+    live: &Live,
+    rt: &str,
+) -> Problem {
+    use crate::providers::ProviderError;
+    match e {
+        ProviderError::Unavailable(_) => {
+            refuse(provider, "provider_unavailable", 503, live, Some(rt))
+        }
+        ProviderError::NotFound => refuse(provider, "result_not_found", 400, live, Some(rt)),
+        ProviderError::Rejected(_) if provider == ProviderId::Ifree => {
+            refuse(provider, "not_certified", 403, live, Some(rt))
+        }
+        other => {
+            tracing::warn!(provider = provider.as_str(), reason = other.reason(), error = %other, "provider call failed");
+            refuse(provider, other.reason(), 502, live, Some(rt))
+        }
+    }
+}
+
 /// The providers a `return_to` accepts: its route's list, or every configured one.
 fn providers_for(live: &Live, return_to: &str) -> Vec<ProviderId> {
     let cfg = &live.cfg;

@@ -13,23 +13,11 @@ use rand::distributions::{Alphanumeric, DistString};
 const PROVIDER: &str = "tomo";
 
 fn refuse(code: &'static str, status: u16, live: &Live, return_to: Option<&str>) -> Problem {
-    metrics::verification(PROVIDER, "failed", code);
-    let p = Problem::new(status, code);
-    match return_to {
-        Some(rt) => p.with_next(verify_url(&live.cfg.flow_prefix, rt)),
-        None => p,
-    }
+    super::refuse(ProviderId::Tomo, code, status, live, return_to)
 }
 
 fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
-    match e {
-        ProviderError::Unavailable(_) => refuse("provider_unavailable", 503, live, Some(rt)),
-        ProviderError::NotFound => refuse("result_not_found", 400, live, Some(rt)),
-        other => {
-            tracing::warn!(provider = PROVIDER, reason = other.reason(), error = %other, "provider call failed");
-            refuse(other.reason(), 502, live, Some(rt))
-        }
-    }
+    super::provider_problem(ProviderId::Tomo, e, live, rt)
 }
 
 /// `GET {prefix}/tomo/start?return_to=`: 302 to TomoIDV's `start_idv_uri`. The body carries the

@@ -6,7 +6,6 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
 
 /// Refresh a cached token this long before the provider says it expires.
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
@@ -41,19 +40,12 @@ pub struct Certification {
     pub unique_in_site: Option<String>,
 }
 
-#[derive(Clone)]
-struct Token {
-    value: String,
-    valid_until: Instant,
-}
-
 /// An Iamport API client with a shared token cache: one getToken per token lifetime, whatever
 /// the concurrency (the mutex is the single flight).
 pub struct IamportClient {
     cfg: IamportConfig,
     http: reqwest::Client,
-    token: Mutex<Option<Token>>,
-    token_fetches: std::sync::atomic::AtomicU64,
+    token: super::TokenCache,
 }
 
 /// `imp_uid`s are short ASCII identifiers; anything else never reaches the provider's URL.
@@ -70,8 +62,7 @@ impl IamportClient {
         Ok(Arc::new(IamportClient {
             cfg,
             http,
-            token: Mutex::new(None),
-            token_fetches: Default::default(),
+            token: super::TokenCache::new("iamport"),
         }))
     }
 
@@ -81,20 +72,15 @@ impl IamportClient {
 
     /// How many times a token was fetched (for metrics and tests).
     pub fn token_fetches(&self) -> u64 {
-        self.token_fetches
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.token.fetches()
     }
 
     async fn token(&self) -> Result<String, ProviderError> {
-        let mut slot = self.token.lock().await;
-        if let Some(t) = slot.as_ref() {
-            if Instant::now() < t.valid_until {
-                return Ok(t.value.clone());
-            }
-        }
-        self.token_fetches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        crate::metrics::provider_token_fetch("iamport");
+        self.token.get(TOKEN_MARGIN, || self.fetch_token()).await
+    }
+
+    /// `POST /users/getToken`: the token and its life on the provider's own clock.
+    async fn fetch_token(&self) -> Result<(String, Duration), ProviderError> {
         let started = Instant::now();
         let resp = self
             .http
@@ -123,21 +109,10 @@ impl IamportClient {
                 "getToken answered an empty or expired token".into(),
             ));
         }
-        // Lifetime from the provider's own clock; our clock only counts from now.
-        let life = Duration::from_secs((t.expired_at - t.now) as u64).saturating_sub(TOKEN_MARGIN);
-        let token = Token {
-            value: t.access_token,
-            valid_until: Instant::now() + life,
-        };
-        *slot = Some(token.clone());
-        Ok(token.value)
-    }
-
-    async fn forget_token(&self, value: &str) {
-        let mut slot = self.token.lock().await;
-        if slot.as_ref().is_some_and(|t| t.value == value) {
-            *slot = None;
-        }
+        Ok((
+            t.access_token,
+            Duration::from_secs((t.expired_at - t.now) as u64),
+        ))
     }
 
     /// `GET /certifications/{imp_uid}`, retrying once with a fresh token on 401.
@@ -160,7 +135,7 @@ impl IamportClient {
             crate::metrics::provider_call("iamport", "certifications", started.elapsed());
             match status.as_u16() {
                 401 if attempt == 0 => {
-                    self.forget_token(&token).await;
+                    self.token.forget(&token).await;
                     continue;
                 }
                 401 => {

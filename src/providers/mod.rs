@@ -122,3 +122,58 @@ pub(crate) fn transport_error(e: reqwest::Error) -> ProviderError {
         ProviderError::BadResponse(e.without_url().to_string())
     }
 }
+
+/// A provider's cached access token: fetched once per lifetime whatever the concurrency (the
+/// mutex is the single flight), refreshed `margin` before it ends, dropped on a 401.
+pub(crate) struct TokenCache {
+    provider: &'static str,
+    slot: tokio::sync::Mutex<Option<(String, std::time::Instant)>>,
+    fetches: std::sync::atomic::AtomicU64,
+}
+
+impl TokenCache {
+    pub(crate) fn new(provider: &'static str) -> Self {
+        TokenCache {
+            provider,
+            slot: tokio::sync::Mutex::new(None),
+            fetches: Default::default(),
+        }
+    }
+
+    /// The cached token, or a fresh one from `fetch` (which answers the token and its life).
+    pub(crate) async fn get<F, Fut>(
+        &self,
+        margin: Duration,
+        fetch: F,
+    ) -> Result<String, ProviderError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(String, Duration), ProviderError>>,
+    {
+        let mut slot = self.slot.lock().await;
+        if let Some((value, until)) = slot.as_ref() {
+            if std::time::Instant::now() < *until {
+                return Ok(value.clone());
+            }
+        }
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::provider_token_fetch(self.provider);
+        let (value, life) = fetch().await?;
+        let keep = life.saturating_sub(margin.min(life / 2));
+        *slot = Some((value.clone(), std::time::Instant::now() + keep));
+        Ok(value)
+    }
+
+    /// Drop `value` if it is still the cached token (the provider refused it).
+    pub(crate) async fn forget(&self, value: &str) {
+        let mut slot = self.slot.lock().await;
+        if slot.as_ref().is_some_and(|(v, _)| v == value) {
+            *slot = None;
+        }
+    }
+
+    pub(crate) fn fetches(&self) -> u64 {
+        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

@@ -11,7 +11,6 @@ use p256::pkcs8::{EncodePrivateKey, LineEnding};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
 
 /// Refresh a cached token this long before `expires_in` says it ends.
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
@@ -137,18 +136,11 @@ impl ResultResponse {
     }
 }
 
-#[derive(Clone)]
-struct Token {
-    value: String,
-    valid_until: Instant,
-}
-
 pub struct TomoClient {
     cfg: TomoConfig,
     key: EncodingKey,
     http: reqwest::Client,
-    token: Mutex<Option<Token>>,
-    token_fetches: std::sync::atomic::AtomicU64,
+    token: super::TokenCache,
 }
 
 /// Date of birth as TomoIDV may write it (format unconfirmed): `YYYY-MM-DD` or `YYYYMMDD`.
@@ -167,8 +159,7 @@ impl TomoClient {
             cfg,
             key,
             http,
-            token: Mutex::new(None),
-            token_fetches: Default::default(),
+            token: super::TokenCache::new("tomo"),
         }))
     }
 
@@ -177,8 +168,7 @@ impl TomoClient {
     }
 
     pub fn token_fetches(&self) -> u64 {
-        self.token_fetches
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.token.fetches()
     }
 
     fn token_url(&self) -> String {
@@ -186,15 +176,11 @@ impl TomoClient {
     }
 
     async fn token(&self) -> Result<String, ProviderError> {
-        let mut slot = self.token.lock().await;
-        if let Some(t) = slot.as_ref() {
-            if Instant::now() < t.valid_until {
-                return Ok(t.value.clone());
-            }
-        }
-        self.token_fetches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        crate::metrics::provider_token_fetch("tomo");
+        self.token.get(TOKEN_MARGIN, || self.fetch_token()).await
+    }
+
+    /// The token endpoint, with a fresh client assertion: the token and its life.
+    async fn fetch_token(&self) -> Result<(String, Duration), ProviderError> {
         let assertion = client_assertion(
             &self.key,
             &self.cfg.client_id,
@@ -233,21 +219,10 @@ impl TomoClient {
             return Err(ProviderError::BadResponse("empty access token".into()));
         }
         // expires_in is unconfirmed: without it, assume a short 5 minutes.
-        let life = Duration::from_secs(t.expires_in.unwrap_or(300));
-        let life = life.saturating_sub(TOKEN_MARGIN.min(life / 2));
-        let token = Token {
-            value: t.access_token,
-            valid_until: Instant::now() + life,
-        };
-        *slot = Some(token.clone());
-        Ok(token.value)
-    }
-
-    async fn forget_token(&self, value: &str) {
-        let mut slot = self.token.lock().await;
-        if slot.as_ref().is_some_and(|t| t.value == value) {
-            *slot = None;
-        }
+        Ok((
+            t.access_token,
+            Duration::from_secs(t.expires_in.unwrap_or(300)),
+        ))
     }
 
     /// POST with the bearer token; one retry with a fresh token on 401.
@@ -271,7 +246,7 @@ impl TomoClient {
             let bytes = resp.bytes().await.map_err(transport_error)?;
             crate::metrics::provider_call("tomo", endpoint, started.elapsed());
             if status == 401 && attempt == 0 {
-                self.forget_token(&token).await;
+                self.token.forget(&token).await;
                 continue;
             }
             if status == 401 {
