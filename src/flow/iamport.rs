@@ -6,29 +6,20 @@ use crate::gate::answers::script_json;
 use crate::metrics;
 use crate::providers::{ProviderError, VerifiedPerson};
 use crate::session::keyed_hash;
-use rand::distributions::{Alphanumeric, DistString};
 
 const PROVIDER: &str = "iamport";
 
 pub(super) fn start(live: &Live, session: &Session) -> Reply {
-    let html = wants_html(session);
+    let (return_to, base) =
+        match start_checks(live, session, ProviderId::Iamport, live.iamport.is_some()) {
+            Ok(ok) => ok,
+            Err(refusal) => return refusal,
+        };
     let Some(client) = &live.iamport else {
-        return Reply::problem(&Problem::new(404, "provider_not_accepted"), html);
-    };
-    let Some(return_to) = safe_return_to(query_param(session, "return_to").as_deref()) else {
-        return Reply::problem(&Problem::new(400, "bad_return_to"), html);
-    };
-    if !providers_for(live, &return_to).contains(&ProviderId::Iamport) {
-        return Reply::problem(&Problem::new(403, "provider_not_accepted"), html);
-    }
-    let Some(base) = public_base(live, session) else {
-        return Reply::problem(&Problem::new(400, "bad_request"), html);
+        return Reply::problem(&Problem::new(404, "provider_not_accepted"), true);
     };
     let prefix = &live.cfg.flow_prefix;
-    let nonce = format!(
-        "vg_{}",
-        Alphanumeric.sample_string(&mut rand::thread_rng(), 24)
-    );
+    let nonce = fresh_nonce();
     let flow = FlowClaims {
         nonce: nonce.clone(),
         return_to,

@@ -8,7 +8,6 @@ use crate::providers::ifree::{encrypt_member_key, fresh_member_key};
 use crate::providers::ifree_cipher;
 use crate::providers::ProviderError;
 use crate::session::keyed_hash;
-use rand::distributions::{Alphanumeric, DistString};
 use subtle::ConstantTimeEq;
 
 const PROVIDER: &str = "ifree";
@@ -162,25 +161,17 @@ fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
 
 /// `GET {prefix}/ifree/start?return_to=`: the page that runs the ifree SDK.
 pub(super) fn start(live: &Live, session: &Session) -> Reply {
-    let html = wants_html(session);
+    let (return_to, base) =
+        match start_checks(live, session, ProviderId::Ifree, live.ifree.is_some()) {
+            Ok(ok) => ok,
+            Err(refusal) => return refusal,
+        };
     let Some(client) = &live.ifree else {
-        return Reply::problem(&Problem::new(404, "provider_not_accepted"), html);
-    };
-    let Some(return_to) = safe_return_to(query_param(session, "return_to").as_deref()) else {
-        return Reply::problem(&Problem::new(400, "bad_return_to"), html);
-    };
-    if !providers_for(live, &return_to).contains(&ProviderId::Ifree) {
-        return Reply::problem(&Problem::new(403, "provider_not_accepted"), html);
-    }
-    let Some(base) = public_base(live, session) else {
-        return Reply::problem(&Problem::new(400, "bad_request"), html);
+        return Reply::problem(&Problem::new(404, "provider_not_accepted"), true);
     };
     let cfg = client.config();
     let prefix = &live.cfg.flow_prefix;
-    let state = format!(
-        "vg_{}",
-        Alphanumeric.sample_string(&mut rand::thread_rng(), 24)
-    );
+    let state = fresh_nonce();
     let flow = FlowClaims {
         nonce: state.clone(),
         return_to,

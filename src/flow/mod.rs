@@ -109,6 +109,46 @@ pub(crate) fn provider_problem(
     }
 }
 
+/// What every provider's start endpoint checks first: the provider is configured, `return_to`
+/// is a same-site path whose route accepts it, and there is a base URL for the return.
+/// Answers `(return_to, base)`, or the reply that refuses the start.
+pub(crate) fn start_checks(
+    live: &Live,
+    session: &Session,
+    provider: ProviderId,
+    configured: bool,
+) -> std::result::Result<(String, String), Reply> {
+    let html = wants_html(session);
+    if !configured {
+        return Err(Reply::problem(
+            &Problem::new(404, "provider_not_accepted"),
+            html,
+        ));
+    }
+    let Some(return_to) = safe_return_to(query_param(session, "return_to").as_deref()) else {
+        return Err(Reply::problem(&Problem::new(400, "bad_return_to"), html));
+    };
+    if !providers_for(live, &return_to).contains(&provider) {
+        return Err(Reply::problem(
+            &Problem::new(403, "provider_not_accepted"),
+            html,
+        ));
+    }
+    let Some(base) = public_base(live, session) else {
+        return Err(Reply::problem(&Problem::new(400, "bad_request"), html));
+    };
+    Ok((return_to, base))
+}
+
+/// A fresh flow nonce (Iamport `merchant_uid`, TomoIDV `user_id`, ifree `state`).
+pub(crate) fn fresh_nonce() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    format!(
+        "vg_{}",
+        Alphanumeric.sample_string(&mut rand::thread_rng(), 24)
+    )
+}
+
 /// The providers a `return_to` accepts: its route's list, or every configured one.
 fn providers_for(live: &Live, return_to: &str) -> Vec<ProviderId> {
     let cfg = &live.cfg;

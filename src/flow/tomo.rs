@@ -8,7 +8,6 @@ use crate::metrics;
 use crate::providers::tomo::{to_person, token_subject};
 use crate::providers::ProviderError;
 use crate::session::keyed_hash;
-use rand::distributions::{Alphanumeric, DistString};
 
 const PROVIDER: &str = "tomo";
 
@@ -23,30 +22,24 @@ fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
 /// `GET {prefix}/tomo/start?return_to=`: 302 to TomoIDV's `start_idv_uri`. The body carries the
 /// flow parameters in the `verigate-flow` block, like every start page.
 pub(super) async fn start(live: &Live, session: &Session) -> Reply {
-    let html = wants_html(session);
+    let (return_to, base) = match start_checks(live, session, ProviderId::Tomo, live.tomo.is_some())
+    {
+        Ok(ok) => ok,
+        Err(refusal) => return refusal,
+    };
     let Some(client) = &live.tomo else {
-        return Reply::problem(&Problem::new(404, "provider_not_accepted"), html);
-    };
-    let Some(return_to) = safe_return_to(query_param(session, "return_to").as_deref()) else {
-        return Reply::problem(&Problem::new(400, "bad_return_to"), html);
-    };
-    if !providers_for(live, &return_to).contains(&ProviderId::Tomo) {
-        return Reply::problem(&Problem::new(403, "provider_not_accepted"), html);
-    }
-    let Some(base) = public_base(live, session) else {
-        return Reply::problem(&Problem::new(400, "bad_request"), html);
+        return Reply::problem(&Problem::new(404, "provider_not_accepted"), true);
     };
     let prefix = &live.cfg.flow_prefix;
-    let user_id = format!(
-        "vg_{}",
-        Alphanumeric.sample_string(&mut rand::thread_rng(), 24)
-    );
+    let user_id = fresh_nonce();
     let back = format!("{base}{prefix}/tomo/return?state={user_id}");
     let fail = format!("{back}&failed=1");
     metrics::verification(PROVIDER, "started", "");
     let uri = match client.start(&user_id, &back, &fail).await {
         Ok(u) => u,
-        Err(e) => return Reply::problem(&provider_problem(&e, live, &return_to), html),
+        Err(e) => {
+            return Reply::problem(&provider_problem(&e, live, &return_to), wants_html(session))
+        }
     };
     let flow = FlowClaims {
         nonce: user_id.clone(),
