@@ -309,3 +309,51 @@ async fn a_minor_is_refused_and_popup_mode_works() {
     assert!(d.source().await.contains("이용 가능한 나이가 아닙니다"));
     d.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_visitor_and_an_ifree_member_use_the_pages() {
+    let Some(d) = Driver::start().await else {
+        return;
+    };
+    let routes = r#"
+routes:
+  - name: whoami
+    match: { path: /whoami }
+    require: { providers: [iamport, tomo, ifree] }
+  - name: everything-else
+    match: { path_prefix: / }
+"#;
+    let env = Env::with(Setup {
+        demo_app: true,
+        routes: routes.into(),
+        ..Setup::default()
+    })
+    .await;
+    // TomoIDV: the choice page, the redirect to the TomoIDV window, and back.
+    d.go(&env.url("/whoami")).await;
+    d.click("a[data-provider=tomo]").await;
+    d.find("form input[name=full_name]").await;
+    d.fill("input[name=full_name]", "Jane Visitor").await;
+    d.fill("input[name=date_of_birth]", "1985-07-14").await;
+    d.click("button[type=submit]").await;
+    d.wait_for("the demo shop's whoami page", |u, s| {
+        u.ends_with("/whoami") && s.contains("x-verified-provider")
+    })
+    .await;
+    assert!(d.source().await.contains("<code>tomo</code>"));
+    assert!(d.source().await.contains("ppid."));
+    // Forget it, then ifree: the start page's script runs the (stand-in) SDK; the member
+    // registers with verigate through the sandbox, then logs in.
+    d.go(&env.url("/")).await;
+    d.click("form[action='/.verigate/logout'] button").await;
+    d.go(&env.url("/whoami")).await;
+    d.click("a[data-provider=ifree]").await;
+    d.click("#verigate-start").await;
+    d.click("#register").await;
+    d.click("button[data-member]").await;
+    d.wait_for("whoami as an ifree member", |u, s| {
+        u.ends_with("/whoami") && s.contains("<code>ifree</code>")
+    })
+    .await;
+    d.quit().await;
+}

@@ -283,7 +283,7 @@ fn login_html(q: &LoginQuery, members: &[String], note: &str) -> String {
     let mut list = String::new();
     for m in members {
         list.push_str(&format!(
-            r#"<form method="post" action="login">{hidden}<input type="hidden" name="ptn_cd" value="{m}"><button type="submit" data-member="{m}">Log in as {m}</button></form>"#,
+            r#"<form method="post" action="/ifree/login">{hidden}<input type="hidden" name="ptn_cd" value="{m}"><button type="submit" data-member="{m}">Log in as {m}</button></form>"#,
             m = escape(m)
         ));
     }
@@ -291,9 +291,9 @@ fn login_html(q: &LoginQuery, members: &[String], note: &str) -> String {
         "ifree sandbox",
         &format!(
             r#"<h1>ifree (sandbox)</h1><p class="en">{note}</p>{list}
-<form method="post" action="login/register">{hidden}<p><label>New member passcode <input name="passcode" value="000000"></label></p>
+<form method="post" action="/ifree/login/register">{hidden}<p><label>New member passcode <input name="passcode" value="000000"></label></p>
 <button type="submit" class="secondary" id="register">Register a new sandbox member</button></form>
-<form method="post" action="login">{hidden}<input type="hidden" name="ptn_cd" value=""><input type="hidden" name="outcome" value="cancel"><button type="submit" id="cancel">Cancel</button></form>"#
+<form method="post" action="/ifree/login">{hidden}<input type="hidden" name="ptn_cd" value=""><input type="hidden" name="outcome" value="cancel"><button type="submit" id="cancel">Cancel</button></form>"#
         ),
     )
 }
