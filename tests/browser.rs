@@ -64,7 +64,10 @@ impl Driver {
             .json()
             .await
             .ok()?;
-        let session = v["value"]["sessionId"].as_str()?.to_string();
+        let Some(session) = v["value"]["sessionId"].as_str().map(String::from) else {
+            eprintln!("SKIPPED: chromedriver could not start Chromium: {v}");
+            return None;
+        };
         Some(Driver {
             base,
             session,
