@@ -127,17 +127,15 @@ async fn accept(
         .clone()
         .unwrap_or_else(|| format!("vg1.{}", keyed_hash(hash_key, "di", ci)));
     let ttl = client.config().max_result_age + std::time::Duration::from_secs(120);
-    match store
-        .claim_once(&format!("iamport:{}", person.result_id), ttl)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => return Err(refuse("replayed_result", 409, live, Some(&rt))),
-        Err(e) => {
-            tracing::warn!(error = %e, "store unavailable during verification");
-            return Err(refuse("store_unavailable", 503, live, Some(&rt)));
-        }
-    }
+    use_once(
+        store,
+        ProviderId::Iamport,
+        &person.result_id,
+        ttl,
+        live,
+        &rt,
+    )
+    .await?;
     let keep = live.cfg.keep_in_session;
     let issued = now.timestamp();
     let claims = Claims {

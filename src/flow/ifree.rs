@@ -299,20 +299,9 @@ async fn accept(
     let cfg = client.config();
     let hash_key = &live.cfg.session.hash_key;
     // A ptn_token is used once.
-    match store
-        .claim_once(
-            &format!("ifree:{}", keyed_hash(hash_key, "ifree-token", ptn_token)),
-            std::time::Duration::from_secs(3600),
-        )
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => return Err(refuse("replayed_result", 409, live, Some(rt))),
-        Err(e) => {
-            tracing::warn!(error = %e, "store unavailable during verification");
-            return Err(refuse("store_unavailable", 503, live, Some(rt)));
-        }
-    }
+    let token_key = keyed_hash(hash_key, "ifree-token", ptn_token);
+    let ttl = std::time::Duration::from_secs(3600);
+    use_once(store, ProviderId::Ifree, &token_key, ttl, live, rt).await?;
     let t = client
         .token(ptn_token)
         .await

@@ -109,6 +109,29 @@ pub(crate) fn provider_problem(
     }
 }
 
+/// Accept a provider result (or token) once: the replay guard in the store. A replay is
+/// `409 replayed_result`; a store that cannot answer fails closed with `503`.
+pub(crate) async fn use_once(
+    store: &dyn Store,
+    provider: ProviderId,
+    key: &str,
+    ttl: std::time::Duration,
+    live: &Live,
+    rt: &str,
+) -> std::result::Result<(), Problem> {
+    match store
+        .claim_once(&format!("{}:{key}", provider.as_str()), ttl)
+        .await
+    {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(refuse(provider, "replayed_result", 409, live, Some(rt))),
+        Err(e) => {
+            tracing::warn!(error = %e, "store unavailable during verification");
+            Err(refuse(provider, "store_unavailable", 503, live, Some(rt)))
+        }
+    }
+}
+
 /// What every provider's start endpoint checks first: the provider is configured, `return_to`
 /// is a same-site path whose route accepts it, and there is a base URL for the return.
 /// Answers `(return_to, base)`, or the reply that refuses the start.

@@ -134,20 +134,8 @@ async fn accept(
         return Err(refuse("flow_mismatch", 403, live, Some(rt)));
     }
     let person = to_person(&result, &ppid, &flow.nonce);
-    match store
-        .claim_once(
-            &format!("tomo:{}", result.auth_id),
-            std::time::Duration::from_secs(FLOW_TTL_SECS as u64 * 2),
-        )
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => return Err(refuse("replayed_result", 409, live, Some(rt))),
-        Err(e) => {
-            tracing::warn!(error = %e, "store unavailable during verification");
-            return Err(refuse("store_unavailable", 503, live, Some(rt)));
-        }
-    }
+    let ttl = std::time::Duration::from_secs(FLOW_TTL_SECS as u64 * 2);
+    use_once(store, ProviderId::Tomo, &result.auth_id, ttl, live, rt).await?;
     let hash_key = &live.cfg.session.hash_key;
     let keep = live.cfg.keep_in_session;
     let claims = Claims {
