@@ -147,4 +147,23 @@ fn hot_path(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench, hot_path);
-criterion_main!(benches);
+criterion_main!(benches, assertions);
+
+/// Signing one identity assertion (ES256), done per verified request when assertions are on.
+fn assertion(c: &mut Criterion) {
+    let pem = verigate::assertion::fresh_pem();
+    let s = verigate::assertion::Signer::from_pem(&pem, "verigate", "my-app", 60).unwrap();
+    c.bench_function("assertion_sign_es256", |b| {
+        b.iter(|| {
+            s.sign(
+                black_box("MC0GCCqGSIb3DQIJAyEAdi"),
+                Some(true),
+                "iamport",
+                1_700_000_000,
+                1_700_000_100,
+            )
+        })
+    });
+}
+
+criterion_group!(assertions, assertion);

@@ -62,6 +62,9 @@ pub struct Signer {
     pub issuer: String,
     pub audience: String,
     pub ttl_secs: i64,
+    /// Recently signed assertions by their claims: an ES256 signature costs about half a
+    /// millisecond here, so a token is reused for the same claims for half its lifetime.
+    recent: moka::sync::Cache<String, (String, i64)>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -102,6 +105,10 @@ impl Signer {
             issuer: issuer.to_string(),
             audience: audience.to_string(),
             ttl_secs,
+            recent: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs((ttl_secs / 2).max(1) as u64))
+                .build(),
         })
     }
 
@@ -109,7 +116,28 @@ impl Signer {
         &self.current
     }
 
-    /// A fresh assertion for a verified person.
+    /// An assertion for a verified person: a recent one for the same claims while it has at
+    /// least half its lifetime left, else a freshly signed one.
+    pub fn assertion(
+        &self,
+        sub: &str,
+        age_ok: Option<bool>,
+        provider: &str,
+        verified_at: i64,
+        now: i64,
+    ) -> Option<String> {
+        let key = format!("{sub}\u{1f}{age_ok:?}\u{1f}{provider}\u{1f}{verified_at}");
+        if let Some((token, iat)) = self.recent.get(&key) {
+            if now - iat <= self.ttl_secs / 2 {
+                return Some(token);
+            }
+        }
+        let token = self.sign(sub, age_ok, provider, verified_at, now)?;
+        self.recent.insert(key, (token.clone(), now));
+        Some(token)
+    }
+
+    /// A freshly signed assertion for a verified person.
     pub fn sign(
         &self,
         sub: &str,
@@ -164,6 +192,25 @@ mod tests {
         assert_eq!(d.claims["sub"], "DI");
         assert_eq!(d.claims["age_ok"], true);
         assert!(d.claims["exp"].as_i64().unwrap() - d.claims["iat"].as_i64().unwrap() <= 60);
+        // Reused for the same claims within half its life; re-signed after, or for other claims.
+        let a = s
+            .assertion("DI", Some(true), "iamport", now - 5, now)
+            .unwrap();
+        assert_eq!(
+            s.assertion("DI", Some(true), "iamport", now - 5, now + 30)
+                .unwrap(),
+            a
+        );
+        assert_ne!(
+            s.assertion("DI", Some(true), "iamport", now - 5, now + 31)
+                .unwrap(),
+            a
+        );
+        assert_ne!(
+            s.assertion("DI", Some(false), "iamport", now - 5, now)
+                .unwrap(),
+            a
+        );
         let mut wrong = Validation::new(Algorithm::ES256);
         wrong.set_audience(&["other-app"]);
         assert!(jsonwebtoken::decode::<serde_json::Value>(&t, &k, &wrong).is_err());

@@ -445,7 +445,7 @@ impl ProxyHttp for Gate {
             headers::inject(upstream, &cfg.identity, id);
             if let Some(a) = &cfg.assertion {
                 let c = &id.verified.claims;
-                match a.signer.sign(
+                match a.signer.assertion(
                     &c.unique_in_site,
                     id.age_ok,
                     c.provider.as_str(),
