@@ -34,6 +34,10 @@ pub fn demo_secrets() -> Secrets {
     m.insert("IAMPORT_API_KEY".into(), sandbox::IAMPORT_KEY.into());
     m.insert("IFREE_SECRET_KEY".into(), sandbox::ifree::SECRET_KEY.into());
     m.insert(
+        "PORTONE_API_SECRET".into(),
+        sandbox::portone::API_SECRET.into(),
+    );
+    m.insert(
         "TOMO_PRIVATE_KEY".into(),
         sandbox::tomo::SANDBOX_CLIENT_JWK.trim().into(),
     );

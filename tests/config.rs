@@ -66,7 +66,7 @@ providers:
 routes:
   - name: signup
     match: { path: /signup, methods: [GET, "NOT A METHOD"] }
-    require: { providers: [iamport, tomo, portone], min_age: -1, max_session_age: soon }
+    require: { providers: [iamport, tomo, kakao], min_age: -1, max_session_age: soon }
     forward: [name, shoe_size]
   - name: no-match
   - name: bad age
@@ -92,7 +92,7 @@ routes:
         "providers.iamport.base_url:",
         "routes[0].match.methods[1]",
         "routes[0].require.providers[1]: provider `tomo` is not configured under providers.tomo",
-        "routes[0].require.providers[2]: unknown provider `portone`",
+        "routes[0].require.providers[2]: unknown provider `kakao`",
         "routes[0].require.min_age: `-1` is not an age",
         "routes[0].require.max_session_age: `soon`",
         "routes[0].forward[1]: unknown field `shoe_size`",

@@ -646,6 +646,7 @@ async fn accounts_cli_counts_and_forgets() {
                 verigate::sandbox::tomo::SANDBOX_CLIENT_JWK.trim(),
             )
             .env("IFREE_SECRET", "s")
+            .env("PORTONE_SECRET", "s")
             .output()
             .unwrap();
         (

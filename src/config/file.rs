@@ -117,6 +117,8 @@ pub struct FileProviders {
     pub tomo: Option<FileTomo>,
     #[serde(default)]
     pub ifree: Option<FileIfree>,
+    #[serde(default)]
+    pub portone: Option<FilePortone>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,6 +163,26 @@ pub struct FileTomo {
     pub country: Option<String>,
     #[serde(default)]
     pub timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePortone {
+    pub store_id: String,
+    #[serde(default)]
+    pub channel_key: Option<String>,
+    #[serde(default)]
+    pub api_secret_env: Option<String>,
+    #[serde(default)]
+    pub api_secret_file: Option<String>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub sdk_url: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub max_result_age: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

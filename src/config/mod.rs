@@ -174,11 +174,32 @@ impl std::fmt::Debug for IfreeConfig {
     }
 }
 
+#[derive(Clone, PartialEq, Eq)]
+pub struct PortoneConfig {
+    pub store_id: String,
+    pub channel_key: String,
+    pub api_secret: String,
+    pub base_url: String,
+    pub sdk_url: String,
+    pub timeout: Duration,
+    pub max_result_age: Duration,
+}
+
+impl std::fmt::Debug for PortoneConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortoneConfig")
+            .field("store_id", &self.store_id)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Providers {
     pub iamport: Option<IamportConfig>,
     pub tomo: Option<TomoConfig>,
     pub ifree: Option<IfreeConfig>,
+    pub portone: Option<PortoneConfig>,
 }
 
 #[derive(Clone, PartialEq, Eq)]

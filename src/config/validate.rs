@@ -589,11 +589,56 @@ fn providers(ctx: &mut Ctx, p: &FileProviders, flow_prefix: &str) -> Providers {
     });
     let tomo = p.tomo.as_ref().and_then(|t| tomo(ctx, t));
     let ifree = p.ifree.as_ref().and_then(|i| ifree(ctx, i, flow_prefix));
+    let portone = p.portone.as_ref().and_then(|q| portone(ctx, q));
     Providers {
         iamport,
         tomo,
         ifree,
+        portone,
     }
+}
+
+fn portone(ctx: &mut Ctx, p: &FilePortone) -> Option<PortoneConfig> {
+    let at = "providers.portone";
+    if p.store_id.trim().is_empty() {
+        ctx.err(format!("{at}.store_id"), "must not be empty");
+    }
+    let base_url = ctx.url(
+        &format!("{at}.base_url"),
+        p.base_url.as_deref(),
+        "https://api.portone.io",
+    );
+    let sdk_url = ctx.url(
+        &format!("{at}.sdk_url"),
+        p.sdk_url.as_deref(),
+        "https://cdn.portone.io/v2/browser-sdk.js",
+    );
+    let timeout = ctx.duration(
+        &format!("{at}.timeout"),
+        p.timeout.as_deref(),
+        Duration::from_secs(5),
+    );
+    let max_result_age = ctx.duration(
+        &format!("{at}.max_result_age"),
+        p.max_result_age.as_deref(),
+        Duration::from_secs(300),
+    );
+    let api_secret = ctx.secret(
+        at,
+        "api_secret",
+        p.api_secret_env.as_deref(),
+        p.api_secret_file.as_deref(),
+        true,
+    )?;
+    Some(PortoneConfig {
+        store_id: p.store_id.trim().to_string(),
+        channel_key: p.channel_key.clone().unwrap_or_default(),
+        api_secret,
+        base_url,
+        sdk_url,
+        timeout,
+        max_result_age,
+    })
 }
 
 fn ifree(ctx: &mut Ctx, i: &FileIfree, flow_prefix: &str) -> Option<IfreeConfig> {
@@ -839,13 +884,14 @@ fn require(ctx: &mut Ctx, at: &str, q: &FileRequire, providers: &Providers) -> O
         match ProviderId::parse(p) {
             None => ctx.err(
                 format!("{at}.providers[{j}]"),
-                format!("unknown provider `{p}` (known: iamport, tomo, ifree)"),
+                format!("unknown provider `{p}` (known: iamport, portone, tomo, ifree)"),
             ),
             Some(id) => {
                 let configured = match id {
                     ProviderId::Iamport => providers.iamport.is_some(),
                     ProviderId::Tomo => providers.tomo.is_some(),
                     ProviderId::Ifree => providers.ifree.is_some(),
+                    ProviderId::Portone => providers.portone.is_some(),
                 };
                 if !configured {
                     ctx.err(

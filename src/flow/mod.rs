@@ -3,6 +3,7 @@
 
 pub mod iamport;
 pub mod ifree;
+pub mod portone;
 pub mod tomo;
 
 use crate::gate::answers::{escape, page, wants_html, Problem, Reply};
@@ -179,6 +180,9 @@ fn providers_for(live: &Live, return_to: &str) -> Vec<ProviderId> {
     if live.iamport.is_some() {
         all.push(ProviderId::Iamport);
     }
+    if live.portone.is_some() {
+        all.push(ProviderId::Portone);
+    }
     if live.tomo.is_some() {
         all.push(ProviderId::Tomo);
     }
@@ -294,6 +298,9 @@ pub async fn handle(
         ("GET" | "HEAD", "/iamport/start") => iamport::start(live, session),
         ("GET" | "HEAD", "/iamport/return") => iamport::on_return(live, store, session).await,
         ("POST", "/iamport/complete") => iamport::complete(live, store, session).await?,
+        ("GET" | "HEAD", "/portone/start") => portone::start(live, session),
+        ("GET" | "HEAD", "/portone/return") => portone::on_return(live, store, session).await,
+        ("POST", "/portone/complete") => portone::complete(live, store, session).await?,
         ("GET" | "HEAD", "/tomo/start") => tomo::start(live, session).await,
         ("GET" | "HEAD", "/tomo/return") => tomo::on_return(live, store, session).await,
         ("GET" | "HEAD", "/ifree/start") => ifree::start(live, session),

@@ -33,6 +33,7 @@ pub struct Live {
     pub iamport: Option<Arc<IamportClient>>,
     pub tomo: Option<Arc<crate::providers::tomo::TomoClient>>,
     pub ifree: Option<Arc<crate::providers::ifree::IfreeClient>>,
+    pub portone: Option<Arc<crate::providers::portone::PortoneClient>>,
     /// Assertion keys rotated out by a reload, published until (UNIX seconds) their last
     /// tokens have expired.
     pub retired_keys: Vec<(crate::assertion::PublicJwk, i64)>,
@@ -43,21 +44,27 @@ pub struct Live {
     route_metrics: Vec<crate::metrics::RouteMetrics>,
 }
 
+/// A provider client kept across a reload when its settings did not change (with its cached
+/// token), else built anew.
+fn client<C, F>(
+    new: Option<&C::Config>,
+    old: Option<&Arc<C>>,
+    build: F,
+) -> std::result::Result<Option<Arc<C>>, crate::providers::ProviderError>
+where
+    C: crate::providers::HasConfig,
+    F: FnOnce(C::Config) -> std::result::Result<Arc<C>, crate::providers::ProviderError>,
+{
+    match (new, old) {
+        (Some(n), Some(o)) if o.settings() == n => Ok(Some(o.clone())),
+        (Some(n), _) => build(n.clone()).map(Some),
+        (None, _) => Ok(None),
+    }
+}
+
 impl Live {
     pub fn new(cfg: RuntimeConfig) -> std::result::Result<Self, crate::providers::ProviderError> {
-        let iamport = match &cfg.providers.iamport {
-            Some(c) => Some(IamportClient::new(c.clone())?),
-            None => None,
-        };
-        let tomo = match &cfg.providers.tomo {
-            Some(c) => Some(crate::providers::tomo::TomoClient::new(c.clone())?),
-            None => None,
-        };
-        let ifree = match &cfg.providers.ifree {
-            Some(c) => Some(crate::providers::ifree::IfreeClient::new(c.clone())?),
-            None => None,
-        };
-        Ok(Live::assemble(cfg, iamport, tomo, ifree, Vec::new()))
+        Live::build(cfg, None)
     }
 
     /// The next config after `old`: provider clients whose settings did not change are kept
@@ -66,65 +73,73 @@ impl Live {
         old: &Live,
         cfg: RuntimeConfig,
     ) -> std::result::Result<Self, crate::providers::ProviderError> {
-        let iamport = match (&cfg.providers.iamport, &old.iamport) {
-            (Some(new), Some(client)) if client.config() == new => Some(client.clone()),
-            (Some(new), _) => Some(IamportClient::new(new.clone())?),
-            (None, _) => None,
-        };
-        let tomo = match (&cfg.providers.tomo, &old.tomo) {
-            (Some(new), Some(client)) if client.config() == new => Some(client.clone()),
-            (Some(new), _) => Some(crate::providers::tomo::TomoClient::new(new.clone())?),
-            (None, _) => None,
-        };
-        let ifree = match (&cfg.providers.ifree, &old.ifree) {
-            (Some(new), Some(client)) if client.config() == new => Some(client.clone()),
-            (Some(new), _) => Some(crate::providers::ifree::IfreeClient::new(new.clone())?),
-            (None, _) => None,
-        };
+        Live::build(cfg, Some(old))
+    }
+
+    fn build(
+        cfg: RuntimeConfig,
+        old: Option<&Live>,
+    ) -> std::result::Result<Self, crate::providers::ProviderError> {
+        use crate::providers::{ifree::IfreeClient, portone::PortoneClient, tomo::TomoClient};
+        let p = &cfg.providers;
+        let iamport = client(
+            p.iamport.as_ref(),
+            old.and_then(|o| o.iamport.as_ref()),
+            IamportClient::new,
+        )?;
+        let tomo = client(
+            p.tomo.as_ref(),
+            old.and_then(|o| o.tomo.as_ref()),
+            TomoClient::new,
+        )?;
+        let ifree = client(
+            p.ifree.as_ref(),
+            old.and_then(|o| o.ifree.as_ref()),
+            IfreeClient::new,
+        )?;
+        let portone = client(
+            p.portone.as_ref(),
+            old.and_then(|o| o.portone.as_ref()),
+            PortoneClient::new,
+        )?;
         let now = unix_now();
-        let mut retired: Vec<_> = old
-            .retired_keys
-            .iter()
-            .filter(|(_, until)| *until > now)
-            .cloned()
-            .collect();
-        if let Some(a) = &old.cfg.assertion {
+        let mut retired_keys: Vec<_> = old
+            .map(|o| {
+                o.retired_keys
+                    .iter()
+                    .filter(|(_, until)| *until > now)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(a) = old.and_then(|o| o.cfg.assertion.as_ref()) {
             let still = cfg
                 .assertion
                 .as_ref()
                 .is_some_and(|n| n.published.iter().any(|p| p.kid == a.signer.public().kid));
             if !still {
-                retired.push((a.signer.public().clone(), now + a.signer.ttl_secs + 60));
+                retired_keys.push((a.signer.public().clone(), now + a.signer.ttl_secs + 60));
             }
         }
-        Ok(Live::assemble(cfg, iamport, tomo, ifree, retired))
-    }
-
-    fn assemble(
-        cfg: RuntimeConfig,
-        iamport: Option<Arc<IamportClient>>,
-        tomo: Option<Arc<crate::providers::tomo::TomoClient>>,
-        ifree: Option<Arc<crate::providers::ifree::IfreeClient>>,
-        retired_keys: Vec<(crate::assertion::PublicJwk, i64)>,
-    ) -> Self {
         let route_metrics = cfg
             .routes
             .routes()
             .iter()
             .map(|r| crate::metrics::RouteMetrics::new(&r.name))
             .collect();
-        Live {
+        Ok(Live {
             cfg,
             iamport,
             tomo,
             ifree,
+            portone,
             retired_keys,
             sessions: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(300))
                 .build(),
             route_metrics,
-        }
+        })
     }
 
     /// The verified person behind a session cookie, or None (missing, tampered, expired,

@@ -4,6 +4,7 @@
 pub mod iamport;
 pub mod ifree;
 pub mod ifree_cipher;
+pub mod portone;
 pub mod tomo;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -18,6 +19,8 @@ pub enum ProviderId {
     Tomo,
     #[serde(rename = "ifree")]
     Ifree,
+    #[serde(rename = "portone")]
+    Portone,
 }
 
 impl ProviderId {
@@ -26,6 +29,7 @@ impl ProviderId {
             "iamport" => Some(ProviderId::Iamport),
             "tomo" => Some(ProviderId::Tomo),
             "ifree" => Some(ProviderId::Ifree),
+            "portone" => Some(ProviderId::Portone),
             _ => None,
         }
     }
@@ -34,6 +38,7 @@ impl ProviderId {
             ProviderId::Iamport => "iamport",
             ProviderId::Tomo => "tomo",
             ProviderId::Ifree => "ifree",
+            ProviderId::Portone => "portone",
         }
     }
     /// What the choice page shows (Korean / English).
@@ -45,6 +50,10 @@ impl ProviderId {
                 "Foreign visitor? Verify with your passport / ID",
             ),
             ProviderId::Ifree => ("ifree 로그인", "Log in with ifree"),
+            ProviderId::Portone => (
+                "휴대폰 본인인증 (PortOne)",
+                "Mobile phone verification (PortOne V2)",
+            ),
         }
     }
 }
@@ -175,5 +184,39 @@ impl TokenCache {
 
     pub(crate) fn fetches(&self) -> u64 {
         self.fetches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A provider client and the settings it was built from (so a reload can keep it).
+pub trait HasConfig {
+    type Config: Clone + PartialEq;
+    fn settings(&self) -> &Self::Config;
+}
+
+impl HasConfig for iamport::IamportClient {
+    type Config = crate::config::IamportConfig;
+    fn settings(&self) -> &Self::Config {
+        self.config()
+    }
+}
+
+impl HasConfig for tomo::TomoClient {
+    type Config = crate::config::TomoConfig;
+    fn settings(&self) -> &Self::Config {
+        self.config()
+    }
+}
+
+impl HasConfig for ifree::IfreeClient {
+    type Config = crate::config::IfreeConfig;
+    fn settings(&self) -> &Self::Config {
+        self.config()
+    }
+}
+
+impl HasConfig for portone::PortoneClient {
+    type Config = crate::config::PortoneConfig;
+    fn settings(&self) -> &Self::Config {
+        self.config()
     }
 }

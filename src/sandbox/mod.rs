@@ -4,6 +4,7 @@
 pub mod demo_app;
 pub mod iamport;
 pub mod ifree;
+pub mod portone;
 pub mod tomo;
 
 use axum::Router;
@@ -39,6 +40,7 @@ pub struct Sims {
     pub iamport: std::sync::Arc<iamport::IamportSim>,
     pub tomo: std::sync::Arc<tomo::TomoSim>,
     pub ifree: std::sync::Arc<ifree::IfreeSim>,
+    pub portone: std::sync::Arc<portone::PortoneSim>,
 }
 
 /// All simulators, each under its provider's mount point.
@@ -47,11 +49,13 @@ pub fn router(opts: SandboxOptions) -> (Router, Sims) {
         iamport: iamport::IamportSim::new(opts.token_ttl),
         tomo: tomo::TomoSim::new(opts.tomo_token_ttl, &opts.tomo_clients),
         ifree: ifree::IfreeSim::new(),
+        portone: portone::PortoneSim::new(),
     };
     let r = Router::new()
         .nest("/iamport", iamport::router(sims.iamport.clone()))
         .nest("/tomo", tomo::router(sims.tomo.clone()))
-        .nest("/ifree", ifree::router(sims.ifree.clone()));
+        .nest("/ifree", ifree::router(sims.ifree.clone()))
+        .nest("/portone", portone::router(sims.portone.clone()));
     (r, sims)
 }
 

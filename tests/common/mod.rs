@@ -149,6 +149,7 @@ pub fn secrets(api_secret: &str) -> verigate::config::Secrets {
     m.insert("IMP_KEY".to_string(), "sandbox_key".to_string());
     m.insert("IMP_SECRET".to_string(), api_secret.to_string());
     m.insert("IFREE_SECRET".to_string(), "sandbox_secret".to_string());
+    m.insert("PORTONE_SECRET".to_string(), "sandbox_secret".to_string());
     m.insert(
         "TOMO_KEY".to_string(),
         verigate::sandbox::tomo::SANDBOX_CLIENT_JWK
@@ -167,6 +168,7 @@ pub fn yaml(
 ) -> String {
     let tomo_base = iamport_base.trim_end_matches("/iamport").to_string() + "/tomo";
     let ifree_base = iamport_base.trim_end_matches("/iamport").to_string() + "/ifree";
+    let portone_base = iamport_base.trim_end_matches("/iamport").to_string() + "/portone";
     format!(
         r#"
 listen: 127.0.0.1:0
@@ -187,6 +189,13 @@ providers:
     client_id: sandbox-client
     private_key_env: TOMO_KEY
     base_url: {tomo_base}
+    timeout: 1s
+  portone:
+    store_id: store-sandbox
+    channel_key: channel-key-sandbox
+    api_secret_env: PORTONE_SECRET
+    base_url: {portone_base}
+    sdk_url: {portone_base}/js/browser-sdk.js
     timeout: 1s
   ifree:
     client_id: sandbox-client
@@ -637,6 +646,7 @@ pub fn start_binary(config: &std::path::Path) -> Proc {
             verigate::sandbox::tomo::SANDBOX_CLIENT_JWK.trim(),
         )
         .env("IFREE_SECRET", "sandbox_secret")
+        .env("PORTONE_SECRET", "sandbox_secret")
         .env("VG_ASSERT", &assertion_keys().0)
         .env("VG_ASSERT2", &assertion_keys().1)
         .stderr(std::process::Stdio::piped())

@@ -1,0 +1,183 @@
+//! The PortOne V2 flow: a start page that runs the browser SDK with this flow's nonce as the
+//! `identityVerificationId`; the redirect return and the callback's complete; a result is
+//! accepted only for that id, verified, fresh and once.
+
+use super::*;
+use crate::gate::answers::script_json;
+use crate::metrics;
+use crate::providers::ProviderError;
+use crate::session::keyed_hash;
+
+const PROVIDER: &str = "portone";
+
+fn refuse(code: &'static str, status: u16, live: &Live, return_to: Option<&str>) -> Problem {
+    super::refuse(ProviderId::Portone, code, status, live, return_to)
+}
+
+fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
+    super::provider_problem(ProviderId::Portone, e, live, rt)
+}
+
+pub(super) fn start(live: &Live, session: &Session) -> Reply {
+    let (return_to, base) =
+        match start_checks(live, session, ProviderId::Portone, live.portone.is_some()) {
+            Ok(ok) => ok,
+            Err(refusal) => return refusal,
+        };
+    let Some(client) = &live.portone else {
+        return Reply::problem(&Problem::new(404, "provider_not_accepted"), true);
+    };
+    let cfg = client.config();
+    let prefix = &live.cfg.flow_prefix;
+    let id = fresh_nonce();
+    let flow = FlowClaims {
+        nonce: id.clone(),
+        return_to,
+        provider: ProviderId::Portone,
+        expires_at: unix_now() + FLOW_TTL_SECS,
+    };
+    let params = serde_json::json!({
+        "provider": PROVIDER,
+        "store_id": cfg.store_id,
+        "channel_key": cfg.channel_key,
+        "identity_verification_id": id,
+        "redirect_url": format!("{base}{prefix}/portone/return"),
+        "complete_url": format!("{prefix}/portone/complete"),
+        "sdk_url": cfg.sdk_url,
+    });
+    metrics::verification(PROVIDER, "started", "");
+    let body = format!(
+        r#"<h1>휴대폰 본인인증</h1><p class="en"><strong>Mobile phone verification</strong></p>
+<button id="verigate-start" type="button">본인인증 시작 · Start verification</button>
+<p id="verigate-status" role="status"></p>
+<script id="verigate-flow" type="application/json">{flow_json}</script>
+<script src="{sdk}"></script>
+<script>
+(function () {{
+  var flow = JSON.parse(document.getElementById('verigate-flow').textContent);
+  var status = document.getElementById('verigate-status');
+  function fail(msg) {{ status.textContent = msg || '인증에 실패했습니다 · Verification failed'; }}
+  document.getElementById('verigate-start').addEventListener('click', function () {{
+    if (!window.PortOne) {{ fail('인증 모듈을 불러오지 못했습니다 · The verification script did not load'); return; }}
+    PortOne.requestIdentityVerification({{ storeId: flow.store_id, identityVerificationId: flow.identity_verification_id,
+      channelKey: flow.channel_key, redirectUrl: flow.redirect_url,
+      windowType: {{ pc: 'POPUP', mobile: 'REDIRECTION' }} }})
+      .then(function (res) {{
+        if (!res || res.code) {{ fail(res && res.message); return; }}
+        return fetch(flow.complete_url, {{ method: 'POST', credentials: 'same-origin',
+          headers: {{ 'Content-Type': 'application/json', 'Accept': 'application/json' }},
+          body: JSON.stringify({{ identityVerificationId: res.identityVerificationId }}) }})
+          .then(function (r) {{ return r.json(); }})
+          .then(function (j) {{ if (j.redirect) {{ location.href = j.redirect; }} else {{ fail(j.message); }} }});
+      }})
+      .catch(function () {{ fail(); }});
+  }});
+}})();
+</script>"#,
+        flow_json = script_json(&params),
+        sdk = escape(&cfg.sdk_url),
+    );
+    Reply::html(200, page("본인인증 · Verification", &body)).cookie(flow_cookie(live, &flow))
+}
+
+async fn accept(
+    live: &Live,
+    store: &dyn Store,
+    session: &Session,
+    id: &str,
+) -> std::result::Result<(Claims, FlowClaims), Problem> {
+    let Some(flow) = read_flow(live, session).filter(|f| f.provider == ProviderId::Portone) else {
+        return Err(refuse("flow_missing", 400, live, None));
+    };
+    let rt = flow.return_to.clone();
+    // The id is this flow's own nonce: a result for any other id is another browser's.
+    if id != flow.nonce {
+        return Err(refuse("flow_mismatch", 403, live, Some(&rt)));
+    }
+    let Some(client) = &live.portone else {
+        return Err(refuse("provider_not_accepted", 404, live, None));
+    };
+    let person = client
+        .verify(id)
+        .await
+        .map_err(|e| provider_problem(&e, live, &rt))?;
+    if !person.certified {
+        return Err(refuse("not_certified", 403, live, Some(&rt)));
+    }
+    let now = chrono::Utc::now();
+    let age = now.signed_duration_since(person.verified_at).num_seconds();
+    if age > client.config().max_result_age.as_secs() as i64 || age < -60 {
+        return Err(refuse("stale_result", 403, live, Some(&rt)));
+    }
+    let Some(ci) = person.ci.as_deref() else {
+        tracing::warn!(provider = PROVIDER, "verification without ci");
+        return Err(refuse("provider_bad_response", 502, live, Some(&rt)));
+    };
+    let hash_key = &live.cfg.session.hash_key;
+    let ttl = client.config().max_result_age + std::time::Duration::from_secs(120);
+    use_once(store, ProviderId::Portone, id, ttl, live, &rt).await?;
+    let keep = live.cfg.keep_in_session;
+    let issued = now.timestamp();
+    let claims = Claims {
+        unique_in_site: person
+            .unique_in_site
+            .clone()
+            .unwrap_or_else(|| format!("vg1.{}", keyed_hash(hash_key, "di", ci))),
+        ci_hash: keyed_hash(hash_key, "ci", ci),
+        birth: person.birth,
+        provider: ProviderId::Portone,
+        verified_at: person.verified_at.timestamp(),
+        issued_at: issued,
+        expires_at: issued + live.cfg.session.ttl.as_secs() as i64,
+        name: person.name.filter(|_| keep.name),
+        gender: person.gender.filter(|_| keep.gender),
+        phone: person.phone.filter(|_| keep.phone),
+    };
+    metrics::verification(PROVIDER, "completed", "");
+    metrics::session_issued(PROVIDER);
+    Ok((claims, flow))
+}
+
+/// Redirect mode: `GET {redirectUrl}?identityVerificationId=..&identityVerificationTxId=..`
+/// (with `code` and `message` when it failed).
+pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session) -> Reply {
+    if query_param(session, "code").is_some() {
+        let rt = read_flow(live, session).map(|f| f.return_to);
+        return Reply::problem(&refuse("not_certified", 403, live, rt.as_deref()), true);
+    }
+    let id = query_param(session, "identityVerificationId").unwrap_or_default();
+    match accept(live, store, session, &id).await {
+        Ok((claims, flow)) => Reply::redirect(&flow.return_to)
+            .cookie(session_cookie(live, &claims))
+            .cookie(clear_flow_cookie(live)),
+        Err(p) => Reply::problem(&p, true),
+    }
+}
+
+/// Callback mode: the page posts `{identityVerificationId}`; answers `{"redirect": ...}`.
+pub(super) async fn complete(
+    live: &Live,
+    store: &dyn Store,
+    session: &mut Session,
+) -> Result<Reply> {
+    let body = read_body(session, 8 * 1024).await?;
+    let id = body
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| {
+            v.get("identityVerificationId")
+                .and_then(|i| i.as_str())
+                .map(String::from)
+        });
+    let Some(id) = id else {
+        return Ok(Reply::problem(&Problem::new(400, "bad_request"), false));
+    };
+    Ok(match accept(live, store, session, &id).await {
+        Ok((claims, flow)) => Reply::json(
+            200,
+            serde_json::json!({ "redirect": flow.return_to }).to_string(),
+        )
+        .cookie(session_cookie(live, &claims))
+        .cookie(clear_flow_cookie(live)),
+        Err(p) => Reply::problem(&p, false),
+    })
+}
