@@ -360,3 +360,34 @@ routes:
     .await;
     d.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_verifies_with_portone_through_the_page() {
+    let Some(d) = Driver::start().await else {
+        return;
+    };
+    let routes = r#"
+routes:
+  - name: whoami
+    match: { path: /whoami }
+    require: { providers: [portone] }
+  - name: everything-else
+    match: { path_prefix: / }
+"#;
+    let env = Env::with(Setup {
+        demo_app: true,
+        routes: routes.into(),
+        ..Setup::default()
+    })
+    .await;
+    d.go(&env.url("/whoami")).await;
+    d.click("a[data-provider=portone]").await;
+    d.click("#verigate-start").await;
+    d.find("form input[name=birthDate]").await;
+    d.click("button[type=submit]").await;
+    d.wait_for("whoami as a PortOne-verified person", |u, s| {
+        u.ends_with("/whoami") && s.contains("<code>portone</code>")
+    })
+    .await;
+    d.quit().await;
+}
