@@ -5,7 +5,6 @@ use super::*;
 use crate::gate::answers::script_json;
 use crate::metrics;
 use crate::providers::{ProviderError, VerifiedPerson};
-use crate::session::keyed_hash;
 
 const PROVIDER: &str = "iamport";
 
@@ -119,13 +118,7 @@ async fn accept(
         tracing::warn!(provider = PROVIDER, "certification without unique_key");
         return Err(refuse("provider_bad_response", 502, live, Some(&rt)));
     };
-    let hash_key = &live.cfg.session.hash_key;
-    let ci_hash = keyed_hash(hash_key, "ci", ci);
-    // DI may be null for some PGs: then a keyed hash of the CI stands in (documented).
-    let unique_in_site = person
-        .unique_in_site
-        .clone()
-        .unwrap_or_else(|| format!("vg1.{}", keyed_hash(hash_key, "di", ci)));
+    let (unique_in_site, ci_hash) = ci_identity(live, ci, person.unique_in_site.as_deref());
     let ttl = client.config().max_result_age + std::time::Duration::from_secs(120);
     use_once(
         store,
@@ -136,22 +129,7 @@ async fn accept(
         &rt,
     )
     .await?;
-    let keep = live.cfg.keep_in_session;
-    let issued = now.timestamp();
-    let claims = Claims {
-        unique_in_site,
-        ci_hash,
-        birth: person.birth,
-        provider: ProviderId::Iamport,
-        verified_at: person.verified_at.timestamp(),
-        issued_at: issued,
-        expires_at: issued + live.cfg.session.ttl.as_secs() as i64,
-        name: person.name.filter(|_| keep.name),
-        gender: person.gender.filter(|_| keep.gender),
-        phone: person.phone.filter(|_| keep.phone),
-    };
-    metrics::verification(PROVIDER, "completed", "");
-    metrics::session_issued(PROVIDER);
+    let claims = session_claims(live, person, unique_in_site, ci_hash);
     Ok((claims, flow))
 }
 
@@ -167,9 +145,7 @@ pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session)
         return Reply::problem(&p, html);
     }
     match accept(live, store, session, &imp_uid, merchant_uid.as_deref()).await {
-        Ok((claims, flow)) => Reply::redirect(&flow.return_to)
-            .cookie(session_cookie(live, &claims))
-            .cookie(clear_flow_cookie(live)),
+        Ok((claims, flow)) => signed_in(live, &claims, &flow.return_to, false),
         Err(p) => Reply::problem(&p, html),
     }
 }
@@ -194,12 +170,7 @@ pub(super) async fn complete(
     };
     Ok(
         match accept(live, store, session, &b.imp_uid, b.merchant_uid.as_deref()).await {
-            Ok((claims, flow)) => Reply::json(
-                200,
-                serde_json::json!({ "redirect": flow.return_to }).to_string(),
-            )
-            .cookie(session_cookie(live, &claims))
-            .cookie(clear_flow_cookie(live)),
+            Ok((claims, flow)) => signed_in(live, &claims, &flow.return_to, true),
             Err(p) => Reply::problem(&p, false),
         },
     )

@@ -240,9 +240,7 @@ pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session)
         );
     };
     match accept(live, store, &flow, &token).await {
-        Ok(claims) => Reply::redirect(&flow.return_to)
-            .cookie(session_cookie(live, &claims))
-            .cookie(clear_flow_cookie(live)),
+        Ok(claims) => signed_in(live, &claims, &flow.return_to, false),
         Err(p) => Reply::problem(&p, html),
     }
 }
@@ -267,12 +265,7 @@ pub(super) async fn login(live: &Live, store: &dyn Store, session: &mut Session)
         ));
     };
     Ok(match accept(live, store, &flow, &token).await {
-        Ok(claims) => Reply::json(
-            200,
-            serde_json::json!({ "redirect": flow.return_to }).to_string(),
-        )
-        .cookie(session_cookie(live, &claims))
-        .cookie(clear_flow_cookie(live)),
+        Ok(claims) => signed_in(live, &claims, &flow.return_to, true),
         Err(p) => Reply::problem(&p, false),
     })
 }
@@ -346,21 +339,21 @@ async fn accept(
             .and_then(|v| v.as_str())
             .map(String::from)
     };
-    let keep = live.cfg.keep_in_session;
-    let now = unix_now();
-    let claims = Claims {
-        unique_in_site: format!("ifree.{}", keyed_hash(hash_key, "ifree-site", &t.ptn_cd)),
-        ci_hash: keyed_hash(hash_key, "ifree-person", &t.ptn_cd),
-        birth: ubifill.as_ref().and_then(ubifill_birth),
+    let person = crate::providers::VerifiedPerson {
         provider: ProviderId::Ifree,
-        verified_at: now,
-        issued_at: now,
-        expires_at: now + live.cfg.session.ttl.as_secs() as i64,
-        name: text("name").filter(|_| keep.name),
+        result_id: String::new(),
+        nonce: flow.nonce.clone(),
+        certified: true,
+        unique_in_site: None,
+        ci: None,
+        birth: ubifill.as_ref().and_then(ubifill_birth),
+        name: text("name"),
         gender: None,
-        phone: text("phone").filter(|_| keep.phone),
+        phone: text("phone"),
+        verified_at: chrono::Utc::now(),
     };
-    metrics::verification(PROVIDER, "completed", "");
-    metrics::session_issued(PROVIDER);
+    let unique_in_site = format!("ifree.{}", keyed_hash(hash_key, "ifree-site", &t.ptn_cd));
+    let ci_hash = keyed_hash(hash_key, "ifree-person", &t.ptn_cd);
+    let claims = session_claims(live, person, unique_in_site, ci_hash);
     Ok(claims)
 }

@@ -133,6 +133,62 @@ pub(crate) async fn use_once(
     }
 }
 
+/// The session of a person a provider vouched for: only the personal fields some route
+/// forwards are kept. Counts the verification as completed and the session as issued.
+pub(crate) fn session_claims(
+    live: &Live,
+    person: crate::providers::VerifiedPerson,
+    unique_in_site: String,
+    ci_hash: String,
+) -> Claims {
+    let keep = live.cfg.keep_in_session;
+    let issued = unix_now();
+    let provider = person.provider.as_str();
+    crate::metrics::verification(provider, "completed", "");
+    crate::metrics::session_issued(provider);
+    Claims {
+        unique_in_site,
+        ci_hash,
+        birth: person.birth,
+        provider: person.provider,
+        verified_at: person.verified_at.timestamp(),
+        issued_at: issued,
+        expires_at: issued + live.cfg.session.ttl.as_secs() as i64,
+        name: person.name.filter(|_| keep.name),
+        gender: person.gender.filter(|_| keep.gender),
+        phone: person.phone.filter(|_| keep.phone),
+    }
+}
+
+/// For providers that give a CI and a DI (Iamport, PortOne): `(unique_in_site, ci_hash)`.
+/// The DI may be null for some PGs: then a keyed hash of the CI stands in (documented).
+pub(crate) fn ci_identity(live: &Live, ci: &str, di: Option<&str>) -> (String, String) {
+    let hash_key = &live.cfg.session.hash_key;
+    let unique_in_site = di
+        .map(String::from)
+        .unwrap_or_else(|| format!("vg1.{}", crate::session::keyed_hash(hash_key, "di", ci)));
+    (
+        unique_in_site,
+        crate::session::keyed_hash(hash_key, "ci", ci),
+    )
+}
+
+/// A verification accepted: the session cookie, the flow cookie cleared, and the browser sent
+/// on to `return_to` (a redirect, or `{"redirect": ...}` for the page's own script).
+pub(crate) fn signed_in(live: &Live, claims: &Claims, return_to: &str, json: bool) -> Reply {
+    let reply = if json {
+        Reply::json(
+            200,
+            serde_json::json!({ "redirect": return_to }).to_string(),
+        )
+    } else {
+        Reply::redirect(return_to)
+    };
+    reply
+        .cookie(session_cookie(live, claims))
+        .cookie(clear_flow_cookie(live))
+}
+
 /// What every provider's start endpoint checks first: the provider is configured, `return_to`
 /// is a same-site path whose route accepts it, and there is a base URL for the return.
 /// Answers `(return_to, base)`, or the reply that refuses the start.

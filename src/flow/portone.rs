@@ -6,7 +6,6 @@ use super::*;
 use crate::gate::answers::script_json;
 use crate::metrics;
 use crate::providers::ProviderError;
-use crate::session::keyed_hash;
 
 const PROVIDER: &str = "portone";
 
@@ -113,28 +112,10 @@ async fn accept(
         tracing::warn!(provider = PROVIDER, "verification without ci");
         return Err(refuse("provider_bad_response", 502, live, Some(&rt)));
     };
-    let hash_key = &live.cfg.session.hash_key;
+    let (unique_in_site, ci_hash) = ci_identity(live, ci, person.unique_in_site.as_deref());
     let ttl = client.config().max_result_age + std::time::Duration::from_secs(120);
     use_once(store, ProviderId::Portone, id, ttl, live, &rt).await?;
-    let keep = live.cfg.keep_in_session;
-    let issued = now.timestamp();
-    let claims = Claims {
-        unique_in_site: person
-            .unique_in_site
-            .clone()
-            .unwrap_or_else(|| format!("vg1.{}", keyed_hash(hash_key, "di", ci))),
-        ci_hash: keyed_hash(hash_key, "ci", ci),
-        birth: person.birth,
-        provider: ProviderId::Portone,
-        verified_at: person.verified_at.timestamp(),
-        issued_at: issued,
-        expires_at: issued + live.cfg.session.ttl.as_secs() as i64,
-        name: person.name.filter(|_| keep.name),
-        gender: person.gender.filter(|_| keep.gender),
-        phone: person.phone.filter(|_| keep.phone),
-    };
-    metrics::verification(PROVIDER, "completed", "");
-    metrics::session_issued(PROVIDER);
+    let claims = session_claims(live, person, unique_in_site, ci_hash);
     Ok((claims, flow))
 }
 
@@ -147,9 +128,7 @@ pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session)
     }
     let id = query_param(session, "identityVerificationId").unwrap_or_default();
     match accept(live, store, session, &id).await {
-        Ok((claims, flow)) => Reply::redirect(&flow.return_to)
-            .cookie(session_cookie(live, &claims))
-            .cookie(clear_flow_cookie(live)),
+        Ok((claims, flow)) => signed_in(live, &claims, &flow.return_to, false),
         Err(p) => Reply::problem(&p, true),
     }
 }
@@ -172,12 +151,7 @@ pub(super) async fn complete(
         return Ok(Reply::problem(&Problem::new(400, "bad_request"), false));
     };
     Ok(match accept(live, store, session, &id).await {
-        Ok((claims, flow)) => Reply::json(
-            200,
-            serde_json::json!({ "redirect": flow.return_to }).to_string(),
-        )
-        .cookie(session_cookie(live, &claims))
-        .cookie(clear_flow_cookie(live)),
+        Ok((claims, flow)) => signed_in(live, &claims, &flow.return_to, true),
         Err(p) => Reply::problem(&p, false),
     })
 }

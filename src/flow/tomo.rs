@@ -80,9 +80,7 @@ pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session)
         return Reply::problem(&refuse("not_certified", 403, live, Some(&rt)), html);
     }
     match accept(live, store, session, &flow).await {
-        Ok(claims) => Reply::redirect(&flow.return_to)
-            .cookie(session_cookie(live, &claims))
-            .cookie(clear_flow_cookie(live)),
+        Ok(claims) => signed_in(live, &claims, &flow.return_to, false),
         Err(p) => Reply::problem(&p, html),
     }
 }
@@ -136,22 +134,8 @@ async fn accept(
     let person = to_person(&result, &ppid, &flow.nonce);
     let ttl = std::time::Duration::from_secs(FLOW_TTL_SECS as u64 * 2);
     use_once(store, ProviderId::Tomo, &result.auth_id, ttl, live, rt).await?;
-    let hash_key = &live.cfg.session.hash_key;
-    let keep = live.cfg.keep_in_session;
-    let claims = Claims {
-        // No CI for foreign visitors: the PPID's keyed hash keys one-account rules.
-        ci_hash: keyed_hash(hash_key, "ppid", &ppid),
-        unique_in_site: ppid,
-        birth: person.birth,
-        provider: ProviderId::Tomo,
-        verified_at: now,
-        issued_at: now,
-        expires_at: now + live.cfg.session.ttl.as_secs() as i64,
-        name: person.name.filter(|_| keep.name),
-        gender: person.gender.filter(|_| keep.gender),
-        phone: person.phone.filter(|_| keep.phone),
-    };
-    metrics::verification(PROVIDER, "completed", "");
-    metrics::session_issued(PROVIDER);
+    // No CI for foreign visitors: the PPID's keyed hash keys one-account rules.
+    let ci_hash = keyed_hash(&live.cfg.session.hash_key, "ppid", &ppid);
+    let claims = session_claims(live, person, ppid, ci_hash);
     Ok(claims)
 }
