@@ -2,7 +2,6 @@
 //! redirect-mode return, the callback-mode complete, and the checks that accept a result.
 
 use super::*;
-use crate::gate::answers::script_json;
 use crate::metrics;
 use crate::providers::{ProviderError, VerifiedPerson};
 
@@ -36,39 +35,22 @@ pub(super) fn start(live: &Live, session: &Session) -> Reply {
         "sdk_url": cfg.sdk_url,
     });
     metrics::verification(PROVIDER, "started", "");
-    let body = format!(
-        r#"<h1>휴대폰 본인인증</h1><p class="en"><strong>Mobile phone verification</strong></p>
-<p>버튼을 누르면 본인인증 창이 열립니다.</p><p class="en">The verification window opens when you press the button.</p>
-<button id="verigate-start" type="button">본인인증 시작 · Start verification</button>
-<p id="verigate-status" role="status"></p>
-<script id="verigate-flow" type="application/json">{flow_json}</script>
-<script src="{sdk}"></script>
-<script>
-(function () {{
-  var flow = JSON.parse(document.getElementById('verigate-flow').textContent);
-  var status = document.getElementById('verigate-status');
-  function fail(msg) {{ status.textContent = msg || '인증에 실패했습니다 · Verification failed'; }}
-  function start() {{
-    if (!window.IMP) {{ fail('인증 모듈을 불러오지 못했습니다 · The verification script did not load'); return; }}
-    IMP.init(flow.imp_code);
-    IMP.certification({{ merchant_uid: flow.merchant_uid, m_redirect_url: flow.m_redirect_url, popup: flow.popup }},
-      function (rsp) {{
-        if (!rsp || !rsp.success) {{ fail(rsp && rsp.error_msg); return; }}
-        fetch(flow.complete_url, {{ method: 'POST', credentials: 'same-origin',
-          headers: {{ 'Content-Type': 'application/json', 'Accept': 'application/json' }},
-          body: JSON.stringify({{ imp_uid: rsp.imp_uid, merchant_uid: rsp.merchant_uid }}) }})
-          .then(function (r) {{ return r.json(); }})
-          .then(function (j) {{ if (j.redirect) {{ location.href = j.redirect; }} else {{ fail(j.message); }} }})
-          .catch(function () {{ fail(); }});
-      }});
-  }}
-  document.getElementById('verigate-start').addEventListener('click', start);
-}})();
-</script>"#,
-        flow_json = script_json(&params),
-        sdk = escape(&cfg.sdk_url),
-    );
-    Reply::html(200, page("본인인증 · Verification", &body)).cookie(flow_cookie(live, &flow))
+    SdkPage {
+        title: "본인인증 · Verification",
+        heading: "휴대폰 본인인증",
+        heading_en: "Mobile phone verification",
+        intro: "\n<p>버튼을 누르면 본인인증 창이 열립니다.</p><p class=\"en\">The verification window opens when you press the button.</p>",
+        button: "본인인증 시작 · Start verification",
+        failed: "인증에 실패했습니다 · Verification failed",
+        sdk_global: "IMP",
+        call: r#"    IMP.init(flow.imp_code);
+    IMP.certification({ merchant_uid: flow.merchant_uid, m_redirect_url: flow.m_redirect_url, popup: flow.popup },
+      function (rsp) {
+        if (!rsp || !rsp.success) { fail(rsp && rsp.error_msg); return; }
+        finish(flow.complete_url, { imp_uid: rsp.imp_uid, merchant_uid: rsp.merchant_uid });
+      });"#,
+    }
+    .reply(live, &flow, &params, &cfg.sdk_url)
 }
 
 /// Why a result was not accepted, as the HTTP problem to show.

@@ -2,7 +2,6 @@
 //! registration), and the login flow (SDK redirect or `POST /ifree/login` with a `ptn_token`).
 
 use super::*;
-use crate::gate::answers::script_json;
 use crate::metrics;
 use crate::providers::ifree::{encrypt_member_key, fresh_member_key};
 use crate::providers::ifree_cipher;
@@ -188,36 +187,21 @@ pub(super) fn start(live: &Live, session: &Session) -> Reply {
         "sdk_url": cfg.sdk_url,
     });
     metrics::verification(PROVIDER, "started", "");
-    let body = format!(
-        r#"<h1>ifree 로그인</h1><p class="en"><strong>Log in with ifree</strong></p>
-<button id="verigate-start" type="button">ifree로 계속 · Continue with ifree</button>
-<p id="verigate-status" role="status"></p>
-<script id="verigate-flow" type="application/json">{flow_json}</script>
-<script src="{sdk}"></script>
-<script>
-(function () {{
-  var flow = JSON.parse(document.getElementById('verigate-flow').textContent);
-  var status = document.getElementById('verigate-status');
-  function fail(msg) {{ status.textContent = msg || '로그인에 실패했습니다 · Login failed'; }}
-  document.getElementById('verigate-start').addEventListener('click', function () {{
-    if (!window.IfreeLogin) {{ fail('ifree 모듈을 불러오지 못했습니다 · The ifree script did not load'); return; }}
-    IfreeLogin.login({{ client_id: flow.client_id, redirect_uri: flow.redirect_uri, state: flow.state,
-                        callback_url: flow.callback_url }}, function (res) {{
-      if (!res || !res.ptn_token) {{ fail(res && res.message); return; }}
-      fetch(flow.login_url, {{ method: 'POST', credentials: 'same-origin',
-        headers: {{ 'Content-Type': 'application/json', 'Accept': 'application/json' }},
-        body: JSON.stringify({{ ptn_token: res.ptn_token, state: flow.state }}) }})
-        .then(function (r) {{ return r.json(); }})
-        .then(function (j) {{ if (j.redirect) {{ location.href = j.redirect; }} else {{ fail(j.message); }} }})
-        .catch(function () {{ fail(); }});
-    }});
-  }});
-}})();
-</script>"#,
-        flow_json = script_json(&params),
-        sdk = escape(&cfg.sdk_url),
-    );
-    Reply::html(200, page("ifree 로그인 · Login", &body)).cookie(flow_cookie(live, &flow))
+    SdkPage {
+        title: "ifree 로그인 · Login",
+        heading: "ifree 로그인",
+        heading_en: "Log in with ifree",
+        intro: "",
+        button: "ifree로 계속 · Continue with ifree",
+        failed: "로그인에 실패했습니다 · Login failed",
+        sdk_global: "IfreeLogin",
+        call: r#"    IfreeLogin.login({ client_id: flow.client_id, redirect_uri: flow.redirect_uri, state: flow.state,
+                       callback_url: flow.callback_url }, function (res) {
+      if (!res || !res.ptn_token) { fail(res && res.message); return; }
+      finish(flow.login_url, { ptn_token: res.ptn_token, state: flow.state });
+    });"#,
+    }
+    .reply(live, &flow, &params, &cfg.sdk_url)
 }
 
 /// `GET {prefix}/ifree/return?code=&state=&ptn_token=&ptn_cd=` (the SDK's redirect).

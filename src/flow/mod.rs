@@ -189,6 +189,72 @@ pub(crate) fn signed_in(live: &Live, claims: &Claims, return_to: &str, json: boo
         .cookie(clear_flow_cookie(live))
 }
 
+/// A start page that runs a provider's browser SDK. The page's own script reads the
+/// `verigate-flow` block into `flow`, and offers `fail(message)` and `finish(url, payload)`
+/// (post the SDK's result, then follow the `redirect` verigate answers) to `call`, the
+/// provider's SDK call, run when the person presses the button.
+pub(crate) struct SdkPage<'a> {
+    pub title: &'a str,
+    pub heading: &'a str,
+    pub heading_en: &'a str,
+    /// A trusted HTML paragraph before the button (may be empty).
+    pub intro: &'a str,
+    pub button: &'a str,
+    pub failed: &'a str,
+    /// The global the SDK defines (`IMP`, `PortOne`, `IfreeLogin`).
+    pub sdk_global: &'a str,
+    pub call: &'a str,
+}
+
+impl SdkPage<'_> {
+    pub(crate) fn reply(
+        &self,
+        live: &Live,
+        flow: &FlowClaims,
+        params: &serde_json::Value,
+        sdk_url: &str,
+    ) -> Reply {
+        const SCRIPT: &str = r#"<script>
+(function () {
+  var flow = JSON.parse(document.getElementById('verigate-flow').textContent);
+  var status = document.getElementById('verigate-status');
+  function fail(msg) { status.textContent = msg || '__FAILED__'; }
+  function finish(url, payload) {
+    fetch(url, { method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', 'Accept': 'application/json' },
+      body: JSON.stringify(payload) })
+      .then(function (r) { return r.json(); })
+      .then(function (j) { if (j.redirect) { location.href = j.redirect; } else { fail(j.message); } })
+      .catch(function () { fail(); });
+  }
+  document.getElementById('verigate-start').addEventListener('click', function () {
+    if (!window.__GLOBAL__) { fail('인증 모듈을 불러오지 못했습니다 · The verification script did not load'); return; }
+__CALL__
+  });
+})();
+</script>"#;
+        let script = SCRIPT
+            .replace("__FAILED__", self.failed)
+            .replace("__GLOBAL__", self.sdk_global)
+            .replace("__CALL__", self.call);
+        let body = format!(
+            r#"<h1>{}</h1><p class="en"><strong>{}</strong></p>{}
+<button id="verigate-start" type="button">{}</button>
+<p id="verigate-status" role="status"></p>
+<script id="verigate-flow" type="application/json">{}</script>
+<script src="{}"></script>
+{script}"#,
+            escape(self.heading),
+            escape(self.heading_en),
+            self.intro,
+            escape(self.button),
+            crate::gate::answers::script_json(params),
+            escape(sdk_url),
+        );
+        Reply::html(200, page(self.title, &body)).cookie(flow_cookie(live, flow))
+    }
+}
+
 /// What every provider's start endpoint checks first: the provider is configured, `return_to`
 /// is a same-site path whose route accepts it, and there is a base URL for the return.
 /// Answers `(return_to, base)`, or the reply that refuses the start.

@@ -3,7 +3,6 @@
 //! accepted only for that id, verified, fresh and once.
 
 use super::*;
-use crate::gate::answers::script_json;
 use crate::metrics;
 use crate::providers::ProviderError;
 
@@ -45,38 +44,24 @@ pub(super) fn start(live: &Live, session: &Session) -> Reply {
         "sdk_url": cfg.sdk_url,
     });
     metrics::verification(PROVIDER, "started", "");
-    let body = format!(
-        r#"<h1>휴대폰 본인인증</h1><p class="en"><strong>Mobile phone verification</strong></p>
-<button id="verigate-start" type="button">본인인증 시작 · Start verification</button>
-<p id="verigate-status" role="status"></p>
-<script id="verigate-flow" type="application/json">{flow_json}</script>
-<script src="{sdk}"></script>
-<script>
-(function () {{
-  var flow = JSON.parse(document.getElementById('verigate-flow').textContent);
-  var status = document.getElementById('verigate-status');
-  function fail(msg) {{ status.textContent = msg || '인증에 실패했습니다 · Verification failed'; }}
-  document.getElementById('verigate-start').addEventListener('click', function () {{
-    if (!window.PortOne) {{ fail('인증 모듈을 불러오지 못했습니다 · The verification script did not load'); return; }}
-    PortOne.requestIdentityVerification({{ storeId: flow.store_id, identityVerificationId: flow.identity_verification_id,
+    SdkPage {
+        title: "본인인증 · Verification",
+        heading: "휴대폰 본인인증",
+        heading_en: "Mobile phone verification",
+        intro: "",
+        button: "본인인증 시작 · Start verification",
+        failed: "인증에 실패했습니다 · Verification failed",
+        sdk_global: "PortOne",
+        call: r#"    PortOne.requestIdentityVerification({ storeId: flow.store_id, identityVerificationId: flow.identity_verification_id,
       channelKey: flow.channel_key, redirectUrl: flow.redirect_url,
-      windowType: {{ pc: 'POPUP', mobile: 'REDIRECTION' }} }})
-      .then(function (res) {{
-        if (!res || res.code) {{ fail(res && res.message); return; }}
-        return fetch(flow.complete_url, {{ method: 'POST', credentials: 'same-origin',
-          headers: {{ 'Content-Type': 'application/json', 'Accept': 'application/json' }},
-          body: JSON.stringify({{ identityVerificationId: res.identityVerificationId }}) }})
-          .then(function (r) {{ return r.json(); }})
-          .then(function (j) {{ if (j.redirect) {{ location.href = j.redirect; }} else {{ fail(j.message); }} }});
-      }})
-      .catch(function () {{ fail(); }});
-  }});
-}})();
-</script>"#,
-        flow_json = script_json(&params),
-        sdk = escape(&cfg.sdk_url),
-    );
-    Reply::html(200, page("본인인증 · Verification", &body)).cookie(flow_cookie(live, &flow))
+      windowType: { pc: 'POPUP', mobile: 'REDIRECTION' } })
+      .then(function (res) {
+        if (!res || res.code) { fail(res && res.message); return; }
+        finish(flow.complete_url, { identityVerificationId: res.identityVerificationId });
+      })
+      .catch(function () { fail(); });"#,
+    }
+    .reply(live, &flow, &params, &cfg.sdk_url)
 }
 
 async fn accept(
