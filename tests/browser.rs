@@ -348,8 +348,37 @@ routes:
     // Forget it, then ifree: the start page's script runs the (stand-in) SDK; the member
     // registers with verigate through the sandbox, then logs in.
     d.go(&env.url("/")).await;
+    // The logout post navigates on its own: mark this document, click, and wait for a new,
+    // fully loaded one before going on (going earlier would cancel the logout).
+    let run = |script: &'static str| {
+        let d = &d;
+        async move {
+            d.cmd(
+                reqwest::Method::POST,
+                "/execute/sync",
+                json!({"script": script, "args": []}),
+            )
+            .await
+        }
+    };
+    run("window.__vgOld = true;").await;
     d.click("form[action='/.verigate/logout'] button").await;
+    let mut landed = false;
+    for _ in 0..300 {
+        let v =
+            run("return window.__vgOld === undefined && document.readyState === 'complete';").await;
+        if v == Value::Bool(true) {
+            landed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(landed, "the logout navigation finished");
     d.go(&env.url("/whoami")).await;
+    assert!(
+        d.url().await.contains("/.verigate/verify"),
+        "logout ended the session"
+    );
     d.click("a[data-provider=ifree]").await;
     d.click("#verigate-start").await;
     d.click("#register").await;
