@@ -401,7 +401,12 @@ async fn max_session_age_sends_back_to_verify() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_is_fetched_once_under_concurrency() {
-    let env = Env::start().await;
+    // 1,000 completions at once queue behind one getToken: give the provider time.
+    let env = Env::with(Setup {
+        iamport_extra: "timeout: 20s".into(),
+        ..Setup::default()
+    })
+    .await;
     let mut pending = Vec::new();
     // 1,000 completions at once, one getToken.
     for i in 0..1000 {

@@ -183,7 +183,6 @@ providers:
     api_secret_env: IMP_SECRET
     base_url: {iamport_base}
     sdk_url: {iamport_base}/js/iamport.js
-    timeout: 1s
 {extra}
   tomo:
     client_id: sandbox-client
@@ -246,8 +245,13 @@ impl Env {
             .iamport_base
             .clone()
             .unwrap_or_else(|| format!("http://{sandbox}/iamport"));
-        let extra = setup
-            .iamport_extra
+        // Short provider timeouts keep the slow-provider tests quick; a test may set its own.
+        let iamport_extra = if setup.iamport_extra.contains("timeout:") {
+            setup.iamport_extra.clone()
+        } else {
+            format!("timeout: 1s\n{}", setup.iamport_extra)
+        };
+        let extra = iamport_extra
             .lines()
             .map(|l| format!("    {l}"))
             .collect::<Vec<_>>()
