@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod flow;
 pub mod gate;
+pub mod logwriter;
 pub mod metrics;
 pub mod providers;
 pub mod reload;

@@ -88,20 +88,24 @@ enum AccountsAction {
     },
 }
 
-/// JSON logs on stderr, written by a background thread so that no request waits on a write.
-fn init_logging() {
+/// JSON logs on stderr, batched and written by a background thread so that no request waits
+/// on a write. Keep the guard until the process is done: dropping it writes what is left.
+fn init_logging() -> Option<verigate::logwriter::FlushGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VERIGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora=warn"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stderr());
-    // The guard flushes on drop; the server runs until the process exits, so keep it forever.
-    std::mem::forget(guard);
+    let (writer, guard) = match verigate::logwriter::batched(std::io::stderr()) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("verigate: cannot start the log writer: {e}");
+            return None;
+        }
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .json()
         .with_writer(writer)
         .try_init();
+    Some(guard)
 }
 
 /// Load and validate a config, printing every problem to stderr when it is refused.
@@ -136,7 +140,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Run { upgrade } => {
-            init_logging();
+            let _logs = init_logging();
             let Some(path) = cli.config else {
                 eprintln!("verigate run: give the config with -c FILE");
                 return ExitCode::from(2);
@@ -157,7 +161,8 @@ fn main() -> ExitCode {
                 Ok(built) => {
                     let admin = built.admin_addr.map(|a| a.to_string()).unwrap_or_default();
                     tracing::info!(listen = %built.proxy_addr, admin = %admin, "verigate serving");
-                    built.server.run_forever()
+                    built.server.run(pingora::server::RunArgs::default());
+                    ExitCode::SUCCESS
                 }
                 Err(e) => {
                     eprintln!("verigate: {e}");
@@ -166,7 +171,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Demo { listen } => {
-            init_logging();
+            let _logs = init_logging();
             match verigate::demo::run(listen) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -180,7 +185,7 @@ fn main() -> ExitCode {
             token_ttl,
             tomo_clients,
         } => {
-            init_logging();
+            let _logs = init_logging();
             let mut clients = Vec::new();
             for spec in tomo_clients {
                 let Some((id, file)) = spec.split_once('=') else {
