@@ -121,6 +121,10 @@ fn hot_path(c: &mut Criterion) {
     req.append_header("cookie", format!("verigate_session={sealed}; theme=dark"))
         .unwrap();
     let m = http::Method::GET;
+    live.verified(&sealed, now).unwrap();
+    c.bench_function("session_cache_hit", |b| {
+        b.iter(|| live.verified(black_box(&sealed), now))
+    });
     c.bench_function("verified_request_hot_path", |b| {
         b.iter(|| {
             let mut r = req.clone();
@@ -140,6 +144,42 @@ fn hot_path(c: &mut Criterion) {
             inject(&mut r, &cfg.identity, black_box(&id));
             r
         })
+    });
+    let idv = Identity {
+        verified: live.verified(&sealed, now).unwrap(),
+        age_ok: Some(true),
+        forward: Default::default(),
+    };
+    let cfg = &live.cfg;
+    c.bench_function("part_strip_identity", |b| {
+        b.iter(|| {
+            let mut r = req.clone();
+            strip_identity(&mut r, &cfg.identity.prefix);
+            r
+        })
+    });
+    c.bench_function("part_strip_cookies", |b| {
+        b.iter(|| {
+            let mut r = req.clone();
+            strip_cookies(&mut r, &[&cfg.session.cookie, &cfg.session.flow_cookie]);
+            r
+        })
+    });
+    c.bench_function("part_inject", |b| {
+        b.iter(|| {
+            let mut r = req.clone();
+            inject(&mut r, &cfg.identity, black_box(&idv));
+            r
+        })
+    });
+    c.bench_function("part_read_cookie", |b| {
+        b.iter(|| read_cookie(black_box(&req), &cfg.session.cookie).map(|c| c.len()))
+    });
+    c.bench_function("part_find", |b| {
+        b.iter(|| cfg.routes.find(&m, black_box("/whoami")))
+    });
+    c.bench_function("part_today", |b| {
+        b.iter(|| chrono::Utc::now().with_timezone(&cfg.timezone).date_naive())
     });
     c.bench_function("request_header_clone_baseline", |b| {
         b.iter(|| black_box(req.clone()))

@@ -100,6 +100,7 @@ fn init_logging() -> Option<verigate::logwriter::FlushGuard> {
             return None;
         }
     };
+    verigate::logwriter::install(writer.clone());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .json()

@@ -660,7 +660,7 @@ fn ifree(ctx: &mut Ctx, i: &FileIfree, flow_prefix: &str) -> Option<IfreeConfig>
     let callback_path = match &i.callback_path {
         None => format!("{flow_prefix}/ifree/callback"),
         Some(p) => match crate::gate::path::normalize(p) {
-            Ok(n) if n == *p => n,
+            Ok(n) if n == *p => n.into_owned(),
             _ => {
                 ctx.err(
                     format!("{at}.callback_path"),

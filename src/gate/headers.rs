@@ -52,27 +52,28 @@ pub fn read_cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
         .and_then(|c| c.value_raw())
 }
 
-/// Remove verigate's cookies from what goes upstream; other cookies pass untouched.
+/// Remove verigate's cookies from what goes upstream; other cookies pass untouched. One pass
+/// over the header values in place; the header is rewritten only when a cookie has to go.
 pub fn strip_cookies(req: &mut RequestHeader, names: &[&str]) {
-    let values: Vec<String> = req
+    let mut changed = false;
+    let mut kept = String::new();
+    for c in req
         .headers
         .get_all(http::header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_string))
-        .collect();
-    if values.is_empty() {
-        return;
-    }
-    let mut changed = false;
-    let mut kept = Vec::new();
-    for c in values
-        .iter()
-        .flat_map(|v| cookie::Cookie::split_parse(v.as_str()))
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
     {
         match c {
-            Ok(c) if names.contains(&c.name()) => changed = true,
-            Ok(c) => kept.push(format!("{}={}", c.name(), c.value())),
-            Err(_) => changed = true,
+            Ok(c) if !names.contains(&c.name()) => {
+                if !kept.is_empty() {
+                    kept.push_str("; ");
+                }
+                kept.push_str(c.name());
+                kept.push('=');
+                kept.push_str(c.value());
+            }
+            _ => changed = true,
         }
     }
     if !changed {
@@ -80,16 +81,23 @@ pub fn strip_cookies(req: &mut RequestHeader, names: &[&str]) {
     }
     req.remove_header(&http::header::COOKIE);
     if !kept.is_empty() {
-        let _ = req.insert_header(http::header::COOKIE, kept.join("; "));
+        let _ = req.insert_header(http::header::COOKIE, kept);
     }
 }
 
 /// An opened session with the header values every verified request carries, computed once
-/// per session cookie (see `Live::verified`).
+/// per session cookie (see `Live::verified`). Names are kept as wire bytes: Pingora's
+/// `insert_header` turns a `HeaderName` into its wire form (an allocation) on every call, a
+/// `Bytes` it only clones.
 #[derive(Debug)]
 pub struct Verified {
     pub claims: Claims,
-    pub base: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub base: Vec<(bytes::Bytes, http::HeaderValue)>,
+    age_ok: bytes::Bytes,
+}
+
+fn wire(name: &http::HeaderName) -> bytes::Bytes {
+    bytes::Bytes::copy_from_slice(name.as_str().as_bytes())
 }
 
 impl Verified {
@@ -97,7 +105,7 @@ impl Verified {
         let mut base = Vec::with_capacity(3);
         let mut push = |n: &http::HeaderName, v: &str| {
             if let Ok(v) = http::HeaderValue::from_str(&encode(v)) {
-                base.push((n.clone(), v));
+                base.push((wire(n), v));
             }
         };
         push(&names.unique_in_site, &claims.unique_in_site);
@@ -108,7 +116,11 @@ impl Verified {
                 &t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             );
         }
-        Verified { claims, base }
+        Verified {
+            claims,
+            base,
+            age_ok: wire(&names.age_ok),
+        }
     }
 }
 
@@ -135,7 +147,7 @@ pub fn inject(req: &mut RequestHeader, names: &IdentityHeaders, id: &Identity) {
     let c = &id.verified.claims;
     if let Some(ok) = id.age_ok {
         let v = http::HeaderValue::from_static(if ok { "true" } else { "false" });
-        let _ = req.insert_header(names.age_ok.clone(), v);
+        let _ = req.insert_header(id.verified.age_ok.clone(), v);
     }
     let f = id.forward;
     if f.name {
@@ -160,6 +172,27 @@ pub fn inject(req: &mut RequestHeader, names: &IdentityHeaders, id: &Identity) {
     }
 }
 
+/// The date in `tz` at UNIX time `now`, remembered per thread for the minute (time zones
+/// offsets are whole minutes), so a gated request does not convert time zones every time.
+pub fn today(tz: chrono_tz::Tz, now: i64) -> chrono::NaiveDate {
+    use std::cell::Cell;
+    thread_local! {
+        static LAST: Cell<Option<(i64, chrono_tz::Tz, chrono::NaiveDate)>> = const { Cell::new(None) };
+    }
+    let minute = now.div_euclid(60);
+    LAST.with(|last| match last.get() {
+        Some((m, t, d)) if m == minute && t == tz => d,
+        _ => {
+            let d = chrono::DateTime::from_timestamp(minute * 60, 0)
+                .unwrap_or_default()
+                .with_timezone(&tz)
+                .date_naive();
+            last.set(Some((minute, tz, d)));
+            d
+        }
+    })
+}
+
 /// International age on `today`: a birthday on the day counts; 29 February birthdays are
 /// reached on 1 March in common years.
 pub fn age_on(birth: chrono::NaiveDate, today: chrono::NaiveDate) -> i32 {
@@ -178,6 +211,30 @@ mod tests {
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn today_follows_the_zone_across_midnight() {
+        let seoul = chrono_tz::Asia::Seoul;
+        // 2026-03-01 00:00 KST is 2026-02-28 15:00 UTC.
+        let midnight = chrono::NaiveDate::from_ymd_opt(2026, 2, 28)
+            .unwrap()
+            .and_hms_opt(15, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp();
+        for (t, want) in [
+            (midnight - 61, d(2026, 2, 28)),
+            (midnight - 1, d(2026, 2, 28)),
+            (midnight, d(2026, 3, 1)),
+            (midnight + 59, d(2026, 3, 1)),
+            (midnight - 1, d(2026, 2, 28)),
+        ] {
+            assert_eq!(today(seoul, t), want, "{t}");
+        }
+        // Another zone in the same minute is not served from the cache.
+        assert_eq!(today(chrono_tz::UTC, midnight), d(2026, 2, 28));
+        assert_eq!(today(seoul, midnight), d(2026, 3, 1));
     }
 
     #[test]

@@ -39,7 +39,9 @@ pub struct Live {
     pub retired_keys: Vec<(crate::assertion::PublicJwk, i64)>,
     /// Opened session cookies with their precomputed header values, so that a verified
     /// request costs a lookup, not a decryption. Per config: a reload (new keys) starts empty.
-    sessions: moka::sync::Cache<String, Arc<headers::Verified>>,
+    /// Keyed with foldhash (seeded per process): SipHash over a ~450-byte cookie was most of
+    /// a lookup's cost.
+    sessions: moka::sync::Cache<String, Arc<headers::Verified>, foldhash::fast::RandomState>,
     /// Per-route metric handles for the common path (no label lookups per request).
     route_metrics: Vec<crate::metrics::RouteMetrics>,
 }
@@ -137,7 +139,7 @@ impl Live {
             sessions: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(300))
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             route_metrics,
         })
     }
@@ -204,6 +206,24 @@ pub struct Ctx {
     reservation: Option<(String, String)>,
 }
 
+/// The fields of one access-log line.
+#[derive(serde::Serialize)]
+struct AccessLine<'a> {
+    route: &'a str,
+    decision: &'a str,
+    status: u16,
+    method: &'a str,
+    latency_ms: f64,
+    gate_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_status: Option<u16>,
+    provider: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
 pub fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -240,7 +260,6 @@ impl Gate {
             ctx.decision = "passed";
             return Ok(false);
         };
-        let html = wants_html(session);
         let now = unix_now();
         let verified = headers::read_cookie(session.req_header(), &cfg.session.cookie)
             .and_then(|c| live.verified(c, now))
@@ -257,7 +276,7 @@ impl Gate {
                 .map(|p| p.as_str())
                 .unwrap_or("/");
             let verify = crate::flow::verify_url(&cfg.flow_prefix, return_to);
-            if html {
+            if wants_html(session) {
                 ctx.decision = "redirected_to_verify";
                 Reply::redirect(&verify).send(session).await?;
             } else {
@@ -273,11 +292,11 @@ impl Gate {
             (None, _) => None,
             (Some(_), None) => Some(false),
             (Some(min), Some(birth)) => {
-                let today = chrono::Utc::now().with_timezone(&cfg.timezone).date_naive();
+                let today = headers::today(cfg.timezone, now);
                 let ok = headers::age_on(birth, today) >= min as i32;
                 if !ok {
                     ctx.decision = "underage";
-                    Reply::problem(&Problem::new(403, "underage"), html)
+                    Reply::problem(&Problem::new(403, "underage"), wants_html(session))
                         .send(session)
                         .await?;
                     return Ok(true);
@@ -309,7 +328,7 @@ impl Gate {
                 }
                 Ok(Reservation::Taken) | Ok(Reservation::InProgress) => {
                     ctx.decision = "duplicate_account";
-                    Reply::problem(&Problem::new(409, "duplicate_account"), html)
+                    Reply::problem(&Problem::new(409, "duplicate_account"), wants_html(session))
                         .send(session)
                         .await?;
                     return Ok(true);
@@ -317,7 +336,7 @@ impl Gate {
                 Err(e) => {
                     tracing::warn!(route = %route.name, error = %e, "store unavailable; failing closed");
                     ctx.decision = "store_unavailable";
-                    Reply::problem(&Problem::new(503, "store_unavailable"), html)
+                    Reply::problem(&Problem::new(503, "store_unavailable"), wants_html(session))
                         .send(session)
                         .await?;
                     return Ok(true);
@@ -536,7 +555,7 @@ impl ProxyHttp for Gate {
             None => crate::metrics::request(route, decision),
         }
         let access_log = ctx.live.as_ref().is_none_or(|l| l.cfg.access_log);
-        if access_log {
+        if access_log && crate::logwriter::access_enabled() {
             let status = session
                 .response_written()
                 .map(|r| r.status.as_u16())
@@ -548,19 +567,18 @@ impl ProxyHttp for Gate {
                 .or(ctx.flow_provider.map(|p| p.as_str()))
                 .unwrap_or("");
             // Route names, decisions, numbers: never paths, cookies or personal data.
-            tracing::info!(
-                target: "verigate::access",
+            crate::logwriter::access(&AccessLine {
                 route,
                 decision,
                 status,
-                method = %session.req_header().method,
-                latency_ms = total.as_secs_f64() * 1000.0,
-                gate_ms = ctx.gate_time.as_secs_f64() * 1000.0,
-                upstream_ms = ctx.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
-                upstream_status = ctx.upstream_status,
+                method: session.req_header().method.as_str(),
+                latency_ms: total.as_secs_f64() * 1000.0,
+                gate_ms: ctx.gate_time.as_secs_f64() * 1000.0,
+                upstream_ms: ctx.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
+                upstream_status: ctx.upstream_status,
                 provider,
-                error = e.map(|e| e.etype().as_str()),
-            );
+                error: e.map(|e| e.etype().as_str()),
+            });
         }
     }
 }

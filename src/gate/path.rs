@@ -59,7 +59,33 @@ fn decode_round(input: &[u8]) -> Result<Option<Vec<u8>>, PathError> {
 
 /// Canonical form of a request path (without the query): fully percent-decoded, dot segments
 /// resolved, empty segments and `;params` removed, no trailing slash (except `/`).
-pub fn normalize(raw: &str) -> Result<String, PathError> {
+/// A path already in canonical form is returned as it is, without a copy.
+pub fn normalize(raw: &str) -> Result<std::borrow::Cow<'_, str>, PathError> {
+    if is_canonical(raw) {
+        return Ok(std::borrow::Cow::Borrowed(raw));
+    }
+    normalize_slow(raw).map(std::borrow::Cow::Owned)
+}
+
+/// Plain ASCII segments, none empty or a dot segment, nothing to decode or strip: what
+/// `normalize_slow` would give back unchanged (the common case, checked without allocating).
+fn is_canonical(raw: &str) -> bool {
+    if raw == "/" {
+        return true;
+    }
+    let b = raw.as_bytes();
+    if b.first() != Some(&b'/') || b.last() == Some(&b'/') {
+        return false;
+    }
+    let plain =
+        |c: &u8| (0x21..0x7f).contains(c) && !matches!(c, b'%' | b'\\' | b';' | b'?' | b'#');
+    b.iter().all(plain)
+        && raw[1..]
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != "..")
+}
+
+fn normalize_slow(raw: &str) -> Result<String, PathError> {
     let raw = raw.split(['?', '#']).next().unwrap_or("");
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
@@ -103,7 +129,37 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize;
+    use super::{is_canonical, normalize, normalize_slow};
+
+    #[test]
+    fn the_fast_path_agrees_with_the_full_normalisation() {
+        let pieces = [
+            "a", "B", ".", "..", "", "%73", "%2e", ";x", "x;y", "~", "-_", "\\", "?q", "#f", "한",
+            "a.b", "...", "%", "\t",
+        ];
+        let mut checked = 0;
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    for tail in ["", "/"] {
+                        let raw = format!("/{a}/{b}/{c}{tail}");
+                        if is_canonical(&raw) {
+                            checked += 1;
+                            assert_eq!(normalize_slow(&raw).as_deref(), Ok(raw.as_str()), "{raw}");
+                        }
+                        assert_eq!(
+                            normalize(&raw).map(|c| c.into_owned()),
+                            normalize_slow(&raw),
+                            "{raw}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} canonical samples");
+        assert!(is_canonical("/"));
+        assert!(!is_canonical(""));
+    }
 
     #[test]
     fn canonical_forms() {

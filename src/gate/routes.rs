@@ -17,7 +17,9 @@ impl MatchRule {
     pub fn new(pattern: &str, exact: bool, methods: Vec<Method>, case_sensitive: bool) -> Self {
         // Patterns get the same normalisation as requests; a pattern that cannot be normalised
         // (validated to start with /) falls back to its literal text.
-        let mut p = super::path::normalize(pattern).unwrap_or_else(|_| pattern.to_string());
+        let mut p = super::path::normalize(pattern)
+            .map(|p| p.into_owned())
+            .unwrap_or_else(|_| pattern.to_string());
         if !case_sensitive {
             p = p.to_lowercase();
         }
