@@ -189,9 +189,10 @@ run_wrk() { # name url [cookie]
 
 if [ -n "${PROFILE:-}" ]; then
   # PROFILE=out.data: sample verigate (perf, software clock) under gated load, then stop.
-  perf record -e cpu-clock -F 1999 -g -p "$VG_PID" -o "$PROFILE" -- sleep "$DURATION" >/dev/null 2>&1 &
+  # PROFILE_ROUTE=pass samples the pass-through route instead.
+  perf record -e cpu-clock -F 1999 ${PROFILE_CALLS:--g} -p "$VG_PID" -o "$PROFILE" -- sleep "$DURATION" >/dev/null 2>&1 &
   PERF=$!
-  wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/gated/x" | grep Requests/sec
+  wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/${PROFILE_ROUTE:-gated}/x" | grep Requests/sec
   wait "$PERF" || true
   exit 0
 fi

@@ -266,7 +266,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
             ctx.err("tuning.listener_tasks", "must be at least 1");
         }
         Tuning {
-            work_stealing: t.and_then(|t| t.work_stealing).unwrap_or(true),
+            work_stealing: t.and_then(|t| t.work_stealing).unwrap_or(false),
             upstream_keepalive_pool: pool,
             listener_tasks: tasks.max(1),
         }

@@ -256,8 +256,14 @@ impl Env {
             .map(|l| format!("    {l}"))
             .collect::<Vec<_>>()
             .join("\n");
+        // Many servers start and stop in one test process. Pingora finds a no-steal runtime's
+        // pool through a thread-local keyed by thread ids, which are recycled, so a later
+        // server's thread can inherit a stopped server's pool and hang (cloudflare/pingora#981,
+        // fix proposed in #982). In-process servers
+        // therefore use the work-stealing runtime; the binary tests (one server per process,
+        // `start_binary`) run the default no-steal one.
         let text = format!(
-            "{}\n{}",
+            "{}\ntuning: {{ work_stealing: true }}\n{}",
             yaml(upstream, &base, &extra, &setup.routes, &setup.store),
             setup.top
         );
