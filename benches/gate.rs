@@ -187,7 +187,7 @@ fn hot_path(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench, hot_path);
-criterion_main!(benches, assertions);
+criterion_main!(benches, assertions, logs);
 
 /// Signing one identity assertion (ES256), done per verified request when assertions are on.
 fn assertion(c: &mut Criterion) {
@@ -207,3 +207,40 @@ fn assertion(c: &mut Criterion) {
 }
 
 criterion_group!(assertions, assertion);
+
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    route: &'a str,
+    decision: &'a str,
+    status: u16,
+    method: &'a str,
+    latency_ms: f64,
+    gate_ms: f64,
+    upstream_ms: Option<f64>,
+    upstream_status: Option<u16>,
+    provider: &'a str,
+}
+
+fn access_log(c: &mut Criterion) {
+    let (w, _guard) = verigate::logwriter::batched(std::io::sink()).unwrap();
+    verigate::logwriter::install(w);
+    c.bench_function("access_log_line", |b| {
+        b.iter(|| {
+            verigate::logwriter::access(
+                std::time::Instant::now(),
+                black_box(&Line {
+                    route: "gated",
+                    decision: "passed",
+                    status: 200,
+                    method: "GET",
+                    latency_ms: 0.123456,
+                    gate_ms: 0.004567,
+                    upstream_ms: Some(0.0987),
+                    upstream_status: Some(200),
+                    provider: "iamport",
+                }),
+            )
+        })
+    });
+}
+criterion_group!(logs, access_log);

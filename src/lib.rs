@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod assertion;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod flow;

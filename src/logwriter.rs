@@ -162,12 +162,12 @@ pub fn access_enabled() -> bool {
     tracing::enabled!(target: "verigate::access", tracing::Level::INFO)
 }
 
-/// One access line, in the layout of tracing-subscriber's JSON formatter (`timestamp`,
+/// One access line (time stamped `at`), in the layout of tracing-subscriber's JSON formatter (`timestamp`,
 /// `level`, `fields`, `target`), serialised straight into the batch: one is written per
 /// request, and the generic formatter (a map of owned field values per event) cost about as
 /// much as the gate's own work. Without an installed batch (verigate used as a library) the
 /// line goes through `tracing` instead. The caller checks [`access_enabled`].
-pub fn access<T: serde::Serialize>(fields: &T) {
+pub fn access<T: serde::Serialize>(at: std::time::Instant, fields: &T) {
     let Some(w) = GLOBAL.get() else {
         if let Ok(f) = serde_json::to_string(fields) {
             tracing::info!(target: "verigate::access", "{f}");
@@ -182,9 +182,8 @@ pub fn access<T: serde::Serialize>(fields: &T) {
             return;
         };
         line.clear();
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         line.extend_from_slice(b"{\"timestamp\":\"");
-        line.extend_from_slice(now.as_bytes());
+        crate::clock::write_rfc3339_micros(at, &mut line);
         line.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":");
         if serde_json::to_writer(&mut *line, fields).is_err() {
             return;
@@ -249,7 +248,10 @@ mod tests {
         let sink = Sink::default();
         let (w, guard) = batched(sink.clone()).unwrap();
         install(w);
-        access(&serde_json::json!({"route": "signup", "decision": "passed", "method": "G\"ET"}));
+        access(
+            std::time::Instant::now(),
+            &serde_json::json!({"route": "signup", "decision": "passed", "method": "G\"ET"}),
+        );
         drop(guard);
         let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         let line: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();

@@ -260,7 +260,7 @@ impl Gate {
             ctx.decision = "passed";
             return Ok(false);
         };
-        let now = unix_now();
+        let now = crate::clock::unix_secs_at(ctx.started.unwrap_or_else(Instant::now));
         let verified = headers::read_cookie(session.req_header(), &cfg.session.cookie)
             .and_then(|c| live.verified(c, now))
             .filter(|v| req.providers.contains(&v.claims.provider))
@@ -441,7 +441,8 @@ impl ProxyHttp for Gate {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let t = Instant::now();
+        // The context was made just before this phase: its instant starts the gate's clock.
+        let t = *ctx.started.get_or_insert_with(Instant::now);
         let answered = self.gatekeep(session, ctx).await;
         ctx.gate_time += t.elapsed();
         answered
@@ -489,7 +490,7 @@ impl ProxyHttp for Gate {
                     id.age_ok,
                     c.provider.as_str(),
                     c.verified_at,
-                    unix_now(),
+                    crate::clock::unix_secs_at(t),
                 ) {
                     Some(jwt) => {
                         upstream.insert_header(cfg.identity.assertion.clone(), jwt)?;
@@ -508,8 +509,9 @@ impl ProxyHttp for Gate {
                 }
             }
         }
-        ctx.gate_time += t.elapsed();
-        ctx.upstream_sent = Some(Instant::now());
+        let sent = Instant::now();
+        ctx.gate_time += sent - t;
+        ctx.upstream_sent = Some(sent);
         Ok(())
     }
 
@@ -546,7 +548,8 @@ impl ProxyHttp for Gate {
             ctx.decision
         };
         let route = self.route_name(ctx);
-        let total = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
+        let end = Instant::now();
+        let total = ctx.started.map(|s| end - s).unwrap_or_default();
         let handles = match (&ctx.live, ctx.route) {
             (Some(l), Some(i)) => l.route_metrics(i),
             _ => None,
@@ -572,18 +575,21 @@ impl ProxyHttp for Gate {
                 .or(ctx.flow_provider.map(|p| p.as_str()))
                 .unwrap_or("");
             // Route names, decisions, numbers: never paths, cookies or personal data.
-            crate::logwriter::access(&AccessLine {
-                route,
-                decision,
-                status,
-                method: session.req_header().method.as_str(),
-                latency_ms: total.as_secs_f64() * 1000.0,
-                gate_ms: ctx.gate_time.as_secs_f64() * 1000.0,
-                upstream_ms: ctx.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
-                upstream_status: ctx.upstream_status,
-                provider,
-                error: e.map(|e| e.etype().as_str()),
-            });
+            crate::logwriter::access(
+                end,
+                &AccessLine {
+                    route,
+                    decision,
+                    status,
+                    method: session.req_header().method.as_str(),
+                    latency_ms: total.as_secs_f64() * 1000.0,
+                    gate_ms: ctx.gate_time.as_secs_f64() * 1000.0,
+                    upstream_ms: ctx.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
+                    upstream_status: ctx.upstream_status,
+                    provider,
+                    error: e.map(|e| e.etype().as_str()),
+                },
+            );
         }
     }
 }

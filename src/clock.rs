@@ -1,0 +1,127 @@
+//! Wall-clock time derived from monotonic instants the proxy takes anyway. Reading the clock
+//! is not free on every machine (on the VM this was measured on, `clock_gettime` went through
+//! the kernel, ~75 ns a read), and a verified request needs wall time twice: session expiry
+//! and the access line's timestamp. Each thread maps an `Instant` to wall time through a base
+//! pair (`Instant`, `SystemTime`), renewed when an instant is a second or more away from it, so
+//! wall time here is the system clock's, give or take its adjustments within that second.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const RENEW: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// (instant, nanoseconds since the UNIX epoch at that instant)
+    static BASE: Cell<Option<(Instant, i128)>> = const { Cell::new(None) };
+}
+
+fn base_near(at: Instant) -> (Instant, i128) {
+    BASE.with(|b| match b.get() {
+        // Instants a little before the base (a request that started before the last
+        // renewal) map through it too.
+        Some((i, n)) if at.max(i) - at.min(i) < RENEW => (i, n),
+        _ => {
+            let i = Instant::now();
+            let n = match SystemTime::now().duration_since(UNIX_EPOCH) {
+                Ok(d) => d.as_nanos() as i128,
+                Err(e) => -(e.duration().as_nanos() as i128),
+            };
+            b.set(Some((i, n)));
+            (i, n)
+        }
+    })
+}
+
+/// Nanoseconds since the UNIX epoch at `at`.
+pub fn unix_nanos_at(at: Instant) -> i128 {
+    let (i, n) = base_near(at);
+    match at.checked_duration_since(i) {
+        Some(d) => n + d.as_nanos() as i128,
+        None => n - i.duration_since(at).as_nanos() as i128,
+    }
+}
+
+/// Seconds since the UNIX epoch at `at`.
+pub fn unix_secs_at(at: Instant) -> i64 {
+    unix_nanos_at(at).div_euclid(1_000_000_000) as i64
+}
+
+/// `at` as RFC 3339 UTC with microseconds (`2026-11-24T06:19:44.123456Z`), appended to `out`.
+/// The part up to the seconds is formatted once per second per thread.
+pub fn write_rfc3339_micros(at: Instant, out: &mut Vec<u8>) {
+    thread_local! {
+        static SECOND: Cell<(i64, [u8; 19])> = const { Cell::new((i64::MIN, [0; 19])) };
+    }
+    let nanos = unix_nanos_at(at);
+    let secs = nanos.div_euclid(1_000_000_000) as i64;
+    let micros = (nanos.rem_euclid(1_000_000_000) / 1_000) as u32;
+    let prefix = SECOND.with(|c| {
+        let (s, p) = c.get();
+        if s == secs {
+            return p;
+        }
+        let mut p = [0u8; 19];
+        if let Some(t) = chrono::DateTime::from_timestamp(secs, 0) {
+            let f = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+            if f.len() == 19 {
+                p.copy_from_slice(f.as_bytes());
+            }
+        }
+        c.set((secs, p));
+        p
+    });
+    out.extend_from_slice(&prefix);
+    let mut frac = *b".000000Z";
+    let mut m = micros;
+    for i in (1..7).rev() {
+        frac[i] = b'0' + (m % 10) as u8;
+        m /= 10;
+    }
+    out.extend_from_slice(&frac);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follows_the_system_clock() {
+        let now = Instant::now();
+        let sys = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((unix_secs_at(now) - sys).abs() <= 1);
+        // Within one base, instants map exactly; across a renewal, within the time between
+        // the two clock reads that make a base (well under a millisecond).
+        let earlier = now.checked_sub(Duration::from_millis(250)).unwrap();
+        assert_eq!(unix_nanos_at(now) - unix_nanos_at(earlier), 250_000_000);
+        let later = now + Duration::from_millis(1500);
+        let gap = unix_nanos_at(later) - unix_nanos_at(now);
+        assert!((gap - 1_500_000_000).abs() < 1_000_000, "{gap}");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_with_microseconds() {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        write_rfc3339_micros(now, &mut out);
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(s.len(), 27, "{s}");
+        let t = chrono::DateTime::parse_from_rfc3339(&s).unwrap();
+        assert_eq!(
+            t.timestamp_nanos_opt().unwrap() as i128 / 1000,
+            unix_nanos_at(now) / 1000
+        );
+        // Within one second the cached prefix is reused and the fraction still moves.
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        write_rfc3339_micros(now, &mut a);
+        write_rfc3339_micros(now + Duration::from_micros(7), &mut b);
+        let (ta, tb) = (
+            chrono::DateTime::parse_from_rfc3339(std::str::from_utf8(&a).unwrap()).unwrap(),
+            chrono::DateTime::parse_from_rfc3339(std::str::from_utf8(&b).unwrap()).unwrap(),
+        );
+        assert_eq!((tb - ta).num_microseconds(), Some(7));
+    }
+}
