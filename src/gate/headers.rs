@@ -52,11 +52,23 @@ pub fn read_cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
         .and_then(|c| c.value_raw())
 }
 
-/// Remove verigate's cookies from what goes upstream; other cookies pass untouched. One pass
-/// over the header values in place; the header is rewritten only when a cookie has to go.
+/// Remove verigate's cookies from what goes upstream; other cookies pass untouched.
 pub fn strip_cookies(req: &mut RequestHeader, names: &[&str]) {
+    take_cookie(req, "", names, |_| ());
+}
+
+/// Find cookie `name` and remove the cookies named in `strip` from the request, parsing the
+/// Cookie header(s) once: `with` sees the value (borrowed) before the header changes. Other
+/// cookies pass untouched; the header is rewritten only when a cookie has to go.
+pub fn take_cookie<R>(
+    req: &mut RequestHeader,
+    name: &str,
+    strip: &[&str],
+    with: impl FnOnce(Option<&str>) -> R,
+) -> R {
     let mut changed = false;
     let mut kept = String::new();
+    let mut found = None;
     for c in req
         .headers
         .get_all(http::header::COOKIE)
@@ -64,25 +76,32 @@ pub fn strip_cookies(req: &mut RequestHeader, names: &[&str]) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(cookie::Cookie::split_parse)
     {
-        match c {
-            Ok(c) if !names.contains(&c.name()) => {
-                if !kept.is_empty() {
-                    kept.push_str("; ");
-                }
-                kept.push_str(c.name());
-                kept.push('=');
-                kept.push_str(c.value());
+        let Ok(c) = c else {
+            changed = true;
+            continue;
+        };
+        if found.is_none() && c.name() == name {
+            found = c.value_raw();
+        }
+        if strip.contains(&c.name()) {
+            changed = true;
+        } else {
+            if !kept.is_empty() {
+                kept.push_str("; ");
             }
-            _ => changed = true,
+            kept.push_str(c.name());
+            kept.push('=');
+            kept.push_str(c.value());
         }
     }
-    if !changed {
-        return;
+    let out = with(found);
+    if changed {
+        req.remove_header(&http::header::COOKIE);
+        if !kept.is_empty() {
+            let _ = req.insert_header(http::header::COOKIE, kept);
+        }
     }
-    req.remove_header(&http::header::COOKIE);
-    if !kept.is_empty() {
-        let _ = req.insert_header(http::header::COOKIE, kept);
-    }
+    out
 }
 
 /// An opened session with the header values every verified request carries, computed once
@@ -274,6 +293,27 @@ mod tests {
         assert_eq!(read_cookie(&r, "vg_flow"), Some("X"));
         strip_cookies(&mut r, &["vg", "vg_flow"]);
         assert_eq!(r.headers.get("cookie").unwrap(), "a=1; b=2");
+
+        // One parse: the value is seen before the cookies go.
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        r.append_header("Cookie", "a=1; vg=SECRET").unwrap();
+        r.append_header("Cookie", "vg_flow=X; b=2").unwrap();
+        let seen = take_cookie(&mut r, "vg", &["vg", "vg_flow"], |v| v.map(str::to_string));
+        assert_eq!(seen.as_deref(), Some("SECRET"));
+        assert_eq!(r.headers.get_all("cookie").iter().count(), 1);
+        assert_eq!(r.headers.get("cookie").unwrap(), "a=1; b=2");
+        // Only verigate's cookies: the header goes; none of them: it stays as it was.
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        r.append_header("Cookie", "vg=S").unwrap();
+        assert_eq!(
+            take_cookie(&mut r, "vg", &["vg"], |v| v.map(str::len)),
+            Some(1)
+        );
+        assert!(r.headers.get("cookie").is_none());
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        r.append_header("Cookie", "a=1;b=2").unwrap();
+        assert!(!take_cookie(&mut r, "vg", &["vg"], |v| v.is_some()));
+        assert_eq!(r.headers.get("cookie").unwrap(), "a=1;b=2");
     }
 
     #[test]

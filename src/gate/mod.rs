@@ -201,6 +201,8 @@ pub struct Ctx {
     upstream_sent: Option<Instant>,
     upstream_time: Option<Duration>,
     upstream_status: Option<u16>,
+    /// verigate's cookies are already gone from the request (see `check`).
+    cookies_stripped: bool,
     flow_provider: Option<crate::providers::ProviderId>,
     /// (route name, person hash) of a one-account reservation this request holds.
     reservation: Option<(String, String)>,
@@ -261,8 +263,18 @@ impl Gate {
             return Ok(false);
         };
         let now = crate::clock::unix_secs_at(ctx.started.unwrap_or_else(Instant::now));
-        let verified = headers::read_cookie(session.req_header(), &cfg.session.cookie)
-            .and_then(|c| live.verified(c, now))
+        // The session cookie is read and verigate's cookies are dropped in one parse; the
+        // upstream request is built from this header, so upstream_request_filter need not.
+        let own = [
+            cfg.session.cookie.as_str(),
+            cfg.session.flow_cookie.as_str(),
+        ];
+        let opened =
+            headers::take_cookie(session.req_header_mut(), &cfg.session.cookie, &own, |c| {
+                c.and_then(|c| live.verified(c, now))
+            });
+        ctx.cookies_stripped = true;
+        let verified = opened
             .filter(|v| req.providers.contains(&v.claims.provider))
             .filter(|v| {
                 req.max_session_age
@@ -480,7 +492,9 @@ impl ProxyHttp for Gate {
         let cfg = &live.cfg;
         // Stripped again here: nothing between the phases may have re-added one.
         headers::strip_identity(upstream, &cfg.identity.prefix);
-        headers::strip_cookies(upstream, &[&cfg.session.cookie, &cfg.session.flow_cookie]);
+        if !ctx.cookies_stripped {
+            headers::strip_cookies(upstream, &[&cfg.session.cookie, &cfg.session.flow_cookie]);
+        }
         if let Some(id) = &ctx.identity {
             headers::inject(upstream, &cfg.identity, id);
             if let Some(a) = &cfg.assertion {
