@@ -9,6 +9,9 @@
 # fetches for 1,000 concurrent completions.
 #
 # Usage: benches/load.sh [--duration SECONDS] [--rounds N] [--connections C] [--no-memory]
+#                        [--request browser|minimal]
+# --request: the headers every measured request carries besides the session cookie: `browser`
+# (the default) those of a Chrome page navigation, `minimal` only Host (wrk's bare request).
 # Variants: VG_ACCESS_LOG=false, VG_TUNING='tuning: { work_stealing: false }'.
 # Needs: cargo, curl, python3, wrk, nginx (Debian: apt-get install wrk nginx-light curl).
 # It installs nothing: it says what is missing and stops.
@@ -19,15 +22,34 @@ DURATION=5
 ROUNDS=3
 CONNS=32
 MEMORY=1
+REQUEST=browser
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION="$2"; shift 2 ;;
     --rounds) ROUNDS="$2"; shift 2 ;;
     --connections) CONNS="$2"; shift 2 ;;
     --no-memory) MEMORY=0; shift ;;
+    --request) REQUEST="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
+
+EXTRA=()
+case "$REQUEST" in
+  minimal) ;;
+  browser) EXTRA=(
+    -H "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+    -H "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+    -H "Accept-Language: ko-KR,ko;q=0.9,en-US;q=0.8,en;q=0.7"
+    -H "Accept-Encoding: gzip, deflate, br, zstd"
+    -H "Upgrade-Insecure-Requests: 1"
+    -H "Sec-Fetch-Dest: document"
+    -H "Sec-Fetch-Mode: navigate"
+    -H "Sec-Fetch-Site: same-origin"
+    -H "Referer: http://shop.example/cart"
+  ) ;;
+  *) echo "--request is browser or minimal" >&2; exit 2 ;;
+esac
 
 missing=()
 for tool in cargo curl python3 wrk; do
@@ -169,14 +191,14 @@ BACK=$(curl -s -o /dev/null -w '%{redirect_url}' -d @"$WORK/form" "http://127.0.
 curl -s -o /dev/null -b "$JAR" -c "$JAR" -H 'Accept: text/html' "$BACK"
 COOKIE=$(awk '$6 == "vg" { print $7 }' "$JAR")
 [ -n "$COOKIE" ] || { echo "could not mint a session" >&2; exit 1; }
-CODE=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/gated/x")
+CODE=$(curl -s -o /dev/null -w '%{http_code}' "${EXTRA[@]}" -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/gated/x")
 [ "$CODE" = 200 ] || { echo "the minted session does not pass the gate ($CODE)" >&2; exit 1; }
 
 # wrk prints Requests/sec and, with --latency, the 99% line.
 run_wrk() { # name url [cookie]
   local out
   if [ -n "${3:-}" ]; then
-    out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "Cookie: vg=$3" "$2")
+    out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${EXTRA[@]}" -H "Cookie: vg=$3" "$2")
   else
     out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$2")
   fi
@@ -192,7 +214,7 @@ if [ -n "${PROFILE:-}" ]; then
   # PROFILE_ROUTE=pass samples the pass-through route instead.
   perf record -e cpu-clock -F 1999 ${PROFILE_CALLS:--g} -p "$VG_PID" -o "$PROFILE" -- sleep "$DURATION" >/dev/null 2>&1 &
   PERF=$!
-  wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/${PROFILE_ROUTE:-gated}/x" | grep Requests/sec
+  wrk -t1 -c"$CONNS" -d"${DURATION}s" "${EXTRA[@]}" -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/${PROFILE_ROUTE:-gated}/x" | grep Requests/sec
   wait "$PERF" || true
   exit 0
 fi
@@ -202,28 +224,33 @@ MEMLINE=""
 if [ "$MEMORY" = 1 ]; then
   count() { curl -s "http://127.0.0.1:$P_ADMIN/metrics" | awk '/^verigate_requests_total\{decision="passed",route="gated"\}/ { print $2 }'; }
   rss() { awk '/VmRSS/ { print $2 }' "/proc/$VG_PID/status"; }
-  until [ "$(count)" -ge 10000 ]; do wrk -t1 -c"$CONNS" -d1s -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/gated/x" >/dev/null; done
+  until [ "$(count)" -ge 10000 ]; do wrk -t1 -c"$CONNS" -d1s "${EXTRA[@]}" -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/gated/x" >/dev/null; done
   R10K=$(rss); N10K=$(count)
-  while [ "$(count)" -lt 1000000 ]; do wrk -t1 -c"$CONNS" -d5s -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/gated/x" >/dev/null; done
+  while [ "$(count)" -lt 1000000 ]; do wrk -t1 -c"$CONNS" -d5s "${EXTRA[@]}" -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/gated/x" >/dev/null; done
   R1M=$(rss); N1M=$(count)
   MEMLINE=$(python3 -c "print(f'RSS after {int(float($N10K)):,} verified requests: {$R10K/1024:.1f} MiB; after {int(float($N1M)):,}: {$R1M/1024:.1f} MiB; ratio {$R1M/$R10K:.3f} (goal <= 1.10)')")
 fi
 
 # Warm up, then interleave the measured rounds.
-wrk -t1 -c"$CONNS" -d1s -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/gated/x" >/dev/null
+wrk -t1 -c"$CONNS" -d1s "${EXTRA[@]}" -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/gated/x" >/dev/null
 wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$P_PROXY/x" >/dev/null
 : > "$WORK/results"
 # Every target gets the same request bytes (the session cookie included), so the ratios
 # measure the gate's work, not request size.
-for r in $(seq 1 "$ROUNDS"); do
-  run_wrk gated "http://127.0.0.1:$P_VG/gated/x" "$COOKIE"
-  run_wrk pass "http://127.0.0.1:$P_VG/pass/x" "$COOKIE"
-  run_wrk nginx-proxy "http://127.0.0.1:$P_PROXY/x" "$COOKIE"
-  run_wrk nginx-auth "http://127.0.0.1:$P_AUTHED/x" "$COOKIE"
+# Each round starts one target later, so that no target always runs in the same position.
+TARGETS=(gated pass nginx-proxy nginx-auth)
+declare -A URL=([gated]="http://127.0.0.1:$P_VG/gated/x" [pass]="http://127.0.0.1:$P_VG/pass/x"
+  [nginx-proxy]="http://127.0.0.1:$P_PROXY/x" [nginx-auth]="http://127.0.0.1:$P_AUTHED/x")
+for r in $(seq 0 $((ROUNDS - 1))); do
+  for i in 0 1 2 3; do
+    t=${TARGETS[$(((r + i) % 4))]}
+    run_wrk "$t" "${URL[$t]}" "$COOKIE"
+  done
 done
 
-python3 - "$WORK/results" "$ROUNDS" "$DURATION" "$CONNS" <<'EOF'
+REQUEST="$REQUEST" python3 - "$WORK/results" "$ROUNDS" "$DURATION" "$CONNS" <<'EOF'
 import statistics, sys
+import os
 rows = [l.split() for l in open(sys.argv[1])]
 def ms(v):
     for unit, f in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
@@ -236,16 +263,25 @@ med = {k: statistics.median(v) for k, v in rps.items()}
 lat = {k: statistics.median(v) for k, v in p99.items()}
 import os
 print(f"\n{sys.argv[2]} interleaved rounds of {sys.argv[3]}s, {sys.argv[4]} connections, 1 worker each; medians")
+print(f"request headers: {os.environ.get('REQUEST', 'browser')}")
 print(f"verigate access_log: {os.environ.get('VG_ACCESS_LOG', 'true')}; {os.environ.get('VG_TUNING', '') or 'default tuning'}\n")
-print(f"| target | requests/s | p99 latency |")
-print(f"| --- | ---: | ---: |")
+print(f"| target | requests/s | p99 latency | requests/s, each round | p99, each round |")
+print(f"| --- | ---: | ---: | --- | --- |")
 for k in ("gated", "pass", "nginx-proxy", "nginx-auth"):
-    print(f"| {k} | {med[k]:,.0f} | {lat[k]:.2f} ms |")
+    each_r = " ".join(f"{v/1000:.1f}k" for v in rps[k])
+    each_p = " ".join(f"{v:.2f}" for v in p99[k])
+    print(f"| {k} | {med[k]:,.0f} | {lat[k]:.2f} ms | {each_r} | {each_p} |")
 print()
 print(f"gated / pass          = {med['gated']/med['pass']:.3f}   (goal >= 0.95)")
 print(f"gated / nginx-auth    = {med['gated']/med['nginx-auth']:.3f}   (goal >= 1.3)")
 print(f"gated / nginx-proxy   = {med['gated']/med['nginx-proxy']:.3f}   (aim: 1.0)")
 print(f"p99 gated / pass      = {lat['gated']/lat['pass']:.3f}   (goal <= 1.10)")
+# Ratios within each round (the targets of one round ran back to back).
+per = [(rps['gated'][i]/rps['pass'][i], rps['gated'][i]/rps['nginx-auth'][i], p99['gated'][i]/p99['pass'][i])
+       for i in range(len(rps['gated']))]
+print("per round: gated/pass " + " ".join(f"{a:.2f}" for a, _, _ in per)
+      + "; gated/nginx-auth " + " ".join(f"{b:.2f}" for _, b, _ in per)
+      + "; p99 gated/pass " + " ".join(f"{c:.2f}" for _, _, c in per))
 EOF
 
 [ -n "$MEMLINE" ] && echo "$MEMLINE"
