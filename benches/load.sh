@@ -12,7 +12,10 @@
 #                        [--request browser|minimal]
 # --request: the headers every measured request carries besides the session cookie: `browser`
 # (the default) those of a Chrome page navigation, `minimal` only Host (wrk's bare request).
-# Variants: VG_ACCESS_LOG=false, VG_TUNING='tuning: { work_stealing: false }'.
+# Variants: VG_ACCESS_LOG=false, VG_TUNING='tuning: { work_stealing: true }'.
+# CALLGRIND=1: run verigate under valgrind's callgrind instead and count the instructions one
+# request costs on each verigate route (2,000 sequential requests each, twice): a figure that
+# does not move with the machine's load, unlike requests/s. Needs valgrind.
 # Needs: cargo, curl, python3, wrk, nginx (Debian: apt-get install wrk nginx-light curl).
 # It installs nothing: it says what is missing and stops.
 set -euo pipefail
@@ -52,7 +55,7 @@ case "$REQUEST" in
 esac
 
 missing=()
-for tool in cargo curl python3 wrk; do
+for tool in cargo curl python3 wrk ${CALLGRIND:+valgrind callgrind_control}; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 NGINX=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
@@ -169,6 +172,7 @@ routes:
 EOF
 BENCH_KEYS=$("$BIN" keygen | sed -n 's/^VERIGATE_SESSION_KEYS=//p')
 BENCH_KEYS="$BENCH_KEYS" BENCH_IMP_KEY=sandbox_key BENCH_IMP_SECRET=sandbox_secret \
+  ${CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file=$WORK/cg.%p} \
   "$BIN" run -c "$WORK/verigate.yaml" 2>"$WORK/verigate.log" &
 VG_PID=$!
 PIDS+=($VG_PID)
@@ -208,6 +212,48 @@ run_wrk() { # name url [cookie]
   p99=$(echo "$out" | awk '$1 == "99%" { print $2 }')
   echo "$1 $rps $p99" >> "$WORK/results"
 }
+
+if [ -n "${CALLGRIND:-}" ]; then
+  cat > "$WORK/client.py" <<'PYEOF'
+import http.client, sys
+port, path, cookie, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+extra = [h.split(": ", 1) for h in sys.argv[5:]]
+c = http.client.HTTPConnection("127.0.0.1", port)
+for _ in range(n):
+    c.request("GET", path, headers={**dict(extra), "Cookie": "vg=" + cookie})
+    r = c.getresponse(); r.read()
+    if r.status != 200: sys.exit(f"{path}: {r.status}")
+PYEOF
+  HDRS=()
+  for ((i = 1; i < ${#EXTRA[@]}; i += 2)); do HDRS+=("${EXTRA[$i]}"); done
+  N=2000
+  for route in gated pass gated pass; do
+    python3 "$WORK/client.py" "$P_VG" "/$route/x" "$COOKIE" 200 "${HDRS[@]}"
+    callgrind_control -z "$VG_PID" >/dev/null 2>&1
+    python3 "$WORK/client.py" "$P_VG" "/$route/x" "$COOKIE" "$N" "${HDRS[@]}"
+    callgrind_control -d "$route" "$VG_PID" >/dev/null 2>&1
+  done
+  # Dumps are written asynchronously: wait for all four.
+  for _ in $(seq 1 500); do
+    [ "$(grep -lE '^desc: Trigger: .*(gated|pass)$' "$WORK"/cg.* 2>/dev/null | wc -l)" -ge 4 ] && break
+    sleep 0.02
+  done
+  python3 - "$N" "$REQUEST" "$WORK"/cg.* <<'PYEOF'
+import re, statistics, sys
+n, request = int(sys.argv[1]), sys.argv[2]
+per = {}
+for f in sys.argv[3:]:
+    text = open(f, errors="replace").read()
+    trig = re.search(r"^desc: Trigger: .*?(gated|pass)$", text, re.M)
+    total = re.search(r"^summary: (\d+)", text, re.M)
+    if trig and total:
+        per.setdefault(trig.group(1), []).append(int(total.group(1)) / n)
+g, p = statistics.median(per["gated"]), statistics.median(per["pass"])
+print(f"instructions per request (callgrind, {request} request headers, all threads): "
+      f"gated {g:,.0f}, pass {p:,.0f}; pass/gated = {p/g:.3f}")
+PYEOF
+  exit 0
+fi
 
 if [ -n "${PROFILE:-}" ]; then
   # PROFILE=out.data: sample verigate (perf, software clock) under gated load, then stop.
