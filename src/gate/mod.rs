@@ -439,11 +439,6 @@ impl Gate {
 impl ProxyHttp for Gate {
     type CTX = Ctx;
 
-    /// No downstream modules: Pingora's default adds a (disabled) response-compression module
-    /// that still builds a context and runs its filters on every request. verigate passes
-    /// the app's bodies through as they are.
-    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
-
     fn new_ctx(&self) -> Ctx {
         Ctx {
             started: Some(Instant::now()),
