@@ -8,14 +8,11 @@ use crate::providers::{ProviderError, VerifiedPerson};
 const PROVIDER: &str = "iamport";
 
 pub(super) fn start(live: &Live, session: &Session) -> Reply {
-    let (return_to, base) =
-        match start_checks(live, session, ProviderId::Iamport, live.iamport.is_some()) {
+    let (return_to, base, client) =
+        match start_checks(live, session, ProviderId::Iamport, live.iamport.as_ref()) {
             Ok(ok) => ok,
             Err(refusal) => return refusal,
         };
-    let Some(client) = &live.iamport else {
-        return Reply::problem(&Problem::new(404, "provider_not_accepted"), true);
-    };
     let prefix = &live.cfg.flow_prefix;
     let nonce = fresh_nonce();
     let flow = FlowClaims {

@@ -160,14 +160,11 @@ fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
 
 /// `GET {prefix}/ifree/start?return_to=`: the page that runs the ifree SDK.
 pub(super) fn start(live: &Live, session: &Session) -> Reply {
-    let (return_to, base) =
-        match start_checks(live, session, ProviderId::Ifree, live.ifree.is_some()) {
+    let (return_to, base, client) =
+        match start_checks(live, session, ProviderId::Ifree, live.ifree.as_ref()) {
             Ok(ok) => ok,
             Err(refusal) => return refusal,
         };
-    let Some(client) = &live.ifree else {
-        return Reply::problem(&Problem::new(404, "provider_not_accepted"), true);
-    };
     let cfg = client.config();
     let prefix = &live.cfg.flow_prefix;
     let state = fresh_nonce();

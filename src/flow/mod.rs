@@ -257,20 +257,20 @@ __CALL__
 
 /// What every provider's start endpoint checks first: the provider is configured, `return_to`
 /// is a same-site path whose route accepts it, and there is a base URL for the return.
-/// Answers `(return_to, base)`, or the reply that refuses the start.
-pub(crate) fn start_checks(
+/// Answers `(return_to, base, client)`, or the reply that refuses the start.
+pub(crate) fn start_checks<'a, C>(
     live: &Live,
     session: &Session,
     provider: ProviderId,
-    configured: bool,
-) -> std::result::Result<(String, String), Reply> {
+    client: Option<&'a C>,
+) -> std::result::Result<(String, String, &'a C), Reply> {
     let html = wants_html(session);
-    if !configured {
+    let Some(client) = client else {
         return Err(Reply::problem(
             &Problem::new(404, "provider_not_accepted"),
             html,
         ));
-    }
+    };
     let Some(return_to) = safe_return_to(query_param(session, "return_to").as_deref()) else {
         return Err(Reply::problem(&Problem::new(400, "bad_return_to"), html));
     };
@@ -283,7 +283,7 @@ pub(crate) fn start_checks(
     let Some(base) = public_base(live, session) else {
         return Err(Reply::problem(&Problem::new(400, "bad_request"), html));
     };
-    Ok((return_to, base))
+    Ok((return_to, base, client))
 }
 
 /// A fresh flow nonce (Iamport `merchant_uid`, TomoIDV `user_id`, ifree `state`).

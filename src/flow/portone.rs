@@ -17,14 +17,11 @@ fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
 }
 
 pub(super) fn start(live: &Live, session: &Session) -> Reply {
-    let (return_to, base) =
-        match start_checks(live, session, ProviderId::Portone, live.portone.is_some()) {
+    let (return_to, base, client) =
+        match start_checks(live, session, ProviderId::Portone, live.portone.as_ref()) {
             Ok(ok) => ok,
             Err(refusal) => return refusal,
         };
-    let Some(client) = &live.portone else {
-        return Reply::problem(&Problem::new(404, "provider_not_accepted"), true);
-    };
     let cfg = client.config();
     let prefix = &live.cfg.flow_prefix;
     let id = fresh_nonce();

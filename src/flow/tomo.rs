@@ -22,14 +22,11 @@ fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
 /// `GET {prefix}/tomo/start?return_to=`: 302 to TomoIDV's `start_idv_uri`. The body carries the
 /// flow parameters in the `verigate-flow` block, like every start page.
 pub(super) async fn start(live: &Live, session: &Session) -> Reply {
-    let (return_to, base) = match start_checks(live, session, ProviderId::Tomo, live.tomo.is_some())
-    {
-        Ok(ok) => ok,
-        Err(refusal) => return refusal,
-    };
-    let Some(client) = &live.tomo else {
-        return Reply::problem(&Problem::new(404, "provider_not_accepted"), true);
-    };
+    let (return_to, base, client) =
+        match start_checks(live, session, ProviderId::Tomo, live.tomo.as_ref()) {
+            Ok(ok) => ok,
+            Err(refusal) => return refusal,
+        };
     let prefix = &live.cfg.flow_prefix;
     let user_id = fresh_nonce();
     let back = format!("{base}{prefix}/tomo/return?state={user_id}");
