@@ -4,6 +4,7 @@
 //! and the access line's timestamp. Each thread maps an `Instant` to wall time through a base
 //! pair (`Instant`, `SystemTime`), renewed when an instant is a second or more away from it, so
 //! wall time here is the system clock's, give or take its adjustments within that second.
+//! Also the other wall-time helpers: `unix_now` and the date in a time zone (`today`).
 
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,6 +31,12 @@ fn base_near(at: Instant) -> (Instant, i128) {
             (i, n)
         }
     })
+}
+
+/// Seconds since the UNIX epoch, now (a clock read; the proxy's hot path uses
+/// [`unix_secs_at`] with an instant it already has).
+pub fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
 }
 
 /// Nanoseconds since the UNIX epoch at `at`.
@@ -80,9 +87,57 @@ pub fn write_rfc3339_micros(at: Instant, out: &mut Vec<u8>) {
     out.extend_from_slice(&frac);
 }
 
+/// The date in `tz` at UNIX time `now`, remembered per thread for the minute (time zones
+/// offsets are whole minutes), so a gated request does not convert time zones every time.
+pub fn today(tz: chrono_tz::Tz, now: i64) -> chrono::NaiveDate {
+    thread_local! {
+        static LAST: Cell<Option<(i64, chrono_tz::Tz, chrono::NaiveDate)>> = const { Cell::new(None) };
+    }
+    let minute = now.div_euclid(60);
+    LAST.with(|last| match last.get() {
+        Some((m, t, d)) if m == minute && t == tz => d,
+        _ => {
+            let d = chrono::DateTime::from_timestamp(minute * 60, 0)
+                .unwrap_or_default()
+                .with_timezone(&tz)
+                .date_naive();
+            last.set(Some((minute, tz, d)));
+            d
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> chrono::NaiveDate {
+        chrono::NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn today_follows_the_zone_across_midnight() {
+        let seoul = chrono_tz::Asia::Seoul;
+        // 2026-03-01 00:00 KST is 2026-02-28 15:00 UTC.
+        let midnight = chrono::NaiveDate::from_ymd_opt(2026, 2, 28)
+            .unwrap()
+            .and_hms_opt(15, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp();
+        for (t, want) in [
+            (midnight - 61, d(2026, 2, 28)),
+            (midnight - 1, d(2026, 2, 28)),
+            (midnight, d(2026, 3, 1)),
+            (midnight + 59, d(2026, 3, 1)),
+            (midnight - 1, d(2026, 2, 28)),
+        ] {
+            assert_eq!(today(seoul, t), want, "{t}");
+        }
+        // Another zone in the same minute is not served from the cache.
+        assert_eq!(today(chrono_tz::UTC, midnight), d(2026, 2, 28));
+        assert_eq!(today(seoul, midnight), d(2026, 3, 1));
+    }
 
     #[test]
     fn follows_the_system_clock() {

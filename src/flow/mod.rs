@@ -6,10 +6,11 @@ pub mod ifree;
 pub mod portone;
 pub mod tomo;
 
+use crate::clock::unix_now;
 use crate::gate::answers::{escape, page, wants_html, Problem, Reply};
 use crate::gate::headers;
 use crate::gate::path::normalize;
-use crate::gate::{unix_now, Live};
+use crate::gate::Live;
 use crate::providers::ProviderId;
 use crate::session::{Claims, FlowClaims, Purpose};
 use crate::store::Store;

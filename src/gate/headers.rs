@@ -191,27 +191,6 @@ pub fn inject(req: &mut RequestHeader, names: &IdentityHeaders, id: &Identity) {
     }
 }
 
-/// The date in `tz` at UNIX time `now`, remembered per thread for the minute (time zones
-/// offsets are whole minutes), so a gated request does not convert time zones every time.
-pub fn today(tz: chrono_tz::Tz, now: i64) -> chrono::NaiveDate {
-    use std::cell::Cell;
-    thread_local! {
-        static LAST: Cell<Option<(i64, chrono_tz::Tz, chrono::NaiveDate)>> = const { Cell::new(None) };
-    }
-    let minute = now.div_euclid(60);
-    LAST.with(|last| match last.get() {
-        Some((m, t, d)) if m == minute && t == tz => d,
-        _ => {
-            let d = chrono::DateTime::from_timestamp(minute * 60, 0)
-                .unwrap_or_default()
-                .with_timezone(&tz)
-                .date_naive();
-            last.set(Some((minute, tz, d)));
-            d
-        }
-    })
-}
-
 /// International age on `today`: a birthday on the day counts; 29 February birthdays are
 /// reached on 1 March in common years.
 pub fn age_on(birth: chrono::NaiveDate, today: chrono::NaiveDate) -> i32 {
@@ -230,30 +209,6 @@ mod tests {
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
-    }
-
-    #[test]
-    fn today_follows_the_zone_across_midnight() {
-        let seoul = chrono_tz::Asia::Seoul;
-        // 2026-03-01 00:00 KST is 2026-02-28 15:00 UTC.
-        let midnight = chrono::NaiveDate::from_ymd_opt(2026, 2, 28)
-            .unwrap()
-            .and_hms_opt(15, 0, 0)
-            .unwrap()
-            .and_utc()
-            .timestamp();
-        for (t, want) in [
-            (midnight - 61, d(2026, 2, 28)),
-            (midnight - 1, d(2026, 2, 28)),
-            (midnight, d(2026, 3, 1)),
-            (midnight + 59, d(2026, 3, 1)),
-            (midnight - 1, d(2026, 2, 28)),
-        ] {
-            assert_eq!(today(seoul, t), want, "{t}");
-        }
-        // Another zone in the same minute is not served from the cache.
-        assert_eq!(today(chrono_tz::UTC, midnight), d(2026, 2, 28));
-        assert_eq!(today(seoul, midnight), d(2026, 3, 1));
     }
 
     #[test]

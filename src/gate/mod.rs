@@ -12,6 +12,7 @@ pub mod headers;
 pub mod path;
 pub mod routes;
 
+use crate::clock::unix_now;
 use crate::config::RuntimeConfig;
 use crate::providers::iamport::IamportClient;
 use crate::store::{Reservation, Store};
@@ -226,10 +227,6 @@ struct AccessLine<'a> {
     error: Option<&'a str>,
 }
 
-pub fn unix_now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
 impl Gate {
     pub fn new(live: Arc<ArcSwap<Live>>, store: Arc<dyn Store>) -> Self {
         Gate {
@@ -304,7 +301,7 @@ impl Gate {
             (None, _) => None,
             (Some(_), None) => Some(false),
             (Some(min), Some(birth)) => {
-                let today = headers::today(cfg.timezone, now);
+                let today = crate::clock::today(cfg.timezone, now);
                 let ok = headers::age_on(birth, today) >= min as i32;
                 if !ok {
                     ctx.decision = "underage";
