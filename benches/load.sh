@@ -94,28 +94,31 @@ wait_port() {
   echo "nothing answers on port $1" >&2; exit 1
 }
 
-# The upstream app: a static nginx (one worker).
-mkdir -p "$WORK/up" "$WORK/front"
-cat > "$WORK/up/nginx.conf" <<EOF
+# Every nginx here runs with the same settings (one worker, no access log), then its own
+# servers: start_nginx NAME SERVERS.
+start_nginx() {
+  mkdir -p "$WORK/$1"
+  cat > "$WORK/$1/nginx.conf" <<EOF
 worker_processes 1;
-pid $WORK/up.pid;
-error_log $WORK/up/error.log crit;
+pid $WORK/$1.pid;
+error_log $WORK/$1/error.log crit;
 events { worker_connections 4096; }
 http {
   access_log off;
   keepalive_requests 1000000;
-  server { listen 127.0.0.1:$P_UP; location / { default_type text/plain; return 200 "hello\n"; } }
+$2
 }
 EOF
-# The nginx baselines: proxy_pass, and auth_request to a static-200 auth backend (one worker).
-cat > "$WORK/front/nginx.conf" <<EOF
-worker_processes 1;
-pid $WORK/front.pid;
-error_log $WORK/front/error.log crit;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
+  "$NGINX" -c "$WORK/$1/nginx.conf" -p "$WORK/$1" 2>/dev/null
+}
+
+# The upstream app: a static nginx.
+start_nginx up "$(cat <<EOF
+  server { listen 127.0.0.1:$P_UP; location / { default_type text/plain; return 200 "hello\n"; } }
+EOF
+)"
+# The nginx baselines: proxy_pass, and auth_request to a static-200 auth backend.
+start_nginx front "$(cat <<EOF
   upstream app { server 127.0.0.1:$P_UP; keepalive 64; }
   upstream auth { server 127.0.0.1:$P_AUTH; keepalive 64; }
   server { listen 127.0.0.1:$P_AUTH; location / { return 200; } }
@@ -138,10 +141,8 @@ http {
       proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
     }
   }
-}
 EOF
-"$NGINX" -c "$WORK/up/nginx.conf" -p "$WORK/up" 2>/dev/null
-"$NGINX" -c "$WORK/front/nginx.conf" -p "$WORK/front" 2>/dev/null
+)"
 wait_port "$P_UP"; wait_port "$P_PROXY"; wait_port "$P_AUTHED"
 
 # The sandbox and verigate (one worker thread, like each nginx).
