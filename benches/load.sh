@@ -199,14 +199,16 @@ COOKIE=$(awk '$6 == "vg" { print $7 }' "$JAR")
 CODE=$(curl -s -o /dev/null -w '%{http_code}' "${EXTRA[@]}" -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/gated/x")
 [ "$CODE" = 200 ] || { echo "the minted session does not pass the gate ($CODE)" >&2; exit 1; }
 
+# wrk with the measured request's bytes (the extra headers and the session cookie).
+load() { # duration url [wrk options]
+  wrk -t1 -c"$CONNS" -d"$1" "${@:3}" "${EXTRA[@]}" -H "Cookie: vg=$COOKIE" "$2"
+}
+GATED="http://127.0.0.1:$P_VG/gated/x"
+
 # wrk prints Requests/sec and, with --latency, the 99% line.
-run_wrk() { # name url [cookie]
+run_wrk() { # name url
   local out
-  if [ -n "${3:-}" ]; then
-    out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${EXTRA[@]}" -H "Cookie: vg=$3" "$2")
-  else
-    out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$2")
-  fi
+  out=$(load "${DURATION}s" "$2" --latency)
   if echo "$out" | grep -q "Non-2xx"; then echo "$1: non-2xx answers:" >&2; echo "$out" >&2; exit 1; fi
   local rps p99
   rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
@@ -261,7 +263,7 @@ if [ -n "${PROFILE:-}" ]; then
   # PROFILE_ROUTE=pass samples the pass-through route instead.
   perf record -e cpu-clock -F 1999 ${PROFILE_CALLS:--g} -p "$VG_PID" -o "$PROFILE" -- sleep "$DURATION" >/dev/null 2>&1 &
   PERF=$!
-  wrk -t1 -c"$CONNS" -d"${DURATION}s" "${EXTRA[@]}" -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/${PROFILE_ROUTE:-gated}/x" | grep Requests/sec
+  load "${DURATION}s" "http://127.0.0.1:$P_VG/${PROFILE_ROUTE:-gated}/x" | grep Requests/sec
   wait "$PERF" || true
   exit 0
 fi
@@ -271,27 +273,27 @@ MEMLINE=""
 if [ "$MEMORY" = 1 ]; then
   count() { curl -s "http://127.0.0.1:$P_ADMIN/metrics" | awk '/^verigate_requests_total\{decision="passed",route="gated"\}/ { print $2 }'; }
   rss() { awk '/VmRSS/ { print $2 }' "/proc/$VG_PID/status"; }
-  until [ "$(count)" -ge 10000 ]; do wrk -t1 -c"$CONNS" -d1s "${EXTRA[@]}" -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/gated/x" >/dev/null; done
+  until [ "$(count)" -ge 10000 ]; do load 1s "$GATED" >/dev/null; done
   R10K=$(rss); N10K=$(count)
-  while [ "$(count)" -lt 1000000 ]; do wrk -t1 -c"$CONNS" -d5s "${EXTRA[@]}" -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/gated/x" >/dev/null; done
+  while [ "$(count)" -lt 1000000 ]; do load 5s "$GATED" >/dev/null; done
   R1M=$(rss); N1M=$(count)
   MEMLINE=$(python3 -c "print(f'RSS after {int(float($N10K)):,} verified requests: {$R10K/1024:.1f} MiB; after {int(float($N1M)):,}: {$R1M/1024:.1f} MiB; ratio {$R1M/$R10K:.3f} (goal <= 1.10)')")
 fi
 
 # Warm up, then interleave the measured rounds.
-wrk -t1 -c"$CONNS" -d1s "${EXTRA[@]}" -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/gated/x" >/dev/null
-wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$P_PROXY/x" >/dev/null
+load 1s "$GATED" >/dev/null
+load 1s "http://127.0.0.1:$P_PROXY/x" >/dev/null
 : > "$WORK/results"
 # Every target gets the same request bytes (the session cookie included), so the ratios
 # measure the gate's work, not request size.
 # Each round starts one target later, so that no target always runs in the same position.
 TARGETS=(gated pass nginx-proxy nginx-auth)
-declare -A URL=([gated]="http://127.0.0.1:$P_VG/gated/x" [pass]="http://127.0.0.1:$P_VG/pass/x"
+declare -A URL=([gated]="$GATED" [pass]="http://127.0.0.1:$P_VG/pass/x"
   [nginx-proxy]="http://127.0.0.1:$P_PROXY/x" [nginx-auth]="http://127.0.0.1:$P_AUTHED/x")
 for r in $(seq 0 $((ROUNDS - 1))); do
   for i in 0 1 2 3; do
     t=${TARGETS[$(((r + i) % 4))]}
-    run_wrk "$t" "${URL[$t]}" "$COOKIE"
+    run_wrk "$t" "${URL[$t]}"
   done
 done
 
