@@ -225,6 +225,26 @@ impl Driver {
     }
 }
 
+/// The demo shop behind verigate, with `/whoami` gated on `providers` (YAML list items).
+async fn whoami_env(providers: &str) -> Env {
+    let routes = format!(
+        r#"
+routes:
+  - name: whoami
+    match: {{ path: /whoami }}
+    require: {{ providers: [{providers}] }}
+  - name: everything-else
+    match: {{ path_prefix: / }}
+"#
+    );
+    Env::with(Setup {
+        demo_app: true,
+        routes,
+        ..Setup::default()
+    })
+    .await
+}
+
 async fn fill_sandbox_form(d: &Driver, name: &str, birth: &str) {
     d.find("form[action='certify']").await;
     d.fill("input[name=name]", name).await;
@@ -318,20 +338,7 @@ async fn a_foreign_visitor_and_an_ifree_member_use_the_pages() {
     let Some(d) = Driver::start().await else {
         return;
     };
-    let routes = r#"
-routes:
-  - name: whoami
-    match: { path: /whoami }
-    require: { providers: [iamport, tomo, ifree] }
-  - name: everything-else
-    match: { path_prefix: / }
-"#;
-    let env = Env::with(Setup {
-        demo_app: true,
-        routes: routes.into(),
-        ..Setup::default()
-    })
-    .await;
+    let env = whoami_env("iamport, tomo, ifree").await;
     // TomoIDV: the choice page, the redirect to the TomoIDV window, and back.
     d.go(&env.url("/whoami")).await;
     d.click("a[data-provider=tomo]").await;
@@ -395,20 +402,7 @@ async fn a_person_verifies_with_portone_through_the_page() {
     let Some(d) = Driver::start().await else {
         return;
     };
-    let routes = r#"
-routes:
-  - name: whoami
-    match: { path: /whoami }
-    require: { providers: [portone] }
-  - name: everything-else
-    match: { path_prefix: / }
-"#;
-    let env = Env::with(Setup {
-        demo_app: true,
-        routes: routes.into(),
-        ..Setup::default()
-    })
-    .await;
+    let env = whoami_env("portone").await;
     d.go(&env.url("/whoami")).await;
     d.click("a[data-provider=portone]").await;
     d.click("#verigate-start").await;
