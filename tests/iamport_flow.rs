@@ -43,11 +43,7 @@ async fn redirect_mode_end_to_end() {
         .ends_with("/.verigate/iamport/return"));
     let back = b.certify(env.sandbox, &flow, &Person::adult(), true).await;
     let imp_uid = back["imp_uid"].as_str().unwrap().to_string();
-    let req = b
-        .client
-        .get(back["location"].as_str().unwrap())
-        .header("accept", "text/html");
-    let r = b.send(req).await;
+    let r = b.open_html(back["location"].as_str().unwrap()).await;
     assert_eq!(r.status(), 302);
     assert_eq!(r.headers()["location"], "/signup?plan=gold");
     assert!(b.jar.contains_key("vg"), "session cookie set");
@@ -175,14 +171,10 @@ async fn replayed_imp_uid_is_refused() {
     let back = b.certify(env.sandbox, &flow, &Person::adult(), true).await;
     let loc = back["location"].as_str().unwrap().to_string();
     let mut attacker = b.clone(); // same flow cookie, kept aside
-    let r = b
-        .send(b.client.get(&loc).header("accept", "text/html"))
-        .await;
+    let r = b.open_html(&loc).await;
     assert_eq!(r.status(), 302);
     // Replay of the same return URL with the same (still unexpired) flow cookie.
-    let r = attacker
-        .send(attacker.client.get(&loc).header("accept", "text/html"))
-        .await;
+    let r = attacker.open_html(&loc).await;
     assert_eq!(r.status(), 409);
     assert!(!attacker.jar.contains_key("vg") || attacker.jar.get("vg") == b.jar.get("vg"));
     let html = r.text().await.unwrap();

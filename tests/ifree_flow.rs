@@ -93,8 +93,7 @@ async fn login_redirect(
         .unwrap();
     assert!(r.status().is_redirection());
     let back = r.headers()["location"].to_str().unwrap().to_string();
-    let req = b.client.get(back).header("accept", "text/html");
-    b.send(req).await
+    b.open_html(&back).await
 }
 
 /// Log in through the SDK's callback: `POST /ifree/login {ptn_token}`.

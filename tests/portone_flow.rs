@@ -54,11 +54,6 @@ async fn window(env: &Env, flow: &Value, birth: &str, outcome: &str, ago: i64) -
     r.headers()["location"].to_str().unwrap().to_string()
 }
 
-async fn back(b: &mut Browser, url: &str) -> reqwest::Response {
-    let req = b.client.get(url).header("accept", "text/html");
-    b.send(req).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_and_callback_modes() {
     let env = env().await;
@@ -66,7 +61,7 @@ async fn redirect_and_callback_modes() {
     let flow = start(&mut b).await;
     assert_eq!(flow["store_id"], "store-sandbox");
     let ret = window(&env, &flow, "1990-03-04", "verified", 0).await;
-    let r = back(&mut b, &ret).await;
+    let r = b.open_html(&ret).await;
     assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
     assert_eq!(b.get_html("/adult").await.status(), 200);
     let up = env.last_upstream();
@@ -106,7 +101,7 @@ async fn failed_stale_minor_replayed_and_foreign_results_are_refused() {
     let mut b = env.browser();
     let flow = start(&mut b).await;
     let ret = window(&env, &flow, "1990-03-04", "failed", 0).await;
-    assert_eq!(back(&mut b, &ret).await.status(), 403);
+    assert_eq!(b.open_html(&ret).await.status(), 403);
     // The same FAILED result presented without the code: the API says it is not verified.
     let id = flow["identity_verification_id"].clone();
     let r = b
@@ -121,26 +116,26 @@ async fn failed_stale_minor_replayed_and_foreign_results_are_refused() {
     let mut s = env.browser();
     let flow = start(&mut s).await;
     let ret = window(&env, &flow, "1990-03-04", "verified", 3600).await;
-    let r = back(&mut s, &ret).await;
+    let r = s.open_html(&ret).await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("stale_result"));
     // A minor: verified, refused at the age gate.
     let mut kid = env.browser();
     let flow = start(&mut kid).await;
     let ret = window(&env, &flow, "2016-01-01", "verified", 0).await;
-    assert_eq!(back(&mut kid, &ret).await.status(), 302);
+    assert_eq!(kid.open_html(&ret).await.status(), 302);
     assert_eq!(kid.get_html("/adult").await.status(), 403);
     // Replay with the same flow cookie.
     let mut v = env.browser();
     let flow = start(&mut v).await;
     let ret = window(&env, &flow, "1990-03-04", "verified", 0).await;
     let mut replay = v.clone();
-    assert_eq!(back(&mut v, &ret).await.status(), 302);
-    assert_eq!(back(&mut replay, &ret).await.status(), 409);
+    assert_eq!(v.open_html(&ret).await.status(), 302);
+    assert_eq!(replay.open_html(&ret).await.status(), 409);
     // Another browser's id with this browser's flow cookie.
     let mut other = env.browser();
     start(&mut other).await;
-    let r = back(&mut other, &ret).await;
+    let r = other.open_html(&ret).await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("flow_mismatch"));
     // Unknown id within a valid flow: the provider has no such verification.
@@ -201,5 +196,5 @@ async fn sandbox_api_shapes() {
         88
     );
     assert!(chrono::DateTime::parse_from_rfc3339(fetched["verifiedAt"].as_str().unwrap()).is_ok());
-    assert_eq!(back(&mut b, &ret).await.status(), 302);
+    assert_eq!(b.open_html(&ret).await.status(), 302);
 }

@@ -78,11 +78,6 @@ async fn window(b: &Browser, uri: &str, v: &Visitor) -> String {
     r.headers()["location"].to_str().unwrap().to_string()
 }
 
-async fn back(b: &mut Browser, url: &str) -> reqwest::Response {
-    let req = b.client.get(url).header("accept", "text/html");
-    b.send(req).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_visitor_verifies_end_to_end() {
     let env = env().await;
@@ -100,7 +95,7 @@ async fn a_foreign_visitor_verifies_end_to_end() {
         ret.contains("/.verigate/tomo/return?state=") && ret.contains("token="),
         "{ret}"
     );
-    let r = back(&mut b, &ret).await;
+    let r = b.open_html(&ret).await;
     assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
     assert_eq!(r.headers()["location"], "/adult/area");
     assert_eq!(b.get_html("/adult/area").await.status(), 200);
@@ -116,7 +111,7 @@ async fn a_foreign_visitor_verifies_end_to_end() {
     let mut again = env.browser();
     let (uri, _) = start(&mut again, "/adult").await;
     let ret = window(&again, &uri, &JANE).await;
-    assert_eq!(back(&mut again, &ret).await.status(), 302);
+    assert_eq!(again.open_html(&ret).await.status(), 302);
     again.get_html("/adult").await;
     assert_eq!(
         env.last_upstream()["headers"]["x-verified-unique-in-site"][0],
@@ -146,7 +141,7 @@ async fn failure_minor_and_replay() {
     )
     .await;
     assert!(ret.contains("failed=1"));
-    let r = back(&mut b, &ret).await;
+    let r = b.open_html(&ret).await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("not_certified"));
     assert!(!b.jar.contains_key("vg"));
@@ -164,7 +159,7 @@ async fn failure_minor_and_replay() {
         },
     )
     .await;
-    assert_eq!(back(&mut kid, &ret).await.status(), 302);
+    assert_eq!(kid.open_html(&ret).await.status(), 302);
     assert_eq!(kid.get_html("/adult").await.status(), 403);
 
     // Replayed return URL with the same flow cookie.
@@ -180,8 +175,8 @@ async fn failure_minor_and_replay() {
     )
     .await;
     let mut attacker = v.clone();
-    assert_eq!(back(&mut v, &ret).await.status(), 302);
-    let r = back(&mut attacker, &ret).await;
+    assert_eq!(v.open_html(&ret).await.status(), 302);
+    let r = attacker.open_html(&ret).await;
     assert_eq!(r.status(), 409);
     assert!(r.text().await.unwrap().contains("replayed_result"));
 }
@@ -203,7 +198,7 @@ async fn another_flows_result_or_ppid_is_refused() {
     // The attacker's own browser presents the victim's return URL: the state is not its flow.
     let mut attacker = env.browser();
     let (auri, _) = start(&mut attacker, "/adult").await;
-    let r = back(&mut attacker, &vret).await;
+    let r = attacker.open_html(&vret).await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("flow_mismatch"));
     // The attacker finishes its own verification but swaps in the victim's token (PPID).
@@ -235,7 +230,7 @@ async fn another_flows_result_or_ppid_is_refused() {
         })
         .collect();
     forged.query_pairs_mut().clear().extend_pairs(pairs);
-    let r = back(&mut attacker, forged.as_str()).await;
+    let r = attacker.open_html(forged.as_str()).await;
     assert_eq!(
         r.status(),
         403,
@@ -279,12 +274,12 @@ async fn another_flows_result_or_ppid_is_refused() {
         })
         .collect();
     u.query_pairs_mut().clear().extend_pairs(pairs);
-    assert_eq!(back(&mut sneaky, u.as_str()).await.status(), 403);
+    assert_eq!(sneaky.open_html(u.as_str()).await.status(), 403);
     // No flow cookie at all.
     let mut stranger = env.browser();
-    assert_eq!(back(&mut stranger, &vret).await.status(), 400);
+    assert_eq!(stranger.open_html(&vret).await.status(), 400);
     // The victim's own return still works.
-    assert_eq!(back(&mut victim, &vret).await.status(), 302);
+    assert_eq!(victim.open_html(&vret).await.status(), 302);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,7 +289,7 @@ async fn expired_token_is_refreshed_once() {
     let (uri, _) = start(&mut b, "/adult").await;
     assert_eq!(env.tomo.token_requests(), 1);
     let ret = window(&b, &uri, &JANE).await;
-    assert_eq!(back(&mut b, &ret).await.status(), 302);
+    assert_eq!(b.open_html(&ret).await.status(), 302);
     assert_eq!(
         env.tomo.token_requests(),
         1,
@@ -309,7 +304,7 @@ async fn expired_token_is_refreshed_once() {
         "a 401 on the cached token fetched a new one"
     );
     let ret = window(&c, &uri, &JANE).await;
-    assert_eq!(back(&mut c, &ret).await.status(), 302);
+    assert_eq!(c.open_html(&ret).await.status(), 302);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

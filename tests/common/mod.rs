@@ -470,10 +470,12 @@ impl Browser {
     }
 
     pub async fn get_html(&mut self, path: &str) -> reqwest::Response {
-        let req = self
-            .client
-            .get(self.url(path))
-            .header("accept", "text/html");
+        self.open_html(&self.url(path)).await
+    }
+
+    /// A page navigation to an absolute URL (a provider's return URL, say).
+    pub async fn open_html(&mut self, url: &str) -> reqwest::Response {
+        let req = self.client.get(url).header("accept", "text/html");
         self.send(req).await
     }
 
