@@ -208,19 +208,6 @@ fn assertion(c: &mut Criterion) {
 
 criterion_group!(assertions, assertion);
 
-#[derive(serde::Serialize)]
-struct Line<'a> {
-    route: &'a str,
-    decision: &'a str,
-    status: u16,
-    method: &'a str,
-    latency_ms: f64,
-    gate_ms: f64,
-    upstream_ms: Option<f64>,
-    upstream_status: Option<u16>,
-    provider: &'a str,
-}
-
 fn access_log(c: &mut Criterion) {
     let (w, _guard) = verigate::logwriter::batched(std::io::sink()).unwrap();
     verigate::logwriter::install(w);
@@ -228,7 +215,7 @@ fn access_log(c: &mut Criterion) {
         b.iter(|| {
             verigate::logwriter::access(
                 std::time::Instant::now(),
-                black_box(&Line {
+                black_box(&verigate::gate::AccessLine {
                     route: "gated",
                     decision: "passed",
                     status: 200,
@@ -238,6 +225,7 @@ fn access_log(c: &mut Criterion) {
                     upstream_ms: Some(0.0987),
                     upstream_status: Some(200),
                     provider: "iamport",
+                    error: None,
                 }),
             )
         })

@@ -209,22 +209,22 @@ pub struct Ctx {
     reservation: Option<(String, String)>,
 }
 
-/// The fields of one access-log line.
+/// The fields of one access-log line (public for the benchmark of writing one).
 #[derive(serde::Serialize)]
-struct AccessLine<'a> {
-    route: &'a str,
-    decision: &'a str,
-    status: u16,
-    method: &'a str,
-    latency_ms: f64,
-    gate_ms: f64,
+pub struct AccessLine<'a> {
+    pub route: &'a str,
+    pub decision: &'a str,
+    pub status: u16,
+    pub method: &'a str,
+    pub latency_ms: f64,
+    pub gate_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    upstream_ms: Option<f64>,
+    pub upstream_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    upstream_status: Option<u16>,
-    provider: &'a str,
+    pub upstream_status: Option<u16>,
+    pub provider: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
+    pub error: Option<&'a str>,
 }
 
 impl Gate {
