@@ -16,6 +16,7 @@
 # CALLGRIND=1: run verigate under valgrind's callgrind instead and count the instructions one
 # request costs on each verigate route (2,000 sequential requests each, twice): a figure that
 # does not move with the machine's load, unlike requests/s. Needs valgrind.
+# CALLGRIND_KEEP=dir keeps the callgrind dumps there, for callgrind_annotate.
 # Needs: cargo, curl, python3, wrk, nginx (Debian: apt-get install wrk nginx-light curl).
 # It installs nothing: it says what is missing and stops.
 set -euo pipefail
@@ -241,6 +242,7 @@ PYEOF
     [ "$(grep -lE '^desc: Trigger: .*(gated|pass)$' "$WORK"/cg.* 2>/dev/null | wc -l)" -ge 4 ] && break
     sleep 0.02
   done
+  if [ -n "${CALLGRIND_KEEP:-}" ]; then mkdir -p "$CALLGRIND_KEEP" && cp "$WORK"/cg.* "$CALLGRIND_KEEP"/; fi
   python3 - "$N" "$REQUEST" "$WORK"/cg.* <<'PYEOF'
 import re, statistics, sys
 n, request = int(sys.argv[1]), sys.argv[2]

@@ -360,6 +360,7 @@ async fn binary_logs_carry_no_personal_data_and_reload_on_sighup() {
         "{}\n{ASSERTION}",
         yaml(
             upstream,
+            "",
             &format!("http://{sandbox}/iamport"),
             "",
             DEFAULT_ROUTES,

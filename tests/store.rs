@@ -358,6 +358,7 @@ async fn sqlite_kill_9_mid_load_loses_nothing_acknowledged() {
     .await;
     let yaml_text = yaml(
         upstream,
+        "",
         "http://127.0.0.1:9/iamport",
         "",
         DEFAULT_ROUTES,
@@ -625,6 +626,7 @@ async fn accounts_cli_counts_and_forgets() {
     }
     let yaml_text = yaml(
         loopback(),
+        "",
         "http://127.0.0.1:9/iamport",
         "",
         DEFAULT_ROUTES,

@@ -58,6 +58,8 @@ pub struct FileUpstream {
     pub connect_timeout: Option<String>,
     #[serde(default)]
     pub read_timeout: Option<String>,
+    #[serde(default)]
+    pub preserve_header_case: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -75,6 +75,9 @@ pub struct Upstream {
     pub sni: String,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Send header names upstream spelled as the client sent them (`upstream.preserve_header_case`).
+    /// Off by default: names go in canonical case, which HTTP says is the same header.
+    pub preserve_header_case: bool,
 }
 
 #[derive(Debug, Clone)]

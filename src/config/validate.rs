@@ -214,6 +214,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
             f.upstream.read_timeout.as_deref(),
             Duration::from_secs(60),
         ),
+        preserve_header_case: f.upstream.preserve_header_case,
     };
 
     // flow prefix

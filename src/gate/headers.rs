@@ -3,6 +3,7 @@
 
 use crate::config::{Forward, IdentityHeaders};
 use crate::session::Claims;
+use http::{HeaderName, HeaderValue};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use pingora::http::RequestHeader;
 
@@ -18,24 +19,94 @@ pub fn is_identity_header(name: &str, prefix: &str) -> bool {
         })
 }
 
+/// Where header edits land: Pingora's `RequestHeader` (keeps each name's letter case, at the
+/// price of a second map and a name parse per insert) or a plain `http::HeaderMap` (see
+/// [`edit_plain`]).
+pub trait Edit {
+    fn map(&self) -> &http::HeaderMap;
+    fn remove(&mut self, name: &HeaderName);
+    fn insert(&mut self, name: &HeaderName, value: HeaderValue);
+    /// Room for `n` more headers, where the backing maps allow it.
+    fn reserve(&mut self, n: usize);
+}
+
+impl Edit for RequestHeader {
+    fn map(&self) -> &http::HeaderMap {
+        &self.headers
+    }
+    fn remove(&mut self, name: &HeaderName) {
+        self.remove_header(name);
+    }
+    fn insert(&mut self, name: &HeaderName, value: HeaderValue) {
+        // Infallible for a valid `HeaderName`: Pingora re-parses the name it was given.
+        let _ = self.insert_header(name.clone(), value);
+    }
+    fn reserve(&mut self, _: usize) {}
+}
+
+impl Edit for http::HeaderMap {
+    fn map(&self) -> &http::HeaderMap {
+        self
+    }
+    fn remove(&mut self, name: &HeaderName) {
+        http::HeaderMap::remove(self, name);
+    }
+    fn insert(&mut self, name: &HeaderName, value: HeaderValue) {
+        // Fails only past `http`'s 32,768 entries, which Pingora's parser never lets in.
+        let _ = self.try_insert(name.clone(), value);
+    }
+    fn reserve(&mut self, n: usize) {
+        let _ = self.try_reserve(n);
+    }
+}
+
+/// Can `req` go upstream rebuilt from its URI without changing its request line? True for
+/// the origin-form targets browsers send; false for absolute-form, CONNECT and non-UTF-8
+/// targets, which Pingora keeps verbatim outside the URI.
+pub fn origin_form(req: &RequestHeader) -> bool {
+    req.raw_path_is_utf8()
+        && req
+            .uri
+            .path_and_query()
+            .is_some_and(|pq| pq.as_str().as_bytes() == req.raw_path())
+}
+
+/// Run `f` on `req`'s headers as a plain `http::HeaderMap`, then put the request back
+/// together without Pingora's map of each name's original letter case. Header names then
+/// go upstream in lower case (Pingora title-cases a dozen framing names: `Host`,
+/// `Content-Length`, ...), as Pingora already sends them for HTTP/2 clients, and the edits
+/// cost one map instead of two and no name parsing. Only for [`origin_form`] requests: the request line is rebuilt from
+/// the URI.
+pub fn edit_plain<R>(req: &mut RequestHeader, f: impl FnOnce(&mut http::HeaderMap) -> R) -> R {
+    let end_stream = req.send_end_stream();
+    let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let mut parts = http::request::Parts::from(std::mem::replace(req, empty));
+    let out = f(&mut parts.headers);
+    *req = RequestHeader::from(parts);
+    if end_stream == Some(false) {
+        req.set_send_end_stream(false);
+    }
+    out
+}
+
 /// Remove every identity header a client sent. Returns how many were removed.
-pub fn strip_identity(req: &mut RequestHeader, prefix: &str) -> usize {
+pub fn strip_identity(req: &mut impl Edit, prefix: &str) -> usize {
     // The common case (none sent) allocates nothing.
     if !req
-        .headers
+        .map()
         .keys()
         .any(|k| is_identity_header(k.as_str(), prefix))
     {
         return 0;
     }
-    let doomed: Vec<http::HeaderName> = req
-        .headers
+    let doomed: Vec<HeaderName> = req
+        .map()
         .keys()
         .filter(|k| is_identity_header(k.as_str(), prefix))
         .cloned()
         .collect();
     for name in &doomed {
-        req.remove_header(name);
+        req.remove(name);
     }
     doomed.len()
 }
@@ -53,7 +124,7 @@ pub fn read_cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
 }
 
 /// Remove verigate's cookies from what goes upstream; other cookies pass untouched.
-pub fn strip_cookies(req: &mut RequestHeader, names: &[&str]) {
+pub fn strip_cookies(req: &mut impl Edit, names: &[&str]) {
     take_cookie(req, "", names, |_| ());
 }
 
@@ -61,7 +132,7 @@ pub fn strip_cookies(req: &mut RequestHeader, names: &[&str]) {
 /// Cookie header(s) once: `with` sees the value (borrowed) before the header changes. Other
 /// cookies pass untouched; the header is rewritten only when a cookie has to go.
 pub fn take_cookie<R>(
-    req: &mut RequestHeader,
+    req: &mut impl Edit,
     name: &str,
     strip: &[&str],
     with: impl FnOnce(Option<&str>) -> R,
@@ -70,7 +141,7 @@ pub fn take_cookie<R>(
     let mut kept = String::new();
     let mut found = None;
     for c in req
-        .headers
+        .map()
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -96,35 +167,32 @@ pub fn take_cookie<R>(
     }
     let out = with(found);
     if changed {
-        req.remove_header(&http::header::COOKIE);
-        if !kept.is_empty() {
-            let _ = req.insert_header(http::header::COOKIE, kept);
+        req.remove(&http::header::COOKIE);
+        // Kept cookies came out of a valid header value, so they make one again.
+        if let Ok(v) = HeaderValue::try_from(kept) {
+            if !v.is_empty() {
+                req.insert(&http::header::COOKIE, v);
+            }
         }
     }
     out
 }
 
 /// An opened session with the header values every verified request carries, computed once
-/// per session cookie (see `Live::verified`). Names are kept as wire bytes: Pingora's
-/// `insert_header` turns a `HeaderName` into its wire form (an allocation) on every call, a
-/// `Bytes` it only clones.
+/// per session cookie (see `Live::verified`).
 #[derive(Debug)]
 pub struct Verified {
     pub claims: Claims,
-    pub base: Vec<(bytes::Bytes, http::HeaderValue)>,
-    age_ok: bytes::Bytes,
-}
-
-fn wire(name: &http::HeaderName) -> bytes::Bytes {
-    bytes::Bytes::copy_from_slice(name.as_str().as_bytes())
+    pub base: Vec<(HeaderName, HeaderValue)>,
+    age_ok: HeaderName,
 }
 
 impl Verified {
     pub fn new(claims: Claims, names: &IdentityHeaders) -> Self {
         let mut base = Vec::with_capacity(3);
-        let mut push = |n: &http::HeaderName, v: &str| {
-            if let Ok(v) = http::HeaderValue::from_str(&encode(v)) {
-                base.push((wire(n), v));
+        let mut push = |n: &HeaderName, v: &str| {
+            if let Ok(v) = HeaderValue::from_str(&encode(v)) {
+                base.push((n.clone(), v));
             }
         };
         push(&names.unique_in_site, &claims.unique_in_site);
@@ -138,7 +206,7 @@ impl Verified {
         Verified {
             claims,
             base,
-            age_ok: wire(&names.age_ok),
+            age_ok: names.age_ok.clone(),
         }
     }
 }
@@ -151,22 +219,38 @@ pub struct Identity {
     pub forward: Forward,
 }
 
+impl Identity {
+    /// How many headers [`inject`] adds at most (the assertion not counted).
+    pub fn count(&self) -> usize {
+        let f = self.forward;
+        self.verified.base.len()
+            + usize::from(self.age_ok.is_some())
+            + [f.name, f.birth, f.gender, f.phone]
+                .iter()
+                .filter(|on| **on)
+                .count()
+    }
+}
+
 fn encode(value: &str) -> std::borrow::Cow<'_, str> {
     utf8_percent_encode(value, VALUE).into()
 }
 
-fn set(req: &mut RequestHeader, name: &http::HeaderName, value: &str) {
-    let _ = req.insert_header(name.clone(), encode(value).into_owned());
+fn set(req: &mut impl Edit, name: &HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(&encode(value)) {
+        req.insert(name, v);
+    }
 }
 
-pub fn inject(req: &mut RequestHeader, names: &IdentityHeaders, id: &Identity) {
+pub fn inject(req: &mut impl Edit, names: &IdentityHeaders, id: &Identity) {
+    req.reserve(id.count());
     for (n, v) in &id.verified.base {
-        let _ = req.insert_header(n.clone(), v.clone());
+        req.insert(n, v.clone());
     }
     let c = &id.verified.claims;
     if let Some(ok) = id.age_ok {
-        let v = http::HeaderValue::from_static(if ok { "true" } else { "false" });
-        let _ = req.insert_header(id.verified.age_ok.clone(), v);
+        let v = HeaderValue::from_static(if ok { "true" } else { "false" });
+        req.insert(&id.verified.age_ok, v);
     }
     let f = id.forward;
     if f.name {
@@ -269,6 +353,61 @@ mod tests {
         r.append_header("Cookie", "a=1;b=2").unwrap();
         assert!(!take_cookie(&mut r, "vg", &["vg"], |v| v.is_some()));
         assert_eq!(r.headers.get("cookie").unwrap(), "a=1;b=2");
+    }
+
+    #[test]
+    fn plain_edits_keep_the_request_and_drop_only_the_case() {
+        let mut r = RequestHeader::build("POST", b"/a/b?c=d", None).unwrap();
+        r.append_header("X-Custom", "1").unwrap();
+        r.append_header("X-Verified-Age-Ok", "true").unwrap();
+        r.append_header("Cookie", "vg=S; a=1").unwrap();
+        r.append_header("Content-Length", "0").unwrap();
+        assert!(origin_form(&r));
+        let left = edit_plain(&mut r, |h| {
+            strip_identity(h, "x-verified-");
+            strip_cookies(h, &["vg"]);
+            h.insert(
+                &HeaderName::from_static("x-verified-provider"),
+                HeaderValue::from_static("iamport"),
+            );
+            h.len()
+        });
+        assert_eq!(left, 4);
+        assert_eq!(r.method, http::Method::POST);
+        assert_eq!(r.raw_path(), b"/a/b?c=d");
+        let mut wire = Vec::new();
+        r.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).unwrap();
+        let mut lines: Vec<&str> = wire.split_terminator("\r\n").collect();
+        lines.sort_unstable();
+        assert_eq!(
+            lines,
+            [
+                "Content-Length: 0",
+                "cookie: a=1",
+                "x-custom: 1",
+                "x-verified-provider: iamport"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_origin_form_targets_are_rebuilt_from_the_uri() {
+        for (target, origin) in [
+            (&b"/"[..], true),
+            (b"/a?b=c", true),
+            (b"http://shop.example/a", false),
+            (b"/caf\xc3\xa9", true),
+            (b"/\xff", false),
+        ] {
+            let r = RequestHeader::build("GET", target, None).unwrap();
+            assert_eq!(
+                origin_form(&r),
+                origin,
+                "{}",
+                String::from_utf8_lossy(target)
+            );
+        }
     }
 
     #[test]

@@ -432,6 +432,55 @@ impl Gate {
     }
 }
 
+/// What every proxied request gets before it goes upstream: no client-sent identity header
+/// (stripped again: nothing between the phases may have re-added one), none of verigate's
+/// cookies, and for a verified request the identity headers and, when configured, their
+/// signed assertion.
+fn upstream_edits(
+    req: &mut impl headers::Edit,
+    cfg: &crate::config::RuntimeConfig,
+    ctx: &Ctx,
+    route: &str,
+    now: Instant,
+) -> Result<()> {
+    headers::strip_identity(req, &cfg.identity.prefix);
+    if !ctx.cookies_stripped {
+        headers::strip_cookies(req, &[&cfg.session.cookie, &cfg.session.flow_cookie]);
+    }
+    let Some(id) = &ctx.identity else {
+        return Ok(());
+    };
+    headers::inject(req, &cfg.identity, id);
+    if let Some(a) = &cfg.assertion {
+        let c = &id.verified.claims;
+        let jwt = a
+            .signer
+            .assertion(
+                &c.unique_in_site,
+                id.age_ok,
+                c.provider.as_str(),
+                c.verified_at,
+                crate::clock::unix_secs_at(now),
+            )
+            .and_then(|jwt| http::HeaderValue::try_from(jwt).ok());
+        match jwt {
+            Some(jwt) => {
+                req.insert(&cfg.identity.assertion, jwt);
+                crate::metrics::ASSERTIONS.with_label_values(&[route]).inc();
+            }
+            None => {
+                // Fail closed: the app must never see identity headers without the
+                // assertion it was told to expect.
+                return Err(Error::explain(
+                    pingora::ErrorType::InternalError,
+                    "could not sign the identity assertion",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ProxyHttp for Gate {
     type CTX = Ctx;
@@ -482,38 +531,11 @@ impl ProxyHttp for Gate {
             return Ok(());
         };
         let cfg = &live.cfg;
-        // Stripped again here: nothing between the phases may have re-added one.
-        headers::strip_identity(upstream, &cfg.identity.prefix);
-        if !ctx.cookies_stripped {
-            headers::strip_cookies(upstream, &[&cfg.session.cookie, &cfg.session.flow_cookie]);
-        }
-        if let Some(id) = &ctx.identity {
-            headers::inject(upstream, &cfg.identity, id);
-            if let Some(a) = &cfg.assertion {
-                let c = &id.verified.claims;
-                match a.signer.assertion(
-                    &c.unique_in_site,
-                    id.age_ok,
-                    c.provider.as_str(),
-                    c.verified_at,
-                    crate::clock::unix_secs_at(t),
-                ) {
-                    Some(jwt) => {
-                        upstream.insert_header(cfg.identity.assertion.clone(), jwt)?;
-                        crate::metrics::ASSERTIONS
-                            .with_label_values(&[self.route_name(ctx)])
-                            .inc();
-                    }
-                    None => {
-                        // Fail closed: the app must never see identity headers without the
-                        // assertion it was told to expect.
-                        return Err(Error::explain(
-                            pingora::ErrorType::InternalError,
-                            "could not sign the identity assertion",
-                        ));
-                    }
-                }
-            }
+        let route = self.route_name(ctx);
+        if cfg.upstream.preserve_header_case || !headers::origin_form(upstream) {
+            upstream_edits(upstream, cfg, ctx, route, t)?;
+        } else {
+            headers::edit_plain(upstream, |h| upstream_edits(h, cfg, ctx, route, t))?;
         }
         let sent = Instant::now();
         ctx.gate_time += sent - t;

@@ -27,6 +27,56 @@ pub fn loopback() -> SocketAddr {
 pub struct Echo {
     pub hits: AtomicUsize,
     pub last: Mutex<Option<Value>>,
+    /// The last request head as it arrived on the wire (the raw upstream only).
+    pub last_head: Mutex<Option<String>>,
+}
+
+/// An upstream that keeps each request head byte for byte (header names as spelled on the
+/// wire, which an HTTP library would lower-case) and answers 200 with an empty body.
+/// Bodies are not expected: requests with one are answered and the connection closed.
+async fn spawn_raw_upstream(e: Arc<Echo>) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let e = e.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end);
+                    let has_body = head.lines().any(|l| {
+                        let l = l.to_ascii_lowercase();
+                        l.starts_with("content-length:") && l.trim_end() != "content-length: 0"
+                            || l.starts_with("transfer-encoding:")
+                    });
+                    e.hits.fetch_add(1, Ordering::SeqCst);
+                    *e.last_head.lock().unwrap() = Some(head);
+                    let close = if has_body {
+                        "connection: close\r\n"
+                    } else {
+                        ""
+                    };
+                    let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n{close}\r\n");
+                    if s.write_all(resp.as_bytes()).await.is_err() || has_body {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    a
 }
 
 async fn echo(
@@ -95,6 +145,10 @@ pub struct Setup {
     pub top: String,
     /// Write the config to a file and enable reload (admin `POST /reload`).
     pub reloadable: bool,
+    /// The raw upstream (`Env::last_head`) instead of the echo app.
+    pub raw_upstream: bool,
+    /// More keys inside `upstream: { ... }` (e.g. `preserve_header_case: true`).
+    pub upstream_extra: String,
 }
 
 impl Default for Setup {
@@ -109,6 +163,8 @@ impl Default for Setup {
             store: "store: { kind: memory }".into(),
             top: String::new(),
             reloadable: false,
+            raw_upstream: false,
+            upstream_extra: String::new(),
         }
     }
 }
@@ -161,6 +217,7 @@ pub fn secrets(api_secret: &str) -> verigate::config::Secrets {
 
 pub fn yaml(
     upstream: SocketAddr,
+    upstream_extra: &str,
     iamport_base: &str,
     extra: &str,
     routes: &str,
@@ -169,11 +226,16 @@ pub fn yaml(
     let tomo_base = iamport_base.trim_end_matches("/iamport").to_string() + "/tomo";
     let ifree_base = iamport_base.trim_end_matches("/iamport").to_string() + "/ifree";
     let portone_base = iamport_base.trim_end_matches("/iamport").to_string() + "/portone";
+    let upstream_extra = if upstream_extra.is_empty() {
+        String::new()
+    } else {
+        format!(", {upstream_extra}")
+    };
     format!(
         r#"
 listen: 127.0.0.1:0
 admin_listen: 127.0.0.1:0
-upstream: {{ addrs: ["{upstream}"], read_timeout: 5s }}
+upstream: {{ addrs: ["{upstream}"], read_timeout: 5s{upstream_extra} }}
 threads: 2
 session: {{ cookie: vg, ttl: 12h, secure: false, keys_env: VG_KEYS, hash_key_env: VG_HASH }}
 providers:
@@ -233,6 +295,8 @@ impl Env {
         let echo = Arc::new(Echo::default());
         let upstream = if setup.demo_app {
             spawn_router(sandbox::demo_app::router()).await
+        } else if setup.raw_upstream {
+            spawn_raw_upstream(echo.clone()).await
         } else {
             spawn_router(
                 Router::new()
@@ -264,7 +328,14 @@ impl Env {
         // `start_binary`) run the default no-steal one.
         let text = format!(
             "{}\ntuning: {{ work_stealing: true }}\n{}",
-            yaml(upstream, &base, &extra, &setup.routes, &setup.store),
+            yaml(
+                upstream,
+                &setup.upstream_extra,
+                &base,
+                &extra,
+                &setup.routes,
+                &setup.store
+            ),
             setup.top
         );
         let cfg = verigate::config::from_yaml_str(&text, &secrets(&setup.api_secret))
@@ -309,6 +380,16 @@ impl Env {
 
     pub fn hits(&self) -> usize {
         self.echo.hits.load(Ordering::SeqCst)
+    }
+
+    /// The last request head the raw upstream received (`Setup::raw_upstream`).
+    pub fn last_head(&self) -> String {
+        self.echo
+            .last_head
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_default()
     }
 
     pub fn last_upstream(&self) -> Value {

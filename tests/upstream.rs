@@ -1,0 +1,137 @@
+//! What reaches the upstream app, byte for byte: header names, the request line, and that
+//! stripping and injecting hold on every way a request is rebuilt.
+
+mod common;
+use common::*;
+
+async fn raw_request(addr: std::net::SocketAddr, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A raw-upstream env and a verified browser's session cookie.
+async fn verified_env(upstream_extra: &str) -> (Env, String) {
+    let env = Env::with(Setup {
+        raw_upstream: true,
+        upstream_extra: upstream_extra.into(),
+        ..Setup::default()
+    })
+    .await;
+    let mut b = env.browser();
+    let back = b
+        .verify_redirect(env.sandbox, "/member", &Person::adult())
+        .await;
+    assert_eq!(back.status(), 302, "verification ends in a redirect");
+    let vg = b.jar.get("vg").expect("a session cookie").clone();
+    (env, vg)
+}
+
+/// A request as a legacy browser might spell it: mixed-case names, a spoofed identity header,
+/// verigate's cookie between two of the app's.
+fn head(target: &str, vg: &str) -> String {
+    format!(
+        "GET {target} HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: Legacy/1.0\r\n\
+         X-Custom-Thing: a\r\nX_Verified_Unique_In_Site: forged\r\n\
+         Cookie: app=1; vg={vg}; other=2\r\nConnection: close\r\n\r\n"
+    )
+}
+
+fn lines(head: &str) -> Vec<&str> {
+    head.split("\r\n").collect()
+}
+
+/// What every rebuilt request must satisfy, whatever the case of its names.
+fn assert_gated(head: &str, vg: &str) {
+    let lower = head.to_ascii_lowercase();
+    assert!(
+        !lower.contains("forged"),
+        "spoofed header reached the app:\n{head}"
+    );
+    assert!(
+        !head.contains(vg),
+        "session cookie reached the app:\n{head}"
+    );
+    assert!(lower.contains("\r\ncookie: app=1; other=2\r\n"), "{head}");
+    assert_eq!(
+        lower.matches("\r\nx-verified-unique-in-site: ").count(),
+        1,
+        "{head}"
+    );
+    assert!(
+        lower.contains("\r\nx-verified-provider: iamport\r\n"),
+        "{head}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_names_go_upstream_in_canonical_case_by_default() {
+    let (env, vg) = verified_env("").await;
+    let resp = raw_request(env.proxy, &head("/member/page?q=1", &vg)).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let up = env.last_head();
+    assert!(up.starts_with("GET /member/page?q=1 HTTP/1.1\r\n"), "{up}");
+    assert_gated(&up, &vg);
+    let l = lines(&up);
+    // Lower-case, but for the framing names Pingora title-cases (Host, Content-Length, ...):
+    // one spelling for HTTP/1 and HTTP/2 clients.
+    for want in [
+        "user-agent: Legacy/1.0",
+        "x-custom-thing: a",
+        "Host: shop.example",
+    ] {
+        assert!(l.contains(&want), "{want} in\n{up}");
+    }
+
+    // The open route is rebuilt the same way: no spelling differs between routes.
+    let resp = raw_request(env.proxy, &head("/open", &vg)).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let up = env.last_head();
+    assert!(up.starts_with("GET /open HTTP/1.1\r\n"), "{up}");
+    assert!(lines(&up).contains(&"x-custom-thing: a"), "{up}");
+    assert!(!up.to_ascii_lowercase().contains("x-verified"), "{up}");
+    assert!(!up.contains(&vg), "{up}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preserve_header_case_keeps_the_clients_spelling() {
+    let (env, vg) = verified_env("preserve_header_case: true").await;
+    let resp = raw_request(env.proxy, &head("/member/page", &vg)).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let up = env.last_head();
+    assert!(up.starts_with("GET /member/page HTTP/1.1\r\n"), "{up}");
+    assert_gated(&up, &vg);
+    let l = lines(&up);
+    for want in [
+        "User-Agent: Legacy/1.0",
+        "X-Custom-Thing: a",
+        "Host: shop.example",
+    ] {
+        assert!(l.contains(&want), "{want} in\n{up}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absolute_form_targets_are_gated_and_forwarded_as_sent() {
+    let (env, vg) = verified_env("").await;
+    // A proxy-style request line: Pingora keeps the target verbatim, so verigate edits the
+    // header in place rather than rebuilding the request from its URI.
+    let resp = raw_request(env.proxy, &head("http://shop.example/member/page", &vg)).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let up = env.last_head();
+    assert!(
+        up.starts_with("GET http://shop.example/member/page HTTP/1.1\r\n"),
+        "{up}"
+    );
+    assert_gated(&up, &vg);
+    assert!(lines(&up).contains(&"X-Custom-Thing: a"), "{up}");
+
+    // Without a session it is still a gated route.
+    let before = env.hits();
+    let resp = raw_request(env.proxy, &head("http://shop.example/member/page", "nope")).await;
+    assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
+    assert_eq!(env.hits(), before);
+}
