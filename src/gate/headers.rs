@@ -366,7 +366,8 @@ mod tests {
         let left = edit_plain(&mut r, |h| {
             strip_identity(h, "x-verified-");
             strip_cookies(h, &["vg"]);
-            h.insert(
+            Edit::insert(
+                h,
                 &HeaderName::from_static("x-verified-provider"),
                 HeaderValue::from_static("iamport"),
             );
