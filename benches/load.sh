@@ -9,7 +9,10 @@
 # fetches for 1,000 concurrent completions.
 #
 # Usage: benches/load.sh [--duration SECONDS] [--rounds N] [--connections C] [--no-memory]
-#                        [--request browser|minimal]
+#                        [--request browser|minimal] [--pin]
+# --pin: the proxy under test (verigate, or the front nginx) runs alone on the last CPU; wrk,
+# the upstream nginx and the sandbox share the others. Each round then also prints how busy
+# the load side's CPUs were: near 100% means the load side, not the proxy, set the pace.
 # --request: the headers every measured request carries besides the session cookie: `browser`
 # (the default) those of a Chrome page navigation, `minimal` only Host (wrk's bare request).
 # Variants: VG_ACCESS_LOG=false, VG_TUNING='tuning: { work_stealing: true }'.
@@ -27,6 +30,7 @@ ROUNDS=3
 CONNS=32
 MEMORY=1
 REQUEST=browser
+PIN=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION="$2"; shift 2 ;;
@@ -34,6 +38,7 @@ while [ $# -gt 0 ]; do
     --connections) CONNS="$2"; shift 2 ;;
     --no-memory) MEMORY=0; shift ;;
     --request) REQUEST="$2"; shift 2 ;;
+    --pin) PIN=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -56,7 +61,9 @@ case "$REQUEST" in
 esac
 
 missing=()
-for tool in cargo curl python3 wrk ${CALLGRIND:+valgrind callgrind_control}; do
+PIN_TOOL=()
+[ "$PIN" = 1 ] && PIN_TOOL=(taskset nproc)
+for tool in cargo curl python3 wrk ${CALLGRIND:+valgrind callgrind_control} "${PIN_TOOL[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 NGINX=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
@@ -65,6 +72,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "benches/load.sh: missing ${missing[*]}." >&2
   echo "On Debian/Ubuntu: apt-get install -y ${missing[*]/nginx/nginx-light}" >&2
   exit 2
+fi
+
+# Where each process runs: SUT for the proxy under test, LOADSIDE for everything else.
+SUT=()
+LOADSIDE=()
+if [ "$PIN" = 1 ]; then
+  NCPU=$(nproc)
+  [ "$NCPU" -ge 2 ] || { echo "--pin needs at least 2 CPUs" >&2; exit 2; }
+  SUT=(taskset -c $((NCPU - 1)))
+  LOADSIDE=(taskset -c 0-$((NCPU - 2)))
 fi
 
 cargo build --release --quiet
@@ -96,7 +113,7 @@ wait_port() {
 }
 
 # Every nginx here runs with the same settings (one worker, no access log), then its own
-# servers: start_nginx NAME SERVERS.
+# servers: start_nginx NAME SERVERS [COMMAND PREFIX...].
 start_nginx() {
   mkdir -p "$WORK/$1"
   cat > "$WORK/$1/nginx.conf" <<EOF
@@ -110,14 +127,14 @@ http {
 $2
 }
 EOF
-  "$NGINX" -c "$WORK/$1/nginx.conf" -p "$WORK/$1" 2>/dev/null
+  "${@:3}" "$NGINX" -c "$WORK/$1/nginx.conf" -p "$WORK/$1" 2>/dev/null
 }
 
 # The upstream app: a static nginx.
 start_nginx up "$(cat <<EOF
   server { listen 127.0.0.1:$P_UP; location / { default_type text/plain; return 200 "hello\n"; } }
 EOF
-)"
+)" "${LOADSIDE[@]}"
 # The nginx baselines: proxy_pass, and auth_request to a static-200 auth backend.
 start_nginx front "$(cat <<EOF
   upstream app { server 127.0.0.1:$P_UP; keepalive 64; }
@@ -143,11 +160,11 @@ start_nginx front "$(cat <<EOF
     }
   }
 EOF
-)"
+)" "${SUT[@]}"
 wait_port "$P_UP"; wait_port "$P_PROXY"; wait_port "$P_AUTHED"
 
 # The sandbox and verigate (one worker thread, like each nginx).
-"$BIN" sandbox --listen "127.0.0.1:$P_SB" >/dev/null 2>&1 &
+"${LOADSIDE[@]}" "$BIN" sandbox --listen "127.0.0.1:$P_SB" >/dev/null 2>&1 &
 PIDS+=($!)
 cat > "$WORK/verigate.yaml" <<EOF
 listen: 127.0.0.1:$P_VG
@@ -174,7 +191,7 @@ routes:
 EOF
 BENCH_KEYS=$("$BIN" keygen | sed -n 's/^VERIGATE_SESSION_KEYS=//p')
 BENCH_KEYS="$BENCH_KEYS" BENCH_IMP_KEY=sandbox_key BENCH_IMP_SECRET=sandbox_secret \
-  ${CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file=$WORK/cg.%p} \
+  "${SUT[@]}" ${CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file=$WORK/cg.%p} \
   "$BIN" run -c "$WORK/verigate.yaml" 2>"$WORK/verigate.log" &
 VG_PID=$!
 PIDS+=($VG_PID)
@@ -202,19 +219,28 @@ CODE=$(curl -s -o /dev/null -w '%{http_code}' "${EXTRA[@]}" -H "Cookie: vg=$COOK
 
 # wrk with the measured request's bytes (the extra headers and the session cookie).
 load() { # duration url [wrk options]
-  wrk -t1 -c"$CONNS" -d"$1" "${@:3}" "${EXTRA[@]}" -H "Cookie: vg=$COOKIE" "$2"
+  "${LOADSIDE[@]}" wrk -t1 -c"$CONNS" -d"$1" "${@:3}" "${EXTRA[@]}" -H "Cookie: vg=$COOKIE" "$2"
 }
 GATED="http://127.0.0.1:$P_VG/gated/x"
 
 # wrk prints Requests/sec and, with --latency, the 99% line.
+# With --pin, also how busy the load side's CPUs were (percent, from /proc/stat).
 run_wrk() { # name url
-  local out
+  local out before after busy=-
+  before=$(grep '^cpu[0-9]' /proc/stat)
   out=$(load "${DURATION}s" "$2" --latency)
+  after=$(grep '^cpu[0-9]' /proc/stat)
+  if [ "$PIN" = 1 ]; then
+    busy=$(printf '%s\n%s\n' "$before" "$after" | awk -v last="cpu$((NCPU - 1))" '
+      $1 != last { t = 0; for (i = 2; i <= NF; i++) t += $i; idle = $5 + $6
+                   if ($1 in t0) { dt += t - t0[$1]; di += idle - i0[$1] } else { t0[$1] = t; i0[$1] = idle } }
+      END { printf "%.0f", 100 * (dt - di) / dt }')
+  fi
   if echo "$out" | grep -q "Non-2xx"; then echo "$1: non-2xx answers:" >&2; echo "$out" >&2; exit 1; fi
   local rps p99
   rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
   p99=$(echo "$out" | awk '$1 == "99%" { print $2 }')
-  echo "$1 $rps $p99" >> "$WORK/results"
+  echo "$1 $rps $p99 $busy" >> "$WORK/results"
 }
 
 if [ -n "${CALLGRIND:-}" ]; then
@@ -299,7 +325,7 @@ for r in $(seq 0 $((ROUNDS - 1))); do
   done
 done
 
-REQUEST="$REQUEST" python3 - "$WORK/results" "$ROUNDS" "$DURATION" "$CONNS" <<'EOF'
+PIN="$PIN" REQUEST="$REQUEST" python3 - "$WORK/results" "$ROUNDS" "$DURATION" "$CONNS" <<'EOF'
 import statistics, sys
 import os
 rows = [l.split() for l in open(sys.argv[1])]
@@ -307,21 +333,27 @@ def ms(v):
     for unit, f in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
         if v.endswith(unit): return float(v[:-len(unit)]) * f
     return float(v)
-rps = {}; p99 = {}
-for name, r, p in rows:
+rps = {}; p99 = {}; busy = {}
+for name, r, p, b in rows:
     rps.setdefault(name, []).append(float(r)); p99.setdefault(name, []).append(ms(p))
+    busy.setdefault(name, []).append(b)
 med = {k: statistics.median(v) for k, v in rps.items()}
 lat = {k: statistics.median(v) for k, v in p99.items()}
 import os
 print(f"\n{sys.argv[2]} interleaved rounds of {sys.argv[3]}s, {sys.argv[4]} connections, 1 worker each; medians")
 print(f"request headers: {os.environ.get('REQUEST', 'browser')}")
-print(f"verigate access_log: {os.environ.get('VG_ACCESS_LOG', 'true')}; {os.environ.get('VG_TUNING', '') or 'default tuning'}\n")
+print(f"verigate access_log: {os.environ.get('VG_ACCESS_LOG', 'true')}; {os.environ.get('VG_TUNING', '') or 'default tuning'}")
+pinned = os.environ.get("PIN") == "1"
+print("pinned: the proxy alone on the last CPU, wrk and the upstream on the others\n" if pinned else "not pinned\n")
 print(f"| target | requests/s | p99 latency | requests/s, each round | p99, each round |")
 print(f"| --- | ---: | ---: | --- | --- |")
 for k in ("gated", "pass", "nginx-proxy", "nginx-auth"):
     each_r = " ".join(f"{v/1000:.1f}k" for v in rps[k])
     each_p = " ".join(f"{v:.2f}" for v in p99[k])
     print(f"| {k} | {med[k]:,.0f} | {lat[k]:.2f} ms | {each_r} | {each_p} |")
+if pinned:
+    print("\nload-side CPUs busy (%), each round: "
+          + "; ".join(f"{k} " + " ".join(busy[k]) for k in ("gated", "pass", "nginx-proxy", "nginx-auth")))
 print()
 print(f"gated / pass          = {med['gated']/med['pass']:.3f}   (goal >= 0.95)")
 print(f"gated / nginx-auth    = {med['gated']/med['nginx-auth']:.3f}   (goal >= 1.3)")
@@ -330,6 +362,9 @@ print(f"p99 gated / pass      = {lat['gated']/lat['pass']:.3f}   (goal <= 1.10)"
 # Ratios within each round (the targets of one round ran back to back).
 per = [(rps['gated'][i]/rps['pass'][i], rps['gated'][i]/rps['nginx-auth'][i], p99['gated'][i]/p99['pass'][i])
        for i in range(len(rps['gated']))]
+print(f"median of the per-round ratios: gated/pass {statistics.median(a for a, _, _ in per):.3f}, "
+      f"gated/nginx-auth {statistics.median(b for _, b, _ in per):.3f}, "
+      f"p99 gated/pass {statistics.median(c for _, _, c in per):.3f}")
 print("per round: gated/pass " + " ".join(f"{a:.2f}" for a, _, _ in per)
       + "; gated/nginx-auth " + " ".join(f"{b:.2f}" for _, b, _ in per)
       + "; p99 gated/pass " + " ".join(f"{c:.2f}" for _, _, c in per))
