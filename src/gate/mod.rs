@@ -11,6 +11,7 @@ pub mod answers;
 pub mod headers;
 pub mod path;
 pub mod routes;
+pub mod sessions;
 
 use crate::clock::unix_now;
 use crate::config::RuntimeConfig;
@@ -40,9 +41,7 @@ pub struct Live {
     pub retired_keys: Vec<(crate::assertion::PublicJwk, i64)>,
     /// Opened session cookies with their precomputed header values, so that a verified
     /// request costs a lookup, not a decryption. Per config: a reload (new keys) starts empty.
-    /// Keyed with foldhash (seeded per process): SipHash over a ~450-byte cookie was most of
-    /// a lookup's cost.
-    sessions: moka::sync::Cache<String, Arc<headers::Verified>, foldhash::fast::RandomState>,
+    sessions: sessions::SessionCache,
     /// Per-route metric handles for the common path (no label lookups per request).
     route_metrics: Vec<crate::metrics::RouteMetrics>,
 }
@@ -137,10 +136,7 @@ impl Live {
             ifree,
             portone,
             retired_keys,
-            sessions: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(300))
-                .build_with_hasher(foldhash::fast::RandomState::default()),
+            sessions: sessions::SessionCache::new(100_000, Duration::from_secs(300)),
             route_metrics,
         })
     }
@@ -148,13 +144,10 @@ impl Live {
     /// The verified person behind a session cookie, or None (missing, tampered, expired,
     /// unknown key). Opened once per cookie value, then served from memory until it expires.
     pub fn verified(&self, cookie: &str, now: i64) -> Option<Arc<headers::Verified>> {
-        if let Some(v) = self.sessions.get(cookie) {
-            return (now < v.claims.expires_at).then_some(v);
-        }
-        let claims = self.cfg.session.keys.open_session(cookie, now).ok()?;
-        let v = Arc::new(headers::Verified::new(claims, &self.cfg.identity));
-        self.sessions.insert(cookie.to_string(), v.clone());
-        Some(v)
+        self.sessions.get(cookie, now, |c| {
+            let claims = self.cfg.session.keys.open_session(c, now).ok()?;
+            Some(headers::Verified::new(claims, &self.cfg.identity))
+        })
     }
 
     pub fn route_metrics(&self, idx: usize) -> Option<&crate::metrics::RouteMetrics> {

@@ -1,0 +1,184 @@
+//! Opened session cookies, so that a verified request costs a lookup, not a decryption.
+//!
+//! Two levels. Each worker thread has a small direct-mapped cache: a hit is one hash, one
+//! comparison and a few cache lines, with no lock and no shared write. Behind it, one moka
+//! cache shared by all threads bounds memory and keeps entries for `ttl`. A miss in both
+//! opens the cookie. Entries are immutable (a cookie always opens to the same claims), so
+//! the levels cannot disagree; expiry is checked on every hit. Per config: a reload builds a
+//! new `Live`, and with it empty caches.
+
+use super::headers::Verified;
+use std::cell::RefCell;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::time::Duration;
+use thread_local::ThreadLocal;
+
+/// Slots per worker thread (a power of two). A cookie is ~450 bytes: ~120 KiB per thread.
+const SLOTS: usize = 256;
+
+struct Slot {
+    cookie: Box<str>,
+    verified: Arc<Verified>,
+    /// The slot answers until then (UNIX seconds): the session's expiry, or `ttl` after
+    /// it was filled, whichever comes first.
+    until: i64,
+}
+
+pub struct SessionCache {
+    shared: moka::sync::Cache<String, Arc<Verified>, foldhash::fast::RandomState>,
+    local: ThreadLocal<RefCell<Vec<Option<Slot>>>>,
+    /// Keyed with foldhash (seeded per process): SipHash over a ~450-byte cookie was most of
+    /// a lookup's cost.
+    hasher: foldhash::fast::RandomState,
+    ttl_secs: i64,
+}
+
+impl SessionCache {
+    pub fn new(capacity: u64, ttl: Duration) -> Self {
+        let hasher = foldhash::fast::RandomState::default();
+        SessionCache {
+            shared: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build_with_hasher(hasher.clone()),
+            local: ThreadLocal::new(),
+            hasher,
+            ttl_secs: ttl.as_secs() as i64,
+        }
+    }
+
+    /// The verified person behind `cookie` at `now` (UNIX seconds): cached, or `open`ed and
+    /// cached. None when it does not open or has expired.
+    pub fn get(
+        &self,
+        cookie: &str,
+        now: i64,
+        open: impl FnOnce(&str) -> Option<Verified>,
+    ) -> Option<Arc<Verified>> {
+        let local = self
+            .local
+            .get_or(|| RefCell::new((0..SLOTS).map(|_| None).collect()));
+        let i = self.hasher.hash_one(cookie) as usize & (SLOTS - 1);
+        if let Ok(slots) = local.try_borrow() {
+            if let Some(s) = &slots[i] {
+                if now < s.until && *s.cookie == *cookie {
+                    return Some(s.verified.clone());
+                }
+            }
+        }
+        let v = match self.shared.get(cookie) {
+            Some(v) => v,
+            None => {
+                let v = Arc::new(open(cookie)?);
+                self.shared.insert(cookie.to_string(), v.clone());
+                v
+            }
+        };
+        let until = v.claims.expires_at.min(now + self.ttl_secs);
+        if now >= until {
+            return None;
+        }
+        if let Ok(mut slots) = local.try_borrow_mut() {
+            slots[i] = Some(Slot {
+                cookie: cookie.into(),
+                verified: v.clone(),
+                until,
+            });
+        }
+        Some(v)
+    }
+
+    #[cfg(test)]
+    fn shared_len(&self) -> u64 {
+        self.shared.run_pending_tasks();
+        self.shared.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Claims;
+    use std::cell::Cell;
+
+    fn verified(expires_at: i64) -> Verified {
+        let claims = Claims {
+            unique_in_site: "site-id".into(),
+            ci_hash: "ci-hash".into(),
+            birth: None,
+            provider: crate::providers::ProviderId::Iamport,
+            verified_at: 0,
+            issued_at: 0,
+            expires_at,
+            name: None,
+            gender: None,
+            phone: None,
+        };
+        let h = |n: &'static str| http::HeaderName::from_static(n);
+        let names = crate::config::IdentityHeaders {
+            assertion: h("x-verified-assertion"),
+            prefix: "x-verified-".into(),
+            unique_in_site: h("x-verified-unique-in-site"),
+            age_ok: h("x-verified-age-ok"),
+            provider: h("x-verified-provider"),
+            verified_at: h("x-verified-at"),
+            name: h("x-verified-name"),
+            birth: h("x-verified-birth"),
+            gender: h("x-verified-gender"),
+            phone: h("x-verified-phone"),
+        };
+        Verified::new(claims, &names)
+    }
+
+    #[test]
+    fn opens_once_then_serves_from_memory_until_expiry() {
+        let c = SessionCache::new(100, Duration::from_secs(300));
+        let opened = Cell::new(0);
+        let open = |_: &str| {
+            opened.set(opened.get() + 1);
+            Some(verified(1_000))
+        };
+        for now in [10, 11, 500, 999] {
+            assert!(c.get("cookie-a", now, open).is_some(), "at {now}");
+        }
+        assert_eq!(opened.get(), 1);
+        // Expired: neither level answers, whatever the other holds.
+        assert!(c.get("cookie-a", 1_000, open).is_none());
+        assert_eq!(opened.get(), 1);
+        // A cookie that does not open is not cached.
+        assert!(c.get("cookie-b", 10, |_| None).is_none());
+        assert!(c.get("cookie-b", 10, |_| None).is_none());
+        assert_eq!(c.shared_len(), 1);
+    }
+
+    #[test]
+    fn slots_shared_by_two_cookies_never_mix_them_up() {
+        let c = SessionCache::new(10_000, Duration::from_secs(300));
+        // More cookies than slots: collisions are certain; each must still get its own.
+        for round in 0..2 {
+            for n in 0..(SLOTS * 4) {
+                let cookie = format!("cookie-{n}");
+                let v = c
+                    .get(&cookie, 10, |_| Some(verified(10_000 + n as i64)))
+                    .unwrap();
+                assert_eq!(v.claims.expires_at, 10_000 + n as i64, "round {round}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_slot_is_refreshed_from_the_shared_level_after_ttl() {
+        let c = SessionCache::new(100, Duration::from_secs(60));
+        let opened = Cell::new(0);
+        let open = |_: &str| {
+            opened.set(opened.get() + 1);
+            Some(verified(10_000))
+        };
+        assert!(c.get("k", 0, open).is_some());
+        // Past the slot's ttl the lookup goes to the shared level (whose own TTL runs on
+        // real time, so it still holds the entry here): not opened again.
+        assert!(c.get("k", 61, open).is_some());
+        assert_eq!(opened.get(), 1);
+    }
+}
