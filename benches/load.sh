@@ -225,12 +225,29 @@ load() { # duration url [wrk options]
 GATED="http://127.0.0.1:$P_VG/gated/x"
 
 # wrk prints Requests/sec and, with --latency, the 99% line.
-# With --pin, also how busy the load side's CPUs were (percent, from /proc/stat).
+# With --pin, also how busy the load side's CPUs were (percent, from /proc/stat). And the CPU
+# time the proxy and the upstream app spent per request (from /proc/PID/stat): a cost that
+# does not depend on how the machine shared its CPUs out during the run.
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+ticks() { # pids...: user + system clock ticks, all threads
+  local t=0 p
+  for p in "$@"; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); done
+  echo "$t"
+}
+workers() { pgrep -P "$(cat "$WORK/$1.pid")" | tr '\n' ' '; } # nginx NAME's worker pids
 run_wrk() { # name url
-  local out before after busy=-
+  local out before after busy=- proxy up p0 u0
+  case "$1" in gated|pass) proxy=$VG_PID ;; *) proxy=$(workers front) ;; esac
+  up=$(workers up)
+  # shellcheck disable=SC2086
+  p0=$(ticks $proxy); u0=$(ticks $up)
   before=$(grep '^cpu[0-9]' /proc/stat)
   out=$(load "${DURATION}s" "$2" --latency)
   after=$(grep '^cpu[0-9]' /proc/stat)
+  local n
+  n=$(echo "$out" | awk '/requests in/ { print $1 }')
+  # shellcheck disable=SC2086
+  local cpu_proxy=$(( ($(ticks $proxy) - p0) * TICK_US * 100 / n )) cpu_up=$(( ($(ticks $up) - u0) * TICK_US * 100 / n ))
   if [ "$PIN" = 1 ]; then
     busy=$(printf '%s\n%s\n' "$before" "$after" | awk -v last="cpu$((NCPU - 1))" '
       $1 != last { t = 0; for (i = 2; i <= NF; i++) t += $i; idle = $5 + $6
@@ -241,7 +258,7 @@ run_wrk() { # name url
   local rps p99
   rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
   p99=$(echo "$out" | awk '$1 == "99%" { print $2 }')
-  echo "$1 $rps $p99 $busy" >> "$WORK/results"
+  echo "$1 $rps $p99 $busy $cpu_proxy $cpu_up" >> "$WORK/results"
 }
 
 if [ -n "${CALLGRIND:-}" ]; then
@@ -345,8 +362,9 @@ def ms(v):
     for unit, f in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
         if v.endswith(unit): return float(v[:-len(unit)]) * f
     return float(v)
-rps = {}; p99 = {}; busy = {}
-for name, r, p, b in rows:
+rps = {}; p99 = {}; busy = {}; cpu = {}; cpu_up = {}
+for name, r, p, b, c, u in rows:
+    cpu.setdefault(name, []).append(int(c) / 100); cpu_up.setdefault(name, []).append(int(u) / 100)
     rps.setdefault(name, []).append(float(r)); p99.setdefault(name, []).append(ms(p))
     busy.setdefault(name, []).append(b)
 med = {k: statistics.median(v) for k, v in rps.items()}
@@ -363,6 +381,11 @@ for k in ("gated", "pass", "nginx-proxy", "nginx-auth"):
     each_r = " ".join(f"{v/1000:.1f}k" for v in rps[k])
     each_p = " ".join(f"{v:.2f}" for v in p99[k])
     print(f"| {k} | {med[k]:,.0f} | {lat[k]:.2f} ms | {each_r} | {each_p} |")
+mc = {k: statistics.median(v) for k, v in cpu.items()}
+mu = {k: statistics.median(v) for k, v in cpu_up.items()}
+print("\nCPU time per request (us, median), the proxy / the upstream app: "
+      + "; ".join(f"{k} {mc[k]:.1f} / {mu[k]:.1f}" for k in ("gated", "pass", "nginx-proxy", "nginx-auth")))
+print(f"proxy CPU per request, pass / gated = {mc['pass']/mc['gated']:.3f}; gated / nginx-auth = {mc['nginx-auth']/mc['gated']:.3f} (as capacity: higher is better for gated)")
 if pinned:
     print("\nload-side CPUs busy (%), each round: "
           + "; ".join(f"{k} " + " ".join(busy[k]) for k in ("gated", "pass", "nginx-proxy", "nginx-auth")))
