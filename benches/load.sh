@@ -16,7 +16,8 @@
 # the load side's CPUs were: near 100% means the load side, not the proxy, set the pace.
 # --request: the headers every measured request carries besides the session cookie: `browser`
 # (the default) those of a Chrome page navigation, `minimal` only Host (wrk's bare request).
-# Variants: VG_ACCESS_LOG=false, VG_TUNING='tuning: { work_stealing: true }'.
+# Variants: VG_ACCESS_LOG=false (no access log on verigate nor on the nginx proxies),
+# VG_TUNING='tuning: { work_stealing: true }'.
 # CALLGRIND=1: run verigate under valgrind's callgrind instead and count the instructions one
 # request costs on each verigate route (2,000 sequential requests each, twice): a figure that
 # does not move with the machine's load, unlike requests/s. Needs valgrind.
@@ -131,6 +132,15 @@ EOF
   "${@:3}" "$NGINX" -c "$WORK/$1/nginx.conf" -p "$WORK/$1" 2>/dev/null
 }
 
+# The proxies under comparison log alike: verigate's access log (batched, written every
+# 100 ms or 64 KiB) and the nginx proxies' (buffered the same way), or neither with
+# VG_ACCESS_LOG=false. The upstream app and the auth backend never log.
+if [ "${VG_ACCESS_LOG:-true}" = true ]; then
+  PROXY_LOG="access_log $WORK/front/access.log combined buffer=64k flush=100ms;"
+else
+  PROXY_LOG="access_log off;"
+fi
+
 # The upstream app: a static nginx.
 start_nginx up "$(cat <<EOF
   server { listen 127.0.0.1:$P_UP; location / { default_type text/plain; return 200 "hello\n"; } }
@@ -143,10 +153,12 @@ start_nginx front "$(cat <<EOF
   server { listen 127.0.0.1:$P_AUTH; location / { return 200; } }
   server {
     listen 127.0.0.1:$P_PROXY;
+    $PROXY_LOG
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
   server {
     listen 127.0.0.1:$P_AUTHED;
+    $PROXY_LOG
     location = /_auth {
       internal;
       proxy_pass http://auth;
@@ -372,7 +384,7 @@ lat = {k: statistics.median(v) for k, v in p99.items()}
 import os
 print(f"\n{sys.argv[2]} interleaved rounds of {sys.argv[3]}s, {sys.argv[4]} connections, 1 worker each; medians")
 print(f"request headers: {os.environ.get('REQUEST', 'browser')}")
-print(f"verigate access_log: {os.environ.get('VG_ACCESS_LOG', 'true')}; {os.environ.get('VG_TUNING', '') or 'default tuning'}")
+print(f"access logs (verigate and the nginx proxies): {os.environ.get('VG_ACCESS_LOG', 'true')}; verigate {os.environ.get('VG_TUNING', '') or 'default tuning'}")
 pinned = os.environ.get("PIN") == "1"
 print("pinned: the proxy alone on the last CPU, wrk and the upstream on the others\n" if pinned else "not pinned\n")
 print(f"| target | requests/s | p99 latency | requests/s, each round | p99, each round |")
