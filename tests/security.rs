@@ -30,15 +30,6 @@ fn identity_headers(up: &Value) -> Vec<(String, Value)> {
         .collect()
 }
 
-async fn raw_request(addr: std::net::SocketAddr, head: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(head.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_identity_headers_never_reach_the_app() {
     let env = Env::start().await;

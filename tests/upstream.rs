@@ -4,15 +4,6 @@
 mod common;
 use common::*;
 
-async fn raw_request(addr: std::net::SocketAddr, head: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(head.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// A raw-upstream env and a verified browser's session cookie.
 async fn verified_env(upstream_extra: &str) -> (Env, String) {
     let env = Env::with(Setup {
@@ -40,8 +31,18 @@ fn head(target: &str, vg: &str) -> String {
     )
 }
 
-fn lines(head: &str) -> Vec<&str> {
-    head.split("\r\n").collect()
+/// Send `head("GET {target}")` through the proxy, expect a 200, and return what reached the
+/// app after checking its request line and that it holds each of `want` as a whole line.
+async fn forward(env: &Env, target: &str, vg: &str, line: &str, want: &[&str]) -> String {
+    let resp = raw_request(env.proxy, &head(target, vg)).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let up = env.last_head();
+    assert!(up.starts_with(&format!("{line}\r\n")), "{up}");
+    let lines: Vec<&str> = up.split("\r\n").collect();
+    for w in want {
+        assert!(lines.contains(w), "{w} in\n{up}");
+    }
+    up
 }
 
 /// What every rebuilt request must satisfy, whatever the case of its names.
@@ -70,28 +71,19 @@ fn assert_gated(head: &str, vg: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_names_go_upstream_in_canonical_case_by_default() {
     let (env, vg) = verified_env("").await;
-    let resp = raw_request(env.proxy, &head("/member/page?q=1", &vg)).await;
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    let up = env.last_head();
-    assert!(up.starts_with("GET /member/page?q=1 HTTP/1.1\r\n"), "{up}");
-    assert_gated(&up, &vg);
-    let l = lines(&up);
     // Lower-case, but for the framing names Pingora title-cases (Host, Content-Length, ...):
     // one spelling for HTTP/1 and HTTP/2 clients.
-    for want in [
+    let names = [
         "user-agent: Legacy/1.0",
         "x-custom-thing: a",
         "Host: shop.example",
-    ] {
-        assert!(l.contains(&want), "{want} in\n{up}");
-    }
+    ];
+    let line = "GET /member/page?q=1 HTTP/1.1";
+    let up = forward(&env, "/member/page?q=1", &vg, line, &names).await;
+    assert_gated(&up, &vg);
 
     // The open route is rebuilt the same way: no spelling differs between routes.
-    let resp = raw_request(env.proxy, &head("/open", &vg)).await;
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    let up = env.last_head();
-    assert!(up.starts_with("GET /open HTTP/1.1\r\n"), "{up}");
-    assert!(lines(&up).contains(&"x-custom-thing: a"), "{up}");
+    let up = forward(&env, "/open", &vg, "GET /open HTTP/1.1", &names).await;
     assert!(!up.to_ascii_lowercase().contains("x-verified"), "{up}");
     assert!(!up.contains(&vg), "{up}");
 }
@@ -99,19 +91,20 @@ async fn header_names_go_upstream_in_canonical_case_by_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preserve_header_case_keeps_the_clients_spelling() {
     let (env, vg) = verified_env("preserve_header_case: true").await;
-    let resp = raw_request(env.proxy, &head("/member/page", &vg)).await;
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    let up = env.last_head();
-    assert!(up.starts_with("GET /member/page HTTP/1.1\r\n"), "{up}");
-    assert_gated(&up, &vg);
-    let l = lines(&up);
-    for want in [
+    let names = [
         "User-Agent: Legacy/1.0",
         "X-Custom-Thing: a",
         "Host: shop.example",
-    ] {
-        assert!(l.contains(&want), "{want} in\n{up}");
-    }
+    ];
+    let up = forward(
+        &env,
+        "/member/page",
+        &vg,
+        "GET /member/page HTTP/1.1",
+        &names,
+    )
+    .await;
+    assert_gated(&up, &vg);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,19 +112,14 @@ async fn absolute_form_targets_are_gated_and_forwarded_as_sent() {
     let (env, vg) = verified_env("").await;
     // A proxy-style request line: Pingora keeps the target verbatim, so verigate edits the
     // header in place rather than rebuilding the request from its URI.
-    let resp = raw_request(env.proxy, &head("http://shop.example/member/page", &vg)).await;
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    let up = env.last_head();
-    assert!(
-        up.starts_with("GET http://shop.example/member/page HTTP/1.1\r\n"),
-        "{up}"
-    );
+    let target = "http://shop.example/member/page";
+    let line = format!("GET {target} HTTP/1.1");
+    let up = forward(&env, target, &vg, &line, &["X-Custom-Thing: a"]).await;
     assert_gated(&up, &vg);
-    assert!(lines(&up).contains(&"X-Custom-Thing: a"), "{up}");
 
     // Without a session it is still a gated route.
     let before = env.hits();
-    let resp = raw_request(env.proxy, &head("http://shop.example/member/page", "nope")).await;
+    let resp = raw_request(env.proxy, &head(target, "nope")).await;
     assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
     assert_eq!(env.hits(), before);
 }

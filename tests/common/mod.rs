@@ -111,6 +111,16 @@ pub async fn spawn_router(r: Router) -> SocketAddr {
     a
 }
 
+/// Send `head` as written (any case, underscores, odd request lines) and read the whole answer.
+pub async fn raw_request(addr: SocketAddr, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 pub const DEFAULT_ROUTES: &str = r#"
 routes:
   - name: signup
