@@ -169,25 +169,51 @@ pub trait JsonFields {
     fn write_json(&self, out: &mut Vec<u8>);
 }
 
-/// Pieces for [`JsonFields`] writers: `serde_json`'s own formatter, so the output is
-/// byte for byte what `serde_json` writes. Writing to a Vec cannot fail (a failed
-/// allocation aborts), so the results are ignored.
-pub mod json {
-    use serde_json::ser::{CompactFormatter, Formatter};
+/// A JSON object written field by field with `serde_json`'s own formatter, so the output is
+/// byte for byte what `serde_json` writes for a struct with these fields. Keys are the
+/// writer's own identifiers and go out as given. Writing to a Vec cannot fail (a failed
+/// allocation aborts), so the formatter's results are ignored.
+pub struct JsonObject<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
 
-    pub fn str(out: &mut Vec<u8>, s: &str) {
-        let _ = serde_json::to_writer(out, s);
+impl<'a> JsonObject<'a> {
+    pub fn new(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        JsonObject { out, first: true }
     }
-    pub fn u16(out: &mut Vec<u8>, n: u16) {
-        let _ = CompactFormatter.write_u16(out, n);
+    fn key(&mut self, key: &str) -> &mut Vec<u8> {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(b',');
+        }
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        self.out
+    }
+    pub fn str(&mut self, key: &str, v: &str) -> &mut Self {
+        let _ = serde_json::to_writer(self.key(key), v);
+        self
+    }
+    pub fn u16(&mut self, key: &str, v: u16) -> &mut Self {
+        use serde_json::ser::Formatter;
+        let _ = serde_json::ser::CompactFormatter.write_u16(self.key(key), v);
+        self
     }
     /// `null` for a non-finite value, as `serde_json` writes it.
-    pub fn f64(out: &mut Vec<u8>, f: f64) {
-        let _ = if f.is_finite() {
-            CompactFormatter.write_f64(out, f)
+    pub fn f64(&mut self, key: &str, v: f64) -> &mut Self {
+        use serde_json::ser::{CompactFormatter, Formatter};
+        let out = self.key(key);
+        let _ = if v.is_finite() {
+            CompactFormatter.write_f64(out, v)
         } else {
             CompactFormatter.write_null(out)
         };
+        self
+    }
+    pub fn end(&mut self) {
+        self.out.push(b'}');
     }
 }
 

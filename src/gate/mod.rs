@@ -224,34 +224,24 @@ pub struct AccessLine<'a> {
 
 impl crate::logwriter::JsonFields for AccessLine<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
-        use crate::logwriter::json;
-        out.extend_from_slice(b"{\"route\":");
-        json::str(out, self.route);
-        out.extend_from_slice(b",\"decision\":");
-        json::str(out, self.decision);
-        out.extend_from_slice(b",\"status\":");
-        json::u16(out, self.status);
-        out.extend_from_slice(b",\"method\":");
-        json::str(out, self.method);
-        out.extend_from_slice(b",\"latency_ms\":");
-        json::f64(out, self.latency_ms);
-        out.extend_from_slice(b",\"gate_ms\":");
-        json::f64(out, self.gate_ms);
+        let mut o = crate::logwriter::JsonObject::new(out);
+        o.str("route", self.route)
+            .str("decision", self.decision)
+            .u16("status", self.status)
+            .str("method", self.method)
+            .f64("latency_ms", self.latency_ms)
+            .f64("gate_ms", self.gate_ms);
         if let Some(ms) = self.upstream_ms {
-            out.extend_from_slice(b",\"upstream_ms\":");
-            json::f64(out, ms);
+            o.f64("upstream_ms", ms);
         }
         if let Some(s) = self.upstream_status {
-            out.extend_from_slice(b",\"upstream_status\":");
-            json::u16(out, s);
+            o.u16("upstream_status", s);
         }
-        out.extend_from_slice(b",\"provider\":");
-        json::str(out, self.provider);
+        o.str("provider", self.provider);
         if let Some(e) = self.error {
-            out.extend_from_slice(b",\"error\":");
-            json::str(out, e);
+            o.str("error", e);
         }
-        out.push(b'}');
+        o.end();
     }
 }
 
