@@ -10,6 +10,9 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+/// The key under which WebDriver (W3C) returns a found element's id.
+const W3C_ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
 struct Driver {
     base: String,
     session: String,
@@ -117,11 +120,10 @@ impl Driver {
                     json!({"using": "css selector", "value": css}),
                 )
                 .await;
-            if let Some(id) = v
-                .as_object()
-                .and_then(|o| o.values().next())
-                .and_then(|v| v.as_str())
-            {
+            // Only a found element carries this key: an error answer (`no such element`
+            // while the next page is still on its way) is an object too, and taking its
+            // first value as an id used to lose the next click.
+            if let Some(id) = v.get(W3C_ELEMENT).and_then(|v| v.as_str()) {
                 return id.to_string();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
