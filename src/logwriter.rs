@@ -217,10 +217,10 @@ impl<'a> JsonObject<'a> {
     }
 }
 
-/// One access line (time stamped `at`), in the layout of tracing-subscriber's JSON formatter (`timestamp`,
-/// `level`, `fields`, `target`), serialised straight into the batch: one is written per
-/// request, and the generic formatter (a map of owned field values per event) cost about as
-/// much as the gate's own work. Without an installed batch (verigate used as a library) the
+/// One access line, time-stamped `at`, in the layout of tracing-subscriber's JSON formatter
+/// (`timestamp`, `level`, `fields`, `target`), written straight into the batch: one is
+/// written per request, and the generic formatter (a map of owned field values per event)
+/// cost about as much as the gate's own work. Without an installed batch (verigate used as a library) the
 /// line goes through `tracing` instead. The caller checks [`access_enabled`].
 pub fn access(at: std::time::Instant, fields: &impl JsonFields) {
     let Some(w) = GLOBAL.get() else {

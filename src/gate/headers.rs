@@ -75,8 +75,8 @@ pub fn origin_form(req: &RequestHeader) -> bool {
 /// together without Pingora's map of each name's original letter case. Header names then
 /// go upstream in lower case (Pingora title-cases a dozen framing names: `Host`,
 /// `Content-Length`, ...), as Pingora already sends them for HTTP/2 clients, and the edits
-/// cost one map instead of two and no name parsing. Only for [`origin_form`] requests: the request line is rebuilt from
-/// the URI.
+/// cost one map instead of two and no name parsing. Only for [`origin_form`] requests: the
+/// request line is rebuilt from the URI.
 pub fn edit_plain<R>(req: &mut RequestHeader, f: impl FnOnce(&mut http::HeaderMap) -> R) -> R {
     let end_stream = req.send_end_stream();
     let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
