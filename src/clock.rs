@@ -147,13 +147,46 @@ mod tests {
             .unwrap()
             .as_secs() as i64;
         assert!((unix_secs_at(now) - sys).abs() <= 1);
-        // Within one base, instants map exactly; across a renewal, within the time between
-        // the two clock reads that make a base (well under a millisecond).
+        // Within one base, instants map exactly.
         let earlier = now.checked_sub(Duration::from_millis(250)).unwrap();
         assert_eq!(unix_nanos_at(now) - unix_nanos_at(earlier), 250_000_000);
+    }
+
+    #[test]
+    fn instants_mapped_through_two_bases_agree() {
+        let base = || BASE.with(|b| b.get()).expect("a base is set");
+        let now = Instant::now();
+        // `now` maps through the first base...
+        let at_now = unix_nanos_at(now);
+        let first = base();
+        // ...and, once both clocks have moved on, an instant more than a second from that
+        // base renews it: `later` maps through a second base, made of fresh clock reads.
+        std::thread::sleep(Duration::from_millis(50));
         let later = now + Duration::from_millis(1500);
-        let gap = unix_nanos_at(later) - unix_nanos_at(now);
-        assert!((gap - 1_500_000_000).abs() < 1_000_000, "{gap}");
+        let at_later = unix_nanos_at(later);
+        let second = base();
+        assert_ne!(first, second, "mapping `later` renewed the base");
+        assert!(second.0 >= first.0 + Duration::from_millis(50));
+        // Across the renewal, wall times differ as the instants do, within the time between
+        // the two clock reads that make a base (well under a millisecond).
+        let gap = at_later - at_now;
+        assert!(
+            (gap - 1_500_000_000).abs() < 1_000_000,
+            "instants 1.5 s apart map to wall times {gap} ns apart across a renewal"
+        );
+        // And `now` maps through the second base (within a second of it) to the same wall
+        // time as through the first, within the same margin.
+        let again = unix_nanos_at(now);
+        assert_eq!(
+            base(),
+            second,
+            "`now` is within a second of the second base"
+        );
+        assert!(
+            (again - at_now).abs() < 1_000_000,
+            "one instant maps to wall times {} ns apart through the two bases",
+            again - at_now
+        );
     }
 
     #[test]

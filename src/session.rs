@@ -375,8 +375,33 @@ mod tests {
     fn garbage_is_malformed() {
         let r = ring(1);
         for g in ["", "!!!", "abc", &"A".repeat(5000)] {
-            assert!(r.open(Purpose::Session, g).is_err());
+            assert_eq!(
+                r.open(Purpose::Session, g),
+                Err(OpenError::Malformed),
+                "{} characters",
+                g.len()
+            );
         }
+    }
+
+    #[test]
+    fn sealed_values_over_4096_bytes_are_refused_unopened() {
+        let r = ring(1);
+        // 4 bytes of key id, 24 of nonce and 16 of tag around the plaintext, in unpadded
+        // base64: 3,028 plaintext bytes seal to exactly 4,096 characters, one more to 4,098.
+        let at_limit = r.seal(Purpose::Session, &[b'x'; 3028]);
+        assert_eq!(at_limit.len(), 4096);
+        assert_eq!(
+            r.open(Purpose::Session, &at_limit).map(|p| p.len()),
+            Ok(3028)
+        );
+        // Sealed with this ring's own key and intact, so only the size guard refuses it.
+        let over = r.seal(Purpose::Session, &[b'x'; 3029]);
+        assert_eq!(over.len(), 4098);
+        assert_eq!(
+            r.open(Purpose::Session, &over).map(|p| p.len()),
+            Err(OpenError::Malformed)
+        );
     }
 
     #[test]

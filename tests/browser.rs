@@ -1,7 +1,7 @@
 //! A real headless Chromium clicks through the pages a person sees: the choice page, the
 //! start page's own script, the stand-in Iamport SDK, the sandbox window, back to the demo shop.
 //! Needs Debian's `chromium` and `chromium-driver` (.ci/run installs them); without them the
-//! tests say so and pass without running.
+//! tests print SKIPPED and return, or fail when CI=true.
 
 mod common;
 use common::*;
@@ -28,29 +28,65 @@ fn tool(name: &str) -> Option<String> {
 }
 
 impl Driver {
+    /// A WebDriver session on headless Chromium. When that cannot be had (the tools are
+    /// missing, chromedriver or Chromium fails to start) the test reports SKIPPED through
+    /// `skip::missing`, which fails it under CI=true: never a silent pass.
     async fn start() -> Option<Driver> {
         let (Some(driver), Some(chromium)) = (tool("chromedriver"), tool("chromium")) else {
-            eprintln!("SKIPPED: browser test needs chromium and chromium-driver (apt-get install chromium chromium-driver)");
+            skip::missing(
+                "Chromium and chromedriver",
+                "apt-get install chromium chromium-driver",
+            );
             return None;
         };
+        match Self::launch(&driver, &chromium).await {
+            Ok(d) => Some(d),
+            Err(why) => {
+                skip::missing("a working headless Chromium", &why);
+                None
+            }
+        }
+    }
+
+    async fn launch(driver: &str, chromium: &str) -> Result<Driver, String> {
         let mut child = tokio::process::Command::new(driver)
             .arg("--port=0")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .ok()?;
-        let mut lines = BufReader::new(child.stdout.take()?).lines();
-        let mut port = None;
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(rest) = line.split("started successfully on port ").nth(1) {
-                port = rest.trim_end_matches('.').parse::<u16>().ok();
-                break;
+            .map_err(|e| format!("chromedriver ({driver}) did not start: {e}"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or("chromedriver's stdout was not captured")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let said = async move {
+            let mut seen = Vec::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                    if let Ok(port) = rest.trim_end_matches('.').parse::<u16>() {
+                        return Ok(port);
+                    }
+                }
+                seen.push(line);
             }
-        }
-        let base = format!("http://127.0.0.1:{}", port?);
+            Err(format!("it exited, having said {seen:?}"))
+        };
+        let port = match tokio::time::timeout(Duration::from_secs(30), said).await {
+            Ok(Ok(port)) => port,
+            Ok(Err(why)) => return Err(format!("chromedriver ({driver}) reported no port: {why}")),
+            Err(_) => {
+                return Err(format!(
+                    "chromedriver ({driver}) reported no port within 30s"
+                ))
+            }
+        };
+        let base = format!("http://127.0.0.1:{port}");
         let http = client();
-        let profile = tempfile::tempdir().ok()?.keep();
+        let profile = tempfile::tempdir()
+            .map_err(|e| format!("no temporary profile directory for Chromium: {e}"))?
+            .keep();
         let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
             "binary": chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -63,15 +99,20 @@ impl Driver {
             .json(&caps)
             .send()
             .await
-            .ok()?
+            .map_err(|e| format!("chromedriver at {base} did not answer: {e}"))?
             .json()
             .await
-            .ok()?;
+            .map_err(|e| format!("chromedriver at {base} answered without JSON: {e}"))?;
         let Some(session) = v["value"]["sessionId"].as_str().map(String::from) else {
-            eprintln!("SKIPPED: chromedriver could not start Chromium: {v}");
-            return None;
+            // WebDriver's error message, without its stack trace of bare addresses.
+            let why = v["value"]["message"]
+                .as_str()
+                .map_or_else(|| v.to_string(), String::from);
+            return Err(format!(
+                "chromedriver could not start Chromium ({chromium}): {why}"
+            ));
         };
-        Some(Driver {
+        Ok(Driver {
             base,
             session,
             http,

@@ -253,6 +253,11 @@ fn check_command_ok_and_problems() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("cannot read /nonexistent/verigate.yaml: "),
+        "refused for another reason: {text}"
+    );
 }
 
 #[test]

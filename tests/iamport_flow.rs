@@ -12,6 +12,14 @@ fn all_header_text(upstream: &Value) -> String {
     upstream["headers"].to_string()
 }
 
+/// The value of one sample (`name{labels}`) in Prometheus text, 0 when it is not there yet.
+fn metric(m: &str, sample: &str) -> f64 {
+    m.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_mode_end_to_end() {
     let env = Env::start().await;
@@ -322,6 +330,10 @@ async fn one_account_per_person() {
     let hits = env.hits();
     let r = second.post("/signup", "user=b").await;
     assert_eq!(r.status(), 409);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "duplicate_account"
+    );
     assert_eq!(env.hits(), hits);
     // Another person is fine.
     let mut other = env.browser();
@@ -393,6 +405,10 @@ async fn max_session_age_sends_back_to_verify() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_is_fetched_once_under_concurrency() {
+    // Alone in its process, so that the token-fetch counter moves with this test only.
+    if !skip::alone("token_is_fetched_once_under_concurrency") {
+        return;
+    }
     // 1,000 completions at once queue behind one getToken: give the provider time.
     let env = Env::with(Setup {
         iamport_extra: "timeout: 20s".into(),
@@ -411,6 +427,8 @@ async fn token_is_fetched_once_under_concurrency() {
     }
     assert_eq!(env.sim.token_requests(), 0);
     let mut tasks = Vec::new();
+    let fetches = r#"verigate_provider_token_fetches_total{provider="iamport"}"#;
+    let before = metric(&env.metrics().await, fetches);
     for (mut b, data) in pending {
         tasks.push(tokio::spawn(async move {
             b.complete(&data["imp_uid"], &data["merchant_uid"])
@@ -424,10 +442,7 @@ async fn token_is_fetched_once_under_concurrency() {
     }
     assert_eq!(env.sim.token_requests(), 1);
     let m = env.metrics().await;
-    assert!(
-        m.contains("verigate_provider_token_fetches_total{provider=\"iamport\"}"),
-        "{m}"
-    );
+    assert_eq!(metric(&m, fetches) - before, 1.0, "{fetches}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

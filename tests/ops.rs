@@ -135,6 +135,10 @@ async fn assertion_verifies_against_published_jwks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_swaps_config_and_refuses_bad_ones() {
+    // Alone in its process: the reload counters and gauge then move with this test only.
+    if !skip::alone("reload_swaps_config_and_refuses_bad_ones") {
+        return;
+    }
     let env = Env::with(Setup {
         reloadable: true,
         ..Setup::default()
@@ -150,6 +154,20 @@ async fn reload_swaps_config_and_refuses_bad_ones() {
             .await
             .unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
+    };
+    let (ok, failed) = (
+        "verigate_config_reloads_total{result=\"success\"}",
+        "verigate_config_reloads_total{result=\"failure\"}",
+    );
+    let last_ok = "verigate_config_last_reload_success";
+    let before = env.metrics().await;
+    // Reloads (success, failure) since the test began, and the last-reload gauge.
+    let reloads = |m: &str| {
+        (
+            metric(m, ok) - metric(&before, ok),
+            metric(m, failed) - metric(&before, failed),
+            metric(m, last_ok),
+        )
     };
     assert_eq!(
         env.client
@@ -176,10 +194,7 @@ async fn reload_swaps_config_and_refuses_bad_ones() {
             .status(),
         401
     );
-    let m = env.metrics().await;
-    // The last-reload gauge is process-wide and other tests here reload too: it is checked
-    // in the single-process binary test below; the counters only move forward.
-    assert!(metric(&m, "verigate_config_reloads_total{result=\"success\"}") >= 1.0);
+    assert_eq!(reloads(&env.metrics().await), (1.0, 0.0, 1.0));
 
     // A broken config is refused with every problem; the previous one keeps serving.
     let broken = gated
@@ -201,8 +216,7 @@ async fn reload_swaps_config_and_refuses_bad_ones() {
             .status(),
         401
     );
-    let m = env.metrics().await;
-    assert!(metric(&m, "verigate_config_reloads_total{result=\"failure\"}") >= 1.0);
+    assert_eq!(reloads(&env.metrics().await), (1.0, 1.0, 0.0));
     std::fs::write(&path, "listen: [unclosed").unwrap();
     assert_eq!(reload().await.0, 400);
     // Settings that need a restart are refused, not half-applied.
@@ -213,9 +227,11 @@ async fn reload_swaps_config_and_refuses_bad_ones() {
         body.contains("threads: changing it needs a restart"),
         "{body}"
     );
+    assert_eq!(reloads(&env.metrics().await), (1.0, 3.0, 0.0));
     // Back to the original.
     std::fs::write(&path, &original).unwrap();
     assert_eq!(reload().await.0, 200);
+    assert_eq!(reloads(&env.metrics().await), (2.0, 3.0, 1.0));
     assert_eq!(
         env.client
             .get(env.url("/open/x"))
@@ -298,20 +314,13 @@ async fn reload_under_load_drops_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_with_traffic() {
+    // Alone in its process: every counter then moves with this test's traffic only, so each
+    // is checked for exactly what the traffic should add.
+    if !skip::alone("metrics_move_with_traffic") {
+        return;
+    }
     let env = Env::start().await;
     let before = env.metrics().await;
-    let up2xx = r#"verigate_upstream_responses_total{class="2xx",route="everything-else"}"#;
-    let gate_count = r#"verigate_gate_duration_seconds_count{route="everything-else"}"#;
-    let underage = r#"verigate_requests_total{decision="underage",route="adult"}"#;
-    let sessions = r#"verigate_sessions_issued_total{provider="iamport"}"#;
-    let started = r#"verigate_verifications_total{outcome="started",provider="iamport",reason=""}"#;
-    let (u0, g0, a0, s0, st0) = (
-        metric(&before, up2xx),
-        metric(&before, gate_count),
-        metric(&before, underage),
-        metric(&before, sessions),
-        metric(&before, started),
-    );
     for i in 0..5 {
         env.client
             .get(env.url(&format!("/page/{i}")))
@@ -323,24 +332,74 @@ async fn metrics_move_with_traffic() {
     kid.verify_redirect(env.sandbox, "/adult", &Person::born("20150101"))
         .await;
     assert_eq!(kid.get_html("/adult").await.status(), 403);
-    // Process-wide counters, tests in parallel: at least this much.
+    // Five pages through the open route; one minor verified with Iamport (one token, one
+    // certification lookup), then refused at the adult route.
+    let expected: &[(&str, f64)] = &[
+        (
+            r#"verigate_upstream_responses_total{class="2xx",route="everything-else"}"#,
+            5.0,
+        ),
+        (
+            r#"verigate_requests_total{decision="passed",route="everything-else"}"#,
+            5.0,
+        ),
+        (
+            r#"verigate_gate_duration_seconds_count{route="everything-else"}"#,
+            5.0,
+        ),
+        (
+            r#"verigate_request_duration_seconds_count{route="everything-else"}"#,
+            5.0,
+        ),
+        (
+            r#"verigate_requests_total{decision="underage",route="adult"}"#,
+            1.0,
+        ),
+        (
+            r#"verigate_request_duration_seconds_count{route="adult"}"#,
+            1.0,
+        ),
+        (
+            r#"verigate_gate_duration_seconds_count{route="adult"}"#,
+            0.0,
+        ),
+        (r#"verigate_sessions_issued_total{provider="iamport"}"#, 1.0),
+        (
+            r#"verigate_verifications_total{outcome="started",provider="iamport",reason=""}"#,
+            1.0,
+        ),
+        (
+            r#"verigate_verifications_total{outcome="completed",provider="iamport",reason=""}"#,
+            1.0,
+        ),
+        (
+            r#"verigate_provider_token_fetches_total{provider="iamport"}"#,
+            1.0,
+        ),
+        (
+            r#"verigate_provider_call_seconds_count{endpoint="getToken",provider="iamport"}"#,
+            1.0,
+        ),
+        (
+            r#"verigate_provider_call_seconds_count{endpoint="certifications",provider="iamport"}"#,
+            1.0,
+        ),
+    ];
     let moved = |m: &str| {
-        metric(m, up2xx) >= u0 + 5.0
-            && metric(m, gate_count) >= g0 + 5.0
-            && metric(m, underage) > a0
-            && metric(m, sessions) > s0
-            && metric(m, started) > st0
+        expected
+            .iter()
+            .all(|(sample, by)| metric(m, sample) - metric(&before, sample) == *by)
     };
     let after = env.metrics_until(moved).await;
-    assert!(moved(&after), "{after}");
-    for name in [
-        "verigate_request_duration_seconds_bucket",
-        "verigate_provider_call_seconds_bucket",
-        "verigate_provider_token_fetches_total",
-        "verigate_config_last_reload_success",
-    ] {
-        assert!(after.contains(name), "{name} missing");
+    for (sample, by) in expected {
+        assert_eq!(
+            metric(&after, sample) - metric(&before, sample),
+            *by,
+            "{sample}"
+        );
     }
+    // No reload happened: the gauge keeps its initial 1.
+    assert_eq!(metric(&after, "verigate_config_last_reload_success"), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

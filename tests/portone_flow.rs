@@ -13,6 +13,26 @@ routes:
     match: { path_prefix: / }
 "#;
 
+/// A refusal's status and its stable code: the `error` of a JSON answer, or the code a
+/// refusal page shows (`<p class="code">403 · not_certified</p>`).
+async fn refusal(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap();
+    let code = match serde_json::from_str::<Value>(&body) {
+        Ok(v) => v["error"].as_str().map(String::from),
+        Err(_) => body
+            .split(r#"<p class="code">"#)
+            .nth(1)
+            .and_then(|s| s.split("</p>").next())
+            .and_then(|s| s.split(" · ").nth(1))
+            .map(String::from),
+    };
+    (
+        status,
+        code.unwrap_or_else(|| format!("no error code in: {body}")),
+    )
+}
+
 async fn env() -> Env {
     Env::with(Setup {
         routes: ROUTES.into(),
@@ -101,7 +121,10 @@ async fn failed_stale_minor_replayed_and_foreign_results_are_refused() {
     let mut b = env.browser();
     let flow = start(&mut b).await;
     let ret = window(&env, &flow, "1990-03-04", "failed", 0).await;
-    assert_eq!(b.open_html(&ret).await.status(), 403);
+    assert_eq!(
+        refusal(b.open_html(&ret).await).await,
+        (403, "not_certified".into())
+    );
     // The same FAILED result presented without the code: the API says it is not verified.
     let id = flow["identity_verification_id"].clone();
     let r = b
@@ -111,33 +134,37 @@ async fn failed_stale_minor_replayed_and_foreign_results_are_refused() {
                 .json(&json!({ "identityVerificationId": id })),
         )
         .await;
-    assert_eq!(r.json::<Value>().await.unwrap()["error"], "not_certified");
+    assert_eq!(refusal(r).await, (403, "not_certified".into()));
     // Stale.
     let mut s = env.browser();
     let flow = start(&mut s).await;
     let ret = window(&env, &flow, "1990-03-04", "verified", 3600).await;
     let r = s.open_html(&ret).await;
-    assert_eq!(r.status(), 403);
-    assert!(r.text().await.unwrap().contains("stale_result"));
+    assert_eq!(refusal(r).await, (403, "stale_result".into()));
     // A minor: verified, refused at the age gate.
     let mut kid = env.browser();
     let flow = start(&mut kid).await;
     let ret = window(&env, &flow, "2016-01-01", "verified", 0).await;
     assert_eq!(kid.open_html(&ret).await.status(), 302);
-    assert_eq!(kid.get_html("/adult").await.status(), 403);
+    assert_eq!(
+        refusal(kid.get_html("/adult").await).await,
+        (403, "underage".into())
+    );
     // Replay with the same flow cookie.
     let mut v = env.browser();
     let flow = start(&mut v).await;
     let ret = window(&env, &flow, "1990-03-04", "verified", 0).await;
     let mut replay = v.clone();
     assert_eq!(v.open_html(&ret).await.status(), 302);
-    assert_eq!(replay.open_html(&ret).await.status(), 409);
+    assert_eq!(
+        refusal(replay.open_html(&ret).await).await,
+        (409, "replayed_result".into())
+    );
     // Another browser's id with this browser's flow cookie.
     let mut other = env.browser();
     start(&mut other).await;
     let r = other.open_html(&ret).await;
-    assert_eq!(r.status(), 403);
-    assert!(r.text().await.unwrap().contains("flow_mismatch"));
+    assert_eq!(refusal(r).await, (403, "flow_mismatch".into()));
     // Unknown id within a valid flow: the provider has no such verification.
     let mut u = env.browser();
     let flow = start(&mut u).await;

@@ -231,30 +231,99 @@ async fn return_to_accepts_only_same_site_paths() {
                 .unwrap();
             assert_eq!(r.status(), 400, "{ep} accepted {bad}");
             assert!(r.headers().get("set-cookie").is_none());
+            let html = r.text().await.unwrap();
+            assert!(
+                html.contains(r#"<p class="code">400 · bad_return_to</p>"#),
+                "{ep} refused {bad} for another reason: {html}"
+            );
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow_page_escapes_and_binds_return_to() {
+    // A return_to that, written into a page as is, would end the page's script block and
+    // run its own.
+    const HOSTILE: &str = "/member?q=</script><script>alert(1)</script>";
     let env = Env::start().await;
+    // Bound: the flow ends exactly where it started, whatever the return_to holds.
     let mut b = env.browser();
-    let flow = b
-        .start_iamport("/member?q=</script><script>alert(1)</script>")
-        .await;
+    let flow = b.start_iamport(HOSTILE).await;
     assert_eq!(flow.params["provider"], "iamport");
     let r = b
-        .verify_redirect(env.sandbox, "/member?q=</script>", &Person::adult())
+        .verify_redirect(env.sandbox, HOSTILE, &Person::adult())
         .await;
-    assert_eq!(r.headers()["location"], "/member?q=</script>");
-    let r = b
-        .get_html("/.verigate/iamport/start?return_to=%2Fmember%3Fq%3D%3C%2Fscript%3E")
-        .await;
-    let html = r.text().await.unwrap();
-    assert!(
-        !html.contains("</script><script>alert"),
-        "return_to broke out of the JSON block"
-    );
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], HOSTILE);
+    // Escaped: every flow page that carries the return_to (the choice page's links, the
+    // start page, a refusal's retry link) keeps it inert. The pages for a plain return_to
+    // give the number of script elements each page has of its own.
+    let pages = |return_to: &'static str| {
+        let env = &env;
+        async move {
+            let enc: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+            let mut c = env.browser();
+            let choice = c
+                .get_html(&format!("/.verigate/verify?return_to={enc}"))
+                .await;
+            assert_eq!(choice.status(), 200);
+            let choice = choice.text().await.unwrap();
+            let start = c
+                .get_html(&format!("/.verigate/iamport/start?return_to={enc}"))
+                .await;
+            assert_eq!(start.status(), 200);
+            let start = start.text().await.unwrap();
+            // The person cancels in the provider's window: refused, with a retry link.
+            let refusal = c.get_html("/.verigate/iamport/return?success=false").await;
+            assert_eq!(refusal.status(), 403);
+            let refusal = refusal.text().await.unwrap();
+            assert!(
+                refusal.contains(r#"<p class="code">403 · not_certified</p>"#),
+                "{refusal}"
+            );
+            (
+                enc,
+                [("choice", choice), ("start", start), ("refusal", refusal)],
+            )
+        }
+    };
+    let (_, plain) = pages("/member").await;
+    let (enc, hostile) = pages(HOSTILE).await;
+    // The markup around the first place `needle` shows up on a page.
+    let around = |html: &str, needle: &str| {
+        let at = html.find(needle).unwrap_or(0);
+        let from = html.floor_char_boundary(at.saturating_sub(120));
+        let to = html.ceil_char_boundary((at + 120).min(html.len()));
+        html[from..to].to_string()
+    };
+    for ((page, html), (_, own)) in hostile.iter().zip(&plain) {
+        assert!(
+            !html.contains("<script>alert(1)"),
+            "the return_to broke out of the {page} page's markup: …{}…",
+            around(html, "<script>alert(1)")
+        );
+        assert_eq!(
+            html.matches("<script").count(),
+            own.matches("<script").count(),
+            "the return_to added a script element to the {page} page:\n{html}"
+        );
+        assert_eq!(
+            html.matches("</script>").count(),
+            own.matches("</script>").count(),
+            "the return_to closed a script element on the {page} page:\n{html}"
+        );
+    }
+    // And the return_to is really on the pages that link back to it, URL-encoded: the
+    // checks above looked where it is.
+    for (page, link) in [(0, "/.verigate/iamport/start"), (2, "/.verigate/verify")] {
+        let (name, html) = &hostile[page];
+        let href = format!(r#"href="{link}?return_to={enc}""#);
+        assert!(
+            html.contains(&href),
+            "no {href} on the {name} page: …{}…",
+            around(html, "href=")
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

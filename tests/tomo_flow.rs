@@ -21,6 +21,34 @@ routes:
     match: { path_prefix: / }
 "#;
 
+/// A refusal's status and its stable code: the `error` of a JSON answer, or the code a
+/// refusal page shows (`<p class="code">403 · underage</p>`).
+async fn refusal(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap();
+    let code = match serde_json::from_str::<Value>(&body) {
+        Ok(v) => v["error"].as_str().map(String::from),
+        Err(_) => body
+            .split(r#"<p class="code">"#)
+            .nth(1)
+            .and_then(|s| s.split("</p>").next())
+            .and_then(|s| s.split(" · ").nth(1))
+            .map(String::from),
+    };
+    (
+        status,
+        code.unwrap_or_else(|| format!("no error code in: {body}")),
+    )
+}
+
+/// The value of one sample (`name{labels}`) in Prometheus text, 0 when it is not there yet.
+fn metric(m: &str, sample: &str) -> f64 {
+    m.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 async fn env() -> Env {
     Env::with(Setup {
         routes: ROUTES.into(),
@@ -80,7 +108,12 @@ async fn window(b: &Browser, uri: &str, v: &Visitor) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_visitor_verifies_end_to_end() {
+    // Alone in its process, so that the verification counters move with this test only.
+    if !skip::alone("a_foreign_visitor_verifies_end_to_end") {
+        return;
+    }
     let env = env().await;
+    let before = env.metrics().await;
     let mut b = env.browser();
     let r = b.get_html("/.verigate/verify?return_to=%2Fadult").await;
     let html = r.text().await.unwrap();
@@ -119,10 +152,19 @@ async fn a_foreign_visitor_verifies_end_to_end() {
     );
     // A route that accepts only Korean verification does not take a Tomo session.
     assert_eq!(b.get_html("/korean").await.status(), 302);
+    // Two visits: two flows started, two completed, two sessions issued.
     let m = env.metrics().await;
-    assert!(m.contains(
-        r#"verigate_verifications_total{outcome="completed",provider="tomo",reason=""}"#
-    ));
+    for sample in [
+        r#"verigate_verifications_total{outcome="started",provider="tomo",reason=""}"#,
+        r#"verigate_verifications_total{outcome="completed",provider="tomo",reason=""}"#,
+        r#"verigate_sessions_issued_total{provider="tomo"}"#,
+    ] {
+        assert_eq!(
+            metric(&m, sample) - metric(&before, sample),
+            2.0,
+            "{sample}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,8 +184,7 @@ async fn failure_minor_and_replay() {
     .await;
     assert!(ret.contains("failed=1"));
     let r = b.open_html(&ret).await;
-    assert_eq!(r.status(), 403);
-    assert!(r.text().await.unwrap().contains("not_certified"));
+    assert_eq!(refusal(r).await, (403, "not_certified".into()));
     assert!(!b.jar.contains_key("vg"));
 
     // A minor by date of birth: verified, but refused at the age gate.
@@ -160,7 +201,10 @@ async fn failure_minor_and_replay() {
     )
     .await;
     assert_eq!(kid.open_html(&ret).await.status(), 302);
-    assert_eq!(kid.get_html("/adult").await.status(), 403);
+    assert_eq!(
+        refusal(kid.get_html("/adult").await).await,
+        (403, "underage".into())
+    );
 
     // Replayed return URL with the same flow cookie.
     let mut v = env.browser();
@@ -177,8 +221,7 @@ async fn failure_minor_and_replay() {
     let mut attacker = v.clone();
     assert_eq!(v.open_html(&ret).await.status(), 302);
     let r = attacker.open_html(&ret).await;
-    assert_eq!(r.status(), 409);
-    assert!(r.text().await.unwrap().contains("replayed_result"));
+    assert_eq!(refusal(r).await, (409, "replayed_result".into()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,8 +242,7 @@ async fn another_flows_result_or_ppid_is_refused() {
     let mut attacker = env.browser();
     let (auri, _) = start(&mut attacker, "/adult").await;
     let r = attacker.open_html(&vret).await;
-    assert_eq!(r.status(), 403);
-    assert!(r.text().await.unwrap().contains("flow_mismatch"));
+    assert_eq!(refusal(r).await, (403, "flow_mismatch".into()));
     // The attacker finishes its own verification but swaps in the victim's token (PPID).
     let aret = window(
         &attacker,
@@ -232,8 +274,8 @@ async fn another_flows_result_or_ppid_is_refused() {
     forged.query_pairs_mut().clear().extend_pairs(pairs);
     let r = attacker.open_html(forged.as_str()).await;
     assert_eq!(
-        r.status(),
-        403,
+        refusal(r).await,
+        (403, "flow_mismatch".into()),
         "a PPID not bound to this flow's result is refused"
     );
     assert!(!attacker.jar.contains_key("vg"));
@@ -274,10 +316,16 @@ async fn another_flows_result_or_ppid_is_refused() {
         })
         .collect();
     u.query_pairs_mut().clear().extend_pairs(pairs);
-    assert_eq!(sneaky.open_html(u.as_str()).await.status(), 403);
+    assert_eq!(
+        refusal(sneaky.open_html(u.as_str()).await).await,
+        (403, "flow_mismatch".into())
+    );
     // No flow cookie at all.
     let mut stranger = env.browser();
-    assert_eq!(stranger.open_html(&vret).await.status(), 400);
+    assert_eq!(
+        refusal(stranger.open_html(&vret).await).await,
+        (400, "flow_missing".into())
+    );
     // The victim's own return still works.
     assert_eq!(victim.open_html(&vret).await.status(), 302);
 }

@@ -1,5 +1,6 @@
 //! Test harness: the real proxy, the sandbox and an echoing upstream, all on 127.0.0.1:0.
 #![allow(dead_code)]
+pub mod skip;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
