@@ -154,8 +154,13 @@ pub fn build(cfg: RuntimeConfig, mut opts: BuildOptions) -> Result<Built, BuildE
     let live = Arc::new(ArcSwap::from_pointee(Live::new(cfg)?));
 
     let gate = Gate::new(live.clone(), store.clone());
-    let proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, gate, "verigate proxy");
+    let proxy = pingora::services::listening::Service::new(
+        "verigate proxy".into(),
+        gate::deadline::HeaderDeadline::new(
+            pingora::proxy::http_proxy(&server.configuration, gate),
+            live.clone(),
+        ),
+    );
     let proxy_addr = add_listening(&mut server, proxy, "listen", listen, &opts)?;
     let reloader = opts
         .reload

@@ -108,13 +108,20 @@ async fn preserve_header_case_keeps_the_clients_spelling() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn absolute_form_targets_are_gated_and_forwarded_as_sent() {
+async fn absolute_form_targets_are_gated_and_forwarded_as_their_path() {
     let (env, vg) = verified_env("").await;
-    // A proxy-style request line: Pingora keeps the target verbatim, so verigate edits the
-    // header in place rather than rebuilding the request from its URI.
-    let target = "http://shop.example/member/page";
-    let line = format!("GET {target} HTTP/1.1");
-    let up = forward(&env, target, &vg, &line, &["X-Custom-Thing: a"]).await;
+    // A proxy-style request line: verigate decides on its path and sends the app exactly
+    // that path, in origin form (the app never reads the authority as part of a path).
+    let target = "http://shop.example/member/page?q=1";
+    let line = "GET /member/page?q=1 HTTP/1.1";
+    let up = forward(
+        &env,
+        target,
+        &vg,
+        line,
+        &["x-custom-thing: a", "Host: shop.example"],
+    )
+    .await;
     assert_gated(&up, &vg);
 
     // Without a session it is still a gated route.

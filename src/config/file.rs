@@ -23,6 +23,8 @@ pub struct FileConfig {
     pub access_log: Option<bool>,
     #[serde(default)]
     pub tuning: Option<FileTuning>,
+    #[serde(default)]
+    pub clients: Option<FileClients>,
     pub session: FileSession,
     #[serde(default)]
     pub identity_headers: Option<FileIdentityHeaders>,
@@ -32,6 +34,18 @@ pub struct FileConfig {
     pub store: Option<FileStore>,
     #[serde(default)]
     pub routes: Vec<FileRoute>,
+}
+
+/// Deadlines for slow clients (see README "What a request meets").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileClients {
+    /// From the first byte of a request to the end of its headers.
+    #[serde(default)]
+    pub header_timeout: Option<String>,
+    /// The longest pause while a request body arrives.
+    #[serde(default)]
+    pub body_idle_timeout: Option<String>,
 }
 
 /// Pingora settings (see README "Performance").
@@ -249,6 +263,13 @@ pub struct FileMatch {
     pub path_prefix: Option<String>,
     #[serde(default)]
     pub methods: Vec<String>,
+    /// Methods outside RFC 9110's and RFC 5789's list, spelled in capitals (`PURGE`).
+    #[serde(default)]
+    pub extension_methods: Vec<String>,
+    /// `refuse` (default): a method the route does not list gets 405; `next_route`: the
+    /// request goes on to the next route.
+    #[serde(default)]
+    pub other_methods: Option<String>,
     #[serde(default)]
     pub case_sensitive: bool,
 }

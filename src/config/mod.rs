@@ -226,6 +226,15 @@ impl std::fmt::Debug for StoreConfig {
 /// Where the embedded store lives when the config names none.
 pub const DEFAULT_SQLITE_PATH: &str = "./verigate-state.db";
 
+/// Deadlines for slow clients (a reload changes them for new requests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clients {
+    /// From a request's first byte to the end of its headers.
+    pub header_timeout: Duration,
+    /// The longest pause while a request body arrives.
+    pub body_idle_timeout: Duration,
+}
+
 /// Pingora runtime settings; they take effect at start (a reload may not change them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuning {
@@ -271,6 +280,7 @@ pub struct RuntimeConfig {
     pub timezone: Tz,
     pub threads: usize,
     pub tuning: Tuning,
+    pub clients: Clients,
     pub session: SessionConfig,
     pub identity: IdentityHeaders,
     pub assertion: Option<AssertionConfig>,

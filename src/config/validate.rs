@@ -272,6 +272,28 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
             listener_tasks: tasks.max(1),
         }
     };
+    let clients = {
+        let c = f.clients.as_ref();
+        let mut limit = |key: &str, v: Option<&str>, default: u64| {
+            let d = ctx.duration(&format!("clients.{key}"), v, Duration::from_secs(default));
+            if d.is_zero() {
+                ctx.err(format!("clients.{key}"), "must be longer than 0s");
+            }
+            d
+        };
+        Clients {
+            header_timeout: limit(
+                "header_timeout",
+                c.and_then(|c| c.header_timeout.as_deref()),
+                10,
+            ),
+            body_idle_timeout: limit(
+                "body_idle_timeout",
+                c.and_then(|c| c.body_idle_timeout.as_deref()),
+                30,
+            ),
+        }
+    };
     let session = session(ctx, &f.session);
     let identity = identity(ctx, f.identity_headers.as_ref());
     let assertion = f
@@ -302,8 +324,23 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         }
         if let Some(route) = route(ctx, i, r, &providers) {
             keep = keep.union(route.forward);
-            routes.push(route);
+            routes.push((i, route));
         }
+    }
+    let (indices, routes): (Vec<usize>, Vec<Route>) = routes.into_iter().unzip();
+    let routes = RouteTable::new(routes);
+    for (later, earlier) in routes.shadowed() {
+        let (Some(li), Some(ei)) = (indices.get(later), indices.get(earlier)) else {
+            continue;
+        };
+        ctx.err(
+            format!("routes[{li}].match"),
+            format!(
+                "route `{}` can never match: route `{}` (routes[{ei}]) above it takes all its requests",
+                routes.routes()[later].name,
+                routes.routes()[earlier].name
+            ),
+        );
     }
 
     let session = session?;
@@ -318,13 +355,14 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         timezone,
         threads,
         tuning,
+        clients,
         session,
         identity,
         assertion,
         access_log: f.access_log.unwrap_or(true),
         providers,
         store,
-        routes: RouteTable::new(routes),
+        routes,
         keep_in_session: keep,
     })
 }
@@ -858,19 +896,69 @@ fn matcher(ctx: &mut Ctx, at: &str, m: &FileMatch) -> Option<MatchRule> {
         );
         return None;
     }
+    let canonical = match crate::gate::path::normalize(&pattern) {
+        Ok(c) => c.into_owned(),
+        Err(e) => {
+            ctx.err(
+                format!("{at}.{key}"),
+                format!("`{pattern}` is refused in requests ({e}), so no request could match it"),
+            );
+            return None;
+        }
+    };
     let mut methods = Vec::new();
     for (j, meth) in m.methods.iter().enumerate() {
         let up = meth.to_ascii_uppercase();
-        match http::Method::from_bytes(up.as_bytes()) {
-            Ok(mm) if is_token(&up) => methods.push(mm),
-            _ => ctx.err(
+        if STANDARD_METHODS.contains(&up.as_str()) {
+            if let Ok(mm) = http::Method::from_bytes(up.as_bytes()) {
+                methods.push(mm);
+            }
+        } else {
+            ctx.err(
                 format!("{at}.methods[{j}]"),
-                format!("`{meth}` is not an HTTP method"),
+                format!(
+                    "`{meth}` is not a standard HTTP method ({}); list an extension method under extension_methods",
+                    STANDARD_METHODS.join(", ")
+                ),
+            );
+        }
+    }
+    for (j, meth) in m.extension_methods.iter().enumerate() {
+        let token = is_token(meth) && meth.bytes().all(|b| !b.is_ascii_lowercase());
+        match http::Method::from_bytes(meth.as_bytes()) {
+            Ok(mm) if token && !STANDARD_METHODS.contains(&meth.as_str()) => methods.push(mm),
+            _ => ctx.err(
+                format!("{at}.extension_methods[{j}]"),
+                format!(
+                    "`{meth}` must be a method token in capitals that is not a standard method"
+                ),
             ),
         }
     }
-    Some(MatchRule::new(&pattern, exact, methods, m.case_sensitive))
+    let fall_through = match m.other_methods.as_deref() {
+        None | Some("refuse") => false,
+        Some("next_route") => true,
+        Some(other) => {
+            ctx.err(
+                format!("{at}.other_methods"),
+                format!("`{other}` is not one of refuse, next_route"),
+            );
+            false
+        }
+    };
+    Some(MatchRule::new(
+        &canonical,
+        exact,
+        methods,
+        m.case_sensitive,
+        fall_through,
+    ))
 }
+
+/// The methods of RFC 9110 and PATCH (RFC 5789). CONNECT is left out: verigate refuses it.
+const STANDARD_METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH",
+];
 
 fn require(ctx: &mut Ctx, at: &str, q: &FileRequire, providers: &Providers) -> Option<Require> {
     let at = format!("{at}.require");

@@ -315,7 +315,11 @@ fn providers_for(live: &Live, return_to: &str) -> Vec<ProviderId> {
     let Ok(norm) = normalize(return_to) else {
         return all;
     };
-    match cfg.routes.find(&http::Method::GET, &norm) {
+    match cfg
+        .routes
+        .find(&[&http::Method::GET], &norm)
+        .and_then(|f| f.route())
+    {
         Some(i) => match cfg.routes.get(i).and_then(|r| r.require.as_ref()) {
             Some(req) => req.providers.clone(),
             None => all,

@@ -154,6 +154,24 @@ fn texts(code: &str) -> (&'static str, &'static str, &'static str, &'static str)
             "요청 주소를 해석할 수 없습니다.",
             "The request path could not be interpreted safely.",
         ),
+        "bad_request_target" => (
+            "잘못된 요청 형식입니다",
+            "Malformed request target",
+            "요청 대상은 이 사이트의 경로여야 합니다.",
+            "The request target must be a path on this site (or an http URL of this host).",
+        ),
+        "bad_method" => (
+            "잘못된 요청 방식입니다",
+            "Malformed request method",
+            "요청 방식(메서드)은 대문자로 된 올바른 HTTP 메서드여야 합니다.",
+            "The request method must be a valid HTTP method in capitals.",
+        ),
+        "method_not_allowed" => (
+            "허용되지 않는 요청 방식입니다",
+            "Method not allowed",
+            "이 주소는 이 요청 방식을 받지 않습니다.",
+            "This address does not accept this request method.",
+        ),
         "no_route" => (
             "페이지를 찾을 수 없습니다",
             "Not found",

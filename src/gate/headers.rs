@@ -89,6 +89,31 @@ pub fn edit_plain<R>(req: &mut RequestHeader, f: impl FnOnce(&mut http::HeaderMa
     out
 }
 
+/// One `Content-Length` line for the app: Pingora accepts repeated equal values (`5, 5`, or two
+/// headers) and would forward them as sent, which app servers read differently (waitress,
+/// Express and the JDK refuse them, werkzeug takes them).
+pub fn single_content_length(req: &mut impl Edit) {
+    let name = http::header::CONTENT_LENGTH;
+    let mut values = req.map().get_all(&name).iter();
+    let (Some(first), more) = (values.next(), values.next().is_some()) else {
+        return;
+    };
+    if !more && !first.as_bytes().contains(&b',') {
+        return;
+    }
+    let Some(one) = first
+        .to_str()
+        .ok()
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    else {
+        return;
+    };
+    req.remove(&name);
+    req.insert(&name, one);
+}
+
 /// Remove every identity header a client sent. Returns how many were removed.
 pub fn strip_identity(req: &mut impl Edit, prefix: &str) -> usize {
     // The common case (none sent) allocates nothing.

@@ -8,10 +8,12 @@
 //! - `logging`: metrics and the access log.
 
 pub mod answers;
+pub mod deadline;
 pub mod headers;
 pub mod path;
 pub mod routes;
 pub mod sessions;
+pub mod target;
 
 use crate::clock::unix_now;
 use crate::config::RuntimeConfig;
@@ -262,12 +264,14 @@ impl Gate {
     }
 
     /// The gate proper, for a request already stripped and matched to a gated route.
+    /// `state_changing`: the request carries a method other than GET, HEAD and OPTIONS.
     async fn check(
         &self,
         live: &Live,
         session: &mut Session,
         ctx: &mut Ctx,
         route_idx: usize,
+        state_changing: bool,
     ) -> Result<bool> {
         let cfg = &live.cfg;
         let Some(route) = cfg.routes.get(route_idx) else {
@@ -333,11 +337,7 @@ impl Gate {
         };
 
         // Only a state-changing request is a signup: viewing the form reserves nothing.
-        let method = &session.req_header().method;
-        let safe = method == http::Method::GET
-            || method == http::Method::HEAD
-            || method == http::Method::OPTIONS;
-        if req.one_account_per_person && !safe {
+        if req.one_account_per_person && state_changing {
             match self
                 .store
                 .reserve_account(
@@ -385,19 +385,46 @@ impl Gate {
         let live = self.live.load_full();
         ctx.live = Some(live.clone());
         let cfg = &live.cfg;
+        // A body that stops arriving ends the request (Pingora times each read of it).
+        session.set_read_timeout(Some(cfg.clients.body_idle_timeout));
         // 1. No client-sent identity header survives, on any route.
         headers::strip_identity(session.req_header_mut(), &cfg.identity.prefix);
 
-        let normalized = match path::normalize(session.req_header().uri.path()) {
-            Ok(p) => p,
-            Err(_) => {
-                ctx.decision = "bad_path";
-                let html = wants_html(session);
-                Reply::problem(&Problem::new(400, "bad_path"), html)
+        // 2. One reading of the request line: the method's spelling, the target's form.
+        let refused = match target::method(session.req_header())
+            .and_then(|()| target::host(session.req_header()))
+            .and_then(|()| target::classify(session.req_header()))
+        {
+            Ok(target::Target::Origin) => None,
+            Ok(target::Target::Absolute(origin)) => {
+                // Decided on, and forwarded as, its origin-form path.
+                session.req_header_mut().set_uri(origin);
+                None
+            }
+            Ok(target::Target::Asterisk) => {
+                ctx.decision = "options_asterisk";
+                Reply::new(204)
+                    .header(
+                        http::header::ALLOW,
+                        "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+                    )
                     .send(session)
                     .await?;
                 return Ok(true);
             }
+            Err(target::TargetError::BadTarget) => Some("bad_request_target"),
+            Err(target::TargetError::BadMethod) => Some("bad_method"),
+        };
+        if let Some(code) = refused {
+            return refuse(session, ctx, Problem::new(400, code)).await;
+        }
+        // 3. One canonical path, from the bytes that go upstream.
+        let normalized = match std::str::from_utf8(session.req_header().raw_path())
+            .ok()
+            .and_then(|raw| path::normalize(raw).ok())
+        {
+            Some(p) => p,
+            None => return refuse(session, ctx, Problem::new(400, "bad_path")).await,
         };
 
         // ifree's registration callback: server to server, never a gated route.
@@ -423,17 +450,37 @@ impl Gate {
             return Ok(true);
         }
 
+        // Every method the app may act on: the request's and any override header's.
+        let overrides = match target::override_methods(session.req_header()) {
+            Ok(o) => o,
+            Err(_) => return refuse(session, ctx, Problem::new(400, "bad_method")).await,
+        };
         let method = session.req_header().method.clone();
-        let Some(idx) = cfg.routes.find(&method, &normalized) else {
-            ctx.decision = "no_route";
-            let html = wants_html(session);
-            Reply::problem(&Problem::new(404, "no_route"), html)
-                .send(session)
-                .await?;
-            return Ok(true);
+        let mut methods: Vec<&http::Method> = Vec::with_capacity(1 + overrides.len());
+        methods.push(&method);
+        methods.extend(overrides.iter());
+        let idx = match cfg.routes.find(&methods, &normalized) {
+            Some(routes::Found::Route(idx)) => idx,
+            Some(routes::Found::MethodNotAllowed(idx)) => {
+                ctx.route = Some(idx);
+                ctx.decision = "method_not_allowed";
+                let allow = cfg
+                    .routes
+                    .get(idx)
+                    .map(|r| r.rule.allow())
+                    .unwrap_or_default();
+                let html = wants_html(session);
+                Reply::problem(&Problem::new(405, "method_not_allowed"), html)
+                    .header(http::header::ALLOW, allow)
+                    .send(session)
+                    .await?;
+                return Ok(true);
+            }
+            None => return refuse(session, ctx, Problem::new(404, "no_route")).await,
         };
         ctx.route = Some(idx);
-        self.check(&live, session, ctx, idx).await
+        let state_changing = methods.iter().any(|m| !is_safe(m));
+        self.check(&live, session, ctx, idx, state_changing).await
     }
 
     async fn settle(&self, ctx: &mut Ctx, success: bool) {
@@ -450,6 +497,21 @@ impl Gate {
     }
 }
 
+/// GET, HEAD and OPTIONS: the methods that never sign anyone up.
+fn is_safe(m: &http::Method) -> bool {
+    m == http::Method::GET || m == http::Method::HEAD || m == http::Method::OPTIONS
+}
+
+/// Answer a refusal decided before any route (its `error` code is also the decision).
+async fn refuse(session: &mut Session, ctx: &mut Ctx, p: Problem) -> Result<bool> {
+    if ctx.decision == "none" {
+        ctx.decision = p.code;
+    }
+    let html = wants_html(session);
+    Reply::problem(&p, html).send(session).await?;
+    Ok(true)
+}
+
 /// What every proxied request gets before it goes upstream: no client-sent identity header
 /// (stripped again: nothing between the phases may have re-added one), none of verigate's
 /// cookies, and for a verified request the identity headers and, when configured, their
@@ -462,6 +524,10 @@ fn upstream_edits(
     now: Instant,
 ) -> Result<()> {
     headers::strip_identity(req, &cfg.identity.prefix);
+    for name in target::path_overrides(req.map()) {
+        req.remove(&name);
+    }
+    headers::single_content_length(req);
     if !ctx.cookies_stripped {
         headers::strip_cookies(req, &[&cfg.session.cookie, &cfg.session.flow_cookie]);
     }

@@ -11,38 +11,87 @@ pub struct MatchRule {
     exact: bool,
     methods: Vec<Method>,
     case_sensitive: bool,
+    /// A request whose method the route does not list goes on to the next route (opt-in);
+    /// by default it is refused with 405.
+    fall_through: bool,
 }
 
 impl MatchRule {
-    pub fn new(pattern: &str, exact: bool, methods: Vec<Method>, case_sensitive: bool) -> Self {
-        // Patterns get the same normalisation as requests; a pattern that cannot be normalised
-        // (validated to start with /) falls back to its literal text.
-        let mut p = super::path::normalize(pattern)
-            .map(|p| p.into_owned())
-            .unwrap_or_else(|_| pattern.to_string());
-        if !case_sensitive {
-            p = p.to_lowercase();
-        }
+    /// `pattern` must already be canonical ([`super::path::normalize`] gives it back as it is;
+    /// config validation checks this and reports the key path).
+    pub fn new(
+        pattern: &str,
+        exact: bool,
+        methods: Vec<Method>,
+        case_sensitive: bool,
+        fall_through: bool,
+    ) -> Self {
+        let pattern = if case_sensitive {
+            pattern.to_string()
+        } else {
+            pattern.to_lowercase()
+        };
         MatchRule {
-            pattern: p,
+            pattern,
             exact,
             methods,
             case_sensitive,
+            fall_through,
         }
     }
 
-    fn method_ok(&self, m: &Method) -> bool {
+    pub fn method_ok(&self, m: &Method) -> bool {
         self.methods.is_empty()
             || self.methods.contains(m)
             || (m == Method::HEAD && self.methods.contains(&Method::GET))
     }
 
-    fn path_ok(&self, path: &str) -> bool {
-        if self.exact {
-            path == self.pattern
-        } else {
-            path.starts_with(&self.pattern)
+    /// The methods to list in `Allow` (GET brings HEAD).
+    pub fn allow(&self) -> String {
+        let mut names: Vec<&str> = self.methods.iter().map(Method::as_str).collect();
+        if self.methods.contains(&Method::GET) && !self.methods.contains(&Method::HEAD) {
+            names.push("HEAD");
         }
+        names.join(", ")
+    }
+
+    /// An exact pattern also matches itself with a format suffix (`/signup.json`, `/signup.`):
+    /// Rails and Spring route those to the same action. A prefix pattern is a plain string
+    /// prefix (`/checkout` also covers `/checkouts`): never narrower than a router's reading.
+    fn path_ok(&self, path: &str) -> bool {
+        if !self.exact {
+            return path.starts_with(&self.pattern);
+        }
+        match path.strip_prefix(self.pattern.as_str()) {
+            Some("") => true,
+            Some(rest) => self.pattern != "/" && rest.starts_with('.') && !rest.contains('/'),
+            None => false,
+        }
+    }
+
+    fn fold<'a>(&self, path: &'a str, folded: &'a str) -> &'a str {
+        if self.case_sensitive {
+            path
+        } else {
+            folded
+        }
+    }
+
+    /// Every request this rule takes is taken by `self` first (so a later `other` never
+    /// decides anything).
+    fn covers(&self, other: &MatchRule) -> bool {
+        if self.case_sensitive && !other.case_sensitive {
+            return false;
+        }
+        let path_covered = if other.exact {
+            self.path_ok(&other.pattern)
+        } else {
+            !self.exact && other.pattern.starts_with(&self.pattern)
+        };
+        let methods_covered = !self.fall_through
+            || self.methods.is_empty()
+            || (!other.methods.is_empty() && other.methods.iter().all(|m| self.method_ok(m)));
+        path_covered && methods_covered
     }
 }
 
@@ -85,8 +134,10 @@ impl RouteTable {
         self.routes.get(idx)
     }
 
-    /// Index of the first route matching a *normalised* path.
-    pub fn find(&self, method: &Method, normalized: &str) -> Option<usize> {
+    /// What the route table says of a request: the first route whose path matches the
+    /// *normalised* path decides, unless it does not list one of `methods` (the request method
+    /// and any method-override header) and falls through.
+    pub fn find(&self, methods: &[&Method], normalized: &str) -> Option<Found> {
         let lower;
         let folded: &str = if self.any_case_insensitive
             && normalized
@@ -98,14 +149,51 @@ impl RouteTable {
         } else {
             normalized
         };
-        self.routes.iter().position(|r| {
-            let p = if r.rule.case_sensitive {
-                normalized
-            } else {
-                folded
-            };
-            r.rule.path_ok(p) && r.rule.method_ok(method)
-        })
+        for (i, r) in self.routes.iter().enumerate() {
+            if !r.rule.path_ok(r.rule.fold(normalized, folded)) {
+                continue;
+            }
+            if methods.iter().all(|m| r.rule.method_ok(m)) {
+                return Some(Found::Route(i));
+            }
+            if !r.rule.fall_through {
+                return Some(Found::MethodNotAllowed(i));
+            }
+        }
+        None
+    }
+
+    /// Routes that can never decide anything, each with the earlier route that takes all of
+    /// its requests: `(later, earlier)`.
+    pub fn shadowed(&self) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for (j, later) in self.routes.iter().enumerate() {
+            if let Some(i) = self.routes[..j]
+                .iter()
+                .position(|e| e.rule.covers(&later.rule))
+            {
+                out.push((j, i));
+            }
+        }
+        out
+    }
+}
+
+/// A route table's answer for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// This route decides.
+    Route(usize),
+    /// This route's path matched, but it does not list the method: `405`.
+    MethodNotAllowed(usize),
+}
+
+impl Found {
+    pub fn route(self) -> Option<usize> {
+        match self {
+            Found::Route(i) => Some(i),
+            Found::MethodNotAllowed(_) => None,
+        }
     }
 }
 
@@ -113,15 +201,16 @@ impl RouteTable {
 mod tests {
     use super::*;
 
+    fn rule(pattern: &str, exact: bool, methods: &[&str], fall: bool) -> MatchRule {
+        let p = crate::gate::path::normalize(pattern).unwrap();
+        let methods = methods.iter().map(|m| m.parse().unwrap()).collect();
+        MatchRule::new(&p, exact, methods, false, fall)
+    }
+
     fn route(name: &str, pattern: &str, exact: bool, methods: &[&str]) -> Route {
         Route {
             name: name.into(),
-            rule: MatchRule::new(
-                pattern,
-                exact,
-                methods.iter().map(|m| m.parse().unwrap()).collect(),
-                false,
-            ),
+            rule: rule(pattern, exact, methods, false),
             require: None,
             forward: Forward::default(),
         }
@@ -137,8 +226,10 @@ mod tests {
 
     fn find(t: &RouteTable, m: &str, raw: &str) -> Option<String> {
         let n = crate::gate::path::normalize(raw).ok()?;
-        t.find(&m.parse().unwrap(), &n)
-            .map(|i| t.routes()[i].name.clone())
+        match t.find(&[&m.parse().unwrap()], &n)? {
+            Found::Route(i) => Some(t.routes()[i].name.clone()),
+            Found::MethodNotAllowed(i) => Some(format!("405:{}", t.routes()[i].name)),
+        }
     }
 
     #[test]
@@ -146,7 +237,12 @@ mod tests {
         let t = table();
         assert_eq!(find(&t, "GET", "/signup").as_deref(), Some("signup"));
         assert_eq!(find(&t, "HEAD", "/signup").as_deref(), Some("signup"));
-        assert_eq!(find(&t, "PUT", "/signup").as_deref(), Some("rest"));
+        assert_eq!(find(&t, "PUT", "/signup").as_deref(), Some("405:signup"));
+        assert_eq!(
+            find(&t, "DELETE", "/signup/").as_deref(),
+            Some("405:signup")
+        );
+        assert_eq!(find(&t, "post", "/signup").as_deref(), Some("405:signup"));
         assert_eq!(find(&t, "GET", "/checkout").as_deref(), Some("checkout"));
         assert_eq!(
             find(&t, "GET", "/checkout/pay").as_deref(),
@@ -161,32 +257,72 @@ mod tests {
         for raw in [
             "/SIGNUP",
             "/SignUp/",
-            "//signup",
-            "/./signup",
-            "/x/../signup",
+            "/signup//",
             "/%73ignup",
-            "/%2573ignup",
             "/signup;a=b",
             "/signup/",
             "/%53IGNUP",
+            "/signup.json",
+            "/SIGNUP.",
+            "/signup;x.json",
         ] {
             assert_eq!(find(&t, "POST", raw).as_deref(), Some("signup"), "{raw}");
         }
-        assert_eq!(
-            find(&t, "GET", "/CheckOut/%2e/x").as_deref(),
-            Some("checkout")
-        );
+        assert_eq!(find(&t, "POST", "/signup.json/x").as_deref(), Some("rest"));
+        assert_eq!(find(&t, "POST", "/signupx").as_deref(), Some("rest"));
+        assert_eq!(find(&t, "GET", "/CheckOut//x").as_deref(), Some("checkout"));
+        assert_eq!(find(&t, "GET", "/checkouts").as_deref(), Some("checkout"));
     }
 
     #[test]
     fn case_sensitive_rule() {
         let t = RouteTable::new(vec![Route {
             name: "cs".into(),
-            rule: MatchRule::new("/Admin", true, vec![], true),
+            rule: MatchRule::new("/Admin", true, vec![], true, false),
             require: None,
             forward: Forward::default(),
         }]);
-        assert_eq!(t.find(&Method::GET, "/Admin"), Some(0));
-        assert_eq!(t.find(&Method::GET, "/admin"), None);
+        assert_eq!(t.find(&[&Method::GET], "/Admin"), Some(Found::Route(0)));
+        assert_eq!(t.find(&[&Method::GET], "/admin"), None);
+    }
+
+    #[test]
+    fn falling_through_is_opt_in() {
+        let mut open = route("open-get", "/signup", true, &["GET"]);
+        open.rule = rule("/signup", true, &["GET"], true);
+        let t = RouteTable::new(vec![open, route("signup", "/signup", true, &["POST"])]);
+        assert_eq!(find(&t, "GET", "/signup").as_deref(), Some("open-get"));
+        assert_eq!(find(&t, "POST", "/signup").as_deref(), Some("signup"));
+        assert_eq!(find(&t, "PUT", "/signup").as_deref(), Some("405:signup"));
+        // Every method the request carries (an override header too) must be listed.
+        let post = Method::POST;
+        let put = Method::PUT;
+        assert_eq!(
+            t.find(&[&post, &put], "/signup"),
+            Some(Found::MethodNotAllowed(1))
+        );
+    }
+
+    #[test]
+    fn shadowed_routes_are_found() {
+        let t = RouteTable::new(vec![
+            route("signup", "/signup", true, &["GET", "POST"]),
+            route("signup-json", "/signup.json", true, &[]),
+            route("again", "/SignUp/", true, &["PUT"]),
+            route("checkout", "/checkout", false, &[]),
+            route("pay", "/checkout/pay", true, &[]),
+            route("pays", "/checkout/pay/", false, &[]),
+            route("rest", "/", false, &[]),
+            route("late", "/late", true, &[]),
+            route("later", "/", false, &[]),
+        ]);
+        assert_eq!(
+            t.shadowed(),
+            vec![(1, 0), (2, 0), (4, 3), (5, 3), (7, 6), (8, 6)]
+        );
+        let mut get = route("get", "/signup", true, &["GET"]);
+        get.rule = rule("/signup", true, &["GET"], true);
+        let t = RouteTable::new(vec![get, route("post", "/signup", true, &["POST"])]);
+        assert!(t.shadowed().is_empty());
     }
 }

@@ -1,5 +1,6 @@
 //! Test harness: the real proxy, the sandbox and an echoing upstream, all on 127.0.0.1:0.
 #![allow(dead_code)]
+pub mod apps;
 pub mod skip;
 
 use axum::extract::State;
@@ -160,6 +161,8 @@ pub struct Setup {
     pub raw_upstream: bool,
     /// More keys inside `upstream: { ... }` (e.g. `preserve_header_case: true`).
     pub upstream_extra: String,
+    /// An app server of the test's own (the differential suite's real apps) as the upstream.
+    pub upstream_addr: Option<SocketAddr>,
 }
 
 impl Default for Setup {
@@ -176,6 +179,7 @@ impl Default for Setup {
             reloadable: false,
             raw_upstream: false,
             upstream_extra: String::new(),
+            upstream_addr: None,
         }
     }
 }
@@ -304,7 +308,9 @@ impl Env {
         let ifree = sims.ifree.clone();
         let sandbox = spawn_router(router).await;
         let echo = Arc::new(Echo::default());
-        let upstream = if setup.demo_app {
+        let upstream = if let Some(addr) = setup.upstream_addr {
+            addr
+        } else if setup.demo_app {
             spawn_router(sandbox::demo_app::router()).await
         } else if setup.raw_upstream {
             spawn_raw_upstream(echo.clone()).await
