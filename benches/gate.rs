@@ -4,9 +4,9 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use verigate::config::Forward;
 use verigate::gate::headers::{age_on, edit_plain, inject, strip_identity, Identity};
-use verigate::gate::path::normalize;
-use verigate::gate::routes::{MatchRule, Route, RouteTable};
 use verigate::providers::ProviderId;
+use verigate::routing::path::normalize;
+use verigate::routing::{MatchRule, Route, RouteTable};
 use verigate::session::{Claims, Keyring, Purpose};
 
 fn claims() -> Claims {
@@ -135,7 +135,7 @@ fn hot_path(c: &mut Criterion) {
             ..claims()
         },
     );
-    let live = verigate::gate::Live::new(cfg).unwrap();
+    let live = verigate::live::Live::new(cfg).unwrap();
     let mut req = pingora::http::RequestHeader::build("GET", b"/whoami", None).unwrap();
     req.append_header("host", "shop").unwrap();
     req.append_header("accept", "text/html").unwrap();

@@ -1,6 +1,6 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz`.
 
-use crate::gate::Live;
+use crate::live::Live;
 use crate::reload::Reloader;
 use crate::store::Store;
 use arc_swap::ArcSwap;

@@ -2,16 +2,21 @@
 //! apps. `build` turns a validated config into a ready-to-run Pingora server.
 
 pub mod admin;
+pub mod answers;
 pub mod assertion;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod demo;
 pub mod flow;
 pub mod gate;
+pub mod identity;
+pub mod live;
 pub mod logwriter;
 pub mod metrics;
 pub mod providers;
 pub mod reload;
+pub mod routing;
 pub mod sandbox;
 pub mod session;
 pub mod store;

@@ -32,7 +32,7 @@ enum Command {
         #[arg(short, long)]
         upgrade: bool,
     },
-    /// Load and validate the config, print `ok` or every problem.
+    /// Load and validate the config, print `ok` (after any warnings) or every problem.
     Check,
     /// Sandbox providers, a demo merchant app and the proxy, all on loopback.
     Demo {
@@ -128,7 +128,10 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             };
             match verigate::config::load_file(&path) {
-                Ok(_) => {
+                Ok(cfg) => {
+                    for w in &cfg.warnings {
+                        println!("warning: {w}");
+                    }
                     println!("ok");
                     ExitCode::SUCCESS
                 }
@@ -150,6 +153,9 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            for w in &cfg.warnings {
+                tracing::warn!(key = %w.path, "config: {}", w.message);
+            }
             let opts = verigate::BuildOptions {
                 upgrade,
                 reload: Some(verigate::reload::ReloadSource {

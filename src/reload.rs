@@ -4,7 +4,7 @@
 //! listener, or `verigate reload -c FILE` (which calls that endpoint).
 
 use crate::config::{from_yaml_str, RuntimeConfig, Secrets};
-use crate::gate::Live;
+use crate::live::Live;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;

@@ -4,7 +4,7 @@
 //! from the key itself, so the first key of the ring seals and every key of the ring opens. The
 //! purpose (`session` or `flow`) is bound as associated data: a flow cookie never opens as a session.
 
-use crate::providers::ProviderId;
+use crate::identity::ProviderId;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};

@@ -173,16 +173,18 @@ fn tomo_settings_are_validated() {
         }
     };
     assert_eq!(
-        with_tomo("{ client_id: c, private_key_env: TOMO }"),
+        with_tomo("{ client_id: c, private_key_env: TOMO, base_url: https://api.tomopayment.com }"),
         Vec::<String>::new()
     );
     assert_eq!(
-        with_tomo("{ client_id: c, private_key_env: TOMO, kyc_policy: { subject: { kind: personal_info }, method: personal_info_verf, owner_assurance: { kind: owner_verf, type: sms_otp } } }"),
+        with_tomo("{ client_id: c, private_key_env: TOMO, base_url: https://api.tomopayment.com, kyc_policy: { subject: { kind: personal_info }, method: personal_info_verf, owner_assurance: { kind: owner_verf, type: sms_otp } } }"),
         Vec::<String>::new()
     );
-    let ps = with_tomo("{ client_id: c, private_key_env: TOMO, kyc_policy: { preset: gold } }");
+    let ps = with_tomo("{ client_id: c, private_key_env: TOMO, base_url: https://api.tomopayment.com, kyc_policy: { preset: gold } }");
     assert!(has(&ps, "providers.tomo.kyc_policy: unsupported"), "{ps:?}");
-    let ps = with_tomo("{ client_id: c, private_key_env: NOT_A_JWK }");
+    let ps = with_tomo(
+        "{ client_id: c, private_key_env: NOT_A_JWK, base_url: https://api.tomopayment.com }",
+    );
     assert!(
         has(
             &ps,
@@ -190,7 +192,9 @@ fn tomo_settings_are_validated() {
         ),
         "{ps:?}"
     );
-    let ps = with_tomo("{ client_id: \"\", private_key_env: MISSING, country: USA }");
+    let ps = with_tomo(
+        "{ client_id: \"\", private_key_env: MISSING, base_url: https://api.tomopayment.com, country: USA }",
+    );
     assert!(
         has(&ps, "providers.tomo.client_id: must not be empty"),
         "{ps:?}"
@@ -203,6 +207,107 @@ fn tomo_settings_are_validated() {
         ),
         "{ps:?}"
     );
+}
+
+fn tomo_secrets() -> Secrets {
+    let mut m = HashMap::new();
+    m.insert("KEYS".to_string(), KEY.to_string());
+    m.insert("IMP_KEY".to_string(), "k".to_string());
+    m.insert("IMP_SECRET".to_string(), "s".to_string());
+    m.insert(
+        "TOMO".to_string(),
+        verigate::sandbox::tomo::SANDBOX_CLIENT_JWK
+            .trim()
+            .to_string(),
+    );
+    Secrets::from_map(m)
+}
+
+fn with_tomo_block(block: &str) -> String {
+    BASE.replace("providers:\n", &format!("providers:\n  tomo: {block}\n"))
+}
+
+/// The TomoIDV host has no default: it used to be the vendor's sandbox, so a production config
+/// that left it out trusted test data.
+#[test]
+fn tomo_base_url_is_required() {
+    let yaml = with_tomo_block("{ client_id: c, private_key_env: TOMO }");
+    let ps = from_yaml_str(&yaml, &tomo_secrets())
+        .map(|_| ())
+        .unwrap_err()
+        .problems();
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert!(
+        ps[0].starts_with("providers.tomo.base_url: required: https://api.tomopayment.com"),
+        "{ps:?}"
+    );
+}
+
+/// A provider's sandbox host is valid but warned about, with its key path; production is not.
+#[test]
+fn sandbox_hosts_are_warnings() {
+    let prod = with_tomo_block(
+        "{ client_id: c, private_key_env: TOMO, base_url: https://api.tomopayment.com }",
+    );
+    let cfg = from_yaml_str(&prod, &tomo_secrets()).unwrap();
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    for url in [
+        "https://test.tomopayment.com",
+        "https://TEST.tomopayment.com/",
+        "https://test.tomopayment.com:443",
+    ] {
+        let yaml = with_tomo_block(&format!(
+            "{{ client_id: c, private_key_env: TOMO, base_url: \"{url}\" }}"
+        ));
+        let cfg = from_yaml_str(&yaml, &tomo_secrets()).unwrap();
+        let ws: Vec<String> = cfg.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(ws.len(), 1, "{url}: {ws:?}");
+        assert!(
+            ws[0].starts_with("providers.tomo.base_url: `") && ws[0].contains("sandbox"),
+            "{ws:?}"
+        );
+    }
+    // Any provider's base_url is looked at.
+    let yaml = BASE.replace(
+        "api_secret_env: IMP_SECRET }",
+        "api_secret_env: IMP_SECRET, base_url: https://test.tomopayment.com/iamport }",
+    );
+    let cfg = from_yaml_str(&yaml, &tomo_secrets()).unwrap();
+    assert_eq!(cfg.warnings.len(), 1);
+    assert_eq!(cfg.warnings[0].path, "providers.iamport.base_url");
+}
+
+#[test]
+fn check_prints_warnings_and_still_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sandbox.yaml");
+    std::fs::write(
+        &file,
+        with_tomo_block(
+            "{ client_id: c, private_key_env: TOMO, base_url: https://test.tomopayment.com }",
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check", "-c"])
+        .arg(&file)
+        .env("KEYS", KEY)
+        .env("IMP_KEY", "k")
+        .env("IMP_SECRET", "s")
+        .env("TOMO", verigate::sandbox::tomo::SANDBOX_CLIENT_JWK.trim())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with(
+            "warning: providers.tomo.base_url: `https://test.tomopayment.com` is TomoIDV's sandbox host"
+        ),
+        "{text}"
+    );
+    assert_eq!(lines[1], "ok");
 }
 
 #[test]

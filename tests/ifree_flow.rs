@@ -86,21 +86,22 @@ async fn register(
         .to_string()
 }
 
-/// Log in through the SDK's redirect: start page, sandbox login window, return.
-async fn login_redirect(
-    env: &Env,
-    b: &mut Browser,
-    return_to: &str,
-    ptn_cd: &str,
-) -> reqwest::Response {
+/// Open the ifree start page for `return_to`: its `verigate-flow` block (the `state` the SDK
+/// gets) and the flow cookie.
+async fn start(b: &mut Browser, return_to: &str) -> Value {
     let enc: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
     let r = b
         .get_html(&format!("/.verigate/ifree/start?return_to={enc}"))
         .await;
     assert_eq!(r.status(), 200);
-    let flow = flow_json(&r.text().await.unwrap());
-    assert_eq!(flow["callback_url"], callback_url(env));
-    let r = b
+    flow_json(&r.text().await.unwrap())
+}
+
+/// The member logs in at ifree's window, which the SDK opened with this flow's parameters.
+/// Returns where ifree sends the browser back (the SDK's redirect, with `code`, `state`,
+/// `ptn_token` and `ptn_cd`), without going there.
+async fn ifree_window(env: &Env, flow: &Value, ptn_cd: &str) -> String {
+    let r = env
         .client
         .post(format!("http://{}/ifree/login", env.sandbox))
         .form(&[
@@ -112,22 +113,56 @@ async fn login_redirect(
         .await
         .unwrap();
     assert!(r.status().is_redirection());
-    let back = r.headers()["location"].to_str().unwrap().to_string();
+    r.headers()["location"].to_str().unwrap().to_string()
+}
+
+fn query(url: &str, name: &str) -> String {
+    reqwest::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no {name} in {url}"))
+}
+
+/// Log in through the SDK's redirect: start page, sandbox login window, return.
+async fn login_redirect(
+    env: &Env,
+    b: &mut Browser,
+    return_to: &str,
+    ptn_cd: &str,
+) -> reqwest::Response {
+    let flow = start(b, return_to).await;
+    assert_eq!(flow["callback_url"], callback_url(env));
+    let back = ifree_window(env, &flow, ptn_cd).await;
     b.open_html(&back).await
 }
 
-/// Log in through the SDK's callback: `POST /ifree/login {ptn_token}`.
-async fn login_post(b: &mut Browser, token: &str) -> reqwest::Response {
-    let r = b
-        .get_html("/.verigate/ifree/start?return_to=%2Fmember")
-        .await;
-    assert_eq!(r.status(), 200);
+/// `POST /ifree/login` with this body, as the start page's script posts it.
+async fn post_login(b: &mut Browser, body: &Value) -> reqwest::Response {
     let req = b
         .client
         .post(b.url("/.verigate/ifree/login"))
         .header("accept", "application/json")
-        .json(&json!({ "ptn_token": token }));
+        .json(body);
     b.send(req).await
+}
+
+/// Log in through the SDK's callback: `POST /ifree/login {ptn_token, state}`.
+async fn login_post(b: &mut Browser, token: &str) -> reqwest::Response {
+    let flow = start(b, "/member").await;
+    post_login(b, &json!({ "ptn_token": token, "state": flow["state"] })).await
+}
+
+/// A refusal sets no session cookie (the flow cookie may stay).
+fn no_session_cookie(r: &reqwest::Response) {
+    for v in r.headers().get_all("set-cookie") {
+        let v = v.to_str().unwrap();
+        assert!(
+            !v.starts_with("vg=") || v.starts_with("vg=;"),
+            "a refusal set a session: {v}"
+        );
+    }
 }
 
 async fn post_callback(env: &Env, body: Value) -> reqwest::Response {
@@ -171,6 +206,69 @@ async fn member_life_cycle_end_to_end() {
     assert_eq!(
         env.last_upstream()["headers"]["x-verified-unique-in-site"][0],
         uis.as_str()
+    );
+}
+
+/// Login CSRF: someone logs in at ifree as their own member and makes another browser present
+/// that login, so the victim acts as the attacker's member. A `ptn_token` counts only with the
+/// `state` of the flow this browser started, on both return paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_is_bound_to_the_flow_this_browser_started() {
+    let env = env().await;
+    let attackers_member = register(&env, "424242", None, None).await;
+    // Browser A runs its own flow; ifree hands A's page a token for A's state.
+    let mut a = env.browser();
+    let a_flow = start(&mut a, "/member").await;
+    let back = ifree_window(&env, &a_flow, &attackers_member).await;
+    let (token, a_state) = (query(&back, "ptn_token"), query(&back, "state"));
+    assert_eq!(a_state, a_flow["state"].as_str().unwrap());
+    // Browser B starts its own flow, then is made to present A's login.
+    let mut b = env.browser();
+    let b_flow = start(&mut b, "/member").await;
+    assert_ne!(b_flow["state"], a_flow["state"]);
+    let hits = env.hits();
+    for body in [
+        json!({ "ptn_token": token, "state": a_state }),
+        json!({ "ptn_token": token }),
+        json!({ "ptn_token": token, "state": "" }),
+        json!({ "ptn_token": token, "state": format!("{a_state}x") }),
+    ] {
+        let r = post_login(&mut b, &body).await;
+        no_session_cookie(&r);
+        assert_eq!(refusal(r).await, (403, "flow_mismatch".into()), "{body}");
+    }
+    // The SDK's redirect path refuses the same.
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let forged = format!(
+        "/.verigate/ifree/return?code=0000&state={}&ptn_token={}&ptn_cd={}",
+        enc(&a_state),
+        enc(&token),
+        enc(&attackers_member)
+    );
+    let r = b.get_html(&forged).await;
+    no_session_cookie(&r);
+    assert_eq!(refusal(r).await, (403, "flow_mismatch".into()));
+    // Without any flow cookie: flow_missing, on both paths.
+    let mut c = env.browser();
+    let r = post_login(&mut c, &json!({ "ptn_token": token, "state": a_state })).await;
+    no_session_cookie(&r);
+    assert_eq!(refusal(r).await, (400, "flow_missing".into()));
+    let r = c.get_html(&forged).await;
+    no_session_cookie(&r);
+    assert_eq!(refusal(r).await, (400, "flow_missing".into()));
+    // B has no session and nothing reached the app.
+    assert!(!b.jar.contains_key("vg") && !c.jar.contains_key("vg"));
+    assert_eq!(b.get_json("/member").await.status(), 401);
+    assert_eq!(env.hits(), hits);
+    // The token was not burnt: the browser whose flow it belongs to still logs in.
+    let r = post_login(&mut a, &json!({ "ptn_token": token, "state": a_state })).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert!(a.jar.contains_key("vg"));
+    assert_eq!(a.get_html("/member").await.status(), 200);
+    assert_eq!(env.hits(), hits + 1);
+    assert_eq!(
+        env.last_upstream()["headers"]["x-verified-provider"][0],
+        "ifree"
     );
 }
 
@@ -295,7 +393,7 @@ fn open_key(sk: &rsa::RsaPrivateKey, answer: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_hostile_callbacks_store_nothing() {
-    use verigate::providers::ifree_cipher::{encrypt, Cipher};
+    use verigate::crypto::ifree_cipher::{encrypt, Cipher};
     let env = env().await;
     let (sk, public) = rsa_keypair();
     let code = |v: &Value| v["code"].as_str().unwrap_or("").to_string();
@@ -535,4 +633,179 @@ async fn sandbox_api_shapes() {
     let v2: Value = c.post(format!("{base}/authenticate")).json(&json!({"client_id": "sandbox-client", "secret_key": "sandbox_secret", "acs_token": v["result"]["acs_token"]})).send().await.unwrap().json().await.unwrap();
     assert_eq!(v2["code"], "0000");
     assert!(v2["result"]["ptn_sp"].as_str().unwrap().len() >= 24);
+}
+
+/// `callback_allow_ips` names ifree's servers: a callback from any other address is answered
+/// `9403` before its body is read, and stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_from_a_source_not_allowed_is_9403() {
+    let env = Env::with(Setup {
+        routes: ROUTES.into(),
+        reloadable: true,
+        ..Setup::default()
+    })
+    .await;
+    let path = env.config_path.clone().unwrap();
+    let original = std::fs::read_to_string(&path).unwrap();
+    assert!(original.contains("    store_ubifill: true\n"));
+    let allow = |ips: &'static str| {
+        let (env, path, original) = (&env, &path, &original);
+        async move {
+            let text = original.replace(
+                "    store_ubifill: true\n",
+                &format!("    store_ubifill: true\n    callback_allow_ips: [{ips}]\n"),
+            );
+            std::fs::write(path, text).unwrap();
+            let r = env
+                .client
+                .post(format!("http://{}/reload", env.admin))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        }
+    };
+    let (sk, public) = rsa_keypair();
+    let exchange = json!({"client_id": "sandbox-client", "used_type": "1", "ptn_cd": "P403", "public_key": public});
+    let registration = |key: &str| {
+        json!({"client_id": "sandbox-client", "used_type": "2", "ptn_cd": "P403",
+            "partner_sp": verigate::crypto::ifree_cipher::encrypt(
+                verigate::crypto::ifree_cipher::Cipher::DEFAULT, key.as_bytes(), b"4030").unwrap()})
+    };
+
+    // Only ifree's (documentation) address may call; this test calls from 127.0.0.1.
+    allow("203.0.113.10").await;
+    for body in [
+        exchange.clone(),
+        registration("0123456789abcdefghijklmnopqrstuv"),
+    ] {
+        let r = post_callback(&env, body).await;
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().get("set-cookie").is_none());
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["code"], "9403", "{v}");
+        assert_eq!(v["message"], "source not allowed");
+        assert!(v.get("result").is_none(), "no member key handed out: {v}");
+    }
+    // The scripted member's whole registration is refused the same way.
+    let e = env
+        .ifree
+        .register_member(&callback_url(&env), "4030", None, None)
+        .await
+        .unwrap_err();
+    assert!(e.contains("9403"), "{e}");
+
+    // Once loopback is allowed, the refused key exchange turns out to have stored nothing.
+    allow("203.0.113.10, 127.0.0.1").await;
+    let v: Value = post_callback(&env, registration("0123456789abcdefghijklmnopqrstuv"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["code"], "9002", "{v}");
+    let one: Value = post_callback(&env, exchange).await.json().await.unwrap();
+    assert_eq!(one["code"], "0000", "{one}");
+    let two: Value = post_callback(&env, registration(&open_key(&sk, &one)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(two["code"], "0000", "{two}");
+}
+
+/// A Redis that answers PING (so verigate starts and reports ready) and fails every other
+/// command: a store that is reachable but cannot serve (a failover, an out-of-memory Redis).
+async fn failing_redis() -> std::net::SocketAddr {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let l = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut r = BufReader::new(r);
+                let mut line = String::new();
+                // Each command: `*N`, then N bulk strings (`$len`, the bytes).
+                let mut read_line = async |r: &mut BufReader<_>| {
+                    line.clear();
+                    match r.read_line(&mut line).await {
+                        Ok(n) if n > 0 => Some(line.trim_end().to_string()),
+                        _ => None,
+                    }
+                };
+                loop {
+                    let Some(n) = read_line(&mut r)
+                        .await
+                        .and_then(|l| l.strip_prefix('*').and_then(|n| n.parse::<usize>().ok()))
+                    else {
+                        return;
+                    };
+                    let mut args = Vec::new();
+                    for _ in 0..n {
+                        let Some(len) = read_line(&mut r).await.and_then(|l| {
+                            l.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
+                        }) else {
+                            return;
+                        };
+                        let mut arg = vec![0; len + 2];
+                        if r.read_exact(&mut arg).await.is_err() {
+                            return;
+                        }
+                        arg.truncate(len);
+                        args.push(String::from_utf8_lossy(&arg).to_ascii_uppercase());
+                    }
+                    let answer = match args.first().map(String::as_str) {
+                        Some("PING") => "+PONG\r\n",
+                        Some("CLIENT") => "+OK\r\n",
+                        _ => "-ERR simulated outage\r\n",
+                    };
+                    if w.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A store that fails: the callback answers `9500` (ifree retries later), hands out no member
+/// key, and a login fails closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_with_the_store_failing_is_9500() {
+    let redis = failing_redis().await;
+    let env = env_with(
+        &format!("store: {{ kind: redis, url: \"redis://{redis}\" }}"),
+        None,
+    )
+    .await;
+    let (_sk, public) = rsa_keypair();
+    let key = "0123456789abcdefghijklmnopqrstuv";
+    for body in [
+        json!({"client_id": "sandbox-client", "used_type": "1", "ptn_cd": "P500", "public_key": public}),
+        json!({"client_id": "sandbox-client", "used_type": "2", "ptn_cd": "P500",
+            "partner_sp": verigate::crypto::ifree_cipher::encrypt(
+                verigate::crypto::ifree_cipher::Cipher::DEFAULT, key.as_bytes(), b"5000").unwrap()}),
+    ] {
+        let r = post_callback(&env, body).await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["code"], "9500", "{v}");
+        assert_eq!(v["message"], "temporarily unavailable");
+        assert!(v.get("result").is_none(), "no member key handed out: {v}");
+    }
+    // The scripted member cannot register either; a login fails closed, nothing upstream.
+    let e = env
+        .ifree
+        .register_member(&callback_url(&env), "5000", None, None)
+        .await
+        .unwrap_err();
+    assert!(e.contains("9500"), "{e}");
+    env.ifree.adopt_member("P500", key, "5000");
+    let hits = env.hits();
+    let mut b = env.browser();
+    let r = login_post(&mut b, &env.ifree.issue_ptn_token("P500")).await;
+    no_session_cookie(&r);
+    assert_eq!(refusal(r).await, (503, "store_unavailable".into()));
+    assert_eq!(env.hits(), hits);
 }

@@ -3,9 +3,10 @@
 
 pub mod duration;
 pub mod file;
+pub mod tomo_policy;
 mod validate;
 
-use crate::gate::routes::RouteTable;
+use crate::routing::RouteTable;
 use crate::session::Keyring;
 use chrono_tz::Tz;
 use http::HeaderName;
@@ -116,6 +117,25 @@ pub struct IdentityHeaders {
     pub phone: HeaderName,
 }
 
+impl Default for IdentityHeaders {
+    /// The names under the default prefix, `x-verified-`.
+    fn default() -> Self {
+        let h = HeaderName::from_static;
+        IdentityHeaders {
+            assertion: h("x-verified-assertion"),
+            prefix: "x-verified-".into(),
+            unique_in_site: h("x-verified-unique-in-site"),
+            age_ok: h("x-verified-age-ok"),
+            provider: h("x-verified-provider"),
+            verified_at: h("x-verified-at"),
+            name: h("x-verified-name"),
+            birth: h("x-verified-birth"),
+            gender: h("x-verified-gender"),
+            phone: h("x-verified-phone"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IamportConfig {
     pub imp_code: String,
@@ -161,7 +181,7 @@ pub struct IfreeConfig {
     pub callback_path: String,
     /// Source addresses allowed to post the callbacks (empty: any).
     pub callback_allow: Vec<std::net::IpAddr>,
-    pub cipher: crate::providers::ifree_cipher::Cipher,
+    pub cipher: crate::crypto::ifree_cipher::Cipher,
     pub store_ubifill: bool,
     pub timeout: Duration,
 }
@@ -243,28 +263,7 @@ pub struct Tuning {
     pub listener_tasks: usize,
 }
 
-/// Fields a route may forward upstream (`forward: [name, birth, gender, phone]`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Forward {
-    pub name: bool,
-    pub birth: bool,
-    pub gender: bool,
-    pub phone: bool,
-}
-
-impl Forward {
-    pub fn any(&self) -> bool {
-        self.name || self.birth || self.gender || self.phone
-    }
-    pub fn union(self, o: Forward) -> Forward {
-        Forward {
-            name: self.name || o.name,
-            birth: self.birth || o.birth,
-            gender: self.gender || o.gender,
-            phone: self.phone || o.phone,
-        }
-    }
-}
+pub use crate::identity::Forward;
 
 /// The validated configuration every request reads. Immutable; reload builds a new one.
 #[derive(Debug)]
@@ -291,6 +290,9 @@ pub struct RuntimeConfig {
     pub routes: RouteTable,
     /// What any route forwards: the session keeps only these personal fields.
     pub keep_in_session: Forward,
+    /// What is valid but probably not meant (a provider's sandbox host, say), each with its
+    /// key path: `verigate check` prints them, `verigate run` logs them at start.
+    pub warnings: Vec<Problem>,
 }
 
 pub type SharedConfig = Arc<RuntimeConfig>;

@@ -3,8 +3,8 @@
 use super::duration;
 use super::file::*;
 use super::*;
-use crate::gate::routes::{MatchRule, Require, Route};
-use crate::providers::ProviderId;
+use crate::identity::ProviderId;
+use crate::routing::{MatchRule, Require, Route};
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -36,12 +36,21 @@ impl Secrets {
 
 struct Ctx<'a> {
     problems: Vec<Problem>,
+    /// Valid, but probably not meant: printed by `check`, logged at start; never refuse.
+    warnings: Vec<Problem>,
     secrets: &'a Secrets,
 }
 
 impl Ctx<'_> {
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push(Problem {
             path: path.into(),
             message: message.into(),
         });
@@ -156,6 +165,7 @@ pub fn from_yaml_str(text: &str, secrets: &Secrets) -> Result<RuntimeConfig, Con
     })?;
     let mut ctx = Ctx {
         problems: Vec::new(),
+        warnings: Vec::new(),
         secrets,
     };
     let cfg = build(&mut ctx, file);
@@ -303,6 +313,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         .filter(|a| a.enabled)
         .and_then(|a| assertion(ctx, a));
     let providers = providers(ctx, &f.providers, &flow_prefix);
+    sandbox_hosts(ctx, &providers);
 
     let store = match &f.store {
         None => StoreConfig::Sqlite {
@@ -364,6 +375,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         store,
         routes,
         keep_in_session: keep,
+        warnings: std::mem::take(&mut ctx.warnings),
     })
 }
 
@@ -681,7 +693,7 @@ fn portone(ctx: &mut Ctx, p: &FilePortone) -> Option<PortoneConfig> {
 }
 
 fn ifree(ctx: &mut Ctx, i: &FileIfree, flow_prefix: &str) -> Option<IfreeConfig> {
-    use crate::providers::ifree_cipher::Cipher;
+    use crate::crypto::ifree_cipher::Cipher;
     let at = "providers.ifree";
     if i.client_id.trim().is_empty() {
         ctx.err(format!("{at}.client_id"), "must not be empty");
@@ -698,7 +710,7 @@ fn ifree(ctx: &mut Ctx, i: &FileIfree, flow_prefix: &str) -> Option<IfreeConfig>
     );
     let callback_path = match &i.callback_path {
         None => format!("{flow_prefix}/ifree/callback"),
-        Some(p) => match crate::gate::path::normalize(p) {
+        Some(p) => match crate::routing::path::normalize(p) {
             Ok(n) if n == *p => n.into_owned(),
             _ => {
                 ctx.err(
@@ -754,16 +766,59 @@ fn ifree(ctx: &mut Ctx, i: &FileIfree, flow_prefix: &str) -> Option<IfreeConfig>
     })
 }
 
+const TOMO_PRODUCTION: &str = "https://api.tomopayment.com";
+const TOMO_SANDBOX: &str = "https://test.tomopayment.com";
+
+/// Providers' own sandbox or test hosts: valid in a config, but what they verify is not real.
+/// (The providers' public material names no separate test host for Iamport, PortOne V2 or
+/// ifree.)
+const SANDBOX_HOSTS: &[(&str, &str)] = &[(
+    "test.tomopayment.com",
+    "TomoIDV's sandbox host: its verifications are test data, not people (production: https://api.tomopayment.com)",
+)];
+
+/// A warning for every provider `base_url` on a known sandbox host.
+fn sandbox_hosts(ctx: &mut Ctx, p: &Providers) {
+    let urls = [
+        ("iamport", p.iamport.as_ref().map(|c| c.base_url.as_str())),
+        ("portone", p.portone.as_ref().map(|c| c.base_url.as_str())),
+        ("tomo", p.tomo.as_ref().map(|c| c.base_url.as_str())),
+        ("ifree", p.ifree.as_ref().map(|c| c.base_url.as_str())),
+    ];
+    for (provider, url) in urls {
+        let host = url.and_then(|u| u.parse::<http::Uri>().ok()).and_then(|u| {
+            u.host()
+                .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        });
+        let Some(host) = host else { continue };
+        if let Some((_, what)) = SANDBOX_HOSTS.iter().find(|(h, _)| *h == host) {
+            ctx.warn(
+                format!("providers.{provider}.base_url"),
+                format!("`{}` is {what}", url.unwrap_or_default()),
+            );
+        }
+    }
+}
+
 fn tomo(ctx: &mut Ctx, t: &FileTomo) -> Option<TomoConfig> {
     let at = "providers.tomo";
     if t.client_id.trim().is_empty() {
         ctx.err(format!("{at}.client_id"), "must not be empty");
     }
-    let base_url = ctx.url(
-        &format!("{at}.base_url"),
-        t.base_url.as_deref(),
-        "https://test.tomopayment.com",
-    );
+    // No default: a client id works only on its own console's host, and a default would
+    // silently pick one of the two (it used to be the sandbox).
+    let base_url = match t.base_url.as_deref() {
+        Some(u) => ctx.url(&format!("{at}.base_url"), Some(u), u),
+        None => {
+            ctx.err(
+                format!("{at}.base_url"),
+                format!(
+                    "required: {TOMO_PRODUCTION} in production ({TOMO_SANDBOX} is TomoIDV's sandbox)"
+                ),
+            );
+            String::new()
+        }
+    };
     let timeout = ctx.duration(
         &format!("{at}.timeout"),
         t.timeout.as_deref(),
@@ -773,7 +828,7 @@ fn tomo(ctx: &mut Ctx, t: &FileTomo) -> Option<TomoConfig> {
         None => serde_json::json!({ "preset": "basic" }),
         Some(v) => serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
     };
-    let derived = match crate::providers::tomo::check_policy(&policy) {
+    let derived = match super::tomo_policy::check_policy(&policy) {
         Ok(k) => k,
         Err(_) => {
             ctx.err(
@@ -798,7 +853,7 @@ fn tomo(ctx: &mut Ctx, t: &FileTomo) -> Option<TomoConfig> {
         t.private_key_file.as_deref(),
         true,
     )?;
-    let pem = match crate::providers::tomo::jwk_to_pem(&secret) {
+    let pem = match crate::crypto::jwk::jwk_to_pem(&secret) {
         Ok(p) => p,
         Err(e) => {
             let which = if t.private_key_env.is_some() {
@@ -896,7 +951,7 @@ fn matcher(ctx: &mut Ctx, at: &str, m: &FileMatch) -> Option<MatchRule> {
         );
         return None;
     }
-    let canonical = match crate::gate::path::normalize(&pattern) {
+    let canonical = match crate::routing::path::normalize(&pattern) {
         Ok(c) => c.into_owned(),
         Err(e) => {
             ctx.err(

@@ -1,10 +1,11 @@
 //! ifree login: the registration callbacks ifree's servers post (member-key exchange and
-//! registration), and the login flow (SDK redirect or `POST /ifree/login` with a `ptn_token`).
+//! registration), and the login flow (SDK redirect or `POST /ifree/login` with a `ptn_token`),
+//! bound by its `state` to the flow this browser started.
 
 use super::*;
+use crate::crypto::ifree_cipher;
 use crate::metrics;
 use crate::providers::ifree::{encrypt_member_key, fresh_member_key};
-use crate::providers::ifree_cipher;
 use crate::providers::ProviderError;
 use crate::session::keyed_hash;
 use subtle::ConstantTimeEq;
@@ -195,7 +196,7 @@ pub(super) fn start(live: &Live, session: &Session) -> Reply {
         call: r#"    IfreeLogin.login({ client_id: flow.client_id, redirect_uri: flow.redirect_uri, state: flow.state,
                        callback_url: flow.callback_url }, function (res) {
       if (!res || !res.ptn_token) { fail(res && res.message); return; }
-      finish(flow.login_url, { ptn_token: res.ptn_token, state: flow.state });
+      finish(flow.login_url, { ptn_token: res.ptn_token, state: res.state || flow.state });
     });"#,
     }
     .reply(live, &flow, &params, &cfg.sdk_url)
@@ -204,15 +205,10 @@ pub(super) fn start(live: &Live, session: &Session) -> Reply {
 /// `GET {prefix}/ifree/return?code=&state=&ptn_token=&ptn_cd=` (the SDK's redirect).
 pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session) -> Reply {
     let html = true;
-    let Some(flow) = read_flow(live, session).filter(|f| f.provider == ProviderId::Ifree) else {
-        return Reply::problem(&refuse("flow_missing", 400, live, None), html);
+    let flow = match this_browsers_flow(live, session, query_param(session, "state").as_deref()) {
+        Ok(flow) => flow,
+        Err(p) => return Reply::problem(&p, html),
     };
-    if query_param(session, "state").as_deref() != Some(flow.nonce.as_str()) {
-        return Reply::problem(
-            &refuse("flow_mismatch", 403, live, Some(&flow.return_to)),
-            html,
-        );
-    }
     let token = query_param(session, "ptn_token").filter(|t| !t.is_empty());
     let (Some("0000"), Some(token)) = (query_param(session, "code").as_deref(), token) else {
         return Reply::problem(
@@ -226,26 +222,44 @@ pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session)
     }
 }
 
-/// `POST {prefix}/ifree/login` with `{ptn_token}` from the SDK's callback.
+/// The ifree flow this browser started, if `state` (what the SDK hands back: the redirect's
+/// query, or the page's post) is its nonce: `flow_missing` without a flow cookie,
+/// `flow_mismatch` for any other state or none. Checked before the `ptn_token` is used, so a
+/// token presented with another browser's state is not burnt. ifree's `/process/token` does not
+/// say which flow a token came from: the binding is this state, which only this browser's page
+/// and its sealed flow cookie know.
+fn this_browsers_flow(
+    live: &Live,
+    session: &Session,
+    state: Option<&str>,
+) -> std::result::Result<FlowClaims, Problem> {
+    let Some(flow) = read_flow(live, session).filter(|f| f.provider == ProviderId::Ifree) else {
+        return Err(refuse("flow_missing", 400, live, None));
+    };
+    let nonce = flow.nonce.as_bytes();
+    let same =
+        state.is_some_and(|s| s.len() == nonce.len() && bool::from(s.as_bytes().ct_eq(nonce)));
+    if !same {
+        return Err(refuse("flow_mismatch", 403, live, Some(&flow.return_to)));
+    }
+    Ok(flow)
+}
+
+/// `POST {prefix}/ifree/login` with `{ptn_token, state}` from the SDK's callback.
 pub(super) async fn login(live: &Live, store: &dyn Store, session: &mut Session) -> Result<Reply> {
     let body = read_body(session, 8 * 1024).await?;
-    let v = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-    let Some(token) = v
-        .as_ref()
-        .and_then(|v| v.get("ptn_token"))
-        .and_then(|t| t.as_str())
-        .filter(|t| !t.is_empty())
-        .map(String::from)
-    else {
+    let Some(v) = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) else {
         return Ok(Reply::problem(&Problem::new(400, "bad_request"), false));
     };
-    let Some(flow) = read_flow(live, session).filter(|f| f.provider == ProviderId::Ifree) else {
-        return Ok(Reply::problem(
-            &refuse("flow_missing", 400, live, None),
-            false,
-        ));
+    let text = |k: &str| v.get(k).and_then(|t| t.as_str());
+    let flow = match this_browsers_flow(live, session, text("state")) {
+        Ok(flow) => flow,
+        Err(p) => return Ok(Reply::problem(&p, false)),
     };
-    Ok(match accept(live, store, &flow, &token).await {
+    let Some(token) = text("ptn_token").filter(|t| !t.is_empty()) else {
+        return Ok(Reply::problem(&Problem::new(400, "bad_request"), false));
+    };
+    Ok(match accept(live, store, &flow, token).await {
         Ok(claims) => signed_in(live, &claims, &flow.return_to, true),
         Err(p) => Reply::problem(&p, false),
     })

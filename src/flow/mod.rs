@@ -6,12 +6,11 @@ pub mod ifree;
 pub mod portone;
 pub mod tomo;
 
+use crate::answers::{escape, page, wants_html, Problem, Reply};
 use crate::clock::unix_now;
-use crate::gate::answers::{escape, page, wants_html, Problem, Reply};
-use crate::gate::headers;
-use crate::gate::path::normalize;
-use crate::gate::Live;
+use crate::live::{read_cookie, Live};
 use crate::providers::ProviderId;
+use crate::routing::path::normalize;
 use crate::session::{Claims, FlowClaims, Purpose};
 use crate::store::Store;
 use pingora::proxy::Session;
@@ -249,7 +248,7 @@ __CALL__
             escape(self.heading_en),
             self.intro,
             escape(self.button),
-            crate::gate::answers::script_json(params),
+            crate::answers::script_json(params),
             escape(sdk_url),
         );
         Reply::html(200, page(self.title, &body)).cookie(flow_cookie(live, flow))
@@ -369,7 +368,7 @@ fn clear_session_cookie(live: &Live) -> String {
 
 /// The flow cookie of this browser, if valid.
 pub(crate) fn read_flow(live: &Live, session: &Session) -> Option<FlowClaims> {
-    let raw = headers::read_cookie(session.req_header(), &live.cfg.session.flow_cookie)?;
+    let raw = read_cookie(session.req_header(), &live.cfg.session.flow_cookie)?;
     live.cfg.session.keys.open_flow(raw, unix_now()).ok()
 }
 
@@ -496,7 +495,7 @@ fn logout(live: &Live, session: &Session) -> Reply {
 
 fn session_info(live: &Live, session: &Session) -> Reply {
     let cfg = &live.cfg;
-    let claims = headers::read_cookie(session.req_header(), &cfg.session.cookie)
+    let claims = read_cookie(session.req_header(), &cfg.session.cookie)
         .and_then(|c| cfg.session.keys.open_session(c, unix_now()).ok());
     match claims {
         None => Reply::problem(&Problem::new(401, "not_logged_in"), false),

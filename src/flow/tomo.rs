@@ -3,7 +3,7 @@
 //! with a PPID the provider's API confirms.
 
 use super::*;
-use crate::gate::answers::script_json;
+use crate::answers::script_json;
 use crate::metrics;
 use crate::providers::tomo::{to_person, token_subject};
 use crate::providers::ProviderError;

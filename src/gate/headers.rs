@@ -2,13 +2,10 @@
 //! Cookies: read verigate's own, keep them from reaching the upstream app.
 
 use crate::config::{Forward, IdentityHeaders};
-use crate::session::Claims;
+use crate::live::sessions::encode;
+pub use crate::live::sessions::Verified;
 use http::{HeaderName, HeaderValue};
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use pingora::http::RequestHeader;
-
-/// Non-ASCII, controls and `%` are percent-encoded (UTF-8) in forwarded values.
-const VALUE: &AsciiSet = &CONTROLS.add(b'%');
 
 /// Does a header name fall under the identity prefix? `prefix` is lower-case with `-`.
 pub fn is_identity_header(name: &str, prefix: &str) -> bool {
@@ -136,17 +133,7 @@ pub fn strip_identity(req: &mut impl Edit, prefix: &str) -> usize {
     doomed.len()
 }
 
-/// The value of cookie `name` in the request's Cookie header(s), if present (borrowed).
-pub fn read_cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
-    req.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == name)
-        .and_then(|c| c.value_raw())
-}
+pub use crate::live::read_cookie;
 
 /// Remove verigate's cookies from what goes upstream; other cookies pass untouched.
 pub fn strip_cookies(req: &mut impl Edit, names: &[&str]) {
@@ -203,39 +190,6 @@ pub fn take_cookie<R>(
     out
 }
 
-/// An opened session with the header values every verified request carries, computed once
-/// per session cookie (see `Live::verified`).
-#[derive(Debug)]
-pub struct Verified {
-    pub claims: Claims,
-    pub base: Vec<(HeaderName, HeaderValue)>,
-    age_ok: HeaderName,
-}
-
-impl Verified {
-    pub fn new(claims: Claims, names: &IdentityHeaders) -> Self {
-        let mut base = Vec::with_capacity(3);
-        let mut push = |n: &HeaderName, v: &str| {
-            if let Ok(v) = HeaderValue::from_str(&encode(v)) {
-                base.push((n.clone(), v));
-            }
-        };
-        push(&names.unique_in_site, &claims.unique_in_site);
-        push(&names.provider, claims.provider.as_str());
-        if let Some(t) = chrono::DateTime::<chrono::Utc>::from_timestamp(claims.verified_at, 0) {
-            push(
-                &names.verified_at,
-                &t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            );
-        }
-        Verified {
-            claims,
-            base,
-            age_ok: names.age_ok.clone(),
-        }
-    }
-}
-
 /// What goes upstream for a verified request.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -255,10 +209,6 @@ impl Identity {
                 .filter(|on| **on)
                 .count()
     }
-}
-
-fn encode(value: &str) -> std::borrow::Cow<'_, str> {
-    utf8_percent_encode(value, VALUE).into()
 }
 
 fn set(req: &mut impl Edit, name: &HeaderName, value: &str) {
@@ -443,5 +393,55 @@ mod tests {
         assert_eq!(age_on(d(2008, 2, 29), d(2027, 2, 28)), 18);
         assert_eq!(age_on(d(2008, 2, 29), d(2027, 3, 1)), 19);
         assert_eq!(age_on(d(2008, 2, 29), d(2028, 2, 29)), 20);
+    }
+
+    /// The gate's age check is `age_on(birth, clock::today(timezone, now))`: the same two
+    /// calls here, with `now` injected, at instants through four whole UTC days around each
+    /// birthday. Asia/Seoul is UTC+9, so its midnight is 15:00 UTC the day before: the age
+    /// must follow the date in Seoul whatever the UTC hour.
+    #[test]
+    fn birthday_in_seoul_at_every_utc_hour() {
+        let seoul = chrono_tz::Asia::Seoul;
+        let age_at = |birth: NaiveDate, now: i64| age_on(birth, crate::clock::today(seoul, now));
+        let utc = |day: NaiveDate, h: u32, m: u32, s: u32| {
+            day.and_hms_opt(h, m, s).unwrap().and_utc().timestamp()
+        };
+        // (birth, the day the new age counts from in Seoul, the age from then on)
+        for (birth, from, age) in [
+            (d(2007, 11, 24), d(2026, 11, 24), 19),
+            (d(2007, 1, 1), d(2026, 1, 1), 19),
+            (d(2007, 12, 31), d(2026, 12, 31), 19),
+            // Born on 29 February: in a common year the birthday counts from 1 March...
+            (d(2008, 2, 29), d(2027, 3, 1), 19),
+            // ...and in a leap year on the day itself.
+            (d(2008, 2, 29), d(2028, 2, 29), 20),
+        ] {
+            let midnight_kst = utc(from.pred_opt().unwrap(), 15, 0, 0);
+            assert_eq!(
+                age_at(birth, midnight_kst - 1),
+                age - 1,
+                "born {birth}: 23:59:59 KST on the eve of {from}"
+            );
+            assert_eq!(
+                age_at(birth, midnight_kst),
+                age,
+                "born {birth}: 00:00:00 KST on {from}"
+            );
+            let mut day = from - chrono::Days::new(2);
+            while day <= from + chrono::Days::new(1) {
+                for h in 0..24 {
+                    for (m, s) in [(0, 0), (0, 1), (30, 0), (59, 59)] {
+                        let now = utc(day, h, m, s);
+                        let want = if now >= midnight_kst { age } else { age - 1 };
+                        assert_eq!(
+                            age_at(birth, now),
+                            want,
+                            "born {birth}, at {day} {h:02}:{m:02}:{s:02} UTC"
+                        );
+                    }
+                }
+                day = day.succ_opt().unwrap();
+            }
+        }
     }
 }

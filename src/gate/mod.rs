@@ -7,19 +7,17 @@
 //! - `response_filter`: settle one-account reservations on the upstream's answer.
 //! - `logging`: metrics and the access log.
 
-pub mod answers;
 pub mod deadline;
+pub mod decide;
 pub mod headers;
-pub mod path;
-pub mod routes;
-pub mod sessions;
 pub mod target;
 
-use crate::clock::unix_now;
-use crate::config::RuntimeConfig;
-use crate::providers::iamport::IamportClient;
+pub use crate::live::Live;
+
+pub use crate::routing::{self as routes, path};
+
+use crate::answers::{wants_html, Problem, Reply};
 use crate::store::{Reservation, Store};
-use answers::{wants_html, Problem, Reply};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use headers::Identity;
@@ -30,151 +28,6 @@ use pingora::{Error, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A config together with the provider clients built from it; swapped whole on reload.
-pub struct Live {
-    pub cfg: RuntimeConfig,
-    pub iamport: Option<Arc<IamportClient>>,
-    pub tomo: Option<Arc<crate::providers::tomo::TomoClient>>,
-    pub ifree: Option<Arc<crate::providers::ifree::IfreeClient>>,
-    pub portone: Option<Arc<crate::providers::portone::PortoneClient>>,
-    /// Assertion keys rotated out by a reload, published until (UNIX seconds) their last
-    /// tokens have expired.
-    pub retired_keys: Vec<(crate::assertion::PublicJwk, i64)>,
-    /// Opened session cookies with their precomputed header values, so that a verified
-    /// request costs a lookup, not a decryption. Per config: a reload (new keys) starts empty.
-    sessions: sessions::SessionCache,
-    /// Per-route metric handles for the common path (no label lookups per request).
-    route_metrics: Vec<crate::metrics::RouteMetrics>,
-}
-
-/// A provider client kept across a reload when its settings did not change (with its cached
-/// token), else built anew.
-fn client<C, F>(
-    new: Option<&C::Config>,
-    old: Option<&Arc<C>>,
-    build: F,
-) -> std::result::Result<Option<Arc<C>>, crate::providers::ProviderError>
-where
-    C: crate::providers::HasConfig,
-    F: FnOnce(C::Config) -> std::result::Result<Arc<C>, crate::providers::ProviderError>,
-{
-    match (new, old) {
-        (Some(n), Some(o)) if o.settings() == n => Ok(Some(o.clone())),
-        (Some(n), _) => build(n.clone()).map(Some),
-        (None, _) => Ok(None),
-    }
-}
-
-impl Live {
-    pub fn new(cfg: RuntimeConfig) -> std::result::Result<Self, crate::providers::ProviderError> {
-        Live::build(cfg, None)
-    }
-
-    /// The next config after `old`: provider clients whose settings did not change are kept
-    /// (with their cached tokens), and a replaced assertion key stays published a while.
-    pub fn succeed(
-        old: &Live,
-        cfg: RuntimeConfig,
-    ) -> std::result::Result<Self, crate::providers::ProviderError> {
-        Live::build(cfg, Some(old))
-    }
-
-    fn build(
-        cfg: RuntimeConfig,
-        old: Option<&Live>,
-    ) -> std::result::Result<Self, crate::providers::ProviderError> {
-        use crate::providers::{ifree::IfreeClient, portone::PortoneClient, tomo::TomoClient};
-        let p = &cfg.providers;
-        let iamport = client(
-            p.iamport.as_ref(),
-            old.and_then(|o| o.iamport.as_ref()),
-            IamportClient::new,
-        )?;
-        let tomo = client(
-            p.tomo.as_ref(),
-            old.and_then(|o| o.tomo.as_ref()),
-            TomoClient::new,
-        )?;
-        let ifree = client(
-            p.ifree.as_ref(),
-            old.and_then(|o| o.ifree.as_ref()),
-            IfreeClient::new,
-        )?;
-        let portone = client(
-            p.portone.as_ref(),
-            old.and_then(|o| o.portone.as_ref()),
-            PortoneClient::new,
-        )?;
-        let now = unix_now();
-        let mut retired_keys: Vec<_> = old
-            .map(|o| {
-                o.retired_keys
-                    .iter()
-                    .filter(|(_, until)| *until > now)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Some(a) = old.and_then(|o| o.cfg.assertion.as_ref()) {
-            let still = cfg
-                .assertion
-                .as_ref()
-                .is_some_and(|n| n.published.iter().any(|p| p.kid == a.signer.public().kid));
-            if !still {
-                retired_keys.push((a.signer.public().clone(), now + a.signer.ttl_secs + 60));
-            }
-        }
-        let route_metrics = cfg
-            .routes
-            .routes()
-            .iter()
-            .map(|r| crate::metrics::RouteMetrics::new(&r.name))
-            .collect();
-        Ok(Live {
-            cfg,
-            iamport,
-            tomo,
-            ifree,
-            portone,
-            retired_keys,
-            sessions: sessions::SessionCache::new(100_000, Duration::from_secs(300)),
-            route_metrics,
-        })
-    }
-
-    /// The verified person behind a session cookie, or None (missing, tampered, expired,
-    /// unknown key). Opened once per cookie value, then served from memory until it expires.
-    pub fn verified(&self, cookie: &str, now: i64) -> Option<Arc<headers::Verified>> {
-        self.sessions.get(cookie, now, |c| {
-            let claims = self.cfg.session.keys.open_session(c, now).ok()?;
-            Some(headers::Verified::new(claims, &self.cfg.identity))
-        })
-    }
-
-    pub fn route_metrics(&self, idx: usize) -> Option<&crate::metrics::RouteMetrics> {
-        self.route_metrics.get(idx)
-    }
-
-    /// Every public key an upstream may meet in a live assertion.
-    pub fn jwks(&self) -> serde_json::Value {
-        let now = unix_now();
-        let mut keys: Vec<serde_json::Value> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        let current = self.cfg.assertion.iter().flat_map(|a| a.published.iter());
-        let retired = self
-            .retired_keys
-            .iter()
-            .filter(|(_, until)| *until > now)
-            .map(|(k, _)| k);
-        for k in current.chain(retired) {
-            if seen.insert(k.kid.clone()) {
-                keys.push(k.to_json());
-            }
-        }
-        serde_json::json!({ "keys": keys })
-    }
-}
 
 pub struct Gate {
     pub live: Arc<ArcSwap<Live>>,
@@ -277,10 +130,11 @@ impl Gate {
         let Some(route) = cfg.routes.get(route_idx) else {
             return Ok(false);
         };
-        let Some(req) = &route.require else {
+        if route.require.is_none() {
+            // An open route: no cookie to read (the upstream phase drops verigate's).
             ctx.decision = "passed";
             return Ok(false);
-        };
+        }
         let now = crate::clock::unix_secs_at(ctx.started.unwrap_or_else(Instant::now));
         // The session cookie is read and verigate's cookies are dropped in one parse; the
         // upstream request is built from this header, so upstream_request_filter need not.
@@ -293,51 +147,45 @@ impl Gate {
                 c.and_then(|c| live.verified(c, now))
             });
         ctx.cookies_stripped = true;
-        let verified = opened
-            .filter(|v| req.providers.contains(&v.claims.provider))
-            .filter(|v| {
-                req.max_session_age
-                    .is_none_or(|max| now - v.claims.verified_at <= max.as_secs() as i64)
-            });
-        let Some(verified) = verified else {
-            let return_to = session
-                .req_header()
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/");
-            let verify = crate::flow::verify_url(&cfg.flow_prefix, return_to);
-            if wants_html(session) {
-                ctx.decision = "redirected_to_verify";
-                Reply::redirect(&verify).send(session).await?;
-            } else {
-                ctx.decision = "unauthenticated_api";
-                let p = Problem::new(401, "verification_required").with_next(verify);
-                Reply::problem(&p, false).send(session).await?;
-            }
-            return Ok(true);
-        };
-
-        let claims = &verified.claims;
-        let age_ok = match (req.min_age, claims.birth) {
-            (None, _) => None,
-            (Some(_), None) => Some(false),
-            (Some(min), Some(birth)) => {
-                let today = crate::clock::today(cfg.timezone, now);
-                let ok = headers::age_on(birth, today) >= min as i32;
-                if !ok {
+        let today = || crate::clock::today(cfg.timezone, now);
+        let (age_ok, reserve) =
+            match decide::decide(route, opened.as_deref(), now, today, state_changing) {
+                decide::Decision::Open => {
+                    ctx.decision = "passed";
+                    return Ok(false);
+                }
+                decide::Decision::Verify => {
+                    let return_to = session
+                        .req_header()
+                        .uri
+                        .path_and_query()
+                        .map(|p| p.as_str())
+                        .unwrap_or("/");
+                    let verify = crate::flow::verify_url(&cfg.flow_prefix, return_to);
+                    if wants_html(session) {
+                        ctx.decision = "redirected_to_verify";
+                        Reply::redirect(&verify).send(session).await?;
+                    } else {
+                        ctx.decision = "unauthenticated_api";
+                        let p = Problem::new(401, "verification_required").with_next(verify);
+                        Reply::problem(&p, false).send(session).await?;
+                    }
+                    return Ok(true);
+                }
+                decide::Decision::Underage => {
                     ctx.decision = "underage";
                     Reply::problem(&Problem::new(403, "underage"), wants_html(session))
                         .send(session)
                         .await?;
                     return Ok(true);
                 }
-                Some(true)
-            }
+                decide::Decision::Admit { age_ok, reserve } => (age_ok, reserve),
+            };
+        let Some(verified) = opened else {
+            return Ok(false);
         };
-
-        // Only a state-changing request is a signup: viewing the form reserves nothing.
-        if req.one_account_per_person && state_changing {
+        let claims = &verified.claims;
+        if reserve {
             match self
                 .store
                 .reserve_account(
@@ -575,6 +423,17 @@ impl ProxyHttp for Gate {
             decision: "none",
             ..Default::default()
         }
+    }
+
+    /// How Pingora's own error lines ("Fail to proxy: ...") name the request. Its default is
+    /// the request line and Host (`GET /path?query, Host: ...`), but paths and query strings
+    /// stay out of logs (they carry personal data; `tests/privacy.rs`): method and route.
+    fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
+        format!(
+            "{} on route {}",
+            session.req_header().method,
+            self.route_name(ctx)
+        )
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {

@@ -3,60 +3,13 @@
 
 pub mod iamport;
 pub mod ifree;
-pub mod ifree_cipher;
 pub mod portone;
 pub mod tomo;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ProviderId {
-    #[serde(rename = "iamport")]
-    Iamport,
-    #[serde(rename = "tomo")]
-    Tomo,
-    #[serde(rename = "ifree")]
-    Ifree,
-    #[serde(rename = "portone")]
-    Portone,
-}
-
-impl ProviderId {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "iamport" => Some(ProviderId::Iamport),
-            "tomo" => Some(ProviderId::Tomo),
-            "ifree" => Some(ProviderId::Ifree),
-            "portone" => Some(ProviderId::Portone),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderId::Iamport => "iamport",
-            ProviderId::Tomo => "tomo",
-            ProviderId::Ifree => "ifree",
-            ProviderId::Portone => "portone",
-        }
-    }
-    /// What the choice page shows (Korean / English).
-    pub fn label(self) -> (&'static str, &'static str) {
-        match self {
-            ProviderId::Iamport => ("휴대폰 본인인증", "Mobile phone verification (Korea)"),
-            ProviderId::Tomo => (
-                "외국인 신분증 인증",
-                "Foreign visitor? Verify with your passport / ID",
-            ),
-            ProviderId::Ifree => ("ifree 로그인", "Log in with ifree"),
-            ProviderId::Portone => (
-                "휴대폰 본인인증 (PortOne)",
-                "Mobile phone verification (PortOne V2)",
-            ),
-        }
-    }
-}
+pub use crate::identity::ProviderId;
 
 /// A person as a provider vouched for them. `ci` lives only in memory, long enough to hash it.
 #[derive(Clone, PartialEq, Eq)]

@@ -7,7 +7,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::NaiveDate;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use p256::pkcs8::{EncodePrivateKey, LineEnding};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,29 +15,7 @@ use std::time::{Duration, Instant};
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-#[derive(Debug, thiserror::Error)]
-pub enum JwkError {
-    #[error("not a base64url-encoded EC P-256 private JWK (the TomoIDV console's secret)")]
-    Invalid,
-}
-
-/// The console's secret: a base64url-encoded JWK (EC P-256, with `d`). Raw JWK JSON is accepted
-/// too. Returns the key as PKCS#8 PEM for `jsonwebtoken`.
-pub fn jwk_to_pem(secret: &str) -> Result<String, JwkError> {
-    let s = secret.trim();
-    let json = if s.starts_with('{') {
-        s.to_string()
-    } else {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(s.trim_end_matches('='))
-            .map_err(|_| JwkError::Invalid)?;
-        String::from_utf8(bytes).map_err(|_| JwkError::Invalid)?
-    };
-    let sk = p256::SecretKey::from_jwk_str(&json).map_err(|_| JwkError::Invalid)?;
-    sk.to_pkcs8_pem(LineEnding::LF)
-        .map(|p| p.to_string())
-        .map_err(|_| JwkError::Invalid)
-}
+pub use crate::crypto::jwk::{jwk_to_pem, JwkError};
 
 /// A fresh key pair: (base64url private JWK for the client config, public JWK JSON for the
 /// provider's registration).
@@ -349,40 +326,7 @@ pub fn token_subject(token: &str) -> Option<(String, Option<String>, Option<i64>
     Some((sub, aud, exp))
 }
 
-/// Check a kyc_policy against the documented shapes; returns its policy key (what results
-/// made under it carry as `policy_key`): the preset name, or the method of a full policy.
-pub fn check_policy(p: &serde_json::Value) -> Result<String, String> {
-    let unsupported = || Err("Unsupported kyc_policy".to_string());
-    let Some(obj) = p.as_object() else {
-        return unsupported();
-    };
-    if let Some(preset) = obj.get("preset") {
-        return match (preset.as_str(), obj.len()) {
-            (Some("basic"), 1) => Ok("basic".into()),
-            _ => unsupported(),
-        };
-    }
-    let kind = p.pointer("/subject/kind").and_then(|v| v.as_str());
-    let method = p.get("method").and_then(|v| v.as_str());
-    let owner = p.pointer("/owner_assurance/kind").and_then(|v| v.as_str());
-    let otp = p.pointer("/owner_assurance/type").and_then(|v| v.as_str());
-    let id_type = p.pointer("/subject/id_type").and_then(|v| v.as_str());
-    let subject_ok = match kind {
-        Some("personal_info") => true,
-        Some("document") => id_type.is_some_and(|t| !t.is_empty()),
-        _ => false,
-    };
-    let owner_ok = match owner {
-        Some("owner_verf") | Some("owner_check") => otp == Some("sms_otp"),
-        Some("no_owner_assurance") => otp.is_none(),
-        _ => false,
-    };
-    if subject_ok && owner_ok && method == Some("personal_info_verf") {
-        Ok("personal_info_verf".into())
-    } else {
-        unsupported()
-    }
-}
+pub use crate::config::tomo_policy::check_policy;
 
 #[cfg(test)]
 mod tests {
@@ -407,7 +351,7 @@ mod tests {
         assert_eq!(h.typ.as_deref(), Some("JWT"));
         let pk = p256::PublicKey::from_jwk_str(&public).unwrap();
         let dk = DecodingKey::from_ec_pem(
-            p256::pkcs8::EncodePublicKey::to_public_key_pem(&pk, LineEnding::LF)
+            p256::pkcs8::EncodePublicKey::to_public_key_pem(&pk, p256::pkcs8::LineEnding::LF)
                 .unwrap()
                 .as_bytes(),
         )

@@ -1,7 +1,7 @@
 //! The demo merchant app: a legacy-style site that knows nothing of verification and simply
 //! shows which `X-Verified-*` headers reached it.
 
-use crate::gate::answers::{escape, page};
+use crate::answers::{escape, page};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::any;

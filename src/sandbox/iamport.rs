@@ -7,7 +7,7 @@
 //! again while valid and extended by 5 minutes when asked for in their last minute.
 
 use super::{IAMPORT_KEY, IAMPORT_SECRET};
-use crate::gate::answers::{escape, page};
+use crate::answers::{escape, page};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -383,7 +383,7 @@ fn finish(m_redirect_url: Option<&str>, pairs: &[(&str, &str)]) -> Response {
         };
         data.insert((*k).into(), v);
     }
-    let data = crate::gate::answers::script_json(&Value::Object(data));
+    let data = crate::answers::script_json(&Value::Object(data));
     Html(page(
         "Iamport sandbox",
         &format!(

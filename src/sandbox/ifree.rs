@@ -3,8 +3,8 @@
 //! verigate's callback (RSA PKCS#1 v1.5 and the member-key cipher, both directions), a login
 //! window, and a stand-in SDK.
 
-use crate::gate::answers::{escape, page};
-use crate::providers::ifree_cipher::{self, Cipher};
+use crate::answers::{escape, page};
+use crate::crypto::ifree_cipher::{self, Cipher};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};

@@ -2,7 +2,7 @@
 //! the documented status-selected objects and `{type, message}` errors), a person window, and a
 //! stand-in for the browser SDK's `PortOne.requestIdentityVerification`.
 
-use crate::gate::answers::{escape, page};
+use crate::answers::{escape, page};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};

@@ -3,7 +3,7 @@
 //! issues expiring tokens; `/v1/idv/start` and `/v1/idv/result` enforce Bearer auth and the
 //! kyc_policy rules; `start_idv_uri` is a person window where a tester plays the visitor.
 
-use crate::gate::answers::{escape, page};
+use crate::answers::{escape, page};
 use crate::providers::tomo::{check_policy, AssertionClaims, CLIENT_ASSERTION_TYPE};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};

@@ -10,7 +10,7 @@
 //!   characters, raw bytes outside visible ASCII, fragments, malformed escapes, and escapes
 //!   that do not decode to UTF-8 (overlong `%c0%ae`).
 //! - What remains is folded for matching only: one round of percent-decoding, repeated slashes,
-//!   `;params`, a trailing slash (and letter case, in [`super::routes`]). Each fold can only
+//!   `;params`, a trailing slash (and letter case, in [`super`]). Each fold can only
 //!   make verigate match a more specific route than a reader that does not fold: the canonical
 //!   form keeps every segment the client sent.
 

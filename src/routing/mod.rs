@@ -1,7 +1,9 @@
-//! Routes: the first rule that matches the normalised path (and method) decides.
+//! Routes: the first rule whose path matches the normalised path decides (or refuses the
+//! method). Below config: imports only identity types.
 
-use crate::config::Forward;
-use crate::providers::ProviderId;
+pub mod path;
+
+use crate::identity::{Forward, ProviderId};
 use http::Method;
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ pub struct MatchRule {
 }
 
 impl MatchRule {
-    /// `pattern` must already be canonical ([`super::path::normalize`] gives it back as it is;
+    /// `pattern` must already be canonical ([`path::normalize`] gives it back as it is;
     /// config validation checks this and reports the key path).
     pub fn new(
         pattern: &str,
@@ -202,7 +204,7 @@ mod tests {
     use super::*;
 
     fn rule(pattern: &str, exact: bool, methods: &[&str], fall: bool) -> MatchRule {
-        let p = crate::gate::path::normalize(pattern).unwrap();
+        let p = crate::routing::path::normalize(pattern).unwrap();
         let methods = methods.iter().map(|m| m.parse().unwrap()).collect();
         MatchRule::new(&p, exact, methods, false, fall)
     }
@@ -225,7 +227,7 @@ mod tests {
     }
 
     fn find(t: &RouteTable, m: &str, raw: &str) -> Option<String> {
-        let n = crate::gate::path::normalize(raw).ok()?;
+        let n = crate::routing::path::normalize(raw).ok()?;
         match t.find(&[&m.parse().unwrap()], &n)? {
             Found::Route(i) => Some(t.routes()[i].name.clone()),
             Found::MethodNotAllowed(i) => Some(format!("405:{}", t.routes()[i].name)),

@@ -7,12 +7,56 @@
 //! the levels cannot disagree; expiry is checked on every hit. Per config: a reload builds a
 //! new `Live`, and with it empty caches.
 
-use super::headers::Verified;
+use crate::config::IdentityHeaders;
+use crate::session::Claims;
+use http::{HeaderName, HeaderValue};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use std::cell::RefCell;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 use thread_local::ThreadLocal;
+
+/// Non-ASCII, controls and `%` are percent-encoded (UTF-8) in forwarded values.
+const VALUE: &AsciiSet = &CONTROLS.add(b'%');
+
+/// A value as it goes upstream in an identity header.
+pub(crate) fn encode(value: &str) -> std::borrow::Cow<'_, str> {
+    utf8_percent_encode(value, VALUE).into()
+}
+
+/// An opened session with the header values every verified request carries, computed once
+/// per session cookie (see `Live::verified`).
+#[derive(Debug)]
+pub struct Verified {
+    pub claims: Claims,
+    pub base: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) age_ok: HeaderName,
+}
+
+impl Verified {
+    pub fn new(claims: Claims, names: &IdentityHeaders) -> Self {
+        let mut base = Vec::with_capacity(3);
+        let mut push = |n: &HeaderName, v: &str| {
+            if let Ok(v) = HeaderValue::from_str(&encode(v)) {
+                base.push((n.clone(), v));
+            }
+        };
+        push(&names.unique_in_site, &claims.unique_in_site);
+        push(&names.provider, claims.provider.as_str());
+        if let Some(t) = chrono::DateTime::<chrono::Utc>::from_timestamp(claims.verified_at, 0) {
+            push(
+                &names.verified_at,
+                &t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            );
+        }
+        Verified {
+            claims,
+            base,
+            age_ok: names.age_ok.clone(),
+        }
+    }
+}
 
 /// Slots per worker thread (a power of two). A cookie is ~450 bytes: ~120 KiB per thread.
 const SLOTS: usize = 256;
@@ -115,19 +159,7 @@ mod tests {
             gender: None,
             phone: None,
         };
-        let h = |n: &'static str| http::HeaderName::from_static(n);
-        let names = crate::config::IdentityHeaders {
-            assertion: h("x-verified-assertion"),
-            prefix: "x-verified-".into(),
-            unique_in_site: h("x-verified-unique-in-site"),
-            age_ok: h("x-verified-age-ok"),
-            provider: h("x-verified-provider"),
-            verified_at: h("x-verified-at"),
-            name: h("x-verified-name"),
-            birth: h("x-verified-birth"),
-            gender: h("x-verified-gender"),
-            phone: h("x-verified-phone"),
-        };
+        let names = crate::config::IdentityHeaders::default();
         Verified::new(claims, &names)
     }
 

@@ -1,0 +1,205 @@
+//! The gate's decision for a request already matched to a route: a pure function of the route,
+//! the person behind the session (if any), the time and whether the request changes state.
+//! `request_filter` carries it out (answers, reserves, remembers the identity for the headers);
+//! each rule is unit-tested here.
+
+use super::headers::{age_on, Verified};
+use crate::routing::Route;
+
+/// What the gate does with a request on its route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The route has no `require`: upstream as it is, with no identity.
+    Open,
+    /// No acceptable session (missing, from a provider the route does not accept, or older
+    /// than its `max_session_age`): the person is sent to verify.
+    Verify,
+    /// The person is under the route's `min_age`.
+    Underage,
+    /// Upstream with the person's identity. `reserve`: a state-changing request on a
+    /// one-account route, which must first reserve the person for the route.
+    Admit { age_ok: Option<bool>, reserve: bool },
+}
+
+/// Decide for `route`, given the opened session (`None`: none, or not valid), the time
+/// (UNIX seconds), the route's "today" for the age rule, and whether any method of the
+/// request changes state.
+pub fn decide(
+    route: &Route,
+    verified: Option<&Verified>,
+    now: i64,
+    today: impl FnOnce() -> chrono::NaiveDate,
+    state_changing: bool,
+) -> Decision {
+    let Some(req) = &route.require else {
+        return Decision::Open;
+    };
+    let Some(v) = verified
+        .filter(|v| req.providers.contains(&v.claims.provider))
+        .filter(|v| {
+            req.max_session_age
+                .is_none_or(|max| now - v.claims.verified_at <= max.as_secs() as i64)
+        })
+    else {
+        return Decision::Verify;
+    };
+    let age_ok = match (req.min_age, v.claims.birth) {
+        (None, _) => None,
+        (Some(_), None) => Some(false),
+        (Some(min), Some(birth)) => {
+            if age_on(birth, today()) < min as i32 {
+                return Decision::Underage;
+            }
+            Some(true)
+        }
+    };
+    Decision::Admit {
+        age_ok,
+        reserve: req.one_account_per_person && state_changing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Forward, IdentityHeaders};
+    use crate::providers::ProviderId;
+    use crate::routing::{MatchRule, Require};
+    use crate::session::Claims;
+    use chrono::NaiveDate;
+    use std::time::Duration;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn route(require: Option<Require>) -> Route {
+        Route {
+            name: "r".into(),
+            rule: MatchRule::new("/r", true, vec![], false, false),
+            require,
+            forward: Forward::default(),
+        }
+    }
+
+    fn require() -> Require {
+        Require {
+            providers: vec![ProviderId::Iamport],
+            min_age: None,
+            one_account_per_person: false,
+            max_session_age: None,
+        }
+    }
+
+    fn person(provider: ProviderId, birth: Option<&str>, verified_ago: i64) -> Verified {
+        let claims = Claims {
+            unique_in_site: "DI".into(),
+            ci_hash: "H".into(),
+            birth: birth.map(|b| NaiveDate::parse_from_str(b, "%Y-%m-%d").unwrap()),
+            provider,
+            verified_at: NOW - verified_ago,
+            issued_at: NOW - verified_ago,
+            expires_at: NOW + 3600,
+            name: None,
+            gender: None,
+            phone: None,
+        };
+        Verified::new(claims, &IdentityHeaders::default())
+    }
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2027, 3, 1).unwrap()
+    }
+
+    #[test]
+    fn a_route_without_require_is_open_to_anyone() {
+        let adult = person(ProviderId::Iamport, Some("1990-01-01"), 0);
+        for v in [None, Some(&adult)] {
+            for changing in [false, true] {
+                assert_eq!(
+                    decide(&route(None), v, NOW, today, changing),
+                    Decision::Open
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn no_session_or_another_provider_or_too_old_is_sent_to_verify() {
+        let mut r = require();
+        r.max_session_age = Some(Duration::from_secs(600));
+        let r = route(Some(r));
+        assert_eq!(decide(&r, None, NOW, today, false), Decision::Verify);
+        let tomo = person(ProviderId::Tomo, Some("1990-01-01"), 0);
+        assert_eq!(decide(&r, Some(&tomo), NOW, today, false), Decision::Verify);
+        let old = person(ProviderId::Iamport, Some("1990-01-01"), 601);
+        assert_eq!(decide(&r, Some(&old), NOW, today, false), Decision::Verify);
+        let fresh = person(ProviderId::Iamport, Some("1990-01-01"), 600);
+        assert!(matches!(
+            decide(&r, Some(&fresh), NOW, today, false),
+            Decision::Admit { .. }
+        ));
+    }
+
+    #[test]
+    fn the_age_rule_counts_the_birthday_and_leap_days() {
+        let mut r = require();
+        r.min_age = Some(19);
+        let r = route(Some(r));
+        for (birth, want) in [
+            (
+                "2008-03-01",
+                Decision::Admit {
+                    age_ok: Some(true),
+                    reserve: false,
+                },
+            ),
+            ("2008-03-02", Decision::Underage),
+            // 29 February counts from 1 March in a common year.
+            (
+                "2008-02-29",
+                Decision::Admit {
+                    age_ok: Some(true),
+                    reserve: false,
+                },
+            ),
+        ] {
+            let p = person(ProviderId::Iamport, Some(birth), 0);
+            assert_eq!(decide(&r, Some(&p), NOW, today, false), want, "{birth}");
+        }
+        // Unknown birth: admitted with Age-Ok false (as README says today).
+        let p = person(ProviderId::Iamport, None, 0);
+        assert_eq!(
+            decide(&r, Some(&p), NOW, today, false),
+            Decision::Admit {
+                age_ok: Some(false),
+                reserve: false
+            }
+        );
+        // No min_age: no age header, and "today" is never asked for.
+        let p = person(ProviderId::Iamport, Some("2020-01-01"), 0);
+        let no_age = route(Some(require()));
+        let never = || -> NaiveDate { panic!("today asked for without min_age") };
+        assert_eq!(
+            decide(&no_age, Some(&p), NOW, never, false),
+            Decision::Admit {
+                age_ok: None,
+                reserve: false
+            }
+        );
+    }
+
+    #[test]
+    fn only_a_state_changing_request_on_a_one_account_route_reserves() {
+        let mut one = require();
+        one.one_account_per_person = true;
+        let one = route(Some(one));
+        let plain = route(Some(require()));
+        let p = person(ProviderId::Iamport, None, 0);
+        let admit = |reserve| Decision::Admit {
+            age_ok: None,
+            reserve,
+        };
+        assert_eq!(decide(&one, Some(&p), NOW, today, true), admit(true));
+        assert_eq!(decide(&one, Some(&p), NOW, today, false), admit(false));
+        assert_eq!(decide(&plain, Some(&p), NOW, today, true), admit(false));
+    }
+}
