@@ -259,57 +259,101 @@ async fn uncertified_cancelled_and_stale_results_are_refused() {
     assert!(m.contains(r#"verigate_verifications_total{outcome="failed",provider="iamport",reason="stale_result"} 1"#), "{m}");
 }
 
-/// Today's date in Seoul, as YYYYMMDD, `years` back and shifted by `days`.
-fn birth_years_ago(years: i32, days: i64) -> String {
+/// The date in `tz` now, once no midnight in `tz` is near: a birth date computed from it must
+/// not meet a different date when the gate checks it a moment later.
+async fn settled_today(tz: chrono_tz::Tz) -> chrono::NaiveDate {
+    use chrono::Timelike;
+    loop {
+        let now = chrono::Utc::now().with_timezone(&tz);
+        let left = 86_400 - i64::from(now.num_seconds_from_midnight());
+        if left > 60 {
+            return now.date_naive();
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(left as u64 + 1)).await;
+    }
+}
+
+/// The birth date, as YYYYMMDD, of someone who turns `years` on `today` (`days` later: on
+/// that many days after). On 29 February with no such date `years` back, that person is the
+/// one born on 28 February (already `years` old), and a day later is 1 March.
+fn birth_turning(today: chrono::NaiveDate, years: i32, days: u64) -> String {
     use chrono::Datelike;
-    let today = chrono::Utc::now()
-        .with_timezone(&chrono_tz::Asia::Seoul)
-        .date_naive();
     let base = today
         .with_year(today.year() - years)
-        .unwrap_or_else(|| chrono::NaiveDate::from_ymd_opt(today.year() - years, 3, 1).unwrap());
-    (base + chrono::Duration::days(days))
+        .unwrap_or_else(|| chrono::NaiveDate::from_ymd_opt(today.year() - years, 2, 28).unwrap());
+    (base + chrono::Days::new(days))
         .format("%Y%m%d")
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn birthday_boundary_in_seoul() {
-    let env = Env::start().await;
-    // Turning 19 today in Asia/Seoul: allowed.
-    let mut today = env.browser();
-    let r = today
+/// Turning 19 on the gate's date in `env`'s time zone (`today` there) is allowed; turning 19
+/// the next day is refused and nothing reaches the app.
+async fn nineteen_today_not_tomorrow(env: &Env, today: chrono::NaiveDate) {
+    let mut turned = env.browser();
+    let r = turned
         .verify_redirect(
             env.sandbox,
             "/adult",
-            &Person::born(&birth_years_ago(19, 0)),
+            &Person::born(&birth_turning(today, 19, 0)),
         )
         .await;
     assert_eq!(r.status(), 302);
-    assert_eq!(today.get_html("/adult").await.status(), 200);
+    assert_eq!(
+        turned.get_html("/adult").await.status(),
+        200,
+        "19 on {today}"
+    );
     assert_eq!(
         header(&env.last_upstream(), "x-verified-age-ok"),
         Some("true")
     );
     let hits = env.hits();
-    // Turning 19 tomorrow: refused, nothing reaches the app.
     let mut tomorrow = env.browser();
     let r = tomorrow
         .verify_redirect(
             env.sandbox,
             "/adult",
-            &Person::born(&birth_years_ago(19, 1)),
+            &Person::born(&birth_turning(today, 19, 1)),
         )
         .await;
     assert_eq!(r.status(), 302, "verification itself succeeds");
     let r = tomorrow.get_html("/adult").await;
-    assert_eq!(r.status(), 403);
+    assert_eq!(r.status(), 403, "19 only the day after {today}");
     assert!(r.text().await.unwrap().contains("underage"));
     let r = tomorrow.get_json("/adult").await;
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "underage");
     assert_eq!(env.hits(), hits);
     // Routes without min_age still serve the minor.
     assert_eq!(tomorrow.get_html("/member").await.status(), 200);
+}
+
+/// The birth dates come from the test's own clock in the gate's zone, so the test holds at
+/// any UTC hour. Seoul's date is UTC's from 00:00 to 15:00 UTC, when the Seoul part alone
+/// would also pass with a gate that read the UTC date; so a second proxy runs in a zone whose
+/// date differs from UTC's at this hour (UTC+14 from 10:00 UTC, UTC-12 before 12:00 UTC).
+/// Every UTC hour against Seoul's midnight: `birthday_in_seoul_at_every_utc_hour` in
+/// `src/gate/headers.rs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn birthday_boundary_in_seoul() {
+    use chrono::Timelike;
+    let env = Env::start().await;
+    let today = settled_today(chrono_tz::Asia::Seoul).await;
+    nineteen_today_not_tomorrow(&env, today).await;
+
+    let utc_today = settled_today(chrono_tz::UTC).await;
+    let (zone, name) = if chrono::Utc::now().hour() >= 11 {
+        (chrono_tz::Pacific::Kiritimati, "Pacific/Kiritimati")
+    } else {
+        (chrono_tz::Etc::GMTPlus12, "Etc/GMT+12")
+    };
+    let other = Env::with(Setup {
+        top: format!("timezone: {name}"),
+        ..Setup::default()
+    })
+    .await;
+    let there = settled_today(zone).await;
+    assert_ne!(there, utc_today, "{name}'s date differs from UTC's now");
+    nineteen_today_not_tomorrow(&other, there).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

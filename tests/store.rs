@@ -267,6 +267,304 @@ async fn unreachable_redis_is_unavailable_not_a_hang() {
     assert!(s.claim_once("k", Duration::from_secs(1)).await.is_err());
 }
 
+/// The durability README claims for `kind: sqlite` rests on two settings; this reads them as
+/// SQLite reports them in effect on the store's own connection (`PRAGMA journal_mode=WAL`
+/// silently keeps the old mode when it cannot switch, so the schema's text proves nothing).
+/// `SqliteStore::open` is the constructor `store::open` (and so the proxy) uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_runs_wal_with_synchronous_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pragmas.db");
+    let path_s = path.display().to_string();
+    for round in ["a fresh file", "the file reopened"] {
+        let s = store::sqlite::SqliteStore::open(&path_s).unwrap();
+        assert!(s.claim_once(round, Duration::from_secs(60)).await.unwrap());
+        let (mode, sync) = s.pragmas().await.unwrap();
+        assert_eq!(mode, "wal", "{round}: journal_mode in effect");
+        assert_eq!(
+            sync, 2,
+            "{round}: synchronous in effect (2 = FULL, 1 = NORMAL, 0 = OFF)"
+        );
+        assert!(
+            dir.path().join("pragmas.db-wal").exists(),
+            "{round}: the write went to the WAL"
+        );
+    }
+    // WAL is recorded in the file: any other connection to it (`verigate accounts`, a second
+    // process on the host) runs WAL too.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = other
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal", "journal_mode as another connection finds it");
+}
+
+/// A "Redis" that accepts connections, reads what it is sent and never answers, holding every
+/// socket open: a hung server, or a network path that black-holes after the handshake.
+/// Returns its address and how many connections it accepted.
+async fn silent_redis() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::AsyncReadExt;
+    let l = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+                // The client hung up; keep nothing else open.
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// Every method of the store trait, by name, with its answer as text.
+const CALLS: [&str; 10] = [
+    "ping",
+    "claim_once",
+    "reserve_account",
+    "commit_account",
+    "release_account",
+    "forget",
+    "count_accounts",
+    "member_key",
+    "member_register",
+    "member_get",
+];
+
+async fn call(s: &dyn Store, name: &str) -> Result<String, String> {
+    fn out<T: std::fmt::Debug>(r: Result<T, store::StoreError>) -> Result<String, String> {
+        r.map(|v| format!("{v:?}")).map_err(|e| e.to_string())
+    }
+    let ttl = Duration::from_secs(60);
+    match name {
+        "ping" => out(s.ping().await),
+        "claim_once" => out(s.claim_once("k", ttl).await),
+        "reserve_account" => out(s.reserve_account("signup", p("ci", "di"), ttl).await),
+        "commit_account" => out(s.commit_account("signup", "ci").await),
+        "release_account" => out(s.release_account("signup", "ci").await),
+        "forget" => out(s.forget(&PersonRef::CiHash("ci".into())).await),
+        "count_accounts" => out(s.count_accounts().await),
+        "member_key" => out(s.member_key("m", "k").await),
+        "member_register" => out(s.member_register("m", "p", Some("u")).await),
+        "member_get" => out(s.member_get("m").await),
+        other => panic!("no store call {other}"),
+    }
+}
+
+/// Every store call, at once (as concurrent requests make them), against `s`; each must come
+/// back with an error within `bound`. Returns the slowest call's time.
+async fn every_call_fails_within(s: Arc<dyn Store>, bound: Duration) -> Duration {
+    let mut tasks = Vec::new();
+    for name in CALLS {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = std::time::Instant::now();
+            let r = tokio::time::timeout(bound, call(&*s, name)).await;
+            (name, r, t.elapsed())
+        }));
+    }
+    let mut slowest = Duration::ZERO;
+    for t in tasks {
+        let (name, r, took) = t.await.unwrap();
+        let r = r.unwrap_or_else(|_| panic!("{name} hung: no answer within {bound:?}"));
+        assert!(
+            r.is_err(),
+            "{name} answered {r:?} from a Redis that never answers"
+        );
+        eprintln!("{name}: {:?} after {took:.2?}", r.unwrap_err());
+        slowest = slowest.max(took);
+    }
+    slowest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_redis_calls_fail_instead_of_hanging() {
+    let (addr, accepted) = silent_redis().await;
+    let s = store::open(&StoreConfig::Redis {
+        url: format!("redis://{addr}"),
+        prefix: "x:".into(),
+    })
+    .unwrap();
+    // Twice: the first round meets a store that never connected, the second one whose
+    // earlier attempts all timed out.
+    for round in 1..=2 {
+        let slowest = every_call_fails_within(s.clone(), Duration::from_secs(10)).await;
+        eprintln!("round {round}: slowest call {slowest:.2?}");
+    }
+    assert!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the TCP connections were accepted: the calls waited for answers, not for a connect"
+    );
+}
+
+/// Through the proxy: with a Redis that never answers, `/readyz` says 503 and a one-account
+/// signup fails closed with 503 `store_unavailable`, each well within the bound, also when
+/// many arrive at once; an open route keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_redis_through_the_proxy_fails_closed_in_bounded_time() {
+    let (redis, _) = silent_redis().await;
+    let upstream = spawn_router(axum::Router::new().fallback(axum::routing::any(|| async {
+        (axum::http::StatusCode::CREATED, "ok")
+    })))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("verigate.yaml");
+    std::fs::write(
+        &cfg,
+        yaml(
+            upstream,
+            "",
+            "http://127.0.0.1:9/iamport",
+            "",
+            DEFAULT_ROUTES,
+            &format!("store: {{ kind: redis, url: \"redis://{redis}\", prefix: \"x:\" }}"),
+        ),
+    )
+    .unwrap();
+    let proc = start_binary(&cfg);
+    let c = client();
+    let bound = Duration::from_secs(10);
+    let admin = proc.admin.unwrap();
+    let t = std::time::Instant::now();
+    let r = tokio::time::timeout(bound, c.get(format!("http://{admin}/readyz")).send())
+        .await
+        .expect("/readyz answers within the bound")
+        .unwrap();
+    assert_eq!(r.status(), 503, "/readyz with a silent store");
+    eprintln!("/readyz: 503 after {:.2?}", t.elapsed());
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let c = c.clone();
+        let addr = proc.addr;
+        tasks.push(tokio::spawn(async move {
+            let t = std::time::Instant::now();
+            let r = tokio::time::timeout(
+                bound,
+                c.post(format!("http://{addr}/signup"))
+                    .header(
+                        "cookie",
+                        format!("vg={}", session_for(&format!("silent-{i}"))),
+                    )
+                    .header("accept", "application/json")
+                    .body("user=x")
+                    .send(),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("signup {i} hung past {bound:?}"))
+            .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            (status, body, t.elapsed())
+        }));
+    }
+    let mut slowest = Duration::ZERO;
+    for t in tasks {
+        let (status, body, took) = t.await.unwrap();
+        assert_eq!(
+            (status, &body["error"]),
+            (503, &Value::from("store_unavailable"))
+        );
+        slowest = slowest.max(took);
+    }
+    eprintln!("8 concurrent signups: 503 store_unavailable, slowest after {slowest:.2?}");
+    let r = tokio::time::timeout(bound, c.get(format!("http://{}/open", proc.addr)).send())
+        .await
+        .expect("an open route answers")
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
+/// A forwarder to `target` that can freeze: while `frozen`, connections stay open and what
+/// arrives is held, nothing passes either way (a Redis that stops answering mid-connection).
+async fn freezable(
+    target: std::net::SocketAddr,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn pipe(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        frozen: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(n @ 1..) = from.read(&mut buf).await {
+            while frozen.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+    let l = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = frozen.clone();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = l.accept().await {
+            let flag = flag.clone();
+            tokio::spawn(async move {
+                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                tokio::join!(pipe(ri, wo, flag.clone()), pipe(ro, wi, flag));
+            });
+        }
+    });
+    (addr, frozen)
+}
+
+/// The other hang: connected to a working Redis, which then stops answering. Every call
+/// still comes back with an error in bounded time, and the store works again once Redis does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_that_stops_answering_fails_calls_in_bounded_time() {
+    use std::sync::atomic::Ordering;
+    let Some(url) = redis_url() else { return };
+    let target: std::net::SocketAddr = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (addr, frozen) = freezable(target).await;
+    let prefix = unique_prefix("frozen");
+    let s = store::open(&StoreConfig::Redis {
+        url: format!("redis://{addr}"),
+        prefix: prefix.clone(),
+    })
+    .unwrap();
+    s.ping().await.unwrap();
+    assert!(s
+        .claim_once("before", Duration::from_secs(60))
+        .await
+        .unwrap());
+    frozen.store(true, Ordering::SeqCst);
+    let slowest = every_call_fails_within(s.clone(), Duration::from_secs(10)).await;
+    eprintln!("connected, then silent: slowest call {slowest:.2?}");
+    frozen.store(false, Ordering::SeqCst);
+    let mut back = false;
+    for _ in 0..100 {
+        if s.ping().await.is_ok() {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back, "the store works again once Redis answers");
+    assert!(!s
+        .claim_once("before", Duration::from_secs(60))
+        .await
+        .unwrap());
+    redis_cleanup(&url, &prefix);
+}
+
 /// Mint a session for a made-up person (the test knows the session key).
 fn session_for(ci_hash: &str) -> String {
     use verigate::session::{Claims, Keyring, Purpose};

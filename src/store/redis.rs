@@ -50,23 +50,24 @@ impl RedisStore {
         })
     }
 
+    /// The connection, made on first use. One bound covers getting it, waiting for another
+    /// call's attempt included: while Redis hangs, concurrent calls must not queue behind
+    /// each other's connection attempts (each would add its own timeout to the next one's).
     async fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        let c = self
-            .conn
-            .get_or_try_init(|| async {
+        let c = tokio::time::timeout(
+            CALL_TIMEOUT,
+            self.conn.get_or_try_init(|| async {
                 let cfg = ConnectionManagerConfig::new()
                     .set_connection_timeout(CALL_TIMEOUT)
                     .set_response_timeout(CALL_TIMEOUT)
                     .set_number_of_retries(1);
-                tokio::time::timeout(
-                    CALL_TIMEOUT * 2,
-                    ConnectionManager::new_with_config(self.client.clone(), cfg),
-                )
-                .await
-                .map_err(|_| StoreError::Unavailable("redis: connect timed out".into()))?
-                .map_err(err)
-            })
-            .await?;
+                ConnectionManager::new_with_config(self.client.clone(), cfg)
+                    .await
+                    .map_err(err)
+            }),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("redis: connect timed out".into()))??;
         Ok(c.clone())
     }
 
