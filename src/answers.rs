@@ -76,11 +76,11 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(status: u16, code: &'static str) -> Self {
-        let (title_ko, title_en, detail_ko, detail_en) = texts(code);
+    pub fn new(r: Refusal) -> Self {
+        let (title_ko, title_en, detail_ko, detail_en) = r.texts();
         Problem {
-            status,
-            code,
+            status: r.status(),
+            code: r.code(),
             title_ko,
             title_en,
             detail_ko,
@@ -128,158 +128,312 @@ impl Problem {
     }
 }
 
-fn texts(code: &str) -> (&'static str, &'static str, &'static str, &'static str) {
-    match code {
-        "verification_required" => (
-            "본인인증이 필요합니다",
-            "Identity verification required",
-            "이 페이지를 이용하려면 먼저 본인인증을 해 주세요.",
-            "Please verify your identity to use this page.",
-        ),
-        "underage" => (
-            "이용 가능한 나이가 아닙니다",
-            "Age requirement not met",
-            "이 서비스는 법정 연령 이상만 이용할 수 있습니다.",
-            "This service is only available to people above the required age.",
-        ),
-        "duplicate_account" => (
-            "이미 가입된 분입니다",
-            "Already signed up",
-            "같은 분의 가입이 이미 완료되었거나 진행 중입니다.",
-            "An account for this person already exists or is being created.",
-        ),
-        "bad_path" => (
-            "잘못된 요청 주소입니다",
-            "Malformed request path",
-            "요청 주소를 해석할 수 없습니다.",
-            "The request path could not be interpreted safely.",
-        ),
-        "bad_request_target" => (
-            "잘못된 요청 형식입니다",
-            "Malformed request target",
-            "요청 대상은 이 사이트의 경로여야 합니다.",
-            "The request target must be a path on this site (or an http URL of this host).",
-        ),
-        "bad_method" => (
-            "잘못된 요청 방식입니다",
-            "Malformed request method",
-            "요청 방식(메서드)은 대문자로 된 올바른 HTTP 메서드여야 합니다.",
-            "The request method must be a valid HTTP method in capitals.",
-        ),
-        "method_not_allowed" => (
-            "허용되지 않는 요청 방식입니다",
-            "Method not allowed",
-            "이 주소는 이 요청 방식을 받지 않습니다.",
-            "This address does not accept this request method.",
-        ),
-        "no_route" => (
-            "페이지를 찾을 수 없습니다",
-            "Not found",
-            "이 주소는 설정된 경로가 아닙니다.",
-            "No configured route serves this address.",
-        ),
-        "bad_return_to" => (
-            "잘못된 돌아갈 주소입니다",
-            "Invalid return address",
-            "인증 후 돌아갈 주소는 이 사이트의 경로여야 합니다.",
-            "The return address must be a path on this site.",
-        ),
-        "flow_missing" => (
-            "인증 세션이 만료되었습니다",
-            "Verification expired",
-            "인증을 시작한 브라우저에서 처음부터 다시 시도해 주세요.",
-            "Please start again in the browser where you began verifying.",
-        ),
-        "flow_mismatch" => (
-            "인증 정보가 일치하지 않습니다",
-            "Verification does not match",
-            "이 브라우저에서 시작한 인증 결과가 아닙니다.",
-            "This result does not belong to the verification started in this browser.",
-        ),
-        "not_certified" => (
-            "본인인증이 완료되지 않았습니다",
-            "Verification not completed",
-            "인증이 완료되지 않았거나 취소되었습니다.",
-            "The verification was not completed or was cancelled.",
-        ),
-        "stale_result" => (
-            "인증 결과가 만료되었습니다",
-            "Verification result too old",
-            "인증 결과가 오래되었습니다. 다시 인증해 주세요.",
-            "The verification result is too old. Please verify again.",
-        ),
-        "replayed_result" => (
-            "이미 사용된 인증 결과입니다",
-            "Verification already used",
-            "한 번 사용된 인증 결과는 다시 사용할 수 없습니다.",
-            "A verification result can only be used once.",
-        ),
-        "result_not_found" => (
-            "인증 결과를 찾을 수 없습니다",
-            "Verification result not found",
-            "인증 기관에서 결과를 찾을 수 없습니다.",
-            "The provider has no such verification result.",
-        ),
-        "provider_unavailable" => (
-            "인증 기관에 연결할 수 없습니다",
-            "Verification provider unavailable",
-            "잠시 후 다시 시도해 주세요.",
-            "The verification provider cannot be reached right now. Please try again shortly.",
-        ),
-        "provider_bad_response" | "provider_unauthorized" | "provider_rejected" => (
-            "인증 기관 응답 오류",
-            "Verification provider error",
-            "인증 기관이 올바르지 않은 응답을 보냈습니다. 잠시 후 다시 시도해 주세요.",
-            "The verification provider gave an unusable answer. Please try again shortly.",
-        ),
-        "unknown_member" => (
-            "등록되지 않은 회원입니다",
-            "Unknown ifree member",
-            "이 사이트에 ifree 등록을 먼저 완료해 주세요.",
-            "Please complete your ifree registration with this site first.",
-        ),
-        "passcode_mismatch" => (
-            "인증 정보가 일치하지 않습니다",
-            "Passcode does not match",
-            "등록된 정보와 일치하지 않습니다.",
-            "The ifree passcode does not match the one registered with this site.",
-        ),
-        "policy_mismatch" => (
-            "인증 정책이 일치하지 않습니다",
-            "Verification policy mismatch",
-            "요구한 인증 방식과 다른 결과입니다.",
-            "The result was not made under the verification policy this site requires.",
-        ),
-        "provider_not_accepted" => (
-            "이 인증 수단은 사용할 수 없습니다",
-            "Provider not accepted here",
-            "이 페이지는 다른 인증 수단을 요구합니다.",
-            "This page does not accept that verification method.",
-        ),
-        "store_unavailable" => (
-            "일시적인 오류입니다",
-            "Temporarily unavailable",
-            "잠시 후 다시 시도해 주세요.",
-            "verigate cannot reach its state store. Please try again shortly.",
-        ),
-        "bad_request" => (
-            "잘못된 요청입니다",
-            "Bad request",
-            "요청 형식이 올바르지 않습니다.",
-            "The request is malformed.",
-        ),
-        "not_logged_in" => (
-            "인증 세션이 없습니다",
-            "No verification session",
-            "현재 인증된 세션이 없습니다.",
-            "There is no verified session.",
-        ),
-        _ => (
-            "오류가 발생했습니다",
-            "Something went wrong",
-            "잠시 후 다시 시도해 주세요.",
-            "Please try again shortly.",
-        ),
+/// Every refusal verigate answers itself: one status, one stable `error` code and one page
+/// text each, so a code cannot have two statuses or a missing text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    VerificationRequired,
+    Underage,
+    AgeUnknown,
+    DuplicateAccount,
+    BadPath,
+    BadRequestTarget,
+    BadMethod,
+    MethodNotAllowed,
+    NoRoute,
+    BadReturnTo,
+    FlowMissing,
+    FlowMismatch,
+    NotCertified,
+    StaleResult,
+    ReplayedResult,
+    ResultNotFound,
+    ProviderUnavailable,
+    ProviderBadResponse,
+    ProviderUnauthorized,
+    ProviderRejected,
+    UnknownMember,
+    PasscodeMismatch,
+    PolicyMismatch,
+    ProviderNotAccepted,
+    ProviderNotConfigured,
+    StoreUnavailable,
+    BadRequest,
+    NotLoggedIn,
+}
+
+impl Refusal {
+    /// Every refusal, for tests and documentation.
+    pub const ALL: [Refusal; 28] = [
+        Refusal::VerificationRequired,
+        Refusal::Underage,
+        Refusal::AgeUnknown,
+        Refusal::DuplicateAccount,
+        Refusal::BadPath,
+        Refusal::BadRequestTarget,
+        Refusal::BadMethod,
+        Refusal::MethodNotAllowed,
+        Refusal::NoRoute,
+        Refusal::BadReturnTo,
+        Refusal::FlowMissing,
+        Refusal::FlowMismatch,
+        Refusal::NotCertified,
+        Refusal::StaleResult,
+        Refusal::ReplayedResult,
+        Refusal::ResultNotFound,
+        Refusal::ProviderUnavailable,
+        Refusal::ProviderBadResponse,
+        Refusal::ProviderUnauthorized,
+        Refusal::ProviderRejected,
+        Refusal::UnknownMember,
+        Refusal::PasscodeMismatch,
+        Refusal::PolicyMismatch,
+        Refusal::ProviderNotAccepted,
+        Refusal::ProviderNotConfigured,
+        Refusal::StoreUnavailable,
+        Refusal::BadRequest,
+        Refusal::NotLoggedIn,
+    ];
+
+    pub fn status(self) -> u16 {
+        match self {
+            Refusal::VerificationRequired => 401,
+            Refusal::Underage => 403,
+            Refusal::AgeUnknown => 403,
+            Refusal::DuplicateAccount => 409,
+            Refusal::BadPath => 400,
+            Refusal::BadRequestTarget => 400,
+            Refusal::BadMethod => 400,
+            Refusal::MethodNotAllowed => 405,
+            Refusal::NoRoute => 404,
+            Refusal::BadReturnTo => 400,
+            Refusal::FlowMissing => 400,
+            Refusal::FlowMismatch => 403,
+            Refusal::NotCertified => 403,
+            Refusal::StaleResult => 403,
+            Refusal::ReplayedResult => 409,
+            Refusal::ResultNotFound => 400,
+            Refusal::ProviderUnavailable => 503,
+            Refusal::ProviderBadResponse => 502,
+            Refusal::ProviderUnauthorized => 502,
+            Refusal::ProviderRejected => 502,
+            Refusal::UnknownMember => 403,
+            Refusal::PasscodeMismatch => 403,
+            Refusal::PolicyMismatch => 403,
+            Refusal::ProviderNotAccepted => 403,
+            Refusal::ProviderNotConfigured => 404,
+            Refusal::StoreUnavailable => 503,
+            Refusal::BadRequest => 400,
+            Refusal::NotLoggedIn => 401,
+        }
+    }
+
+    /// The stable machine-readable code (`error` in JSON).
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::VerificationRequired => "verification_required",
+            Refusal::Underage => "underage",
+            Refusal::AgeUnknown => "age_unknown",
+            Refusal::DuplicateAccount => "duplicate_account",
+            Refusal::BadPath => "bad_path",
+            Refusal::BadRequestTarget => "bad_request_target",
+            Refusal::BadMethod => "bad_method",
+            Refusal::MethodNotAllowed => "method_not_allowed",
+            Refusal::NoRoute => "no_route",
+            Refusal::BadReturnTo => "bad_return_to",
+            Refusal::FlowMissing => "flow_missing",
+            Refusal::FlowMismatch => "flow_mismatch",
+            Refusal::NotCertified => "not_certified",
+            Refusal::StaleResult => "stale_result",
+            Refusal::ReplayedResult => "replayed_result",
+            Refusal::ResultNotFound => "result_not_found",
+            Refusal::ProviderUnavailable => "provider_unavailable",
+            Refusal::ProviderBadResponse => "provider_bad_response",
+            Refusal::ProviderUnauthorized => "provider_unauthorized",
+            Refusal::ProviderRejected => "provider_rejected",
+            Refusal::UnknownMember => "unknown_member",
+            Refusal::PasscodeMismatch => "passcode_mismatch",
+            Refusal::PolicyMismatch => "policy_mismatch",
+            Refusal::ProviderNotAccepted => "provider_not_accepted",
+            Refusal::ProviderNotConfigured => "provider_not_configured",
+            Refusal::StoreUnavailable => "store_unavailable",
+            Refusal::BadRequest => "bad_request",
+            Refusal::NotLoggedIn => "not_logged_in",
+        }
+    }
+
+    /// (title in Korean, title in English, detail in Korean, detail in English).
+    fn texts(self) -> (&'static str, &'static str, &'static str, &'static str) {
+        match self {
+            Refusal::VerificationRequired => (
+                "본인인증이 필요합니다",
+                "Identity verification required",
+                "이 페이지를 이용하려면 먼저 본인인증을 해 주세요.",
+                "Please verify your identity to use this page.",
+            ),
+            Refusal::Underage => (
+                "이용 가능한 나이가 아닙니다",
+                "Age requirement not met",
+                "이 서비스는 법정 연령 이상만 이용할 수 있습니다.",
+                "This service is only available to people above the required age.",
+            ),
+            Refusal::AgeUnknown => (
+                "나이를 확인할 수 없습니다",
+                "Age could not be confirmed",
+                "인증 결과에 확인된 생년월일이 없어 이 페이지를 이용할 수 없습니다. 생년월일을 확인하는 인증 수단으로 다시 인증해 주세요.",
+                "Your verification carries no confirmed birth date, so this page is not available. Please verify with a method that confirms it.",
+            ),
+            Refusal::DuplicateAccount => (
+                "이미 가입된 분입니다",
+                "Already signed up",
+                "같은 분의 가입이 이미 완료되었거나 진행 중입니다.",
+                "An account for this person already exists or is being created.",
+            ),
+            Refusal::BadPath => (
+                "잘못된 요청 주소입니다",
+                "Malformed request path",
+                "요청 주소를 해석할 수 없습니다.",
+                "The request path could not be interpreted safely.",
+            ),
+            Refusal::BadRequestTarget => (
+                "잘못된 요청 형식입니다",
+                "Malformed request target",
+                "요청 대상은 이 사이트의 경로여야 합니다.",
+                "The request target must be a path on this site (or an http URL of this host).",
+            ),
+            Refusal::BadMethod => (
+                "잘못된 요청 방식입니다",
+                "Malformed request method",
+                "요청 방식(메서드)은 대문자로 된 올바른 HTTP 메서드여야 합니다.",
+                "The request method must be a valid HTTP method in capitals.",
+            ),
+            Refusal::MethodNotAllowed => (
+                "허용되지 않는 요청 방식입니다",
+                "Method not allowed",
+                "이 주소는 이 요청 방식을 받지 않습니다.",
+                "This address does not accept this request method.",
+            ),
+            Refusal::NoRoute => (
+                "페이지를 찾을 수 없습니다",
+                "Not found",
+                "이 주소는 설정된 경로가 아닙니다.",
+                "No configured route serves this address.",
+            ),
+            Refusal::BadReturnTo => (
+                "잘못된 돌아갈 주소입니다",
+                "Invalid return address",
+                "인증 후 돌아갈 주소는 이 사이트의 경로여야 합니다.",
+                "The return address must be a path on this site.",
+            ),
+            Refusal::FlowMissing => (
+                "인증 세션이 만료되었습니다",
+                "Verification expired",
+                "인증을 시작한 브라우저에서 처음부터 다시 시도해 주세요.",
+                "Please start again in the browser where you began verifying.",
+            ),
+            Refusal::FlowMismatch => (
+                "인증 정보가 일치하지 않습니다",
+                "Verification does not match",
+                "이 브라우저에서 시작한 인증 결과가 아닙니다.",
+                "This result does not belong to the verification started in this browser.",
+            ),
+            Refusal::NotCertified => (
+                "본인인증이 완료되지 않았습니다",
+                "Verification not completed",
+                "인증이 완료되지 않았거나 취소되었습니다.",
+                "The verification was not completed or was cancelled.",
+            ),
+            Refusal::StaleResult => (
+                "인증 결과가 만료되었습니다",
+                "Verification result too old",
+                "인증 결과가 오래되었습니다. 다시 인증해 주세요.",
+                "The verification result is too old. Please verify again.",
+            ),
+            Refusal::ReplayedResult => (
+                "이미 사용된 인증 결과입니다",
+                "Verification already used",
+                "한 번 사용된 인증 결과는 다시 사용할 수 없습니다.",
+                "A verification result can only be used once.",
+            ),
+            Refusal::ResultNotFound => (
+                "인증 결과를 찾을 수 없습니다",
+                "Verification result not found",
+                "인증 기관에서 결과를 찾을 수 없습니다.",
+                "The provider has no such verification result.",
+            ),
+            Refusal::ProviderUnavailable => (
+                "인증 기관에 연결할 수 없습니다",
+                "Verification provider unavailable",
+                "잠시 후 다시 시도해 주세요.",
+                "The verification provider cannot be reached right now. Please try again shortly.",
+            ),
+            Refusal::ProviderBadResponse => (
+                "인증 기관 응답 오류",
+                "Verification provider error",
+                "인증 기관이 올바르지 않은 응답을 보냈습니다. 잠시 후 다시 시도해 주세요.",
+                "The verification provider gave an unusable answer. Please try again shortly.",
+            ),
+            Refusal::ProviderUnauthorized => (
+                "인증 기관 응답 오류",
+                "Verification provider error",
+                "인증 기관이 올바르지 않은 응답을 보냈습니다. 잠시 후 다시 시도해 주세요.",
+                "The verification provider gave an unusable answer. Please try again shortly.",
+            ),
+            Refusal::ProviderRejected => (
+                "인증 기관 응답 오류",
+                "Verification provider error",
+                "인증 기관이 올바르지 않은 응답을 보냈습니다. 잠시 후 다시 시도해 주세요.",
+                "The verification provider gave an unusable answer. Please try again shortly.",
+            ),
+            Refusal::UnknownMember => (
+                "등록되지 않은 회원입니다",
+                "Unknown ifree member",
+                "이 사이트에 ifree 등록을 먼저 완료해 주세요.",
+                "Please complete your ifree registration with this site first.",
+            ),
+            Refusal::PasscodeMismatch => (
+                "인증 정보가 일치하지 않습니다",
+                "Passcode does not match",
+                "등록된 정보와 일치하지 않습니다.",
+                "The ifree passcode does not match the one registered with this site.",
+            ),
+            Refusal::PolicyMismatch => (
+                "인증 정책이 일치하지 않습니다",
+                "Verification policy mismatch",
+                "요구한 인증 방식과 다른 결과입니다.",
+                "The result was not made under the verification policy this site requires.",
+            ),
+            Refusal::ProviderNotAccepted => (
+                "이 인증 수단은 사용할 수 없습니다",
+                "Provider not accepted here",
+                "이 페이지는 다른 인증 수단을 요구합니다.",
+                "This page does not accept that verification method.",
+            ),
+            Refusal::ProviderNotConfigured => (
+                "사용할 수 없는 인증 수단입니다",
+                "Verification method not available",
+                "이 사이트에는 이 인증 수단이 설정되어 있지 않습니다.",
+                "This site has not set up this verification method.",
+            ),
+            Refusal::StoreUnavailable => (
+                "일시적인 오류입니다",
+                "Temporarily unavailable",
+                "잠시 후 다시 시도해 주세요.",
+                "verigate cannot reach its state store. Please try again shortly.",
+            ),
+            Refusal::BadRequest => (
+                "잘못된 요청입니다",
+                "Bad request",
+                "요청 형식이 올바르지 않습니다.",
+                "The request is malformed.",
+            ),
+            Refusal::NotLoggedIn => (
+                "인증 세션이 없습니다",
+                "No verification session",
+                "현재 인증된 세션이 없습니다.",
+                "There is no verified session.",
+            ),
+        }
     }
 }
 
@@ -360,6 +514,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_refusal_has_one_code_one_status_and_its_own_text() {
+        let mut codes = std::collections::HashSet::new();
+        for r in Refusal::ALL {
+            assert!(codes.insert(r.code()), "{r:?}: code {} twice", r.code());
+            assert!((400..600).contains(&r.status()), "{r:?}");
+            let (ko, en, dko, den) = r.texts();
+            for t in [ko, en, dko, den] {
+                assert!(!t.is_empty(), "{r:?}");
+            }
+            let p = Problem::new(r);
+            assert_eq!((p.status, p.code), (r.status(), r.code()));
+            assert!(p.html().contains(&format!("{} · {}", r.status(), r.code())));
+        }
+        // No two refusals share a page title: a person can tell them apart.
+        let titles: std::collections::HashSet<_> =
+            Refusal::ALL.iter().map(|r| r.texts().1).collect();
+        assert!(titles.len() >= Refusal::ALL.len() - 4, "{titles:?}");
+        // README lists every code.
+        let readme = include_str!("../README.md");
+        for r in Refusal::ALL {
+            assert!(
+                readme.contains(&format!("`{}`", r.code())),
+                "README misses {}",
+                r.code()
+            );
+        }
+    }
+
+    #[test]
     fn escapes_html_and_script_json() {
         assert_eq!(
             escape("<a href='x'>&\""),
@@ -371,7 +554,7 @@ mod tests {
 
     #[test]
     fn problem_json_is_stable() {
-        let p = Problem::new(401, "verification_required").with_next("/v?x".into());
+        let p = Problem::new(Refusal::VerificationRequired).with_next("/v?x".into());
         let v: serde_json::Value = serde_json::from_str(&p.json()).unwrap();
         assert_eq!(v["error"], "verification_required");
         assert_eq!(v["verify_url"], "/v?x");

@@ -190,12 +190,13 @@ async fn member_life_cycle_end_to_end() {
         .unwrap()
         .to_string();
     assert!(uis.starts_with("ifree.") && !uis.contains(&ptn_cd), "{uis}");
-    // ifree gives no birth date: a min_age route that accepts ifree sees Age-Ok false.
-    assert_eq!(b.get_html("/adult").await.status(), 200);
-    assert_eq!(
-        env.last_upstream()["headers"]["x-verified-age-ok"][0],
-        "false"
-    );
+    // ifree's birth date is self-asserted: a min_age route that accepts ifree refuses its
+    // members with age_unknown, and nothing goes upstream.
+    let hits = env.hits();
+    let r = b.get_json("/adult").await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "age_unknown");
+    assert_eq!(env.hits(), hits);
     // Stable per site: the next login of the same member has the same identifier.
     let mut again = env.browser();
     let token = env.ifree.issue_ptn_token(&ptn_cd);
@@ -273,7 +274,9 @@ async fn login_is_bound_to_the_flow_this_browser_started() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ubifill_birth_gives_an_age() {
+async fn ubifill_birth_never_satisfies_min_age() {
+    // ubifill is written by the member's own client: a birth date in it is self-asserted, so
+    // a min_age route refuses the member with age_unknown, whatever the date says.
     let env = env().await;
     let ptn_cd = register(&env, "1111", None, Some(json!({"name": "박지수", "phone": "01055556666", "email": "a@b.c", "birth": "19800101"}))).await;
     let mut b = env.browser();
@@ -283,11 +286,12 @@ async fn ubifill_birth_gives_an_age() {
             .status(),
         302
     );
-    assert_eq!(b.get_html("/adult").await.status(), 200);
-    assert_eq!(
-        env.last_upstream()["headers"]["x-verified-age-ok"][0],
-        "true"
-    );
+    let hits = env.hits();
+    let r = b.get_json("/adult").await;
+    assert_eq!(refusal(r).await, (403, "age_unknown".into()));
+    assert_eq!(env.hits(), hits, "nothing upstream");
+    // Routes without min_age still take the member.
+    assert_eq!(b.get_html("/member").await.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -284,6 +284,9 @@ pub struct FileRequire {
     pub min_age: Option<serde_yaml::Value>,
     #[serde(default)]
     pub one_account_per_person: bool,
+    /// Which upstream answers complete a one-account signup: `2xx`, `3xx` (default both).
+    #[serde(default)]
+    pub commit_on: Option<Vec<String>>,
     #[serde(default)]
     pub max_session_age: Option<String>,
 }

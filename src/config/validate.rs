@@ -1067,10 +1067,43 @@ fn require(ctx: &mut Ctx, at: &str, q: &FileRequire, providers: &Providers) -> O
         .max_session_age
         .as_deref()
         .map(|d| ctx.duration(&format!("{at}.max_session_age"), Some(d), Duration::ZERO));
+    if min_age.is_some() && !ids.is_empty() && ids.iter().all(|p| *p == ProviderId::Ifree) {
+        ctx.err(
+            format!("{at}.min_age"),
+            "ifree's birth date is self-asserted (the member's own client writes it): no one could pass; add a provider that verifies birth dates",
+        );
+    }
+    let mut commit_on = crate::routing::CommitOn::default();
+    if let Some(list) = &q.commit_on {
+        commit_on = crate::routing::CommitOn {
+            success: false,
+            redirection: false,
+        };
+        for (j, c) in list.iter().enumerate() {
+            match c.as_str() {
+                "2xx" => commit_on.success = true,
+                "3xx" => commit_on.redirection = true,
+                other => ctx.err(
+                    format!("{at}.commit_on[{j}]"),
+                    format!("`{other}` is not one of 2xx, 3xx"),
+                ),
+            }
+        }
+        if list.is_empty() {
+            ctx.err(format!("{at}.commit_on"), "list 2xx, 3xx or both");
+        }
+        if !q.one_account_per_person {
+            ctx.err(
+                format!("{at}.commit_on"),
+                "only means something with one_account_per_person: true",
+            );
+        }
+    }
     Some(Require {
         providers: ids,
         min_age,
         one_account_per_person: q.one_account_per_person,
+        commit_on,
         max_session_age: max_session_age.filter(|d| !d.is_zero()),
     })
 }

@@ -2,6 +2,7 @@
 //! redirect-mode return, the callback-mode complete, and the checks that accept a result.
 
 use super::*;
+use crate::answers::Refusal;
 use crate::metrics;
 use crate::providers::{ProviderError, VerifiedPerson};
 
@@ -51,8 +52,8 @@ pub(super) fn start(live: &Live, session: &Session) -> Reply {
 }
 
 /// Why a result was not accepted, as the HTTP problem to show.
-fn refuse(code: &'static str, status: u16, live: &Live, return_to: Option<&str>) -> Problem {
-    super::refuse(ProviderId::Iamport, code, status, live, return_to)
+fn refuse(r: Refusal, live: &Live, return_to: Option<&str>) -> Problem {
+    super::refuse(ProviderId::Iamport, r, live, return_to)
 }
 
 fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
@@ -68,34 +69,34 @@ async fn accept(
     claimed_nonce: Option<&str>,
 ) -> std::result::Result<(Claims, FlowClaims), Problem> {
     let Some(flow) = read_flow(live, session).filter(|f| f.provider == ProviderId::Iamport) else {
-        return Err(refuse("flow_missing", 400, live, None));
+        return Err(refuse(Refusal::FlowMissing, live, None));
     };
     let rt = flow.return_to.clone();
     if claimed_nonce.is_some_and(|n| n != flow.nonce) {
-        return Err(refuse("flow_mismatch", 403, live, Some(&rt)));
+        return Err(refuse(Refusal::FlowMismatch, live, Some(&rt)));
     }
     let Some(client) = &live.iamport else {
-        return Err(refuse("provider_not_accepted", 404, live, None));
+        return Err(refuse(Refusal::ProviderNotConfigured, live, None));
     };
     let person: VerifiedPerson = client
         .verify(imp_uid)
         .await
         .map_err(|e| provider_problem(&e, live, &rt))?;
     if !person.certified {
-        return Err(refuse("not_certified", 403, live, Some(&rt)));
+        return Err(refuse(Refusal::NotCertified, live, Some(&rt)));
     }
     if person.nonce != flow.nonce {
-        return Err(refuse("flow_mismatch", 403, live, Some(&rt)));
+        return Err(refuse(Refusal::FlowMismatch, live, Some(&rt)));
     }
     let now = chrono::Utc::now();
     let age = now.signed_duration_since(person.verified_at);
     let max = client.config().max_result_age.as_secs() as i64;
     if age.num_seconds() > max || age.num_seconds() < -60 {
-        return Err(refuse("stale_result", 403, live, Some(&rt)));
+        return Err(refuse(Refusal::StaleResult, live, Some(&rt)));
     }
     let Some(ci) = person.ci.as_deref() else {
         tracing::warn!(provider = PROVIDER, "certification without unique_key");
-        return Err(refuse("provider_bad_response", 502, live, Some(&rt)));
+        return Err(refuse(Refusal::ProviderBadResponse, live, Some(&rt)));
     };
     let (unique_in_site, ci_hash) = ci_identity(live, ci, person.unique_in_site.as_deref());
     let ttl = client.config().max_result_age + std::time::Duration::from_secs(120);
@@ -120,7 +121,7 @@ pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session)
     let success = query_param(session, "success").as_deref() == Some("true");
     if !success {
         let rt = read_flow(live, session).map(|f| f.return_to);
-        let p = refuse("not_certified", 403, live, rt.as_deref());
+        let p = refuse(Refusal::NotCertified, live, rt.as_deref());
         return Reply::problem(&p, html);
     }
     match accept(live, store, session, &imp_uid, merchant_uid.as_deref()).await {
@@ -145,7 +146,7 @@ pub(super) async fn complete(
     let body = read_body(session, 8 * 1024).await?;
     let parsed: Option<CompleteBody> = body.and_then(|b| serde_json::from_slice(&b).ok());
     let Some(b) = parsed else {
-        return Ok(Reply::problem(&Problem::new(400, "bad_request"), false));
+        return Ok(Reply::problem(&Problem::new(Refusal::BadRequest), false));
     };
     Ok(
         match accept(live, store, session, &b.imp_uid, b.merchant_uid.as_deref()).await {

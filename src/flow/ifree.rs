@@ -3,6 +3,7 @@
 //! bound by its `state` to the flow this browser started.
 
 use super::*;
+use crate::answers::Refusal;
 use crate::crypto::ifree_cipher;
 use crate::metrics;
 use crate::providers::ifree::{encrypt_member_key, fresh_member_key};
@@ -151,8 +152,8 @@ pub async fn callback(live: &Live, store: &dyn Store, session: &mut Session) -> 
     }
 }
 
-fn refuse(code: &'static str, status: u16, live: &Live, return_to: Option<&str>) -> Problem {
-    super::refuse(ProviderId::Ifree, code, status, live, return_to)
+fn refuse(r: Refusal, live: &Live, return_to: Option<&str>) -> Problem {
+    super::refuse(ProviderId::Ifree, r, live, return_to)
 }
 
 fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
@@ -212,7 +213,7 @@ pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session)
     let token = query_param(session, "ptn_token").filter(|t| !t.is_empty());
     let (Some("0000"), Some(token)) = (query_param(session, "code").as_deref(), token) else {
         return Reply::problem(
-            &refuse("not_certified", 403, live, Some(&flow.return_to)),
+            &refuse(Refusal::NotCertified, live, Some(&flow.return_to)),
             html,
         );
     };
@@ -234,13 +235,13 @@ fn this_browsers_flow(
     state: Option<&str>,
 ) -> std::result::Result<FlowClaims, Problem> {
     let Some(flow) = read_flow(live, session).filter(|f| f.provider == ProviderId::Ifree) else {
-        return Err(refuse("flow_missing", 400, live, None));
+        return Err(refuse(Refusal::FlowMissing, live, None));
     };
     let nonce = flow.nonce.as_bytes();
     let same =
         state.is_some_and(|s| s.len() == nonce.len() && bool::from(s.as_bytes().ct_eq(nonce)));
     if !same {
-        return Err(refuse("flow_mismatch", 403, live, Some(&flow.return_to)));
+        return Err(refuse(Refusal::FlowMismatch, live, Some(&flow.return_to)));
     }
     Ok(flow)
 }
@@ -249,7 +250,7 @@ fn this_browsers_flow(
 pub(super) async fn login(live: &Live, store: &dyn Store, session: &mut Session) -> Result<Reply> {
     let body = read_body(session, 8 * 1024).await?;
     let Some(v) = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) else {
-        return Ok(Reply::problem(&Problem::new(400, "bad_request"), false));
+        return Ok(Reply::problem(&Problem::new(Refusal::BadRequest), false));
     };
     let text = |k: &str| v.get(k).and_then(|t| t.as_str());
     let flow = match this_browsers_flow(live, session, text("state")) {
@@ -257,7 +258,7 @@ pub(super) async fn login(live: &Live, store: &dyn Store, session: &mut Session)
         Err(p) => return Ok(Reply::problem(&p, false)),
     };
     let Some(token) = text("ptn_token").filter(|t| !t.is_empty()) else {
-        return Ok(Reply::problem(&Problem::new(400, "bad_request"), false));
+        return Ok(Reply::problem(&Problem::new(Refusal::BadRequest), false));
     };
     Ok(match accept(live, store, &flow, token).await {
         Ok(claims) => signed_in(live, &claims, &flow.return_to, true),
@@ -282,7 +283,7 @@ async fn accept(
 ) -> std::result::Result<Claims, Problem> {
     let rt = flow.return_to.as_str();
     let Some(client) = &live.ifree else {
-        return Err(refuse("provider_not_accepted", 404, live, None));
+        return Err(refuse(Refusal::ProviderNotConfigured, live, None));
     };
     let cfg = client.config();
     let hash_key = &live.cfg.session.hash_key;
@@ -300,10 +301,10 @@ async fn accept(
         .map_err(|e| provider_problem(&e, live, rt))?;
     let record = match store.member_get(&member_id(live, &t.ptn_cd)).await {
         Ok(Some(r)) => r,
-        Ok(None) => return Err(refuse("unknown_member", 403, live, Some(rt))),
+        Ok(None) => return Err(refuse(Refusal::UnknownMember, live, Some(rt))),
         Err(e) => {
             tracing::warn!(error = %e, "store unavailable during verification");
-            return Err(refuse("store_unavailable", 503, live, Some(rt)));
+            return Err(refuse(Refusal::StoreUnavailable, live, Some(rt)));
         }
     };
     let at_rest = &live.cfg.session.at_rest;
@@ -311,16 +312,16 @@ async fn accept(
         record.passcode.as_deref(),
         at_rest.open(Purpose::AtRest, &record.key),
     ) else {
-        return Err(refuse("unknown_member", 403, live, Some(rt)));
+        return Err(refuse(Refusal::UnknownMember, live, Some(rt)));
     };
     let Ok(registered) = at_rest.open(Purpose::AtRest, sealed_pass) else {
-        return Err(refuse("unknown_member", 403, live, Some(rt)));
+        return Err(refuse(Refusal::UnknownMember, live, Some(rt)));
     };
     let presented = ifree_cipher::decrypt(cfg.cipher, &key, &ptn_sp).unwrap_or_default();
     let same: bool =
         presented.len() == registered.len() && bool::from(presented.ct_eq(&registered));
     if !same {
-        return Err(refuse("passcode_mismatch", 403, live, Some(rt)));
+        return Err(refuse(Refusal::PasscodeMismatch, live, Some(rt)));
     }
     let ubifill: Option<serde_json::Value> = record
         .ubifill

@@ -6,6 +6,7 @@ pub mod ifree;
 pub mod portone;
 pub mod tomo;
 
+use crate::answers::Refusal;
 use crate::answers::{escape, page, wants_html, Problem, Reply};
 use crate::clock::unix_now;
 use crate::live::{read_cookie, Live};
@@ -73,13 +74,12 @@ pub(crate) fn query_param(session: &Session, name: &str) -> Option<String> {
 /// `return_to` is known.
 pub(crate) fn refuse(
     provider: ProviderId,
-    code: &'static str,
-    status: u16,
+    r: Refusal,
     live: &Live,
     return_to: Option<&str>,
 ) -> Problem {
-    crate::metrics::verification(provider.as_str(), "failed", code);
-    let p = Problem::new(status, code);
+    crate::metrics::verification(provider.as_str(), "failed", r.code());
+    let p = Problem::new(r);
     match return_to {
         Some(rt) => p.with_next(verify_url(&live.cfg.flow_prefix, rt)),
         None => p,
@@ -97,15 +97,15 @@ pub(crate) fn provider_problem(
     use crate::providers::ProviderError;
     match e {
         ProviderError::Unavailable(_) => {
-            refuse(provider, "provider_unavailable", 503, live, Some(rt))
+            refuse(provider, Refusal::ProviderUnavailable, live, Some(rt))
         }
-        ProviderError::NotFound => refuse(provider, "result_not_found", 400, live, Some(rt)),
+        ProviderError::NotFound => refuse(provider, Refusal::ResultNotFound, live, Some(rt)),
         ProviderError::Rejected(_) if provider == ProviderId::Ifree => {
-            refuse(provider, "not_certified", 403, live, Some(rt))
+            refuse(provider, Refusal::NotCertified, live, Some(rt))
         }
         other => {
             tracing::warn!(provider = provider.as_str(), reason = other.reason(), error = %other, "provider call failed");
-            refuse(provider, other.reason(), 502, live, Some(rt))
+            refuse(provider, other.refusal(), live, Some(rt))
         }
     }
 }
@@ -125,10 +125,10 @@ pub(crate) async fn use_once(
         .await
     {
         Ok(true) => Ok(()),
-        Ok(false) => Err(refuse(provider, "replayed_result", 409, live, Some(rt))),
+        Ok(false) => Err(refuse(provider, Refusal::ReplayedResult, live, Some(rt))),
         Err(e) => {
             tracing::warn!(error = %e, "store unavailable during verification");
-            Err(refuse(provider, "store_unavailable", 503, live, Some(rt)))
+            Err(refuse(provider, Refusal::StoreUnavailable, live, Some(rt)))
         }
     }
 }
@@ -267,21 +267,21 @@ pub(crate) fn start_checks<'a, C>(
     let html = wants_html(session);
     let Some(client) = client else {
         return Err(Reply::problem(
-            &Problem::new(404, "provider_not_accepted"),
+            &Problem::new(Refusal::ProviderNotConfigured),
             html,
         ));
     };
     let Some(return_to) = safe_return_to(query_param(session, "return_to").as_deref()) else {
-        return Err(Reply::problem(&Problem::new(400, "bad_return_to"), html));
+        return Err(Reply::problem(&Problem::new(Refusal::BadReturnTo), html));
     };
     if !providers_for(live, &return_to).contains(&provider) {
         return Err(Reply::problem(
-            &Problem::new(403, "provider_not_accepted"),
+            &Problem::new(Refusal::ProviderNotAccepted),
             html,
         ));
     }
     let Some(base) = public_base(live, session) else {
-        return Err(Reply::problem(&Problem::new(400, "bad_request"), html));
+        return Err(Reply::problem(&Problem::new(Refusal::BadRequest), html));
     };
     Ok((return_to, base, client))
 }
@@ -436,7 +436,7 @@ pub async fn handle(
         ("POST", "/logout") => logout(live, session),
         ("GET" | "HEAD", "/jwks.json") => Reply::json(200, live.jwks().to_string())
             .header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-        _ => Reply::problem(&Problem::new(404, "no_route"), html),
+        _ => Reply::problem(&Problem::new(Refusal::NoRoute), html),
     };
     reply.send(session).await
 }
@@ -444,7 +444,7 @@ pub async fn handle(
 fn choice_page(live: &Live, session: &Session) -> Reply {
     let html = wants_html(session);
     let Some(return_to) = safe_return_to(query_param(session, "return_to").as_deref()) else {
-        return Reply::problem(&Problem::new(400, "bad_return_to"), html);
+        return Reply::problem(&Problem::new(Refusal::BadReturnTo), html);
     };
     let prefix = &live.cfg.flow_prefix;
     let providers = providers_for(live, &return_to);
@@ -498,7 +498,7 @@ fn session_info(live: &Live, session: &Session) -> Reply {
     let claims = read_cookie(session.req_header(), &cfg.session.cookie)
         .and_then(|c| cfg.session.keys.open_session(c, unix_now()).ok());
     match claims {
-        None => Reply::problem(&Problem::new(401, "not_logged_in"), false),
+        None => Reply::problem(&Problem::new(Refusal::NotLoggedIn), false),
         Some(c) => Reply::json(
             200,
             serde_json::json!({

@@ -3,13 +3,14 @@
 //! accepted only for that id, verified, fresh and once.
 
 use super::*;
+use crate::answers::Refusal;
 use crate::metrics;
 use crate::providers::ProviderError;
 
 const PROVIDER: &str = "portone";
 
-fn refuse(code: &'static str, status: u16, live: &Live, return_to: Option<&str>) -> Problem {
-    super::refuse(ProviderId::Portone, code, status, live, return_to)
+fn refuse(r: Refusal, live: &Live, return_to: Option<&str>) -> Problem {
+    super::refuse(ProviderId::Portone, r, live, return_to)
 }
 
 fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
@@ -68,31 +69,31 @@ async fn accept(
     id: &str,
 ) -> std::result::Result<(Claims, FlowClaims), Problem> {
     let Some(flow) = read_flow(live, session).filter(|f| f.provider == ProviderId::Portone) else {
-        return Err(refuse("flow_missing", 400, live, None));
+        return Err(refuse(Refusal::FlowMissing, live, None));
     };
     let rt = flow.return_to.clone();
     // The id is this flow's own nonce: a result for any other id is another browser's.
     if id != flow.nonce {
-        return Err(refuse("flow_mismatch", 403, live, Some(&rt)));
+        return Err(refuse(Refusal::FlowMismatch, live, Some(&rt)));
     }
     let Some(client) = &live.portone else {
-        return Err(refuse("provider_not_accepted", 404, live, None));
+        return Err(refuse(Refusal::ProviderNotConfigured, live, None));
     };
     let person = client
         .verify(id)
         .await
         .map_err(|e| provider_problem(&e, live, &rt))?;
     if !person.certified {
-        return Err(refuse("not_certified", 403, live, Some(&rt)));
+        return Err(refuse(Refusal::NotCertified, live, Some(&rt)));
     }
     let now = chrono::Utc::now();
     let age = now.signed_duration_since(person.verified_at).num_seconds();
     if age > client.config().max_result_age.as_secs() as i64 || age < -60 {
-        return Err(refuse("stale_result", 403, live, Some(&rt)));
+        return Err(refuse(Refusal::StaleResult, live, Some(&rt)));
     }
     let Some(ci) = person.ci.as_deref() else {
         tracing::warn!(provider = PROVIDER, "verification without ci");
-        return Err(refuse("provider_bad_response", 502, live, Some(&rt)));
+        return Err(refuse(Refusal::ProviderBadResponse, live, Some(&rt)));
     };
     let (unique_in_site, ci_hash) = ci_identity(live, ci, person.unique_in_site.as_deref());
     let ttl = client.config().max_result_age + std::time::Duration::from_secs(120);
@@ -106,7 +107,7 @@ async fn accept(
 pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session) -> Reply {
     if query_param(session, "code").is_some() {
         let rt = read_flow(live, session).map(|f| f.return_to);
-        return Reply::problem(&refuse("not_certified", 403, live, rt.as_deref()), true);
+        return Reply::problem(&refuse(Refusal::NotCertified, live, rt.as_deref()), true);
     }
     let id = query_param(session, "identityVerificationId").unwrap_or_default();
     match accept(live, store, session, &id).await {
@@ -130,7 +131,7 @@ pub(super) async fn complete(
                 .map(String::from)
         });
     let Some(id) = id else {
-        return Ok(Reply::problem(&Problem::new(400, "bad_request"), false));
+        return Ok(Reply::problem(&Problem::new(Refusal::BadRequest), false));
     };
     Ok(match accept(live, store, session, &id).await {
         Ok((claims, flow)) => signed_in(live, &claims, &flow.return_to, true),

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::answers::script_json;
+use crate::answers::Refusal;
 use crate::metrics;
 use crate::providers::tomo::{to_person, token_subject};
 use crate::providers::ProviderError;
@@ -11,8 +12,8 @@ use crate::session::keyed_hash;
 
 const PROVIDER: &str = "tomo";
 
-fn refuse(code: &'static str, status: u16, live: &Live, return_to: Option<&str>) -> Problem {
-    super::refuse(ProviderId::Tomo, code, status, live, return_to)
+fn refuse(r: Refusal, live: &Live, return_to: Option<&str>) -> Problem {
+    super::refuse(ProviderId::Tomo, r, live, return_to)
 }
 
 fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
@@ -67,14 +68,14 @@ pub(super) async fn start(live: &Live, session: &Session) -> Reply {
 pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session) -> Reply {
     let html = true;
     let Some(flow) = read_flow(live, session).filter(|f| f.provider == ProviderId::Tomo) else {
-        return Reply::problem(&refuse("flow_missing", 400, live, None), html);
+        return Reply::problem(&refuse(Refusal::FlowMissing, live, None), html);
     };
     let rt = flow.return_to.clone();
     if query_param(session, "state").as_deref() != Some(flow.nonce.as_str()) {
-        return Reply::problem(&refuse("flow_mismatch", 403, live, Some(&rt)), html);
+        return Reply::problem(&refuse(Refusal::FlowMismatch, live, Some(&rt)), html);
     }
     if query_param(session, "failed").is_some() {
-        return Reply::problem(&refuse("not_certified", 403, live, Some(&rt)), html);
+        return Reply::problem(&refuse(Refusal::NotCertified, live, Some(&rt)), html);
     }
     match accept(live, store, session, &flow).await {
         Ok(claims) => signed_in(live, &claims, &flow.return_to, false),
@@ -90,23 +91,23 @@ async fn accept(
 ) -> std::result::Result<Claims, Problem> {
     let rt = flow.return_to.as_str();
     let Some(client) = &live.tomo else {
-        return Err(refuse("provider_not_accepted", 404, live, None));
+        return Err(refuse(Refusal::ProviderNotConfigured, live, None));
     };
     let cfg = client.config();
     let Some((ppid, aud, exp)) = query_param(session, "token")
         .as_deref()
         .and_then(token_subject)
     else {
-        return Err(refuse("not_certified", 403, live, Some(rt)));
+        return Err(refuse(Refusal::NotCertified, live, Some(rt)));
     };
     let now = unix_now();
     // Only a PPID identifies a person; a flow's own user_id in `sub` would mint a fresh
     // identity per flow (and slip past one-account rules).
     if !ppid.starts_with("ppid.") || ppid.len() < 10 || ppid == flow.nonce {
-        return Err(refuse("flow_mismatch", 403, live, Some(rt)));
+        return Err(refuse(Refusal::FlowMismatch, live, Some(rt)));
     }
     if aud.is_some_and(|a| a != cfg.client_id) || exp.is_some_and(|e| e < now) {
-        return Err(refuse("flow_mismatch", 403, live, Some(rt)));
+        return Err(refuse(Refusal::FlowMismatch, live, Some(rt)));
     }
     // The result made for this flow's user_id...
     let mine = client
@@ -114,19 +115,19 @@ async fn accept(
         .await
         .map_err(|e| provider_problem(&e, live, rt))?;
     let Some(result) = mine.into_iter().next() else {
-        return Err(refuse("not_certified", 403, live, Some(rt)));
+        return Err(refuse(Refusal::NotCertified, live, Some(rt)));
     };
     if result.policy_key.as_deref() != Some(cfg.policy_key.as_str()) {
-        return Err(refuse("policy_mismatch", 403, live, Some(rt)));
+        return Err(refuse(Refusal::PolicyMismatch, live, Some(rt)));
     }
     // ...and the PPID's results must include that same verification: the PPID is the person
     // this flow verified, not one a client wrote into the URL.
     let theirs = client.results(&ppid).await.map_err(|e| match e {
-        ProviderError::NotFound => refuse("flow_mismatch", 403, live, Some(rt)),
+        ProviderError::NotFound => refuse(Refusal::FlowMismatch, live, Some(rt)),
         other => provider_problem(&other, live, rt),
     })?;
     if !theirs.iter().any(|r| r.auth_id == result.auth_id) {
-        return Err(refuse("flow_mismatch", 403, live, Some(rt)));
+        return Err(refuse(Refusal::FlowMismatch, live, Some(rt)));
     }
     let person = to_person(&result, &ppid, &flow.nonce);
     let ttl = std::time::Duration::from_secs(FLOW_TTL_SECS as u64 * 2);

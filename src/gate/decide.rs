@@ -4,6 +4,8 @@
 //! each rule is unit-tested here.
 
 use super::headers::{age_on, Verified};
+use crate::answers::Refusal;
+use crate::identity::ProviderId;
 use crate::routing::Route;
 
 /// What the gate does with a request on its route.
@@ -14,8 +16,10 @@ pub enum Decision {
     /// No acceptable session (missing, from a provider the route does not accept, or older
     /// than its `max_session_age`): the person is sent to verify.
     Verify,
-    /// The person is under the route's `min_age`.
-    Underage,
+    /// Refused: `Underage` (under the route's `min_age`), `AgeUnknown` (a `min_age` route and
+    /// a birth date that is unknown, or self-asserted: ifree's `ubifill` is written by the
+    /// member's own client).
+    Refuse(Refusal),
     /// Upstream with the person's identity. `reserve`: a state-changing request on a
     /// one-account route, which must first reserve the person for the route.
     Admit { age_ok: Option<bool>, reserve: bool },
@@ -43,12 +47,16 @@ pub fn decide(
     else {
         return Decision::Verify;
     };
-    let age_ok = match (req.min_age, v.claims.birth) {
+    let trusted_birth = v
+        .claims
+        .birth
+        .filter(|_| v.claims.provider != ProviderId::Ifree);
+    let age_ok = match (req.min_age, trusted_birth) {
         (None, _) => None,
-        (Some(_), None) => Some(false),
+        (Some(_), None) => return Decision::Refuse(Refusal::AgeUnknown),
         (Some(min), Some(birth)) => {
             if age_on(birth, today()) < min as i32 {
-                return Decision::Underage;
+                return Decision::Refuse(Refusal::Underage);
             }
             Some(true)
         }
@@ -85,6 +93,7 @@ mod tests {
             providers: vec![ProviderId::Iamport],
             min_age: None,
             one_account_per_person: false,
+            commit_on: Default::default(),
             max_session_age: None,
         }
     }
@@ -152,7 +161,7 @@ mod tests {
                     reserve: false,
                 },
             ),
-            ("2008-03-02", Decision::Underage),
+            ("2008-03-02", Decision::Refuse(Refusal::Underage)),
             // 29 February counts from 1 March in a common year.
             (
                 "2008-02-29",
@@ -165,14 +174,21 @@ mod tests {
             let p = person(ProviderId::Iamport, Some(birth), 0);
             assert_eq!(decide(&r, Some(&p), NOW, today, false), want, "{birth}");
         }
-        // Unknown birth: admitted with Age-Ok false (as README says today).
+        // An unknown birth date never passes a min_age route; nor does ifree's, which the
+        // member's own client writes.
         let p = person(ProviderId::Iamport, None, 0);
         assert_eq!(
             decide(&r, Some(&p), NOW, today, false),
-            Decision::Admit {
-                age_ok: Some(false),
-                reserve: false
-            }
+            Decision::Refuse(Refusal::AgeUnknown)
+        );
+        let mut r_if = require();
+        r_if.min_age = Some(19);
+        r_if.providers.push(ProviderId::Ifree);
+        let r_if = route(Some(r_if));
+        let member = person(ProviderId::Ifree, Some("1990-01-01"), 0);
+        assert_eq!(
+            decide(&r_if, Some(&member), NOW, today, false),
+            Decision::Refuse(Refusal::AgeUnknown)
         );
         // No min_age: no age header, and "today" is never asked for.
         let p = person(ProviderId::Iamport, Some("2020-01-01"), 0);

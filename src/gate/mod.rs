@@ -16,6 +16,7 @@ pub use crate::live::Live;
 
 pub use crate::routing::{self as routes, path};
 
+use crate::answers::Refusal;
 use crate::answers::{wants_html, Problem, Reply};
 use crate::store::{Reservation, Store};
 use arc_swap::ArcSwap;
@@ -35,6 +36,11 @@ pub struct Gate {
     next_upstream: AtomicUsize,
 }
 
+/// A response header through which the app says a signup did not happen (`rejected`, e.g. a
+/// form answered again with a validation error): the reservation is released whatever the
+/// status. verigate removes it before the client sees the answer.
+const SIGNUP_VERDICT: http::HeaderName = http::HeaderName::from_static("x-verigate-signup");
+
 /// How long a one-account reservation may stay open before a crash is assumed.
 const RESERVATION_TTL: Duration = Duration::from_secs(120);
 
@@ -53,8 +59,9 @@ pub struct Ctx {
     /// verigate's cookies are already gone from the request (see `check`).
     cookies_stripped: bool,
     flow_provider: Option<crate::providers::ProviderId>,
-    /// (route name, person hash) of a one-account reservation this request holds.
-    reservation: Option<(String, String)>,
+    /// (route name, person hash, what completes it) of a one-account reservation this
+    /// request holds.
+    reservation: Option<(String, String, routes::CommitOn)>,
 }
 
 /// The fields of one access-log line (public for the benchmark of writing one). Written by
@@ -167,14 +174,14 @@ impl Gate {
                         Reply::redirect(&verify).send(session).await?;
                     } else {
                         ctx.decision = "unauthenticated_api";
-                        let p = Problem::new(401, "verification_required").with_next(verify);
+                        let p = Problem::new(Refusal::VerificationRequired).with_next(verify);
                         Reply::problem(&p, false).send(session).await?;
                     }
                     return Ok(true);
                 }
-                decide::Decision::Underage => {
-                    ctx.decision = "underage";
-                    Reply::problem(&Problem::new(403, "underage"), wants_html(session))
+                decide::Decision::Refuse(r) => {
+                    ctx.decision = r.code();
+                    Reply::problem(&Problem::new(r), wants_html(session))
                         .send(session)
                         .await?;
                     return Ok(true);
@@ -199,21 +206,32 @@ impl Gate {
                 .await
             {
                 Ok(Reservation::Reserved) => {
-                    ctx.reservation = Some((route.name.clone(), claims.ci_hash.clone()));
+                    let commit_on = route
+                        .require
+                        .as_ref()
+                        .map(|r| r.commit_on)
+                        .unwrap_or_default();
+                    ctx.reservation = Some((route.name.clone(), claims.ci_hash.clone(), commit_on));
                 }
                 Ok(Reservation::Taken) | Ok(Reservation::InProgress) => {
                     ctx.decision = "duplicate_account";
-                    Reply::problem(&Problem::new(409, "duplicate_account"), wants_html(session))
-                        .send(session)
-                        .await?;
+                    Reply::problem(
+                        &Problem::new(Refusal::DuplicateAccount),
+                        wants_html(session),
+                    )
+                    .send(session)
+                    .await?;
                     return Ok(true);
                 }
                 Err(e) => {
                     tracing::warn!(route = %route.name, error = %e, "store unavailable; failing closed");
                     ctx.decision = "store_unavailable";
-                    Reply::problem(&Problem::new(503, "store_unavailable"), wants_html(session))
-                        .send(session)
-                        .await?;
+                    Reply::problem(
+                        &Problem::new(Refusal::StoreUnavailable),
+                        wants_html(session),
+                    )
+                    .send(session)
+                    .await?;
                     return Ok(true);
                 }
             }
@@ -260,11 +278,11 @@ impl Gate {
                     .await?;
                 return Ok(true);
             }
-            Err(target::TargetError::BadTarget) => Some("bad_request_target"),
-            Err(target::TargetError::BadMethod) => Some("bad_method"),
+            Err(target::TargetError::BadTarget) => Some(Refusal::BadRequestTarget),
+            Err(target::TargetError::BadMethod) => Some(Refusal::BadMethod),
         };
-        if let Some(code) = refused {
-            return refuse(session, ctx, Problem::new(400, code)).await;
+        if let Some(r) = refused {
+            return refuse(session, ctx, Problem::new(r)).await;
         }
         // 3. One canonical path, from the bytes that go upstream.
         let normalized = match std::str::from_utf8(session.req_header().raw_path())
@@ -272,7 +290,7 @@ impl Gate {
             .and_then(|raw| path::normalize(raw).ok())
         {
             Some(p) => p,
-            None => return refuse(session, ctx, Problem::new(400, "bad_path")).await,
+            None => return refuse(session, ctx, Problem::new(Refusal::BadPath)).await,
         };
 
         // ifree's registration callback: server to server, never a gated route.
@@ -301,7 +319,7 @@ impl Gate {
         // Every method the app may act on: the request's and any override header's.
         let overrides = match target::override_methods(session.req_header()) {
             Ok(o) => o,
-            Err(_) => return refuse(session, ctx, Problem::new(400, "bad_method")).await,
+            Err(_) => return refuse(session, ctx, Problem::new(Refusal::BadMethod)).await,
         };
         let method = session.req_header().method.clone();
         let mut methods: Vec<&http::Method> = Vec::with_capacity(1 + overrides.len());
@@ -318,13 +336,13 @@ impl Gate {
                     .map(|r| r.rule.allow())
                     .unwrap_or_default();
                 let html = wants_html(session);
-                Reply::problem(&Problem::new(405, "method_not_allowed"), html)
+                Reply::problem(&Problem::new(Refusal::MethodNotAllowed), html)
                     .header(http::header::ALLOW, allow)
                     .send(session)
                     .await?;
                 return Ok(true);
             }
-            None => return refuse(session, ctx, Problem::new(404, "no_route")).await,
+            None => return refuse(session, ctx, Problem::new(Refusal::NoRoute)).await,
         };
         ctx.route = Some(idx);
         let state_changing = methods.iter().any(|m| !is_safe(m));
@@ -332,7 +350,7 @@ impl Gate {
     }
 
     async fn settle(&self, ctx: &mut Ctx, success: bool) {
-        if let Some((route, person)) = ctx.reservation.take() {
+        if let Some((route, person, _)) = ctx.reservation.take() {
             let r = if success {
                 self.store.commit_account(&route, &person).await
             } else {
@@ -503,8 +521,17 @@ impl ProxyHttp for Gate {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if ctx.reservation.is_some() {
-            let ok = upstream_response.status.is_success();
+        // The app's own word on a signup, never shown to the client.
+        let rejected = match upstream_response.headers.get(&SIGNUP_VERDICT) {
+            None => false,
+            Some(v) => {
+                let rejected = v.as_bytes().eq_ignore_ascii_case(b"rejected");
+                upstream_response.remove_header(&SIGNUP_VERDICT);
+                rejected
+            }
+        };
+        if let Some((_, _, commit_on)) = &ctx.reservation {
+            let ok = !rejected && commit_on.takes(upstream_response.status);
             self.settle(ctx, ok).await;
         }
         Ok(())

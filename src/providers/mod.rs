@@ -56,14 +56,21 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
-    pub fn reason(&self) -> &'static str {
+    /// How verigate answers a person when this is why their verification failed.
+    pub fn refusal(&self) -> crate::answers::Refusal {
+        use crate::answers::Refusal;
         match self {
-            ProviderError::Unavailable(_) => "provider_unavailable",
-            ProviderError::BadResponse(_) => "provider_bad_response",
-            ProviderError::Unauthorized(_) => "provider_unauthorized",
-            ProviderError::NotFound => "result_not_found",
-            ProviderError::Rejected(_) => "provider_rejected",
+            ProviderError::Unavailable(_) => Refusal::ProviderUnavailable,
+            ProviderError::BadResponse(_) => Refusal::ProviderBadResponse,
+            ProviderError::Unauthorized(_) => Refusal::ProviderUnauthorized,
+            ProviderError::NotFound => Refusal::ResultNotFound,
+            ProviderError::Rejected(_) => Refusal::ProviderRejected,
         }
+    }
+
+    /// The refusal's stable code (logs and metrics).
+    pub fn reason(&self) -> &'static str {
+        self.refusal().code()
     }
 }
 

@@ -102,7 +102,33 @@ pub struct Require {
     pub providers: Vec<ProviderId>,
     pub min_age: Option<u32>,
     pub one_account_per_person: bool,
+    /// Which upstream answers make a one-account reservation permanent.
+    pub commit_on: CommitOn,
     pub max_session_age: Option<Duration>,
+}
+
+/// Which classes of upstream status complete a one-account signup (anything else releases
+/// the reservation). The default takes both: an HTML form usually answers a signup with a
+/// redirect (post/redirect/get).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitOn {
+    pub success: bool,
+    pub redirection: bool,
+}
+
+impl Default for CommitOn {
+    fn default() -> Self {
+        CommitOn {
+            success: true,
+            redirection: true,
+        }
+    }
+}
+
+impl CommitOn {
+    pub fn takes(self, status: http::StatusCode) -> bool {
+        (self.success && status.is_success()) || (self.redirection && status.is_redirection())
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -1,0 +1,225 @@
+//! Identity rules as a merchant's app meets them: a signup form that answers with a redirect
+//! (post/redirect/get) still counts as one account; the app can say a signup did not happen;
+//! a person whose age cannot be confirmed never passes a min_age route.
+
+mod common;
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::Router;
+use common::{spawn_router, Env, Person, Setup};
+use serde_json::Value;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use verigate::config::{from_yaml_str, Secrets};
+
+/// A legacy signup app: `/signup-prg` answers 303 (post/redirect/get), `/signup-invalid`
+/// re-renders the form with 200 and says the signup was rejected. Counts what it ran.
+async fn legacy_app(hits: Arc<AtomicUsize>) -> std::net::SocketAddr {
+    let h1 = hits.clone();
+    let h2 = hits.clone();
+    let r = Router::new()
+        .route(
+            "/signup-prg",
+            post(move || {
+                let h = h1.clone();
+                async move {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    (StatusCode::SEE_OTHER, [("location", "/welcome")]).into_response()
+                }
+            }),
+        )
+        .route(
+            "/signup-invalid",
+            post(move || {
+                let h = h2.clone();
+                async move {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    (
+                        StatusCode::OK,
+                        [("x-verigate-signup", "rejected")],
+                        "<form>name is required</form>",
+                    )
+                        .into_response()
+                }
+            }),
+        );
+    spawn_router(r).await
+}
+
+const ROUTES: &str = r#"
+routes:
+  - name: signup-prg
+    match: { path: /signup-prg, methods: [GET, POST] }
+    require: { providers: [iamport], one_account_per_person: true }
+  - name: signup-invalid
+    match: { path: /signup-invalid, methods: [POST] }
+    require: { providers: [iamport], one_account_per_person: true }
+  - name: rest
+    match: { path_prefix: / }
+"#;
+
+async fn env_with_app() -> (Env, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let app = legacy_app(hits.clone()).await;
+    let env = Env::with(Setup {
+        routes: ROUTES.into(),
+        upstream_addr: Some(app),
+        ..Default::default()
+    })
+    .await;
+    (env, hits)
+}
+
+async fn signed_in(env: &Env, p: &Person) -> common::Browser {
+    let mut b = env.browser();
+    let r = b.verify_redirect(env.sandbox, "/signup-prg", p).await;
+    assert_eq!(r.status(), 302, "verification completes");
+    b
+}
+
+async fn submit(b: &mut common::Browser, path: &str) -> (u16, Option<String>, String) {
+    let req = b
+        .client
+        .post(b.url(path))
+        .header("accept", "application/json")
+        .form(&[("name", "x")]);
+    let r = b.send(req).await;
+    let status = r.status().as_u16();
+    let verdict = r
+        .headers()
+        .get("x-verigate-signup")
+        .map(|v| v.to_str().unwrap_or("").to_string());
+    let body = r.text().await.unwrap_or_default();
+    let code = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    (status, verdict, code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signup_answered_with_a_redirect_is_one_account() {
+    let (env, hits) = env_with_app().await;
+    let p = Person::named("리다이렉트");
+    let mut b = signed_in(&env, &p).await;
+    let (status, _, _) = submit(&mut b, "/signup-prg").await;
+    assert_eq!(status, 303, "the app's redirect reaches the browser");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // The same person again, from this browser and from another: refused, never upstream.
+    let (status, _, code) = submit(&mut b, "/signup-prg").await;
+    assert_eq!((status, code.as_str()), (409, "duplicate_account"));
+    let mut other = signed_in(&env, &p).await;
+    let (status, _, code) = submit(&mut other, "/signup-prg").await;
+    assert_eq!((status, code.as_str()), (409, "duplicate_account"));
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "the app signed this person up once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_can_say_a_signup_did_not_happen() {
+    let (env, hits) = env_with_app().await;
+    let mut b = signed_in(&env, &Person::named("검증오류")).await;
+    for n in 1..=3 {
+        let (status, verdict, _) = submit(&mut b, "/signup-invalid").await;
+        assert_eq!(status, 200, "the form comes back");
+        assert_eq!(
+            verdict, None,
+            "the app's verdict header never reaches the client"
+        );
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            n,
+            "and the person may try again"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_on_2xx_lets_a_redirected_signup_go_uncounted() {
+    // commit_on: [2xx] with a redirecting app: the reservation is released, so the person
+    // may sign up again (the merchant asked for exactly that).
+    let hits = Arc::new(AtomicUsize::new(0));
+    let app = legacy_app(hits.clone()).await;
+    let env = Env::with(Setup {
+        routes: r#"
+routes:
+  - name: strict
+    match: { path: /signup-prg, methods: [POST] }
+    require: { providers: [iamport], one_account_per_person: true, commit_on: [2xx] }
+  - name: rest
+    match: { path_prefix: / }
+"#
+        .into(),
+        upstream_addr: Some(app),
+        ..Default::default()
+    })
+    .await;
+    let mut b = signed_in(&env, &Person::named("이차")).await;
+    for n in 1..=2 {
+        let (status, _, _) = submit(&mut b, "/signup-prg").await;
+        assert_eq!(status, 303);
+        assert_eq!(hits.load(Ordering::SeqCst), n);
+    }
+}
+
+fn problems(routes: &str) -> Vec<String> {
+    let mut m = std::collections::HashMap::new();
+    m.insert("KEYS".to_string(), common::SESSION_KEY.to_string());
+    m.insert("IMP_KEY".to_string(), "k".to_string());
+    m.insert("IMP_SECRET".to_string(), "s".to_string());
+    m.insert("IF".to_string(), "s".to_string());
+    let yaml = format!(
+        r#"
+listen: 127.0.0.1:0
+upstream: {{ addrs: ["127.0.0.1:3000"] }}
+session: {{ keys_env: KEYS }}
+providers:
+  iamport: {{ imp_code: imp1, api_key_env: IMP_KEY, api_secret_env: IMP_SECRET }}
+  ifree: {{ client_id: c, secret_key_env: IF, base_url: "https://partner-auth.ifree.world" }}
+routes:
+{routes}"#
+    );
+    match from_yaml_str(&yaml, &Secrets::from_map(m)) {
+        Ok(_) => vec![],
+        Err(e) => e.problems(),
+    }
+}
+
+#[test]
+fn check_refuses_rules_that_cannot_hold() {
+    let ps = problems(
+        r#"
+  - name: adult-ifree
+    match: { path: /adult }
+    require: { providers: [ifree], min_age: 19 }
+  - name: commit
+    match: { path: /c }
+    require: { providers: [iamport], commit_on: [2xx, 4xx] }
+"#,
+    );
+    for want in [
+        "routes[0].require.min_age: ifree's birth date is self-asserted",
+        "routes[1].require.commit_on[1]: `4xx` is not one of 2xx, 3xx",
+        "routes[1].require.commit_on: only means something with one_account_per_person: true",
+    ] {
+        assert!(
+            ps.iter().any(|p| p.contains(want)),
+            "missing {want:?} in {ps:#?}"
+        );
+    }
+    assert_eq!(ps.len(), 3, "{ps:#?}");
+    // ifree beside a provider that verifies birth dates is fine.
+    let ps = problems(
+        r#"
+  - name: adult
+    match: { path: /adult }
+    require: { providers: [iamport, ifree], min_age: 19 }
+"#,
+    );
+    assert_eq!(ps, Vec::<String>::new());
+}
