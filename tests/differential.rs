@@ -276,7 +276,7 @@ async fn run(stack: Stack) {
                 // Express's method-override reads `_method` from the query.
                 for m in ["POST", "GET"] {
                     let sep = if p.contains('?') { '&' } else { '?' };
-                    let t = format!("{p}{sep}_method=DELETE");
+                    let t = format!("{p}{sep}%5Fmethod=DELETE");
                     let label = format!("{name} {who} {m} {t}");
                     judge(&mut out, proxy, &label, &request(m, &t, &host, &with));
                 }

@@ -223,3 +223,149 @@ fn check_refuses_rules_that_cannot_hold() {
     );
     assert_eq!(ps, Vec::<String>::new());
 }
+
+/// An app on a raw socket: answers `100 Continue` to `Expect`, reads the body, then either
+/// answers 200 (`/signup`) or never answers (`/signup-hang`). Counts requests it read whole.
+async fn raw_app(hits: Arc<AtomicUsize>) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind(common::loopback())
+        .await
+        .unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let hits = hits.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    buf.drain(..end);
+                    if head.contains("\r\nexpect: 100-continue") {
+                        let _ = s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+                    }
+                    let want: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < want {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..want);
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    if head.starts_with("post /signup-hang") {
+                        // The app acts and never answers: hold the connection.
+                        let _ = s.read(&mut chunk).await;
+                        return;
+                    }
+                    let resp = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if s.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn raw_env() -> (Env, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let app = raw_app(hits.clone()).await;
+    let env = Env::with(Setup {
+        routes: r#"
+routes:
+  - name: signup
+    match: { path: /signup, methods: [POST] }
+    require: { providers: [iamport], one_account_per_person: true }
+  - name: signup-hang
+    match: { path: /signup-hang, methods: [POST] }
+    require: { providers: [iamport], one_account_per_person: true }
+  - name: rest
+    match: { path_prefix: / }
+"#
+        .into(),
+        upstream_addr: Some(app),
+        ..Default::default()
+    })
+    .await;
+    (env, hits)
+}
+
+async fn raw_signup(env: &Env, cookie: &str, path: &str, expect: bool) -> (u16, String) {
+    let expect = if expect {
+        "Expect: 100-continue\r\n"
+    } else {
+        ""
+    };
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nCookie: vg={cookie}\r\nAccept: application/json\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n{expect}Connection: close\r\n\r\nx=1"
+    );
+    let resp = common::raw_request(env.proxy, &head).await;
+    // The final answer: the last status line (a 100 Continue may come first).
+    let last = resp.rfind("HTTP/1.1 ").unwrap_or(0);
+    let status = resp[last + 9..]
+        .get(..3)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let code = resp
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str::<Value>(b).ok())
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    (status, code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interim_100_continue_settles_nothing() {
+    let (env, hits) = raw_env().await;
+    let b = signed_in(&env, &Person::named("계속")).await;
+    let cookie = b.jar["vg"].clone();
+    let (status, _) = raw_signup(&env, &cookie, "/signup", true).await;
+    assert_eq!(status, 200, "the first signup goes through");
+    for expect in [true, false] {
+        let (status, code) = raw_signup(&env, &cookie, "/signup", expect).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (409, "duplicate_account"),
+            "expect: {expect}"
+        );
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "the app signed this person up once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signup_the_app_had_whole_but_never_answered_counts() {
+    // The app read the whole request and may have acted on it; verigate's upstream read
+    // timeout (5 s in tests) ends the wait. The outcome is unknown, so it counts: a second
+    // signup would otherwise race the first one still running in the app.
+    let (env, hits) = raw_env().await;
+    let b = signed_in(&env, &Person::named("무응답")).await;
+    let cookie = b.jar["vg"].clone();
+    let (status, _) = raw_signup(&env, &cookie, "/signup-hang", false).await;
+    assert!(
+        status >= 500,
+        "the client learns the app did not answer: {status}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let (status, code) = raw_signup(&env, &cookie, "/signup-hang", false).await;
+    assert_eq!((status, code.as_str()), (409, "duplicate_account"));
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}

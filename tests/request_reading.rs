@@ -242,6 +242,9 @@ async fn unlisted_methods_fail_closed_with_405() {
     }
     // Express's method-override reads `_method` from the query.
     for t in [
+        "/signup?%5Fmethod=PUT",
+        "/signup?_me%74hod=PUT",
+        "/signup?.method=PUT",
         "/signup?_method=DELETE",
         "/signup?a=1&_method=put",
         "/signup?_method=GET,PUT",

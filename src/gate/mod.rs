@@ -41,8 +41,15 @@ pub struct Gate {
 /// status. verigate removes it before the client sees the answer.
 const SIGNUP_VERDICT: http::HeaderName = http::HeaderName::from_static("x-verigate-signup");
 
-/// How long a one-account reservation may stay open before a crash is assumed.
-const RESERVATION_TTL: Duration = Duration::from_secs(120);
+/// How long the body of a one-account signup may take to arrive, however steadily it drips:
+/// the reservation must outlive the request that holds it.
+const SIGNUP_BODY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How long a one-account reservation may stay open before a crash is assumed: longer than
+/// any request that holds it can live (its body's deadline, then the upstream's answer).
+fn reservation_ttl(cfg: &crate::config::RuntimeConfig) -> Duration {
+    SIGNUP_BODY_DEADLINE + cfg.upstream.read_timeout + Duration::from_secs(60)
+}
 
 #[derive(Default)]
 pub struct Ctx {
@@ -54,6 +61,8 @@ pub struct Ctx {
     /// Time spent in verigate's own filters (upstream excluded).
     gate_time: Duration,
     upstream_sent: Option<Instant>,
+    /// The request's body has been read whole (or it had none).
+    body_done: bool,
     upstream_time: Option<Duration>,
     upstream_status: Option<u16>,
     /// verigate's cookies are already gone from the request (see `check`).
@@ -154,6 +163,7 @@ impl Gate {
                 c.and_then(|c| live.verified(c, now))
             });
         ctx.cookies_stripped = true;
+        ctx.body_done = session.is_body_empty();
         let today = || crate::clock::today(cfg.timezone, now);
         let (age_ok, reserve) =
             match decide::decide(route, opened.as_deref(), now, today, state_changing) {
@@ -201,7 +211,7 @@ impl Gate {
                         ci_hash: &claims.ci_hash,
                         unique_in_site: &claims.unique_in_site,
                     },
-                    RESERVATION_TTL,
+                    reservation_ttl(cfg),
                 )
                 .await
             {
@@ -530,6 +540,10 @@ impl ProxyHttp for Gate {
                 rejected
             }
         };
+        // An interim answer (100 Continue) settles nothing: the final one follows.
+        if upstream_response.status.is_informational() {
+            return Ok(());
+        }
         if let Some((_, _, commit_on)) = &ctx.reservation {
             let ok = !rejected && commit_on.takes(upstream_response.status);
             self.settle(ctx, ok).await;
@@ -537,9 +551,36 @@ impl ProxyHttp for Gate {
         Ok(())
     }
 
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if end_of_stream {
+            ctx.body_done = true;
+        } else if ctx.reservation.is_some()
+            && ctx
+                .started
+                .is_some_and(|t| t.elapsed() > SIGNUP_BODY_DEADLINE)
+        {
+            // A signup whose body drips past the deadline is dropped before the app has all
+            // of it, so that its reservation cannot expire under it.
+            return Err(Error::explain(
+                pingora::ErrorType::ReadTimedout,
+                "signup body past its deadline",
+            ));
+        }
+        Ok(())
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        // A reservation still open here means the upstream never answered.
-        self.settle(ctx, false).await;
+        // A reservation still open here means no final answer came from the upstream. If the
+        // app had the whole request, it may have signed the person up (it timed out, or the
+        // connection broke): that counts, fail closed. Otherwise the app never had it all.
+        let app_had_it = ctx.body_done && ctx.upstream_sent.is_some();
+        self.settle(ctx, app_had_it).await;
         let decision = if e.is_some() && ctx.decision == "passed" {
             "upstream_error"
         } else {

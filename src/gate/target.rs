@@ -80,6 +80,10 @@ pub fn method(req: &RequestHeader) -> Result<(), TargetError> {
 pub fn override_methods(req: &RequestHeader) -> Result<Vec<Method>, TargetError> {
     let mut out = Vec::new();
     let mut add = |v: &str| {
+        if v.trim().is_empty() {
+            // An empty override (an empty hidden form field) names no method: apps ignore it.
+            return Ok(());
+        }
         for one in v.split(',') {
             let up = one.trim().to_ascii_uppercase();
             match Method::from_bytes(up.as_bytes()) {
@@ -94,9 +98,15 @@ pub fn override_methods(req: &RequestHeader) -> Result<Vec<Method>, TargetError>
             add(v.to_str().map_err(|_| TargetError::BadMethod)?)?;
         }
     }
-    if let Some(q) = req.uri.query().filter(|q| q.contains(METHOD_PARAM)) {
+    if let Some(q) = req.uri.query() {
+        // Keys as the app reads them: percent-decoded (Express), and with PHP's renaming of
+        // `.`, ` ` and `[` in parameter names to `_` (Laravel, Symfony).
         for (k, v) in form_urlencoded::parse(q.as_bytes()) {
-            if k == METHOD_PARAM {
+            let php: String = k
+                .chars()
+                .map(|c| if matches!(c, '.' | ' ' | '[') { '_' } else { c })
+                .collect();
+            if k == METHOD_PARAM || php == METHOD_PARAM {
                 add(&v)?;
             }
         }
@@ -316,11 +326,32 @@ mod tests {
             method(&req("Post", b"/", None)),
             Err(TargetError::BadMethod)
         );
-        let mut r = req("POST", b"/", None);
+        let mut r = req("POST", b"/?a=1&_method=patch", None);
         r.insert_header("x-http-method-override", " put ").unwrap();
-        r.insert_header("X-Method-Override", "DELETE").unwrap();
-        assert_eq!(override_methods(&r), Ok(vec![Method::PUT, Method::DELETE]));
+        r.insert_header("X_Method_Override", "DELETE").unwrap();
+        let mut got = override_methods(&r).unwrap();
+        got.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        assert_eq!(got, vec![Method::DELETE, Method::PATCH, Method::PUT]);
+        // An empty override names no method (apps ignore it); a value that is no method is
+        // refused.
         r.insert_header("x-http-method", "").unwrap();
+        assert_eq!(override_methods(&r).map(|m| m.len()), Ok(3));
+        r.insert_header("x-http-method", "no way").unwrap();
         assert_eq!(override_methods(&r), Err(TargetError::BadMethod));
+        // `_method` as Express (percent-decoded) and PHP (`.`, ` `, `[` read as `_`) read it.
+        for q in [
+            "%5Fmethod=DELETE",
+            "_me%74hod=DELETE",
+            ".method=DELETE",
+            "+method=DELETE",
+            "[method=DELETE",
+        ] {
+            let r = req("POST", format!("/?a=1&{q}").as_bytes(), None);
+            assert_eq!(override_methods(&r), Ok(vec![Method::DELETE]), "{q}");
+        }
+        let r = req("POST", b"/?%5Fmethod=x%20y", None);
+        assert_eq!(override_methods(&r), Err(TargetError::BadMethod));
+        let r = req("POST", b"/?_methods=PUT&method=PUT", None);
+        assert_eq!(override_methods(&r), Ok(vec![]));
     }
 }
