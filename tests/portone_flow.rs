@@ -13,26 +13,6 @@ routes:
     match: { path_prefix: / }
 "#;
 
-/// A refusal's status and its stable code: the `error` of a JSON answer, or the code a
-/// refusal page shows (`<p class="code">403 · not_certified</p>`).
-async fn refusal(r: reqwest::Response) -> (u16, String) {
-    let status = r.status().as_u16();
-    let body = r.text().await.unwrap();
-    let code = match serde_json::from_str::<Value>(&body) {
-        Ok(v) => v["error"].as_str().map(String::from),
-        Err(_) => body
-            .split(r#"<p class="code">"#)
-            .nth(1)
-            .and_then(|s| s.split("</p>").next())
-            .and_then(|s| s.split(" · ").nth(1))
-            .map(String::from),
-    };
-    (
-        status,
-        code.unwrap_or_else(|| format!("no error code in: {body}")),
-    )
-}
-
 async fn env() -> Env {
     Env::with(Setup {
         routes: ROUTES.into(),

@@ -113,6 +113,26 @@ pub async fn spawn_router(r: Router) -> SocketAddr {
     a
 }
 
+/// A refusal's status and its stable code: the `error` of a JSON answer, or the code a
+/// refusal page shows (`<p class="code">403 · not_certified</p>`).
+pub async fn refusal(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap();
+    let code = match serde_json::from_str::<Value>(&body) {
+        Ok(v) => v["error"].as_str().map(String::from),
+        Err(_) => body
+            .split(r#"<p class="code">"#)
+            .nth(1)
+            .and_then(|s| s.split("</p>").next())
+            .and_then(|s| s.split(" · ").nth(1))
+            .map(String::from),
+    };
+    (
+        status,
+        code.unwrap_or_else(|| format!("no error code in: {body}")),
+    )
+}
+
 /// Send `head` as written (any case, underscores, odd request lines) and read the whole answer.
 pub async fn raw_request(addr: SocketAddr, head: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
