@@ -3,27 +3,45 @@
 #   gated        verigate, a verified request on a gated route (cookie open, match, strip, inject)
 #   pass         verigate's own pass-through route (no `require`)
 #   nginx-proxy  plain nginx proxy_pass to the same upstream
-#   nginx-auth   nginx auth_request to the cheapest auth backend (a static 200), then proxy_pass
-# The upstream is a static nginx. Rounds are interleaved; medians and ratios are printed.
+#   nginx-auth   nginx auth_request to an auth service in its own process (a second nginx that
+#                answers a static 200: the cheapest auth backend there is), then proxy_pass
+# The upstream app is a static nginx. Every nginx has one worker, verigate one thread.
+#
+# Sessions: --sessions N (default 10,000) real sessions are minted through the sandbox's Iamport
+# flow before any load (benches/mint_sessions.py; verigate issues every cookie), and wrk cycles
+# through all of them (benches/sessions.lua), so verigate's session cache meets N distinct
+# cookies, not one. Every target gets the same requests (the cookies included).
+# While minting: the Iamport token fetches verigate makes for the first 1,000 completions, sent
+# all at once to a verigate that holds no token yet (goal: 1).
+# Then verigate's RSS after minting, after the first pass over the sessions, after 1 million
+# verified requests (at most 5 minutes of load) and at the end of the run.
+# Then the measured rounds, interleaved; medians and the medians of the per-round ratios are
+# printed, and the CPU time per request (from /proc/PID/stat) of the proxy tier, of the auth
+# service, of the upstream app, and of the whole system (their sum; wrk not included).
 # Then latency without queueing: gated and pass over one connection, one request at a time.
-# Then: RSS after 10 thousand and after 1 million verified requests, and the Iamport token
-# fetches for 1,000 concurrent completions.
 #
 # Usage: benches/load.sh [--duration SECONDS] [--rounds N] [--connections C] [--no-memory]
-#                        [--request browser|minimal] [--pin]
+#                        [--request browser|minimal] [--pin] [--sessions N]
 # --pin: the proxy under test (verigate, or the front nginx) runs alone on the last CPU; wrk,
-# the upstream nginx and the sandbox share the others. Each round then also prints how busy
-# the load side's CPUs were: near 100% means the load side, not the proxy, set the pace.
+# the upstream nginx, the auth service, the sandbox and the minting share the others. Each
+# round then also prints how busy the load side's CPUs were: near 100% means the load side,
+# not the proxy, set the pace.
+# --sessions N: how many sessions wrk cycles through (default 10000; 1 is the old single-cookie
+# run, every lookup a hit in verigate's per-thread cache).
 # --request: the headers every measured request carries besides the session cookie: `browser`
 # (the default) those of a Chrome page navigation, `minimal` only Host (wrk's bare request).
 # Variants: VG_ACCESS_LOG=false (no access log on verigate nor on the nginx proxies),
 # VG_TUNING='tuning: { work_stealing: true }'.
 # CALLGRIND=1: run verigate under valgrind's callgrind instead and count the instructions one
-# request costs on each verigate route (2,000 sequential requests each, twice): a figure that
-# does not move with the machine's load, unlike requests/s. Needs valgrind.
+# request costs on each verigate route (2,000 sequential requests each, twice, after a pass
+# over all the sessions): a figure that does not move with the machine's load, unlike
+# requests/s. One session by default (a hit in the per-thread cache every time); --sessions N
+# cycles N (10,000 take under a minute to mint under valgrind here). Needs valgrind.
 # CALLGRIND_KEEP=dir keeps the callgrind dumps there, for callgrind_annotate.
 # Needs: cargo, curl, python3, wrk, nginx (Debian: apt-get install wrk nginx-light curl).
-# It installs nothing: it says what is missing and stops.
+# It installs nothing: it says what is missing and stops. Its time is bounded: the release
+# build if it is stale, minting (10,000 sessions take ~10 s here; at most 15 minutes), the
+# memory phase (at most ~5.5 minutes, ~1 minute here), then rounds x 6 x duration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +51,8 @@ CONNS=32
 MEMORY=1
 REQUEST=browser
 PIN=0
+SESSIONS=10000
+SESSIONS_GIVEN=
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION="$2"; shift 2 ;;
@@ -41,6 +61,7 @@ while [ $# -gt 0 ]; do
     --no-memory) MEMORY=0; shift ;;
     --request) REQUEST="$2"; shift 2 ;;
     --pin) PIN=1; shift ;;
+    --sessions) SESSIONS="$2"; SESSIONS_GIVEN=1; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -61,6 +82,9 @@ case "$REQUEST" in
   ) ;;
   *) echo "--request is browser or minimal" >&2; exit 2 ;;
 esac
+[[ "$SESSIONS" =~ ^[1-9][0-9]*$ ]] || { echo "--sessions is a positive number" >&2; exit 2; }
+# Under callgrind, one session unless --sessions says otherwise (minting is slow under valgrind).
+[ -n "${CALLGRIND:-}" ] && [ -z "$SESSIONS_GIVEN" ] && SESSIONS=1
 
 missing=()
 PIN_TOOL=()
@@ -88,12 +112,18 @@ fi
 
 cargo build --release --quiet
 BIN=target/release/verigate
+BUILD="$(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC')"
+if REV=$(git rev-parse --short HEAD 2>/dev/null); then
+  git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || REV="$REV + uncommitted changes"
+  BUILD="$BUILD, from $REV"
+fi
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -f "$WORK/up.pid" ] && kill "$(cat "$WORK/up.pid")" 2>/dev/null || true
   [ -f "$WORK/front.pid" ] && kill "$(cat "$WORK/front.pid")" 2>/dev/null || true
+  [ -f "$WORK/auth.pid" ] && kill "$(cat "$WORK/auth.pid")" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -134,7 +164,7 @@ EOF
 
 # The proxies under comparison log alike: verigate's access log (batched, written every
 # 100 ms or 64 KiB) and the nginx proxies' (buffered the same way), or neither with
-# VG_ACCESS_LOG=false. The upstream app and the auth backend never log.
+# VG_ACCESS_LOG=false. The upstream app and the auth service never log.
 if [ "${VG_ACCESS_LOG:-true}" = true ]; then
   PROXY_LOG="access_log $WORK/front/access.log combined buffer=64k flush=100ms;"
 else
@@ -146,11 +176,16 @@ start_nginx up "$(cat <<EOF
   server { listen 127.0.0.1:$P_UP; location / { default_type text/plain; return 200 "hello\n"; } }
 EOF
 )" "${LOADSIDE[@]}"
-# The nginx baselines: proxy_pass, and auth_request to a static-200 auth backend.
+# The auth service of the auth_request baseline, in its own process beside the upstream app
+# (as oauth2-proxy or an auth API runs beside nginx): the cheapest answer, a static 200.
+start_nginx auth "$(cat <<EOF
+  server { listen 127.0.0.1:$P_AUTH; location / { return 200; } }
+EOF
+)" "${LOADSIDE[@]}"
+# The nginx baselines: proxy_pass, and auth_request to that auth service.
 start_nginx front "$(cat <<EOF
   upstream app { server 127.0.0.1:$P_UP; keepalive 64; }
   upstream auth { server 127.0.0.1:$P_AUTH; keepalive 64; }
-  server { listen 127.0.0.1:$P_AUTH; location / { return 200; } }
   server {
     listen 127.0.0.1:$P_PROXY;
     $PROXY_LOG
@@ -174,7 +209,7 @@ start_nginx front "$(cat <<EOF
   }
 EOF
 )" "${SUT[@]}"
-wait_port "$P_UP"; wait_port "$P_PROXY"; wait_port "$P_AUTHED"
+wait_port "$P_UP"; wait_port "$P_AUTH"; wait_port "$P_PROXY"; wait_port "$P_AUTHED"
 
 # The sandbox and verigate (one worker thread, like each nginx).
 "${LOADSIDE[@]}" "$BIN" sandbox --listen "127.0.0.1:$P_SB" >/dev/null 2>&1 &
@@ -211,35 +246,36 @@ PIDS+=($VG_PID)
 wait_port "$P_SB" /iamport/js/iamport.js
 wait_port "$P_ADMIN" /readyz
 
-# A real session, minted through the sandbox flow (redirect mode).
-JAR="$WORK/jar"
-curl -s -c "$JAR" -H 'Accept: text/html' \
-  "http://127.0.0.1:$P_VG/.verigate/iamport/start?return_to=%2Fgated" > "$WORK/start.html"
-python3 - "$WORK/start.html" > "$WORK/form" <<'EOF'
-import json, re, sys, urllib.parse
-html = open(sys.argv[1]).read()
-flow = json.loads(re.search(r'<script id="verigate-flow" type="application/json">(.*?)</script>', html, re.S).group(1))
-print(urllib.parse.urlencode({"imp_code": flow["imp_code"], "merchant_uid": flow["merchant_uid"],
-      "m_redirect_url": flow["m_redirect_url"], "name": "Bench Person", "birth": "19900101",
-      "gender": "female", "phone": "01000000000", "carrier": "SKT", "foreigner": "false"}))
-EOF
-BACK=$(curl -s -o /dev/null -w '%{redirect_url}' -d @"$WORK/form" "http://127.0.0.1:$P_SB/iamport/certify")
-curl -s -o /dev/null -b "$JAR" -c "$JAR" -H 'Accept: text/html' "$BACK"
-COOKIE=$(awk '$6 == "vg" { print $7 }' "$JAR")
-[ -n "$COOKIE" ] || { echo "could not mint a session" >&2; exit 1; }
-CODE=$(curl -s -o /dev/null -w '%{http_code}' "${EXTRA[@]}" -H "Cookie: vg=$COOKIE" "http://127.0.0.1:$P_VG/gated/x")
-[ "$CODE" = 200 ] || { echo "the minted session does not pass the gate ($CODE)" >&2; exit 1; }
+# Real sessions, each minted through the whole sandbox flow (redirect mode), each a distinct
+# person; the first 1,000 completions all at once (see benches/mint_sessions.py).
+rss() { awk '/VmRSS/ { print $2 }' "/proc/$VG_PID/status"; }
+count() { # verified requests verigate let through on the gated route so far
+  curl -s "http://127.0.0.1:$P_ADMIN/metrics" |
+    awk '/^verigate_requests_total\{decision="passed",route="gated"\}/ { printf "%d", $2 }'
+}
+MINTLINE=$("${LOADSIDE[@]}" timeout 900 python3 benches/mint_sessions.py "$P_VG" "$P_SB" "$P_ADMIN" vg \
+  "$SESSIONS" 1000 "$WORK/cookies") || { echo "could not mint the sessions" >&2; exit 1; }
+echo "$MINTLINE"
+COOKIE=$(head -n1 "$WORK/cookies")
+for c in "$COOKIE" "$(tail -n1 "$WORK/cookies")"; do
+  CODE=$(curl -s -o /dev/null -w '%{http_code}' "${EXTRA[@]}" -H "Cookie: vg=$c" "http://127.0.0.1:$P_VG/gated/x")
+  [ "$CODE" = 200 ] || { echo "a minted session does not pass the gate ($CODE)" >&2; exit 1; }
+done
+R0=$(rss)
 
-# wrk with the measured request's bytes (the extra headers and the session cookie).
+# wrk with the measured requests' bytes (the extra headers and one of the session cookies,
+# in turn). A non-2xx answer on any target stops the run (run_wrk).
 load() { # duration url [wrk options]
-  "${LOADSIDE[@]}" wrk -t1 -c"$CONNS" -d"$1" "${@:3}" "${EXTRA[@]}" -H "Cookie: vg=$COOKIE" "$2"
+  "${LOADSIDE[@]}" wrk -t1 -c"$CONNS" -d"$1" "${@:3}" "${EXTRA[@]}" -s benches/sessions.lua "$2" \
+    -- "$WORK/cookies" vg
 }
 GATED="http://127.0.0.1:$P_VG/gated/x"
 
 # wrk prints Requests/sec and, with --latency, the 99% line.
 # With --pin, also how busy the load side's CPUs were (percent, from /proc/stat). And the CPU
-# time the proxy and the upstream app spent per request (from /proc/PID/stat): a cost that
-# does not depend on how the machine shared its CPUs out during the run.
+# time per request (from /proc/PID/stat) of the proxy tier (verigate, or the front nginx), the
+# auth service (nginx-auth's; idle for the others) and the upstream app: a cost that does not
+# depend on how the machine shared its CPUs out during the run.
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 ticks() { # pids...: user + system clock ticks, all threads
   local t=0 p
@@ -248,11 +284,11 @@ ticks() { # pids...: user + system clock ticks, all threads
 }
 workers() { pgrep -P "$(cat "$WORK/$1.pid")" | tr '\n' ' '; } # nginx NAME's worker pids
 run_wrk() { # name url
-  local out before after busy=- proxy up p0 u0
+  local out before after busy=- proxy up auth p0 u0 a0
   case "$1" in gated|pass) proxy=$VG_PID ;; *) proxy=$(workers front) ;; esac
-  up=$(workers up)
+  up=$(workers up); auth=$(workers auth)
   # shellcheck disable=SC2086
-  p0=$(ticks $proxy); u0=$(ticks $up)
+  p0=$(ticks $proxy); u0=$(ticks $up); a0=$(ticks $auth)
   before=$(grep '^cpu[0-9]' /proc/stat)
   out=$(load "${DURATION}s" "$2" --latency)
   after=$(grep '^cpu[0-9]' /proc/stat)
@@ -260,6 +296,8 @@ run_wrk() { # name url
   n=$(echo "$out" | awk '/requests in/ { print $1 }')
   # shellcheck disable=SC2086
   local cpu_proxy=$(( ($(ticks $proxy) - p0) * TICK_US * 100 / n )) cpu_up=$(( ($(ticks $up) - u0) * TICK_US * 100 / n ))
+  # shellcheck disable=SC2086
+  local cpu_auth=$(( ($(ticks $auth) - a0) * TICK_US * 100 / n ))
   if [ "$PIN" = 1 ]; then
     busy=$(printf '%s\n%s\n' "$before" "$after" | awk -v last="cpu$((NCPU - 1))" '
       $1 != last { t = 0; for (i = 2; i <= NF; i++) t += $i; idle = $5 + $6
@@ -270,17 +308,18 @@ run_wrk() { # name url
   local rps p99
   rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
   p99=$(echo "$out" | awk '$1 == "99%" { print $2 }')
-  echo "$1 $rps $p99 $busy $cpu_proxy $cpu_up" >> "$WORK/results"
+  echo "$1 $rps $p99 $busy $cpu_proxy $cpu_up $cpu_auth" >> "$WORK/results"
 }
 
 if [ -n "${CALLGRIND:-}" ]; then
   cat > "$WORK/client.py" <<'PYEOF'
 import http.client, sys
-port, path, cookie, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[4])
+cookies = [l.strip() for l in open(sys.argv[3]) if l.strip()]
 extra = [h.split(": ", 1) for h in sys.argv[5:]]
 c = http.client.HTTPConnection("127.0.0.1", port)
-for _ in range(n):
-    c.request("GET", path, headers={**dict(extra), "Cookie": "vg=" + cookie})
+for i in range(n):
+    c.request("GET", path, headers={**dict(extra), "Cookie": "vg=" + cookies[i % len(cookies)]})
     r = c.getresponse(); r.read()
     if r.status != 200: sys.exit(f"{path}: {r.status}")
 PYEOF
@@ -288,9 +327,11 @@ PYEOF
   for ((i = 1; i < ${#EXTRA[@]}; i += 2)); do HDRS+=("${EXTRA[$i]}"); done
   N=2000
   for route in gated pass gated pass; do
-    python3 "$WORK/client.py" "$P_VG" "/$route/x" "$COOKIE" 200 "${HDRS[@]}"
+    # Warm up with one pass over all the sessions: then the measured requests meet only
+    # opened sessions, each from verigate's caches.
+    python3 "$WORK/client.py" "$P_VG" "/$route/x" "$WORK/cookies" $((SESSIONS > 200 ? SESSIONS : 200)) "${HDRS[@]}"
     callgrind_control -z "$VG_PID" >/dev/null 2>&1
-    python3 "$WORK/client.py" "$P_VG" "/$route/x" "$COOKIE" "$N" "${HDRS[@]}"
+    python3 "$WORK/client.py" "$P_VG" "/$route/x" "$WORK/cookies" "$N" "${HDRS[@]}"
     callgrind_control -d "$route" "$VG_PID" >/dev/null 2>&1
   done
   # Dumps are written asynchronously: wait for all four.
@@ -299,18 +340,18 @@ PYEOF
     sleep 0.02
   done
   if [ -n "${CALLGRIND_KEEP:-}" ]; then mkdir -p "$CALLGRIND_KEEP" && cp "$WORK"/cg.* "$CALLGRIND_KEEP"/; fi
-  python3 - "$N" "$REQUEST" "$WORK"/cg.* <<'PYEOF'
+  python3 - "$N" "$REQUEST" "$SESSIONS" "$WORK"/cg.* <<'PYEOF'
 import re, statistics, sys
-n, request = int(sys.argv[1]), sys.argv[2]
+n, request, sessions = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 per = {}
-for f in sys.argv[3:]:
+for f in sys.argv[4:]:
     text = open(f, errors="replace").read()
     trig = re.search(r"^desc: Trigger: .*?(gated|pass)$", text, re.M)
     total = re.search(r"^summary: (\d+)", text, re.M)
     if trig and total:
         per.setdefault(trig.group(1), []).append(int(total.group(1)) / n)
 g, p = statistics.median(per["gated"]), statistics.median(per["pass"])
-print(f"instructions per request (callgrind, {request} request headers, all threads): "
+print(f"instructions per request (callgrind, {request} request headers, {sessions:,} session{'s' if sessions > 1 else ''} in turn, all threads): "
       f"gated {g:,.0f}, pass {p:,.0f}; pass/gated = {p/g:.3f}")
 PYEOF
   exit 0
@@ -326,16 +367,19 @@ if [ -n "${PROFILE:-}" ]; then
   exit 0
 fi
 
-# Memory first, on a fresh process: RSS after 10 thousand and after 1 million verified requests.
+# Memory first, before the measured rounds: RSS after the first pass over all the sessions
+# (at least 10 thousand verified requests) and after 1 million, or after 5 minutes of load if
+# the machine is too slow for a million. (The RSS right after minting is no baseline: what the
+# 1,000 simultaneous completions' connections used is returned to the system only later.)
 MEMLINE=""
 if [ "$MEMORY" = 1 ]; then
-  count() { curl -s "http://127.0.0.1:$P_ADMIN/metrics" | awk '/^verigate_requests_total\{decision="passed",route="gated"\}/ { print $2 }'; }
-  rss() { awk '/VmRSS/ { print $2 }' "/proc/$VG_PID/status"; }
-  until [ "$(count)" -ge 10000 ]; do load 1s "$GATED" >/dev/null; done
+  FIRST=$((SESSIONS > 10000 ? SESSIONS : 10000))
+  until [ "$(count)" -ge "$FIRST" ]; do load 1s "$GATED" >/dev/null; done
   R10K=$(rss); N10K=$(count)
-  while [ "$(count)" -lt 1000000 ]; do load 5s "$GATED" >/dev/null; done
+  UNTIL=$((SECONDS + 300))
+  while [ "$(count)" -lt 1000000 ] && [ "$SECONDS" -lt "$UNTIL" ]; do load 5s "$GATED" >/dev/null; done
   R1M=$(rss); N1M=$(count)
-  MEMLINE=$(python3 -c "print(f'RSS after {int(float($N10K)):,} verified requests: {$R10K/1024:.1f} MiB; after {int(float($N1M)):,}: {$R1M/1024:.1f} MiB; ratio {$R1M/$R10K:.3f} (goal <= 1.10)')")
+  MEMLINE=$(python3 -c "print(f'RSS after {$N10K:,} verified requests: {$R10K/1024:.1f} MiB; after {$N1M:,}: {$R1M/1024:.1f} MiB; ratio {$R1M/$R10K:.3f} (goal <= 1.10)')")
 fi
 
 # Warm up, then interleave the measured rounds.
@@ -366,64 +410,76 @@ for r in $(seq 0 $((ROUNDS - 1))); do
   done
 done
 
-PIN="$PIN" REQUEST="$REQUEST" python3 - "$WORK/results" "$ROUNDS" "$DURATION" "$CONNS" "$WORK/latency" <<'EOF'
-import statistics, sys
-import os
+REND=$(rss); NEND=$(count)
+PIN="$PIN" REQUEST="$REQUEST" SESSIONS="$SESSIONS" BUILD="$BUILD" \
+  python3 - "$WORK/results" "$ROUNDS" "$DURATION" "$CONNS" "$WORK/latency" <<'EOF'
+import os, statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 def ms(v):
     for unit, f in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
         if v.endswith(unit): return float(v[:-len(unit)]) * f
     return float(v)
-rps = {}; p99 = {}; busy = {}; cpu = {}; cpu_up = {}
-for name, r, p, b, c, u in rows:
-    cpu.setdefault(name, []).append(int(c) / 100); cpu_up.setdefault(name, []).append(int(u) / 100)
+med = statistics.median
+T = ("gated", "pass", "nginx-proxy", "nginx-auth")
+rps = {}; p99 = {}; busy = {}; cpu = {}
+for name, r, p, b, c, u, a in rows:
     rps.setdefault(name, []).append(float(r)); p99.setdefault(name, []).append(ms(p))
     busy.setdefault(name, []).append(b)
-med = {k: statistics.median(v) for k, v in rps.items()}
-lat = {k: statistics.median(v) for k, v in p99.items()}
-import os
-print(f"\n{sys.argv[2]} interleaved rounds of {sys.argv[3]}s, {sys.argv[4]} connections, 1 worker each; medians")
+    c, u, a = int(c) / 100, int(u) / 100, int(a) / 100
+    # Per round: proxy tier, auth service, upstream app, whole system (their sum).
+    cpu.setdefault(name, []).append((c, a, u, c + a + u))
+n = len(rps["gated"])
+print(f"\n{sys.argv[2]} interleaved rounds of {sys.argv[3]}s, {sys.argv[4]} connections, 1 worker each; "
+      f"{int(os.environ['SESSIONS']):,} session{'s' if int(os.environ['SESSIONS']) > 1 else ''} in turn")
+print(f"verigate build: {os.environ['BUILD']}")
 print(f"request headers: {os.environ.get('REQUEST', 'browser')}")
 print(f"access logs (verigate and the nginx proxies): {os.environ.get('VG_ACCESS_LOG', 'true')}; verigate {os.environ.get('VG_TUNING', '') or 'default tuning'}")
 pinned = os.environ.get("PIN") == "1"
-print("pinned: the proxy alone on the last CPU, wrk and the upstream on the others\n" if pinned else "not pinned\n")
-print(f"| target | requests/s | p99 latency | requests/s, each round | p99, each round |")
-print(f"| --- | ---: | ---: | --- | --- |")
-for k in ("gated", "pass", "nginx-proxy", "nginx-auth"):
+print("pinned: the proxy alone on the last CPU; wrk, the upstream app and the auth service on the others\n" if pinned else "not pinned\n")
+print("| target | requests/s | p99 latency | requests/s, each round | p99, each round |")
+print("| --- | ---: | ---: | --- | --- |")
+for k in T:
     each_r = " ".join(f"{v/1000:.1f}k" for v in rps[k])
     each_p = " ".join(f"{v:.2f}" for v in p99[k])
-    print(f"| {k} | {med[k]:,.0f} | {lat[k]:.2f} ms | {each_r} | {each_p} |")
-mc = {k: statistics.median(v) for k, v in cpu.items()}
-mu = {k: statistics.median(v) for k, v in cpu_up.items()}
-print("\nCPU time per request (us, median), the proxy / the upstream app: "
-      + "; ".join(f"{k} {mc[k]:.1f} / {mu[k]:.1f}" for k in ("gated", "pass", "nginx-proxy", "nginx-auth")))
-print(f"proxy CPU per request, pass / gated = {mc['pass']/mc['gated']:.3f}; gated / nginx-auth = {mc['nginx-auth']/mc['gated']:.3f} (as capacity: higher is better for gated)")
+    print(f"| {k} | {med(rps[k]):,.0f} | {med(p99[k]):.2f} ms | {each_r} | {each_p} |")
+print("\nCPU time per request (us, medians over the rounds; wrk not counted):\n")
+print("| target | proxy tier | auth service | upstream app | whole system |")
+print("| --- | ---: | ---: | ---: | ---: |")
+mc = {k: [med(x[j] for x in cpu[k]) for j in range(4)] for k in T}
+for k in T:
+    print(f"| {k} | " + " | ".join(f"{v:.1f}" for v in mc[k]) + " |")
 if pinned:
     print("\nload-side CPUs busy (%), each round: "
-          + "; ".join(f"{k} " + " ".join(busy[k]) for k in ("gated", "pass", "nginx-proxy", "nginx-auth")))
-print()
-print(f"gated / pass          = {med['gated']/med['pass']:.3f}   (goal >= 0.95)")
-print(f"gated / nginx-auth    = {med['gated']/med['nginx-auth']:.3f}   (goal >= 1.3)")
-print(f"gated / nginx-proxy   = {med['gated']/med['nginx-proxy']:.3f}   (aim: 1.0)")
-print(f"p99 gated / pass      = {lat['gated']/lat['pass']:.3f}   (at {sys.argv[4]} connections)")
-# Ratios within each round (the targets of one round ran back to back).
-per = [(rps['gated'][i]/rps['pass'][i], rps['gated'][i]/rps['nginx-auth'][i], p99['gated'][i]/p99['pass'][i])
-       for i in range(len(rps['gated']))]
-print(f"median of the per-round ratios: gated/pass {statistics.median(a for a, _, _ in per):.3f}, "
-      f"gated/nginx-auth {statistics.median(b for _, b, _ in per):.3f}, "
-      f"p99 gated/pass {statistics.median(c for _, _, c in per):.3f}")
+          + "; ".join(f"{k} " + " ".join(busy[k]) for k in T))
+
+def ratio(f, goal=""):
+    """The median of the per-round ratios, the ratio of the medians, and each round's."""
+    each = [f(i) for i in range(n)]
+    return f"{med(each):.3f} (ratio of medians {f(None):.3f}; rounds " + " ".join(f"{e:.2f}" for e in each) + f"){goal}"
+def r_(k, i): return med(rps[k]) if i is None else rps[k][i]
+def p_(k, i): return med(p99[k]) if i is None else p99[k][i]
+def c_(k, j, i): return mc[k][j] if i is None else cpu[k][i][j]
+print("\nmedians of the per-round ratios (the targets of one round ran back to back):")
+print("requests/s  gated / pass        = " + ratio(lambda i: r_("gated", i) / r_("pass", i), "   goal >= 0.95"))
+print("requests/s  gated / nginx-auth  = " + ratio(lambda i: r_("gated", i) / r_("nginx-auth", i), "   goal >= 1.3"))
+print("requests/s  gated / nginx-proxy = " + ratio(lambda i: r_("gated", i) / r_("nginx-proxy", i), "   aim 1.0"))
+print(f"p99 at {sys.argv[4]} conns, gated / pass = " + ratio(lambda i: p_("gated", i) / p_("pass", i)))
+print("CPU per request as capacity (the other's CPU / gated's; above 1: gated is cheaper):")
+print("  proxy tier:   pass / gated        = " + ratio(lambda i: c_("pass", 0, i) / c_("gated", 0, i)))
+print("  proxy tier:   nginx-auth / gated  = " + ratio(lambda i: c_("nginx-auth", 0, i) / c_("gated", 0, i)))
+print("  whole system: nginx-auth / gated  = " + ratio(lambda i: c_("nginx-auth", 3, i) / c_("gated", 3, i)))
+print("  proxy tier:   nginx-proxy / gated = " + ratio(lambda i: c_("nginx-proxy", 0, i) / c_("gated", 0, i)))
 lat1 = {}
 for name, p50, p99_ in (l.split() for l in open(sys.argv[5])):
     lat1.setdefault(name, []).append((ms(p50), ms(p99_)))
-m50 = {k: statistics.median(a for a, _ in v) for k, v in lat1.items()}
-m99 = {k: statistics.median(b for _, b in v) for k, v in lat1.items()}
-print(f"one connection (no queueing): p50 gated {m50['gated']*1000:.0f} us, pass {m50['pass']*1000:.0f} us; "
+m50 = {k: med(a for a, _ in v) for k, v in lat1.items()}
+m99 = {k: med(b for _, b in v) for k, v in lat1.items()}
+each = [g[1] / p[1] for g, p in zip(lat1["gated"], lat1["pass"])]
+print(f"\none connection (no queueing): p50 gated {m50['gated']*1000:.0f} us, pass {m50['pass']*1000:.0f} us; "
       f"p99 gated {m99['gated']*1000:.0f} us, pass {m99['pass']*1000:.0f} us")
-print(f"p99 gated / pass, one connection = {m99['gated']/m99['pass']:.3f}   (goal <= 1.10); each round "
-      + " ".join(f"{g[1]/p[1]:.2f}" for g, p in zip(lat1['gated'], lat1['pass'])))
-print("per round: gated/pass " + " ".join(f"{a:.2f}" for a, _, _ in per)
-      + "; gated/nginx-auth " + " ".join(f"{b:.2f}" for _, b, _ in per)
-      + "; p99 gated/pass " + " ".join(f"{c:.2f}" for _, _, c in per))
+print(f"p99 gated / pass, one connection = {med(each):.3f} (ratio of medians {m99['gated']/m99['pass']:.3f}; rounds "
+      + " ".join(f"{e:.2f}" for e in each) + ")   goal <= 1.10")
 EOF
 
 [ -n "$MEMLINE" ] && echo "$MEMLINE"
+python3 -c "print(f'RSS after minting {$SESSIONS:,} session{\"s\" if $SESSIONS > 1 else \"\"}: {$R0/1024:.1f} MiB; at the end of the run, after {$NEND:,} verified requests: {$REND/1024:.1f} MiB' + (f'; end / first pass = {$REND/${R10K:-0}:.3f}' if ${R10K:-0} else ''))"
