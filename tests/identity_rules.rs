@@ -233,46 +233,26 @@ async fn raw_app(hits: Arc<AtomicUsize>) -> std::net::SocketAddr {
         .unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
+        while let Ok((s, _)) = l.accept().await {
             let hits = hits.clone();
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let end = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                    buf.drain(..end);
+                let mut conn = common::RawConn::new(s);
+                while let Some(head) = conn.head().await.map(|h| h.to_ascii_lowercase()) {
                     if head.contains("\r\nexpect: 100-continue") {
-                        let _ = s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+                        let _ = conn.s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
                     }
-                    let want: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    while buf.len() < want {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
+                    let want = common::content_length(&head);
+                    if conn.body(want).await < want {
+                        return;
                     }
-                    buf.drain(..want);
                     hits.fetch_add(1, Ordering::SeqCst);
                     if head.starts_with("post /signup-hang") {
                         // The app acts and never answers: hold the connection.
-                        let _ = s.read(&mut chunk).await;
+                        let _ = conn.s.read(&mut [0u8; 64]).await;
                         return;
                     }
                     let resp = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                    if s.write_all(resp.as_bytes()).await.is_err() {
+                    if conn.s.write_all(resp.as_bytes()).await.is_err() {
                         return;
                     }
                 }

@@ -41,34 +41,19 @@ routes:
 /// An upstream app that answers every request (201 to a POST) and closes the connection,
 /// except under `/member/broken`, where it closes without answering: the proxy fails.
 async fn upstream() -> SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let l = tokio::net::TcpListener::bind(loopback()).await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
+        while let Ok((s, _)) = l.accept().await {
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let end = loop {
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                let mut conn = common::RawConn::new(s);
+                let Some(head) = conn.head().await.map(|h| h.to_ascii_lowercase()) else {
+                    return;
                 };
-                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                while buf.len() < end + length {
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                let length = common::content_length(&head);
+                if conn.body(length).await < length {
+                    return;
                 }
                 if head.contains(" /member/broken") {
                     return;
@@ -81,7 +66,7 @@ async fn upstream() -> SocketAddr {
                 let resp = format!(
                     "HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
                 );
-                let _ = s.write_all(resp.as_bytes()).await;
+                let _ = conn.s.write_all(resp.as_bytes()).await;
             });
         }
     });

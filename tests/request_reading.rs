@@ -531,43 +531,26 @@ async fn a_client_that_drips_its_headers_is_dropped_and_does_not_slow_others() {
 /// An app that reads each request's whole body (by Content-Length) before it answers, and
 /// reports through the channel how many body bytes it got before the connection ended.
 async fn patient_upstream() -> (std::net::SocketAddr, tokio::sync::mpsc::Receiver<usize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let l = tokio::net::TcpListener::bind(common::loopback())
         .await
         .unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
+        while let Ok((s, _)) = l.accept().await {
             let tx = tx.clone();
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let end = loop {
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                let mut conn = common::RawConn::new(s);
+                let Some(head) = conn.head().await else {
+                    return;
                 };
-                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                let want: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                let mut got = buf.len() - end;
-                while got < want {
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => got += n,
-                    }
-                }
+                let want = common::content_length(&head);
+                let got = conn.body(want).await;
                 let _ = tx.send(got).await;
                 if got >= want {
-                    let _ = s
+                    let _ = conn
+                        .s
                         .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
                         .await;
                 }
