@@ -189,13 +189,7 @@ impl Gate {
                     }
                     return Ok(true);
                 }
-                decide::Decision::Refuse(r) => {
-                    ctx.decision = r.code();
-                    Reply::problem(&Problem::new(r), wants_html(session))
-                        .send(session)
-                        .await?;
-                    return Ok(true);
-                }
+                decide::Decision::Refuse(r) => return refuse(session, ctx, Problem::new(r)).await,
                 decide::Decision::Admit { age_ok, reserve } => (age_ok, reserve),
             };
         let Some(verified) = opened else {
@@ -224,25 +218,11 @@ impl Gate {
                     ctx.reservation = Some((route.name.clone(), claims.ci_hash.clone(), commit_on));
                 }
                 Ok(Reservation::Taken) | Ok(Reservation::InProgress) => {
-                    ctx.decision = "duplicate_account";
-                    Reply::problem(
-                        &Problem::new(Refusal::DuplicateAccount),
-                        wants_html(session),
-                    )
-                    .send(session)
-                    .await?;
-                    return Ok(true);
+                    return refuse(session, ctx, Problem::new(Refusal::DuplicateAccount)).await;
                 }
                 Err(e) => {
                     tracing::warn!(route = %route.name, error = %e, "store unavailable; failing closed");
-                    ctx.decision = "store_unavailable";
-                    Reply::problem(
-                        &Problem::new(Refusal::StoreUnavailable),
-                        wants_html(session),
-                    )
-                    .send(session)
-                    .await?;
-                    return Ok(true);
+                    return refuse(session, ctx, Problem::new(Refusal::StoreUnavailable)).await;
                 }
             }
         }
@@ -332,10 +312,15 @@ impl Gate {
             Err(_) => return refuse(session, ctx, Problem::new(Refusal::BadMethod)).await,
         };
         let method = session.req_header().method.clone();
-        let mut methods: Vec<&http::Method> = Vec::with_capacity(1 + overrides.len());
-        methods.push(&method);
-        methods.extend(overrides.iter());
-        let idx = match cfg.routes.find(&methods, &normalized) {
+        let one = [&method];
+        let all: Vec<&http::Method>;
+        let methods: &[&http::Method] = if overrides.is_empty() {
+            &one
+        } else {
+            all = one.into_iter().chain(&overrides).collect();
+            &all
+        };
+        let idx = match cfg.routes.find(methods, &normalized) {
             Some(routes::Found::Route(idx)) => idx,
             Some(routes::Found::MethodNotAllowed(idx)) => {
                 ctx.route = Some(idx);
@@ -378,11 +363,9 @@ fn is_safe(m: &http::Method) -> bool {
     m == http::Method::GET || m == http::Method::HEAD || m == http::Method::OPTIONS
 }
 
-/// Answer a refusal decided before any route (its `error` code is also the decision).
+/// Answer a refusal (its `error` code is also the decision the access line and metrics name).
 async fn refuse(session: &mut Session, ctx: &mut Ctx, p: Problem) -> Result<bool> {
-    if ctx.decision == "none" {
-        ctx.decision = p.code;
-    }
+    ctx.decision = p.code;
     let html = wants_html(session);
     Reply::problem(&p, html).send(session).await?;
     Ok(true)

@@ -98,7 +98,12 @@ pub fn override_methods(req: &RequestHeader) -> Result<Vec<Method>, TargetError>
             add(v.to_str().map_err(|_| TargetError::BadMethod)?)?;
         }
     }
-    if let Some(q) = req.uri.query() {
+    // Only a query that spells `method`, or escapes something, can name the parameter.
+    if let Some(q) = req
+        .uri
+        .query()
+        .filter(|q| q.contains("method") || q.contains('%'))
+    {
         // Keys as the app reads them: percent-decoded (Express), and with PHP's renaming of
         // `.`, ` ` and `[` in parameter names to `_` (Laravel, Symfony).
         for (k, v) in form_urlencoded::parse(q.as_bytes()) {
