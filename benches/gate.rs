@@ -22,6 +22,7 @@ fn claims() -> Claims {
         name: None,
         gender: None,
         phone: None,
+        ci_country: false,
     }
 }
 
@@ -135,7 +136,7 @@ fn hot_path(c: &mut Criterion) {
             ..claims()
         },
     );
-    let live = verigate::live::Live::new(cfg).unwrap();
+    let live = verigate::flow::registry::live(cfg).unwrap();
     let mut req = pingora::http::RequestHeader::build("GET", b"/whoami", None).unwrap();
     req.append_header("host", "shop").unwrap();
     req.append_header("accept", "text/html").unwrap();

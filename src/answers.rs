@@ -135,6 +135,7 @@ pub enum Refusal {
     VerificationRequired,
     Underage,
     AgeUnknown,
+    KoreanNational,
     DuplicateAccount,
     BadPath,
     BadRequestTarget,
@@ -160,14 +161,16 @@ pub enum Refusal {
     StoreUnavailable,
     BadRequest,
     NotLoggedIn,
+    CrossSite,
 }
 
 impl Refusal {
     /// Every refusal, for tests and documentation.
-    pub const ALL: [Refusal; 28] = [
+    pub const ALL: [Refusal; 30] = [
         Refusal::VerificationRequired,
         Refusal::Underage,
         Refusal::AgeUnknown,
+        Refusal::KoreanNational,
         Refusal::DuplicateAccount,
         Refusal::BadPath,
         Refusal::BadRequestTarget,
@@ -193,6 +196,7 @@ impl Refusal {
         Refusal::StoreUnavailable,
         Refusal::BadRequest,
         Refusal::NotLoggedIn,
+        Refusal::CrossSite,
     ];
 
     pub fn status(self) -> u16 {
@@ -200,6 +204,7 @@ impl Refusal {
             Refusal::VerificationRequired => 401,
             Refusal::Underage => 403,
             Refusal::AgeUnknown => 403,
+            Refusal::KoreanNational => 403,
             Refusal::DuplicateAccount => 409,
             Refusal::BadPath => 400,
             Refusal::BadRequestTarget => 400,
@@ -225,6 +230,7 @@ impl Refusal {
             Refusal::StoreUnavailable => 503,
             Refusal::BadRequest => 400,
             Refusal::NotLoggedIn => 401,
+            Refusal::CrossSite => 403,
         }
     }
 
@@ -234,6 +240,7 @@ impl Refusal {
             Refusal::VerificationRequired => "verification_required",
             Refusal::Underage => "underage",
             Refusal::AgeUnknown => "age_unknown",
+            Refusal::KoreanNational => "korean_national",
             Refusal::DuplicateAccount => "duplicate_account",
             Refusal::BadPath => "bad_path",
             Refusal::BadRequestTarget => "bad_request_target",
@@ -259,6 +266,7 @@ impl Refusal {
             Refusal::StoreUnavailable => "store_unavailable",
             Refusal::BadRequest => "bad_request",
             Refusal::NotLoggedIn => "not_logged_in",
+            Refusal::CrossSite => "cross_site",
         }
     }
 
@@ -282,6 +290,12 @@ impl Refusal {
                 "Age could not be confirmed",
                 "인증 결과에 확인된 생년월일이 없어 이 페이지를 이용할 수 없습니다. 생년월일을 확인하는 인증 수단으로 다시 인증해 주세요.",
                 "Your verification carries no confirmed birth date, so this page is not available. Please verify with a method that confirms it.",
+            ),
+            Refusal::KoreanNational => (
+                "휴대폰 본인인증을 이용해 주세요",
+                "Please verify with your mobile phone",
+                "이 페이지에서 외국인 신분증 인증은 외국 국적인 분만 이용할 수 있습니다. 대한민국 국민은 휴대폰 본인인증으로 다시 인증해 주세요.",
+                "On this page, ID verification for foreign visitors is for foreign nationals only. Korean nationals, please verify again by mobile phone.",
             ),
             Refusal::DuplicateAccount => (
                 "이미 가입된 분입니다",
@@ -432,6 +446,12 @@ impl Refusal {
                 "No verification session",
                 "현재 인증된 세션이 없습니다.",
                 "There is no verified session.",
+            ),
+            Refusal::CrossSite => (
+                "다른 사이트에서 온 요청입니다",
+                "Request from another site",
+                "이 요청은 이 사이트의 페이지에서만 보낼 수 있습니다.",
+                "This request can only be sent from this site's own pages.",
             ),
         }
     }

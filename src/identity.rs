@@ -16,14 +16,16 @@ pub enum ProviderId {
 }
 
 impl ProviderId {
+    /// Every provider, in the order the choice page offers them.
+    pub const ALL: [ProviderId; 4] = [
+        ProviderId::Iamport,
+        ProviderId::Portone,
+        ProviderId::Tomo,
+        ProviderId::Ifree,
+    ];
+
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "iamport" => Some(ProviderId::Iamport),
-            "tomo" => Some(ProviderId::Tomo),
-            "ifree" => Some(ProviderId::Ifree),
-            "portone" => Some(ProviderId::Portone),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
     }
     pub fn as_str(self) -> &'static str {
         match self {
@@ -33,6 +35,25 @@ impl ProviderId {
             ProviderId::Portone => "portone",
         }
     }
+    /// Whether the provider itself verifies the birth date it gives (ifree's is written by
+    /// the member's own client: self-asserted, never enough for `min_age`).
+    pub fn verifies_birth(self) -> bool {
+        match self {
+            ProviderId::Iamport | ProviderId::Tomo | ProviderId::Portone => true,
+            ProviderId::Ifree => false,
+        }
+    }
+
+    /// Whose identity the provider gives: people are told apart (one account per person)
+    /// only within one namespace.
+    pub fn namespace(self) -> Namespace {
+        match self {
+            ProviderId::Iamport | ProviderId::Portone => Namespace::Ci,
+            ProviderId::Tomo => Namespace::TomoPpid,
+            ProviderId::Ifree => Namespace::IfreeMember,
+        }
+    }
+
     /// What the choice page shows (Korean / English).
     pub fn label(self) -> (&'static str, &'static str) {
         match self {
@@ -46,6 +67,27 @@ impl ProviderId {
                 "휴대폰 본인인증 (PortOne)",
                 "Mobile phone verification (PortOne V2)",
             ),
+        }
+    }
+}
+
+/// The identity a provider vouches for. Iamport and PortOne both give the person's CI (the
+/// same for one person everywhere in Korea); TomoIDV gives a PPID (per person and client);
+/// ifree a member code (per member and site). Identities in different namespaces cannot be
+/// linked: one person can hold one of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Namespace {
+    Ci,
+    TomoPpid,
+    IfreeMember,
+}
+
+impl Namespace {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Namespace::Ci => "CI",
+            Namespace::TomoPpid => "TomoIDV PPID",
+            Namespace::IfreeMember => "ifree member code",
         }
     }
 }

@@ -156,9 +156,17 @@ pub fn build(cfg: RuntimeConfig, mut opts: BuildOptions) -> Result<Built, BuildE
     let listen = cfg.listen.addr;
     let admin_listen = cfg.admin_listen.as_ref().map(|l| l.addr);
     let store = store::open(&cfg.store)?;
-    let live = Arc::new(ArcSwap::from_pointee(Live::new(cfg)?));
+    let live = Arc::new(ArcSwap::from_pointee(flow::registry::live(cfg)?));
 
-    let gate = Gate::new(live.clone(), store.clone());
+    let revoked = Arc::new(live::revoked::Revoked::new());
+    server.add_service(pingora::services::background::background_service(
+        "session revocations",
+        live::revoked::Poller {
+            revoked: revoked.clone(),
+            store: store.clone(),
+        },
+    ));
+    let gate = Gate::new(live.clone(), store.clone(), revoked);
     let proxy = pingora::services::listening::Service::new(
         "verigate proxy".into(),
         gate::deadline::HeaderDeadline::new(

@@ -132,6 +132,10 @@ fn main() -> ExitCode {
                     for w in &cfg.warnings {
                         println!("warning: {w}");
                     }
+                    if let Err(e) = verigate::store::check(&cfg.store) {
+                        println!("store.path: {e}");
+                        return ExitCode::from(2);
+                    }
                     println!("ok");
                     ExitCode::SUCCESS
                 }

@@ -80,7 +80,7 @@ impl Reloader {
         if !fixed.is_empty() {
             return Err(fixed);
         }
-        let next = Live::succeed(&old, cfg).map_err(|e| vec![e.to_string()])?;
+        let next = crate::flow::registry::succeed(&old, cfg).map_err(|e| vec![e.to_string()])?;
         self.live.store(Arc::new(next));
         Ok(())
     }

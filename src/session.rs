@@ -255,6 +255,11 @@ pub struct Claims {
     pub gender: Option<String>,
     #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
+    /// A TomoIDV result whose nationality or document country has a CI (`providers.tomo.
+    /// ci_countries`), or that names no country: where a CI provider is accepted, this person
+    /// must use it (`403 korean_national`).
+    #[serde(rename = "k", default, skip_serializing_if = "std::ops::Not::not")]
+    pub ci_country: bool,
 }
 
 /// A flow in progress, bound to the browser that started it.
@@ -310,6 +315,7 @@ mod tests {
             name: Some("홍길동".into()),
             gender: Some("male".into()),
             phone: Some("01012345678".into()),
+            ci_country: false,
         }
     }
 

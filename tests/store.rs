@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use verigate::config::StoreConfig;
-use verigate::store::{self, PersonRef, Reservation, Store};
+use verigate::store::{self, KeyExchange, PersonRef, Registration, Reservation, Store};
 
 /// The Redis to test against; without one, the test reports SKIPPED (fails under CI=true).
 #[track_caller]
@@ -175,31 +175,119 @@ async fn suite(s: Arc<dyn Store>) {
     );
     assert_eq!(s.count_accounts().await.unwrap(), 0);
 
-    // ifree members: the first key stays; registration needs a known member.
+    // ifree members: registration needs a pending member whose key is the one it used; a
+    // re-sent key exchange replaces the pending key; a registered member never changes.
+    let ttl = Duration::from_secs(600);
     assert_eq!(s.member_get("m1").await.unwrap(), None);
-    assert!(!s.member_register("m1", "pass", None).await.unwrap());
-    let first = s.member_key("m1", "key-1").await.unwrap();
+    assert_eq!(
+        s.member_register("m1", "key-1", "pass", None)
+            .await
+            .unwrap(),
+        Registration::Unknown
+    );
+    assert_eq!(
+        s.member_key("m1", "key-1", ttl, 10).await.unwrap(),
+        KeyExchange::Issued
+    );
+    let first = s.member_get("m1").await.unwrap().unwrap();
     assert_eq!(
         (first.key.as_str(), first.passcode.as_deref()),
         ("key-1", None)
     );
-    let again = s.member_key("m1", "key-2").await.unwrap();
     assert_eq!(
-        again.key, "key-1",
-        "a re-sent key exchange keeps the first key"
+        s.member_key("m1", "key-2", ttl, 10).await.unwrap(),
+        KeyExchange::Issued
     );
-    assert!(s.member_register("m1", "pass", Some("ubi")).await.unwrap());
+    assert_eq!(
+        s.member_get("m1").await.unwrap().unwrap().key,
+        "key-2",
+        "a re-sent key exchange replaces the pending key"
+    );
+    assert_eq!(
+        s.member_register("m1", "key-1", "pass", None)
+            .await
+            .unwrap(),
+        Registration::KeyReplaced,
+        "a registration made with the superseded key"
+    );
+    assert_eq!(s.member_get("m1").await.unwrap().unwrap().passcode, None);
+    assert_eq!(
+        s.member_register("m1", "key-2", "pass", Some("ubi"))
+            .await
+            .unwrap(),
+        Registration::Registered
+    );
     let r = s.member_get("m1").await.unwrap().unwrap();
     assert_eq!(
-        (r.passcode.as_deref(), r.ubifill.as_deref()),
-        (Some("pass"), Some("ubi"))
+        (r.key.as_str(), r.passcode.as_deref(), r.ubifill.as_deref()),
+        ("key-2", Some("pass"), Some("ubi"))
     );
-    assert!(s.member_register("m1", "pass2", None).await.unwrap());
-    let r = s.member_get("m1").await.unwrap().unwrap();
+    // Registered: neither a second registration nor a key exchange changes anything.
     assert_eq!(
-        (r.passcode.as_deref(), r.ubifill.as_deref()),
-        (Some("pass2"), None)
+        s.member_register("m1", "key-2", "pass2", None)
+            .await
+            .unwrap(),
+        Registration::AlreadyRegistered
     );
+    assert_eq!(
+        s.member_key("m1", "key-3", ttl, 10).await.unwrap(),
+        KeyExchange::Registered
+    );
+    assert_eq!(s.member_get("m1").await.unwrap().unwrap(), r);
+
+    // Pending members are bounded (a registered one does not count) and expire.
+    for i in 0..3 {
+        assert_eq!(
+            s.member_key(&format!("p{i}"), "k", ttl, 3).await.unwrap(),
+            KeyExchange::Issued
+        );
+    }
+    assert_eq!(
+        s.member_key("p3", "k", ttl, 3).await.unwrap(),
+        KeyExchange::Full
+    );
+    assert_eq!(s.member_get("p3").await.unwrap(), None);
+    assert_eq!(
+        s.member_key("p0", "k2", ttl, 3).await.unwrap(),
+        KeyExchange::Issued,
+        "a pending member may re-key at the bound"
+    );
+    let short = Duration::from_millis(1);
+    assert_eq!(
+        s.member_key("gone", "k", short, 100).await.unwrap(),
+        KeyExchange::Issued
+    );
+    // Wait on the store's own clock: poll until the pending member has expired.
+    let mut expired = false;
+    for _ in 0..200 {
+        if s.member_get("gone").await.unwrap().is_none() {
+            expired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(expired, "a pending member expires");
+    assert_eq!(
+        s.member_register("gone", "k", "pass", None).await.unwrap(),
+        Registration::Unknown
+    );
+
+    // Revoked sessions: listed from a point in time on, until the session would have expired.
+    let now_s = chrono::Utc::now().timestamp();
+    let before = chrono::Utc::now().timestamp_millis();
+    s.revoke("sess-a", now_s + 3600).await.unwrap();
+    s.revoke("sess-old", now_s - 1).await.unwrap();
+    let listed = s.revocations(before - 1).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["sess-a"],
+        "an expired session's revocation is not listed"
+    );
+    assert_eq!(listed[0].until, now_s + 3600);
+    assert!(listed[0].at_ms >= before - 1);
+    let later = s.revocations(listed[0].at_ms + 60_000).await.unwrap();
+    assert!(later.is_empty(), "{later:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,7 +410,7 @@ async fn silent_redis() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicU
 }
 
 /// Every method of the store trait, by name, with its answer as text.
-const CALLS: [&str; 10] = [
+const CALLS: [&str; 12] = [
     "ping",
     "claim_once",
     "reserve_account",
@@ -333,6 +421,8 @@ const CALLS: [&str; 10] = [
     "member_key",
     "member_register",
     "member_get",
+    "revoke",
+    "revocations",
 ];
 
 async fn call(s: &dyn Store, name: &str) -> Result<String, String> {
@@ -348,9 +438,11 @@ async fn call(s: &dyn Store, name: &str) -> Result<String, String> {
         "release_account" => out(s.release_account("signup", "ci").await),
         "forget" => out(s.forget(&PersonRef::CiHash("ci".into())).await),
         "count_accounts" => out(s.count_accounts().await),
-        "member_key" => out(s.member_key("m", "k").await),
-        "member_register" => out(s.member_register("m", "p", Some("u")).await),
+        "member_key" => out(s.member_key("m", "k", ttl, 10).await),
+        "member_register" => out(s.member_register("m", "k", "p", Some("u")).await),
         "member_get" => out(s.member_get("m").await),
+        "revoke" => out(s.revoke("id", 4_000_000_000).await),
+        "revocations" => out(s.revocations(0).await),
         other => panic!("no store call {other}"),
     }
 }
@@ -583,6 +675,7 @@ fn session_for(ci_hash: &str) -> String {
             name: None,
             gender: None,
             phone: None,
+            ci_country: false,
         },
     )
 }

@@ -4,6 +4,8 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+pub use super::providers::{FileIamport, FileIfree, FilePortone, FileProviders, FileTomo};
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -124,107 +126,6 @@ pub struct FileAssertion {
     pub previous_key_files: Vec<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileProviders {
-    #[serde(default)]
-    pub iamport: Option<FileIamport>,
-    #[serde(default)]
-    pub tomo: Option<FileTomo>,
-    #[serde(default)]
-    pub ifree: Option<FileIfree>,
-    #[serde(default)]
-    pub portone: Option<FilePortone>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileIamport {
-    pub imp_code: String,
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-    #[serde(default)]
-    pub api_key_file: Option<String>,
-    #[serde(default)]
-    pub api_secret_env: Option<String>,
-    #[serde(default)]
-    pub api_secret_file: Option<String>,
-    #[serde(default)]
-    pub base_url: Option<String>,
-    #[serde(default)]
-    pub sdk_url: Option<String>,
-    #[serde(default)]
-    pub timeout: Option<String>,
-    #[serde(default)]
-    pub max_result_age: Option<String>,
-    #[serde(default)]
-    pub popup: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileTomo {
-    pub client_id: String,
-    #[serde(default)]
-    pub private_key_env: Option<String>,
-    #[serde(default)]
-    pub private_key_file: Option<String>,
-    #[serde(default)]
-    pub base_url: Option<String>,
-    #[serde(default)]
-    pub kyc_policy: Option<serde_yaml::Value>,
-    #[serde(default)]
-    pub policy_key: Option<String>,
-    #[serde(default)]
-    pub country: Option<String>,
-    #[serde(default)]
-    pub timeout: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilePortone {
-    pub store_id: String,
-    #[serde(default)]
-    pub channel_key: Option<String>,
-    #[serde(default)]
-    pub api_secret_env: Option<String>,
-    #[serde(default)]
-    pub api_secret_file: Option<String>,
-    #[serde(default)]
-    pub base_url: Option<String>,
-    #[serde(default)]
-    pub sdk_url: Option<String>,
-    #[serde(default)]
-    pub timeout: Option<String>,
-    #[serde(default)]
-    pub max_result_age: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileIfree {
-    pub client_id: String,
-    #[serde(default)]
-    pub secret_key_env: Option<String>,
-    #[serde(default)]
-    pub secret_key_file: Option<String>,
-    #[serde(default)]
-    pub base_url: Option<String>,
-    #[serde(default)]
-    pub sdk_url: Option<String>,
-    #[serde(default)]
-    pub callback_path: Option<String>,
-    #[serde(default)]
-    pub callback_allow_ips: Vec<String>,
-    #[serde(default)]
-    pub cipher: Option<String>,
-    #[serde(default)]
-    pub store_ubifill: bool,
-    #[serde(default)]
-    pub timeout: Option<String>,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileStore {
@@ -284,6 +185,10 @@ pub struct FileRequire {
     pub min_age: Option<serde_yaml::Value>,
     #[serde(default)]
     pub one_account_per_person: bool,
+    /// `person` (default: every accepted provider must give the same kind of identity) or
+    /// `per_provider` (the merchant accepts one account per identity kind).
+    #[serde(default)]
+    pub one_account_scope: Option<String>,
     /// Which upstream answers complete a one-account signup: `2xx`, `3xx` (default both).
     #[serde(default)]
     pub commit_on: Option<Vec<String>>,

@@ -3,6 +3,7 @@
 
 pub mod duration;
 pub mod file;
+pub mod providers;
 pub mod tomo_policy;
 mod validate;
 
@@ -15,6 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use providers::{IamportConfig, IfreeConfig, PortoneConfig, Providers, TomoConfig};
 pub use validate::{from_yaml_str, Secrets};
 
 /// One problem in a config file, located by its key path (`routes[2].require.min_age`).
@@ -134,95 +136,6 @@ impl Default for IdentityHeaders {
             phone: h("x-verified-phone"),
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IamportConfig {
-    pub imp_code: String,
-    pub api_key: String,
-    pub api_secret: String,
-    pub base_url: String,
-    pub sdk_url: String,
-    pub timeout: Duration,
-    pub max_result_age: Duration,
-    pub popup: bool,
-}
-
-#[derive(Clone, PartialEq)]
-pub struct TomoConfig {
-    pub client_id: String,
-    /// The console's JWK, converted once at load to PKCS#8 PEM.
-    pub private_key_pem: String,
-    pub base_url: String,
-    pub kyc_policy: serde_json::Value,
-    /// What results made under the policy carry as `policy_key`.
-    pub policy_key: String,
-    pub country: Option<String>,
-    pub timeout: Duration,
-}
-
-impl std::fmt::Debug for TomoConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TomoConfig")
-            .field("client_id", &self.client_id)
-            .field("base_url", &self.base_url)
-            .field("policy_key", &self.policy_key)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Clone, PartialEq)]
-pub struct IfreeConfig {
-    pub client_id: String,
-    pub secret_key: String,
-    pub base_url: String,
-    pub sdk_url: String,
-    /// Where ifree's servers post the registration callbacks (normalised path).
-    pub callback_path: String,
-    /// Source addresses allowed to post the callbacks (empty: any).
-    pub callback_allow: Vec<std::net::IpAddr>,
-    pub cipher: crate::crypto::ifree_cipher::Cipher,
-    pub store_ubifill: bool,
-    pub timeout: Duration,
-}
-
-impl std::fmt::Debug for IfreeConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IfreeConfig")
-            .field("client_id", &self.client_id)
-            .field("base_url", &self.base_url)
-            .field("callback_path", &self.callback_path)
-            .field("cipher", &self.cipher.name())
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Clone, PartialEq, Eq)]
-pub struct PortoneConfig {
-    pub store_id: String,
-    pub channel_key: String,
-    pub api_secret: String,
-    pub base_url: String,
-    pub sdk_url: String,
-    pub timeout: Duration,
-    pub max_result_age: Duration,
-}
-
-impl std::fmt::Debug for PortoneConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PortoneConfig")
-            .field("store_id", &self.store_id)
-            .field("base_url", &self.base_url)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Providers {
-    pub iamport: Option<IamportConfig>,
-    pub tomo: Option<TomoConfig>,
-    pub ifree: Option<IfreeConfig>,
-    pub portone: Option<PortoneConfig>,
 }
 
 #[derive(Clone, PartialEq, Eq)]

@@ -1,19 +1,64 @@
 //! The Iamport flow: a start page that opens the certification window (both SDK modes), the
 //! redirect-mode return, the callback-mode complete, and the checks that accept a result.
 
+use super::accept::{accept, this_flow, Identity, Rules};
 use super::*;
 use crate::answers::Refusal;
+use crate::config::{IamportConfig, Providers};
+use crate::live::ProviderFlow;
 use crate::metrics;
+use crate::providers::iamport::IamportClient;
 use crate::providers::{ProviderError, VerifiedPerson};
+use std::sync::Arc;
 
 const PROVIDER: &str = "iamport";
 
-pub(super) fn start(live: &Live, session: &Session) -> Reply {
-    let (return_to, base, client) =
-        match start_checks(live, session, ProviderId::Iamport, live.iamport.as_ref()) {
-            Ok(ok) => ok,
-            Err(refusal) => return refusal,
-        };
+/// The Iamport flow, built from its settings.
+pub(super) struct Flow {
+    client: Arc<IamportClient>,
+}
+
+impl Flow {
+    pub(super) fn new(cfg: IamportConfig) -> std::result::Result<Self, ProviderError> {
+        Ok(Flow {
+            client: IamportClient::new(cfg)?,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl ProviderFlow for Flow {
+    fn id(&self) -> ProviderId {
+        ProviderId::Iamport
+    }
+
+    fn built_from(&self, p: &Providers) -> bool {
+        p.iamport.as_ref() == Some(self.client.config())
+    }
+
+    async fn endpoint(
+        &self,
+        live: &Live,
+        store: &dyn Store,
+        session: &mut Session,
+        method: &http::Method,
+        endpoint: &str,
+    ) -> Option<Result<Reply>> {
+        let c = &self.client;
+        Some(match (method.as_str(), endpoint) {
+            ("GET" | "HEAD", "start") => Ok(start(c, live, session)),
+            ("GET" | "HEAD", "return") => Ok(on_return(c, live, store, session).await),
+            ("POST", "complete") => complete(c, live, store, session).await,
+            _ => return None,
+        })
+    }
+}
+
+fn start(client: &IamportClient, live: &Live, session: &Session) -> Reply {
+    let (return_to, base) = match start_checks(live, session, ProviderId::Iamport) {
+        Ok(ok) => ok,
+        Err(refusal) => return refusal,
+    };
     let prefix = &live.cfg.flow_prefix;
     let nonce = fresh_nonce();
     let flow = FlowClaims {
@@ -61,60 +106,44 @@ fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
 }
 
 /// Accept a result only for this browser's flow, only if certified, fresh and never used.
-async fn accept(
+async fn verify(
+    client: &IamportClient,
     live: &Live,
     store: &dyn Store,
     session: &Session,
     imp_uid: &str,
     claimed_nonce: Option<&str>,
 ) -> std::result::Result<(Claims, FlowClaims), Problem> {
-    let Some(flow) = read_flow(live, session).filter(|f| f.provider == ProviderId::Iamport) else {
-        return Err(refuse(Refusal::FlowMissing, live, None));
-    };
+    let flow = this_flow(live, session, ProviderId::Iamport)?;
     let rt = flow.return_to.clone();
     if claimed_nonce.is_some_and(|n| n != flow.nonce) {
         return Err(refuse(Refusal::FlowMismatch, live, Some(&rt)));
     }
-    let Some(client) = &live.iamport else {
-        return Err(refuse(Refusal::ProviderNotConfigured, live, None));
-    };
     let person: VerifiedPerson = client
         .verify(imp_uid)
         .await
         .map_err(|e| provider_problem(&e, live, &rt))?;
-    if !person.certified {
-        return Err(refuse(Refusal::NotCertified, live, Some(&rt)));
-    }
-    if person.nonce != flow.nonce {
-        return Err(refuse(Refusal::FlowMismatch, live, Some(&rt)));
-    }
-    let now = chrono::Utc::now();
-    let age = now.signed_duration_since(person.verified_at);
-    let max = client.config().max_result_age.as_secs() as i64;
-    if age.num_seconds() > max || age.num_seconds() < -60 {
-        return Err(refuse(Refusal::StaleResult, live, Some(&rt)));
-    }
-    let Some(ci) = person.ci.as_deref() else {
-        tracing::warn!(provider = PROVIDER, "certification without unique_key");
-        return Err(refuse(Refusal::ProviderBadResponse, live, Some(&rt)));
+    let cfg = client.config();
+    let key = person.result_id.clone();
+    let rules = Rules {
+        max_age: Some(cfg.max_result_age),
+        once: Some((
+            &key,
+            cfg.max_result_age + std::time::Duration::from_secs(120),
+        )),
+        identity: Identity::Ci,
     };
-    let (unique_in_site, ci_hash) = ci_identity(live, ci, person.unique_in_site.as_deref());
-    let ttl = client.config().max_result_age + std::time::Duration::from_secs(120);
-    use_once(
-        store,
-        ProviderId::Iamport,
-        &person.result_id,
-        ttl,
-        live,
-        &rt,
-    )
-    .await?;
-    let claims = session_claims(live, person, unique_in_site, ci_hash);
+    let claims = accept(live, store, &flow, person, rules).await?;
     Ok((claims, flow))
 }
 
 /// Redirect mode: `GET {m_redirect_url}?imp_uid=..&merchant_uid=..&success=true|false`.
-pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session) -> Reply {
+async fn on_return(
+    client: &IamportClient,
+    live: &Live,
+    store: &dyn Store,
+    session: &Session,
+) -> Reply {
     let html = true;
     let imp_uid = query_param(session, "imp_uid").unwrap_or_default();
     let merchant_uid = query_param(session, "merchant_uid");
@@ -124,7 +153,16 @@ pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session)
         let p = refuse(Refusal::NotCertified, live, rt.as_deref());
         return Reply::problem(&p, html);
     }
-    match accept(live, store, session, &imp_uid, merchant_uid.as_deref()).await {
+    match verify(
+        client,
+        live,
+        store,
+        session,
+        &imp_uid,
+        merchant_uid.as_deref(),
+    )
+    .await
+    {
         Ok((claims, flow)) => signed_in(live, &claims, &flow.return_to, false),
         Err(p) => Reply::problem(&p, html),
     }
@@ -138,7 +176,8 @@ struct CompleteBody {
 }
 
 /// Callback mode: the page posts `{imp_uid, merchant_uid}`; answers `{"redirect": ...}`.
-pub(super) async fn complete(
+async fn complete(
+    client: &IamportClient,
     live: &Live,
     store: &dyn Store,
     session: &mut Session,
@@ -149,7 +188,16 @@ pub(super) async fn complete(
         return Ok(Reply::problem(&Problem::new(Refusal::BadRequest), false));
     };
     Ok(
-        match accept(live, store, session, &b.imp_uid, b.merchant_uid.as_deref()).await {
+        match verify(
+            client,
+            live,
+            store,
+            session,
+            &b.imp_uid,
+            b.merchant_uid.as_deref(),
+        )
+        .await
+        {
             Ok((claims, flow)) => signed_in(live, &claims, &flow.return_to, true),
             Err(p) => Reply::problem(&p, false),
         },

@@ -2,16 +2,75 @@
 //! registration), and the login flow (SDK redirect or `POST /ifree/login` with a `ptn_token`),
 //! bound by its `state` to the flow this browser started.
 
+use super::accept::{accept, Identity, Rules};
 use super::*;
 use crate::answers::Refusal;
+use crate::config::{IfreeConfig, Providers};
 use crate::crypto::ifree_cipher;
+use crate::live::ProviderFlow;
 use crate::metrics;
-use crate::providers::ifree::{encrypt_member_key, fresh_member_key};
+use crate::providers::ifree::{encrypt_member_key, fresh_member_key, IfreeClient};
 use crate::providers::ProviderError;
 use crate::session::keyed_hash;
+use crate::store::{KeyExchange, Registration};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 const PROVIDER: &str = "ifree";
+
+/// The ifree flow, built from its settings.
+pub(super) struct Flow {
+    client: Arc<IfreeClient>,
+}
+
+impl Flow {
+    pub(super) fn new(cfg: IfreeConfig) -> std::result::Result<Self, ProviderError> {
+        Ok(Flow {
+            client: IfreeClient::new(cfg)?,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl ProviderFlow for Flow {
+    fn id(&self) -> ProviderId {
+        ProviderId::Ifree
+    }
+
+    fn built_from(&self, p: &Providers) -> bool {
+        p.ifree.as_ref() == Some(self.client.config())
+    }
+
+    fn callback_path(&self) -> Option<&str> {
+        Some(&self.client.config().callback_path)
+    }
+
+    async fn callback(
+        &self,
+        live: &Live,
+        store: &dyn Store,
+        session: &mut Session,
+    ) -> Result<Reply> {
+        callback(&self.client, live, store, session).await
+    }
+
+    async fn endpoint(
+        &self,
+        live: &Live,
+        store: &dyn Store,
+        session: &mut Session,
+        method: &http::Method,
+        endpoint: &str,
+    ) -> Option<Result<Reply>> {
+        let c = &self.client;
+        Some(match (method.as_str(), endpoint) {
+            ("GET" | "HEAD", "start") => Ok(start(c, live, session)),
+            ("GET" | "HEAD", "return") => Ok(on_return(c, live, store, session).await),
+            ("POST", "login") => login(c, live, store, session).await,
+            _ => return None,
+        })
+    }
+}
 
 /// The store's name for a member: never the ptn_cd in clear.
 fn member_id(live: &Live, ptn_cd: &str) -> String {
@@ -27,10 +86,12 @@ fn answer(code: &str, message: &str) -> Reply {
 
 /// `POST {callback_path}` from ifree's servers. Never mints a session; stores only what a
 /// well-formed, decryptable request carries.
-pub async fn callback(live: &Live, store: &dyn Store, session: &mut Session) -> Result<Reply> {
-    let Some(client) = &live.ifree else {
-        return Ok(answer("9404", "ifree is not configured"));
-    };
+async fn callback(
+    client: &IfreeClient,
+    live: &Live,
+    store: &dyn Store,
+    session: &mut Session,
+) -> Result<Reply> {
     let cfg = client.config();
     if !cfg.callback_allow.is_empty() {
         let peer = session
@@ -66,38 +127,30 @@ pub async fn callback(live: &Live, store: &dyn Store, session: &mut Session) -> 
                 Err(_) => return Ok(answer("9003", "public_key is not an X.509 RSA public key")),
             };
             let sealed = at_rest.seal(Purpose::AtRest, fresh.as_bytes());
-            let record = match store.member_key(&member, &sealed).await {
-                Ok(r) => r,
+            // A fresh key every time: a re-sent exchange before registration replaces the
+            // pending key (a registration made with the old one then fails 9004), so a race
+            // is visible and the existing key is never handed to whoever asks.
+            match store
+                .member_key(&member, &sealed, cfg.pending_ttl, cfg.max_pending)
+                .await
+            {
+                Ok(KeyExchange::Issued) => Ok(Reply::json(
+                    200,
+                    serde_json::json!({"code": "0000", "message": "", "result": {"enc_partner_key": enc_fresh}})
+                        .to_string(),
+                )),
+                // A registered member's key is never handed out or replaced through this
+                // public endpoint: that would let anyone who knows a ptn_cd take it over.
+                Ok(KeyExchange::Registered) => Ok(answer("9005", "member already registered")),
+                Ok(KeyExchange::Full) => {
+                    metrics::verification(PROVIDER, "failed", "pending_full");
+                    Ok(answer("9429", "too many pending registrations; try again later"))
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "store unavailable during ifree key exchange");
-                    return Ok(answer("9500", "temporarily unavailable"));
+                    Ok(answer("9500", "temporarily unavailable"))
                 }
-            };
-            if record.passcode.is_some() {
-                // A registered member's key is never handed out again through this public
-                // endpoint: that would let anyone who knows a ptn_cd take the member over.
-                return Ok(answer("9005", "member already registered"));
             }
-            let enc = if record.key == sealed {
-                enc_fresh
-            } else {
-                // A re-sent key exchange before registration: the same member key, encrypted
-                // with the public key of this request.
-                let Ok(key) = at_rest.open(Purpose::AtRest, &record.key) else {
-                    return Ok(answer("9500", "stored member key unreadable"));
-                };
-                match encrypt_member_key(public_key, &String::from_utf8_lossy(&key)) {
-                    Ok(e) => e,
-                    Err(_) => {
-                        return Ok(answer("9003", "public_key is not an X.509 RSA public key"))
-                    }
-                }
-            };
-            Ok(Reply::json(
-                200,
-                serde_json::json!({"code": "0000", "message": "", "result": {"enc_partner_key": enc}})
-                    .to_string(),
-            ))
         }
         Some("2") => {
             let Some(partner_sp) = field("partner_sp") else {
@@ -111,6 +164,9 @@ pub async fn callback(live: &Live, store: &dyn Store, session: &mut Session) -> 
                     return Ok(answer("9500", "temporarily unavailable"));
                 }
             };
+            if record.passcode.is_some() {
+                return Ok(answer("9005", "member already registered"));
+            }
             let Ok(key) = at_rest.open(Purpose::AtRest, &record.key) else {
                 return Ok(answer("9500", "stored member key unreadable"));
             };
@@ -137,11 +193,18 @@ pub async fn callback(live: &Live, store: &dyn Store, session: &mut Session) -> 
                 .filter(|_| cfg.store_ubifill)
                 .map(|u| at_rest.seal(Purpose::AtRest, &u));
             match store
-                .member_register(&member, &sealed_pass, sealed_ubi.as_deref())
+                .member_register(&member, &record.key, &sealed_pass, sealed_ubi.as_deref())
                 .await
             {
-                Ok(true) => Ok(answer("0000", "")),
-                Ok(false) => Ok(answer("9002", "unknown member (no key exchange)")),
+                Ok(Registration::Registered) => Ok(answer("0000", "")),
+                Ok(Registration::Unknown) => Ok(answer("9002", "unknown member (no key exchange)")),
+                Ok(Registration::AlreadyRegistered) => {
+                    Ok(answer("9005", "member already registered"))
+                }
+                Ok(Registration::KeyReplaced) => Ok(answer(
+                    "9004",
+                    "the member key was replaced by a later key exchange",
+                )),
                 Err(e) => {
                     tracing::warn!(error = %e, "store unavailable during ifree registration");
                     Ok(answer("9500", "temporarily unavailable"))
@@ -156,17 +219,20 @@ fn refuse(r: Refusal, live: &Live, return_to: Option<&str>) -> Problem {
     super::refuse(ProviderId::Ifree, r, live, return_to)
 }
 
+/// ifree's refusals of a login are about the person: 403 not_certified.
 fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
-    super::provider_problem(ProviderId::Ifree, e, live, rt)
+    match e {
+        ProviderError::Rejected(_) => refuse(Refusal::NotCertified, live, Some(rt)),
+        other => super::provider_problem(ProviderId::Ifree, other, live, rt),
+    }
 }
 
 /// `GET {prefix}/ifree/start?return_to=`: the page that runs the ifree SDK.
-pub(super) fn start(live: &Live, session: &Session) -> Reply {
-    let (return_to, base, client) =
-        match start_checks(live, session, ProviderId::Ifree, live.ifree.as_ref()) {
-            Ok(ok) => ok,
-            Err(refusal) => return refusal,
-        };
+fn start(client: &IfreeClient, live: &Live, session: &Session) -> Reply {
+    let (return_to, base) = match start_checks(live, session, ProviderId::Ifree) {
+        Ok(ok) => ok,
+        Err(refusal) => return refusal,
+    };
     let cfg = client.config();
     let prefix = &live.cfg.flow_prefix;
     let state = fresh_nonce();
@@ -204,7 +270,12 @@ pub(super) fn start(live: &Live, session: &Session) -> Reply {
 }
 
 /// `GET {prefix}/ifree/return?code=&state=&ptn_token=&ptn_cd=` (the SDK's redirect).
-pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session) -> Reply {
+async fn on_return(
+    client: &IfreeClient,
+    live: &Live,
+    store: &dyn Store,
+    session: &Session,
+) -> Reply {
     let html = true;
     let flow = match this_browsers_flow(live, session, query_param(session, "state").as_deref()) {
         Ok(flow) => flow,
@@ -217,7 +288,7 @@ pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session)
             html,
         );
     };
-    match accept(live, store, &flow, &token).await {
+    match verify(client, live, store, &flow, &token).await {
         Ok(claims) => signed_in(live, &claims, &flow.return_to, false),
         Err(p) => Reply::problem(&p, html),
     }
@@ -234,9 +305,7 @@ fn this_browsers_flow(
     session: &Session,
     state: Option<&str>,
 ) -> std::result::Result<FlowClaims, Problem> {
-    let Some(flow) = read_flow(live, session).filter(|f| f.provider == ProviderId::Ifree) else {
-        return Err(refuse(Refusal::FlowMissing, live, None));
-    };
+    let flow = super::accept::this_flow(live, session, ProviderId::Ifree)?;
     let nonce = flow.nonce.as_bytes();
     let same =
         state.is_some_and(|s| s.len() == nonce.len() && bool::from(s.as_bytes().ct_eq(nonce)));
@@ -247,7 +316,12 @@ fn this_browsers_flow(
 }
 
 /// `POST {prefix}/ifree/login` with `{ptn_token, state}` from the SDK's callback.
-pub(super) async fn login(live: &Live, store: &dyn Store, session: &mut Session) -> Result<Reply> {
+async fn login(
+    client: &IfreeClient,
+    live: &Live,
+    store: &dyn Store,
+    session: &mut Session,
+) -> Result<Reply> {
     let body = read_body(session, 8 * 1024).await?;
     let Some(v) = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) else {
         return Ok(Reply::problem(&Problem::new(Refusal::BadRequest), false));
@@ -260,7 +334,7 @@ pub(super) async fn login(live: &Live, store: &dyn Store, session: &mut Session)
     let Some(token) = text("ptn_token").filter(|t| !t.is_empty()) else {
         return Ok(Reply::problem(&Problem::new(Refusal::BadRequest), false));
     };
-    Ok(match accept(live, store, &flow, token).await {
+    Ok(match verify(client, live, store, &flow, token).await {
         Ok(claims) => signed_in(live, &claims, &flow.return_to, true),
         Err(p) => Reply::problem(&p, false),
     })
@@ -275,16 +349,14 @@ fn ubifill_birth(u: &serde_json::Value) -> Option<chrono::NaiveDate> {
         .and_then(crate::providers::tomo::parse_dob)
 }
 
-async fn accept(
+async fn verify(
+    client: &IfreeClient,
     live: &Live,
     store: &dyn Store,
     flow: &FlowClaims,
     ptn_token: &str,
 ) -> std::result::Result<Claims, Problem> {
     let rt = flow.return_to.as_str();
-    let Some(client) = &live.ifree else {
-        return Err(refuse(Refusal::ProviderNotConfigured, live, None));
-    };
     let cfg = client.config();
     let hash_key = &live.cfg.session.hash_key;
     // A ptn_token is used once.
@@ -350,6 +422,11 @@ async fn accept(
     };
     let unique_in_site = format!("ifree.{}", keyed_hash(hash_key, "ifree-site", &t.ptn_cd));
     let ci_hash = keyed_hash(hash_key, "ifree-person", &t.ptn_cd);
-    let claims = session_claims(live, person, unique_in_site, ci_hash);
-    Ok(claims)
+    // The token was claimed once above, before the provider saw it.
+    let rules = Rules {
+        max_age: None,
+        once: None,
+        identity: Identity::Keyed(unique_in_site, ci_hash),
+    };
+    accept(live, store, flow, person, rules).await
 }

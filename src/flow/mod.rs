@@ -1,21 +1,25 @@
 //! verigate's own endpoints under `flow_prefix`: the provider choice page, provider flows,
 //! the session endpoint, logout and the JWKS.
 
-pub mod iamport;
-pub mod ifree;
-pub mod portone;
-pub mod tomo;
+mod accept;
+mod iamport;
+mod ifree;
+mod portone;
+pub mod registry;
+mod tomo;
 
 use crate::answers::Refusal;
 use crate::answers::{escape, page, wants_html, Problem, Reply};
 use crate::clock::unix_now;
-use crate::live::{read_cookie, Live};
+use crate::live::revoked::Revoked;
+use crate::live::{read_cookie, session_id, Live, ProviderFlow};
 use crate::providers::ProviderId;
 use crate::routing::path::normalize;
 use crate::session::{Claims, FlowClaims, Purpose};
 use crate::store::Store;
 use pingora::proxy::Session;
 use pingora::Result;
+use std::sync::Arc;
 
 /// How long a started flow may take (the flow cookie's life).
 pub const FLOW_TTL_SECS: i64 = 600;
@@ -87,7 +91,7 @@ pub(crate) fn refuse(
 }
 
 /// How a failed provider call is answered: down or slow is 503, an unknown result 400, and
-/// anything else 502 (ifree's refusals of a login are about the person: 403 not_certified).
+/// anything else 502.
 pub(crate) fn provider_problem(
     provider: ProviderId,
     e: &crate::providers::ProviderError,
@@ -100,9 +104,6 @@ pub(crate) fn provider_problem(
             refuse(provider, Refusal::ProviderUnavailable, live, Some(rt))
         }
         ProviderError::NotFound => refuse(provider, Refusal::ResultNotFound, live, Some(rt)),
-        ProviderError::Rejected(_) if provider == ProviderId::Ifree => {
-            refuse(provider, Refusal::NotCertified, live, Some(rt))
-        }
         other => {
             tracing::warn!(provider = provider.as_str(), reason = other.reason(), error = %other, "provider call failed");
             refuse(provider, other.refusal(), live, Some(rt))
@@ -157,6 +158,7 @@ pub(crate) fn session_claims(
         name: person.name.filter(|_| keep.name),
         gender: person.gender.filter(|_| keep.gender),
         phone: person.phone.filter(|_| keep.phone),
+        ci_country: false,
     }
 }
 
@@ -255,22 +257,15 @@ __CALL__
     }
 }
 
-/// What every provider's start endpoint checks first: the provider is configured, `return_to`
-/// is a same-site path whose route accepts it, and there is a base URL for the return.
-/// Answers `(return_to, base, client)`, or the reply that refuses the start.
-pub(crate) fn start_checks<'a, C>(
+/// What every provider's start endpoint checks first (the provider is configured: the caller
+/// is its flow): `return_to` is a same-site path whose route accepts the provider, and there
+/// is a base URL for the return. Answers `(return_to, base)`, or the reply that refuses it.
+pub(crate) fn start_checks(
     live: &Live,
     session: &Session,
     provider: ProviderId,
-    client: Option<&'a C>,
-) -> std::result::Result<(String, String, &'a C), Reply> {
+) -> std::result::Result<(String, String), Reply> {
     let html = wants_html(session);
-    let Some(client) = client else {
-        return Err(Reply::problem(
-            &Problem::new(Refusal::ProviderNotConfigured),
-            html,
-        ));
-    };
     let Some(return_to) = safe_return_to(query_param(session, "return_to").as_deref()) else {
         return Err(Reply::problem(&Problem::new(Refusal::BadReturnTo), html));
     };
@@ -283,7 +278,7 @@ pub(crate) fn start_checks<'a, C>(
     let Some(base) = public_base(live, session) else {
         return Err(Reply::problem(&Problem::new(Refusal::BadRequest), html));
     };
-    Ok((return_to, base, client))
+    Ok((return_to, base))
 }
 
 /// A fresh flow nonce (Iamport `merchant_uid`, TomoIDV `user_id`, ifree `state`).
@@ -298,19 +293,7 @@ pub(crate) fn fresh_nonce() -> String {
 /// The providers a `return_to` accepts: its route's list, or every configured one.
 fn providers_for(live: &Live, return_to: &str) -> Vec<ProviderId> {
     let cfg = &live.cfg;
-    let mut all: Vec<ProviderId> = Vec::new();
-    if live.iamport.is_some() {
-        all.push(ProviderId::Iamport);
-    }
-    if live.portone.is_some() {
-        all.push(ProviderId::Portone);
-    }
-    if live.tomo.is_some() {
-        all.push(ProviderId::Tomo);
-    }
-    if live.ifree.is_some() {
-        all.push(ProviderId::Ifree);
-    }
+    let all: Vec<ProviderId> = live.flows().iter().map(|f| f.id()).collect();
     let Ok(norm) = normalize(return_to) else {
         return all;
     };
@@ -414,29 +397,63 @@ pub(crate) async fn read_body(session: &mut Session, limit: usize) -> Result<Opt
 pub async fn handle(
     live: &Live,
     store: &dyn Store,
+    revoked: &Revoked,
     session: &mut Session,
     rest: &str,
 ) -> Result<()> {
     let method = session.req_header().method.clone();
     let html = wants_html(session);
+    let no_route = || Reply::problem(&Problem::new(Refusal::NoRoute), html);
     let reply = match (method.as_str(), rest) {
         ("GET" | "HEAD", "/verify") => choice_page(live, session),
-        ("GET" | "HEAD", "/iamport/start") => iamport::start(live, session),
-        ("GET" | "HEAD", "/iamport/return") => iamport::on_return(live, store, session).await,
-        ("POST", "/iamport/complete") => iamport::complete(live, store, session).await?,
-        ("GET" | "HEAD", "/portone/start") => portone::start(live, session),
-        ("GET" | "HEAD", "/portone/return") => portone::on_return(live, store, session).await,
-        ("POST", "/portone/complete") => portone::complete(live, store, session).await?,
-        ("GET" | "HEAD", "/tomo/start") => tomo::start(live, session).await,
-        ("GET" | "HEAD", "/tomo/return") => tomo::on_return(live, store, session).await,
-        ("GET" | "HEAD", "/ifree/start") => ifree::start(live, session),
-        ("GET" | "HEAD", "/ifree/return") => ifree::on_return(live, store, session).await,
-        ("POST", "/ifree/login") => ifree::login(live, store, session).await?,
-        ("GET" | "HEAD", "/session") => session_info(live, session),
-        ("POST", "/logout") => logout(live, session),
+        ("GET" | "HEAD", "/session") => session_info(live, revoked, session),
+        ("POST", "/logout") => logout(live, store, revoked, session).await,
+        ("GET" | "HEAD", "/logout") => logout_page(live, session),
         ("GET" | "HEAD", "/jwks.json") => Reply::json(200, live.jwks().to_string())
             .header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-        _ => Reply::problem(&Problem::new(Refusal::NoRoute), html),
+        // `/{provider}/{endpoint}`: the provider's own flow answers.
+        _ => match rest.strip_prefix('/').and_then(|r| r.split_once('/')) {
+            Some((name, endpoint)) => match ProviderId::parse(name) {
+                None => no_route(),
+                Some(id) => match live.flow(id).cloned() {
+                    None => Reply::problem(&Problem::new(Refusal::ProviderNotConfigured), html),
+                    Some(flow) => {
+                        match flow.endpoint(live, store, session, &method, endpoint).await {
+                            Some(reply) => reply?,
+                            None => no_route(),
+                        }
+                    }
+                },
+            },
+            None => no_route(),
+        },
+    };
+    reply.send(session).await
+}
+
+/// The provider whose own callback path (outside the flow prefix) `normalized` is.
+pub fn callback_of(live: &Live, normalized: &str) -> Option<Arc<dyn ProviderFlow>> {
+    live.flows()
+        .iter()
+        .find(|f| f.callback_path() == Some(normalized))
+        .cloned()
+}
+
+/// Answer a post of a provider's own servers to its callback path.
+pub async fn callback(
+    flow: &dyn ProviderFlow,
+    live: &Live,
+    store: &dyn Store,
+    session: &mut Session,
+) -> Result<()> {
+    let reply = if session.req_header().method == http::Method::POST {
+        flow.callback(live, store, session).await?
+    } else {
+        Reply::problem(
+            &Problem::new(Refusal::MethodNotAllowed),
+            wants_html(session),
+        )
+        .header(http::header::ALLOW, "POST")
     };
     reply.send(session).await
 }
@@ -475,8 +492,47 @@ fn choice_page(live: &Live, session: &Session) -> Reply {
     )
 }
 
-/// Ends the session. A browser form post is sent on to `return_to` (or `/`); API clients get JSON.
-fn logout(live: &Live, session: &Session) -> Reply {
+/// Whether a request comes from this site's own pages: `Sec-Fetch-Site` (`same-origin`, or
+/// `none` for a person's own action) when the browser sends it, else `Origin`'s host must be
+/// the request's. A client that sends neither (not a browser) is not a cross-site form.
+fn same_origin(session: &Session) -> bool {
+    let h = &session.req_header().headers;
+    let text = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    let Some(origin) = text("origin") else {
+        return true;
+    };
+    let host = text("host").or_else(|| session.req_header().uri.authority().map(|a| a.as_str()));
+    let origin_host = origin
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.authority().map(|a| a.as_str().to_ascii_lowercase()));
+    matches!((origin_host, host), (Some(o), Some(h)) if o == h.to_ascii_lowercase())
+}
+
+/// Ends the session, on every instance sharing the store: its id is revoked (refused here at
+/// once, elsewhere within a poll). Only from this site's own pages. A browser form post is sent
+/// on to `return_to` (or `/`); API clients get JSON.
+async fn logout(live: &Live, store: &dyn Store, revoked: &Revoked, session: &Session) -> Reply {
+    let html = wants_html(session);
+    if !same_origin(session) {
+        return Reply::problem(&Problem::new(Refusal::CrossSite), html);
+    }
+    let cfg = &live.cfg;
+    let now = unix_now();
+    let open = read_cookie(session.req_header(), &cfg.session.cookie)
+        .and_then(|c| Some((c, cfg.session.keys.open_session(c, now).ok()?)));
+    if let Some((cookie, claims)) = open {
+        let id = session_id(&cfg.session.hash_key, cookie);
+        revoked.insert(&id, claims.expires_at);
+        if let Err(e) = store.revoke(&id, claims.expires_at).await {
+            tracing::warn!(error = %e, "store unavailable: logout revoked the session on this instance only");
+            return Reply::problem(&Problem::new(Refusal::StoreUnavailable), html)
+                .cookie(clear_session_cookie(live));
+        }
+    }
     let accepts_html = session
         .req_header()
         .headers
@@ -493,9 +549,29 @@ fn logout(live: &Live, session: &Session) -> Reply {
     reply.cookie(clear_session_cookie(live))
 }
 
-fn session_info(live: &Live, session: &Session) -> Reply {
+/// `GET {flow_prefix}/logout`: a page with the button that posts the logout.
+fn logout_page(live: &Live, session: &Session) -> Reply {
+    let to =
+        safe_return_to(query_param(session, "return_to").as_deref()).unwrap_or_else(|| "/".into());
+    let action = format!("{}/logout?return_to={}", live.cfg.flow_prefix, enc(&to));
+    Reply::html(
+        200,
+        page(
+            "로그아웃 · Log out",
+            &format!(
+                r#"<h1>로그아웃</h1><p class="en"><strong>Log out</strong></p>
+<p>이 브라우저의 본인인증을 끝냅니다.</p><p class="en">This ends your verification in this browser.</p>
+<form method="post" action="{}"><button type="submit">로그아웃 · Log out</button></form>"#,
+                escape(&action)
+            ),
+        ),
+    )
+}
+
+fn session_info(live: &Live, revoked: &Revoked, session: &Session) -> Reply {
     let cfg = &live.cfg;
     let claims = read_cookie(session.req_header(), &cfg.session.cookie)
+        .filter(|c| !revoked.contains(&session_id(&cfg.session.hash_key, c)))
         .and_then(|c| cfg.session.keys.open_session(c, unix_now()).ok());
     match claims {
         None => Reply::problem(&Problem::new(Refusal::NotLoggedIn), false),

@@ -2,12 +2,58 @@
 //! `identityVerificationId`; the redirect return and the callback's complete; a result is
 //! accepted only for that id, verified, fresh and once.
 
+use super::accept::{accept, this_flow, Identity, Rules};
 use super::*;
 use crate::answers::Refusal;
+use crate::config::{PortoneConfig, Providers};
+use crate::live::ProviderFlow;
 use crate::metrics;
+use crate::providers::portone::PortoneClient;
 use crate::providers::ProviderError;
+use std::sync::Arc;
 
 const PROVIDER: &str = "portone";
+
+/// The PortOne V2 flow, built from its settings.
+pub(super) struct Flow {
+    client: Arc<PortoneClient>,
+}
+
+impl Flow {
+    pub(super) fn new(cfg: PortoneConfig) -> std::result::Result<Self, ProviderError> {
+        Ok(Flow {
+            client: PortoneClient::new(cfg)?,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl ProviderFlow for Flow {
+    fn id(&self) -> ProviderId {
+        ProviderId::Portone
+    }
+
+    fn built_from(&self, p: &Providers) -> bool {
+        p.portone.as_ref() == Some(self.client.config())
+    }
+
+    async fn endpoint(
+        &self,
+        live: &Live,
+        store: &dyn Store,
+        session: &mut Session,
+        method: &http::Method,
+        endpoint: &str,
+    ) -> Option<Result<Reply>> {
+        let c = &self.client;
+        Some(match (method.as_str(), endpoint) {
+            ("GET" | "HEAD", "start") => Ok(start(c, live, session)),
+            ("GET" | "HEAD", "return") => Ok(on_return(c, live, store, session).await),
+            ("POST", "complete") => complete(c, live, store, session).await,
+            _ => return None,
+        })
+    }
+}
 
 fn refuse(r: Refusal, live: &Live, return_to: Option<&str>) -> Problem {
     super::refuse(ProviderId::Portone, r, live, return_to)
@@ -17,12 +63,11 @@ fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
     super::provider_problem(ProviderId::Portone, e, live, rt)
 }
 
-pub(super) fn start(live: &Live, session: &Session) -> Reply {
-    let (return_to, base, client) =
-        match start_checks(live, session, ProviderId::Portone, live.portone.as_ref()) {
-            Ok(ok) => ok,
-            Err(refusal) => return refusal,
-        };
+fn start(client: &PortoneClient, live: &Live, session: &Session) -> Reply {
+    let (return_to, base) = match start_checks(live, session, ProviderId::Portone) {
+        Ok(ok) => ok,
+        Err(refusal) => return refusal,
+    };
     let cfg = client.config();
     let prefix = &live.cfg.flow_prefix;
     let id = fresh_nonce();
@@ -62,62 +107,55 @@ pub(super) fn start(live: &Live, session: &Session) -> Reply {
     .reply(live, &flow, &params, &cfg.sdk_url)
 }
 
-async fn accept(
+async fn verify(
+    client: &PortoneClient,
     live: &Live,
     store: &dyn Store,
     session: &Session,
     id: &str,
 ) -> std::result::Result<(Claims, FlowClaims), Problem> {
-    let Some(flow) = read_flow(live, session).filter(|f| f.provider == ProviderId::Portone) else {
-        return Err(refuse(Refusal::FlowMissing, live, None));
-    };
+    let flow = this_flow(live, session, ProviderId::Portone)?;
     let rt = flow.return_to.clone();
     // The id is this flow's own nonce: a result for any other id is another browser's.
     if id != flow.nonce {
         return Err(refuse(Refusal::FlowMismatch, live, Some(&rt)));
     }
-    let Some(client) = &live.portone else {
-        return Err(refuse(Refusal::ProviderNotConfigured, live, None));
-    };
     let person = client
         .verify(id)
         .await
         .map_err(|e| provider_problem(&e, live, &rt))?;
-    if !person.certified {
-        return Err(refuse(Refusal::NotCertified, live, Some(&rt)));
-    }
-    let now = chrono::Utc::now();
-    let age = now.signed_duration_since(person.verified_at).num_seconds();
-    if age > client.config().max_result_age.as_secs() as i64 || age < -60 {
-        return Err(refuse(Refusal::StaleResult, live, Some(&rt)));
-    }
-    let Some(ci) = person.ci.as_deref() else {
-        tracing::warn!(provider = PROVIDER, "verification without ci");
-        return Err(refuse(Refusal::ProviderBadResponse, live, Some(&rt)));
+    let cfg = client.config();
+    let rules = Rules {
+        max_age: Some(cfg.max_result_age),
+        once: Some((id, cfg.max_result_age + std::time::Duration::from_secs(120))),
+        identity: Identity::Ci,
     };
-    let (unique_in_site, ci_hash) = ci_identity(live, ci, person.unique_in_site.as_deref());
-    let ttl = client.config().max_result_age + std::time::Duration::from_secs(120);
-    use_once(store, ProviderId::Portone, id, ttl, live, &rt).await?;
-    let claims = session_claims(live, person, unique_in_site, ci_hash);
+    let claims = accept(live, store, &flow, person, rules).await?;
     Ok((claims, flow))
 }
 
 /// Redirect mode: `GET {redirectUrl}?identityVerificationId=..&identityVerificationTxId=..`
 /// (with `code` and `message` when it failed).
-pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session) -> Reply {
+async fn on_return(
+    client: &PortoneClient,
+    live: &Live,
+    store: &dyn Store,
+    session: &Session,
+) -> Reply {
     if query_param(session, "code").is_some() {
         let rt = read_flow(live, session).map(|f| f.return_to);
         return Reply::problem(&refuse(Refusal::NotCertified, live, rt.as_deref()), true);
     }
     let id = query_param(session, "identityVerificationId").unwrap_or_default();
-    match accept(live, store, session, &id).await {
+    match verify(client, live, store, session, &id).await {
         Ok((claims, flow)) => signed_in(live, &claims, &flow.return_to, false),
         Err(p) => Reply::problem(&p, true),
     }
 }
 
 /// Callback mode: the page posts `{identityVerificationId}`; answers `{"redirect": ...}`.
-pub(super) async fn complete(
+async fn complete(
+    client: &PortoneClient,
     live: &Live,
     store: &dyn Store,
     session: &mut Session,
@@ -133,7 +171,7 @@ pub(super) async fn complete(
     let Some(id) = id else {
         return Ok(Reply::problem(&Problem::new(Refusal::BadRequest), false));
     };
-    Ok(match accept(live, store, session, &id).await {
+    Ok(match verify(client, live, store, session, &id).await {
         Ok((claims, flow)) => signed_in(live, &claims, &flow.return_to, true),
         Err(p) => Reply::problem(&p, false),
     })

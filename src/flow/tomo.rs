@@ -2,15 +2,59 @@
 //! TomoIDV; on return, accept the result only for this flow, once, under the configured policy,
 //! with a PPID the provider's API confirms.
 
+use super::accept::{accept, this_flow, Identity, Rules};
 use super::*;
 use crate::answers::script_json;
 use crate::answers::Refusal;
+use crate::config::{Providers, TomoConfig};
+use crate::live::ProviderFlow;
 use crate::metrics;
-use crate::providers::tomo::{to_person, token_subject};
+use crate::providers::tomo::{to_person, token_subject, TomoClient};
 use crate::providers::ProviderError;
 use crate::session::keyed_hash;
+use std::sync::Arc;
 
 const PROVIDER: &str = "tomo";
+
+/// The TomoIDV flow, built from its settings.
+pub(super) struct Flow {
+    client: Arc<TomoClient>,
+}
+
+impl Flow {
+    pub(super) fn new(cfg: TomoConfig) -> std::result::Result<Self, ProviderError> {
+        Ok(Flow {
+            client: TomoClient::new(cfg)?,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl ProviderFlow for Flow {
+    fn id(&self) -> ProviderId {
+        ProviderId::Tomo
+    }
+
+    fn built_from(&self, p: &Providers) -> bool {
+        p.tomo.as_ref() == Some(self.client.config())
+    }
+
+    async fn endpoint(
+        &self,
+        live: &Live,
+        store: &dyn Store,
+        session: &mut Session,
+        method: &http::Method,
+        endpoint: &str,
+    ) -> Option<Result<Reply>> {
+        let c = &self.client;
+        Some(Ok(match (method.as_str(), endpoint) {
+            ("GET" | "HEAD", "start") => start(c, live, session).await,
+            ("GET" | "HEAD", "return") => on_return(c, live, store, session).await,
+            _ => return None,
+        }))
+    }
+}
 
 fn refuse(r: Refusal, live: &Live, return_to: Option<&str>) -> Problem {
     super::refuse(ProviderId::Tomo, r, live, return_to)
@@ -22,12 +66,11 @@ fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
 
 /// `GET {prefix}/tomo/start?return_to=`: 302 to TomoIDV's `start_idv_uri`. The body carries the
 /// flow parameters in the `verigate-flow` block, like every start page.
-pub(super) async fn start(live: &Live, session: &Session) -> Reply {
-    let (return_to, base, client) =
-        match start_checks(live, session, ProviderId::Tomo, live.tomo.as_ref()) {
-            Ok(ok) => ok,
-            Err(refusal) => return refusal,
-        };
+async fn start(client: &TomoClient, live: &Live, session: &Session) -> Reply {
+    let (return_to, base) = match start_checks(live, session, ProviderId::Tomo) {
+        Ok(ok) => ok,
+        Err(refusal) => return refusal,
+    };
     let prefix = &live.cfg.flow_prefix;
     let user_id = fresh_nonce();
     let back = format!("{base}{prefix}/tomo/return?state={user_id}");
@@ -65,10 +108,16 @@ pub(super) async fn start(live: &Live, session: &Session) -> Reply {
 }
 
 /// `GET {prefix}/tomo/return?state=..&token=..` (success) or `&failed=1`.
-pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session) -> Reply {
+async fn on_return(
+    client: &TomoClient,
+    live: &Live,
+    store: &dyn Store,
+    session: &Session,
+) -> Reply {
     let html = true;
-    let Some(flow) = read_flow(live, session).filter(|f| f.provider == ProviderId::Tomo) else {
-        return Reply::problem(&refuse(Refusal::FlowMissing, live, None), html);
+    let flow = match this_flow(live, session, ProviderId::Tomo) {
+        Ok(flow) => flow,
+        Err(p) => return Reply::problem(&p, html),
     };
     let rt = flow.return_to.clone();
     if query_param(session, "state").as_deref() != Some(flow.nonce.as_str()) {
@@ -77,22 +126,20 @@ pub(super) async fn on_return(live: &Live, store: &dyn Store, session: &Session)
     if query_param(session, "failed").is_some() {
         return Reply::problem(&refuse(Refusal::NotCertified, live, Some(&rt)), html);
     }
-    match accept(live, store, session, &flow).await {
+    match verify(client, live, store, session, &flow).await {
         Ok(claims) => signed_in(live, &claims, &flow.return_to, false),
         Err(p) => Reply::problem(&p, html),
     }
 }
 
-async fn accept(
+async fn verify(
+    client: &TomoClient,
     live: &Live,
     store: &dyn Store,
     session: &Session,
     flow: &FlowClaims,
 ) -> std::result::Result<Claims, Problem> {
     let rt = flow.return_to.as_str();
-    let Some(client) = &live.tomo else {
-        return Err(refuse(Refusal::ProviderNotConfigured, live, None));
-    };
     let cfg = client.config();
     let Some((ppid, aud, exp)) = query_param(session, "token")
         .as_deref()
@@ -130,10 +177,35 @@ async fn accept(
         return Err(refuse(Refusal::FlowMismatch, live, Some(rt)));
     }
     let person = to_person(&result, &ppid, &flow.nonce);
-    let ttl = std::time::Duration::from_secs(FLOW_TTL_SECS as u64 * 2);
-    use_once(store, ProviderId::Tomo, &result.auth_id, ttl, live, rt).await?;
     // No CI for foreign visitors: the PPID's keyed hash keys one-account rules.
     let ci_hash = keyed_hash(&live.cfg.session.hash_key, "ppid", &ppid);
-    let claims = session_claims(live, person, ppid, ci_hash);
+    let rules = Rules {
+        max_age: None,
+        once: Some((
+            &result.auth_id,
+            std::time::Duration::from_secs(FLOW_TTL_SECS as u64 * 2),
+        )),
+        identity: Identity::Keyed(ppid, ci_hash),
+    };
+    let mut claims = accept(live, store, flow, person, rules).await?;
+    claims.ci_country = has_ci(cfg, &result);
     Ok(claims)
+}
+
+/// Whether the person of `r` has a CI: the result's or the document's country is one of
+/// `ci_countries`, or the result names no country at all (fails closed).
+fn has_ci(cfg: &TomoConfig, r: &crate::providers::tomo::IdvResult) -> bool {
+    if cfg.ci_countries.is_empty() {
+        return false;
+    }
+    let countries: Vec<&str> = [r.country.as_deref(), r.result.country.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    countries.is_empty()
+        || countries
+            .iter()
+            .any(|c| cfg.ci_countries.iter().any(|k| k.eq_ignore_ascii_case(c)))
 }

@@ -5,7 +5,6 @@
 
 use super::headers::{age_on, Verified};
 use crate::answers::Refusal;
-use crate::identity::ProviderId;
 use crate::routing::Route;
 
 /// What the gate does with a request on its route.
@@ -18,7 +17,8 @@ pub enum Decision {
     Verify,
     /// Refused: `Underage` (under the route's `min_age`), `AgeUnknown` (a `min_age` route and
     /// a birth date that is unknown, or self-asserted: ifree's `ubifill` is written by the
-    /// member's own client).
+    /// member's own client), `KoreanNational` (a TomoIDV session of a person with a CI, on a
+    /// route that accepts a CI provider).
     Refuse(Refusal),
     /// Upstream with the person's identity. `reserve`: a state-changing request on a
     /// one-account route, which must first reserve the person for the route.
@@ -47,10 +47,19 @@ pub fn decide(
     else {
         return Decision::Verify;
     };
+    // A Korean national's TomoIDV result where a CI provider is accepted: a second identity.
+    if v.claims.ci_country
+        && req
+            .providers
+            .iter()
+            .any(|p| p.namespace() == crate::identity::Namespace::Ci)
+    {
+        return Decision::Refuse(Refusal::KoreanNational);
+    }
     let trusted_birth = v
         .claims
         .birth
-        .filter(|_| v.claims.provider != ProviderId::Ifree);
+        .filter(|_| v.claims.provider.verifies_birth());
     let age_ok = match (req.min_age, trusted_birth) {
         (None, _) => None,
         (Some(_), None) => return Decision::Refuse(Refusal::AgeUnknown),
@@ -110,6 +119,7 @@ mod tests {
             name: None,
             gender: None,
             phone: None,
+            ci_country: false,
         };
         Verified::new(claims, &IdentityHeaders::default())
     }
@@ -217,5 +227,34 @@ mod tests {
         assert_eq!(decide(&one, Some(&p), NOW, today, true), admit(true));
         assert_eq!(decide(&one, Some(&p), NOW, today, false), admit(false));
         assert_eq!(decide(&plain, Some(&p), NOW, today, true), admit(false));
+    }
+
+    #[test]
+    fn a_korean_nationals_tomoidv_session_is_refused_where_a_ci_provider_is_accepted() {
+        let mut korean = person(ProviderId::Tomo, Some("1990-01-01"), 0);
+        korean.claims.ci_country = true;
+        let foreign = person(ProviderId::Tomo, Some("1990-01-01"), 0);
+        let admit = Decision::Admit {
+            age_ok: None,
+            reserve: false,
+        };
+        for ci in [ProviderId::Iamport, ProviderId::Portone] {
+            let mut mixed = require();
+            mixed.providers = vec![ci, ProviderId::Tomo];
+            let mixed = route(Some(mixed));
+            for changing in [false, true] {
+                assert_eq!(
+                    decide(&mixed, Some(&korean), NOW, today, changing),
+                    Decision::Refuse(Refusal::KoreanNational),
+                    "{ci:?}"
+                );
+            }
+            assert_eq!(decide(&mixed, Some(&foreign), NOW, today, false), admit);
+        }
+        // Where TomoIDV is the only way in, the rule has nothing to protect.
+        let mut tomo_only = require();
+        tomo_only.providers = vec![ProviderId::Tomo, ProviderId::Ifree];
+        let tomo_only = route(Some(tomo_only));
+        assert_eq!(decide(&tomo_only, Some(&korean), NOW, today, false), admit);
     }
 }

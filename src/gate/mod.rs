@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 pub struct Gate {
     pub live: Arc<ArcSwap<Live>>,
     pub store: Arc<dyn Store>,
+    /// Sessions ended by logout (on any instance sharing the store).
+    pub revoked: Arc<crate::live::revoked::Revoked>,
     next_upstream: AtomicUsize,
 }
 
@@ -117,10 +119,15 @@ impl crate::logwriter::JsonFields for AccessLine<'_> {
 }
 
 impl Gate {
-    pub fn new(live: Arc<ArcSwap<Live>>, store: Arc<dyn Store>) -> Self {
+    pub fn new(
+        live: Arc<ArcSwap<Live>>,
+        store: Arc<dyn Store>,
+        revoked: Arc<crate::live::revoked::Revoked>,
+    ) -> Self {
         Gate {
             live,
             store,
+            revoked,
             next_upstream: AtomicUsize::new(0),
         }
     }
@@ -161,6 +168,7 @@ impl Gate {
         let opened =
             headers::take_cookie(session.req_header_mut(), &cfg.session.cookie, &own, |c| {
                 c.and_then(|c| live.verified(c, now))
+                    .filter(|v| !self.revoked.contains(&v.revocation_id))
             });
         ctx.cookies_stripped = true;
         ctx.body_done = session.is_body_empty();
@@ -283,18 +291,13 @@ impl Gate {
             None => return refuse(session, ctx, Problem::new(Refusal::BadPath)).await,
         };
 
-        // ifree's registration callback: server to server, never a gated route.
-        if let Some(ifree) = &cfg.providers.ifree {
-            if normalized == ifree.callback_path
-                && session.req_header().method == http::Method::POST
-            {
-                ctx.decision = "flow";
-                ctx.flow_provider = Some(crate::providers::ProviderId::Ifree);
-                let reply =
-                    crate::flow::ifree::callback(&live, self.store.as_ref(), session).await?;
-                reply.send(session).await?;
-                return Ok(true);
-            }
+        // A provider's own servers posting to its callback path (ifree's registrations):
+        // server to server, never a gated route.
+        if let Some(flow) = crate::flow::callback_of(&live, &normalized) {
+            ctx.decision = "flow";
+            ctx.flow_provider = Some(flow.id());
+            crate::flow::callback(flow.as_ref(), &live, self.store.as_ref(), session).await?;
+            return Ok(true);
         }
         if let Some(rest) = crate::flow::under_prefix(&normalized, &cfg.flow_prefix) {
             ctx.decision = "flow";
@@ -302,7 +305,7 @@ impl Gate {
             ctx.flow_provider = crate::providers::ProviderId::parse(
                 rest.trim_start_matches('/').split('/').next().unwrap_or(""),
             );
-            crate::flow::handle(&live, self.store.as_ref(), session, &rest).await?;
+            crate::flow::handle(&live, self.store.as_ref(), &self.revoked, session, &rest).await?;
             return Ok(true);
         }
 

@@ -1,21 +1,22 @@
 //! What every request reads: the validated config with the provider clients built from it and
 //! the cache of opened sessions, swapped whole on reload. Below the gate and the flows.
 
+pub mod provider;
+pub mod revoked;
 pub mod sessions;
 
 use crate::clock::unix_now;
 use crate::config::RuntimeConfig;
-use crate::providers::iamport::IamportClient;
+use crate::identity::ProviderId;
+pub use provider::ProviderFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A config together with the provider clients built from it; swapped whole on reload.
+/// A config together with the provider flows built from it; swapped whole on reload.
 pub struct Live {
     pub cfg: RuntimeConfig,
-    pub iamport: Option<Arc<IamportClient>>,
-    pub tomo: Option<Arc<crate::providers::tomo::TomoClient>>,
-    pub ifree: Option<Arc<crate::providers::ifree::IfreeClient>>,
-    pub portone: Option<Arc<crate::providers::portone::PortoneClient>>,
+    /// The configured providers' flows, in [`ProviderId::ALL`] order.
+    flows: Vec<Arc<dyn ProviderFlow>>,
     /// Assertion keys rotated out by a reload, published until (UNIX seconds) their last
     /// tokens have expired.
     pub retired_keys: Vec<(crate::assertion::PublicJwk, i64)>,
@@ -26,64 +27,18 @@ pub struct Live {
     route_metrics: Vec<crate::metrics::RouteMetrics>,
 }
 
-/// A provider client kept across a reload when its settings did not change (with its cached
-/// token), else built anew.
-fn client<C, F>(
-    new: Option<&C::Config>,
-    old: Option<&Arc<C>>,
-    build: F,
-) -> std::result::Result<Option<Arc<C>>, crate::providers::ProviderError>
-where
-    C: crate::providers::HasConfig,
-    F: FnOnce(C::Config) -> std::result::Result<Arc<C>, crate::providers::ProviderError>,
-{
-    match (new, old) {
-        (Some(n), Some(o)) if o.settings() == n => Ok(Some(o.clone())),
-        (Some(n), _) => build(n.clone()).map(Some),
-        (None, _) => Ok(None),
-    }
-}
-
 impl Live {
-    pub fn new(cfg: RuntimeConfig) -> std::result::Result<Self, crate::providers::ProviderError> {
-        Live::build(cfg, None)
+    /// A config and the flows built from it (`flow::registry` builds them).
+    pub fn new(cfg: RuntimeConfig, flows: Vec<Arc<dyn ProviderFlow>>) -> Self {
+        Live::build(cfg, flows, None)
     }
 
-    /// The next config after `old`: provider clients whose settings did not change are kept
-    /// (with their cached tokens), and a replaced assertion key stays published a while.
-    pub fn succeed(
-        old: &Live,
-        cfg: RuntimeConfig,
-    ) -> std::result::Result<Self, crate::providers::ProviderError> {
-        Live::build(cfg, Some(old))
+    /// The next config after `old`: a replaced assertion key stays published a while.
+    pub fn succeed(old: &Live, cfg: RuntimeConfig, flows: Vec<Arc<dyn ProviderFlow>>) -> Self {
+        Live::build(cfg, flows, Some(old))
     }
 
-    fn build(
-        cfg: RuntimeConfig,
-        old: Option<&Live>,
-    ) -> std::result::Result<Self, crate::providers::ProviderError> {
-        use crate::providers::{ifree::IfreeClient, portone::PortoneClient, tomo::TomoClient};
-        let p = &cfg.providers;
-        let iamport = client(
-            p.iamport.as_ref(),
-            old.and_then(|o| o.iamport.as_ref()),
-            IamportClient::new,
-        )?;
-        let tomo = client(
-            p.tomo.as_ref(),
-            old.and_then(|o| o.tomo.as_ref()),
-            TomoClient::new,
-        )?;
-        let ifree = client(
-            p.ifree.as_ref(),
-            old.and_then(|o| o.ifree.as_ref()),
-            IfreeClient::new,
-        )?;
-        let portone = client(
-            p.portone.as_ref(),
-            old.and_then(|o| o.portone.as_ref()),
-            PortoneClient::new,
-        )?;
+    fn build(cfg: RuntimeConfig, flows: Vec<Arc<dyn ProviderFlow>>, old: Option<&Live>) -> Self {
         let now = unix_now();
         let mut retired_keys: Vec<_> = old
             .map(|o| {
@@ -109,16 +64,23 @@ impl Live {
             .iter()
             .map(|r| crate::metrics::RouteMetrics::new(&r.name))
             .collect();
-        Ok(Live {
+        Live {
             cfg,
-            iamport,
-            tomo,
-            ifree,
-            portone,
+            flows,
             retired_keys,
             sessions: sessions::SessionCache::new(100_000, Duration::from_secs(300)),
             route_metrics,
-        })
+        }
+    }
+
+    /// The flow of a configured provider.
+    pub fn flow(&self, id: ProviderId) -> Option<&Arc<dyn ProviderFlow>> {
+        self.flows.iter().find(|f| f.id() == id)
+    }
+
+    /// Every configured provider's flow, in the order the choice page offers them.
+    pub fn flows(&self) -> &[Arc<dyn ProviderFlow>] {
+        &self.flows
     }
 
     /// The verified person behind a session cookie, or None (missing, tampered, expired,
@@ -126,7 +88,8 @@ impl Live {
     pub fn verified(&self, cookie: &str, now: i64) -> Option<Arc<sessions::Verified>> {
         self.sessions.get(cookie, now, |c| {
             let claims = self.cfg.session.keys.open_session(c, now).ok()?;
-            Some(sessions::Verified::new(claims, &self.cfg.identity))
+            let id = session_id(&self.cfg.session.hash_key, c);
+            Some(sessions::Verified::new(claims, &self.cfg.identity).revocable(id))
         })
     }
 
@@ -152,6 +115,12 @@ impl Live {
         }
         serde_json::json!({ "keys": keys })
     }
+}
+
+/// A session's id for revocation: a keyed hash of its sealed cookie (each cookie verigate seals
+/// is unique), so the store never holds a cookie.
+pub fn session_id(hash_key: &[u8; 32], cookie: &str) -> String {
+    crate::session::keyed_hash(hash_key, "session", cookie)
 }
 
 /// The value of cookie `name` in the request's Cookie header(s), if present (borrowed).

@@ -30,6 +30,8 @@ pub(crate) fn encode(value: &str) -> std::borrow::Cow<'_, str> {
 #[derive(Debug)]
 pub struct Verified {
     pub claims: Claims,
+    /// The id a logout revokes (`live::session_id`); empty: not revocable (tests).
+    pub revocation_id: String,
     pub base: Vec<(HeaderName, HeaderValue)>,
     pub(crate) age_ok: HeaderName,
 }
@@ -52,9 +54,15 @@ impl Verified {
         }
         Verified {
             claims,
+            revocation_id: String::new(),
             base,
             age_ok: names.age_ok.clone(),
         }
+    }
+
+    pub fn revocable(mut self, id: String) -> Self {
+        self.revocation_id = id;
+        self
     }
 }
 
@@ -158,6 +166,7 @@ mod tests {
             name: None,
             gender: None,
             phone: None,
+            ci_country: false,
         };
         let names = crate::config::IdentityHeaders::default();
         Verified::new(claims, &names)

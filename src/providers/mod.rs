@@ -146,37 +146,3 @@ impl TokenCache {
         self.fetches.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
-
-/// A provider client and the settings it was built from (so a reload can keep it).
-pub trait HasConfig {
-    type Config: Clone + PartialEq;
-    fn settings(&self) -> &Self::Config;
-}
-
-impl HasConfig for iamport::IamportClient {
-    type Config = crate::config::IamportConfig;
-    fn settings(&self) -> &Self::Config {
-        self.config()
-    }
-}
-
-impl HasConfig for tomo::TomoClient {
-    type Config = crate::config::TomoConfig;
-    fn settings(&self) -> &Self::Config {
-        self.config()
-    }
-}
-
-impl HasConfig for ifree::IfreeClient {
-    type Config = crate::config::IfreeConfig;
-    fn settings(&self) -> &Self::Config {
-        self.config()
-    }
-}
-
-impl HasConfig for portone::PortoneClient {
-    type Config = crate::config::PortoneConfig;
-    fn settings(&self) -> &Self::Config {
-        self.config()
-    }
-}

@@ -1,6 +1,9 @@
 //! In-process store: correct for one instance, forgotten on restart.
 
-use super::{MemberRecord, Person, PersonRef, Reservation, Store, StoreError};
+use super::{
+    now_ms, KeyExchange, MemberRecord, Person, PersonRef, Registration, Reservation, Revocation,
+    Store, StoreError,
+};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,7 +27,9 @@ pub struct MemoryStore {
     /// Claims since the last sweep of expired ones.
     since_sweep: std::sync::atomic::AtomicUsize,
     accounts: Mutex<HashMap<(String, String), Account>>,
-    members: Mutex<HashMap<String, MemberRecord>>,
+    /// Registered members, and pending ones (with the instant their key exchange expires).
+    members: Mutex<HashMap<String, (MemberRecord, Option<Instant>)>>,
+    revoked: Mutex<Vec<Revocation>>,
 }
 
 impl MemoryStore {
@@ -124,35 +129,85 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn member_key(&self, member: &str, sealed_key: &str) -> Result<MemberRecord, StoreError> {
+    async fn member_key(
+        &self,
+        member: &str,
+        sealed_key: &str,
+        ttl: Duration,
+        max_pending: u64,
+    ) -> Result<KeyExchange, StoreError> {
         let mut m = self.members.lock().map_err(poisoned)?;
-        Ok(m.entry(member.to_string())
-            .or_insert_with(|| MemberRecord {
-                key: sealed_key.to_string(),
-                passcode: None,
-                ubifill: None,
-            })
-            .clone())
+        let now = Instant::now();
+        if m.get(member).is_some_and(|(r, _)| r.passcode.is_some()) {
+            return Ok(KeyExchange::Registered);
+        }
+        m.retain(|_, (_, until)| until.is_none_or(|u| u > now));
+        let pending = m.values().filter(|(_, until)| until.is_some()).count() as u64;
+        if !m.contains_key(member) && pending >= max_pending {
+            return Ok(KeyExchange::Full);
+        }
+        let record = MemberRecord {
+            key: sealed_key.to_string(),
+            passcode: None,
+            ubifill: None,
+        };
+        m.insert(member.to_string(), (record, Some(now + ttl)));
+        Ok(KeyExchange::Issued)
     }
 
     async fn member_register(
         &self,
         member: &str,
+        sealed_key: &str,
         sealed_passcode: &str,
         sealed_ubifill: Option<&str>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Registration, StoreError> {
         let mut m = self.members.lock().map_err(poisoned)?;
+        let now = Instant::now();
         match m.get_mut(member) {
-            None => Ok(false),
-            Some(r) => {
+            Some((r, _)) if r.passcode.is_some() => Ok(Registration::AlreadyRegistered),
+            Some((r, until)) if until.is_some_and(|u| u > now) => {
+                if r.key != sealed_key {
+                    return Ok(Registration::KeyReplaced);
+                }
                 r.passcode = Some(sealed_passcode.to_string());
                 r.ubifill = sealed_ubifill.map(str::to_string);
-                Ok(true)
+                *until = None;
+                Ok(Registration::Registered)
             }
+            _ => Ok(Registration::Unknown),
         }
     }
 
     async fn member_get(&self, member: &str) -> Result<Option<MemberRecord>, StoreError> {
-        Ok(self.members.lock().map_err(poisoned)?.get(member).cloned())
+        let m = self.members.lock().map_err(poisoned)?;
+        let now = Instant::now();
+        Ok(m.get(member)
+            .filter(|(_, until)| until.is_none_or(|u| u > now))
+            .map(|(r, _)| r.clone()))
+    }
+
+    async fn revoke(&self, id: &str, until: i64) -> Result<(), StoreError> {
+        let mut r = self.revoked.lock().map_err(poisoned)?;
+        let now = now_ms();
+        r.retain(|x| x.until * 1000 > now);
+        r.push(Revocation {
+            id: id.to_string(),
+            until,
+            at_ms: now,
+        });
+        Ok(())
+    }
+
+    async fn revocations(&self, since_ms: i64) -> Result<Vec<Revocation>, StoreError> {
+        let now = now_ms();
+        Ok(self
+            .revoked
+            .lock()
+            .map_err(poisoned)?
+            .iter()
+            .filter(|x| x.at_ms >= since_ms && x.until * 1000 > now)
+            .cloned()
+            .collect())
     }
 }

@@ -54,6 +54,41 @@ pub struct MemberRecord {
     pub ubifill: Option<String>,
 }
 
+/// A revoked session (`Store::revocations`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// The session's keyed id (never the cookie).
+    pub id: String,
+    /// When the session would have expired (UNIX seconds): the revocation matters until then.
+    pub until: i64,
+    /// When it was revoked (UNIX ms).
+    pub at_ms: i64,
+}
+
+/// What a key exchange did (`Store::member_key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyExchange {
+    /// The key is the member's pending key now.
+    Issued,
+    /// The member has registered: nothing changed (a public endpoint never hands out or
+    /// replaces a registered member's key).
+    Registered,
+    /// Too many live pending members: not kept.
+    Full,
+}
+
+/// What a registration did (`Store::member_register`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    Registered,
+    /// No pending key exchange (never made, or expired).
+    Unknown,
+    /// The member had registered already: nothing changed.
+    AlreadyRegistered,
+    /// A later key exchange replaced the key this registration was made with.
+    KeyReplaced,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Record `key` as used; true the first time, false on every later call within `ttl`.
@@ -75,16 +110,33 @@ pub trait Store: Send + Sync {
     /// How many committed account records there are.
     async fn count_accounts(&self) -> Result<u64, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
-    /// Keep `sealed_key` as `member`'s key unless one is already kept; returns the record as
-    /// stored afterwards (so a re-sent key exchange sees the first key).
-    async fn member_key(&self, member: &str, sealed_key: &str) -> Result<MemberRecord, StoreError>;
-    /// Record a member's registration. False when the member has no key (unknown).
+    /// A key exchange: `sealed_key` becomes `member`'s pending key, replacing a pending one,
+    /// until `ttl` from now. A registered member is left as it is (`Registered`); a new pending
+    /// member beyond `max_pending` live ones is not kept (`Full`). Expired pending members
+    /// neither count nor remain.
+    async fn member_key(
+        &self,
+        member: &str,
+        sealed_key: &str,
+        ttl: Duration,
+        max_pending: u64,
+    ) -> Result<KeyExchange, StoreError>;
+    /// Record the registration of a pending member whose key is still `sealed_key` (the key the
+    /// registration was decrypted with). Nothing changes unless it answers `Registered`.
     async fn member_register(
         &self,
         member: &str,
+        sealed_key: &str,
         sealed_passcode: &str,
         sealed_ubifill: Option<&str>,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Registration, StoreError>;
+    /// Revoke the session whose keyed id is `id` (logout) until `until` (UNIX seconds: when it
+    /// would have expired anyway).
+    async fn revoke(&self, id: &str, until: i64) -> Result<(), StoreError>;
+    /// Revocations recorded at or after `since_ms` (UNIX ms) and not yet expired, oldest first:
+    /// what every instance polls to refuse a revoked session within a second.
+    async fn revocations(&self, since_ms: i64) -> Result<Vec<Revocation>, StoreError>;
+    /// A registered member, or a pending one whose key exchange has not expired.
     async fn member_get(&self, member: &str) -> Result<Option<MemberRecord>, StoreError>;
 }
 
@@ -95,6 +147,15 @@ pub fn open(cfg: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
         StoreConfig::Sqlite { path } => Arc::new(sqlite::SqliteStore::open(path)?),
         StoreConfig::Redis { url, prefix } => Arc::new(redis::RedisStore::new(url, prefix)?),
     })
+}
+
+/// What `verigate check` can prove about the configured store without changing it: an SQLite
+/// path must be openable. (Redis is reached at run time; memory needs nothing.)
+pub fn check(cfg: &StoreConfig) -> Result<(), StoreError> {
+    match cfg {
+        StoreConfig::Sqlite { path } => sqlite::check_path(path),
+        StoreConfig::Memory | StoreConfig::Redis { .. } => Ok(()),
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {

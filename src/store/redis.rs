@@ -4,7 +4,10 @@
 //! reconnects by itself; every call is bounded by a timeout, and failure means "unavailable"
 //! (gated requests that need the store fail closed).
 
-use super::{MemberRecord, Person, PersonRef, Reservation, Store, StoreError};
+use super::{
+    now_ms, KeyExchange, MemberRecord, Person, PersonRef, Registration, Reservation, Revocation,
+    Store, StoreError,
+};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;
@@ -86,6 +89,17 @@ impl RedisStore {
             .await
             .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
             .map_err(err)
+    }
+
+    /// The sorted set of revoked sessions: members `id|until`, scored by the UNIX ms of the
+    /// revocation.
+    fn revoked_set(&self) -> String {
+        format!("{}revoked", self.prefix)
+    }
+
+    /// The sorted set of pending members, scored by the UNIX ms their key exchange expires.
+    fn pending_set(&self) -> String {
+        format!("{}members:pending", self.prefix)
     }
 
     fn member_hash(&self, member: &str) -> String {
@@ -211,35 +225,80 @@ impl Store for RedisStore {
             .count() as u64)
     }
 
-    async fn member_key(&self, member: &str, sealed_key: &str) -> Result<MemberRecord, StoreError> {
-        let h = self.member_hash(member);
-        let mut setnx = redis::cmd("HSETNX");
-        setnx.arg(&h).arg("key").arg(sealed_key);
-        let _: i64 = self.run(setnx).await?;
-        self.member_get(member)
-            .await?
-            .ok_or_else(|| StoreError::Unavailable("redis: member vanished".into()))
+    async fn member_key(
+        &self,
+        member: &str,
+        sealed_key: &str,
+        ttl: Duration,
+        max_pending: u64,
+    ) -> Result<KeyExchange, StoreError> {
+        // Atomic. A pending member is a hash that expires by itself, listed in a sorted set
+        // by expiry so that live pending members can be counted (and the expired dropped).
+        const KEY: &str = r#"
+if redis.call('HEXISTS', KEYS[1], 'passcode') == 1 then return 'registered' end
+local now = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
+  return 'full'
+end
+redis.call('HSET', KEYS[1], 'key', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[1])
+return 'issued'
+"#;
+        let mut c = self.conn().await?;
+        let answer: String = tokio::time::timeout(
+            CALL_TIMEOUT,
+            redis::Script::new(KEY)
+                .key(self.member_hash(member))
+                .key(self.pending_set())
+                .arg(member)
+                .arg(sealed_key)
+                .arg(now_ms())
+                .arg(ttl.as_millis().max(1) as u64)
+                .arg(max_pending)
+                .invoke_async(&mut c),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
+        .map_err(err)?;
+        match answer.as_str() {
+            "issued" => Ok(KeyExchange::Issued),
+            "registered" => Ok(KeyExchange::Registered),
+            "full" => Ok(KeyExchange::Full),
+            other => Err(StoreError::Unavailable(format!(
+                "redis: unexpected key exchange answer {other}"
+            ))),
+        }
     }
 
     async fn member_register(
         &self,
         member: &str,
+        sealed_key: &str,
         sealed_passcode: &str,
         sealed_ubifill: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        // Atomic: only a member with a key gets a passcode.
+    ) -> Result<Registration, StoreError> {
+        // Atomic: only a pending member whose key is still the one the registration used.
         const REGISTER: &str = r#"
-if redis.call('HEXISTS', KEYS[1], 'key') == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'passcode', ARGV[1])
-if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'ubifill') else redis.call('HSET', KEYS[1], 'ubifill', ARGV[2]) end
-return 1
+if redis.call('HEXISTS', KEYS[1], 'passcode') == 1 then return 'registered' end
+local key = redis.call('HGET', KEYS[1], 'key')
+if not key then return 'unknown' end
+if key ~= ARGV[2] then return 'replaced' end
+redis.call('HSET', KEYS[1], 'passcode', ARGV[3])
+if ARGV[4] == '' then redis.call('HDEL', KEYS[1], 'ubifill') else redis.call('HSET', KEYS[1], 'ubifill', ARGV[4]) end
+redis.call('PERSIST', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 'ok'
 "#;
         let mut c = self.conn().await?;
-        let script = redis::Script::new(REGISTER);
-        let n: i64 = tokio::time::timeout(
+        let answer: String = tokio::time::timeout(
             CALL_TIMEOUT,
-            script
+            redis::Script::new(REGISTER)
                 .key(self.member_hash(member))
+                .key(self.pending_set())
+                .arg(member)
+                .arg(sealed_key)
                 .arg(sealed_passcode)
                 .arg(sealed_ubifill.unwrap_or(""))
                 .invoke_async(&mut c),
@@ -247,7 +306,55 @@ return 1
         .await
         .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
         .map_err(err)?;
-        Ok(n == 1)
+        match answer.as_str() {
+            "ok" => Ok(Registration::Registered),
+            "registered" => Ok(Registration::AlreadyRegistered),
+            "unknown" => Ok(Registration::Unknown),
+            "replaced" => Ok(Registration::KeyReplaced),
+            other => Err(StoreError::Unavailable(format!(
+                "redis: unexpected registration answer {other}"
+            ))),
+        }
+    }
+
+    async fn revoke(&self, id: &str, until: i64) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut add = redis::cmd("ZADD");
+        add.arg(self.revoked_set())
+            .arg(now)
+            .arg(format!("{id}|{until}"));
+        let _: i64 = self.run(add).await?;
+        // Revocations outlive no session: drop those older than the longest a session can be
+        // (a week; sessions are hours) so the set stays small.
+        let mut prune = redis::cmd("ZREMRANGEBYSCORE");
+        prune
+            .arg(self.revoked_set())
+            .arg("-inf")
+            .arg(now - 7 * 24 * 3600 * 1000);
+        let _: i64 = self.run(prune).await?;
+        Ok(())
+    }
+
+    async fn revocations(&self, since_ms: i64) -> Result<Vec<Revocation>, StoreError> {
+        let mut cmd = redis::cmd("ZRANGEBYSCORE");
+        cmd.arg(self.revoked_set())
+            .arg(since_ms)
+            .arg("+inf")
+            .arg("WITHSCORES");
+        let rows: Vec<(String, i64)> = self.run(cmd).await?;
+        let now_s = now_ms() / 1000;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(m, at_ms)| {
+                let (id, until) = m.rsplit_once('|')?;
+                let until: i64 = until.parse().ok()?;
+                (until > now_s).then(|| Revocation {
+                    id: id.to_string(),
+                    until,
+                    at_ms,
+                })
+            })
+            .collect())
     }
 
     async fn member_get(&self, member: &str) -> Result<Option<MemberRecord>, StoreError> {

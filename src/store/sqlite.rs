@@ -3,7 +3,10 @@
 //! power loss as far as SQLite's WAL+FULL guarantee and the disk's fsync hold (not tested).
 //! Calls run on tokio's blocking pool; several processes on one host may share the file.
 
-use super::{now_ms, MemberRecord, Person, PersonRef, Reservation, Store, StoreError};
+use super::{
+    now_ms, KeyExchange, MemberRecord, Person, PersonRef, Registration, Reservation, Revocation,
+    Store, StoreError,
+};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,15 +42,63 @@ CREATE TABLE IF NOT EXISTS members (
     member TEXT PRIMARY KEY,
     key TEXT NOT NULL,
     passcode TEXT,
-    ubifill TEXT
+    ubifill TEXT,
+    -- Pending (key exchanged, not registered) until this UNIX ms; NULL once registered.
+    pending_until INTEGER
 );
-CREATE TABLE IF NOT EXISTS members (
-    member TEXT PRIMARY KEY,
-    key TEXT NOT NULL,
-    passcode TEXT,
-    ubifill TEXT
+CREATE TABLE IF NOT EXISTS revoked (
+    id TEXT PRIMARY KEY,
+    until INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS revoked_at ON revoked (at_ms);
 ";
+
+/// Whether the store at `path` could be opened for writing, without creating or changing
+/// anything (`verigate check`): an existing database opens read-write; a new one needs a
+/// directory that exists and takes new files.
+pub fn check_path(path: &str) -> Result<(), StoreError> {
+    use rusqlite::OpenFlags;
+    let p = std::path::Path::new(path);
+    let open = |e: &dyn std::fmt::Display| StoreError::Open(format!("{path}: {e}"));
+    if p.exists() {
+        let conn = Connection::open_with_flags(
+            p,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| open(&e))?;
+        conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| open(&e))?;
+        return Ok(());
+    }
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(open(&format!("directory {} does not exist", dir.display())));
+    }
+    // A probe file proves the directory takes new files (permissions, read-only mounts).
+    let probe = dir.join(format!(".verigate-check-{}", std::process::id()));
+    std::fs::File::create(&probe)
+        .map_err(|e| open(&format!("cannot create files in {}: {e}", dir.display())))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Bring a database made by an earlier version up to the schema: members gained
+/// `pending_until` (an older pending member, without one, counts as expired).
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_pending: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('members') WHERE name = 'pending_until'")?
+        .exists([])?;
+    if !has_pending {
+        conn.execute_batch("ALTER TABLE members ADD COLUMN pending_until INTEGER")?;
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS members_pending ON members (pending_until) WHERE passcode IS NULL",
+    )
+}
 
 impl SqliteStore {
     pub fn open(path: &str) -> Result<Self, StoreError> {
@@ -56,6 +107,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Open(format!("{path}: {e}")))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| StoreError::Open(format!("{path}: {e}")))?;
+        migrate(&conn).map_err(|e| StoreError::Open(format!("{path}: {e}")))?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             claims: AtomicU64::new(0),
@@ -212,27 +264,51 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn member_key(&self, member: &str, sealed_key: &str) -> Result<MemberRecord, StoreError> {
+    async fn member_key(
+        &self,
+        member: &str,
+        sealed_key: &str,
+        ttl: Duration,
+        max_pending: u64,
+    ) -> Result<KeyExchange, StoreError> {
         let (member, key) = (member.to_string(), sealed_key.to_string());
+        let now = now_ms();
+        let until = now + ttl.as_millis() as i64;
         self.with(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let registered: Option<bool> = tx
+                .query_row(
+                    "SELECT passcode IS NOT NULL FROM members WHERE member = ?1",
+                    params![member],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if registered == Some(true) {
+                return Ok(KeyExchange::Registered);
+            }
             tx.execute(
-                "INSERT INTO members (member, key) VALUES (?1, ?2) ON CONFLICT (member) DO NOTHING",
-                params![member, key],
+                "DELETE FROM members WHERE passcode IS NULL AND (pending_until IS NULL OR pending_until <= ?1)",
+                params![now],
             )?;
-            let r = tx.query_row(
-                "SELECT key, passcode, ubifill FROM members WHERE member = ?1",
+            let others: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM members WHERE passcode IS NULL AND member != ?1",
                 params![member],
-                |r| {
-                    Ok(MemberRecord {
-                        key: r.get(0)?,
-                        passcode: r.get(1)?,
-                        ubifill: r.get(2)?,
-                    })
-                },
+                |r| r.get(0),
+            )?;
+            let pending_already = tx
+                .prepare("SELECT 1 FROM members WHERE member = ?1")?
+                .exists(params![member])?;
+            if !pending_already && others as u64 >= max_pending {
+                return Ok(KeyExchange::Full);
+            }
+            tx.execute(
+                "INSERT INTO members (member, key, pending_until) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (member) DO UPDATE SET key = excluded.key, pending_until = excluded.pending_until
+                 WHERE members.passcode IS NULL",
+                params![member, key, until],
             )?;
             tx.commit()?;
-            Ok(r)
+            Ok(KeyExchange::Issued)
         })
         .await
     }
@@ -240,30 +316,55 @@ impl Store for SqliteStore {
     async fn member_register(
         &self,
         member: &str,
+        sealed_key: &str,
         sealed_passcode: &str,
         sealed_ubifill: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let (member, pass, ubi) = (
+    ) -> Result<Registration, StoreError> {
+        let (member, key, pass, ubi) = (
             member.to_string(),
+            sealed_key.to_string(),
             sealed_passcode.to_string(),
             sealed_ubifill.map(str::to_string),
         );
+        let now = now_ms();
         self.with(move |c| {
-            let n = c.execute(
-                "UPDATE members SET passcode = ?2, ubifill = ?3 WHERE member = ?1",
-                params![member, pass, ubi],
-            )?;
-            Ok(n == 1)
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let row: Option<(String, bool, Option<i64>)> = tx
+                .query_row(
+                    "SELECT key, passcode IS NOT NULL, pending_until FROM members WHERE member = ?1",
+                    params![member],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let answer = match row {
+                Some((_, true, _)) => Registration::AlreadyRegistered,
+                Some((stored, false, Some(until))) if until > now => {
+                    if stored != key {
+                        Registration::KeyReplaced
+                    } else {
+                        tx.execute(
+                            "UPDATE members SET passcode = ?2, ubifill = ?3, pending_until = NULL WHERE member = ?1",
+                            params![member, pass, ubi],
+                        )?;
+                        Registration::Registered
+                    }
+                }
+                _ => Registration::Unknown,
+            };
+            tx.commit()?;
+            Ok(answer)
         })
         .await
     }
 
     async fn member_get(&self, member: &str) -> Result<Option<MemberRecord>, StoreError> {
         let member = member.to_string();
+        let now = now_ms();
         self.with(move |c| {
             c.query_row(
-                "SELECT key, passcode, ubifill FROM members WHERE member = ?1",
-                params![member],
+                "SELECT key, passcode, ubifill FROM members
+                 WHERE member = ?1 AND (passcode IS NOT NULL OR pending_until > ?2)",
+                params![member, now],
                 |r| {
                     Ok(MemberRecord {
                         key: r.get(0)?,
@@ -273,6 +374,39 @@ impl Store for SqliteStore {
                 },
             )
             .optional()
+        })
+        .await
+    }
+
+    async fn revoke(&self, id: &str, until: i64) -> Result<(), StoreError> {
+        let id = id.to_string();
+        let now = now_ms();
+        self.with(move |c| {
+            c.execute("DELETE FROM revoked WHERE until * 1000 <= ?1", params![now])?;
+            c.execute(
+                "INSERT INTO revoked (id, until, at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO NOTHING",
+                params![id, until, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revocations(&self, since_ms: i64) -> Result<Vec<Revocation>, StoreError> {
+        let now = now_ms();
+        self.with(move |c| {
+            let mut q = c.prepare_cached(
+                "SELECT id, until, at_ms FROM revoked WHERE at_ms >= ?1 AND until * 1000 > ?2 ORDER BY at_ms",
+            )?;
+            let rows = q.query_map(params![since_ms, now], |r| {
+                Ok(Revocation {
+                    id: r.get(0)?,
+                    until: r.get(1)?,
+                    at_ms: r.get(2)?,
+                })
+            })?;
+            rows.collect()
         })
         .await
     }

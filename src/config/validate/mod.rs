@@ -1,0 +1,422 @@
+//! File types -> runtime types, one file per area (providers check their own settings under
+//! `config::providers`). Collects every problem instead of stopping at the first.
+
+mod routes;
+mod server;
+mod session;
+mod store;
+
+use super::duration;
+use super::file::*;
+use super::*;
+use crate::routing::Route;
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Where secrets come from: environment variables (by name) and files (by path).
+pub struct Secrets {
+    env: Lookup,
+}
+
+impl Secrets {
+    pub fn from_process() -> Self {
+        Secrets {
+            env: Box::new(|k| std::env::var(k).ok()),
+        }
+    }
+
+    /// For tests and the demo: a fixed map instead of the process environment.
+    pub fn from_map(map: HashMap<String, String>) -> Self {
+        Secrets {
+            env: Box::new(move |k| map.get(k).cloned()),
+        }
+    }
+
+    fn env(&self, name: &str) -> Option<String> {
+        (self.env)(name)
+    }
+}
+
+pub(in crate::config) struct Ctx<'a> {
+    problems: Vec<Problem>,
+    /// Valid, but probably not meant: printed by `check`, logged at start; never refuse.
+    warnings: Vec<Problem>,
+    secrets: &'a Secrets,
+}
+
+impl Ctx<'_> {
+    pub(in crate::config) fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    pub(in crate::config) fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    pub(in crate::config) fn duration(
+        &mut self,
+        path: &str,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Duration {
+        match value {
+            None => default,
+            Some(v) => match duration::parse(v) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.err(path, e);
+                    default
+                }
+            },
+        }
+    }
+
+    /// A secret named either by `<base>_env` or `<base>_file`; exactly one must be set.
+    pub(in crate::config) fn secret(
+        &mut self,
+        path: &str,
+        base: &str,
+        env: Option<&str>,
+        file: Option<&str>,
+        required: bool,
+    ) -> Option<String> {
+        match (env, file) {
+            (Some(_), Some(_)) => {
+                self.err(
+                    format!("{path}.{base}_env"),
+                    format!("set either {base}_env or {base}_file, not both"),
+                );
+                None
+            }
+            (Some(var), None) => match self.secrets.env(var) {
+                Some(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                _ => {
+                    self.err(
+                        format!("{path}.{base}_env"),
+                        format!("environment variable {var} is not set"),
+                    );
+                    None
+                }
+            },
+            (None, Some(f)) => match std::fs::read_to_string(f) {
+                Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                Ok(_) => {
+                    self.err(format!("{path}.{base}_file"), format!("{f} is empty"));
+                    None
+                }
+                Err(e) => {
+                    self.err(
+                        format!("{path}.{base}_file"),
+                        format!("cannot read {f}: {e}"),
+                    );
+                    None
+                }
+            },
+            (None, None) => {
+                if required {
+                    self.err(
+                        path,
+                        format!(
+                            "missing {base}_env or {base}_file (secrets never live in the YAML)"
+                        ),
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    pub(in crate::config) fn url(
+        &mut self,
+        path: &str,
+        value: Option<&str>,
+        default: &str,
+    ) -> String {
+        let v = value.unwrap_or(default).trim_end_matches('/').to_string();
+        if !(v.starts_with("https://") || v.starts_with("http://")) || v.len() < 10 {
+            self.err(path, format!("`{v}` is not an http(s) URL"));
+        }
+        v
+    }
+}
+
+fn socket_addr(ctx: &mut Ctx, path: &str, value: &str) -> Option<SocketAddr> {
+    if let Ok(a) = value.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    match value.to_socket_addrs().map(|mut it| it.next()) {
+        Ok(Some(a)) => Some(a),
+        _ => {
+            ctx.err(
+                path,
+                format!("`{value}` is not an address (write host:port, e.g. 127.0.0.1:8080)"),
+            );
+            None
+        }
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Parse and validate YAML text into a runtime config. An unknown key is reported with its
+/// location and then set aside, so that the problems behind it are reported in the same run.
+pub fn from_yaml_str(text: &str, secrets: &Secrets) -> Result<RuntimeConfig, ConfigError> {
+    let problem = |e: serde_yaml::Error| Problem {
+        path: String::new(),
+        message: e.to_string(),
+    };
+    let mut unknown = Vec::new();
+    let file: FileConfig = match serde_yaml::from_str(text) {
+        Ok(f) => f,
+        Err(first) => {
+            // Only unknown keys are set aside; any other shape error stands alone.
+            let mut value: serde_yaml::Value =
+                serde_yaml::from_str(text).map_err(|e| ConfigError::Invalid(vec![problem(e)]))?;
+            let mut err = first;
+            loop {
+                let Some((path, key)) = unknown_key(&err.to_string()) else {
+                    unknown.push(problem(err));
+                    return Err(ConfigError::Invalid(unknown));
+                };
+                if unknown.len() >= 100 || !remove_key(&mut value, &path, &key) {
+                    unknown.push(problem(err));
+                    return Err(ConfigError::Invalid(unknown));
+                }
+                unknown.push(problem(err));
+                // Re-read without it: later errors name their key path; their line numbers
+                // would be the rewritten text's, so they are left out.
+                let rest = serde_yaml::to_string(&value).unwrap_or_default();
+                match serde_yaml::from_str::<FileConfig>(&rest) {
+                    Ok(f) => break f,
+                    Err(e) => {
+                        if unknown_key(&e.to_string()).is_none() {
+                            unknown.push(Problem {
+                                path: String::new(),
+                                message: without_location(&e.to_string()),
+                            });
+                            return Err(ConfigError::Invalid(unknown));
+                        }
+                        err = e;
+                    }
+                }
+            }
+        }
+    };
+    let mut ctx = Ctx {
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        secrets,
+    };
+    let cfg = build(&mut ctx, file);
+    match cfg {
+        Some(cfg) if ctx.problems.is_empty() && unknown.is_empty() => Ok(cfg),
+        _ => {
+            unknown.append(&mut ctx.problems);
+            Err(ConfigError::Invalid(unknown))
+        }
+    }
+}
+
+/// `(key path, key)` of serde_yaml's "unknown field" error: `routes[0].require: unknown field
+/// `min_agee`, expected ...` (no path before the colon: the top level).
+fn unknown_key(message: &str) -> Option<(String, String)> {
+    let i = message.find("unknown field `")?;
+    let key = message[i + 15..].split('`').next()?.to_string();
+    let path = message[..i].trim_end().trim_end_matches(':').to_string();
+    Some((path, key))
+}
+
+/// `message` without serde_yaml's trailing ` at line L column C`.
+fn without_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// Remove `key` from the mapping at `path` (`a.b[2].c`); false when there is no such key.
+fn remove_key(root: &mut serde_yaml::Value, path: &str, key: &str) -> bool {
+    let mut node = root;
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (name, indices) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !name.is_empty() {
+            match node.get_mut(name) {
+                Some(n) => node = n,
+                None => return false,
+            }
+        }
+        for idx in indices.split(['[', ']']).filter(|s| !s.is_empty()) {
+            match idx.parse::<usize>().ok().and_then(|i| node.get_mut(i)) {
+                Some(n) => node = n,
+                None => return false,
+            }
+        }
+    }
+    node.as_mapping_mut().and_then(|m| m.remove(key)).is_some()
+}
+
+fn header(ctx: &mut Ctx, prefix: &str, suffix: &str) -> HeaderName {
+    HeaderName::from_bytes(format!("{prefix}{suffix}").as_bytes()).unwrap_or_else(|_| {
+        ctx.err(
+            "identity_headers.prefix",
+            format!("`{prefix}` does not make valid header names"),
+        );
+        HeaderName::from_static("x-verified-invalid")
+    })
+}
+
+fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
+    let listen = socket_addr(ctx, "listen", &f.listen);
+    let admin_listen = f
+        .admin_listen
+        .as_deref()
+        .and_then(|a| socket_addr(ctx, "admin_listen", a))
+        .map(|addr| Listen { addr });
+
+    let upstream = server::upstream(ctx, &f.upstream);
+
+    // flow prefix
+    let flow_prefix = f.flow_prefix.unwrap_or_else(|| "/.verigate".into());
+    if !flow_prefix.starts_with('/')
+        || flow_prefix.len() < 2
+        || flow_prefix.ends_with('/')
+        || flow_prefix.contains(['?', '#', '%', ' '])
+        || flow_prefix.contains("//")
+    {
+        ctx.err(
+            "flow_prefix",
+            format!("`{flow_prefix}` must be a path like /.verigate (leading /, no trailing /)"),
+        );
+    }
+    let public_url = f
+        .public_url
+        .as_deref()
+        .map(|u| ctx.url("public_url", Some(u), u));
+
+    let timezone: Tz = match f.timezone.as_deref().unwrap_or("Asia/Seoul").parse() {
+        Ok(tz) => tz,
+        Err(_) => {
+            ctx.err(
+                "timezone",
+                format!(
+                    "`{}` is not an IANA time zone (e.g. Asia/Seoul)",
+                    f.timezone.as_deref().unwrap_or_default()
+                ),
+            );
+            chrono_tz::Asia::Seoul
+        }
+    };
+    let threads = match f.threads {
+        Some(0) => {
+            ctx.err("threads", "must be at least 1");
+            1
+        }
+        Some(n) => n,
+        None => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    };
+
+    let tuning = server::tuning(ctx, f.tuning.as_ref());
+    let clients = server::clients(ctx, f.clients.as_ref());
+    let session = session::session(ctx, &f.session);
+    let identity = session::identity(ctx, f.identity_headers.as_ref());
+    let assertion = f
+        .identity_headers
+        .as_ref()
+        .and_then(|h| h.assertion.as_ref())
+        .filter(|a| a.enabled)
+        .and_then(|a| session::assertion(ctx, a));
+    let providers = super::providers::validate(ctx, &f.providers, &flow_prefix);
+
+    let store = match &f.store {
+        None => StoreConfig::Sqlite {
+            path: DEFAULT_SQLITE_PATH.into(),
+        },
+        Some(s) => store::store(ctx, s),
+    };
+
+    let mut keep = Forward::default();
+    let mut routes = Vec::new();
+    let mut names = HashSet::new();
+    for (i, r) in f.routes.iter().enumerate() {
+        let name = r.name.clone().unwrap_or_else(|| format!("route{i}"));
+        if !names.insert(name.clone()) {
+            ctx.err(
+                format!("routes[{i}].name"),
+                format!("`{name}` is used by an earlier route"),
+            );
+        }
+        if let Some(route) = routes::route(ctx, i, r, &f.providers) {
+            keep = keep.union(route.forward);
+            routes.push((i, route));
+        }
+    }
+    let (indices, routes): (Vec<usize>, Vec<Route>) = routes.into_iter().unzip();
+    let routes = RouteTable::new(routes);
+    for (later, earlier) in routes.shadowed() {
+        let (Some(li), Some(ei)) = (indices.get(later), indices.get(earlier)) else {
+            continue;
+        };
+        ctx.err(
+            format!("routes[{li}].match"),
+            format!(
+                "route `{}` can never match: route `{}` (routes[{ei}]) above it takes all its requests",
+                routes.routes()[later].name,
+                routes.routes()[earlier].name
+            ),
+        );
+    }
+
+    let session = session?;
+    for (route, i) in routes.routes().iter().zip(&indices) {
+        let max = route.require.as_ref().and_then(|q| q.max_session_age);
+        if let Some(max) = max.filter(|m| *m > session.ttl) {
+            ctx.warn(
+                format!("routes[{i}].require.max_session_age"),
+                format!(
+                    "{}s is longer than session.ttl ({}s): sessions end first, so it never applies",
+                    max.as_secs(),
+                    session.ttl.as_secs()
+                ),
+            );
+        }
+    }
+    Some(RuntimeConfig {
+        listen: Listen { addr: listen? },
+        admin_listen,
+        listen_spec: f.listen.clone(),
+        admin_spec: f.admin_listen.clone(),
+        upstream,
+        flow_prefix,
+        public_url,
+        timezone,
+        threads,
+        tuning,
+        clients,
+        session,
+        identity,
+        assertion,
+        access_log: f.access_log.unwrap_or(true),
+        providers,
+        store,
+        routes,
+        keep_in_session: keep,
+        warnings: std::mem::take(&mut ctx.warnings),
+    })
+}

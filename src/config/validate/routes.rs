@@ -1,0 +1,282 @@
+//! Routes: what each matches, what it requires, what it forwards.
+
+use super::*;
+use crate::identity::ProviderId;
+use crate::routing::{MatchRule, Require};
+
+pub(super) fn route(
+    ctx: &mut Ctx,
+    i: usize,
+    r: &FileRoute,
+    providers: &FileProviders,
+) -> Option<Route> {
+    let at = format!("routes[{i}]");
+    let name = r.name.clone().unwrap_or_else(|| format!("route{i}"));
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        ctx.err(
+            format!("{at}.name"),
+            format!("`{name}` may hold only letters, digits, - and _"),
+        );
+    }
+    let rule = match &r.matcher {
+        None => {
+            ctx.err(
+                format!("{at}.match"),
+                "every route needs a match (path or path_prefix)",
+            );
+            None
+        }
+        Some(m) => matcher(ctx, &format!("{at}.match"), m),
+    };
+    let require = r.require.as_ref().map(|q| require(ctx, &at, q, providers));
+    let mut forward = Forward::default();
+    for (j, field) in r.forward.iter().enumerate() {
+        match field.as_str() {
+            "name" => forward.name = true,
+            "birth" => forward.birth = true,
+            "gender" => forward.gender = true,
+            "phone" => forward.phone = true,
+            other => ctx.err(
+                format!("{at}.forward[{j}]"),
+                format!("unknown field `{other}` (expected name, birth, gender, phone)"),
+            ),
+        }
+    }
+    if forward.any() && r.require.is_none() {
+        ctx.err(
+            format!("{at}.forward"),
+            "forwarding identity fields needs a `require` on the route",
+        );
+    }
+    Some(Route {
+        name,
+        rule: rule?,
+        require: match require {
+            Some(q) => Some(q?),
+            None => None,
+        },
+        forward,
+    })
+}
+
+pub(super) fn matcher(ctx: &mut Ctx, at: &str, m: &FileMatch) -> Option<MatchRule> {
+    let (pattern, exact) = match (&m.path, &m.path_prefix) {
+        (Some(p), None) => (p.clone(), true),
+        (None, Some(p)) => (p.clone(), false),
+        (Some(_), Some(_)) => {
+            ctx.err(at, "set either path or path_prefix, not both");
+            return None;
+        }
+        (None, None) => {
+            ctx.err(at, "needs path or path_prefix");
+            return None;
+        }
+    };
+    let key = if exact { "path" } else { "path_prefix" };
+    if !pattern.starts_with('/') || pattern.contains(['?', '#']) {
+        ctx.err(
+            format!("{at}.{key}"),
+            format!("`{pattern}` must be a path starting with / (no query)"),
+        );
+        return None;
+    }
+    let canonical = match crate::routing::path::normalize(&pattern) {
+        Ok(c) => c.into_owned(),
+        Err(e) => {
+            ctx.err(
+                format!("{at}.{key}"),
+                format!("`{pattern}` is refused in requests ({e}), so no request could match it"),
+            );
+            return None;
+        }
+    };
+    let mut methods = Vec::new();
+    for (j, meth) in m.methods.iter().enumerate() {
+        let up = meth.to_ascii_uppercase();
+        if STANDARD_METHODS.contains(&up.as_str()) {
+            if let Ok(mm) = http::Method::from_bytes(up.as_bytes()) {
+                methods.push(mm);
+            }
+        } else {
+            ctx.err(
+                format!("{at}.methods[{j}]"),
+                format!(
+                    "`{meth}` is not a standard HTTP method ({}); list an extension method under extension_methods",
+                    STANDARD_METHODS.join(", ")
+                ),
+            );
+        }
+    }
+    for (j, meth) in m.extension_methods.iter().enumerate() {
+        let token = is_token(meth) && meth.bytes().all(|b| !b.is_ascii_lowercase());
+        match http::Method::from_bytes(meth.as_bytes()) {
+            Ok(mm) if token && !STANDARD_METHODS.contains(&meth.as_str()) => methods.push(mm),
+            _ => ctx.err(
+                format!("{at}.extension_methods[{j}]"),
+                format!(
+                    "`{meth}` must be a method token in capitals that is not a standard method"
+                ),
+            ),
+        }
+    }
+    let fall_through = match m.other_methods.as_deref() {
+        None | Some("refuse") => false,
+        Some("next_route") => true,
+        Some(other) => {
+            ctx.err(
+                format!("{at}.other_methods"),
+                format!("`{other}` is not one of refuse, next_route"),
+            );
+            false
+        }
+    };
+    Some(MatchRule::new(
+        &canonical,
+        exact,
+        methods,
+        m.case_sensitive,
+        fall_through,
+    ))
+}
+
+/// The methods of RFC 9110 and PATCH (RFC 5789). CONNECT is left out: verigate refuses it.
+const STANDARD_METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH",
+];
+
+pub(super) fn require(
+    ctx: &mut Ctx,
+    at: &str,
+    q: &FileRequire,
+    providers: &FileProviders,
+) -> Option<Require> {
+    let at = format!("{at}.require");
+    if q.providers.is_empty() {
+        ctx.err(
+            format!("{at}.providers"),
+            "list the providers this route accepts (e.g. [iamport])",
+        );
+    }
+    let mut ids = Vec::new();
+    for (j, p) in q.providers.iter().enumerate() {
+        match ProviderId::parse(p) {
+            None => ctx.err(
+                format!("{at}.providers[{j}]"),
+                format!(
+                    "unknown provider `{p}` (known: {})",
+                    ProviderId::ALL.map(ProviderId::as_str).join(", ")
+                ),
+            ),
+            Some(id) => {
+                // A section with a problem (a missing secret, say) has reported it already.
+                if !providers.declared(id) {
+                    ctx.err(
+                        format!("{at}.providers[{j}]"),
+                        format!("provider `{p}` is not configured under providers.{p}"),
+                    );
+                }
+                ids.push(id);
+            }
+        }
+    }
+    let min_age = match &q.min_age {
+        None => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if n <= 150 => Some(n as u32),
+            _ => {
+                ctx.err(
+                    format!("{at}.min_age"),
+                    format!(
+                        "`{}` is not an age (a whole number from 0 to 150)",
+                        serde_yaml::to_string(v).unwrap_or_default().trim()
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let max_session_age = q
+        .max_session_age
+        .as_deref()
+        .map(|d| ctx.duration(&format!("{at}.max_session_age"), Some(d), Duration::ZERO));
+    if min_age.is_some() && !ids.is_empty() && !ids.iter().any(|p| p.verifies_birth()) {
+        ctx.err(
+            format!("{at}.min_age"),
+            "ifree's birth date is self-asserted (the member's own client writes it): no one could pass; add a provider that verifies birth dates",
+        );
+    }
+    // One account per person holds only within one identity namespace.
+    let per_provider = match q.one_account_scope.as_deref() {
+        None | Some("person") => false,
+        Some("per_provider") => true,
+        Some(other) => {
+            ctx.err(
+                format!("{at}.one_account_scope"),
+                format!("`{other}` is not one of person, per_provider"),
+            );
+            false
+        }
+    };
+    if q.one_account_scope.is_some() && !q.one_account_per_person {
+        ctx.err(
+            format!("{at}.one_account_scope"),
+            "only means something with one_account_per_person: true",
+        );
+    }
+    let mut spaces: Vec<crate::identity::Namespace> = Vec::new();
+    for id in &ids {
+        if !spaces.contains(&id.namespace()) {
+            spaces.push(id.namespace());
+        }
+    }
+    if q.one_account_per_person && spaces.len() > 1 && !per_provider {
+        let kinds: Vec<String> = ids
+            .iter()
+            .map(|p| format!("{} ({})", p.as_str(), p.namespace().as_str()))
+            .collect();
+        ctx.err(
+            format!("{at}.providers"),
+            format!(
+                "one_account_per_person cannot hold across {}: these identities cannot be linked, so one person could sign up once with each; accept providers of one kind, or say one_account_scope: per_provider",
+                kinds.join(", ")
+            ),
+        );
+    }
+    let mut commit_on = crate::routing::CommitOn::default();
+    if let Some(list) = &q.commit_on {
+        commit_on = crate::routing::CommitOn {
+            success: false,
+            redirection: false,
+        };
+        for (j, c) in list.iter().enumerate() {
+            match c.as_str() {
+                "2xx" => commit_on.success = true,
+                "3xx" => commit_on.redirection = true,
+                other => ctx.err(
+                    format!("{at}.commit_on[{j}]"),
+                    format!("`{other}` is not one of 2xx, 3xx"),
+                ),
+            }
+        }
+        if list.is_empty() {
+            ctx.err(format!("{at}.commit_on"), "list 2xx, 3xx or both");
+        }
+        if !q.one_account_per_person {
+            ctx.err(
+                format!("{at}.commit_on"),
+                "only means something with one_account_per_person: true",
+            );
+        }
+    }
+    Some(Require {
+        providers: ids,
+        min_age,
+        one_account_per_person: q.one_account_per_person,
+        commit_on,
+        max_session_age: max_session_age.filter(|d| !d.is_zero()),
+    })
+}

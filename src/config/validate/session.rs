@@ -1,0 +1,155 @@
+//! The session, its cookies and keys, the identity headers and the signed assertion.
+
+use super::*;
+
+pub(super) fn assertion(ctx: &mut Ctx, a: &FileAssertion) -> Option<AssertionConfig> {
+    let at = "identity_headers.assertion";
+    let audience = match a.audience.as_deref().map(str::trim) {
+        Some(aud) if !aud.is_empty() => aud.to_string(),
+        _ => {
+            ctx.err(
+                format!("{at}.audience"),
+                "name the audience the upstream app checks (e.g. my-app)",
+            );
+            String::new()
+        }
+    };
+    let issuer = a.issuer.clone().unwrap_or_else(|| "verigate".into());
+    let ttl = ctx.duration(
+        &format!("{at}.ttl"),
+        a.ttl.as_deref(),
+        Duration::from_secs(60),
+    );
+    if ttl > Duration::from_secs(60) {
+        ctx.err(format!("{at}.ttl"), "assertions live at most 60s");
+    }
+    let pem = ctx.secret(at, "key", a.key_env.as_deref(), a.key_file.as_deref(), true)?;
+    let signer = match crate::assertion::Signer::from_pem(
+        &pem,
+        &issuer,
+        &audience,
+        ttl.as_secs().min(60) as i64,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            let which = if a.key_env.is_some() {
+                "key_env"
+            } else {
+                "key_file"
+            };
+            ctx.err(format!("{at}.{which}"), e.to_string());
+            return None;
+        }
+    };
+    let mut published = vec![signer.public().clone()];
+    for (i, f) in a.previous_key_files.iter().enumerate() {
+        let key = format!("{at}.previous_key_files[{i}]");
+        match std::fs::read_to_string(f) {
+            Err(e) => ctx.err(key, format!("cannot read {f}: {e}")),
+            Ok(text) => match crate::assertion::public_of(&text) {
+                Ok(p) => published.push(p),
+                Err(e) => ctx.err(key, e.to_string()),
+            },
+        }
+    }
+    Some(AssertionConfig {
+        signer: std::sync::Arc::new(signer),
+        published,
+    })
+}
+
+pub(super) fn session(ctx: &mut Ctx, s: &FileSession) -> Option<SessionConfig> {
+    let cookie = s
+        .cookie
+        .clone()
+        .unwrap_or_else(|| "verigate_session".into());
+    if !is_token(&cookie) || cookie.contains(['=', ';', ',']) {
+        ctx.err(
+            "session.cookie",
+            format!("`{cookie}` is not a valid cookie name"),
+        );
+    }
+    let ttl = ctx.duration(
+        "session.ttl",
+        s.ttl.as_deref(),
+        Duration::from_secs(12 * 3600),
+    );
+    let raw = ctx.secret(
+        "session",
+        "keys",
+        s.keys_env.as_deref(),
+        s.keys_file.as_deref(),
+        true,
+    );
+    let keys = match raw {
+        None => None,
+        Some(raw) => match Keyring::from_base64_list(&raw) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                let which = if s.keys_env.is_some() {
+                    "keys_env"
+                } else {
+                    "keys_file"
+                };
+                ctx.err(format!("session.{which}"), e.to_string());
+                None
+            }
+        },
+    };
+    let hash_raw = ctx.secret(
+        "session",
+        "hash_key",
+        s.hash_key_env.as_deref(),
+        s.hash_key_file.as_deref(),
+        false,
+    );
+    let hash_key = match (&hash_raw, &keys) {
+        (Some(raw), _) => match crate::session::decode_key(raw) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                ctx.err("session.hash_key_env", e.to_string());
+                None
+            }
+        },
+        (None, Some(k)) => Some(k.derive_hash_key()),
+        (None, None) => None,
+    };
+    let hash_key = hash_key?;
+    let at_rest =
+        Keyring::new(&[crate::session::derive_key(&hash_key, "verigate/at-rest/v1")]).ok()?;
+    Some(SessionConfig {
+        at_rest,
+        flow_cookie: format!("{cookie}_flow"),
+        cookie,
+        ttl,
+        secure: s.secure.unwrap_or(true),
+        keys: keys?,
+        hash_key,
+    })
+}
+
+pub(super) fn identity(ctx: &mut Ctx, h: Option<&FileIdentityHeaders>) -> IdentityHeaders {
+    let prefix = h
+        .and_then(|h| h.prefix.clone())
+        .unwrap_or_else(|| "X-Verified-".into())
+        .to_ascii_lowercase();
+    if prefix.len() < 3 || !is_token(&prefix) {
+        ctx.err(
+            "identity_headers.prefix",
+            format!("`{prefix}` must be a header-name prefix like X-Verified-"),
+        );
+    }
+    let folded = prefix.replace('_', "-");
+    IdentityHeaders {
+        assertion: header(ctx, &folded, "assertion"),
+        unique_in_site: header(ctx, &folded, "unique-in-site"),
+        age_ok: header(ctx, &folded, "age-ok"),
+        provider: header(ctx, &folded, "provider"),
+        verified_at: header(ctx, &folded, "at"),
+        name: header(ctx, &folded, "name"),
+        birth: header(ctx, &folded, "birth"),
+        gender: header(ctx, &folded, "gender"),
+        phone: header(ctx, &folded, "phone"),
+        prefix: folded,
+    }
+}

@@ -1,0 +1,50 @@
+//! The one interface every provider's flow offers: the flow endpoints, the choice page, the
+//! gate and reload reach a provider only through it, so none of them names a provider.
+//! Implemented under `flow/`, one file per provider; built by `flow::registry`.
+
+use crate::answers::Reply;
+use crate::config::Providers;
+use crate::identity::ProviderId;
+use crate::live::Live;
+use crate::store::Store;
+use async_trait::async_trait;
+use pingora::proxy::Session;
+
+#[async_trait]
+pub trait ProviderFlow: Send + Sync {
+    fn id(&self) -> ProviderId;
+
+    /// Whether this flow was built from exactly these settings: a reload then keeps it (and
+    /// its client's cached token).
+    fn built_from(&self, providers: &Providers) -> bool;
+
+    /// A normalised path outside the flow prefix where the provider's own servers post
+    /// (ifree's registration callback); never a gated route.
+    fn callback_path(&self) -> Option<&str> {
+        None
+    }
+
+    /// Answer a post to [`ProviderFlow::callback_path`].
+    async fn callback(
+        &self,
+        _live: &Live,
+        _store: &dyn Store,
+        _session: &mut Session,
+    ) -> pingora::Result<Reply> {
+        Ok(Reply::problem(
+            &crate::answers::Problem::new(crate::answers::Refusal::NoRoute),
+            false,
+        ))
+    }
+
+    /// Answer `{flow_prefix}/{id}/{endpoint}` (`endpoint` without a slash: `start`,
+    /// `return`, ...), or None when this provider has no such endpoint for `method`.
+    async fn endpoint(
+        &self,
+        live: &Live,
+        store: &dyn Store,
+        session: &mut Session,
+        method: &http::Method,
+        endpoint: &str,
+    ) -> Option<pingora::Result<Reply>>;
+}
