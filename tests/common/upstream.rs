@@ -1,16 +1,47 @@
-//! The upstream apps behind the proxy under test: the echo app (what reached it, as JSON) and
-//! a raw-socket app that keeps request heads byte for byte.
+//! The upstream app behind the proxy under test: the echo app (what reached it, as JSON), a
+//! raw-socket app that keeps request heads byte for byte, the demo shop, or an app of the
+//! test's own.
 
-use super::loopback;
+use super::{loopback, spawn_router};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
-use axum::Json;
+use axum::routing::any;
+use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// Which app the proxy forwards to.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Upstream {
+    /// Answers every request with what reached it as JSON (`Env::last_upstream`, `Env::hits`);
+    /// 201 to a POST, 200 otherwise.
+    #[default]
+    Echo,
+    /// Keeps each request head as it arrived on the wire (`Env::last_head`).
+    Raw,
+    /// verigate's demo shop (browser tests).
+    DemoShop,
+    /// An app server of the test's own, already listening.
+    At(SocketAddr),
+}
+
+impl Upstream {
+    /// Start the app (unless it runs already); what reaches the echo and raw apps goes to `e`.
+    pub async fn spawn(self, e: &Arc<Echo>) -> SocketAddr {
+        match self {
+            Upstream::Echo => {
+                spawn_router(Router::new().fallback(any(echo)).with_state(e.clone())).await
+            }
+            Upstream::Raw => spawn_raw_upstream(e.clone()).await,
+            Upstream::DemoShop => spawn_router(verigate::sandbox::demo_app::router()).await,
+            Upstream::At(addr) => addr,
+        }
+    }
+}
 
 /// What reached the upstream app.
 #[derive(Default)]
@@ -82,7 +113,7 @@ pub fn content_length(head: &str) -> usize {
 /// An upstream that keeps each request head byte for byte (header names as spelled on the
 /// wire, which an HTTP library would lower-case) and answers 200 with an empty body.
 /// Bodies are not expected: requests with one are answered and the connection closed.
-pub(super) async fn spawn_raw_upstream(e: Arc<Echo>) -> SocketAddr {
+async fn spawn_raw_upstream(e: Arc<Echo>) -> SocketAddr {
     use tokio::io::AsyncWriteExt;
     let l = tokio::net::TcpListener::bind(loopback()).await.unwrap();
     let a = l.local_addr().unwrap();
@@ -115,7 +146,7 @@ pub(super) async fn spawn_raw_upstream(e: Arc<Echo>) -> SocketAddr {
     a
 }
 
-pub(super) async fn echo(
+async fn echo(
     State(e): State<Arc<Echo>>,
     method: Method,
     uri: Uri,
