@@ -268,24 +268,15 @@ impl Driver {
     }
 }
 
-/// The demo shop behind verigate, with `/whoami` gated on `providers` (YAML list items).
-async fn whoami_env(providers: &str) -> Env {
-    let routes = format!(
-        r#"
-routes:
-  - name: whoami
-    match: {{ path: /whoami }}
-    require: {{ providers: [{providers}] }}
-  - name: everything-else
-    match: {{ path_prefix: / }}
-"#
-    );
-    Env::with(Setup {
-        demo_app: true,
-        routes,
-        ..Setup::default()
-    })
-    .await
+/// The demo shop behind verigate, with `/whoami` gated on `providers` (only those configured).
+async fn whoami_env(providers: &[Provider]) -> Env {
+    let mut proxy = Proxy::new()
+        .route(Route::path("/whoami").providers(providers.iter().map(Provider::id)))
+        .route(Route::prefix("/"));
+    for p in providers {
+        proxy = proxy.provider(p.clone());
+    }
+    Env::with(Setup::new(proxy).upstream(Upstream::DemoShop)).await
 }
 
 async fn fill_sandbox_form(d: &Driver, name: &str, birth: &str) {
@@ -301,11 +292,7 @@ async fn a_person_signs_up_through_the_pages_redirect_mode() {
     let Some(d) = Driver::start().await else {
         return;
     };
-    let env = Env::with(Setup {
-        demo_app: true,
-        ..Setup::default()
-    })
-    .await;
+    let env = Env::with(Setup::default().upstream(Upstream::DemoShop)).await;
     d.go(&env.url("/signup")).await;
     // The choice page, then the start page whose script opens the sandbox window.
     d.click("a[data-provider=iamport]").await;
@@ -345,12 +332,8 @@ async fn a_minor_is_refused_and_popup_mode_works() {
     let Some(d) = Driver::start().await else {
         return;
     };
-    let env = Env::with(Setup {
-        demo_app: true,
-        iamport_extra: "popup: true".into(),
-        ..Setup::default()
-    })
-    .await;
+    let proxy = Proxy::shop().provider(Provider::iamport().popup(true));
+    let env = Env::with(Setup::new(proxy).upstream(Upstream::DemoShop)).await;
     d.go(&env.url("/checkout")).await;
     d.click("a[data-provider=iamport]").await;
     let main = d.windows().await[0].clone();
@@ -381,7 +364,7 @@ async fn a_foreign_visitor_and_an_ifree_member_use_the_pages() {
     let Some(d) = Driver::start().await else {
         return;
     };
-    let env = whoami_env("iamport, tomo, ifree").await;
+    let env = whoami_env(&[Provider::iamport(), Provider::tomo(), Provider::ifree()]).await;
     // TomoIDV: the choice page, the redirect to the TomoIDV window, and back.
     d.go(&env.url("/whoami")).await;
     d.click("a[data-provider=tomo]").await;
@@ -445,7 +428,7 @@ async fn a_person_verifies_with_portone_through_the_page() {
     let Some(d) = Driver::start().await else {
         return;
     };
-    let env = whoami_env("portone").await;
+    let env = whoami_env(&[Provider::portone()]).await;
     d.go(&env.url("/whoami")).await;
     d.click("a[data-provider=portone]").await;
     d.click("#verigate-start").await;

@@ -17,31 +17,30 @@
 mod common;
 
 use common::apps::{self, AppServer, Stack};
-use common::{Env, Person, Setup};
+use common::{Env, Person, Provider, Proxy, Route, Setup, Upstream};
 use std::io::Write;
 
 /// The route table, written as each app routes: Flask and Express route `/signup` exactly,
 /// the JDK's `createContext("/signup")` is a string prefix (so is `/checkout` everywhere).
-fn routes(stack: Stack) -> String {
+fn routes(stack: Stack) -> [Route; 3] {
     let signup = match stack {
-        Stack::Jdk => "path_prefix: /signup",
-        _ => "path: /signup",
+        Stack::Jdk => Route::prefix("/signup"),
+        _ => Route::path("/signup"),
     };
-    format!(
-        r#"
-routes:
-  - name: signup
-    match: {{ {signup}, methods: [GET, POST] }}
-    require: {{ providers: [iamport], min_age: 19, one_account_per_person: true }}
-    forward: [birth]
-  - name: checkout
-    match: {{ path_prefix: /checkout }}
-    require: {{ providers: [iamport], min_age: 19, max_session_age: 10m }}
-    forward: [gender]
-  - name: everything-else
-    match: {{ path_prefix: / }}
-"#
-    )
+    [
+        signup
+            .methods(["GET", "POST"])
+            .providers(["iamport"])
+            .min_age(19)
+            .one_account()
+            .forward(["birth"]),
+        Route::prefix("/checkout")
+            .providers(["iamport"])
+            .min_age(19)
+            .max_session_age("10m")
+            .forward(["gender"]),
+        Route::prefix("/"),
+    ]
 }
 
 /// Path spellings aimed at the gated handlers (and a few that must stay open).
@@ -228,12 +227,10 @@ async fn run(stack: Stack) {
             return;
         }
     };
-    let env = Env::with(Setup {
-        routes: routes(stack),
-        upstream_addr: Some(app.addr),
-        ..Default::default()
-    })
-    .await;
+    let proxy = Proxy::new()
+        .provider(Provider::iamport())
+        .routes(routes(stack));
+    let env = Env::with(Setup::new(proxy).upstream(Upstream::At(app.addr))).await;
     // A verified adult (for the session runs), born 2000-01-01.
     let mut b = env.browser();
     let r = b

@@ -346,11 +346,7 @@ async fn birthday_boundary_in_seoul() {
     } else {
         (chrono_tz::Etc::GMTPlus12, "Etc/GMT+12")
     };
-    let other = Env::with(Setup {
-        top: format!("timezone: {name}"),
-        ..Setup::default()
-    })
-    .await;
+    let other = Env::with(Proxy::shop().timezone(name)).await;
     let there = settled_today(zone).await;
     assert_ne!(there, utc_today, "{name}'s date differs from UTC's now");
     nineteen_today_not_tomorrow(&other, there).await;
@@ -423,11 +419,7 @@ async fn concurrent_signups_of_one_person_reach_the_app_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_session_age_sends_back_to_verify() {
-    let env = Env::with(Setup {
-        iamport_extra: "max_result_age: 1h".into(),
-        ..Setup::default()
-    })
-    .await;
+    let env = Env::with(Proxy::shop().provider(Provider::iamport().max_result_age("1h"))).await;
     let mut b = env.browser();
     let p = Person {
         certified_ago: 20 * 60,
@@ -454,11 +446,7 @@ async fn token_is_fetched_once_under_concurrency() {
         return;
     }
     // 1,000 completions at once queue behind one getToken: give the provider time.
-    let env = Env::with(Setup {
-        iamport_extra: "timeout: 20s".into(),
-        ..Setup::default()
-    })
-    .await;
+    let env = Env::with(Proxy::shop().provider(Provider::iamport().timeout("20s"))).await;
     let mut pending = Vec::new();
     // 1,000 completions at once, one getToken.
     for i in 0..1000 {

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
-use common::{spawn_router, Env, Person, Setup};
+use common::{spawn_router, Env, Person, Provider, Proxy, Route, Setup, Upstream};
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -48,26 +48,31 @@ async fn legacy_app(hits: Arc<AtomicUsize>) -> std::net::SocketAddr {
     spawn_router(r).await
 }
 
-const ROUTES: &str = r#"
-routes:
-  - name: signup-prg
-    match: { path: /signup-prg, methods: [GET, POST] }
-    require: { providers: [iamport], one_account_per_person: true }
-  - name: signup-invalid
-    match: { path: /signup-invalid, methods: [POST] }
-    require: { providers: [iamport], one_account_per_person: true }
-  - name: rest
-    match: { path_prefix: / }
-"#;
+/// Iamport, `routes` and an open rest, in front of `app`.
+async fn env_with(app: std::net::SocketAddr, routes: impl IntoIterator<Item = Route>) -> Env {
+    let proxy = Proxy::new()
+        .provider(Provider::iamport())
+        .routes(routes)
+        .route(Route::prefix("/").name("rest"));
+    Env::with(Setup::new(proxy).upstream(Upstream::At(app))).await
+}
 
 async fn env_with_app() -> (Env, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let app = legacy_app(hits.clone()).await;
-    let env = Env::with(Setup {
-        routes: ROUTES.into(),
-        upstream_addr: Some(app),
-        ..Default::default()
-    })
+    let env = env_with(
+        app,
+        [
+            Route::path("/signup-prg")
+                .methods(["GET", "POST"])
+                .providers(["iamport"])
+                .one_account(),
+            Route::path("/signup-invalid")
+                .methods(["POST"])
+                .providers(["iamport"])
+                .one_account(),
+        ],
+    )
     .await;
     (env, hits)
 }
@@ -145,19 +150,15 @@ async fn commit_on_2xx_lets_a_redirected_signup_go_uncounted() {
     // may sign up again (the merchant asked for exactly that).
     let hits = Arc::new(AtomicUsize::new(0));
     let app = legacy_app(hits.clone()).await;
-    let env = Env::with(Setup {
-        routes: r#"
-routes:
-  - name: strict
-    match: { path: /signup-prg, methods: [POST] }
-    require: { providers: [iamport], one_account_per_person: true, commit_on: [2xx] }
-  - name: rest
-    match: { path_prefix: / }
-"#
-        .into(),
-        upstream_addr: Some(app),
-        ..Default::default()
-    })
+    let env = env_with(
+        app,
+        [Route::path("/signup-prg")
+            .name("strict")
+            .methods(["POST"])
+            .providers(["iamport"])
+            .one_account()
+            .commit_on(["2xx"])],
+    )
     .await;
     let mut b = signed_in(&env, &Person::named("이차")).await;
     for n in 1..=2 {
@@ -265,22 +266,15 @@ async fn raw_app(hits: Arc<AtomicUsize>) -> std::net::SocketAddr {
 async fn raw_env() -> (Env, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let app = raw_app(hits.clone()).await;
-    let env = Env::with(Setup {
-        routes: r#"
-routes:
-  - name: signup
-    match: { path: /signup, methods: [POST] }
-    require: { providers: [iamport], one_account_per_person: true }
-  - name: signup-hang
-    match: { path: /signup-hang, methods: [POST] }
-    require: { providers: [iamport], one_account_per_person: true }
-  - name: rest
-    match: { path_prefix: / }
-"#
-        .into(),
-        upstream_addr: Some(app),
-        ..Default::default()
-    })
+    let env = env_with(
+        app,
+        ["/signup", "/signup-hang"].map(|p| {
+            Route::path(p)
+                .methods(["POST"])
+                .providers(["iamport"])
+                .one_account()
+        }),
+    )
     .await;
     (env, hits)
 }

@@ -8,30 +8,27 @@ use base64::Engine;
 use common::*;
 use serde_json::{json, Value};
 
-const ROUTES: &str = r#"
-routes:
-  - name: adult
-    match: { path_prefix: /adult }
-    require: { providers: [iamport, ifree], min_age: 19 }
-  - name: member
-    match: { path_prefix: /member }
-    require: { providers: [ifree] }
-  - name: everything-else
-    match: { path_prefix: / }
-"#;
+/// ifree alone: members' pages on ifree, the rest open.
+fn ifree() -> Proxy {
+    Proxy::new()
+        .provider(Provider::ifree())
+        .route(Route::prefix("/member").providers(["ifree"]))
+        .route(Route::prefix("/"))
+}
 
-async fn env_with(store: &str, sandbox: Option<std::net::SocketAddr>) -> Env {
-    Env::with(Setup {
-        routes: ROUTES.into(),
-        store: store.into(),
-        iamport_base: sandbox.map(|s| format!("http://{s}/iamport")),
-        ..Setup::default()
-    })
-    .await
+/// With an adult area too. A min_age route may take ifree (whose birth date is
+/// self-asserted) only beside a provider that verifies birth dates: Iamport here.
+fn with_adult_area() -> Proxy {
+    ifree().provider(Provider::iamport()).route_before(
+        "member",
+        Route::prefix("/adult")
+            .providers(["iamport", "ifree"])
+            .min_age(19),
+    )
 }
 
 async fn env() -> Env {
-    env_with("store: { kind: memory }", None).await
+    Env::with(ifree()).await
 }
 
 fn callback_url(env: &Env) -> String {
@@ -156,7 +153,7 @@ async fn post_callback(env: &Env, body: Value) -> reqwest::Response {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_life_cycle_end_to_end() {
-    let env = env().await;
+    let env = Env::with(with_adult_area()).await;
     let ptn_cd = register(&env, "246810", None, None).await;
     let mut b = env.browser();
     let r = login_redirect(&env, &mut b, "/member/home", &ptn_cd).await;
@@ -257,7 +254,7 @@ async fn login_is_bound_to_the_flow_this_browser_started() {
 async fn ubifill_birth_never_satisfies_min_age() {
     // ubifill is written by the member's own client: a birth date in it is self-asserted, so
     // a min_age route refuses the member with age_unknown, whatever the date says.
-    let env = env().await;
+    let env = Env::with(with_adult_area()).await;
     let ptn_cd = register(&env, "1111", None, Some(json!({"name": "박지수", "phone": "01055556666", "email": "a@b.c", "birth": "19800101"}))).await;
     let mut b = env.browser();
     assert_eq!(
@@ -285,7 +282,7 @@ async fn wrong_passcode_unknown_member_replay_and_expiry() {
     assert!(!b.jar.contains_key("vg"));
 
     // A member registered with another site (another verigate, same ifree) is unknown here.
-    let other = env_with("store: { kind: memory }", Some(env.sandbox)).await;
+    let other = Env::with(ifree().provider(Provider::ifree().on_sandbox(env.sandbox))).await;
     let stranger = env
         .ifree
         .register_member(&callback_url(&other), "999999", None, None)
@@ -342,16 +339,18 @@ async fn wrong_passcode_unknown_member_replay_and_expiry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_between_registration_and_login_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = format!(
-        "store: {{ kind: sqlite, path: {} }}",
-        dir.path().join("m.db").display()
-    );
-    let first = env_with(&store, None).await;
+    let store = Storage::sqlite(dir.path().join("m.db"));
+    let first = Env::with(ifree().store(store.clone())).await;
     let ptn_cd = register(&first, "135790", None, None).await;
     let sandbox = first.sandbox;
     let token = first.ifree.issue_ptn_token(&ptn_cd);
     drop(first);
-    let second = env_with(&store, Some(sandbox)).await;
+    let second = Env::with(
+        ifree()
+            .store(store)
+            .provider(Provider::ifree().on_sandbox(sandbox)),
+    )
+    .await;
     let mut b = second.browser();
     let r = login_post(&mut b, &token).await;
     assert_eq!(
@@ -623,30 +622,24 @@ async fn sandbox_api_shapes() {
 /// `9403` before its body is read, and stores nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_from_a_source_not_allowed_is_9403() {
-    let env = Env::with(Setup {
-        routes: ROUTES.into(),
-        reloadable: true,
-        ..Setup::default()
-    })
-    .await;
-    let path = env.config_path.clone().unwrap();
-    let original = std::fs::read_to_string(&path).unwrap();
-    assert!(original.contains("    store_ubifill: true\n"));
-    let allow = |ips: &'static str| {
-        let (env, path, original) = (&env, &path, &original);
+    let env = Env::with(ifree().reloadable()).await;
+    // As started, the file lets callbacks come from anywhere.
+    let original: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(env.config_path.as_ref().unwrap()).unwrap())
+            .unwrap();
+    assert!(
+        original["providers"]["ifree"].is_object()
+            && original["providers"]["ifree"]
+                .get("callback_allow_ips")
+                .is_none(),
+        "{original}"
+    );
+    let allow = |ips: &'static [&'static str]| {
+        let env = &env;
         async move {
-            let text = original.replace(
-                "    store_ubifill: true\n",
-                &format!("    store_ubifill: true\n    callback_allow_ips: [{ips}]\n"),
-            );
-            std::fs::write(path, text).unwrap();
-            let r = env
-                .client
-                .post(format!("http://{}/reload", env.admin))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+            env.write_config(&ifree().provider(Provider::ifree().callback_allow_ips(ips)));
+            let (status, body) = env.reload().await;
+            assert_eq!(status, 200, "{body}");
         }
     };
     let (sk, public) = rsa_keypair();
@@ -658,7 +651,7 @@ async fn callback_from_a_source_not_allowed_is_9403() {
     };
 
     // Only ifree's (documentation) address may call; this test calls from 127.0.0.1.
-    allow("203.0.113.10").await;
+    allow(&["203.0.113.10"]).await;
     for body in [
         exchange.clone(),
         registration("0123456789abcdefghijklmnopqrstuv"),
@@ -680,7 +673,7 @@ async fn callback_from_a_source_not_allowed_is_9403() {
     assert!(e.contains("9403"), "{e}");
 
     // Once loopback is allowed, the refused key exchange turns out to have stored nothing.
-    allow("203.0.113.10, 127.0.0.1").await;
+    allow(&["203.0.113.10", "127.0.0.1"]).await;
     let v: Value = post_callback(&env, registration("0123456789abcdefghijklmnopqrstuv"))
         .await
         .json()
@@ -758,11 +751,7 @@ async fn failing_redis() -> std::net::SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_with_the_store_failing_is_9500() {
     let redis = failing_redis().await;
-    let env = env_with(
-        &format!("store: {{ kind: redis, url: \"redis://{redis}\" }}"),
-        None,
-    )
-    .await;
+    let env = Env::with(ifree().store(Storage::redis(&format!("redis://{redis}")))).await;
     let (_sk, public) = rsa_keypair();
     let key = "0123456789abcdefghijklmnopqrstuv";
     for body in [

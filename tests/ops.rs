@@ -4,15 +4,22 @@
 mod common;
 use common::*;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-const ASSERTION: &str = r#"
-identity_headers:
-  prefix: X-Verified-
-  assertion: { enabled: true, key_env: VG_ASSERT, audience: shop-app, issuer: verigate-test }
-"#;
+/// `identity_headers` with the signed assertion, its key in the secret `key_env`.
+fn assertion(key_env: &str) -> Value {
+    json!({
+        "prefix": "X-Verified-",
+        "assertion": { "enabled": true, "key_env": key_env, "audience": "shop-app", "issuer": "verigate-test" },
+    })
+}
+
+/// The route a reload adds to the shop's: `/open` gated on Iamport.
+fn vip() -> Route {
+    Route::prefix("/open").name("vip").providers(["iamport"])
+}
 
 fn metric(m: &str, line: &str) -> f64 {
     m.lines()
@@ -54,12 +61,10 @@ fn verify(token: &str, jwks: &Value, audience: &str) -> Result<Value, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assertion_verifies_against_published_jwks() {
-    let env = Env::with(Setup {
-        top: ASSERTION.into(),
-        reloadable: true,
-        ..Setup::default()
-    })
-    .await;
+    let proxy = Proxy::shop()
+        .set("identity_headers", assertion("VG_ASSERT"))
+        .reloadable();
+    let env = Env::with(proxy.clone()).await;
     let mut b = env.browser();
     b.verify_redirect(env.sandbox, "/adult", &Person::adult())
         .await;
@@ -106,18 +111,9 @@ async fn assertion_verifies_against_published_jwks() {
     assert!(env.last_upstream()["headers"]["x-verified-assertion"].is_null());
 
     // Rotation by reload: the new key signs; the old one stays published for the old tokens.
-    let path = env.config_path.clone().unwrap();
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("key_env: VG_ASSERT,", "key_env: VG_ASSERT2,");
-    std::fs::write(&path, text).unwrap();
-    let r = env
-        .client
-        .post(format!("http://{}/reload", env.admin))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    env.write_config(&proxy.set("identity_headers", assertion("VG_ASSERT2")));
+    let (status, body) = env.reload().await;
+    assert_eq!(status, 200, "{body}");
     let keys2 = jwks(&env).await;
     assert_eq!(keys2["keys"].as_array().unwrap().len(), 2);
     verify(&token, &keys2, "shop-app").expect("old token still verifies during rotation");
@@ -139,22 +135,8 @@ async fn reload_swaps_config_and_refuses_bad_ones() {
     if !skip::alone("reload_swaps_config_and_refuses_bad_ones") {
         return;
     }
-    let env = Env::with(Setup {
-        reloadable: true,
-        ..Setup::default()
-    })
-    .await;
-    let path = env.config_path.clone().unwrap();
-    let original = std::fs::read_to_string(&path).unwrap();
-    let reload = || async {
-        let r = env
-            .client
-            .post(format!("http://{}/reload", env.admin))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    };
+    let original = Proxy::shop().reloadable();
+    let env = Env::with(original.clone()).await;
     let (ok, failed) = (
         "verigate_config_reloads_total{result=\"success\"}",
         "verigate_config_reloads_total{result=\"failure\"}",
@@ -179,12 +161,9 @@ async fn reload_swaps_config_and_refuses_bad_ones() {
         200
     );
     // Gate a new prefix.
-    let gated = original.replace(
-        "  - name: everything-else",
-        "  - name: vip\n    match: { path_prefix: /open }\n    require: { providers: [iamport] }\n  - name: everything-else",
-    );
-    std::fs::write(&path, &gated).unwrap();
-    assert_eq!(reload().await, (200, "ok\n".into()));
+    let gated = original.clone().route_before("everything-else", vip());
+    env.write_config(&gated);
+    assert_eq!(env.reload().await, (200, "ok\n".into()));
     assert_eq!(
         env.client
             .get(env.url("/open/x"))
@@ -196,12 +175,14 @@ async fn reload_swaps_config_and_refuses_bad_ones() {
     );
     assert_eq!(reloads(&env.metrics().await), (1.0, 0.0, 1.0));
 
-    // A broken config is refused with every problem; the previous one keeps serving.
-    let broken = gated
+    // A broken config is refused with every problem; the previous one keeps serving. (The
+    // bad values are spliced into the file's text: the builders write only good ones.)
+    let broken = env
+        .config_text(&gated)
         .replace("min_age: 19", "min_age: nineteen")
         .replace("timeout: 1s", "timeout: soon");
-    std::fs::write(&path, &broken).unwrap();
-    let (status, body) = reload().await;
+    env.write_config_text(&broken);
+    let (status, body) = env.reload().await;
     assert_eq!(status, 400);
     assert!(
         body.contains("min_age") && body.contains("providers.iamport.timeout"),
@@ -217,11 +198,11 @@ async fn reload_swaps_config_and_refuses_bad_ones() {
         401
     );
     assert_eq!(reloads(&env.metrics().await), (1.0, 1.0, 0.0));
-    std::fs::write(&path, "listen: [unclosed").unwrap();
-    assert_eq!(reload().await.0, 400);
+    env.write_config_text("listen: [unclosed");
+    assert_eq!(env.reload().await.0, 400);
     // Settings that need a restart are refused, not half-applied.
-    std::fs::write(&path, original.replace("threads: 2", "threads: 3")).unwrap();
-    let (status, body) = reload().await;
+    env.write_config(&original.clone().set("threads", json!(3)));
+    let (status, body) = env.reload().await;
     assert_eq!(status, 400);
     assert!(
         body.contains("threads: changing it needs a restart"),
@@ -229,8 +210,8 @@ async fn reload_swaps_config_and_refuses_bad_ones() {
     );
     assert_eq!(reloads(&env.metrics().await), (1.0, 3.0, 0.0));
     // Back to the original.
-    std::fs::write(&path, &original).unwrap();
-    assert_eq!(reload().await.0, 200);
+    env.write_config(&original);
+    assert_eq!(env.reload().await.0, 200);
     assert_eq!(reloads(&env.metrics().await), (2.0, 3.0, 1.0));
     assert_eq!(
         env.client
@@ -245,15 +226,8 @@ async fn reload_swaps_config_and_refuses_bad_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_load_drops_nothing() {
-    let env = Arc::new(
-        Env::with(Setup {
-            reloadable: true,
-            ..Setup::default()
-        })
-        .await,
-    );
-    let path = env.config_path.clone().unwrap();
-    let original = std::fs::read_to_string(&path).unwrap();
+    let original = Proxy::shop().reloadable();
+    let env = Arc::new(Env::with(original.clone()).await);
     let failures = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let total = 3000;
@@ -282,18 +256,12 @@ async fn reload_under_load_drops_nothing() {
     let mut reloads = 0;
     while done.load(Ordering::SeqCst) < total {
         let variant = if reloads % 2 == 0 {
-            original.replace("ttl: 12h", "ttl: 11h")
+            original.clone().session_ttl("11h")
         } else {
             original.clone()
         };
-        std::fs::write(&path, variant).unwrap();
-        let r = env
-            .client
-            .post(format!("http://{}/reload", env.admin))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        env.write_config(&variant);
+        assert_eq!(env.reload().await.0, 200);
         reloads += 1;
         tokio::task::yield_now().await;
     }
@@ -415,17 +383,10 @@ async fn binary_logs_carry_no_personal_data_and_reload_on_sighup() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("s.db");
-    let text = format!(
-        "{}\n{ASSERTION}",
-        yaml(
-            upstream,
-            "",
-            &format!("http://{sandbox}/iamport"),
-            "",
-            DEFAULT_ROUTES,
-            &format!("store: {{ kind: sqlite, path: {} }}", db.display())
-        )
-    );
+    let proxy = Proxy::shop()
+        .store(Storage::sqlite(&db))
+        .set("identity_headers", assertion("VG_ASSERT"));
+    let text = proxy.to_yaml(sandbox, upstream);
     let cfg = dir.path().join("verigate.yaml");
     std::fs::write(&cfg, &text).unwrap();
     let p = start_binary(&cfg);
@@ -451,7 +412,8 @@ async fn binary_logs_carry_no_personal_data_and_reload_on_sighup() {
     let cert = sandbox_certification(sandbox, back["imp_uid"].as_str().unwrap()).await;
 
     // SIGHUP reloads: gate /open, then see it refused.
-    std::fs::write(&cfg, text.replace("  - name: everything-else", "  - name: vip\n    match: { path_prefix: /open }\n    require: { providers: [iamport] }\n  - name: everything-else")).unwrap();
+    let gated = proxy.route_before("everything-else", vip());
+    std::fs::write(&cfg, gated.to_yaml(sandbox, upstream)).unwrap();
     let status = std::process::Command::new("kill")
         .args(["-HUP", &p.child.id().to_string()])
         .status()

@@ -4,20 +4,14 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-const ROUTES: &str = r#"
-routes:
-  - name: adult
-    match: { path_prefix: /adult }
-    require: { providers: [portone], min_age: 19 }
-  - name: everything-else
-    match: { path_prefix: / }
-"#;
-
+/// PortOne alone: an adult area on it, the rest open.
 async fn env() -> Env {
-    Env::with(Setup {
-        routes: ROUTES.into(),
-        ..Setup::default()
-    })
+    Env::with(
+        Proxy::new()
+            .provider(Provider::portone())
+            .route(Route::prefix("/adult").providers(["portone"]).min_age(19))
+            .route(Route::prefix("/")),
+    )
     .await
 }
 

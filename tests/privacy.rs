@@ -24,19 +24,19 @@ const TOKEN: &str = "QryT0kenZ9";
 /// start-up line (127.0.0.1) cannot be mistaken for it.
 const CLIENT_IP: [u8; 4] = [127, 0, 0, 2];
 
-/// No route forwards name, gender or phone; the signup route forwards the birth date.
-const ROUTES: &str = r#"
-routes:
-  - name: signup
-    match: { path: /signup, methods: [GET, POST] }
-    require: { providers: [iamport], min_age: 19, one_account_per_person: true }
-    forward: [birth]
-  - name: member
-    match: { path_prefix: /member }
-    require: { providers: [iamport] }
-  - name: everything-else
-    match: { path_prefix: / }
-"#;
+/// Iamport; no route forwards name, gender or phone; the signup route forwards the birth date.
+fn proxy() -> Proxy {
+    Proxy::new().provider(Provider::iamport()).routes([
+        Route::path("/signup")
+            .methods(["GET", "POST"])
+            .providers(["iamport"])
+            .min_age(19)
+            .one_account()
+            .forward(["birth"]),
+        Route::prefix("/member").providers(["iamport"]),
+        Route::prefix("/"),
+    ])
+}
 
 /// An upstream app that answers every request (201 to a POST) and closes the connection,
 /// except under `/member/broken`, where it closes without answering: the proxy fails.
@@ -90,20 +90,13 @@ struct Run {
 
 /// Start the binary with `store` (its files in `dir`), run the flow, and collect its log; the
 /// binary still runs when the caller reads what the store kept (it stops with `Run`).
-async fn run(dir: &std::path::Path, store: &str) -> Run {
+async fn run(dir: &std::path::Path, store: Storage) -> Run {
     let (router, _sims) = verigate::sandbox::router(verigate::sandbox::SandboxOptions::default());
     let sandbox = spawn_router(router).await;
     let cfg = dir.join("verigate.yaml");
     std::fs::write(
         &cfg,
-        yaml(
-            upstream().await,
-            "",
-            &format!("http://{sandbox}/iamport"),
-            "",
-            ROUTES,
-            store,
-        ),
+        proxy().store(store).to_yaml(sandbox, upstream().await),
     )
     .unwrap();
     let proc = start_binary(&cfg);
@@ -283,8 +276,7 @@ fn assert_session_minimal(run: &Run) {
 async fn sqlite_store_logs_and_session_keep_no_personal_data() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("state.db");
-    let store = format!("store: {{ kind: sqlite, path: {} }}", db.display());
-    let run = run(dir.path(), &store).await;
+    let run = run(dir.path(), Storage::sqlite(&db)).await;
     let mut kept = Vec::new();
     for suffix in ["", "-wal", "-shm"] {
         let f = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
@@ -326,8 +318,7 @@ async fn redis_store_logs_and_session_keep_no_personal_data() {
         rand::thread_rng().gen::<u32>()
     );
     let dir = tempfile::tempdir().unwrap();
-    let store = format!("store: {{ kind: redis, url: \"{url}\", prefix: \"{prefix}\" }}");
-    let run = run(dir.path(), &store).await;
+    let run = run(dir.path(), Storage::redis(&url).prefix(&prefix)).await;
     let mut con = redis::Client::open(url.as_str())
         .unwrap()
         .get_connection()

@@ -34,6 +34,11 @@ async fn attempt(env: &Env) -> (reqwest::StatusCode, String, Browser) {
     (status, body["error"].as_str().unwrap_or("").to_string(), b)
 }
 
+/// The default stack with Iamport at `addr` (a fake or dead one).
+async fn iamport_at(addr: std::net::SocketAddr) -> Env {
+    Env::with(Proxy::shop().provider(Provider::iamport().base_url(format!("http://{addr}")))).await
+}
+
 async fn still_serving(env: &Env) {
     let r = env.client.get(env.url("/open")).send().await.unwrap();
     assert_eq!(r.status(), 200, "proxy keeps serving");
@@ -46,11 +51,7 @@ async fn provider_down() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let env = Env::with(Setup {
-        iamport_base: Some(format!("http://{dead}")),
-        ..Setup::default()
-    })
-    .await;
+    let env = iamport_at(dead).await;
     let (status, code, b) = attempt(&env).await;
     assert_eq!(
         (status.as_u16(), code.as_str()),
@@ -70,11 +71,7 @@ async fn provider_slow() {
         }),
     ));
     let addr = spawn_router(slow).await;
-    let env = Env::with(Setup {
-        iamport_base: Some(format!("http://{addr}")),
-        ..Setup::default()
-    })
-    .await;
+    let env = iamport_at(addr).await;
     let (status, code, b) = attempt(&env).await;
     assert_eq!(
         (status.as_u16(), code.as_str()),
@@ -139,11 +136,7 @@ async fn provider_garbage_and_lies() {
     ];
     for (what, router, status, code) in cases {
         let addr = spawn_router(fake(router)).await;
-        let env = Env::with(Setup {
-            iamport_base: Some(format!("http://{addr}")),
-            ..Setup::default()
-        })
-        .await;
+        let env = iamport_at(addr).await;
         let (s, c, b) = attempt(&env).await;
         assert_eq!((s.as_u16(), c.as_str()), (status, code), "{what}");
         assert!(!b.jar.contains_key("vg"), "{what}");
@@ -153,11 +146,7 @@ async fn provider_garbage_and_lies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_are_a_provider_error_not_a_session() {
-    let env = Env::with(Setup {
-        api_secret: "wrong".into(),
-        ..Setup::default()
-    })
-    .await;
+    let env = Env::with(Proxy::shop().provider(Provider::iamport().api_secret("wrong"))).await;
     let mut b = env.browser();
     let r = b
         .verify_redirect(env.sandbox, "/member", &Person::adult())

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{raw_request, Env, Person};
+use common::{raw_request, Env, Person, Provider, Proxy, Route, Setup, Upstream};
 use serde_json::Value;
 use std::collections::HashMap;
 use verigate::config::{from_yaml_str, Secrets};
@@ -278,18 +278,10 @@ async fn unlisted_methods_fail_closed_with_405() {
 async fn a_method_override_counts_as_a_signup() {
     // GET with an override to POST on a one-account route reserves the person like a POST:
     // the second such request is a duplicate.
-    let env = Env::with(common::Setup {
-        routes: r#"
-routes:
-  - name: signup
-    match: { path: /signup }
-    require: { providers: [iamport], one_account_per_person: true }
-  - name: rest
-    match: { path_prefix: / }
-"#
-        .into(),
-        ..Default::default()
-    })
+    let env = Env::with(Proxy::new().provider(Provider::iamport()).routes([
+        Route::path("/signup").providers(["iamport"]).one_account(),
+        Route::prefix("/").name("rest"),
+    ]))
     .await;
     let cookie = adult_cookie(&env).await;
     let ov = format!("{cookie}X-HTTP-Method-Override: POST\r\n");
@@ -430,11 +422,7 @@ fn route_table_lints_name_their_key_paths() {
 
 /// verigate with short client deadlines, so slow clients are dropped while the test waits.
 async fn impatient() -> Env {
-    Env::with(common::Setup {
-        top: "clients: { header_timeout: 1s, body_idle_timeout: 1s }".into(),
-        ..Default::default()
-    })
-    .await
+    Env::with(Proxy::shop().client_timeouts("1s", "1s")).await
 }
 
 /// Send `head` a byte at a time, `gap` apart, until the server answers or closes; returns what
@@ -564,12 +552,8 @@ async fn patient_upstream() -> (std::net::SocketAddr, tokio::sync::mpsc::Receive
 async fn a_body_that_stops_arriving_ends_the_request() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (app, mut seen) = patient_upstream().await;
-    let env = Env::with(common::Setup {
-        top: "clients: { header_timeout: 1s, body_idle_timeout: 1s }".into(),
-        upstream_addr: Some(app),
-        ..Default::default()
-    })
-    .await;
+    let impatient = Proxy::shop().client_timeouts("1s", "1s");
+    let env = Env::with(Setup::new(impatient).upstream(Upstream::At(app))).await;
     let mut s = tokio::net::TcpStream::connect(env.proxy).await.unwrap();
     s.write_all(b"POST /open HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-some")
         .await
@@ -645,11 +629,7 @@ async fn pipelined_requests_are_answered_in_order_or_the_connection_closes_clean
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_headers_must_name_a_host() {
-    let env = Env::with(common::Setup {
-        raw_upstream: true,
-        ..Default::default()
-    })
-    .await;
+    let env = Env::with(Setup::default().upstream(Upstream::Raw)).await;
     for head in [
         "GET /open HTTP/1.1\r\nConnection: close\r\n\r\n",
         "GET /open HTTP/1.1\r\nHost: shop.example/signup\r\nConnection: close\r\n\r\n",
@@ -670,11 +650,7 @@ async fn host_headers_must_name_a_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_content_lengths_reach_the_app_as_one() {
-    let env = Env::with(common::Setup {
-        raw_upstream: true,
-        ..Default::default()
-    })
-    .await;
+    let env = Env::with(Setup::default().upstream(Upstream::Raw)).await;
     for cl in [
         "Content-Length: 3\r\nContent-Length: 3\r\n",
         "Content-Length: 3, 3\r\n",

@@ -329,16 +329,11 @@ async fn flow_page_escapes_and_binds_return_to() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_flow_endpoint_and_unmatched_route() {
-    let env = Env::with(Setup {
-        routes: r#"
-routes:
-  - name: member
-    match: { path_prefix: /member }
-    require: { providers: [iamport] }
-"#
-        .into(),
-        ..Setup::default()
-    })
+    let env = Env::with(
+        Proxy::new()
+            .provider(Provider::iamport())
+            .route(Route::prefix("/member").providers(["iamport"])),
+    )
     .await;
     let r = env
         .client

@@ -505,18 +505,8 @@ async fn silent_redis_through_the_proxy_fails_closed_in_bounded_time() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("verigate.yaml");
-    std::fs::write(
-        &cfg,
-        yaml(
-            upstream,
-            "",
-            "http://127.0.0.1:9/iamport",
-            "",
-            DEFAULT_ROUTES,
-            &format!("store: {{ kind: redis, url: \"redis://{redis}\", prefix: \"x:\" }}"),
-        ),
-    )
-    .unwrap();
+    let proxy = Proxy::shop().store(Storage::redis(&format!("redis://{redis}")).prefix("x:"));
+    std::fs::write(&cfg, proxy.to_yaml(NO_SANDBOX, upstream)).unwrap();
     let proc = start_binary(&cfg);
     let c = client();
     let bound = Duration::from_secs(10);
@@ -693,15 +683,8 @@ async fn signup(c: &reqwest::Client, proxy: std::net::SocketAddr, session: &str)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_state_survives_a_proxy_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let store = format!(
-        "store: {{ kind: sqlite, path: {} }}",
-        dir.path().join("s.db").display()
-    );
-    let first = Env::with(Setup {
-        store: store.clone(),
-        ..Setup::default()
-    })
-    .await;
+    let store = Storage::sqlite(dir.path().join("s.db"));
+    let first = Env::with(Proxy::shop().store(store.clone())).await;
     let mut b = first.browser();
     let flow = b.start_iamport("/member").await;
     let back = b
@@ -714,11 +697,11 @@ async fn sqlite_state_survives_a_proxy_restart() {
     assert_eq!(signup(&first.client, first.proxy, &s).await, 201);
     let sandbox = first.sandbox;
     drop(first);
-    let second = Env::with(Setup {
-        store,
-        iamport_base: Some(format!("http://{sandbox}/iamport")),
-        ..Setup::default()
-    })
+    let second = Env::with(
+        Proxy::shop()
+            .store(store)
+            .provider(Provider::iamport().on_sandbox(sandbox)),
+    )
     .await;
     replay.env_proxy = second.proxy;
     let loc2 = loc.replace(
@@ -750,17 +733,9 @@ async fn sqlite_kill_9_mid_load_loses_nothing_acknowledged() {
             .with_state(echo),
     )
     .await;
-    let yaml_text = yaml(
-        upstream,
-        "",
-        "http://127.0.0.1:9/iamport",
-        "",
-        DEFAULT_ROUTES,
-        &format!(
-            "store: {{ kind: sqlite, path: {} }}",
-            dir.path().join("k.db").display()
-        ),
-    );
+    let yaml_text = Proxy::shop()
+        .store(Storage::sqlite(dir.path().join("k.db")))
+        .to_yaml(NO_SANDBOX, upstream);
     let cfg = dir.path().join("verigate.yaml");
     std::fs::write(&cfg, yaml_text).unwrap();
     let mut p = start_binary(&cfg);
@@ -822,17 +797,13 @@ async fn sqlite_kill_9_mid_load_loses_nothing_acknowledged() {
 async fn two_instances_share_redis() {
     let Some(url) = redis_url() else { return };
     let prefix = unique_prefix("pair");
-    let store = format!("store: {{ kind: redis, url: \"{url}\", prefix: \"{prefix}\" }}");
-    let a = Env::with(Setup {
-        store: store.clone(),
-        ..Setup::default()
-    })
-    .await;
-    let b_env = Env::with(Setup {
-        store,
-        iamport_base: Some(format!("http://{}/iamport", a.sandbox)),
-        ..Setup::default()
-    })
+    let store = Storage::redis(&url).prefix(&prefix);
+    let a = Env::with(Proxy::shop().store(store.clone())).await;
+    let b_env = Env::with(
+        Proxy::shop()
+            .store(store)
+            .provider(Provider::iamport().on_sandbox(a.sandbox)),
+    )
     .await;
     // A certification accepted on A is a replay on B.
     let mut browser = a.browser();
@@ -933,15 +904,8 @@ async fn store_outage_fails_closed_and_recovers() {
         .unwrap();
     let cut = cuttable(target).await;
     let prefix = unique_prefix("outage");
-    let store = format!(
-        "store: {{ kind: redis, url: \"redis://{}\", prefix: \"{prefix}\" }}",
-        cut.addr
-    );
-    let env = Env::with(Setup {
-        store,
-        ..Setup::default()
-    })
-    .await;
+    let store = Storage::redis(&format!("redis://{}", cut.addr)).prefix(&prefix);
+    let env = Env::with(Proxy::shop().store(store)).await;
     let c = &env.client;
     let s = session_for(&format!("outage-{}", rand_suffix()));
     let member = session_for("member-reader");
@@ -1018,14 +982,9 @@ async fn accounts_cli_counts_and_forgets() {
             .unwrap();
         s.commit_account("signup", ci).await.unwrap();
     }
-    let yaml_text = yaml(
-        loopback(),
-        "",
-        "http://127.0.0.1:9/iamport",
-        "",
-        DEFAULT_ROUTES,
-        &format!("store: {{ kind: sqlite, path: {} }}", db.display()),
-    );
+    let yaml_text = Proxy::shop()
+        .store(Storage::sqlite(&db))
+        .to_yaml(NO_SANDBOX, loopback());
     let cfg = dir.path().join("v.yaml");
     std::fs::write(&cfg, yaml_text).unwrap();
     let run = |args: &[&str]| {
@@ -1037,12 +996,6 @@ async fn accounts_cli_counts_and_forgets() {
             .env("VG_HASH", HASH_KEY)
             .env("IMP_KEY", "k")
             .env("IMP_SECRET", "s")
-            .env(
-                "TOMO_KEY",
-                verigate::sandbox::tomo::SANDBOX_CLIENT_JWK.trim(),
-            )
-            .env("IFREE_SECRET", "s")
-            .env("PORTONE_SECRET", "s")
             .output()
             .unwrap();
         (

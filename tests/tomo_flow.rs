@@ -6,20 +6,13 @@ use common::*;
 use serde_json::{json, Value};
 use verigate::providers::tomo::{client_assertion, jwk_to_pem, CLIENT_ASSERTION_TYPE};
 
-const ROUTES: &str = r#"
-routes:
-  - name: signup
-    match: { path: /signup }
-    require: { providers: [iamport, tomo], min_age: 19, one_account_per_person: true }
-  - name: adult
-    match: { path_prefix: /adult }
-    require: { providers: [iamport, tomo], min_age: 19 }
-  - name: korean-only
-    match: { path_prefix: /korean }
-    require: { providers: [iamport] }
-  - name: everything-else
-    match: { path_prefix: / }
-"#;
+/// Tomo alone (at `tomo`): an adult area on it, the rest open.
+fn tomo_only(tomo: Provider) -> Proxy {
+    Proxy::new()
+        .provider(tomo)
+        .route(Route::prefix("/adult").providers(["tomo"]).min_age(19))
+        .route(Route::prefix("/"))
+}
 
 /// The value of one sample (`name{labels}`) in Prometheus text, 0 when it is not there yet.
 fn metric(m: &str, sample: &str) -> f64 {
@@ -30,11 +23,7 @@ fn metric(m: &str, sample: &str) -> f64 {
 }
 
 async fn env() -> Env {
-    Env::with(Setup {
-        routes: ROUTES.into(),
-        ..Setup::default()
-    })
-    .await
+    Env::with(tomo_only(Provider::tomo())).await
 }
 
 struct Visitor {
@@ -92,7 +81,25 @@ async fn a_foreign_visitor_verifies_end_to_end() {
     if !skip::alone("a_foreign_visitor_verifies_end_to_end") {
         return;
     }
-    let env = env().await;
+    // Tomo beside Iamport: the choice page offers Tomo to foreign visitors, and a route that
+    // takes only Iamport refuses a Tomo session.
+    let env = Env::with(
+        Proxy::new()
+            .provider(Provider::iamport())
+            .provider(Provider::tomo())
+            .route(
+                Route::prefix("/adult")
+                    .providers(["iamport", "tomo"])
+                    .min_age(19),
+            )
+            .route(
+                Route::prefix("/korean")
+                    .name("korean-only")
+                    .providers(["iamport"]),
+            )
+            .route(Route::prefix("/")),
+    )
+    .await;
     let before = env.metrics().await;
     let mut b = env.browser();
     let r = b.get_html("/.verigate/verify?return_to=%2Fadult").await;
@@ -477,11 +484,9 @@ async fn provider_down_at_start_is_a_clear_503() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let env = Env::with(Setup {
-        routes: ROUTES.into(),
-        iamport_base: Some(format!("http://{dead}/iamport")),
-        ..Setup::default()
-    })
+    let env = Env::with(tomo_only(
+        Provider::tomo().base_url(format!("http://{dead}/tomo")),
+    ))
     .await;
     let mut b = env.browser();
     let r = b.get_html("/.verigate/tomo/start?return_to=%2Fadult").await;

@@ -4,14 +4,9 @@
 mod common;
 use common::*;
 
-/// A raw-upstream env and a verified browser's session cookie.
-async fn verified_env(upstream_extra: &str) -> (Env, String) {
-    let env = Env::with(Setup {
-        raw_upstream: true,
-        upstream_extra: upstream_extra.into(),
-        ..Setup::default()
-    })
-    .await;
+/// `proxy` in front of the raw upstream, and a verified browser's session cookie.
+async fn verified_env(proxy: Proxy) -> (Env, String) {
+    let env = Env::with(Setup::new(proxy).upstream(Upstream::Raw)).await;
     let mut b = env.browser();
     let back = b
         .verify_redirect(env.sandbox, "/member", &Person::adult())
@@ -70,7 +65,7 @@ fn assert_gated(head: &str, vg: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_names_go_upstream_in_canonical_case_by_default() {
-    let (env, vg) = verified_env("").await;
+    let (env, vg) = verified_env(Proxy::shop()).await;
     // Lower-case, but for the framing names Pingora title-cases (Host, Content-Length, ...):
     // one spelling for HTTP/1 and HTTP/2 clients.
     let names = [
@@ -90,7 +85,7 @@ async fn header_names_go_upstream_in_canonical_case_by_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preserve_header_case_keeps_the_clients_spelling() {
-    let (env, vg) = verified_env("preserve_header_case: true").await;
+    let (env, vg) = verified_env(Proxy::shop().preserve_header_case()).await;
     let names = [
         "User-Agent: Legacy/1.0",
         "X-Custom-Thing: a",
@@ -109,7 +104,7 @@ async fn preserve_header_case_keeps_the_clients_spelling() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absolute_form_targets_are_gated_and_forwarded_as_their_path() {
-    let (env, vg) = verified_env("").await;
+    let (env, vg) = verified_env(Proxy::shop()).await;
     // A proxy-style request line: verigate decides on its path and sends the app exactly
     // that path, in origin form (the app never reads the authority as part of a path).
     let target = "http://shop.example/member/page?q=1";

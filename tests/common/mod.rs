@@ -1,153 +1,28 @@
 //! Test harness: the real proxy, the sandbox and an echoing upstream, all on 127.0.0.1:0.
+//! One builder per role: the proxy under test (`Proxy`, with `Route`, `Provider`, `Storage`;
+//! proxy.rs), the upstream app (`Upstream`; upstream.rs) and the provider sandbox (`Sandbox`);
+//! `Setup` puts them together and `Env::with` starts them.
 #![allow(dead_code)]
 pub mod apps;
+pub mod proxy;
 pub mod skip;
+pub mod upstream;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::IntoResponse;
-use axum::routing::any;
-use axum::{Json, Router};
+pub use proxy::*;
+pub use upstream::*;
+
+use axum::Router;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use verigate::sandbox::iamport::IamportSim;
 use verigate::sandbox::{self, SandboxOptions};
 
-pub const SESSION_KEY: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
-pub const HASH_KEY: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
-
 pub fn loopback() -> SocketAddr {
     ([127, 0, 0, 1], 0).into()
-}
-
-/// What reached the upstream app.
-#[derive(Default)]
-pub struct Echo {
-    pub hits: AtomicUsize,
-    pub last: Mutex<Option<Value>>,
-    /// The last request head as it arrived on the wire (the raw upstream only).
-    pub last_head: Mutex<Option<String>>,
-}
-
-/// One upstream connection read as a raw app would: request heads byte for byte, then
-/// bodies by length. Bytes read past a head stay buffered for the body or the next request.
-pub struct RawConn {
-    pub s: tokio::net::TcpStream,
-    buf: Vec<u8>,
-}
-
-impl RawConn {
-    pub fn new(s: tokio::net::TcpStream) -> Self {
-        RawConn { s, buf: Vec::new() }
-    }
-
-    /// The next request head as sent (through the blank line), or None when the connection
-    /// ends first.
-    pub async fn head(&mut self) -> Option<String> {
-        use tokio::io::AsyncReadExt;
-        let mut chunk = [0u8; 4096];
-        let end = loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            match self.s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-        self.buf.drain(..end);
-        Some(head)
-    }
-
-    /// Read a body of `len` bytes; returns how many arrived before the connection ended.
-    pub async fn body(&mut self, len: usize) -> usize {
-        use tokio::io::AsyncReadExt;
-        let mut chunk = [0u8; 4096];
-        while self.buf.len() < len {
-            match self.s.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let got = self.buf.len().min(len);
-        self.buf.drain(..got);
-        got
-    }
-}
-
-/// The Content-Length a request head declares (0 when none).
-pub fn content_length(head: &str) -> usize {
-    head.lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case("content-length").then_some(v)
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// An upstream that keeps each request head byte for byte (header names as spelled on the
-/// wire, which an HTTP library would lower-case) and answers 200 with an empty body.
-/// Bodies are not expected: requests with one are answered and the connection closed.
-async fn spawn_raw_upstream(e: Arc<Echo>) -> SocketAddr {
-    use tokio::io::AsyncWriteExt;
-    let l = tokio::net::TcpListener::bind(loopback()).await.unwrap();
-    let a = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let e = e.clone();
-            tokio::spawn(async move {
-                let mut conn = RawConn::new(s);
-                while let Some(head) = conn.head().await {
-                    let has_body = head.lines().any(|l| {
-                        let l = l.to_ascii_lowercase();
-                        l.starts_with("content-length:") && l.trim_end() != "content-length: 0"
-                            || l.starts_with("transfer-encoding:")
-                    });
-                    e.hits.fetch_add(1, Ordering::SeqCst);
-                    *e.last_head.lock().unwrap() = Some(head);
-                    let close = if has_body {
-                        "connection: close\r\n"
-                    } else {
-                        ""
-                    };
-                    let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n{close}\r\n");
-                    if conn.s.write_all(resp.as_bytes()).await.is_err() || has_body {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    a
-}
-
-async fn echo(
-    State(e): State<Arc<Echo>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> impl IntoResponse {
-    e.hits.fetch_add(1, Ordering::SeqCst);
-    let mut h: HashMap<String, Vec<String>> = HashMap::new();
-    for (k, v) in &headers {
-        h.entry(k.as_str().to_string())
-            .or_default()
-            .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
-    }
-    let v = json!({ "method": method.as_str(), "uri": uri.to_string(), "headers": h });
-    *e.last.lock().unwrap() = Some(v.clone());
-    let status = if method == Method::POST {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    (status, Json(v))
 }
 
 pub async fn spawn_router(r: Router) -> SocketAddr {
@@ -189,67 +64,71 @@ pub async fn raw_request(addr: SocketAddr, head: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-pub const DEFAULT_ROUTES: &str = r#"
-routes:
-  - name: signup
-    match: { path: /signup, methods: [GET, POST] }
-    require: { providers: [iamport], min_age: 19, one_account_per_person: true }
-    forward: [name, birth]
-  - name: checkout
-    match: { path_prefix: /checkout }
-    require: { providers: [iamport], min_age: 19, max_session_age: 10m }
-  - name: adult
-    match: { path_prefix: /adult }
-    require: { providers: [iamport], min_age: 19 }
-  - name: member
-    match: { path_prefix: /member }
-    require: { providers: [iamport] }
-  - name: everything-else
-    match: { path_prefix: / }
-"#;
-
-pub struct Setup {
-    pub routes: String,
-    /// Replace the Iamport base URL (a fake provider); None uses the sandbox.
-    pub iamport_base: Option<String>,
-    pub iamport_extra: String,
-    pub token_ttl: Duration,
-    pub api_secret: String,
-    /// Put the demo shop upstream instead of the echo app (browser tests).
-    pub demo_app: bool,
-    /// The `store:` line of the config.
-    pub store: String,
-    /// More top-level YAML (e.g. `identity_headers: ...`).
-    pub top: String,
-    /// Write the config to a file and enable reload (admin `POST /reload`).
-    pub reloadable: bool,
-    /// The raw upstream (`Env::last_head`) instead of the echo app.
-    pub raw_upstream: bool,
-    /// More keys inside `upstream: { ... }` (e.g. `preserve_header_case: true`).
-    pub upstream_extra: String,
-    /// An app server of the test's own (the differential suite's real apps) as the upstream.
-    pub upstream_addr: Option<SocketAddr>,
+/// The provider sandbox: one server for all four providers' stand-ins.
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    token_ttl: Duration,
 }
 
-impl Default for Setup {
+impl Default for Sandbox {
     fn default() -> Self {
-        Setup {
-            routes: DEFAULT_ROUTES.into(),
-            iamport_base: None,
-            iamport_extra: String::new(),
+        Sandbox {
             token_ttl: Duration::from_secs(1800),
-            api_secret: "sandbox_secret".into(),
-            demo_app: false,
-            store: "store: { kind: memory }".into(),
-            top: String::new(),
-            reloadable: false,
-            raw_upstream: false,
-            upstream_extra: String::new(),
-            upstream_addr: None,
         }
     }
 }
 
+impl Sandbox {
+    /// How long the Iamport stand-in's access tokens live (30 minutes unless set).
+    pub fn token_ttl(mut self, ttl: Duration) -> Sandbox {
+        self.token_ttl = ttl;
+        self
+    }
+}
+
+/// A stack to start: the proxy under test, the upstream app behind it, the provider sandbox.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    pub proxy: Proxy,
+    pub upstream: Upstream,
+    pub sandbox: Sandbox,
+}
+
+impl Setup {
+    /// `proxy` in front of the echo app, on a sandbox of its own.
+    pub fn new(proxy: Proxy) -> Setup {
+        Setup {
+            proxy,
+            upstream: Upstream::Echo,
+            sandbox: Sandbox::default(),
+        }
+    }
+
+    pub fn upstream(mut self, upstream: Upstream) -> Setup {
+        self.upstream = upstream;
+        self
+    }
+
+    pub fn sandbox(mut self, sandbox: Sandbox) -> Setup {
+        self.sandbox = sandbox;
+        self
+    }
+}
+
+impl Default for Setup {
+    /// The default stack: `Proxy::shop()` in front of the echo app.
+    fn default() -> Self {
+        Setup::new(Proxy::shop())
+    }
+}
+
+impl From<Proxy> for Setup {
+    fn from(proxy: Proxy) -> Setup {
+        Setup::new(proxy)
+    }
+}
+
+/// A running stack: the proxy (in this process), its admin listener, the sandbox, the upstream.
 pub struct Env {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
@@ -260,96 +139,10 @@ pub struct Env {
     pub tomo: Arc<verigate::sandbox::tomo::TomoSim>,
     pub ifree: Arc<verigate::sandbox::ifree::IfreeSim>,
     pub client: reqwest::Client,
-    /// The config file, when `reloadable`.
+    /// The config file, when `Proxy::reloadable`.
     pub config_path: Option<std::path::PathBuf>,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-/// Two assertion signing keys, made once per test process.
-pub fn assertion_keys() -> &'static (String, String) {
-    static KEYS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
-    KEYS.get_or_init(|| {
-        (
-            verigate::assertion::fresh_pem(),
-            verigate::assertion::fresh_pem(),
-        )
-    })
-}
-
-pub fn secrets(api_secret: &str) -> verigate::config::Secrets {
-    let mut m = HashMap::new();
-    m.insert("VG_ASSERT".to_string(), assertion_keys().0.clone());
-    m.insert("VG_ASSERT2".to_string(), assertion_keys().1.clone());
-    m.insert("VG_KEYS".to_string(), SESSION_KEY.to_string());
-    m.insert("VG_HASH".to_string(), HASH_KEY.to_string());
-    m.insert("IMP_KEY".to_string(), "sandbox_key".to_string());
-    m.insert("IMP_SECRET".to_string(), api_secret.to_string());
-    m.insert("IFREE_SECRET".to_string(), "sandbox_secret".to_string());
-    m.insert("PORTONE_SECRET".to_string(), "sandbox_secret".to_string());
-    m.insert(
-        "TOMO_KEY".to_string(),
-        verigate::sandbox::tomo::SANDBOX_CLIENT_JWK
-            .trim()
-            .to_string(),
-    );
-    verigate::config::Secrets::from_map(m)
-}
-
-pub fn yaml(
-    upstream: SocketAddr,
-    upstream_extra: &str,
-    iamport_base: &str,
-    extra: &str,
-    routes: &str,
-    store: &str,
-) -> String {
-    let tomo_base = iamport_base.trim_end_matches("/iamport").to_string() + "/tomo";
-    let ifree_base = iamport_base.trim_end_matches("/iamport").to_string() + "/ifree";
-    let portone_base = iamport_base.trim_end_matches("/iamport").to_string() + "/portone";
-    let upstream_extra = if upstream_extra.is_empty() {
-        String::new()
-    } else {
-        format!(", {upstream_extra}")
-    };
-    format!(
-        r#"
-listen: 127.0.0.1:0
-admin_listen: 127.0.0.1:0
-upstream: {{ addrs: ["{upstream}"], read_timeout: 5s{upstream_extra} }}
-threads: 2
-session: {{ cookie: vg, ttl: 12h, secure: false, keys_env: VG_KEYS, hash_key_env: VG_HASH }}
-providers:
-  iamport:
-    imp_code: imp12345678
-    api_key_env: IMP_KEY
-    api_secret_env: IMP_SECRET
-    base_url: {iamport_base}
-    sdk_url: {iamport_base}/js/iamport.js
-{extra}
-  tomo:
-    client_id: sandbox-client
-    private_key_env: TOMO_KEY
-    base_url: {tomo_base}
-    timeout: 1s
-  portone:
-    store_id: store-sandbox
-    channel_key: channel-key-sandbox
-    api_secret_env: PORTONE_SECRET
-    base_url: {portone_base}
-    sdk_url: {portone_base}/js/browser-sdk.js
-    timeout: 1s
-  ifree:
-    client_id: sandbox-client
-    secret_key_env: IFREE_SECRET
-    base_url: {ifree_base}
-    sdk_url: {ifree_base}/js/ifree.js
-    store_ubifill: true
-    timeout: 1s
-{store}
-{routes}
-"#
-    )
 }
 
 pub fn client() -> reqwest::Client {
@@ -360,13 +153,16 @@ pub fn client() -> reqwest::Client {
 }
 
 impl Env {
+    /// The default stack (`Setup::default()`).
     pub async fn start() -> Env {
         Env::with(Setup::default()).await
     }
 
-    pub async fn with(setup: Setup) -> Env {
+    /// Start a stack: a `Setup`, or just a `Proxy` (in front of the echo app).
+    pub async fn with(setup: impl Into<Setup>) -> Env {
+        let setup = setup.into();
         let (router, sims) = sandbox::router(SandboxOptions {
-            token_ttl: setup.token_ttl,
+            token_ttl: setup.sandbox.token_ttl,
             ..SandboxOptions::default()
         });
         let sim = sims.iamport.clone();
@@ -374,64 +170,20 @@ impl Env {
         let ifree = sims.ifree.clone();
         let sandbox = spawn_router(router).await;
         let echo = Arc::new(Echo::default());
-        let upstream = if let Some(addr) = setup.upstream_addr {
-            addr
-        } else if setup.demo_app {
-            spawn_router(sandbox::demo_app::router()).await
-        } else if setup.raw_upstream {
-            spawn_raw_upstream(echo.clone()).await
-        } else {
-            spawn_router(
-                Router::new()
-                    .fallback(any(self::echo))
-                    .with_state(echo.clone()),
-            )
-            .await
-        };
-        let base = setup
-            .iamport_base
-            .clone()
-            .unwrap_or_else(|| format!("http://{sandbox}/iamport"));
-        // Short provider timeouts keep the slow-provider tests quick; a test may set its own.
-        let iamport_extra = if setup.iamport_extra.contains("timeout:") {
-            setup.iamport_extra.clone()
-        } else {
-            format!("timeout: 1s\n{}", setup.iamport_extra)
-        };
-        let extra = iamport_extra
-            .lines()
-            .map(|l| format!("    {l}"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        // Many servers start and stop in one test process. Pingora finds a no-steal runtime's
-        // pool through a thread-local keyed by thread ids, which are recycled, so a later
-        // server's thread can inherit a stopped server's pool and hang (cloudflare/pingora#981,
-        // fix proposed in #982). In-process servers
-        // therefore use the work-stealing runtime; the binary tests (one server per process,
-        // `start_binary`) run the default no-steal one.
-        let text = format!(
-            "{}\ntuning: {{ work_stealing: true }}\n{}",
-            yaml(
-                upstream,
-                &setup.upstream_extra,
-                &base,
-                &extra,
-                &setup.routes,
-                &setup.store
-            ),
-            setup.top
-        );
-        let cfg = verigate::config::from_yaml_str(&text, &secrets(&setup.api_secret))
+        let upstream = setup.upstream.spawn(&echo).await;
+        let text = in_process_yaml(&setup.proxy, sandbox, upstream);
+        let secrets = setup.proxy.secrets();
+        let cfg = verigate::config::from_yaml_str(&text, &secrets)
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{text}"));
         let dir = tempfile::tempdir().unwrap();
         let mut opts = verigate::BuildOptions::default();
         let mut config_path = None;
-        if setup.reloadable {
+        if setup.proxy.reloadable {
             let path = dir.path().join("verigate.yaml");
             std::fs::write(&path, &text).unwrap();
             opts.reload = Some(verigate::reload::ReloadSource {
                 path: path.clone(),
-                secrets: secrets(&setup.api_secret),
+                secrets,
             });
             config_path = Some(path);
         }
@@ -457,6 +209,33 @@ impl Env {
         }
     }
 
+    /// `proxy` as this stack's config file would hold it (this sandbox, this upstream).
+    pub fn config_text(&self, proxy: &Proxy) -> String {
+        in_process_yaml(proxy, self.sandbox, self.upstream)
+    }
+
+    /// Write `proxy` to the config file for the next reload (`Proxy::reloadable`).
+    pub fn write_config(&self, proxy: &Proxy) {
+        self.write_config_text(&self.config_text(proxy));
+    }
+
+    /// Write this text to the config file, as it is (a broken config, say).
+    pub fn write_config_text(&self, text: &str) {
+        let path = self.config_path.as_ref().expect("Proxy::reloadable");
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// `POST /reload` on the admin listener: its status and body.
+    pub async fn reload(&self) -> (u16, String) {
+        let r = self
+            .client
+            .post(format!("http://{}/reload", self.admin))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.proxy, path)
     }
@@ -465,7 +244,7 @@ impl Env {
         self.echo.hits.load(Ordering::SeqCst)
     }
 
-    /// The last request head the raw upstream received (`Setup::raw_upstream`).
+    /// The last request head the raw upstream received (`Upstream::Raw`).
     pub fn last_head(&self) -> String {
         self.echo
             .last_head
@@ -516,6 +295,18 @@ impl Env {
             .await
             .unwrap()
     }
+}
+
+/// The config of a proxy started in this process. Many servers start and stop in one test
+/// process. Pingora finds a no-steal runtime's pool through a thread-local keyed by thread ids,
+/// which are recycled, so a later server's thread can inherit a stopped server's pool and hang
+/// (cloudflare/pingora#981, fix proposed in #982). In-process servers therefore use the
+/// work-stealing runtime; the binary tests (one server per process, `start_binary`) run the
+/// default no-steal one.
+fn in_process_yaml(proxy: &Proxy, sandbox: SocketAddr, upstream: SocketAddr) -> String {
+    let mut v = proxy.to_value(sandbox, upstream);
+    v["tuning"]["work_stealing"] = json!(true);
+    serde_yaml::to_string(&v).unwrap()
 }
 
 /// Poll until the proxy's admin listener answers (readiness, not a sleep).
