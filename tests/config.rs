@@ -395,3 +395,177 @@ fn keygen_prints_usable_keys() {
         .unwrap();
     verigate::session::Keyring::from_base64_list(keys).unwrap();
 }
+
+#[test]
+fn one_account_routes_stay_in_one_identity_namespace() {
+    let mut m = HashMap::new();
+    m.insert("KEYS".to_string(), KEY.to_string());
+    m.insert("IMP_KEY".to_string(), "k".to_string());
+    m.insert("IMP_SECRET".to_string(), "s".to_string());
+    m.insert("IFREE".to_string(), "s".to_string());
+    m.insert("PORTONE".to_string(), "s".to_string());
+    let secrets = Secrets::from_map(m);
+    let yaml = |providers: &str, extra: &str| {
+        format!(
+            r#"
+listen: 127.0.0.1:0
+upstream: {{ addrs: ["127.0.0.1:3000"] }}
+session: {{ keys_env: KEYS }}
+providers:
+  iamport: {{ imp_code: imp1, api_key_env: IMP_KEY, api_secret_env: IMP_SECRET }}
+  portone: {{ store_id: s, api_secret_env: PORTONE }}
+  ifree: {{ client_id: c, secret_key_env: IFREE, base_url: "http://127.0.0.1:9" }}
+routes:
+  - name: signup
+    match: {{ path: /signup }}
+    require: {{ providers: [{providers}], one_account_per_person: true{extra} }}
+"#
+        )
+    };
+    let problems = |y: String| match from_yaml_str(&y, &secrets) {
+        Ok(_) => vec![],
+        Err(e) => e.problems(),
+    };
+    // Iamport and PortOne share the CI: one namespace.
+    assert_eq!(problems(yaml("iamport, portone", "")), Vec::<String>::new());
+    let ps = problems(yaml("iamport, ifree", ""));
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert!(
+        ps[0].starts_with("routes[0].require.providers: one_account_per_person cannot hold across iamport (CI), ifree (ifree member code)"),
+        "{ps:?}"
+    );
+    assert_eq!(
+        problems(yaml("iamport, ifree", ", one_account_scope: per_provider")),
+        Vec::<String>::new()
+    );
+    let ps = problems(yaml("iamport", ", one_account_scope: everyone"));
+    assert!(
+        has(
+            &ps,
+            "routes[0].require.one_account_scope: `everyone` is not one of person, per_provider"
+        ),
+        "{ps:?}"
+    );
+    let ps = problems(yaml("iamport", "").replace(
+        ", one_account_per_person: true",
+        ", one_account_scope: per_provider",
+    ));
+    assert!(
+        has(
+            &ps,
+            "routes[0].require.one_account_scope: only means something"
+        ),
+        "{ps:?}"
+    );
+}
+
+#[test]
+fn an_unknown_key_hides_nothing_behind_it() {
+    let yaml = BASE
+        .replace("min_age: 19", "min_age: 19, min_agee: 20")
+        .replace("session: { keys_env: KEYS }", "session: { keys_env: KEYS, tll: 1h, ttl: soon }")
+        + "  - name: two\n    match: { path: /two, methodz: [GET] }\n    require: { providers: [iamport], min_age: -4 }\n";
+    let ps = problems(&yaml);
+    assert!(has(&ps, "unknown field `min_agee`"), "{ps:?}");
+    assert!(
+        has(&ps, "line 10 column"),
+        "the first keeps its location: {ps:?}"
+    );
+    assert!(has(&ps, "session: unknown field `tll`"), "{ps:?}");
+    assert!(
+        has(&ps, "routes[1].match: unknown field `methodz`"),
+        "{ps:?}"
+    );
+    assert!(
+        has(&ps, "session.ttl:"),
+        "a bad value behind the unknown keys: {ps:?}"
+    );
+    assert!(has(&ps, "routes[1].require.min_age:"), "{ps:?}");
+    assert_eq!(ps.len(), 5, "{ps:?}");
+}
+
+#[test]
+fn a_missing_secret_names_its_variable_only() {
+    let mut m = HashMap::new();
+    m.insert("KEYS".to_string(), KEY.to_string());
+    m.insert("IMP_KEY".to_string(), "k".to_string());
+    let ps = match from_yaml_str(BASE, &Secrets::from_map(m)) {
+        Ok(_) => panic!("a missing secret was accepted"),
+        Err(e) => e.problems(),
+    };
+    assert_eq!(
+        ps,
+        ["providers.iamport.api_secret_env: environment variable IMP_SECRET is not set"],
+        "not also `provider iamport is not configured`"
+    );
+}
+
+#[test]
+fn check_opens_the_sqlite_path_and_flags_what_never_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |yaml: String| {
+        let file = dir.path().join("v.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let out = bin()
+            .args(["check", "-c"])
+            .arg(&file)
+            .env("KEYS", KEY)
+            .env("IMP_KEY", "k")
+            .env("IMP_SECRET", "s")
+            .env("IFREE", "s")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let with_store = |path: &str| format!("{BASE}store: {{ kind: sqlite, path: \"{path}\" }}\n");
+    // A directory that does not exist, a path that is a directory, a file that is not SQLite.
+    let missing = dir.path().join("no/such/dir/state.db");
+    let (code, out) = run(with_store(missing.to_str().unwrap()));
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.starts_with("store.path: ") && out.contains("does not exist"),
+        "{out}"
+    );
+    let (code, out) = run(with_store(dir.path().to_str().unwrap()));
+    assert_eq!(code, Some(2), "{out}");
+    let junk = dir.path().join("junk.db");
+    std::fs::write(
+        &junk,
+        b"this is not a database, just some bytes of text here",
+    )
+    .unwrap();
+    let (code, out) = run(with_store(junk.to_str().unwrap()));
+    assert_eq!(code, Some(2), "{out}");
+    // A new database in a writable directory passes, and check creates nothing.
+    let fresh = dir.path().join("fresh.db");
+    let (code, out) = run(with_store(fresh.to_str().unwrap()));
+    assert_eq!((code, out.trim()), (Some(0), "ok"));
+    assert!(!fresh.exists(), "check changed nothing");
+    // Warnings: max_session_age beyond session.ttl; ifree open to any callback source.
+    let yaml = with_store(fresh.to_str().unwrap())
+        .replace(
+            "session: { keys_env: KEYS }",
+            "session: { keys_env: KEYS, ttl: 1h }",
+        )
+        .replace("min_age: 19 }", "min_age: 19, max_session_age: 2h }")
+        .replace(
+            "providers:\n",
+            "providers:\n  ifree: { client_id: c, secret_key_env: IFREE }\n",
+        );
+    let (code, out) = run(yaml);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(
+            "warning: routes[0].require.max_session_age: 7200s is longer than session.ttl (3600s)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning: providers.ifree.callback_allow_ips: empty: anyone who can reach /.verigate/ifree/callback"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("ok"), "{out}");
+}

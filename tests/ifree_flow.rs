@@ -424,14 +424,23 @@ async fn malformed_and_hostile_callbacks_store_nothing() {
     // The bad public key stored nothing: registration finds no member.
     assert_eq!(code(&call(json!({"client_id": "sandbox-client", "used_type": "2", "ptn_cd": "P1", "partner_sp": "AAAA"})).await), "9002");
 
-    // A real key exchange; a re-sent one (lost answer) gets the same member key.
+    // A real key exchange; a re-sent one (a lost answer, or someone racing the member) gets a
+    // fresh key that replaces the pending one: a registration made with the first key fails
+    // 9004 and stores nothing, so the race is visible and the first key is never handed out.
     let one = call(json!({"client_id": "sandbox-client", "used_type": "1", "ptn_cd": "P2", "public_key": public})).await;
     assert_eq!(code(&one), "0000", "{one}");
-    let key = open_key(&sk, &one);
-    assert_eq!(key.len(), 32);
+    let first = open_key(&sk, &one);
+    assert_eq!(first.len(), 32);
     let (sk2, public2) = rsa_keypair();
     let again = call(json!({"client_id": "sandbox-client", "used_type": "1", "ptn_cd": "P2", "public_key": public2})).await;
-    assert_eq!(open_key(&sk2, &again), key);
+    let key = open_key(&sk2, &again);
+    assert_eq!(key.len(), 32);
+    assert_ne!(
+        key, first,
+        "a re-sent key exchange never hands out the pending key"
+    );
+    let superseded = json!({"client_id": "sandbox-client", "used_type": "2", "ptn_cd": "P2", "partner_sp": encrypt(Cipher::DEFAULT, first.as_bytes(), b"6666").unwrap()});
+    assert_eq!(code(&call(superseded).await), "9004");
     // A partner_sp under another key does not decrypt: refused, nothing stored.
     let wrong = encrypt(
         Cipher::DEFAULT,
@@ -464,6 +473,115 @@ async fn malformed_and_hostile_callbacks_store_nothing() {
     let takeover = call(json!({"client_id": "sandbox-client", "used_type": "1", "ptn_cd": "P2", "public_key": public2})).await;
     assert_eq!(code(&takeover), "9005");
     assert!(takeover.get("result").is_none());
+    // A second registration changes nothing either (it would reset the passcode and, with
+    // ubifill, the birth date): 9005, and the registered passcode still logs in.
+    let ubi = encrypt(Cipher::DEFAULT, key.as_bytes(), br#"{"birth":"19500101"}"#).unwrap();
+    let rewrite = json!({"client_id": "sandbox-client", "used_type": "2", "ptn_cd": "P2",
+        "partner_sp": encrypt(Cipher::DEFAULT, key.as_bytes(), b"9999").unwrap(), "ubifill": ubi});
+    assert_eq!(code(&call(rewrite).await), "9005");
+    let mut b = env.browser();
+    assert_eq!(
+        login_post(&mut b, &env.ifree.issue_ptn_token("P2"))
+            .await
+            .status(),
+        200,
+        "the first registration's passcode still holds"
+    );
+}
+
+/// Unauthenticated key exchanges are bounded: of 5,000 for distinct members, `max_pending`
+/// are kept and the rest answered 9429; pending members expire, which frees the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_exchanges_cannot_grow_the_store_without_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("members.db");
+    let env = Env::with(
+        Proxy::new()
+            .provider(
+                Provider::ifree()
+                    .set("max_pending", json!(300))
+                    .set("pending_ttl", json!("3s")),
+            )
+            .route(Route::prefix("/member").providers(["ifree"]))
+            .route(Route::prefix("/"))
+            .store(Storage::sqlite(&db)),
+    )
+    .await;
+    let (_sk, public) = rsa_keypair();
+    let codes = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..16 {
+        let (client, url, public) = (env.client.clone(), callback_url(&env), public.clone());
+        let (codes, next) = (codes.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= 5000 {
+                    return;
+                }
+                let body = json!({"client_id": "sandbox-client", "used_type": "1",
+                    "ptn_cd": format!("FLOOD{i}"), "public_key": public});
+                let v: Value = client
+                    .post(&url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let c = v["code"].as_str().unwrap().to_string();
+                *codes.lock().unwrap().entry(c).or_insert(0usize) += 1;
+            }
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    let codes = codes.lock().unwrap().clone();
+    println!("5,000 key exchanges answered: {codes:?}");
+    assert_eq!(codes.get("0000"), Some(&300), "{codes:?}");
+    assert_eq!(codes.get("9429"), Some(&4700), "{codes:?}");
+    let rows = |db: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM members", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(
+        rows(&db),
+        300,
+        "the store holds at most max_pending pending members"
+    );
+    // Once they expire, new members get in again (and the expired ones are gone).
+    let fresh = json!({"client_id": "sandbox-client", "used_type": "1", "ptn_cd": "LATE", "public_key": public});
+    let mut admitted = false;
+    for _ in 0..400 {
+        let v: Value = post_callback(&env, fresh.clone())
+            .await
+            .json()
+            .await
+            .unwrap();
+        if v["code"] == "0000" {
+            admitted = true;
+            break;
+        }
+        assert_eq!(v["code"], "9429");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(admitted, "pending members expire");
+    assert_eq!(rows(&db), 1, "expired pending members are removed");
+    // Every refused exchange is counted (the 4,700 and those refused while waiting above).
+    let sample =
+        r#"verigate_verifications_total{outcome="failed",provider="ifree",reason="pending_full"} "#;
+    let m = env.metrics_until(|m| m.contains(sample)).await;
+    let counted: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix(sample))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(counted >= 4700.0, "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,17 +48,13 @@ async fn opens(b: &Browser, proxy: std::net::SocketAddr) -> bool {
 async fn a_logged_out_cookie_opens_nothing_on_any_instance() {
     let Some(url) = redis_url() else { return };
     let prefix = format!("vg-logout-{}:", std::process::id());
-    let store = format!("store: {{ kind: redis, url: \"{url}\", prefix: \"{prefix}\" }}");
-    let a = Env::with(Setup {
-        store: store.clone(),
-        ..Setup::default()
-    })
-    .await;
-    let b_env = Env::with(Setup {
-        store,
-        iamport_base: Some(format!("http://{}/iamport", a.sandbox)),
-        ..Setup::default()
-    })
+    let store = Storage::redis(&url).prefix(&prefix);
+    let a = Env::with(Proxy::shop().store(store.clone())).await;
+    let b_env = Env::with(
+        Proxy::shop()
+            .store(store)
+            .provider(Provider::iamport().on_sandbox(a.sandbox)),
+    )
     .await;
     let mut person = verified(&a).await;
     let stolen = person.clone();

@@ -503,3 +503,86 @@ async fn provider_down_at_start_is_a_clear_503() {
         200
     );
 }
+
+/// A Korean national has a CI: where a route also accepts Iamport, a TomoIDV verification with
+/// a Korean passport would be a second identity (a second account). Refused there, whichever
+/// route the TomoIDV session was made on; a foreign visitor is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_korean_passport_is_not_a_second_identity_beside_iamport() {
+    let env = Env::with(
+        Proxy::new()
+            .provider(Provider::iamport())
+            .provider(Provider::tomo())
+            .route(
+                Route::path("/signup")
+                    .methods(["GET", "POST"])
+                    .providers(["iamport", "tomo"])
+                    .one_account()
+                    .one_account_scope("per_provider"),
+            )
+            .route(Route::prefix("/foreign").providers(["tomo"]))
+            .route(Route::prefix("/")),
+    )
+    .await;
+    // The person signs up once with mobile verification.
+    let mut korean = env.browser();
+    korean
+        .verify_redirect(env.sandbox, "/signup", &Person::adult())
+        .await;
+    assert_eq!(korean.post("/signup", "name=kim").await.status(), 201);
+    let hits = env.hits();
+
+    for nationality in ["kr", "KR", "kor", ""] {
+        let visitor = Visitor {
+            name: "Kim Minsu",
+            dob: "1990-04-01",
+            nationality,
+            outcome: "success",
+        };
+        // TomoIDV from the signup page itself, and from a TomoIDV-only page, then the signup.
+        for return_to in ["/signup", "/foreign/home"] {
+            let mut b = env.browser();
+            let (uri, _) = start(&mut b, return_to).await;
+            let back = window(&b, &uri, &visitor).await;
+            let r = b.open_html(&back).await;
+            assert_eq!(
+                r.status(),
+                302,
+                "{nationality}: {}",
+                r.text().await.unwrap()
+            );
+            if return_to == "/foreign/home" {
+                assert_eq!(
+                    b.get_html("/foreign/home").await.status(),
+                    200,
+                    "TomoIDV-only page"
+                );
+            }
+            for method in ["GET", "POST"] {
+                let req = b
+                    .client
+                    .request(method.parse().unwrap(), b.url("/signup"))
+                    .header("accept", "application/json")
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body("name=kim");
+                let r = b.send(req).await;
+                assert_eq!(
+                    refusal(r).await,
+                    (403, "korean_national".into()),
+                    "{nationality:?} via {return_to}, {method}"
+                );
+            }
+            let page = b.get_html("/signup").await;
+            assert_eq!(page.status(), 403);
+            assert!(page.text().await.unwrap().contains("휴대폰 본인인증"));
+        }
+    }
+    assert_eq!(env.hits(), hits, "nothing reached the app");
+
+    // A foreign visitor signs up through TomoIDV.
+    let mut b = env.browser();
+    let (uri, _) = start(&mut b, "/signup").await;
+    let back = window(&b, &uri, &JANE).await;
+    assert_eq!(b.open_html(&back).await.status(), 302);
+    assert_eq!(b.post("/signup", "name=jane").await.status(), 201);
+}

@@ -130,6 +130,11 @@ impl Route {
         self.require("one_account_per_person", json!(true))
     }
 
+    /// `require.one_account_scope` (`person`, `per_provider`).
+    pub fn one_account_scope(self, scope: &str) -> Route {
+        self.require("one_account_scope", json!(scope))
+    }
+
     /// `require.commit_on` (`2xx`, `3xx`).
     pub fn commit_on<const N: usize>(self, classes: [&str; N]) -> Route {
         self.require("commit_on", json!(classes.as_slice()))

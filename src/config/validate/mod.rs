@@ -186,15 +186,24 @@ pub fn from_yaml_str(text: &str, secrets: &Secrets) -> Result<RuntimeConfig, Con
                 serde_yaml::from_str(text).map_err(|e| ConfigError::Invalid(vec![problem(e)]))?;
             let mut err = first;
             loop {
+                // The first problem's location is the file's; later ones would be the
+                // rewritten text's, so they keep only their key path.
+                let message = match unknown.is_empty() {
+                    true => err.to_string(),
+                    false => without_location(&err.to_string()),
+                };
+                let found = Problem {
+                    path: String::new(),
+                    message,
+                };
                 let Some((path, key)) = unknown_key(&err.to_string()) else {
-                    unknown.push(problem(err));
+                    unknown.push(found);
                     return Err(ConfigError::Invalid(unknown));
                 };
+                unknown.push(found);
                 if unknown.len() >= 100 || !remove_key(&mut value, &path, &key) {
-                    unknown.push(problem(err));
                     return Err(ConfigError::Invalid(unknown));
                 }
-                unknown.push(problem(err));
                 // Re-read without it: later errors name their key path; their line numbers
                 // would be the rewritten text's, so they are left out.
                 let rest = serde_yaml::to_string(&value).unwrap_or_default();
