@@ -3,7 +3,8 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use std::time::Duration;
 
@@ -53,6 +54,35 @@ pub static TOKEN_FETCHES: Lazy<IntCounterVec> = Lazy::new(|| {
     counter(
         "verigate_provider_token_fetches_total",
         "Access tokens fetched from providers",
+        &["provider"],
+    )
+});
+
+pub static PROVIDER_CIRCUIT_OPEN: Lazy<IntGaugeVec> = Lazy::new(|| {
+    let g = IntGaugeVec::new(
+        Opts::new(
+            "verigate_provider_circuit_open",
+            "1 while a provider's circuit breaker is open (calls fail fast), 0 when closed",
+        ),
+        &["provider"],
+    )
+    .unwrap_or_else(|e| panic!("metric malformed: {e}"));
+    let _ = REGISTRY.register(Box::new(g.clone()));
+    g
+});
+
+pub static PROVIDER_FAST_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_provider_fast_failures_total",
+        "Provider calls refused without touching the network because the circuit was open",
+        &["provider"],
+    )
+});
+
+pub static CLIENTS_GONE: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_flow_clients_gone_total",
+        "Flow requests ended because their client disconnected while verigate waited on the provider",
         &["provider"],
     )
 });
@@ -149,6 +179,10 @@ pub fn provider_token_fetch(provider: &str) {
     TOKEN_FETCHES.with_label_values(&[provider]).inc();
 }
 
+pub fn client_gone(provider: &str) {
+    CLIENTS_GONE.with_label_values(&[provider]).inc();
+}
+
 pub fn provider_call(provider: &str, endpoint: &str, took: Duration) {
     PROVIDER_CALLS
         .with_label_values(&[provider, endpoint])
@@ -158,11 +192,14 @@ pub fn provider_call(provider: &str, endpoint: &str, took: Duration) {
 /// The name of every metric verigate defines (also those with no sample yet).
 pub fn names() -> Vec<String> {
     use prometheus::core::Collector;
-    let collectors: [&dyn Collector; 11] = [
+    let collectors: [&dyn Collector; 14] = [
         &*REQUESTS,
         &*VERIFICATIONS,
         &*SESSIONS_ISSUED,
         &*TOKEN_FETCHES,
+        &*PROVIDER_CIRCUIT_OPEN,
+        &*PROVIDER_FAST_FAILURES,
+        &*CLIENTS_GONE,
         &*PROVIDER_CALLS,
         &*UPSTREAM_RESPONSES,
         &*REQUEST_SECONDS,
@@ -186,6 +223,9 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&VERIFICATIONS);
     Lazy::force(&SESSIONS_ISSUED);
     Lazy::force(&TOKEN_FETCHES);
+    Lazy::force(&PROVIDER_CIRCUIT_OPEN);
+    Lazy::force(&PROVIDER_FAST_FAILURES);
+    Lazy::force(&CLIENTS_GONE);
     Lazy::force(&PROVIDER_CALLS);
     Lazy::force(&UPSTREAM_RESPONSES);
     Lazy::force(&REQUEST_SECONDS);

@@ -418,9 +418,17 @@ pub async fn handle(
                 Some(id) => match live.flow(id).cloned() {
                     None => Reply::problem(&Problem::new(Refusal::ProviderNotConfigured), html),
                     Some(flow) => {
-                        match flow.endpoint(live, store, session, &method, endpoint).await {
-                            Some(reply) => reply?,
-                            None => no_route(),
+                        // A provider call may last its whole timeout: not for a client gone.
+                        let gone = crate::providers::client_gone(session, id);
+                        tokio::select! {
+                            biased;
+                            reply = flow.endpoint(live, store, session, &method, endpoint) => {
+                                match reply {
+                                    Some(reply) => reply?,
+                                    None => no_route(),
+                                }
+                            }
+                            left = gone => return Err(left),
                         }
                     }
                 },

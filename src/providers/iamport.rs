@@ -40,12 +40,13 @@ pub struct Certification {
     pub unique_in_site: Option<String>,
 }
 
-/// An Iamport API client with a shared token cache: one getToken per token lifetime, whatever
-/// the concurrency (the mutex is the single flight).
+/// An Iamport API client with a shared token cache (one getToken per token lifetime, whatever
+/// the concurrency: see [`super::TokenCache`]) and a circuit breaker ([`super::Breaker`]).
 pub struct IamportClient {
     cfg: IamportConfig,
     http: reqwest::Client,
     token: super::TokenCache,
+    breaker: Arc<super::Breaker>,
 }
 
 /// `imp_uid`s are short ASCII identifiers; anything else never reaches the provider's URL.
@@ -63,6 +64,7 @@ impl IamportClient {
             cfg,
             http,
             token: super::TokenCache::new("iamport"),
+            breaker: super::Breaker::new("iamport"),
         }))
     }
 
@@ -76,43 +78,19 @@ impl IamportClient {
     }
 
     async fn token(&self) -> Result<String, ProviderError> {
-        self.token.get(TOKEN_MARGIN, || self.fetch_token()).await
-    }
-
-    /// `POST /users/getToken`: the token and its life on the provider's own clock.
-    async fn fetch_token(&self) -> Result<(String, Duration), ProviderError> {
-        let started = Instant::now();
-        let resp = self
-            .http
-            .post(format!("{}/users/getToken", self.cfg.base_url))
-            .json(&serde_json::json!({
-                "imp_key": self.cfg.api_key,
-                "imp_secret": self.cfg.api_secret,
-            }))
-            .send()
+        self.token
+            .get(TOKEN_MARGIN, || {
+                let req = self
+                    .http
+                    .post(format!("{}/users/getToken", self.cfg.base_url))
+                    .json(&serde_json::json!({
+                        "imp_key": self.cfg.api_key,
+                        "imp_secret": self.cfg.api_secret,
+                    }));
+                let breaker = self.breaker.clone();
+                async move { breaker.call(fetch_token(req)).await }
+            })
             .await
-            .map_err(transport_error)?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(transport_error)?;
-        crate::metrics::provider_call("iamport", "getToken", started.elapsed());
-        if status == reqwest::StatusCode::UNAUTHORIZED {
-            return Err(ProviderError::Unauthorized(
-                "getToken refused imp_key/imp_secret".into(),
-            ));
-        }
-        let env: Envelope<TokenResponse> = parse_envelope(status, &body)?;
-        let t = env.response.ok_or_else(|| {
-            ProviderError::BadResponse("getToken answered without a response".into())
-        })?;
-        if t.access_token.is_empty() || t.expired_at <= t.now {
-            return Err(ProviderError::BadResponse(
-                "getToken answered an empty or expired token".into(),
-            ));
-        }
-        Ok((
-            t.access_token,
-            Duration::from_secs((t.expired_at - t.now) as u64),
-        ))
     }
 
     /// `GET /certifications/{imp_uid}`, retrying once with a fresh token on 401.
@@ -123,19 +101,15 @@ impl IamportClient {
         for attempt in 0..2 {
             let token = self.token().await?;
             let started = Instant::now();
-            let resp = self
+            let req = self
                 .http
                 .get(format!("{}/certifications/{}", self.cfg.base_url, imp_uid))
-                .header("Authorization", format!("Bearer {token}"))
-                .send()
-                .await
-                .map_err(transport_error)?;
-            let status = resp.status();
-            let body = resp.bytes().await.map_err(transport_error)?;
+                .header("Authorization", format!("Bearer {token}"));
+            let (status, body) = super::exchange(&self.breaker, req).await?;
             crate::metrics::provider_call("iamport", "certifications", started.elapsed());
             match status.as_u16() {
                 401 if attempt == 0 => {
-                    self.token.forget(&token).await;
+                    self.token.forget(&token);
                     continue;
                 }
                 401 => {
@@ -165,6 +139,33 @@ impl IamportClient {
         let c = self.certification(imp_uid).await?;
         to_person(c)
     }
+}
+
+/// `POST /users/getToken`: the token and its life on the provider's own clock.
+async fn fetch_token(req: reqwest::RequestBuilder) -> Result<(String, Duration), ProviderError> {
+    let started = Instant::now();
+    let resp = req.send().await.map_err(transport_error)?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(transport_error)?;
+    crate::metrics::provider_call("iamport", "getToken", started.elapsed());
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return Err(ProviderError::Unauthorized(
+            "getToken refused imp_key/imp_secret".into(),
+        ));
+    }
+    let env: Envelope<TokenResponse> = parse_envelope(status, &body)?;
+    let t = env
+        .response
+        .ok_or_else(|| ProviderError::BadResponse("getToken answered without a response".into()))?;
+    if t.access_token.is_empty() || t.expired_at <= t.now {
+        return Err(ProviderError::BadResponse(
+            "getToken answered an empty or expired token".into(),
+        ));
+    }
+    Ok((
+        t.access_token,
+        Duration::from_secs((t.expired_at - t.now) as u64),
+    ))
 }
 
 fn parse_envelope<T: for<'de> Deserialize<'de>>(

@@ -1,7 +1,7 @@
 //! ifree login (Rowem): the member-key exchange helpers for the registration callbacks, and the
 //! login calls `POST /process/token` and `POST /process/authenticate`.
 
-use super::{transport_error, ProviderError};
+use super::ProviderError;
 use crate::config::IfreeConfig;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -64,12 +64,17 @@ struct AuthResult {
 pub struct IfreeClient {
     cfg: IfreeConfig,
     http: reqwest::Client,
+    breaker: Arc<super::Breaker>,
 }
 
 impl IfreeClient {
     pub fn new(cfg: IfreeConfig) -> Result<Arc<Self>, ProviderError> {
         let http = super::http_client(cfg.timeout)?;
-        Ok(Arc::new(IfreeClient { cfg, http }))
+        Ok(Arc::new(IfreeClient {
+            cfg,
+            http,
+            breaker: super::Breaker::new("ifree"),
+        }))
     }
 
     pub fn config(&self) -> &IfreeConfig {
@@ -82,15 +87,11 @@ impl IfreeClient {
         body: serde_json::Value,
     ) -> Result<T, ProviderError> {
         let started = Instant::now();
-        let resp = self
+        let req = self
             .http
             .post(format!("{}/process/{endpoint}", self.cfg.base_url))
-            .json(&body)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(transport_error)?;
+            .json(&body);
+        let (status, bytes) = super::exchange(&self.breaker, req).await?;
         crate::metrics::provider_call("ifree", endpoint, started.elapsed());
         let a: Answer<T> = serde_json::from_slice(&bytes).map_err(|_| {
             ProviderError::BadResponse(format!(

@@ -1,7 +1,7 @@
 //! PortOne V2 identity verification: `GET /identity-verifications/{id}` with
 //! `Authorization: PortOne <API secret>`.
 
-use super::{transport_error, ProviderError, ProviderId, VerifiedPerson};
+use super::{ProviderError, ProviderId, VerifiedPerson};
 use crate::config::PortoneConfig;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
@@ -48,12 +48,17 @@ pub fn valid_id(s: &str) -> bool {
 pub struct PortoneClient {
     cfg: PortoneConfig,
     http: reqwest::Client,
+    breaker: Arc<super::Breaker>,
 }
 
 impl PortoneClient {
     pub fn new(cfg: PortoneConfig) -> Result<Arc<Self>, ProviderError> {
         let http = super::http_client(cfg.timeout)?;
-        Ok(Arc::new(PortoneClient { cfg, http }))
+        Ok(Arc::new(PortoneClient {
+            cfg,
+            http,
+            breaker: super::Breaker::new("portone"),
+        }))
     }
 
     pub fn config(&self) -> &PortoneConfig {
@@ -65,16 +70,12 @@ impl PortoneClient {
             return Err(ProviderError::NotFound);
         }
         let started = Instant::now();
-        let resp = self
+        let req = self
             .http
             .get(format!("{}/identity-verifications/{id}", self.cfg.base_url))
             .query(&[("storeId", self.cfg.store_id.as_str())])
-            .header("Authorization", format!("PortOne {}", self.cfg.api_secret))
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(transport_error)?;
+            .header("Authorization", format!("PortOne {}", self.cfg.api_secret));
+        let (status, body) = super::exchange(&self.breaker, req).await?;
         crate::metrics::provider_call("portone", "identity-verifications", started.elapsed());
         match status.as_u16() {
             401 | 403 => return Err(ProviderError::Unauthorized(format!("HTTP {status}"))),

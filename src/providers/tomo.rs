@@ -118,6 +118,7 @@ pub struct TomoClient {
     key: EncodingKey,
     http: reqwest::Client,
     token: super::TokenCache,
+    breaker: Arc<super::Breaker>,
 }
 
 /// Date of birth as TomoIDV may write it (format unconfirmed): `YYYY-MM-DD` or `YYYYMMDD`.
@@ -137,6 +138,7 @@ impl TomoClient {
             key,
             http,
             token: super::TokenCache::new("tomo"),
+            breaker: super::Breaker::new("tomo"),
         }))
     }
 
@@ -153,53 +155,27 @@ impl TomoClient {
     }
 
     async fn token(&self) -> Result<String, ProviderError> {
-        self.token.get(TOKEN_MARGIN, || self.fetch_token()).await
-    }
-
-    /// The token endpoint, with a fresh client assertion: the token and its life.
-    async fn fetch_token(&self) -> Result<(String, Duration), ProviderError> {
-        let assertion = client_assertion(
-            &self.key,
-            &self.cfg.client_id,
-            &self.token_url(),
-            chrono::Utc::now().timestamp(),
-        )?;
-        let started = Instant::now();
-        let resp = self
-            .http
-            .post(self.token_url())
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("scope", "idv.read"),
-                ("client_assertion_type", CLIENT_ASSERTION_TYPE),
-                ("client_assertion", assertion.as_str()),
-            ])
-            .send()
+        self.token
+            .get(TOKEN_MARGIN, || {
+                // A fresh client assertion for each fetch.
+                let req = client_assertion(
+                    &self.key,
+                    &self.cfg.client_id,
+                    &self.token_url(),
+                    chrono::Utc::now().timestamp(),
+                )
+                .map(|assertion| {
+                    self.http.post(self.token_url()).form(&[
+                        ("grant_type", "client_credentials"),
+                        ("scope", "idv.read"),
+                        ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+                        ("client_assertion", assertion.as_str()),
+                    ])
+                });
+                let breaker = self.breaker.clone();
+                async move { breaker.call(fetch_token(req?)).await }
+            })
             .await
-            .map_err(transport_error)?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(transport_error)?;
-        crate::metrics::provider_call("tomo", "token", started.elapsed());
-        if status == 400 || status == 401 {
-            return Err(ProviderError::Unauthorized(format!(
-                "token endpoint refused the client assertion (HTTP {status})"
-            )));
-        }
-        if !status.is_success() {
-            return Err(ProviderError::BadResponse(format!(
-                "token endpoint HTTP {status}"
-            )));
-        }
-        let t: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|_| ProviderError::BadResponse("token answer is not JSON".into()))?;
-        if t.access_token.is_empty() {
-            return Err(ProviderError::BadResponse("empty access token".into()));
-        }
-        // expires_in is unconfirmed: without it, assume a short 5 minutes.
-        Ok((
-            t.access_token,
-            Duration::from_secs(t.expires_in.unwrap_or(300)),
-        ))
     }
 
     /// POST with the bearer token; one retry with a fresh token on 401.
@@ -211,19 +187,15 @@ impl TomoClient {
         for attempt in 0..2 {
             let token = self.token().await?;
             let started = Instant::now();
-            let resp = self
+            let req = self
                 .http
                 .post(format!("{}/v1/idv/{endpoint}", self.cfg.base_url))
                 .bearer_auth(&token)
-                .json(body)
-                .send()
-                .await
-                .map_err(transport_error)?;
-            let status = resp.status();
-            let bytes = resp.bytes().await.map_err(transport_error)?;
+                .json(body);
+            let (status, bytes) = super::exchange(&self.breaker, req).await?;
             crate::metrics::provider_call("tomo", endpoint, started.elapsed());
             if status == 401 && attempt == 0 {
-                self.token.forget(&token).await;
+                self.token.forget(&token);
                 continue;
             }
             if status == 401 {
@@ -291,6 +263,35 @@ impl TomoClient {
         })?;
         Ok(r.all())
     }
+}
+
+/// The token endpoint's answer to `req`: the token and its life.
+async fn fetch_token(req: reqwest::RequestBuilder) -> Result<(String, Duration), ProviderError> {
+    let started = Instant::now();
+    let resp = req.send().await.map_err(transport_error)?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(transport_error)?;
+    crate::metrics::provider_call("tomo", "token", started.elapsed());
+    if status == 400 || status == 401 {
+        return Err(ProviderError::Unauthorized(format!(
+            "token endpoint refused the client assertion (HTTP {status})"
+        )));
+    }
+    if !status.is_success() {
+        return Err(ProviderError::BadResponse(format!(
+            "token endpoint HTTP {status}"
+        )));
+    }
+    let t: TokenResponse = serde_json::from_slice(&body)
+        .map_err(|_| ProviderError::BadResponse("token answer is not JSON".into()))?;
+    if t.access_token.is_empty() {
+        return Err(ProviderError::BadResponse("empty access token".into()));
+    }
+    // expires_in is unconfirmed: without it, assume a short 5 minutes.
+    Ok((
+        t.access_token,
+        Duration::from_secs(t.expires_in.unwrap_or(300)),
+    ))
 }
 
 /// Read a result as a person. `ppid` is the person's persistent per-client id.
