@@ -490,21 +490,18 @@ async fn malformed_and_hostile_callbacks_store_nothing() {
 }
 
 /// Unauthenticated key exchanges are bounded: of 5,000 for distinct members, `max_pending`
-/// are kept and the rest answered 9429; pending members expire, which frees the room.
+/// are kept and the rest answered 9429 (Redis store: its keys are counted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_exchanges_cannot_grow_the_store_without_bound() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("members.db");
+    let Ok(url) = std::env::var("VERIGATE_TEST_REDIS") else {
+        skip::missing("Redis", "set VERIGATE_TEST_REDIS=redis://127.0.0.1:6379");
+        return;
+    };
+    let prefix = format!("vg-flood-{}:", std::process::id());
     let env = Env::with(
-        Proxy::new()
-            .provider(
-                Provider::ifree()
-                    .set("max_pending", json!(300))
-                    .set("pending_ttl", json!("3s")),
-            )
-            .route(Route::prefix("/member").providers(["ifree"]))
-            .route(Route::prefix("/"))
-            .store(Storage::sqlite(&db)),
+        ifree()
+            .provider(Provider::ifree().set("max_pending", json!(300)))
+            .store(Storage::redis(&url).prefix(&prefix)),
     )
     .await;
     let (_sk, public) = rsa_keypair();
@@ -543,35 +540,26 @@ async fn key_exchanges_cannot_grow_the_store_without_bound() {
     println!("5,000 key exchanges answered: {codes:?}");
     assert_eq!(codes.get("0000"), Some(&300), "{codes:?}");
     assert_eq!(codes.get("9429"), Some(&4700), "{codes:?}");
-    let rows = |db: &std::path::Path| -> i64 {
-        rusqlite::Connection::open(db)
-            .unwrap()
-            .query_row("SELECT COUNT(*) FROM members", [], |r| r.get(0))
-            .unwrap()
-    };
+    let mut con = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut con)
+        .unwrap();
+    let members = keys.iter().filter(|k| k.contains("member:")).count();
+    println!(
+        "store after 5,000 key exchanges: {members} member records, {} keys",
+        keys.len()
+    );
     assert_eq!(
-        rows(&db),
-        300,
+        members, 300,
         "the store holds at most max_pending pending members"
     );
-    // Once they expire, new members get in again (and the expired ones are gone).
-    let fresh = json!({"client_id": "sandbox-client", "used_type": "1", "ptn_cd": "LATE", "public_key": public});
-    let mut admitted = false;
-    for _ in 0..400 {
-        let v: Value = post_callback(&env, fresh.clone())
-            .await
-            .json()
-            .await
-            .unwrap();
-        if v["code"] == "0000" {
-            admitted = true;
-            break;
-        }
-        assert_eq!(v["code"], "9429");
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL").arg(&keys).query(&mut con).unwrap();
     }
-    assert!(admitted, "pending members expire");
-    assert_eq!(rows(&db), 1, "expired pending members are removed");
     // Every refused exchange is counted (the 4,700 and those refused while waiting above).
     let sample =
         r#"verigate_verifications_total{outcome="failed",provider="ifree",reason="pending_full"} "#;
@@ -582,6 +570,71 @@ async fn key_exchanges_cannot_grow_the_store_without_bound() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0);
     assert!(counted >= 4700.0, "{m}");
+}
+
+/// Pending members expire (`pending_ttl`), which frees the room, and leave the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_members_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("members.db");
+    let env = Env::with(
+        ifree()
+            .provider(
+                Provider::ifree()
+                    .set("max_pending", json!(3))
+                    .set("pending_ttl", json!("1s")),
+            )
+            .store(Storage::sqlite(&db)),
+    )
+    .await;
+    let (_sk, public) = rsa_keypair();
+    let exchange = |ptn: &str| json!({"client_id": "sandbox-client", "used_type": "1", "ptn_cd": ptn, "public_key": public});
+    for ptn in ["E1", "E2", "E3"] {
+        let v: Value = post_callback(&env, exchange(ptn))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["code"], "0000");
+    }
+    let rows = || -> i64 {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM members", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(rows(), 3);
+    // Full until they expire; then a new member gets in and the expired ones are gone.
+    let mut answers = Vec::new();
+    loop {
+        let v: Value = post_callback(&env, exchange("LATE"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        answers.push(v["code"].as_str().unwrap().to_string());
+        if v["code"] != "9429" || answers.len() > 400 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        answers.first().map(String::as_str),
+        Some("9429"),
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.last().map(String::as_str),
+        Some("0000"),
+        "{answers:?}"
+    );
+    assert_eq!(rows(), 1, "expired pending members are removed");
+    // An expired member's registration finds nothing: 9002.
+    let late = json!({"client_id": "sandbox-client", "used_type": "2", "ptn_cd": "E1",
+        "partner_sp": verigate::crypto::ifree_cipher::encrypt(
+            verigate::crypto::ifree_cipher::Cipher::DEFAULT, b"0123456789abcdefghijklmnopqrstuv", b"1").unwrap()});
+    let v: Value = post_callback(&env, late).await.json().await.unwrap();
+    assert_eq!(v["code"], "9002");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

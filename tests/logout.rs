@@ -18,11 +18,12 @@ fn redis_url() -> Option<String> {
     }
 }
 
-/// A browser of `env` with a verified session (cookie `vg`) for `/member`.
-async fn verified(env: &Env) -> Browser {
+/// A browser of `env` with a verified session (cookie `vg`) for `/member`, certified in the
+/// sandbox `env`'s Iamport uses.
+async fn verified(env: &Env, sandbox: std::net::SocketAddr) -> Browser {
     let mut b = env.browser();
     let r = b
-        .verify_redirect(env.sandbox, "/member", &Person::adult())
+        .verify_redirect(sandbox, "/member", &Person::adult())
         .await;
     assert_eq!(r.status(), 302);
     assert!(b.jar.contains_key("vg"));
@@ -56,7 +57,7 @@ async fn a_logged_out_cookie_opens_nothing_on_any_instance() {
             .provider(Provider::iamport().on_sandbox(a.sandbox)),
     )
     .await;
-    let mut person = verified(&a).await;
+    let mut person = verified(&a, a.sandbox).await;
     let stolen = person.clone();
     assert!(opens(&stolen, a.proxy).await && opens(&stolen, b_env.proxy).await);
 
@@ -81,14 +82,14 @@ async fn a_logged_out_cookie_opens_nothing_on_any_instance() {
     println!("revocation reached the other instance after {delay:?}");
     // Stays refused; a fresh verification of the same person works again.
     assert!(!opens(&stolen, a.proxy).await && !opens(&stolen, b_env.proxy).await);
-    let again = verified(&b_env).await;
+    let again = verified(&b_env, a.sandbox).await;
     assert!(opens(&again, a.proxy).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_this_sites_pages_can_log_a_person_out() {
     let env = Env::start().await;
-    let mut b = verified(&env).await;
+    let mut b = verified(&env, env.sandbox).await;
     let host = env.proxy.to_string();
     let cross = [
         ("sec-fetch-site", "cross-site".to_string()),

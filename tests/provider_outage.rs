@@ -72,11 +72,13 @@ async fn forty_completions_while_the_token_endpoint_hangs() {
     const TIMEOUT: Duration = Duration::from_secs(2);
     const BROWSERS: usize = 40;
     let (hung, accepted, mut seen) = hung_provider().await;
-    let env = Env::with(Setup {
-        iamport_base: Some(format!("http://{hung}")),
-        iamport_extra: format!("timeout: {}s", TIMEOUT.as_secs()),
-        ..Setup::default()
-    })
+    let env = Env::with(
+        Proxy::shop().provider(
+            Provider::iamport()
+                .base_url(format!("http://{hung}"))
+                .timeout(&format!("{}s", TIMEOUT.as_secs())),
+        ),
+    )
     .await;
     let mut browsers = Vec::new();
     for _ in 0..BROWSERS {
@@ -146,11 +148,9 @@ async fn circuit_opens_after_failures_in_a_row_and_fails_fast() {
             }),
         );
     let addr = spawn_router(fake).await;
-    let env = Env::with(Setup {
-        iamport_base: Some(format!("http://{addr}")),
-        ..Setup::default()
-    })
-    .await;
+    let env =
+        Env::with(Proxy::shop().provider(Provider::iamport().base_url(format!("http://{addr}"))))
+            .await;
     let before = env.metrics().await;
     let failures = verigate::providers::BREAKER_FAILURES as usize;
     let mut browsers = Vec::new();
@@ -191,11 +191,13 @@ async fn circuit_opens_after_failures_in_a_row_and_fails_fast() {
 async fn a_client_that_leaves_takes_its_provider_call_with_it() {
     use tokio::io::AsyncWriteExt;
     let (hung, accepted, mut seen) = hung_provider().await;
-    let env = Env::with(Setup {
-        iamport_base: Some(format!("http://{hung}")),
-        iamport_extra: "timeout: 60s".into(),
-        ..Setup::default()
-    })
+    let env = Env::with(
+        Proxy::shop().provider(
+            Provider::iamport()
+                .base_url(format!("http://{hung}"))
+                .timeout("60s"),
+        ),
+    )
     .await;
     let before = metric(&env.metrics().await, GONE);
     let mut b = env.browser();

@@ -1,6 +1,7 @@
 //! Configuration: YAML file types (`file`) are validated once (`validate`) into the immutable
 //! runtime types below, shared behind an `Arc`. Every problem names its key path.
 
+mod ctx;
 pub mod duration;
 pub mod file;
 pub mod providers;
@@ -16,8 +17,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use ctx::Secrets;
 pub use providers::{IamportConfig, IfreeConfig, PortoneConfig, Providers, TomoConfig};
-pub use validate::{from_yaml_str, Secrets};
+pub use validate::from_yaml_str;
 
 /// One problem in a config file, located by its key path (`routes[2].require.min_age`).
 #[derive(Debug, Clone, PartialEq, Eq)]

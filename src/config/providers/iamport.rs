@@ -1,6 +1,6 @@
 //! Iamport (PortOne V1) settings: the file's shape, the runtime values and their check.
 
-use crate::config::validate::Ctx;
+use crate::config::ctx::Ctx;
 use serde::Deserialize;
 use std::time::Duration;
 

@@ -11,7 +11,7 @@ pub use ifree::{FileIfree, IfreeConfig};
 pub use portone::{FilePortone, PortoneConfig};
 pub use tomo::{FileTomo, TomoConfig};
 
-use crate::config::validate::Ctx;
+use crate::config::ctx::Ctx;
 use crate::identity::ProviderId;
 use serde::Deserialize;
 
