@@ -111,7 +111,7 @@ if [ "$PIN" = 1 ]; then
 fi
 
 cargo build --release --quiet
-BIN=target/release/verigate
+BIN="${CARGO_TARGET_DIR:-target}/release/verigate"
 BUILD="$(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC')"
 if REV=$(git rev-parse --short HEAD 2>/dev/null); then
   git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || REV="$REV + uncommitted changes"

@@ -8,14 +8,25 @@ use pingora::Result;
 
 /// Does this request come from a browser navigation (GET/HEAD accepting HTML)?
 pub fn wants_html(session: &Session) -> bool {
-    let req = session.req_header();
-    let navigation = req.method == http::Method::GET || req.method == http::Method::HEAD;
-    navigation
-        && req
+    browser_page(session.req_header())
+}
+
+/// Whether a request is a browser's navigation or form submission, whatever its method: it
+/// accepts HTML, or says `Sec-Fetch-Mode: navigate`. Such a request is answered with a page;
+/// anything else (an API client, a page's own fetch) with JSON.
+pub fn browser_page(req: &pingora::http::RequestHeader) -> bool {
+    let header = |n: http::header::HeaderName| req.headers.get(n).and_then(|v| v.to_str().ok());
+    header(http::header::ACCEPT).is_some_and(|a| a.contains("text/html"))
+        || req
             .headers
-            .get(http::header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/html"))
+            .get("sec-fetch-mode")
+            .is_some_and(|m| m.as_bytes().eq_ignore_ascii_case(b"navigate"))
+}
+
+/// A navigation that can simply be sent elsewhere: a browser page fetched with GET or HEAD.
+pub fn navigation(session: &Session) -> bool {
+    let req = session.req_header();
+    (req.method == http::Method::GET || req.method == http::Method::HEAD) && wants_html(session)
 }
 
 pub fn escape(s: &str) -> String {

@@ -125,6 +125,60 @@ async fn a_signup_answered_with_a_redirect_is_one_account() {
     );
 }
 
+/// A browser's form post is answered as a browser: the page, with the status and the next
+/// step, not JSON; a page's own fetch and API clients keep JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browsers_form_post_gets_pages() {
+    let (env, hits) = env_with_app().await;
+    let form = |b: &common::Browser, headers: &[(&str, &str)]| {
+        let mut req = b.client.post(b.url("/signup-prg")).form(&[("name", "x")]);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req
+    };
+    let chrome = [
+        (
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        ),
+        ("sec-fetch-mode", "navigate"),
+    ];
+    let navigate_only = [("accept", "*/*"), ("sec-fetch-mode", "navigate")];
+    // No session: the verification-required page with the way to verify.
+    let mut anon = env.browser();
+    for headers in [&chrome[..], &navigate_only[..]] {
+        let r = anon.send(form(&anon, headers)).await;
+        assert_eq!(r.status(), 401);
+        let html = r.text().await.unwrap();
+        assert!(html.contains("401 · verification_required"), "{html}");
+        assert!(
+            html.contains("/.verigate/verify?return_to=%2Fsignup-prg"),
+            "the page offers verification: {html}"
+        );
+    }
+    let r = anon.send(form(&anon, &[("accept", "*/*")])).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "verification_required"
+    );
+    // The second signup of one person: the 409 page for the browser, JSON for a fetch.
+    let p = Person::named("두번째");
+    let mut b = signed_in(&env, &p).await;
+    assert_eq!(b.send(form(&b, &chrome)).await.status(), 303);
+    let r = b.send(form(&b, &chrome)).await;
+    assert_eq!(r.status(), 409);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("409 · duplicate_account") && html.contains("<html"),
+        "{html}"
+    );
+    let r = b.send(form(&b, &[("accept", "application/json")])).await;
+    assert_eq!(common::refusal(r).await, (409, "duplicate_account".into()));
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_app_can_say_a_signup_did_not_happen() {
     let (env, hits) = env_with_app().await;

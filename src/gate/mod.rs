@@ -187,13 +187,17 @@ impl Gate {
                         .map(|p| p.as_str())
                         .unwrap_or("/");
                     let verify = crate::flow::verify_url(&cfg.flow_prefix, return_to);
-                    if wants_html(session) {
+                    if crate::answers::navigation(session) {
                         ctx.decision = "redirected_to_verify";
                         Reply::redirect(&verify).send(session).await?;
                     } else {
+                        // A browser's form post gets the page with the way to verify; an API
+                        // client the JSON with `verify_url`.
                         ctx.decision = "unauthenticated_api";
                         let p = Problem::new(Refusal::VerificationRequired).with_next(verify);
-                        Reply::problem(&p, false).send(session).await?;
+                        Reply::problem(&p, wants_html(session))
+                            .send(session)
+                            .await?;
                     }
                     return Ok(true);
                 }
