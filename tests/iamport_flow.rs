@@ -12,14 +12,6 @@ fn all_header_text(upstream: &Value) -> String {
     upstream["headers"].to_string()
 }
 
-/// The value of one sample (`name{labels}`) in Prometheus text, 0 when it is not there yet.
-fn metric(m: &str, sample: &str) -> f64 {
-    m.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_mode_end_to_end() {
     let env = Env::start().await;

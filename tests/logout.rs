@@ -5,19 +5,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-fn redis_url() -> Option<String> {
-    match std::env::var("VERIGATE_TEST_REDIS") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            skip::missing(
-                "Redis",
-                "set VERIGATE_TEST_REDIS=redis://127.0.0.1:6379 with a Redis running there",
-            );
-            None
-        }
-    }
-}
-
 /// A browser of `env` with a verified session (cookie `vg`) for `/member`, certified in the
 /// sandbox `env`'s Iamport uses.
 async fn verified(env: &Env, sandbox: std::net::SocketAddr) -> Browser {

@@ -52,13 +52,6 @@ async fn hung_provider() -> (SocketAddr, Arc<AtomicUsize>, mpsc::UnboundedReceiv
     (addr, accepted, rx)
 }
 
-/// The value of the sample `name` (with its labels) in a metrics scrape, 0 when absent.
-fn metric(m: &str, name: &str) -> f64 {
-    m.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 const CIRCUIT_OPEN: &str = r#"verigate_provider_circuit_open{provider="iamport"}"#;
 const FAST_FAILURES: &str = r#"verigate_provider_fast_failures_total{provider="iamport"}"#;
 const GONE: &str = r#"verigate_flow_clients_gone_total{provider="iamport"}"#;

@@ -11,21 +11,6 @@ use std::time::Duration;
 use verigate::config::StoreConfig;
 use verigate::store::{self, KeyExchange, PersonRef, Registration, Reservation, Store};
 
-/// The Redis to test against; without one, the test reports SKIPPED (fails under CI=true).
-#[track_caller]
-fn redis_url() -> Option<String> {
-    match std::env::var("VERIGATE_TEST_REDIS") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            skip::missing(
-                "Redis",
-                "set VERIGATE_TEST_REDIS=redis://127.0.0.1:6379 with a Redis running there",
-            );
-            None
-        }
-    }
-}
-
 /// Delete every key a test wrote under its prefix.
 fn redis_cleanup(url: &str, prefix: &str) {
     let Ok(client) = redis::Client::open(url) else {

@@ -14,14 +14,6 @@ fn tomo_only(tomo: Provider) -> Proxy {
         .route(Route::prefix("/"))
 }
 
-/// The value of one sample (`name{labels}`) in Prometheus text, 0 when it is not there yet.
-fn metric(m: &str, sample: &str) -> f64 {
-    m.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 async fn env() -> Env {
     Env::with(tomo_only(Provider::tomo())).await
 }

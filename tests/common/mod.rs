@@ -552,6 +552,29 @@ impl Browser {
     }
 }
 
+/// The value of one sample (`name{labels}`) in Prometheus text, 0 when it is not there yet.
+pub fn metric(m: &str, sample: &str) -> f64 {
+    m.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The Redis to test against; without one, the test reports SKIPPED (fails under CI=true).
+#[track_caller]
+pub fn redis_url() -> Option<String> {
+    match std::env::var("VERIGATE_TEST_REDIS") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            skip::missing(
+                "Redis",
+                "set VERIGATE_TEST_REDIS=redis://127.0.0.1:6379 with a Redis running there",
+            );
+            None
+        }
+    }
+}
+
 /// Fetch a certification straight from the sandbox API (what the real service holds).
 pub async fn sandbox_certification(sandbox: SocketAddr, imp_uid: &str) -> Value {
     let c = client();
