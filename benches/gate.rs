@@ -22,7 +22,7 @@ fn claims() -> Claims {
         name: None,
         gender: None,
         phone: None,
-        ci_country: false,
+        countries: Vec::new(),
     }
 }
 

@@ -523,13 +523,17 @@ impl Reply {
     }
 
     pub async fn send(self, session: &mut Session) -> Result<()> {
-        let mut resp = ResponseHeader::build(self.status, Some(self.headers.len() + 3))?;
+        let mut resp = ResponseHeader::build(self.status, Some(self.headers.len() + 5))?;
         for (k, v) in self.headers {
             resp.append_header(k, v)?;
         }
         resp.insert_header(http::header::CONTENT_LENGTH, self.body.len().to_string())?;
         resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
         resp.insert_header("x-content-type-options", "nosniff")?;
+        // verigate's pages are never framed: a framed logout button (or start page) would be
+        // clicked "from this site" by a person who sees another (clickjacking).
+        resp.insert_header("x-frame-options", "DENY")?;
+        resp.insert_header("content-security-policy", "frame-ancestors 'none'")?;
         let head_only = session.req_header().method == http::Method::HEAD;
         let empty = self.body.is_empty() || head_only;
         session.write_response_header(Box::new(resp), empty).await?;

@@ -255,11 +255,12 @@ pub struct Claims {
     pub gender: Option<String>,
     #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
-    /// A TomoIDV result whose nationality or document country has a CI (`providers.tomo.
-    /// ci_countries`), or that names no country: where a CI provider is accepted, this person
-    /// must use it (`403 korean_national`).
-    #[serde(rename = "k", default, skip_serializing_if = "std::ops::Not::not")]
-    pub ci_country: bool,
+    /// The countries a TomoIDV result names (its own and the document's), as the provider
+    /// wrote them: each request decides with the config of the moment whether this person
+    /// has a CI (`providers.tomo.ci_countries`; `403 korean_national` where a CI provider is
+    /// accepted). Empty for other providers.
+    #[serde(rename = "k", default, skip_serializing_if = "Vec::is_empty")]
+    pub countries: Vec<String>,
 }
 
 /// A flow in progress, bound to the browser that started it.
@@ -315,7 +316,7 @@ mod tests {
             name: Some("홍길동".into()),
             gender: Some("male".into()),
             phone: Some("01012345678".into()),
-            ci_country: false,
+            countries: Vec::new(),
         }
     }
 

@@ -537,6 +537,10 @@ fn check_opens_the_sqlite_path_and_flags_what_never_applies() {
     );
     let (code, out) = run(with_store(dir.path().to_str().unwrap()));
     assert_eq!(code, Some(2), "{out}");
+    for not_a_file in ["/dev/null", "/tmp/"] {
+        let (code, out) = run(with_store(not_a_file));
+        assert_eq!(code, Some(2), "{not_a_file}: {out}");
+    }
     let junk = dir.path().join("junk.db");
     std::fs::write(
         &junk,

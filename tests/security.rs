@@ -85,7 +85,7 @@ fn claims(now: i64) -> Claims {
         name: None,
         gender: None,
         phone: None,
-        ci_country: false,
+        countries: Vec::new(),
     }
 }
 

@@ -650,7 +650,7 @@ fn session_for(ci_hash: &str) -> String {
             name: None,
             gender: None,
             phone: None,
-            ci_country: false,
+            countries: Vec::new(),
         },
     )
 }

@@ -524,7 +524,7 @@ async fn a_korean_passport_is_not_a_second_identity_beside_iamport() {
     assert_eq!(korean.post("/signup", "name=kim").await.status(), 201);
     let hits = env.hits();
 
-    for nationality in ["kr", "KR", "kor", ""] {
+    for nationality in ["kr", "KR", "kor", "", "410", "Korea", "ＫＲ"] {
         let visitor = Visitor {
             name: "Kim Minsu",
             dob: "1990-04-01",
@@ -570,7 +570,38 @@ async fn a_korean_passport_is_not_a_second_identity_beside_iamport() {
         }
     }
     // Only the TomoIDV-only page (once per nationality) reached the app; no signup did.
-    assert_eq!(env.hits(), hits + 4, "no refused request reached the app");
+    assert_eq!(env.hits(), hits + 7, "no refused request reached the app");
+
+    // A session made where the rule is off (another instance, or before a reload) does not
+    // pass here: each request decides under this instance's settings.
+    let lax = Env::with(
+        Proxy::new()
+            .provider(Provider::tomo().set("ci_countries", json!([])))
+            .route(Route::prefix("/foreign").providers(["tomo"]))
+            .route(Route::prefix("/")),
+    )
+    .await;
+    let mut b = lax.browser();
+    let (uri, _) = start(&mut b, "/foreign/home").await;
+    let kim = Visitor {
+        name: "Kim Minsu",
+        dob: "1990-04-01",
+        nationality: "kr",
+        outcome: "success",
+    };
+    let back = window(&b, &uri, &kim).await;
+    assert_eq!(b.open_html(&back).await.status(), 302);
+    b.env_proxy = env.proxy;
+    let r = b
+        .send(
+            b.client
+                .post(b.url("/signup"))
+                .header("accept", "application/json")
+                .body("name=kim"),
+        )
+        .await;
+    assert_eq!(refusal(r).await, (403, "korean_national".into()));
+    assert_eq!(env.hits(), hits + 7);
 
     // A foreign visitor signs up through TomoIDV.
     let mut b = env.browser();

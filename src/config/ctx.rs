@@ -134,7 +134,8 @@ impl Ctx<'_> {
         default: &str,
     ) -> String {
         let v = value.unwrap_or(default).trim_end_matches('/').to_string();
-        if !(v.starts_with("https://") || v.starts_with("http://")) || v.len() < 10 {
+        let lower = v.to_ascii_lowercase();
+        if !(lower.starts_with("https://") || lower.starts_with("http://")) || v.len() < 10 {
             self.err(path, format!("`{v}` is not an http(s) URL"));
         }
         v

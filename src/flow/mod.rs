@@ -158,7 +158,7 @@ pub(crate) fn session_claims(
         name: person.name.filter(|_| keep.name),
         gender: person.gender.filter(|_| keep.gender),
         phone: person.phone.filter(|_| keep.phone),
-        ci_country: false,
+        countries: Vec::new(),
     }
 }
 

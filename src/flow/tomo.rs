@@ -188,24 +188,12 @@ async fn verify(
         identity: Identity::Keyed(ppid, ci_hash),
     };
     let mut claims = accept(live, store, flow, person, rules).await?;
-    claims.ci_country = has_ci(cfg, &result);
-    Ok(claims)
-}
-
-/// Whether the person of `r` has a CI: the result's or the document's country is one of
-/// `ci_countries`, or the result names no country at all (fails closed).
-fn has_ci(cfg: &TomoConfig, r: &crate::providers::tomo::IdvResult) -> bool {
-    if cfg.ci_countries.is_empty() {
-        return false;
-    }
-    let countries: Vec<&str> = [r.country.as_deref(), r.result.country.as_deref()]
+    claims.countries = [result.country.as_deref(), result.result.country.as_deref()]
         .into_iter()
         .flatten()
-        .map(str::trim)
+        .map(|c| c.trim().to_string())
         .filter(|c| !c.is_empty())
         .collect();
-    countries.is_empty()
-        || countries
-            .iter()
-            .any(|c| cfg.ci_countries.iter().any(|k| k.eq_ignore_ascii_case(c)))
+    claims.countries.dedup();
+    Ok(claims)
 }

@@ -48,7 +48,7 @@ pub fn decide(
         return Decision::Verify;
     };
     // A Korean national's TomoIDV result where a CI provider is accepted: a second identity.
-    if v.claims.ci_country
+    if v.has_ci
         && req
             .providers
             .iter()
@@ -119,7 +119,7 @@ mod tests {
             name: None,
             gender: None,
             phone: None,
-            ci_country: false,
+            countries: Vec::new(),
         };
         Verified::new(claims, &IdentityHeaders::default())
     }
@@ -232,7 +232,7 @@ mod tests {
     #[test]
     fn a_korean_nationals_tomoidv_session_is_refused_where_a_ci_provider_is_accepted() {
         let mut korean = person(ProviderId::Tomo, Some("1990-01-01"), 0);
-        korean.claims.ci_country = true;
+        korean.has_ci = true;
         let foreign = person(ProviderId::Tomo, Some("1990-01-01"), 0);
         let admit = Decision::Admit {
             age_ok: None,

@@ -89,7 +89,17 @@ impl Live {
         self.sessions.get(cookie, now, |c| {
             let claims = self.cfg.session.keys.open_session(c, now).ok()?;
             let id = session_id(&self.cfg.session.hash_key, c);
-            Some(sessions::Verified::new(claims, &self.cfg.identity).revocable(id))
+            // Decided under this config (a reload opens sessions afresh), never when issued.
+            let has_ci = claims.provider == ProviderId::Tomo
+                && self
+                    .cfg
+                    .providers
+                    .tomo
+                    .as_ref()
+                    .is_none_or(|t| t.has_ci(&claims.countries));
+            let mut v = sessions::Verified::new(claims, &self.cfg.identity).revocable(id);
+            v.has_ci = has_ci;
+            Some(v)
         })
     }
 

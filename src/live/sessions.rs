@@ -32,6 +32,9 @@ pub struct Verified {
     pub claims: Claims,
     /// The id a logout revokes (`live::session_id`); empty: not revocable (tests).
     pub revocation_id: String,
+    /// A TomoIDV session of a person with a CI, by the config this session was opened under
+    /// (`TomoConfig::has_ci`).
+    pub has_ci: bool,
     pub base: Vec<(HeaderName, HeaderValue)>,
     pub(crate) age_ok: HeaderName,
 }
@@ -55,6 +58,7 @@ impl Verified {
         Verified {
             claims,
             revocation_id: String::new(),
+            has_ci: false,
             base,
             age_ok: names.age_ok.clone(),
         }
@@ -166,7 +170,7 @@ mod tests {
             name: None,
             gender: None,
             phone: None,
-            ci_country: false,
+            countries: Vec::new(),
         };
         let names = crate::config::IdentityHeaders::default();
         Verified::new(claims, &names)

@@ -5,6 +5,7 @@ use super::{transport_error, ProviderError, ProviderId, VerifiedPerson};
 use crate::config::TomoConfig;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use chrono::Datelike;
 use chrono::NaiveDate;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
@@ -121,11 +122,22 @@ pub struct TomoClient {
     breaker: Arc<super::Breaker>,
 }
 
-/// Date of birth as TomoIDV may write it (format unconfirmed): `YYYY-MM-DD` or `YYYYMMDD`.
+/// Date of birth as TomoIDV may write it (format unconfirmed): exactly `YYYY-MM-DD` or
+/// `YYYYMMDD`, a real date from 1900 on. Anything else (`1990-1-1`, `+1990-01-01`, year 1) is
+/// unknown, so it never passes a `min_age` route.
 pub fn parse_dob(s: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-        .or_else(|_| NaiveDate::parse_from_str(s.trim(), "%Y%m%d"))
-        .ok()
+    let s = s.trim();
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    let (y, m, d) = match b.len() {
+        10 if b[4] == b'-' && b[7] == b'-' && digits(0..4) && digits(5..7) && digits(8..10) => {
+            (&s[0..4], &s[5..7], &s[8..10])
+        }
+        8 if digits(0..8) => (&s[0..4], &s[4..6], &s[6..8]),
+        _ => return None,
+    };
+    let date = NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)?;
+    (date.year() >= 1900).then_some(date)
 }
 
 impl TomoClient {
@@ -408,5 +420,19 @@ mod tests {
         assert_eq!(parse_dob("1990-01-02"), NaiveDate::from_ymd_opt(1990, 1, 2));
         assert_eq!(parse_dob("19900102"), NaiveDate::from_ymd_opt(1990, 1, 2));
         assert_eq!(parse_dob("02/01/1990"), None);
+        // Loose spellings and impossible or ancient dates are unknown, never an adult.
+        for loose in [
+            "1990-1-1",
+            "+1990-01-01",
+            "0001-01-01",
+            "-001-01-01",
+            "1990-02-30",
+            "1899-12-31",
+            "１９９０-01-01",
+            "1990-01-01T00:00:00",
+            "",
+        ] {
+            assert_eq!(parse_dob(loose), None, "{loose}");
+        }
     }
 }

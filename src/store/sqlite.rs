@@ -61,13 +61,23 @@ pub fn check_path(path: &str) -> Result<(), StoreError> {
     use rusqlite::OpenFlags;
     let p = std::path::Path::new(path);
     let open = |e: &dyn std::fmt::Display| StoreError::Open(format!("{path}: {e}"));
+    if path.ends_with('/') || path.ends_with(std::path::MAIN_SEPARATOR) {
+        return Err(open(&"names a directory, not a database file"));
+    }
     if p.exists() {
+        if !p.is_file() {
+            return Err(open(&"is not a regular file"));
+        }
         let conn = Connection::open_with_flags(
             p,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| open(&e))?;
         conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| open(&e))?;
+        // Writable: a write lock taken and given back changes nothing (SQLite opens a file
+        // it may not write read-only, without a word).
+        conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
             .map_err(|e| open(&e))?;
         return Ok(());
     }

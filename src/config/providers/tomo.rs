@@ -103,17 +103,17 @@ pub(in crate::config) fn validate(ctx: &mut Ctx, t: &FileTomo) -> Option<TomoCon
         }
     }
     let ci_countries = match &t.ci_countries {
-        None => vec!["KR".to_string(), "KOR".to_string()],
+        None => ["KR", "KOR", "410"].map(String::from).to_vec(),
         Some(list) => list
             .iter()
             .enumerate()
             .filter_map(|(j, c)| {
-                if (2..=3).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphabetic()) {
+                if is_country_code(c) {
                     Some(c.to_ascii_uppercase())
                 } else {
                     ctx.err(
                         format!("{at}.ci_countries[{j}]"),
-                        format!("`{c}` is not an ISO country code (kr or kor)"),
+                        format!("`{c}` is not an ISO 3166 country code (kr, kor or 410)"),
                     );
                     None
                 }
@@ -149,4 +149,73 @@ pub(in crate::config) fn validate(ctx: &mut Ctx, t: &FileTomo) -> Option<TomoCon
         ci_countries,
         timeout,
     })
+}
+
+/// An ISO 3166 code as written: two or three ASCII letters, or three digits.
+fn is_country_code(c: &str) -> bool {
+    (2..=3).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+impl TomoConfig {
+    /// Whether a person whose TomoIDV result names `countries` has a CI: one of them is in
+    /// `ci_countries`, or none is named, or one is not a plain ISO code (`korea`, full-width
+    /// letters: it cannot be told apart, so it fails closed). Never with `ci_countries: []`.
+    pub fn has_ci(&self, countries: &[String]) -> bool {
+        if self.ci_countries.is_empty() {
+            return false;
+        }
+        countries.is_empty()
+            || countries.iter().any(|c| {
+                !is_country_code(c.trim())
+                    || self
+                        .ci_countries
+                        .iter()
+                        .any(|k| k.eq_ignore_ascii_case(c.trim()))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(ci: &[&str]) -> TomoConfig {
+        TomoConfig {
+            client_id: String::new(),
+            private_key_pem: String::new(),
+            base_url: String::new(),
+            kyc_policy: serde_json::Value::Null,
+            policy_key: String::new(),
+            country: None,
+            ci_countries: ci.iter().map(|c| c.to_string()).collect(),
+            timeout: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn who_has_a_ci_is_decided_by_the_settings_of_the_moment() {
+        let default = settings(&["KR", "KOR", "410"]);
+        let list = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for korean in [
+            &["kr"][..],
+            &["KR"],
+            &[" kor "],
+            &["410"],
+            &["us", "KR"],
+            &[],
+            &["korea"],
+            &["Korea"],
+            &["ＫＲ"],
+            &["k r"],
+        ] {
+            assert!(default.has_ci(&list(korean)), "{korean:?}");
+        }
+        for foreign in [&["us"][..], &["US", "usa"], &["jp"], &["840"]] {
+            assert!(!default.has_ci(&list(foreign)), "{foreign:?}");
+        }
+        assert!(
+            !settings(&[]).has_ci(&list(&["kr"])),
+            "[] turns the rule off"
+        );
+    }
 }

@@ -18,6 +18,11 @@ pub(super) fn store(ctx: &mut Ctx, s: &FileStore) -> StoreConfig {
             let path = s.path.clone().unwrap_or_else(|| DEFAULT_SQLITE_PATH.into());
             if path.trim().is_empty() {
                 ctx.err("store.path", "must not be empty");
+            } else if path.ends_with('/') {
+                ctx.err(
+                    "store.path",
+                    format!("`{path}` names a directory; name the database file"),
+                );
             }
             StoreConfig::Sqlite { path }
         }
