@@ -1,10 +1,15 @@
 //! The signed identity assertion (`X-Verified-Assertion`): an ES256 JWT verigate signs for every
 //! verified request, so an upstream can check the identity headers cryptographically. Public
 //! keys are served at `{flow_prefix}/jwks.json`, each with a key id (its RFC 7638 thumbprint).
+//!
+//! Each request gets its own token (its own `jti`), carrying every identity header that request
+//! sends upstream. The key is parsed once, when the config is loaded, into a `p256` ECDSA
+//! signing key: a token then costs one ES256 signature over a few hundred bytes of JSON.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use p256::ecdsa::signature::Signer as _;
+use p256::ecdsa::{Signature, SigningKey};
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use p256::SecretKey;
@@ -55,36 +60,77 @@ pub fn public_of(pem: &str) -> Result<PublicJwk, KeyError> {
     parse_pem(pem).map(|sk| public_jwk(&sk))
 }
 
+/// What one assertion says about one request: the values of the identity headers it carries
+/// upstream (unencoded: `name` is `홍길동` where the header says `%ED%99%8D...`), and the route
+/// that let it through. `None` fields are left out of the token. The CI has no place here: it
+/// never leaves verigate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Claims<'a> {
+    /// `X-Verified-Unique-In-Site`.
+    pub sub: &'a str,
+    /// `X-Verified-Provider`.
+    pub provider: &'a str,
+    /// `X-Verified-At`, as UNIX seconds.
+    pub verified_at: i64,
+    /// `X-Verified-Age-Ok`: present exactly when the route sets `min_age`.
+    pub age_ok: Option<bool>,
+    /// The route's name (always set for a request verigate sends upstream).
+    pub route: Option<&'a str>,
+    /// The route's `min_age`.
+    pub min_age: Option<u32>,
+    /// `X-Verified-Name`, `-Birth`, `-Gender`, `-Phone`: only where the route forwards them.
+    pub name: Option<&'a str>,
+    pub birth: Option<chrono::NaiveDate>,
+    pub gender: Option<&'a str>,
+    pub phone: Option<&'a str>,
+}
+
+/// The JWT payload: the request's claims and the token's own.
+#[derive(Serialize)]
+struct Payload<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    sub: &'a str,
+    provider: &'a str,
+    verified_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    age_ok: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min_age: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    /// `YYYY-MM-DD`, as in `X-Verified-Birth`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    birth: Option<chrono::NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gender: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone: Option<&'a str>,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    jti: &'a str,
+}
+
 /// Signs assertions with one key; publishes it with any previous keys still in use.
 pub struct Signer {
-    key: EncodingKey,
+    /// Parsed once, at config load.
+    key: SigningKey,
+    /// The token's first segment and its dot (`base64url({"typ":"JWT","alg":"ES256","kid":..}).`):
+    /// the same for every token of this key.
+    header: String,
     current: PublicJwk,
     pub issuer: String,
     pub audience: String,
     pub ttl_secs: i64,
-    /// Recently signed assertions by their claims: an ES256 signature costs about half a
-    /// millisecond here, so a token is reused for the same claims for half its lifetime.
-    recent: moka::sync::Cache<String, (String, i64)>,
 }
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Signer(kid {})", self.current.kid)
     }
-}
-
-#[derive(Serialize)]
-struct AssertionClaims<'a> {
-    iss: &'a str,
-    aud: &'a str,
-    sub: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    age_ok: Option<bool>,
-    provider: &'a str,
-    verified_at: i64,
-    iat: i64,
-    exp: i64,
-    jti: String,
 }
 
 impl Signer {
@@ -95,20 +141,18 @@ impl Signer {
         ttl_secs: i64,
     ) -> Result<Self, KeyError> {
         let sk = parse_pem(pem)?;
-        let pkcs8 = sk
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|_| KeyError::NotP256)?;
-        let key = EncodingKey::from_ec_pem(pkcs8.as_bytes()).map_err(|_| KeyError::NotP256)?;
+        let current = public_jwk(&sk);
+        // As jsonwebtoken wrote it before (the kid is base64url: nothing to escape).
+        let header = format!(r#"{{"typ":"JWT","alg":"ES256","kid":"{}"}}"#, current.kid);
+        let mut header = URL_SAFE_NO_PAD.encode(header);
+        header.push('.');
         Ok(Signer {
-            key,
-            current: public_jwk(&sk),
+            key: SigningKey::from(&sk),
+            header,
+            current,
             issuer: issuer.to_string(),
             audience: audience.to_string(),
             ttl_secs,
-            recent: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(std::time::Duration::from_secs((ttl_secs / 2).max(1) as u64))
-                .build(),
         })
     }
 
@@ -116,28 +160,45 @@ impl Signer {
         &self.current
     }
 
-    /// An assertion for a verified person: a recent one for the same claims while it has at
-    /// least half its lifetime left, else a freshly signed one.
-    pub fn assertion(
-        &self,
-        sub: &str,
-        age_ok: Option<bool>,
-        provider: &str,
-        verified_at: i64,
-        now: i64,
-    ) -> Option<String> {
-        let key = format!("{sub}\u{1f}{age_ok:?}\u{1f}{provider}\u{1f}{verified_at}");
-        if let Some((token, iat)) = self.recent.get(&key) {
-            if now - iat <= self.ttl_secs / 2 {
-                return Some(token);
-            }
-        }
-        let token = self.sign(sub, age_ok, provider, verified_at, now)?;
-        self.recent.insert(key, (token.clone(), now));
+    /// A freshly signed assertion of `c` at `now` (UNIX seconds), with a `jti` of its own:
+    /// `iat` = `nbf` = `now`, `exp` = `now + ttl`. None only if signing fails (the gate then
+    /// fails closed).
+    pub fn sign_claims(&self, c: &Claims<'_>, now: i64) -> Option<String> {
+        let mut jti = uuid::Uuid::encode_buffer();
+        let jti = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut jti);
+        let payload = Payload {
+            iss: &self.issuer,
+            aud: &self.audience,
+            sub: c.sub,
+            provider: c.provider,
+            verified_at: c.verified_at,
+            age_ok: c.age_ok,
+            route: c.route,
+            min_age: c.min_age,
+            name: c.name,
+            birth: c.birth,
+            gender: c.gender,
+            phone: c.phone,
+            iat: now,
+            nbf: now,
+            exp: now + self.ttl_secs,
+            jti,
+        };
+        let json = serde_json::to_vec(&payload).ok()?;
+        // header. + payload + . + 86 characters of signature
+        let mut token = String::with_capacity(self.header.len() + json.len().div_ceil(3) * 4 + 88);
+        token.push_str(&self.header);
+        URL_SAFE_NO_PAD.encode_string(&json, &mut token);
+        // JWS ES256 (RFC 7518 §3.4): SHA-256, then the fixed-size r || s, 64 bytes.
+        let sig: Signature = self.key.try_sign(token.as_bytes()).ok()?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(sig.to_bytes(), &mut token);
         Some(token)
     }
 
-    /// A freshly signed assertion for a verified person.
+    /// An assertion about a person alone (no route, nothing forwarded): for tools and tests
+    /// that need a token of this key, e.g. a backdated one. The gate signs with
+    /// [`Signer::sign_claims`].
     pub fn sign(
         &self,
         sub: &str,
@@ -146,20 +207,14 @@ impl Signer {
         verified_at: i64,
         now: i64,
     ) -> Option<String> {
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.current.kid.clone());
-        let claims = AssertionClaims {
-            iss: &self.issuer,
-            aud: &self.audience,
+        let c = Claims {
             sub,
-            age_ok,
             provider,
             verified_at,
-            iat: now,
-            exp: now + self.ttl_secs,
-            jti: uuid::Uuid::new_v4().to_string(),
+            age_ok,
+            ..Claims::default()
         };
-        jsonwebtoken::encode(&header, &claims, &self.key).ok()
+        self.sign_claims(&c, now)
     }
 }
 
@@ -174,46 +229,164 @@ pub fn fresh_pem() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{DecodingKey, Validation};
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    use p256::ecdsa::signature::Verifier as _;
 
-    #[test]
-    fn signs_and_verifies_with_published_key() {
-        let pem = fresh_pem();
-        let s = Signer::from_pem(&pem, "verigate", "my-app", 60).unwrap();
-        let now = chrono::Utc::now().timestamp();
-        let t = s.sign("DI", Some(true), "iamport", now - 5, now).unwrap();
-        let h = jsonwebtoken::decode_header(&t).unwrap();
-        assert_eq!(h.kid.as_deref(), Some(s.public().kid.as_str()));
+    fn signer() -> Signer {
+        Signer::from_pem(&fresh_pem(), "verigate", "my-app", 60).unwrap()
+    }
+
+    /// Verified by another implementation (jsonwebtoken) with the published key alone.
+    fn verify(s: &Signer, t: &str) -> Result<serde_json::Value, jsonwebtoken::errors::Error> {
         let k = DecodingKey::from_ec_components(&s.public().x, &s.public().y).unwrap();
         let mut v = Validation::new(Algorithm::ES256);
         v.set_audience(&["my-app"]);
         v.set_issuer(&["verigate"]);
-        let d = jsonwebtoken::decode::<serde_json::Value>(&t, &k, &v).unwrap();
-        assert_eq!(d.claims["sub"], "DI");
-        assert_eq!(d.claims["age_ok"], true);
-        assert!(d.claims["exp"].as_i64().unwrap() - d.claims["iat"].as_i64().unwrap() <= 60);
-        // Reused for the same claims within half its life; re-signed after, or for other claims.
-        let a = s
-            .assertion("DI", Some(true), "iamport", now - 5, now)
-            .unwrap();
+        v.validate_nbf = true;
+        v.leeway = 0;
+        jsonwebtoken::decode::<serde_json::Value>(t, &k, &v).map(|d| d.claims)
+    }
+
+    fn full() -> Claims<'static> {
+        Claims {
+            sub: "MC0GCCqGSIb3DQIJAyEAdi",
+            provider: "iamport",
+            verified_at: 1_700_000_000,
+            age_ok: Some(true),
+            route: Some("signup"),
+            min_age: Some(19),
+            name: Some("홍길동 \"Gil-dong\" \\ </script>"),
+            birth: chrono::NaiveDate::from_ymd_opt(1990, 1, 1),
+            gender: Some("female"),
+            phone: Some("01012345678"),
+        }
+    }
+
+    #[test]
+    fn signs_every_claim_and_verifies_with_the_published_key() {
+        let s = signer();
+        let now = chrono::Utc::now().timestamp();
+        let t = s.sign_claims(&full(), now).unwrap();
+        let h = jsonwebtoken::decode_header(&t).unwrap();
+        assert_eq!(h.kid.as_deref(), Some(s.public().kid.as_str()));
+        assert_eq!(h.alg, Algorithm::ES256);
+        assert_eq!(h.typ.as_deref(), Some("JWT"));
+        let c = verify(&s, &t).unwrap();
+        let want = serde_json::json!({
+            "iss": "verigate", "aud": "my-app",
+            "sub": "MC0GCCqGSIb3DQIJAyEAdi", "provider": "iamport", "verified_at": 1_700_000_000,
+            "age_ok": true, "route": "signup", "min_age": 19,
+            "name": "홍길동 \"Gil-dong\" \\ </script>", "birth": "1990-01-01",
+            "gender": "female", "phone": "01012345678",
+            "iat": now, "nbf": now, "exp": now + 60, "jti": c["jti"],
+        });
+        assert_eq!(c, want);
+        assert_eq!(c["jti"].as_str().unwrap().len(), 36);
+        // Another audience, a token not yet valid, an expired one: refused.
+        let mut other = Validation::new(Algorithm::ES256);
+        other.set_audience(&["other-app"]);
+        let k = DecodingKey::from_ec_components(&s.public().x, &s.public().y).unwrap();
+        assert!(jsonwebtoken::decode::<serde_json::Value>(&t, &k, &other).is_err());
+        assert!(verify(&s, &s.sign_claims(&full(), now + 30).unwrap()).is_err());
+        assert!(verify(&s, &s.sign_claims(&full(), now - 61).unwrap()).is_err());
+    }
+
+    #[test]
+    fn every_token_has_its_own_jti() {
+        let s = signer();
+        let now = chrono::Utc::now().timestamp();
+        let jtis: std::collections::HashSet<String> = (0..50)
+            .map(|_| {
+                let t = s.sign_claims(&full(), now).unwrap();
+                verify(&s, &t).unwrap()["jti"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(jtis.len(), 50);
+    }
+
+    #[test]
+    fn claims_not_given_are_left_out() {
+        let s = signer();
+        let now = chrono::Utc::now().timestamp();
+        let t = s.sign("DI", None, "tomo", now - 5, now).unwrap();
+        let c = verify(&s, &t).unwrap();
+        let mut keys: Vec<&str> = c.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        keys.sort_unstable();
         assert_eq!(
-            s.assertion("DI", Some(true), "iamport", now - 5, now + 30)
-                .unwrap(),
-            a
+            keys,
+            [
+                "aud",
+                "exp",
+                "iat",
+                "iss",
+                "jti",
+                "nbf",
+                "provider",
+                "sub",
+                "verified_at"
+            ]
         );
-        assert_ne!(
-            s.assertion("DI", Some(true), "iamport", now - 5, now + 31)
-                .unwrap(),
-            a
+        let t = s.sign("DI", Some(true), "iamport", now - 5, now).unwrap();
+        assert_eq!(verify(&s, &t).unwrap()["age_ok"], true);
+    }
+
+    /// JWS ES256: base64url of the 64-byte r || s (not DER), over `header.payload`, checked
+    /// here with p256's verifier and the published x and y.
+    #[test]
+    fn signature_is_raw_r_and_s_over_the_signing_input() {
+        let s = signer();
+        let t = s.sign_claims(&full(), 1_700_000_100).unwrap();
+        let (input, sig) = t.rsplit_once('.').unwrap();
+        let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        assert_eq!(sig.len(), 64);
+        let mut sec1 = vec![4u8];
+        sec1.extend(URL_SAFE_NO_PAD.decode(&s.public().x).unwrap());
+        sec1.extend(URL_SAFE_NO_PAD.decode(&s.public().y).unwrap());
+        let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).unwrap();
+        let sig = Signature::from_slice(&sig).unwrap();
+        vk.verify(input.as_bytes(), &sig).unwrap();
+        assert!(vk.verify(b"something else", &sig).is_err());
+    }
+
+    #[test]
+    fn tampered_tokens_fail() {
+        let s = signer();
+        let now = chrono::Utc::now().timestamp();
+        let t = s.sign_claims(&full(), now).unwrap();
+        let parts: Vec<&str> = t.split('.').collect();
+        // A claim changed (min_age), the signature kept.
+        let mut payload: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        payload["min_age"] = 0.into();
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(payload.to_string()),
+            parts[2]
         );
-        assert_ne!(
-            s.assertion("DI", Some(false), "iamport", now - 5, now)
-                .unwrap(),
-            a
-        );
-        let mut wrong = Validation::new(Algorithm::ES256);
-        wrong.set_audience(&["other-app"]);
-        assert!(jsonwebtoken::decode::<serde_json::Value>(&t, &k, &wrong).is_err());
+        assert!(verify(&s, &forged).is_err());
+        // One signature byte changed.
+        let mut sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+        sig[10] ^= 1;
+        let forged = format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode(sig));
+        assert!(verify(&s, &forged).is_err());
+        // Another key's signature.
+        let other = signer().sign_claims(&full(), now).unwrap();
+        assert!(verify(&s, &other).is_err());
+        assert!(verify(&s, &t).is_ok());
+    }
+
+    /// The header upstream apps saw from jsonwebtoken, byte for byte.
+    #[test]
+    fn header_is_what_jsonwebtoken_wrote() {
+        let pem = fresh_pem();
+        let s = Signer::from_pem(&pem, "verigate", "my-app", 60).unwrap();
+        let mut h = jsonwebtoken::Header::new(Algorithm::ES256);
+        h.kid = Some(s.public().kid.clone());
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
+        let old = jsonwebtoken::encode(&h, &serde_json::json!({}), &key).unwrap();
+        let new = s.sign("DI", None, "iamport", 0, 0).unwrap();
+        assert_eq!(old.split('.').next(), new.split('.').next());
     }
 
     #[test]
@@ -223,6 +396,7 @@ mod tests {
         let sk = SecretKey::from_pkcs8_pem(&pem).unwrap();
         let sec1 = sk.to_sec1_pem(LineEnding::LF).unwrap();
         assert_eq!(public_of(&sec1).unwrap(), a);
+        assert_eq!(Signer::from_pem(&sec1, "i", "a", 60).unwrap().public(), &a);
         assert!(public_of("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----").is_err());
     }
 }

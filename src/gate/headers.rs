@@ -4,6 +4,7 @@
 use crate::config::{Forward, IdentityHeaders};
 use crate::live::sessions::encode;
 pub use crate::live::sessions::Verified;
+use crate::routing::Route;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
@@ -198,6 +199,17 @@ pub struct Identity {
     pub forward: Forward,
 }
 
+/// The personal fields one request carries upstream: those its route forwards, where the
+/// session holds them. The headers ([`inject`]) and the signed assertion
+/// ([`assertion_claims`]) both come from here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forwarded<'a> {
+    pub name: Option<&'a str>,
+    pub birth: Option<chrono::NaiveDate>,
+    pub gender: Option<&'a str>,
+    pub phone: Option<&'a str>,
+}
+
 impl Identity {
     /// How many headers [`inject`] adds at most (the assertion not counted).
     pub fn count(&self) -> usize {
@@ -208,6 +220,17 @@ impl Identity {
                 .iter()
                 .filter(|on| **on)
                 .count()
+    }
+
+    /// The personal fields this request may send upstream; none unless its route asks.
+    pub fn forwarded(&self) -> Forwarded<'_> {
+        let (f, c) = (self.forward, &self.verified.claims);
+        Forwarded {
+            name: c.name.as_deref().filter(|_| f.name),
+            birth: c.birth.filter(|_| f.birth),
+            gender: c.gender.as_deref().filter(|_| f.gender),
+            phone: c.phone.as_deref().filter(|_| f.phone),
+        }
     }
 }
 
@@ -222,31 +245,42 @@ pub fn inject(req: &mut impl Edit, names: &IdentityHeaders, id: &Identity) {
     for (n, v) in &id.verified.base {
         req.insert(n, v.clone());
     }
-    let c = &id.verified.claims;
     if let Some(ok) = id.age_ok {
         let v = HeaderValue::from_static(if ok { "true" } else { "false" });
         req.insert(&id.verified.age_ok, v);
     }
-    let f = id.forward;
-    if f.name {
-        if let Some(v) = &c.name {
-            set(req, &names.name, v);
-        }
+    let f = id.forwarded();
+    if let Some(v) = f.name {
+        set(req, &names.name, v);
     }
-    if f.birth {
-        if let Some(v) = &c.birth {
-            set(req, &names.birth, &v.format("%Y-%m-%d").to_string());
-        }
+    if let Some(v) = f.birth {
+        set(req, &names.birth, &v.format("%Y-%m-%d").to_string());
     }
-    if f.gender {
-        if let Some(v) = &c.gender {
-            set(req, &names.gender, v);
-        }
+    if let Some(v) = f.gender {
+        set(req, &names.gender, v);
     }
-    if f.phone {
-        if let Some(v) = &c.phone {
-            set(req, &names.phone, v);
-        }
+    if let Some(v) = f.phone {
+        set(req, &names.phone, v);
+    }
+}
+
+/// What the signed assertion of a request says: every identity header [`inject`] sends for
+/// it (the same values, unencoded), and the route that let it through with its `min_age`.
+/// Never the CI.
+pub fn assertion_claims<'a>(id: &'a Identity, route: &'a Route) -> crate::assertion::Claims<'a> {
+    let c = &id.verified.claims;
+    let f = id.forwarded();
+    crate::assertion::Claims {
+        sub: &c.unique_in_site,
+        provider: c.provider.as_str(),
+        verified_at: c.verified_at,
+        age_ok: id.age_ok,
+        route: Some(&route.name),
+        min_age: route.require.as_ref().and_then(|r| r.min_age),
+        name: f.name,
+        birth: f.birth,
+        gender: f.gender,
+        phone: f.phone,
     }
 }
 

@@ -402,16 +402,15 @@ fn upstream_edits(
     };
     headers::inject(req, &cfg.identity, id);
     if let Some(a) = &cfg.assertion {
-        let c = &id.verified.claims;
-        let jwt = a
-            .signer
-            .assertion(
-                &c.unique_in_site,
-                id.age_ok,
-                c.provider.as_str(),
-                c.verified_at,
-                crate::clock::unix_secs_at(now),
-            )
+        // Signed afresh for this request (its own jti), with what `inject` just sent.
+        let jwt = ctx
+            .route
+            .and_then(|i| cfg.routes.get(i))
+            .and_then(|r| {
+                let claims = headers::assertion_claims(id, r);
+                a.signer
+                    .sign_claims(&claims, crate::clock::unix_secs_at(now))
+            })
             .and_then(|jwt| http::HeaderValue::try_from(jwt).ok());
         match jwt {
             Some(jwt) => {
