@@ -1,11 +1,9 @@
 //! The signed identity assertion, once per verified request when assertions are on: one
 //! ES256 token with its own `jti` and every identity claim, signed with the key parsed at
-//! config load (`Signer::sign_claims`). Next to it, for comparison: the ECDSA signature alone
-//! (the floor), and the way it was signed before, with jsonwebtoken (which turns its stored
-//! PKCS#8 DER into a signing key again on every call).
-//!
-//! Also ring's ECDSA (the same curve in OpenSSL-derived assembly, in the build already through
-//! rustls), to show what another signer would cost.
+//! config load into ring's P-256 signer (`Signer::sign_claims`). Next to it, for comparison:
+//! ring's ECDSA signature alone (the floor), the `p256` crate's (portable arithmetic, no
+//! precomputed tables), and the way it was signed before, with jsonwebtoken (which turns its
+//! stored PKCS#8 DER into a signing key again on every call).
 //!
 //! `cargo bench --bench assertion`; criterion's median per run is in
 //! `target/criterion/assertion_*/new/estimates.json`.

@@ -12,38 +12,28 @@ use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-const ASSERTION: &str = r#"
-identity_headers:
-  prefix: X-Verified-
-  assertion: { enabled: true, key_env: VG_ASSERT, audience: shop-app, issuer: verigate-test }
-"#;
-
-const ROUTES: &str = r#"
-routes:
-  - name: signup
-    match: { path: /signup, methods: [GET, POST] }
-    require: { providers: [iamport], min_age: 19 }
-    forward: [name, birth]
-  - name: profile
-    match: { path_prefix: /profile }
-    require: { providers: [iamport] }
-    forward: [name, birth, gender, phone]
-  - name: adult
-    match: { path_prefix: /adult }
-    require: { providers: [iamport], min_age: 19 }
-  - name: member
-    match: { path_prefix: /member }
-    require: { providers: [iamport] }
-  - name: everything-else
-    match: { path_prefix: / }
-"#;
-
 async fn env() -> Env {
-    Env::with(Setup {
-        routes: ROUTES.into(),
-        top: ASSERTION.into(),
-        ..Setup::default()
-    })
+    let assertion = json!({
+        "prefix": "X-Verified-",
+        "assertion": { "enabled": true, "key_env": "VG_ASSERT", "audience": "shop-app", "issuer": "verigate-test" },
+    });
+    Env::with(
+        Proxy::shop()
+            .routes([
+                Route::path("/signup")
+                    .methods(["GET", "POST"])
+                    .providers(["iamport"])
+                    .min_age(19)
+                    .forward(["name", "birth"]),
+                Route::prefix("/profile")
+                    .providers(["iamport"])
+                    .forward(["name", "birth", "gender", "phone"]),
+                Route::prefix("/adult").providers(["iamport"]).min_age(19),
+                Route::prefix("/member").providers(["iamport"]),
+                Route::prefix("/"),
+            ])
+            .set("identity_headers", assertion),
+    )
     .await
 }
 
