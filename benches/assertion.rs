@@ -52,7 +52,7 @@ fn assertion(c: &mut Criterion) {
     let token = signer.sign_claims(&claims, NOW).unwrap();
     println!("token: {} bytes", token.len());
 
-    c.bench_function("assertion_sign_p256", |b| {
+    c.bench_function("assertion_sign_token", |b| {
         b.iter(|| signer.sign_claims(black_box(&claims), black_box(NOW)))
     });
 

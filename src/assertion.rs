@@ -3,8 +3,9 @@
 //! keys are served at `{flow_prefix}/jwks.json`, each with a key id (its RFC 7638 thumbprint).
 //!
 //! Each request gets its own token (its own `jti`), carrying every identity header that request
-//! sends upstream. The key is parsed once, when the config is loaded, into a `p256` ECDSA
-//! signing key: a token then costs one ES256 signature over a few hundred bytes of JSON.
+//! sends upstream. The key is read with `p256` (PEM, JWK) and parsed once, when the config is
+//! loaded, into ring's P-256 signer: a token then costs one ES256 signature over a few hundred
+//! bytes of JSON.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
