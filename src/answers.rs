@@ -173,11 +173,13 @@ pub enum Refusal {
     BadRequest,
     NotLoggedIn,
     CrossSite,
+    UpstreamUnavailable,
+    UpstreamTimeout,
 }
 
 impl Refusal {
     /// Every refusal, for tests and documentation.
-    pub const ALL: [Refusal; 30] = [
+    pub const ALL: [Refusal; 32] = [
         Refusal::VerificationRequired,
         Refusal::Underage,
         Refusal::AgeUnknown,
@@ -208,6 +210,8 @@ impl Refusal {
         Refusal::BadRequest,
         Refusal::NotLoggedIn,
         Refusal::CrossSite,
+        Refusal::UpstreamUnavailable,
+        Refusal::UpstreamTimeout,
     ];
 
     pub fn status(self) -> u16 {
@@ -242,6 +246,8 @@ impl Refusal {
             Refusal::BadRequest => 400,
             Refusal::NotLoggedIn => 401,
             Refusal::CrossSite => 403,
+            Refusal::UpstreamUnavailable => 502,
+            Refusal::UpstreamTimeout => 504,
         }
     }
 
@@ -278,6 +284,8 @@ impl Refusal {
             Refusal::BadRequest => "bad_request",
             Refusal::NotLoggedIn => "not_logged_in",
             Refusal::CrossSite => "cross_site",
+            Refusal::UpstreamUnavailable => "upstream_unavailable",
+            Refusal::UpstreamTimeout => "upstream_timeout",
         }
     }
 
@@ -463,6 +471,18 @@ impl Refusal {
                 "Request from another site",
                 "이 요청은 이 사이트의 페이지에서만 보낼 수 있습니다.",
                 "This request can only be sent from this site's own pages.",
+            ),
+            Refusal::UpstreamUnavailable => (
+                "서비스에 연결할 수 없습니다",
+                "Service unavailable",
+                "지금 이 사이트의 서비스에 연결할 수 없습니다. 잠시 후 다시 시도해 주세요.",
+                "The site's service cannot be reached right now. Please try again shortly.",
+            ),
+            Refusal::UpstreamTimeout => (
+                "서비스 응답이 늦어지고 있습니다",
+                "Service took too long",
+                "이 사이트의 서비스가 제때 응답하지 않았습니다. 잠시 후 다시 시도해 주세요.",
+                "The site's service did not answer in time. Please try again shortly.",
             ),
         }
     }

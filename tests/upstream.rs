@@ -125,3 +125,52 @@ async fn absolute_form_targets_are_gated_and_forwarded_as_their_path() {
     assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
     assert_eq!(env.hits(), before);
 }
+
+/// An app that is down, or that takes the request and never answers: the person gets a
+/// readable page (an API client JSON) with 502 or 504, not Pingora's empty body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_down_or_silent_gets_a_page_not_an_empty_answer() {
+    let down = {
+        let l = std::net::TcpListener::bind(loopback()).unwrap();
+        l.local_addr().unwrap()
+    };
+    let env = Env::with(Setup::new(Proxy::shop()).upstream(Upstream::At(down))).await;
+    let mut b = env.browser();
+    let page = b.get_html("/about").await;
+    assert_eq!(page.status(), 502);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("502 · upstream_unavailable") && html.contains("서비스에 연결할 수 없습니다"),
+        "{html}"
+    );
+    assert_eq!(
+        refusal(b.get_json("/api/items").await).await,
+        (502, "upstream_unavailable".into())
+    );
+
+    // Accepts, reads, never answers.
+    let silent = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let env = Env::with(
+        Setup::new(Proxy::shop().upstream_read_timeout("1s")).upstream(Upstream::At(addr)),
+    )
+    .await;
+    let mut b = env.browser();
+    let page = b.get_html("/about").await;
+    assert_eq!(page.status(), 504);
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("504 · upstream_timeout"));
+    assert_eq!(
+        refusal(b.get_json("/api/items").await).await,
+        (504, "upstream_timeout".into())
+    );
+}

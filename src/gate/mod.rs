@@ -564,6 +564,54 @@ impl ProxyHttp for Gate {
         Ok(())
     }
 
+    /// The app could not be reached or did not answer in time: a readable bilingual page for a
+    /// browser, JSON for an API client (Pingora's own answer is an empty body).
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut Ctx,
+    ) -> pingora::proxy::FailToProxy {
+        use pingora::{ErrorSource, ErrorType};
+        let refusal = match (e.esource(), e.etype()) {
+            (ErrorSource::Upstream, ErrorType::ConnectTimedout)
+            | (ErrorSource::Upstream, ErrorType::ReadTimedout)
+            | (ErrorSource::Upstream, ErrorType::WriteTimedout) => Some(Refusal::UpstreamTimeout),
+            (ErrorSource::Upstream, ErrorType::HTTPStatus(_)) => None,
+            (ErrorSource::Upstream, _) => Some(Refusal::UpstreamUnavailable),
+            _ => None,
+        };
+        let code = match (refusal, e.etype()) {
+            (Some(r), _) => r.status(),
+            (None, ErrorType::HTTPStatus(code)) => *code,
+            (None, ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed)
+                if e.esource() == &ErrorSource::Downstream =>
+            {
+                0
+            }
+            (None, _) if e.esource() == &ErrorSource::Downstream => 400,
+            (None, _) => 500,
+        };
+        // Once the app's answer has begun, nothing more can be said: the connection ends.
+        if code > 0 && session.response_written().is_none() {
+            let sent = match refusal {
+                Some(r) => {
+                    Reply::problem(&Problem::new(r), wants_html(session))
+                        .send(session)
+                        .await
+                }
+                None => session.respond_error(code).await,
+            };
+            if let Err(e) = sent {
+                tracing::debug!(error = %e, "could not answer a failed proxy attempt");
+            }
+        }
+        pingora::proxy::FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         // A reservation still open here means no final answer came from the upstream. If the
         // app had the whole request, it may have signed the person up (it timed out, or the

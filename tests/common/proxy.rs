@@ -449,6 +449,12 @@ impl Proxy {
         self
     }
 
+    /// `upstream.read_timeout` (default here `5s`).
+    pub fn upstream_read_timeout(mut self, t: &str) -> Proxy {
+        self.upstream.insert("read_timeout".into(), json!(t));
+        self
+    }
+
     /// The config tree for a proxy in front of `upstream`, its providers on `sandbox`.
     pub fn to_value(&self, sandbox: SocketAddr, upstream: SocketAddr) -> Value {
         let mut up = self.upstream.clone();
