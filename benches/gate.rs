@@ -250,10 +250,15 @@ fn access_log(c: &mut Criterion) {
             verigate::logwriter::access(
                 std::time::Instant::now(),
                 black_box(&verigate::gate::AccessLine {
+                    request_id: "5f0c3a9d2e7b4c1a8f6e0d9c7b5a3e1f",
                     route: "gated",
                     decision: "passed",
                     status: 200,
                     method: "GET",
+                    host: "shop.example",
+                    path: "/member/home",
+                    client: Some("127.0.0.0/24"),
+                    upstream: Some("127.0.0.1:8080"),
                     latency_ms: 0.123456,
                     gate_ms: 0.004567,
                     upstream_ms: Some(0.0987),

@@ -119,7 +119,7 @@ impl Problem {
         page(
             self.title_en,
             &format!(
-                r#"<h1>{}</h1><p class="en"><strong>{}</strong></p><p>{}</p><p class="en">{}</p>{next}<p class="code">{} · {}</p>"#,
+                r#"<h1>{}</h1><p class="en"><strong>{}</strong></p><p>{}</p><p class="en">{}</p>{next}<p class="code">{} · {}</p>{REQUEST_ID_MARK}"#,
                 escape(self.title_ko),
                 escape(self.title_en),
                 escape(self.detail_ko),
@@ -138,6 +138,10 @@ impl Problem {
         v.to_string()
     }
 }
+
+/// Where a refusal page shows the request's id (filled in when the reply is sent, from the
+/// request's `X-Request-Id`, which the gate decides first thing).
+const REQUEST_ID_MARK: &str = "<!--verigate-request-id-->";
 
 /// Every refusal verigate answers itself: one status, one stable `error` code and one page
 /// text each, so a code cannot have two statuses or a missing text.
@@ -554,14 +558,46 @@ impl Reply {
         // clicked "from this site" by a person who sees another (clickjacking).
         resp.insert_header("x-frame-options", "DENY")?;
         resp.insert_header("content-security-policy", "frame-ancestors 'none'")?;
+        // The request's id, for the person to quote and ops to find in the access log.
+        let id = session
+            .req_header()
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let mut body = self.body;
+        if let Some(id) = &id {
+            resp.insert_header("x-request-id", id.as_str())?;
+        }
+        if let Some(at) = find(&body, REQUEST_ID_MARK.as_bytes()) {
+            let shown = id
+                .map(|id| {
+                    format!(
+                        r#"<p class="rid">요청 번호 · Request id: {}</p>"#,
+                        escape(&id)
+                    )
+                })
+                .unwrap_or_default();
+            let mut b = Vec::with_capacity(body.len() + shown.len());
+            b.extend_from_slice(&body[..at]);
+            b.extend_from_slice(shown.as_bytes());
+            b.extend_from_slice(&body[at + REQUEST_ID_MARK.len()..]);
+            body = b.into();
+            resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        }
         let head_only = session.req_header().method == http::Method::HEAD;
-        let empty = self.body.is_empty() || head_only;
+        let empty = body.is_empty() || head_only;
         session.write_response_header(Box::new(resp), empty).await?;
         if !empty {
-            session.write_response_body(Some(self.body), true).await?;
+            session.write_response_body(Some(body), true).await?;
         }
         Ok(())
     }
+}
+
+/// Where `needle` first stands in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use serde_json::json;
 
 /// `proxy` in front of the raw upstream, and a verified browser's session cookie.
 async fn verified_env(proxy: Proxy) -> (Env, String) {
@@ -173,4 +174,80 @@ async fn an_app_down_or_silent_gets_a_page_not_an_empty_answer() {
         refusal(b.get_json("/api/items").await).await,
         (504, "upstream_timeout".into())
     );
+}
+
+/// What the app is told about who sent a request: from a client, its own forwarding headers
+/// are replaced by what verigate saw; from a trusted proxy they are kept and extended. Every
+/// request has an id, upstream and on verigate's own pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_headers_are_believed_only_from_trusted_proxies() {
+    let spoof = |target: &str| {
+        format!(
+            "GET {target} HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-For: 1.2.3.4\r\n\
+             X-Real-IP: 1.2.3.4\r\nForwarded: for=1.2.3.4;host=evil\r\n\
+             X-Forwarded-Host: evil.example\r\nX-Forwarded-Proto: https\r\n\
+             X-Request-Id: lb-42\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let line = |head: &str, name: &str| -> Option<String> {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
+    // A client: replaced.
+    let env = Env::with(Setup::new(Proxy::shop()).upstream(Upstream::Raw)).await;
+    let resp = raw_request(env.proxy, &spoof("/about")).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let up = env.last_head();
+    assert_eq!(
+        line(&up, "x-forwarded-for").as_deref(),
+        Some("127.0.0.1"),
+        "{up}"
+    );
+    assert_eq!(line(&up, "x-real-ip").as_deref(), Some("127.0.0.1"), "{up}");
+    assert_eq!(
+        line(&up, "x-forwarded-host").as_deref(),
+        Some("shop.example"),
+        "{up}"
+    );
+    assert_eq!(
+        line(&up, "x-forwarded-proto").as_deref(),
+        Some("http"),
+        "{up}"
+    );
+    assert_eq!(line(&up, "forwarded"), None, "{up}");
+    let id = line(&up, "x-request-id").unwrap();
+    assert!(id.len() == 32 && id != "lb-42", "{id}");
+    // Each request its own id.
+    raw_request(env.proxy, &spoof("/about")).await;
+    assert_ne!(line(&env.last_head(), "x-request-id").unwrap(), id);
+    // verigate's own answers carry it: the header, and the page.
+    let refused = raw_request(
+        env.proxy,
+        "GET /a/../b HTTP/1.1\r\nHost: shop.example\r\nAccept: text/html\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let rid = line(&refused, "x-request-id").expect("a request id on verigate's answer");
+    assert!(refused.contains(&format!("Request id: {rid}")), "{refused}");
+
+    // A trusted proxy (the load balancer on loopback): kept and extended.
+    let env = Env::with(
+        Setup::new(Proxy::shop().set("clients", json!({ "trusted_proxies": ["127.0.0.0/8"] })))
+            .upstream(Upstream::Raw),
+    )
+    .await;
+    raw_request(env.proxy, &spoof("/about")).await;
+    let up = env.last_head();
+    assert_eq!(
+        line(&up, "x-forwarded-for").as_deref(),
+        Some("1.2.3.4, 127.0.0.1"),
+        "{up}"
+    );
+    assert_eq!(
+        line(&up, "x-forwarded-host").as_deref(),
+        Some("evil.example")
+    );
+    assert_eq!(line(&up, "x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(line(&up, "x-request-id").as_deref(), Some("lb-42"));
 }

@@ -23,6 +23,9 @@ pub struct FileConfig {
     pub threads: Option<usize>,
     #[serde(default)]
     pub access_log: Option<bool>,
+    /// How the access line keeps a client's address: `truncated` (default), `full`, `off`.
+    #[serde(default)]
+    pub access_log_client: Option<String>,
     #[serde(default)]
     pub tuning: Option<FileTuning>,
     #[serde(default)]
@@ -48,6 +51,9 @@ pub struct FileClients {
     /// The longest pause while a request body arrives.
     #[serde(default)]
     pub body_idle_timeout: Option<String>,
+    /// Networks (CIDR) whose X-Forwarded-* and X-Request-Id are believed (a load balancer).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Pingora settings (see README "Performance").

@@ -161,13 +161,26 @@ impl std::fmt::Debug for StoreConfig {
 /// Where the embedded store lives when the config names none.
 pub const DEFAULT_SQLITE_PATH: &str = "./verigate-state.db";
 
-/// Deadlines for slow clients (a reload changes them for new requests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Deadlines for slow clients and whom to believe about forwarding (a reload changes them for
+/// new requests).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Clients {
     /// From a request's first byte to the end of its headers.
     pub header_timeout: Duration,
     /// The longest pause while a request body arrives.
     pub body_idle_timeout: Duration,
+    /// Peers whose forwarding headers and request id are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// How the access line keeps a client's address (it is personal data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientLog {
+    /// Its network: /24 for IPv4, /48 for IPv6.
+    #[default]
+    Truncated,
+    Full,
+    Off,
 }
 
 /// Pingora runtime settings; they take effect at start (a reload may not change them).
@@ -200,6 +213,7 @@ pub struct RuntimeConfig {
     pub assertion: Option<AssertionConfig>,
     /// One JSON access-log line per request.
     pub access_log: bool,
+    pub access_log_client: ClientLog,
     pub providers: Providers,
     pub store: StoreConfig,
     pub routes: RouteTable,

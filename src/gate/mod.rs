@@ -9,6 +9,7 @@
 
 pub mod deadline;
 pub mod decide;
+pub mod forwarded;
 pub mod headers;
 pub mod target;
 
@@ -73,6 +74,10 @@ pub struct Ctx {
     /// (route name, person hash, what completes it) of a one-account reservation this
     /// request holds.
     reservation: Option<(String, String, routes::CommitOn)>,
+    /// Where the request came from and its id (decided first thing).
+    origin: Option<forwarded::Origin>,
+    /// The upstream address this request was sent to.
+    upstream_addr: Option<std::net::SocketAddr>,
 }
 
 /// The fields of one access-log line (public for the benchmark of writing one). Written by
@@ -80,10 +85,19 @@ pub struct Ctx {
 /// it to.
 #[derive(serde::Serialize)]
 pub struct AccessLine<'a> {
+    pub request_id: &'a str,
     pub route: &'a str,
     pub decision: &'a str,
     pub status: u16,
     pub method: &'a str,
+    pub host: &'a str,
+    /// The path as received, never the query string.
+    pub path: &'a str,
+    /// As `access_log_client` says: the network (default), the address, or absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<&'a str>,
     pub latency_ms: f64,
     pub gate_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,11 +112,20 @@ pub struct AccessLine<'a> {
 impl crate::logwriter::JsonFields for AccessLine<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
         let mut o = crate::logwriter::JsonObject::new(out);
-        o.str("route", self.route)
+        o.str("request_id", self.request_id)
+            .str("route", self.route)
             .str("decision", self.decision)
             .u16("status", self.status)
             .str("method", self.method)
-            .f64("latency_ms", self.latency_ms)
+            .str("host", self.host)
+            .str("path", self.path);
+        if let Some(c) = self.client {
+            o.str("client", c);
+        }
+        if let Some(u) = self.upstream {
+            o.str("upstream", u);
+        }
+        o.f64("latency_ms", self.latency_ms)
             .f64("gate_ms", self.gate_ms);
         if let Some(ms) = self.upstream_ms {
             o.f64("upstream_ms", ms);
@@ -255,6 +278,16 @@ impl Gate {
         let cfg = &live.cfg;
         // A body that stops arriving ends the request (Pingora times each read of it).
         session.set_read_timeout(Some(cfg.clients.body_idle_timeout));
+        // 0. Who sent it and its id: on the request from here on (pages, logs, upstream).
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let origin = forwarded::decide(session.req_header(), peer, &cfg.clients.trusted_proxies);
+        let _ = session
+            .req_header_mut()
+            .insert_header(forwarded::REQUEST_ID, origin.request_id.as_str());
+        ctx.origin = Some(origin);
         // 1. No client-sent identity header survives, on any route.
         headers::strip_identity(session.req_header_mut(), &cfg.identity.prefix);
 
@@ -394,6 +427,14 @@ fn upstream_edits(
         req.remove(&name);
     }
     headers::single_content_length(req);
+    if let Some(o) = &ctx.origin {
+        let host = req
+            .map()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(String::from);
+        forwarded::edit(req, o, host.as_deref());
+    }
     if !ctx.cookies_stripped {
         headers::strip_cookies(req, &[&cfg.session.cookie, &cfg.session.flow_cookie]);
     }
@@ -474,6 +515,7 @@ impl ProxyHttp for Gate {
             ));
         }
         let i = self.next_upstream.fetch_add(1, Ordering::Relaxed) % up.addrs.len();
+        ctx.upstream_addr = Some(up.addrs[i]);
         let mut peer = HttpPeer::new(up.addrs[i], up.tls, up.sni.clone());
         peer.options.connection_timeout = Some(up.connect_timeout);
         peer.options.read_timeout = Some(up.read_timeout);
@@ -650,14 +692,33 @@ impl ProxyHttp for Gate {
                 .map(|i| i.verified.claims.provider.as_str())
                 .or(ctx.flow_provider.map(|p| p.as_str()))
                 .unwrap_or("");
-            // Route names, decisions, numbers: never paths, cookies or personal data.
+            // Never query strings, cookies or identities; the client as configured.
+            let req = session.req_header();
+            let client = ctx.origin.as_ref().and_then(|o| {
+                let mode = ctx
+                    .live
+                    .as_ref()
+                    .map(|l| l.cfg.access_log_client)
+                    .unwrap_or_default();
+                forwarded::for_log(o.peer, mode)
+            });
+            let upstream = ctx.upstream_addr.map(|a| a.to_string());
             crate::logwriter::access(
                 end,
                 &AccessLine {
+                    request_id: ctx.origin.as_ref().map_or("", |o| o.request_id.as_str()),
                     route,
                     decision,
                     status,
-                    method: session.req_header().method.as_str(),
+                    method: req.method.as_str(),
+                    host: req
+                        .headers
+                        .get(http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or(""),
+                    path: req.uri.path(),
+                    client: client.as_deref(),
+                    upstream: upstream.as_deref(),
                     latency_ms: total.as_secs_f64() * 1000.0,
                     gate_ms: ctx.gate_time.as_secs_f64() * 1000.0,
                     upstream_ms: ctx.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
@@ -678,10 +739,15 @@ mod tests {
     #[test]
     fn access_lines_are_written_exactly_as_serde_json_writes_them() {
         let full = AccessLine {
+            request_id: "5f0c3a9d2e7b4c1a8f6e0d9c7b5a3e1f",
             route: "signup",
             decision: "passed",
             status: 200,
             method: "POST",
+            host: "shop.example",
+            path: "/signup/\"x\"",
+            client: Some("203.0.113.0/24"),
+            upstream: Some("10.0.0.5:8080"),
             latency_ms: 1.234567,
             gate_ms: 0.001,
             upstream_ms: Some(1.0),

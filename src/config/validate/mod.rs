@@ -287,6 +287,18 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         identity,
         assertion,
         access_log: f.access_log.unwrap_or(true),
+        access_log_client: match f.access_log_client.as_deref() {
+            None | Some("truncated") => ClientLog::Truncated,
+            Some("full") => ClientLog::Full,
+            Some("off") => ClientLog::Off,
+            Some(other) => {
+                ctx.err(
+                    "access_log_client",
+                    format!("`{other}` is not one of truncated, full, off"),
+                );
+                ClientLog::Truncated
+            }
+        },
         providers,
         store,
         routes,

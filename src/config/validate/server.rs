@@ -68,5 +68,27 @@ pub(super) fn clients(ctx: &mut Ctx, c: Option<&FileClients>) -> Clients {
             c.and_then(|c| c.body_idle_timeout.as_deref()),
             30,
         ),
+        trusted_proxies: c
+            .map(|c| c.trusted_proxies.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                // A bare address is its own /32 or /128.
+                let parsed = n
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+                match parsed {
+                    Ok(net) => Some(net.trunc()),
+                    Err(_) => {
+                        ctx.err(
+                            format!("clients.trusted_proxies[{i}]"),
+                            format!("`{n}` is not an address or a network like 10.0.0.0/8"),
+                        );
+                        None
+                    }
+                }
+            })
+            .collect(),
     }
 }

@@ -1,0 +1,167 @@
+//! Who sent a request, as the app is told: `X-Forwarded-For`, `-Proto`, `-Host` and a request
+//! id. What a client says about itself is believed only from `clients.trusted_proxies`
+//! (then extended); from anyone else it is replaced. Decided once in `request_filter`, sent
+//! upstream in `upstream_request_filter`.
+
+use super::headers::Edit;
+use http::{HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// What this request says about where it came from, once decided.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The peer verigate accepted the connection from.
+    pub peer: Option<IpAddr>,
+    /// The peer is one of `clients.trusted_proxies`: its forwarding headers are believed.
+    pub trusted: bool,
+    /// The request id: a trusted proxy's (when it is a plain token), or a fresh one.
+    pub request_id: String,
+}
+
+/// A request id as received from a trusted proxy: 1 to 128 visible ASCII characters, none of
+/// them a quote or a backslash (it is echoed into pages and logs).
+fn plain_id(v: &str) -> bool {
+    (1..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
+/// A fresh request id: 16 random bytes in hex.
+pub fn fresh_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut b);
+    let mut s = String::with_capacity(32);
+    for x in b {
+        s.push(char::from(b"0123456789abcdef"[usize::from(x >> 4)]));
+        s.push(char::from(b"0123456789abcdef"[usize::from(x & 15)]));
+    }
+    s
+}
+
+pub fn decide(
+    req: &pingora::http::RequestHeader,
+    peer: Option<IpAddr>,
+    trusted: &[ipnet::IpNet],
+) -> Origin {
+    let trusted = peer.is_some_and(|ip| trusted.iter().any(|n| n.contains(&ip)));
+    let request_id = req
+        .headers
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| trusted && plain_id(v))
+        .map(String::from)
+        .unwrap_or_else(fresh_id);
+    Origin {
+        peer,
+        trusted,
+        request_id,
+    }
+}
+
+/// The forwarding headers the app reads. From a trusted proxy, its `X-Forwarded-For` is kept
+/// and the peer appended (its `-Proto`, `-Host`, `Forwarded` and `X-Real-IP` kept); from anyone
+/// else all of them are replaced by what verigate saw.
+pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<&str>) {
+    let peer = o.peer.map(|p| p.to_string());
+    if o.trusted {
+        let chain = match (req.map().get(&XFF).and_then(|v| v.to_str().ok()), &peer) {
+            (Some(prior), Some(p)) => Some(format!("{prior}, {p}")),
+            (None, Some(p)) => Some(p.clone()),
+            (Some(prior), None) => Some(prior.to_string()),
+            (None, None) => None,
+        };
+        if let Some(v) = chain.and_then(|c| HeaderValue::try_from(c).ok()) {
+            req.insert(&XFF, v);
+        }
+        if req.map().get(&XFP).is_none() {
+            req.insert(&XFP, HeaderValue::from_static("http"));
+        }
+        if req.map().get(&XFH).is_none() {
+            if let Some(h) = host.and_then(|h| HeaderValue::try_from(h).ok()) {
+                req.insert(&XFH, h);
+            }
+        }
+    } else {
+        req.remove(&FORWARDED);
+        req.remove(&X_REAL_IP);
+        req.remove(&XFF);
+        req.remove(&XFH);
+        if let Some(v) = peer.as_deref().and_then(|p| HeaderValue::try_from(p).ok()) {
+            req.insert(&XFF, v.clone());
+            req.insert(&X_REAL_IP, v);
+        }
+        req.insert(&XFP, HeaderValue::from_static("http"));
+        if let Some(h) = host.and_then(|h| HeaderValue::try_from(h).ok()) {
+            req.insert(&XFH, h);
+        }
+    }
+    if let Ok(v) = HeaderValue::try_from(o.request_id.as_str()) {
+        req.insert(&REQUEST_ID, v);
+    }
+}
+
+/// A client address as the access log keeps it (`access_log_client`): whole, its network
+/// (/24, /48), or nothing.
+pub fn for_log(ip: Option<IpAddr>, mode: crate::config::ClientLog) -> Option<String> {
+    use crate::config::ClientLog;
+    let ip = ip?;
+    match mode {
+        ClientLog::Off => None,
+        ClientLog::Full => Some(ip.to_string()),
+        ClientLog::Truncated => {
+            let prefix = if ip.is_ipv4() { 24 } else { 48 };
+            ipnet::IpNet::new(ip, prefix)
+                .ok()
+                .map(|n| n.trunc().to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_from_untrusted_peers_are_replaced_and_odd_ones_never_kept() {
+        let mut req = pingora::http::RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("x-request-id", "abc-123").unwrap();
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let nets = ["127.0.0.0/8".parse().unwrap()];
+        assert_eq!(decide(&req, Some(local), &nets).request_id, "abc-123");
+        let stranger: IpAddr = "198.51.100.7".parse().unwrap();
+        let o = decide(&req, Some(stranger), &nets);
+        assert!(!o.trusted && o.request_id != "abc-123" && o.request_id.len() == 32);
+        for odd in ["a\"b", "a b", &"x".repeat(129), "a\\b"] {
+            req.insert_header("x-request-id", odd).unwrap();
+            assert_ne!(decide(&req, Some(local), &nets).request_id, odd);
+        }
+    }
+
+    #[test]
+    fn client_addresses_in_logs() {
+        use crate::config::ClientLog;
+        let v4: IpAddr = "203.0.113.77".parse().unwrap();
+        let v6: IpAddr = "2001:db8:abcd:12:1:2:3:4".parse().unwrap();
+        assert_eq!(
+            for_log(Some(v4), ClientLog::Truncated).as_deref(),
+            Some("203.0.113.0/24")
+        );
+        assert_eq!(
+            for_log(Some(v6), ClientLog::Truncated).as_deref(),
+            Some("2001:db8:abcd::/48")
+        );
+        assert_eq!(
+            for_log(Some(v4), ClientLog::Full).as_deref(),
+            Some("203.0.113.77")
+        );
+        assert_eq!(for_log(Some(v4), ClientLog::Off), None);
+    }
+}
