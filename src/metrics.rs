@@ -128,11 +128,30 @@ pub static GATE_SECONDS: Lazy<HistogramVec> = Lazy::new(|| {
 });
 
 pub static RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
-    counter(
+    let c = counter(
         "verigate_config_reloads_total",
         "Config reloads by result (success, failure)",
         &["result"],
+    );
+    // Published at 0 from the start, so a rate or an alert has a series before the first.
+    for result in ["success", "failure"] {
+        c.with_label_values(&[result]);
+    }
+    c
+});
+
+pub static BUILD_INFO: Lazy<prometheus::IntGaugeVec> = Lazy::new(|| {
+    let g = prometheus::IntGaugeVec::new(
+        Opts::new(
+            "verigate_build_info",
+            "Always 1; the running verigate's version",
+        ),
+        &["version"],
     )
+    .unwrap_or_else(|e| panic!("metric verigate_build_info is malformed: {e}"));
+    let _ = REGISTRY.register(Box::new(g.clone()));
+    g.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    g
 });
 
 pub static LAST_RELOAD_OK: Lazy<Gauge> = Lazy::new(|| {
@@ -192,7 +211,7 @@ pub fn provider_call(provider: &str, endpoint: &str, took: Duration) {
 /// The name of every metric verigate defines (also those with no sample yet).
 pub fn names() -> Vec<String> {
     use prometheus::core::Collector;
-    let collectors: [&dyn Collector; 14] = [
+    let collectors: [&dyn Collector; 15] = [
         &*REQUESTS,
         &*VERIFICATIONS,
         &*SESSIONS_ISSUED,
@@ -207,6 +226,7 @@ pub fn names() -> Vec<String> {
         &*RELOADS,
         &*LAST_RELOAD_OK,
         &*ASSERTIONS,
+        &*BUILD_INFO,
     ];
     let mut out: Vec<String> = collectors
         .iter()
@@ -231,6 +251,7 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&REQUEST_SECONDS);
     Lazy::force(&GATE_SECONDS);
     Lazy::force(&RELOADS);
+    Lazy::force(&BUILD_INFO);
     Lazy::force(&LAST_RELOAD_OK);
     Lazy::force(&ASSERTIONS);
     let mut families = REGISTRY.gather();

@@ -71,3 +71,26 @@ async fn health_ready_and_metrics_after_traffic() {
     assert!(!after.contains("/member/x"));
     assert!(!after.contains("메트릭"));
 }
+
+/// What ops can read before anything happened: the version, both reload results at 0, and the
+/// process's own figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_info_reloads_at_zero_and_process_metrics() {
+    let env = Env::start().await;
+    let m = env.metrics().await;
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        m.contains(&format!("verigate_build_info{{version=\"{version}\"}} 1")),
+        "{m}"
+    );
+    for result in ["success", "failure"] {
+        assert!(
+            m.lines().any(|l| l.starts_with(&format!(
+                "verigate_config_reloads_total{{result=\"{result}\"}} "
+            ))),
+            "{result}: {m}"
+        );
+    }
+    assert!(metric(&m, "process_resident_memory_bytes") > 0.0, "{m}");
+    assert!(m.contains("process_cpu_seconds_total"), "{m}");
+}
