@@ -8,7 +8,7 @@ mod common;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::*;
-use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use jsonwebtoken::decode_header;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -48,26 +48,8 @@ async fn jwks(env: &Env) -> Value {
     r.json().await.unwrap()
 }
 
-/// What an upstream app does: find the key by `kid` in the JWKS, verify signature, `iss`,
-/// `aud`, `exp` and `nbf` (no leeway).
 fn verify(token: &str, jwks: &Value) -> Result<Value, String> {
-    let kid = decode_header(token)
-        .map_err(|e| e.to_string())?
-        .kid
-        .ok_or("no kid")?;
-    let set: jsonwebtoken::jwk::JwkSet =
-        serde_json::from_value(jwks.clone()).map_err(|e| e.to_string())?;
-    let jwk = set.find(&kid).ok_or("kid not published")?;
-    let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
-    let mut v = Validation::new(Algorithm::ES256);
-    v.set_audience(&["shop-app"]);
-    v.set_issuer(&["verigate-test"]);
-    v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-    v.validate_nbf = true;
-    v.leeway = 0;
-    decode::<Value>(token, &key, &v)
-        .map(|d| d.claims)
-        .map_err(|e| e.to_string())
+    verify_assertion(token, jwks, "shop-app")
 }
 
 /// The identity headers the upstream received (lower-case names, one value each), without

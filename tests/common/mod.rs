@@ -560,6 +560,29 @@ pub fn metric(m: &str, sample: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// What an upstream app does with an assertion: find the key by `kid` in the JWKS, verify the
+/// signature, `iss`, `aud`, `exp` and `nbf` (no leeway), with an independent JWT library.
+pub fn verify_assertion(token: &str, jwks: &Value, audience: &str) -> Result<Value, String> {
+    use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+    let kid = decode_header(token)
+        .map_err(|e| e.to_string())?
+        .kid
+        .ok_or("no kid")?;
+    let set: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_value(jwks.clone()).map_err(|e| e.to_string())?;
+    let jwk = set.find(&kid).ok_or("kid not published")?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+    let mut v = Validation::new(Algorithm::ES256);
+    v.set_audience(&[audience]);
+    v.set_issuer(&["verigate-test"]);
+    v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+    v.validate_nbf = true;
+    v.leeway = 0;
+    decode::<Value>(token, &key, &v)
+        .map(|d| d.claims)
+        .map_err(|e| e.to_string())
+}
+
 /// The Redis to test against; without one, the test reports SKIPPED (fails under CI=true).
 #[track_caller]
 pub fn redis_url() -> Option<String> {
