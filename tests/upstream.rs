@@ -136,6 +136,18 @@ async fn an_app_down_or_silent_gets_a_page_not_an_empty_answer() {
         l.local_addr().unwrap()
     };
     let env = Env::with(Setup::new(Proxy::shop()).upstream(Upstream::At(down))).await;
+    // The connection ends after a failed attempt, and the answer says so.
+    let raw = raw_request(
+        env.proxy,
+        "GET /about HTTP/1.1\r\nHost: shop.example\r\nAccept: text/html\r\n\r\n",
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 502"), "{raw}");
+    assert!(
+        raw.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{raw}"
+    );
     let mut b = env.browser();
     let page = b.get_html("/about").await;
     assert_eq!(page.status(), 502);

@@ -635,6 +635,9 @@ impl ProxyHttp for Gate {
             (None, _) => 500,
         };
         // Once the app's answer has begun, nothing more can be said: the connection ends.
+        // It is not reused after a failed attempt either, and the answer says so
+        // (`Connection: close`), so that a client does not send its next request into it.
+        session.set_keepalive(None);
         if code > 0 && session.response_written().is_none() {
             let sent = match refusal {
                 Some(r) => {
