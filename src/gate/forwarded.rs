@@ -90,17 +90,23 @@ pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<&str>) {
             }
         }
     } else {
+        // `insert` replaces every value the client sent; a header with nothing to put in
+        // its place is removed.
         req.remove(&FORWARDED);
-        req.remove(&X_REAL_IP);
-        req.remove(&XFF);
-        req.remove(&XFH);
-        if let Some(v) = peer.as_deref().and_then(|p| HeaderValue::try_from(p).ok()) {
-            req.insert(&XFF, v.clone());
-            req.insert(&X_REAL_IP, v);
+        match peer.as_deref().and_then(|p| HeaderValue::try_from(p).ok()) {
+            Some(v) => {
+                req.insert(&XFF, v.clone());
+                req.insert(&X_REAL_IP, v);
+            }
+            None => {
+                req.remove(&XFF);
+                req.remove(&X_REAL_IP);
+            }
         }
         req.insert(&XFP, HeaderValue::from_static("http"));
-        if let Some(h) = host.and_then(|h| HeaderValue::try_from(h).ok()) {
-            req.insert(&XFH, h);
+        match host.and_then(|h| HeaderValue::try_from(h).ok()) {
+            Some(h) => req.insert(&XFH, h),
+            None => req.remove(&XFH),
         }
     }
     if let Ok(v) = HeaderValue::try_from(o.request_id.as_str()) {
