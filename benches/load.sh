@@ -39,8 +39,8 @@
 # cycles N (10,000 take under a minute to mint under valgrind here). Needs valgrind.
 # CALLGRIND_KEEP=dir keeps the callgrind dumps there, for callgrind_annotate.
 # Needs: cargo, curl, python3, wrk, nginx (Debian: apt-get install wrk nginx-light curl).
-# It installs nothing: it says what is missing and stops. Its time is bounded: the release
-# build if it is stale, minting (10,000 sessions take ~10 s here; at most 15 minutes), the
+# It installs nothing: it says what is missing and stops. Its time is bounded: the `dist`
+# build (fat LTO) if it is stale, minting (10,000 sessions take ~10 s here; at most 15 minutes), the
 # memory phase (at most ~5.5 minutes, ~1 minute here), then rounds x 6 x duration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -110,8 +110,8 @@ if [ "$PIN" = 1 ]; then
   LOADSIDE=(taskset -c 0-$((NCPU - 2)))
 fi
 
-cargo build --release --quiet
-BIN="${CARGO_TARGET_DIR:-target}/release/verigate"
+cargo build --profile dist --quiet
+BIN="${CARGO_TARGET_DIR:-target}/dist/verigate"
 BUILD="$(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC')"
 if REV=$(git rev-parse --short HEAD 2>/dev/null); then
   git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || REV="$REV + uncommitted changes"
