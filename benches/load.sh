@@ -30,6 +30,8 @@
 # run, every lookup a hit in verigate's per-thread cache).
 # --request: the headers every measured request carries besides the session cookie: `browser`
 # (the default) those of a Chrome page navigation, `minimal` only Host (wrk's bare request).
+# VG_PROFILE=release: bench the lighter release build instead of `dist` (for quick iterations;
+# published figures use dist).
 # Variants: VG_ACCESS_LOG=false (no access log on verigate nor on the nginx proxies),
 # VG_TUNING='tuning: { work_stealing: true }'.
 # CALLGRIND=1: run verigate under valgrind's callgrind instead and count the instructions one
@@ -110,8 +112,9 @@ if [ "$PIN" = 1 ]; then
   LOADSIDE=(taskset -c 0-$((NCPU - 2)))
 fi
 
-cargo build --profile dist --quiet
-BIN="${CARGO_TARGET_DIR:-target}/dist/verigate"
+PROFILE="${VG_PROFILE:-dist}"
+cargo build --profile "$PROFILE" --quiet
+BIN="${CARGO_TARGET_DIR:-target}/$PROFILE/verigate"
 BUILD="$(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC')"
 if REV=$(git rev-parse --short HEAD 2>/dev/null); then
   git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || REV="$REV + uncommitted changes"
