@@ -112,9 +112,9 @@ if [ "$PIN" = 1 ]; then
   LOADSIDE=(taskset -c 0-$((NCPU - 2)))
 fi
 
-PROFILE="${VG_PROFILE:-dist}"
-cargo build --profile "$PROFILE" --quiet
-BIN="${CARGO_TARGET_DIR:-target}/$PROFILE/verigate"
+BUILD_PROFILE="${VG_PROFILE:-dist}"
+cargo build --profile "$BUILD_PROFILE" --quiet
+BIN="${CARGO_TARGET_DIR:-target}/$BUILD_PROFILE/verigate"
 BUILD="$(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC')"
 if REV=$(git rev-parse --short HEAD 2>/dev/null); then
   git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || REV="$REV + uncommitted changes"
