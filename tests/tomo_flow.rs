@@ -610,3 +610,90 @@ async fn a_korean_passport_is_not_a_second_identity_beside_iamport() {
     assert_eq!(b.open_html(&back).await.status(), 302);
     assert_eq!(b.post("/signup", "name=jane").await.status(), 201);
 }
+
+/// Ask the sandbox's token endpoint with `claims` signed by the sandbox client's key.
+async fn token_for(env: &Env, claims: &Value) -> (u16, Value) {
+    let token_url = format!("http://{}/tomo/v1/oauth2/token", env.sandbox);
+    let pem = jwk_to_pem(verigate::sandbox::tomo::SANDBOX_CLIENT_JWK).unwrap();
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.typ = Some("JWT".into());
+    let assertion = jsonwebtoken::encode(&header, claims, &key).unwrap();
+    let r = client()
+        .post(token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "idv.read"),
+            ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+            ("client_assertion", assertion.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json::<Value>().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_takes_an_array_aud_and_any_case_of_bearer() {
+    let env = env().await;
+    let token_url = format!("http://{}/tomo/v1/oauth2/token", env.sandbox);
+    let now = chrono::Utc::now().timestamp();
+    let claims = |aud: Value| {
+        json!({ "iss": "sandbox-client", "sub": "sandbox-client", "aud": aud, "iat": now,
+                "exp": now + 300, "jti": uuid::Uuid::new_v4().to_string() })
+    };
+    // RFC 7523 §3: `aud` may be an array holding the token endpoint.
+    let (s, body) = token_for(&env, &claims(json!(["https://other.example/", token_url]))).await;
+    assert_eq!(s, 200, "{body}");
+    // As README says: tokens live 1800 s in the sandbox.
+    assert_eq!(body["expires_in"], 1800);
+    // An array without the token endpoint is still refused.
+    let (s, body) = token_for(&env, &claims(json!(["https://other.example/"]))).await;
+    assert_eq!((s, body["error"].as_str()), (401, Some("invalid_client")));
+
+    // RFC 6750 / RFC 7235: the scheme's name is case-insensitive.
+    let (_, body) = token_for(&env, &claims(json!(token_url))).await;
+    let token = body["access_token"].as_str().unwrap();
+    let start = format!("http://{}/tomo/v1/idv/start", env.sandbox);
+    let c = client();
+    for (auth, want) in [
+        (format!("bearer {token}"), 200),
+        (format!("BEARER {token}"), 200),
+        (format!("Bearer {token}"), 200),
+        (format!("Basic {token}"), 401),
+        (format!("Bearer{token}"), 401),
+        ("bearer nope".to_string(), 401),
+    ] {
+        let r = c
+            .post(&start)
+            .header("authorization", &auth)
+            .json(&json!({"user_id": "u1", "kyc_policy": {"preset": "basic"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want, "{auth}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_start_answer_is_followed_and_callback_url_is_sent() {
+    let env = env().await;
+    // The API revision that names the start URL `idv_start_uri`.
+    env.tomo.use_legacy_start_name(true);
+    let mut b = env.browser();
+    let (uri, flow) = start(&mut b, "/adult").await;
+    assert!(uri.contains("/tomo/idv/"), "{uri}");
+    // callback_url went with the start request: the flow's own return URL.
+    let user_id = flow["user_id"].as_str().unwrap();
+    let callback = env.tomo.callback_url(user_id).expect("callback_url sent");
+    assert_eq!(callback, flow["redirect_url_success"].as_str().unwrap());
+    assert!(
+        callback.ends_with(&format!("/.verigate/tomo/return?state={user_id}")),
+        "{callback}"
+    );
+    let ret = window(&b, &uri, &JANE).await;
+    let r = b.open_html(&ret).await;
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    assert_eq!(r.headers()["location"], "/adult");
+    assert_eq!(b.get_html("/adult").await.status(), 200);
+}
