@@ -84,6 +84,10 @@ pub struct Problem {
     pub detail_en: &'static str,
     /// Where a person can go next (a retry link), also given as `verify_url` in JSON.
     pub next: Option<String>,
+    /// Where the "verify as someone else" button posts: the logout that ends this session and
+    /// goes on to a fresh verification back to the same page (for refusals of a person's
+    /// session: under age, already signed up, ...).
+    pub switch: Option<String>,
 }
 
 impl Problem {
@@ -97,6 +101,7 @@ impl Problem {
             detail_ko,
             detail_en,
             next: None,
+            switch: None,
         }
     }
 
@@ -105,21 +110,37 @@ impl Problem {
         self
     }
 
+    pub fn with_switch(mut self, logout_action: String) -> Self {
+        self.switch = Some(logout_action);
+        self
+    }
+
+    /// The page: what happened, in Korean and English, then the next steps: verify again,
+    /// verify as someone else, and always a way back (filled in when sent, see [`Reply::send`]).
+    /// The first step is the primary button.
     pub fn html(&self) -> String {
-        let next = self
-            .next
-            .as_deref()
-            .map(|n| {
-                format!(
-                    r#"<a class="button" href="{}">다시 인증하기 · Verify again</a>"#,
-                    escape(n)
-                )
-            })
-            .unwrap_or_default();
+        let mut steps = Vec::new();
+        if let Some(n) = &self.next {
+            steps.push(format!(
+                r#"<a class="button{{class}}" data-next="verify" href="{}">다시 인증하기 · Verify again</a>"#,
+                escape(n)
+            ));
+        }
+        if let Some(action) = &self.switch {
+            steps.push(format!(
+                r#"<form method="post" action="{}"><button class="button{{class}}" data-next="switch" type="submit">다른 사람으로 인증하기 · Verify as someone else</button></form>"#,
+                escape(action)
+            ));
+        }
+        let steps: String = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.replace("{class}", if i == 0 { "" } else { " secondary" }))
+            .collect();
         page(
             self.title_en,
             &format!(
-                r#"<h1>{}</h1><p class="en"><strong>{}</strong></p><p>{}</p><p class="en">{}</p>{next}<p class="code">{} · {}</p>{REQUEST_ID_MARK}"#,
+                r#"<h1>{}</h1><p class="en"><strong>{}</strong></p><p>{}</p><p class="en">{}</p>{steps}{BACK_MARK}<p class="code">{} · {}</p>{REQUEST_ID_MARK}"#,
                 escape(self.title_ko),
                 escape(self.title_en),
                 escape(self.detail_ko),
@@ -142,6 +163,46 @@ impl Problem {
 /// Where a refusal page shows the request's id (filled in when the reply is sent, from the
 /// request's `X-Request-Id`, which the gate decides first thing).
 const REQUEST_ID_MARK: &str = "<!--verigate-request-id-->";
+
+/// Where a page offers the way back (filled in when the reply is sent: the page this browser
+/// came from on this site, else the site's home).
+pub const BACK_MARK: &str = "<!--verigate-back-->";
+
+/// The way back from a page answering `req`: the path of its `Referer` when that is a page of
+/// this same site (scheme `http(s)`, the request's own host) and not the address this very GET
+/// asked for (a form posted to its own address goes back to the form), else the site's home
+/// page. Never another site: the link stays on this origin.
+fn back_link(req: &pingora::http::RequestHeader) -> String {
+    let text = |n: http::header::HeaderName| req.headers.get(n).and_then(|v| v.to_str().ok());
+    let host = text(http::header::HOST).or_else(|| req.uri.authority().map(|a| a.as_str()));
+    let here = match req.method {
+        http::Method::GET | http::Method::HEAD => req.uri.path_and_query().map(|p| p.as_str()),
+        _ => None,
+    };
+    let from = text(http::header::REFERER)
+        .and_then(|r| r.parse::<http::Uri>().ok())
+        .filter(|u| matches!(u.scheme_str(), Some("http" | "https")))
+        .filter(|u| {
+            matches!((u.authority(), host), (Some(a), Some(h)) if a.as_str().eq_ignore_ascii_case(h))
+        })
+        .and_then(|u| u.path_and_query().map(|p| p.as_str().to_string()))
+        .filter(|p| {
+            p.starts_with('/')
+                && !p.starts_with("//")
+                && p.len() <= 2048
+                && !p.contains('\\')
+                && !p.chars().any(|c| c.is_control())
+                && Some(p.as_str()) != here
+        });
+    match from {
+        Some(p) => format!(
+            r#"<a class="back" data-next="back" href="{}">← 이전 페이지로 · Go back</a>"#,
+            escape(&p)
+        ),
+        None => r#"<a class="back" data-next="back" href="/">← 처음 화면으로 · Go to the home page</a>"#
+            .to_string(),
+    }
+}
 
 /// Every refusal verigate answers itself: one status, one stable `error` code and one page
 /// text each, so a code cannot have two statuses or a missing text.
@@ -569,7 +630,9 @@ impl Reply {
         if let Some(id) = &id {
             resp.insert_header("x-request-id", id.as_str())?;
         }
-        if let Some(at) = find(&body, REQUEST_ID_MARK.as_bytes()) {
+        let marked = find(&body, REQUEST_ID_MARK.as_bytes()).is_some()
+            || find(&body, BACK_MARK.as_bytes()).is_some();
+        if marked {
             let shown = id
                 .map(|id| {
                     format!(
@@ -578,11 +641,8 @@ impl Reply {
                     )
                 })
                 .unwrap_or_default();
-            let mut b = Vec::with_capacity(body.len() + shown.len());
-            b.extend_from_slice(&body[..at]);
-            b.extend_from_slice(shown.as_bytes());
-            b.extend_from_slice(&body[at + REQUEST_ID_MARK.len()..]);
-            body = b.into();
+            body = fill(&body, REQUEST_ID_MARK, &shown);
+            body = fill(&body, BACK_MARK, &back_link(session.req_header()));
             resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
         }
         let head_only = session.req_header().method == http::Method::HEAD;
@@ -592,6 +652,20 @@ impl Reply {
             session.write_response_body(Some(body), true).await?;
         }
         Ok(())
+    }
+}
+
+/// `body` with the first `mark` in it replaced by `text`.
+fn fill(body: &Bytes, mark: &str, text: &str) -> Bytes {
+    match find(body, mark.as_bytes()) {
+        None => body.clone(),
+        Some(at) => {
+            let mut b = Vec::with_capacity(body.len() + text.len());
+            b.extend_from_slice(&body[..at]);
+            b.extend_from_slice(text.as_bytes());
+            b.extend_from_slice(&body[at + mark.len()..]);
+            b.into()
+        }
     }
 }
 

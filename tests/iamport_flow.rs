@@ -24,14 +24,14 @@ async fn redirect_mode_end_to_end() {
         r.headers()["location"],
         "/.verigate/verify?return_to=%2Fsignup%3Fplan%3Dgold"
     );
+    // The route takes Iamport alone: no choice to make, straight to its start page.
     let choice = b
         .get_html("/.verigate/verify?return_to=%2Fsignup%3Fplan%3Dgold")
         .await;
-    assert_eq!(choice.status(), 200);
-    let html = choice.text().await.unwrap();
-    assert!(
-        html.contains(r#"href="/.verigate/iamport/start?return_to=%2Fsignup%3Fplan%3Dgold""#),
-        "{html}"
+    assert_eq!(choice.status(), 302);
+    assert_eq!(
+        choice.headers()["location"],
+        "/.verigate/iamport/start?return_to=%2Fsignup%3Fplan%3Dgold"
     );
     assert_eq!(env.hits(), 0);
 

@@ -566,7 +566,14 @@ async fn a_korean_passport_is_not_a_second_identity_beside_iamport() {
             }
             let page = b.get_html("/signup").await;
             assert_eq!(page.status(), 403);
-            assert!(page.text().await.unwrap().contains("휴대폰 본인인증"));
+            let page = page.text().await.unwrap();
+            assert!(page.contains("휴대폰 본인인증"));
+            // Its ways on: verify again (by phone), or as someone else.
+            assert!(
+                page.contains(r#"data-next="verify" href="/.verigate/verify?return_to=%2Fsignup""#),
+                "{page}"
+            );
+            assert!(page.contains(r#"data-next="switch""#), "{page}");
         }
     }
     // Only the TomoIDV-only page (once per nationality) reached the app; no signup did.

@@ -97,6 +97,7 @@ fn start(client: &IamportClient, live: &Live, session: &Session) -> Reply {
         if (!rsp || !rsp.success) { fail(rsp && rsp.error_msg); return; }
         finish(flow.complete_url, { imp_uid: rsp.imp_uid, merchant_uid: rsp.merchant_uid });
       });"#,
+        redirects_on_phones: !cfg.popup,
     }
     .reply(live, &flow, &params, &cfg.sdk_url)
 }

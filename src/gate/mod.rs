@@ -224,7 +224,10 @@ impl Gate {
                     }
                     return Ok(true);
                 }
-                decide::Decision::Refuse(r) => return refuse(session, ctx, Problem::new(r)).await,
+                decide::Decision::Refuse(r) => {
+                    let p = session_refusal(session, cfg, r);
+                    return refuse(session, ctx, p).await;
+                }
                 decide::Decision::Admit { age_ok, reserve } => (age_ok, reserve),
             };
         let Some(verified) = opened else {
@@ -253,7 +256,8 @@ impl Gate {
                     ctx.reservation = Some((route.name.clone(), claims.ci_hash.clone(), commit_on));
                 }
                 Ok(Reservation::Taken) | Ok(Reservation::InProgress) => {
-                    return refuse(session, ctx, Problem::new(Refusal::DuplicateAccount)).await;
+                    let p = session_refusal(session, cfg, Refusal::DuplicateAccount);
+                    return refuse(session, ctx, p).await;
                 }
                 Err(e) => {
                     tracing::warn!(route = %route.name, error = %e, "store unavailable; failing closed");
@@ -401,6 +405,25 @@ impl Gate {
 /// GET, HEAD and OPTIONS: the methods that never sign anyone up.
 fn is_safe(m: &http::Method) -> bool {
     m == http::Method::GET || m == http::Method::HEAD || m == http::Method::OPTIONS
+}
+
+/// A refusal of the person a valid session names (under age, already signed up, ...): the page
+/// offers "verify as someone else" (end this session, verify afresh, back to this address) and,
+/// where another verification of the same person can pass (another method), "verify again".
+fn session_refusal(session: &Session, cfg: &crate::config::RuntimeConfig, r: Refusal) -> Problem {
+    let here = session
+        .req_header()
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let p = Problem::new(r).with_switch(crate::flow::switch_action(&cfg.flow_prefix, here));
+    match r {
+        Refusal::AgeUnknown | Refusal::KoreanNational => {
+            p.with_next(crate::flow::verify_url(&cfg.flow_prefix, here))
+        }
+        _ => p,
+    }
 }
 
 /// Answer a refusal (its `error` code is also the decision the access line and metrics name).
