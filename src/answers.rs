@@ -52,6 +52,39 @@ pub fn script_json(v: &serde_json::Value) -> String {
         .replace('&', "\\u0026")
 }
 
+/// verigate's icon (a shield with a check), inline so a page needs no second request and
+/// the browser asks the app for no `/favicon.ico`.
+const FAVICON: &str = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'%3E%3Cpath d='M16 2 4 7v8c0 7.5 5.1 13.4 12 15 6.9-1.6 12-7.5 12-15V7z' fill='%232a5bd7'/%3E%3Cpath d='m10 16 4.2 4.2L22.5 12' fill='none' stroke='%23fff' stroke-width='3' stroke-linecap='round' stroke-linejoin='round'/%3E%3C/svg%3E";
+
+/// The look of every page verigate (and its sandbox and demo) shows: phone first. Korean
+/// breaks between words only (`keep-all`), long codes anywhere; the card keeps a margin at
+/// any width; one primary button, outlined secondary ones, a plain link back. One typeface
+/// for Korean and Latin alike: the system's Korean face comes before any generic one.
+const STYLE: &str = r#"*,*::before,*::after{box-sizing:border-box}
+html{-webkit-text-size-adjust:100%;text-size-adjust:100%}
+body{margin:0;padding:1rem;background:#f3f5f9;color:#1d2330;font-family:-apple-system,BlinkMacSystemFont,"Apple SD Gothic Neo","Malgun Gothic","Noto Sans KR","Nanum Gothic",system-ui,sans-serif;font-size:1rem;line-height:1.6;word-break:keep-all;overflow-wrap:break-word}
+main{max-width:32rem;margin:6vh auto;background:#fff;border-radius:14px;padding:1.75rem;box-shadow:0 2px 14px rgba(20,30,60,.08)}
+@media (max-width:30rem){body{padding:.75rem}main{margin:.25rem auto;padding:1.25rem 1.1rem}}
+h1{font-size:1.35rem;line-height:1.35;margin:0 0 .25rem}
+p{margin:.6rem 0}.en{color:#5b6475}h1+.en{margin-top:0}
+a{color:#2a5bd7}
+code,.code,kbd,pre{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,"Nanum Gothic Coding","DejaVu Sans Mono",monospace}
+.button,button{display:block;width:100%;min-height:3rem;margin:.75rem 0;padding:.8rem 1rem;border:2px solid #2a5bd7;border-radius:10px;background:#2a5bd7;color:#fff;font:inherit;font-weight:600;line-height:1.35;text-align:center;text-decoration:none;cursor:pointer}
+.button.secondary,button.secondary{background:#fff;color:#2a5bd7}
+.button:focus-visible,button:focus-visible,.choice:focus-visible,a.back:focus-visible{outline:3px solid #9db7f5;outline-offset:2px}
+form{margin:0}
+a.back{display:inline-block;margin:.25rem 0;padding:.5rem 0;color:#5b6475;text-decoration:none}
+a.back:hover{text-decoration:underline}
+.choice{display:flex;gap:.85rem;align-items:center;margin:.75rem 0;padding:.9rem 1rem;border:1.5px solid #d5dbe7;border-radius:12px;background:#fff;color:#1d2330;text-decoration:none;line-height:1.35}
+.choice:hover{border-color:#2a5bd7;background:#f6f8fe}
+.choice strong,.choice span span{display:block}.choice .en{font-size:.9rem}.choice .via{margin-top:.15rem;color:#8a93a5;font-size:.8rem}
+.icon{flex:none;width:2.25rem;height:2.25rem;padding:.35rem;border-radius:9px;background:#eaf0fd;fill:none;stroke:#2a5bd7;stroke-width:1.7;stroke-linecap:round;stroke-linejoin:round}
+.code,.rid{color:#8a93a5;font-size:.8rem;overflow-wrap:anywhere}
+label{display:block}
+input,select{font:inherit;max-width:100%;padding:.5rem .6rem;border:1px solid #c5ccda;border-radius:8px;background:#fff;color:inherit}
+input:not([type=checkbox]):not([type=radio]){width:100%}
+dl.headers{margin:.5rem 0;font-size:.85rem}dl.headers dt{margin-top:.6rem;color:#5b6475}dl.headers dd{margin:0;overflow-wrap:anywhere}"#;
+
 /// A full HTML page in verigate's look. `body` is trusted HTML.
 pub fn page(title: &str, body: &str) -> String {
     format!(
@@ -59,12 +92,9 @@ pub fn page(title: &str, body: &str) -> String {
 <html lang="ko"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
+<link rel="icon" href="{FAVICON}">
 <style>
-body{{font-family:system-ui,-apple-system,"Apple SD Gothic Neo","Malgun Gothic",sans-serif;background:#f5f6f8;color:#1d2330;margin:0}}
-main{{max-width:32rem;margin:8vh auto;background:#fff;border-radius:12px;padding:2rem;box-shadow:0 2px 12px rgba(0,0,0,.08)}}
-h1{{font-size:1.35rem;margin:0 0 .25rem}} .en{{color:#5b6475}} p{{line-height:1.55}}
-a.button,button{{display:block;width:100%;box-sizing:border-box;text-align:center;margin:.75rem 0;padding:.9rem;border-radius:8px;border:0;background:#2a5bd7;color:#fff;font-size:1rem;text-decoration:none;cursor:pointer}}
-a.button.secondary{{background:#e8ecf5;color:#1d2330}} .code{{font-family:monospace;color:#8a93a5;font-size:.8rem}}
+{STYLE}
 </style></head><body><main>
 {body}
 </main></body></html>"#,

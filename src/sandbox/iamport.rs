@@ -267,7 +267,7 @@ async fn certify_form(Query(q): Query<FormQuery>) -> Html<String> {
 <p><label>통신사 · Carrier <select name="carrier"><option>SKT</option><option>KT</option><option>LGT</option><option>SKT_MVNO</option><option>KT_MVNO</option><option>LGT_MVNO</option></select></label></p>
 <p><label>외국인 · Foreigner <select name="foreigner"><option>false</option><option>true</option></select></label></p>
 <p><label>결과 · Outcome (sandbox only) <select name="outcome"><option value="certified">certified</option><option value="uncertified">certified: false</option><option value="cancel">cancel</option></select></label></p>
-<p><label>돌아가는 주소의 결과 이름 · Redirect flag (sandbox only) <select name="redirect_flag"><option value="success">success</option><option value="imp_success">imp_success (v1 SDK, mobile)</option></select></label></p>
+<p><label>결과 전달 방식 · Redirect flag (sandbox only) <select name="redirect_flag"><option value="success">success</option><option value="imp_success">imp_success (v1 SDK, mobile)</option></select></label></p>
 <button type="submit">인증하기 · Certify</button>
 </form>"#,
             imp_code = escape(&q.imp_code),
