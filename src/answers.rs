@@ -108,10 +108,8 @@ pub struct Problem {
     pub status: u16,
     /// Stable machine-readable code (`verification_required`, `underage`, ...).
     pub code: &'static str,
-    pub title_ko: &'static str,
-    pub title_en: &'static str,
-    pub detail_ko: &'static str,
-    pub detail_en: &'static str,
+    /// Which refusal: its page texts.
+    refusal: Refusal,
     /// Where a person can go next (a retry link), also given as `verify_url` in JSON.
     pub next: Option<String>,
     /// Where the "verify as someone else" button posts: the logout that ends this session and
@@ -122,14 +120,10 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(r: Refusal) -> Self {
-        let (title_ko, title_en, detail_ko, detail_en) = r.texts();
         Problem {
             status: r.status(),
             code: r.code(),
-            title_ko,
-            title_en,
-            detail_ko,
-            detail_en,
+            refusal: r,
             next: None,
             switch: None,
         }
@@ -167,14 +161,15 @@ impl Problem {
             .enumerate()
             .map(|(i, s)| s.replace("{class}", if i == 0 { "" } else { " secondary" }))
             .collect();
+        let (title_ko, title_en, detail_ko, detail_en) = self.refusal.texts();
         page(
-            self.title_en,
+            title_en,
             &format!(
                 r#"<h1>{}</h1><p class="en"><strong>{}</strong></p><p>{}</p><p class="en">{}</p>{steps}{BACK_MARK}<p class="code">{} · {}</p>{REQUEST_ID_MARK}"#,
-                escape(self.title_ko),
-                escape(self.title_en),
-                escape(self.detail_ko),
-                escape(self.detail_en),
+                escape(title_ko),
+                escape(title_en),
+                escape(detail_ko),
+                escape(detail_en),
                 self.status,
                 self.code
             ),
@@ -182,7 +177,7 @@ impl Problem {
     }
 
     pub fn json(&self) -> String {
-        let mut v = serde_json::json!({ "error": self.code, "message": self.detail_en });
+        let mut v = serde_json::json!({ "error": self.code, "message": self.refusal.texts().3 });
         if let Some(n) = &self.next {
             v["verify_url"] = serde_json::Value::String(n.clone());
         }
@@ -229,8 +224,10 @@ fn back_link(req: &pingora::http::RequestHeader) -> String {
             r#"<a class="back" data-next="back" href="{}">← 이전 페이지로 · Go back</a>"#,
             escape(&p)
         ),
-        None => r#"<a class="back" data-next="back" href="/">← 처음 화면으로 · Go to the home page</a>"#
-            .to_string(),
+        None => {
+            r#"<a class="back" data-next="back" href="/">← 처음 화면으로 · Go to the home page</a>"#
+                .to_string()
+        }
     }
 }
 

@@ -93,11 +93,7 @@ impl Driver {
         }
     }
 
-    async fn launch(
-        driver: &str,
-        chromium: &str,
-        mobile: Option<Value>,
-    ) -> Result<Driver, String> {
+    async fn launch(driver: &str, chromium: &str, mobile: Option<Value>) -> Result<Driver, String> {
         let mut child = tokio::process::Command::new(driver)
             .arg("--port=0")
             .stdout(Stdio::piped())
@@ -353,7 +349,8 @@ impl Driver {
     }
 
     async fn delete_cookies(&self) {
-        self.cmd(reqwest::Method::DELETE, "/cookie", json!({})).await;
+        self.cmd(reqwest::Method::DELETE, "/cookie", json!({}))
+            .await;
     }
 
     /// Save a screenshot for a person to look at (under `VERIGATE_SHOTS`, else the temp dir).
@@ -372,7 +369,11 @@ impl Driver {
     async fn layout_problems(&self) -> Vec<String> {
         let v = self.exec(LAYOUT_CHECK).await;
         v.as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_else(|| vec![format!("layout check failed: {v}")])
     }
 
@@ -566,7 +567,11 @@ async fn on_a_phone_a_minor_hands_over_to_an_adult_and_no_click_opens_the_provid
     // One provider, a phone: the verify address, the start page and its script bring the
     // person to the provider's window with no click at all.
     d.find("form[action='certify']").await;
-    assert!(d.url().await.contains("/iamport/certify"), "{}", d.url().await);
+    assert!(
+        d.url().await.contains("/iamport/certify"),
+        "{}",
+        d.url().await
+    );
     d.shot("phone-provider-window").await;
     assert_eq!(d.layout_problems().await, Vec::<String>::new());
     fill_sandbox_form(&d, "김아이", "20150505").await;
@@ -604,8 +609,8 @@ async fn on_a_desktop_one_provider_is_one_click_away_and_form_refusals_are_pages
         return;
     };
     let iamport = Provider::iamport().set("channel_key", json!("channel-key-cert-2"));
-    let env = Env::with(Setup::new(Proxy::shop().provider(iamport)).upstream(Upstream::DemoShop))
-        .await;
+    let env =
+        Env::with(Setup::new(Proxy::shop().provider(iamport)).upstream(Upstream::DemoShop)).await;
     d.go(&env.url("/signup")).await;
     d.wait_for("the Iamport start page", |u, _| {
         u.contains("/.verigate/iamport/start")
@@ -694,7 +699,12 @@ async fn on_a_phone_the_choice_page_the_demo_and_logout_read_well() {
     let via = d
         .exec("return Array.from(document.querySelectorAll('.choice .via')).map(function (e) { return e.textContent; });")
         .await;
-    let via: Vec<&str> = via.as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    let via: Vec<&str> = via
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
     assert_eq!(via.len(), 4, "{via:?}");
     let distinct: std::collections::HashSet<_> = via.iter().collect();
     assert_eq!(distinct.len(), 4, "{via:?}");
@@ -708,7 +718,8 @@ async fn on_a_phone_the_choice_page_the_demo_and_logout_read_well() {
     .await;
     d.shot("phone-whoami").await;
     assert_eq!(d.layout_problems().await, Vec::<String>::new());
-    d.go(&env.url("/.verigate/logout?return_to=%2Fwhoami")).await;
+    d.go(&env.url("/.verigate/logout?return_to=%2Fwhoami"))
+        .await;
     d.find("form button[type=submit]").await;
     assert_eq!(href(&d, "[data-next=back]").await, "/whoami");
     d.shot("phone-logout").await;

@@ -591,7 +591,10 @@ fn portone_needs_a_channel_key_and_check_says_so() {
     };
     for (name, block) in [
         ("missing", "{ store_id: s, api_secret_env: PORTONE }"),
-        ("empty", "{ store_id: s, channel_key: \" \", api_secret_env: PORTONE }"),
+        (
+            "empty",
+            "{ store_id: s, channel_key: \" \", api_secret_env: PORTONE }",
+        ),
     ] {
         let file = dir.path().join(format!("{name}.yaml"));
         std::fs::write(&file, yaml(block)).unwrap();
@@ -643,6 +646,12 @@ fn iamport_channel_key_and_pg_are_optional_and_never_empty() {
         Vec::<String>::new()
     );
     let ps = problems(&with(", channel_key: \"\", pg: \" \""));
-    assert!(has(&ps, "providers.iamport.channel_key: must not be empty"), "{ps:?}");
-    assert!(has(&ps, "providers.iamport.pg: must not be empty"), "{ps:?}");
+    assert!(
+        has(&ps, "providers.iamport.channel_key: must not be empty"),
+        "{ps:?}"
+    );
+    assert!(
+        has(&ps, "providers.iamport.pg: must not be empty"),
+        "{ps:?}"
+    );
 }

@@ -505,7 +505,10 @@ async fn certify_as(
     channel: &[(&str, &str)],
 ) -> (String, String) {
     let mut form = vec![
-        ("imp_code", flow.params["imp_code"].as_str().unwrap().to_string()),
+        (
+            "imp_code",
+            flow.params["imp_code"].as_str().unwrap().to_string(),
+        ),
         ("merchant_uid", flow.merchant_uid()),
         (
             "m_redirect_url",
@@ -541,7 +544,10 @@ async fn the_v1_sdks_imp_success_redirect_is_understood() {
     let mut b = env.browser();
     let flow = b.start_iamport("/member").await;
     let (loc, _) = certify_as(&env, &flow, &Person::adult(), "imp_success", &[]).await;
-    assert!(loc.contains("imp_success=true") && !loc.contains("&success="), "{loc}");
+    assert!(
+        loc.contains("imp_success=true") && !loc.contains("&success="),
+        "{loc}"
+    );
     let r = b.open_html(&loc).await;
     assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
     assert_eq!(r.headers()["location"], "/member");
@@ -560,7 +566,10 @@ async fn the_v1_sdks_imp_success_redirect_is_understood() {
     assert_eq!(r.status(), 403);
     let html = r.text().await.unwrap();
     assert!(html.contains("403 · not_certified"), "{html}");
-    assert!(html.contains("/.verigate/verify?return_to=%2Fmember"), "{html}");
+    assert!(
+        html.contains("/.verigate/verify?return_to=%2Fmember"),
+        "{html}"
+    );
 
     // `imp_success=true` decides nothing: the server-side lookup says not certified.
     let mut b = env.browser();

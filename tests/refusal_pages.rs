@@ -159,7 +159,10 @@ async fn the_way_back_stays_on_this_site() {
     };
     for (referer, want) in [
         (None, "/"),
-        (Some(format!("http://{here}/shop/list?page=2")), "/shop/list?page=2"),
+        (
+            Some(format!("http://{here}/shop/list?page=2")),
+            "/shop/list?page=2",
+        ),
         (Some(format!("https://{here}/a")), "/a"),
         (Some("http://elsewhere.example/shop".into()), "/"),
         (Some(format!("http://{here}//evil.example/")), "/"),
@@ -181,7 +184,10 @@ async fn the_way_back_stays_on_this_site() {
         Some(format!("http://{here}/q?x=%22%3E%3Cscript%3E&y=<b>")),
     )
     .await;
-    assert!(!html.contains("<b>") && !html.contains("\"><script"), "{html}");
+    assert!(
+        !html.contains("<b>") && !html.contains("\"><script"),
+        "{html}"
+    );
     // A post goes back to the page it was sent from, even at its own address.
     let (status, html) = page("POST", "/nowhere", Some(format!("http://{here}/nowhere"))).await;
     assert_eq!(status, 404);

@@ -238,7 +238,10 @@ mod tests {
             (Some("false"), Some("true")),
             (Some("FALSE"), None),
         ] {
-            assert!(said_failed(success, imp_success), "{success:?} {imp_success:?}");
+            assert!(
+                said_failed(success, imp_success),
+                "{success:?} {imp_success:?}"
+            );
         }
         for (success, imp_success) in [
             (Some("true"), None),
@@ -246,7 +249,10 @@ mod tests {
             (None, None),
             (Some(""), None),
         ] {
-            assert!(!said_failed(success, imp_success), "{success:?} {imp_success:?}");
+            assert!(
+                !said_failed(success, imp_success),
+                "{success:?} {imp_success:?}"
+            );
         }
     }
 }

@@ -312,7 +312,11 @@ pub(crate) fn fresh_nonce() -> String {
 
 /// A provider's start page for `return_to`.
 fn start_url(prefix: &str, provider: ProviderId, return_to: &str) -> String {
-    format!("{prefix}/{}/start?return_to={}", provider.as_str(), enc(return_to))
+    format!(
+        "{prefix}/{}/start?return_to={}",
+        provider.as_str(),
+        enc(return_to)
+    )
 }
 
 /// The providers a `return_to` accepts: its route's list, or every configured one.

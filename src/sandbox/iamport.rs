@@ -408,13 +408,16 @@ async fn certify_submit(
         .unwrap_or_else(|p| p.into_inner())
         .insert(imp_uid.clone(), cert);
     let nonempty = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
-    sim.channels.lock().unwrap_or_else(|p| p.into_inner()).insert(
-        imp_uid.clone(),
-        Channel {
-            channel_key: nonempty(&f.channel_key),
-            pg: nonempty(&f.pg),
-        },
-    );
+    sim.channels
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(
+            imp_uid.clone(),
+            Channel {
+                channel_key: nonempty(&f.channel_key),
+                pg: nonempty(&f.pg),
+            },
+        );
     let pairs = [
         ("imp_uid", imp_uid.as_str()),
         ("merchant_uid", f.merchant_uid.as_str()),

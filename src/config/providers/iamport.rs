@@ -93,7 +93,11 @@ pub(in crate::config) fn validate(ctx: &mut Ctx, i: &FileIamport) -> Option<Iamp
             Duration::from_secs(300),
         ),
         popup: i.popup.unwrap_or(false),
-        channel_key: optional(ctx, "providers.iamport.channel_key", i.channel_key.as_deref()),
+        channel_key: optional(
+            ctx,
+            "providers.iamport.channel_key",
+            i.channel_key.as_deref(),
+        ),
         pg: optional(ctx, "providers.iamport.pg", i.pg.as_deref()),
     })
 }
