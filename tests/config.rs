@@ -583,21 +583,14 @@ fn check_opens_the_sqlite_path_and_flags_what_never_applies() {
 #[test]
 fn portone_needs_a_channel_key_and_check_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = |portone: &str| {
-        BASE.replace(
+    // `verigate check` on BASE with this `providers.portone`: exit code and what it printed.
+    let check = |name: &str, portone: &str| {
+        let file = dir.path().join(format!("{name}.yaml"));
+        let yaml = BASE.replace(
             "providers:\n",
             &format!("providers:\n  portone: {portone}\n"),
-        )
-    };
-    for (name, block) in [
-        ("missing", "{ store_id: s, api_secret_env: PORTONE }"),
-        (
-            "empty",
-            "{ store_id: s, channel_key: \" \", api_secret_env: PORTONE }",
-        ),
-    ] {
-        let file = dir.path().join(format!("{name}.yaml"));
-        std::fs::write(&file, yaml(block)).unwrap();
+        );
+        std::fs::write(&file, yaml).unwrap();
         let out = bin()
             .args(["check", "-c"])
             .arg(&file)
@@ -609,28 +602,27 @@ fn portone_needs_a_channel_key_and_check_says_so() {
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string()
             + &String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{name}: {text}");
+        (out.status.code(), text)
+    };
+    for (name, block) in [
+        ("missing", "{ store_id: s, api_secret_env: PORTONE }"),
+        (
+            "empty",
+            "{ store_id: s, channel_key: \" \", api_secret_env: PORTONE }",
+        ),
+    ] {
+        let (code, text) = check(name, block);
+        assert_eq!(code, Some(2), "{name}: {text}");
         assert!(
             text.contains("providers.portone.channel_key: required"),
             "{name}: {text}"
         );
     }
-    let file = dir.path().join("good.yaml");
-    std::fs::write(
-        &file,
-        yaml("{ store_id: s, channel_key: channel-key-1, api_secret_env: PORTONE }"),
-    )
-    .unwrap();
-    let out = bin()
-        .args(["check", "-c"])
-        .arg(&file)
-        .env("KEYS", KEY)
-        .env("IMP_KEY", "k")
-        .env("IMP_SECRET", "s")
-        .env("PORTONE", "s")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let (code, text) = check(
+        "good",
+        "{ store_id: s, channel_key: channel-key-1, api_secret_env: PORTONE }",
+    );
+    assert_eq!(code, Some(0), "{text}");
 }
 
 #[test]

@@ -343,22 +343,8 @@ async fn sandbox_checks_client_assertions_for_real() {
     let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
     let now = chrono::Utc::now().timestamp();
     let ask = |assertion: String| {
-        let c = c.clone();
-        let url = token_url.clone();
-        async move {
-            let r = c
-                .post(url)
-                .form(&[
-                    ("grant_type", "client_credentials"),
-                    ("scope", "idv.read"),
-                    ("client_assertion_type", CLIENT_ASSERTION_TYPE),
-                    ("client_assertion", assertion.as_str()),
-                ])
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        }
+        let env = &env;
+        async move { ask_token(env, &assertion).await }
     };
     // The client's own assertion is accepted: the claims verigate signs are right.
     let good = client_assertion(&key, "sandbox-client", &token_url, now).unwrap();
@@ -618,26 +604,29 @@ async fn a_korean_passport_is_not_a_second_identity_beside_iamport() {
     assert_eq!(b.post("/signup", "name=jane").await.status(), 201);
 }
 
-/// Ask the sandbox's token endpoint with `claims` signed by the sandbox client's key.
-async fn token_for(env: &Env, claims: &Value) -> (u16, Value) {
-    let token_url = format!("http://{}/tomo/v1/oauth2/token", env.sandbox);
-    let pem = jwk_to_pem(verigate::sandbox::tomo::SANDBOX_CLIENT_JWK).unwrap();
-    let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.typ = Some("JWT".into());
-    let assertion = jsonwebtoken::encode(&header, claims, &key).unwrap();
+/// Ask the sandbox's token endpoint for a token with this client assertion.
+async fn ask_token(env: &Env, assertion: &str) -> (u16, Value) {
     let r = client()
-        .post(token_url)
+        .post(format!("http://{}/tomo/v1/oauth2/token", env.sandbox))
         .form(&[
             ("grant_type", "client_credentials"),
             ("scope", "idv.read"),
             ("client_assertion_type", CLIENT_ASSERTION_TYPE),
-            ("client_assertion", assertion.as_str()),
+            ("client_assertion", assertion),
         ])
         .send()
         .await
         .unwrap();
     (r.status().as_u16(), r.json::<Value>().await.unwrap())
+}
+
+/// Ask the sandbox's token endpoint with `claims` signed by the sandbox client's key.
+async fn token_for(env: &Env, claims: &Value) -> (u16, Value) {
+    let pem = jwk_to_pem(verigate::sandbox::tomo::SANDBOX_CLIENT_JWK).unwrap();
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.typ = Some("JWT".into());
+    ask_token(env, &jsonwebtoken::encode(&header, claims, &key).unwrap()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

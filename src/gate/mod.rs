@@ -203,13 +203,7 @@ impl Gate {
                     return Ok(false);
                 }
                 decide::Decision::Verify => {
-                    let return_to = session
-                        .req_header()
-                        .uri
-                        .path_and_query()
-                        .map(|p| p.as_str())
-                        .unwrap_or("/");
-                    let verify = crate::flow::verify_url(&cfg.flow_prefix, return_to);
+                    let verify = crate::flow::verify_url(&cfg.flow_prefix, here(session));
                     if crate::answers::navigation(session) {
                         ctx.decision = "redirected_to_verify";
                         Reply::redirect(&verify).send(session).await?;
@@ -411,12 +405,7 @@ fn is_safe(m: &http::Method) -> bool {
 /// offers "verify as someone else" (end this session, verify afresh, back to this address) and,
 /// where another verification of the same person can pass (another method), "verify again".
 fn session_refusal(session: &Session, cfg: &crate::config::RuntimeConfig, r: Refusal) -> Problem {
-    let here = session
-        .req_header()
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+    let here = here(session);
     let p = Problem::new(r).with_switch(crate::flow::switch_action(&cfg.flow_prefix, here));
     match r {
         Refusal::AgeUnknown | Refusal::KoreanNational => {
@@ -424,6 +413,16 @@ fn session_refusal(session: &Session, cfg: &crate::config::RuntimeConfig, r: Ref
         }
         _ => p,
     }
+}
+
+/// The address this request asked for (path and query): where a verification returns to.
+fn here(session: &Session) -> &str {
+    session
+        .req_header()
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
 }
 
 /// Answer a refusal (its `error` code is also the decision the access line and metrics name).
