@@ -62,13 +62,13 @@ const FAVICON: &str = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/s
 /// for Korean and Latin alike: the system's Korean face comes before any generic one.
 const STYLE: &str = r#"*,*::before,*::after{box-sizing:border-box}
 html{-webkit-text-size-adjust:100%;text-size-adjust:100%}
-body{margin:0;padding:1rem;background:#f3f5f9;color:#1d2330;font-family:-apple-system,BlinkMacSystemFont,"Apple SD Gothic Neo","Malgun Gothic","Noto Sans KR","Nanum Gothic",system-ui,sans-serif;font-size:1rem;line-height:1.6;word-break:keep-all;overflow-wrap:break-word}
+body{margin:0;padding:1rem;background:#f3f5f9;color:#1d2330;font-family:-apple-system,BlinkMacSystemFont,"Apple SD Gothic Neo","Malgun Gothic","Noto Sans KR","Noto Sans CJK KR",NanumGothic,"Nanum Gothic",system-ui,sans-serif;font-size:1rem;line-height:1.6;word-break:keep-all;overflow-wrap:break-word}
 main{max-width:32rem;margin:6vh auto;background:#fff;border-radius:14px;padding:1.75rem;box-shadow:0 2px 14px rgba(20,30,60,.08)}
 @media (max-width:30rem){body{padding:.75rem}main{margin:.25rem auto;padding:1.25rem 1.1rem}}
 h1{font-size:1.35rem;line-height:1.35;margin:0 0 .25rem}
 p{margin:.6rem 0}.en{color:#5b6475}h1+.en{margin-top:0}
 a{color:#2a5bd7}
-code,.code,kbd,pre{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,"Nanum Gothic Coding","DejaVu Sans Mono",monospace}
+code,.code,kbd,pre{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,D2Coding,NanumGothicCoding,"DejaVu Sans Mono",monospace}
 .button,button{display:block;width:100%;min-height:3rem;margin:.75rem 0;padding:.8rem 1rem;border:2px solid #2a5bd7;border-radius:10px;background:#2a5bd7;color:#fff;font:inherit;font-weight:600;line-height:1.35;text-align:center;text-decoration:none;cursor:pointer}
 .button.secondary,button.secondary{background:#fff;color:#2a5bd7}
 .button:focus-visible,button:focus-visible,.choice:focus-visible,a.back:focus-visible{outline:3px solid #9db7f5;outline-offset:2px}
