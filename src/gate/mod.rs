@@ -203,7 +203,13 @@ impl Gate {
                     return Ok(false);
                 }
                 decide::Decision::Verify => {
-                    let verify = crate::flow::verify_url(&cfg.flow_prefix, here(session));
+                    let return_to = session
+                        .req_header()
+                        .uri
+                        .path_and_query()
+                        .map(|p| p.as_str())
+                        .unwrap_or("/");
+                    let verify = crate::flow::verify_url(&cfg.flow_prefix, return_to);
                     if crate::answers::navigation(session) {
                         ctx.decision = "redirected_to_verify";
                         Reply::redirect(&verify).send(session).await?;
