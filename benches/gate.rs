@@ -39,6 +39,7 @@ fn table(n: usize) -> RouteTable {
             ),
             require: None,
             forward: Forward::default(),
+            upstream: 0,
         })
         .collect();
     routes.push(Route {
@@ -46,6 +47,7 @@ fn table(n: usize) -> RouteTable {
         rule: MatchRule::new("/", false, vec![], false, false),
         require: None,
         forward: Forward::default(),
+        upstream: 0,
     });
     RouteTable::new(routes)
 }
@@ -65,10 +67,10 @@ fn bench(c: &mut Criterion) {
     let t = table(200);
     let m = http::Method::GET;
     c.bench_function("route_match_200_last", |b| {
-        b.iter(|| t.find(&[&m], black_box("/unlisted/path")))
+        b.iter(|| t.find(&[&m], None, black_box("/unlisted/path")))
     });
     c.bench_function("route_match_200_middle", |b| {
-        b.iter(|| t.find(&[&m], black_box("/section100/page")))
+        b.iter(|| t.find(&[&m], None, black_box("/section100/page")))
     });
     let names = verigate::config::from_yaml_str(
         &verigate::demo::demo_yaml(
@@ -155,7 +157,7 @@ fn hot_path(c: &mut Criterion) {
             let norm = normalize(r.uri.path()).unwrap();
             let idx = cfg
                 .routes
-                .find(&[&m], &norm)
+                .find(&[&m], None, &norm)
                 .and_then(|f| f.route())
                 .unwrap();
             let own = [&cfg.session.cookie[..], &cfg.session.flow_cookie[..]];
@@ -210,7 +212,7 @@ fn hot_path(c: &mut Criterion) {
         b.iter(|| read_cookie(black_box(&req), &cfg.session.cookie).map(|c| c.len()))
     });
     c.bench_function("part_find", |b| {
-        b.iter(|| cfg.routes.find(&[&m], black_box("/whoami")))
+        b.iter(|| cfg.routes.find(&[&m], None, black_box("/whoami")))
     });
     c.bench_function("part_today", |b| {
         b.iter(|| verigate::clock::today(cfg.timezone, black_box(now)))

@@ -267,11 +267,12 @@ pub enum Refusal {
     CrossSite,
     UpstreamUnavailable,
     UpstreamTimeout,
+    UnknownHost,
 }
 
 impl Refusal {
     /// Every refusal, for tests and documentation.
-    pub const ALL: [Refusal; 32] = [
+    pub const ALL: [Refusal; 33] = [
         Refusal::VerificationRequired,
         Refusal::Underage,
         Refusal::AgeUnknown,
@@ -304,6 +305,7 @@ impl Refusal {
         Refusal::CrossSite,
         Refusal::UpstreamUnavailable,
         Refusal::UpstreamTimeout,
+        Refusal::UnknownHost,
     ];
 
     pub fn status(self) -> u16 {
@@ -340,6 +342,7 @@ impl Refusal {
             Refusal::CrossSite => 403,
             Refusal::UpstreamUnavailable => 502,
             Refusal::UpstreamTimeout => 504,
+            Refusal::UnknownHost => 421,
         }
     }
 
@@ -378,6 +381,7 @@ impl Refusal {
             Refusal::CrossSite => "cross_site",
             Refusal::UpstreamUnavailable => "upstream_unavailable",
             Refusal::UpstreamTimeout => "upstream_timeout",
+            Refusal::UnknownHost => "unknown_host",
         }
     }
 
@@ -575,6 +579,12 @@ impl Refusal {
                 "Service took too long",
                 "이 사이트의 서비스가 제때 응답하지 않았습니다. 잠시 후 다시 시도해 주세요.",
                 "The site's service did not answer in time. Please try again shortly.",
+            ),
+            Refusal::UnknownHost => (
+                "이 주소에서는 본인인증을 할 수 없습니다",
+                "Verification is not served at this address",
+                "이 사이트의 주소로 다시 접속해 주세요.",
+                "Open the site at its own address and try again.",
             ),
         }
     }

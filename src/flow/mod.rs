@@ -289,14 +289,14 @@ pub(crate) fn start_checks(
     let Some(return_to) = safe_return_to(query_param(session, "return_to").as_deref()) else {
         return Err(Reply::problem(&Problem::new(Refusal::BadReturnTo), html));
     };
-    if !providers_for(live, &return_to).contains(&provider) {
+    if !providers_for(live, session, &return_to).contains(&provider) {
         // The page's own ways to verify are one step away.
         let p = Problem::new(Refusal::ProviderNotAccepted)
             .with_next(verify_url(&live.cfg.flow_prefix, &return_to));
         return Err(Reply::problem(&p, html));
     }
     let Some(base) = public_base(live, session) else {
-        return Err(Reply::problem(&Problem::new(Refusal::BadRequest), html));
+        return Err(Reply::problem(&Problem::new(Refusal::UnknownHost), html));
     };
     Ok((return_to, base))
 }
@@ -319,8 +319,10 @@ fn start_url(prefix: &str, provider: ProviderId, return_to: &str) -> String {
     )
 }
 
-/// The providers a `return_to` accepts: its route's list, or every configured one.
-fn providers_for(live: &Live, return_to: &str) -> Vec<ProviderId> {
+/// The providers a `return_to` on this request's host accepts: its route's list, or every
+/// configured one.
+fn providers_for(live: &Live, session: &Session, return_to: &str) -> Vec<ProviderId> {
+    let host = crate::routing::host::request_host(session.req_header());
     let cfg = &live.cfg;
     let all: Vec<ProviderId> = live.flows().iter().map(|f| f.id()).collect();
     let Ok(norm) = normalize(return_to) else {
@@ -328,7 +330,7 @@ fn providers_for(live: &Live, return_to: &str) -> Vec<ProviderId> {
     };
     match cfg
         .routes
-        .find(&[&http::Method::GET], &norm)
+        .find(&[&http::Method::GET], host, &norm)
         .and_then(|f| f.route())
     {
         Some(i) => match cfg.routes.get(i).and_then(|r| r.require.as_ref()) {
@@ -384,31 +386,58 @@ pub(crate) fn read_flow(live: &Live, session: &Session) -> Option<FlowClaims> {
     live.cfg.session.keys.open_flow(raw, unix_now()).ok()
 }
 
-/// Base URL for absolute links back to verigate (provider return URLs).
+/// Base URL for absolute links back to verigate (provider return URLs): the configured public
+/// URL, the one configured for the request's host, or (none configured) the request's host
+/// when a route names it (or no route names any host). None: a host verigate does not serve,
+/// which never ends up in a return URL.
 pub(crate) fn public_base(live: &Live, session: &Session) -> Option<String> {
-    if let Some(u) = &live.cfg.public_url {
-        return Some(u.clone());
+    use crate::config::PublicUrls;
+    let req = session.req_header();
+    let host = crate::routing::host::request_host(req).filter(|h| {
+        h.len() <= 255
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    });
+    match &live.cfg.public_url {
+        PublicUrls::One(u) => Some(u.clone()),
+        PublicUrls::PerHost(list) => {
+            let h = host?;
+            list.iter()
+                .find(|p| p.host.matches(h))
+                .map(|p| p.base_for(h))
+        }
+        PublicUrls::FromHost => {
+            let h = host?;
+            let routes = live.cfg.routes.routes();
+            let named = routes.iter().any(|r| !r.rule.hosts().is_empty());
+            if named
+                && !routes
+                    .iter()
+                    .any(|r| r.rule.hosts().iter().any(|p| p.matches(h)))
+            {
+                return None;
+            }
+            // The port as the request named it (the request host has none).
+            let authority = req
+                .headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| req.uri.authority().map(|a| a.as_str()))?;
+            let ok = authority.len() <= 255
+                && authority
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+            if !ok {
+                return None;
+            }
+            let scheme = if live.cfg.session.secure {
+                "https"
+            } else {
+                "http"
+            };
+            Some(format!("{scheme}://{authority}"))
+        }
     }
-    let host = session
-        .req_header()
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| session.req_header().uri.authority().map(|a| a.as_str()))?;
-    let ok = !host.is_empty()
-        && host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
-    if !ok {
-        return None;
-    }
-    let scheme = if live.cfg.session.secure {
-        "https"
-    } else {
-        "http"
-    };
-    Some(format!("{scheme}://{host}"))
 }
 
 /// Read a small request body (JSON posts from the page or provider callbacks).
@@ -501,7 +530,7 @@ fn choice_page(live: &Live, session: &Session) -> Reply {
         return Reply::problem(&Problem::new(Refusal::BadReturnTo), html);
     };
     let prefix = &live.cfg.flow_prefix;
-    let providers = providers_for(live, &return_to);
+    let providers = providers_for(live, session, &return_to);
     // One way to verify: no choice to make, straight to its start page.
     if let [only] = providers.as_slice() {
         return Reply::redirect(&start_url(prefix, *only, &return_to));
