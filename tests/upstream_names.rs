@@ -299,7 +299,7 @@ async fn a_reload_moves_a_route_to_another_upstream() {
     let b = Arc::new(Echo::default());
     let a_addr = Upstream::Echo.spawn(&a).await;
     let b_addr = Upstream::Echo.spawn(&b).await;
-    let hosts = Hosts::new(&format!("127.0.0.1 b.test\n"));
+    let hosts = Hosts::new("127.0.0.1 b.test\n");
     let base = Proxy::new()
         .named_upstream("ra", [a_addr.to_string()], json!({}))
         .named_upstream("rb", [format!("b.test:{}", b_addr.port())], json!({}))

@@ -19,8 +19,8 @@ impl pingora::services::background::BackgroundService for Refresher {
         loop {
             let live = self.live.load_full();
             let interval = live.cfg.resolver.interval;
-            for pool in live.pools().iter().filter(|p| p.due(interval)).cloned() {
-                let cfg = live.cfg.resolver.clone();
+            for pool in live.pools().iter().filter(|p| p.due(interval)) {
+                let (pool, cfg) = (pool.clone(), live.cfg.resolver.clone());
                 // getaddrinfo blocks: off the runtime's threads.
                 let _ = tokio::task::spawn_blocking(move || pool.refresh(&cfg)).await;
             }
