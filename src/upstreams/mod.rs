@@ -242,7 +242,8 @@ impl Pool {
         if n == 0 {
             return None;
         }
-        let now = self.now_ms();
+        // The clock is read only when some address has been set aside.
+        let mut now = None;
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let nth = |k: usize| &list[(start + k) % n];
         let mut skipped = false;
@@ -251,7 +252,8 @@ impl Pool {
             if tried.contains(&b.addr) {
                 continue;
             }
-            if b.ejected(now) {
+            let until = b.ejected_until.load(Ordering::Relaxed);
+            if until != 0 && until > *now.get_or_insert_with(|| self.now_ms()) {
                 skipped = true;
                 continue;
             }
