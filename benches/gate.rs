@@ -52,6 +52,23 @@ fn table(n: usize) -> RouteTable {
     RouteTable::new(routes)
 }
 
+/// `n` routes, each for its own app's hosts (`app{i}.example` and any name under it).
+fn hosted_table(n: usize) -> RouteTable {
+    let routes = (0..n)
+        .map(|i| Route {
+            name: format!("app{i}"),
+            rule: MatchRule::new("/", false, vec![], false, false).with_hosts(vec![
+                verigate::routing::HostPattern::parse(&format!("app{i}.example")).unwrap(),
+                verigate::routing::HostPattern::parse(&format!("*.app{i}.example")).unwrap(),
+            ]),
+            require: None,
+            forward: Forward::default(),
+            upstream: 0,
+        })
+        .collect();
+    RouteTable::new(routes)
+}
+
 fn bench(c: &mut Criterion) {
     let ring = Keyring::new(&[[7u8; 32]]).unwrap();
     let sealed = ring.seal_json(Purpose::Session, &claims());
@@ -72,6 +89,33 @@ fn bench(c: &mut Criterion) {
     c.bench_function("route_match_200_middle", |b| {
         b.iter(|| t.find(&[&m], None, black_box("/section100/page")))
     });
+    // Several apps: every route names a host (exact or a wildcard); the match is on the last.
+    let hosts = hosted_table(200);
+    c.bench_function("route_match_200_hosts_last", |b| {
+        b.iter(|| {
+            hosts.find(
+                &[&m],
+                black_box(Some("www.app199.example")),
+                black_box("/x"),
+            )
+        })
+    });
+    // The upstream address a proxied request goes to (a pool of three, none set aside).
+    let pool = verigate::upstreams::Pool::new(verigate::config::Upstream {
+        name: "bench".into(),
+        addrs: ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]
+            .iter()
+            .map(|a| verigate::config::UpstreamAddr::Ip(a.parse().unwrap()))
+            .collect(),
+        eject_after: 1,
+        eject_for: std::time::Duration::from_secs(10),
+        tls: false,
+        sni: String::new(),
+        connect_timeout: std::time::Duration::from_secs(1),
+        read_timeout: std::time::Duration::from_secs(1),
+        preserve_header_case: false,
+    });
+    c.bench_function("upstream_pick", |b| b.iter(|| pool.pick(black_box(&[]))));
     let names = verigate::config::from_yaml_str(
         &verigate::demo::demo_yaml(
             "127.0.0.1:0".parse().unwrap(),
