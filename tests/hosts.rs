@@ -312,4 +312,21 @@ fn config_errors_name_their_keys() {
     )
     .unwrap();
     assert_eq!(cfg.upstream_of(0).unwrap().name, "shop");
+    // Valid but probably not meant: warnings with their key paths.
+    let cfg = verigate::config::from_yaml_str(
+        &base("upstream: { addrs: [\"127.0.0.1:1\"] }\nupstreams: { b: { addrs: [\"127.0.0.1:2\"] } }\npublic_url: [\"https://a.example\"]\nroutes: [{ match: { host: [a.example, b.example], path_prefix: / }, upstream: b }]\n"),
+        &secrets,
+    )
+    .unwrap();
+    let warnings: Vec<String> = cfg.warnings.iter().map(|w| w.to_string()).collect();
+    let text = warnings.join("\n");
+    assert!(
+        text.contains("upstream: no route sends requests here"),
+        "{text}"
+    );
+    assert!(
+        text.contains("routes[0].match.host: `b.example` has no public_url entry"),
+        "{text}"
+    );
+    assert!(!text.contains("`a.example`"), "{text}");
 }
