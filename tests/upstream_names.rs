@@ -130,14 +130,13 @@ async fn a_name_whose_address_changes_moves_the_traffic_and_keeps_its_last_good_
 
     // The name stops resolving: the last good address keeps serving, and it shows.
     hosts.write("# app.test is gone\n");
-    let m = env
-        .metrics_until(|m| {
-            metric(
-                m,
-                r#"verigate_upstream_names_unresolved{upstream="moving"}"#,
-            ) == 1.0
-        })
-        .await;
+    let unresolved = r#"verigate_upstream_names_unresolved{upstream="moving"}"#;
+    let seen = eventually(Duration::from_secs(15), || async {
+        metric(&env.metrics().await, unresolved) == 1.0
+    })
+    .await;
+    assert!(seen, "the name's failure is not in the metrics");
+    let m = env.metrics().await;
     assert_eq!(
         metric(
             &m,
