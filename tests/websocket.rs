@@ -23,6 +23,8 @@ async fn ws_app() -> (std::net::SocketAddr, Arc<Mutex<Vec<HeaderMap>>>) {
         while let Ok((s, _)) = listener.accept().await {
             let log = log.clone();
             tokio::spawn(async move {
+                // tungstenite's callback type fixes the error (an HTTP response) it returns.
+                #[allow(clippy::result_large_err)]
                 let cb = |req: &Request, resp: Response| {
                     log.lock().expect("lock").push(req.headers().clone());
                     Ok(resp)
