@@ -23,6 +23,7 @@ fn claims() -> Claims {
         gender: None,
         phone: None,
         countries: Vec::new(),
+        host: Some("shop".into()),
     }
 }
 

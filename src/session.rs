@@ -261,6 +261,19 @@ pub struct Claims {
     /// accepted). Empty for other providers.
     #[serde(rename = "k", default, skip_serializing_if = "Vec::is_empty")]
     pub countries: Vec<String>,
+    /// The host the session was issued on (lower case, no port, no trailing dot): it opens
+    /// on that host only (`Claims::for_host`), so a cookie tossed onto a sibling host by a
+    /// `Domain` attribute or an app's `Set-Cookie` is no session there. None: no host.
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+impl Claims {
+    /// Was this session issued on `host` (as `routing::host::request_host` reads it)? A
+    /// session without a host is valid on none.
+    pub fn for_host(&self, host: Option<&str>) -> bool {
+        matches!((self.host.as_deref(), host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+    }
 }
 
 /// A flow in progress, bound to the browser that started it.
@@ -317,6 +330,7 @@ mod tests {
             gender: Some("male".into()),
             phone: Some("01012345678".into()),
             countries: Vec::new(),
+            host: Some("shop.example".into()),
         }
     }
 

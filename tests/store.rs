@@ -651,6 +651,7 @@ fn session_for(ci_hash: &str) -> String {
             gender: None,
             phone: None,
             countries: Vec::new(),
+            host: Some("127.0.0.1".into()),
         },
     )
 }

@@ -168,6 +168,7 @@ pub(crate) fn session_claims(
         gender: person.gender.filter(|_| keep.gender),
         phone: person.phone.filter(|_| keep.phone),
         countries: Vec::new(),
+        host: None,
     }
 }
 
@@ -184,9 +185,19 @@ pub(crate) fn ci_identity(live: &Live, ci: &str, di: Option<&str>) -> (String, S
     )
 }
 
-/// A verification accepted: the session cookie, the flow cookie cleared, and the browser sent
-/// on to `return_to` (a redirect, or `{"redirect": ...}` for the page's own script).
-pub(crate) fn signed_in(live: &Live, claims: &Claims, return_to: &str, json: bool) -> Reply {
+/// A verification accepted: the session cookie (bound to this request's host), the flow cookie
+/// cleared, and the browser sent on to `return_to` (a redirect, or `{"redirect": ...}` for the
+/// page's own script).
+pub(crate) fn signed_in(
+    live: &Live,
+    session: &Session,
+    claims: &Claims,
+    return_to: &str,
+    json: bool,
+) -> Reply {
+    let mut claims = claims.clone();
+    claims.host =
+        crate::routing::host::request_host(session.req_header()).map(str::to_ascii_lowercase);
     let reply = if json {
         Reply::json(
             200,
@@ -196,7 +207,7 @@ pub(crate) fn signed_in(live: &Live, claims: &Claims, return_to: &str, json: boo
         Reply::redirect(return_to)
     };
     reply
-        .cookie(session_cookie(live, claims))
+        .cookie(session_cookie(live, &claims))
         .cookie(clear_flow_cookie(live))
 }
 
@@ -661,7 +672,8 @@ fn session_info(live: &Live, revoked: &Revoked, session: &Session) -> Reply {
     let cfg = &live.cfg;
     let claims = read_cookie(session.req_header(), &cfg.session.cookie)
         .filter(|c| !revoked.contains(&session_id(&cfg.session.hash_key, c)))
-        .and_then(|c| cfg.session.keys.open_session(c, unix_now()).ok());
+        .and_then(|c| cfg.session.keys.open_session(c, unix_now()).ok())
+        .filter(|c| c.for_host(crate::routing::host::request_host(session.req_header())));
     match claims {
         None => Reply::problem(&Problem::new(Refusal::NotLoggedIn), false),
         Some(c) => Reply::json(

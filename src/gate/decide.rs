@@ -121,6 +121,7 @@ mod tests {
             gender: None,
             phone: None,
             countries: Vec::new(),
+            host: Some("shop.example".into()),
         };
         Verified::new(claims, &IdentityHeaders::default())
     }

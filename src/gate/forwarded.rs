@@ -12,7 +12,52 @@ const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
 const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Names that tell an app which host a request was for. The app must read the host verigate
+/// routed on, so whoever sends these (a trusted load balancer too) they never reach it;
+/// `X-Forwarded-Host` is then set to that host. (`Forwarded` carries `host=`.)
+const HOST_CLAIMS: [&str; 3] = ["forwarded", "x-host", "x-original-host"];
+
+/// Names through which frameworks read the client's address, scheme, port, path prefix or
+/// certificate when they trust their proxy (Werkzeug's ProxyFix, Symfony, Laravel, Spring,
+/// Rails, IIS, CDNs). From a peer outside `clients.trusted_proxies` they are removed.
+const CLIENT_CLAIMS: [&str; 17] = [
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-forwarded-protocol",
+    "x-url-scheme",
+    "front-end-https",
+    "x-forwarded",
+    "forwarded-for",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-forwarded-client-cert",
+    "x-client-cert",
+];
+
+/// The names verigate sets itself; spelled with `_` (which some servers fold into `-`) they
+/// are removed whoever sent them.
+const OWN: [&str; 5] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "x-request-id",
+];
+
+/// Is header `name` (lower case) one the app must not get from this peer?
+fn doomed(name: &str, trusted: bool) -> bool {
+    use super::target::spells;
+    spells(name, &HOST_CLAIMS)
+        || (!trusted && spells(name, &CLIENT_CLAIMS))
+        || (name.contains('_') && (spells(name, &OWN) || spells(name, &CLIENT_CLAIMS)))
+}
 
 /// What this request says about where it came from, once decided.
 #[derive(Debug, Clone)]
@@ -66,10 +111,27 @@ pub fn decide(
     }
 }
 
-/// The forwarding headers the app reads. From a trusted proxy, its `X-Forwarded-For` is kept
-/// and the peer appended (its `-Proto`, `-Host`, `Forwarded` and `X-Real-IP` kept); from anyone
-/// else all of them are replaced by what verigate saw.
+/// The forwarding headers the app reads. `X-Forwarded-Host` is always the host verigate routed
+/// on, and no other header names a host. From a trusted proxy, its `X-Forwarded-For` is kept
+/// and the peer appended (its `-Proto`, `X-Real-IP` and the `CLIENT_CLAIMS` kept); from anyone
+/// else all of them are replaced by what verigate saw, or removed.
 pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<&str>) {
+    // The common case (none of them sent) allocates nothing.
+    if req.map().keys().any(|k| doomed(k.as_str(), o.trusted)) {
+        let names: Vec<HeaderName> = req
+            .map()
+            .keys()
+            .filter(|k| doomed(k.as_str(), o.trusted))
+            .cloned()
+            .collect();
+        for n in &names {
+            req.remove(n);
+        }
+    }
+    match host.and_then(|h| HeaderValue::try_from(h).ok()) {
+        Some(h) => req.insert(&XFH, h),
+        None => req.remove(&XFH),
+    }
     let peer = o.peer.map(|p| p.to_string());
     if o.trusted {
         let chain = match (req.map().get(&XFF).and_then(|v| v.to_str().ok()), &peer) {
@@ -84,15 +146,9 @@ pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<&str>) {
         if req.map().get(&XFP).is_none() {
             req.insert(&XFP, HeaderValue::from_static("http"));
         }
-        if req.map().get(&XFH).is_none() {
-            if let Some(h) = host.and_then(|h| HeaderValue::try_from(h).ok()) {
-                req.insert(&XFH, h);
-            }
-        }
     } else {
         // `insert` replaces every value the client sent; a header with nothing to put in
         // its place is removed.
-        req.remove(&FORWARDED);
         match peer.as_deref().and_then(|p| HeaderValue::try_from(p).ok()) {
             Some(v) => {
                 req.insert(&XFF, v.clone());
@@ -104,10 +160,6 @@ pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<&str>) {
             }
         }
         req.insert(&XFP, HeaderValue::from_static("http"));
-        match host.and_then(|h| HeaderValue::try_from(h).ok()) {
-            Some(h) => req.insert(&XFH, h),
-            None => req.remove(&XFH),
-        }
     }
     if let Ok(v) = HeaderValue::try_from(o.request_id.as_str()) {
         req.insert(&REQUEST_ID, v);

@@ -194,6 +194,11 @@ impl Gate {
             headers::take_cookie(session.req_header_mut(), &cfg.session.cookie, &own, |c| {
                 c.and_then(|c| live.verified(c, now))
                     .filter(|v| !self.revoked.contains(&v.revocation_id))
+            })
+            // A session opens only on the host it was issued on.
+            .filter(|v| {
+                v.claims
+                    .for_host(crate::routing::host::request_host(session.req_header()))
             });
         ctx.cookies_stripped = true;
         ctx.body_done = session.is_body_empty();
@@ -657,6 +662,10 @@ impl ProxyHttp for Gate {
         // An interim answer (100 Continue) settles nothing: the final one follows.
         if upstream_response.status.is_informational() {
             return Ok(());
+        }
+        if let Some(live) = &ctx.live {
+            let s = &live.cfg.session;
+            headers::drop_set_cookies(upstream_response, &[&s.cookie, &s.flow_cookie]);
         }
         if let Some((_, _, commit_on)) = &ctx.reservation {
             let ok = !rejected && commit_on.takes(upstream_response.status);

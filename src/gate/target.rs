@@ -46,7 +46,7 @@ const PATH_OVERRIDES: [&str; 3] = ["x-original-url", "x-rewrite-url", "x-origina
 const METHOD_PARAM: &str = "_method";
 
 /// Does header `name` (lower case, as `http` keeps it) spell one of `names`, `_` for `-`?
-fn spells(name: &str, names: &[&str]) -> bool {
+pub(crate) fn spells(name: &str, names: &[&str]) -> bool {
     names.iter().any(|n| {
         n.len() == name.len()
             && n.bytes()
