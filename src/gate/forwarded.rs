@@ -23,6 +23,15 @@ pub struct Origin {
     pub trusted: bool,
     /// The request id: a trusted proxy's (when it is a plain token), or a fresh one.
     pub request_id: String,
+    /// The client reached verigate over TLS (`X-Forwarded-Proto: https`).
+    pub https: bool,
+}
+
+impl Origin {
+    /// The scheme the client used to reach verigate.
+    fn proto(&self) -> HeaderValue {
+        HeaderValue::from_static(if self.https { "https" } else { "http" })
+    }
 }
 
 /// A request id as received from a trusted proxy: 1 to 128 visible ASCII characters, none of
@@ -49,6 +58,7 @@ pub fn fresh_id() -> String {
 pub fn decide(
     req: &pingora::http::RequestHeader,
     peer: Option<IpAddr>,
+    https: bool,
     trusted: &[ipnet::IpNet],
 ) -> Origin {
     let trusted = peer.is_some_and(|ip| trusted.iter().any(|n| n.contains(&ip)));
@@ -63,6 +73,7 @@ pub fn decide(
         peer,
         trusted,
         request_id,
+        https,
     }
 }
 
@@ -82,7 +93,7 @@ pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<&str>) {
             req.insert(&XFF, v);
         }
         if req.map().get(&XFP).is_none() {
-            req.insert(&XFP, HeaderValue::from_static("http"));
+            req.insert(&XFP, o.proto());
         }
         if req.map().get(&XFH).is_none() {
             if let Some(h) = host.and_then(|h| HeaderValue::try_from(h).ok()) {
@@ -103,7 +114,7 @@ pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<&str>) {
                 req.remove(&X_REAL_IP);
             }
         }
-        req.insert(&XFP, HeaderValue::from_static("http"));
+        req.insert(&XFP, o.proto());
         match host.and_then(|h| HeaderValue::try_from(h).ok()) {
             Some(h) => req.insert(&XFH, h),
             None => req.remove(&XFH),
@@ -141,13 +152,16 @@ mod tests {
         req.insert_header("x-request-id", "abc-123").unwrap();
         let local: IpAddr = "127.0.0.1".parse().unwrap();
         let nets = ["127.0.0.0/8".parse().unwrap()];
-        assert_eq!(decide(&req, Some(local), &nets).request_id, "abc-123");
+        assert_eq!(
+            decide(&req, Some(local), false, &nets).request_id,
+            "abc-123"
+        );
         let stranger: IpAddr = "198.51.100.7".parse().unwrap();
-        let o = decide(&req, Some(stranger), &nets);
+        let o = decide(&req, Some(stranger), false, &nets);
         assert!(!o.trusted && o.request_id != "abc-123" && o.request_id.len() == 32);
         for odd in ["a\"b", "a b", &"x".repeat(129), "a\\b"] {
             req.insert_header("x-request-id", odd).unwrap();
-            assert_ne!(decide(&req, Some(local), &nets).request_id, odd);
+            assert_ne!(decide(&req, Some(local), false, &nets).request_id, odd);
         }
     }
 

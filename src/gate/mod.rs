@@ -283,7 +283,13 @@ impl Gate {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let origin = forwarded::decide(session.req_header(), peer, &cfg.clients.trusted_proxies);
+        let https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let origin = forwarded::decide(
+            session.req_header(),
+            peer,
+            https,
+            &cfg.clients.trusted_proxies,
+        );
         let _ = session
             .req_header_mut()
             .insert_header(forwarded::REQUEST_ID, origin.request_id.as_str());
@@ -714,11 +720,7 @@ impl ProxyHttp for Gate {
                     decision,
                     status,
                     method: req.method.as_str(),
-                    host: req
-                        .headers
-                        .get(http::header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                        .unwrap_or(""),
+                    host: target::authority(req).unwrap_or(""),
                     path: req.uri.path(),
                     client: client.as_deref(),
                     upstream: upstream.as_deref(),
