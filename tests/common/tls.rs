@@ -83,3 +83,43 @@ pub fn https_client(ca: &TestCa, proxy: SocketAddr, http: Http) -> reqwest::Clie
 pub fn origin(proxy: SocketAddr) -> String {
     format!("https://{HOST}:{}", proxy.port())
 }
+
+/// An HTTP/2 connection to the proxy at `proxy` as [`HOST`], made with the h2 crate (which
+/// sends header fields and `:path` as given, where reqwest would normalise them).
+pub async fn raw_h2(ca: &TestCa, proxy: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.root_pem().as_bytes()).unwrap())
+        .unwrap();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(ServerName::try_from(HOST).unwrap(), tcp)
+        .await
+        .unwrap();
+    let (send, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    send
+}
+
+/// Send a body-less request on `h2` and read the status, or the stream's error (a reset).
+pub async fn h2_status(
+    h2: &mut h2::client::SendRequest<bytes::Bytes>,
+    req: http::Request<()>,
+) -> Result<u16, String> {
+    let mut ready = h2.clone().ready().await.map_err(|e| e.to_string())?;
+    let (resp, _) = ready.send_request(req, true).map_err(|e| e.to_string())?;
+    resp.await
+        .map(|r| r.status().as_u16())
+        .map_err(|e| e.to_string())
+}
