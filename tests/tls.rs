@@ -406,7 +406,7 @@ fn check_names_the_tls_file_at_fault() {
         // No key material in what is printed.
         for line in other_key
             .lines()
-            .chain(std::fs::read_to_string(&key).unwrap_or_default().lines())
+            .chain(std::fs::read_to_string(key).unwrap_or_default().lines())
         {
             if !line.starts_with("-----") {
                 assert!(!found[0].contains(line), "{found:?}");
