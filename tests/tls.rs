@@ -50,6 +50,10 @@ async fn gate_over(env: &Env, ca: &TestCa, http: Http) {
     assert_eq!(r.version(), want, "{http:?}");
     assert_eq!(r.status(), 200, "{http:?}");
     let seen = env.last_upstream();
+    assert_eq!(
+        seen["version"], "HTTP/1.1",
+        "{http:?}: HTTP/1.1 to the app by default"
+    );
     for name in header_names(&seen) {
         assert!(
             !name.starts_with("x-verified") && !name.starts_with("x_verified"),
@@ -566,5 +570,69 @@ async fn http2_reads_authority_and_path_as_http1_reads_host_and_target() {
     for p in ["/open/%7Euser", "/open//x", "/open/50%25", "/open/a.b/..."] {
         assert_eq!(h2_status(&mut h2, req(p, None)).await, Ok(200), "{p}");
         assert_eq!(env.last_upstream()["uri"], *p, "forwarded as sent");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_can_be_spoken_to_in_http2() {
+    // In the clear (h2c, prior knowledge), from an HTTP/1.1 client.
+    let env = Env::with(Proxy::shop().upstream_http2()).await;
+    let r = client()
+        .get(env.url("/open?q=1"))
+        .header("X-Verified-Unique-In-Site", "forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = env.last_upstream();
+    assert_eq!(seen["version"], "HTTP/2.0", "{seen}");
+    assert!(
+        seen["uri"].as_str().unwrap().ends_with("/open?q=1"),
+        "{seen}"
+    );
+    assert_eq!(header(&seen, "x-verified-unique-in-site"), Value::Null);
+    drop(env);
+
+    // Behind the TLS listener, from HTTP/1.1 and HTTP/2 clients, with a verified session.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("verigate test CA");
+    let (cert, key) = ca.write_server(dir.path());
+    let env = Env::with(with_tls(Proxy::shop().upstream_http2(), &cert, &key)).await;
+    for http in [Http::One, Http::Two] {
+        let mut b = env.browser();
+        b.client = https_client(&ca, env.proxy, http);
+        b.origin = Some(origin(env.proxy));
+        let person = Person {
+            phone: format!("0105555{}", http as u8),
+            ..Person::named(&format!("김철수{}", http as u8))
+        };
+        let r = b.verify_redirect(env.sandbox, "/member", &person).await;
+        assert_eq!(r.status(), 302, "{http:?}");
+        let r = b
+            .send(
+                b.client
+                    .get(b.url("/member/x"))
+                    .header("X-Verified-Name", "forged"),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{http:?}");
+        let seen = env.last_upstream();
+        assert_eq!(seen["version"], "HTTP/2.0", "{http:?}: {seen}");
+        assert!(
+            header(&seen, "x-verified-unique-in-site")[0].is_string(),
+            "{seen}"
+        );
+        assert_eq!(header(&seen, "x-verified-name"), Value::Null, "{seen}");
+        assert_eq!(header(&seen, "x-forwarded-proto"), json!(["https"]));
+        let r = b
+            .send(
+                b.client
+                    .post(b.url("/signup"))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body("user=kim"),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "{http:?}");
+        assert_eq!(env.last_upstream()["method"], "POST");
     }
 }

@@ -104,6 +104,9 @@ pub struct FileUpstream {
     pub read_timeout: Option<String>,
     #[serde(default)]
     pub preserve_header_case: bool,
+    /// Speak HTTP/2 to the app: by ALPN over TLS, prior knowledge (h2c) without.
+    #[serde(default)]
+    pub http2: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -106,6 +106,9 @@ pub struct Upstream {
     /// Send header names upstream spelled as the client sent them (`upstream.preserve_header_case`).
     /// Off by default: names go in canonical case, which HTTP says is the same header.
     pub preserve_header_case: bool,
+    /// HTTP/2 to the app (`upstream.http2`): offered by ALPN with `tls` (HTTP/1.1 if the app
+    /// declines), spoken outright without (h2c, prior knowledge: the app must speak it).
+    pub http2: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -525,6 +525,12 @@ impl ProxyHttp for Gate {
         let mut peer = HttpPeer::new(up.addrs[i], up.tls, up.sni.clone());
         peer.options.connection_timeout = Some(up.connect_timeout);
         peer.options.read_timeout = Some(up.read_timeout);
+        if up.http2 {
+            // Over TLS the app may still choose HTTP/1.1 by ALPN; in the clear there is no
+            // negotiation, so HTTP/2 it is.
+            let min = if up.tls { 1 } else { 2 };
+            peer.options.set_http_version(2, min);
+        }
         Ok(Box::new(peer))
     }
 

@@ -33,6 +33,7 @@ pub(super) fn upstream(ctx: &mut Ctx, u: &FileUpstream) -> Upstream {
             Duration::from_secs(60),
         ),
         preserve_header_case: u.preserve_header_case,
+        http2: u.http2,
     }
 }
 
