@@ -173,6 +173,69 @@ pub static ASSERTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
+    let _ = REGISTRY.register(Box::new(g.clone()));
+    g
+}
+
+pub static UPSTREAM_ADDRESSES: Lazy<IntGaugeVec> = Lazy::new(|| {
+    gauge(
+        "verigate_upstream_addresses",
+        "Addresses an upstream's requests are spread over (its names resolved, all their addresses)",
+        &["upstream"],
+    )
+});
+
+pub static UPSTREAM_UNRESOLVED: Lazy<IntGaugeVec> = Lazy::new(|| {
+    gauge(
+        "verigate_upstream_names_unresolved",
+        "Names of an upstream whose last resolution failed (their last good addresses are kept)",
+        &["upstream"],
+    )
+});
+
+pub static UPSTREAM_EJECTED: Lazy<IntGaugeVec> = Lazy::new(|| {
+    gauge(
+        "verigate_upstream_ejected_addresses",
+        "Addresses of an upstream skipped after failed connects (as of the last scrape)",
+        &["upstream"],
+    )
+});
+
+pub static UPSTREAM_RESOLVE_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_upstream_resolve_failures_total",
+        "Resolutions of an upstream name that failed",
+        &["upstream"],
+    )
+});
+
+pub static UPSTREAM_CONNECT_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_upstream_connect_failures_total",
+        "Connects to an upstream address that failed (refused, timed out)",
+        &["upstream"],
+    )
+});
+
+pub static UPSTREAM_EJECTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_upstream_ejections_total",
+        "Times an upstream address was set aside after failed connects (upstream.eject_after)",
+        &["upstream"],
+    )
+});
+
+pub static UPSTREAM_SKIPPED: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_upstream_skipped_total",
+        "Requests sent past a set-aside address to another one",
+        &["upstream"],
+    )
+});
+
 pub fn reload(ok: bool) {
     RELOADS
         .with_label_values(&[if ok { "success" } else { "failure" }])
@@ -211,7 +274,7 @@ pub fn provider_call(provider: &str, endpoint: &str, took: Duration) {
 /// The name of every metric verigate defines (also those with no sample yet).
 pub fn names() -> Vec<String> {
     use prometheus::core::Collector;
-    let collectors: [&dyn Collector; 15] = [
+    let collectors: [&dyn Collector; 22] = [
         &*REQUESTS,
         &*VERIFICATIONS,
         &*SESSIONS_ISSUED,
@@ -227,6 +290,13 @@ pub fn names() -> Vec<String> {
         &*LAST_RELOAD_OK,
         &*ASSERTIONS,
         &*BUILD_INFO,
+        &*UPSTREAM_ADDRESSES,
+        &*UPSTREAM_UNRESOLVED,
+        &*UPSTREAM_EJECTED,
+        &*UPSTREAM_RESOLVE_FAILURES,
+        &*UPSTREAM_CONNECT_FAILURES,
+        &*UPSTREAM_EJECTIONS,
+        &*UPSTREAM_SKIPPED,
     ];
     let mut out: Vec<String> = collectors
         .iter()
@@ -254,6 +324,13 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&BUILD_INFO);
     Lazy::force(&LAST_RELOAD_OK);
     Lazy::force(&ASSERTIONS);
+    Lazy::force(&UPSTREAM_ADDRESSES);
+    Lazy::force(&UPSTREAM_UNRESOLVED);
+    Lazy::force(&UPSTREAM_EJECTED);
+    Lazy::force(&UPSTREAM_RESOLVE_FAILURES);
+    Lazy::force(&UPSTREAM_CONNECT_FAILURES);
+    Lazy::force(&UPSTREAM_EJECTIONS);
+    Lazy::force(&UPSTREAM_SKIPPED);
     let mut families = REGISTRY.gather();
     families.extend(prometheus::gather());
     let mut out = Vec::new();

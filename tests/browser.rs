@@ -13,6 +13,37 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 /// The key under which WebDriver (W3C) returns a found element's id.
 const W3C_ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// The layout check run in a page (see `Driver::layout_problems`). Korean words are runs of
+/// Hangul up to the next space: each must lie on one line (`word-break: keep-all`).
+const LAYOUT_CHECK: &str = r#"
+var out = [], w = window.innerWidth;
+if (document.documentElement.scrollWidth > w) { out.push('page wider than the screen: ' + document.documentElement.scrollWidth + ' > ' + w); }
+var main = document.querySelector('main');
+if (main) {
+  var r = main.getBoundingClientRect();
+  if (r.left < 8 || w - r.right < 8) { out.push('card touches the edge: left ' + r.left + ', right ' + (w - r.right)); }
+}
+var walker = document.createTreeWalker(main || document.body, NodeFilter.SHOW_TEXT), n;
+while ((n = walker.nextNode())) {
+  var re = /[가-힣][^\s]*/g, m;
+  while ((m = re.exec(n.textContent))) {
+    var range = document.createRange();
+    range.setStart(n, m.index); range.setEnd(n, m.index + m[0].length);
+    var tops = {};
+    Array.prototype.forEach.call(range.getClientRects(), function (c) { if (c.width > 0) { tops[Math.round(c.top)] = 1; } });
+    if (Object.keys(tops).length > 1) { out.push('Korean word broken over lines: ' + m[0]); }
+  }
+}
+document.querySelectorAll('dl.headers dt').forEach(function (dt) {
+  var lh = parseFloat(getComputedStyle(dt).lineHeight) || 20;
+  if (dt.getBoundingClientRect().height > 2.5 * lh) { out.push('header name over several lines: ' + dt.textContent); }
+});
+return out;
+"#;
+
+/// A phone's browser, as the pages see it.
+const PHONE_UA: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36";
+
 struct Driver {
     base: String,
     session: String,
@@ -32,6 +63,20 @@ impl Driver {
     /// missing, chromedriver or Chromium fails to start) the test reports SKIPPED through
     /// `skip::missing`, which fails it under CI=true: never a silent pass.
     async fn start() -> Option<Driver> {
+        Self::start_as(None).await
+    }
+
+    /// The same on a phone: a 390×844 screen, touch, and a phone's user agent (Chromium's
+    /// device emulation), so pages take their phone paths.
+    async fn phone() -> Option<Driver> {
+        Self::start_as(Some(json!({
+            "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 2.0, "touch": true },
+            "userAgent": PHONE_UA
+        })))
+        .await
+    }
+
+    async fn start_as(mobile: Option<Value>) -> Option<Driver> {
         let (Some(driver), Some(chromium)) = (tool("chromedriver"), tool("chromium")) else {
             skip::missing(
                 "Chromium and chromedriver",
@@ -39,7 +84,7 @@ impl Driver {
             );
             return None;
         };
-        match Self::launch(&driver, &chromium).await {
+        match Self::launch(&driver, &chromium, mobile).await {
             Ok(d) => Some(d),
             Err(why) => {
                 skip::missing("a working headless Chromium", &why);
@@ -48,7 +93,7 @@ impl Driver {
         }
     }
 
-    async fn launch(driver: &str, chromium: &str) -> Result<Driver, String> {
+    async fn launch(driver: &str, chromium: &str, mobile: Option<Value>) -> Result<Driver, String> {
         let mut child = tokio::process::Command::new(driver)
             .arg("--port=0")
             .stdout(Stdio::piped())
@@ -87,13 +132,16 @@ impl Driver {
         let profile = tempfile::tempdir()
             .map_err(|e| format!("no temporary profile directory for Chromium: {e}"))?
             .keep();
-        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+        let mut caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
             "binary": chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--disable-dev-shm-usage", "--window-size=900,1000",
+                     "--disable-dev-shm-usage", "--window-size=1280,900",
                      format!("--user-data-dir={}", profile.display())]
         }}}});
+        if let Some(m) = mobile {
+            caps["capabilities"]["alwaysMatch"]["goog:chromeOptions"]["mobileEmulation"] = m;
+        }
         let v: Value = http
             .post(format!("{base}/session"))
             .json(&caps)
@@ -259,6 +307,76 @@ impl Driver {
         .await;
     }
 
+    /// Run `script` (a function body; `return` gives the value) in the page.
+    async fn exec(&self, script: &str) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+        .await
+    }
+
+    /// Click something that navigates on its own (a form's button) and wait until a new
+    /// document has fully loaded: going anywhere earlier would cancel the navigation.
+    async fn click_and_wait_new_page(&self, css: &str) {
+        self.exec("window.__vgOld = true;").await;
+        self.click(css).await;
+        for _ in 0..300 {
+            let v = self
+                .exec("return window.__vgOld === undefined && document.readyState === 'complete';")
+                .await;
+            if v == Value::Bool(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("clicking {css} loaded no new page: at {}", self.url().await);
+    }
+
+    /// An attribute of the first element matching `css`.
+    async fn attr(&self, css: &str, name: &str) -> String {
+        let id = self.find(css).await;
+        self.cmd(
+            reqwest::Method::GET,
+            &format!("/element/{id}/attribute/{name}"),
+            json!({}),
+        )
+        .await
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+    }
+
+    async fn delete_cookies(&self) {
+        self.cmd(reqwest::Method::DELETE, "/cookie", json!({}))
+            .await;
+    }
+
+    /// Save a screenshot for a person to look at (under `VERIGATE_SHOTS`, else the temp dir).
+    async fn shot(&self, name: &str) {
+        let dir = std::env::var_os("VERIGATE_SHOTS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let _ = std::fs::create_dir_all(&dir);
+        self.screenshot(&dir.join(format!("{name}.png")).display().to_string())
+            .await;
+    }
+
+    /// What a person would see wrong with this page's layout: the page wider than the
+    /// screen, the card touching a screen edge (less than 8 px), a Korean word broken across
+    /// two lines, a header name of the demo split over lines. Empty when all is well.
+    async fn layout_problems(&self) -> Vec<String> {
+        let v = self.exec(LAYOUT_CHECK).await;
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![format!("layout check failed: {v}")])
+    }
+
     async fn quit(&self) {
         let _ = self
             .http
@@ -294,8 +412,12 @@ async fn a_person_signs_up_through_the_pages_redirect_mode() {
     };
     let env = Env::with(Setup::default().upstream(Upstream::DemoShop)).await;
     d.go(&env.url("/signup")).await;
-    // The choice page, then the start page whose script opens the sandbox window.
-    d.click("a[data-provider=iamport]").await;
+    // The route takes Iamport alone: no choice page, its start page at once, whose script
+    // opens the sandbox window on the one click.
+    d.wait_for("the Iamport start page", |u, _| {
+        u.contains("/.verigate/iamport/start")
+    })
+    .await;
     d.click("#verigate-start").await;
     fill_sandbox_form(&d, "김철수", "19900101").await;
     d.wait_for("the demo shop's signup page", |u, s| {
@@ -335,7 +457,6 @@ async fn a_minor_is_refused_and_popup_mode_works() {
     let proxy = Proxy::shop().provider(Provider::iamport().popup(true));
     let env = Env::with(Setup::new(proxy).upstream(Upstream::DemoShop)).await;
     d.go(&env.url("/checkout")).await;
-    d.click("a[data-provider=iamport]").await;
     let main = d.windows().await[0].clone();
     d.click("#verigate-start").await;
     // The SDK opens the certification popup; the person fills it in there.
@@ -356,6 +477,9 @@ async fn a_minor_is_refused_and_popup_mode_works() {
     d.wait_for("the underage page", |_, s| s.contains("underage"))
         .await;
     assert!(d.source().await.contains("이용 가능한 나이가 아닙니다"));
+    d.find("[data-next=switch]").await;
+    d.shot("desktop-underage").await;
+    assert_eq!(d.layout_problems().await, Vec::<String>::new());
     d.quit().await;
 }
 
@@ -367,6 +491,9 @@ async fn a_foreign_visitor_and_an_ifree_member_use_the_pages() {
     let env = whoami_env(&[Provider::iamport(), Provider::tomo(), Provider::ifree()]).await;
     // TomoIDV: the choice page, the redirect to the TomoIDV window, and back.
     d.go(&env.url("/whoami")).await;
+    d.find("a[data-provider=tomo]").await;
+    d.shot("desktop-choice").await;
+    assert_eq!(d.layout_problems().await, Vec::<String>::new());
     d.click("a[data-provider=tomo]").await;
     d.find("form input[name=full_name]").await;
     d.fill("input[name=full_name]", "Jane Visitor").await;
@@ -381,32 +508,9 @@ async fn a_foreign_visitor_and_an_ifree_member_use_the_pages() {
     // Forget it, then ifree: the start page's script runs the (stand-in) SDK; the member
     // registers with verigate through the sandbox, then logs in.
     d.go(&env.url("/")).await;
-    // The logout post navigates on its own: mark this document, click, and wait for a new,
-    // fully loaded one before going on (going earlier would cancel the logout).
-    let run = |script: &'static str| {
-        let d = &d;
-        async move {
-            d.cmd(
-                reqwest::Method::POST,
-                "/execute/sync",
-                json!({"script": script, "args": []}),
-            )
-            .await
-        }
-    };
-    run("window.__vgOld = true;").await;
-    d.click("form[action='/.verigate/logout'] button").await;
-    let mut landed = false;
-    for _ in 0..300 {
-        let v =
-            run("return window.__vgOld === undefined && document.readyState === 'complete';").await;
-        if v == Value::Bool(true) {
-            landed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(landed, "the logout navigation finished");
+    // The logout post navigates on its own: wait for it before going on.
+    d.click_and_wait_new_page("form[action='/.verigate/logout'] button")
+        .await;
     d.go(&env.url("/whoami")).await;
     assert!(
         d.url().await.contains("/.verigate/verify"),
@@ -430,7 +534,7 @@ async fn a_person_verifies_with_portone_through_the_page() {
     };
     let env = whoami_env(&[Provider::portone()]).await;
     d.go(&env.url("/whoami")).await;
-    d.click("a[data-provider=portone]").await;
+    // One provider: its start page at once.
     d.click("#verigate-start").await;
     d.find("form input[name=birthDate]").await;
     d.click("button[type=submit]").await;
@@ -438,5 +542,190 @@ async fn a_person_verifies_with_portone_through_the_page() {
         u.ends_with("/whoami") && s.contains("<code>portone</code>")
     })
     .await;
+    d.quit().await;
+}
+
+/// The `href` of the first element matching `css`, as written in the page.
+async fn href(d: &Driver, css: &str) -> String {
+    d.find(css).await;
+    d.exec(&format!(
+        "return document.querySelector(\"{css}\").getAttribute('href');"
+    ))
+    .await
+    .as_str()
+    .unwrap_or("")
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_phone_a_minor_hands_over_to_an_adult_and_no_click_opens_the_provider() {
+    let Some(d) = Driver::phone().await else {
+        return;
+    };
+    let env = Env::with(Setup::default().upstream(Upstream::DemoShop)).await;
+    d.go(&env.url("/checkout")).await;
+    // One provider, a phone: the verify address, the start page and its script bring the
+    // person to the provider's window with no click at all.
+    d.find("form[action='certify']").await;
+    assert!(
+        d.url().await.contains("/iamport/certify"),
+        "{}",
+        d.url().await
+    );
+    d.shot("phone-provider-window").await;
+    assert_eq!(d.layout_problems().await, Vec::<String>::new());
+    fill_sandbox_form(&d, "김아이", "20150505").await;
+    d.wait_for("the underage page", |u, s| {
+        u.ends_with("/checkout") && s.contains("403 · underage")
+    })
+    .await;
+    d.shot("phone-underage").await;
+    assert_eq!(d.layout_problems().await, Vec::<String>::new());
+    // A way on: verify as someone else (the primary button here), and a way back.
+    assert_eq!(href(&d, "[data-next=back]").await, "/");
+    assert_eq!(
+        d.attr("[data-next=switch]", "class").await,
+        "button",
+        "verify as someone else is the page's primary step"
+    );
+    d.click_and_wait_new_page("[data-next=switch]").await;
+    // The minor's session has ended and a fresh verification back to /checkout has started:
+    // again straight to the provider's window.
+    d.find("form[action='certify']").await;
+    fill_sandbox_form(&d, "김어른", "19800101").await;
+    d.wait_for("the checkout page", |u, s| {
+        u.ends_with("/checkout") && s.contains("Only verified adults")
+    })
+    .await;
+    assert!(d.source().await.contains("x-verified-age-ok"));
+    d.shot("phone-checkout").await;
+    assert_eq!(d.layout_problems().await, Vec::<String>::new());
+    d.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_desktop_one_provider_is_one_click_away_and_form_refusals_are_pages() {
+    let Some(d) = Driver::start().await else {
+        return;
+    };
+    let iamport = Provider::iamport().set("channel_key", json!("channel-key-cert-2"));
+    let env =
+        Env::with(Setup::new(Proxy::shop().provider(iamport)).upstream(Upstream::DemoShop)).await;
+    d.go(&env.url("/signup")).await;
+    d.wait_for("the Iamport start page", |u, _| {
+        u.contains("/.verigate/iamport/start")
+    })
+    .await;
+    d.shot("desktop-start").await;
+    assert_eq!(d.layout_problems().await, Vec::<String>::new());
+    // A desktop needs the click (the real SDK opens a popup there): one, and the provider's
+    // window is open, on the merchant's own certification channel.
+    d.click("#verigate-start").await;
+    d.find("form[action='certify']").await;
+    assert_eq!(
+        d.exec("return document.getElementById('channel').textContent;")
+            .await,
+        "channel-key-cert-2"
+    );
+    fill_sandbox_form(&d, "김철수", "19900101").await;
+    d.wait_for("the demo shop's signup page", |u, s| {
+        u.ends_with("/signup") && s.contains("x-verified-unique-in-site")
+    })
+    .await;
+    d.click("button[type=submit]").await;
+    d.wait_for("account created", |_, s| s.contains("Account created"))
+        .await;
+
+    // The same person signs up again: the 409 page, not JSON, with its ways on.
+    d.go(&env.url("/signup")).await;
+    d.click("form[action='/signup'] button[type=submit]").await;
+    d.wait_for("the duplicate page", |_, s| {
+        s.contains("409 · duplicate_account")
+    })
+    .await;
+    let page = d.source().await;
+    assert!(page.contains("이미 가입된 분입니다"), "{page}");
+    assert!(!page.contains(r#"{"error""#), "{page}");
+    d.find("[data-next=switch]").await;
+    assert_eq!(
+        href(&d, "[data-next=back]").await,
+        "/signup",
+        "back goes to the form"
+    );
+    d.shot("desktop-duplicate").await;
+    assert_eq!(d.layout_problems().await, Vec::<String>::new());
+
+    // The session ends while the form is open: the post gets the 401 page with the way to
+    // verify, which leads to the start page again.
+    d.go(&env.url("/signup")).await;
+    d.find("form[action='/signup']").await;
+    d.delete_cookies().await;
+    d.click("form[action='/signup'] button[type=submit]").await;
+    d.wait_for("the verification-required page", |_, s| {
+        s.contains("401 · verification_required")
+    })
+    .await;
+    assert!(!d.source().await.contains(r#"{"error""#));
+    assert_eq!(
+        href(&d, "[data-next=verify]").await,
+        "/.verigate/verify?return_to=%2Fsignup"
+    );
+    d.shot("desktop-verification-required").await;
+    d.click("[data-next=verify]").await;
+    d.wait_for("the start page", |u, _| {
+        u.contains("/.verigate/iamport/start?return_to=%2Fsignup")
+    })
+    .await;
+    d.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_phone_the_choice_page_the_demo_and_logout_read_well() {
+    let Some(d) = Driver::phone().await else {
+        return;
+    };
+    let env = whoami_env(&[
+        Provider::iamport(),
+        Provider::portone(),
+        Provider::tomo(),
+        Provider::ifree(),
+    ])
+    .await;
+    d.go(&env.url("/whoami")).await;
+    d.find("a[data-provider=portone]").await;
+    d.shot("phone-choice").await;
+    assert_eq!(d.layout_problems().await, Vec::<String>::new());
+    // Two ways of the same kind (mobile phone) are told apart.
+    let via = d
+        .exec("return Array.from(document.querySelectorAll('.choice .via')).map(function (e) { return e.textContent; });")
+        .await;
+    let via: Vec<&str> = via
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(via.len(), 4, "{via:?}");
+    let distinct: std::collections::HashSet<_> = via.iter().collect();
+    assert_eq!(distinct.len(), 4, "{via:?}");
+    // Chosen on a phone: the start page opens the window by itself.
+    d.click("a[data-provider=iamport]").await;
+    d.find("form[action='certify']").await;
+    fill_sandbox_form(&d, "김철수", "19900101").await;
+    d.wait_for("whoami", |u, s| {
+        u.ends_with("/whoami") && s.contains("x-verified-provider")
+    })
+    .await;
+    d.shot("phone-whoami").await;
+    assert_eq!(d.layout_problems().await, Vec::<String>::new());
+    d.go(&env.url("/.verigate/logout?return_to=%2Fwhoami"))
+        .await;
+    d.find("form button[type=submit]").await;
+    assert_eq!(href(&d, "[data-next=back]").await, "/whoami");
+    d.shot("phone-logout").await;
+    assert_eq!(d.layout_problems().await, Vec::<String>::new());
+    d.go(&env.url("/")).await;
+    d.shot("phone-demo-home").await;
+    assert_eq!(d.layout_problems().await, Vec::<String>::new());
     d.quit().await;
 }
