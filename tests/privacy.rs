@@ -109,6 +109,7 @@ async fn run(dir: &std::path::Path, store: Storage) -> Run {
         env_proxy: proc.addr,
         client: from_client.clone(),
         jar: Default::default(),
+        origin: None,
     };
     let person = Person {
         name: NAME.into(),

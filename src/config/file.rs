@@ -10,6 +10,15 @@ pub use super::providers::{FileIamport, FileIfree, FilePortone, FileProviders, F
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: String,
+    /// TLS on `listen` (HTTPS, and HTTP/2 through ALPN).
+    #[serde(default)]
+    pub tls: Option<FileTls>,
+    /// A plain-HTTP listener that sends every request to the HTTPS one (needs `tls`).
+    #[serde(default)]
+    pub redirect_http_listen: Option<String>,
+    /// The HTTPS port the redirects name (default: `listen`'s; 443 is left out of the URL).
+    #[serde(default)]
+    pub redirect_https_port: Option<u16>,
     #[serde(default)]
     pub admin_listen: Option<String>,
     /// The default upstream (routes that name none go there).
@@ -48,6 +57,19 @@ pub struct FileConfig {
     pub store: Option<FileStore>,
     #[serde(default)]
     pub routes: Vec<FileRoute>,
+}
+
+/// The listener's certificate (see README "TLS and HTTP/2").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    /// PEM: the certificate, then its intermediates.
+    pub cert_file: String,
+    /// PEM: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// Offer HTTP/2 through ALPN (default true); false offers HTTP/1.1 only.
+    #[serde(default)]
+    pub http2: Option<bool>,
 }
 
 /// Deadlines for slow clients (see README "What a request meets").
@@ -133,6 +155,9 @@ pub struct FileUpstream {
     pub read_timeout: Option<String>,
     #[serde(default)]
     pub preserve_header_case: bool,
+    /// Speak HTTP/2 to the app: by ALPN over TLS, prior knowledge (h2c) without.
+    #[serde(default)]
+    pub http2: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -441,7 +441,7 @@ pub(crate) fn public_base(live: &Live, session: &Session) -> Option<String> {
             if !ok {
                 return None;
             }
-            let scheme = if live.cfg.session.secure {
+            let scheme = if live.cfg.session.secure || live.cfg.tls.is_some() {
                 "https"
             } else {
                 "http"

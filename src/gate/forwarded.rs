@@ -68,6 +68,15 @@ pub struct Origin {
     pub trusted: bool,
     /// The request id: a trusted proxy's (when it is a plain token), or a fresh one.
     pub request_id: String,
+    /// The client reached verigate over TLS (`X-Forwarded-Proto: https`).
+    pub https: bool,
+}
+
+impl Origin {
+    /// The scheme the client used to reach verigate.
+    fn proto(&self) -> HeaderValue {
+        HeaderValue::from_static(if self.https { "https" } else { "http" })
+    }
 }
 
 /// A request id as received from a trusted proxy: 1 to 128 visible ASCII characters, none of
@@ -94,6 +103,7 @@ pub fn fresh_id() -> String {
 pub fn decide(
     req: &pingora::http::RequestHeader,
     peer: Option<IpAddr>,
+    https: bool,
     trusted: &[ipnet::IpNet],
 ) -> Origin {
     let trusted = peer.is_some_and(|ip| trusted.iter().any(|n| n.contains(&ip)));
@@ -108,6 +118,7 @@ pub fn decide(
         peer,
         trusted,
         request_id,
+        https,
     }
 }
 
@@ -144,7 +155,7 @@ pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<&str>) {
             req.insert(&XFF, v);
         }
         if req.map().get(&XFP).is_none() {
-            req.insert(&XFP, HeaderValue::from_static("http"));
+            req.insert(&XFP, o.proto());
         }
     } else {
         // `insert` replaces every value the client sent; a header with nothing to put in
@@ -159,7 +170,7 @@ pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<&str>) {
                 req.remove(&X_REAL_IP);
             }
         }
-        req.insert(&XFP, HeaderValue::from_static("http"));
+        req.insert(&XFP, o.proto());
     }
     if let Ok(v) = HeaderValue::try_from(o.request_id.as_str()) {
         req.insert(&REQUEST_ID, v);
@@ -193,13 +204,16 @@ mod tests {
         req.insert_header("x-request-id", "abc-123").unwrap();
         let local: IpAddr = "127.0.0.1".parse().unwrap();
         let nets = ["127.0.0.0/8".parse().unwrap()];
-        assert_eq!(decide(&req, Some(local), &nets).request_id, "abc-123");
+        assert_eq!(
+            decide(&req, Some(local), false, &nets).request_id,
+            "abc-123"
+        );
         let stranger: IpAddr = "198.51.100.7".parse().unwrap();
-        let o = decide(&req, Some(stranger), &nets);
+        let o = decide(&req, Some(stranger), false, &nets);
         assert!(!o.trusted && o.request_id != "abc-123" && o.request_id.len() == 32);
         for odd in ["a\"b", "a b", &"x".repeat(129), "a\\b"] {
             req.insert_header("x-request-id", odd).unwrap();
-            assert_ne!(decide(&req, Some(local), &nets).request_id, odd);
+            assert_ne!(decide(&req, Some(local), false, &nets).request_id, odd);
         }
     }
 

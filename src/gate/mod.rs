@@ -294,7 +294,13 @@ impl Gate {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let origin = forwarded::decide(session.req_header(), peer, &cfg.clients.trusted_proxies);
+        let https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let origin = forwarded::decide(
+            session.req_header(),
+            peer,
+            https,
+            &cfg.clients.trusted_proxies,
+        );
         let _ = session
             .req_header_mut()
             .insert_header(forwarded::REQUEST_ID, origin.request_id.as_str());
@@ -568,6 +574,12 @@ impl ProxyHttp for Gate {
         let mut peer = HttpPeer::new(addr, up.tls, up.sni.clone());
         peer.options.connection_timeout = Some(up.connect_timeout);
         peer.options.read_timeout = Some(up.read_timeout);
+        if up.http2 {
+            // Over TLS the app may still choose HTTP/1.1 by ALPN; in the clear there is no
+            // negotiation, so HTTP/2 it is.
+            let min = if up.tls { 1 } else { 2 };
+            peer.options.set_http_version(2, min);
+        }
         Ok(Box::new(peer))
     }
 
@@ -806,11 +818,7 @@ impl ProxyHttp for Gate {
                     decision,
                     status,
                     method: req.method.as_str(),
-                    host: req
-                        .headers
-                        .get(http::header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                        .unwrap_or(""),
+                    host: target::authority(req).unwrap_or(""),
                     path: req.uri.path(),
                     client: client.as_deref(),
                     upstream: upstream.as_deref(),

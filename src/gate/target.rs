@@ -153,6 +153,16 @@ pub fn host(req: &RequestHeader) -> Result<(), TargetError> {
     }
 }
 
+/// The host the request names: its Host header, or on HTTP/2 (where a client may send only
+/// `:authority`) the URI's authority. Pingora refuses an HTTP/2 request whose Host and
+/// `:authority` differ, so the two never disagree here.
+pub fn authority(req: &RequestHeader) -> Option<&str> {
+    match req.headers.get(http::header::HOST) {
+        Some(h) => h.to_str().ok(),
+        None => req.uri.authority().map(|a| a.as_str()),
+    }
+}
+
 /// Classify the request-target as it arrived on the wire (Pingora keeps the bytes).
 pub fn classify(req: &RequestHeader) -> Result<Target, TargetError> {
     let raw = req.raw_path();

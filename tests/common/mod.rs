@@ -6,6 +6,7 @@
 pub mod apps;
 pub mod proxy;
 pub mod skip;
+pub mod tls;
 pub mod upstream;
 
 pub use proxy::*;
@@ -132,6 +133,8 @@ impl From<Proxy> for Setup {
 pub struct Env {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
+    /// The plain-HTTP listener that redirects to HTTPS, when the config has one.
+    pub redirect: Option<SocketAddr>,
     pub sandbox: SocketAddr,
     pub upstream: SocketAddr,
     pub echo: Arc<Echo>,
@@ -190,6 +193,7 @@ impl Env {
         let built = verigate::build(cfg, opts).unwrap();
         let proxy = built.proxy_addr;
         let admin = built.admin_addr.unwrap();
+        let redirect = built.redirect_addr;
         let stop = verigate::spawn(built.server);
         let client = client();
         if setup.proxy.start_unready {
@@ -200,6 +204,7 @@ impl Env {
         Env {
             proxy,
             admin,
+            redirect,
             sandbox,
             upstream,
             echo,
@@ -272,6 +277,7 @@ impl Env {
             env_proxy: self.proxy,
             client: self.client.clone(),
             jar: HashMap::new(),
+            origin: None,
         }
     }
 
@@ -372,6 +378,8 @@ pub struct Browser {
     pub env_proxy: SocketAddr,
     pub client: reqwest::Client,
     pub jar: HashMap<String, String>,
+    /// Where paths are sent (`https://shop.test:PORT`, say); `http://{env_proxy}` when None.
+    pub origin: Option<String>,
 }
 
 /// What a started Iamport flow exposes on its page.
@@ -430,7 +438,10 @@ impl Browser {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.env_proxy, path)
+        match &self.origin {
+            Some(o) => format!("{o}{path}"),
+            None => format!("http://{}{}", self.env_proxy, path),
+        }
     }
 
     pub async fn get_html(&mut self, path: &str) -> reqwest::Response {

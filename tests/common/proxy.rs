@@ -449,6 +449,12 @@ impl Proxy {
         self
     }
 
+    /// `upstream.http2: true`.
+    pub fn upstream_http2(mut self) -> Proxy {
+        self.upstream.insert("http2".into(), json!(true));
+        self
+    }
+
     /// `session.ttl` (12h unless set).
     pub fn session_ttl(mut self, ttl: &str) -> Proxy {
         self.session.insert("ttl".into(), json!(ttl));
