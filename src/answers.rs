@@ -179,11 +179,12 @@ pub enum Refusal {
     CrossSite,
     UpstreamUnavailable,
     UpstreamTimeout,
+    FormNotKept,
 }
 
 impl Refusal {
     /// Every refusal, for tests and documentation.
-    pub const ALL: [Refusal; 32] = [
+    pub const ALL: [Refusal; 33] = [
         Refusal::VerificationRequired,
         Refusal::Underage,
         Refusal::AgeUnknown,
@@ -216,6 +217,7 @@ impl Refusal {
         Refusal::CrossSite,
         Refusal::UpstreamUnavailable,
         Refusal::UpstreamTimeout,
+        Refusal::FormNotKept,
     ];
 
     pub fn status(self) -> u16 {
@@ -252,6 +254,7 @@ impl Refusal {
             Refusal::CrossSite => 403,
             Refusal::UpstreamUnavailable => 502,
             Refusal::UpstreamTimeout => 504,
+            Refusal::FormNotKept => 401,
         }
     }
 
@@ -290,6 +293,7 @@ impl Refusal {
             Refusal::CrossSite => "cross_site",
             Refusal::UpstreamUnavailable => "upstream_unavailable",
             Refusal::UpstreamTimeout => "upstream_timeout",
+            Refusal::FormNotKept => "form_not_kept",
         }
     }
 
@@ -487,6 +491,12 @@ impl Refusal {
                 "Service took too long",
                 "이 사이트의 서비스가 제때 응답하지 않았습니다. 잠시 후 다시 시도해 주세요.",
                 "The site's service did not answer in time. Please try again shortly.",
+            ),
+            Refusal::FormNotKept => (
+                "본인인증 후 양식을 다시 보내 주세요",
+                "Verify, then send the form again",
+                "이 페이지는 본인인증이 필요합니다. 보내신 내용은 너무 크거나 지금은 보관할 수 없어, 인증 후 자동으로 전송되지 않습니다.",
+                "This page needs identity verification. What you sent is too large to keep (or cannot be kept right now), so it will not be sent on for you after verifying.",
             ),
         }
     }

@@ -173,6 +173,18 @@ pub static ASSERTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+pub static KEPT_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_kept_requests_total",
+        "Form posts kept across the verification detour, by route and outcome (kept, delivered, gone, too_large, full, store_unavailable)",
+        &["route", "outcome"],
+    )
+});
+
+pub fn kept(route: &str, outcome: &str) {
+    KEPT_REQUESTS.with_label_values(&[route, outcome]).inc();
+}
+
 pub fn reload(ok: bool) {
     RELOADS
         .with_label_values(&[if ok { "success" } else { "failure" }])
@@ -211,7 +223,7 @@ pub fn provider_call(provider: &str, endpoint: &str, took: Duration) {
 /// The name of every metric verigate defines (also those with no sample yet).
 pub fn names() -> Vec<String> {
     use prometheus::core::Collector;
-    let collectors: [&dyn Collector; 15] = [
+    let collectors: [&dyn Collector; 16] = [
         &*REQUESTS,
         &*VERIFICATIONS,
         &*SESSIONS_ISSUED,
@@ -227,6 +239,7 @@ pub fn names() -> Vec<String> {
         &*LAST_RELOAD_OK,
         &*ASSERTIONS,
         &*BUILD_INFO,
+        &*KEPT_REQUESTS,
     ];
     let mut out: Vec<String> = collectors
         .iter()
@@ -254,6 +267,7 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&BUILD_INFO);
     Lazy::force(&LAST_RELOAD_OK);
     Lazy::force(&ASSERTIONS);
+    Lazy::force(&KEPT_REQUESTS);
     let mut families = REGISTRY.gather();
     families.extend(prometheus::gather());
     let mut out = Vec::new();

@@ -320,6 +320,10 @@ pub struct KeptClaims {
     pub kept_at: i64,
     #[serde(rename = "e")]
     pub expires_at: i64,
+    /// The id of the session the post carried (one the route did not accept): never the one
+    /// that delivers it.
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    pub prior: Option<String>,
 }
 
 impl Keyring {

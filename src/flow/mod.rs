@@ -310,7 +310,15 @@ fn providers_for(live: &Live, return_to: &str) -> Vec<ProviderId> {
     }
 }
 
-fn cookie_header(name: &str, value: &str, path: &str, max_age: i64, secure: bool) -> String {
+/// A `Set-Cookie` value for one of verigate's cookies: HttpOnly, SameSite=Lax, `Secure` as
+/// configured; an empty value with `max_age` 0 ends the cookie.
+pub(crate) fn cookie_header(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: i64,
+    secure: bool,
+) -> String {
     cookie::Cookie::build((name.to_string(), value.to_string()))
         .path(path.to_string())
         .http_only(true)

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 pub mod apps;
 pub mod proxy;
+pub mod recorder;
 pub mod skip;
 pub mod upstream;
 
