@@ -646,3 +646,51 @@ async fn an_app_that_had_it_and_timed_out_never_gets_it_twice() {
         "never twice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_flask_app_runs_its_handler_once_with_the_kept_form() {
+    let app = match apps::start(apps::Stack::Waitress) {
+        Ok(a) => a,
+        Err(why) => {
+            skip::missing("the Flask app (tests/apps/setup.sh)", &why);
+            return;
+        }
+    };
+    let env = Env::with(Setup::new(proxy()).upstream(Upstream::At(app.addr))).await;
+    let mut b = env.browser();
+    let body = "nickname=%ED%99%8D%EA%B8%B8%EB%8F%99&about=kept+form"
+        .as_bytes()
+        .to_vec();
+    let r = submit(&mut b, "/signup", FORM, body.clone()).await;
+    assert_eq!(r.status(), 303);
+    verify(&env, &mut b, "/signup", &Person::adult()).await;
+    let r = b.get_html("/signup").await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["handler"], "signup", "{v}");
+    assert_eq!(v["method"], "POST", "{v}");
+    assert_eq!(v["posts"], 1, "{v}");
+    assert_eq!(v["content_type"], FORM, "{v}");
+    assert_eq!(
+        v["form"],
+        json!({ "nickname": "홍길동", "about": "kept form" }),
+        "{v}"
+    );
+    let digest = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    assert_eq!(v["body_sha256"], digest, "{v}");
+    assert!(v["verified"].as_str().is_some_and(|u| !u.is_empty()), "{v}");
+    assert_eq!(v["age_ok"], "true", "{v}");
+    // Reload: the handler runs a GET; its POSTs stay at one.
+    let v: Value = b.get_html("/signup").await.json().await.unwrap();
+    assert_eq!(
+        (v["method"].as_str(), v["posts"].as_u64()),
+        (Some("GET"), Some(1)),
+        "{v}"
+    );
+}
