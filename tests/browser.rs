@@ -440,3 +440,207 @@ async fn a_person_verifies_with_portone_through_the_page() {
     .await;
     d.quit().await;
 }
+
+// ---- A form kept across the verification detour (README "Kept requests") ----------------
+
+/// The recording app behind verigate: its `/form` page (open) posts to gated routes.
+async fn kept_env() -> (Env, std::sync::Arc<recorder::Recorder>) {
+    let (app, addr) = recorder::Recorder::spawn().await;
+    let proxy = Proxy::new().provider(Provider::iamport()).routes([
+        Route::path("/signup")
+            .methods(["GET", "POST"])
+            .providers(["iamport"])
+            .min_age(19)
+            .one_account(),
+        Route::path("/upload").providers(["iamport"]),
+        Route::prefix("/api").providers(["iamport"]),
+        Route::prefix("/"),
+    ]);
+    let env = Env::with(Setup::new(proxy).upstream(Upstream::At(addr))).await;
+    (env, app)
+}
+
+impl Driver {
+    /// Size the window (390×844: a phone) and answer the page's own idea of its width.
+    async fn size(&self, width: u32, height: u32) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/window/rect",
+            json!({ "width": width, "height": height }),
+        )
+        .await;
+        self.run("return window.innerWidth;").await
+    }
+
+    /// Forget every cookie of 127.0.0.1 (cookies do not tell ports apart: a session of an
+    /// earlier stack would be sent to the next one).
+    async fn forget_cookies(&self) {
+        self.cmd(reqwest::Method::DELETE, "/cookie", json!({}))
+            .await;
+    }
+
+    async fn run(&self, script: &str) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({ "script": script, "args": [] }),
+        )
+        .await
+    }
+}
+
+/// From verigate's choice page through the sandbox window (redirect mode), as a person.
+async fn verify_on_the_pages(d: &Driver, name: &str, birth: &str) {
+    d.click("a[data-provider=iamport]").await;
+    d.click("#verigate-start").await;
+    fill_sandbox_form(d, name, birth).await;
+}
+
+fn shot(name: &str) -> String {
+    std::env::temp_dir()
+        .join(format!("verigate-kept-{name}.png"))
+        .display()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_posted_without_a_session_arrives_once_after_verifying_phone_and_desktop() {
+    let Some(d) = Driver::start().await else {
+        return;
+    };
+    for (width, height, tag) in [(390, 844, "phone"), (1280, 900, "desktop")] {
+        let (env, app) = kept_env().await;
+        let inner = d.size(width, height).await;
+        assert!(
+            inner.as_u64().is_some_and(|w| w <= u64::from(width)),
+            "window {inner}"
+        );
+        d.go(&env.url("/form")).await;
+        d.forget_cookies().await;
+        d.fill("#signup input[name=nickname]", "홍길동").await;
+        d.fill("#signup textarea[name=about]", "keep this, please")
+            .await;
+        d.click("#send-signup").await;
+        // Sent to verify, the form kept.
+        d.find("a[data-provider=iamport]").await;
+        assert!(d.url().await.contains("/.verigate/verify?return_to="));
+        assert!(d.source().await.contains("Your form is kept"));
+        d.screenshot(&shot(&format!("chooser-{tag}"))).await;
+        verify_on_the_pages(&d, "김철수", "19900101").await;
+        // The app's answer to the post: its redirect, followed by the browser.
+        d.wait_for("the app's welcome page", |u, s| {
+            u.ends_with("/welcome") && s.contains("id=\"welcome\"")
+        })
+        .await;
+        d.screenshot(&shot(&format!("landed-{tag}"))).await;
+        let posts = app.of("POST", "/signup");
+        assert_eq!(posts.len(), 1, "{tag}");
+        let body = String::from_utf8_lossy(&posts[0].body).into_owned();
+        assert!(
+            body.contains("nickname=%ED%99%8D%EA%B8%B8%EB%8F%99"),
+            "{tag}: {body}"
+        );
+        assert!(body.contains("about=keep+this%2C+please"), "{tag}: {body}");
+        assert!(posts[0].header("x-verified-unique-in-site").is_some());
+        assert_eq!(posts[0].header("x-verified-age-ok"), Some("true"));
+        // Reload, and the address it was posted to in a second tab: GETs, never the post.
+        d.run("location.reload();").await;
+        d.find("#welcome").await;
+        let first = d.windows().await[0].clone();
+        d.cmd(
+            reqwest::Method::POST,
+            "/window/new",
+            json!({ "type": "tab" }),
+        )
+        .await;
+        let tab = d
+            .windows()
+            .await
+            .into_iter()
+            .find(|h| *h != first)
+            .expect("a second tab");
+        d.switch(&tab).await;
+        d.go(&env.url("/signup?from=form")).await;
+        d.find("#page").await;
+        d.cmd(reqwest::Method::DELETE, "/window", json!({})).await;
+        d.switch(&first).await;
+        assert_eq!(app.of("POST", "/signup").len(), 1, "{tag}: never twice");
+        assert!(!app.of("GET", "/signup").is_empty(), "{tag}");
+    }
+    d.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_upload_and_a_pages_json_are_kept_and_a_form_over_the_cap_is_not() {
+    let Some(d) = Driver::start().await else {
+        return;
+    };
+    d.size(390, 844).await;
+    let (env, app) = kept_env().await;
+    // Multipart with a file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("photo.bin");
+    let bytes: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&file, &bytes).unwrap();
+    d.go(&env.url("/form")).await;
+    d.fill("#upload input[name=title]", "사진").await;
+    let input = d.find("#file").await;
+    d.cmd(
+        reqwest::Method::POST,
+        &format!("/element/{input}/value"),
+        json!({ "text": file.display().to_string() }),
+    )
+    .await;
+    d.click("#send-upload").await;
+    verify_on_the_pages(&d, "이영희", "19851212").await;
+    d.wait_for("the app's upload answer", |u, s| {
+        u.ends_with("/upload") && s.contains("id=\"uploaded\"")
+    })
+    .await;
+    d.screenshot(&shot("upload-phone")).await;
+    let posts = app.of("POST", "/upload");
+    assert_eq!(posts.len(), 1);
+    let body = &posts[0].body;
+    assert!(
+        body.windows(bytes.len()).any(|w| w == bytes.as_slice()),
+        "the file, byte for byte"
+    );
+    assert!(posts[0]
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("multipart/form-data; boundary=")));
+    // The page shows the app's answer at the address it was posted to; a reload is a GET.
+    d.run("location.reload();").await;
+    d.find("#page").await;
+    assert_eq!(app.of("POST", "/upload").len(), 1);
+
+    // JSON sent by the page's own script: told to verify (the request kept), it goes there.
+    let (env, app) = kept_env().await;
+    d.go(&env.url("/form")).await;
+    d.forget_cookies().await;
+    d.click("#send-json").await;
+    verify_on_the_pages(&d, "박민수", "19770303").await;
+    d.wait_for("the app's JSON answer", |u, s| {
+        u.ends_with("/api/items") && s.contains("\"created\":true")
+    })
+    .await;
+    let posts = app.of("POST", "/api/items");
+    assert_eq!(posts.len(), 1);
+    let v: Value = serde_json::from_slice(&posts[0].body).unwrap();
+    assert_eq!(v, json!({ "item": "사과", "count": 3 }));
+
+    // Over the cap (256 KB by default): the page says to verify, then send the form again.
+    d.go(&env.url("/form")).await;
+    d.forget_cookies().await;
+    d.run("document.querySelector('#signup textarea').value = 'x'.repeat(300 * 1024);")
+        .await;
+    d.click("#send-signup").await;
+    d.wait_for("the form-not-kept page", |_, s| s.contains("form_not_kept"))
+        .await;
+    d.screenshot(&shot("over-cap-phone")).await;
+    let page = d.source().await;
+    assert!(page.contains("양식을 다시 보내 주세요"), "{page}");
+    d.click("a.button").await;
+    d.find("a[data-provider=iamport]").await;
+    assert!(app.of("POST", "/signup").is_empty());
+    d.quit().await;
+}

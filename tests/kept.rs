@@ -114,6 +114,16 @@ async fn a_form_post_is_kept_and_delivered_once_after_verifying() {
         assert!(cookie.contains(attr), "{attr} in {cookie}");
     }
     assert!(app.seen().is_empty(), "nothing reached the app yet");
+    // The choice page says so; another page's does not.
+    let page = b.get_html(&location(&r)).await.text().await.unwrap();
+    assert!(page.contains("Your form is kept"), "{page}");
+    let page = b
+        .get_html("/.verigate/verify?return_to=%2Fupload")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("Your form is kept"), "{page}");
 
     verify(&env, &mut b, "/signup?from=form", &Person::adult()).await;
     // The browser comes back, in this tab and (at the same moment) in three others: the

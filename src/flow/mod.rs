@@ -496,16 +496,29 @@ fn choice_page(live: &Live, session: &Session) -> Reply {
     if providers.is_empty() {
         links.push_str("<p>이 페이지에 설정된 인증 수단이 없습니다. · No verification method is configured for this page.</p>");
     }
+    let kept = if has_kept(live, session, &return_to) {
+        r#"<p class="kept">보내신 양식은 보관해 두었습니다. 인증을 마치면 바로 전송됩니다.</p><p class="en kept">Your form is kept: it is sent as soon as you have verified.</p>"#
+    } else {
+        ""
+    };
     Reply::html(
         200,
         page(
             "본인인증 · Verify your identity",
             &format!(
                 r#"<h1>본인인증</h1><p class="en"><strong>Verify your identity</strong></p>
-<p>계속하려면 인증 수단을 선택하세요.</p><p class="en">Choose how to verify to continue.</p>{links}"#
+<p>계속하려면 인증 수단을 선택하세요.</p><p class="en">Choose how to verify to continue.</p>{kept}{links}"#
             ),
         ),
     )
+}
+
+/// Whether this browser has a form post kept for `return_to` (its kept-request cookie).
+fn has_kept(live: &Live, session: &Session, return_to: &str) -> bool {
+    let s = &live.cfg.session;
+    read_cookie(session.req_header(), &s.kept_cookie)
+        .and_then(|c| s.keys.open_kept(c, unix_now()).ok())
+        .is_some_and(|k| k.return_to == return_to)
 }
 
 /// Whether a request comes from this site's own pages: `Sec-Fetch-Site` (`same-origin`, or
