@@ -125,6 +125,18 @@ async fn a_form_post_is_kept_and_delivered_once_after_verifying() {
         .unwrap();
     assert!(!page.contains("Your form is kept"), "{page}");
 
+    // Another browser, verified, at the same address: nothing of this one's form.
+    let mut stranger = env.browser();
+    verify(
+        &env,
+        &mut stranger,
+        "/signup?from=form",
+        &Person::named("남남"),
+    )
+    .await;
+    assert_eq!(stranger.get_html("/signup?from=form").await.status(), 200);
+    assert!(app.of("POST", "/signup").is_empty());
+
     verify(&env, &mut b, "/signup?from=form", &Person::adult()).await;
     // The browser comes back, in this tab and (at the same moment) in three others: the
     // kept post reaches the app once, in place of one of these GETs.
@@ -572,13 +584,7 @@ async fn a_kept_request_is_delivered_once_across_two_instances_on_redis() {
         .query(&mut c)
         .unwrap();
     assert!(keys.is_empty(), "{keys:?}");
-    let all: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut c)
-        .unwrap();
-    if !all.is_empty() {
-        let _: () = redis::cmd("DEL").arg(&all).query(&mut c).unwrap();
-    }
+    redis_cleanup(&url, &prefix);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -703,4 +709,63 @@ async fn a_real_flask_app_runs_its_handler_once_with_the_kept_form() {
         (Some("GET"), Some(1)),
         "{v}"
     );
+}
+
+/// Poll `/readyz` until it answers `status`.
+async fn ready_is(env: &Env, status: u16) {
+    let readyz = format!("http://{}/readyz", env.admin);
+    for _ in 0..500 {
+        if env.client.get(&readyz).send().await.unwrap().status() == status {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("/readyz never answered {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_keeps_nothing_new_and_loses_nothing_kept() {
+    use std::sync::atomic::Ordering;
+    let Some(url) = redis_url() else { return };
+    let target: std::net::SocketAddr = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let cut = cuttable(target).await;
+    let prefix = format!("vgtest:kept-outage:{}:", std::process::id());
+    let store = Storage::redis(&format!("redis://{}", cut.addr)).prefix(&prefix);
+    let (env, app) = start(proxy().store(store)).await;
+    let mut b = env.browser();
+    assert_eq!(
+        submit(&mut b, "/signup", FORM, b"nickname=waits".to_vec())
+            .await
+            .status(),
+        303
+    );
+    verify(&env, &mut b, "/signup", &Person::adult()).await;
+
+    cut.up.store(false, Ordering::SeqCst);
+    ready_is(&env, 503).await;
+    // Back while the store is down: a 503 page, and the kept request waits (cookie kept).
+    let r = b.get_html("/signup").await;
+    assert!(set_cookies(&r).iter().all(|c| !c.starts_with("vg_kept")));
+    assert_eq!(refusal(r).await, (503, "store_unavailable".into()));
+    // A new post cannot be kept: the page says to send it again after verifying.
+    let mut c = env.browser();
+    let r = submit(&mut c, "/signup", FORM, b"nickname=lost".to_vec()).await;
+    assert_eq!(refusal(r).await, (401, "form_not_kept".into()));
+    assert!(app.seen().is_empty());
+
+    cut.up.store(true, Ordering::SeqCst);
+    ready_is(&env, 200).await;
+    let r = b.get_html("/signup").await;
+    assert_eq!(r.status(), 303, "delivered once the store is back");
+    assert_eq!(location(&r), "/welcome");
+    let posts = app.of("POST", "/signup");
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].body, b"nickname=waits");
+    redis_cleanup(&url, &prefix);
 }

@@ -11,23 +11,6 @@ use std::time::Duration;
 use verigate::config::StoreConfig;
 use verigate::store::{self, KeyExchange, PersonRef, Registration, Reservation, Store};
 
-/// Delete every key a test wrote under its prefix.
-fn redis_cleanup(url: &str, prefix: &str) {
-    let Ok(client) = redis::Client::open(url) else {
-        return;
-    };
-    let Ok(mut con) = client.get_connection() else {
-        return;
-    };
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut con)
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: Result<i64, _> = redis::cmd("DEL").arg(&keys).query(&mut con);
-    }
-}
-
 fn unique_prefix(tag: &str) -> String {
     format!("vgtest:{tag}:{}:{}:", std::process::id(), rand_suffix())
 }
@@ -899,50 +882,6 @@ async fn two_instances_share_redis() {
         "exactly one signup reached an app"
     );
     redis_cleanup(&url, &prefix);
-}
-
-/// A TCP forwarder in front of Redis that can be cut and restored: an outage on demand.
-struct Cut {
-    addr: std::net::SocketAddr,
-    up: Arc<std::sync::atomic::AtomicBool>,
-}
-
-async fn cuttable(target: std::net::SocketAddr) -> Cut {
-    use std::sync::atomic::Ordering;
-    let l = tokio::net::TcpListener::bind(loopback()).await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let flag = up.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut inbound, _)) = l.accept().await else {
-                return;
-            };
-            if !flag.load(Ordering::SeqCst) {
-                drop(inbound);
-                continue;
-            }
-            let flag = flag.clone();
-            tokio::spawn(async move {
-                let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
-                    return;
-                };
-                let (mut ri, mut wi) = inbound.split();
-                let (mut ro, mut wo) = outbound.split();
-                let watch = async {
-                    while flag.load(Ordering::SeqCst) {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                };
-                tokio::select! {
-                    _ = tokio::io::copy(&mut ri, &mut wo) => {}
-                    _ = tokio::io::copy(&mut ro, &mut wi) => {}
-                    _ = watch => {}
-                }
-            });
-        }
-    });
-    Cut { addr, up }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
