@@ -74,7 +74,7 @@ impl Kept {
 /// Why a request that could have been kept was not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotKept {
-    /// Its body is over the route's cap.
+    /// Its body is over the route's cap (or its address too long to come back to).
     TooLarge,
     /// `clients.max_kept_requests` are waiting already.
     Full,
@@ -144,6 +144,9 @@ async fn read_capped(session: &mut Session, cap: usize) -> pingora::Result<Optio
     Ok(Some(body.freeze()))
 }
 
+/// The longest path and query kept (as long as a `return_to` may be).
+const MAX_TARGET: usize = 2048;
+
 /// How much of an over-cap body is read and dropped before answering, so that the browser
 /// reads the page instead of a reset connection; past it the connection is closed.
 const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
@@ -207,7 +210,10 @@ pub async fn keep(
     prior: Option<&str>,
     deadline: Duration,
 ) -> pingora::Result<Result<String, NotKept>> {
+    // The address it returns to rides in the kept cookie and in `return_to` (at most 2,048
+    // bytes there): a longer one cannot come back.
     let body = match resumed {
+        _ if target(session.req_header()).len() > MAX_TARGET => None,
         Some(b) => Some(b),
         None => match tokio::time::timeout(deadline, read_capped(session, rule.max_body)).await {
             Ok(read) => read?,
