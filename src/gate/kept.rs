@@ -333,7 +333,17 @@ pub enum Resume {
 pub async fn resume(live: &Live, store: &dyn Store, session: &mut Session, now: i64) -> Resume {
     let cfg = &live.cfg;
     let req = session.req_header();
-    if req.method != http::Method::GET || !browser_page(req) {
+    // Every GET passes here: a search of the Cookie header for the name, no parse, until a
+    // kept cookie may be there.
+    let name = cfg.session.kept_cookie.as_str();
+    if req.method != http::Method::GET
+        || !req
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.contains(name)))
+        || !browser_page(req)
+    {
         return Resume::Nothing;
     }
     let Some(raw) = crate::live::read_cookie(req, &cfg.session.kept_cookie) else {

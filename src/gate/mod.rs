@@ -780,6 +780,10 @@ impl ProxyHttp for Gate {
         // It is not reused after a failed attempt either, and the answer says so
         // (`Connection: close`), so that a client does not send its next request into it.
         session.set_keepalive(None);
+        // A reservation is settled before the answer (not after it, in `logging`): a reload
+        // right after the failure page must not find its own signup still in progress.
+        let app_had_it = ctx.body_done && ctx.upstream_sent.is_some();
+        self.settle(ctx, app_had_it).await;
         if code > 0 && session.response_written().is_none() {
             let kept_cookie = match refusal {
                 Some(_) => self.kept_after_failure(ctx).await,
