@@ -39,6 +39,7 @@ fn table(n: usize) -> RouteTable {
             ),
             require: None,
             forward: Forward::default(),
+            upstream: 0,
         })
         .collect();
     routes.push(Route {
@@ -46,7 +47,25 @@ fn table(n: usize) -> RouteTable {
         rule: MatchRule::new("/", false, vec![], false, false),
         require: None,
         forward: Forward::default(),
+        upstream: 0,
     });
+    RouteTable::new(routes)
+}
+
+/// `n` routes, each for its own app's hosts (`app{i}.example` and any name under it).
+fn hosted_table(n: usize) -> RouteTable {
+    let routes = (0..n)
+        .map(|i| Route {
+            name: format!("app{i}"),
+            rule: MatchRule::new("/", false, vec![], false, false).with_hosts(vec![
+                verigate::routing::HostPattern::parse(&format!("app{i}.example")).unwrap(),
+                verigate::routing::HostPattern::parse(&format!("*.app{i}.example")).unwrap(),
+            ]),
+            require: None,
+            forward: Forward::default(),
+            upstream: 0,
+        })
+        .collect();
     RouteTable::new(routes)
 }
 
@@ -65,11 +84,38 @@ fn bench(c: &mut Criterion) {
     let t = table(200);
     let m = http::Method::GET;
     c.bench_function("route_match_200_last", |b| {
-        b.iter(|| t.find(&[&m], black_box("/unlisted/path")))
+        b.iter(|| t.find(&[&m], None, black_box("/unlisted/path")))
     });
     c.bench_function("route_match_200_middle", |b| {
-        b.iter(|| t.find(&[&m], black_box("/section100/page")))
+        b.iter(|| t.find(&[&m], None, black_box("/section100/page")))
     });
+    // Several apps: every route names a host (exact or a wildcard); the match is on the last.
+    let hosts = hosted_table(200);
+    c.bench_function("route_match_200_hosts_last", |b| {
+        b.iter(|| {
+            hosts.find(
+                &[&m],
+                black_box(Some("www.app199.example")),
+                black_box("/x"),
+            )
+        })
+    });
+    // The upstream address a proxied request goes to (a pool of three, none set aside).
+    let pool = verigate::upstreams::Pool::new(verigate::config::Upstream {
+        name: "bench".into(),
+        addrs: ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]
+            .iter()
+            .map(|a| verigate::config::UpstreamAddr::Ip(a.parse().unwrap()))
+            .collect(),
+        eject_after: 1,
+        eject_for: std::time::Duration::from_secs(10),
+        tls: false,
+        sni: String::new(),
+        connect_timeout: std::time::Duration::from_secs(1),
+        read_timeout: std::time::Duration::from_secs(1),
+        preserve_header_case: false,
+    });
+    c.bench_function("upstream_pick", |b| b.iter(|| pool.pick(black_box(&[]))));
     let names = verigate::config::from_yaml_str(
         &verigate::demo::demo_yaml(
             "127.0.0.1:0".parse().unwrap(),
@@ -155,7 +201,7 @@ fn hot_path(c: &mut Criterion) {
             let norm = normalize(r.uri.path()).unwrap();
             let idx = cfg
                 .routes
-                .find(&[&m], &norm)
+                .find(&[&m], None, &norm)
                 .and_then(|f| f.route())
                 .unwrap();
             let own = [&cfg.session.cookie[..], &cfg.session.flow_cookie[..]];
@@ -210,7 +256,7 @@ fn hot_path(c: &mut Criterion) {
         b.iter(|| read_cookie(black_box(&req), &cfg.session.cookie).map(|c| c.len()))
     });
     c.bench_function("part_find", |b| {
-        b.iter(|| cfg.routes.find(&[&m], black_box("/whoami")))
+        b.iter(|| cfg.routes.find(&[&m], None, black_box("/whoami")))
     });
     c.bench_function("part_today", |b| {
         b.iter(|| verigate::clock::today(cfg.timezone, black_box(now)))

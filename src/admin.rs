@@ -60,16 +60,67 @@ impl ServeHttp for AdminApp {
                     ),
                 },
             },
-            "/metrics" => reply(200, "text/plain; version=0.0.4", crate::metrics::render()),
+            "/metrics" => {
+                // Gauges read at scrape time (addresses set aside right now).
+                for p in self.live.load().pools() {
+                    p.status();
+                }
+                reply(200, "text/plain; version=0.0.4", crate::metrics::render())
+            }
             "/healthz" => reply(200, "text/plain", b"ok\n".to_vec()),
             "/readyz" => {
-                let _config = self.live.load();
+                let live = self.live.load_full();
+                let (ready, upstreams) = upstream_report(&live);
                 match self.store.ping().await {
-                    Ok(()) => reply(200, "text/plain", b"ready\n".to_vec()),
-                    Err(e) => reply(503, "text/plain", format!("store: {e}\n").into_bytes()),
+                    Ok(()) if ready => reply(
+                        200,
+                        "text/plain",
+                        format!("ready\n{upstreams}").into_bytes(),
+                    ),
+                    Ok(()) => reply(
+                        503,
+                        "text/plain",
+                        format!("not ready\n{upstreams}").into_bytes(),
+                    ),
+                    Err(e) => reply(
+                        503,
+                        "text/plain",
+                        format!("store: {e}\n{upstreams}").into_bytes(),
+                    ),
                 }
             }
             _ => reply(404, "text/plain", b"not found\n".to_vec()),
         }
     }
+}
+
+/// One line per upstream for `/readyz`, and whether every upstream has an address to send
+/// requests to (a name that stopped resolving but kept its last good addresses still does).
+fn upstream_report(live: &Live) -> (bool, String) {
+    let mut ready = true;
+    let mut out = String::new();
+    for p in live.pools() {
+        let s = p.status();
+        ready &= s.ready();
+        out.push_str(&format!(
+            "upstream {}: {} address{}",
+            s.name,
+            s.addresses,
+            if s.addresses == 1 { "" } else { "es" }
+        ));
+        if s.ejected > 0 {
+            out.push_str(&format!(", {} set aside after failed connects", s.ejected));
+        }
+        for (name, why) in &s.failing {
+            out.push_str(&format!("; {name} does not resolve ({why})"));
+            if s.addresses > 0 {
+                out.push_str(", last good addresses kept");
+            }
+        }
+        if !s.ready() {
+            out.push_str(" (not ready)");
+        }
+        out.push('\n');
+    }
+    (ready, out)
 }

@@ -52,6 +52,39 @@ pub fn script_json(v: &serde_json::Value) -> String {
         .replace('&', "\\u0026")
 }
 
+/// verigate's icon (a shield with a check), inline so a page needs no second request and
+/// the browser asks the app for no `/favicon.ico`.
+const FAVICON: &str = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'%3E%3Cpath d='M16 2 4 7v8c0 7.5 5.1 13.4 12 15 6.9-1.6 12-7.5 12-15V7z' fill='%232a5bd7'/%3E%3Cpath d='m10 16 4.2 4.2L22.5 12' fill='none' stroke='%23fff' stroke-width='3' stroke-linecap='round' stroke-linejoin='round'/%3E%3C/svg%3E";
+
+/// The look of every page verigate (and its sandbox and demo) shows: phone first. Korean
+/// breaks between words only (`keep-all`), long codes anywhere; the card keeps a margin at
+/// any width; one primary button, outlined secondary ones, a plain link back. One typeface
+/// for Korean and Latin alike: the system's Korean face comes before any generic one.
+const STYLE: &str = r#"*,*::before,*::after{box-sizing:border-box}
+html{-webkit-text-size-adjust:100%;text-size-adjust:100%}
+body{margin:0;padding:1rem;background:#f3f5f9;color:#1d2330;font-family:-apple-system,BlinkMacSystemFont,"Apple SD Gothic Neo","Malgun Gothic","Noto Sans KR","Noto Sans CJK KR",NanumGothic,"Nanum Gothic",system-ui,sans-serif;font-size:1rem;line-height:1.6;word-break:keep-all;overflow-wrap:break-word}
+main{max-width:32rem;margin:6vh auto;background:#fff;border-radius:14px;padding:1.75rem;box-shadow:0 2px 14px rgba(20,30,60,.08)}
+@media (max-width:30rem){body{padding:.75rem}main{margin:.25rem auto;padding:1.25rem 1.1rem}}
+h1{font-size:1.35rem;line-height:1.35;margin:0 0 .25rem}
+p{margin:.6rem 0}.en{color:#5b6475}h1+.en{margin-top:0}
+a{color:#2a5bd7}
+code,.code,kbd,pre{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,D2Coding,NanumGothicCoding,"DejaVu Sans Mono",monospace}
+.button,button{display:block;width:100%;min-height:3rem;margin:.75rem 0;padding:.8rem 1rem;border:2px solid #2a5bd7;border-radius:10px;background:#2a5bd7;color:#fff;font:inherit;font-weight:600;line-height:1.35;text-align:center;text-decoration:none;cursor:pointer}
+.button.secondary,button.secondary{background:#fff;color:#2a5bd7}
+.button:focus-visible,button:focus-visible,.choice:focus-visible,a.back:focus-visible{outline:3px solid #9db7f5;outline-offset:2px}
+form{margin:0}
+a.back{display:inline-block;margin:.25rem 0;padding:.5rem 0;color:#5b6475;text-decoration:none}
+a.back:hover{text-decoration:underline}
+.choice{display:flex;gap:.85rem;align-items:center;margin:.75rem 0;padding:.9rem 1rem;border:1.5px solid #d5dbe7;border-radius:12px;background:#fff;color:#1d2330;text-decoration:none;line-height:1.35}
+.choice:hover{border-color:#2a5bd7;background:#f6f8fe}
+.choice strong,.choice span span{display:block}.choice .en{font-size:.9rem}.choice .via{margin-top:.15rem;color:#8a93a5;font-size:.8rem}
+.icon{flex:none;width:2.25rem;height:2.25rem;padding:.35rem;border-radius:9px;background:#eaf0fd;fill:none;stroke:#2a5bd7;stroke-width:1.7;stroke-linecap:round;stroke-linejoin:round}
+.code,.rid{color:#8a93a5;font-size:.8rem;overflow-wrap:anywhere}
+label{display:block}
+input,select{font:inherit;max-width:100%;padding:.5rem .6rem;border:1px solid #c5ccda;border-radius:8px;background:#fff;color:inherit}
+input:not([type=checkbox]):not([type=radio]){width:100%}
+dl.headers{margin:.5rem 0;font-size:.85rem}dl.headers dt{margin-top:.6rem;color:#5b6475}dl.headers dd{margin:0;overflow-wrap:anywhere}"#;
+
 /// A full HTML page in verigate's look. `body` is trusted HTML.
 pub fn page(title: &str, body: &str) -> String {
     format!(
@@ -59,12 +92,9 @@ pub fn page(title: &str, body: &str) -> String {
 <html lang="ko"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
+<link rel="icon" href="{FAVICON}">
 <style>
-body{{font-family:system-ui,-apple-system,"Apple SD Gothic Neo","Malgun Gothic",sans-serif;background:#f5f6f8;color:#1d2330;margin:0}}
-main{{max-width:32rem;margin:8vh auto;background:#fff;border-radius:12px;padding:2rem;box-shadow:0 2px 12px rgba(0,0,0,.08)}}
-h1{{font-size:1.35rem;margin:0 0 .25rem}} .en{{color:#5b6475}} p{{line-height:1.55}}
-a.button,button{{display:block;width:100%;box-sizing:border-box;text-align:center;margin:.75rem 0;padding:.9rem;border-radius:8px;border:0;background:#2a5bd7;color:#fff;font-size:1rem;text-decoration:none;cursor:pointer}}
-a.button.secondary{{background:#e8ecf5;color:#1d2330}} .code{{font-family:monospace;color:#8a93a5;font-size:.8rem}}
+{STYLE}
 </style></head><body><main>
 {body}
 </main></body></html>"#,
@@ -78,25 +108,24 @@ pub struct Problem {
     pub status: u16,
     /// Stable machine-readable code (`verification_required`, `underage`, ...).
     pub code: &'static str,
-    pub title_ko: &'static str,
-    pub title_en: &'static str,
-    pub detail_ko: &'static str,
-    pub detail_en: &'static str,
+    /// Which refusal: its page texts.
+    refusal: Refusal,
     /// Where a person can go next (a retry link), also given as `verify_url` in JSON.
     pub next: Option<String>,
+    /// Where the "verify as someone else" button posts: the logout that ends this session and
+    /// goes on to a fresh verification back to the same page (for refusals of a person's
+    /// session: under age, already signed up, ...).
+    pub switch: Option<String>,
 }
 
 impl Problem {
     pub fn new(r: Refusal) -> Self {
-        let (title_ko, title_en, detail_ko, detail_en) = r.texts();
         Problem {
             status: r.status(),
             code: r.code(),
-            title_ko,
-            title_en,
-            detail_ko,
-            detail_en,
+            refusal: r,
             next: None,
+            switch: None,
         }
     }
 
@@ -105,25 +134,42 @@ impl Problem {
         self
     }
 
+    pub fn with_switch(mut self, logout_action: String) -> Self {
+        self.switch = Some(logout_action);
+        self
+    }
+
+    /// The page: what happened, in Korean and English, then the next steps: verify again,
+    /// verify as someone else, and always a way back (filled in when sent, see [`Reply::send`]).
+    /// The first step is the primary button.
     pub fn html(&self) -> String {
-        let next = self
-            .next
-            .as_deref()
-            .map(|n| {
-                format!(
-                    r#"<a class="button" href="{}">다시 인증하기 · Verify again</a>"#,
-                    escape(n)
-                )
-            })
-            .unwrap_or_default();
+        let mut steps = Vec::new();
+        if let Some(n) = &self.next {
+            steps.push(format!(
+                r#"<a class="button{{class}}" data-next="verify" href="{}">다시 인증하기 · Verify again</a>"#,
+                escape(n)
+            ));
+        }
+        if let Some(action) = &self.switch {
+            steps.push(format!(
+                r#"<form method="post" action="{}"><button class="button{{class}}" data-next="switch" type="submit">다른 사람으로 인증하기 · Verify as someone else</button></form>"#,
+                escape(action)
+            ));
+        }
+        let steps: String = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.replace("{class}", if i == 0 { "" } else { " secondary" }))
+            .collect();
+        let (title_ko, title_en, detail_ko, detail_en) = self.refusal.texts();
         page(
-            self.title_en,
+            title_en,
             &format!(
-                r#"<h1>{}</h1><p class="en"><strong>{}</strong></p><p>{}</p><p class="en">{}</p>{next}<p class="code">{} · {}</p>{REQUEST_ID_MARK}"#,
-                escape(self.title_ko),
-                escape(self.title_en),
-                escape(self.detail_ko),
-                escape(self.detail_en),
+                r#"<h1>{}</h1><p class="en"><strong>{}</strong></p><p>{}</p><p class="en">{}</p>{steps}{BACK_MARK}<p class="code">{} · {}</p>{REQUEST_ID_MARK}"#,
+                escape(title_ko),
+                escape(title_en),
+                escape(detail_ko),
+                escape(detail_en),
                 self.status,
                 self.code
             ),
@@ -131,7 +177,7 @@ impl Problem {
     }
 
     pub fn json(&self) -> String {
-        let mut v = serde_json::json!({ "error": self.code, "message": self.detail_en });
+        let mut v = serde_json::json!({ "error": self.code, "message": self.refusal.texts().3 });
         if let Some(n) = &self.next {
             v["verify_url"] = serde_json::Value::String(n.clone());
         }
@@ -142,6 +188,48 @@ impl Problem {
 /// Where a refusal page shows the request's id (filled in when the reply is sent, from the
 /// request's `X-Request-Id`, which the gate decides first thing).
 const REQUEST_ID_MARK: &str = "<!--verigate-request-id-->";
+
+/// Where a page offers the way back (filled in when the reply is sent: the page this browser
+/// came from on this site, else the site's home).
+pub const BACK_MARK: &str = "<!--verigate-back-->";
+
+/// The way back from a page answering `req`: the path of its `Referer` when that is a page of
+/// this same site (scheme `http(s)`, the request's own host) and not the address this very GET
+/// asked for (a form posted to its own address goes back to the form), else the site's home
+/// page. Never another site: the link stays on this origin.
+fn back_link(req: &pingora::http::RequestHeader) -> String {
+    let text = |n: http::header::HeaderName| req.headers.get(n).and_then(|v| v.to_str().ok());
+    let host = text(http::header::HOST).or_else(|| req.uri.authority().map(|a| a.as_str()));
+    let here = match req.method {
+        http::Method::GET | http::Method::HEAD => req.uri.path_and_query().map(|p| p.as_str()),
+        _ => None,
+    };
+    let from = text(http::header::REFERER)
+        .and_then(|r| r.parse::<http::Uri>().ok())
+        .filter(|u| matches!(u.scheme_str(), Some("http" | "https")))
+        .filter(|u| {
+            matches!((u.authority(), host), (Some(a), Some(h)) if a.as_str().eq_ignore_ascii_case(h))
+        })
+        .and_then(|u| u.path_and_query().map(|p| p.as_str().to_string()))
+        .filter(|p| {
+            p.starts_with('/')
+                && !p.starts_with("//")
+                && p.len() <= 2048
+                && !p.contains('\\')
+                && !p.chars().any(|c| c.is_control())
+                && Some(p.as_str()) != here
+        });
+    match from {
+        Some(p) => format!(
+            r#"<a class="back" data-next="back" href="{}">← 이전 페이지로 · Go back</a>"#,
+            escape(&p)
+        ),
+        None => {
+            r#"<a class="back" data-next="back" href="/">← 처음 화면으로 · Go to the home page</a>"#
+                .to_string()
+        }
+    }
+}
 
 /// Every refusal verigate answers itself: one status, one stable `error` code and one page
 /// text each, so a code cannot have two statuses or a missing text.
@@ -180,11 +268,12 @@ pub enum Refusal {
     UpstreamUnavailable,
     UpstreamTimeout,
     FormNotKept,
+    UnknownHost,
 }
 
 impl Refusal {
     /// Every refusal, for tests and documentation.
-    pub const ALL: [Refusal; 33] = [
+    pub const ALL: [Refusal; 34] = [
         Refusal::VerificationRequired,
         Refusal::Underage,
         Refusal::AgeUnknown,
@@ -218,6 +307,7 @@ impl Refusal {
         Refusal::UpstreamUnavailable,
         Refusal::UpstreamTimeout,
         Refusal::FormNotKept,
+        Refusal::UnknownHost,
     ];
 
     pub fn status(self) -> u16 {
@@ -255,6 +345,7 @@ impl Refusal {
             Refusal::UpstreamUnavailable => 502,
             Refusal::UpstreamTimeout => 504,
             Refusal::FormNotKept => 401,
+            Refusal::UnknownHost => 421,
         }
     }
 
@@ -294,6 +385,7 @@ impl Refusal {
             Refusal::UpstreamUnavailable => "upstream_unavailable",
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::FormNotKept => "form_not_kept",
+            Refusal::UnknownHost => "unknown_host",
         }
     }
 
@@ -498,6 +590,12 @@ impl Refusal {
                 "이 페이지는 본인인증이 필요합니다. 보내신 내용은 너무 크거나 지금은 보관할 수 없어, 인증 후 자동으로 전송되지 않습니다.",
                 "This page needs identity verification. What you sent is too large to keep (or cannot be kept right now), so it will not be sent on for you after verifying.",
             ),
+            Refusal::UnknownHost => (
+                "이 주소에서는 본인인증을 할 수 없습니다",
+                "Verification is not served at this address",
+                "이 사이트의 주소로 다시 접속해 주세요.",
+                "Open the site at its own address and try again.",
+            ),
         }
     }
 }
@@ -579,7 +677,9 @@ impl Reply {
         if let Some(id) = &id {
             resp.insert_header("x-request-id", id.as_str())?;
         }
-        if let Some(at) = find(&body, REQUEST_ID_MARK.as_bytes()) {
+        let marked = find(&body, REQUEST_ID_MARK.as_bytes()).is_some()
+            || find(&body, BACK_MARK.as_bytes()).is_some();
+        if marked {
             let shown = id
                 .map(|id| {
                     format!(
@@ -588,11 +688,8 @@ impl Reply {
                     )
                 })
                 .unwrap_or_default();
-            let mut b = Vec::with_capacity(body.len() + shown.len());
-            b.extend_from_slice(&body[..at]);
-            b.extend_from_slice(shown.as_bytes());
-            b.extend_from_slice(&body[at + REQUEST_ID_MARK.len()..]);
-            body = b.into();
+            body = fill(&body, REQUEST_ID_MARK, &shown);
+            body = fill(&body, BACK_MARK, &back_link(session.req_header()));
             resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
         }
         let head_only = session.req_header().method == http::Method::HEAD;
@@ -602,6 +699,20 @@ impl Reply {
             session.write_response_body(Some(body), true).await?;
         }
         Ok(())
+    }
+}
+
+/// `body` with the first `mark` in it replaced by `text`.
+fn fill(body: &Bytes, mark: &str, text: &str) -> Bytes {
+    match find(body, mark.as_bytes()) {
+        None => body.clone(),
+        Some(at) => {
+            let mut b = Vec::with_capacity(body.len() + text.len());
+            b.extend_from_slice(&body[..at]);
+            b.extend_from_slice(text.as_bytes());
+            b.extend_from_slice(&body[at + mark.len()..]);
+            b.into()
+        }
     }
 }
 

@@ -63,10 +63,18 @@ impl ProviderId {
                 "Foreign visitor? Verify with your passport / ID",
             ),
             ProviderId::Ifree => ("ifree 로그인", "Log in with ifree"),
-            ProviderId::Portone => (
-                "휴대폰 본인인증 (PortOne)",
-                "Mobile phone verification (PortOne V2)",
-            ),
+            ProviderId::Portone => ("휴대폰 본인인증", "Mobile phone verification (Korea)"),
+        }
+    }
+
+    /// Who runs it, for the choice page: two ways of the same kind (Iamport and PortOne are
+    /// both mobile phone verification) are told apart by it.
+    pub fn via(self) -> &'static str {
+        match self {
+            ProviderId::Iamport => "아임포트 · Iamport",
+            ProviderId::Portone => "포트원 · PortOne",
+            ProviderId::Tomo => "TomoIDV",
+            ProviderId::Ifree => "ifree",
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod routing;
 pub mod sandbox;
 pub mod session;
 pub mod store;
+pub mod upstreams;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -165,6 +166,10 @@ pub fn build(cfg: RuntimeConfig, mut opts: BuildOptions) -> Result<Built, BuildE
             revoked: revoked.clone(),
             store: store.clone(),
         },
+    ));
+    server.add_service(pingora::services::background::background_service(
+        "upstream names",
+        live::refresh::Refresher { live: live.clone() },
     ));
     let gate = Gate::new(live.clone(), store.clone(), revoked);
     let proxy = pingora::services::listening::Service::new(

@@ -129,7 +129,11 @@ fn main() -> ExitCode {
             };
             match verigate::config::load_file(&path) {
                 Ok(cfg) => {
-                    for w in &cfg.warnings {
+                    for w in cfg
+                        .warnings
+                        .iter()
+                        .chain(&verigate::upstreams::check_names(&cfg))
+                    {
                         println!("warning: {w}");
                     }
                     if let Err(e) = verigate::store::check(&cfg.store) {

@@ -176,7 +176,7 @@ pub static ASSERTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
 pub static KEPT_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
     counter(
         "verigate_kept_requests_total",
-        "Form posts kept across the verification detour, by route and outcome (kept, delivered, gone, too_large, full, store_unavailable)",
+        "Form posts kept across the verification detour, by route and outcome (kept, resumed, kept_for_retry, gone, too_large, full, store_unavailable)",
         &["route", "outcome"],
     )
 });
@@ -184,6 +184,69 @@ pub static KEPT_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
 pub fn kept(route: &str, outcome: &str) {
     KEPT_REQUESTS.with_label_values(&[route, outcome]).inc();
 }
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
+    let _ = REGISTRY.register(Box::new(g.clone()));
+    g
+}
+
+pub static UPSTREAM_ADDRESSES: Lazy<IntGaugeVec> = Lazy::new(|| {
+    gauge(
+        "verigate_upstream_addresses",
+        "Addresses an upstream's requests are spread over (its names resolved, all their addresses)",
+        &["upstream"],
+    )
+});
+
+pub static UPSTREAM_UNRESOLVED: Lazy<IntGaugeVec> = Lazy::new(|| {
+    gauge(
+        "verigate_upstream_names_unresolved",
+        "Names of an upstream whose last resolution failed (their last good addresses are kept)",
+        &["upstream"],
+    )
+});
+
+pub static UPSTREAM_EJECTED: Lazy<IntGaugeVec> = Lazy::new(|| {
+    gauge(
+        "verigate_upstream_ejected_addresses",
+        "Addresses of an upstream skipped after failed connects (as of the last scrape)",
+        &["upstream"],
+    )
+});
+
+pub static UPSTREAM_RESOLVE_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_upstream_resolve_failures_total",
+        "Resolutions of an upstream name that failed",
+        &["upstream"],
+    )
+});
+
+pub static UPSTREAM_CONNECT_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_upstream_connect_failures_total",
+        "Connects to an upstream address that failed (refused, timed out)",
+        &["upstream"],
+    )
+});
+
+pub static UPSTREAM_EJECTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_upstream_ejections_total",
+        "Times an upstream address was set aside after failed connects (upstream.eject_after)",
+        &["upstream"],
+    )
+});
+
+pub static UPSTREAM_SKIPPED: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_upstream_skipped_total",
+        "Requests sent past a set-aside address to another one",
+        &["upstream"],
+    )
+});
 
 pub fn reload(ok: bool) {
     RELOADS
@@ -223,7 +286,7 @@ pub fn provider_call(provider: &str, endpoint: &str, took: Duration) {
 /// The name of every metric verigate defines (also those with no sample yet).
 pub fn names() -> Vec<String> {
     use prometheus::core::Collector;
-    let collectors: [&dyn Collector; 16] = [
+    let collectors: [&dyn Collector; 23] = [
         &*REQUESTS,
         &*VERIFICATIONS,
         &*SESSIONS_ISSUED,
@@ -240,6 +303,13 @@ pub fn names() -> Vec<String> {
         &*ASSERTIONS,
         &*BUILD_INFO,
         &*KEPT_REQUESTS,
+        &*UPSTREAM_ADDRESSES,
+        &*UPSTREAM_UNRESOLVED,
+        &*UPSTREAM_EJECTED,
+        &*UPSTREAM_RESOLVE_FAILURES,
+        &*UPSTREAM_CONNECT_FAILURES,
+        &*UPSTREAM_EJECTIONS,
+        &*UPSTREAM_SKIPPED,
     ];
     let mut out: Vec<String> = collectors
         .iter()
@@ -268,6 +338,13 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&LAST_RELOAD_OK);
     Lazy::force(&ASSERTIONS);
     Lazy::force(&KEPT_REQUESTS);
+    Lazy::force(&UPSTREAM_ADDRESSES);
+    Lazy::force(&UPSTREAM_UNRESOLVED);
+    Lazy::force(&UPSTREAM_EJECTED);
+    Lazy::force(&UPSTREAM_RESOLVE_FAILURES);
+    Lazy::force(&UPSTREAM_CONNECT_FAILURES);
+    Lazy::force(&UPSTREAM_EJECTIONS);
+    Lazy::force(&UPSTREAM_SKIPPED);
     let mut families = REGISTRY.gather();
     families.extend(prometheus::gather());
     let mut out = Vec::new();

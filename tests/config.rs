@@ -413,7 +413,7 @@ upstream: {{ addrs: ["127.0.0.1:3000"] }}
 session: {{ keys_env: KEYS }}
 providers:
   iamport: {{ imp_code: imp1, api_key_env: IMP_KEY, api_secret_env: IMP_SECRET }}
-  portone: {{ store_id: s, api_secret_env: PORTONE }}
+  portone: {{ store_id: s, channel_key: ck, api_secret_env: PORTONE }}
   ifree: {{ client_id: c, secret_key_env: IFREE, base_url: "http://127.0.0.1:9" }}
 routes:
   - name: signup
@@ -662,4 +662,72 @@ fn keep_request_is_on_by_default_and_checked_by_key_path() {
     let yaml = BASE.replace("min_age: 19 }", "min_age: 19, keep_request: sometimes }");
     let ps = problems(&yaml);
     assert!(has(&ps, "routes[0].require.keep_request"), "{ps:?}");
+}
+
+#[test]
+fn portone_needs_a_channel_key_and_check_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    // `verigate check` on BASE with this `providers.portone`: exit code and what it printed.
+    let check = |name: &str, portone: &str| {
+        let file = dir.path().join(format!("{name}.yaml"));
+        let yaml = BASE.replace(
+            "providers:\n",
+            &format!("providers:\n  portone: {portone}\n"),
+        );
+        std::fs::write(&file, yaml).unwrap();
+        let out = bin()
+            .args(["check", "-c"])
+            .arg(&file)
+            .env("KEYS", KEY)
+            .env("IMP_KEY", "k")
+            .env("IMP_SECRET", "s")
+            .env("PORTONE", "s")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    for (name, block) in [
+        ("missing", "{ store_id: s, api_secret_env: PORTONE }"),
+        (
+            "empty",
+            "{ store_id: s, channel_key: \" \", api_secret_env: PORTONE }",
+        ),
+    ] {
+        let (code, text) = check(name, block);
+        assert_eq!(code, Some(2), "{name}: {text}");
+        assert!(
+            text.contains("providers.portone.channel_key: required"),
+            "{name}: {text}"
+        );
+    }
+    let (code, text) = check(
+        "good",
+        "{ store_id: s, channel_key: channel-key-1, api_secret_env: PORTONE }",
+    );
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
+fn iamport_channel_key_and_pg_are_optional_and_never_empty() {
+    let with = |extra: &str| {
+        BASE.replace(
+            "api_secret_env: IMP_SECRET }",
+            &format!("api_secret_env: IMP_SECRET{extra} }}"),
+        )
+    };
+    assert_eq!(
+        problems(&with(", channel_key: channel-key-1, pg: danal.im0001")),
+        Vec::<String>::new()
+    );
+    let ps = problems(&with(", channel_key: \"\", pg: \" \""));
+    assert!(
+        has(&ps, "providers.iamport.channel_key: must not be empty"),
+        "{ps:?}"
+    );
+    assert!(
+        has(&ps, "providers.iamport.pg: must not be empty"),
+        "{ps:?}"
+    );
 }

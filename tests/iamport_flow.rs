@@ -24,14 +24,14 @@ async fn redirect_mode_end_to_end() {
         r.headers()["location"],
         "/.verigate/verify?return_to=%2Fsignup%3Fplan%3Dgold"
     );
+    // The route takes Iamport alone: no choice to make, straight to its start page.
     let choice = b
         .get_html("/.verigate/verify?return_to=%2Fsignup%3Fplan%3Dgold")
         .await;
-    assert_eq!(choice.status(), 200);
-    let html = choice.text().await.unwrap();
-    assert!(
-        html.contains(r#"href="/.verigate/iamport/start?return_to=%2Fsignup%3Fplan%3Dgold""#),
-        "{html}"
+    assert_eq!(choice.status(), 302);
+    assert_eq!(
+        choice.headers()["location"],
+        "/.verigate/iamport/start?return_to=%2Fsignup%3Fplan%3Dgold"
     );
     assert_eq!(env.hits(), 0);
 
@@ -493,4 +493,139 @@ async fn expired_token_is_refreshed() {
         2,
         "a 401 on the cached token fetched a new one"
     );
+}
+
+/// The sandbox window's redirect back, with the result flag named `flag` (`success`, or
+/// `imp_success` as the v1 SDK's mobile redirect names it) and the channel the page asked for.
+async fn certify_as(
+    env: &Env,
+    flow: &Flow,
+    p: &Person,
+    flag: &str,
+    channel: &[(&str, &str)],
+) -> (String, String) {
+    let mut form = vec![
+        (
+            "imp_code",
+            flow.params["imp_code"].as_str().unwrap().to_string(),
+        ),
+        ("merchant_uid", flow.merchant_uid()),
+        (
+            "m_redirect_url",
+            flow.params["m_redirect_url"].as_str().unwrap().to_string(),
+        ),
+        ("name", p.name.clone()),
+        ("birth", p.birth.clone()),
+        ("phone", p.phone.clone()),
+        ("outcome", p.outcome.into()),
+        ("redirect_flag", flag.into()),
+    ];
+    form.extend(channel.iter().map(|(k, v)| (*k, v.to_string())));
+    let r = client()
+        .post(format!("http://{}/iamport/certify", env.sandbox))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection());
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let q: std::collections::HashMap<String, String> = reqwest::Url::parse(&loc)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    (loc, q.get("imp_uid").cloned().unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_v1_sdks_imp_success_redirect_is_understood() {
+    let env = Env::start().await;
+    // A certified person, told `imp_success=true` and no `success`: signed in.
+    let mut b = env.browser();
+    let flow = b.start_iamport("/member").await;
+    let (loc, _) = certify_as(&env, &flow, &Person::adult(), "imp_success", &[]).await;
+    assert!(
+        loc.contains("imp_success=true") && !loc.contains("&success="),
+        "{loc}"
+    );
+    let r = b.open_html(&loc).await;
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    assert_eq!(r.headers()["location"], "/member");
+    assert_eq!(b.get_html("/member").await.status(), 200);
+
+    // The person cancels: `imp_success=false` is refused with a way to try again.
+    let mut b = env.browser();
+    let flow = b.start_iamport("/member").await;
+    let cancel = Person {
+        outcome: "cancel",
+        ..Person::adult()
+    };
+    let (loc, _) = certify_as(&env, &flow, &cancel, "imp_success", &[]).await;
+    assert!(loc.contains("imp_success=false"), "{loc}");
+    let r = b.open_html(&loc).await;
+    assert_eq!(r.status(), 403);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("403 · not_certified"), "{html}");
+    assert!(
+        html.contains("/.verigate/verify?return_to=%2Fmember"),
+        "{html}"
+    );
+
+    // `imp_success=true` decides nothing: the server-side lookup says not certified.
+    let mut b = env.browser();
+    let flow = b.start_iamport("/member").await;
+    let forged = Person {
+        outcome: "uncertified",
+        ..Person::adult()
+    };
+    let (loc, _) = certify_as(&env, &flow, &forged, "imp_success", &[]).await;
+    let r = b.open_html(&loc).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("not_certified"));
+
+    // No flag at all: the lookup decides (certified: signed in); no imp_uid: not certified.
+    let mut b = env.browser();
+    let flow = b.start_iamport("/member").await;
+    let (_, imp_uid) = certify_as(&env, &flow, &Person::adult(), "success", &[]).await;
+    let bare = format!(
+        "{}?imp_uid={imp_uid}&merchant_uid={}",
+        flow.params["m_redirect_url"].as_str().unwrap(),
+        flow.merchant_uid()
+    );
+    assert_eq!(b.open_html(&bare).await.status(), 302);
+    let mut b = env.browser();
+    let flow = b.start_iamport("/member").await;
+    let nothing = format!(
+        "{}?merchant_uid={}&imp_success=true",
+        flow.params["m_redirect_url"].as_str().unwrap(),
+        flow.merchant_uid()
+    );
+    assert_eq!(b.open_html(&nothing).await.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merchants_certification_channel_reaches_the_sdk() {
+    let iamport = Provider::iamport()
+        .set("channel_key", serde_json::json!("channel-key-cert-2"))
+        .set("pg", serde_json::json!("inicis_unified.MIIiasTest"));
+    let env = Env::with(Proxy::shop().provider(iamport)).await;
+    let mut b = env.browser();
+    let flow = b.start_iamport("/member").await;
+    assert_eq!(flow.params["channel_key"], "channel-key-cert-2");
+    assert_eq!(flow.params["pg"], "inicis_unified.MIIiasTest");
+    // The sandbox records the channel a certification was made on (the stand-in SDK passes
+    // the page's `channelKey` and `pg` to the window, as the browser test shows).
+    let channel = [
+        ("channel_key", "channel-key-cert-2"),
+        ("pg", "inicis_unified.MIIiasTest"),
+    ];
+    let (loc, imp_uid) = certify_as(&env, &flow, &Person::adult(), "success", &channel).await;
+    let seen = env.sim.channel_of(&imp_uid).unwrap();
+    assert_eq!(seen.channel_key.as_deref(), Some("channel-key-cert-2"));
+    assert_eq!(seen.pg.as_deref(), Some("inicis_unified.MIIiasTest"));
+    assert_eq!(b.open_html(&loc).await.status(), 302);
+    // Without them, the page passes neither.
+    let env = Env::start().await;
+    let flow = env.browser().start_iamport("/member").await;
+    assert!(flow.params["channel_key"].is_null() && flow.params["pg"].is_null());
 }

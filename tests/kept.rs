@@ -114,16 +114,17 @@ async fn a_form_post_is_kept_and_delivered_once_after_verifying() {
         assert!(cookie.contains(attr), "{attr} in {cookie}");
     }
     assert!(app.seen().is_empty(), "nothing reached the app yet");
-    // The choice page says so; another page's does not.
-    let page = b.get_html(&location(&r)).await.text().await.unwrap();
-    assert!(page.contains("Your form is kept"), "{page}");
-    let page = b
-        .get_html("/.verigate/verify?return_to=%2Fupload")
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(!page.contains("Your form is kept"), "{page}");
+    // The way to verify says so (one provider: the verify address leads to its start page);
+    // another page's does not.
+    for (verify, kept) in [
+        (location(&r), true),
+        ("/.verigate/verify?return_to=%2Fupload".to_string(), false),
+    ] {
+        let start = location(&b.get_html(&verify).await);
+        assert!(start.starts_with("/.verigate/iamport/start"), "{start}");
+        let page = b.get_html(&start).await.text().await.unwrap();
+        assert_eq!(page.contains("Your form is kept"), kept, "{page}");
+    }
 
     // Another browser, verified, at the same address: nothing of this one's form.
     let mut stranger = env.browser();

@@ -144,12 +144,15 @@ async fn run(dir: &std::path::Path, store: Storage) -> Run {
     assert!(other.jar.contains_key("vg_kept"));
     // Unverified, with a query string: sent to verify (the query rides in return_to).
     assert_eq!(b.get_html(&format!("/member?{q}")).await.status(), 302);
-    assert_eq!(
-        b.get_html(&format!("/.verigate/verify?return_to=%2Fsignup%3F{q}"))
-            .await
-            .status(),
-        200
-    );
+    // One provider: the verify address goes straight on to its start page, query and all.
+    let to_start = b
+        .get_html(&format!("/.verigate/verify?return_to=%2Fsignup%3F{q}"))
+        .await;
+    assert_eq!(to_start.status(), 302);
+    assert!(to_start.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/.verigate/iamport/start?return_to=%2Fsignup%3F"));
     let flow = b.start_iamport(&format!("/signup?{q}")).await;
     let back = b.certify(sandbox, &flow, &person, true).await;
     let r = b

@@ -246,7 +246,15 @@ async fn flow_page_escapes_and_binds_return_to() {
     // A return_to that, written into a page as is, would end the page's script block and
     // run its own.
     const HOSTILE: &str = "/member?q=</script><script>alert(1)</script>";
-    let env = Env::start().await;
+    // Two ways to verify, so the choice page is shown (with one it redirects: see below).
+    let env = Env::with(
+        Proxy::new()
+            .provider(Provider::iamport())
+            .provider(Provider::portone())
+            .route(Route::prefix("/member").providers(["iamport", "portone"]))
+            .route(Route::prefix("/")),
+    )
+    .await;
     // Bound: the flow ends exactly where it started, whatever the return_to holds.
     let mut b = env.browser();
     let flow = b.start_iamport(HOSTILE).await;
@@ -325,6 +333,18 @@ async fn flow_page_escapes_and_binds_return_to() {
             around(html, "href=")
         );
     }
+    // With one way to verify, the choice page is a redirect whose Location carries the
+    // return_to encoded, never as markup.
+    let env = Env::start().await;
+    let r = env
+        .browser()
+        .get_html(&format!("/.verigate/verify?return_to={enc}"))
+        .await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"],
+        format!("/.verigate/iamport/start?return_to={enc}").as_str()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

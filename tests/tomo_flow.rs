@@ -343,22 +343,8 @@ async fn sandbox_checks_client_assertions_for_real() {
     let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
     let now = chrono::Utc::now().timestamp();
     let ask = |assertion: String| {
-        let c = c.clone();
-        let url = token_url.clone();
-        async move {
-            let r = c
-                .post(url)
-                .form(&[
-                    ("grant_type", "client_credentials"),
-                    ("scope", "idv.read"),
-                    ("client_assertion_type", CLIENT_ASSERTION_TYPE),
-                    ("client_assertion", assertion.as_str()),
-                ])
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        }
+        let env = &env;
+        async move { ask_token(env, &assertion).await }
     };
     // The client's own assertion is accepted: the claims verigate signs are right.
     let good = client_assertion(&key, "sandbox-client", &token_url, now).unwrap();
@@ -566,7 +552,14 @@ async fn a_korean_passport_is_not_a_second_identity_beside_iamport() {
             }
             let page = b.get_html("/signup").await;
             assert_eq!(page.status(), 403);
-            assert!(page.text().await.unwrap().contains("휴대폰 본인인증"));
+            let page = page.text().await.unwrap();
+            assert!(page.contains("휴대폰 본인인증"));
+            // Its ways on: verify again (by phone), or as someone else.
+            assert!(
+                page.contains(r#"data-next="verify" href="/.verigate/verify?return_to=%2Fsignup""#),
+                "{page}"
+            );
+            assert!(page.contains(r#"data-next="switch""#), "{page}");
         }
     }
     // Only the TomoIDV-only page (once per nationality) reached the app; no signup did.
@@ -609,4 +602,94 @@ async fn a_korean_passport_is_not_a_second_identity_beside_iamport() {
     let back = window(&b, &uri, &JANE).await;
     assert_eq!(b.open_html(&back).await.status(), 302);
     assert_eq!(b.post("/signup", "name=jane").await.status(), 201);
+}
+
+/// Ask the sandbox's token endpoint for a token with this client assertion.
+async fn ask_token(env: &Env, assertion: &str) -> (u16, Value) {
+    let r = client()
+        .post(format!("http://{}/tomo/v1/oauth2/token", env.sandbox))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "idv.read"),
+            ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+            ("client_assertion", assertion),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json::<Value>().await.unwrap())
+}
+
+/// Ask the sandbox's token endpoint with `claims` signed by the sandbox client's key.
+async fn token_for(env: &Env, claims: &Value) -> (u16, Value) {
+    let pem = jwk_to_pem(verigate::sandbox::tomo::SANDBOX_CLIENT_JWK).unwrap();
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.typ = Some("JWT".into());
+    ask_token(env, &jsonwebtoken::encode(&header, claims, &key).unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_takes_an_array_aud_and_any_case_of_bearer() {
+    let env = env().await;
+    let token_url = format!("http://{}/tomo/v1/oauth2/token", env.sandbox);
+    let now = chrono::Utc::now().timestamp();
+    let claims = |aud: Value| {
+        json!({ "iss": "sandbox-client", "sub": "sandbox-client", "aud": aud, "iat": now,
+                "exp": now + 300, "jti": uuid::Uuid::new_v4().to_string() })
+    };
+    // RFC 7523 §3: `aud` may be an array holding the token endpoint.
+    let (s, body) = token_for(&env, &claims(json!(["https://other.example/", token_url]))).await;
+    assert_eq!(s, 200, "{body}");
+    // As README says: tokens live 1800 s in the sandbox.
+    assert_eq!(body["expires_in"], 1800);
+    // An array without the token endpoint is still refused.
+    let (s, body) = token_for(&env, &claims(json!(["https://other.example/"]))).await;
+    assert_eq!((s, body["error"].as_str()), (401, Some("invalid_client")));
+
+    // RFC 6750 / RFC 7235: the scheme's name is case-insensitive.
+    let (_, body) = token_for(&env, &claims(json!(token_url))).await;
+    let token = body["access_token"].as_str().unwrap();
+    let start = format!("http://{}/tomo/v1/idv/start", env.sandbox);
+    let c = client();
+    for (auth, want) in [
+        (format!("bearer {token}"), 200),
+        (format!("BEARER {token}"), 200),
+        (format!("Bearer {token}"), 200),
+        (format!("Basic {token}"), 401),
+        (format!("Bearer{token}"), 401),
+        ("bearer nope".to_string(), 401),
+    ] {
+        let r = c
+            .post(&start)
+            .header("authorization", &auth)
+            .json(&json!({"user_id": "u1", "kyc_policy": {"preset": "basic"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want, "{auth}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_start_answer_is_followed_and_callback_url_is_sent() {
+    let env = env().await;
+    // The API revision that names the start URL `idv_start_uri`.
+    env.tomo.use_legacy_start_name(true);
+    let mut b = env.browser();
+    let (uri, flow) = start(&mut b, "/adult").await;
+    assert!(uri.contains("/tomo/idv/"), "{uri}");
+    // callback_url went with the start request: the flow's own return URL.
+    let user_id = flow["user_id"].as_str().unwrap();
+    let callback = env.tomo.callback_url(user_id).expect("callback_url sent");
+    assert_eq!(callback, flow["redirect_url_success"].as_str().unwrap());
+    assert!(
+        callback.ends_with(&format!("/.verigate/tomo/return?state={user_id}")),
+        "{callback}"
+    );
+    let ret = window(&b, &uri, &JANE).await;
+    let r = b.open_html(&ret).await;
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    assert_eq!(r.headers()["location"], "/adult");
+    assert_eq!(b.get_html("/adult").await.status(), 200);
 }

@@ -12,11 +12,20 @@ pub struct FileConfig {
     pub listen: String,
     #[serde(default)]
     pub admin_listen: Option<String>,
-    pub upstream: FileUpstream,
+    /// The default upstream (routes that name none go there).
+    #[serde(default)]
+    pub upstream: Option<FileUpstream>,
+    /// Named upstreams (`upstreams: {shop: {...}, admin: {...}}`), chosen by `routes[].upstream`.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, FileUpstream>,
+    /// How upstream names are resolved.
+    #[serde(default)]
+    pub resolver: Option<FileResolver>,
     #[serde(default)]
     pub flow_prefix: Option<String>,
+    /// One URL (every host's flow returns there) or a list (one per host the flows serve).
     #[serde(default)]
-    pub public_url: Option<String>,
+    pub public_url: Option<OneOrMany>,
     #[serde(default)]
     pub timezone: Option<String>,
     #[serde(default)]
@@ -72,10 +81,52 @@ pub struct FileTuning {
     pub listener_tasks: Option<usize>,
 }
 
+/// A string, or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            OneOrMany::One(s) => std::slice::from_ref(s),
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// How upstream names (`app:8080`) are turned into addresses.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileResolver {
+    /// How often names are resolved again (default 30s).
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// How long one resolution may take (default 5s).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// A file in /etc/hosts form read first, afresh at each resolution.
+    #[serde(default)]
+    pub hosts_file: Option<String>,
+    /// Ask the system's resolver (getaddrinfo) for names the hosts file does not hold
+    /// (default true).
+    #[serde(default)]
+    pub system: Option<bool>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileUpstream {
     pub addrs: Vec<String>,
+    /// Consecutive failed connects after which an address is skipped (default 1).
+    #[serde(default)]
+    pub eject_after: Option<u32>,
+    /// How long a failed address is skipped (default 10s).
+    #[serde(default)]
+    pub eject_for: Option<String>,
     #[serde(default)]
     pub tls: bool,
     #[serde(default)]
@@ -163,11 +214,18 @@ pub struct FileRoute {
     pub require: Option<FileRequire>,
     #[serde(default)]
     pub forward: Vec<String>,
+    /// The upstream (a key of `upstreams`) this route's requests go to; the default
+    /// `upstream` when absent.
+    #[serde(default)]
+    pub upstream: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileMatch {
+    /// The request's host: `shop.example.com`, `*.example.com`, or a list of them.
+    #[serde(default)]
+    pub host: Option<OneOrMany>,
     #[serde(default)]
     pub path: Option<String>,
     #[serde(default)]

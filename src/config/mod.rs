@@ -73,9 +73,34 @@ pub struct Listen {
     pub addr: std::net::SocketAddr,
 }
 
-#[derive(Debug, Clone)]
+/// One entry of an upstream's `addrs`: an address, or a name resolved at start and again in
+/// the background (`crate::upstreams`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamAddr {
+    Ip(std::net::SocketAddr),
+    Name { host: String, port: u16 },
+}
+
+impl std::fmt::Display for UpstreamAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamAddr::Ip(a) => write!(f, "{a}"),
+            UpstreamAddr::Name { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// The name the top-level `upstream:` goes by (metrics, `/readyz`).
+pub const DEFAULT_UPSTREAM: &str = "default";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
-    pub addrs: Vec<std::net::SocketAddr>,
+    /// Its key under `upstreams`, or `default` for the top-level `upstream`.
+    pub name: String,
+    pub addrs: Vec<UpstreamAddr>,
+    /// Consecutive failed connects after which an address is skipped for `eject_for`.
+    pub eject_after: u32,
+    pub eject_for: Duration,
     pub tls: bool,
     pub sni: String,
     pub connect_timeout: Duration,
@@ -166,6 +191,67 @@ impl std::fmt::Debug for StoreConfig {
 /// Where the embedded store lives when the config names none.
 pub const DEFAULT_SQLITE_PATH: &str = "./verigate-state.db";
 
+/// How upstream names are resolved (`resolver:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolverConfig {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub hosts_file: Option<std::path::PathBuf>,
+    pub system: bool,
+}
+
+impl Default for ResolverConfig {
+    fn default() -> Self {
+        ResolverConfig {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+            hosts_file: None,
+            system: true,
+        }
+    }
+}
+
+/// Where provider return URLs point (`public_url`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PublicUrls {
+    /// Not set: the request's host, if a route names it (or no route names any host).
+    #[default]
+    FromHost,
+    /// One URL for every request.
+    One(String),
+    /// One per host; a request for another host gets no return URL (400).
+    PerHost(Vec<PublicUrl>),
+}
+
+/// One entry of a `public_url` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    pub host: crate::routing::HostPattern,
+    /// `https`, `http`.
+    pub scheme: String,
+    /// `:8443`, or empty for the scheme's port.
+    pub port: String,
+    /// Any path after the host, without a trailing `/`.
+    pub path: String,
+}
+
+impl PublicUrl {
+    /// The base URL for a request to `host` (which this entry's pattern matches).
+    pub fn base_for(&self, host: &str) -> String {
+        let host = match &self.host {
+            crate::routing::HostPattern::Exact(h) => h.as_str(),
+            crate::routing::HostPattern::Under(_) => host,
+        };
+        format!(
+            "{}://{}{}{}",
+            self.scheme,
+            host.to_ascii_lowercase(),
+            self.port,
+            self.path
+        )
+    }
+}
+
 /// Deadlines for slow clients and whom to believe about forwarding (a reload changes them for
 /// new requests).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,9 +294,12 @@ pub struct RuntimeConfig {
     /// `listen` / `admin_listen` as written (what a reload may not change).
     pub listen_spec: String,
     pub admin_spec: Option<String>,
-    pub upstream: Upstream,
+    /// Every upstream: the top-level `upstream` (if any) first, then `upstreams` by name.
+    /// Routes name theirs by index.
+    pub upstreams: Vec<Upstream>,
+    pub resolver: ResolverConfig,
     pub flow_prefix: String,
-    pub public_url: Option<String>,
+    pub public_url: PublicUrls,
     pub timezone: Tz,
     pub threads: usize,
     pub tuning: Tuning,
@@ -232,3 +321,20 @@ pub struct RuntimeConfig {
 }
 
 pub type SharedConfig = Arc<RuntimeConfig>;
+
+impl RuntimeConfig {
+    /// The upstream route `idx` sends its requests to.
+    pub fn upstream_of(&self, route: usize) -> Option<&Upstream> {
+        let i = self.routes.get(route).map_or(0, |r| r.upstream);
+        self.upstreams.get(i)
+    }
+
+    /// The longest `read_timeout` of any upstream.
+    pub fn longest_read_timeout(&self) -> Duration {
+        self.upstreams
+            .iter()
+            .map(|u| u.read_timeout)
+            .max()
+            .unwrap_or_default()
+    }
+}

@@ -76,6 +76,8 @@ fn start(client: &IamportClient, live: &Live, session: &Session) -> Reply {
         "popup": cfg.popup,
         "complete_url": format!("{prefix}/iamport/complete"),
         "sdk_url": cfg.sdk_url,
+        "channel_key": cfg.channel_key,
+        "pg": cfg.pg,
     });
     metrics::verification(PROVIDER, "started", "");
     SdkPage {
@@ -87,11 +89,15 @@ fn start(client: &IamportClient, live: &Live, session: &Session) -> Reply {
         failed: "인증에 실패했습니다 · Verification failed",
         sdk_global: "IMP",
         call: r#"    IMP.init(flow.imp_code);
-    IMP.certification({ merchant_uid: flow.merchant_uid, m_redirect_url: flow.m_redirect_url, popup: flow.popup },
+    var params = { merchant_uid: flow.merchant_uid, m_redirect_url: flow.m_redirect_url, popup: flow.popup };
+    if (flow.channel_key) { params.channelKey = flow.channel_key; }
+    if (flow.pg) { params.pg = flow.pg; }
+    IMP.certification(params,
       function (rsp) {
         if (!rsp || !rsp.success) { fail(rsp && rsp.error_msg); return; }
         finish(flow.complete_url, { imp_uid: rsp.imp_uid, merchant_uid: rsp.merchant_uid });
       });"#,
+        redirects_on_phones: !cfg.popup,
     }
     .reply(live, &flow, &params, &cfg.sdk_url)
 }
@@ -137,7 +143,18 @@ async fn verify(
     Ok((claims, flow))
 }
 
-/// Redirect mode: `GET {m_redirect_url}?imp_uid=..&merchant_uid=..&success=true|false`.
+/// Whether the SDK's redirect says the person gave up: an explicit `false` in `success` or in
+/// `imp_success` (the v1 SDK's mobile redirect names it so). Anything else leaves the decision
+/// to the server-side lookup of the result, which is what counts either way.
+fn said_failed(success: Option<&str>, imp_success: Option<&str>) -> bool {
+    [success, imp_success]
+        .into_iter()
+        .flatten()
+        .any(|v| v.trim().eq_ignore_ascii_case("false"))
+}
+
+/// Redirect mode: `GET {m_redirect_url}?imp_uid=..&merchant_uid=..&success=true|false` (or
+/// `imp_success=`).
 async fn on_return(
     client: &IamportClient,
     live: &Live,
@@ -147,8 +164,12 @@ async fn on_return(
     let html = true;
     let imp_uid = query_param(session, "imp_uid").unwrap_or_default();
     let merchant_uid = query_param(session, "merchant_uid");
-    let success = query_param(session, "success").as_deref() == Some("true");
-    if !success {
+    let failed = said_failed(
+        query_param(session, "success").as_deref(),
+        query_param(session, "imp_success").as_deref(),
+    );
+    // Without an imp_uid there is no result to look up: the person did not finish.
+    if failed || imp_uid.trim().is_empty() {
         let rt = read_flow(live, session).map(|f| f.return_to);
         let p = refuse(Refusal::NotCertified, live, rt.as_deref());
         return Reply::problem(&p, html);
@@ -202,4 +223,36 @@ async fn complete(
             Err(p) => Reply::problem(&p, false),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::said_failed;
+
+    #[test]
+    fn only_an_explicit_false_is_a_failure() {
+        for (success, imp_success) in [
+            (Some("false"), None),
+            (None, Some("false")),
+            (Some("true"), Some("false")),
+            (Some("false"), Some("true")),
+            (Some("FALSE"), None),
+        ] {
+            assert!(
+                said_failed(success, imp_success),
+                "{success:?} {imp_success:?}"
+            );
+        }
+        for (success, imp_success) in [
+            (Some("true"), None),
+            (None, Some("true")),
+            (None, None),
+            (Some(""), None),
+        ] {
+            assert!(
+                !said_failed(success, imp_success),
+                "{success:?} {imp_success:?}"
+            );
+        }
+    }
 }

@@ -265,6 +265,7 @@ fn start(client: &IfreeClient, live: &Live, session: &Session) -> Reply {
       if (!res || !res.ptn_token) { fail(res && res.message); return; }
       finish(flow.login_url, { ptn_token: res.ptn_token, state: res.state || flow.state });
     });"#,
+        redirects_on_phones: true,
     }
     .reply(live, &flow, &params, &cfg.sdk_url)
 }

@@ -9,7 +9,7 @@ pub mod registry;
 mod tomo;
 
 use crate::answers::Refusal;
-use crate::answers::{escape, page, wants_html, Problem, Reply};
+use crate::answers::{escape, page, wants_html, Problem, Reply, BACK_MARK};
 use crate::clock::unix_now;
 use crate::live::revoked::Revoked;
 use crate::live::{read_cookie, session_id, Live, ProviderFlow};
@@ -40,6 +40,15 @@ fn enc(s: &str) -> String {
 
 pub fn verify_url(prefix: &str, return_to: &str) -> String {
     format!("{prefix}/verify?return_to={}", enc(return_to))
+}
+
+/// Where "verify as someone else" posts: the logout, which ends this browser's session and then
+/// sends it to a fresh verification back to `return_to`.
+pub fn switch_action(prefix: &str, return_to: &str) -> String {
+    format!(
+        "{prefix}/logout?return_to={}",
+        enc(&verify_url(prefix, return_to))
+    )
 }
 
 /// `return_to` is accepted only as a same-site path: `/...`, never `//`, `/\`, a scheme or
@@ -206,6 +215,9 @@ pub(crate) struct SdkPage<'a> {
     /// The global the SDK defines (`IMP`, `PortOne`, `IfreeLogin`).
     pub sdk_global: &'a str,
     pub call: &'a str,
+    /// On a phone the SDK goes by redirection (no popup a browser would block without a
+    /// click): the page then opens the provider by itself.
+    pub redirects_on_phones: bool,
 }
 
 impl SdkPage<'_> {
@@ -229,20 +241,28 @@ impl SdkPage<'_> {
       .then(function (j) { if (j.redirect) { location.href = j.redirect; } else { fail(j.message); } })
       .catch(function () { fail(); });
   }
-  document.getElementById('verigate-start').addEventListener('click', function () {
+  function start() {
     if (!window.__GLOBAL__) { fail('인증 모듈을 불러오지 못했습니다 · The verification script did not load'); return; }
 __CALL__
-  });
+  }
+  document.getElementById('verigate-start').addEventListener('click', start);
+  // A phone needs no click: the SDK redirects there. Not when the person came back to this
+  // page with the back button (they would be sent forward again at once).
+  var nav = window.performance && performance.getEntriesByType ? performance.getEntriesByType('navigation')[0] : null;
+  var phone = /Android|iPhone|iPad|iPod|Mobile/i.test(navigator.userAgent);
+  if (flow.autostart && phone && !(nav && nav.type === 'back_forward')) { start(); }
 })();
 </script>"#;
         let script = SCRIPT
             .replace("__FAILED__", self.failed)
             .replace("__GLOBAL__", self.sdk_global)
             .replace("__CALL__", self.call);
+        let mut params = params.clone();
+        params["autostart"] = serde_json::Value::Bool(self.redirects_on_phones);
         let body = format!(
-            r#"<h1>{}</h1><p class="en"><strong>{}</strong></p>{}
+            r#"<h1>{}</h1><p class="en"><strong>{}</strong></p>{}{KEPT_MARK}
 <button id="verigate-start" type="button">{}</button>
-<p id="verigate-status" role="status"></p>
+<p id="verigate-status" role="status"></p>{BACK_MARK}
 <script id="verigate-flow" type="application/json">{}</script>
 <script src="{}"></script>
 {script}"#,
@@ -250,7 +270,7 @@ __CALL__
             escape(self.heading_en),
             self.intro,
             escape(self.button),
-            crate::answers::script_json(params),
+            crate::answers::script_json(&params),
             escape(sdk_url),
         );
         Reply::html(200, page(self.title, &body)).cookie(flow_cookie(live, flow))
@@ -269,14 +289,14 @@ pub(crate) fn start_checks(
     let Some(return_to) = safe_return_to(query_param(session, "return_to").as_deref()) else {
         return Err(Reply::problem(&Problem::new(Refusal::BadReturnTo), html));
     };
-    if !providers_for(live, &return_to).contains(&provider) {
-        return Err(Reply::problem(
-            &Problem::new(Refusal::ProviderNotAccepted),
-            html,
-        ));
+    if !providers_for(live, session, &return_to).contains(&provider) {
+        // The page's own ways to verify are one step away.
+        let p = Problem::new(Refusal::ProviderNotAccepted)
+            .with_next(verify_url(&live.cfg.flow_prefix, &return_to));
+        return Err(Reply::problem(&p, html));
     }
     let Some(base) = public_base(live, session) else {
-        return Err(Reply::problem(&Problem::new(Refusal::BadRequest), html));
+        return Err(Reply::problem(&Problem::new(Refusal::UnknownHost), html));
     };
     Ok((return_to, base))
 }
@@ -290,8 +310,19 @@ pub(crate) fn fresh_nonce() -> String {
     )
 }
 
-/// The providers a `return_to` accepts: its route's list, or every configured one.
-fn providers_for(live: &Live, return_to: &str) -> Vec<ProviderId> {
+/// A provider's start page for `return_to`.
+fn start_url(prefix: &str, provider: ProviderId, return_to: &str) -> String {
+    format!(
+        "{prefix}/{}/start?return_to={}",
+        provider.as_str(),
+        enc(return_to)
+    )
+}
+
+/// The providers a `return_to` on this request's host accepts: its route's list, or every
+/// configured one.
+fn providers_for(live: &Live, session: &Session, return_to: &str) -> Vec<ProviderId> {
+    let host = crate::routing::host::request_host(session.req_header());
     let cfg = &live.cfg;
     let all: Vec<ProviderId> = live.flows().iter().map(|f| f.id()).collect();
     let Ok(norm) = normalize(return_to) else {
@@ -299,7 +330,7 @@ fn providers_for(live: &Live, return_to: &str) -> Vec<ProviderId> {
     };
     match cfg
         .routes
-        .find(&[&http::Method::GET], &norm)
+        .find(&[&http::Method::GET], host, &norm)
         .and_then(|f| f.route())
     {
         Some(i) => match cfg.routes.get(i).and_then(|r| r.require.as_ref()) {
@@ -363,31 +394,58 @@ pub(crate) fn read_flow(live: &Live, session: &Session) -> Option<FlowClaims> {
     live.cfg.session.keys.open_flow(raw, unix_now()).ok()
 }
 
-/// Base URL for absolute links back to verigate (provider return URLs).
+/// Base URL for absolute links back to verigate (provider return URLs): the configured public
+/// URL, the one configured for the request's host, or (none configured) the request's host
+/// when a route names it (or no route names any host). None: a host verigate does not serve,
+/// which never ends up in a return URL.
 pub(crate) fn public_base(live: &Live, session: &Session) -> Option<String> {
-    if let Some(u) = &live.cfg.public_url {
-        return Some(u.clone());
+    use crate::config::PublicUrls;
+    let req = session.req_header();
+    let host = crate::routing::host::request_host(req).filter(|h| {
+        h.len() <= 255
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    });
+    match &live.cfg.public_url {
+        PublicUrls::One(u) => Some(u.clone()),
+        PublicUrls::PerHost(list) => {
+            let h = host?;
+            list.iter()
+                .find(|p| p.host.matches(h))
+                .map(|p| p.base_for(h))
+        }
+        PublicUrls::FromHost => {
+            let h = host?;
+            let routes = live.cfg.routes.routes();
+            let named = routes.iter().any(|r| !r.rule.hosts().is_empty());
+            if named
+                && !routes
+                    .iter()
+                    .any(|r| r.rule.hosts().iter().any(|p| p.matches(h)))
+            {
+                return None;
+            }
+            // The port as the request named it (the request host has none).
+            let authority = req
+                .headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| req.uri.authority().map(|a| a.as_str()))?;
+            let ok = authority.len() <= 255
+                && authority
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+            if !ok {
+                return None;
+            }
+            let scheme = if live.cfg.session.secure {
+                "https"
+            } else {
+                "http"
+            };
+            Some(format!("{scheme}://{authority}"))
+        }
     }
-    let host = session
-        .req_header()
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| session.req_header().uri.authority().map(|a| a.as_str()))?;
-    let ok = !host.is_empty()
-        && host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
-    if !ok {
-        return None;
-    }
-    let scheme = if live.cfg.session.secure {
-        "https"
-    } else {
-        "http"
-    };
-    Some(format!("{scheme}://{host}"))
 }
 
 /// Read a small request body (JSON posts from the page or provider callbacks).
@@ -444,7 +502,34 @@ pub async fn handle(
             None => no_route(),
         },
     };
-    reply.send(session).await
+    kept_note(live, session, reply).send(session).await
+}
+
+/// Where a page on the way to verifying (the choice page, a start page) says that this
+/// browser's form is kept; filled in by [`kept_note`].
+const KEPT_MARK: &str = "<!--verigate-kept-->";
+
+/// The page's word that the form is kept, where its `return_to` is the address of this
+/// browser's kept form post (its kept-request cookie); nothing otherwise.
+fn kept_note(live: &Live, session: &Session, mut reply: Reply) -> Reply {
+    let mark = KEPT_MARK.as_bytes();
+    let Some(at) = reply.body.windows(mark.len()).position(|w| w == mark) else {
+        return reply;
+    };
+    let kept = safe_return_to(query_param(session, "return_to").as_deref())
+        .is_some_and(|rt| has_kept(live, session, &rt));
+    let note = match kept {
+        true => {
+            r#"<p class="kept">보내신 양식은 보관해 두었습니다. 인증을 마치면 바로 전송됩니다.</p><p class="en kept">Your form is kept: it is sent as soon as you have verified.</p>"#
+        }
+        false => "",
+    };
+    let mut body = Vec::with_capacity(reply.body.len() + note.len());
+    body.extend_from_slice(&reply.body[..at]);
+    body.extend_from_slice(note.as_bytes());
+    body.extend_from_slice(&reply.body[at + mark.len()..]);
+    reply.body = body.into();
+    reply
 }
 
 /// The provider whose own callback path (outside the flow prefix) `normalized` is.
@@ -480,34 +565,34 @@ fn choice_page(live: &Live, session: &Session) -> Reply {
         return Reply::problem(&Problem::new(Refusal::BadReturnTo), html);
     };
     let prefix = &live.cfg.flow_prefix;
-    let providers = providers_for(live, &return_to);
+    let providers = providers_for(live, session, &return_to);
+    // One way to verify: no choice to make, straight to its start page.
+    if let [only] = providers.as_slice() {
+        return Reply::redirect(&start_url(prefix, *only, &return_to));
+    }
     let mut links = String::new();
     for p in &providers {
         let (ko, en) = p.label();
         links.push_str(&format!(
-            r#"<a class="button" data-provider="{id}" href="{prefix}/{id}/start?return_to={rt}">{ko} · {en}</a>"#,
+            r#"<a class="choice" data-provider="{id}" href="{href}">{icon}<span><strong>{ko}</strong><span class="en">{en}</span><span class="via">{via}</span></span></a>"#,
             id = p.as_str(),
-            prefix = escape(prefix),
-            rt = escape(&enc(&return_to)),
+            href = escape(&start_url(prefix, *p, &return_to)),
+            icon = choice_icon(*p),
             ko = escape(ko),
             en = escape(en),
+            via = escape(p.via()),
         ));
     }
     if providers.is_empty() {
-        links.push_str("<p>이 페이지에 설정된 인증 수단이 없습니다. · No verification method is configured for this page.</p>");
+        links.push_str("<p>이 페이지에 설정된 인증 수단이 없습니다.</p><p class=\"en\">No verification method is configured for this page.</p>");
     }
-    let kept = if has_kept(live, session, &return_to) {
-        r#"<p class="kept">보내신 양식은 보관해 두었습니다. 인증을 마치면 바로 전송됩니다.</p><p class="en kept">Your form is kept: it is sent as soon as you have verified.</p>"#
-    } else {
-        ""
-    };
     Reply::html(
         200,
         page(
             "본인인증 · Verify your identity",
             &format!(
                 r#"<h1>본인인증</h1><p class="en"><strong>Verify your identity</strong></p>
-<p>계속하려면 인증 수단을 선택하세요.</p><p class="en">Choose how to verify to continue.</p>{kept}{links}"#
+<p>계속하려면 인증 수단을 선택하세요.</p><p class="en">Choose how to verify to continue.</p>{KEPT_MARK}{links}{BACK_MARK}"#
             ),
         ),
     )
@@ -519,6 +604,22 @@ fn has_kept(live: &Live, session: &Session, return_to: &str) -> bool {
     read_cookie(session.req_header(), &s.kept_cookie)
         .and_then(|c| s.keys.open_kept(c, unix_now()).ok())
         .is_some_and(|k| k.return_to == return_to)
+}
+
+/// A small picture of the kind of verification (a phone, an ID card, a key), so two ways
+/// look different at a glance.
+fn choice_icon(p: ProviderId) -> &'static str {
+    match p {
+        ProviderId::Iamport | ProviderId::Portone => {
+            r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="6" y="2" width="12" height="20" rx="2.5"/><path d="M10 18.5h4"/></svg>"#
+        }
+        ProviderId::Tomo => {
+            r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="2.5" y="5" width="19" height="14" rx="2"/><circle cx="8.5" cy="11" r="2.2"/><path d="M5.5 16c.6-1.6 1.7-2.3 3-2.3s2.4.7 3 2.3M14 10h4.5M14 13.5h3"/></svg>"#
+        }
+        ProviderId::Ifree => {
+            r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><circle cx="8" cy="12" r="4"/><path d="M12 12h9M18 12v3M21 12v2"/></svg>"#
+        }
+    }
 }
 
 /// Whether a request comes from this site's own pages: `Sec-Fetch-Site` (`same-origin`, or
@@ -590,8 +691,10 @@ fn logout_page(live: &Live, session: &Session) -> Reply {
             &format!(
                 r#"<h1>로그아웃</h1><p class="en"><strong>Log out</strong></p>
 <p>이 브라우저의 본인인증을 끝냅니다.</p><p class="en">This ends your verification in this browser.</p>
-<form method="post" action="{}"><button type="submit">로그아웃 · Log out</button></form>"#,
-                escape(&action)
+<form method="post" action="{}"><button type="submit">로그아웃 · Log out</button></form>
+<a class="back" data-next="back" href="{}">← 취소 · Cancel</a>"#,
+                escape(&action),
+                escape(&to),
             ),
         ),
     )

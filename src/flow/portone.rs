@@ -103,6 +103,7 @@ fn start(client: &PortoneClient, live: &Live, session: &Session) -> Reply {
         finish(flow.complete_url, { identityVerificationId: res.identityVerificationId });
       })
       .catch(function () { fail(); });"#,
+        redirects_on_phones: true,
     }
     .reply(live, &flow, &params, &cfg.sdk_url)
 }

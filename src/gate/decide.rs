@@ -94,6 +94,7 @@ mod tests {
             rule: MatchRule::new("/r", true, vec![], false, false),
             require,
             forward: Forward::default(),
+            upstream: 0,
         }
     }
 

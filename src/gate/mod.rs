@@ -1,7 +1,8 @@
 //! The proxy: Pingora's phases, each doing one job.
 //! - `request_filter`: strip identity headers, normalise the path, serve verigate's own
 //!   endpoints, match the route, check the session, age and account rules.
-//! - `upstream_peer`: pick an upstream address.
+//! - `upstream_peer`: pick an address of the route's upstream (`crate::upstreams`).
+//! - `fail_to_connect` / `connected_to_upstream`: passive health of that address.
 //! - `upstream_request_filter`: inject verified identity headers, keep verigate's cookies home.
 //! - `upstream_response_filter`: note the upstream's status and time.
 //! - `response_filter`: settle one-account reservations on the upstream's answer.
@@ -28,7 +29,6 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::{Error, Result};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,6 @@ pub struct Gate {
     pub store: Arc<dyn Store>,
     /// Sessions ended by logout (on any instance sharing the store).
     pub revoked: Arc<crate::live::revoked::Revoked>,
-    next_upstream: AtomicUsize,
 }
 
 /// A response header through which the app says a signup did not happen (`rejected`, e.g. a
@@ -52,7 +51,7 @@ const SIGNUP_BODY_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a one-account reservation may stay open before a crash is assumed: longer than
 /// any request that holds it can live (its body's deadline, then the upstream's answer).
 fn reservation_ttl(cfg: &crate::config::RuntimeConfig) -> Duration {
-    SIGNUP_BODY_DEADLINE + cfg.upstream.read_timeout + Duration::from_secs(60)
+    SIGNUP_BODY_DEADLINE + cfg.longest_read_timeout() + Duration::from_secs(60)
 }
 
 #[derive(Default)]
@@ -86,6 +85,10 @@ pub struct Ctx {
     kept_spent: bool,
     /// What became of a kept request here, for the metric (`kept`, `resumed`, `gone`, ...).
     kept_outcome: Option<&'static str>,
+    /// The route's upstream pool, once an address was picked from it.
+    pool: Option<Arc<crate::upstreams::Pool>>,
+    /// Addresses whose connect failed for this request (a retry goes elsewhere).
+    tried: Vec<std::net::SocketAddr>,
 }
 
 /// The fields of one access-log line (public for the benchmark of writing one). Written by
@@ -159,7 +162,6 @@ impl Gate {
             live,
             store,
             revoked,
-            next_upstream: AtomicUsize::new(0),
         }
     }
 
@@ -244,7 +246,10 @@ impl Gate {
                     }
                     return Ok(true);
                 }
-                decide::Decision::Refuse(r) => return refuse(session, ctx, Problem::new(r)).await,
+                decide::Decision::Refuse(r) => {
+                    let p = session_refusal(session, cfg, r);
+                    return refuse(session, ctx, p).await;
+                }
                 decide::Decision::Admit { age_ok, reserve } => (age_ok, reserve),
             };
         let Some(verified) = opened else {
@@ -273,7 +278,8 @@ impl Gate {
                     ctx.reservation = Some((route.name.clone(), claims.ci_hash.clone(), commit_on));
                 }
                 Ok(Reservation::Taken) | Ok(Reservation::InProgress) => {
-                    return refuse(session, ctx, Problem::new(Refusal::DuplicateAccount)).await;
+                    let p = session_refusal(session, cfg, Refusal::DuplicateAccount);
+                    return refuse(session, ctx, p).await;
                 }
                 Err(e) => {
                     tracing::warn!(route = %route.name, error = %e, "store unavailable; failing closed");
@@ -455,7 +461,10 @@ impl Gate {
             all = one.into_iter().chain(&overrides).collect();
             &all
         };
-        let idx = match cfg.routes.find(methods, &normalized) {
+        // One reading of the host (the Host header, which an absolute-form target was made to
+        // agree with above) chooses the route, and goes upstream unchanged.
+        let host = crate::routing::host::request_host(session.req_header());
+        let idx = match cfg.routes.find(methods, host, &normalized) {
             Some(routes::Found::Route(idx)) => idx,
             Some(routes::Found::MethodNotAllowed(idx)) => {
                 ctx.route = Some(idx);
@@ -519,9 +528,40 @@ impl Gate {
     }
 }
 
+/// An upstream with no address to try: answered as an app that cannot be reached (502).
+fn no_address(why: &'static str) -> Box<Error> {
+    let mut e = Error::explain(pingora::ErrorType::ConnectNoRoute, why);
+    e.esource = pingora::ErrorSource::Upstream;
+    e
+}
+
 /// GET, HEAD and OPTIONS: the methods that never sign anyone up.
 fn is_safe(m: &http::Method) -> bool {
     m == http::Method::GET || m == http::Method::HEAD || m == http::Method::OPTIONS
+}
+
+/// A refusal of the person a valid session names (under age, already signed up, ...): the page
+/// offers "verify as someone else" (end this session, verify afresh, back to this address) and,
+/// where another verification of the same person can pass (another method), "verify again".
+fn session_refusal(session: &Session, cfg: &crate::config::RuntimeConfig, r: Refusal) -> Problem {
+    let here = here(session);
+    let p = Problem::new(r).with_switch(crate::flow::switch_action(&cfg.flow_prefix, here));
+    match r {
+        Refusal::AgeUnknown | Refusal::KoreanNational => {
+            p.with_next(crate::flow::verify_url(&cfg.flow_prefix, here))
+        }
+        _ => p,
+    }
+}
+
+/// The address this request asked for (path and query): where a verification returns to.
+fn here(session: &Session) -> &str {
+    session
+        .req_header()
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
 }
 
 /// Answer a refusal (its `error` code is also the decision the access line and metrics name).
@@ -633,19 +673,58 @@ impl ProxyHttp for Gate {
             Some(l) => l.clone(),
             None => self.live.load_full(),
         };
-        let up = &live.cfg.upstream;
-        if up.addrs.is_empty() {
-            return Err(Error::explain(
-                pingora::ErrorType::ConnectNoRoute,
-                "no upstream address",
-            ));
-        }
-        let i = self.next_upstream.fetch_add(1, Ordering::Relaxed) % up.addrs.len();
-        ctx.upstream_addr = Some(up.addrs[i]);
-        let mut peer = HttpPeer::new(up.addrs[i], up.tls, up.sni.clone());
+        let idx = ctx
+            .route
+            .and_then(|r| live.cfg.routes.get(r))
+            .map_or(0, |r| r.upstream);
+        let (Some(pool), Some(up)) = (live.pool(idx), live.cfg.upstreams.get(idx)) else {
+            return Err(no_address("no upstream configured"));
+        };
+        // A name that has never resolved leaves the pool empty: 502, as for an app down.
+        let Some(addr) = pool.pick(&ctx.tried) else {
+            return Err(no_address("the upstream's names resolve to no address"));
+        };
+        ctx.upstream_addr = Some(addr);
+        ctx.pool = Some(pool.clone());
+        let mut peer = HttpPeer::new(addr, up.tls, up.sni.clone());
         peer.options.connection_timeout = Some(up.connect_timeout);
         peer.options.read_timeout = Some(up.read_timeout);
         Ok(Box::new(peer))
+    }
+
+    /// A connect that failed sets its address aside (after `eject_after` in a row) and, while
+    /// the pool has an address this request has not tried, the request is tried there: nothing
+    /// of it reached the app, so even a POST may go again.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let (Some(pool), Some(addr)) = (&ctx.pool, ctx.upstream_addr) {
+            pool.connect_failed(addr);
+            ctx.tried.push(addr);
+            let again = pool.untried(&ctx.tried);
+            e.set_retry(again);
+        }
+        e
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (false, Some(pool), Some(addr)) = (reused, &ctx.pool, ctx.upstream_addr) {
+            pool.connect_ok(addr);
+        }
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -660,7 +739,11 @@ impl ProxyHttp for Gate {
         };
         let cfg = &live.cfg;
         let route = self.route_name(ctx);
-        if cfg.upstream.preserve_header_case || !headers::origin_form(upstream) {
+        let preserve = ctx
+            .route
+            .and_then(|r| cfg.upstream_of(r))
+            .is_some_and(|u| u.preserve_header_case);
+        if preserve || !headers::origin_form(upstream) {
             upstream_edits(upstream, cfg, ctx, route, t)?;
         } else {
             headers::edit_plain(upstream, |h| upstream_edits(h, cfg, ctx, route, t))?;

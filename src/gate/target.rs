@@ -144,7 +144,14 @@ pub fn host(req: &RequestHeader) -> Result<(), TargetError> {
                         && !a.host().is_empty()
                         && (a.port_u16().is_some() || a.as_str() == a.host())
                 });
-            if plain {
+            // A target with an authority (absolute form; HTTP/2's `:authority`) must name the
+            // same host: routes are chosen by one reading of it.
+            let agrees = match (h.to_str(), req.uri.authority()) {
+                (Ok(h), Some(a)) => crate::routing::host::host_of(h)
+                    .eq_ignore_ascii_case(crate::routing::host::host_of(a.as_str())),
+                _ => true,
+            };
+            if plain && agrees {
                 Ok(())
             } else {
                 Err(TargetError::BadTarget)
@@ -309,6 +316,24 @@ mod tests {
         let mut two = req("GET", b"/", Some("a"));
         two.append_header("host", "a").unwrap();
         assert_eq!(host(&two), Err(TargetError::BadTarget));
+        // A target's authority (HTTP/2's `:authority`) and the Host header name one host.
+        let h2 = |authority: &str, host: &str| {
+            let mut r = req("GET", b"/x", Some(host));
+            r.set_uri(
+                Uri::builder()
+                    .scheme("https")
+                    .authority(authority)
+                    .path_and_query("/x")
+                    .build()
+                    .unwrap(),
+            );
+            r
+        };
+        assert_eq!(host(&h2("Shop.example", "shop.example:443")), Ok(()));
+        assert_eq!(
+            host(&h2("admin.example", "shop.example")),
+            Err(TargetError::BadTarget)
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the cache of opened sessions, swapped whole on reload. Below the gate and the flows.
 
 pub mod provider;
+pub mod refresh;
 pub mod revoked;
 pub mod sessions;
 
@@ -25,6 +26,8 @@ pub struct Live {
     sessions: sessions::SessionCache,
     /// Per-route metric handles for the common path (no label lookups per request).
     route_metrics: Vec<crate::metrics::RouteMetrics>,
+    /// One pool per `cfg.upstreams` entry, same order.
+    pools: Vec<Arc<crate::upstreams::Pool>>,
 }
 
 impl Live {
@@ -64,13 +67,44 @@ impl Live {
             .iter()
             .map(|r| crate::metrics::RouteMetrics::new(&r.name))
             .collect();
+        // An upstream whose addresses did not change keeps its resolved set and its health;
+        // a new one is resolved before it serves (bounded by resolver.timeout a name).
+        let pools = cfg
+            .upstreams
+            .iter()
+            .map(|spec| {
+                let pool = crate::upstreams::Pool::new(spec.clone());
+                let before = old.and_then(|o| {
+                    o.pools
+                        .iter()
+                        .find(|p| p.spec.name == spec.name && p.spec.addrs == spec.addrs)
+                });
+                match before {
+                    Some(b) => pool.inherit(b),
+                    None if pool.has_names() => pool.refresh(&cfg.resolver),
+                    None => {}
+                }
+                Arc::new(pool)
+            })
+            .collect();
         Live {
             cfg,
             flows,
             retired_keys,
             sessions: sessions::SessionCache::new(100_000, Duration::from_secs(300)),
             route_metrics,
+            pools,
         }
+    }
+
+    /// The pool of upstream `idx` (`cfg.upstreams`).
+    pub fn pool(&self, idx: usize) -> Option<&Arc<crate::upstreams::Pool>> {
+        self.pools.get(idx)
+    }
+
+    /// Every upstream's pool.
+    pub fn pools(&self) -> &[Arc<crate::upstreams::Pool>] {
+        &self.pools
     }
 
     /// The flow of a configured provider.

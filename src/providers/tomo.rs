@@ -64,9 +64,14 @@ struct TokenResponse {
     expires_in: Option<u64>,
 }
 
+/// `/v1/idv/start`'s answer: the person's start URL, named `start_idv_uri` (current) or
+/// `idv_start_uri` (an older public revision of the API).
 #[derive(Debug, Deserialize)]
 struct StartResponse {
-    start_idv_uri: String,
+    #[serde(default)]
+    start_idv_uri: Option<String>,
+    #[serde(default)]
+    idv_start_uri: Option<String>,
 }
 
 /// One result (`R` in the API).
@@ -227,9 +232,12 @@ impl TomoClient {
         success_url: &str,
         fail_url: &str,
     ) -> Result<String, ProviderError> {
+        // `callback_url` is how an older revision returns the person: sent too, as the
+        // success URL (a failure there carries no token and is refused as not certified).
         let mut body = serde_json::json!({
             "user_id": user_id,
             "kyc_policy": self.cfg.kyc_policy,
+            "callback_url": success_url,
             "redirect_url_success": success_url,
             "redirect_url_fail": fail_url,
         });
@@ -249,14 +257,18 @@ impl TomoClient {
         if !status.is_success() {
             return Err(ProviderError::BadResponse(format!("start HTTP {status}")));
         }
-        let s: StartResponse = serde_json::from_slice(&bytes)
-            .map_err(|_| ProviderError::BadResponse("start answer without start_idv_uri".into()))?;
-        if !(s.start_idv_uri.starts_with("https://") || s.start_idv_uri.starts_with("http://")) {
+        let uri = serde_json::from_slice::<StartResponse>(&bytes)
+            .ok()
+            .and_then(|s| s.start_idv_uri.or(s.idv_start_uri))
+            .ok_or_else(|| {
+                ProviderError::BadResponse("start answer without start_idv_uri".into())
+            })?;
+        if !(uri.starts_with("https://") || uri.starts_with("http://")) {
             return Err(ProviderError::BadResponse(
                 "start_idv_uri is not a URL".into(),
             ));
         }
-        Ok(s.start_idv_uri)
+        Ok(uri)
     }
 
     /// Every result the provider holds for `user_id` (a flow's id, or a PPID).

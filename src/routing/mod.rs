@@ -1,7 +1,10 @@
-//! Routes: the first rule whose path matches the normalised path decides (or refuses the
-//! method). Below config: imports only identity types.
+//! Routes: the first rule whose host and path match the request's host and normalised path
+//! decides (or refuses the method). Below config: imports only identity types.
 
+pub mod host;
 pub mod path;
+
+pub use host::HostPattern;
 
 use crate::identity::{Forward, ProviderId};
 use http::Method;
@@ -9,6 +12,8 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct MatchRule {
+    /// The hosts the rule takes (empty: any host, and requests without one).
+    hosts: Vec<HostPattern>,
     pattern: String,
     exact: bool,
     methods: Vec<Method>,
@@ -34,12 +39,28 @@ impl MatchRule {
             pattern.to_lowercase()
         };
         MatchRule {
+            hosts: Vec::new(),
             pattern,
             exact,
             methods,
             case_sensitive,
             fall_through,
         }
+    }
+
+    /// Take only requests for these hosts.
+    pub fn with_hosts(mut self, hosts: Vec<HostPattern>) -> Self {
+        self.hosts = hosts;
+        self
+    }
+
+    pub fn hosts(&self) -> &[HostPattern] {
+        &self.hosts
+    }
+
+    /// `host` as [`host::request_host`] reads it (None: the request names no host).
+    fn host_ok(&self, host: Option<&str>) -> bool {
+        self.hosts.is_empty() || host.is_some_and(|h| self.hosts.iter().any(|p| p.matches(h)))
     }
 
     pub fn method_ok(&self, m: &Method) -> bool {
@@ -90,10 +111,16 @@ impl MatchRule {
         } else {
             !self.exact && other.pattern.starts_with(&self.pattern)
         };
+        let hosts_covered = self.hosts.is_empty()
+            || (!other.hosts.is_empty()
+                && other
+                    .hosts
+                    .iter()
+                    .all(|o| self.hosts.iter().any(|s| s.covers(o))));
         let methods_covered = !self.fall_through
             || self.methods.is_empty()
             || (!other.methods.is_empty() && other.methods.iter().all(|m| self.method_ok(m)));
-        path_covered && methods_covered
+        hosts_covered && path_covered && methods_covered
     }
 }
 
@@ -158,6 +185,8 @@ pub struct Route {
     pub rule: MatchRule,
     pub require: Option<Require>,
     pub forward: Forward,
+    /// Index of the upstream its requests go to (`RuntimeConfig::upstreams`).
+    pub upstream: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -183,10 +212,11 @@ impl RouteTable {
         self.routes.get(idx)
     }
 
-    /// What the route table says of a request: the first route whose path matches the
-    /// *normalised* path decides, unless it does not list one of `methods` (the request method
-    /// and any method-override header) and falls through.
-    pub fn find(&self, methods: &[&Method], normalized: &str) -> Option<Found> {
+    /// What the route table says of a request: the first route whose host matches `host` (as
+    /// [`host::request_host`] reads it) and whose path matches the *normalised* path decides,
+    /// unless it does not list one of `methods` (the request method and any method-override
+    /// header) and falls through.
+    pub fn find(&self, methods: &[&Method], host: Option<&str>, normalized: &str) -> Option<Found> {
         let lower;
         let folded: &str = if self.any_case_insensitive
             && normalized
@@ -199,7 +229,7 @@ impl RouteTable {
             normalized
         };
         for (i, r) in self.routes.iter().enumerate() {
-            if !r.rule.path_ok(r.rule.fold(normalized, folded)) {
+            if !r.rule.host_ok(host) || !r.rule.path_ok(r.rule.fold(normalized, folded)) {
                 continue;
             }
             if methods.iter().all(|m| r.rule.method_ok(m)) {
@@ -262,6 +292,7 @@ mod tests {
             rule: rule(pattern, exact, methods, false),
             require: None,
             forward: Forward::default(),
+            upstream: 0,
         }
     }
 
@@ -275,7 +306,7 @@ mod tests {
 
     fn find(t: &RouteTable, m: &str, raw: &str) -> Option<String> {
         let n = crate::routing::path::normalize(raw).ok()?;
-        match t.find(&[&m.parse().unwrap()], &n)? {
+        match t.find(&[&m.parse().unwrap()], None, &n)? {
             Found::Route(i) => Some(t.routes()[i].name.clone()),
             Found::MethodNotAllowed(i) => Some(format!("405:{}", t.routes()[i].name)),
         }
@@ -330,9 +361,13 @@ mod tests {
             rule: MatchRule::new("/Admin", true, vec![], true, false),
             require: None,
             forward: Forward::default(),
+            upstream: 0,
         }]);
-        assert_eq!(t.find(&[&Method::GET], "/Admin"), Some(Found::Route(0)));
-        assert_eq!(t.find(&[&Method::GET], "/admin"), None);
+        assert_eq!(
+            t.find(&[&Method::GET], None, "/Admin"),
+            Some(Found::Route(0))
+        );
+        assert_eq!(t.find(&[&Method::GET], None, "/admin"), None);
     }
 
     #[test]
@@ -347,7 +382,7 @@ mod tests {
         let post = Method::POST;
         let put = Method::PUT;
         assert_eq!(
-            t.find(&[&post, &put], "/signup"),
+            t.find(&[&post, &put], None, "/signup"),
             Some(Found::MethodNotAllowed(1))
         );
     }
@@ -373,5 +408,57 @@ mod tests {
         get.rule = rule("/signup", true, &["GET"], true);
         let t = RouteTable::new(vec![get, route("post", "/signup", true, &["POST"])]);
         assert!(t.shadowed().is_empty());
+    }
+
+    fn on(r: Route, hosts: &[&str]) -> Route {
+        let hosts = hosts
+            .iter()
+            .map(|h| HostPattern::parse(h).unwrap())
+            .collect();
+        Route {
+            rule: r.rule.with_hosts(hosts),
+            ..r
+        }
+    }
+
+    #[test]
+    fn hosts_choose_routes() {
+        let t = RouteTable::new(vec![
+            on(route("admin", "/", false, &[]), &["admin.example.com"]),
+            on(route("shops", "/", false, &[]), &["*.shops.example"]),
+            route("rest", "/", false, &[]),
+        ]);
+        let name = |host: Option<&str>| {
+            t.find(&[&Method::GET], host, "/x")
+                .and_then(Found::route)
+                .map(|i| t.routes()[i].name.clone())
+        };
+        assert_eq!(name(Some("admin.example.com")).as_deref(), Some("admin"));
+        assert_eq!(name(Some("ADMIN.example.com")).as_deref(), Some("admin"));
+        assert_eq!(name(Some("a.shops.example")).as_deref(), Some("shops"));
+        assert_eq!(name(Some("shops.example")).as_deref(), Some("rest"));
+        assert_eq!(name(Some("other")).as_deref(), Some("rest"));
+        assert_eq!(name(None).as_deref(), Some("rest"));
+        assert!(t.shadowed().is_empty());
+        // A route for any host takes what a later route for one host would.
+        let t = RouteTable::new(vec![
+            route("rest", "/", false, &[]),
+            on(route("admin", "/", false, &[]), &["admin.example.com"]),
+            on(
+                route("a", "/a", true, &[]),
+                &["a.example.com", "b.example.com"],
+            ),
+            on(route("b", "/a", true, &[]), &["b.example.com"]),
+        ]);
+        assert_eq!(t.shadowed(), vec![(1, 0), (2, 0), (3, 0)]);
+        let t = RouteTable::new(vec![
+            on(route("any", "/", false, &[]), &["*.example.com"]),
+            on(
+                route("a", "/a", true, &[]),
+                &["a.example.com", "b.example.com"],
+            ),
+            on(route("c", "/a", true, &[]), &["c.example.org"]),
+        ]);
+        assert_eq!(t.shadowed(), vec![(1, 0)]);
     }
 }

@@ -25,7 +25,7 @@ fn received(headers: &HeaderMap) -> String {
             let v = v.to_str().unwrap_or("(binary)");
             let decoded = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
             rows.push_str(&format!(
-                "<tr><td><code>{}</code></td><td><code>{}</code></td></tr>",
+                "<dt><code>{}</code></dt><dd><code>{}</code></dd>",
                 escape(n),
                 escape(&decoded)
             ));
@@ -34,9 +34,9 @@ fn received(headers: &HeaderMap) -> String {
     if rows.is_empty() {
         return "<p><em>No X-Verified-* headers reached the app on this page (it is not gated).</em></p>".into();
     }
-    format!(
-        r#"<p>Headers the app received from verigate:</p><table style="font-size:.8rem;word-break:break-all">{rows}</table>"#
-    )
+    // Name above value: a long value (the DI, the signed assertion) wraps within its own line
+    // and never squeezes the names at a phone's width.
+    format!(r#"<p>Headers the app received from verigate:</p><dl class="headers">{rows}</dl>"#)
 }
 
 const NAV: &str = r#"<p><a href="/">Home</a> · <a href="/signup">Sign up</a> · <a href="/checkout">Checkout</a> · <a href="/whoami">Who am I</a></p>"#;
@@ -50,7 +50,7 @@ async fn handle(method: Method, uri: Uri, headers: HeaderMap) -> Response {
             format!(
                 r#"<h1>데모 상점 · Demo shop</h1><p>A legacy merchant app behind verigate. Sign-up and checkout need a verified adult (19+); this page is open.</p>
 <a class="button" href="/signup">회원가입 · Sign up</a><a class="button secondary" href="/checkout">결제 · Checkout</a><a class="button secondary" href="/whoami">Who am I?</a>
-<form method="post" action="/.verigate/logout"><button class="secondary" type="submit" style="background:#e8ecf5;color:#1d2330">로그아웃 · Forget my verification</button></form>
+<form method="post" action="/.verigate/logout"><button class="secondary" type="submit">로그아웃 · Forget my verification</button></form>
 {}"#,
                 received(&headers)
             ),

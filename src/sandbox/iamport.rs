@@ -30,7 +30,16 @@ pub struct IamportSim {
     token_ttl: Duration,
     token: Mutex<Option<(String, i64)>>,
     certs: Mutex<HashMap<String, Value>>,
+    /// The channel each certification was asked for (`channelKey`, `pg`), by imp_uid.
+    channels: Mutex<HashMap<String, Channel>>,
     token_requests: std::sync::atomic::AtomicU64,
+}
+
+/// The certification channel the page asked `IMP.certification` for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Channel {
+    pub channel_key: Option<String>,
+    pub pg: Option<String>,
 }
 
 impl IamportSim {
@@ -39,6 +48,7 @@ impl IamportSim {
             token_ttl,
             token: Mutex::new(None),
             certs: Mutex::new(HashMap::new()),
+            channels: Mutex::new(HashMap::new()),
             token_requests: Default::default(),
         })
     }
@@ -49,6 +59,15 @@ impl IamportSim {
         if let Some((_, exp)) = slot.as_mut() {
             *exp = now() - 1;
         }
+    }
+
+    /// The channel the certification `imp_uid` was made on (what the page passed to the SDK).
+    pub fn channel_of(&self, imp_uid: &str) -> Option<Channel> {
+        self.channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(imp_uid)
+            .cloned()
     }
 
     /// How many getToken calls succeeded (tests count token fetches with it).
@@ -206,23 +225,37 @@ struct FormQuery {
     merchant_uid: String,
     #[serde(default)]
     m_redirect_url: Option<String>,
+    #[serde(default)]
+    channel_key: Option<String>,
+    #[serde(default)]
+    pg: Option<String>,
 }
 
 async fn certify_form(Query(q): Query<FormQuery>) -> Html<String> {
-    let redirect = q
-        .m_redirect_url
-        .as_deref()
-        .map(|u| {
-            format!(
-                r#"<input type="hidden" name="m_redirect_url" value="{}">"#,
-                escape(u)
-            )
-        })
-        .unwrap_or_default();
+    let hidden = |name: &str, v: Option<&str>| {
+        v.filter(|v| !v.is_empty())
+            .map(|v| {
+                format!(
+                    r#"<input type="hidden" name="{name}" value="{}">"#,
+                    escape(v)
+                )
+            })
+            .unwrap_or_default()
+    };
+    let redirect = hidden("m_redirect_url", q.m_redirect_url.as_deref())
+        + &hidden("channel_key", q.channel_key.as_deref())
+        + &hidden("pg", q.pg.as_deref());
+    let channel = match (q.channel_key.as_deref(), q.pg.as_deref()) {
+        (None | Some(""), None | Some("")) => String::new(),
+        (k, pg) => format!(
+            r#"<p class="en">채널 · Channel: <code id="channel">{}</code></p>"#,
+            escape(k.filter(|k| !k.is_empty()).or(pg).unwrap_or(""))
+        ),
+    };
     Html(page(
         "Iamport sandbox · 본인인증",
         &format!(
-            r#"<h1>본인인증 (샌드박스)</h1><p class="en"><strong>Iamport sandbox certification</strong> — no real verification happens here.</p>
+            r#"<h1>본인인증 (샌드박스)</h1><p class="en"><strong>Iamport sandbox certification</strong> — no real verification happens here.</p>{channel}
 <form method="post" action="certify">
 <input type="hidden" name="imp_code" value="{imp_code}">
 <input type="hidden" name="merchant_uid" value="{merchant_uid}">
@@ -234,6 +267,7 @@ async fn certify_form(Query(q): Query<FormQuery>) -> Html<String> {
 <p><label>통신사 · Carrier <select name="carrier"><option>SKT</option><option>KT</option><option>LGT</option><option>SKT_MVNO</option><option>KT_MVNO</option><option>LGT_MVNO</option></select></label></p>
 <p><label>외국인 · Foreigner <select name="foreigner"><option>false</option><option>true</option></select></label></p>
 <p><label>결과 · Outcome (sandbox only) <select name="outcome"><option value="certified">certified</option><option value="uncertified">certified: false</option><option value="cancel">cancel</option></select></label></p>
+<p><label>결과 전달 방식 · Redirect flag (sandbox only) <select name="redirect_flag"><option value="success">success</option><option value="imp_success">imp_success (v1 SDK, mobile)</option></select></label></p>
 <button type="submit">인증하기 · Certify</button>
 </form>"#,
             imp_code = escape(&q.imp_code),
@@ -269,6 +303,14 @@ struct CertifyForm {
     /// Sandbox-only: pretend the certification happened this many seconds ago.
     #[serde(default)]
     certified_ago: Option<i64>,
+    /// Sandbox-only: the name of the result flag on the redirect back, `success` (default)
+    /// or `imp_success` (what the v1 SDK's mobile redirect carries).
+    #[serde(default)]
+    redirect_flag: Option<String>,
+    #[serde(default)]
+    channel_key: Option<String>,
+    #[serde(default)]
+    pg: Option<String>,
 }
 
 fn keyed(alg_len: usize, parts: &[&str]) -> String {
@@ -315,11 +357,15 @@ async fn certify_submit(
             .into_response();
     };
     let outcome = f.outcome.as_deref().unwrap_or("certified");
+    let flag = match f.redirect_flag.as_deref() {
+        Some("imp_success") => "imp_success",
+        _ => "success",
+    };
     if outcome == "cancel" {
         let pairs = [
             ("imp_uid", ""),
             ("merchant_uid", f.merchant_uid.as_str()),
-            ("success", "false"),
+            (flag, "false"),
             ("error_msg", "사용자가 본인인증을 취소하였습니다"),
         ];
         return finish(f.m_redirect_url.as_deref(), &pairs);
@@ -341,7 +387,8 @@ async fn certify_submit(
         "imp_uid": imp_uid,
         "merchant_uid": f.merchant_uid,
         "pg_tid": format!("sandbox{}", rand::thread_rng().gen_range(0..u32::MAX)),
-        "pg_provider": "danal",
+        // `pg` names a channel as `provider.mid` (`danal.im0001`).
+        "pg_provider": f.pg.as_deref().and_then(|p| p.split('.').next()).filter(|p| !p.is_empty()).unwrap_or("danal"),
         "name": name,
         "gender": f.gender.as_deref().filter(|g| *g == "male" || *g == "female"),
         "birthday": birthday.format("%Y-%m-%d").to_string(),
@@ -360,10 +407,21 @@ async fn certify_submit(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(imp_uid.clone(), cert);
+    let nonempty = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+    sim.channels
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(
+            imp_uid.clone(),
+            Channel {
+                channel_key: nonempty(&f.channel_key),
+                pg: nonempty(&f.pg),
+            },
+        );
     let pairs = [
         ("imp_uid", imp_uid.as_str()),
         ("merchant_uid", f.merchant_uid.as_str()),
-        ("success", "true"),
+        (flag, "true"),
     ];
     finish(f.m_redirect_url.as_deref(), &pairs)
 }
@@ -376,12 +434,11 @@ fn finish(m_redirect_url: Option<&str>, pairs: &[(&str, &str)]) -> Response {
     let mut data = serde_json::Map::new();
     data.insert("type".into(), json!("iamport-certification"));
     for (k, v) in pairs {
-        let v = if *k == "success" {
-            json!(*v == "true")
-        } else {
-            json!(v)
+        // The popup's callback always says `success` (the redirect flag is a URL's name).
+        match *k {
+            "success" | "imp_success" => data.insert("success".into(), json!(*v == "true")),
+            k => data.insert(k.into(), json!(v)),
         };
-        data.insert((*k).into(), v);
     }
     let data = crate::answers::script_json(&Value::Object(data));
     Html(page(
@@ -407,6 +464,8 @@ const SDK: &str = r#"/* verigate sandbox stand-in for https://cdn.iamport.kr/v1/
       params = params || {};
       callback = callback || function () {};
       var url = base + '/certify?imp_code=' + enc(this._code) + '&merchant_uid=' + enc(params.merchant_uid);
+      if (params.channelKey) { url += '&channel_key=' + enc(params.channelKey); }
+      if (params.pg) { url += '&pg=' + enc(params.pg); }
       if (params.popup === false && params.m_redirect_url) {
         location.href = url + '&m_redirect_url=' + enc(params.m_redirect_url);
         return;

@@ -18,7 +18,8 @@ pub const IAMPORT_SECRET: &str = "sandbox_secret";
 pub struct SandboxOptions {
     /// Lifetime of issued access tokens (Iamport: 30 minutes, like the real service).
     pub token_ttl: Duration,
-    /// Lifetime of TomoIDV access tokens (`expires_in`; unconfirmed upstream: 1 hour here).
+    /// Lifetime of TomoIDV access tokens (`expires_in`; unconfirmed upstream: 30 minutes
+    /// here, as Iamport's and as `verigate sandbox --token-ttl` defaults to).
     pub tomo_token_ttl: Duration,
     /// Extra TomoIDV clients: (client_id, public JWK JSON).
     pub tomo_clients: Vec<(String, String)>,
@@ -28,7 +29,7 @@ impl Default for SandboxOptions {
     fn default() -> Self {
         SandboxOptions {
             token_ttl: Duration::from_secs(30 * 60),
-            tomo_token_ttl: Duration::from_secs(3600),
+            tomo_token_ttl: Duration::from_secs(30 * 60),
             tomo_clients: Vec::new(),
         }
     }

@@ -4,7 +4,7 @@
 //! kyc_policy rules; `start_idv_uri` is a person window where a tester plays the visitor.
 
 use crate::answers::{escape, page};
-use crate::providers::tomo::{check_policy, AssertionClaims, CLIENT_ASSERTION_TYPE};
+use crate::providers::tomo::{check_policy, CLIENT_ASSERTION_TYPE};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -28,6 +28,18 @@ pub const SANDBOX_CLIENT_JWK: &str = include_str!("../../conf/sandbox/tomo-sandb
 
 const MAX_SKEW: i64 = 60;
 
+/// A client assertion's claims as the token endpoint reads them. `aud` is not among them: the
+/// validation checks it from the token itself, as a string or an array (RFC 7519 §4.1.3;
+/// RFC 7523 §3 lets it be either).
+#[derive(Debug, Deserialize)]
+struct ReceivedClaims {
+    iss: String,
+    sub: String,
+    iat: i64,
+    exp: i64,
+    jti: String,
+}
+
 #[derive(Clone)]
 struct IdvSession {
     client_id: String,
@@ -47,6 +59,10 @@ pub struct TomoSim {
     results: Mutex<HashMap<String, Vec<Value>>>,
     signing: EncodingKey,
     token_requests: std::sync::atomic::AtomicU64,
+    /// Answer `/v1/idv/start` with `idv_start_uri` (an older revision's name) instead.
+    legacy_start_name: std::sync::atomic::AtomicBool,
+    /// The `callback_url` each start request carried, by `user_id`.
+    callbacks: Mutex<HashMap<String, String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -100,7 +116,20 @@ impl TomoSim {
             results: Mutex::new(HashMap::new()),
             signing,
             token_requests: Default::default(),
+            legacy_start_name: Default::default(),
+            callbacks: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Name the start URL `idv_start_uri`, as an older revision of the API does.
+    pub fn use_legacy_start_name(&self, on: bool) {
+        self.legacy_start_name
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The `callback_url` the start request for `user_id` carried.
+    pub fn callback_url(&self, user_id: &str) -> Option<String> {
+        lock(&self.callbacks).get(user_id).cloned()
     }
 
     /// Successful token issues (tests count fetches with it).
@@ -179,7 +208,7 @@ async fn token(
         }
     };
     let _ = header;
-    let Ok(unverified) = jsonwebtoken::dangerous::insecure_decode::<AssertionClaims>(assertion)
+    let Ok(unverified) = jsonwebtoken::dangerous::insecure_decode::<ReceivedClaims>(assertion)
     else {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
@@ -198,7 +227,7 @@ async fn token(
     v.set_issuer(&[client_id.as_str()]);
     v.set_required_spec_claims(&["exp", "iat", "iss", "sub", "aud"]);
     v.leeway = 0;
-    let claims = match jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &v) {
+    let claims = match jsonwebtoken::decode::<ReceivedClaims>(assertion, &key, &v) {
         Ok(d) => d.claims,
         Err(e) => {
             return oauth_error(
@@ -251,9 +280,15 @@ async fn token(
         .into_response()
 }
 
+/// The client whose live access token the `Authorization` header carries. The scheme's name
+/// is case-insensitive (RFC 7235 §2.1; RFC 6750 §2.1 uses it so): `bearer` counts too.
 fn bearer(sim: &TomoSim, headers: &HeaderMap) -> Option<String> {
     let raw = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let tok = raw.strip_prefix("Bearer ")?;
+    let (scheme, tok) = raw.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let tok = tok.trim_start_matches(' ');
     match lock(&sim.tokens).get(tok) {
         Some((client, exp)) if *exp > now() => Some(client.clone()),
         _ => None,
@@ -305,17 +340,30 @@ async fn start(
         }
     }
     let sid = Alphanumeric.sample_string(&mut rand::thread_rng(), 20);
+    let user_id = s("user_id").unwrap_or_else(|| format!("anon_{sid}"));
+    let callback = s("callback_url");
+    if let Some(c) = &callback {
+        lock(&sim.callbacks).insert(user_id.clone(), c.clone());
+    }
+    // An older revision returns the person through `callback_url` alone.
     let session = IdvSession {
         client_id,
-        user_id: s("user_id").unwrap_or_else(|| format!("anon_{sid}")),
+        user_id,
         policy_key,
         country: s("country"),
-        success: s("redirect_url_success"),
-        fail: s("redirect_url_fail"),
+        success: s("redirect_url_success").or_else(|| callback.clone()),
+        fail: s("redirect_url_fail").or(callback),
     };
     lock(&sim.sessions).insert(sid.clone(), session);
-    Json(json!({ "start_idv_uri": format!("http://{}/tomo/idv/{sid}", host(&headers)) }))
-        .into_response()
+    let name = if sim
+        .legacy_start_name
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        "idv_start_uri"
+    } else {
+        "start_idv_uri"
+    };
+    Json(json!({ name: format!("http://{}/tomo/idv/{sid}", host(&headers)) })).into_response()
 }
 
 async fn result(

@@ -384,15 +384,19 @@ return 'ok'
         ttl: Duration,
         max_live: u64,
     ) -> Result<bool, StoreError> {
-        // Atomic: count the live ones (dropping the expired from the set), then keep.
+        // Atomic: count the live ones (dropping the expired from the set), then keep. The
+        // set's expiry times are on Redis's own clock, as the key's PX is: they agree, and
+        // instances whose clocks differ count alike.
         const KEEP: &str = r#"
-local now = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) == false and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Gone from the set exactly when the key is gone: Redis expires a key once now > its time.
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) == false and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
   return 0
 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[1])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
 return 1
 "#;
         let mut c = self.conn().await?;
@@ -403,7 +407,6 @@ return 1
                 .key(self.kept_set())
                 .arg(id)
                 .arg(sealed)
-                .arg(now_ms())
                 .arg(ttl.as_millis().max(1) as u64)
                 .arg(max_live)
                 .invoke_async(&mut c),

@@ -238,7 +238,11 @@ impl Env {
         let admin = built.admin_addr.unwrap();
         let stop = verigate::spawn(built.server);
         let client = client();
-        wait_ready(&client, admin).await;
+        if setup.proxy.start_unready {
+            wait_path(&client, admin, "/healthz").await;
+        } else {
+            wait_ready(&client, admin).await;
+        }
         Env {
             proxy,
             admin,
@@ -357,8 +361,13 @@ fn in_process_yaml(proxy: &Proxy, sandbox: SocketAddr, upstream: SocketAddr) -> 
 
 /// Poll until the proxy's admin listener answers (readiness, not a sleep).
 pub async fn wait_ready(client: &reqwest::Client, admin: SocketAddr) {
+    wait_path(client, admin, "/readyz").await
+}
+
+/// Poll until `path` on the admin listener answers 200.
+pub async fn wait_path(client: &reqwest::Client, admin: SocketAddr, path: &str) {
     for _ in 0..500 {
-        if let Ok(r) = client.get(format!("http://{admin}/readyz")).send().await {
+        if let Ok(r) = client.get(format!("http://{admin}{path}")).send().await {
             if r.status() == 200 {
                 return;
             }

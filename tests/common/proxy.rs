@@ -57,6 +57,7 @@ pub struct Route {
     matcher: Map<String, Value>,
     require: Option<Map<String, Value>>,
     forward: Vec<String>,
+    upstream: Option<String>,
 }
 
 impl Route {
@@ -72,6 +73,7 @@ impl Route {
             matcher,
             require: None,
             forward: Vec::new(),
+            upstream: None,
         }
     }
 
@@ -87,6 +89,22 @@ impl Route {
 
     pub fn name(mut self, name: &str) -> Route {
         self.name = name.into();
+        self
+    }
+
+    /// `match.host`: only requests for these hosts (`shop.example`, `*.example.com`).
+    pub fn host<const N: usize>(mut self, hosts: [&str; N]) -> Route {
+        let v = match hosts.as_slice() {
+            [one] => json!(one),
+            many => json!(many),
+        };
+        self.matcher.insert("host".into(), v);
+        self
+    }
+
+    /// `upstream`: the named upstream (`Proxy::named_upstream`) its requests go to.
+    pub fn upstream(mut self, name: &str) -> Route {
+        self.upstream = Some(name.into());
         self
     }
 
@@ -163,6 +181,9 @@ impl Route {
         }
         if !self.forward.is_empty() {
             r["forward"] = json!(self.forward);
+        }
+        if let Some(u) = &self.upstream {
+            r["upstream"] = json!(u);
         }
         r
     }
@@ -349,10 +370,17 @@ pub struct Proxy {
     routes: Vec<Route>,
     store: Storage,
     upstream: Map<String, Value>,
+    /// `upstreams:` by name (each with its `addrs` already).
+    named: Map<String, Value>,
+    /// The default upstream's `addrs` as written (a name, say) instead of the stack's app.
+    upstream_addrs: Option<Vec<String>>,
     session: Map<String, Value>,
     top: Map<String, Value>,
     /// Write the config to a file and enable reload (admin `POST /reload`).
     pub(super) reloadable: bool,
+    /// Started, it may answer `/readyz` with 503 (an upstream without addresses yet): the
+    /// stack waits for `/healthz` instead.
+    pub(super) start_unready: bool,
 }
 
 impl Proxy {
@@ -370,8 +398,11 @@ impl Proxy {
                 .as_object()
                 .unwrap()
                 .clone(),
+            named: Map::new(),
+            upstream_addrs: None,
             top: Map::new(),
             reloadable: false,
+            start_unready: false,
         }
     }
 
@@ -442,6 +473,42 @@ impl Proxy {
         )
     }
 
+    /// `upstreams.<name>`: a named upstream at these addresses (`host:port`), with any other
+    /// keys of `extra` (`eject_for`, ...). Routes choose it with `Route::upstream`.
+    pub fn named_upstream<S: AsRef<str>>(
+        mut self,
+        name: &str,
+        addrs: impl IntoIterator<Item = S>,
+        extra: Value,
+    ) -> Proxy {
+        let addrs: Vec<String> = addrs.into_iter().map(|a| a.as_ref().to_string()).collect();
+        let mut u = json!({ "addrs": addrs, "read_timeout": "5s" });
+        if let Value::Object(m) = extra {
+            u.as_object_mut().unwrap().extend(m);
+        }
+        self.named.insert(name.into(), u);
+        self
+    }
+
+    /// The default upstream's `addrs` as written (names, dead addresses), in place of the
+    /// stack's own app.
+    pub fn upstream_addrs<S: AsRef<str>>(mut self, addrs: impl IntoIterator<Item = S>) -> Proxy {
+        self.upstream_addrs = Some(addrs.into_iter().map(|a| a.as_ref().to_string()).collect());
+        self
+    }
+
+    /// Any other key of the default upstream (`eject_for`, `eject_after`, ...).
+    pub fn upstream_set(mut self, key: &str, value: Value) -> Proxy {
+        self.upstream.insert(key.into(), value);
+        self
+    }
+
+    /// The stack may start with an upstream that has no address yet (`/readyz` 503).
+    pub fn may_start_unready(mut self) -> Proxy {
+        self.start_unready = true;
+        self
+    }
+
     /// Write the config to a file and enable reload (`Env::config_path`, `Env::reload`).
     pub fn reloadable(mut self) -> Proxy {
         self.reloadable = true;
@@ -463,7 +530,11 @@ impl Proxy {
     /// The config tree for a proxy in front of `upstream`, its providers on `sandbox`.
     pub fn to_value(&self, sandbox: SocketAddr, upstream: SocketAddr) -> Value {
         let mut up = self.upstream.clone();
-        up.insert("addrs".into(), json!([upstream.to_string()]));
+        let addrs = match &self.upstream_addrs {
+            Some(a) => json!(a),
+            None => json!([upstream.to_string()]),
+        };
+        up.insert("addrs".into(), addrs);
         let providers: Map<String, Value> = self
             .providers
             .iter()
@@ -480,6 +551,9 @@ impl Proxy {
             "store": self.store.0,
             "routes": routes,
         });
+        if !self.named.is_empty() {
+            v["upstreams"] = json!(self.named);
+        }
         v.as_object_mut().unwrap().extend(self.top.clone());
         v
     }

@@ -168,3 +168,21 @@ async fn echo(
     };
     (status, Json(v))
 }
+
+/// The echo app on `addr` (another loopback address, a port another test freed): what reaches
+/// it goes to `e`.
+pub async fn spawn_echo_at(e: &Arc<Echo>, addr: SocketAddr) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let a = l.local_addr().unwrap();
+    let r = Router::new().fallback(any(echo)).with_state(e.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(l, r).await;
+    });
+    a
+}
+
+/// An address where nothing listens (a port just bound and let go): connects are refused.
+pub fn refused_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind(loopback()).unwrap();
+    l.local_addr().unwrap()
+}

@@ -26,6 +26,13 @@ pub struct FileIamport {
     pub max_result_age: Option<String>,
     #[serde(default)]
     pub popup: Option<bool>,
+    /// The certification channel (`channelKey` of `IMP.certification`), for merchants with
+    /// several; without it the SDK takes the merchant's first certification channel.
+    #[serde(default)]
+    pub channel_key: Option<String>,
+    /// The older way to pick a channel (`pg` of `IMP.certification`, e.g. `danal.im0001`).
+    #[serde(default)]
+    pub pg: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +45,8 @@ pub struct IamportConfig {
     pub timeout: Duration,
     pub max_result_age: Duration,
     pub popup: bool,
+    pub channel_key: Option<String>,
+    pub pg: Option<String>,
 }
 
 /// `providers.iamport`, checked; every problem under its key path.
@@ -84,5 +93,21 @@ pub(in crate::config) fn validate(ctx: &mut Ctx, i: &FileIamport) -> Option<Iamp
             Duration::from_secs(300),
         ),
         popup: i.popup.unwrap_or(false),
+        channel_key: optional(
+            ctx,
+            "providers.iamport.channel_key",
+            i.channel_key.as_deref(),
+        ),
+        pg: optional(ctx, "providers.iamport.pg", i.pg.as_deref()),
     })
+}
+
+/// An optional text setting: absent is None, present must say something.
+fn optional(ctx: &mut Ctx, path: &str, v: Option<&str>) -> Option<String> {
+    let v = v?.trim();
+    if v.is_empty() {
+        ctx.err(path, "must not be empty (leave the key out instead)");
+        return None;
+    }
+    Some(v.to_string())
 }

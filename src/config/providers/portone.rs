@@ -49,6 +49,16 @@ pub(in crate::config) fn validate(ctx: &mut Ctx, p: &FilePortone) -> Option<Port
     if p.store_id.trim().is_empty() {
         ctx.err(format!("{at}.store_id"), "must not be empty");
     }
+    // The browser SDK refuses `requestIdentityVerification` without a channel (it takes no
+    // default one): without it no person could ever finish a PortOne verification.
+    let channel_key = p.channel_key.as_deref().map(str::trim).unwrap_or("");
+    if channel_key.is_empty() {
+        ctx.err(
+            format!("{at}.channel_key"),
+            "required: the PortOne browser SDK refuses an identity verification without the \
+             channel key of an identity-verification channel (PortOne console, channel settings)",
+        );
+    }
     let base_url = ctx.url(
         &format!("{at}.base_url"),
         p.base_url.as_deref(),
@@ -78,7 +88,7 @@ pub(in crate::config) fn validate(ctx: &mut Ctx, p: &FilePortone) -> Option<Port
     )?;
     Some(PortoneConfig {
         store_id: p.store_id.trim().to_string(),
-        channel_key: p.channel_key.clone().unwrap_or_default(),
+        channel_key: channel_key.to_string(),
         api_secret,
         base_url,
         sdk_url,

@@ -144,6 +144,73 @@ fn remove_key(root: &mut serde_yaml::Value, path: &str, key: &str) -> bool {
     node.as_mapping_mut().and_then(|m| m.remove(key)).is_some()
 }
 
+/// `public_url`: one URL (kept as written, for every host), or a list of them, one per host
+/// (or `*.example.com`) that the flows serve.
+fn public_urls(ctx: &mut Ctx, v: Option<&OneOrMany>) -> PublicUrls {
+    let list = match v {
+        None => return PublicUrls::FromHost,
+        Some(OneOrMany::One(u)) => return PublicUrls::One(ctx.url("public_url", Some(u), u)),
+        Some(OneOrMany::Many(list)) => list,
+    };
+    if list.is_empty() {
+        ctx.err(
+            "public_url",
+            "list at least one URL, or leave public_url out",
+        );
+    }
+    let mut out: Vec<PublicUrl> = Vec::new();
+    for (i, u) in list.iter().enumerate() {
+        let at = format!("public_url[{i}]");
+        let bad = |ctx: &mut Ctx| {
+            ctx.err(
+                &at,
+                format!("`{u}` is not an http(s) URL like https://shop.example.com (or https://*.example.com)"),
+            )
+        };
+        // `*` is no URI character: read the wildcard's host on its own.
+        let text = u.trim().trim_end_matches('/');
+        let Some((scheme, rest)) = text.split_once("://") else {
+            bad(ctx);
+            continue;
+        };
+        let scheme = scheme.to_ascii_lowercase();
+        let (authority, path) = match rest.find('/') {
+            Some(k) => (&rest[..k], &rest[k..]),
+            None => (rest, ""),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !authority.ends_with(']') => (h, Some(p)),
+            _ => (authority, None),
+        };
+        let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+        let path_ok = path.is_empty()
+            || path
+                .parse::<http::uri::PathAndQuery>()
+                .is_ok_and(|p| p.query().is_none());
+        let host = crate::routing::HostPattern::parse(host);
+        match host {
+            Ok(host)
+                if (scheme == "http" || scheme == "https")
+                    && port_ok
+                    && path_ok
+                    && !authority.contains('@') =>
+            {
+                if let Some(prev) = out.iter().position(|p| p.host.covers(&host)) {
+                    ctx.err(&at, format!("public_url[{prev}] already covers this host"));
+                }
+                out.push(PublicUrl {
+                    host,
+                    scheme,
+                    port: port.map(|p| format!(":{p}")).unwrap_or_default(),
+                    path: path.to_string(),
+                });
+            }
+            _ => bad(ctx),
+        }
+    }
+    PublicUrls::PerHost(out)
+}
+
 fn header(ctx: &mut Ctx, prefix: &str, suffix: &str) -> HeaderName {
     HeaderName::from_bytes(format!("{prefix}{suffix}").as_bytes()).unwrap_or_else(|_| {
         ctx.err(
@@ -162,7 +229,40 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         .and_then(|a| socket_addr(ctx, "admin_listen", a))
         .map(|addr| Listen { addr });
 
-    let upstream = server::upstream(ctx, &f.upstream);
+    // The default upstream first, then the named ones: routes keep indices into this list.
+    let mut upstreams = Vec::new();
+    if let Some(u) = &f.upstream {
+        upstreams.push(server::upstream(ctx, "upstream", DEFAULT_UPSTREAM, u));
+    }
+    for (name, u) in &f.upstreams {
+        let at = format!("upstreams.{name}");
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            ctx.err(
+                &at,
+                format!("`{name}` may hold only letters, digits, - and _"),
+            );
+        }
+        if name == DEFAULT_UPSTREAM && f.upstream.is_some() {
+            ctx.err(
+                &at,
+                "`default` is the top-level upstream's name: rename this one",
+            );
+        }
+        upstreams.push(server::upstream(ctx, &at, name, u));
+    }
+    if upstreams.is_empty() {
+        ctx.err(
+            "upstream",
+            "set upstream (the app) or upstreams (named apps that routes choose)",
+        );
+    }
+    // Routes without `upstream:` go to the top-level one, or to the only named one.
+    let default_upstream = (f.upstream.is_some() || f.upstreams.len() == 1).then_some(0);
+    let resolver = server::resolver(ctx, f.resolver.as_ref());
 
     // flow prefix
     let flow_prefix = f.flow_prefix.unwrap_or_else(|| "/.verigate".into());
@@ -177,10 +277,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
             format!("`{flow_prefix}` must be a path like /.verigate (leading /, no trailing /)"),
         );
     }
-    let public_url = f
-        .public_url
-        .as_deref()
-        .map(|u| ctx.url("public_url", Some(u), u));
+    let public_url = public_urls(ctx, f.public_url.as_ref());
 
     let timezone: Tz = match f.timezone.as_deref().unwrap_or("Asia/Seoul").parse() {
         Ok(tz) => tz,
@@ -236,7 +333,39 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
                 format!("`{name}` is used by an earlier route"),
             );
         }
-        if let Some(route) = routes::route(ctx, i, r, &f.providers) {
+        let upstream = match &r.upstream {
+            Some(name) => match upstreams
+                .iter()
+                .position(|u| &u.name == name && (f.upstream.is_none() || name != DEFAULT_UPSTREAM))
+            {
+                Some(i) => Some(i),
+                None if name == DEFAULT_UPSTREAM && f.upstream.is_some() => Some(0),
+                None => {
+                    let known: Vec<&str> = f.upstreams.keys().map(String::as_str).collect();
+                    ctx.err(
+                        format!("routes[{i}].upstream"),
+                        format!(
+                            "no upstream named `{name}` (upstreams: {})",
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                    None
+                }
+            },
+            None if default_upstream.is_none() && !upstreams.is_empty() => {
+                ctx.err(
+                    format!("routes[{i}].upstream"),
+                    "name this route's upstream (there is no top-level upstream to default to)",
+                );
+                None
+            }
+            None => default_upstream,
+        };
+        if let Some(route) = routes::route(ctx, i, r, &f.providers, upstream.unwrap_or(0)) {
             keep = keep.union(route.forward);
             routes.push((i, route));
         }
@@ -255,6 +384,31 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
                 routes.routes()[earlier].name
             ),
         );
+    }
+
+    for (k, u) in upstreams.iter().enumerate() {
+        if !routes.routes().iter().any(|r| r.upstream == k) && !routes.routes().is_empty() {
+            let at = match f.upstream.is_some() && k == 0 {
+                true => "upstream".to_string(),
+                false => format!("upstreams.{}", u.name),
+            };
+            ctx.warn(at, "no route sends requests here");
+        }
+    }
+    if let PublicUrls::PerHost(list) = &public_url {
+        for (route, i) in routes.routes().iter().zip(&indices) {
+            for h in route.rule.hosts() {
+                if !list.iter().any(|p| p.host.covers(h)) {
+                    ctx.warn(
+                        format!("routes[{i}].match.host"),
+                        format!(
+                            "`{}` has no public_url entry: verification flows on it are refused",
+                            h.as_written()
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     let session = session?;
@@ -276,7 +430,8 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         admin_listen,
         listen_spec: f.listen.clone(),
         admin_spec: f.admin_listen.clone(),
-        upstream,
+        upstreams,
+        resolver,
         flow_prefix,
         public_url,
         timezone,

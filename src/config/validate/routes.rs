@@ -9,6 +9,7 @@ pub(super) fn route(
     i: usize,
     r: &FileRoute,
     providers: &FileProviders,
+    upstream: usize,
 ) -> Option<Route> {
     let at = format!("routes[{i}]");
     let name = r.name.clone().unwrap_or_else(|| format!("route{i}"));
@@ -60,6 +61,7 @@ pub(super) fn route(
             None => None,
         },
         forward,
+        upstream,
     })
 }
 
@@ -123,6 +125,23 @@ pub(super) fn matcher(ctx: &mut Ctx, at: &str, m: &FileMatch) -> Option<MatchRul
             ),
         }
     }
+    let mut hosts = Vec::new();
+    for (j, h) in m.host.iter().flat_map(|h| h.as_slice()).enumerate() {
+        let key = match &m.host {
+            Some(OneOrMany::Many(_)) => format!("{at}.host[{j}]"),
+            _ => format!("{at}.host"),
+        };
+        match crate::routing::HostPattern::parse(h) {
+            Ok(p) => hosts.push(p),
+            Err(e) => ctx.err(key, e.to_string()),
+        }
+    }
+    if matches!(&m.host, Some(OneOrMany::Many(l)) if l.is_empty()) {
+        ctx.err(
+            format!("{at}.host"),
+            "list at least one host, or leave host out",
+        );
+    }
     let fall_through = match m.other_methods.as_deref() {
         None | Some("refuse") => false,
         Some("next_route") => true,
@@ -134,13 +153,10 @@ pub(super) fn matcher(ctx: &mut Ctx, at: &str, m: &FileMatch) -> Option<MatchRul
             false
         }
     };
-    Some(MatchRule::new(
-        &canonical,
-        exact,
-        methods,
-        m.case_sensitive,
-        fall_through,
-    ))
+    Some(
+        MatchRule::new(&canonical, exact, methods, m.case_sensitive, fall_through)
+            .with_hosts(hosts),
+    )
 }
 
 /// The methods of RFC 9110 and PATCH (RFC 5789). CONNECT is left out: verigate refuses it.

@@ -2,37 +2,104 @@
 
 use super::*;
 
-pub(super) fn upstream(ctx: &mut Ctx, u: &FileUpstream) -> Upstream {
+/// One upstream: `at` is its key path (`upstream`, `upstreams.shop`).
+pub(super) fn upstream(ctx: &mut Ctx, at: &str, name: &str, u: &FileUpstream) -> Upstream {
     if u.addrs.is_empty() {
-        ctx.err("upstream.addrs", "list at least one upstream address");
+        ctx.err(format!("{at}.addrs"), "list at least one upstream address");
     }
-    let addrs: Vec<SocketAddr> = u
+    let addrs: Vec<UpstreamAddr> = u
         .addrs
         .iter()
         .enumerate()
-        .filter_map(|(i, a)| socket_addr(ctx, &format!("upstream.addrs[{i}]"), a))
+        .filter_map(|(i, a)| upstream_addr(ctx, &format!("{at}.addrs[{i}]"), a))
         .collect();
     if u.tls && u.sni.is_empty() {
         ctx.err(
-            "upstream.sni",
+            format!("{at}.sni"),
             "set the upstream's TLS server name when tls is true",
         );
     }
+    let eject_after = u.eject_after.unwrap_or(1);
+    if eject_after == 0 {
+        ctx.err(format!("{at}.eject_after"), "must be at least 1");
+    }
     Upstream {
+        name: name.to_string(),
         addrs,
+        eject_after: eject_after.max(1),
+        eject_for: ctx.duration(
+            &format!("{at}.eject_for"),
+            u.eject_for.as_deref(),
+            Duration::from_secs(10),
+        ),
         tls: u.tls,
         sni: u.sni.clone(),
         connect_timeout: ctx.duration(
-            "upstream.connect_timeout",
+            &format!("{at}.connect_timeout"),
             u.connect_timeout.as_deref(),
             Duration::from_secs(5),
         ),
         read_timeout: ctx.duration(
-            "upstream.read_timeout",
+            &format!("{at}.read_timeout"),
             u.read_timeout.as_deref(),
             Duration::from_secs(60),
         ),
         preserve_header_case: u.preserve_header_case,
+    }
+}
+
+/// `10.0.0.5:8080`, `[::1]:8080`, or `name:port` (resolved at start and in the background:
+/// never here, so a name that does not resolve yet does not make the config invalid).
+fn upstream_addr(ctx: &mut Ctx, path: &str, value: &str) -> Option<UpstreamAddr> {
+    if let Ok(a) = value.parse::<SocketAddr>() {
+        return Some(UpstreamAddr::Ip(a));
+    }
+    let named = value.rsplit_once(':').and_then(|(host, port)| {
+        let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
+        match crate::routing::HostPattern::parse(host) {
+            Ok(crate::routing::HostPattern::Exact(h)) if !h.starts_with('[') => {
+                Some(UpstreamAddr::Name { host: h, port })
+            }
+            _ => None,
+        }
+    });
+    if named.is_none() {
+        ctx.err(
+            path,
+            format!(
+                "`{value}` is not an address (write host:port, e.g. 127.0.0.1:8080 or app:8080)"
+            ),
+        );
+    }
+    named
+}
+
+pub(super) fn resolver(ctx: &mut Ctx, r: Option<&FileResolver>) -> ResolverConfig {
+    let d = ResolverConfig::default();
+    let Some(r) = r else {
+        return d;
+    };
+    let mut positive = |key: &str, v: Option<&str>, default: Duration| {
+        let t = ctx.duration(&format!("resolver.{key}"), v, default);
+        if t.is_zero() {
+            ctx.err(format!("resolver.{key}"), "must be longer than 0s");
+        }
+        t
+    };
+    let interval = positive("interval", r.interval.as_deref(), d.interval);
+    let timeout = positive("timeout", r.timeout.as_deref(), d.timeout);
+    let system = r.system.unwrap_or(true);
+    if !system && r.hosts_file.is_none() {
+        ctx.err(
+            "resolver.system",
+            "with system: false, names come only from resolver.hosts_file: set it",
+        );
+    }
+    ResolverConfig {
+        interval,
+        timeout,
+        hosts_file: r.hosts_file.as_ref().map(std::path::PathBuf::from),
+        system,
     }
 }
 
