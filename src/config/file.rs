@@ -85,6 +85,10 @@ pub struct FileClients {
     /// Networks (CIDR) whose X-Forwarded-* and X-Request-Id are believed (a load balancer).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// How many kept requests (form posts waiting for their verification) may be live at
+    /// once, across every instance sharing the store.
+    #[serde(default)]
+    pub max_kept_requests: Option<u64>,
 }
 
 /// Pingora settings (see README "Performance").
@@ -283,6 +287,51 @@ pub struct FileRequire {
     pub commit_on: Option<Vec<String>>,
     #[serde(default)]
     pub max_session_age: Option<String>,
+    /// A browser's form post that meets verification is kept and sent on after it: `true`
+    /// (default), `false`, or `{ max_body: 256KB, ttl: 10m }`.
+    #[serde(default)]
+    pub keep_request: Option<FileKeep>,
+}
+
+/// `require.keep_request`: `false` turns keeping off on the route; `true` or a map keeps.
+#[derive(Debug)]
+pub enum FileKeep {
+    Off,
+    On(FileKeepSettings),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileKeepSettings {
+    /// The largest body kept (`256KB`, `1MB` or a number of bytes).
+    #[serde(default)]
+    pub max_body: Option<serde_yaml::Value>,
+    /// How long a kept request waits for its verification.
+    #[serde(default)]
+    pub ttl: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for FileKeep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = FileKeep;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or a map with max_body and ttl")
+            }
+            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<FileKeep, E> {
+                Ok(match on {
+                    true => FileKeep::On(FileKeepSettings::default()),
+                    false => FileKeep::Off,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<FileKeep, A::Error> {
+                FileKeepSettings::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(FileKeep::On)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// Lets tests and `check` see the raw map when they need to.

@@ -147,6 +147,11 @@ pub struct SessionConfig {
     pub hash_key: [u8; 32],
     /// Seals what the store keeps at rest (ifree member keys, passcodes); derived from hash_key.
     pub at_rest: Keyring,
+    /// Seals kept requests in the store: derived from the session keys (so it rotates with
+    /// them), one key for each.
+    pub kept: Keyring,
+    /// The kept-request cookie's name (`<cookie>_kept`).
+    pub kept_cookie: String,
 }
 
 /// Signed identity assertions (`identity_headers.assertion`).
@@ -283,6 +288,8 @@ pub struct Clients {
     pub body_idle_timeout: Duration,
     /// Peers whose forwarding headers and request id are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How many kept requests may be live at once in the store (`clients.max_kept_requests`).
+    pub max_kept_requests: u64,
 }
 
 /// How the access line keeps a client's address (it is personal data).

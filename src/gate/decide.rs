@@ -105,6 +105,7 @@ mod tests {
             one_account_per_person: false,
             commit_on: Default::default(),
             max_session_age: None,
+            keep: None,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod deadline;
 pub mod decide;
 pub mod forwarded;
 pub mod headers;
+pub mod kept;
 pub mod target;
 
 pub use crate::live::Live;
@@ -77,6 +78,13 @@ pub struct Ctx {
     origin: Option<forwarded::Origin>,
     /// The upstream address this request was sent to.
     upstream_addr: Option<std::net::SocketAddr>,
+    /// The kept request this browser's GET delivers in its place (its body goes upstream in
+    /// `request_body_filter`).
+    kept: Option<kept::Kept>,
+    /// The browser's kept-request cookie is spent (delivered or gone): the answer ends it.
+    kept_spent: bool,
+    /// What became of a kept request here, for the metric (`kept`, `resumed`, `gone`, ...).
+    kept_outcome: Option<&'static str>,
     /// The route's upstream pool, once an address was picked from it.
     pool: Option<Arc<crate::upstreams::Pool>>,
     /// Addresses whose connect failed for this request (a retry goes elsewhere).
@@ -189,6 +197,7 @@ impl Gate {
         let own = [
             cfg.session.cookie.as_str(),
             cfg.session.flow_cookie.as_str(),
+            cfg.session.kept_cookie.as_str(),
         ];
         let opened =
             headers::take_cookie(session.req_header_mut(), &cfg.session.cookie, &own, |c| {
@@ -217,6 +226,17 @@ impl Gate {
                         .map(|p| p.as_str())
                         .unwrap_or("/");
                     let verify = crate::flow::verify_url(&cfg.flow_prefix, return_to);
+                    // A form post from this site's page (or a kept one still unverified) is
+                    // kept for after the verification.
+                    let rule = route.require.as_ref().and_then(|r| r.keep.as_ref());
+                    let rule = match ctx.kept {
+                        Some(_) => rule.copied(),
+                        None => kept::keepable(session.req_header(), rule),
+                    };
+                    if let Some(rule) = rule {
+                        let prior = opened.as_ref().map(|v| v.revocation_id.clone());
+                        return self.keep(live, session, ctx, rule, verify, prior).await;
+                    }
                     if crate::answers::navigation(session) {
                         ctx.decision = "redirected_to_verify";
                         Reply::redirect(&verify).send(session).await?;
@@ -282,6 +302,62 @@ impl Gate {
         Ok(false)
     }
 
+    /// Keep a form post for after its verification and send the person to verify (`303` for
+    /// a page, `401` JSON with `"kept": true` for a page's own fetch); or, when it cannot be
+    /// kept, the `401 form_not_kept` page that says to send it again after verifying.
+    async fn keep(
+        &self,
+        live: &Live,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        rule: routes::KeepRule,
+        verify: String,
+        prior: Option<String>,
+    ) -> Result<bool> {
+        let resumed = ctx.kept.take().map(|k| k.body);
+        let html = wants_html(session);
+        let kept = kept::keep(
+            session,
+            live,
+            self.store.as_ref(),
+            rule,
+            resumed,
+            prior.as_deref(),
+            SIGNUP_BODY_DEADLINE,
+        )
+        .await?;
+        let reply = match kept {
+            Ok(cookie) => {
+                ctx.decision = "kept";
+                ctx.kept_outcome = Some("kept");
+                // The new cookie takes the place of a spent one.
+                ctx.kept_spent = false;
+                let reply = if html {
+                    Reply::new(303).header(http::header::LOCATION, verify)
+                } else {
+                    let p = Problem::new(Refusal::VerificationRequired).with_next(verify);
+                    let mut v: serde_json::Value =
+                        serde_json::from_str(&p.json()).unwrap_or_default();
+                    v["kept"] = serde_json::Value::Bool(true);
+                    Reply::json(p.status, v.to_string())
+                };
+                reply.cookie(cookie)
+            }
+            Err(why) => {
+                ctx.decision = "form_not_kept";
+                ctx.kept_outcome = Some(why.outcome());
+                let p = Problem::new(Refusal::FormNotKept).with_next(verify);
+                let reply = Reply::problem(&p, html);
+                match ctx.kept_spent {
+                    true => reply.cookie(kept::clear_cookie(&live.cfg)),
+                    false => reply,
+                }
+            }
+        };
+        reply.send(session).await?;
+        Ok(true)
+    }
+
     /// Everything `request_filter` decides (timed by it).
     async fn gatekeep(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let live = self.live.load_full();
@@ -335,6 +411,25 @@ impl Gate {
         };
         if let Some(r) = refused {
             return refuse(session, ctx, Problem::new(r)).await;
+        }
+        // 2b. A browser back from verifying, at the address its kept form post went to: the
+        // kept request goes on in place of this GET, through the same rules as any request.
+        let now = crate::clock::unix_secs_at(ctx.started.unwrap_or_else(Instant::now));
+        match kept::resume(&live, self.store.as_ref(), session, now).await {
+            kept::Resume::Nothing => {}
+            kept::Resume::Taken(k) => {
+                kept::rewrite(session.req_header_mut(), &k);
+                ctx.kept = Some(k);
+                ctx.kept_spent = true;
+                ctx.kept_outcome = Some("resumed");
+            }
+            kept::Resume::Gone => {
+                ctx.kept_spent = true;
+                ctx.kept_outcome = Some("gone");
+            }
+            kept::Resume::StoreUnavailable => {
+                return refuse(session, ctx, Problem::new(Refusal::StoreUnavailable)).await;
+            }
         }
         // 3. One canonical path, from the bytes that go upstream.
         let normalized = match std::str::from_utf8(session.req_header().raw_path())
@@ -404,6 +499,32 @@ impl Gate {
         self.check(&live, session, ctx, idx, state_changing).await
     }
 
+    /// A kept request whose delivery failed: when the app never had any of it (no connection
+    /// was made), it is kept again and a reload sends it; otherwise it is gone (the app may
+    /// have acted on it: never twice). The `Set-Cookie` for the failure's answer, if any.
+    async fn kept_after_failure(&self, ctx: &mut Ctx) -> Option<String> {
+        let live = ctx.live.clone()?;
+        if !ctx.kept_spent {
+            return None;
+        }
+        let retry = match (&ctx.kept, ctx.upstream_sent, &ctx.identity) {
+            (Some(k), None, Some(id)) => ctx
+                .route
+                .and_then(|i| live.cfg.routes.get(i))
+                .and_then(|r| r.require.as_ref())
+                .and_then(|r| r.keep)
+                .map(|rule| (k, rule, id.verified.claims.issued_at)),
+            _ => None,
+        };
+        if let Some((k, rule, since)) = retry {
+            if let Ok(cookie) = kept::keep_again(&live, self.store.as_ref(), k, rule, since).await {
+                ctx.kept_outcome = Some("kept_for_retry");
+                return Some(cookie);
+            }
+        }
+        Some(kept::clear_cookie(&live.cfg))
+    }
+
     async fn settle(&self, ctx: &mut Ctx, success: bool) {
         if let Some((route, person, _)) = ctx.reservation.take() {
             let r = if success {
@@ -458,7 +579,11 @@ fn here(session: &Session) -> &str {
 async fn refuse(session: &mut Session, ctx: &mut Ctx, p: Problem) -> Result<bool> {
     ctx.decision = p.code;
     let html = wants_html(session);
-    Reply::problem(&p, html).send(session).await?;
+    let mut reply = Reply::problem(&p, html);
+    if let (true, Some(live)) = (ctx.kept_spent, &ctx.live) {
+        reply = reply.cookie(kept::clear_cookie(&live.cfg));
+    }
+    reply.send(session).await?;
     Ok(true)
 }
 
@@ -487,7 +612,8 @@ fn upstream_edits(
         forwarded::edit(req, o, host.as_deref());
     }
     if !ctx.cookies_stripped {
-        headers::strip_cookies(req, &[&cfg.session.cookie, &cfg.session.flow_cookie]);
+        let s = &cfg.session;
+        headers::strip_cookies(req, &[&s.cookie, &s.flow_cookie, &s.kept_cookie]);
     }
     let Some(id) = &ctx.identity else {
         return Ok(());
@@ -683,16 +809,32 @@ impl ProxyHttp for Gate {
             let ok = !rejected && commit_on.takes(upstream_response.status);
             self.settle(ctx, ok).await;
         }
+        if ctx.kept_spent {
+            if let Some(live) = &ctx.live {
+                let _ = upstream_response
+                    .append_header(http::header::SET_COOKIE, kept::clear_cookie(&live.cfg));
+            }
+        }
+        if ctx.kept.is_some() {
+            // The app's answer to a POST, shown at the address of a GET: never cached there.
+            let _ = upstream_response.insert_header(http::header::CACHE_CONTROL, "no-store");
+        }
         Ok(())
     }
 
     async fn request_body_filter(
         &self,
         _session: &mut Session,
-        _body: &mut Option<bytes::Bytes>,
+        body: &mut Option<bytes::Bytes>,
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // A delivered kept request: its body in place of the GET's none (again on a retry).
+        if let Some(k) = &ctx.kept {
+            if end_of_stream && body.as_ref().is_none_or(|b| b.is_empty()) {
+                *body = Some(k.body.clone());
+            }
+        }
         if end_of_stream {
             ctx.body_done = true;
         } else if ctx.reservation.is_some()
@@ -716,7 +858,7 @@ impl ProxyHttp for Gate {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> pingora::proxy::FailToProxy {
         use pingora::{ErrorSource, ErrorType};
         let refusal = match (e.esource(), e.etype()) {
@@ -742,12 +884,24 @@ impl ProxyHttp for Gate {
         // It is not reused after a failed attempt either, and the answer says so
         // (`Connection: close`), so that a client does not send its next request into it.
         session.set_keepalive(None);
+        // A reservation is settled before the answer (not after it, in `logging`): a reload
+        // right after the failure page must not find its own signup still in progress.
+        let app_had_it = ctx.body_done && ctx.upstream_sent.is_some();
+        self.settle(ctx, app_had_it).await;
         if code > 0 && session.response_written().is_none() {
+            let kept_cookie = match refusal {
+                Some(_) => self.kept_after_failure(ctx).await,
+                None => None,
+            };
             let sent = match refusal {
                 Some(r) => {
-                    Reply::problem(&Problem::new(r), wants_html(session))
-                        .send(session)
-                        .await
+                    let reply = Reply::problem(&Problem::new(r), wants_html(session));
+                    match kept_cookie {
+                        Some(c) => reply.cookie(c),
+                        None => reply,
+                    }
+                    .send(session)
+                    .await
                 }
                 None => session.respond_error(code).await,
             };
@@ -773,6 +927,9 @@ impl ProxyHttp for Gate {
             ctx.decision
         };
         let route = self.route_name(ctx);
+        if let Some(outcome) = ctx.kept_outcome {
+            crate::metrics::kept(route, outcome);
+        }
         let end = Instant::now();
         let total = ctx.started.map(|s| end - s).unwrap_or_default();
         let handles = match (&ctx.live, ctx.route) {

@@ -64,6 +64,13 @@ pub fn path_overrides(headers: &http::HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
+/// Whether a request carries a method-override header (any spelling).
+pub fn has_method_override_header(headers: &http::HeaderMap) -> bool {
+    headers
+        .keys()
+        .any(|k| spells(k.as_str(), &METHOD_OVERRIDES))
+}
+
 /// The request method, refused when spelled with a lower-case letter (a router may upper-case
 /// it; waitress does) or when it is CONNECT (verigate is not a tunnel).
 pub fn method(req: &RequestHeader) -> Result<(), TargetError> {

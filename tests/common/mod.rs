@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 pub mod apps;
 pub mod proxy;
+pub mod recorder;
 pub mod skip;
 pub mod tls;
 pub mod upstream;
@@ -63,6 +64,51 @@ pub async fn raw_request(addr: SocketAddr, head: &str) -> String {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A TCP forwarder in front of Redis that can be cut and restored: an outage on demand.
+pub struct Cut {
+    pub addr: std::net::SocketAddr,
+    /// Set false to cut every connection (and refuse new ones), true to restore.
+    pub up: Arc<std::sync::atomic::AtomicBool>,
+}
+
+pub async fn cuttable(target: std::net::SocketAddr) -> Cut {
+    use std::sync::atomic::Ordering;
+    let l = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = up.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = l.accept().await else {
+                return;
+            };
+            if !flag.load(Ordering::SeqCst) {
+                drop(inbound);
+                continue;
+            }
+            let flag = flag.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let (mut ri, mut wi) = inbound.split();
+                let (mut ro, mut wo) = outbound.split();
+                let watch = async {
+                    while flag.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::io::copy(&mut ri, &mut wo) => {}
+                    _ = tokio::io::copy(&mut ro, &mut wi) => {}
+                    _ = watch => {}
+                }
+            });
+        }
+    });
+    Cut { addr, up }
 }
 
 /// The provider sandbox: one server for all four providers' stand-ins.
@@ -615,6 +661,23 @@ pub fn redis_url() -> Option<String> {
             );
             None
         }
+    }
+}
+
+/// Delete every key a test wrote under its prefix.
+pub fn redis_cleanup(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut con) = client.get_connection() else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut con)
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<i64, _> = redis::cmd("DEL").arg(&keys).query(&mut con);
     }
 }
 
