@@ -107,10 +107,14 @@ fn init_logging() -> Option<verigate::logwriter::FlushGuard> {
         }
     };
     verigate::logwriter::install(writer.clone());
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .json()
         .with_writer(writer)
+        .finish()
+        .with(verigate::logwriter::QuietPoolMiss)
         .try_init();
     Some(guard)
 }

@@ -392,6 +392,49 @@ async fn over_its_cap_a_form_is_not_kept_and_the_page_says_send_it_again() {
     assert!(app.seen().is_empty(), "nothing reached the app");
 }
 
+/// One client cannot fill the store for everyone (a red team kept 1,000 forged same-origin
+/// posts from one address in 1.6 s, then a real person's form was not kept): each client
+/// address has its own allowance; others keep theirs. Clients are told apart behind a trusted
+/// load balancer by its `X-Forwarded-For`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_fill_the_store_for_everyone() {
+    let (env, app) = start(proxy().set(
+        "clients",
+        json!({ "trusted_proxies": ["127.0.0.0/8"], "max_kept_per_client": 3 }),
+    ))
+    .await;
+    let post = |from: &'static str| {
+        let mut b = env.browser();
+        async move {
+            let req = b
+                .client
+                .post(b.url("/upload"))
+                .header("accept", "text/html")
+                .header("origin", format!("http://{}", b.env_proxy))
+                .header("x-forwarded-for", from)
+                .header("content-type", FORM)
+                .body("a=1");
+            b.send(req).await
+        }
+    };
+    for i in 0..3 {
+        assert_eq!(post("203.0.113.5").await.status(), 303, "post {i} kept");
+    }
+    // The fourth from that client: not kept, the page says to send it again.
+    let r = post("203.0.113.5").await;
+    assert_eq!(refusal(r).await, (401, "form_not_kept".into()));
+    // Another client, and one of another IPv6 /64, keep theirs.
+    assert_eq!(post("203.0.113.9").await.status(), 303);
+    assert_eq!(post("2001:db8:1:2::1").await.status(), 303);
+    // The same /64 is one client.
+    for _ in 0..2 {
+        assert_eq!(post("2001:db8:1:2::99").await.status(), 303);
+    }
+    let r = post("2001:db8:1:2::ff").await;
+    assert_eq!(refusal(r).await, (401, "form_not_kept".into()));
+    assert!(app.seen().is_empty(), "nothing reached the app");
+}
+
 type Headers = Vec<(&'static str, String)>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -89,6 +89,9 @@ pub struct FileClients {
     /// once, across every instance sharing the store.
     #[serde(default)]
     pub max_kept_requests: Option<u64>,
+    /// How many form posts one client address may have kept in `kept_window` (per instance).
+    #[serde(default)]
+    pub max_kept_per_client: Option<u32>,
 }
 
 /// Pingora settings (see README "Performance").

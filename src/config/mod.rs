@@ -290,6 +290,9 @@ pub struct Clients {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How many kept requests may be live at once in the store (`clients.max_kept_requests`).
     pub max_kept_requests: u64,
+    /// How many form posts one client (an IPv4 address, an IPv6 /64) may have kept within
+    /// ten minutes, on this instance (`clients.max_kept_per_client`).
+    pub max_kept_per_client: u32,
 }
 
 /// How the access line keeps a client's address (it is personal data).

@@ -70,6 +70,10 @@ pub struct Origin {
     pub request_id: String,
     /// The client reached verigate over TLS (`X-Forwarded-Proto: https`).
     pub https: bool,
+    /// The client's address: the peer, or behind a trusted proxy the address that proxy
+    /// says it took the request from (the last `X-Forwarded-For` entry; the peer when that
+    /// is no address).
+    pub client: Option<IpAddr>,
 }
 
 impl Origin {
@@ -114,11 +118,24 @@ pub fn decide(
         .filter(|v| trusted && plain_id(v))
         .map(String::from)
         .unwrap_or_else(fresh_id);
+    let client = if trusted {
+        req.headers
+            .get_all(&XFF)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|a| a.trim().parse().ok())
+            .or(peer)
+    } else {
+        peer
+    };
     Origin {
         peer,
         trusted,
         request_id,
         https,
+        client,
     }
 }
 

@@ -19,6 +19,7 @@ use crate::store::Store;
 use bytes::{Bytes, BytesMut};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A request kept for after its verification.
@@ -80,6 +81,9 @@ pub enum NotKept {
     Full,
     /// The store could not keep it.
     StoreUnavailable,
+    /// This client has `clients.max_kept_per_client` kept already (one client must not
+    /// fill the store for everyone).
+    TooMany,
 }
 
 impl NotKept {
@@ -88,7 +92,48 @@ impl NotKept {
             NotKept::TooLarge => "too_large",
             NotKept::Full => "full",
             NotKept::StoreUnavailable => "store_unavailable",
+            NotKept::TooMany => "too_many",
         }
+    }
+}
+
+/// How many form posts each client has had kept in the last ten minutes, on this instance: a
+/// fixed window from its first. Clients are IPv4 addresses and IPv6 /64 networks.
+pub struct Quota {
+    counts: moka::sync::Cache<std::net::IpAddr, Arc<std::sync::atomic::AtomicU32>>,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        Quota {
+            counts: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(600))
+                .build(),
+        }
+    }
+}
+
+impl Quota {
+    /// May `client` keep one more (counted when it may)? A request without a known client
+    /// address is admitted (the store's own cap still holds).
+    pub fn admit(&self, client: Option<std::net::IpAddr>, max: u32) -> bool {
+        use std::sync::atomic::Ordering;
+        let Some(ip) = client else {
+            return true;
+        };
+        let key = match ip {
+            std::net::IpAddr::V4(_) => ip,
+            std::net::IpAddr::V6(v6) => {
+                let s = v6.segments();
+                std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        };
+        let n = self.counts.get_with(key, Default::default);
+        n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+            (c < max).then_some(c + 1)
+        })
+        .is_ok()
     }
 }
 
@@ -201,6 +246,7 @@ fn fresh_id() -> String {
 /// and to a verification still to come (`prior`: the session it carried, if any, which will
 /// not deliver it). Every body it does not keep has been read to its end, or the connection
 /// is not reused.
+#[allow(clippy::too_many_arguments)]
 pub async fn keep(
     session: &mut Session,
     live: &Live,
@@ -209,7 +255,14 @@ pub async fn keep(
     resumed: Option<Bytes>,
     prior: Option<&str>,
     deadline: Duration,
+    admitted: bool,
 ) -> pingora::Result<Result<String, NotKept>> {
+    if !admitted {
+        if resumed.is_none() && !drain(session).await {
+            session.set_keepalive(None);
+        }
+        return Ok(Err(NotKept::TooMany));
+    }
     // The address it returns to rides in the kept cookie and in `return_to` (at most 2,048
     // bytes there): a longer one cannot come back.
     let body = match resumed {

@@ -37,6 +37,8 @@ pub struct Gate {
     pub store: Arc<dyn Store>,
     /// Sessions ended by logout (on any instance sharing the store).
     pub revoked: Arc<crate::live::revoked::Revoked>,
+    /// Form posts kept per client (`clients.max_kept_per_client`).
+    kept_quota: kept::Quota,
 }
 
 /// A response header through which the app says a signup did not happen (`rejected`, e.g. a
@@ -162,6 +164,7 @@ impl Gate {
             live,
             store,
             revoked,
+            kept_quota: kept::Quota::default(),
         }
     }
 
@@ -316,6 +319,12 @@ impl Gate {
     ) -> Result<bool> {
         let resumed = ctx.kept.take().map(|k| k.body);
         let html = wants_html(session);
+        // A body kept before and coming back is no new one for its client.
+        let admitted = resumed.is_some()
+            || self.kept_quota.admit(
+                ctx.origin.as_ref().and_then(|o| o.client),
+                live.cfg.clients.max_kept_per_client,
+            );
         let kept = kept::keep(
             session,
             live,
@@ -324,6 +333,7 @@ impl Gate {
             resumed,
             prior.as_deref(),
             SIGNUP_BODY_DEADLINE,
+            admitted,
         )
         .await?;
         let reply = match kept {
