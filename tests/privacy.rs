@@ -128,6 +128,7 @@ async fn run(dir: &std::path::Path, store: Storage) -> Run {
         env_proxy: proc.addr,
         client: from_client.clone(),
         jar: Default::default(),
+        origin: None,
     };
     let form = format!(
         "name={}&raw={NAME}&phone={PHONE}&birth={BIRTH}&email={}",
