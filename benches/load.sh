@@ -55,6 +55,8 @@ REQUEST=browser
 PIN=0
 SESSIONS=10000
 SESSIONS_GIVEN=
+REAL_APPS=0
+IDLE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION="$2"; shift 2 ;;
@@ -64,6 +66,8 @@ while [ $# -gt 0 ]; do
     --request) REQUEST="$2"; shift 2 ;;
     --pin) PIN=1; shift ;;
     --sessions) SESSIONS="$2"; SESSIONS_GIVEN=1; shift 2 ;;
+    --real-apps) REAL_APPS=1; shift ;;
+    --idle) IDLE="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -87,6 +91,11 @@ esac
 [[ "$SESSIONS" =~ ^[1-9][0-9]*$ ]] || { echo "--sessions is a positive number" >&2; exit 2; }
 # Under callgrind, one session unless --sessions says otherwise (minting is slow under valgrind).
 [ -n "${CALLGRIND:-}" ] && [ -z "$SESSIONS_GIVEN" ] && SESSIONS=1
+[[ "$IDLE" =~ ^[0-9]+$ ]] || { echo "--idle is a number" >&2; exit 2; }
+# The real apps table and the idle connections: 1,000 sessions unless --sessions says otherwise.
+if [ "$REAL_APPS" = 1 ] || [ "$IDLE" -gt 0 ]; then
+  [ -z "$SESSIONS_GIVEN" ] && SESSIONS=1000
+fi
 
 missing=()
 PIN_TOOL=()
@@ -124,9 +133,9 @@ WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$WORK/up.pid" ] && kill "$(cat "$WORK/up.pid")" 2>/dev/null || true
-  [ -f "$WORK/front.pid" ] && kill "$(cat "$WORK/front.pid")" 2>/dev/null || true
-  [ -f "$WORK/auth.pid" ] && kill "$(cat "$WORK/auth.pid")" 2>/dev/null || true
+  for f in "$WORK"/*.pid; do # every nginx's master
+    [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -155,7 +164,8 @@ start_nginx() {
 worker_processes 1;
 pid $WORK/$1.pid;
 error_log $WORK/$1/error.log crit;
-events { worker_connections 4096; }
+worker_rlimit_nofile $((2 * IDLE + 8192));
+events { worker_connections $((IDLE + 4096)); }
 http {
   access_log off;
   keepalive_requests 1000000;
@@ -273,6 +283,17 @@ load() { # duration url [wrk options]
     -- "$WORK/cookies" vg
 }
 GATED="http://127.0.0.1:$P_VG/gated/x"
+
+if [ "$REAL_APPS" = 1 ]; then
+  # shellcheck source=benches/real_apps.sh
+  . benches/real_apps.sh
+  exit 0
+fi
+if [ "$IDLE" -gt 0 ]; then
+  # shellcheck source=benches/idle.sh
+  . benches/idle.sh
+  exit 0
+fi
 
 # wrk prints Requests/sec and, with --latency, the 99% line.
 # With --pin, also how busy the load side's CPUs were (percent, from /proc/stat). And the CPU
