@@ -530,6 +530,11 @@ fn upstream_edits(
 impl ProxyHttp for Gate {
     type CTX = Ctx;
 
+    /// No downstream modules. Pingora's default adds its response compression module, turned
+    /// off, which still costs every request a context of its own and a call per phase;
+    /// verigate compresses nothing.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> Ctx {
         Ctx {
             started: Some(Instant::now()),
