@@ -11,7 +11,7 @@
 [ "$(ulimit -n)" -gt $((IDLE + 1024)) ] || ulimit -n $((2 * IDLE + 8192)) 2>/dev/null || {
   echo "--idle $IDLE needs more open files than ulimit -n allows ($(ulimit -n))" >&2; exit 2; }
 rss_of() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
-NG_WORKER=$(workers front | awk '{ print $1 }')
+NG_WORKER=$(pgrep -P "$(cat "$WORK/front.pid")" | head -n1) # the front nginx's one worker
 declare -A IDLE_URL=([verigate]="$GATED" [nginx-proxy]="http://127.0.0.1:$P_PROXY/x")
 declare -A IDLE_PID=([verigate]="$VG_PID" [nginx-proxy]="$NG_WORKER")
 declare -A IDLE_PORT=([verigate]="$P_VG" [nginx-proxy]="$P_PROXY")

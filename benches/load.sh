@@ -22,6 +22,9 @@
 #
 # Usage: benches/load.sh [--duration SECONDS] [--rounds N] [--connections C] [--no-memory]
 #                        [--request browser|minimal] [--pin] [--sessions N]
+#                        [--real-apps] [--idle N]
+# --real-apps: instead of the above, the "real apps" table (benches/real_apps.sh says what).
+# --idle N: instead, N idle keep-alive connections beside active ones (benches/idle.sh).
 # --pin: the proxy under test (verigate, or the front nginx) runs alone on the last CPU; wrk,
 # the upstream nginx, the auth service, the sandbox and the minting share the others. Each
 # round then also prints how busy the load side's CPUs were: near 100% means the load side,
@@ -31,7 +34,8 @@
 # --request: the headers every measured request carries besides the session cookie: `browser`
 # (the default) those of a Chrome page navigation, `minimal` only Host (wrk's bare request).
 # VG_PROFILE=release: bench the lighter release build instead of `dist` (for quick iterations;
-# published figures use dist).
+# published figures use dist). VG_BIN=path: bench that binary as it is (no build), e.g. an
+# earlier commit's, to compare two builds.
 # Variants: VG_ACCESS_LOG=false (no access log on verigate nor on the nginx proxies),
 # VG_TUNING='tuning: { work_stealing: true }'.
 # CALLGRIND=1: run verigate under valgrind's callgrind instead and count the instructions one
@@ -122,10 +126,16 @@ if [ "$PIN" = 1 ]; then
 fi
 
 BUILD_PROFILE="${VG_PROFILE:-dist}"
-cargo build --profile "$BUILD_PROFILE" --quiet
-BIN="${CARGO_TARGET_DIR:-target}/$BUILD_PROFILE/verigate"
+if [ -n "${VG_BIN:-}" ]; then
+  BIN="$VG_BIN" # a binary built elsewhere (e.g. an earlier commit's, to compare with)
+else
+  cargo build --profile "$BUILD_PROFILE" --quiet
+  BIN="${CARGO_TARGET_DIR:-target}/$BUILD_PROFILE/verigate"
+fi
 BUILD="$(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC')"
-if REV=$(git rev-parse --short HEAD 2>/dev/null); then
+if [ -n "${VG_BIN:-}" ]; then
+  BUILD="$BUILD, $VG_BIN"
+elif REV=$(git rev-parse --short HEAD 2>/dev/null); then
   git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || REV="$REV + uncommitted changes"
   BUILD="$BUILD, from $REV"
 fi
