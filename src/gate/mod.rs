@@ -2,9 +2,10 @@
 //! - `request_filter`: strip identity headers, normalise the path, serve verigate's own
 //!   endpoints, match the route, check the session, age and account rules.
 //! - `upstream_peer`: pick an address of the route's upstream (`crate::upstreams`).
-//! - `fail_to_connect` / `connected_to_upstream`: passive health of that address.
-//! - `connected_to_upstream`, `request_body_filter`: prompt ACKs on the upstream connection
-//!   once the request is written (`ack`).
+//! - `fail_to_connect` / `connected_to_upstream`: passive health of that address;
+//!   `connected_to_upstream` also keeps the connection's socket, on which `request_body_filter`
+//!   (or, for a request with a body, `upstream_response_filter`) turns on prompt ACKs once the
+//!   request is written (`ack`).
 //! - `upstream_request_filter`: inject verified identity headers, keep verigate's cookies home.
 //! - `upstream_response_filter`: note the upstream's status and time.
 //! - `response_filter`: settle one-account reservations on the upstream's answer.
