@@ -23,6 +23,7 @@ fn claims() -> Claims {
         gender: None,
         phone: None,
         countries: Vec::new(),
+        host: Some("shop".into()),
     }
 }
 
@@ -114,6 +115,7 @@ fn bench(c: &mut Criterion) {
         connect_timeout: std::time::Duration::from_secs(1),
         read_timeout: std::time::Duration::from_secs(1),
         preserve_header_case: false,
+        http2: false,
     });
     c.bench_function("upstream_pick", |b| b.iter(|| pool.pick(black_box(&[]))));
     let names = verigate::config::from_yaml_str(

@@ -19,9 +19,14 @@
 # printed, and the CPU time per request (from /proc/PID/stat) of the proxy tier, of the auth
 # service, of the upstream app, and of the whole system (their sum; wrk not included).
 # Then latency without queueing: gated and pass over one connection, one request at a time.
+# Then HTTPS and HTTP/2 (unless --no-tls): a second verigate, the same config with TLS on its
+# listener (a self-signed certificate made with openssl), in rounds of its own: gated and pass
+# over HTTPS with HTTP/1.1 (wrk, the same cycling sessions) and over HTTP/2 (h2load from
+# nghttp2-client, one request in flight per connection, the same connection count; h2load
+# cannot vary a header per request, so every HTTP/2 request carries the first minted session).
 #
 # Usage: benches/load.sh [--duration SECONDS] [--rounds N] [--connections C] [--no-memory]
-#                        [--request browser|minimal] [--pin] [--sessions N]
+#                        [--request browser|minimal] [--pin] [--sessions N] [--no-tls]
 #                        [--real-apps] [--idle N]
 # --real-apps: instead of the above, the "real apps" table (benches/real_apps.sh says what).
 # --idle N: instead, N idle keep-alive connections beside active ones (benches/idle.sh).
@@ -44,7 +49,9 @@
 # requests/s. One session by default (a hit in the per-thread cache every time); --sessions N
 # cycles N (10,000 take under a minute to mint under valgrind here). Needs valgrind.
 # CALLGRIND_KEEP=dir keeps the callgrind dumps there, for callgrind_annotate.
-# Needs: cargo, curl, python3, wrk, nginx (Debian: apt-get install wrk nginx-light curl).
+# Needs: cargo, curl, python3, wrk, nginx (Debian: apt-get install wrk nginx-light curl); for
+# the HTTPS and HTTP/2 rounds openssl and h2load (apt-get install openssl nghttp2-client): without
+# them those rounds are skipped, and the script says so.
 # It installs nothing: it says what is missing and stops. Its time is bounded: the `dist`
 # build (fat LTO) if it is stale, minting (10,000 sessions take ~10 s here; at most 15 minutes), the
 # memory phase (at most ~5.5 minutes, ~1 minute here), then rounds x 6 x duration.
@@ -59,6 +66,7 @@ REQUEST=browser
 PIN=0
 SESSIONS=10000
 SESSIONS_GIVEN=
+TLS=1
 REAL_APPS=0
 IDLE=0
 while [ $# -gt 0 ]; do
@@ -70,6 +78,7 @@ while [ $# -gt 0 ]; do
     --request) REQUEST="$2"; shift 2 ;;
     --pin) PIN=1; shift ;;
     --sessions) SESSIONS="$2"; SESSIONS_GIVEN=1; shift 2 ;;
+    --no-tls) TLS=0; shift ;;
     --real-apps) REAL_APPS=1; shift ;;
     --idle) IDLE="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -114,6 +123,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "On Debian/Ubuntu: apt-get install -y ${missing[*]/nginx/nginx-light}" >&2
   exit 2
 fi
+# The HTTPS and HTTP/2 rounds (not under CALLGRIND or PROFILE, nor with --real-apps or --idle).
+if [ -n "${CALLGRIND:-}${PROFILE:-}" ] || [ "$REAL_APPS" = 1 ] || [ "$IDLE" -gt 0 ]; then TLS=0; fi
+H2=0
+if [ "$TLS" = 1 ]; then
+  if ! command -v openssl >/dev/null 2>&1; then
+    echo "benches/load.sh: openssl missing (apt-get install -y openssl): no HTTPS or HTTP/2 rounds" >&2
+    TLS=0
+  elif command -v h2load >/dev/null 2>&1; then
+    H2=1
+  else
+    echo "benches/load.sh: h2load missing (apt-get install -y nghttp2-client): no HTTP/2 rounds" >&2
+  fi
+fi
 
 # Where each process runs: SUT for the proxy under test, LOADSIDE for everything else.
 SUT=()
@@ -150,9 +172,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r P_UP P_PROXY P_AUTHED P_AUTH P_VG P_ADMIN P_SB < <(python3 - <<'EOF'
+read -r P_UP P_PROXY P_AUTHED P_AUTH P_VG P_ADMIN P_SB P_VGS P_ADMINS < <(python3 - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(7)]
+socks = [socket.socket() for _ in range(9)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
 EOF
@@ -268,6 +290,22 @@ VG_PID=$!
 PIDS+=($VG_PID)
 wait_port "$P_SB" /iamport/js/iamport.js
 wait_port "$P_ADMIN" /readyz
+
+# The HTTPS instance: the same config (and keys, so the minted sessions open on it too) with
+# TLS on its listener; it idles until its rounds.
+if [ "$TLS" = 1 ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+  sed -e "s/^listen: .*/listen: 127.0.0.1:$P_VGS/" -e "s/^admin_listen: .*/admin_listen: 127.0.0.1:$P_ADMINS/" \
+    "$WORK/verigate.yaml" > "$WORK/verigate-tls.yaml"
+  echo "tls: { cert_file: $WORK/cert.pem, key_file: $WORK/key.pem }" >> "$WORK/verigate-tls.yaml"
+  BENCH_KEYS="$BENCH_KEYS" BENCH_IMP_KEY=sandbox_key BENCH_IMP_SECRET=sandbox_secret \
+    "${SUT[@]}" "$BIN" run -c "$WORK/verigate-tls.yaml" 2>"$WORK/verigate-tls.log" &
+  VGS_PID=$!
+  PIDS+=($VGS_PID)
+  wait_port "$P_ADMINS" /readyz
+fi
 
 # Real sessions, each minted through the whole sandbox flow (redirect mode), each a distinct
 # person; the first 1,000 completions all at once (see benches/mint_sessions.py).
@@ -444,6 +482,50 @@ for r in $(seq 0 $((ROUNDS - 1))); do
   done
 done
 
+# HTTPS and HTTP/2: gated and pass over HTTPS/1.1 (wrk) and HTTP/2 (h2load) on the TLS
+# instance, rounds rotated like the ones above.
+if [ "$TLS" = 1 ]; then
+  GATEDS="https://127.0.0.1:$P_VGS/gated/x"
+  PASSS="https://127.0.0.1:$P_VGS/pass/x"
+  CODE=$(curl -sk -o /dev/null -w '%{http_code}' -H "Cookie: vg=$COOKIE" "$GATEDS")
+  [ "$CODE" = 200 ] || { echo "a minted session does not pass the HTTPS gate ($CODE)" >&2; exit 1; }
+  run_tls() { # name url
+    local out n rps p99=- p0
+    p0=$(ticks "$VGS_PID")
+    case "$1" in
+      *-h2)
+        out=$("${LOADSIDE[@]}" h2load -D "$DURATION" -c "$CONNS" -t 1 -m 1 "${EXTRA[@]}" \
+          -H "Cookie: vg=$COOKIE" "$2" 2>&1)
+        n=$(echo "$out" | awk '/^requests:/ { print $8 }')
+        rps=$(echo "$out" | awk '/^finished in/ { print $4 }')
+        if ! echo "$out" | grep -q "^status codes: $n 2xx"; then
+          echo "$1: non-2xx answers:" >&2; echo "$out" >&2; exit 1
+        fi
+        echo "$out" | grep -q "^Application protocol: h2" || { echo "$1: not HTTP/2:" >&2; echo "$out" >&2; exit 1; }
+        ;;
+      *)
+        out=$(load "${DURATION}s" "$2" --latency)
+        if echo "$out" | grep -q "Non-2xx"; then echo "$1: non-2xx answers:" >&2; echo "$out" >&2; exit 1; fi
+        n=$(echo "$out" | awk '/requests in/ { print $1 }')
+        rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
+        p99=$(echo "$out" | awk '$1 == "99%" { print $2 }')
+        ;;
+    esac
+    echo "$1 $rps $p99 $(( ($(ticks "$VGS_PID") - p0) * TICK_US * 100 / n ))" >> "$WORK/tls_results"
+  }
+  TLS_TARGETS=(gated-https pass-https)
+  [ "$H2" = 1 ] && TLS_TARGETS+=(gated-h2 pass-h2)
+  declare -A TLS_URL=([gated-https]="$GATEDS" [pass-https]="$PASSS" [gated-h2]="$GATEDS" [pass-h2]="$PASSS")
+  load 1s "$GATEDS" >/dev/null
+  : > "$WORK/tls_results"
+  for r in $(seq 0 $((ROUNDS - 1))); do
+    for i in $(seq 0 $((${#TLS_TARGETS[@]} - 1))); do
+      t=${TLS_TARGETS[$(((r + i) % ${#TLS_TARGETS[@]}))]}
+      run_tls "$t" "${TLS_URL[$t]}"
+    done
+  done
+fi
+
 REND=$(rss); NEND=$(count)
 PIN="$PIN" REQUEST="$REQUEST" SESSIONS="$SESSIONS" BUILD="$BUILD" \
   python3 - "$WORK/results" "$ROUNDS" "$DURATION" "$CONNS" "$WORK/latency" <<'EOF'
@@ -515,5 +597,46 @@ print(f"p99 gated / pass, one connection = {med(each):.3f} (ratio of medians {m9
       + " ".join(f"{e:.2f}" for e in each) + ")   goal <= 1.10")
 EOF
 
+if [ "$TLS" = 1 ]; then
+  python3 - "$WORK/tls_results" "$WORK/results" <<'EOF'
+import statistics, sys
+med = statistics.median
+def ms(v):
+    for unit, f in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if v.endswith(unit): return float(v[:-len(unit)]) * f
+    return float(v)
+rows = [l.split() for l in open(sys.argv[1])]
+rps, p99, cpu = {}, {}, {}
+for name, r, p, c in rows:
+    rps.setdefault(name, []).append(float(r)); p99.setdefault(name, []).append(p)
+    cpu.setdefault(name, []).append(int(c) / 100)
+plain = {}
+for l in open(sys.argv[2]):
+    f = l.split()
+    plain.setdefault(f[0], []).append(float(f[1]))
+print("\nHTTPS (HTTP/1.1, wrk, the cycling sessions) and HTTP/2 (h2load, one session, one stream per "
+      "connection), the same connection count, rounds of their own:\n")
+print("| target | requests/s | p99 latency (wrk) | verigate CPU per request (us) | requests/s, each round |")
+print("| --- | ---: | ---: | ---: | --- |")
+for k in ("gated-https", "pass-https", "gated-h2", "pass-h2"):
+    if k in rps:
+        lat = f"{med(ms(v) for v in p99[k]):.2f} ms" if p99[k][0] != "-" else "-"
+        print(f"| {k} | {med(rps[k]):,.0f} | {lat} | {med(cpu[k]):.1f} | "
+              + " ".join(f"{v/1000:.1f}k" for v in rps[k]) + " |")
+def ratio(a, b, what, goal=""):
+    each = [x / y for x, y in zip(what[a], what[b])]
+    return f"{med(each):.3f} (rounds " + " ".join(f"{e:.2f}" for e in each) + f"){goal}"
+print()
+for proto in ("https", "h2"):
+    g, p = f"gated-{proto}", f"pass-{proto}"
+    if g in rps:
+        print(f"requests/s  {g} / {p} = " + ratio(g, p, rps, "   goal >= 0.95"))
+        print(f"CPU per request, {p} / {g} = " + ratio(p, g, cpu))
+if "gated" in plain and "gated-https" in rps:
+    print(f"requests/s, medians: gated-https / gated (the plain HTTP/1.1 rounds above) = "
+          f"{med(rps['gated-https']) / med(plain['gated']):.3f}"
+          + (f"; gated-h2 / gated = {med(rps['gated-h2']) / med(plain['gated']):.3f}" if "gated-h2" in rps else ""))
+EOF
+fi
 [ -n "$MEMLINE" ] && echo "$MEMLINE"
 python3 -c "print(f'RSS after minting {$SESSIONS:,} session{\"s\" if $SESSIONS > 1 else \"\"}: {$R0/1024:.1f} MiB; at the end of the run, after {$NEND:,} verified requests: {$REND/1024:.1f} MiB' + (f'; end / first pass = {$REND/${R10K:-0}:.3f}' if ${R10K:-0} else ''))"

@@ -1,6 +1,7 @@
 //! Store operations on each backend: the replay guard (`claim_once`, once per verification) and
-//! a one-account signup (`reserve` + `commit`, once per signup). A verified request on a route
-//! without `one_account_per_person` touches no store at all.
+//! a one-account signup (`reserve` + `commit`, once per signup), a form post kept across a
+//! verification (`keep_request` + `take_request`). A verified request on a route without
+//! `one_account_per_person` touches no store at all.
 //! Redis is measured when VERIGATE_TEST_REDIS names a server.
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -82,6 +83,22 @@ fn bench(c: &mut Criterion) {
                 }
             })
         });
+        // A form post kept across a verification: keep it, then take it back (once per kept
+        // form); a typical form and one at the default cap.
+        for (size, label) in [(16 * 1024, "16k"), (256 * 1024, "256k")] {
+            let sealed = vec![0x5au8; size + 44];
+            c.bench_function(&format!("store_kept_{label}_{name}"), |b| {
+                b.to_async(&rt).iter(|| {
+                    let id = format!("r{}", n.fetch_add(1, Ordering::Relaxed));
+                    let (s, sealed) = (s.clone(), &sealed);
+                    async move {
+                        let ttl = Duration::from_secs(60);
+                        assert!(s.keep_request(&id, sealed, ttl, 1000).await.unwrap());
+                        assert!(s.take_request(&id).await.unwrap().is_some());
+                    }
+                })
+            });
+        }
     }
     cleanup_redis();
 }

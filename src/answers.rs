@@ -267,12 +267,13 @@ pub enum Refusal {
     CrossSite,
     UpstreamUnavailable,
     UpstreamTimeout,
+    FormNotKept,
     UnknownHost,
 }
 
 impl Refusal {
     /// Every refusal, for tests and documentation.
-    pub const ALL: [Refusal; 33] = [
+    pub const ALL: [Refusal; 34] = [
         Refusal::VerificationRequired,
         Refusal::Underage,
         Refusal::AgeUnknown,
@@ -305,6 +306,7 @@ impl Refusal {
         Refusal::CrossSite,
         Refusal::UpstreamUnavailable,
         Refusal::UpstreamTimeout,
+        Refusal::FormNotKept,
         Refusal::UnknownHost,
     ];
 
@@ -342,6 +344,7 @@ impl Refusal {
             Refusal::CrossSite => 403,
             Refusal::UpstreamUnavailable => 502,
             Refusal::UpstreamTimeout => 504,
+            Refusal::FormNotKept => 401,
             Refusal::UnknownHost => 421,
         }
     }
@@ -381,6 +384,7 @@ impl Refusal {
             Refusal::CrossSite => "cross_site",
             Refusal::UpstreamUnavailable => "upstream_unavailable",
             Refusal::UpstreamTimeout => "upstream_timeout",
+            Refusal::FormNotKept => "form_not_kept",
             Refusal::UnknownHost => "unknown_host",
         }
     }
@@ -579,6 +583,12 @@ impl Refusal {
                 "Service took too long",
                 "이 사이트의 서비스가 제때 응답하지 않았습니다. 잠시 후 다시 시도해 주세요.",
                 "The site's service did not answer in time. Please try again shortly.",
+            ),
+            Refusal::FormNotKept => (
+                "본인인증 후 양식을 다시 보내 주세요",
+                "Verify, then send the form again",
+                "이 페이지는 본인인증이 필요합니다. 보내신 내용은 너무 크거나 지금은 보관할 수 없어, 인증 후 자동으로 전송되지 않습니다.",
+                "This page needs identity verification. What you sent is too large to keep (or cannot be kept right now), so it will not be sent on for you after verifying.",
             ),
             Refusal::UnknownHost => (
                 "이 주소에서는 본인인증을 할 수 없습니다",

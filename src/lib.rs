@@ -11,6 +11,7 @@ pub mod demo;
 pub mod flow;
 pub mod gate;
 pub mod identity;
+pub mod listen;
 pub mod live;
 pub mod logwriter;
 pub mod metrics;
@@ -47,6 +48,8 @@ pub enum BuildError {
     Provider(#[from] providers::ProviderError),
     #[error("{0}")]
     Store(#[from] store::StoreError),
+    #[error("{0}")]
+    Tls(#[from] listen::tls::TlsSetupError),
 }
 
 /// A built server and what a caller needs to reach it.
@@ -54,6 +57,8 @@ pub struct Built {
     pub server: Server,
     pub proxy_addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
+    /// The plain-HTTP listener that redirects to HTTPS (`redirect_http_listen`).
+    pub redirect_addr: Option<SocketAddr>,
     pub live: Arc<ArcSwap<Live>>,
 }
 
@@ -111,30 +116,38 @@ fn prebind(what: &'static str, addr: SocketAddr) -> Result<(SocketAddr, RawFd), 
 /// every connection, idle ones too, held one (~87 KiB of RSS per idle keep-alive connection
 /// with it). A request head is read straight into the deadline reader's own 4 KiB buffer (a
 /// read that large bypasses this one). No read buffer at all breaks Pingora's WebSocket
-/// pass-through (`tests/websocket.rs`: the client's first frame meets a reset).
+/// pass-through (`tests/websocket.rs`: the client's first frame meets a reset). A TLS listener
+/// keeps Pingora's default (TLS reads whole 16 KiB records through it).
 fn listener(addr: String) -> pingora::listeners::ListenerConfig {
     pingora::listeners::ListenerConfig::tcp(addr)
         .l4_buffer(pingora::listeners::L4BufferSettings::default().read(4096))
 }
 
+/// Listen on `addr` (TLS on it when `tls` is given), bound now unless the sockets are taken
+/// over from a running verigate.
 fn add_listening<A>(
     server: &mut Server,
     mut svc: pingora::services::listening::Service<A>,
     what: &'static str,
     addr: SocketAddr,
+    tls: Option<pingora::listeners::tls::TlsSettings>,
     opts: &BuildOptions,
 ) -> Result<SocketAddr, BuildError>
 where
     A: pingora::apps::ServerApp + Send + Sync + 'static,
 {
+    let endpoint = |svc: &mut pingora::services::listening::Service<A>, key: &str| match tls {
+        Some(t) => svc.add_tls_with_settings(key, None, t),
+        None => svc.add_listener(listener(key.to_string())),
+    };
     if opts.upgrade {
-        svc.add_listener(listener(addr.to_string()));
+        endpoint(&mut svc, &addr.to_string());
         server.add_service(svc);
         return Ok(addr);
     }
     let (actual, fd) = prebind(what, addr)?;
     let key = actual.to_string();
-    svc.add_listener(listener(key.clone()));
+    endpoint(&mut svc, &key);
     server.add_service(Prebound {
         inner: svc,
         key,
@@ -166,6 +179,8 @@ pub fn build(cfg: RuntimeConfig, mut opts: BuildOptions) -> Result<Built, BuildE
     }
     let listen = cfg.listen.addr;
     let admin_listen = cfg.admin_listen.as_ref().map(|l| l.addr);
+    let redirect_listen = cfg.redirect_http.as_ref().map(|l| l.addr);
+    let http2 = cfg.tls.as_ref().map(|t| t.http2);
     let store = store::open(&cfg.store)?;
     let live = Arc::new(ArcSwap::from_pointee(flow::registry::live(cfg)?));
 
@@ -182,14 +197,43 @@ pub fn build(cfg: RuntimeConfig, mut opts: BuildOptions) -> Result<Built, BuildE
         live::refresh::Refresher { live: live.clone() },
     ));
     let gate = Gate::new(live.clone(), store.clone(), revoked);
+    let mut http = pingora::proxy::http_proxy(&server.configuration, gate);
+    // An HTTP/2 connection with no stream open is closed after the idle time an HTTP/1
+    // connection gets between requests.
+    let mut server_options = pingora::apps::HttpServerOptions::default();
+    server_options.h2_idle_timeout = Some(gate::deadline::IDLE);
+    http.server_options = Some(server_options);
     let proxy = pingora::services::listening::Service::new(
         "verigate proxy".into(),
-        gate::deadline::HeaderDeadline::new(
-            pingora::proxy::http_proxy(&server.configuration, gate),
-            live.clone(),
-        ),
+        gate::deadline::HeaderDeadline::new(http, live.clone()),
     );
-    let proxy_addr = add_listening(&mut server, proxy, "listen", listen, &opts)?;
+    let tls = match http2 {
+        Some(h2) => Some(listen::tls::settings(live.clone(), h2)?),
+        None => None,
+    };
+    let proxy_addr = add_listening(&mut server, proxy, "listen", listen, tls, &opts)?;
+    let mut redirect_addr = None;
+    if let Some(addr) = redirect_listen {
+        let app = listen::redirect::RedirectToHttps {
+            live: live.clone(),
+            bound_port: proxy_addr.port(),
+        };
+        let svc = pingora::services::listening::Service::new(
+            "verigate redirect to https".into(),
+            gate::deadline::HeaderDeadline::new(
+                pingora::apps::http_app::HttpServer::new_app(app),
+                live.clone(),
+            ),
+        );
+        redirect_addr = Some(add_listening(
+            &mut server,
+            svc,
+            "redirect_http_listen",
+            addr,
+            None,
+            &opts,
+        )?);
+    }
     let reloader = opts
         .reload
         .take()
@@ -206,13 +250,21 @@ pub fn build(cfg: RuntimeConfig, mut opts: BuildOptions) -> Result<Built, BuildE
         Some(a) => {
             let app = admin::AdminApp::new(live.clone(), store.clone(), reloader);
             let svc = pingora::services::listening::Service::new("verigate admin".into(), app);
-            Some(add_listening(&mut server, svc, "admin_listen", a, &opts)?)
+            Some(add_listening(
+                &mut server,
+                svc,
+                "admin_listen",
+                a,
+                None,
+                &opts,
+            )?)
         }
     };
     Ok(Built {
         server,
         proxy_addr,
         admin_addr,
+        redirect_addr,
         live,
     })
 }

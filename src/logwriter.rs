@@ -382,3 +382,87 @@ mod tests {
         assert_eq!(sink.0.lock().unwrap().len(), total * 1024);
     }
 }
+
+/// Pingora logs an ordinary connection-pool miss at ERROR: "failed to acquire reusable stream"
+/// (the pool's idle watcher still held the connection, so a new one is made; nothing failed).
+/// This layer drops that one event, so an ERROR line stays something to act on; every other
+/// event passes.
+pub struct QuietPoolMiss;
+
+/// Target and message of the event [`QuietPoolMiss`] drops.
+const POOL_MISS: (&str, &str) = (
+    "pingora_core::connectors",
+    "failed to acquire reusable stream",
+);
+
+impl QuietPoolMiss {
+    fn is_pool_miss(event: &tracing::Event<'_>) -> bool {
+        struct Message(bool);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                if f.name() == "message" {
+                    self.0 = format!("{v:?}") == POOL_MISS.1;
+                }
+            }
+            fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+                if f.name() == "message" {
+                    self.0 = v == POOL_MISS.1;
+                }
+            }
+        }
+        // Log records bridged from the `log` crate carry their target in a field; tracing's
+        // own events in the metadata.
+        let meta = event.metadata();
+        let from_log = meta.target() == "log";
+        if !from_log && meta.target() != POOL_MISS.0 {
+            return false;
+        }
+        if *meta.level() != tracing::Level::ERROR {
+            return false;
+        }
+        let mut m = Message(false);
+        event.record(&mut m);
+        m.0
+    }
+}
+
+#[cfg(test)]
+mod quiet_tests {
+    use super::QuietPoolMiss;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    struct Count(Arc<AtomicUsize>);
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+        fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn only_the_pool_miss_is_dropped() {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let sub = tracing_subscriber::registry()
+            .with(QuietPoolMiss)
+            .with(Count(seen.clone()));
+        tracing::subscriber::with_default(sub, || {
+            tracing::error!(target: "pingora_core::connectors", "failed to acquire reusable stream");
+            assert_eq!(seen.load(Ordering::SeqCst), 0, "the pool miss is dropped");
+            tracing::error!(target: "pingora_core::connectors", "connect failed");
+            tracing::error!(target: "verigate", "failed to acquire reusable stream");
+            tracing::warn!(target: "pingora_core::connectors", "failed to acquire reusable stream");
+            assert_eq!(seen.load(Ordering::SeqCst), 3, "everything else passes");
+        });
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for QuietPoolMiss {
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        !Self::is_pool_miss(event)
+    }
+}

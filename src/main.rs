@@ -91,8 +91,14 @@ enum AccountsAction {
 /// JSON logs on stderr, batched and written by a background thread so that no request waits
 /// on a write. Keep the guard until the process is done: dropping it writes what is left.
 fn init_logging() -> Option<verigate::logwriter::FlushGuard> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VERIGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora=warn"));
+    // Pingora's listener logs a failed or timed-out TLS handshake at ERROR with the client's
+    // address (personal data), for every scanner and every client that refuses the
+    // certificate: off by default.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VERIGATE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,pingora=warn,pingora_core::services::listening=off",
+        )
+    });
     let (writer, guard) = match verigate::logwriter::batched(std::io::stderr()) {
         Ok(w) => w,
         Err(e) => {
@@ -101,10 +107,14 @@ fn init_logging() -> Option<verigate::logwriter::FlushGuard> {
         }
     };
     verigate::logwriter::install(writer.clone());
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .json()
         .with_writer(writer)
+        .finish()
+        .with(verigate::logwriter::QuietPoolMiss)
         .try_init();
     Some(guard)
 }
@@ -164,6 +174,7 @@ fn main() -> ExitCode {
             for w in &cfg.warnings {
                 tracing::warn!(key = %w.path, "config: {}", w.message);
             }
+            let tls = cfg.tls.is_some();
             let opts = verigate::BuildOptions {
                 upgrade,
                 reload: Some(verigate::reload::ReloadSource {
@@ -175,7 +186,11 @@ fn main() -> ExitCode {
             match verigate::build(cfg, opts) {
                 Ok(built) => {
                     let admin = built.admin_addr.map(|a| a.to_string()).unwrap_or_default();
-                    tracing::info!(listen = %built.proxy_addr, admin = %admin, "verigate serving");
+                    let redirect = built
+                        .redirect_addr
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
+                    tracing::info!(listen = %built.proxy_addr, tls = tls, admin = %admin, redirect_http = %redirect, "verigate serving");
                     built.server.run(pingora::server::RunArgs::default());
                     ExitCode::SUCCESS
                 }

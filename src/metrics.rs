@@ -173,6 +173,18 @@ pub static ASSERTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+pub static KEPT_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_kept_requests_total",
+        "Form posts kept across the verification detour, by route and outcome (kept, resumed, kept_for_retry, gone, too_large, full, store_unavailable)",
+        &["route", "outcome"],
+    )
+});
+
+pub fn kept(route: &str, outcome: &str) {
+    KEPT_REQUESTS.with_label_values(&[route, outcome]).inc();
+}
+
 fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels)
         .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
@@ -274,7 +286,7 @@ pub fn provider_call(provider: &str, endpoint: &str, took: Duration) {
 /// The name of every metric verigate defines (also those with no sample yet).
 pub fn names() -> Vec<String> {
     use prometheus::core::Collector;
-    let collectors: [&dyn Collector; 22] = [
+    let collectors: [&dyn Collector; 23] = [
         &*REQUESTS,
         &*VERIFICATIONS,
         &*SESSIONS_ISSUED,
@@ -290,6 +302,7 @@ pub fn names() -> Vec<String> {
         &*LAST_RELOAD_OK,
         &*ASSERTIONS,
         &*BUILD_INFO,
+        &*KEPT_REQUESTS,
         &*UPSTREAM_ADDRESSES,
         &*UPSTREAM_UNRESOLVED,
         &*UPSTREAM_EJECTED,
@@ -324,6 +337,7 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&BUILD_INFO);
     Lazy::force(&LAST_RELOAD_OK);
     Lazy::force(&ASSERTIONS);
+    Lazy::force(&KEPT_REQUESTS);
     Lazy::force(&UPSTREAM_ADDRESSES);
     Lazy::force(&UPSTREAM_UNRESOLVED);
     Lazy::force(&UPSTREAM_EJECTED);

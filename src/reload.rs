@@ -30,6 +30,20 @@ fn fixed_changes(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<String> {
     if old.listen_spec != new.listen_spec {
         out.push("listen: changing it needs a restart (or a graceful upgrade)".to_string());
     }
+    if old.tls.is_some() != new.tls.is_some() {
+        out.push(
+            "tls: turning TLS on or off needs a restart (new certificate files are read on reload)"
+                .to_string(),
+        );
+    }
+    if let (Some(o), Some(n)) = (&old.tls, &new.tls) {
+        if o.http2 != n.http2 {
+            out.push("tls.http2: changing it needs a restart".to_string());
+        }
+    }
+    if old.redirect_spec != new.redirect_spec {
+        out.push("redirect_http_listen: changing it needs a restart".to_string());
+    }
     if old.admin_spec != new.admin_spec {
         out.push("admin_listen: changing it needs a restart".to_string());
     }

@@ -45,6 +45,9 @@ pub enum Purpose {
     Flow,
     /// Values a store keeps at rest (ifree member keys and passcodes).
     AtRest,
+    /// A request kept across the verification detour: its cookie, and (under keys of its
+    /// own, [`Keyring::derived`]) its record in the store.
+    Kept,
 }
 
 impl Purpose {
@@ -53,6 +56,7 @@ impl Purpose {
             Purpose::Session => b"verigate/session/v1",
             Purpose::Flow => b"verigate/flow/v1",
             Purpose::AtRest => b"verigate/at-rest/v1",
+            Purpose::Kept => b"verigate/kept/v1",
         }
     }
 }
@@ -142,11 +146,25 @@ impl Keyring {
         out
     }
 
+    /// A keyring whose every key is derived from this one's (HKDF-SHA256, `info`): the same
+    /// rotation (the first seals, all open), keys of their own for one use.
+    pub fn derived(&self, info: &str) -> Keyring {
+        let raw: Vec<[u8; 32]> = self.keys.iter().map(|k| derive_key(&k.raw, info)).collect();
+        // Never empty: this ring is not.
+        Keyring::new(&raw).unwrap_or_else(|_| self.clone())
+    }
+
     pub fn seal(&self, purpose: Purpose, plaintext: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(self.seal_bytes(purpose, &[], plaintext))
+    }
+
+    /// Seal `plaintext` as bytes (`kid[4] || nonce[24] || ciphertext+tag`), bound to `purpose`
+    /// and to `bind` (associated data: a value sealed for one `bind` never opens for another).
+    pub fn seal_bytes(&self, purpose: Purpose, bind: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let key = &self.keys[0];
         let mut nonce = [0u8; 24];
         rand::thread_rng().fill_bytes(&mut nonce);
-        let aad = [purpose.aad(), &key.id[..]].concat();
+        let aad = [purpose.aad(), &key.id[..], bind].concat();
         // Encryption with a valid key and nonce cannot fail for in-memory buffers.
         let ct = key
             .aead
@@ -162,7 +180,7 @@ impl Keyring {
         out.extend_from_slice(&key.id);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
-        URL_SAFE_NO_PAD.encode(out)
+        out
     }
 
     pub fn open(&self, purpose: Purpose, sealed: &str) -> Result<Vec<u8>, OpenError> {
@@ -172,17 +190,27 @@ impl Keyring {
         let bytes = URL_SAFE_NO_PAD
             .decode(sealed)
             .map_err(|_| OpenError::Malformed)?;
-        if bytes.len() < 4 + 24 + 16 {
+        self.open_bytes(purpose, &[], &bytes)
+    }
+
+    /// Open what [`Keyring::seal_bytes`] sealed for the same `purpose` and `bind`.
+    pub fn open_bytes(
+        &self,
+        purpose: Purpose,
+        bind: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, OpenError> {
+        if sealed.len() < 4 + 24 + 16 {
             return Err(OpenError::Malformed);
         }
-        let (id, rest) = bytes.split_at(4);
+        let (id, rest) = sealed.split_at(4);
         let (nonce, ct) = rest.split_at(24);
         let key = self
             .keys
             .iter()
             .find(|k| k.id == id)
             .ok_or(OpenError::UnknownKey)?;
-        let aad = [purpose.aad(), id].concat();
+        let aad = [purpose.aad(), id, bind].concat();
         key.aead
             .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
             .map_err(|_| OpenError::Tampered)
@@ -261,6 +289,19 @@ pub struct Claims {
     /// accepted). Empty for other providers.
     #[serde(rename = "k", default, skip_serializing_if = "Vec::is_empty")]
     pub countries: Vec<String>,
+    /// The host the session was issued on (lower case, no port, no trailing dot): it opens
+    /// on that host only (`Claims::for_host`), so a cookie tossed onto a sibling host by a
+    /// `Domain` attribute or an app's `Set-Cookie` is no session there. None: no host.
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+impl Claims {
+    /// Was this session issued on `host` (as `routing::host::request_host` reads it)? A
+    /// session without a host is valid on none.
+    pub fn for_host(&self, host: Option<&str>) -> bool {
+        matches!((self.host.as_deref(), host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+    }
 }
 
 /// A flow in progress, bound to the browser that started it.
@@ -277,7 +318,36 @@ pub struct FlowClaims {
     pub expires_at: i64,
 }
 
+/// What the kept-request cookie carries: which kept request is this browser's, for which
+/// path, since when. The request itself is in the store ([`Keyring::seal_bytes`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptClaims {
+    /// The kept request's random id (its key in the store).
+    #[serde(rename = "i")]
+    pub id: String,
+    /// The path and query it was sent to (where the browser comes back after verifying).
+    #[serde(rename = "r")]
+    pub return_to: String,
+    /// UNIX seconds it was kept: only a session issued since then delivers it.
+    #[serde(rename = "c")]
+    pub kept_at: i64,
+    #[serde(rename = "e")]
+    pub expires_at: i64,
+    /// The id of the session the post carried (one the route did not accept): never the one
+    /// that delivers it.
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    pub prior: Option<String>,
+}
+
 impl Keyring {
+    pub fn open_kept(&self, sealed: &str, now: i64) -> Result<KeptClaims, OpenError> {
+        let c: KeptClaims = self.open_json(Purpose::Kept, sealed)?;
+        if now >= c.expires_at {
+            return Err(OpenError::Expired);
+        }
+        Ok(c)
+    }
+
     pub fn open_session(&self, sealed: &str, now: i64) -> Result<Claims, OpenError> {
         let c: Claims = self.open_json(Purpose::Session, sealed)?;
         if now >= c.expires_at || c.issued_at > now + 60 {
@@ -317,6 +387,7 @@ mod tests {
             gender: Some("male".into()),
             phone: Some("01012345678".into()),
             countries: Vec::new(),
+            host: Some("shop.example".into()),
         }
     }
 
@@ -409,6 +480,39 @@ mod tests {
             r.open(Purpose::Session, &over).map(|p| p.len()),
             Err(OpenError::Malformed)
         );
+    }
+
+    #[test]
+    fn bytes_are_bound_to_what_they_were_sealed_for() {
+        let r = ring(1);
+        let big = vec![7u8; 300 * 1024];
+        let sealed = r.seal_bytes(Purpose::Kept, b"id-1", &big);
+        assert_eq!(r.open_bytes(Purpose::Kept, b"id-1", &sealed).unwrap(), big);
+        // Another id, another purpose, another ring: never opens.
+        assert_eq!(
+            r.open_bytes(Purpose::Kept, b"id-2", &sealed),
+            Err(OpenError::Tampered)
+        );
+        assert_eq!(
+            r.open_bytes(Purpose::AtRest, b"id-1", &sealed),
+            Err(OpenError::Tampered)
+        );
+        let derived = r.derived("verigate/kept-store/v1");
+        assert_eq!(
+            derived.open_bytes(Purpose::Kept, b"id-1", &sealed),
+            Err(OpenError::UnknownKey)
+        );
+        // A derived ring rotates like its source: the first key seals, every key opens.
+        let by_old = ring(1).derived("x").seal_bytes(Purpose::Kept, b"", b"old");
+        let rotated = Keyring::new(&[[2; 32], [1; 32]]).unwrap().derived("x");
+        assert_eq!(
+            rotated.open_bytes(Purpose::Kept, b"", &by_old).unwrap(),
+            b"old"
+        );
+        // Sealing without `bind` is the string form's.
+        let s = r.seal(Purpose::Kept, b"v");
+        let raw = URL_SAFE_NO_PAD.decode(&s).unwrap();
+        assert_eq!(r.open_bytes(Purpose::Kept, b"", &raw).unwrap(), b"v");
     }
 
     #[test]

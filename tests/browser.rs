@@ -545,6 +545,187 @@ async fn a_person_verifies_with_portone_through_the_page() {
     d.quit().await;
 }
 
+// ---- A form post kept across the verification (README) ------------------------------
+
+/// The recording app behind verigate: its `/form` page (open) posts to gated routes, each
+/// on Iamport alone.
+async fn kept_env() -> (Env, std::sync::Arc<recorder::Recorder>) {
+    let (app, addr) = recorder::Recorder::spawn().await;
+    let proxy = Proxy::new().provider(Provider::iamport()).routes([
+        Route::path("/signup")
+            .methods(["GET", "POST"])
+            .providers(["iamport"])
+            .min_age(19)
+            .one_account(),
+        Route::path("/upload").providers(["iamport"]),
+        Route::prefix("/api").providers(["iamport"]),
+        Route::prefix("/"),
+    ]);
+    let env = Env::with(Setup::new(proxy).upstream(Upstream::At(addr))).await;
+    (env, app)
+}
+
+/// Sent to verify with the form kept: one provider, so its start page at once. On a desktop
+/// it says the form is kept and one click opens the sandbox window; on a phone the page
+/// opens the window by itself.
+async fn verify_kept(d: &Driver, phone: bool, name: &str, birth: &str) {
+    if !phone {
+        d.wait_for("the Iamport start page", |u, _| {
+            u.contains("/.verigate/iamport/start")
+        })
+        .await;
+        assert!(d.source().await.contains("Your form is kept"));
+        d.shot("kept-start-desktop").await;
+        assert_eq!(d.layout_problems().await, Vec::<String>::new());
+        d.click("#verigate-start").await;
+    }
+    fill_sandbox_form(d, name, birth).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_posted_without_a_session_arrives_once_after_verifying_phone_and_desktop() {
+    for phone in [true, false] {
+        let tag = if phone { "phone" } else { "desktop" };
+        let started = match phone {
+            true => Driver::phone().await,
+            false => Driver::start().await,
+        };
+        let Some(d) = started else {
+            return;
+        };
+        let (env, app) = kept_env().await;
+        d.go(&env.url("/form")).await;
+        d.fill("#signup input[name=nickname]", "홍길동").await;
+        d.fill("#signup textarea[name=about]", "keep this, please")
+            .await;
+        d.click("#send-signup").await;
+        verify_kept(&d, phone, "김철수", "19900101").await;
+        // The app's answer to the post: its redirect, followed by the browser.
+        d.wait_for("the app's welcome page", |u, s| {
+            u.ends_with("/welcome") && s.contains("id=\"welcome\"")
+        })
+        .await;
+        d.shot(&format!("kept-landed-{tag}")).await;
+        let posts = app.of("POST", "/signup");
+        assert_eq!(posts.len(), 1, "{tag}");
+        let body = String::from_utf8_lossy(&posts[0].body).into_owned();
+        assert!(
+            body.contains("nickname=%ED%99%8D%EA%B8%B8%EB%8F%99"),
+            "{tag}: {body}"
+        );
+        assert!(body.contains("about=keep+this%2C+please"), "{tag}: {body}");
+        assert!(posts[0].header("x-verified-unique-in-site").is_some());
+        assert_eq!(posts[0].header("x-verified-age-ok"), Some("true"));
+        // Reload, and the address it was posted to in a second tab: GETs, never the post.
+        d.exec("location.reload();").await;
+        d.find("#welcome").await;
+        let first = d.windows().await[0].clone();
+        d.cmd(
+            reqwest::Method::POST,
+            "/window/new",
+            json!({ "type": "tab" }),
+        )
+        .await;
+        let tab = d
+            .windows()
+            .await
+            .into_iter()
+            .find(|h| *h != first)
+            .expect("a second tab");
+        d.switch(&tab).await;
+        d.go(&env.url("/signup?from=form")).await;
+        d.find("#page").await;
+        d.cmd(reqwest::Method::DELETE, "/window", json!({})).await;
+        d.switch(&first).await;
+        assert_eq!(app.of("POST", "/signup").len(), 1, "{tag}: never twice");
+        assert!(!app.of("GET", "/signup").is_empty(), "{tag}");
+        d.quit().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_phone_a_file_upload_and_a_pages_json_are_kept_and_a_form_over_the_cap_is_not() {
+    let Some(d) = Driver::phone().await else {
+        return;
+    };
+    let (env, app) = kept_env().await;
+    // Multipart with a file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("photo.bin");
+    let bytes: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&file, &bytes).unwrap();
+    d.go(&env.url("/form")).await;
+    d.fill("#upload input[name=title]", "사진").await;
+    let input = d.find("#file").await;
+    d.cmd(
+        reqwest::Method::POST,
+        &format!("/element/{input}/value"),
+        json!({ "text": file.display().to_string() }),
+    )
+    .await;
+    d.click("#send-upload").await;
+    verify_kept(&d, true, "이영희", "19851212").await;
+    d.wait_for("the app's upload answer", |u, s| {
+        u.ends_with("/upload") && s.contains("id=\"uploaded\"")
+    })
+    .await;
+    let posts = app.of("POST", "/upload");
+    assert_eq!(posts.len(), 1);
+    assert!(
+        posts[0]
+            .body
+            .windows(bytes.len())
+            .any(|w| w == bytes.as_slice()),
+        "the file, byte for byte"
+    );
+    assert!(posts[0]
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("multipart/form-data; boundary=")));
+    // The page shows the app's answer at the address it was posted to; a reload is a GET.
+    d.exec("location.reload();").await;
+    d.find("#page").await;
+    assert_eq!(app.of("POST", "/upload").len(), 1);
+
+    // JSON sent by the page's own script: told to verify (the request kept), it goes there.
+    let (env, app) = kept_env().await;
+    d.go(&env.url("/form")).await;
+    // Cookies do not tell ports apart: the last stack's session would open this one.
+    d.delete_cookies().await;
+    d.click("#send-json").await;
+    verify_kept(&d, true, "박민수", "19770303").await;
+    d.wait_for("the app's JSON answer", |u, s| {
+        u.ends_with("/api/items") && s.contains("\"created\":true")
+    })
+    .await;
+    let posts = app.of("POST", "/api/items");
+    assert_eq!(posts.len(), 1);
+    let v: Value = serde_json::from_slice(&posts[0].body).unwrap();
+    assert_eq!(v, json!({ "item": "사과", "count": 3 }));
+
+    // Over the cap (256 KB by default): the page says to verify, then send the form again.
+    d.go(&env.url("/form")).await;
+    d.delete_cookies().await;
+    d.exec("document.querySelector('#signup textarea').value = 'x'.repeat(300 * 1024);")
+        .await;
+    d.click("#send-signup").await;
+    d.wait_for("the form-not-kept page", |_, s| {
+        s.contains("401 · form_not_kept")
+    })
+    .await;
+    d.shot("kept-over-cap-phone").await;
+    assert_eq!(d.layout_problems().await, Vec::<String>::new());
+    let page = d.source().await;
+    assert!(page.contains("양식을 다시 보내 주세요"), "{page}");
+    assert_eq!(
+        href(&d, "[data-next=verify]").await,
+        "/.verigate/verify?return_to=%2Fsignup%3Ffrom%3Dform"
+    );
+    d.click("[data-next=verify]").await;
+    d.find("form[action='certify']").await;
+    assert!(app.of("POST", "/signup").is_empty());
+    d.quit().await;
+}
+
 /// The `href` of the first element matching `css`, as written in the page.
 async fn href(d: &Driver, css: &str) -> String {
     d.find(css).await;
@@ -609,8 +790,18 @@ async fn on_a_desktop_one_provider_is_one_click_away_and_form_refusals_are_pages
         return;
     };
     let iamport = Provider::iamport().set("channel_key", json!("channel-key-cert-2"));
-    let env =
-        Env::with(Setup::new(Proxy::shop().provider(iamport)).upstream(Upstream::DemoShop)).await;
+    // The signup route opts out of keeping a form posted without a session, so that such a
+    // post meets the 401 page (a kept one goes straight to verify: the kept tests below).
+    let mut routes = shop_routes();
+    routes[0] = Route::path("/signup")
+        .methods(["GET", "POST"])
+        .providers(["iamport"])
+        .min_age(19)
+        .one_account()
+        .forward(["name", "birth"])
+        .keep_request(json!(false));
+    let proxy = Proxy::shop().provider(iamport).routes(routes);
+    let env = Env::with(Setup::new(proxy).upstream(Upstream::DemoShop)).await;
     d.go(&env.url("/signup")).await;
     d.wait_for("the Iamport start page", |u, _| {
         u.contains("/.verigate/iamport/start")

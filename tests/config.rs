@@ -581,6 +581,90 @@ fn check_opens_the_sqlite_path_and_flags_what_never_applies() {
 }
 
 #[test]
+fn keep_request_is_on_by_default_and_checked_by_key_path() {
+    use verigate::routing::KeepRule;
+    let keep = |yaml: &str| {
+        let cfg = from_yaml_str(yaml, &secrets()).unwrap();
+        let route = cfg.routes.get(0).unwrap().clone();
+        (route.require.unwrap().keep, cfg.clients.max_kept_requests)
+    };
+    assert_eq!(keep(BASE), (Some(KeepRule::default()), 1000));
+    assert_eq!(
+        KeepRule::default(),
+        KeepRule {
+            max_body: 256 * 1024,
+            ttl: std::time::Duration::from_secs(600)
+        }
+    );
+    let off = BASE.replace("min_age: 19 }", "min_age: 19, keep_request: false }");
+    assert_eq!(keep(&off).0, None);
+    let on = BASE.replace("min_age: 19 }", "min_age: 19, keep_request: true }");
+    assert_eq!(keep(&on).0, Some(KeepRule::default()));
+    for (written, bytes) in [
+        ("1MB", 1 << 20),
+        ("512KB", 512 << 10),
+        ("1000", 1000),
+        ("20 B", 20),
+    ] {
+        let yaml = BASE.replace(
+            "min_age: 19 }",
+            &format!("min_age: 19, keep_request: {{ max_body: \"{written}\", ttl: 2m }} }}"),
+        );
+        let yaml = format!("{yaml}clients: {{ max_kept_requests: 50 }}\n");
+        let (rule, max) = keep(&yaml);
+        assert_eq!(
+            rule,
+            Some(KeepRule {
+                max_body: bytes,
+                ttl: std::time::Duration::from_secs(120)
+            }),
+            "{written}"
+        );
+        assert_eq!(max, 50);
+    }
+    let yaml = BASE.replace(
+        "min_age: 19 }",
+        "min_age: 19, keep_request: { max_body: 17MB, ttl: 2h } }",
+    );
+    let ps = problems(&yaml);
+    assert!(
+        has(
+            &ps,
+            "routes[0].require.keep_request.max_body: `17MB` is not a size"
+        ),
+        "{ps:?}"
+    );
+    assert!(
+        has(
+            &ps,
+            "routes[0].require.keep_request.ttl: must be from 1s to 1h"
+        ),
+        "{ps:?}"
+    );
+    for bad in ["0", "lots", "-1", "1GB"] {
+        let yaml = BASE.replace(
+            "min_age: 19 }",
+            &format!("min_age: 19, keep_request: {{ max_body: \"{bad}\" }} }}"),
+        );
+        let ps = problems(&yaml);
+        assert!(
+            has(&ps, "routes[0].require.keep_request.max_body:"),
+            "{bad}: {ps:?}"
+        );
+    }
+    let yaml = BASE.replace(
+        "min_age: 19 }",
+        "min_age: 19, keep_request: { max_bodyy: 1KB } }",
+    );
+    let ps = problems(&yaml);
+    assert!(has(&ps, "unknown field `max_bodyy`"), "{ps:?}");
+    assert!(has(&ps, "keep_request"), "{ps:?}");
+    let yaml = BASE.replace("min_age: 19 }", "min_age: 19, keep_request: sometimes }");
+    let ps = problems(&yaml);
+    assert!(has(&ps, "routes[0].require.keep_request"), "{ps:?}");
+}
+
+#[test]
 fn portone_needs_a_channel_key_and_check_says_so() {
     let dir = tempfile::tempdir().unwrap();
     // `verigate check` on BASE with this `providers.portone`: exit code and what it printed.

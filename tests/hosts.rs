@@ -336,3 +336,84 @@ fn config_errors_name_their_keys() {
     );
     assert!(!text.contains("`a.example`"), "{text}");
 }
+
+/// A session opens only on the host it was issued on: a cookie tossed onto another host (a
+/// sibling's script setting it with `Domain`, or one of the apps answering `Set-Cookie`) is
+/// no session there, and no app's `Set-Cookie` can set verigate's cookies at all.
+#[tokio::test]
+async fn a_session_is_bound_to_its_host_and_apps_cannot_plant_one() {
+    use axum::response::IntoResponse;
+    // An app that tries to plant verigate's cookies beside its own.
+    let planted = Arc::new(std::sync::Mutex::new(String::new()));
+    let p = planted.clone();
+    let app = spawn_router(axum::Router::new().fallback(move || {
+        let vg = p.lock().unwrap().clone();
+        async move {
+            (
+                [
+                    (
+                        "set-cookie",
+                        format!("vg={vg}; Domain=example.test; Path=/"),
+                    ),
+                    ("set-cookie", "vg_flow=x; Path=/".to_string()),
+                    ("set-cookie", "app=1; Path=/".to_string()),
+                ],
+                "hello",
+            )
+                .into_response()
+        }
+    }))
+    .await;
+    let env = Env::with(Setup::new(Proxy::shop()).upstream(Upstream::At(app))).await;
+    let mut b = env.browser();
+    let back = b
+        .verify_redirect(env.sandbox, "/member", &Person::adult())
+        .await;
+    assert_eq!(back.status(), 302);
+    let vg = b.jar["vg"].clone();
+    *planted.lock().unwrap() = vg.clone();
+
+    let get = |host: String, path: &str| {
+        env.client
+            .get(env.url(path))
+            .header("host", host)
+            .header("accept", "application/json")
+            .header("cookie", format!("vg={vg}"))
+    };
+    let issued_on = format!("127.0.0.1:{}", env.proxy.port());
+    // On its own host (any port, any case): a session.
+    let r = get(issued_on.clone(), "/member/x").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // The app's attempt to set verigate's cookies never reaches the browser; its own does.
+    let set: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(set, ["app=1; Path=/"], "{set:?}");
+    let r = get(issued_on.clone(), "/.verigate/session")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // On any other host: no session, on the gate and on the flow endpoints.
+    for other in [
+        format!("localhost:{}", env.proxy.port()),
+        "shop.example.test".to_string(),
+        "127.0.0.2".to_string(),
+    ] {
+        let r = get(other.clone(), "/member/x").send().await.unwrap();
+        assert_eq!(
+            refusal(r).await,
+            (401, "verification_required".into()),
+            "{other}"
+        );
+        let r = get(other.clone(), "/.verigate/session")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refusal(r).await, (401, "not_logged_in".into()), "{other}");
+    }
+}

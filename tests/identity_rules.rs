@@ -340,7 +340,7 @@ async fn raw_signup(env: &Env, cookie: &str, path: &str, expect: bool) -> (u16, 
         ""
     };
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nCookie: vg={cookie}\r\nAccept: application/json\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n{expect}Connection: close\r\n\r\nx=1"
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: vg={cookie}\r\nAccept: application/json\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n{expect}Connection: close\r\n\r\nx=1"
     );
     let resp = common::raw_request(env.proxy, &head).await;
     // The final answer: the last status line (a 100 Continue may come first).

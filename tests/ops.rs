@@ -379,6 +379,7 @@ async fn binary_logs_carry_no_personal_data_and_reload_on_sighup() {
         env_proxy: p.addr,
         client: client(),
         jar: Default::default(),
+        origin: None,
     };
     let person = Person {
         name: "고유한이름".into(),

@@ -5,7 +5,8 @@
 //! kept is scanned: the SQLite file (and its -wal and -shm) or every Redis key and value
 //! under the run's prefix, and every line the binary logged. None may hold the CI, the name
 //! (UTF-8 or percent-encoded), the phone, the birth date (YYYYMMDD or YYYY-MM-DD), a query
-//! value or the client's address; the logs not the DI or a cookie either. And the session
+//! value or the client's address (a form post kept across the verification carries them all:
+//! it is sealed); the logs not the DI or a cookie either. And the session
 //! cookie, where no route forwards name, gender or phone, carries none of them.
 
 mod common;
@@ -109,6 +110,7 @@ async fn run(dir: &std::path::Path, store: Storage) -> Run {
         env_proxy: proc.addr,
         client: from_client.clone(),
         jar: Default::default(),
+        origin: None,
     };
     let person = Person {
         name: NAME.into(),
@@ -120,6 +122,27 @@ async fn run(dir: &std::path::Path, store: Storage) -> Run {
         "email={}&token={TOKEN}",
         form_urlencoded::byte_serialize(EMAIL.as_bytes()).collect::<String>()
     );
+    // A form posted from another browser of the same person without a session: kept across
+    // the verification (that never comes), sealed in the store with its personal fields.
+    let mut other = Browser {
+        env_proxy: proc.addr,
+        client: from_client.clone(),
+        jar: Default::default(),
+    };
+    let form = format!(
+        "name={}&raw={NAME}&phone={PHONE}&birth={BIRTH}&email={}",
+        percent(NAME),
+        form_urlencoded::byte_serialize(EMAIL.as_bytes()).collect::<String>()
+    );
+    let req = other
+        .client
+        .post(other.url(&format!("/signup?{q}")))
+        .header("accept", "text/html")
+        .header("origin", format!("http://{}", proc.addr))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form);
+    assert_eq!(other.send(req).await.status(), 303, "kept");
+    assert!(other.jar.contains_key("vg_kept"));
     // Unverified, with a query string: sent to verify (the query rides in return_to).
     assert_eq!(b.get_html(&format!("/member?{q}")).await.status(), 302);
     // One provider: the verify address goes straight on to its start page, query and all.
@@ -295,6 +318,12 @@ async fn sqlite_store_logs_and_session_keep_no_personal_data() {
     let s = verigate::store::sqlite::SqliteStore::open(&db.display().to_string()).unwrap();
     use verigate::store::Store;
     assert_eq!(s.count_accounts().await.unwrap(), 1);
+    // ...and kept the form post (sealed) that waits for its verification.
+    let rows: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM kept", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 1, "the kept form post is in the store");
     for (file, bytes) in &kept {
         assert_clean(file, bytes, &personal(&run));
     }
@@ -336,7 +365,11 @@ async fn redis_store_logs_and_session_keep_no_personal_data() {
     for k in &keys {
         let kind: String = redis::cmd("TYPE").arg(k).query(&mut con).unwrap();
         let values: Vec<String> = match kind.as_str() {
-            "string" => vec![redis::cmd("GET").arg(k).query(&mut con).unwrap()],
+            // Sealed values are bytes, not text.
+            "string" => {
+                let v: Vec<u8> = redis::cmd("GET").arg(k).query(&mut con).unwrap();
+                vec![String::from_utf8_lossy(&v).into_owned()]
+            }
             "hash" => redis::cmd("HGETALL").arg(k).query(&mut con).unwrap(),
             "list" => redis::cmd("LRANGE")
                 .arg(k)
@@ -365,6 +398,10 @@ async fn redis_store_logs_and_session_keep_no_personal_data() {
     };
     assert!(keys.len() >= 2, "a claim and an account were kept:\n{kept}");
     assert_eq!(accounts, 1, "this person's signup is recorded:\n{kept}");
+    assert!(
+        keys.iter().any(|k| k.contains(":kept:")),
+        "the kept form post is in the store:\n{kept}"
+    );
     assert_clean("Redis", kept.as_bytes(), &personal(&run));
     assert_log_clean(&run);
     assert_session_minimal(&run);

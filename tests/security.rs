@@ -86,6 +86,8 @@ fn claims(now: i64) -> Claims {
         gender: None,
         phone: None,
         countries: Vec::new(),
+        // The host the test's requests name: each case is refused for its own reason.
+        host: Some("127.0.0.1".into()),
     }
 }
 
@@ -121,6 +123,26 @@ async fn tampered_expired_and_wrong_key_cookies_are_refused() {
         ("tampered", String::from_utf8(flipped).unwrap()),
         ("truncated", good[..good.len() - 4].to_string()),
         ("wrong key", wrong.seal_json(Purpose::Session, &claims(now))),
+        (
+            "issued on another host",
+            right.seal_json(
+                Purpose::Session,
+                &Claims {
+                    host: Some("shop.example".into()),
+                    ..claims(now)
+                },
+            ),
+        ),
+        (
+            "issued on no host",
+            right.seal_json(
+                Purpose::Session,
+                &Claims {
+                    host: None,
+                    ..claims(now)
+                },
+            ),
+        ),
         ("expired", expired),
         ("issued in the future", future),
         ("flow cookie as session", flow_as_session),

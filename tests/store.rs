@@ -11,23 +11,6 @@ use std::time::Duration;
 use verigate::config::StoreConfig;
 use verigate::store::{self, KeyExchange, PersonRef, Registration, Reservation, Store};
 
-/// Delete every key a test wrote under its prefix.
-fn redis_cleanup(url: &str, prefix: &str) {
-    let Ok(client) = redis::Client::open(url) else {
-        return;
-    };
-    let Ok(mut con) = client.get_connection() else {
-        return;
-    };
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut con)
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: Result<i64, _> = redis::cmd("DEL").arg(&keys).query(&mut con);
-    }
-}
-
 fn unique_prefix(tag: &str) -> String {
     format!("vgtest:{tag}:{}:{}:", std::process::id(), rand_suffix())
 }
@@ -273,6 +256,71 @@ async fn suite(s: Arc<dyn Store>) {
     assert!(listed[0].at_ms >= before - 1);
     let later = s.revocations(listed[0].at_ms + 60_000).await.unwrap();
     assert!(later.is_empty(), "{later:?}");
+
+    kept_requests(s).await;
+}
+
+/// Kept requests: binary values kept whole, taken by exactly one of many concurrent takers,
+/// never kept past `max_live` live ones, gone once expired.
+async fn kept_requests(s: Arc<dyn Store>) {
+    let ttl = Duration::from_secs(60);
+    let id = format!("kept-{}", rand_suffix());
+    let value: Vec<u8> = (0..300 * 1024).map(|i| (i % 251) as u8).collect();
+    assert!(s.keep_request(&id, &value, ttl, 10).await.unwrap());
+    let takers: Vec<_> = (0..16)
+        .map(|_| {
+            let (s, id) = (s.clone(), id.clone());
+            tokio::spawn(async move { s.take_request(&id).await.unwrap() })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for t in takers {
+        if let Some(v) = t.await.unwrap() {
+            got.push(v);
+        }
+    }
+    assert_eq!(got.len(), 1, "exactly one taker gets a kept request");
+    assert!(got[0] == value, "the value comes back byte for byte");
+    assert_eq!(s.take_request(&id).await.unwrap(), None);
+    assert_eq!(s.take_request("never-kept").await.unwrap(), None);
+
+    // At most `max_live` live ones: the next is refused, until one is taken.
+    let ids: Vec<String> = (0..3)
+        .map(|i| format!("cap-{i}-{}", rand_suffix()))
+        .collect();
+    for id in &ids[..2] {
+        assert!(s.keep_request(id, b"x", ttl, 2).await.unwrap());
+    }
+    assert!(!s.keep_request(&ids[2], b"x", ttl, 2).await.unwrap());
+    // Keeping one again under its own id replaces it; it takes no second place.
+    assert!(s.keep_request(&ids[0], b"y", ttl, 2).await.unwrap());
+    assert_eq!(
+        s.take_request(&ids[0]).await.unwrap().as_deref(),
+        Some(&b"y"[..])
+    );
+    assert!(s.keep_request(&ids[2], b"x", ttl, 2).await.unwrap());
+    for id in &ids[1..] {
+        assert!(s.take_request(id).await.unwrap().is_some());
+    }
+
+    // An expired one is gone, and counts no more: poll the store's own clock.
+    let short = format!("short-{}", rand_suffix());
+    assert!(s
+        .keep_request(&short, b"x", Duration::from_millis(1), 1)
+        .await
+        .unwrap());
+    let other = format!("other-{}", rand_suffix());
+    let mut room = false;
+    for _ in 0..200 {
+        if s.keep_request(&other, b"x", ttl, 1).await.unwrap() {
+            room = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(room, "an expired kept request leaves its place");
+    assert_eq!(s.take_request(&short).await.unwrap(), None);
+    assert!(s.take_request(&other).await.unwrap().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,7 +443,7 @@ async fn silent_redis() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicU
 }
 
 /// Every method of the store trait, by name, with its answer as text.
-const CALLS: [&str; 12] = [
+const CALLS: [&str; 14] = [
     "ping",
     "claim_once",
     "reserve_account",
@@ -408,6 +456,8 @@ const CALLS: [&str; 12] = [
     "member_get",
     "revoke",
     "revocations",
+    "keep_request",
+    "take_request",
 ];
 
 async fn call(s: &dyn Store, name: &str) -> Result<String, String> {
@@ -428,6 +478,8 @@ async fn call(s: &dyn Store, name: &str) -> Result<String, String> {
         "member_get" => out(s.member_get("m").await),
         "revoke" => out(s.revoke("id", 4_000_000_000).await),
         "revocations" => out(s.revocations(0).await),
+        "keep_request" => out(s.keep_request("r", b"body", ttl, 10).await),
+        "take_request" => out(s.take_request("r").await),
         other => panic!("no store call {other}"),
     }
 }
@@ -651,6 +703,7 @@ fn session_for(ci_hash: &str) -> String {
             gender: None,
             phone: None,
             countries: Vec::new(),
+            host: Some("127.0.0.1".into()),
         },
     )
 }
@@ -830,50 +883,6 @@ async fn two_instances_share_redis() {
         "exactly one signup reached an app"
     );
     redis_cleanup(&url, &prefix);
-}
-
-/// A TCP forwarder in front of Redis that can be cut and restored: an outage on demand.
-struct Cut {
-    addr: std::net::SocketAddr,
-    up: Arc<std::sync::atomic::AtomicBool>,
-}
-
-async fn cuttable(target: std::net::SocketAddr) -> Cut {
-    use std::sync::atomic::Ordering;
-    let l = tokio::net::TcpListener::bind(loopback()).await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let flag = up.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut inbound, _)) = l.accept().await else {
-                return;
-            };
-            if !flag.load(Ordering::SeqCst) {
-                drop(inbound);
-                continue;
-            }
-            let flag = flag.clone();
-            tokio::spawn(async move {
-                let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
-                    return;
-                };
-                let (mut ri, mut wi) = inbound.split();
-                let (mut ro, mut wo) = outbound.split();
-                let watch = async {
-                    while flag.load(Ordering::SeqCst) {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                };
-                tokio::select! {
-                    _ = tokio::io::copy(&mut ri, &mut wo) => {}
-                    _ = tokio::io::copy(&mut ro, &mut wi) => {}
-                    _ = watch => {}
-                }
-            });
-        }
-    });
-    Cut { addr, up }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

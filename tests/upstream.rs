@@ -1,5 +1,7 @@
 //! What reaches the upstream app, byte for byte: header names, the request line, and that
 //! stripping and injecting hold on every way a request is rebuilt.
+//! (Sessions open on the host they were issued on: the browser verified on 127.0.0.1, so the
+//! hand-written requests below name that host.)
 
 mod common;
 use common::*;
@@ -21,7 +23,7 @@ async fn verified_env(proxy: Proxy) -> (Env, String) {
 /// verigate's cookie between two of the app's.
 fn head(target: &str, vg: &str) -> String {
     format!(
-        "GET {target} HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: Legacy/1.0\r\n\
+        "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Legacy/1.0\r\n\
          X-Custom-Thing: a\r\nX_Verified_Unique_In_Site: forged\r\n\
          Cookie: app=1; vg={vg}; other=2\r\nConnection: close\r\n\r\n"
     )
@@ -72,7 +74,7 @@ async fn header_names_go_upstream_in_canonical_case_by_default() {
     let names = [
         "user-agent: Legacy/1.0",
         "x-custom-thing: a",
-        "Host: shop.example",
+        "Host: 127.0.0.1",
     ];
     let line = "GET /member/page?q=1 HTTP/1.1";
     let up = forward(&env, "/member/page?q=1", &vg, line, &names).await;
@@ -90,7 +92,7 @@ async fn preserve_header_case_keeps_the_clients_spelling() {
     let names = [
         "User-Agent: Legacy/1.0",
         "X-Custom-Thing: a",
-        "Host: shop.example",
+        "Host: 127.0.0.1",
     ];
     let up = forward(
         &env,
@@ -108,14 +110,14 @@ async fn absolute_form_targets_are_gated_and_forwarded_as_their_path() {
     let (env, vg) = verified_env(Proxy::shop()).await;
     // A proxy-style request line: verigate decides on its path and sends the app exactly
     // that path, in origin form (the app never reads the authority as part of a path).
-    let target = "http://shop.example/member/page?q=1";
+    let target = "http://127.0.0.1/member/page?q=1";
     let line = "GET /member/page?q=1 HTTP/1.1";
     let up = forward(
         &env,
         target,
         &vg,
         line,
-        &["x-custom-thing: a", "Host: shop.example"],
+        &["x-custom-thing: a", "Host: 127.0.0.1"],
     )
     .await;
     assert_gated(&up, &vg);
@@ -189,8 +191,10 @@ async fn an_app_down_or_silent_gets_a_page_not_an_empty_answer() {
 }
 
 /// What the app is told about who sent a request: from a client, its own forwarding headers
-/// are replaced by what verigate saw; from a trusted proxy they are kept and extended. Every
-/// request has an id, upstream and on verigate's own pages.
+/// are replaced by what verigate saw; from a trusted proxy they are kept and extended. The
+/// host the app is told is always the one verigate routed on (a red team's Flask app behind
+/// ProxyFix served another vhost's handler from a trusted `X-Forwarded-Host`). Every request
+/// has an id, upstream and on verigate's own pages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_headers_are_believed_only_from_trusted_proxies() {
     let spoof = |target: &str| {
@@ -198,6 +202,11 @@ async fn forwarding_headers_are_believed_only_from_trusted_proxies() {
             "GET {target} HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-For: 1.2.3.4\r\n\
              X-Real-IP: 1.2.3.4\r\nForwarded: for=1.2.3.4;host=evil\r\n\
              X-Forwarded-Host: evil.example\r\nX-Forwarded-Proto: https\r\n\
+             X-Forwarded-Port: 1337\r\nX-Forwarded-Prefix: //evil.example\r\n\
+             X-Host: evil.example\r\nX-Original-Host: evil.example\r\n\
+             True-Client-IP: 1.2.3.4\r\nX-Forwarded-Client-Cert: Hash=1\r\n\
+             X_Forwarded_Host: evil.example\r\nX_Forwarded_For: 1.2.3.4\r\n\
+             X_Forwarded_Port: 1337\r\n\
              X-Request-Id: lb-42\r\nConnection: close\r\n\r\n"
         )
     };
@@ -229,6 +238,24 @@ async fn forwarding_headers_are_believed_only_from_trusted_proxies() {
         "{up}"
     );
     assert_eq!(line(&up, "forwarded"), None, "{up}");
+    for gone in [
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-host",
+        "x-original-host",
+        "true-client-ip",
+        "x-forwarded-client-cert",
+        "x_forwarded_host",
+        "x_forwarded_for",
+        "x_forwarded_port",
+    ] {
+        assert_eq!(
+            line(&up, gone),
+            None,
+            "{gone} from a client reached the app:\n{up}"
+        );
+    }
+    assert!(!up.contains("evil") && !up.contains("1337"), "{up}");
     let id = line(&up, "x-request-id").unwrap();
     assert!(id.len() == 32 && id != "lb-42", "{id}");
     // Each request its own id.
@@ -256,10 +283,29 @@ async fn forwarding_headers_are_believed_only_from_trusted_proxies() {
         Some("1.2.3.4, 127.0.0.1"),
         "{up}"
     );
+    // The host is the one verigate routed on, whoever says otherwise; no other name for it.
     assert_eq!(
         line(&up, "x-forwarded-host").as_deref(),
-        Some("evil.example")
+        Some("shop.example"),
+        "{up}"
+    );
+    for gone in [
+        "forwarded",
+        "x-host",
+        "x-original-host",
+        "x_forwarded_host",
+        "x_forwarded_for",
+        "x_forwarded_port",
+    ] {
+        assert_eq!(line(&up, gone), None, "{gone} reached the app:\n{up}");
+    }
+    // What a load balancer knows and verigate does not: kept.
+    assert_eq!(
+        line(&up, "x-forwarded-prefix").as_deref(),
+        Some("//evil.example")
     );
     assert_eq!(line(&up, "x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(line(&up, "x-forwarded-port").as_deref(), Some("1337"));
+    assert_eq!(line(&up, "true-client-ip").as_deref(), Some("1.2.3.4"));
     assert_eq!(line(&up, "x-request-id").as_deref(), Some("lb-42"));
 }

@@ -10,6 +10,15 @@ pub use super::providers::{FileIamport, FileIfree, FilePortone, FileProviders, F
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: String,
+    /// TLS on `listen` (HTTPS, and HTTP/2 through ALPN).
+    #[serde(default)]
+    pub tls: Option<FileTls>,
+    /// A plain-HTTP listener that sends every request to the HTTPS one (needs `tls`).
+    #[serde(default)]
+    pub redirect_http_listen: Option<String>,
+    /// The HTTPS port the redirects name (default: `listen`'s; 443 is left out of the URL).
+    #[serde(default)]
+    pub redirect_https_port: Option<u16>,
     #[serde(default)]
     pub admin_listen: Option<String>,
     /// The default upstream (routes that name none go there).
@@ -50,6 +59,19 @@ pub struct FileConfig {
     pub routes: Vec<FileRoute>,
 }
 
+/// The listener's certificate (see README "TLS and HTTP/2").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    /// PEM: the certificate, then its intermediates.
+    pub cert_file: String,
+    /// PEM: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// Offer HTTP/2 through ALPN (default true); false offers HTTP/1.1 only.
+    #[serde(default)]
+    pub http2: Option<bool>,
+}
+
 /// Deadlines for slow clients (see README "What a request meets").
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +85,13 @@ pub struct FileClients {
     /// Networks (CIDR) whose X-Forwarded-* and X-Request-Id are believed (a load balancer).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// How many kept requests (form posts waiting for their verification) may be live at
+    /// once, across every instance sharing the store.
+    #[serde(default)]
+    pub max_kept_requests: Option<u64>,
+    /// How many form posts one client address may have kept in `kept_window` (per instance).
+    #[serde(default)]
+    pub max_kept_per_client: Option<u32>,
 }
 
 /// Pingora settings (see README "Performance").
@@ -133,6 +162,9 @@ pub struct FileUpstream {
     pub read_timeout: Option<String>,
     #[serde(default)]
     pub preserve_header_case: bool,
+    /// Speak HTTP/2 to the app: by ALPN over TLS, prior knowledge (h2c) without.
+    #[serde(default)]
+    pub http2: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -258,6 +290,51 @@ pub struct FileRequire {
     pub commit_on: Option<Vec<String>>,
     #[serde(default)]
     pub max_session_age: Option<String>,
+    /// A browser's form post that meets verification is kept and sent on after it: `true`
+    /// (default), `false`, or `{ max_body: 256KB, ttl: 10m }`.
+    #[serde(default)]
+    pub keep_request: Option<FileKeep>,
+}
+
+/// `require.keep_request`: `false` turns keeping off on the route; `true` or a map keeps.
+#[derive(Debug)]
+pub enum FileKeep {
+    Off,
+    On(FileKeepSettings),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileKeepSettings {
+    /// The largest body kept (`256KB`, `1MB` or a number of bytes).
+    #[serde(default)]
+    pub max_body: Option<serde_yaml::Value>,
+    /// How long a kept request waits for its verification.
+    #[serde(default)]
+    pub ttl: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for FileKeep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = FileKeep;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or a map with max_body and ttl")
+            }
+            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<FileKeep, E> {
+                Ok(match on {
+                    true => FileKeep::On(FileKeepSettings::default()),
+                    false => FileKeep::Off,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<FileKeep, A::Error> {
+                FileKeepSettings::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(FileKeep::On)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// Lets tests and `check` see the raw map when they need to.

@@ -73,6 +73,29 @@ pub struct Listen {
     pub addr: std::net::SocketAddr,
 }
 
+/// TLS on the proxy listener. The certificate is read when the config is (at start, by `check`
+/// and on every reload), so a reload serves renewed files to new connections.
+#[derive(Clone)]
+pub struct ListenerTls {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+    /// ALPN offers h2 before http/1.1.
+    pub http2: bool,
+    /// The chain and key, checked to belong together.
+    pub certified: Arc<rustls::sign::CertifiedKey>,
+}
+
+impl std::fmt::Debug for ListenerTls {
+    // The key never reaches a log: only where it came from.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerTls")
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .field("http2", &self.http2)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One entry of an upstream's `addrs`: an address, or a name resolved at start and again in
 /// the background (`crate::upstreams`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +131,9 @@ pub struct Upstream {
     /// Send header names upstream spelled as the client sent them (`upstream.preserve_header_case`).
     /// Off by default: names go in canonical case, which HTTP says is the same header.
     pub preserve_header_case: bool,
+    /// HTTP/2 to the app (`upstream.http2`): offered by ALPN with `tls` (HTTP/1.1 if the app
+    /// declines), spoken outright without (h2c, prior knowledge: the app must speak it).
+    pub http2: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +147,11 @@ pub struct SessionConfig {
     pub hash_key: [u8; 32],
     /// Seals what the store keeps at rest (ifree member keys, passcodes); derived from hash_key.
     pub at_rest: Keyring,
+    /// Seals kept requests in the store: derived from the session keys (so it rotates with
+    /// them), one key for each.
+    pub kept: Keyring,
+    /// The kept-request cookie's name (`<cookie>_kept`).
+    pub kept_cookie: String,
 }
 
 /// Signed identity assertions (`identity_headers.assertion`).
@@ -257,6 +288,11 @@ pub struct Clients {
     pub body_idle_timeout: Duration,
     /// Peers whose forwarding headers and request id are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How many kept requests may be live at once in the store (`clients.max_kept_requests`).
+    pub max_kept_requests: u64,
+    /// How many form posts one client (an IPv4 address, an IPv6 /64) may have kept within
+    /// ten minutes, on this instance (`clients.max_kept_per_client`).
+    pub max_kept_per_client: u32,
 }
 
 /// How the access line keeps a client's address (it is personal data).
@@ -283,10 +319,17 @@ pub use crate::identity::Forward;
 #[derive(Debug)]
 pub struct RuntimeConfig {
     pub listen: Listen,
+    /// TLS (and HTTP/2) on `listen`.
+    pub tls: Option<ListenerTls>,
+    /// The plain-HTTP listener that redirects to HTTPS (`redirect_http_listen`).
+    pub redirect_http: Option<Listen>,
+    /// The port redirects to HTTPS name, when not the listener's own (`redirect_https_port`).
+    pub redirect_https_port: Option<u16>,
     pub admin_listen: Option<Listen>,
     /// `listen` / `admin_listen` as written (what a reload may not change).
     pub listen_spec: String,
     pub admin_spec: Option<String>,
+    pub redirect_spec: Option<String>,
     /// Every upstream: the top-level `upstream` (if any) first, then `upstreams` by name.
     /// Routes name theirs by index.
     pub upstreams: Vec<Upstream>,

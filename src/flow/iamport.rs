@@ -184,7 +184,7 @@ async fn on_return(
     )
     .await
     {
-        Ok((claims, flow)) => signed_in(live, &claims, &flow.return_to, false),
+        Ok((claims, flow)) => signed_in(live, session, &claims, &flow.return_to, false),
         Err(p) => Reply::problem(&p, html),
     }
 }
@@ -219,7 +219,7 @@ async fn complete(
         )
         .await
         {
-            Ok((claims, flow)) => signed_in(live, &claims, &flow.return_to, true),
+            Ok((claims, flow)) => signed_in(live, session, &claims, &flow.return_to, true),
             Err(p) => Reply::problem(&p, false),
         },
     )

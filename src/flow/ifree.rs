@@ -290,7 +290,7 @@ async fn on_return(
         );
     };
     match verify(client, live, store, &flow, &token).await {
-        Ok(claims) => signed_in(live, &claims, &flow.return_to, false),
+        Ok(claims) => signed_in(live, session, &claims, &flow.return_to, false),
         Err(p) => Reply::problem(&p, html),
     }
 }
@@ -336,7 +336,7 @@ async fn login(
         return Ok(Reply::problem(&Problem::new(Refusal::BadRequest), false));
     };
     Ok(match verify(client, live, store, &flow, token).await {
-        Ok(claims) => signed_in(live, &claims, &flow.return_to, true),
+        Ok(claims) => signed_in(live, session, &claims, &flow.return_to, true),
         Err(p) => Reply::problem(&p, false),
     })
 }

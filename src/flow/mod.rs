@@ -168,6 +168,7 @@ pub(crate) fn session_claims(
         gender: person.gender.filter(|_| keep.gender),
         phone: person.phone.filter(|_| keep.phone),
         countries: Vec::new(),
+        host: None,
     }
 }
 
@@ -184,9 +185,19 @@ pub(crate) fn ci_identity(live: &Live, ci: &str, di: Option<&str>) -> (String, S
     )
 }
 
-/// A verification accepted: the session cookie, the flow cookie cleared, and the browser sent
-/// on to `return_to` (a redirect, or `{"redirect": ...}` for the page's own script).
-pub(crate) fn signed_in(live: &Live, claims: &Claims, return_to: &str, json: bool) -> Reply {
+/// A verification accepted: the session cookie (bound to this request's host), the flow cookie
+/// cleared, and the browser sent on to `return_to` (a redirect, or `{"redirect": ...}` for the
+/// page's own script).
+pub(crate) fn signed_in(
+    live: &Live,
+    session: &Session,
+    claims: &Claims,
+    return_to: &str,
+    json: bool,
+) -> Reply {
+    let mut claims = claims.clone();
+    claims.host =
+        crate::routing::host::request_host(session.req_header()).map(str::to_ascii_lowercase);
     let reply = if json {
         Reply::json(
             200,
@@ -196,7 +207,7 @@ pub(crate) fn signed_in(live: &Live, claims: &Claims, return_to: &str, json: boo
         Reply::redirect(return_to)
     };
     reply
-        .cookie(session_cookie(live, claims))
+        .cookie(session_cookie(live, &claims))
         .cookie(clear_flow_cookie(live))
 }
 
@@ -260,7 +271,7 @@ __CALL__
         let mut params = params.clone();
         params["autostart"] = serde_json::Value::Bool(self.redirects_on_phones);
         let body = format!(
-            r#"<h1>{}</h1><p class="en"><strong>{}</strong></p>{}
+            r#"<h1>{}</h1><p class="en"><strong>{}</strong></p>{}{KEPT_MARK}
 <button id="verigate-start" type="button">{}</button>
 <p id="verigate-status" role="status"></p>{BACK_MARK}
 <script id="verigate-flow" type="application/json">{}</script>
@@ -341,7 +352,15 @@ fn providers_for(live: &Live, session: &Session, return_to: &str) -> Vec<Provide
     }
 }
 
-fn cookie_header(name: &str, value: &str, path: &str, max_age: i64, secure: bool) -> String {
+/// A `Set-Cookie` value for one of verigate's cookies: HttpOnly, SameSite=Lax, `Secure` as
+/// configured; an empty value with `max_age` 0 ends the cookie.
+pub(crate) fn cookie_header(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: i64,
+    secure: bool,
+) -> String {
     cookie::Cookie::build((name.to_string(), value.to_string()))
         .path(path.to_string())
         .http_only(true)
@@ -430,7 +449,7 @@ pub(crate) fn public_base(live: &Live, session: &Session) -> Option<String> {
             if !ok {
                 return None;
             }
-            let scheme = if live.cfg.session.secure {
+            let scheme = if live.cfg.session.secure || live.cfg.tls.is_some() {
                 "https"
             } else {
                 "http"
@@ -494,7 +513,34 @@ pub async fn handle(
             None => no_route(),
         },
     };
-    reply.send(session).await
+    kept_note(live, session, reply).send(session).await
+}
+
+/// Where a page on the way to verifying (the choice page, a start page) says that this
+/// browser's form is kept; filled in by [`kept_note`].
+const KEPT_MARK: &str = "<!--verigate-kept-->";
+
+/// The page's word that the form is kept, where its `return_to` is the address of this
+/// browser's kept form post (its kept-request cookie); nothing otherwise.
+fn kept_note(live: &Live, session: &Session, mut reply: Reply) -> Reply {
+    let mark = KEPT_MARK.as_bytes();
+    let Some(at) = reply.body.windows(mark.len()).position(|w| w == mark) else {
+        return reply;
+    };
+    let kept = safe_return_to(query_param(session, "return_to").as_deref())
+        .is_some_and(|rt| has_kept(live, session, &rt));
+    let note = match kept {
+        true => {
+            r#"<p class="kept">보내신 양식은 보관해 두었습니다. 인증을 마치면 바로 전송됩니다.</p><p class="en kept">Your form is kept: it is sent as soon as you have verified.</p>"#
+        }
+        false => "",
+    };
+    let mut body = Vec::with_capacity(reply.body.len() + note.len());
+    body.extend_from_slice(&reply.body[..at]);
+    body.extend_from_slice(note.as_bytes());
+    body.extend_from_slice(&reply.body[at + mark.len()..]);
+    reply.body = body.into();
+    reply
 }
 
 /// The provider whose own callback path (outside the flow prefix) `normalized` is.
@@ -557,10 +603,18 @@ fn choice_page(live: &Live, session: &Session) -> Reply {
             "본인인증 · Verify your identity",
             &format!(
                 r#"<h1>본인인증</h1><p class="en"><strong>Verify your identity</strong></p>
-<p>계속하려면 인증 수단을 선택하세요.</p><p class="en">Choose how to verify to continue.</p>{links}{BACK_MARK}"#
+<p>계속하려면 인증 수단을 선택하세요.</p><p class="en">Choose how to verify to continue.</p>{KEPT_MARK}{links}{BACK_MARK}"#
             ),
         ),
     )
+}
+
+/// Whether this browser has a form post kept for `return_to` (its kept-request cookie).
+fn has_kept(live: &Live, session: &Session, return_to: &str) -> bool {
+    let s = &live.cfg.session;
+    read_cookie(session.req_header(), &s.kept_cookie)
+        .and_then(|c| s.keys.open_kept(c, unix_now()).ok())
+        .is_some_and(|k| k.return_to == return_to)
 }
 
 /// A small picture of the kind of verification (a phone, an ID card, a key), so two ways
@@ -661,7 +715,8 @@ fn session_info(live: &Live, revoked: &Revoked, session: &Session) -> Reply {
     let cfg = &live.cfg;
     let claims = read_cookie(session.req_header(), &cfg.session.cookie)
         .filter(|c| !revoked.contains(&session_id(&cfg.session.hash_key, c)))
-        .and_then(|c| cfg.session.keys.open_session(c, unix_now()).ok());
+        .and_then(|c| cfg.session.keys.open_session(c, unix_now()).ok())
+        .filter(|c| c.for_host(crate::routing::host::request_host(session.req_header())));
     match claims {
         None => Reply::problem(&Problem::new(Refusal::NotLoggedIn), false),
         Some(c) => Reply::json(

@@ -149,7 +149,7 @@ async fn on_return(
     }
     let id = query_param(session, "identityVerificationId").unwrap_or_default();
     match verify(client, live, store, session, &id).await {
-        Ok((claims, flow)) => signed_in(live, &claims, &flow.return_to, false),
+        Ok((claims, flow)) => signed_in(live, session, &claims, &flow.return_to, false),
         Err(p) => Reply::problem(&p, true),
     }
 }
@@ -173,7 +173,7 @@ async fn complete(
         return Ok(Reply::problem(&Problem::new(Refusal::BadRequest), false));
     };
     Ok(match verify(client, live, store, session, &id).await {
-        Ok((claims, flow)) => signed_in(live, &claims, &flow.return_to, true),
+        Ok((claims, flow)) => signed_in(live, session, &claims, &flow.return_to, true),
         Err(p) => Reply::problem(&p, false),
     })
 }

@@ -127,7 +127,7 @@ async fn on_return(
         return Reply::problem(&refuse(Refusal::NotCertified, live, Some(&rt)), html);
     }
     match verify(client, live, store, session, &flow).await {
-        Ok(claims) => signed_in(live, &claims, &flow.return_to, false),
+        Ok(claims) => signed_in(live, session, &claims, &flow.return_to, false),
         Err(p) => Reply::problem(&p, html),
     }
 }

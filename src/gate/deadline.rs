@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a kept-alive connection may sit idle before its next request starts.
-const IDLE: Duration = Duration::from_secs(60);
+pub const IDLE: Duration = Duration::from_secs(60);
 /// Past this many bytes without the end of the head, Pingora's own limit (and answer) applies.
 const HEAD_LIMIT: usize = 1024 * 1024 + 1;
 

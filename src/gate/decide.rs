@@ -105,6 +105,7 @@ mod tests {
             one_account_per_person: false,
             commit_on: Default::default(),
             max_session_age: None,
+            keep: None,
         }
     }
 
@@ -121,6 +122,7 @@ mod tests {
             gender: None,
             phone: None,
             countries: Vec::new(),
+            host: Some("shop.example".into()),
         };
         Verified::new(claims, &IdentityHeaders::default())
     }

@@ -12,7 +12,52 @@ const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
 const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Names that tell an app which host a request was for. The app must read the host verigate
+/// routed on, so whoever sends these (a trusted load balancer too) they never reach it;
+/// `X-Forwarded-Host` is then set to that host. (`Forwarded` carries `host=`.)
+const HOST_CLAIMS: [&str; 3] = ["forwarded", "x-host", "x-original-host"];
+
+/// Names through which frameworks read the client's address, scheme, port, path prefix or
+/// certificate when they trust their proxy (Werkzeug's ProxyFix, Symfony, Laravel, Spring,
+/// Rails, IIS, CDNs). From a peer outside `clients.trusted_proxies` they are removed.
+const CLIENT_CLAIMS: [&str; 17] = [
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-forwarded-protocol",
+    "x-url-scheme",
+    "front-end-https",
+    "x-forwarded",
+    "forwarded-for",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-forwarded-client-cert",
+    "x-client-cert",
+];
+
+/// The names verigate sets itself; spelled with `_` (which some servers fold into `-`) they
+/// are removed whoever sent them.
+const OWN: [&str; 5] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "x-request-id",
+];
+
+/// Is header `name` (lower case) one the app must not get from this peer?
+fn doomed(name: &str, trusted: bool) -> bool {
+    use super::target::spells;
+    spells(name, &HOST_CLAIMS)
+        || (!trusted && spells(name, &CLIENT_CLAIMS))
+        || (name.contains('_') && (spells(name, &OWN) || spells(name, &CLIENT_CLAIMS)))
+}
 
 /// What this request says about where it came from, once decided.
 #[derive(Debug, Clone)]
@@ -23,6 +68,19 @@ pub struct Origin {
     pub trusted: bool,
     /// The request id: a trusted proxy's (when it is a plain token), or a fresh one.
     pub request_id: String,
+    /// The client reached verigate over TLS (`X-Forwarded-Proto: https`).
+    pub https: bool,
+    /// The client's address: the peer, or behind a trusted proxy the address that proxy
+    /// says it took the request from (the last `X-Forwarded-For` entry; the peer when that
+    /// is no address).
+    pub client: Option<IpAddr>,
+}
+
+impl Origin {
+    /// The scheme the client used to reach verigate.
+    fn proto(&self) -> HeaderValue {
+        HeaderValue::from_static(if self.https { "https" } else { "http" })
+    }
 }
 
 /// A request id as received from a trusted proxy: 1 to 128 visible ASCII characters, none of
@@ -49,6 +107,7 @@ pub fn fresh_id() -> String {
 pub fn decide(
     req: &pingora::http::RequestHeader,
     peer: Option<IpAddr>,
+    https: bool,
     trusted: &[ipnet::IpNet],
 ) -> Origin {
     let trusted = peer.is_some_and(|ip| trusted.iter().any(|n| n.contains(&ip)));
@@ -59,17 +118,48 @@ pub fn decide(
         .filter(|v| trusted && plain_id(v))
         .map(String::from)
         .unwrap_or_else(fresh_id);
+    let client = if trusted {
+        req.headers
+            .get_all(&XFF)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|a| a.trim().parse().ok())
+            .or(peer)
+    } else {
+        peer
+    };
     Origin {
         peer,
         trusted,
         request_id,
+        https,
+        client,
     }
 }
 
-/// The forwarding headers the app reads. From a trusted proxy, its `X-Forwarded-For` is kept
-/// and the peer appended (its `-Proto`, `-Host`, `Forwarded` and `X-Real-IP` kept); from anyone
-/// else all of them are replaced by what verigate saw.
+/// The forwarding headers the app reads. `X-Forwarded-Host` is always the host verigate routed
+/// on, and no other header names a host. From a trusted proxy, its `X-Forwarded-For` is kept
+/// and the peer appended (its `-Proto`, `X-Real-IP` and the `CLIENT_CLAIMS` kept); from anyone
+/// else all of them are replaced by what verigate saw, or removed.
 pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<&str>) {
+    // The common case (none of them sent) allocates nothing.
+    if req.map().keys().any(|k| doomed(k.as_str(), o.trusted)) {
+        let names: Vec<HeaderName> = req
+            .map()
+            .keys()
+            .filter(|k| doomed(k.as_str(), o.trusted))
+            .cloned()
+            .collect();
+        for n in &names {
+            req.remove(n);
+        }
+    }
+    match host.and_then(|h| HeaderValue::try_from(h).ok()) {
+        Some(h) => req.insert(&XFH, h),
+        None => req.remove(&XFH),
+    }
     let peer = o.peer.map(|p| p.to_string());
     if o.trusted {
         let chain = match (req.map().get(&XFF).and_then(|v| v.to_str().ok()), &peer) {
@@ -82,17 +172,11 @@ pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<&str>) {
             req.insert(&XFF, v);
         }
         if req.map().get(&XFP).is_none() {
-            req.insert(&XFP, HeaderValue::from_static("http"));
-        }
-        if req.map().get(&XFH).is_none() {
-            if let Some(h) = host.and_then(|h| HeaderValue::try_from(h).ok()) {
-                req.insert(&XFH, h);
-            }
+            req.insert(&XFP, o.proto());
         }
     } else {
         // `insert` replaces every value the client sent; a header with nothing to put in
         // its place is removed.
-        req.remove(&FORWARDED);
         match peer.as_deref().and_then(|p| HeaderValue::try_from(p).ok()) {
             Some(v) => {
                 req.insert(&XFF, v.clone());
@@ -103,11 +187,7 @@ pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<&str>) {
                 req.remove(&X_REAL_IP);
             }
         }
-        req.insert(&XFP, HeaderValue::from_static("http"));
-        match host.and_then(|h| HeaderValue::try_from(h).ok()) {
-            Some(h) => req.insert(&XFH, h),
-            None => req.remove(&XFH),
-        }
+        req.insert(&XFP, o.proto());
     }
     if let Ok(v) = HeaderValue::try_from(o.request_id.as_str()) {
         req.insert(&REQUEST_ID, v);
@@ -141,13 +221,16 @@ mod tests {
         req.insert_header("x-request-id", "abc-123").unwrap();
         let local: IpAddr = "127.0.0.1".parse().unwrap();
         let nets = ["127.0.0.0/8".parse().unwrap()];
-        assert_eq!(decide(&req, Some(local), &nets).request_id, "abc-123");
+        assert_eq!(
+            decide(&req, Some(local), false, &nets).request_id,
+            "abc-123"
+        );
         let stranger: IpAddr = "198.51.100.7".parse().unwrap();
-        let o = decide(&req, Some(stranger), &nets);
+        let o = decide(&req, Some(stranger), false, &nets);
         assert!(!o.trusted && o.request_id != "abc-123" && o.request_id.len() == 32);
         for odd in ["a\"b", "a b", &"x".repeat(129), "a\\b"] {
             req.insert_header("x-request-id", odd).unwrap();
-            assert_ne!(decide(&req, Some(local), &nets).request_id, odd);
+            assert_ne!(decide(&req, Some(local), false, &nets).request_id, odd);
         }
     }
 

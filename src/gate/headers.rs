@@ -136,6 +136,35 @@ pub fn strip_identity(req: &mut impl Edit, prefix: &str) -> usize {
 
 pub use crate::live::read_cookie;
 
+/// Remove the app's `Set-Cookie` lines that set one of verigate's own cookies (`names`): only
+/// verigate issues its session, so an app (or whoever controls one of several apps behind one
+/// verigate) cannot plant a session, with a `Domain` for sibling hosts or otherwise. Other
+/// cookies pass untouched, in order.
+pub fn drop_set_cookies(resp: &mut pingora::http::ResponseHeader, names: &[&str]) {
+    let ours = |v: &http::HeaderValue| {
+        let Ok(text) = std::str::from_utf8(v.as_bytes()) else {
+            return false;
+        };
+        // The name as a browser reads it (RFC 6265 §5.2, spaces trimmed).
+        cookie::Cookie::parse(text).is_ok_and(|c| names.contains(&c.name()))
+    };
+    let set = &http::header::SET_COOKIE;
+    if !resp.headers.get_all(set).iter().any(ours) {
+        return;
+    }
+    let keep: Vec<http::HeaderValue> = resp
+        .headers
+        .get_all(set)
+        .iter()
+        .filter(|v| !ours(v))
+        .cloned()
+        .collect();
+    resp.remove_header(set);
+    for v in keep {
+        let _ = resp.append_header(set, v);
+    }
+}
+
 /// Remove verigate's cookies from what goes upstream; other cookies pass untouched.
 pub fn strip_cookies(req: &mut impl Edit, names: &[&str]) {
     take_cookie(req, "", names, |_| ());
@@ -318,6 +347,31 @@ mod tests {
         for n in ["x-verifiedage", "x-verify-", "accept", "x-verified"] {
             assert!(!is_identity_header(n, p), "{n}");
         }
+    }
+
+    #[test]
+    fn the_apps_set_cookies_never_set_verigates_cookies() {
+        let mut r = pingora::http::ResponseHeader::build(200, None).unwrap();
+        for v in [
+            "app=1; Path=/",
+            "verigate_session=planted; Domain=example.com; Path=/",
+            " verigate_session_flow = x",
+            "verigate_sessionx=2",
+            "other=3",
+        ] {
+            r.append_header("set-cookie", v).unwrap();
+        }
+        drop_set_cookies(&mut r, &["verigate_session", "verigate_session_flow"]);
+        let left: Vec<&str> = r
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(left, ["app=1; Path=/", "verigate_sessionx=2", "other=3"]);
+        // Nothing of ours: nothing changes.
+        drop_set_cookies(&mut r, &["verigate_session"]);
+        assert_eq!(r.headers.get_all("set-cookie").iter().count(), 3);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod deadline;
 pub mod decide;
 pub mod forwarded;
 pub mod headers;
+pub mod kept;
 pub mod target;
 
 pub use crate::live::Live;
@@ -40,6 +41,8 @@ pub struct Gate {
     pub store: Arc<dyn Store>,
     /// Sessions ended by logout (on any instance sharing the store).
     pub revoked: Arc<crate::live::revoked::Revoked>,
+    /// Form posts kept per client (`clients.max_kept_per_client`).
+    kept_quota: kept::Quota,
 }
 
 /// A response header through which the app says a signup did not happen (`rejected`, e.g. a
@@ -81,6 +84,13 @@ pub struct Ctx {
     origin: Option<forwarded::Origin>,
     /// The upstream address this request was sent to.
     upstream_addr: Option<std::net::SocketAddr>,
+    /// The kept request this browser's GET delivers in its place (its body goes upstream in
+    /// `request_body_filter`).
+    kept: Option<kept::Kept>,
+    /// The browser's kept-request cookie is spent (delivered or gone): the answer ends it.
+    kept_spent: bool,
+    /// What became of a kept request here, for the metric (`kept`, `resumed`, `gone`, ...).
+    kept_outcome: Option<&'static str>,
     /// The route's upstream pool, once an address was picked from it.
     pool: Option<Arc<crate::upstreams::Pool>>,
     /// Addresses whose connect failed for this request (a retry goes elsewhere).
@@ -160,6 +170,7 @@ impl Gate {
             live,
             store,
             revoked,
+            kept_quota: kept::Quota::default(),
         }
     }
 
@@ -195,11 +206,17 @@ impl Gate {
         let own = [
             cfg.session.cookie.as_str(),
             cfg.session.flow_cookie.as_str(),
+            cfg.session.kept_cookie.as_str(),
         ];
         let opened =
             headers::take_cookie(session.req_header_mut(), &cfg.session.cookie, &own, |c| {
                 c.and_then(|c| live.verified(c, now))
                     .filter(|v| !self.revoked.contains(&v.revocation_id))
+            })
+            // A session opens only on the host it was issued on.
+            .filter(|v| {
+                v.claims
+                    .for_host(crate::routing::host::request_host(session.req_header()))
             });
         ctx.cookies_stripped = true;
         ctx.body_done = session.is_body_empty();
@@ -218,6 +235,17 @@ impl Gate {
                         .map(|p| p.as_str())
                         .unwrap_or("/");
                     let verify = crate::flow::verify_url(&cfg.flow_prefix, return_to);
+                    // A form post from this site's page (or a kept one still unverified) is
+                    // kept for after the verification.
+                    let rule = route.require.as_ref().and_then(|r| r.keep.as_ref());
+                    let rule = match ctx.kept {
+                        Some(_) => rule.copied(),
+                        None => kept::keepable(session.req_header(), rule),
+                    };
+                    if let Some(rule) = rule {
+                        let prior = opened.as_ref().map(|v| v.revocation_id.clone());
+                        return self.keep(live, session, ctx, rule, verify, prior).await;
+                    }
                     if crate::answers::navigation(session) {
                         ctx.decision = "redirected_to_verify";
                         Reply::redirect(&verify).send(session).await?;
@@ -283,6 +311,69 @@ impl Gate {
         Ok(false)
     }
 
+    /// Keep a form post for after its verification and send the person to verify (`303` for
+    /// a page, `401` JSON with `"kept": true` for a page's own fetch); or, when it cannot be
+    /// kept, the `401 form_not_kept` page that says to send it again after verifying.
+    async fn keep(
+        &self,
+        live: &Live,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        rule: routes::KeepRule,
+        verify: String,
+        prior: Option<String>,
+    ) -> Result<bool> {
+        let resumed = ctx.kept.take().map(|k| k.body);
+        let html = wants_html(session);
+        // A body kept before and coming back is no new one for its client.
+        let admitted = resumed.is_some()
+            || self.kept_quota.admit(
+                ctx.origin.as_ref().and_then(|o| o.client),
+                live.cfg.clients.max_kept_per_client,
+            );
+        let kept = kept::keep(
+            session,
+            live,
+            self.store.as_ref(),
+            rule,
+            resumed,
+            prior.as_deref(),
+            SIGNUP_BODY_DEADLINE,
+            admitted,
+        )
+        .await?;
+        let reply = match kept {
+            Ok(cookie) => {
+                ctx.decision = "kept";
+                ctx.kept_outcome = Some("kept");
+                // The new cookie takes the place of a spent one.
+                ctx.kept_spent = false;
+                let reply = if html {
+                    Reply::new(303).header(http::header::LOCATION, verify)
+                } else {
+                    let p = Problem::new(Refusal::VerificationRequired).with_next(verify);
+                    let mut v: serde_json::Value =
+                        serde_json::from_str(&p.json()).unwrap_or_default();
+                    v["kept"] = serde_json::Value::Bool(true);
+                    Reply::json(p.status, v.to_string())
+                };
+                reply.cookie(cookie)
+            }
+            Err(why) => {
+                ctx.decision = "form_not_kept";
+                ctx.kept_outcome = Some(why.outcome());
+                let p = Problem::new(Refusal::FormNotKept).with_next(verify);
+                let reply = Reply::problem(&p, html);
+                match ctx.kept_spent {
+                    true => reply.cookie(kept::clear_cookie(&live.cfg)),
+                    false => reply,
+                }
+            }
+        };
+        reply.send(session).await?;
+        Ok(true)
+    }
+
     /// Everything `request_filter` decides (timed by it).
     async fn gatekeep(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let live = self.live.load_full();
@@ -295,7 +386,13 @@ impl Gate {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let origin = forwarded::decide(session.req_header(), peer, &cfg.clients.trusted_proxies);
+        let https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let origin = forwarded::decide(
+            session.req_header(),
+            peer,
+            https,
+            &cfg.clients.trusted_proxies,
+        );
         let _ = session
             .req_header_mut()
             .insert_header(forwarded::REQUEST_ID, origin.request_id.as_str());
@@ -330,6 +427,25 @@ impl Gate {
         };
         if let Some(r) = refused {
             return refuse(session, ctx, Problem::new(r)).await;
+        }
+        // 2b. A browser back from verifying, at the address its kept form post went to: the
+        // kept request goes on in place of this GET, through the same rules as any request.
+        let now = crate::clock::unix_secs_at(ctx.started.unwrap_or_else(Instant::now));
+        match kept::resume(&live, self.store.as_ref(), session, now).await {
+            kept::Resume::Nothing => {}
+            kept::Resume::Taken(k) => {
+                kept::rewrite(session.req_header_mut(), &k);
+                ctx.kept = Some(k);
+                ctx.kept_spent = true;
+                ctx.kept_outcome = Some("resumed");
+            }
+            kept::Resume::Gone => {
+                ctx.kept_spent = true;
+                ctx.kept_outcome = Some("gone");
+            }
+            kept::Resume::StoreUnavailable => {
+                return refuse(session, ctx, Problem::new(Refusal::StoreUnavailable)).await;
+            }
         }
         // 3. One canonical path, from the bytes that go upstream.
         let normalized = match std::str::from_utf8(session.req_header().raw_path())
@@ -399,6 +515,32 @@ impl Gate {
         self.check(&live, session, ctx, idx, state_changing).await
     }
 
+    /// A kept request whose delivery failed: when the app never had any of it (no connection
+    /// was made), it is kept again and a reload sends it; otherwise it is gone (the app may
+    /// have acted on it: never twice). The `Set-Cookie` for the failure's answer, if any.
+    async fn kept_after_failure(&self, ctx: &mut Ctx) -> Option<String> {
+        let live = ctx.live.clone()?;
+        if !ctx.kept_spent {
+            return None;
+        }
+        let retry = match (&ctx.kept, ctx.upstream_sent, &ctx.identity) {
+            (Some(k), None, Some(id)) => ctx
+                .route
+                .and_then(|i| live.cfg.routes.get(i))
+                .and_then(|r| r.require.as_ref())
+                .and_then(|r| r.keep)
+                .map(|rule| (k, rule, id.verified.claims.issued_at)),
+            _ => None,
+        };
+        if let Some((k, rule, since)) = retry {
+            if let Ok(cookie) = kept::keep_again(&live, self.store.as_ref(), k, rule, since).await {
+                ctx.kept_outcome = Some("kept_for_retry");
+                return Some(cookie);
+            }
+        }
+        Some(kept::clear_cookie(&live.cfg))
+    }
+
     async fn settle(&self, ctx: &mut Ctx, success: bool) {
         if let Some((route, person, _)) = ctx.reservation.take() {
             let r = if success {
@@ -463,7 +605,11 @@ fn here(session: &Session) -> &str {
 async fn refuse(session: &mut Session, ctx: &mut Ctx, p: Problem) -> Result<bool> {
     ctx.decision = p.code;
     let html = wants_html(session);
-    Reply::problem(&p, html).send(session).await?;
+    let mut reply = Reply::problem(&p, html);
+    if let (true, Some(live)) = (ctx.kept_spent, &ctx.live) {
+        reply = reply.cookie(kept::clear_cookie(&live.cfg));
+    }
+    reply.send(session).await?;
     Ok(true)
 }
 
@@ -492,7 +638,8 @@ fn upstream_edits(
         forwarded::edit(req, o, host.as_deref());
     }
     if !ctx.cookies_stripped {
-        headers::strip_cookies(req, &[&cfg.session.cookie, &cfg.session.flow_cookie]);
+        let s = &cfg.session;
+        headers::strip_cookies(req, &[&s.cookie, &s.flow_cookie, &s.kept_cookie]);
     }
     let Some(id) = &ctx.identity else {
         return Ok(());
@@ -584,6 +731,12 @@ impl ProxyHttp for Gate {
         let mut peer = HttpPeer::new(addr, up.tls, up.sni.clone());
         peer.options.connection_timeout = Some(up.connect_timeout);
         peer.options.read_timeout = Some(up.read_timeout);
+        if up.http2 {
+            // Over TLS the app may still choose HTTP/1.1 by ALPN; in the clear there is no
+            // negotiation, so HTTP/2 it is.
+            let min = if up.tls { 1 } else { 2 };
+            peer.options.set_http_version(2, min);
+        }
         Ok(Box::new(peer))
     }
 
@@ -684,9 +837,23 @@ impl ProxyHttp for Gate {
         if upstream_response.status.is_informational() {
             return Ok(());
         }
+        if let Some(live) = &ctx.live {
+            let s = &live.cfg.session;
+            headers::drop_set_cookies(upstream_response, &[&s.cookie, &s.flow_cookie]);
+        }
         if let Some((_, _, commit_on)) = &ctx.reservation {
             let ok = !rejected && commit_on.takes(upstream_response.status);
             self.settle(ctx, ok).await;
+        }
+        if ctx.kept_spent {
+            if let Some(live) = &ctx.live {
+                let _ = upstream_response
+                    .append_header(http::header::SET_COOKIE, kept::clear_cookie(&live.cfg));
+            }
+        }
+        if ctx.kept.is_some() {
+            // The app's answer to a POST, shown at the address of a GET: never cached there.
+            let _ = upstream_response.insert_header(http::header::CACHE_CONTROL, "no-store");
         }
         Ok(())
     }
@@ -694,15 +861,23 @@ impl ProxyHttp for Gate {
     async fn request_body_filter(
         &self,
         session: &mut Session,
-        _body: &mut Option<bytes::Bytes>,
+        body: &mut Option<bytes::Bytes>,
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // A delivered kept request: its body in place of the GET's none (again on a retry).
+        if let Some(k) = &ctx.kept {
+            if end_of_stream && body.as_ref().is_none_or(|b| b.is_empty()) {
+                *body = Some(k.body.clone());
+            }
+        }
         if end_of_stream {
             ctx.body_done = true;
-            // A request without a body is all written now (its head went before this
-            // phase): the app's answer is ACKed as it is read, whatever its write pattern.
-            if session.is_body_empty() {
+            // A request without a body (nor a kept one in its place) is all written now (its
+            // head went before this phase): the app's answer is ACKed as it is read, whatever
+            // its write pattern. Otherwise its last bytes go after this phase, and
+            // `upstream_response_filter` does it.
+            if session.is_body_empty() && body.as_ref().is_none_or(|b| b.is_empty()) {
                 quick_acks(ctx);
             }
         } else if ctx.reservation.is_some()
@@ -726,7 +901,7 @@ impl ProxyHttp for Gate {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> pingora::proxy::FailToProxy {
         use pingora::{ErrorSource, ErrorType};
         let refusal = match (e.esource(), e.etype()) {
@@ -752,12 +927,24 @@ impl ProxyHttp for Gate {
         // It is not reused after a failed attempt either, and the answer says so
         // (`Connection: close`), so that a client does not send its next request into it.
         session.set_keepalive(None);
+        // A reservation is settled before the answer (not after it, in `logging`): a reload
+        // right after the failure page must not find its own signup still in progress.
+        let app_had_it = ctx.body_done && ctx.upstream_sent.is_some();
+        self.settle(ctx, app_had_it).await;
         if code > 0 && session.response_written().is_none() {
+            let kept_cookie = match refusal {
+                Some(_) => self.kept_after_failure(ctx).await,
+                None => None,
+            };
             let sent = match refusal {
                 Some(r) => {
-                    Reply::problem(&Problem::new(r), wants_html(session))
-                        .send(session)
-                        .await
+                    let reply = Reply::problem(&Problem::new(r), wants_html(session));
+                    match kept_cookie {
+                        Some(c) => reply.cookie(c),
+                        None => reply,
+                    }
+                    .send(session)
+                    .await
                 }
                 None => session.respond_error(code).await,
             };
@@ -783,6 +970,9 @@ impl ProxyHttp for Gate {
             ctx.decision
         };
         let route = self.route_name(ctx);
+        if let Some(outcome) = ctx.kept_outcome {
+            crate::metrics::kept(route, outcome);
+        }
         let end = Instant::now();
         let total = ctx.started.map(|s| end - s).unwrap_or_default();
         let handles = match (&ctx.live, ctx.route) {
@@ -828,11 +1018,7 @@ impl ProxyHttp for Gate {
                     decision,
                     status,
                     method: req.method.as_str(),
-                    host: req
-                        .headers
-                        .get(http::header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                        .unwrap_or(""),
+                    host: target::authority(req).unwrap_or(""),
                     path: req.uri.path(),
                     client: client.as_deref(),
                     upstream: upstream.as_deref(),

@@ -46,7 +46,7 @@ const PATH_OVERRIDES: [&str; 3] = ["x-original-url", "x-rewrite-url", "x-origina
 const METHOD_PARAM: &str = "_method";
 
 /// Does header `name` (lower case, as `http` keeps it) spell one of `names`, `_` for `-`?
-fn spells(name: &str, names: &[&str]) -> bool {
+pub(crate) fn spells(name: &str, names: &[&str]) -> bool {
     names.iter().any(|n| {
         n.len() == name.len()
             && n.bytes()
@@ -62,6 +62,13 @@ pub fn path_overrides(headers: &http::HeaderMap) -> Vec<HeaderName> {
         .filter(|k| spells(k.as_str(), &PATH_OVERRIDES))
         .cloned()
         .collect()
+}
+
+/// Whether a request carries a method-override header (any spelling).
+pub fn has_method_override_header(headers: &http::HeaderMap) -> bool {
+    headers
+        .keys()
+        .any(|k| spells(k.as_str(), &METHOD_OVERRIDES))
 }
 
 /// The request method, refused when spelled with a lower-case letter (a router may upper-case
@@ -150,6 +157,16 @@ pub fn host(req: &RequestHeader) -> Result<(), TargetError> {
                 Err(TargetError::BadTarget)
             }
         }
+    }
+}
+
+/// The host the request names: its Host header, or on HTTP/2 (where a client may send only
+/// `:authority`) the URI's authority. Pingora refuses an HTTP/2 request whose Host and
+/// `:authority` differ, so the two never disagree here.
+pub fn authority(req: &RequestHeader) -> Option<&str> {
+    match req.headers.get(http::header::HOST) {
+        Some(h) => h.to_str().ok(),
+        None => req.uri.authority().map(|a| a.as_str()),
     }
 }
 

@@ -171,6 +171,7 @@ mod tests {
             gender: None,
             phone: None,
             countries: Vec::new(),
+            host: Some("shop.example".into()),
         };
         let names = crate::config::IdentityHeaders::default();
         Verified::new(claims, &names)

@@ -55,6 +55,7 @@ impl HostPattern {
                 host.len() > suffix.len()
                     && host.is_char_boundary(host.len() - suffix.len())
                     && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                    && host[..host.len() - suffix.len()].split('.').all(label)
             }
         }
     }
@@ -78,6 +79,17 @@ impl HostPattern {
 
 /// The host of an authority (`Host` header value or a URI's authority): the port and one
 /// trailing dot taken off; IPv6 literals keep their brackets.
+/// A DNS label as a wildcard may stand for it: 1 to 63 letters, digits, `-` or `_`, not
+/// starting or ending with `-` (so `*.example.com` never matches `a..example.com` or
+/// `-.example.com`, which would go into return URLs).
+fn label(l: &str) -> bool {
+    (1..=63).contains(&l.len())
+        && l.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !l.starts_with('-')
+        && !l.ends_with('-')
+}
+
 pub fn host_of(authority: &str) -> &str {
     let host = if authority.starts_with('[') {
         match authority.find(']') {
@@ -119,6 +131,16 @@ mod tests {
         assert!(!shop.matches("xshop.example.com"));
         let any = HostPattern::parse("*.example.com").unwrap();
         assert!(any.matches("a.example.com"));
+        assert!(any.matches("a-b.c_d.example.com"));
+        for odd in [
+            "a..example.com",
+            "-.example.com",
+            "a-.example.com",
+            ".example.com",
+            "a b.example.com",
+        ] {
+            assert!(!any.matches(odd), "{odd}");
+        }
         assert!(any.matches("a.b.Example.com"));
         assert!(!any.matches("example.com"));
         assert!(!any.matches("aexample.com"));

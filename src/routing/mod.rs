@@ -132,6 +132,27 @@ pub struct Require {
     /// Which upstream answers make a one-account reservation permanent.
     pub commit_on: CommitOn,
     pub max_session_age: Option<Duration>,
+    /// A browser's form post without a session is kept across the verification (None: the
+    /// route opts out, `keep_request: false`).
+    pub keep: Option<KeepRule>,
+}
+
+/// How a route keeps a form post across the verification detour (`require.keep_request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepRule {
+    /// The largest body kept; a larger one is not (the person sends the form again).
+    pub max_body: usize,
+    /// How long a kept request waits for its verification (a flow's life by default).
+    pub ttl: Duration,
+}
+
+impl Default for KeepRule {
+    fn default() -> Self {
+        KeepRule {
+            max_body: 256 * 1024,
+            ttl: Duration::from_secs(600),
+        }
+    }
 }
 
 /// Which classes of upstream status complete a one-account signup (anything else releases

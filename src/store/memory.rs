@@ -30,6 +30,8 @@ pub struct MemoryStore {
     /// Registered members, and pending ones (with the instant their key exchange expires).
     members: Mutex<HashMap<String, (MemberRecord, Option<Instant>)>>,
     revoked: Mutex<Vec<Revocation>>,
+    /// Kept requests, with the instant each expires.
+    kept: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
 }
 
 impl MemoryStore {
@@ -209,5 +211,30 @@ impl Store for MemoryStore {
             .filter(|x| x.at_ms >= since_ms && x.until * 1000 > now)
             .cloned()
             .collect())
+    }
+
+    async fn keep_request(
+        &self,
+        id: &str,
+        sealed: &[u8],
+        ttl: Duration,
+        max_live: u64,
+    ) -> Result<bool, StoreError> {
+        let mut kept = self.kept.lock().map_err(poisoned)?;
+        let now = Instant::now();
+        kept.retain(|_, (_, until)| *until > now);
+        if !kept.contains_key(id) && kept.len() as u64 >= max_live {
+            return Ok(false);
+        }
+        kept.insert(id.to_string(), (sealed.to_vec(), now + ttl));
+        Ok(true)
+    }
+
+    async fn take_request(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut kept = self.kept.lock().map_err(poisoned)?;
+        Ok(kept
+            .remove(id)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(v, _)| v))
     }
 }

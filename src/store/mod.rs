@@ -138,6 +138,19 @@ pub trait Store: Send + Sync {
     async fn revocations(&self, since_ms: i64) -> Result<Vec<Revocation>, StoreError>;
     /// A registered member, or a pending one whose key exchange has not expired.
     async fn member_get(&self, member: &str) -> Result<Option<MemberRecord>, StoreError>;
+    /// Keep a request (sealed by the caller) under `id` for `ttl`, waiting for its
+    /// verification. Not kept (`false`) when `max_live` kept requests are live already:
+    /// unverified clients cannot fill the store. Expired ones neither count nor remain.
+    async fn keep_request(
+        &self,
+        id: &str,
+        sealed: &[u8],
+        ttl: Duration,
+        max_live: u64,
+    ) -> Result<bool, StoreError>;
+    /// Take the kept request `id`: its value to exactly one caller, on any instance, while it
+    /// lives; `None` to every other (taken already, expired or never kept). One atomic step.
+    async fn take_request(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// Open the configured backend. Redis connects lazily (and reconnects by itself).

@@ -102,6 +102,15 @@ impl RedisStore {
         format!("{}members:pending", self.prefix)
     }
 
+    /// The sorted set of live kept requests, scored by the UNIX ms each expires.
+    fn kept_set(&self) -> String {
+        format!("{}kept", self.prefix)
+    }
+
+    fn kept_key(&self, id: &str) -> String {
+        format!("{}kept:{id}", self.prefix)
+    }
+
     fn member_hash(&self, member: &str) -> String {
         format!("{}member:{member}", self.prefix)
     }
@@ -366,6 +375,68 @@ return 'ok'
             passcode: m.get("passcode").cloned(),
             ubifill: m.get("ubifill").cloned(),
         }))
+    }
+
+    async fn keep_request(
+        &self,
+        id: &str,
+        sealed: &[u8],
+        ttl: Duration,
+        max_live: u64,
+    ) -> Result<bool, StoreError> {
+        // Atomic: count the live ones (dropping the expired from the set), then keep. The
+        // set's expiry times are on Redis's own clock, as the key's PX is: they agree, and
+        // instances whose clocks differ count alike.
+        const KEEP: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Gone from the set exactly when the key is gone: Redis expires a key once now > its time.
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) == false and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+return 1
+"#;
+        let mut c = self.conn().await?;
+        let kept: i64 = tokio::time::timeout(
+            CALL_TIMEOUT,
+            redis::Script::new(KEEP)
+                .key(self.kept_key(id))
+                .key(self.kept_set())
+                .arg(id)
+                .arg(sealed)
+                .arg(ttl.as_millis().max(1) as u64)
+                .arg(max_live)
+                .invoke_async(&mut c),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
+        .map_err(err)?;
+        Ok(kept == 1)
+    }
+
+    async fn take_request(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        // Atomic: read and delete in one script, so exactly one instance gets the value.
+        const TAKE: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v then redis.call('DEL', KEYS[1]) end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return v
+"#;
+        let mut c = self.conn().await?;
+        tokio::time::timeout(
+            CALL_TIMEOUT,
+            redis::Script::new(TAKE)
+                .key(self.kept_key(id))
+                .key(self.kept_set())
+                .arg(id)
+                .invoke_async(&mut c),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
+        .map_err(err)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

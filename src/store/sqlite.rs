@@ -52,6 +52,12 @@ CREATE TABLE IF NOT EXISTS revoked (
     at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS revoked_at ON revoked (at_ms);
+CREATE TABLE IF NOT EXISTS kept (
+    id TEXT PRIMARY KEY,
+    sealed BLOB NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS kept_expiry ON kept (expires_at);
 ";
 
 /// Whether the store at `path` could be opened for writing, without creating or changing
@@ -417,6 +423,55 @@ impl Store for SqliteStore {
                 })
             })?;
             rows.collect()
+        })
+        .await
+    }
+
+    async fn keep_request(
+        &self,
+        id: &str,
+        sealed: &[u8],
+        ttl: Duration,
+        max_live: u64,
+    ) -> Result<bool, StoreError> {
+        let (id, sealed) = (id.to_string(), sealed.to_vec());
+        let now = now_ms();
+        let until = now + ttl.as_millis() as i64;
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM kept WHERE expires_at <= ?1", params![now])?;
+            let live: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM kept WHERE id != ?1",
+                params![id],
+                |r| r.get(0),
+            )?;
+            if live as u64 >= max_live {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO kept (id, sealed, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed, expires_at = excluded.expires_at",
+                params![id, sealed, until],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn take_request(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let id = id.to_string();
+        let now = now_ms();
+        self.with(move |c| {
+            // One statement: the row goes as it is read, so only one caller ever gets it.
+            let taken: Option<(Vec<u8>, i64)> = c
+                .query_row(
+                    "DELETE FROM kept WHERE id = ?1 RETURNING sealed, expires_at",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            Ok(taken.filter(|(_, until)| *until > now).map(|(v, _)| v))
         })
         .await
     }

@@ -408,6 +408,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
             preserve_header_case: false,
+            http2: false,
         }
     }
 

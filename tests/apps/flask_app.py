@@ -8,6 +8,7 @@ connections, and exits when its stdin closes. Every response is 200 with an
 `X-Handler` header and a JSON body telling what the framework saw.
 """
 
+import hashlib
 import logging
 import os
 import sys
@@ -42,9 +43,17 @@ METHODS = [
 
 app = Flask(__name__)
 
+# How many POSTs each handler has run (a kept request must reach it exactly once).
+POSTS = {}
+POSTS_LOCK = threading.Lock()
+
 
 def answer(handler):
-    request.get_data()  # read the body fully, so keep-alive works
+    body = request.get_data()  # read the body fully, so keep-alive works
+    with POSTS_LOCK:
+        if request.method == "POST":
+            POSTS[handler] = POSTS.get(handler, 0) + 1
+        posts = POSTS.get(handler, 0)
     env = request.environ
     raw = env.get("RAW_URI") or env.get("REQUEST_URI")
     if raw is None:
@@ -58,6 +67,11 @@ def answer(handler):
         raw=raw,
         verified=request.headers.get("x-verified-unique-in-site"),
         age_ok=request.headers.get("x-verified-age-ok"),
+        # What the handler received: the body's digest and type, and its POSTs so far.
+        body_sha256=hashlib.sha256(body).hexdigest(),
+        content_type=request.content_type,
+        form=request.form.to_dict() if request.form else None,
+        posts=posts,
     )
     resp.headers["X-Handler"] = handler
     # The names of the identity headers that reached the app, sorted (which route's

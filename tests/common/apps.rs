@@ -3,7 +3,9 @@
 //! (and everything under it) and a catch-all the way that stack routes natively. Each
 //! answers 200 with `X-Handler: <name>` and a JSON body: `handler`, `method`, `path` (what
 //! the framework routed on), `raw` (the request target as the app saw it), `verified` and
-//! `age_ok` (the `x-verified-*` request headers, or null).
+//! `age_ok` (the `x-verified-*` request headers, or null). The Flask app also tells what its
+//! handler received: `body_sha256`, `content_type`, `form`, and `posts` (how many POSTs the
+//! handler has run).
 //!
 //! The apps live in tests/apps/; `tests/apps/setup.sh` installs what they need (a venv in
 //! target/apps/venv, tests/apps/node_modules, a JDK). Every app binds 127.0.0.1:0, prints

@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 pub mod apps;
 pub mod proxy;
+pub mod recorder;
 pub mod skip;
+pub mod tls;
 pub mod upstream;
 
 pub use proxy::*;
@@ -62,6 +64,51 @@ pub async fn raw_request(addr: SocketAddr, head: &str) -> String {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A TCP forwarder in front of Redis that can be cut and restored: an outage on demand.
+pub struct Cut {
+    pub addr: std::net::SocketAddr,
+    /// Set false to cut every connection (and refuse new ones), true to restore.
+    pub up: Arc<std::sync::atomic::AtomicBool>,
+}
+
+pub async fn cuttable(target: std::net::SocketAddr) -> Cut {
+    use std::sync::atomic::Ordering;
+    let l = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = up.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = l.accept().await else {
+                return;
+            };
+            if !flag.load(Ordering::SeqCst) {
+                drop(inbound);
+                continue;
+            }
+            let flag = flag.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let (mut ri, mut wi) = inbound.split();
+                let (mut ro, mut wo) = outbound.split();
+                let watch = async {
+                    while flag.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::io::copy(&mut ri, &mut wo) => {}
+                    _ = tokio::io::copy(&mut ro, &mut wi) => {}
+                    _ = watch => {}
+                }
+            });
+        }
+    });
+    Cut { addr, up }
 }
 
 /// The provider sandbox: one server for all four providers' stand-ins.
@@ -132,6 +179,8 @@ impl From<Proxy> for Setup {
 pub struct Env {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
+    /// The plain-HTTP listener that redirects to HTTPS, when the config has one.
+    pub redirect: Option<SocketAddr>,
     pub sandbox: SocketAddr,
     pub upstream: SocketAddr,
     pub echo: Arc<Echo>,
@@ -190,6 +239,7 @@ impl Env {
         let built = verigate::build(cfg, opts).unwrap();
         let proxy = built.proxy_addr;
         let admin = built.admin_addr.unwrap();
+        let redirect = built.redirect_addr;
         let stop = verigate::spawn(built.server);
         let client = client();
         if setup.proxy.start_unready {
@@ -200,6 +250,7 @@ impl Env {
         Env {
             proxy,
             admin,
+            redirect,
             sandbox,
             upstream,
             echo,
@@ -272,6 +323,7 @@ impl Env {
             env_proxy: self.proxy,
             client: self.client.clone(),
             jar: HashMap::new(),
+            origin: None,
         }
     }
 
@@ -372,6 +424,8 @@ pub struct Browser {
     pub env_proxy: SocketAddr,
     pub client: reqwest::Client,
     pub jar: HashMap<String, String>,
+    /// Where paths are sent (`https://shop.test:PORT`, say); `http://{env_proxy}` when None.
+    pub origin: Option<String>,
 }
 
 /// What a started Iamport flow exposes on its page.
@@ -430,7 +484,10 @@ impl Browser {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.env_proxy, path)
+        match &self.origin {
+            Some(o) => format!("{o}{path}"),
+            None => format!("http://{}{}", self.env_proxy, path),
+        }
     }
 
     pub async fn get_html(&mut self, path: &str) -> reqwest::Response {
@@ -604,6 +661,23 @@ pub fn redis_url() -> Option<String> {
             );
             None
         }
+    }
+}
+
+/// Delete every key a test wrote under its prefix.
+pub fn redis_cleanup(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut con) = client.get_connection() else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut con)
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<i64, _> = redis::cmd("DEL").arg(&keys).query(&mut con);
     }
 }
 

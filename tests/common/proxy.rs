@@ -163,6 +163,11 @@ impl Route {
         self.require("max_session_age", json!(age))
     }
 
+    /// `require.keep_request`: `false`, `true` or `{ max_body, ttl }`.
+    pub fn keep_request(self, keep: Value) -> Route {
+        self.require("keep_request", keep)
+    }
+
     /// `forward`: the identity fields sent upstream beyond the defaults.
     pub fn forward<const N: usize>(mut self, fields: [&str; N]) -> Route {
         self.forward = fields.iter().map(|f| f.to_string()).collect();
@@ -446,6 +451,12 @@ impl Proxy {
     pub fn preserve_header_case(mut self) -> Proxy {
         self.upstream
             .insert("preserve_header_case".into(), json!(true));
+        self
+    }
+
+    /// `upstream.http2: true`.
+    pub fn upstream_http2(mut self) -> Proxy {
+        self.upstream.insert("http2".into(), json!(true));
         self
     }
 

@@ -149,6 +149,7 @@ async fn spawn_raw_upstream(e: Arc<Echo>) -> SocketAddr {
 async fn echo(
     State(e): State<Arc<Echo>>,
     method: Method,
+    version: axum::http::Version,
     uri: Uri,
     headers: HeaderMap,
 ) -> impl IntoResponse {
@@ -159,7 +160,7 @@ async fn echo(
             .or_default()
             .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
     }
-    let v = json!({ "method": method.as_str(), "uri": uri.to_string(), "headers": h });
+    let v = json!({ "method": method.as_str(), "uri": uri.to_string(), "headers": h, "version": format!("{version:?}") });
     *e.last.lock().unwrap() = Some(v.clone());
     let status = if method == Method::POST {
         StatusCode::CREATED

@@ -228,6 +228,24 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         .as_deref()
         .and_then(|a| socket_addr(ctx, "admin_listen", a))
         .map(|addr| Listen { addr });
+    let tls = f.tls.as_ref().map(|t| server::tls(ctx, t));
+    let redirect_http = f.redirect_http_listen.as_deref().and_then(|a| {
+        if f.tls.is_none() {
+            ctx.err(
+                "redirect_http_listen",
+                "redirects to HTTPS, so `tls` must be set on `listen`",
+            );
+        }
+        socket_addr(ctx, "redirect_http_listen", a).map(|addr| Listen { addr })
+    });
+    match f.redirect_https_port {
+        Some(0) => ctx.err("redirect_https_port", "must be a port from 1 to 65535"),
+        Some(_) if f.redirect_http_listen.is_none() => ctx.err(
+            "redirect_https_port",
+            "names the port of redirects to HTTPS: set `redirect_http_listen` too",
+        ),
+        _ => {}
+    }
 
     // The default upstream first, then the named ones: routes keep indices into this list.
     let mut upstreams = Vec::new();
@@ -427,9 +445,13 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
     }
     Some(RuntimeConfig {
         listen: Listen { addr: listen? },
+        tls: tls.flatten(),
+        redirect_http,
+        redirect_https_port: f.redirect_https_port,
         admin_listen,
         listen_spec: f.listen.clone(),
         admin_spec: f.admin_listen.clone(),
+        redirect_spec: f.redirect_http_listen.clone(),
         upstreams,
         resolver,
         flow_prefix,

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::identity::ProviderId;
-use crate::routing::{MatchRule, Require};
+use crate::routing::{KeepRule, MatchRule, Require};
 
 pub(super) fn route(
     ctx: &mut Ctx,
@@ -294,5 +294,61 @@ pub(super) fn require(
         one_account_per_person: q.one_account_per_person,
         commit_on,
         max_session_age: max_session_age.filter(|d| !d.is_zero()),
+        keep: keep(ctx, &format!("{at}.keep_request"), q.keep_request.as_ref()),
     })
+}
+
+/// The largest body a route may keep: kept bodies are held whole, in memory while they
+/// arrive and in the store until their verification.
+const MAX_KEPT_BODY: usize = 16 * 1024 * 1024;
+
+/// `require.keep_request`: on by default (256 KB, 10 minutes), `false` turns it off.
+fn keep(ctx: &mut Ctx, at: &str, k: Option<&FileKeep>) -> Option<KeepRule> {
+    let s = match k {
+        None => return Some(KeepRule::default()),
+        Some(FileKeep::Off) => return None,
+        Some(FileKeep::On(s)) => s,
+    };
+    let default = KeepRule::default();
+    let max_body = match &s.max_body {
+        None => default.max_body,
+        Some(v) => match size(v) {
+            Some(n) if (1..=MAX_KEPT_BODY).contains(&n) => n,
+            _ => {
+                ctx.err(
+                    format!("{at}.max_body"),
+                    format!(
+                        "`{}` is not a size from 1 byte to 16MB (write 256KB, 1MB or a number of bytes)",
+                        serde_yaml::to_string(v).unwrap_or_default().trim()
+                    ),
+                );
+                default.max_body
+            }
+        },
+    };
+    let ttl = ctx.duration(&format!("{at}.ttl"), s.ttl.as_deref(), default.ttl);
+    if ttl.is_zero() || ttl > Duration::from_secs(3600) {
+        ctx.err(
+            format!("{at}.ttl"),
+            "must be from 1s to 1h (a kept request waits for one verification)",
+        );
+    }
+    Some(KeepRule { max_body, ttl })
+}
+
+/// A size in bytes: a number, or a number with `B`, `KB` or `MB` (powers of 1024).
+fn size(v: &serde_yaml::Value) -> Option<usize> {
+    if let Some(n) = v.as_u64() {
+        return usize::try_from(n).ok();
+    }
+    let text = v.as_str()?.trim();
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let unit = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" | "KIB" => 1024,
+        "MB" | "MIB" => 1024 * 1024,
+        _ => return None,
+    };
+    number.parse::<usize>().ok()?.checked_mul(unit)
 }

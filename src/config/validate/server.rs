@@ -45,6 +45,46 @@ pub(super) fn upstream(ctx: &mut Ctx, at: &str, name: &str, u: &FileUpstream) ->
             Duration::from_secs(60),
         ),
         preserve_header_case: u.preserve_header_case,
+        http2: u.http2,
+    }
+}
+
+/// `tls`: the files are read and the key checked against the certificate now, so that `check`
+/// and a reload refuse what the listener could not serve.
+pub(super) fn tls(ctx: &mut Ctx, t: &FileTls) -> Option<ListenerTls> {
+    use crate::crypto::tls::{load, TlsFile};
+    let mut missing = false;
+    for (key, value) in [
+        ("tls.cert_file", &t.cert_file),
+        ("tls.key_file", &t.key_file),
+    ] {
+        if value.trim().is_empty() {
+            ctx.err(key, "name a PEM file");
+            missing = true;
+        }
+    }
+    if missing {
+        return None;
+    }
+    let (cert_file, key_file) = (
+        std::path::PathBuf::from(&t.cert_file),
+        std::path::PathBuf::from(&t.key_file),
+    );
+    match load(&cert_file, &key_file) {
+        Ok(certified) => Some(ListenerTls {
+            cert_file,
+            key_file,
+            http2: t.http2.unwrap_or(true),
+            certified,
+        }),
+        Err(e) => {
+            let key = match e.file() {
+                TlsFile::Cert => "tls.cert_file",
+                TlsFile::Key => "tls.key_file",
+            };
+            ctx.err(key, e.to_string());
+            None
+        }
     }
 }
 
@@ -157,5 +197,7 @@ pub(super) fn clients(ctx: &mut Ctx, c: Option<&FileClients>) -> Clients {
                 }
             })
             .collect(),
+        max_kept_requests: c.and_then(|c| c.max_kept_requests).unwrap_or(1000),
+        max_kept_per_client: c.and_then(|c| c.max_kept_per_client).unwrap_or(30),
     }
 }

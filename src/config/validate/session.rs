@@ -117,13 +117,16 @@ pub(super) fn session(ctx: &mut Ctx, s: &FileSession) -> Option<SessionConfig> {
     let hash_key = hash_key?;
     let at_rest =
         Keyring::new(&[crate::session::derive_key(&hash_key, "verigate/at-rest/v1")]).ok()?;
+    let keys = keys?;
     Some(SessionConfig {
         at_rest,
+        kept: keys.derived("verigate/kept-store/v1"),
+        kept_cookie: format!("{cookie}_kept"),
         flow_cookie: format!("{cookie}_flow"),
         cookie,
         ttl,
         secure: s.secure.unwrap_or(true),
-        keys: keys?,
+        keys,
         hash_key,
     })
 }
