@@ -27,6 +27,9 @@
 #
 # Usage: benches/load.sh [--duration SECONDS] [--rounds N] [--connections C] [--no-memory]
 #                        [--request browser|minimal] [--pin] [--sessions N] [--no-tls]
+#                        [--real-apps] [--idle N]
+# --real-apps: instead of the above, the "real apps" table (benches/real_apps.sh says what).
+# --idle N: instead, N idle keep-alive connections beside active ones (benches/idle.sh).
 # --pin: the proxy under test (verigate, or the front nginx) runs alone on the last CPU; wrk,
 # the upstream nginx, the auth service, the sandbox and the minting share the others. Each
 # round then also prints how busy the load side's CPUs were: near 100% means the load side,
@@ -36,7 +39,8 @@
 # --request: the headers every measured request carries besides the session cookie: `browser`
 # (the default) those of a Chrome page navigation, `minimal` only Host (wrk's bare request).
 # VG_PROFILE=release: bench the lighter release build instead of `dist` (for quick iterations;
-# published figures use dist).
+# published figures use dist). VG_BIN=path: bench that binary as it is (no build), e.g. an
+# earlier commit's, to compare two builds.
 # Variants: VG_ACCESS_LOG=false (no access log on verigate nor on the nginx proxies),
 # VG_TUNING='tuning: { work_stealing: true }'.
 # CALLGRIND=1: run verigate under valgrind's callgrind instead and count the instructions one
@@ -63,6 +67,8 @@ PIN=0
 SESSIONS=10000
 SESSIONS_GIVEN=
 TLS=1
+REAL_APPS=0
+IDLE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION="$2"; shift 2 ;;
@@ -73,6 +79,8 @@ while [ $# -gt 0 ]; do
     --pin) PIN=1; shift ;;
     --sessions) SESSIONS="$2"; SESSIONS_GIVEN=1; shift 2 ;;
     --no-tls) TLS=0; shift ;;
+    --real-apps) REAL_APPS=1; shift ;;
+    --idle) IDLE="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -96,6 +104,11 @@ esac
 [[ "$SESSIONS" =~ ^[1-9][0-9]*$ ]] || { echo "--sessions is a positive number" >&2; exit 2; }
 # Under callgrind, one session unless --sessions says otherwise (minting is slow under valgrind).
 [ -n "${CALLGRIND:-}" ] && [ -z "$SESSIONS_GIVEN" ] && SESSIONS=1
+[[ "$IDLE" =~ ^[0-9]+$ ]] || { echo "--idle is a number" >&2; exit 2; }
+# The real apps table and the idle connections: 1,000 sessions unless --sessions says otherwise.
+if [ "$REAL_APPS" = 1 ] || [ "$IDLE" -gt 0 ]; then
+  [ -z "$SESSIONS_GIVEN" ] && SESSIONS=1000
+fi
 
 missing=()
 PIN_TOOL=()
@@ -110,8 +123,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "On Debian/Ubuntu: apt-get install -y ${missing[*]/nginx/nginx-light}" >&2
   exit 2
 fi
-# The HTTPS and HTTP/2 rounds (not under CALLGRIND or PROFILE).
-[ -n "${CALLGRIND:-}${PROFILE:-}" ] && TLS=0
+# The HTTPS and HTTP/2 rounds (not under CALLGRIND or PROFILE, nor with --real-apps or --idle).
+if [ -n "${CALLGRIND:-}${PROFILE:-}" ] || [ "$REAL_APPS" = 1 ] || [ "$IDLE" -gt 0 ]; then TLS=0; fi
 H2=0
 if [ "$TLS" = 1 ]; then
   if ! command -v openssl >/dev/null 2>&1; then
@@ -135,10 +148,16 @@ if [ "$PIN" = 1 ]; then
 fi
 
 BUILD_PROFILE="${VG_PROFILE:-dist}"
-cargo build --profile "$BUILD_PROFILE" --quiet
-BIN="${CARGO_TARGET_DIR:-target}/$BUILD_PROFILE/verigate"
+if [ -n "${VG_BIN:-}" ]; then
+  BIN="$VG_BIN" # a binary built elsewhere (e.g. an earlier commit's, to compare with)
+else
+  cargo build --profile "$BUILD_PROFILE" --quiet
+  BIN="${CARGO_TARGET_DIR:-target}/$BUILD_PROFILE/verigate"
+fi
 BUILD="$(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC')"
-if REV=$(git rev-parse --short HEAD 2>/dev/null); then
+if [ -n "${VG_BIN:-}" ]; then
+  BUILD="$BUILD, $VG_BIN"
+elif REV=$(git rev-parse --short HEAD 2>/dev/null); then
   git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || REV="$REV + uncommitted changes"
   BUILD="$BUILD, from $REV"
 fi
@@ -146,9 +165,9 @@ WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$WORK/up.pid" ] && kill "$(cat "$WORK/up.pid")" 2>/dev/null || true
-  [ -f "$WORK/front.pid" ] && kill "$(cat "$WORK/front.pid")" 2>/dev/null || true
-  [ -f "$WORK/auth.pid" ] && kill "$(cat "$WORK/auth.pid")" 2>/dev/null || true
+  for f in "$WORK"/*.pid; do # every nginx's master
+    [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -177,7 +196,8 @@ start_nginx() {
 worker_processes 1;
 pid $WORK/$1.pid;
 error_log $WORK/$1/error.log crit;
-events { worker_connections 4096; }
+worker_rlimit_nofile $((2 * IDLE + 8192));
+events { worker_connections $((IDLE + 4096)); }
 http {
   access_log off;
   keepalive_requests 1000000;
@@ -311,6 +331,17 @@ load() { # duration url [wrk options]
     -- "$WORK/cookies" vg
 }
 GATED="http://127.0.0.1:$P_VG/gated/x"
+
+if [ "$REAL_APPS" = 1 ]; then
+  # shellcheck source=benches/real_apps.sh
+  . benches/real_apps.sh
+  exit 0
+fi
+if [ "$IDLE" -gt 0 ]; then
+  # shellcheck source=benches/idle.sh
+  . benches/idle.sh
+  exit 0
+fi
 
 # wrk prints Requests/sec and, with --latency, the 99% line.
 # With --pin, also how busy the load side's CPUs were (percent, from /proc/stat). And the CPU

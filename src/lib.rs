@@ -112,6 +112,17 @@ fn prebind(what: &'static str, addr: SocketAddr) -> Result<(SocketAddr, RawFd), 
     Ok((actual, l.into_raw_fd()))
 }
 
+/// A TCP listener with a 4 KiB read buffer per client connection instead of Pingora's 64 KiB:
+/// every connection, idle ones too, held one (~87 KiB of RSS per idle keep-alive connection
+/// with it). A request head is read straight into the deadline reader's own 4 KiB buffer (a
+/// read that large bypasses this one). No read buffer at all breaks Pingora's WebSocket
+/// pass-through (`tests/websocket.rs`: the client's first frame meets a reset). A TLS listener
+/// keeps Pingora's default (TLS reads whole 16 KiB records through it).
+fn listener(addr: String) -> pingora::listeners::ListenerConfig {
+    pingora::listeners::ListenerConfig::tcp(addr)
+        .l4_buffer(pingora::listeners::L4BufferSettings::default().read(4096))
+}
+
 /// Listen on `addr` (TLS on it when `tls` is given), bound now unless the sockets are taken
 /// over from a running verigate.
 fn add_listening<A>(
@@ -127,7 +138,7 @@ where
 {
     let endpoint = |svc: &mut pingora::services::listening::Service<A>, key: &str| match tls {
         Some(t) => svc.add_tls_with_settings(key, None, t),
-        None => svc.add_tcp(key),
+        None => svc.add_listener(listener(key.to_string())),
     };
     if opts.upgrade {
         endpoint(&mut svc, &addr.to_string());

@@ -2,12 +2,16 @@
 //! - `request_filter`: strip identity headers, normalise the path, serve verigate's own
 //!   endpoints, match the route, check the session, age and account rules.
 //! - `upstream_peer`: pick an address of the route's upstream (`crate::upstreams`).
-//! - `fail_to_connect` / `connected_to_upstream`: passive health of that address.
+//! - `fail_to_connect` / `connected_to_upstream`: passive health of that address;
+//!   `connected_to_upstream` also keeps the connection's socket, on which `request_body_filter`
+//!   (or, for a request with a body, `upstream_response_filter`) turns on prompt ACKs once the
+//!   request is written (`ack`).
 //! - `upstream_request_filter`: inject verified identity headers, keep verigate's cookies home.
 //! - `upstream_response_filter`: note the upstream's status and time.
 //! - `response_filter`: settle one-account reservations on the upstream's answer.
 //! - `logging`: metrics and the access log.
 
+pub mod ack;
 pub mod deadline;
 pub mod decide;
 pub mod forwarded;
@@ -91,6 +95,8 @@ pub struct Ctx {
     pool: Option<Arc<crate::upstreams::Pool>>,
     /// Addresses whose connect failed for this request (a retry goes elsewhere).
     tried: Vec<std::net::SocketAddr>,
+    /// The upstream connection's socket, until quick ACKs are set on it (`ack`).
+    upstream_fd: Option<std::os::fd::RawFd>,
 }
 
 /// The fields of one access-log line (public for the benchmark of writing one). Written by
@@ -556,6 +562,16 @@ fn no_address(why: &'static str) -> Box<Error> {
     e
 }
 
+/// Quick ACKs on the request's upstream connection, once (`ack`). A failure (the connection
+/// already gone) changes nothing for the request: its read will say so.
+fn quick_acks(ctx: &mut Ctx) {
+    if let Some(fd) = ctx.upstream_fd.take() {
+        if let Err(e) = ack::quickack(fd) {
+            tracing::debug!(error = %e, "could not set TCP_QUICKACK on the upstream connection");
+        }
+    }
+}
+
 /// GET, HEAD and OPTIONS: the methods that never sign anyone up.
 fn is_safe(m: &http::Method) -> bool {
     m == http::Method::GET || m == http::Method::HEAD || m == http::Method::OPTIONS
@@ -662,6 +678,11 @@ fn upstream_edits(
 impl ProxyHttp for Gate {
     type CTX = Ctx;
 
+    /// No downstream modules. Pingora's default adds its response compression module, turned
+    /// off, which still costs every request a context of its own and a call per phase;
+    /// verigate compresses nothing.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> Ctx {
         Ctx {
             started: Some(Instant::now()),
@@ -743,7 +764,7 @@ impl ProxyHttp for Gate {
         _session: &mut Session,
         reused: bool,
         _peer: &HttpPeer,
-        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(unix)] fd: std::os::unix::io::RawFd,
         #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut Ctx,
@@ -751,6 +772,8 @@ impl ProxyHttp for Gate {
         if let (false, Some(pool), Some(addr)) = (reused, &ctx.pool, ctx.upstream_addr) {
             pool.connect_ok(addr);
         }
+        // Reused or new: every request re-enters delayed-ACK pingpong mode when it is written.
+        ctx.upstream_fd = Some(fd);
         Ok(())
     }
 
@@ -789,6 +812,9 @@ impl ProxyHttp for Gate {
     ) -> Result<()> {
         ctx.upstream_status = Some(upstream_response.status.as_u16());
         ctx.upstream_time = ctx.upstream_sent.map(|t| t.elapsed());
+        // A request with a body: its last bytes were written after `request_body_filter`,
+        // so quick ACKs start here (this also sends the ACK of these headers at once).
+        quick_acks(ctx);
         Ok(())
     }
 
@@ -834,7 +860,7 @@ impl ProxyHttp for Gate {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<bytes::Bytes>,
         end_of_stream: bool,
         ctx: &mut Ctx,
@@ -847,6 +873,13 @@ impl ProxyHttp for Gate {
         }
         if end_of_stream {
             ctx.body_done = true;
+            // A request without a body (nor a kept one in its place) is all written now (its
+            // head went before this phase): the app's answer is ACKed as it is read, whatever
+            // its write pattern. Otherwise its last bytes go after this phase, and
+            // `upstream_response_filter` does it.
+            if session.is_body_empty() && body.as_ref().is_none_or(|b| b.is_empty()) {
+                quick_acks(ctx);
+            }
         } else if ctx.reservation.is_some()
             && ctx
                 .started
