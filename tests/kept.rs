@@ -780,13 +780,7 @@ async fn ready_is(env: &Env, status: u16) {
 async fn a_store_outage_keeps_nothing_new_and_loses_nothing_kept() {
     use std::sync::atomic::Ordering;
     let Some(url) = redis_url() else { return };
-    let target: std::net::SocketAddr = url
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let target = redis_addr(&url);
     let cut = cuttable(target).await;
     let prefix = format!("vgtest:kept-outage:{}:", std::process::id());
     let store = Storage::redis(&format!("redis://{}", cut.addr)).prefix(&prefix);

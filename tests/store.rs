@@ -645,13 +645,7 @@ async fn freezable(
 async fn redis_that_stops_answering_fails_calls_in_bounded_time() {
     use std::sync::atomic::Ordering;
     let Some(url) = redis_url() else { return };
-    let target: std::net::SocketAddr = url
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let target = redis_addr(&url);
     let (addr, frozen) = freezable(target).await;
     let prefix = unique_prefix("frozen");
     let s = store::open(&StoreConfig::Redis {
@@ -889,13 +883,7 @@ async fn two_instances_share_redis() {
 async fn store_outage_fails_closed_and_recovers() {
     use std::sync::atomic::Ordering;
     let Some(url) = redis_url() else { return };
-    let target: std::net::SocketAddr = url
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let target = redis_addr(&url);
     let cut = cuttable(target).await;
     let prefix = unique_prefix("outage");
     let store = Storage::redis(&format!("redis://{}", cut.addr)).prefix(&prefix);

@@ -167,15 +167,20 @@ fn from_this_site(req: &RequestHeader) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o == h.to_ascii_lowercase())
 }
 
-/// The body of a request to keep, read as it arrives: `None` as soon as it passes `cap` (a
-/// declared `Content-Length` over it is not read at all).
-async fn read_capped(session: &mut Session, cap: usize) -> pingora::Result<Option<Bytes>> {
-    let declared = session
+/// The body length a request declares (`Content-Length`), if any.
+fn declared_length(session: &Session) -> Option<u64> {
+    session
         .req_header()
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// The body of a request to keep, read as it arrives: `None` as soon as it passes `cap` (a
+/// declared `Content-Length` over it is not read at all).
+async fn read_capped(session: &mut Session, cap: usize) -> pingora::Result<Option<Bytes>> {
+    let declared = declared_length(session);
     if declared.is_some_and(|n| n > cap as u64) {
         return Ok(None);
     }
@@ -202,12 +207,7 @@ const DRAIN_TIME: Duration = Duration::from_secs(10);
 /// Read and drop the rest of a body that will not be kept (up to [`DRAIN_LIMIT`] and
 /// [`DRAIN_TIME`]). False when some is left unread: the connection must not be reused.
 async fn drain(session: &mut Session) -> bool {
-    let declared = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = declared_length(session);
     if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
         return false;
     }

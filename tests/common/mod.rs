@@ -664,6 +664,16 @@ pub fn redis_url() -> Option<String> {
     }
 }
 
+/// The address of the test Redis at `url` (`redis://HOST:PORT[/db]`), for tests that put a
+/// proxy of their own between verigate and it.
+pub fn redis_addr(url: &str) -> SocketAddr {
+    url.trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("VERIGATE_TEST_REDIS is not redis://HOST:PORT: {url}"))
+}
+
 /// Delete every key a test wrote under its prefix.
 pub fn redis_cleanup(url: &str, prefix: &str) {
     let Ok(client) = redis::Client::open(url) else {
