@@ -397,32 +397,39 @@ const POOL_MISS: (&str, &str) = (
 
 impl QuietPoolMiss {
     fn is_pool_miss(event: &tracing::Event<'_>) -> bool {
-        struct Message(bool);
-        impl tracing::field::Visit for Message {
+        /// The event's message, and (a record bridged from the `log` crate, whose metadata
+        /// target is `log`) the target it names in its `log.target` field.
+        #[derive(Default)]
+        struct Fields {
+            message: bool,
+            log_target: bool,
+        }
+        impl tracing::field::Visit for Fields {
             fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
                 if f.name() == "message" {
-                    self.0 = format!("{v:?}") == POOL_MISS.1;
+                    self.message = format!("{v:?}") == POOL_MISS.1;
                 }
             }
             fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
-                if f.name() == "message" {
-                    self.0 = v == POOL_MISS.1;
+                match f.name() {
+                    "message" => self.message = v == POOL_MISS.1,
+                    "log.target" => self.log_target = v == POOL_MISS.0,
+                    _ => {}
                 }
             }
         }
-        // Log records bridged from the `log` crate carry their target in a field; tracing's
-        // own events in the metadata.
         let meta = event.metadata();
-        let from_log = meta.target() == "log";
-        if !from_log && meta.target() != POOL_MISS.0 {
-            return false;
-        }
         if *meta.level() != tracing::Level::ERROR {
             return false;
         }
-        let mut m = Message(false);
-        event.record(&mut m);
-        m.0
+        let from_log = match meta.target() {
+            "log" => true,
+            t if t == POOL_MISS.0 => false,
+            _ => return false,
+        };
+        let mut f = Fields::default();
+        event.record(&mut f);
+        f.message && (!from_log || f.log_target)
     }
 }
 
