@@ -16,7 +16,12 @@
 # order of the targets; the script prints the medians and the medians of the per-round
 # differences and ratios.
 
-APPS=(python-http.server gunicorn-sync gunicorn-gthread node-http nginx-static)
+ALL_APPS=(python-http.server gunicorn-sync gunicorn-gthread node-http nginx-static)
+# RA_APPS="gunicorn-gthread node-http": measure only these (every app still starts).
+read -r -a APPS <<< "${RA_APPS:-${ALL_APPS[*]}}"
+for a in "${APPS[@]}"; do
+  [[ " ${ALL_APPS[*]} " == *" $a "* ]] || { echo "RA_APPS: no app $a (${ALL_APPS[*]})" >&2; exit 2; }
+done
 RA_DURATION=${RA_DURATION:-$DURATION}
 VENV="${CARGO_TARGET_DIR:-target}/bench-venv"
 ra_missing=()
@@ -27,7 +32,7 @@ if [ ${#ra_missing[@]} -gt 0 ]; then
   exit 2
 fi
 
-read -r -a RA_PORTS < <(python3 - "${#APPS[@]}" <<'PYEOF'
+read -r -a RA_PORTS < <(python3 - "${#ALL_APPS[@]}" <<'PYEOF'
 import socket, sys
 socks = [socket.socket() for _ in range(4 * int(sys.argv[1]))]
 for s in socks: s.bind(("127.0.0.1", 0))
@@ -36,7 +41,7 @@ PYEOF
 )
 declare -A APP_PORT VG_PORT VG_ADMIN NG_PORT
 i=0
-for a in "${APPS[@]}"; do
+for a in "${ALL_APPS[@]}"; do
   APP_PORT[$a]=${RA_PORTS[$i]}; VG_PORT[$a]=${RA_PORTS[$((i + 1))]}
   VG_ADMIN[$a]=${RA_PORTS[$((i + 2))]}; NG_PORT[$a]=${RA_PORTS[$((i + 3))]}
   i=$((i + 4))
