@@ -516,6 +516,75 @@ async fn a_client_that_drips_its_headers_is_dropped_and_does_not_slow_others() {
     assert_eq!(env.hits(), 21);
 }
 
+/// Empty lines before a request line (which HTTP/1 servers skip) are not the end of a head: a
+/// client that sends them first, or sends nothing else, still has `header_timeout` from its first
+/// byte. Red team: with `\r\n\r\n` first, a head dripped for 38 s reached the app, and a
+/// stream of empty lines held a connection for minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_lines_before_a_head_do_not_stop_the_header_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = impatient().await;
+    let gap = std::time::Duration::from_millis(100);
+    for prefix in [&b"\r\n\r\n"[..], b"\n\n", b"\r\n\n", b"\n\r\n"] {
+        // In the same packet as the first byte of the request line, then the rest dripped.
+        let mut s = tokio::net::TcpStream::connect(env.proxy).await.unwrap();
+        let mut first = prefix.to_vec();
+        first.push(SLOW_HEAD[0]);
+        s.write_all(&first).await.unwrap();
+        let answer = drip(&mut s, &SLOW_HEAD[1..], gap)
+            .await
+            .expect("answered or closed within the deadline");
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "{prefix:?} first: {answer:?}"
+        );
+        // Alone, then the whole head dripped.
+        let mut s = tokio::net::TcpStream::connect(env.proxy).await.unwrap();
+        s.write_all(prefix).await.unwrap();
+        let answer = drip(&mut s, SLOW_HEAD, gap)
+            .await
+            .expect("answered or closed");
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "{prefix:?} alone: {answer:?}"
+        );
+        // On a kept-alive connection's second request.
+        let mut s = tokio::net::TcpStream::connect(env.proxy).await.unwrap();
+        s.write_all(b"GET /open/first HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        s.write_all(prefix).await.unwrap();
+        let answer = drip(&mut s, SLOW_HEAD, gap)
+            .await
+            .expect("answered or closed");
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "{prefix:?} second request: {answer:?}"
+        );
+    }
+    // Nothing but empty lines, two every 100 ms: dropped at the deadline, not held.
+    let mut s = tokio::net::TcpStream::connect(env.proxy).await.unwrap();
+    let answer = drip(
+        &mut s,
+        &b"\n\n".repeat(200),
+        std::time::Duration::from_millis(50),
+    )
+    .await
+    .expect("answered or closed");
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "empty lines only: {answer:?}"
+    );
+    assert_eq!(
+        env.hits(),
+        4,
+        "only the four first requests reached the app"
+    );
+}
+
 /// An app that reads each request's whole body (by Content-Length) before it answers, and
 /// reports through the channel how many body bytes it got before the connection ended.
 async fn patient_upstream() -> (std::net::SocketAddr, tokio::sync::mpsc::Receiver<usize>) {

@@ -44,9 +44,17 @@ impl<A> HeaderDeadline<A> {
     }
 }
 
-/// Whether `buf` holds a whole request head (the blank line after the headers).
+/// Whether `buf` holds a whole request head: a request line, then headers, then an empty line.
+/// Empty lines before the request line (which servers skip, RFC 9112 section 2.2) are not a
+/// head: they neither end the deadline nor count as one. A line ends at LF, with or without CR
+/// before it, as Pingora's parser reads it.
 fn head_complete(buf: &[u8]) -> bool {
-    buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n")
+    let start = buf
+        .iter()
+        .position(|b| *b != b'\r' && *b != b'\n')
+        .unwrap_or(buf.len());
+    let head = &buf[start..];
+    head.windows(2).any(|w| w == b"\n\n") || head.windows(3).any(|w| w == b"\n\r\n")
 }
 
 #[async_trait]
@@ -135,5 +143,42 @@ mod tests {
         assert!(head_complete(b"GET / HTTP/1.1\nHost: a\n\n"));
         assert!(!head_complete(b"GET / HTTP/1.1\r\nHost: a\r\n"));
         assert!(!head_complete(b"GET / HTTP/1.1\r\n"));
+        // LF, then CRLF, ends a head too.
+        assert!(head_complete(b"GET / HTTP/1.1\nHost: a\n\r\n"));
+        // Empty lines before the request line are no head, however many.
+        for prefix in [
+            &b"\r\n"[..],
+            b"\n",
+            b"\r\n\r\n",
+            b"\n\n",
+            b"\r\n\n",
+            b"\n\r\n",
+        ] {
+            assert!(!head_complete(prefix), "{prefix:?}");
+            let mut partial = prefix.to_vec();
+            partial.extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\n");
+            assert!(!head_complete(&partial), "{prefix:?} then a partial head");
+            partial.extend_from_slice(b"\r\n");
+            assert!(head_complete(&partial), "{prefix:?} then a whole head");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever empty lines come first, a head is complete exactly when the same head
+        /// without them is.
+        #[test]
+        fn leading_empty_lines_never_complete_a_head(
+            prefix in proptest::collection::vec(proptest::sample::select(vec![b'\r', b'\n']), 0..12),
+            head in proptest::collection::vec(proptest::sample::select(vec![b'G', b' ', b':', b'\r', b'\n']), 0..24),
+        ) {
+            let mut both = prefix.clone();
+            both.extend_from_slice(&head);
+            let without: Vec<u8> = {
+                let start = head.iter().position(|b| *b != b'\r' && *b != b'\n').unwrap_or(head.len());
+                head[start..].to_vec()
+            };
+            proptest::prop_assert_eq!(head_complete(&both), head_complete(&without));
+            proptest::prop_assert!(!head_complete(&prefix));
+        }
     }
 }
