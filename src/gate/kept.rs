@@ -269,12 +269,15 @@ pub async fn keep(
         _ if target(session.req_header()).len() > MAX_TARGET => None,
         Some(b) => Some(b),
         None => match tokio::time::timeout(deadline, read_capped(session, rule.max_body)).await {
-            Ok(read) => read?,
+            // Reading the client's body failed (it paused too long, or broke off): its doing.
+            Ok(read) => read.map_err(|e| e.into_down())?,
             Err(_) => {
+                // The client's doing: answered `408`, counted as a client error.
                 return Err(pingora::Error::explain(
                     pingora::ErrorType::ReadTimedout,
                     "a body to keep past its deadline",
-                ))
+                )
+                .into_down());
             }
         },
     };

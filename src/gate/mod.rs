@@ -920,6 +920,8 @@ impl ProxyHttp for Gate {
             {
                 0
             }
+            // A client too slow with its body: 408, as for a head too slow.
+            (None, ErrorType::ReadTimedout) if e.esource() == &ErrorSource::Downstream => 408,
             (None, _) if e.esource() == &ErrorSource::Downstream => 400,
             (None, _) => 500,
         };
@@ -964,10 +966,17 @@ impl ProxyHttp for Gate {
         // connection broke): that counts, fail closed. Otherwise the app never had it all.
         let app_had_it = ctx.body_done && ctx.upstream_sent.is_some();
         self.settle(ctx, app_had_it).await;
-        let decision = if e.is_some() && ctx.decision == "passed" {
-            "upstream_error"
-        } else {
-            ctx.decision
+        // A request that failed after the gate let it through: the client's doing (a stalled
+        // body, data after the request) or the app's. Only the app's feeds upstream alerts.
+        let decision = match e {
+            Some(e)
+                if e.esource() == &pingora::ErrorSource::Downstream
+                    && (ctx.decision == "passed" || ctx.decision == "none") =>
+            {
+                "client_error"
+            }
+            Some(_) if ctx.decision == "passed" => "upstream_error",
+            _ => ctx.decision,
         };
         let route = self.route_name(ctx);
         if let Some(outcome) = ctx.kept_outcome {
