@@ -516,6 +516,23 @@ async fn a_client_that_drips_its_headers_is_dropped_and_does_not_slow_others() {
     assert_eq!(env.hits(), 21);
 }
 
+/// Send `first` at once, then drip `rest`: the answer must be a 408 (`what` names the case).
+async fn expect_408(
+    mut s: tokio::net::TcpStream,
+    first: &[u8],
+    rest: &[u8],
+    gap: std::time::Duration,
+    what: &str,
+) {
+    use tokio::io::AsyncWriteExt;
+    s.write_all(first).await.unwrap();
+    let answer = drip(&mut s, rest, gap).await.expect("answered or closed");
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "{first:?} {what}: {answer:?}"
+    );
+}
+
 /// Empty lines before a request line (which HTTP/1 servers skip) are not the end of a head: a
 /// client that sends them first, or sends nothing else, still has `header_timeout` from its first
 /// byte. Red team: with `\r\n\r\n` first, a head dripped for 38 s reached the app, and a
@@ -527,27 +544,13 @@ async fn empty_lines_before_a_head_do_not_stop_the_header_deadline() {
     let gap = std::time::Duration::from_millis(100);
     for prefix in [&b"\r\n\r\n"[..], b"\n\n", b"\r\n\n", b"\n\r\n"] {
         // In the same packet as the first byte of the request line, then the rest dripped.
-        let mut s = tokio::net::TcpStream::connect(env.proxy).await.unwrap();
         let mut first = prefix.to_vec();
         first.push(SLOW_HEAD[0]);
-        s.write_all(&first).await.unwrap();
-        let answer = drip(&mut s, &SLOW_HEAD[1..], gap)
-            .await
-            .expect("answered or closed within the deadline");
-        assert!(
-            answer.starts_with("HTTP/1.1 408"),
-            "{prefix:?} first: {answer:?}"
-        );
+        let s = tokio::net::TcpStream::connect(env.proxy).await.unwrap();
+        expect_408(s, &first, &SLOW_HEAD[1..], gap, "first").await;
         // Alone, then the whole head dripped.
-        let mut s = tokio::net::TcpStream::connect(env.proxy).await.unwrap();
-        s.write_all(prefix).await.unwrap();
-        let answer = drip(&mut s, SLOW_HEAD, gap)
-            .await
-            .expect("answered or closed");
-        assert!(
-            answer.starts_with("HTTP/1.1 408"),
-            "{prefix:?} alone: {answer:?}"
-        );
+        let s = tokio::net::TcpStream::connect(env.proxy).await.unwrap();
+        expect_408(s, prefix, SLOW_HEAD, gap, "alone").await;
         // On a kept-alive connection's second request.
         let mut s = tokio::net::TcpStream::connect(env.proxy).await.unwrap();
         s.write_all(b"GET /open/first HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -556,28 +559,13 @@ async fn empty_lines_before_a_head_do_not_stop_the_header_deadline() {
         let mut buf = vec![0u8; 4096];
         let n = s.read(&mut buf).await.unwrap();
         assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-        s.write_all(prefix).await.unwrap();
-        let answer = drip(&mut s, SLOW_HEAD, gap)
-            .await
-            .expect("answered or closed");
-        assert!(
-            answer.starts_with("HTTP/1.1 408"),
-            "{prefix:?} second request: {answer:?}"
-        );
+        expect_408(s, prefix, SLOW_HEAD, gap, "second request").await;
     }
     // Nothing but empty lines, two every 100 ms: dropped at the deadline, not held.
-    let mut s = tokio::net::TcpStream::connect(env.proxy).await.unwrap();
-    let answer = drip(
-        &mut s,
-        &b"\n\n".repeat(200),
-        std::time::Duration::from_millis(50),
-    )
-    .await
-    .expect("answered or closed");
-    assert!(
-        answer.starts_with("HTTP/1.1 408"),
-        "empty lines only: {answer:?}"
-    );
+    let s = tokio::net::TcpStream::connect(env.proxy).await.unwrap();
+    let lines = b"\n\n".repeat(200);
+    let gap = std::time::Duration::from_millis(50);
+    expect_408(s, b"", &lines, gap, "empty lines only").await;
     assert_eq!(
         env.hits(),
         4,
@@ -617,23 +605,31 @@ async fn patient_upstream() -> (std::net::SocketAddr, tokio::sync::mpsc::Receive
     (addr, rx)
 }
 
+/// Send `bytes` on a new connection and read until verigate closes it (at most 20 s).
+async fn send_and_wait(env: &Env, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(env.proxy).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let done =
+        tokio::time::timeout(std::time::Duration::from_secs(20), s.read_to_end(&mut out)).await;
+    assert!(done.is_ok(), "the connection was still open after 20 s");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stops_arriving_ends_the_request() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (app, mut seen) = patient_upstream().await;
     let impatient = Proxy::shop().client_timeouts("1s", "1s");
     let env = Env::with(Setup::new(impatient).upstream(Upstream::At(app))).await;
-    let mut s = tokio::net::TcpStream::connect(env.proxy).await.unwrap();
-    s.write_all(b"POST /open HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-some")
-        .await
-        .unwrap();
-    // verigate gives up on the body by itself (the client never closes): the client gets an
-    // error answer or the close, and the app sees the body end short, well before this bound.
-    let mut out = Vec::new();
-    let done =
-        tokio::time::timeout(std::time::Duration::from_secs(20), s.read_to_end(&mut out)).await;
-    assert!(done.is_ok(), "the connection was still open after 20 s");
-    let text = String::from_utf8_lossy(&out);
+    // verigate gives up on the body by itself (the client never closes): the client gets a
+    // 408, and the app sees the body end short.
+    let text = send_and_wait(
+        &env,
+        b"POST /open HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-some",
+    )
+    .await;
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     let got = tokio::time::timeout(std::time::Duration::from_secs(20), seen.recv())
         .await
@@ -642,34 +638,16 @@ async fn a_body_that_stops_arriving_ends_the_request() {
     assert!(got < 100, "the app got a whole body: {got}");
     // The same stall on a gated route, from a browser whose form post verigate would keep
     // across the verification: 408 too (red team: it was a 500), and nothing reaches the app.
-    let mut s = tokio::net::TcpStream::connect(env.proxy).await.unwrap();
-    s.write_all(
-        format!(
-            "POST /signup HTTP/1.1\r\nHost: {0}\r\nOrigin: http://{0}\r\n\
-             Accept: text/html\r\nSec-Fetch-Site: same-origin\r\nSec-Fetch-Mode: navigate\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\na=b",
-            env.proxy
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut out = Vec::new();
-    let done =
-        tokio::time::timeout(std::time::Duration::from_secs(20), s.read_to_end(&mut out)).await;
-    assert!(done.is_ok(), "the connection was still open after 20 s");
-    let text = String::from_utf8_lossy(&out);
+    let form = format!(
+        "POST /signup HTTP/1.1\r\nHost: {0}\r\nOrigin: http://{0}\r\n\
+         Accept: text/html\r\nSec-Fetch-Site: same-origin\r\nSec-Fetch-Mode: navigate\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\na=b",
+        env.proxy
+    );
+    let text = send_and_wait(&env, form.as_bytes()).await;
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     // Both are the client's doing: counted as client errors, not as the app's.
-    let metrics = env
-        .client
-        .get(format!("http://{}/metrics", env.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.metrics().await;
     let count = |decision: &str| -> f64 {
         metrics
             .lines()
