@@ -551,16 +551,10 @@ async fn a_person_verifies_with_portone_through_the_page() {
 /// on Iamport alone.
 async fn kept_env() -> (Env, std::sync::Arc<recorder::Recorder>) {
     let (app, addr) = recorder::Recorder::spawn().await;
-    let proxy = Proxy::new().provider(Provider::iamport()).routes([
-        Route::path("/signup")
-            .methods(["GET", "POST"])
-            .providers(["iamport"])
-            .min_age(19)
-            .one_account(),
-        Route::path("/upload").providers(["iamport"]),
-        Route::prefix("/api").providers(["iamport"]),
-        Route::prefix("/"),
-    ]);
+    let routes = recorder::kept_routes()
+        .into_iter()
+        .chain([Route::prefix("/")]);
+    let proxy = Proxy::new().provider(Provider::iamport()).routes(routes);
     let env = Env::with(Setup::new(proxy).upstream(Upstream::At(addr))).await;
     (env, app)
 }

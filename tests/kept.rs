@@ -14,14 +14,8 @@ use std::time::Duration;
 /// The routes of these tests: a one-account adult signup, an upload, a JSON API, a route
 /// keeping at most 1 KB, one that opts out, one on TomoIDV only; the rest open.
 fn routes() -> Vec<Route> {
-    vec![
-        Route::path("/signup")
-            .methods(["GET", "POST"])
-            .providers(["iamport"])
-            .min_age(19)
-            .one_account(),
-        Route::path("/upload").providers(["iamport"]),
-        Route::prefix("/api").providers(["iamport"]),
+    let mut routes = common::recorder::kept_routes();
+    routes.extend([
         Route::path("/small")
             .providers(["iamport"])
             .keep_request(json!({ "max_body": "1KB" })),
@@ -30,7 +24,8 @@ fn routes() -> Vec<Route> {
             .keep_request(json!(false)),
         Route::path("/foreign").providers(["tomo"]),
         Route::prefix("/"),
-    ]
+    ]);
+    routes
 }
 
 fn proxy() -> Proxy {

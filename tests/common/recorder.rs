@@ -3,6 +3,7 @@
 //! (`GET /form`) and its answers are those of a legacy app: a redirect after a signup, a
 //! page after a plain form, JSON to a page's fetch.
 
+use super::proxy::Route;
 use super::spawn_router;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -155,4 +156,19 @@ async fn answer(
         .into_response(),
         _ => Html(format!("<h1 id=\"page\">{} {}</h1>", method, uri.path())).into_response(),
     }
+}
+
+/// The gated routes the recorder's forms post to, each on Iamport alone: a one-account adult
+/// signup, an upload and a JSON API. The kept-request tests (`tests/kept.rs`,
+/// `tests/browser.rs`) add their own routes after these.
+pub fn kept_routes() -> Vec<Route> {
+    vec![
+        Route::path("/signup")
+            .methods(["GET", "POST"])
+            .providers(["iamport"])
+            .min_age(19)
+            .one_account(),
+        Route::path("/upload").providers(["iamport"]),
+        Route::prefix("/api").providers(["iamport"]),
+    ]
 }
