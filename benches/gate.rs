@@ -24,6 +24,8 @@ fn claims() -> Claims {
         phone: None,
         countries: Vec::new(),
         host: Some("shop".into()),
+        host_only: false,
+        kept: None,
     }
 }
 

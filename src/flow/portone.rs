@@ -71,12 +71,7 @@ fn start(client: &PortoneClient, live: &Live, session: &Session) -> Reply {
     let cfg = client.config();
     let prefix = &live.cfg.flow_prefix;
     let id = fresh_nonce();
-    let flow = FlowClaims {
-        nonce: id.clone(),
-        return_to,
-        provider: ProviderId::Portone,
-        expires_at: unix_now() + FLOW_TTL_SECS,
-    };
+    let flow = super::new_flow(live, session, ProviderId::Portone, id.clone(), return_to);
     let params = serde_json::json!({
         "provider": PROVIDER,
         "store_id": cfg.store_id,
