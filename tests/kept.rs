@@ -1004,3 +1004,85 @@ async fn a_few_networks_cannot_fill_the_kept_store_for_everyone_on_redis() {
     a_few_networks_cannot_fill_the_store(Some((&url, &prefix))).await;
     redis_cleanup(&url, &prefix);
 }
+
+/// With `session.secure`, verigate's cookies carry the `__Host-` prefix (one host, `Secure`,
+/// `Path=/`, no `Domain`): what a sibling host can set (the name without the prefix, with a
+/// `Domain`) is never read as a kept request or as a session issued under the new name. A
+/// session issued under the old name before the upgrade still opens, and is moved to the new
+/// name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_secure_cookies_a_sibling_host_cannot_plant_one() {
+    let (env, app) = start(proxy().secure_cookies()).await;
+    let host_only = |c: &str| {
+        c.contains("; Secure")
+            && c.contains("Path=/;")
+            && c.contains("HttpOnly")
+            && c.contains("SameSite=Lax")
+            && !c.contains("Domain")
+    };
+    let mut attacker = env.browser();
+    let r = submit(&mut attacker, "/signup", FORM, b"nickname=attacker".to_vec()).await;
+    assert_eq!(r.status(), 303);
+    let kept = set_cookies(&r)
+        .into_iter()
+        .find(|c| c.starts_with("__Host-vg_kept="))
+        .expect("the kept cookie under its __Host- name");
+    assert!(host_only(&kept), "{kept}");
+    let planted = attacker.jar["__Host-vg_kept"].clone();
+
+    // Verified: the session and the flow cookie under their __Host- names.
+    let mut victim = env.browser();
+    let flow = victim.start_iamport("/signup").await;
+    assert!(victim.jar.contains_key("__Host-vg_flow"), "{:?}", victim.jar);
+    let back = victim
+        .certify(env.sandbox, &flow, &Person::named("피해자"), true)
+        .await;
+    // (Its return URL says https: secure cookies mean TLS in front; this proxy speaks HTTP.)
+    let ret = back["location"].as_str().unwrap().replace("https://", "http://");
+    let r = victim.open_html(&ret).await;
+    assert_eq!(r.status(), 302);
+    let session = set_cookies(&r)
+        .into_iter()
+        .find(|c| c.starts_with("__Host-vg="))
+        .expect("the session under its __Host- name");
+    assert!(host_only(&session), "{session}");
+    assert!(!victim.jar.contains_key("vg"));
+
+    // What a sibling host can plant: the attacker's kept cookie under the unprefixed name.
+    victim.jar.insert("vg_kept".into(), planted);
+    assert_eq!(victim.get_html("/signup").await.status(), 200);
+    assert!(app.of("POST", "/signup").is_empty(), "never delivered");
+    // The victim's own session planted back under the old name (as a sibling host could
+    // plant the attacker's): a session issued under the new name never opens there.
+    let mut old_name = env.browser();
+    old_name
+        .jar
+        .insert("vg".into(), victim.jar["__Host-vg"].clone());
+    assert_eq!(old_name.get_html("/upload").await.status(), 302);
+
+    // The upgrade: a session issued under the old name (by the same keys, secure off) still
+    // opens, and the answer moves it to the new name.
+    let (before, _) = start(proxy()).await;
+    let mut b = before.browser();
+    verify(&before, &mut b, "/upload", &Person::adult()).await;
+    let old = b.jar["vg"].clone();
+    let mut upgraded = env.browser();
+    upgraded.jar.insert("vg".into(), old.clone());
+    let r = upgraded.get_html("/upload").await;
+    assert_eq!(r.status(), 200, "a session from before the upgrade opens");
+    let cookies = set_cookies(&r);
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with(&format!("__Host-vg={old};")) && host_only(c)),
+        "re-issued under the new name: {cookies:?}"
+    );
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("vg=;") && c.contains("Max-Age=0")),
+        "the old name ended: {cookies:?}"
+    );
+    assert!(!upgraded.jar.contains_key("vg"));
+    assert_eq!(upgraded.get_html("/upload").await.status(), 200);
+}
