@@ -30,6 +30,8 @@ pub struct Names {
     pub kept: String,
     /// The session's name without the prefix, still read for sessions issued under it.
     pub legacy: Option<String>,
+    /// Every name without the prefix (session, flow, kept): kept from the app.
+    pub retired: Vec<String>,
 }
 
 impl Names {
@@ -39,11 +41,16 @@ impl Names {
             (true, false) => (HOST_PREFIX, Some(base.to_string())),
             _ => ("", None),
         };
+        let retired = match &legacy {
+            Some(old) => vec![old.clone(), format!("{old}_flow"), format!("{old}_kept")],
+            None => Vec::new(),
+        };
         Names {
             session: format!("{prefix}{base}"),
             flow: format!("{prefix}{base}_flow"),
             kept: format!("{prefix}{base}_kept"),
             legacy,
+            retired,
         }
     }
 }
@@ -287,6 +294,7 @@ mod tests {
         assert_eq!(n.flow, "__Host-vg_flow");
         assert_eq!(n.kept, "__Host-vg_kept");
         assert_eq!(n.legacy.as_deref(), Some("vg"));
+        assert_eq!(n.retired, ["vg", "vg_flow", "vg_kept"]);
         let plain = Names::new("vg", false);
         assert_eq!((plain.session.as_str(), plain.legacy), ("vg", None));
         // A name already prefixed is taken as written.

@@ -1021,7 +1021,13 @@ async fn with_secure_cookies_a_sibling_host_cannot_plant_one() {
             && !c.contains("Domain")
     };
     let mut attacker = env.browser();
-    let r = submit(&mut attacker, "/signup", FORM, b"nickname=attacker".to_vec()).await;
+    let r = submit(
+        &mut attacker,
+        "/signup",
+        FORM,
+        b"nickname=attacker".to_vec(),
+    )
+    .await;
     assert_eq!(r.status(), 303);
     let kept = set_cookies(&r)
         .into_iter()
@@ -1033,12 +1039,19 @@ async fn with_secure_cookies_a_sibling_host_cannot_plant_one() {
     // Verified: the session and the flow cookie under their __Host- names.
     let mut victim = env.browser();
     let flow = victim.start_iamport("/signup").await;
-    assert!(victim.jar.contains_key("__Host-vg_flow"), "{:?}", victim.jar);
+    assert!(
+        victim.jar.contains_key("__Host-vg_flow"),
+        "{:?}",
+        victim.jar
+    );
     let back = victim
         .certify(env.sandbox, &flow, &Person::named("피해자"), true)
         .await;
     // (Its return URL says https: secure cookies mean TLS in front; this proxy speaks HTTP.)
-    let ret = back["location"].as_str().unwrap().replace("https://", "http://");
+    let ret = back["location"]
+        .as_str()
+        .unwrap()
+        .replace("https://", "http://");
     let r = victim.open_html(&ret).await;
     assert_eq!(r.status(), 302);
     let session = set_cookies(&r)

@@ -144,6 +144,8 @@ pub struct SessionConfig {
     /// The session cookie's name before the `__Host-` prefix (`session.cookie` as written):
     /// still read, for a session issued under it before the upgrade (`crate::cookies`).
     pub legacy_cookie: Option<String>,
+    /// Every name before the `__Host-` prefix (session, flow, kept): kept from the app.
+    pub retired_cookies: Vec<String>,
     pub flow_cookie: String,
     pub ttl: Duration,
     pub secure: bool,

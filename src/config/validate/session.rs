@@ -127,6 +127,7 @@ pub(super) fn session(ctx: &mut Ctx, s: &FileSession) -> Option<SessionConfig> {
         flow_cookie: names.flow,
         cookie: names.session,
         legacy_cookie: names.legacy,
+        retired_cookies: names.retired,
         ttl,
         secure,
         keys,
