@@ -146,6 +146,51 @@ pub fn read_session<'a>(req: &'a RequestHeader, s: &SessionConfig) -> Option<(&'
     read(req, old).map(|v| (v, Named::Legacy))
 }
 
+/// The session cookie of a request going on to the app, read and every one of verigate's
+/// cookies removed in one parse of the Cookie header: `with` sees the session's value and the
+/// name it came under (the current one preferred) before the header changes.
+pub fn take_session<R>(
+    req: &mut impl CookieLines,
+    s: &SessionConfig,
+    with: impl FnOnce(Option<(&str, Named)>) -> R,
+) -> R {
+    let names = [s.cookie.as_str(), s.legacy_cookie.as_deref().unwrap_or("")];
+    let wanted = &names[..if s.legacy_cookie.is_some() { 2 } else { 1 }];
+    take(req, wanted, &all_names(s), |found| {
+        with(found.map(|(v, i)| {
+            (
+                v,
+                if i == 0 {
+                    Named::Current
+                } else {
+                    Named::Legacy
+                },
+            )
+        }))
+    })
+}
+
+/// The kept-request cookie's value. `quick`: first a plain search of the Cookie header for
+/// its name (every GET asks; most have none), parsed only when it may be there.
+pub fn read_kept<'a>(req: &'a RequestHeader, s: &SessionConfig, quick: bool) -> Option<&'a str> {
+    let name = s.kept_cookie.as_str();
+    if quick
+        && !req
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.contains(name)))
+    {
+        return None;
+    }
+    read(req, name)
+}
+
+/// The flow cookie's value.
+pub fn read_flow<'a>(req: &'a RequestHeader, s: &SessionConfig) -> Option<&'a str> {
+    read(req, &s.flow_cookie)
+}
+
 /// Whether a session read under `named` may open: one issued under the `__Host-` name never
 /// opens under the old name (a sibling host could have planted it there).
 pub fn name_fits(named: Named, claims: &crate::session::Claims) -> bool {

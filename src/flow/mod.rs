@@ -400,7 +400,7 @@ pub(crate) fn new_flow(
 
 /// The flow cookie of this browser, if valid.
 pub(crate) fn read_flow(live: &Live, session: &Session) -> Option<FlowClaims> {
-    let raw = cookies::read(session.req_header(), &live.cfg.session.flow_cookie)?;
+    let raw = cookies::read_flow(session.req_header(), &live.cfg.session)?;
     live.cfg.session.keys.open_flow(raw, unix_now()).ok()
 }
 

@@ -448,7 +448,7 @@ fn target(req: &RequestHeader) -> &str {
 /// This browser's kept-request cookie, opened (valid, unexpired, for this request's host).
 pub fn cookie_of(live: &Live, req: &RequestHeader, now: i64) -> Option<KeptClaims> {
     let s = &live.cfg.session;
-    let raw = cookies::read(req, &s.kept_cookie)?;
+    let raw = cookies::read_kept(req, s, false)?;
     s.keys
         .open_kept(raw, now)
         .ok()
@@ -484,7 +484,7 @@ pub async fn drop_for_logout(
     now: i64,
 ) -> bool {
     let s = &live.cfg.session;
-    let Some(raw) = cookies::read(req, &s.kept_cookie) else {
+    let Some(raw) = cookies::read_kept(req, s, false) else {
         return false;
     };
     if let Ok(k) = s.keys.open_kept(raw, now) {
@@ -630,20 +630,15 @@ pub async fn resume(live: &Live, store: &dyn Store, session: &mut Session, now: 
     let req = session.req_header();
     // Every GET passes here: a search of the Cookie header for the name, no parse, until a
     // kept cookie may be there.
-    let name = cfg.session.kept_cookie.as_str();
-    if req.method != http::Method::GET
-        || !req
-            .headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|v| v.contains(name)))
-        || !browser_page(req)
-    {
+    if req.method != http::Method::GET {
         return Resume::Nothing;
     }
-    let Some(raw) = cookies::read(req, &cfg.session.kept_cookie) else {
+    let Some(raw) = cookies::read_kept(req, &cfg.session, true) else {
         return Resume::Nothing;
     };
+    if !browser_page(req) {
+        return Resume::Nothing;
+    }
     let Ok(claims) = cfg.session.keys.open_kept(raw, now) else {
         return Resume::Gone;
     };

@@ -202,21 +202,16 @@ impl Gate {
         // The session cookie is read and verigate's cookies are dropped in one parse; the
         // upstream request is built from this header, so upstream_request_filter need not.
         let s = &cfg.session;
-        let own = crate::cookies::all_names(s);
-        let wanted = [s.cookie.as_str(), s.legacy_cookie.as_deref().unwrap_or("")];
-        let wanted = &wanted[..if s.legacy_cookie.is_some() { 2 } else { 1 }];
-        let mut legacy = None;
-        let opened = crate::cookies::take(session.req_header_mut(), wanted, &own, |c| {
-            let (c, i) = c?;
-            let v = live
-                .verified(c, now)
-                .filter(|v| !self.revoked.contains(&v.revocation_id))?;
-            if i > 0 {
-                // Under the old name: only a session issued under it, moved to the new one.
-                if !crate::cookies::name_fits(crate::cookies::Named::Legacy, &v.claims) {
-                    return None;
-                }
-                legacy = Some(crate::cookies::reissue(s, c, v.claims.expires_at - now));
+        let mut reissue = Vec::new();
+        let opened = crate::cookies::take_session(session.req_header_mut(), s, |c| {
+            let (c, named) = c?;
+            // Under the old name: only a session issued under it, moved to the new one.
+            let v = live.verified(c, now).filter(|v| {
+                !self.revoked.contains(&v.revocation_id)
+                    && crate::cookies::name_fits(named, &v.claims)
+            })?;
+            if named == crate::cookies::Named::Legacy {
+                reissue = crate::cookies::reissue(s, c, v.claims.expires_at - now);
             }
             Some(v)
         })
@@ -225,8 +220,8 @@ impl Gate {
             v.claims
                 .for_host(crate::routing::host::request_host(session.req_header()))
         });
-        if let (Some(lines), Some(_)) = (legacy, &opened) {
-            ctx.reissue = lines;
+        if opened.is_some() {
+            ctx.reissue = reissue;
         }
         ctx.cookies_stripped = true;
         ctx.body_done = session.is_body_empty();
