@@ -3,9 +3,9 @@
 //! Implemented under `flow/`, one file per provider; built by `flow::registry`.
 
 use crate::answers::Reply;
-use crate::config::Providers;
 use crate::identity::ProviderId;
 use crate::live::Live;
+use crate::providers::settings::Providers;
 use crate::store::Store;
 use async_trait::async_trait;
 use pingora::proxy::Session;

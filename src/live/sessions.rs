@@ -163,7 +163,7 @@ mod tests {
             unique_in_site: "site-id".into(),
             ci_hash: "ci-hash".into(),
             birth: None,
-            provider: crate::providers::ProviderId::Iamport,
+            provider: crate::identity::ProviderId::Iamport,
             verified_at: 0,
             issued_at: 0,
             expires_at,

@@ -1,19 +1,12 @@
 //! verigate's own endpoints under `flow_prefix`: the provider choice page, provider flows,
 //! the session endpoint, logout and the JWKS.
 
-mod accept;
-mod iamport;
-mod ifree;
-mod portone;
-pub mod registry;
-mod tomo;
-
 use crate::answers::Refusal;
 use crate::answers::{escape, page, wants_html, Problem, Reply, BACK_MARK};
 use crate::clock::unix_now;
+use crate::identity::ProviderId;
 use crate::live::revoked::Revoked;
 use crate::live::{read_cookie, session_id, Live, ProviderFlow};
-use crate::providers::ProviderId;
 use crate::routing::path::normalize;
 use crate::session::{Claims, FlowClaims, Purpose};
 use crate::store::Store;

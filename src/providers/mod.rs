@@ -1,6 +1,12 @@
 //! Identity providers. Each file talks to one provider's real API and turns its answer into a
 //! [`VerifiedPerson`]; the flow module decides whether to accept it.
 
+pub mod accept;
+pub mod flow;
+pub mod registry;
+pub mod sandbox;
+pub mod settings;
+
 pub mod iamport;
 pub mod ifree;
 pub mod portone;
@@ -12,7 +18,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-pub use crate::identity::ProviderId;
+use crate::identity::ProviderId;
 
 /// A person as a provider vouched for them. `ci` lives only in memory, long enough to hash it.
 #[derive(Clone, PartialEq, Eq)]

@@ -1,11 +1,12 @@
 //! The one place that knows which providers exist: it builds each configured provider's flow
 //! from its settings (keeping an unchanged one across a reload, with its cached token).
 
-use super::{iamport, ifree, portone, tomo};
-use crate::config::{Providers, RuntimeConfig};
+use crate::config::RuntimeConfig;
 use crate::identity::ProviderId;
 use crate::live::{Live, ProviderFlow};
+use crate::providers::settings::Providers;
 use crate::providers::ProviderError;
+use crate::providers::{iamport, ifree, portone, tomo};
 use std::sync::Arc;
 
 /// The flow of provider `id`, if it has settings (a new provider is one arm here).
@@ -19,22 +20,22 @@ fn build(id: ProviderId, p: &Providers) -> Result<Option<Arc<dyn ProviderFlow>>,
         ProviderId::Iamport => p
             .iamport
             .clone()
-            .map(|c| wrap(iamport::Flow::new(c)))
+            .map(|c| wrap(iamport::flow::Flow::new(c)))
             .transpose()?,
         ProviderId::Portone => p
             .portone
             .clone()
-            .map(|c| wrap(portone::Flow::new(c)))
+            .map(|c| wrap(portone::flow::Flow::new(c)))
             .transpose()?,
         ProviderId::Tomo => p
             .tomo
             .clone()
-            .map(|c| wrap(tomo::Flow::new(c)))
+            .map(|c| wrap(tomo::flow::Flow::new(c)))
             .transpose()?,
         ProviderId::Ifree => p
             .ifree
             .clone()
-            .map(|c| wrap(ifree::Flow::new(c)))
+            .map(|c| wrap(ifree::flow::Flow::new(c)))
             .transpose()?,
     })
 }

@@ -1,11 +1,7 @@
 //! Local simulators of the providers' APIs (`verigate sandbox`), and the demo merchant app.
 //! Sandbox credentials are fixed and valid nowhere else.
 
-pub mod demo_app;
-pub mod iamport;
-pub mod ifree;
-pub mod portone;
-pub mod tomo;
+use crate::providers::{iamport, ifree, portone, tomo};
 
 use axum::Router;
 use std::net::SocketAddr;
@@ -38,25 +34,25 @@ impl Default for SandboxOptions {
 /// Handles on the simulators' state (tests count token fetches and expire tokens with them).
 #[derive(Clone)]
 pub struct Sims {
-    pub iamport: std::sync::Arc<iamport::IamportSim>,
-    pub tomo: std::sync::Arc<tomo::TomoSim>,
-    pub ifree: std::sync::Arc<ifree::IfreeSim>,
-    pub portone: std::sync::Arc<portone::PortoneSim>,
+    pub iamport: std::sync::Arc<iamport::sandbox::IamportSim>,
+    pub tomo: std::sync::Arc<tomo::sandbox::TomoSim>,
+    pub ifree: std::sync::Arc<ifree::sandbox::IfreeSim>,
+    pub portone: std::sync::Arc<portone::sandbox::PortoneSim>,
 }
 
 /// All simulators, each under its provider's mount point.
 pub fn router(opts: SandboxOptions) -> (Router, Sims) {
     let sims = Sims {
-        iamport: iamport::IamportSim::new(opts.token_ttl),
-        tomo: tomo::TomoSim::new(opts.tomo_token_ttl, &opts.tomo_clients),
-        ifree: ifree::IfreeSim::new(),
-        portone: portone::PortoneSim::new(),
+        iamport: iamport::sandbox::IamportSim::new(opts.token_ttl),
+        tomo: tomo::sandbox::TomoSim::new(opts.tomo_token_ttl, &opts.tomo_clients),
+        ifree: ifree::sandbox::IfreeSim::new(),
+        portone: portone::sandbox::PortoneSim::new(),
     };
     let r = Router::new()
-        .nest("/iamport", iamport::router(sims.iamport.clone()))
-        .nest("/tomo", tomo::router(sims.tomo.clone()))
-        .nest("/ifree", ifree::router(sims.ifree.clone()))
-        .nest("/portone", portone::router(sims.portone.clone()));
+        .nest("/iamport", iamport::sandbox::router(sims.iamport.clone()))
+        .nest("/tomo", tomo::sandbox::router(sims.tomo.clone()))
+        .nest("/ifree", ifree::sandbox::router(sims.ifree.clone()))
+        .nest("/portone", portone::sandbox::router(sims.portone.clone()));
     (r, sims)
 }
 

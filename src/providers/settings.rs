@@ -1,18 +1,12 @@
 //! The identity providers' settings: one file per provider holds its YAML shape, its runtime
 //! values and their check; this file is the config's one list of them.
 
-pub mod iamport;
-pub mod ifree;
-pub mod portone;
-pub mod tomo;
-
-pub use iamport::{FileIamport, IamportConfig};
-pub use ifree::{FileIfree, IfreeConfig};
-pub use portone::{FilePortone, PortoneConfig};
-pub use tomo::{FileTomo, TomoConfig};
-
 use crate::config::ctx::Ctx;
 use crate::identity::ProviderId;
+use crate::providers::iamport::settings::{self as iamport, FileIamport, IamportConfig};
+use crate::providers::ifree::settings::{self as ifree, FileIfree, IfreeConfig};
+use crate::providers::portone::settings::{self as portone, FilePortone, PortoneConfig};
+use crate::providers::tomo::settings::{self as tomo, FileTomo, TomoConfig};
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,11 +60,7 @@ impl Providers {
 }
 
 /// `providers`, checked: each provider's own check, then the warnings they share.
-pub(in crate::config) fn validate(
-    ctx: &mut Ctx,
-    p: &FileProviders,
-    flow_prefix: &str,
-) -> Providers {
+pub(crate) fn validate(ctx: &mut Ctx, p: &FileProviders, flow_prefix: &str) -> Providers {
     let providers = Providers {
         iamport: p.iamport.as_ref().and_then(|c| iamport::validate(ctx, c)),
         tomo: p.tomo.as_ref().and_then(|c| tomo::validate(ctx, c)),

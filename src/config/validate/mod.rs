@@ -331,7 +331,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         .and_then(|h| h.assertion.as_ref())
         .filter(|a| a.enabled)
         .and_then(|a| session::assertion(ctx, a));
-    let providers = super::providers::validate(ctx, &f.providers, &flow_prefix);
+    let providers = crate::providers::settings::validate(ctx, &f.providers, &flow_prefix);
 
     let store = match &f.store {
         None => StoreConfig::Sqlite {

@@ -6,8 +6,8 @@
 //! "인증결과가 존재하지 않습니다." for unknown results, 30-minute tokens that are returned
 //! again while valid and extended by 5 minutes when asked for in their last minute.
 
-use super::{IAMPORT_KEY, IAMPORT_SECRET};
 use crate::answers::{escape, page};
+use crate::providers::sandbox::{IAMPORT_KEY, IAMPORT_SECRET};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};

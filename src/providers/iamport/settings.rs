@@ -50,7 +50,7 @@ pub struct IamportConfig {
 }
 
 /// `providers.iamport`, checked; every problem under its key path.
-pub(in crate::config) fn validate(ctx: &mut Ctx, i: &FileIamport) -> Option<IamportConfig> {
+pub(crate) fn validate(ctx: &mut Ctx, i: &FileIamport) -> Option<IamportConfig> {
     if i.imp_code.trim().is_empty() {
         ctx.err("providers.iamport.imp_code", "must not be empty");
     }

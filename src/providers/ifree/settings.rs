@@ -62,11 +62,7 @@ impl std::fmt::Debug for IfreeConfig {
     }
 }
 
-pub(in crate::config) fn validate(
-    ctx: &mut Ctx,
-    i: &FileIfree,
-    flow_prefix: &str,
-) -> Option<IfreeConfig> {
+pub(crate) fn validate(ctx: &mut Ctx, i: &FileIfree, flow_prefix: &str) -> Option<IfreeConfig> {
     use crate::crypto::ifree_cipher::Cipher;
     let at = "providers.ifree";
     if i.client_id.trim().is_empty() {

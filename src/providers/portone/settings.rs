@@ -44,7 +44,7 @@ impl std::fmt::Debug for PortoneConfig {
     }
 }
 
-pub(in crate::config) fn validate(ctx: &mut Ctx, p: &FilePortone) -> Option<PortoneConfig> {
+pub(crate) fn validate(ctx: &mut Ctx, p: &FilePortone) -> Option<PortoneConfig> {
     let at = "providers.portone";
     if p.store_id.trim().is_empty() {
         ctx.err(format!("{at}.store_id"), "must not be empty");

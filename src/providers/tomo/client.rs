@@ -1,8 +1,8 @@
 //! TomoIDV eKYC for foreign visitors: OAuth2 client credentials with a private_key_jwt client
 //! assertion (RFC 7523, ES256), `POST /v1/idv/start` and `POST /v1/idv/result`.
 
-use super::{transport_error, ProviderError, ProviderId, VerifiedPerson};
-use crate::config::TomoConfig;
+use crate::providers::tomo::settings::TomoConfig;
+use crate::providers::{transport_error, ProviderError, ProviderId, VerifiedPerson};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::Datelike;
@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 /// Refresh a cached token this long before `expires_in` says it ends.
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
-pub use crate::crypto::jwk::{jwk_to_pem, JwkError};
 
 /// A fresh key pair: (base64url private JWK for the client config, public JWK JSON for the
 /// provider's registration).
@@ -123,8 +121,8 @@ pub struct TomoClient {
     cfg: TomoConfig,
     key: EncodingKey,
     http: reqwest::Client,
-    token: super::TokenCache,
-    breaker: Arc<super::Breaker>,
+    token: crate::providers::TokenCache,
+    breaker: Arc<crate::providers::Breaker>,
 }
 
 /// Date of birth as TomoIDV may write it (format unconfirmed): exactly `YYYY-MM-DD` or
@@ -149,13 +147,13 @@ impl TomoClient {
     pub fn new(cfg: TomoConfig) -> Result<Arc<Self>, ProviderError> {
         let key = EncodingKey::from_ec_pem(cfg.private_key_pem.as_bytes())
             .map_err(|_| ProviderError::Rejected("TomoIDV key is not usable".into()))?;
-        let http = super::http_client(cfg.timeout)?;
+        let http = crate::providers::http_client(cfg.timeout)?;
         Ok(Arc::new(TomoClient {
             cfg,
             key,
             http,
-            token: super::TokenCache::new("tomo"),
-            breaker: super::Breaker::new("tomo"),
+            token: crate::providers::TokenCache::new("tomo"),
+            breaker: crate::providers::Breaker::new("tomo"),
         }))
     }
 
@@ -209,7 +207,7 @@ impl TomoClient {
                 .post(format!("{}/v1/idv/{endpoint}", self.cfg.base_url))
                 .bearer_auth(&token)
                 .json(body);
-            let (status, bytes) = super::exchange(&self.breaker, req).await?;
+            let (status, bytes) = crate::providers::exchange(&self.breaker, req).await?;
             crate::metrics::provider_call("tomo", endpoint, started.elapsed());
             if status == 401 && attempt == 0 {
                 self.token.forget(&token);
@@ -351,11 +349,11 @@ pub fn token_subject(token: &str) -> Option<(String, Option<String>, Option<i64>
     Some((sub, aud, exp))
 }
 
-pub use crate::config::tomo_policy::check_policy;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::jwk::jwk_to_pem;
+    use crate::providers::tomo::policy::check_policy;
     use jsonwebtoken::{DecodingKey, Validation};
 
     #[test]

@@ -4,7 +4,9 @@
 //! kyc_policy rules; `start_idv_uri` is a person window where a tester plays the visitor.
 
 use crate::answers::{escape, page};
-use crate::providers::tomo::{check_policy, CLIENT_ASSERTION_TYPE};
+use crate::crypto::jwk::jwk_to_pem;
+use crate::providers::tomo::client::CLIENT_ASSERTION_TYPE;
+use crate::providers::tomo::policy::check_policy;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -24,7 +26,7 @@ use std::time::Duration;
 
 /// The sandbox client's secret, as the console would issue it (test material, see conf/sandbox).
 pub const SANDBOX_CLIENT_ID: &str = "sandbox-client";
-pub const SANDBOX_CLIENT_JWK: &str = include_str!("../../conf/sandbox/tomo-sandbox-client.jwk");
+pub const SANDBOX_CLIENT_JWK: &str = include_str!("../../../conf/sandbox/tomo-sandbox-client.jwk");
 
 const MAX_SKEW: i64 = 60;
 
@@ -81,7 +83,7 @@ pub fn decoding_key(public_jwk: &str) -> Option<DecodingKey> {
 }
 
 fn sandbox_public_jwk() -> Option<String> {
-    let pem = crate::providers::tomo::jwk_to_pem(SANDBOX_CLIENT_JWK).ok()?;
+    let pem = jwk_to_pem(SANDBOX_CLIENT_JWK).ok()?;
     let sk: p256::SecretKey = p256::pkcs8::DecodePrivateKey::from_pkcs8_pem(&pem).ok()?;
     Some(sk.public_key().to_jwk_string())
 }

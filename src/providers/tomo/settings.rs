@@ -56,7 +56,7 @@ impl std::fmt::Debug for TomoConfig {
 const TOMO_PRODUCTION: &str = "https://api.tomopayment.com";
 const TOMO_SANDBOX: &str = "https://test.tomopayment.com";
 
-pub(in crate::config) fn validate(ctx: &mut Ctx, t: &FileTomo) -> Option<TomoConfig> {
+pub(crate) fn validate(ctx: &mut Ctx, t: &FileTomo) -> Option<TomoConfig> {
     let at = "providers.tomo";
     if t.client_id.trim().is_empty() {
         ctx.err(format!("{at}.client_id"), "must not be empty");
@@ -84,7 +84,7 @@ pub(in crate::config) fn validate(ctx: &mut Ctx, t: &FileTomo) -> Option<TomoCon
         None => serde_json::json!({ "preset": "basic" }),
         Some(v) => serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
     };
-    let derived = match crate::config::tomo_policy::check_policy(&policy) {
+    let derived = match crate::providers::tomo::policy::check_policy(&policy) {
         Ok(k) => k,
         Err(_) => {
             ctx.err(
