@@ -1,9 +1,10 @@
 //! `verigate demo` and `verigate sandbox`: the embedded default, needing no secrets or network.
 
 pub mod app;
+pub mod sandbox;
 
 use crate::config::{from_yaml_str, Secrets};
-use crate::providers::sandbox::{self, SandboxOptions};
+use crate::providers::sandbox::SandboxOptions;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -33,7 +34,10 @@ pub fn demo_secrets() -> Secrets {
         "VERIGATE_ASSERTION_KEY".into(),
         crate::assertion::fresh_pem(),
     );
-    m.insert("IAMPORT_API_KEY".into(), sandbox::IAMPORT_KEY.into());
+    m.insert(
+        "IAMPORT_API_KEY".into(),
+        crate::providers::iamport::sandbox::API_KEY.into(),
+    );
     m.insert(
         "IFREE_SECRET_KEY".into(),
         crate::providers::ifree::sandbox::SECRET_KEY.into(),
@@ -48,7 +52,10 @@ pub fn demo_secrets() -> Secrets {
             .trim()
             .into(),
     );
-    m.insert("IAMPORT_API_SECRET".into(), sandbox::IAMPORT_SECRET.into());
+    m.insert(
+        "IAMPORT_API_SECRET".into(),
+        crate::providers::iamport::sandbox::API_SECRET.into(),
+    );
     Secrets::from_map(m)
 }
 

@@ -33,7 +33,7 @@ pub struct Verified {
     /// The id a logout revokes (`live::session_id`); empty: not revocable (tests).
     pub revocation_id: String,
     /// A TomoIDV session of a person with a CI, by the config this session was opened under
-    /// (`TomoConfig::has_ci`).
+    /// (`tomo::settings::Settings::has_ci`).
     pub has_ci: bool,
     pub base: Vec<(HeaderName, HeaderValue)>,
     pub(crate) age_ok: HeaderName,

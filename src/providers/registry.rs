@@ -1,43 +1,39 @@
-//! The one place that knows which providers exist: it builds each configured provider's flow
-//! from its settings (keeping an unchanged one across a reload, with its cached token).
+//! Builds each configured provider's flow from its settings (keeping an unchanged one across a
+//! reload, with its cached token), for every provider of the list (`identity::each_provider!`).
 
 use crate::config::RuntimeConfig;
-use crate::identity::ProviderId;
-use crate::live::{Live, ProviderFlow};
+use crate::identity::{each_provider, ProviderId};
+use crate::live::provider::ProviderFlow;
+use crate::live::Live;
 use crate::providers::settings::Providers;
 use crate::providers::ProviderError;
-use crate::providers::{iamport, ifree, portone, tomo};
 use std::sync::Arc;
 
-/// The flow of provider `id`, if it has settings (a new provider is one arm here).
-fn build(id: ProviderId, p: &Providers) -> Result<Option<Arc<dyn ProviderFlow>>, ProviderError> {
-    fn wrap<F: ProviderFlow + 'static>(
-        f: Result<F, ProviderError>,
-    ) -> Result<Arc<dyn ProviderFlow>, ProviderError> {
-        f.map(|f| Arc::new(f) as Arc<dyn ProviderFlow>)
-    }
-    Ok(match id {
-        ProviderId::Iamport => p
-            .iamport
-            .clone()
-            .map(|c| wrap(iamport::flow::Flow::new(c)))
-            .transpose()?,
-        ProviderId::Portone => p
-            .portone
-            .clone()
-            .map(|c| wrap(portone::flow::Flow::new(c)))
-            .transpose()?,
-        ProviderId::Tomo => p
-            .tomo
-            .clone()
-            .map(|c| wrap(tomo::flow::Flow::new(c)))
-            .transpose()?,
-        ProviderId::Ifree => p
-            .ifree
-            .clone()
-            .map(|c| wrap(ifree::flow::Flow::new(c)))
-            .transpose()?,
-    })
+/// The flow of a provider of the list (`identity::each_provider!`): its `flow.rs`'s `Flow`, built from
+/// its settings.
+macro_rules! flow_of_each {
+    ($($variant:ident $name:ident $facts:tt,)*) => {
+        /// The flow of provider `id`, if it has settings.
+        fn build(
+            id: ProviderId,
+            p: &Providers,
+        ) -> Result<Option<Arc<dyn ProviderFlow>>, ProviderError> {
+            Ok(match id {
+                $(ProviderId::$variant => p
+                    .$name
+                    .clone()
+                    .map(|c| wrap(crate::providers::$name::flow::Flow::new(c)))
+                    .transpose()?,)*
+            })
+        }
+    };
+}
+each_provider!(flow_of_each);
+
+fn wrap<F: ProviderFlow + 'static>(
+    f: Result<F, ProviderError>,
+) -> Result<Arc<dyn ProviderFlow>, ProviderError> {
+    f.map(|f| Arc::new(f) as Arc<dyn ProviderFlow>)
 }
 
 /// Every configured provider's flow, in [`ProviderId::ALL`] order; a flow of `old` built from

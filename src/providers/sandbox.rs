@@ -1,14 +1,7 @@
-//! Local simulators of the providers' APIs (`verigate sandbox`), and the demo merchant app.
-//! Sandbox credentials are fixed and valid nowhere else.
+//! What every provider's simulator (its `sandbox.rs`) is started with; `demo::sandbox` puts
+//! them together for `verigate sandbox`.
 
-use crate::providers::{iamport, ifree, portone, tomo};
-
-use axum::Router;
-use std::net::SocketAddr;
 use std::time::Duration;
-
-pub const IAMPORT_KEY: &str = "sandbox_key";
-pub const IAMPORT_SECRET: &str = "sandbox_secret";
 
 #[derive(Debug, Clone)]
 pub struct SandboxOptions {
@@ -29,48 +22,4 @@ impl Default for SandboxOptions {
             tomo_clients: Vec::new(),
         }
     }
-}
-
-/// Handles on the simulators' state (tests count token fetches and expire tokens with them).
-#[derive(Clone)]
-pub struct Sims {
-    pub iamport: std::sync::Arc<iamport::sandbox::IamportSim>,
-    pub tomo: std::sync::Arc<tomo::sandbox::TomoSim>,
-    pub ifree: std::sync::Arc<ifree::sandbox::IfreeSim>,
-    pub portone: std::sync::Arc<portone::sandbox::PortoneSim>,
-}
-
-/// All simulators, each under its provider's mount point.
-pub fn router(opts: SandboxOptions) -> (Router, Sims) {
-    let sims = Sims {
-        iamport: iamport::sandbox::IamportSim::new(opts.token_ttl),
-        tomo: tomo::sandbox::TomoSim::new(opts.tomo_token_ttl, &opts.tomo_clients),
-        ifree: ifree::sandbox::IfreeSim::new(),
-        portone: portone::sandbox::PortoneSim::new(),
-    };
-    let r = Router::new()
-        .nest("/iamport", iamport::sandbox::router(sims.iamport.clone()))
-        .nest("/tomo", tomo::sandbox::router(sims.tomo.clone()))
-        .nest("/ifree", ifree::sandbox::router(sims.ifree.clone()))
-        .nest("/portone", portone::sandbox::router(sims.portone.clone()));
-    (r, sims)
-}
-
-/// Serve a router on an already-bound listener until the future is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(listener, router).await
-}
-
-/// Bind `addr` (port 0 for an ephemeral one) and serve the sandbox in the background of the
-/// current tokio runtime. Returns the bound address.
-pub async fn spawn(addr: SocketAddr, opts: SandboxOptions) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    let (r, _) = router(opts);
-    tokio::spawn(async move {
-        if let Err(e) = serve(listener, r).await {
-            tracing::error!(error = %e, "sandbox stopped");
-        }
-    });
-    Ok(local)
 }

@@ -1,75 +1,73 @@
-//! The identity providers' settings: one file per provider holds its YAML shape, its runtime
-//! values and their check; this file is the config's one list of them.
+//! The identity providers' settings: each provider's `settings.rs` holds its YAML shape, its
+//! runtime values and their check; this file puts them together as the config's `providers`.
 
 use crate::config::ctx::Ctx;
-use crate::identity::ProviderId;
-use crate::providers::iamport::settings::{self as iamport, FileIamport, IamportConfig};
-use crate::providers::ifree::settings::{self as ifree, FileIfree, IfreeConfig};
-use crate::providers::portone::settings::{self as portone, FilePortone, PortoneConfig};
-use crate::providers::tomo::settings::{self as tomo, FileTomo, TomoConfig};
+use crate::identity::{each_provider, ProviderId};
 use serde::Deserialize;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileProviders {
-    #[serde(default)]
-    pub iamport: Option<FileIamport>,
-    #[serde(default)]
-    pub tomo: Option<FileTomo>,
-    #[serde(default)]
-    pub ifree: Option<FileIfree>,
-    #[serde(default)]
-    pub portone: Option<FilePortone>,
-}
-
-impl FileProviders {
-    /// Whether the file has a section for `id` (valid or not).
-    pub fn declared(&self, id: ProviderId) -> bool {
-        match id {
-            ProviderId::Iamport => self.iamport.is_some(),
-            ProviderId::Tomo => self.tomo.is_some(),
-            ProviderId::Ifree => self.ifree.is_some(),
-            ProviderId::Portone => self.portone.is_some(),
+/// The config's `providers` and its check, one part per provider of the list
+/// (`identity::each_provider!`): each provider's `settings.rs` gives its section's shape (`File`), its
+/// runtime values (`Settings`, with its `base_url`) and `validate`, their check.
+macro_rules! settings_of_each {
+    ($($variant:ident $name:ident $facts:tt,)*) => {
+        /// `providers`: an optional section per provider.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct FileProviders {
+            $(
+                #[serde(default)]
+                pub $name: Option<crate::providers::$name::settings::File>,
+            )*
         }
-    }
-}
 
-#[derive(Debug, Clone, Default)]
-pub struct Providers {
-    pub iamport: Option<IamportConfig>,
-    pub tomo: Option<TomoConfig>,
-    pub ifree: Option<IfreeConfig>,
-    pub portone: Option<PortoneConfig>,
+        impl FileProviders {
+            /// Whether the file has a section for `id` (valid or not).
+            pub fn declared(&self, id: ProviderId) -> bool {
+                match id {
+                    $(ProviderId::$variant => self.$name.is_some(),)*
+                }
+            }
+        }
+
+        /// The configured providers' checked settings.
+        #[derive(Debug, Clone, Default)]
+        pub struct Providers {
+            $(pub $name: Option<crate::providers::$name::settings::Settings>,)*
+        }
+
+        impl Providers {
+            /// The API base URL of a configured provider.
+            pub fn base_url(&self, id: ProviderId) -> Option<&str> {
+                match id {
+                    $(ProviderId::$variant => self.$name.as_ref().map(|c| c.base_url.as_str()),)*
+                }
+            }
+        }
+
+        /// Each provider's own check of its section.
+        fn check_each(ctx: &mut Ctx, p: &FileProviders, flow_prefix: &str) -> Providers {
+            Providers {
+                $(
+                    $name: p.$name.as_ref().and_then(|c| {
+                        crate::providers::$name::settings::validate(ctx, c, flow_prefix)
+                    }),
+                )*
+            }
+        }
+    };
 }
+each_provider!(settings_of_each);
 
 impl Providers {
-    /// Whether `id` has settings. Matches every provider, so a new one cannot be forgotten.
+    /// Whether `id` has settings.
     pub fn configured(&self, id: ProviderId) -> bool {
         self.base_url(id).is_some()
-    }
-
-    /// The API base URL of a configured provider.
-    pub fn base_url(&self, id: ProviderId) -> Option<&str> {
-        match id {
-            ProviderId::Iamport => self.iamport.as_ref().map(|c| c.base_url.as_str()),
-            ProviderId::Tomo => self.tomo.as_ref().map(|c| c.base_url.as_str()),
-            ProviderId::Ifree => self.ifree.as_ref().map(|c| c.base_url.as_str()),
-            ProviderId::Portone => self.portone.as_ref().map(|c| c.base_url.as_str()),
-        }
     }
 }
 
 /// `providers`, checked: each provider's own check, then the warnings they share.
 pub(crate) fn validate(ctx: &mut Ctx, p: &FileProviders, flow_prefix: &str) -> Providers {
-    let providers = Providers {
-        iamport: p.iamport.as_ref().and_then(|c| iamport::validate(ctx, c)),
-        tomo: p.tomo.as_ref().and_then(|c| tomo::validate(ctx, c)),
-        ifree: p
-            .ifree
-            .as_ref()
-            .and_then(|c| ifree::validate(ctx, c, flow_prefix)),
-        portone: p.portone.as_ref().and_then(|c| portone::validate(ctx, c)),
-    };
+    let providers = check_each(ctx, p, flow_prefix);
     sandbox_hosts(ctx, &providers);
     providers
 }

@@ -20,8 +20,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use verigate::providers::iamport::sandbox::IamportSim;
-use verigate::providers::sandbox::{self, SandboxOptions};
+use verigate::demo::sandbox;
+use verigate::providers::sandbox::SandboxOptions;
 
 pub fn loopback() -> SocketAddr {
     ([127, 0, 0, 1], 0).into()
@@ -184,9 +184,9 @@ pub struct Env {
     pub sandbox: SocketAddr,
     pub upstream: SocketAddr,
     pub echo: Arc<Echo>,
-    pub sim: Arc<IamportSim>,
-    pub tomo: Arc<verigate::providers::tomo::sandbox::TomoSim>,
-    pub ifree: Arc<verigate::providers::ifree::sandbox::IfreeSim>,
+    pub sim: Arc<verigate::providers::iamport::sandbox::Sim>,
+    pub tomo: Arc<verigate::providers::tomo::sandbox::Sim>,
+    pub ifree: Arc<verigate::providers::ifree::sandbox::Sim>,
     pub client: reqwest::Client,
     /// The config file, when `Proxy::reloadable`.
     pub config_path: Option<std::path::PathBuf>,

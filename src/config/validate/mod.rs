@@ -1,5 +1,5 @@
-//! File types -> runtime types, one file per area (providers check their own settings under
-//! `config::providers`). Collects every problem instead of stopping at the first.
+//! File types -> runtime types, one file per area (each provider checks its own settings in
+//! `providers::<name>::settings`). Collects every problem instead of stopping at the first.
 
 mod routes;
 mod server;

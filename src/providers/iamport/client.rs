@@ -1,6 +1,6 @@
 //! Iamport (PortOne V1) identity verification: `/users/getToken` and `/certifications/{imp_uid}`.
 
-use crate::providers::iamport::settings::IamportConfig;
+use crate::providers::iamport::settings::Settings;
 use crate::providers::{transport_error, ProviderError, ProviderId, VerifiedPerson};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
@@ -43,7 +43,7 @@ pub struct Certification {
 /// An Iamport API client with a shared token cache (one getToken per token lifetime, whatever
 /// the concurrency: see [`crate::providers::TokenCache`]) and a circuit breaker ([`crate::providers::Breaker`]).
 pub struct IamportClient {
-    cfg: IamportConfig,
+    cfg: Settings,
     http: reqwest::Client,
     token: crate::providers::TokenCache,
     breaker: Arc<crate::providers::Breaker>,
@@ -58,7 +58,7 @@ pub fn valid_imp_uid(s: &str) -> bool {
 }
 
 impl IamportClient {
-    pub fn new(cfg: IamportConfig) -> Result<Arc<Self>, ProviderError> {
+    pub fn new(cfg: Settings) -> Result<Arc<Self>, ProviderError> {
         let http = crate::providers::http_client(cfg.timeout)?;
         Ok(Arc::new(IamportClient {
             cfg,
@@ -68,7 +68,7 @@ impl IamportClient {
         }))
     }
 
-    pub fn config(&self) -> &IamportConfig {
+    pub fn config(&self) -> &Settings {
         &self.cfg
     }
 

@@ -5,13 +5,13 @@ use crate::answers::Refusal;
 use crate::answers::{Problem, Reply};
 use crate::clock::unix_now;
 use crate::identity::ProviderId;
+use crate::live::provider::{Choice, ProviderFlow};
 use crate::live::Live;
-use crate::live::ProviderFlow;
 use crate::metrics;
 use crate::providers::accept::{accept, this_flow, Identity, Rules};
 use crate::providers::flow::*;
 use crate::providers::iamport::client::IamportClient;
-use crate::providers::iamport::settings::IamportConfig;
+use crate::providers::iamport::settings::Settings;
 use crate::providers::settings::Providers;
 use crate::providers::{ProviderError, VerifiedPerson};
 use crate::session::{Claims, FlowClaims};
@@ -28,7 +28,7 @@ pub(crate) struct Flow {
 }
 
 impl Flow {
-    pub(crate) fn new(cfg: IamportConfig) -> std::result::Result<Self, ProviderError> {
+    pub(crate) fn new(cfg: Settings) -> std::result::Result<Self, ProviderError> {
         Ok(Flow {
             client: IamportClient::new(cfg)?,
         })
@@ -39,6 +39,14 @@ impl Flow {
 impl ProviderFlow for Flow {
     fn id(&self) -> ProviderId {
         ProviderId::Iamport
+    }
+
+    fn choice(&self) -> Choice {
+        Choice {
+            label: ("휴대폰 본인인증", "Mobile phone verification (Korea)"),
+            via: "아임포트 · Iamport",
+            icon: PHONE_ICON,
+        }
     }
 
     fn built_from(&self, p: &Providers) -> bool {

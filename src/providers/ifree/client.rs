@@ -1,7 +1,7 @@
 //! ifree login (Rowem): the member-key exchange helpers for the registration callbacks, and the
 //! login calls `POST /process/token` and `POST /process/authenticate`.
 
-use crate::providers::ifree::settings::IfreeConfig;
+use crate::providers::ifree::settings::Settings;
 use crate::providers::ProviderError;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -62,13 +62,13 @@ struct AuthResult {
 }
 
 pub struct IfreeClient {
-    cfg: IfreeConfig,
+    cfg: Settings,
     http: reqwest::Client,
     breaker: Arc<crate::providers::Breaker>,
 }
 
 impl IfreeClient {
-    pub fn new(cfg: IfreeConfig) -> Result<Arc<Self>, ProviderError> {
+    pub fn new(cfg: Settings) -> Result<Arc<Self>, ProviderError> {
         let http = crate::providers::http_client(cfg.timeout)?;
         Ok(Arc::new(IfreeClient {
             cfg,
@@ -77,7 +77,7 @@ impl IfreeClient {
         }))
     }
 
-    pub fn config(&self) -> &IfreeConfig {
+    pub fn config(&self) -> &Settings {
         &self.cfg
     }
 

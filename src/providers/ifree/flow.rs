@@ -7,13 +7,13 @@ use crate::answers::{Problem, Reply};
 use crate::clock::unix_now;
 use crate::crypto::ifree_cipher;
 use crate::identity::ProviderId;
+use crate::live::provider::{Choice, ProviderFlow};
 use crate::live::Live;
-use crate::live::ProviderFlow;
 use crate::metrics;
 use crate::providers::accept::{accept, Identity, Rules};
 use crate::providers::flow::*;
 use crate::providers::ifree::client::{encrypt_member_key, fresh_member_key, IfreeClient};
-use crate::providers::ifree::settings::IfreeConfig;
+use crate::providers::ifree::settings::Settings;
 use crate::providers::settings::Providers;
 use crate::providers::ProviderError;
 use crate::session::keyed_hash;
@@ -33,17 +33,28 @@ pub(crate) struct Flow {
 }
 
 impl Flow {
-    pub(crate) fn new(cfg: IfreeConfig) -> std::result::Result<Self, ProviderError> {
+    pub(crate) fn new(cfg: Settings) -> std::result::Result<Self, ProviderError> {
         Ok(Flow {
             client: IfreeClient::new(cfg)?,
         })
     }
 }
 
+/// The choice page's picture: a key.
+const ICON: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><circle cx="8" cy="12" r="4"/><path d="M12 12h9M18 12v3M21 12v2"/></svg>"#;
+
 #[async_trait::async_trait]
 impl ProviderFlow for Flow {
     fn id(&self) -> ProviderId {
         ProviderId::Ifree
+    }
+
+    fn choice(&self) -> Choice {
+        Choice {
+            label: ("ifree 로그인", "Log in with ifree"),
+            via: "ifree",
+            icon: ICON,
+        }
     }
 
     fn built_from(&self, p: &Providers) -> bool {
@@ -356,7 +367,7 @@ fn ubifill_birth(u: &serde_json::Value) -> Option<chrono::NaiveDate> {
     ["birth", "birthday", "birth_date"]
         .iter()
         .find_map(|k| u.get(*k).and_then(|v| v.as_str()))
-        .and_then(crate::providers::tomo::client::parse_dob)
+        .and_then(crate::providers::parse_dob)
 }
 
 async fn verify(

@@ -1,7 +1,7 @@
 //! PortOne V2 identity verification: `GET /identity-verifications/{id}` with
 //! `Authorization: PortOne <API secret>`.
 
-use crate::providers::portone::settings::PortoneConfig;
+use crate::providers::portone::settings::Settings;
 use crate::providers::{ProviderError, ProviderId, VerifiedPerson};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
@@ -46,13 +46,13 @@ pub fn valid_id(s: &str) -> bool {
 }
 
 pub struct PortoneClient {
-    cfg: PortoneConfig,
+    cfg: Settings,
     http: reqwest::Client,
     breaker: Arc<crate::providers::Breaker>,
 }
 
 impl PortoneClient {
-    pub fn new(cfg: PortoneConfig) -> Result<Arc<Self>, ProviderError> {
+    pub fn new(cfg: Settings) -> Result<Arc<Self>, ProviderError> {
         let http = crate::providers::http_client(cfg.timeout)?;
         Ok(Arc::new(PortoneClient {
             cfg,
@@ -61,7 +61,7 @@ impl PortoneClient {
         }))
     }
 
-    pub fn config(&self) -> &PortoneConfig {
+    pub fn config(&self) -> &Settings {
         &self.cfg
     }
 

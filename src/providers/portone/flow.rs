@@ -6,13 +6,13 @@ use crate::answers::Refusal;
 use crate::answers::{Problem, Reply};
 use crate::clock::unix_now;
 use crate::identity::ProviderId;
+use crate::live::provider::{Choice, ProviderFlow};
 use crate::live::Live;
-use crate::live::ProviderFlow;
 use crate::metrics;
 use crate::providers::accept::{accept, this_flow, Identity, Rules};
 use crate::providers::flow::*;
 use crate::providers::portone::client::PortoneClient;
-use crate::providers::portone::settings::PortoneConfig;
+use crate::providers::portone::settings::Settings;
 use crate::providers::settings::Providers;
 use crate::providers::ProviderError;
 use crate::session::{Claims, FlowClaims};
@@ -29,7 +29,7 @@ pub(crate) struct Flow {
 }
 
 impl Flow {
-    pub(crate) fn new(cfg: PortoneConfig) -> std::result::Result<Self, ProviderError> {
+    pub(crate) fn new(cfg: Settings) -> std::result::Result<Self, ProviderError> {
         Ok(Flow {
             client: PortoneClient::new(cfg)?,
         })
@@ -40,6 +40,14 @@ impl Flow {
 impl ProviderFlow for Flow {
     fn id(&self) -> ProviderId {
         ProviderId::Portone
+    }
+
+    fn choice(&self) -> Choice {
+        Choice {
+            label: ("휴대폰 본인인증", "Mobile phone verification (Korea)"),
+            via: "포트원 · PortOne",
+            icon: PHONE_ICON,
+        }
     }
 
     fn built_from(&self, p: &Providers) -> bool {

@@ -1,12 +1,10 @@
 //! TomoIDV eKYC for foreign visitors: OAuth2 client credentials with a private_key_jwt client
 //! assertion (RFC 7523, ES256), `POST /v1/idv/start` and `POST /v1/idv/result`.
 
-use crate::providers::tomo::settings::TomoConfig;
-use crate::providers::{transport_error, ProviderError, ProviderId, VerifiedPerson};
+use crate::providers::tomo::settings::Settings;
+use crate::providers::{parse_dob, transport_error, ProviderError, ProviderId, VerifiedPerson};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::Datelike;
-use chrono::NaiveDate;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -118,33 +116,15 @@ impl ResultResponse {
 }
 
 pub struct TomoClient {
-    cfg: TomoConfig,
+    cfg: Settings,
     key: EncodingKey,
     http: reqwest::Client,
     token: crate::providers::TokenCache,
     breaker: Arc<crate::providers::Breaker>,
 }
 
-/// Date of birth as TomoIDV may write it (format unconfirmed): exactly `YYYY-MM-DD` or
-/// `YYYYMMDD`, a real date from 1900 on. Anything else (`1990-1-1`, `+1990-01-01`, year 1) is
-/// unknown, so it never passes a `min_age` route.
-pub fn parse_dob(s: &str) -> Option<NaiveDate> {
-    let s = s.trim();
-    let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    let (y, m, d) = match b.len() {
-        10 if b[4] == b'-' && b[7] == b'-' && digits(0..4) && digits(5..7) && digits(8..10) => {
-            (&s[0..4], &s[5..7], &s[8..10])
-        }
-        8 if digits(0..8) => (&s[0..4], &s[4..6], &s[6..8]),
-        _ => return None,
-    };
-    let date = NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)?;
-    (date.year() >= 1900).then_some(date)
-}
-
 impl TomoClient {
-    pub fn new(cfg: TomoConfig) -> Result<Arc<Self>, ProviderError> {
+    pub fn new(cfg: Settings) -> Result<Arc<Self>, ProviderError> {
         let key = EncodingKey::from_ec_pem(cfg.private_key_pem.as_bytes())
             .map_err(|_| ProviderError::Rejected("TomoIDV key is not usable".into()))?;
         let http = crate::providers::http_client(cfg.timeout)?;
@@ -157,7 +137,7 @@ impl TomoClient {
         }))
     }
 
-    pub fn config(&self) -> &TomoConfig {
+    pub fn config(&self) -> &Settings {
         &self.cfg
     }
 
@@ -354,6 +334,7 @@ mod tests {
     use super::*;
     use crate::crypto::jwk::jwk_to_pem;
     use crate::providers::tomo::policy::check_policy;
+    use chrono::NaiveDate;
     use jsonwebtoken::{DecodingKey, Validation};
 
     #[test]

@@ -5,6 +5,7 @@
 
 use crate::answers::{escape, page};
 use crate::crypto::jwk::jwk_to_pem;
+use crate::providers::sandbox::SandboxOptions;
 use crate::providers::tomo::client::CLIENT_ASSERTION_TYPE;
 use crate::providers::tomo::policy::check_policy;
 use axum::extract::{Path, State};
@@ -52,7 +53,7 @@ struct IdvSession {
     fail: Option<String>,
 }
 
-pub struct TomoSim {
+pub struct Sim {
     token_ttl: Duration,
     clients: Mutex<HashMap<String, DecodingKey>>,
     used_jti: Mutex<HashMap<String, i64>>,
@@ -88,9 +89,10 @@ fn sandbox_public_jwk() -> Option<String> {
     Some(sk.public_key().to_jwk_string())
 }
 
-impl TomoSim {
+impl Sim {
     /// `clients`: extra (client_id, public JWK JSON) registrations besides `sandbox-client`.
-    pub fn new(token_ttl: Duration, clients: &[(String, String)]) -> Arc<Self> {
+    pub fn new(opts: &SandboxOptions) -> Arc<Self> {
+        let (token_ttl, clients) = (opts.tomo_token_ttl, &opts.tomo_clients);
         let mut map = HashMap::new();
         if let Some(k) = sandbox_public_jwk().as_deref().and_then(decoding_key) {
             map.insert(SANDBOX_CLIENT_ID.to_string(), k);
@@ -109,7 +111,7 @@ impl TomoSim {
             .ok()
             .and_then(|p| EncodingKey::from_ec_pem(p.as_bytes()).ok())
             .unwrap_or_else(|| EncodingKey::from_secret(b"unreachable"));
-        Arc::new(TomoSim {
+        Arc::new(Sim {
             token_ttl,
             clients: Mutex::new(map),
             used_jti: Mutex::new(HashMap::new()),
@@ -148,7 +150,7 @@ impl TomoSim {
     }
 }
 
-pub fn router(sim: Arc<TomoSim>) -> Router {
+pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/v1/oauth2/token", post(token))
         .route("/v1/idv/start", post(start))
@@ -174,7 +176,7 @@ fn host(headers: &HeaderMap) -> String {
 }
 
 async fn token(
-    State(sim): State<Arc<TomoSim>>,
+    State(sim): State<Arc<Sim>>,
     headers: HeaderMap,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
@@ -284,7 +286,7 @@ async fn token(
 
 /// The client whose live access token the `Authorization` header carries. The scheme's name
 /// is case-insensitive (RFC 7235 §2.1; RFC 6750 §2.1 uses it so): `bearer` counts too.
-fn bearer(sim: &TomoSim, headers: &HeaderMap) -> Option<String> {
+fn bearer(sim: &Sim, headers: &HeaderMap) -> Option<String> {
     let raw = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, tok) = raw.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
@@ -306,7 +308,7 @@ fn unauthorized() -> Response {
 }
 
 async fn start(
-    State(sim): State<Arc<TomoSim>>,
+    State(sim): State<Arc<Sim>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -369,7 +371,7 @@ async fn start(
 }
 
 async fn result(
-    State(sim): State<Arc<TomoSim>>,
+    State(sim): State<Arc<Sim>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -398,7 +400,7 @@ async fn result(
     }
 }
 
-async fn window(State(sim): State<Arc<TomoSim>>, Path(sid): Path<String>) -> Response {
+async fn window(State(sim): State<Arc<Sim>>, Path(sid): Path<String>) -> Response {
     let Some(s) = lock(&sim.sessions).get(&sid).cloned() else {
         return (
             StatusCode::NOT_FOUND,
@@ -464,7 +466,7 @@ fn with_param(url: &str, k: &str, v: &str) -> String {
 }
 
 async fn window_submit(
-    State(sim): State<Arc<TomoSim>>,
+    State(sim): State<Arc<Sim>>,
     Path(sid): Path<String>,
     headers: HeaderMap,
     Form(f): Form<WindowForm>,
