@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-pub use super::providers::{FileIamport, FileIfree, FilePortone, FileProviders, FileTomo};
+use crate::providers::settings::FileProviders;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileIfree {
+pub struct File {
     pub client_id: String,
     #[serde(default)]
     pub secret_key_env: Option<String>,
@@ -35,7 +35,7 @@ pub struct FileIfree {
 }
 
 #[derive(Clone, PartialEq)]
-pub struct IfreeConfig {
+pub struct Settings {
     pub client_id: String,
     pub secret_key: String,
     pub base_url: String,
@@ -51,9 +51,9 @@ pub struct IfreeConfig {
     pub timeout: Duration,
 }
 
-impl std::fmt::Debug for IfreeConfig {
+impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IfreeConfig")
+        f.debug_struct("Settings")
             .field("client_id", &self.client_id)
             .field("base_url", &self.base_url)
             .field("callback_path", &self.callback_path)
@@ -62,11 +62,7 @@ impl std::fmt::Debug for IfreeConfig {
     }
 }
 
-pub(in crate::config) fn validate(
-    ctx: &mut Ctx,
-    i: &FileIfree,
-    flow_prefix: &str,
-) -> Option<IfreeConfig> {
+pub(crate) fn validate(ctx: &mut Ctx, i: &File, flow_prefix: &str) -> Option<Settings> {
     use crate::crypto::ifree_cipher::Cipher;
     let at = "providers.ifree";
     if i.client_id.trim().is_empty() {
@@ -159,7 +155,7 @@ pub(in crate::config) fn validate(
         i.secret_key_file.as_deref(),
         true,
     )?;
-    Some(IfreeConfig {
+    Some(Settings {
         client_id: i.client_id.trim().to_string(),
         secret_key,
         base_url,

@@ -2,39 +2,58 @@
 //! registration), and the login flow (SDK redirect or `POST /ifree/login` with a `ptn_token`),
 //! bound by its `state` to the flow this browser started.
 
-use super::accept::{accept, Identity, Rules};
-use super::*;
 use crate::answers::Refusal;
-use crate::config::{IfreeConfig, Providers};
+use crate::answers::{Problem, Reply};
 use crate::crypto::ifree_cipher;
-use crate::live::ProviderFlow;
+use crate::identity::ProviderId;
+use crate::live::provider::{Choice, ProviderFlow};
+use crate::live::Live;
 use crate::metrics;
-use crate::providers::ifree::{encrypt_member_key, fresh_member_key, IfreeClient};
+use crate::providers::accept::{accept, Identity, Rules};
+use crate::providers::flow::*;
+use crate::providers::ifree::client::{encrypt_member_key, fresh_member_key, IfreeClient};
+use crate::providers::ifree::settings::Settings;
+use crate::providers::settings::Providers;
 use crate::providers::ProviderError;
 use crate::session::keyed_hash;
+use crate::session::{Claims, FlowClaims, Purpose};
+use crate::store::Store;
 use crate::store::{KeyExchange, Registration};
+use pingora::proxy::Session;
+use pingora::Result;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 const PROVIDER: &str = "ifree";
 
 /// The ifree flow, built from its settings.
-pub(super) struct Flow {
+pub(crate) struct Flow {
     client: Arc<IfreeClient>,
 }
 
 impl Flow {
-    pub(super) fn new(cfg: IfreeConfig) -> std::result::Result<Self, ProviderError> {
+    pub(crate) fn new(cfg: Settings) -> std::result::Result<Self, ProviderError> {
         Ok(Flow {
             client: IfreeClient::new(cfg)?,
         })
     }
 }
 
+/// The choice page's picture: a key.
+const ICON: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><circle cx="8" cy="12" r="4"/><path d="M12 12h9M18 12v3M21 12v2"/></svg>"#;
+
 #[async_trait::async_trait]
 impl ProviderFlow for Flow {
     fn id(&self) -> ProviderId {
         ProviderId::Ifree
+    }
+
+    fn choice(&self) -> Choice {
+        Choice {
+            label: ("ifree 로그인", "Log in with ifree"),
+            via: "ifree",
+            icon: ICON,
+        }
     }
 
     fn built_from(&self, p: &Providers) -> bool {
@@ -216,14 +235,14 @@ async fn callback(
 }
 
 fn refuse(r: Refusal, live: &Live, return_to: Option<&str>) -> Problem {
-    super::refuse(ProviderId::Ifree, r, live, return_to)
+    crate::providers::flow::refuse(ProviderId::Ifree, r, live, return_to)
 }
 
 /// ifree's refusals of a login are about the person: 403 not_certified.
 fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
     match e {
         ProviderError::Rejected(_) => refuse(Refusal::NotCertified, live, Some(rt)),
-        other => super::provider_problem(ProviderId::Ifree, other, live, rt),
+        other => crate::providers::flow::provider_problem(ProviderId::Ifree, other, live, rt),
     }
 }
 
@@ -236,7 +255,7 @@ fn start(client: &IfreeClient, live: &Live, session: &Session) -> Reply {
     let cfg = client.config();
     let prefix = &live.cfg.flow_prefix;
     let state = fresh_nonce();
-    let flow = super::new_flow(live, session, ProviderId::Ifree, state.clone(), return_to);
+    let flow = new_flow(live, session, ProviderId::Ifree, state.clone(), return_to);
     let params = serde_json::json!({
         "provider": PROVIDER,
         "client_id": cfg.client_id,
@@ -301,7 +320,7 @@ fn this_browsers_flow(
     session: &Session,
     state: Option<&str>,
 ) -> std::result::Result<FlowClaims, Problem> {
-    let flow = super::accept::this_flow(live, session, ProviderId::Ifree)?;
+    let flow = crate::providers::accept::this_flow(live, session, ProviderId::Ifree)?;
     let nonce = flow.nonce.as_bytes();
     let same =
         state.is_some_and(|s| s.len() == nonce.len() && bool::from(s.as_bytes().ct_eq(nonce)));
@@ -342,7 +361,7 @@ fn ubifill_birth(u: &serde_json::Value) -> Option<chrono::NaiveDate> {
     ["birth", "birthday", "birth_date"]
         .iter()
         .find_map(|k| u.get(*k).and_then(|v| v.as_str()))
-        .and_then(crate::providers::tomo::parse_dob)
+        .and_then(crate::providers::parse_dob)
 }
 
 async fn verify(

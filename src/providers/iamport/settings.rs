@@ -6,7 +6,7 @@ use std::time::Duration;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileIamport {
+pub struct File {
     pub imp_code: String,
     #[serde(default)]
     pub api_key_env: Option<String>,
@@ -36,7 +36,7 @@ pub struct FileIamport {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IamportConfig {
+pub struct Settings {
     pub imp_code: String,
     pub api_key: String,
     pub api_secret: String,
@@ -50,7 +50,7 @@ pub struct IamportConfig {
 }
 
 /// `providers.iamport`, checked; every problem under its key path.
-pub(in crate::config) fn validate(ctx: &mut Ctx, i: &FileIamport) -> Option<IamportConfig> {
+pub(crate) fn validate(ctx: &mut Ctx, i: &File, _flow_prefix: &str) -> Option<Settings> {
     if i.imp_code.trim().is_empty() {
         ctx.err("providers.iamport.imp_code", "must not be empty");
     }
@@ -68,7 +68,7 @@ pub(in crate::config) fn validate(ctx: &mut Ctx, i: &FileIamport) -> Option<Iamp
         i.api_secret_file.as_deref(),
         true,
     );
-    Some(IamportConfig {
+    Some(Settings {
         imp_code: i.imp_code.trim().to_string(),
         api_key: api_key.unwrap_or_default(),
         api_secret: api_secret.unwrap_or_default(),

@@ -1,7 +1,7 @@
 //! Iamport (PortOne V1) identity verification: `/users/getToken` and `/certifications/{imp_uid}`.
 
-use super::{transport_error, ProviderError, ProviderId, VerifiedPerson};
-use crate::config::IamportConfig;
+use crate::providers::iamport::settings::Settings;
+use crate::providers::{transport_error, ProviderError, ProviderId, VerifiedPerson};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -41,12 +41,12 @@ pub struct Certification {
 }
 
 /// An Iamport API client with a shared token cache (one getToken per token lifetime, whatever
-/// the concurrency: see [`super::TokenCache`]) and a circuit breaker ([`super::Breaker`]).
+/// the concurrency: see [`crate::providers::TokenCache`]) and a circuit breaker ([`crate::providers::Breaker`]).
 pub struct IamportClient {
-    cfg: IamportConfig,
+    cfg: Settings,
     http: reqwest::Client,
-    token: super::TokenCache,
-    breaker: Arc<super::Breaker>,
+    token: crate::providers::TokenCache,
+    breaker: Arc<crate::providers::Breaker>,
 }
 
 /// `imp_uid`s are short ASCII identifiers; anything else never reaches the provider's URL.
@@ -58,17 +58,17 @@ pub fn valid_imp_uid(s: &str) -> bool {
 }
 
 impl IamportClient {
-    pub fn new(cfg: IamportConfig) -> Result<Arc<Self>, ProviderError> {
-        let http = super::http_client(cfg.timeout)?;
+    pub fn new(cfg: Settings) -> Result<Arc<Self>, ProviderError> {
+        let http = crate::providers::http_client(cfg.timeout)?;
         Ok(Arc::new(IamportClient {
             cfg,
             http,
-            token: super::TokenCache::new("iamport"),
-            breaker: super::Breaker::new("iamport"),
+            token: crate::providers::TokenCache::new("iamport"),
+            breaker: crate::providers::Breaker::new("iamport"),
         }))
     }
 
-    pub fn config(&self) -> &IamportConfig {
+    pub fn config(&self) -> &Settings {
         &self.cfg
     }
 
@@ -105,7 +105,7 @@ impl IamportClient {
                 .http
                 .get(format!("{}/certifications/{}", self.cfg.base_url, imp_uid))
                 .header("Authorization", format!("Bearer {token}"));
-            let (status, body) = super::exchange(&self.breaker, req).await?;
+            let (status, body) = crate::providers::exchange(&self.breaker, req).await?;
             crate::metrics::provider_call("iamport", "certifications", started.elapsed());
             match status.as_u16() {
                 401 if attempt == 0 => {

@@ -6,8 +6,8 @@
 //! "인증결과가 존재하지 않습니다." for unknown results, 30-minute tokens that are returned
 //! again while valid and extended by 5 minutes when asked for in their last minute.
 
-use super::{IAMPORT_KEY, IAMPORT_SECRET};
 use crate::answers::{escape, page};
+use crate::providers::sandbox::SandboxOptions;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -23,10 +23,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub const API_KEY: &str = "sandbox_key";
+pub const API_SECRET: &str = "sandbox_secret";
+
 /// Deterministic "person" identities: the same name, birth and phone always give the same CI.
 const PERSON_SEED: &[u8] = b"verigate-sandbox-person-seed-v1";
 
-pub struct IamportSim {
+pub struct Sim {
     token_ttl: Duration,
     token: Mutex<Option<(String, i64)>>,
     certs: Mutex<HashMap<String, Value>>,
@@ -42,10 +45,10 @@ pub struct Channel {
     pub pg: Option<String>,
 }
 
-impl IamportSim {
-    pub fn new(token_ttl: Duration) -> Arc<Self> {
-        Arc::new(IamportSim {
-            token_ttl,
+impl Sim {
+    pub fn new(opts: &SandboxOptions) -> Arc<Self> {
+        Arc::new(Sim {
+            token_ttl: opts.token_ttl,
             token: Mutex::new(None),
             certs: Mutex::new(HashMap::new()),
             channels: Mutex::new(HashMap::new()),
@@ -98,7 +101,7 @@ fn unauthorized() -> Response {
     )
 }
 
-pub fn router(sim: Arc<IamportSim>) -> Router {
+pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/users/getToken", post(get_token))
         .route(
@@ -111,7 +114,7 @@ pub fn router(sim: Arc<IamportSim>) -> Router {
 }
 
 async fn get_token(
-    State(sim): State<Arc<IamportSim>>,
+    State(sim): State<Arc<Sim>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -138,7 +141,7 @@ async fn get_token(
             Value::Null,
         );
     };
-    if key != IAMPORT_KEY || secret != IAMPORT_SECRET {
+    if key != API_KEY || secret != API_SECRET {
         return unauthorized();
     }
     let t = now();
@@ -166,7 +169,7 @@ async fn get_token(
     )
 }
 
-fn authorized(sim: &IamportSim, headers: &HeaderMap) -> bool {
+fn authorized(sim: &Sim, headers: &HeaderMap) -> bool {
     let Some(raw) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -188,7 +191,7 @@ fn not_found() -> Response {
 }
 
 async fn get_certification(
-    State(sim): State<Arc<IamportSim>>,
+    State(sim): State<Arc<Sim>>,
     Path(imp_uid): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -203,7 +206,7 @@ async fn get_certification(
 }
 
 async fn delete_certification(
-    State(sim): State<Arc<IamportSim>>,
+    State(sim): State<Arc<Sim>>,
     Path(imp_uid): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -336,10 +339,7 @@ fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
     format!("{base}{sep}{q}")
 }
 
-async fn certify_submit(
-    State(sim): State<Arc<IamportSim>>,
-    Form(f): Form<CertifyForm>,
-) -> Response {
+async fn certify_submit(State(sim): State<Arc<Sim>>, Form(f): Form<CertifyForm>) -> Response {
     let birthday = chrono::NaiveDate::parse_from_str(&f.birth, "%Y%m%d");
     let (Ok(birthday), false, false, false) = (
         birthday,

@@ -2,9 +2,9 @@
 //! the browser's own flow, the result made for that flow, certified, fresh, used once, and the
 //! person's identity keyed. A provider's file only says how to get its result.
 
-use super::{ci_identity, read_flow, refuse, session_claims, use_once};
 use crate::answers::{Problem, Refusal};
 use crate::live::Live;
+use crate::providers::flow::{ci_identity, read_flow, refuse, session_claims, use_once};
 use crate::providers::{ProviderId, VerifiedPerson};
 use crate::session::{Claims, FlowClaims};
 use crate::store::Store;

@@ -3,6 +3,7 @@
 //! stand-in for the browser SDK's `PortOne.requestIdentityVerification`.
 
 use crate::answers::{escape, page};
+use crate::providers::sandbox::SandboxOptions;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex};
 pub const API_SECRET: &str = "sandbox_secret";
 
 #[derive(Default)]
-pub struct PortoneSim {
+pub struct Sim {
     records: Mutex<HashMap<String, (String, Value)>>,
 }
 
@@ -27,13 +28,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl PortoneSim {
-    pub fn new() -> Arc<Self> {
-        Arc::new(PortoneSim::default())
+impl Sim {
+    pub fn new(_opts: &SandboxOptions) -> Arc<Self> {
+        Arc::new(Sim::default())
     }
 }
 
-pub fn router(sim: Arc<PortoneSim>) -> Router {
+pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/identity-verifications/{id}", get(get_verification))
         .route("/verify", get(window).post(submit))
@@ -46,7 +47,7 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response {
 }
 
 async fn get_verification(
-    State(sim): State<Arc<PortoneSim>>,
+    State(sim): State<Arc<Sim>>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -132,7 +133,7 @@ fn keyed(parts: &[&str], len: usize) -> String {
     STANDARD.encode(&m.finalize().into_bytes()[..len])
 }
 
-async fn submit(State(sim): State<Arc<PortoneSim>>, Form(f): Form<SubmitForm>) -> Response {
+async fn submit(State(sim): State<Arc<Sim>>, Form(f): Form<SubmitForm>) -> Response {
     if f.id.is_empty() || f.redirect_url.is_empty() {
         return (
             StatusCode::BAD_REQUEST,

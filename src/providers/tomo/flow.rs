@@ -2,37 +2,60 @@
 //! TomoIDV; on return, accept the result only for this flow, once, under the configured policy,
 //! with a PPID the provider's API confirms.
 
-use super::accept::{accept, this_flow, Identity, Rules};
-use super::*;
 use crate::answers::script_json;
 use crate::answers::Refusal;
-use crate::config::{Providers, TomoConfig};
-use crate::live::ProviderFlow;
+use crate::answers::{escape, page, wants_html, Problem, Reply};
+use crate::clock::unix_now;
+use crate::identity::ProviderId;
+use crate::live::provider::{Choice, ProviderFlow};
+use crate::live::Live;
 use crate::metrics;
-use crate::providers::tomo::{to_person, token_subject, TomoClient};
+use crate::providers::accept::{accept, this_flow, Identity, Rules};
+use crate::providers::flow::*;
+use crate::providers::settings::Providers;
+use crate::providers::tomo::client::{to_person, token_subject, TomoClient};
+use crate::providers::tomo::settings::Settings;
 use crate::providers::ProviderError;
 use crate::session::keyed_hash;
+use crate::session::{Claims, FlowClaims};
+use crate::store::Store;
+use pingora::proxy::Session;
+use pingora::Result;
 use std::sync::Arc;
 
 const PROVIDER: &str = "tomo";
 
 /// The TomoIDV flow, built from its settings.
-pub(super) struct Flow {
+pub(crate) struct Flow {
     client: Arc<TomoClient>,
 }
 
 impl Flow {
-    pub(super) fn new(cfg: TomoConfig) -> std::result::Result<Self, ProviderError> {
+    pub(crate) fn new(cfg: Settings) -> std::result::Result<Self, ProviderError> {
         Ok(Flow {
             client: TomoClient::new(cfg)?,
         })
     }
 }
 
+/// The choice page's picture: an ID card.
+const ICON: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="2.5" y="5" width="19" height="14" rx="2"/><circle cx="8.5" cy="11" r="2.2"/><path d="M5.5 16c.6-1.6 1.7-2.3 3-2.3s2.4.7 3 2.3M14 10h4.5M14 13.5h3"/></svg>"#;
+
 #[async_trait::async_trait]
 impl ProviderFlow for Flow {
     fn id(&self) -> ProviderId {
         ProviderId::Tomo
+    }
+
+    fn choice(&self) -> Choice {
+        Choice {
+            label: (
+                "외국인 신분증 인증",
+                "Foreign visitor? Verify with your passport / ID",
+            ),
+            via: "TomoIDV",
+            icon: ICON,
+        }
     }
 
     fn built_from(&self, p: &Providers) -> bool {
@@ -57,11 +80,11 @@ impl ProviderFlow for Flow {
 }
 
 fn refuse(r: Refusal, live: &Live, return_to: Option<&str>) -> Problem {
-    super::refuse(ProviderId::Tomo, r, live, return_to)
+    crate::providers::flow::refuse(ProviderId::Tomo, r, live, return_to)
 }
 
 fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
-    super::provider_problem(ProviderId::Tomo, e, live, rt)
+    crate::providers::flow::provider_problem(ProviderId::Tomo, e, live, rt)
 }
 
 /// `GET {prefix}/tomo/start?return_to=`: 302 to TomoIDV's `start_idv_uri`. The body carries the
@@ -82,7 +105,7 @@ async fn start(client: &TomoClient, live: &Live, session: &Session) -> Reply {
             return Reply::problem(&provider_problem(&e, live, &return_to), wants_html(session))
         }
     };
-    let flow = super::new_flow(live, session, ProviderId::Tomo, user_id.clone(), return_to);
+    let flow = new_flow(live, session, ProviderId::Tomo, user_id.clone(), return_to);
     let params = serde_json::json!({
         "provider": PROVIDER,
         "user_id": user_id,

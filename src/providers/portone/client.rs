@@ -1,8 +1,8 @@
 //! PortOne V2 identity verification: `GET /identity-verifications/{id}` with
 //! `Authorization: PortOne <API secret>`.
 
-use super::{ProviderError, ProviderId, VerifiedPerson};
-use crate::config::PortoneConfig;
+use crate::providers::portone::settings::Settings;
+use crate::providers::{ProviderError, ProviderId, VerifiedPerson};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -46,22 +46,22 @@ pub fn valid_id(s: &str) -> bool {
 }
 
 pub struct PortoneClient {
-    cfg: PortoneConfig,
+    cfg: Settings,
     http: reqwest::Client,
-    breaker: Arc<super::Breaker>,
+    breaker: Arc<crate::providers::Breaker>,
 }
 
 impl PortoneClient {
-    pub fn new(cfg: PortoneConfig) -> Result<Arc<Self>, ProviderError> {
-        let http = super::http_client(cfg.timeout)?;
+    pub fn new(cfg: Settings) -> Result<Arc<Self>, ProviderError> {
+        let http = crate::providers::http_client(cfg.timeout)?;
         Ok(Arc::new(PortoneClient {
             cfg,
             http,
-            breaker: super::Breaker::new("portone"),
+            breaker: crate::providers::Breaker::new("portone"),
         }))
     }
 
-    pub fn config(&self) -> &PortoneConfig {
+    pub fn config(&self) -> &Settings {
         &self.cfg
     }
 
@@ -75,7 +75,7 @@ impl PortoneClient {
             .get(format!("{}/identity-verifications/{id}", self.cfg.base_url))
             .query(&[("storeId", self.cfg.store_id.as_str())])
             .header("Authorization", format!("PortOne {}", self.cfg.api_secret));
-        let (status, body) = super::exchange(&self.breaker, req).await?;
+        let (status, body) = crate::providers::exchange(&self.breaker, req).await?;
         crate::metrics::provider_call("portone", "identity-verifications", started.elapsed());
         match status.as_u16() {
             401 | 403 => return Err(ProviderError::Unauthorized(format!("HTTP {status}"))),

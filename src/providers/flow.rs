@@ -1,20 +1,14 @@
 //! verigate's own endpoints under `flow_prefix`: the provider choice page, provider flows,
 //! the session endpoint, logout and the JWKS.
 
-mod accept;
-mod iamport;
-mod ifree;
-mod portone;
-pub mod registry;
-mod tomo;
-
 use crate::answers::Refusal;
 use crate::answers::{escape, page, wants_html, Problem, Reply, BACK_MARK};
 use crate::clock::unix_now;
 use crate::cookies;
+use crate::identity::ProviderId;
+use crate::live::provider::ProviderFlow;
 use crate::live::revoked::Revoked;
-use crate::live::{session_id, Live, ProviderFlow};
-use crate::providers::ProviderId;
+use crate::live::{session_id, Live};
 use crate::routing::path::normalize;
 use crate::session::{Claims, FlowClaims, Purpose};
 use crate::store::Store;
@@ -582,15 +576,18 @@ fn choice_page(live: &Live, session: &Session) -> Reply {
     }
     let mut links = String::new();
     for p in &providers {
-        let (ko, en) = p.label();
+        let Some(choice) = live.flow(*p).map(|f| f.choice()) else {
+            continue;
+        };
+        let (ko, en) = choice.label;
         links.push_str(&format!(
             r#"<a class="choice" data-provider="{id}" href="{href}">{icon}<span><strong>{ko}</strong><span class="en">{en}</span><span class="via">{via}</span></span></a>"#,
             id = p.as_str(),
             href = escape(&start_url(prefix, *p, &return_to)),
-            icon = choice_icon(*p),
+            icon = choice.icon,
             ko = escape(ko),
             en = escape(en),
-            via = escape(p.via()),
+            via = escape(choice.via),
         ));
     }
     if providers.is_empty() {
@@ -614,21 +611,8 @@ fn has_kept(live: &Live, session: &Session, return_to: &str) -> bool {
         .is_some_and(|k| k.return_to == return_to)
 }
 
-/// A small picture of the kind of verification (a phone, an ID card, a key), so two ways
-/// look different at a glance.
-fn choice_icon(p: ProviderId) -> &'static str {
-    match p {
-        ProviderId::Iamport | ProviderId::Portone => {
-            r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="6" y="2" width="12" height="20" rx="2.5"/><path d="M10 18.5h4"/></svg>"#
-        }
-        ProviderId::Tomo => {
-            r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="2.5" y="5" width="19" height="14" rx="2"/><circle cx="8.5" cy="11" r="2.2"/><path d="M5.5 16c.6-1.6 1.7-2.3 3-2.3s2.4.7 3 2.3M14 10h4.5M14 13.5h3"/></svg>"#
-        }
-        ProviderId::Ifree => {
-            r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><circle cx="8" cy="12" r="4"/><path d="M12 12h9M18 12v3M21 12v2"/></svg>"#
-        }
-    }
-}
+/// The choice page's picture of a mobile phone verification (Iamport's, PortOne's).
+pub(crate) const PHONE_ICON: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="6" y="2" width="12" height="20" rx="2.5"/><path d="M10 18.5h4"/></svg>"#;
 
 /// Whether a request comes from this site's own pages: `Sec-Fetch-Site` (`same-origin`, or
 /// `none` for a person's own action) when the browser sends it, else `Origin`'s host must be

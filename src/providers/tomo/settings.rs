@@ -6,7 +6,7 @@ use std::time::Duration;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileTomo {
+pub struct File {
     pub client_id: String,
     #[serde(default)]
     pub private_key_env: Option<String>,
@@ -29,7 +29,7 @@ pub struct FileTomo {
 }
 
 #[derive(Clone, PartialEq)]
-pub struct TomoConfig {
+pub struct Settings {
     pub client_id: String,
     /// The console's JWK, converted once at load to PKCS#8 PEM.
     pub private_key_pem: String,
@@ -43,9 +43,9 @@ pub struct TomoConfig {
     pub timeout: Duration,
 }
 
-impl std::fmt::Debug for TomoConfig {
+impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TomoConfig")
+        f.debug_struct("Settings")
             .field("client_id", &self.client_id)
             .field("base_url", &self.base_url)
             .field("policy_key", &self.policy_key)
@@ -56,7 +56,7 @@ impl std::fmt::Debug for TomoConfig {
 const TOMO_PRODUCTION: &str = "https://api.tomopayment.com";
 const TOMO_SANDBOX: &str = "https://test.tomopayment.com";
 
-pub(in crate::config) fn validate(ctx: &mut Ctx, t: &FileTomo) -> Option<TomoConfig> {
+pub(crate) fn validate(ctx: &mut Ctx, t: &File, _flow_prefix: &str) -> Option<Settings> {
     let at = "providers.tomo";
     if t.client_id.trim().is_empty() {
         ctx.err(format!("{at}.client_id"), "must not be empty");
@@ -84,7 +84,7 @@ pub(in crate::config) fn validate(ctx: &mut Ctx, t: &FileTomo) -> Option<TomoCon
         None => serde_json::json!({ "preset": "basic" }),
         Some(v) => serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
     };
-    let derived = match crate::config::tomo_policy::check_policy(&policy) {
+    let derived = match crate::providers::tomo::policy::check_policy(&policy) {
         Ok(k) => k,
         Err(_) => {
             ctx.err(
@@ -139,7 +139,7 @@ pub(in crate::config) fn validate(ctx: &mut Ctx, t: &FileTomo) -> Option<TomoCon
             return None;
         }
     };
-    Some(TomoConfig {
+    Some(Settings {
         client_id: t.client_id.trim().to_string(),
         private_key_pem: pem,
         base_url,
@@ -156,7 +156,7 @@ fn is_country_code(c: &str) -> bool {
     (2..=3).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-impl TomoConfig {
+impl Settings {
     /// Whether a person whose TomoIDV result names `countries` has a CI: one of them is in
     /// `ci_countries`, or none is named, or one is not a plain ISO code (`korea`, full-width
     /// letters: it cannot be told apart, so it fails closed). Never with `ci_countries: []`.
@@ -179,8 +179,8 @@ impl TomoConfig {
 mod tests {
     use super::*;
 
-    fn settings(ci: &[&str]) -> TomoConfig {
-        TomoConfig {
+    fn settings(ci: &[&str]) -> Settings {
+        Settings {
             client_id: String::new(),
             private_key_pem: String::new(),
             base_url: String::new(),

@@ -1,13 +1,16 @@
 //! `verigate demo` and `verigate sandbox`: the embedded default, needing no secrets or network.
 
+pub mod app;
+pub mod sandbox;
+
 use crate::config::{from_yaml_str, Secrets};
-use crate::sandbox::{self, SandboxOptions};
+use crate::providers::sandbox::SandboxOptions;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The demo's config; `__LISTEN__`, `__SANDBOX__` and `__APP__` are filled in at start.
-pub const DEMO_YAML: &str = include_str!("../conf/demo.yaml");
+pub const DEMO_YAML: &str = include_str!("../../conf/demo.yaml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -31,17 +34,28 @@ pub fn demo_secrets() -> Secrets {
         "VERIGATE_ASSERTION_KEY".into(),
         crate::assertion::fresh_pem(),
     );
-    m.insert("IAMPORT_API_KEY".into(), sandbox::IAMPORT_KEY.into());
-    m.insert("IFREE_SECRET_KEY".into(), sandbox::ifree::SECRET_KEY.into());
+    m.insert(
+        "IAMPORT_API_KEY".into(),
+        crate::providers::iamport::sandbox::API_KEY.into(),
+    );
+    m.insert(
+        "IFREE_SECRET_KEY".into(),
+        crate::providers::ifree::sandbox::SECRET_KEY.into(),
+    );
     m.insert(
         "PORTONE_API_SECRET".into(),
-        sandbox::portone::API_SECRET.into(),
+        crate::providers::portone::sandbox::API_SECRET.into(),
     );
     m.insert(
         "TOMO_PRIVATE_KEY".into(),
-        sandbox::tomo::SANDBOX_CLIENT_JWK.trim().into(),
+        crate::providers::tomo::sandbox::SANDBOX_CLIENT_JWK
+            .trim()
+            .into(),
     );
-    m.insert("IAMPORT_API_SECRET".into(), sandbox::IAMPORT_SECRET.into());
+    m.insert(
+        "IAMPORT_API_SECRET".into(),
+        crate::providers::iamport::sandbox::API_SECRET.into(),
+    );
     Secrets::from_map(m)
 }
 
@@ -73,7 +87,7 @@ fn start_backends() -> Result<(SocketAddr, SocketAddr), DemoError> {
                 let sb = sandbox::spawn(loopback, SandboxOptions::default()).await?;
                 let app_listener = tokio::net::TcpListener::bind(loopback).await?;
                 let app = app_listener.local_addr()?;
-                tokio::spawn(sandbox::serve(app_listener, sandbox::demo_app::router()));
+                tokio::spawn(sandbox::serve(app_listener, app::router()));
                 Ok::<_, std::io::Error>((sb, app))
             }
             .await;

@@ -5,6 +5,7 @@
 
 use crate::answers::{escape, page};
 use crate::crypto::ifree_cipher::{self, Cipher};
+use crate::providers::sandbox::SandboxOptions;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -31,7 +32,7 @@ struct Member {
     login_passcode: String,
 }
 
-pub struct IfreeSim {
+pub struct Sim {
     cipher: Cipher,
     members: Mutex<HashMap<String, Member>>,
     ptn_tokens: Mutex<HashMap<String, (String, bool)>>,
@@ -52,9 +53,9 @@ fn code(code: &str, message: &str) -> Response {
     Json(json!({ "code": code, "message": message })).into_response()
 }
 
-impl IfreeSim {
-    pub fn new() -> Arc<Self> {
-        Arc::new(IfreeSim {
+impl Sim {
+    pub fn new(_opts: &SandboxOptions) -> Arc<Self> {
+        Arc::new(Sim {
             cipher: Cipher::DEFAULT,
             members: Mutex::new(HashMap::new()),
             ptn_tokens: Mutex::new(HashMap::new()),
@@ -168,7 +169,7 @@ impl IfreeSim {
     }
 }
 
-pub fn router(sim: Arc<IfreeSim>) -> Router {
+pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/process/token", post(token))
         .route("/process/authenticate", post(authenticate))
@@ -183,7 +184,7 @@ fn creds_ok(b: &Value) -> bool {
     b["client_id"] == CLIENT_ID && b["secret_key"] == SECRET_KEY
 }
 
-async fn token(State(sim): State<Arc<IfreeSim>>, Json(b): Json<Value>) -> Response {
+async fn token(State(sim): State<Arc<Sim>>, Json(b): Json<Value>) -> Response {
     if !creds_ok(&b) {
         return code("E001", "invalid client_id or secret_key");
     }
@@ -214,7 +215,7 @@ async fn token(State(sim): State<Arc<IfreeSim>>, Json(b): Json<Value>) -> Respon
         .into_response()
 }
 
-async fn authenticate(State(sim): State<Arc<IfreeSim>>, Json(b): Json<Value>) -> Response {
+async fn authenticate(State(sim): State<Arc<Sim>>, Json(b): Json<Value>) -> Response {
     if !creds_ok(&b) {
         return code("E001", "invalid client_id or secret_key");
     }
@@ -248,7 +249,7 @@ struct NewMember {
 }
 
 /// Sandbox-only: create a member that registers with verigate through its callback.
-async fn members(State(sim): State<Arc<IfreeSim>>, Json(m): Json<NewMember>) -> Response {
+async fn members(State(sim): State<Arc<Sim>>, Json(m): Json<NewMember>) -> Response {
     match sim
         .register_member(
             &m.callback_url,
@@ -298,7 +299,7 @@ fn login_html(q: &LoginQuery, members: &[String], note: &str) -> String {
     )
 }
 
-async fn login_page(State(sim): State<Arc<IfreeSim>>, Query(q): Query<LoginQuery>) -> Html<String> {
+async fn login_page(State(sim): State<Arc<Sim>>, Query(q): Query<LoginQuery>) -> Html<String> {
     let members: Vec<String> = lock(&sim.members).keys().cloned().collect();
     Html(login_html(
         &q,
@@ -327,7 +328,7 @@ fn with_params(url: &str, pairs: &[(&str, &str)]) -> String {
     format!("{url}{sep}{q}")
 }
 
-async fn login_submit(State(sim): State<Arc<IfreeSim>>, Form(f): Form<LoginForm>) -> Response {
+async fn login_submit(State(sim): State<Arc<Sim>>, Form(f): Form<LoginForm>) -> Response {
     if f.redirect_uri.is_empty() {
         return (StatusCode::BAD_REQUEST, "redirect_uri is required").into_response();
     }
@@ -363,10 +364,7 @@ struct RegisterForm {
     passcode: String,
 }
 
-async fn login_register(
-    State(sim): State<Arc<IfreeSim>>,
-    Form(f): Form<RegisterForm>,
-) -> Html<String> {
+async fn login_register(State(sim): State<Arc<Sim>>, Form(f): Form<RegisterForm>) -> Html<String> {
     let note = match sim
         .register_member(&f.callback_url, &f.passcode, None, None)
         .await

@@ -2,25 +2,33 @@
 //! `identityVerificationId`; the redirect return and the callback's complete; a result is
 //! accepted only for that id, verified, fresh and once.
 
-use super::accept::{accept, this_flow, Identity, Rules};
-use super::*;
 use crate::answers::Refusal;
-use crate::config::{PortoneConfig, Providers};
-use crate::live::ProviderFlow;
+use crate::answers::{Problem, Reply};
+use crate::identity::ProviderId;
+use crate::live::provider::{Choice, ProviderFlow};
+use crate::live::Live;
 use crate::metrics;
-use crate::providers::portone::PortoneClient;
+use crate::providers::accept::{accept, this_flow, Identity, Rules};
+use crate::providers::flow::*;
+use crate::providers::portone::client::PortoneClient;
+use crate::providers::portone::settings::Settings;
+use crate::providers::settings::Providers;
 use crate::providers::ProviderError;
+use crate::session::{Claims, FlowClaims};
+use crate::store::Store;
+use pingora::proxy::Session;
+use pingora::Result;
 use std::sync::Arc;
 
 const PROVIDER: &str = "portone";
 
 /// The PortOne V2 flow, built from its settings.
-pub(super) struct Flow {
+pub(crate) struct Flow {
     client: Arc<PortoneClient>,
 }
 
 impl Flow {
-    pub(super) fn new(cfg: PortoneConfig) -> std::result::Result<Self, ProviderError> {
+    pub(crate) fn new(cfg: Settings) -> std::result::Result<Self, ProviderError> {
         Ok(Flow {
             client: PortoneClient::new(cfg)?,
         })
@@ -31,6 +39,14 @@ impl Flow {
 impl ProviderFlow for Flow {
     fn id(&self) -> ProviderId {
         ProviderId::Portone
+    }
+
+    fn choice(&self) -> Choice {
+        Choice {
+            label: ("휴대폰 본인인증", "Mobile phone verification (Korea)"),
+            via: "포트원 · PortOne",
+            icon: PHONE_ICON,
+        }
     }
 
     fn built_from(&self, p: &Providers) -> bool {
@@ -56,11 +72,11 @@ impl ProviderFlow for Flow {
 }
 
 fn refuse(r: Refusal, live: &Live, return_to: Option<&str>) -> Problem {
-    super::refuse(ProviderId::Portone, r, live, return_to)
+    crate::providers::flow::refuse(ProviderId::Portone, r, live, return_to)
 }
 
 fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
-    super::provider_problem(ProviderId::Portone, e, live, rt)
+    crate::providers::flow::provider_problem(ProviderId::Portone, e, live, rt)
 }
 
 fn start(client: &PortoneClient, live: &Live, session: &Session) -> Reply {
@@ -71,7 +87,7 @@ fn start(client: &PortoneClient, live: &Live, session: &Session) -> Reply {
     let cfg = client.config();
     let prefix = &live.cfg.flow_prefix;
     let id = fresh_nonce();
-    let flow = super::new_flow(live, session, ProviderId::Portone, id.clone(), return_to);
+    let flow = new_flow(live, session, ProviderId::Portone, id.clone(), return_to);
     let params = serde_json::json!({
         "provider": PROVIDER,
         "store_id": cfg.store_id,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FilePortone {
+pub struct File {
     pub store_id: String,
     #[serde(default)]
     pub channel_key: Option<String>,
@@ -25,7 +25,7 @@ pub struct FilePortone {
 }
 
 #[derive(Clone, PartialEq, Eq)]
-pub struct PortoneConfig {
+pub struct Settings {
     pub store_id: String,
     pub channel_key: String,
     pub api_secret: String,
@@ -35,16 +35,16 @@ pub struct PortoneConfig {
     pub max_result_age: Duration,
 }
 
-impl std::fmt::Debug for PortoneConfig {
+impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PortoneConfig")
+        f.debug_struct("Settings")
             .field("store_id", &self.store_id)
             .field("base_url", &self.base_url)
             .finish_non_exhaustive()
     }
 }
 
-pub(in crate::config) fn validate(ctx: &mut Ctx, p: &FilePortone) -> Option<PortoneConfig> {
+pub(crate) fn validate(ctx: &mut Ctx, p: &File, _flow_prefix: &str) -> Option<Settings> {
     let at = "providers.portone";
     if p.store_id.trim().is_empty() {
         ctx.err(format!("{at}.store_id"), "must not be empty");
@@ -86,7 +86,7 @@ pub(in crate::config) fn validate(ctx: &mut Ctx, p: &FilePortone) -> Option<Port
         p.api_secret_file.as_deref(),
         true,
     )?;
-    Some(PortoneConfig {
+    Some(Settings {
         store_id: p.store_id.trim().to_string(),
         channel_key: channel_key.to_string(),
         api_secret,

@@ -4,7 +4,10 @@
 //! kyc_policy rules; `start_idv_uri` is a person window where a tester plays the visitor.
 
 use crate::answers::{escape, page};
-use crate::providers::tomo::{check_policy, CLIENT_ASSERTION_TYPE};
+use crate::crypto::jwk::jwk_to_pem;
+use crate::providers::sandbox::SandboxOptions;
+use crate::providers::tomo::client::CLIENT_ASSERTION_TYPE;
+use crate::providers::tomo::policy::check_policy;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -24,7 +27,7 @@ use std::time::Duration;
 
 /// The sandbox client's secret, as the console would issue it (test material, see conf/sandbox).
 pub const SANDBOX_CLIENT_ID: &str = "sandbox-client";
-pub const SANDBOX_CLIENT_JWK: &str = include_str!("../../conf/sandbox/tomo-sandbox-client.jwk");
+pub const SANDBOX_CLIENT_JWK: &str = include_str!("../../../conf/sandbox/tomo-sandbox-client.jwk");
 
 const MAX_SKEW: i64 = 60;
 
@@ -50,7 +53,7 @@ struct IdvSession {
     fail: Option<String>,
 }
 
-pub struct TomoSim {
+pub struct Sim {
     token_ttl: Duration,
     clients: Mutex<HashMap<String, DecodingKey>>,
     used_jti: Mutex<HashMap<String, i64>>,
@@ -81,14 +84,15 @@ pub fn decoding_key(public_jwk: &str) -> Option<DecodingKey> {
 }
 
 fn sandbox_public_jwk() -> Option<String> {
-    let pem = crate::providers::tomo::jwk_to_pem(SANDBOX_CLIENT_JWK).ok()?;
+    let pem = jwk_to_pem(SANDBOX_CLIENT_JWK).ok()?;
     let sk: p256::SecretKey = p256::pkcs8::DecodePrivateKey::from_pkcs8_pem(&pem).ok()?;
     Some(sk.public_key().to_jwk_string())
 }
 
-impl TomoSim {
+impl Sim {
     /// `clients`: extra (client_id, public JWK JSON) registrations besides `sandbox-client`.
-    pub fn new(token_ttl: Duration, clients: &[(String, String)]) -> Arc<Self> {
+    pub fn new(opts: &SandboxOptions) -> Arc<Self> {
+        let (token_ttl, clients) = (opts.tomo_token_ttl, &opts.tomo_clients);
         let mut map = HashMap::new();
         if let Some(k) = sandbox_public_jwk().as_deref().and_then(decoding_key) {
             map.insert(SANDBOX_CLIENT_ID.to_string(), k);
@@ -107,7 +111,7 @@ impl TomoSim {
             .ok()
             .and_then(|p| EncodingKey::from_ec_pem(p.as_bytes()).ok())
             .unwrap_or_else(|| EncodingKey::from_secret(b"unreachable"));
-        Arc::new(TomoSim {
+        Arc::new(Sim {
             token_ttl,
             clients: Mutex::new(map),
             used_jti: Mutex::new(HashMap::new()),
@@ -146,7 +150,7 @@ impl TomoSim {
     }
 }
 
-pub fn router(sim: Arc<TomoSim>) -> Router {
+pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/v1/oauth2/token", post(token))
         .route("/v1/idv/start", post(start))
@@ -172,7 +176,7 @@ fn host(headers: &HeaderMap) -> String {
 }
 
 async fn token(
-    State(sim): State<Arc<TomoSim>>,
+    State(sim): State<Arc<Sim>>,
     headers: HeaderMap,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
@@ -282,7 +286,7 @@ async fn token(
 
 /// The client whose live access token the `Authorization` header carries. The scheme's name
 /// is case-insensitive (RFC 7235 §2.1; RFC 6750 §2.1 uses it so): `bearer` counts too.
-fn bearer(sim: &TomoSim, headers: &HeaderMap) -> Option<String> {
+fn bearer(sim: &Sim, headers: &HeaderMap) -> Option<String> {
     let raw = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, tok) = raw.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
@@ -304,7 +308,7 @@ fn unauthorized() -> Response {
 }
 
 async fn start(
-    State(sim): State<Arc<TomoSim>>,
+    State(sim): State<Arc<Sim>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -367,7 +371,7 @@ async fn start(
 }
 
 async fn result(
-    State(sim): State<Arc<TomoSim>>,
+    State(sim): State<Arc<Sim>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -396,7 +400,7 @@ async fn result(
     }
 }
 
-async fn window(State(sim): State<Arc<TomoSim>>, Path(sid): Path<String>) -> Response {
+async fn window(State(sim): State<Arc<Sim>>, Path(sid): Path<String>) -> Response {
     let Some(s) = lock(&sim.sessions).get(&sid).cloned() else {
         return (
             StatusCode::NOT_FOUND,
@@ -462,7 +466,7 @@ fn with_param(url: &str, k: &str, v: &str) -> String {
 }
 
 async fn window_submit(
-    State(sim): State<Arc<TomoSim>>,
+    State(sim): State<Arc<Sim>>,
     Path(sid): Path<String>,
     headers: HeaderMap,
     Form(f): Form<WindowForm>,

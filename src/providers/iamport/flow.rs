@@ -1,25 +1,33 @@
 //! The Iamport flow: a start page that opens the certification window (both SDK modes), the
 //! redirect-mode return, the callback-mode complete, and the checks that accept a result.
 
-use super::accept::{accept, this_flow, Identity, Rules};
-use super::*;
 use crate::answers::Refusal;
-use crate::config::{IamportConfig, Providers};
-use crate::live::ProviderFlow;
+use crate::answers::{Problem, Reply};
+use crate::identity::ProviderId;
+use crate::live::provider::{Choice, ProviderFlow};
+use crate::live::Live;
 use crate::metrics;
-use crate::providers::iamport::IamportClient;
+use crate::providers::accept::{accept, this_flow, Identity, Rules};
+use crate::providers::flow::*;
+use crate::providers::iamport::client::IamportClient;
+use crate::providers::iamport::settings::Settings;
+use crate::providers::settings::Providers;
 use crate::providers::{ProviderError, VerifiedPerson};
+use crate::session::{Claims, FlowClaims};
+use crate::store::Store;
+use pingora::proxy::Session;
+use pingora::Result;
 use std::sync::Arc;
 
 const PROVIDER: &str = "iamport";
 
 /// The Iamport flow, built from its settings.
-pub(super) struct Flow {
+pub(crate) struct Flow {
     client: Arc<IamportClient>,
 }
 
 impl Flow {
-    pub(super) fn new(cfg: IamportConfig) -> std::result::Result<Self, ProviderError> {
+    pub(crate) fn new(cfg: Settings) -> std::result::Result<Self, ProviderError> {
         Ok(Flow {
             client: IamportClient::new(cfg)?,
         })
@@ -30,6 +38,14 @@ impl Flow {
 impl ProviderFlow for Flow {
     fn id(&self) -> ProviderId {
         ProviderId::Iamport
+    }
+
+    fn choice(&self) -> Choice {
+        Choice {
+            label: ("휴대폰 본인인증", "Mobile phone verification (Korea)"),
+            via: "아임포트 · Iamport",
+            icon: PHONE_ICON,
+        }
     }
 
     fn built_from(&self, p: &Providers) -> bool {
@@ -61,7 +77,7 @@ fn start(client: &IamportClient, live: &Live, session: &Session) -> Reply {
     };
     let prefix = &live.cfg.flow_prefix;
     let nonce = fresh_nonce();
-    let flow = super::new_flow(live, session, ProviderId::Iamport, nonce.clone(), return_to);
+    let flow = new_flow(live, session, ProviderId::Iamport, nonce.clone(), return_to);
     let cfg = client.config();
     let params = serde_json::json!({
         "provider": PROVIDER,
@@ -99,11 +115,11 @@ fn start(client: &IamportClient, live: &Live, session: &Session) -> Reply {
 
 /// Why a result was not accepted, as the HTTP problem to show.
 fn refuse(r: Refusal, live: &Live, return_to: Option<&str>) -> Problem {
-    super::refuse(ProviderId::Iamport, r, live, return_to)
+    crate::providers::flow::refuse(ProviderId::Iamport, r, live, return_to)
 }
 
 fn provider_problem(e: &ProviderError, live: &Live, rt: &str) -> Problem {
-    super::provider_problem(ProviderId::Iamport, e, live, rt)
+    crate::providers::flow::provider_problem(ProviderId::Iamport, e, live, rt)
 }
 
 /// Accept a result only for this browser's flow, only if certified, fresh and never used.

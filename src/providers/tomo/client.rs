@@ -1,12 +1,10 @@
 //! TomoIDV eKYC for foreign visitors: OAuth2 client credentials with a private_key_jwt client
 //! assertion (RFC 7523, ES256), `POST /v1/idv/start` and `POST /v1/idv/result`.
 
-use super::{transport_error, ProviderError, ProviderId, VerifiedPerson};
-use crate::config::TomoConfig;
+use crate::providers::tomo::settings::Settings;
+use crate::providers::{parse_dob, transport_error, ProviderError, ProviderId, VerifiedPerson};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::Datelike;
-use chrono::NaiveDate;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -15,8 +13,6 @@ use std::time::{Duration, Instant};
 /// Refresh a cached token this long before `expires_in` says it ends.
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
-pub use crate::crypto::jwk::{jwk_to_pem, JwkError};
 
 /// A fresh key pair: (base64url private JWK for the client config, public JWK JSON for the
 /// provider's registration).
@@ -120,46 +116,28 @@ impl ResultResponse {
 }
 
 pub struct TomoClient {
-    cfg: TomoConfig,
+    cfg: Settings,
     key: EncodingKey,
     http: reqwest::Client,
-    token: super::TokenCache,
-    breaker: Arc<super::Breaker>,
-}
-
-/// Date of birth as TomoIDV may write it (format unconfirmed): exactly `YYYY-MM-DD` or
-/// `YYYYMMDD`, a real date from 1900 on. Anything else (`1990-1-1`, `+1990-01-01`, year 1) is
-/// unknown, so it never passes a `min_age` route.
-pub fn parse_dob(s: &str) -> Option<NaiveDate> {
-    let s = s.trim();
-    let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    let (y, m, d) = match b.len() {
-        10 if b[4] == b'-' && b[7] == b'-' && digits(0..4) && digits(5..7) && digits(8..10) => {
-            (&s[0..4], &s[5..7], &s[8..10])
-        }
-        8 if digits(0..8) => (&s[0..4], &s[4..6], &s[6..8]),
-        _ => return None,
-    };
-    let date = NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)?;
-    (date.year() >= 1900).then_some(date)
+    token: crate::providers::TokenCache,
+    breaker: Arc<crate::providers::Breaker>,
 }
 
 impl TomoClient {
-    pub fn new(cfg: TomoConfig) -> Result<Arc<Self>, ProviderError> {
+    pub fn new(cfg: Settings) -> Result<Arc<Self>, ProviderError> {
         let key = EncodingKey::from_ec_pem(cfg.private_key_pem.as_bytes())
             .map_err(|_| ProviderError::Rejected("TomoIDV key is not usable".into()))?;
-        let http = super::http_client(cfg.timeout)?;
+        let http = crate::providers::http_client(cfg.timeout)?;
         Ok(Arc::new(TomoClient {
             cfg,
             key,
             http,
-            token: super::TokenCache::new("tomo"),
-            breaker: super::Breaker::new("tomo"),
+            token: crate::providers::TokenCache::new("tomo"),
+            breaker: crate::providers::Breaker::new("tomo"),
         }))
     }
 
-    pub fn config(&self) -> &TomoConfig {
+    pub fn config(&self) -> &Settings {
         &self.cfg
     }
 
@@ -209,7 +187,7 @@ impl TomoClient {
                 .post(format!("{}/v1/idv/{endpoint}", self.cfg.base_url))
                 .bearer_auth(&token)
                 .json(body);
-            let (status, bytes) = super::exchange(&self.breaker, req).await?;
+            let (status, bytes) = crate::providers::exchange(&self.breaker, req).await?;
             crate::metrics::provider_call("tomo", endpoint, started.elapsed());
             if status == 401 && attempt == 0 {
                 self.token.forget(&token);
@@ -351,11 +329,12 @@ pub fn token_subject(token: &str) -> Option<(String, Option<String>, Option<i64>
     Some((sub, aud, exp))
 }
 
-pub use crate::config::tomo_policy::check_policy;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::jwk::jwk_to_pem;
+    use crate::providers::tomo::policy::check_policy;
+    use chrono::NaiveDate;
     use jsonwebtoken::{DecodingKey, Validation};
 
     #[test]

@@ -1,8 +1,8 @@
 //! ifree login (Rowem): the member-key exchange helpers for the registration callbacks, and the
 //! login calls `POST /process/token` and `POST /process/authenticate`.
 
-use super::ProviderError;
-use crate::config::IfreeConfig;
+use crate::providers::ifree::settings::Settings;
+use crate::providers::ProviderError;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use rand::distributions::{Alphanumeric, DistString};
@@ -62,22 +62,22 @@ struct AuthResult {
 }
 
 pub struct IfreeClient {
-    cfg: IfreeConfig,
+    cfg: Settings,
     http: reqwest::Client,
-    breaker: Arc<super::Breaker>,
+    breaker: Arc<crate::providers::Breaker>,
 }
 
 impl IfreeClient {
-    pub fn new(cfg: IfreeConfig) -> Result<Arc<Self>, ProviderError> {
-        let http = super::http_client(cfg.timeout)?;
+    pub fn new(cfg: Settings) -> Result<Arc<Self>, ProviderError> {
+        let http = crate::providers::http_client(cfg.timeout)?;
         Ok(Arc::new(IfreeClient {
             cfg,
             http,
-            breaker: super::Breaker::new("ifree"),
+            breaker: crate::providers::Breaker::new("ifree"),
         }))
     }
 
-    pub fn config(&self) -> &IfreeConfig {
+    pub fn config(&self) -> &Settings {
         &self.cfg
     }
 
@@ -91,7 +91,7 @@ impl IfreeClient {
             .http
             .post(format!("{}/process/{endpoint}", self.cfg.base_url))
             .json(&body);
-        let (status, bytes) = super::exchange(&self.breaker, req).await?;
+        let (status, bytes) = crate::providers::exchange(&self.breaker, req).await?;
         crate::metrics::provider_call("ifree", endpoint, started.elapsed());
         let a: Answer<T> = serde_json::from_slice(&bytes).map_err(|_| {
             ProviderError::BadResponse(format!(
