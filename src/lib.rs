@@ -16,6 +16,7 @@ pub mod live;
 pub mod logwriter;
 pub mod metrics;
 pub mod providers;
+pub mod records;
 pub mod reload;
 pub mod routing;
 pub mod session;

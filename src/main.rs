@@ -243,33 +243,35 @@ fn main() -> ExitCode {
                 eprintln!("verigate accounts: give the config with -c FILE");
                 return ExitCode::from(2);
             };
-            let cfg = match load_or_report(&path) {
+            // Only the store and the hash key: no provider secret is needed here.
+            let cfg = match verigate::config::load_records(&path) {
                 Ok(c) => c,
-                Err(code) => return code,
+                Err(e) => {
+                    for p in e.problems() {
+                        eprintln!("{p}");
+                    }
+                    return ExitCode::from(2);
+                }
             };
-            use verigate::store::{AccountsOp, PersonRef};
-            let op = match action {
-                AccountsAction::Count => AccountsOp::Count,
+            use verigate::records::Command as Records;
+            use verigate::store::PersonRef;
+            let cmd = match action {
+                AccountsAction::Count => Records::Count,
                 AccountsAction::Forget {
                     unique_in_site: Some(u),
                     ..
-                } => AccountsOp::Forget(PersonRef::UniqueInSite(u)),
+                } => Records::Forget(PersonRef::UniqueInSite(u)),
                 AccountsAction::Forget {
                     ci_hash: Some(h), ..
-                } => AccountsOp::Forget(PersonRef::CiHash(h)),
+                } => Records::Forget(PersonRef::CiHash(h)),
                 AccountsAction::Forget { .. } => {
                     eprintln!("verigate accounts forget: give --unique-in-site or --ci-hash");
                     return ExitCode::from(2);
                 }
             };
-            let counting = matches!(op, AccountsOp::Count);
-            match verigate::store::accounts(&cfg.store, op) {
-                Ok(n) if counting => {
-                    println!("{n}");
-                    ExitCode::SUCCESS
-                }
-                Ok(n) => {
-                    println!("forgot {n} record(s)");
+            match verigate::records::run_command(&cfg, cmd) {
+                Ok(out) => {
+                    println!("{out}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -175,24 +175,3 @@ pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// What `verigate accounts` does.
-#[derive(Debug, Clone)]
-pub enum AccountsOp {
-    Count,
-    Forget(PersonRef),
-}
-
-/// Run an `accounts` command against the configured store (a one-off, outside the proxy).
-pub fn accounts(cfg: &StoreConfig, op: AccountsOp) -> Result<u64, StoreError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| StoreError::Open(format!("runtime: {e}")))?;
-    let store = open(cfg)?;
-    rt.block_on(async move {
-        match op {
-            AccountsOp::Count => store.count_accounts().await,
-            AccountsOp::Forget(who) => store.forget(&who).await,
-        }
-    })
-}

@@ -25,6 +25,8 @@ fn err(e: rusqlite::Error) -> StoreError {
 const SCHEMA: &str = "
 PRAGMA journal_mode=WAL;
 PRAGMA synchronous=FULL;
+-- A deleted record is overwritten, not left in a free page (an erasure must erase).
+PRAGMA secure_delete=ON;
 CREATE TABLE IF NOT EXISTS used_results (
     key TEXT PRIMARY KEY,
     expires_at INTEGER NOT NULL
@@ -119,6 +121,30 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 impl SqliteStore {
     pub fn open(path: &str) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(|e| StoreError::Open(format!("{path}: {e}")))?;
+        Self::with_conn(path, conn)
+    }
+
+    /// Open the database at `path` only if it exists (the record commands: a command that
+    /// creates an empty database where it stands would "forget" nothing and say it did).
+    pub fn open_existing(path: &str) -> Result<Self, StoreError> {
+        use rusqlite::OpenFlags;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::CannotOpen) if !std::path::Path::new(path).exists() => {
+                StoreError::Open(format!(
+                    "{path}: no such database (verigate creates it when the service first \
+                     starts; check store.path and the config file given with -c)"
+                ))
+            }
+            _ => StoreError::Open(format!("{path}: {e}")),
+        })?;
+        Self::with_conn(path, conn)
+    }
+
+    fn with_conn(path: &str, conn: Connection) -> Result<Self, StoreError> {
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(|e| StoreError::Open(format!("{path}: {e}")))?;
         conn.execute_batch(SCHEMA)
@@ -263,6 +289,9 @@ impl Store for SqliteStore {
                     c.execute("DELETE FROM accounts WHERE unique_in_site = ?1", params![u])?
                 }
             };
+            // The WAL still holds the pages as they were before: copy it into the database
+            // and empty it, so the erased rows are nowhere in the files.
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
             Ok(n as u64)
         })
         .await
@@ -399,9 +428,11 @@ impl Store for SqliteStore {
         let now = now_ms();
         self.with(move |c| {
             c.execute("DELETE FROM revoked WHERE until * 1000 <= ?1", params![now])?;
+            // Revoked again (a person forgotten a second time): the newer time counts.
             c.execute(
                 "INSERT INTO revoked (id, until, at_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id) DO NOTHING",
+                 ON CONFLICT (id) DO UPDATE SET
+                   until = max(revoked.until, excluded.until), at_ms = excluded.at_ms",
                 params![id, until, now],
             )?;
             Ok(())

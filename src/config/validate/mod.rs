@@ -103,6 +103,43 @@ pub fn from_yaml_str(text: &str, secrets: &Secrets) -> Result<RuntimeConfig, Con
     }
 }
 
+/// Only what the record commands (`verigate accounts`) need: the store and the hash key (and
+/// the session lifetime, how long a person's revocation must last). Provider secrets, TLS
+/// files and upstreams are not read, so an operator's shell needs none of them.
+pub fn records_from_yaml_str(text: &str, secrets: &Secrets) -> Result<RecordsConfig, ConfigError> {
+    let file: FileConfig = serde_yaml::from_str(text).map_err(|e| {
+        ConfigError::Invalid(vec![Problem {
+            path: String::new(),
+            message: e.to_string(),
+        }])
+    })?;
+    let mut ctx = Ctx {
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        secrets,
+    };
+    let store = match &file.store {
+        None => StoreConfig::Sqlite {
+            path: DEFAULT_SQLITE_PATH.into(),
+        },
+        Some(s) => store::store(&mut ctx, s),
+    };
+    let hash_key = session::hash_key_only(&mut ctx, &file.session);
+    let session_ttl = ctx.duration(
+        "session.ttl",
+        file.session.ttl.as_deref(),
+        Duration::from_secs(12 * 3600),
+    );
+    match hash_key {
+        Some(hash_key) if ctx.problems.is_empty() => Ok(RecordsConfig {
+            store,
+            hash_key,
+            session_ttl,
+        }),
+        _ => Err(ConfigError::Invalid(ctx.problems)),
+    }
+}
+
 /// `(key path, key)` of serde_yaml's "unknown field" error: `routes[0].require: unknown field
 /// `min_agee`, expected ...` (no path before the colon: the top level).
 fn unknown_key(message: &str) -> Option<(String, String)> {
