@@ -14,6 +14,8 @@ pub struct AdminApp {
     live: Arc<ArcSwap<Live>>,
     store: Arc<dyn Store>,
     reloader: Option<Arc<Reloader>>,
+    /// `/accounts/...`: the record API (`crate::records::api`).
+    records: Option<Arc<crate::records::api::RecordsApi>>,
 }
 
 impl AdminApp {
@@ -26,7 +28,14 @@ impl AdminApp {
             live,
             store,
             reloader,
+            records: None,
         }
+    }
+
+    /// Serve the record API under `/accounts/`.
+    pub fn with_records(mut self, api: crate::records::api::RecordsApi) -> Self {
+        self.records = Some(Arc::new(api));
+        self
     }
 }
 
@@ -44,6 +53,9 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
         let method = session.req_header().method.clone();
+        if let (Some(api), true) = (&self.records, path.starts_with("/accounts/")) {
+            return api.response(session).await;
+        }
         match path.as_str() {
             "/reload" if method == http::Method::POST => match &self.reloader {
                 None => reply(

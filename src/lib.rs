@@ -196,7 +196,7 @@ pub fn build(cfg: RuntimeConfig, mut opts: BuildOptions) -> Result<Built, BuildE
         "upstream names",
         live::refresh::Refresher { live: live.clone() },
     ));
-    let gate = Gate::new(live.clone(), store.clone(), revoked);
+    let gate = Gate::new(live.clone(), store.clone(), revoked.clone());
     let mut http = pingora::proxy::http_proxy(&server.configuration, gate);
     // An HTTP/2 connection with no stream open is closed after the idle time an HTTP/1
     // connection gets between requests.
@@ -248,7 +248,13 @@ pub fn build(cfg: RuntimeConfig, mut opts: BuildOptions) -> Result<Built, BuildE
     let admin_addr = match admin_listen {
         None => None,
         Some(a) => {
-            let app = admin::AdminApp::new(live.clone(), store.clone(), reloader);
+            let app = admin::AdminApp::new(live.clone(), store.clone(), reloader).with_records(
+                records::api::RecordsApi {
+                    live: live.clone(),
+                    store: store.clone(),
+                    revoked,
+                },
+            );
             let svc = pingora::services::listening::Service::new("verigate admin".into(), app);
             Some(add_listening(
                 &mut server,

@@ -83,8 +83,15 @@ async fn accounts_cli_from_another_directory_acts_on_the_services_file() {
         &env,
     );
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("forgot 1 account record(s) in SQLite file "), "{out}");
-    assert_eq!(s.count_accounts().await.unwrap(), 1, "the service's file lost it");
+    assert!(
+        out.starts_with("forgot 1 account record(s) in SQLite file "),
+        "{out}"
+    );
+    assert_eq!(
+        s.count_accounts().await.unwrap(),
+        1,
+        "the service's file lost it"
+    );
     assert_eq!(
         std::fs::read_dir(elsewhere.path()).unwrap().count(),
         0,
@@ -128,7 +135,10 @@ fn accounts_cli_without_any_key_says_which_is_missing() {
     let (code, _, err) = cli(dir.path(), &config, &["accounts", "count"], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("session.hash_key_env"), "{err}");
-    assert!(!err.contains("IMP_"), "provider secrets are not asked for: {err}");
+    assert!(
+        !err.contains("IMP_"),
+        "provider secrets are not asked for: {err}"
+    );
 }
 
 #[test]
@@ -159,4 +169,254 @@ fn a_database_where_earlier_versions_looked_is_refused_not_replaced() {
         );
     }
     assert!(!etc.path().join("verigate-state.db").exists());
+}
+
+const TOKEN: &str = "admin-token-0123456789abcdef";
+
+/// A shop sharing `store`, its record API behind `TOKEN` (a token file in `dir`).
+fn shop_with_api(store: Storage, dir: &Path) -> Proxy {
+    let file = dir.join("admin-token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    Proxy::shop().store(store).set(
+        "admin",
+        serde_json::json!({ "token_file": file.display().to_string() }),
+    )
+}
+
+/// `POST /accounts/forget` on `admin` with `body` and `token`: status and JSON.
+async fn api_forget(
+    admin: std::net::SocketAddr,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let mut req = client()
+        .post(format!("http://{admin}/accounts/forget"))
+        .json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// The claims of `b`'s session cookie (`vg`).
+fn claims_of(b: &Browser) -> verigate::session::Claims {
+    let ring = verigate::session::Keyring::from_base64_list(SESSION_KEY).unwrap();
+    ring.open_session(&b.jar["vg"], chrono::Utc::now().timestamp())
+        .unwrap()
+}
+
+/// Whether `b`'s cookie opens the gated `/member` on the instance at `proxy`.
+async fn opens(b: &Browser, proxy: std::net::SocketAddr) -> bool {
+    let mut b = b.clone();
+    b.env_proxy = proxy;
+    b.get_html("/member").await.status() == 200
+}
+
+/// Poll (bounded) until `proxy` refuses `b`'s cookie: revocations reach other instances
+/// through the store within a poll interval.
+async fn refused_within(b: &Browser, proxy: std::net::SocketAddr) -> Duration {
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if !opens(b, proxy).await {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the other instance still opens the forgotten person's session after 5 s");
+}
+
+/// Every byte the store holds: the SQLite files, or every key and value under the prefix.
+fn store_bytes(store: &StoreAt) -> Vec<u8> {
+    match store {
+        StoreAt::Sqlite(dir) => {
+            let mut out = Vec::new();
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("state.db")
+                {
+                    out.extend(std::fs::read(&p).unwrap());
+                }
+            }
+            out
+        }
+        StoreAt::Redis(url, prefix) => {
+            let mut c = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query(&mut c)
+                .unwrap();
+            let mut out = Vec::new();
+            for k in keys {
+                out.extend(k.as_bytes());
+                let dump: Option<Vec<u8>> = redis::cmd("DUMP").arg(&k).query(&mut c).unwrap();
+                out.extend(dump.unwrap_or_default());
+            }
+            out
+        }
+    }
+}
+
+enum StoreAt {
+    Sqlite(std::path::PathBuf),
+    Redis(String, String),
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// A person signs up; the app calls the erasure API; the person's session stops working on
+/// both instances; the store no longer holds the person's hash or per-site id; they may sign
+/// up again.
+async fn erasure_end_to_end(storage: Storage, at: StoreAt) {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Env::with(shop_with_api(storage.clone(), dir.path())).await;
+    let b_env = Env::with(
+        shop_with_api(storage, dir.path()).provider(Provider::iamport().on_sandbox(a.sandbox)),
+    )
+    .await;
+    let name = format!("erased-{}", std::process::id());
+    let mut person = a.browser();
+    let r = person
+        .verify_redirect(a.sandbox, "/signup", &Person::named(&name))
+        .await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(person.post("/signup", "user=x").await.status(), 201);
+    let claims = claims_of(&person);
+    assert!(opens(&person, a.proxy).await && opens(&person, b_env.proxy).await);
+    // The scan can fail: the records hold the person's keyed CI hash and per-site id now.
+    let before = store_bytes(&at);
+    assert!(
+        contains(&before, &claims.ci_hash),
+        "the scan finds the hash"
+    );
+
+    // Refused without the token, or with another.
+    let body = serde_json::json!({ "unique_in_site": claims.unique_in_site });
+    let (status, answer) = api_forget(a.admin, None, body.clone()).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (status, _) = api_forget(a.admin, Some("admin-token-0123456789abcdeX"), body.clone()).await;
+    assert_eq!(status, 401);
+    assert!(
+        opens(&person, a.proxy).await,
+        "a refused call forgets nothing"
+    );
+
+    let (status, answer) = api_forget(a.admin, Some(TOKEN), body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["forgot"]["accounts"], 1, "{answer}");
+    assert_eq!(answer["forgot"]["sessions_revoked"], true, "{answer}");
+    assert!(
+        !opens(&person, a.proxy).await,
+        "refused at once where the API was called"
+    );
+    let delay = refused_within(&person, b_env.proxy).await;
+    println!("the erasure reached the other instance after {delay:?}");
+
+    let after = store_bytes(&at);
+    assert!(
+        !contains(&after, &claims.ci_hash),
+        "the person's hash is gone"
+    );
+    assert!(
+        !contains(&after, &claims.unique_in_site),
+        "the person's per-site id is gone"
+    );
+
+    // Forgotten, they may verify and sign up again (no cooldown on this route). Sessions are
+    // stamped in whole seconds and one issued in the second of the erasure counts as before
+    // it: the new verification starts in the next second (a wait on the clock, not on a
+    // component).
+    let erased_in = chrono::Utc::now().timestamp();
+    while chrono::Utc::now().timestamp() == erased_in {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut again = b_env.browser();
+    let r = again
+        .verify_redirect(a.sandbox, "/signup", &Person::named(&name))
+        .await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(again.post("/signup", "user=x").await.status(), 201);
+    assert!(
+        opens(&again, a.proxy).await,
+        "a session after the erasure opens"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_api_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::sqlite(dir.path().join("state.db"));
+    erasure_end_to_end(storage, StoreAt::Sqlite(dir.path().to_path_buf())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_api_on_redis() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("vg-erase-{}-{}:", std::process::id(), rand::random::<u32>());
+    let storage = Storage::redis(&url).prefix(&prefix);
+    erasure_end_to_end(storage, StoreAt::Redis(url.clone(), prefix.clone())).await;
+    let mut c = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut c)
+        .unwrap();
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL").arg(keys).query(&mut c).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_api_is_closed_without_a_token() {
+    let env = Env::with(Proxy::shop()).await;
+    let (status, answer) = api_forget(
+        env.admin,
+        Some(TOKEN),
+        serde_json::json!({ "unique_in_site": "anyone" }),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("admin.token_env"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn unauthenticated_record_api_only_on_a_loopback_listener() {
+    let yaml = |listen: &str| {
+        Proxy::shop()
+            .set("admin_listen", serde_json::json!(listen))
+            .set(
+                "admin",
+                serde_json::json!({ "allow_unauthenticated_loopback": true }),
+            )
+            .to_yaml(NO_SANDBOX, loopback())
+    };
+    let err = verigate::config::from_yaml_str(&yaml("0.0.0.0:0"), &secrets()).unwrap_err();
+    assert!(
+        err.problems()
+            .iter()
+            .any(|p| p.starts_with("admin.allow_unauthenticated_loopback: admin_listen 0.0.0.0:0")),
+        "{err}"
+    );
+    let cfg = verigate::config::from_yaml_str(&yaml("127.0.0.1:0"), &secrets()).unwrap();
+    assert_eq!(cfg.admin, verigate::config::AdminAccess::Loopback);
 }

@@ -994,10 +994,16 @@ async fn accounts_cli_counts_and_forgets() {
     );
     let (code, out) = run(&["accounts", "forget", "--unique-in-site", "di-1"]);
     assert_eq!(code, Some(0));
-    assert!(out.starts_with(&format!("forgot 1 account record(s) in {on};")), "{out}");
+    assert!(
+        out.starts_with(&format!("forgot 1 account record(s) in {on};")),
+        "{out}"
+    );
     let (code, out) = run(&["accounts", "forget", "--ci-hash", "ci-2"]);
     assert_eq!(code, Some(0));
-    assert!(out.starts_with(&format!("forgot 1 account record(s) in {on};")), "{out}");
+    assert!(
+        out.starts_with(&format!("forgot 1 account record(s) in {on};")),
+        "{out}"
+    );
     assert_eq!(
         run(&["accounts", "count"]),
         (Some(0), format!("0 account record(s) in {on}"))

@@ -392,6 +392,29 @@ pub enum ClientLog {
     Off,
 }
 
+/// Who may call the admin listener's record API (`POST /accounts/forget`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum AdminAccess {
+    /// Nobody: no token is configured (the API answers 401).
+    #[default]
+    Closed,
+    /// A client presenting this bearer token (`admin.token_env` / `token_file`).
+    Token(String),
+    /// Anyone who reaches the loopback-only listener (`admin.allow_unauthenticated_loopback`).
+    Loopback,
+}
+
+impl fmt::Debug for AdminAccess {
+    // The token never reaches a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdminAccess::Closed => write!(f, "Closed"),
+            AdminAccess::Token(_) => write!(f, "Token(..)"),
+            AdminAccess::Loopback => write!(f, "Loopback"),
+        }
+    }
+}
+
 /// Pingora runtime settings; they take effect at start (a reload may not change them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuning {
@@ -411,6 +434,8 @@ pub struct RuntimeConfig {
     /// The port redirects to HTTPS name, when not the listener's own (`redirect_https_port`).
     pub redirect_https_port: Option<u16>,
     pub admin_listen: Option<Listen>,
+    /// Who may call the admin listener's record API (`admin`).
+    pub admin: AdminAccess,
     /// `listen` / `admin_listen` as written (what a reload may not change).
     pub listen_spec: String,
     pub admin_spec: Option<String>,

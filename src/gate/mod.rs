@@ -208,7 +208,9 @@ impl Gate {
             // Under the old name: only a session issued under it, moved to the new one.
             let v = live.verified(c, now).filter(|v| {
                 !self.revoked.contains(&v.revocation_id)
-                    && !self.revoked.person_revoked(&v.person_ids, v.claims.issued_at)
+                    && !self
+                        .revoked
+                        .person_revoked(&v.person_ids, v.claims.issued_at)
                     && crate::cookies::name_fits(named, &v.claims)
             })?;
             if named == crate::cookies::Named::Legacy {

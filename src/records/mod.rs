@@ -2,6 +2,8 @@
 //! admin API (`POST /accounts/forget`) and `verigate accounts forget` run, and the store the
 //! record commands open.
 
+pub mod api;
+
 use crate::config::StoreConfig;
 use crate::live::revoked;
 use crate::store::{PersonRef, Store, StoreError};
@@ -62,6 +64,9 @@ pub struct Forgotten {
     /// Whether every open session of the person was revoked (on every instance sharing the
     /// store, within a poll interval).
     pub sessions_revoked: bool,
+    /// The person revocations recorded (id, until): the caller's instance applies them at once.
+    #[serde(skip)]
+    pub revocations: Vec<(String, i64)>,
 }
 
 /// Forget a person: their one-account records, and every open session of theirs (revoked by
@@ -84,6 +89,7 @@ pub async fn forget(
     Ok(Forgotten {
         accounts,
         sessions_revoked: !ids.is_empty(),
+        revocations: ids.into_iter().map(|id| (id, until)).collect(),
     })
 }
 

@@ -174,4 +174,3 @@ pub fn check(cfg: &StoreConfig) -> Result<(), StoreError> {
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
-

@@ -1,6 +1,7 @@
 //! File types -> runtime types, one file per area (each provider checks its own settings in
 //! `providers::<name>::settings`). Collects every problem instead of stopping at the first.
 
+mod admin;
 mod routes;
 mod server;
 mod session;
@@ -265,6 +266,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         .as_deref()
         .and_then(|a| socket_addr(ctx, "admin_listen", a))
         .map(|addr| Listen { addr });
+    let admin = admin::access(ctx, f.admin.as_ref(), admin_listen.as_ref());
     let tls = f.tls.as_ref().map(|t| server::tls(ctx, t));
     let redirect_http = f.redirect_http_listen.as_deref().and_then(|a| {
         if f.tls.is_none() {
@@ -486,6 +488,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         redirect_http,
         redirect_https_port: f.redirect_https_port,
         admin_listen,
+        admin,
         listen_spec: f.listen.clone(),
         admin_spec: f.admin_listen.clone(),
         redirect_spec: f.redirect_http_listen.clone(),
