@@ -193,6 +193,12 @@ pub fn build(cfg: RuntimeConfig, mut opts: BuildOptions) -> Result<Built, BuildE
         },
     ));
     server.add_service(pingora::services::background::background_service(
+        "record purge",
+        records::Purger {
+            store: store.clone(),
+        },
+    ));
+    server.add_service(pingora::services::background::background_service(
         "upstream names",
         live::refresh::Refresher { live: live.clone() },
     ));

@@ -173,14 +173,35 @@ fn a_database_where_earlier_versions_looked_is_refused_not_replaced() {
 
 const TOKEN: &str = "admin-token-0123456789abcdef";
 
-/// A shop sharing `store`, its record API behind `TOKEN` (a token file in `dir`).
+/// A shop sharing `store`, its record API behind `TOKEN` (a token file in `dir`): `/signup`
+/// refuses a forgotten person's signup for an hour, `/join` for a second (the test waits that
+/// one out on the clock).
 fn shop_with_api(store: Storage, dir: &Path) -> Proxy {
     let file = dir.join("admin-token");
     std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
-    Proxy::shop().store(store).set(
-        "admin",
-        serde_json::json!({ "token_file": file.display().to_string() }),
-    )
+    let signup = Route::path("/signup")
+        .methods(["GET", "POST"])
+        .providers(["iamport"])
+        .min_age(19)
+        .one_account()
+        .rejoin_after("1h")
+        .forward(["name", "birth"]);
+    let join = Route::path("/join")
+        .methods(["POST"])
+        .providers(["iamport"])
+        .one_account()
+        .rejoin_after("1s");
+    let mut routes = shop_routes();
+    routes[0] = signup;
+    routes.insert(1, join);
+    Proxy::new()
+        .provider(Provider::iamport())
+        .routes(routes)
+        .store(store)
+        .set(
+            "admin",
+            serde_json::json!({ "token_file": file.display().to_string() }),
+        )
 }
 
 /// `POST /accounts/forget` on `admin` with `body` and `token`: status and JSON.
@@ -317,6 +338,9 @@ async fn erasure_end_to_end(storage: Storage, at: StoreAt) {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["forgot"]["accounts"], 1, "{answer}");
     assert_eq!(answer["forgot"]["sessions_revoked"], true, "{answer}");
+    let marked_until = answer["forgot"]["rejoin_marked_until"].as_i64().unwrap();
+    let erased_at = marked_until - 3600;
+    assert!(erased_at <= chrono::Utc::now().timestamp(), "{answer}");
     assert!(
         !opens(&person, a.proxy).await,
         "refused at once where the API was called"
@@ -334,24 +358,63 @@ async fn erasure_end_to_end(storage: Storage, at: StoreAt) {
         "the person's per-site id is gone"
     );
 
-    // Forgotten, they may verify and sign up again (no cooldown on this route). Sessions are
-    // stamped in whole seconds and one issued in the second of the erasure counts as before
-    // it: the new verification starts in the next second (a wait on the clock, not on a
-    // component).
-    let erased_in = chrono::Utc::now().timestamp();
-    while chrono::Utc::now().timestamp() == erased_in {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // They may verify again at once (a session issued after the erasure opens), but their
+    // signup is refused until the cooldown has passed, on either instance, saying until when.
+    // Sessions are stamped in whole seconds and one issued in the second of the erasure
+    // counts as before it: the new verification starts in the next second.
+    wait_past(erased_at).await;
     let mut again = b_env.browser();
     let r = again
         .verify_redirect(a.sandbox, "/signup", &Person::named(&name))
         .await;
     assert_eq!(r.status(), 302);
-    assert_eq!(again.post("/signup", "user=x").await.status(), 201);
     assert!(
         opens(&again, a.proxy).await,
         "a session after the erasure opens"
     );
+    let req = again
+        .client
+        .post(again.url("/signup"))
+        .header("accept", "text/html")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("user=x");
+    let r = again.send(req).await;
+    assert_eq!(r.status(), 409);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("rejoin_too_soon") && page.contains("data-until=\""),
+        "{page}"
+    );
+    let mut api = again.clone();
+    api.env_proxy = a.proxy;
+    let req = api
+        .client
+        .post(api.url("/signup"))
+        .header("accept", "application/json")
+        .body("user=x");
+    let r = api.send(req).await;
+    assert_eq!(r.status(), 409);
+    let refusal: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(refusal["error"], "rejoin_too_soon", "{refusal}");
+    let until = refusal["until_unix"].as_i64().unwrap();
+    assert_eq!(until, marked_until, "{refusal}");
+    assert!(until >= erased_at + 3600, "{refusal}");
+    assert!(
+        refusal["until"].as_str().unwrap().ends_with('Z'),
+        "{refusal}"
+    );
+    // Each route counts its own cooldown: once `/join`'s second has passed (a wait on the
+    // clock, not on a component), the signup there goes through; `/signup` still refuses.
+    wait_past(erased_at + 1).await;
+    assert_eq!(again.post("/join", "user=x").await.status(), 201);
+    assert_eq!(again.post("/signup", "user=x").await.status(), 409);
+}
+
+/// Wait until the wall clock's second is past `second`.
+async fn wait_past(second: i64) {
+    while chrono::Utc::now().timestamp() <= second {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,4 +482,54 @@ fn unauthenticated_record_api_only_on_a_loopback_listener() {
     );
     let cfg = verigate::config::from_yaml_str(&yaml("127.0.0.1:0"), &secrets()).unwrap();
     assert_eq!(cfg.admin, verigate::config::AdminAccess::Loopback);
+}
+
+/// A rejoin marker goes by itself once its time has passed: a purge on SQLite (what the
+/// background purge runs), a TTL on Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejoin_markers_go_by_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let s =
+        store::sqlite::SqliteStore::open(&dir.path().join("m.db").display().to_string()).unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let ids = vec!["gone".to_string(), "live".to_string()];
+    s.mark_rejoin("gone", now - 2000, now - 1000).await.unwrap();
+    s.mark_rejoin("live", now - 500, now + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.rejoin_since(&ids[..1]).await.unwrap(),
+        None,
+        "expired: not seen"
+    );
+    assert_eq!(s.rejoin_since(&ids).await.unwrap(), Some(now - 500));
+    // The expired marker was swept by the later write already: write another expired one
+    // (the last write, so nothing sweeps it) and purge.
+    s.mark_rejoin("gone2", now - 3000, now - 1).await.unwrap();
+    assert_eq!(s.purge().await.unwrap(), 1);
+    assert_eq!(s.purge().await.unwrap(), 0);
+    assert_eq!(s.rejoin_since(&ids).await.unwrap(), Some(now - 500));
+
+    let Some(url) = redis_url() else { return };
+    let prefix = format!(
+        "vg-rejoin-{}-{}:",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let r = store::redis::RedisStore::new(&url, &prefix).unwrap();
+    r.mark_rejoin("live", now, now + 60_000).await.unwrap();
+    assert_eq!(r.rejoin_since(&ids).await.unwrap(), Some(now));
+    let mut c = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{prefix}rejoin:live"))
+        .query(&mut c)
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "Redis expires it: {ttl}");
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{prefix}rejoin:live"))
+        .query(&mut c)
+        .unwrap();
 }

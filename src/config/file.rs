@@ -313,6 +313,10 @@ pub struct FileRequire {
     pub commit_on: Option<Vec<String>>,
     #[serde(default)]
     pub max_session_age: Option<String>,
+    /// After a person is forgotten (`POST /accounts/forget`), refuse their signup here for
+    /// this long (`30d`): `409 rejoin_too_soon`.
+    #[serde(default)]
+    pub rejoin_after: Option<String>,
     /// A browser's form post that meets verification is kept and sent on after it: `true`
     /// (default), `false`, or `{ max_body: 256KB, ttl: 10m }`.
     #[serde(default)]

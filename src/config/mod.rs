@@ -134,6 +134,8 @@ pub struct RecordsConfig {
     pub hash_key: [u8; 32],
     /// `session.ttl`: no session lives longer, so a person's revocation need not either.
     pub session_ttl: Duration,
+    /// The longest `routes[].require.rejoin_after` (`RuntimeConfig::rejoin_max`).
+    pub rejoin_max: Option<Duration>,
 }
 
 impl fmt::Debug for RecordsConfig {
@@ -469,6 +471,16 @@ pub struct RuntimeConfig {
 pub type SharedConfig = Arc<RuntimeConfig>;
 
 impl RuntimeConfig {
+    /// The longest `require.rejoin_after` of any route: how long an erasure's rejoin marker
+    /// must live.
+    pub fn rejoin_max(&self) -> Option<Duration> {
+        self.routes
+            .routes()
+            .iter()
+            .filter_map(|r| r.require.as_ref()?.rejoin_after)
+            .max()
+    }
+
     /// The upstream route `idx` sends its requests to.
     pub fn upstream_of(&self, route: usize) -> Option<&Upstream> {
         let i = self.routes.get(route).map_or(0, |r| r.upstream);

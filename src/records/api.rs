@@ -146,6 +146,7 @@ impl RecordsApi {
         let keys = Keys {
             hash_key: &s.hash_key,
             session_ttl: s.ttl,
+            rejoin_max: live.cfg.rejoin_max(),
         };
         match forget(self.store.as_ref(), keys, &who, crate::clock::unix_now()).await {
             Ok(f) => {

@@ -48,12 +48,32 @@ pub fn open_existing(store: &StoreConfig) -> Result<Arc<dyn Store>, RecordsError
     })
 }
 
-/// What the keys of an erasure are: the hash key, and how long a session may live (a person's
-/// revocation lasts that long, then no session of before it can be alive).
+/// What an erasure works with: the hash key, how long a session may live (a person's
+/// revocation lasts that long, then no session of before it can be alive), and how long the
+/// longest re-signup cooldown is (`require.rejoin_after`; None: no marker is kept).
 #[derive(Clone, Copy)]
 pub struct Keys<'a> {
     pub hash_key: &'a [u8; 32],
     pub session_ttl: Duration,
+    pub rejoin_max: Option<Duration>,
+}
+
+/// The ids of a person's rejoin markers: keyed hashes (never the hash the records are kept
+/// under) of each identifier the person has, the same at an erasure and at a later signup.
+pub fn rejoin_ids(hash_key: &[u8; 32], ci_hashes: &[&str], unique_in_site: &str) -> Vec<String> {
+    let mut out: Vec<String> = ci_hashes
+        .iter()
+        .filter(|h| !h.is_empty())
+        .map(|h| crate::session::keyed_hash(hash_key, "rejoin/ci", h))
+        .collect();
+    if !unique_in_site.is_empty() {
+        out.push(crate::session::keyed_hash(
+            hash_key,
+            "rejoin/uis",
+            unique_in_site,
+        ));
+    }
+    out
 }
 
 /// What an erasure removed, per kind.
@@ -64,6 +84,10 @@ pub struct Forgotten {
     /// Whether every open session of the person was revoked (on every instance sharing the
     /// store, within a poll interval).
     pub sessions_revoked: bool,
+    /// Until when (UNIX seconds) the person's re-signup is refused on the route with the
+    /// longest `rejoin_after` (each route counts its own); None: no route has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejoin_marked_until: Option<i64>,
     /// The person revocations recorded (id, until): the caller's instance applies them at once.
     #[serde(skip)]
     pub revocations: Vec<(String, i64)>,
@@ -77,6 +101,23 @@ pub async fn forget(
     who: &PersonRef,
     now: i64,
 ) -> Result<Forgotten, StoreError> {
+    // The person's CI hashes are read before their records go: a rejoin marker must catch
+    // them through any provider, not only through the per-site id given.
+    if let Some(rejoin) = keys.rejoin_max {
+        let ids = match who {
+            PersonRef::CiHash(h) => rejoin_ids(keys.hash_key, &[h.as_str()], ""),
+            PersonRef::UniqueInSite(u) => {
+                let cis = store.account_persons(u).await?;
+                let cis: Vec<&str> = cis.iter().map(String::as_str).collect();
+                rejoin_ids(keys.hash_key, &cis, u)
+            }
+        };
+        let at_ms = now.saturating_mul(1000);
+        let until_ms = at_ms.saturating_add(rejoin.as_millis() as i64);
+        for id in &ids {
+            store.mark_rejoin(id, at_ms, until_ms).await?;
+        }
+    }
     let accounts = store.forget(who).await?;
     let ids = match who {
         PersonRef::CiHash(h) => revoked::person_ids(keys.hash_key, h, ""),
@@ -89,6 +130,9 @@ pub async fn forget(
     Ok(Forgotten {
         accounts,
         sessions_revoked: !ids.is_empty(),
+        rejoin_marked_until: keys
+            .rejoin_max
+            .map(|d| now.saturating_add(d.as_secs() as i64)),
         revocations: ids.into_iter().map(|id| (id, until)).collect(),
     })
 }
@@ -115,6 +159,7 @@ pub fn run_command(
     let keys = Keys {
         hash_key: &cfg.hash_key,
         session_ttl: cfg.session_ttl,
+        rejoin_max: cfg.rejoin_max,
     };
     rt.block_on(async move {
         Ok(match cmd {
@@ -136,4 +181,30 @@ pub fn run_command(
             }
         })
     })
+}
+
+/// How often expired records a backend cannot expire itself (SQLite's rejoin markers) are
+/// purged.
+pub const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// The background task that purges expired records ([`Store::purge`]).
+pub struct Purger {
+    pub store: Arc<dyn Store>,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Purger {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        loop {
+            match self.store.purge().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(records = n, "records: expired records purged"),
+                Err(e) => tracing::warn!(error = %e, "records: cannot purge expired records"),
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(PURGE_EVERY) => {}
+            }
+        }
+    }
 }

@@ -109,6 +109,17 @@ pub trait Store: Send + Sync {
     async fn forget(&self, who: &PersonRef) -> Result<u64, StoreError>;
     /// How many committed account records there are.
     async fn count_accounts(&self) -> Result<u64, StoreError>;
+    /// The keyed CI hashes of the account records carrying per-site id `unique_in_site`.
+    async fn account_persons(&self, unique_in_site: &str) -> Result<Vec<String>, StoreError>;
+    /// Record that the person named by `id` (a keyed hash) was forgotten at `at_ms`; the
+    /// marker lives until `until_ms` (UNIX ms), then goes by itself (a TTL, or [`purge`]).
+    ///
+    /// [`purge`]: Store::purge
+    async fn mark_rejoin(&self, id: &str, at_ms: i64, until_ms: i64) -> Result<(), StoreError>;
+    /// The latest time (UNIX ms) one of `ids` was forgotten, among live markers.
+    async fn rejoin_since(&self, ids: &[String]) -> Result<Option<i64>, StoreError>;
+    /// Drop expired records a backend cannot expire by itself; returns how many.
+    async fn purge(&self) -> Result<u64, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
     /// A key exchange: `sealed_key` becomes `member`'s pending key, replacing a pending one,
     /// until `ttl` from now. A registered member is left as it is (`Registered`); a new pending

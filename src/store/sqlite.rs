@@ -60,6 +60,12 @@ CREATE TABLE IF NOT EXISTS kept (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS kept_expiry ON kept (expires_at);
+CREATE TABLE IF NOT EXISTS rejoin (
+    id TEXT PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rejoin_expiry ON rejoin (expires_at);
 ";
 
 /// Whether the store at `path` could be opened for writing, without creating or changing
@@ -503,6 +509,58 @@ impl Store for SqliteStore {
                 )
                 .optional()?;
             Ok(taken.filter(|(_, until)| *until > now).map(|(v, _)| v))
+        })
+        .await
+    }
+
+    async fn account_persons(&self, unique_in_site: &str) -> Result<Vec<String>, StoreError> {
+        let uis = unique_in_site.to_string();
+        self.with(move |c| {
+            let mut q = c.prepare_cached(
+                "SELECT DISTINCT person FROM accounts WHERE unique_in_site = ?1 ORDER BY person",
+            )?;
+            let rows = q.query_map(params![uis], |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn mark_rejoin(&self, id: &str, at_ms: i64, until_ms: i64) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with(move |c| {
+            c.execute("DELETE FROM rejoin WHERE expires_at <= ?1", params![at_ms])?;
+            c.execute(
+                "INSERT INTO rejoin (id, at_ms, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms,
+                   expires_at = max(rejoin.expires_at, excluded.expires_at)",
+                params![id, at_ms, until_ms],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rejoin_since(&self, ids: &[String]) -> Result<Option<i64>, StoreError> {
+        let ids = ids.to_vec();
+        let now = now_ms();
+        self.with(move |c| {
+            let mut latest: Option<i64> = None;
+            let mut q =
+                c.prepare_cached("SELECT at_ms FROM rejoin WHERE id = ?1 AND expires_at > ?2")?;
+            for id in &ids {
+                let at: Option<i64> = q.query_row(params![id, now], |r| r.get(0)).optional()?;
+                latest = latest.max(at);
+            }
+            Ok(latest)
+        })
+        .await
+    }
+
+    async fn purge(&self) -> Result<u64, StoreError> {
+        let now = now_ms();
+        self.with(move |c| {
+            let n = c.execute("DELETE FROM rejoin WHERE expires_at <= ?1", params![now])?;
+            Ok(n as u64)
         })
         .await
     }

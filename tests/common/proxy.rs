@@ -163,6 +163,11 @@ impl Route {
         self.require("max_session_age", json!(age))
     }
 
+    /// `require.rejoin_after` (`30d`).
+    pub fn rejoin_after(self, after: &str) -> Route {
+        self.require("rejoin_after", json!(after))
+    }
+
     /// `require.keep_request`: `false`, `true` or `{ max_body, ttl }`.
     pub fn keep_request(self, keep: Value) -> Route {
         self.require("keep_request", keep)

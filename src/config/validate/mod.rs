@@ -131,11 +131,24 @@ pub fn records_from_yaml_str(text: &str, secrets: &Secrets) -> Result<RecordsCon
         file.session.ttl.as_deref(),
         Duration::from_secs(12 * 3600),
     );
+    let mut rejoin_max: Option<Duration> = None;
+    for (i, r) in file.routes.iter().enumerate() {
+        let Some(text) = r.require.as_ref().and_then(|q| q.rejoin_after.as_deref()) else {
+            continue;
+        };
+        let d = ctx.duration(
+            &format!("routes[{i}].require.rejoin_after"),
+            Some(text),
+            Duration::ZERO,
+        );
+        rejoin_max = rejoin_max.max(Some(d).filter(|d| !d.is_zero()));
+    }
     match hash_key {
         Some(hash_key) if ctx.problems.is_empty() => Ok(RecordsConfig {
             store,
             hash_key,
             session_ttl,
+            rejoin_max,
         }),
         _ => Err(ConfigError::Invalid(ctx.problems)),
     }
