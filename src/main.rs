@@ -71,6 +71,8 @@ enum Command {
         #[command(subcommand)]
         action: AccountsAction,
     },
+    /// The audit trail of erasures (one JSON object a line; no clear identifiers).
+    Audit,
 }
 
 #[derive(Subcommand)]
@@ -238,6 +240,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Audit => records_command(cli.config, "audit", verigate::records::Command::Audit),
         Command::Accounts { action } => {
             let Some(path) = cli.config else {
                 eprintln!("verigate accounts: give the config with -c FILE");
@@ -312,6 +315,37 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+    }
+}
+
+/// `verigate audit`: a record command on the store the config at `config` names.
+fn records_command(
+    config: Option<PathBuf>,
+    name: &str,
+    cmd: verigate::records::Command,
+) -> ExitCode {
+    let Some(path) = config else {
+        eprintln!("verigate {name}: give the config with -c FILE");
+        return ExitCode::from(2);
+    };
+    let cfg = match verigate::config::load_records(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            for p in e.problems() {
+                eprintln!("{p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    match verigate::records::run_command(&cfg, cmd) {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("verigate {name}: {e}");
+            ExitCode::FAILURE
         }
     }
 }

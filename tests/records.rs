@@ -92,6 +92,25 @@ async fn accounts_cli_from_another_directory_acts_on_the_services_file() {
         1,
         "the service's file lost it"
     );
+    // The erasure is in the audit trail, by the Unix user who ran it, without the identifier.
+    let (code, out, err) = cli(elsewhere.path(), &config, &["audit"], &env);
+    assert_eq!(code, 0, "{err}");
+    let mut lines = out.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("1 audit line(s) in SQLite file "),
+        "{out}"
+    );
+    let line: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(line["via"], "cli", "{line}");
+    assert!(
+        line["operator"].as_str().unwrap().contains("uid "),
+        "{line}"
+    );
+    assert_eq!(line["removed"]["accounts"], 1, "{line}");
+    assert!(!out.contains("di-one") && !out.contains("ci-one"), "{out}");
     assert_eq!(
         std::fs::read_dir(elsewhere.path()).unwrap().count(),
         0,
@@ -285,6 +304,24 @@ fn store_bytes(store: &StoreAt) -> Vec<u8> {
     }
 }
 
+/// The audit lines the store holds.
+async fn audit_lines(at: &StoreAt) -> Vec<String> {
+    match at {
+        StoreAt::Sqlite(dir) => {
+            store::sqlite::SqliteStore::open(&dir.join("state.db").display().to_string())
+                .unwrap()
+                .audit_lines()
+                .await
+                .unwrap()
+        }
+        StoreAt::Redis(url, prefix) => store::redis::RedisStore::new(url, prefix)
+            .unwrap()
+            .audit_lines()
+            .await
+            .unwrap(),
+    }
+}
+
 enum StoreAt {
     Sqlite(std::path::PathBuf),
     Redis(String, String),
@@ -348,6 +385,19 @@ async fn erasure_end_to_end(storage: Storage, at: StoreAt) {
     let delay = refused_within(&person, b_env.proxy).await;
     println!("the erasure reached the other instance after {delay:?}");
 
+    // The audit line: the API, its operator, a keyed hash of what was asked, the counts.
+    let lines = audit_lines(&at).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(line["via"], "api", "{line}");
+    assert_eq!(line["operator"], "admin token", "{line}");
+    assert_eq!(line["asked_by"], "unique_in_site", "{line}");
+    assert_eq!(line["removed"]["accounts"], 1, "{line}");
+    let asked = line["asked"].as_str().unwrap();
+    assert!(
+        asked.len() >= 32 && asked != claims.unique_in_site,
+        "{line}"
+    );
     let after = store_bytes(&at);
     assert!(
         !contains(&after, &claims.ci_hash),

@@ -2,7 +2,7 @@
 //! calls. Authenticated with the bearer token of `admin.token_env` / `token_file` (compared in
 //! constant time), or open on a loopback-only listener when the config says so.
 
-use super::{forget, Keys};
+use super::{forget_audited, Keys, Via};
 use crate::config::AdminAccess;
 use crate::live::revoked::Revoked;
 use crate::live::Live;
@@ -148,7 +148,12 @@ impl RecordsApi {
             session_ttl: s.ttl,
             rejoin_max: live.cfg.rejoin_max(),
         };
-        match forget(self.store.as_ref(), keys, &who, crate::clock::unix_now()).await {
+        let operator = match &live.cfg.admin {
+            AdminAccess::Token(_) => "admin token",
+            _ => "loopback, no token",
+        };
+        let now = crate::clock::unix_now();
+        match forget_audited(self.store.as_ref(), keys, &who, now, Via::Api(operator)).await {
             Ok(f) => {
                 let at = chrono::Utc::now().timestamp_millis();
                 for (id, until) in &f.revocations {

@@ -137,11 +137,71 @@ pub async fn forget(
     })
 }
 
+/// Who made an erasure, for the audit trail.
+#[derive(Debug, Clone, Copy)]
+pub enum Via<'a> {
+    /// The admin API, authenticated as `operator` (the token's name, or the open loopback).
+    Api(&'a str),
+    /// The command line, run by this Unix user.
+    Cli(&'a str),
+}
+
+/// [`forget`], then its audit line: time, operator, what was asked (a keyed hash, never the
+/// identifier) and what each kind lost. An erasure whose line cannot be written is an error
+/// (the caller repeats it; forgetting twice changes nothing more).
+pub async fn forget_audited(
+    store: &dyn Store,
+    keys: Keys<'_>,
+    who: &PersonRef,
+    now: i64,
+    via: Via<'_>,
+) -> Result<Forgotten, StoreError> {
+    let f = forget(store, keys, who, now).await?;
+    let (asked_by, value) = match who {
+        PersonRef::UniqueInSite(u) => ("unique_in_site", u),
+        PersonRef::CiHash(h) => ("person", h),
+    };
+    let (via, operator) = match via {
+        Via::Api(o) => ("api", o),
+        Via::Cli(o) => ("cli", o),
+    };
+    let at_ms = crate::store::now_ms();
+    let line = serde_json::json!({
+        "at": chrono::DateTime::from_timestamp_millis(at_ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        "action": "forget",
+        "via": via,
+        "operator": operator,
+        "asked_by": asked_by,
+        "asked": crate::session::keyed_hash(keys.hash_key, &format!("audit/{asked_by}"), value),
+        "removed": &f,
+    });
+    store.audit_append(at_ms, &line.to_string()).await?;
+    Ok(f)
+}
+
+/// The Unix user running this command (`$USER` when it agrees with the process's uid).
+pub fn unix_operator() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    let name = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok();
+    match (name, uid) {
+        (Some(n), Some(u)) => format!("{n} (uid {u})"),
+        (None, Some(u)) => format!("uid {u}"),
+        (Some(n), None) => n,
+        (None, None) => "unknown".into(),
+    }
+}
+
 /// What `verigate accounts` does.
 #[derive(Debug, Clone)]
 pub enum Command {
     Count,
     Forget(PersonRef),
+    /// `verigate audit`: the audit lines, one JSON object a line, oldest first.
+    Audit,
 }
 
 /// Run an `accounts` command (a one-off, outside the proxy) against the store `cfg` names;
@@ -163,12 +223,29 @@ pub fn run_command(
     };
     rt.block_on(async move {
         Ok(match cmd {
+            Command::Audit => {
+                let lines = store.audit_lines().await?;
+                let mut out = format!("{} audit line(s) in {target}", lines.len());
+                for l in lines {
+                    out.push('\n');
+                    out.push_str(&l);
+                }
+                out
+            }
             Command::Count => {
                 let n = store.count_accounts().await?;
                 format!("{n} account record(s) in {target}")
             }
             Command::Forget(who) => {
-                let f = forget(store.as_ref(), keys, &who, crate::clock::unix_now()).await?;
+                let operator = unix_operator();
+                let f = forget_audited(
+                    store.as_ref(),
+                    keys,
+                    &who,
+                    crate::clock::unix_now(),
+                    Via::Cli(&operator),
+                )
+                .await?;
                 format!(
                     "forgot {} account record(s) in {target}; the person's sessions {}",
                     f.accounts,

@@ -34,6 +34,8 @@ pub struct MemoryStore {
     kept: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
     /// Rejoin markers: id -> (forgotten at, expires at), UNIX ms.
     rejoin: Mutex<HashMap<String, (i64, i64)>>,
+    /// Audit lines with their time (UNIX ms).
+    audit: Mutex<Vec<(i64, String)>>,
 }
 
 impl MemoryStore {
@@ -161,6 +163,18 @@ impl Store for MemoryStore {
             .filter(|(_, until)| *until > now)
             .map(|(at, _)| *at)
             .max())
+    }
+
+    async fn audit_append(&self, at_ms: i64, line: &str) -> Result<(), StoreError> {
+        let mut a = self.audit.lock().map_err(poisoned)?;
+        a.retain(|(t, _)| *t > at_ms - super::AUDIT_KEPT_MS);
+        a.push((at_ms, line.to_string()));
+        Ok(())
+    }
+
+    async fn audit_lines(&self) -> Result<Vec<String>, StoreError> {
+        let a = self.audit.lock().map_err(poisoned)?;
+        Ok(a.iter().map(|(_, l)| l.clone()).collect())
     }
 
     async fn purge(&self) -> Result<u64, StoreError> {

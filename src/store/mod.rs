@@ -120,6 +120,11 @@ pub trait Store: Send + Sync {
     async fn rejoin_since(&self, ids: &[String]) -> Result<Option<i64>, StoreError>;
     /// Drop expired records a backend cannot expire by itself; returns how many.
     async fn purge(&self) -> Result<u64, StoreError>;
+    /// Append an audit line (JSON, no clear identifier) made at `at_ms`; lines older than
+    /// `AUDIT_KEPT` go at the same time.
+    async fn audit_append(&self, at_ms: i64, line: &str) -> Result<(), StoreError>;
+    /// The audit lines, oldest first.
+    async fn audit_lines(&self) -> Result<Vec<String>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
     /// A key exchange: `sealed_key` becomes `member`'s pending key, replacing a pending one,
     /// until `ttl` from now. A registered member is left as it is (`Registered`); a new pending
@@ -181,6 +186,10 @@ pub fn check(cfg: &StoreConfig) -> Result<(), StoreError> {
         StoreConfig::Memory | StoreConfig::Redis { .. } => Ok(()),
     }
 }
+
+/// How long audit lines are kept: two years (operator access to personal data is kept at
+/// least one year, two for large data sets).
+pub const AUDIT_KEPT_MS: i64 = 2 * 366 * 24 * 3600 * 1000;
 
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

@@ -480,6 +480,26 @@ return v
         Ok(got.into_iter().flatten().max())
     }
 
+    async fn audit_append(&self, at_ms: i64, line: &str) -> Result<(), StoreError> {
+        let key = format!("{}audit", self.prefix);
+        let mut add = redis::cmd("ZADD");
+        add.arg(&key).arg(at_ms).arg(line);
+        let _: i64 = self.run(add).await?;
+        let mut prune = redis::cmd("ZREMRANGEBYSCORE");
+        prune
+            .arg(&key)
+            .arg("-inf")
+            .arg(at_ms - super::AUDIT_KEPT_MS);
+        let _: i64 = self.run(prune).await?;
+        Ok(())
+    }
+
+    async fn audit_lines(&self) -> Result<Vec<String>, StoreError> {
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(format!("{}audit", self.prefix)).arg(0).arg(-1);
+        self.run(cmd).await
+    }
+
     async fn purge(&self) -> Result<u64, StoreError> {
         // Every record with a lifetime carries a Redis TTL: Redis expires them itself.
         Ok(0)

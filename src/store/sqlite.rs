@@ -66,6 +66,12 @@ CREATE TABLE IF NOT EXISTS rejoin (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rejoin_expiry ON rejoin (expires_at);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    line TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms);
 ";
 
 /// Whether the store at `path` could be opened for writing, without creating or changing
@@ -552,6 +558,31 @@ impl Store for SqliteStore {
                 latest = latest.max(at);
             }
             Ok(latest)
+        })
+        .await
+    }
+
+    async fn audit_append(&self, at_ms: i64, line: &str) -> Result<(), StoreError> {
+        let line = line.to_string();
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM audit WHERE at_ms <= ?1",
+                params![at_ms - super::AUDIT_KEPT_MS],
+            )?;
+            c.execute(
+                "INSERT INTO audit (at_ms, line) VALUES (?1, ?2)",
+                params![at_ms, line],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_lines(&self) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            let mut q = c.prepare_cached("SELECT line FROM audit ORDER BY seq")?;
+            let rows = q.query_map([], |r| r.get(0))?;
+            rows.collect()
         })
         .await
     }
