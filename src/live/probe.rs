@@ -215,19 +215,6 @@ impl BackgroundService for Prober {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::backoff;
-    use std::time::Duration;
-
-    #[test]
-    fn backoff_doubles_to_five_minutes() {
-        let s: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
-        assert_eq!(s, vec![5, 10, 20, 40, 80, 160, 300, 300, 300]);
-        assert_eq!(backoff(40), Duration::from_secs(300));
-    }
-}
-
 /// `verigate check --online`: try every configured provider's credentials once. One line per
 /// provider (`provider iamport: credentials ok`), and whether all that make a call passed.
 pub fn check_online(cfg: crate::config::RuntimeConfig) -> (Vec<String>, bool) {
@@ -260,4 +247,17 @@ pub fn check_online(cfg: crate::config::RuntimeConfig) -> (Vec<String>, bool) {
         }
         (lines, all_ok)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_to_five_minutes() {
+        let s: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(s, vec![5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(backoff(40), Duration::from_secs(300));
+    }
 }
