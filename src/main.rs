@@ -328,7 +328,7 @@ fn main() -> ExitCode {
             force,
         } => {
             let text = if tomo_jwk {
-                let (private, public) = verigate::providers::tomo::fresh_jwk_pair();
+                let (private, public) = verigate::providers::tomo::client::fresh_jwk_pair();
                 format!(
                     "# providers.tomo.private_key_env / _file (secret):\n{private}\n\
                      # public JWK, to register (verigate sandbox --tomo-client ID=FILE):\n{public}\n"

@@ -124,7 +124,8 @@ impl Reloader {
         if !fixed.is_empty() {
             return Err(fixed);
         }
-        let next = crate::flow::registry::succeed(&old, cfg).map_err(|e| vec![e.to_string()])?;
+        let next =
+            crate::providers::registry::succeed(&old, cfg).map_err(|e| vec![e.to_string()])?;
         let next = Arc::new(next);
         self.live.store(next.clone());
         Ok(next)

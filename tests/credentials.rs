@@ -50,7 +50,7 @@ fn check_online(cfg: &std::path::Path, portone_secret: &str) -> (Option<i32>, St
         .env("PORTONE_SECRET", portone_secret)
         .env(
             "TOMO_KEY",
-            verigate::sandbox::tomo::SANDBOX_CLIENT_JWK.trim(),
+            verigate::providers::tomo::sandbox::SANDBOX_CLIENT_JWK.trim(),
         )
         .output()
         .expect("check --online");
@@ -66,7 +66,8 @@ fn check_online(cfg: &std::path::Path, portone_secret: &str) -> (Option<i32>, St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_online_tries_every_providers_credentials() {
-    let (router, _sim) = verigate::sandbox::router(verigate::sandbox::SandboxOptions::default());
+    let (router, _sim) =
+        verigate::demo::sandbox::router(verigate::providers::sandbox::SandboxOptions::default());
     let sandbox = spawn_router(router).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let secret = dir.path().join("imp_secret");
@@ -84,7 +85,7 @@ async fn check_online_tries_every_providers_credentials() {
         .env("PORTONE_SECRET", WRONG)
         .env(
             "TOMO_KEY",
-            verigate::sandbox::tomo::SANDBOX_CLIENT_JWK.trim(),
+            verigate::providers::tomo::sandbox::SANDBOX_CLIENT_JWK.trim(),
         )
         .output()
         .expect("check");
@@ -108,8 +109,8 @@ async fn check_online_tries_every_providers_credentials() {
     assert!(!text.contains(WRONG), "a secret repeated: {text}");
     assert!(!text.lines().any(|l| l == "ok"), "{text}");
 
-    std::fs::write(&secret, verigate::sandbox::IAMPORT_SECRET).expect("write");
-    let (code, text) = check_online(&cfg, verigate::sandbox::portone::API_SECRET);
+    std::fs::write(&secret, verigate::providers::iamport::sandbox::API_SECRET).expect("write");
+    let (code, text) = check_online(&cfg, verigate::providers::portone::sandbox::API_SECRET);
     assert_eq!(code, Some(0), "{text}");
     for p in ["iamport", "portone", "tomo"] {
         assert!(
@@ -121,7 +122,7 @@ async fn check_online_tries_every_providers_credentials() {
 
     // A provider that cannot be reached fails the check too.
     std::fs::write(&cfg, yaml(&config(&secret), NO_SANDBOX, NO_SANDBOX)).expect("write");
-    let (code, text) = check_online(&cfg, verigate::sandbox::portone::API_SECRET);
+    let (code, text) = check_online(&cfg, verigate::providers::portone::sandbox::API_SECRET);
     assert_eq!(code, Some(2), "{text}");
     assert!(
         text.contains("provider iamport: provider unreachable"),
@@ -164,7 +165,8 @@ async fn until_changed(admin: std::net::SocketAddr, provider: &str, from: &str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_tries_credentials_at_start_and_after_reload() {
-    let (router, _sim) = verigate::sandbox::router(verigate::sandbox::SandboxOptions::default());
+    let (router, _sim) =
+        verigate::demo::sandbox::router(verigate::providers::sandbox::SandboxOptions::default());
     let sandbox = spawn_router(router).await;
     let upstream = spawn_router(axum::Router::new().fallback(|| async { "ok" })).await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -222,7 +224,7 @@ async fn run_tries_credentials_at_start_and_after_reload() {
     assert!(!p.log_text().contains(WRONG), "a secret in the log");
 
     // The secret fixed and reloaded: tried again at once (no waiting out the backoff).
-    std::fs::write(&secret, verigate::sandbox::IAMPORT_SECRET).expect("write");
+    std::fs::write(&secret, verigate::providers::iamport::sandbox::API_SECRET).expect("write");
     let out = Command::new(env!("CARGO_BIN_EXE_verigate"))
         .args(["reload", "--admin", &admin.to_string(), "-c"])
         .arg(&cfg)

@@ -296,7 +296,8 @@ async fn healthcheck_exit_status_follows_readyz() {
     assert!(said(&out).contains("admin_listen"), "{}", said(&out));
 
     // The real thing: a running verigate is healthy.
-    let (router, _sim) = verigate::sandbox::router(verigate::sandbox::SandboxOptions::default());
+    let (router, _sim) =
+        verigate::demo::sandbox::router(verigate::providers::sandbox::SandboxOptions::default());
     let sandbox = spawn_router(router).await;
     let upstream = spawn_router(axum::Router::new().fallback(|| async { "ok" })).await;
     let real = dir.path().join("real.yaml");

@@ -225,7 +225,7 @@ pub fn check_online(cfg: crate::config::RuntimeConfig) -> (Vec<String>, bool) {
         Ok(rt) => rt,
         Err(e) => return (vec![format!("cannot start the check: {e}")], false),
     };
-    let live = match crate::flow::registry::live(cfg) {
+    let live = match crate::providers::registry::live(cfg) {
         Ok(l) => l,
         Err(e) => return (vec![format!("provider client: {e}")], false),
     };
