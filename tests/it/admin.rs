@@ -1,7 +1,6 @@
 //! The admin listener: health, readiness and metrics labelled by route and provider only.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_ready_and_metrics_after_traffic() {

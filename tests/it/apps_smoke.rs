@@ -4,9 +4,7 @@
 //! A stack that cannot start fails the test under `CI=true` and is skipped, with a visible
 //! `SKIPPED:` line, elsewhere (tests/apps/setup.sh installs them all).
 
-mod common;
-
-use common::apps::{self, Stack};
+use crate::common::apps::{self, Stack};
 use serde_json::Value;
 use std::io::Write;
 

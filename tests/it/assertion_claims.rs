@@ -4,10 +4,9 @@
 //! published JWKS with an independent JWT library (jsonwebtoken) and with OpenSSL, while a
 //! tampered one does not.
 
-mod common;
+use crate::common::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::*;
 use jsonwebtoken::decode_header;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

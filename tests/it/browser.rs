@@ -3,8 +3,7 @@
 //! Needs Debian's `chromium` and `chromium-driver` (.ci/run installs them); without them the
 //! tests print SKIPPED and return, or fail when CI=true.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::process::Stdio;
 use std::time::Duration;

@@ -5,9 +5,7 @@
 //! (`docker build` and `docker compose up` need registries this machine does not reach; the
 //! Dockerfile's build step is `deploy/build.sh`, which `.ci/run` runs.)
 
-mod common;
-
-use common::skip;
+use crate::common::skip;
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -182,7 +180,7 @@ fn container_env(cmd: &mut Command) {
         .env("IAMPORT_API_SECRET", "secret")
         .env(
             "VERIGATE_REDIS_URL",
-            common::redis_url().unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+            crate::common::redis_url().unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
         );
 }
 

@@ -14,10 +14,8 @@
 //! The apps report the handler in `X-Handler` and the identity headers they received in
 //! `X-Identity`; verigate's own answers carry neither.
 
-mod common;
-
-use common::apps::{self, AppServer, Stack};
-use common::{Env, Person, Provider, Proxy, Route, Setup, Upstream};
+use crate::common::apps::{self, AppServer, Stack};
+use crate::common::{Env, Person, Provider, Proxy, Route, Setup, Upstream};
 use std::io::Write;
 
 /// The route table, written as each app routes: Flask and Express route `/signup` exactly,
@@ -220,7 +218,7 @@ async fn run(stack: Stack) {
     let app: AppServer = match apps::start(stack) {
         Ok(a) => a,
         Err(why) => {
-            common::skip::missing(
+            crate::common::skip::missing(
                 &format!("differential suite on {}: {why}", stack.name()),
                 "bash tests/apps/setup.sh",
             );

@@ -2,8 +2,7 @@
 //! upstream; the flows return to the public URL configured for the request's host, and a
 //! forged Host never ends up in a provider's return URL.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

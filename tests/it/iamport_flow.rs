@@ -1,7 +1,6 @@
 //! The Iamport flow end to end through the real proxy, the sandbox and an echoing upstream.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn header<'a>(upstream: &'a Value, name: &str) -> Option<&'a str> {
@@ -434,7 +433,7 @@ async fn max_session_age_sends_back_to_verify() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_is_fetched_once_under_concurrency() {
     // Alone in its process, so that the token-fetch counter moves with this test only.
-    if !skip::alone("token_is_fetched_once_under_concurrency") {
+    if !skip::alone("iamport_flow::token_is_fetched_once_under_concurrency") {
         return;
     }
     // 1,000 completions at once queue behind one getToken: give the provider time.

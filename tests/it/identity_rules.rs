@@ -2,13 +2,11 @@
 //! (post/redirect/get) still counts as one account; the app can say a signup did not happen;
 //! a person whose age cannot be confirmed never passes a min_age route.
 
-mod common;
-
+use crate::common::{spawn_router, Env, Person, Provider, Proxy, Route, Setup, Upstream};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
-use common::{spawn_router, Env, Person, Provider, Proxy, Route, Setup, Upstream};
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -77,14 +75,14 @@ async fn env_with_app() -> (Env, Arc<AtomicUsize>) {
     (env, hits)
 }
 
-async fn signed_in(env: &Env, p: &Person) -> common::Browser {
+async fn signed_in(env: &Env, p: &Person) -> crate::common::Browser {
     let mut b = env.browser();
     let r = b.verify_redirect(env.sandbox, "/signup-prg", p).await;
     assert_eq!(r.status(), 302, "verification completes");
     b
 }
 
-async fn submit(b: &mut common::Browser, path: &str) -> (u16, Option<String>, String) {
+async fn submit(b: &mut crate::common::Browser, path: &str) -> (u16, Option<String>, String) {
     let req = b
         .client
         .post(b.url(path))
@@ -130,7 +128,7 @@ async fn a_signup_answered_with_a_redirect_is_one_account() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browsers_form_post_gets_pages() {
     let (env, hits) = env_with_app().await;
-    let form = |b: &common::Browser, headers: &[(&str, &str)]| {
+    let form = |b: &crate::common::Browser, headers: &[(&str, &str)]| {
         let mut req = b.client.post(b.url("/signup-prg")).form(&[("name", "x")]);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -175,7 +173,10 @@ async fn a_browsers_form_post_gets_pages() {
         "{html}"
     );
     let r = b.send(form(&b, &[("accept", "application/json")])).await;
-    assert_eq!(common::refusal(r).await, (409, "duplicate_account".into()));
+    assert_eq!(
+        crate::common::refusal(r).await,
+        (409, "duplicate_account".into())
+    );
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
 
@@ -224,7 +225,7 @@ async fn commit_on_2xx_lets_a_redirected_signup_go_uncounted() {
 
 fn problems(routes: &str) -> Vec<String> {
     let mut m = std::collections::HashMap::new();
-    m.insert("KEYS".to_string(), common::SESSION_KEY.to_string());
+    m.insert("KEYS".to_string(), crate::common::SESSION_KEY.to_string());
     m.insert("IMP_KEY".to_string(), "k".to_string());
     m.insert("IMP_SECRET".to_string(), "s".to_string());
     m.insert("IF".to_string(), "s".to_string());
@@ -283,7 +284,7 @@ fn check_refuses_rules_that_cannot_hold() {
 /// answers 200 (`/signup`) or never answers (`/signup-hang`). Counts requests it read whole.
 async fn raw_app(hits: Arc<AtomicUsize>) -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let l = tokio::net::TcpListener::bind(common::loopback())
+    let l = tokio::net::TcpListener::bind(crate::common::loopback())
         .await
         .unwrap();
     let addr = l.local_addr().unwrap();
@@ -291,12 +292,12 @@ async fn raw_app(hits: Arc<AtomicUsize>) -> std::net::SocketAddr {
         while let Ok((s, _)) = l.accept().await {
             let hits = hits.clone();
             tokio::spawn(async move {
-                let mut conn = common::RawConn::new(s);
+                let mut conn = crate::common::RawConn::new(s);
                 while let Some(head) = conn.head().await.map(|h| h.to_ascii_lowercase()) {
                     if head.contains("\r\nexpect: 100-continue") {
                         let _ = conn.s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
                     }
-                    let want = common::content_length(&head);
+                    let want = crate::common::content_length(&head);
                     if conn.body(want).await < want {
                         return;
                     }
@@ -342,7 +343,7 @@ async fn raw_signup(env: &Env, cookie: &str, path: &str, expect: bool) -> (u16, 
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: vg={cookie}\r\nAccept: application/json\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n{expect}Connection: close\r\n\r\nx=1"
     );
-    let resp = common::raw_request(env.proxy, &head).await;
+    let resp = crate::common::raw_request(env.proxy, &head).await;
     // The final answer: the last status line (a 100 Continue may come first).
     let last = resp.rfind("HTTP/1.1 ").unwrap_or(0);
     let status = resp[last + 9..]

@@ -2,10 +2,9 @@
 //! registration, login — and every way it must fail. RSA and the cipher are proven against
 //! OpenSSL's command line.
 
-mod common;
+use crate::common::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::*;
 use serde_json::{json, Value};
 
 /// ifree alone: members' pages on ifree, the rest open.

@@ -4,9 +4,8 @@
 //! second tab, a replayed return URL, two instances on one Redis); refused when over its cap,
 //! from another site, or on a route that opts out; dropped when it expires.
 
-mod common;
-use common::recorder::{Recorder, Seen};
-use common::*;
+use crate::common::recorder::{Recorder, Seen};
+use crate::common::*;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +13,7 @@ use std::time::Duration;
 /// The routes of these tests: a one-account adult signup, an upload, a JSON API, a route
 /// keeping at most 1 KB, one that opts out, one on TomoIDV only; the rest open.
 fn routes() -> Vec<Route> {
-    let mut routes = common::recorder::kept_routes();
+    let mut routes = crate::common::recorder::kept_routes();
     routes.extend([
         Route::path("/small")
             .providers(["iamport"])

@@ -1,8 +1,7 @@
 //! Logout ends a session everywhere: the old cookie, replayed, opens nothing on any instance
 //! sharing the store (within a poll); only this site's own pages can log a person out.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 
 /// A browser of `env` with a verified session (cookie `vg`) for `/member`, certified in the

@@ -1,8 +1,7 @@
 //! Operating verigate: metrics after traffic, hot reload (also under load, also refused),
 //! the signed identity assertion checked against the published JWKS, and logs free of PII.
 
-mod common;
-use common::*;
+use crate::common::*;
 use jsonwebtoken::decode_header;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -117,7 +116,7 @@ async fn assertion_verifies_against_published_jwks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_swaps_config_and_refuses_bad_ones() {
     // Alone in its process: the reload counters and gauge then move with this test only.
-    if !skip::alone("reload_swaps_config_and_refuses_bad_ones") {
+    if !skip::alone("ops::reload_swaps_config_and_refuses_bad_ones") {
         return;
     }
     let original = Proxy::shop().reloadable();
@@ -269,7 +268,7 @@ async fn reload_under_load_drops_nothing() {
 async fn metrics_move_with_traffic() {
     // Alone in its process: every counter then moves with this test's traffic only, so each
     // is checked for exactly what the traffic should add.
-    if !skip::alone("metrics_move_with_traffic") {
+    if !skip::alone("ops::metrics_move_with_traffic") {
         return;
     }
     let env = Env::start().await;

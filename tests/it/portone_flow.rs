@@ -1,7 +1,6 @@
 //! PortOne V2 end to end through the real proxy and the sandbox.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// PortOne alone: an adult area on it, the rest open.

@@ -9,8 +9,7 @@
 //! it is sealed); the logs not the DI or a cookie either. And the session
 //! cookie, where no route forwards name, gender or phone, carries none of them.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -48,11 +47,11 @@ async fn upstream() -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
             tokio::spawn(async move {
-                let mut conn = common::RawConn::new(s);
+                let mut conn = crate::common::RawConn::new(s);
                 let Some(head) = conn.head().await.map(|h| h.to_ascii_lowercase()) else {
                     return;
                 };
-                let length = common::content_length(&head);
+                let length = crate::common::content_length(&head);
                 if conn.body(length).await < length {
                     return;
                 }

@@ -1,12 +1,11 @@
 //! The provider down, slow, answering garbage or lying: clear 502/503 answers, no session, and
 //! the proxy keeps serving.
 
-mod common;
+use crate::common::*;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 

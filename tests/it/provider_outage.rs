@@ -2,10 +2,9 @@
 //! of queueing behind one another, the circuit breaker then fails calls fast without touching
 //! the network, and a client that leaves takes its provider call with it.
 
-mod common;
+use crate::common::*;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::*;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

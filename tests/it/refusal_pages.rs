@@ -2,8 +2,7 @@
 //! that ends this session and starts a fresh verification back to the same page), and a way
 //! back that stays on this site. The browser tests (tests/browser.rs) click the same steps.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// The action of the "verify as someone else" form on a page.
 fn switch_action(html: &str) -> String {

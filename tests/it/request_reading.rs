@@ -3,9 +3,7 @@
 //! and the route-table lints. Written as the attacks first: each request here once reached a
 //! gated handler of a real app server unverified.
 
-mod common;
-
-use common::{raw_request, Env, Person, Provider, Proxy, Route, Setup, Upstream};
+use crate::common::{raw_request, Env, Person, Provider, Proxy, Route, Setup, Upstream};
 use serde_json::Value;
 use std::collections::HashMap;
 use verigate::config::{from_yaml_str, Secrets};
@@ -324,7 +322,7 @@ async fn path_override_headers_never_reach_the_app() {
 
 fn secrets() -> Secrets {
     let mut m = HashMap::new();
-    m.insert("KEYS".to_string(), common::SESSION_KEY.to_string());
+    m.insert("KEYS".to_string(), crate::common::SESSION_KEY.to_string());
     m.insert("IMP_KEY".to_string(), "k".to_string());
     m.insert("IMP_SECRET".to_string(), "s".to_string());
     Secrets::from_map(m)
@@ -577,7 +575,7 @@ async fn empty_lines_before_a_head_do_not_stop_the_header_deadline() {
 /// reports through the channel how many body bytes it got before the connection ended.
 async fn patient_upstream() -> (std::net::SocketAddr, tokio::sync::mpsc::Receiver<usize>) {
     use tokio::io::AsyncWriteExt;
-    let l = tokio::net::TcpListener::bind(common::loopback())
+    let l = tokio::net::TcpListener::bind(crate::common::loopback())
         .await
         .unwrap();
     let addr = l.local_addr().unwrap();
@@ -586,11 +584,11 @@ async fn patient_upstream() -> (std::net::SocketAddr, tokio::sync::mpsc::Receive
         while let Ok((s, _)) = l.accept().await {
             let tx = tx.clone();
             tokio::spawn(async move {
-                let mut conn = common::RawConn::new(s);
+                let mut conn = crate::common::RawConn::new(s);
                 let Some(head) = conn.head().await else {
                     return;
                 };
-                let want = common::content_length(&head);
+                let want = crate::common::content_length(&head);
                 let got = conn.body(want).await;
                 let _ = tx.send(got).await;
                 if got >= want {

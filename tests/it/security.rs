@@ -1,7 +1,6 @@
 //! Unhappy paths: spoofed identity headers, forged or broken cookies, path tricks, open redirects.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use verigate::identity::ProviderId;
 use verigate::session::{Claims, Keyring, Purpose};

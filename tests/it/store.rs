@@ -3,8 +3,7 @@
 //! The Redis tests use the server named by VERIGATE_TEST_REDIS (e.g. redis://127.0.0.1:6379);
 //! without it they print SKIPPED (and fail under CI=true).
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,9 +4,8 @@
 //! connection stays open, the plain-HTTP listener that redirects, and `check`'s word on bad
 //! certificate files. A test CA made with rcgen; clients that trust only it.
 
-mod common;
-use common::tls::{https_client, origin, Http, TestCa, HOST};
-use common::*;
+use crate::common::tls::{https_client, origin, Http, TestCa, HOST};
+use crate::common::*;
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -525,7 +524,7 @@ async fn http2_reads_authority_and_path_as_http1_reads_host_and_target() {
     let ca = TestCa::new("verigate test CA");
     let (cert, key) = ca.write_server(dir.path());
     let env = Env::with(with_tls(Proxy::shop(), &cert, &key)).await;
-    let mut h2 = common::tls::raw_h2(&ca, env.proxy).await;
+    let mut h2 = crate::common::tls::raw_h2(&ca, env.proxy).await;
     let base = origin(env.proxy);
     let authority = format!("{HOST}:{}", env.proxy.port());
     let req = |path: &str, host: Option<&str>| {
@@ -535,7 +534,7 @@ async fn http2_reads_authority_and_path_as_http1_reads_host_and_target() {
         }
         b.body(()).unwrap()
     };
-    use common::tls::h2_status;
+    use crate::common::tls::h2_status;
 
     // A Host beside :authority must say the same; otherwise the request is refused.
     assert_eq!(

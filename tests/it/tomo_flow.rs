@@ -1,8 +1,7 @@
 //! TomoIDV end to end through the real proxy and the sandbox, and the sandbox's own checks of
 //! client assertions (which prove verigate's assertion correct).
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use verigate::crypto::jwk::jwk_to_pem;
 use verigate::providers::tomo::client::{client_assertion, CLIENT_ASSERTION_TYPE};
@@ -71,7 +70,7 @@ async fn window(b: &Browser, uri: &str, v: &Visitor) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_visitor_verifies_end_to_end() {
     // Alone in its process, so that the verification counters move with this test only.
-    if !skip::alone("a_foreign_visitor_verifies_end_to_end") {
+    if !skip::alone("tomo_flow::a_foreign_visitor_verifies_end_to_end") {
         return;
     }
     // Tomo beside Iamport: the choice page offers Tomo to foreign visitors, and a route that

@@ -3,8 +3,7 @@
 //! (Sessions open on the host they were issued on: the browser verified on 127.0.0.1, so the
 //! hand-written requests below name that host.)
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 /// `proxy` in front of the raw upstream, and a verified browser's session cookie.

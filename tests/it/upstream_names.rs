@@ -3,8 +3,7 @@
 //! name stops resolving; an address that refuses connections is set aside (passive health)
 //! while the others serve; a name that does not resolve at start is no config error.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

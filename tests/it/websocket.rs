@@ -3,8 +3,7 @@
 //! connection carries frames both ways. A real WebSocket app (tokio-tungstenite) behind it
 //! records the handshakes it accepted.
 
-mod common;
-use common::*;
+use crate::common::*;
 use futures::{SinkExt, StreamExt};
 use std::sync::{Arc, Mutex};
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};

@@ -6,8 +6,7 @@
 //! asserted: the mechanism is read from the kernel (`/proc/net/tcp`), and the latency is in
 //! `benches/load.sh` ("real apps").
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -27,14 +27,15 @@ pub fn missing(what: &str, how_to_get_it: &str) {
 }
 
 /// Runs the calling test by itself in a fresh process of this test binary, and answers
-/// whether the caller is that process (`true`: run the body). The tests of one file share a
-/// process and run in parallel, so process-wide counters (the metrics registry) move with
+/// whether the caller is that process (`true`: run the body). All integration tests share one
+/// process (`tests/it`) and run in parallel, so process-wide counters (the metrics registry) move with
 /// all of them; alone, a test can assert their exact values. In the parent this answers
 /// `false` once the child has passed, and fails the test with the child's output if it did
-/// not (or if it ran no test: `test` must be the test's full name in this binary).
+/// not (or if it ran no test: `test` must be the test's full name in this binary,
+/// `<module>::<test>`).
 ///
 /// ```ignore
-/// if !skip::alone("metrics_move_with_traffic") {
+/// if !skip::alone("ops::metrics_move_with_traffic") {
 ///     return;
 /// }
 /// ```
