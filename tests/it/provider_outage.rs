@@ -125,6 +125,10 @@ fn token_ok() -> Json<Value> {
 /// refused `503 provider_unavailable` without a request to the provider.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn circuit_opens_after_failures_in_a_row_and_fails_fast() {
+    // It reads the process-wide gauge of open iamport circuits: alone, only its own.
+    if !skip::alone("provider_outage::circuit_opens_after_failures_in_a_row_and_fails_fast") {
+        return;
+    }
     let hits = Arc::new(AtomicUsize::new(0));
     let counted = hits.clone();
     let fake = Router::new()
@@ -181,6 +185,10 @@ async fn circuit_opens_after_failures_in_a_row_and_fails_fast() {
 /// 60 s timeout, and counts the request as gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_takes_its_provider_call_with_it() {
+    // It counts every iamport client that left in the process: alone, only its own.
+    if !skip::alone("provider_outage::a_client_that_leaves_takes_its_provider_call_with_it") {
+        return;
+    }
     use tokio::io::AsyncWriteExt;
     let (hung, accepted, mut seen) = hung_provider().await;
     let env = Env::with(
