@@ -59,7 +59,7 @@ pub struct FileConfig {
     pub routes: Vec<FileRoute>,
 }
 
-/// The listener's certificate (see README "TLS and HTTP/2").
+/// The listener's certificate (docs/guide/tls-and-http2.md).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileTls {
@@ -72,7 +72,7 @@ pub struct FileTls {
     pub http2: Option<bool>,
 }
 
-/// Deadlines for slow clients (see README "What a request meets").
+/// Deadlines for slow clients, trusted proxies and kept-post limits (docs/reference/config.md).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileClients {
@@ -92,9 +92,13 @@ pub struct FileClients {
     /// How many form posts one client address may have kept in `kept_window` (per instance).
     #[serde(default)]
     pub max_kept_per_client: Option<u32>,
+    /// How many form posts one network (IPv4 /24, IPv6 /48) may have kept in ten minutes
+    /// (per instance): a few networks cannot fill `max_kept_requests` for everyone.
+    #[serde(default)]
+    pub max_kept_per_network: Option<u32>,
 }
 
-/// Pingora settings (see README "Performance").
+/// Pingora settings (docs/performance.md).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileTuning {
@@ -285,7 +289,8 @@ pub struct FileRequire {
     /// `per_provider` (the merchant accepts one account per identity kind).
     #[serde(default)]
     pub one_account_scope: Option<String>,
-    /// Which upstream answers complete a one-account signup: `2xx`, `3xx` (default both).
+    /// Which upstream answers complete a one-account signup: `2xx`, `3xx` or both (default:
+    /// 2xx, 302 and 303; a 301, 307 or 308 was moved, not processed).
     #[serde(default)]
     pub commit_on: Option<Vec<String>>,
     #[serde(default)]
