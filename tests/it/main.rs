@@ -17,6 +17,7 @@ mod browser;
 mod config;
 mod deploy;
 mod differential;
+mod docs;
 mod hosts;
 mod iamport_flow;
 mod identity_rules;
