@@ -125,7 +125,7 @@ fn prebind(what: &'static str, addr: SocketAddr) -> Result<(SocketAddr, RawFd), 
 /// every connection, idle ones too, held one (~87 KiB of RSS per idle keep-alive connection
 /// with it). A request head is read straight into the deadline reader's own 4 KiB buffer (a
 /// read that large bypasses this one). No read buffer at all breaks Pingora's WebSocket
-/// pass-through (`tests/websocket.rs`: the client's first frame meets a reset). A TLS listener
+/// pass-through (`tests/it/websocket.rs`: the client's first frame meets a reset). A TLS listener
 /// keeps Pingora's default (TLS reads whole 16 KiB records through it).
 fn listener(addr: String) -> pingora::listeners::ListenerConfig {
     pingora::listeners::ListenerConfig::tcp(addr)

@@ -714,7 +714,7 @@ impl ProxyHttp for Gate {
 
     /// How Pingora's own error lines ("Fail to proxy: ...") name the request. Its default is
     /// the request line and Host (`GET /path?query, Host: ...`), but paths and query strings
-    /// stay out of logs (they carry personal data; `tests/privacy.rs`): method and route.
+    /// stay out of logs (they carry personal data; `tests/it/privacy.rs`): method and route.
     fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
         format!(
             "{} on route {}",
