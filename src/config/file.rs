@@ -92,6 +92,10 @@ pub struct FileClients {
     /// How many form posts one client address may have kept in `kept_window` (per instance).
     #[serde(default)]
     pub max_kept_per_client: Option<u32>,
+    /// Log the names (never the values) of request headers kept from the app: names outside
+    /// the header-name grammar, identity and server-environment names.
+    #[serde(default)]
+    pub log_dropped_headers: bool,
 }
 
 /// Pingora settings (see README "Performance").

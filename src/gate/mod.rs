@@ -17,6 +17,7 @@ pub mod decide;
 pub mod forwarded;
 pub mod headers;
 pub mod kept;
+pub mod names;
 pub mod target;
 
 pub use crate::live::Live;
@@ -397,8 +398,14 @@ impl Gate {
             .req_header_mut()
             .insert_header(forwarded::REQUEST_ID, origin.request_id.as_str());
         ctx.origin = Some(origin);
-        // 1. No client-sent identity header survives, on any route.
-        headers::strip_identity(session.req_header_mut(), &cfg.identity.prefix);
+        // 1. No header outside the name grammar, no client-sent identity header and no
+        // server-environment header survives, on any route.
+        let protected = names::Protected::new(&cfg.identity.prefix, cfg.identity.assertion.as_str());
+        names::screen(
+            session.req_header_mut(),
+            &protected,
+            cfg.clients.log_dropped_headers,
+        );
 
         // 2. One reading of the request line: the method's spelling, the target's form.
         let refused = match target::method(session.req_header())
@@ -613,8 +620,9 @@ async fn refuse(session: &mut Session, ctx: &mut Ctx, p: Problem) -> Result<bool
     Ok(true)
 }
 
-/// What every proxied request gets before it goes upstream: no client-sent identity header
-/// (stripped again: nothing between the phases may have re-added one), none of verigate's
+/// What every proxied request gets before it goes upstream: no header outside the name
+/// grammar, no client-sent identity or environment header (screened again: a kept request
+/// may have put its headers back), none of verigate's
 /// cookies, and for a verified request the identity headers and, when configured, their
 /// signed assertion.
 fn upstream_edits(
@@ -624,10 +632,8 @@ fn upstream_edits(
     route: &str,
     now: Instant,
 ) -> Result<()> {
-    headers::strip_identity(req, &cfg.identity.prefix);
-    for name in target::path_overrides(req.map()) {
-        req.remove(&name);
-    }
+    let protected = names::Protected::new(&cfg.identity.prefix, cfg.identity.assertion.as_str());
+    names::screen(req, &protected, false);
     headers::single_content_length(req);
     if let Some(o) = &ctx.origin {
         let host = req
