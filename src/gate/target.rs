@@ -2,6 +2,7 @@
 //! and the headers some frameworks read in place of either. Everything here is decided before
 //! the path is read, so that the path verigate matches is the path the app is sent.
 
+use crate::routing::host::{parse_authority, Authority};
 use http::{Method, Uri};
 use pingora::http::RequestHeader;
 
@@ -106,33 +107,44 @@ pub fn override_methods(req: &RequestHeader) -> Result<Vec<Method>, TargetError>
 /// [`crate::routing::host::parse_authority`], all naming the same host and port (an absent
 /// port being the scheme's default). Routes are chosen by one reading of it.
 pub fn host(req: &RequestHeader) -> Result<(), TargetError> {
-    use crate::routing::host::{parse_authority, Authority};
-    let mut hosts = req.headers.get_all(http::header::HOST).iter();
-    let header = match (hosts.next(), hosts.next()) {
-        (None, _) if req.version == http::Version::HTTP_11 => return Err(TargetError::BadTarget),
-        (Some(_), Some(_)) => return Err(TargetError::BadTarget),
-        (h, _) => h
-            .map(|h| parse_authority(h.as_bytes()))
-            .transpose()
-            .map_err(|_| TargetError::BadTarget)?,
-    };
+    let header = host_header(req)?;
     let target = req
         .uri
         .authority()
         .map(|a| parse_authority(a.as_str().as_bytes()))
         .transpose()
         .map_err(|_| TargetError::BadTarget)?;
-    let default_port = if req.uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+    agree(header, target, &req.uri)
+}
+
+/// The Host header: exactly one on HTTP/1.1 (none or one before), of the grammar.
+fn host_header(req: &RequestHeader) -> Result<Option<Authority<'_>>, TargetError> {
+    let mut hosts = req.headers.get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if req.version == http::Version::HTTP_11 => Err(TargetError::BadTarget),
+        (Some(_), Some(_)) => Err(TargetError::BadTarget),
+        (h, _) => h
+            .map(|h| parse_authority(h.as_bytes()))
+            .transpose()
+            .map_err(|_| TargetError::BadTarget),
+    }
+}
+
+/// Two readings of a request's host name the same host and port (an absent port being the
+/// default of `uri`'s scheme).
+fn agree(a: Option<Authority>, b: Option<Authority>, uri: &Uri) -> Result<(), TargetError> {
+    let default_port = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
         443
     } else {
         80
     };
-    let same = |a: &Authority, b: &Authority| {
-        a.host.eq_ignore_ascii_case(b.host)
-            && a.port.unwrap_or(default_port) == b.port.unwrap_or(default_port)
-    };
-    match (header, target) {
-        (Some(h), Some(t)) if !same(&h, &t) => Err(TargetError::BadTarget),
+    match (a, b) {
+        (Some(a), Some(b))
+            if !a.host.eq_ignore_ascii_case(b.host)
+                || a.port.unwrap_or(default_port) != b.port.unwrap_or(default_port) =>
+        {
+            Err(TargetError::BadTarget)
+        }
         _ => Ok(()),
     }
 }
@@ -172,11 +184,11 @@ fn absolute(req: &RequestHeader, raw: &[u8]) -> Option<Target> {
         return None;
     }
     let uri: Uri = text.parse().ok()?;
-    uri.authority()?;
     // The authority is the Host header's, both of the host grammar (one Host header, same
     // host, same port).
-    host(req).ok()?;
-    req.headers.get(http::header::HOST)?;
+    let target = parse_authority(uri.authority()?.as_str().as_bytes()).ok()?;
+    let header = host_header(req).ok()??;
+    agree(Some(header), Some(target), &uri).ok()?;
     let pq = match uri.path_and_query() {
         Some(pq) if pq.as_str().starts_with('/') => pq.clone(),
         Some(_) => return None,

@@ -388,7 +388,10 @@ mod tests {
                 let rest = &bytes[a.host.len()..];
                 match a.port {
                     None => proptest::prop_assert!(rest.is_empty()),
-                    Some(p) => proptest::prop_assert_eq!(rest, format!(":{p}").as_bytes()),
+                    Some(p) => {
+                        let want = format!(":{p}");
+                        proptest::prop_assert_eq!(rest, want.as_bytes());
+                    }
                 }
                 proptest::prop_assert!(!a.host.ends_with('.'));
             }
