@@ -684,8 +684,12 @@ async fn http2_authorities_and_header_names_meet_the_same_grammars() {
         }
         b.body(()).ok()
     };
-    let refused = |a: &Result<(u16, String), String>| {
-        matches!(a, Ok((400, body)) if body.contains("\"error\":\"bad_request_target\""))
+    // Pingora refuses userinfo itself (a bare 400 before any phase); the rest names
+    // verigate's code.
+    let refused = |a: &Result<(u16, String), String>, pingora: bool| match a {
+        Ok((400, body)) if pingora => body.is_empty(),
+        Ok((400, body)) => body.contains("\"error\":\"bad_request_target\""),
+        _ => false,
     };
     let spellings = [
         "admin.test.".to_string(),
@@ -714,14 +718,21 @@ async fn http2_authorities_and_header_names_meet_the_same_grammars() {
                 continue;
             };
             let got = h2_answer(&mut h2, r).await;
-            assert!(refused(&got), "{method} :authority {a}: {got:?}");
+            assert!(
+                refused(&got, a.contains('@')),
+                "{method} :authority {a}: {got:?}"
+            );
             sent += 1;
         }
         // `:authority` of the grammar, a Host beside it outside it or naming another host.
         for host in ["admin.test.", "admin_x.test", "admin.test, shop.test", "shop.test"] {
             let r = req(method, "admin.test", Some(host)).unwrap();
             let got = h2_answer(&mut h2, r).await;
-            assert!(refused(&got), "{method} Host {host}: {got:?}");
+            // (Pingora compares Host with `:authority` byte for byte first.)
+            assert!(
+                refused(&got, false) || refused(&got, true),
+                "{method} Host {host}: {got:?}"
+            );
             sent += 1;
         }
     }
@@ -759,7 +770,10 @@ async fn http2_authorities_and_header_names_meet_the_same_grammars() {
         }
         let r = b.header("x-app-header", "kept").body(()).unwrap();
         let got = h2_answer(&mut h2, r).await;
-        assert!(matches!(got, Ok((200, _))), "{method}: {got:?}");
+        assert!(
+            matches!(got, Ok((200..=299, _))),
+            "{method}: {got:?}"
+        );
         let up = env.last_upstream();
         for name in header_names(&up) {
             let v = header(&up, &name).to_string();
