@@ -68,17 +68,17 @@ async fn two_apps_chosen_by_host_with_their_own_routes_and_providers() {
     assert_eq!(r.status(), 200, "a second host of the shop, in any case");
     assert_eq!(shop.hits.load(Ordering::SeqCst), 2);
     // One spelling per host: a trailing dot is outside the grammar.
-    let r = json_get("www.shop.example.test.", "/").send().await.unwrap();
+    let r = json_get("www.shop.example.test.", "/")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refusal(r).await, (400, "bad_request_target".into()));
     assert_eq!(shop.hits.load(Ordering::SeqCst), 2);
 
     // The admin host is gated as a whole: nothing reaches its app without a session.
     let r = json_get(ADMIN, "/products/1").send().await.unwrap();
     assert_eq!(refusal(r).await, (401, "verification_required".into()));
-    let r = json_get("Admin.Example.Test:80", "/")
-        .send()
-        .await
-        .unwrap();
+    let r = json_get("Admin.Example.Test:80", "/").send().await.unwrap();
     assert_eq!(refusal(r).await, (401, "verification_required".into()));
     let r = on(&env, ADMIN, "/")
         .header("accept", "text/html")
@@ -370,8 +370,16 @@ async fn host_spellings_outside_the_grammar_are_refused_on_every_method() {
         }
     }
     assert_eq!(asked, 7 * (BAD_HOSTS.len() + 8));
-    assert_eq!(shop.hits.load(Ordering::SeqCst), 0, "the shop's app was reached");
-    assert_eq!(admin.hits.load(Ordering::SeqCst), 0, "the admin's app was reached");
+    assert_eq!(
+        shop.hits.load(Ordering::SeqCst),
+        0,
+        "the shop's app was reached"
+    );
+    assert_eq!(
+        admin.hits.load(Ordering::SeqCst),
+        0,
+        "the admin's app was reached"
+    );
     // The grammar's spellings still route: any letter case, a port, the absolute form.
     let r = ask("GET", "/x", &["SHOP.example.test:8080"]).await;
     assert!(r.starts_with("HTTP/1.1 200 "), "{r}");

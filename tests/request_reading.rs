@@ -643,19 +643,35 @@ async fn heads_over_4_kib_and_near_the_limit_are_read_whole_in_any_pieces() {
         let head = long_head(size);
         let hits = env.hits();
         let answer = send_in_pieces(&env, &head, chunk).await;
-        assert!(answer.starts_with("HTTP/1.1 200"), "{size} in {chunk}s: {}", &answer[..answer.len().min(200)]);
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "{size} in {chunk}s: {}",
+            &answer[..answer.len().min(200)]
+        );
         assert_eq!(env.hits(), hits + 1, "{size}");
         let long = env
             .last_head()
             .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("x-long: ").map(str::len))
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("x-long: ")
+                    .map(str::len)
+            })
             .unwrap_or(0);
-        assert_eq!(long, size - 4 - "GET /open HTTP/1.1\r\nHost: shop\r\nConnection: close\r\nX-Long: ".len(), "{size}");
+        assert_eq!(
+            long,
+            size - 4 - "GET /open HTTP/1.1\r\nHost: shop\r\nConnection: close\r\nX-Long: ".len(),
+            "{size}"
+        );
     }
     // Past the limit: refused, the app never reached.
     let hits = env.hits();
     let answer = send_in_pieces(&env, &long_head(1024 * 1024 + 64), 1000).await;
-    assert!(!answer.starts_with("HTTP/1.1 200"), "{}", &answer[..answer.len().min(200)]);
+    assert!(
+        !answer.starts_with("HTTP/1.1 200"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
     assert_eq!(env.hits(), hits, "a head past the limit reached the app");
 }
 

@@ -132,7 +132,16 @@ fn nothing_forged(up: &Value) -> Result<(), String> {
         if v.to_string().contains("forged")
             || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             || folded.starts_with("xverified")
-            || ["scriptname", "pathinfo", "remoteuser", "xforwardedprefix", "xscriptname", "xoriginalurl", "proxy"].contains(&folded.as_str())
+            || [
+                "scriptname",
+                "pathinfo",
+                "remoteuser",
+                "xforwardedprefix",
+                "xscriptname",
+                "xoriginalurl",
+                "proxy",
+            ]
+            .contains(&folded.as_str())
         {
             return Err(format!("{k}: {v} reached the app"));
         }
@@ -158,13 +167,19 @@ async fn header_names_outside_the_grammar_and_server_environment_names_never_rea
         if let Err(e) = nothing_forged(&up) {
             panic!("{method}: {e}");
         }
-        assert_eq!(up["headers"]["x-app-header"], serde_json::json!(["kept"]), "{method}");
+        assert_eq!(
+            up["headers"]["x-app-header"],
+            serde_json::json!(["kept"]),
+            "{method}"
+        );
         asked += 1;
     }
     assert_eq!(asked, 6);
     // Each spelling is dropped on its own too (not only when beside the others).
     for h in NAME_SPELLINGS {
-        let head = format!("GET /open/page HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n{h}: forged\r\n\r\n");
+        let head = format!(
+            "GET /open/page HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n{h}: forged\r\n\r\n"
+        );
         let resp = raw_request(env.proxy, &head).await;
         assert!(resp.starts_with("HTTP/1.1 200"), "{h}: {resp}");
         if let Err(e) = nothing_forged(&env.last_upstream()) {

@@ -725,7 +725,12 @@ async fn http2_authorities_and_header_names_meet_the_same_grammars() {
             sent += 1;
         }
         // `:authority` of the grammar, a Host beside it outside it or naming another host.
-        for host in ["admin.test.", "admin_x.test", "admin.test, shop.test", "shop.test"] {
+        for host in [
+            "admin.test.",
+            "admin_x.test",
+            "admin.test, shop.test",
+            "shop.test",
+        ] {
             let r = req(method, "admin.test", Some(host)).unwrap();
             let got = h2_answer(&mut h2, r).await;
             // (Pingora compares Host with `:authority` byte for byte first.)
@@ -741,7 +746,11 @@ async fn http2_authorities_and_header_names_meet_the_same_grammars() {
     // The grammar's spellings route: the admin's host is gated, others open.
     let got = h2_answer(&mut h2, req("GET", "Admin.Test", None).unwrap()).await;
     assert!(matches!(got, Ok((401, _))), "{got:?}");
-    let got = h2_answer(&mut h2, req("GET", &format!("{HOST}:{port}"), None).unwrap()).await;
+    let got = h2_answer(
+        &mut h2,
+        req("GET", &format!("{HOST}:{port}"), None).unwrap(),
+    )
+    .await;
     assert!(matches!(got, Ok((200, _))), "{got:?}");
 
     // Header names: outside the grammar, or protected once folded, never reach the app.
@@ -770,14 +779,14 @@ async fn http2_authorities_and_header_names_meet_the_same_grammars() {
         }
         let r = b.header("x-app-header", "kept").body(()).unwrap();
         let got = h2_answer(&mut h2, r).await;
-        assert!(
-            matches!(got, Ok((200..=299, _))),
-            "{method}: {got:?}"
-        );
+        assert!(matches!(got, Ok((200..=299, _))), "{method}: {got:?}");
         let up = env.last_upstream();
         for name in header_names(&up) {
             let v = header(&up, &name).to_string();
-            assert!(!v.contains("forged"), "{method}: {name}: {v} reached the app");
+            assert!(
+                !v.contains("forged"),
+                "{method}: {name}: {v} reached the app"
+            );
         }
         assert_eq!(header(&up, "x-app-header"), json!(["kept"]));
     }

@@ -68,9 +68,7 @@ const PLAIN_OWN: [&str; 5] = [
 fn doomed(name: &str, trusted: bool) -> bool {
     let f = super::names::Folded::of(name.as_bytes());
     let is = |names: &[&str]| f.is_whole() && names.iter().any(|n| f.as_bytes() == n.as_bytes());
-    is(&HOST_CLAIMS)
-        || (!trusted && is(&CLIENT_CLAIMS))
-        || (is(&OWN) && !PLAIN_OWN.contains(&name))
+    is(&HOST_CLAIMS) || (!trusted && is(&CLIENT_CLAIMS)) || (is(&OWN) && !PLAIN_OWN.contains(&name))
 }
 
 /// What this request says about where it came from, once decided.

@@ -11,7 +11,8 @@ use pingora::http::RequestHeader;
 /// Does a header name fall under the identity prefix, once both are folded (letter case and
 /// every byte that is no letter or digit left out, see [`super::names`])?
 pub fn is_identity_header(name: &str, prefix: &str) -> bool {
-    super::names::Folded::of(name.as_bytes()).starts_with(&super::names::Folded::of(prefix.as_bytes()))
+    super::names::Folded::of(name.as_bytes())
+        .starts_with(&super::names::Folded::of(prefix.as_bytes()))
 }
 
 /// Where header edits land: Pingora's `RequestHeader` (keeps each name's letter case, at the

@@ -400,7 +400,8 @@ impl Gate {
         ctx.origin = Some(origin);
         // 1. No header outside the name grammar, no client-sent identity header and no
         // server-environment header survives, on any route.
-        let protected = names::Protected::new(&cfg.identity.prefix, cfg.identity.assertion.as_str());
+        let protected =
+            names::Protected::new(&cfg.identity.prefix, cfg.identity.assertion.as_str());
         names::screen(
             session.req_header_mut(),
             &protected,

@@ -80,10 +80,7 @@ pub fn folds_to(name: &str, names: &[&str]) -> bool {
 
 /// A header name of the grammar: ASCII letters, digits and `-`, at least one byte.
 pub fn plain(name: &[u8]) -> bool {
-    !name.is_empty()
-        && name
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+    !name.is_empty() && name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
 }
 
 /// Names (folded) through which app servers take a request's path, script prefix, user or
@@ -191,7 +188,11 @@ impl Protected {
 /// Remove every header [`Protected::judge`] keeps from the app; count them, and with `log`
 /// log their names. Returns how many were removed. The common case (none) allocates nothing.
 pub fn screen(req: &mut impl Edit, protected: &Protected, log: bool) -> usize {
-    if !req.map().keys().any(|k| protected.judge(k.as_str()).is_some()) {
+    if !req
+        .map()
+        .keys()
+        .any(|k| protected.judge(k.as_str()).is_some())
+    {
         return 0;
     }
     let doomed: Vec<(HeaderName, Why)> = req
@@ -233,7 +234,10 @@ mod tests {
         ] {
             assert_eq!(p.judge(ok), None, "{ok}");
         }
-        for bad in ["x_custom", "foo.bar", "a!b", "a#b", "a$b", "a'b", "a|b", "a~b", "a^b", "a`b", "a*b", "a+b", "a&b", "a%b"] {
+        for bad in [
+            "x_custom", "foo.bar", "a!b", "a#b", "a$b", "a'b", "a|b", "a~b", "a^b", "a`b", "a*b",
+            "a+b", "a&b", "a%b",
+        ] {
             assert_eq!(p.judge(bad), Some(Why::InvalidName), "{bad}");
         }
         for id in [
@@ -284,7 +288,10 @@ mod tests {
             ("x-script-name", "/signup"),
             ("x-custom", "1"),
         ] {
-            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         assert_eq!(screen(&mut h, &p(), false), 4);
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();

@@ -78,9 +78,7 @@ pub fn parse_port(p: &[u8]) -> Option<u16> {
     if p.is_empty() || p.len() > 5 || p[0] == b'0' || !p.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let n = p
-        .iter()
-        .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    let n = p.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
     u16::try_from(n).ok()
 }
 
@@ -115,10 +113,7 @@ fn is_ipv4(host: &[u8]) -> bool {
         let ok = (1..=3).contains(&octet.len())
             && octet.iter().all(u8::is_ascii_digit)
             && (octet.len() == 1 || octet[0] != b'0')
-            && octet
-                .iter()
-                .fold(0u32, |v, d| v * 10 + u32::from(d - b'0'))
-                <= 255;
+            && octet.iter().fold(0u32, |v, d| v * 10 + u32::from(d - b'0')) <= 255;
         if !ok {
             return false;
         }
@@ -132,7 +127,10 @@ fn is_ipv6(inner: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(inner) else {
         return false;
     };
-    if text.len() > 45 || !text.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    if text.len() > 45
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
     {
         return false;
     }
@@ -172,7 +170,9 @@ impl HostPattern {
         let bad = || HostPatternError::NotAHost(text.to_string());
         let lower = text.to_ascii_lowercase();
         match lower.strip_prefix("*.") {
-            Some(rest) if is_dns_name(rest.as_bytes()) => Ok(HostPattern::Under(format!(".{rest}"))),
+            Some(rest) if is_dns_name(rest.as_bytes()) => {
+                Ok(HostPattern::Under(format!(".{rest}")))
+            }
             Some(_) => Err(bad()),
             None if is_host(lower.as_bytes()) => Ok(HostPattern::Exact(lower)),
             None => Err(bad()),
@@ -187,7 +187,7 @@ impl HostPattern {
                 host.len() > suffix.len()
                     && host.is_char_boundary(host.len() - suffix.len())
                     && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-                    && labels(host[..host.len() - suffix.len()].as_bytes())
+                    && labels(&host.as_bytes()[..host.len() - suffix.len()])
             }
         }
     }
@@ -317,7 +317,13 @@ mod tests {
         ok("[2001:db8::1]:443", "[2001:db8::1]", Some(443));
         ok("[2001:DB8::A]", "[2001:DB8::A]", None);
         ok("[::ffff:1.2.3.4]", "[::ffff:1.2.3.4]", None);
-        let long = format!("{}.{}.{}.{}", "a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61));
+        let long = format!(
+            "{}.{}.{}.{}",
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(61)
+        );
         assert_eq!(long.len(), 253);
         ok(&long, &long, None);
         for bad in [
