@@ -221,8 +221,9 @@ async fn unlisted_methods_fail_closed_with_405() {
                 );
             }
             // A method-override header names a method the app may act on.
+            // (In any spelling of the name's grammar: compared folded.)
             for h in [
-                "X_HTTP_Method_Override: PUT",
+                "XHTTPMethodOverride: PUT",
                 "X-HTTP-Method-Override: PUT",
                 "x-http-method: delete",
                 "X-Method-Override: PATCH",
@@ -257,6 +258,23 @@ async fn unlisted_methods_fail_closed_with_405() {
         );
     }
     assert_eq!(env.hits(), 0, "nothing reached the app");
+    // A name outside the header-name grammar is no override: it never reaches the app, so the
+    // request is the POST it says it is.
+    let (status, _, body) = send(
+        &env,
+        "POST",
+        "/signup",
+        &format!("{cookie}X_HTTP_Method_Override: PUT\r\nX.HTTP.Method.Override: PUT\r\n"),
+    )
+    .await;
+    assert!((200..300).contains(&status), "{status}: {body}");
+    let up = env.last_upstream();
+    assert_eq!(up["method"], "POST");
+    let names: Vec<&String> = up["headers"].as_object().unwrap().keys().collect();
+    assert!(
+        names.iter().all(|n| !n.contains("override")),
+        "{names:?}"
+    );
     // Listed methods still work, and HEAD comes with GET.
     let (status, _, body) = send(&env, "POST", "/signup", "").await;
     assert_eq!(
