@@ -271,10 +271,7 @@ async fn unlisted_methods_fail_closed_with_405() {
     let up = env.last_upstream();
     assert_eq!(up["method"], "POST");
     let names: Vec<&String> = up["headers"].as_object().unwrap().keys().collect();
-    assert!(
-        names.iter().all(|n| !n.contains("override")),
-        "{names:?}"
-    );
+    assert!(names.iter().all(|n| !n.contains("override")), "{names:?}");
     // Listed methods still work, and HEAD comes with GET.
     let (status, _, body) = send(&env, "POST", "/signup", "").await;
     assert_eq!(

@@ -11,8 +11,7 @@ use pingora::http::RequestHeader;
 /// Does a header name fall under the identity prefix, once both are folded (letter case and
 /// every byte that is no letter or digit left out, see [`super::names`])?
 pub fn is_identity_header(name: &str, prefix: &str) -> bool {
-    super::names::Folded::of(name.as_bytes())
-        .starts_with(&super::names::Folded::of(prefix.as_bytes()))
+    super::names::fold_strip(name.as_bytes(), prefix.as_bytes()).is_some()
 }
 
 /// Where header edits land: Pingora's `RequestHeader` (keeps each name's letter case, at the

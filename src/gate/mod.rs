@@ -622,8 +622,8 @@ async fn refuse(session: &mut Session, ctx: &mut Ctx, p: Problem) -> Result<bool
 }
 
 /// What every proxied request gets before it goes upstream: no header outside the name
-/// grammar, no client-sent identity or environment header (screened again: a kept request
-/// may have put its headers back), none of verigate's
+/// grammar, no client-sent identity or environment header (screened in `request_filter`, and
+/// again here when a kept request put its headers back), none of verigate's
 /// cookies, and for a verified request the identity headers and, when configured, their
 /// signed assertion.
 fn upstream_edits(
@@ -633,8 +633,12 @@ fn upstream_edits(
     route: &str,
     now: Instant,
 ) -> Result<()> {
-    let protected = names::Protected::new(&cfg.identity.prefix, cfg.identity.assertion.as_str());
-    names::screen(req, &protected, false);
+    // `request_filter` screened the client's headers; a kept request put its own back since.
+    if ctx.kept.is_some() {
+        let protected =
+            names::Protected::new(&cfg.identity.prefix, cfg.identity.assertion.as_str());
+        names::screen(req, &protected, false);
+    }
     headers::single_content_length(req);
     if let Some(o) = &ctx.origin {
         let host = req

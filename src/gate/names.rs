@@ -19,63 +19,37 @@
 use super::headers::Edit;
 use http::HeaderName;
 
-/// The longest folded name compared; longer names are folded only as far as this.
-const FOLD_MAX: usize = 64;
-
-/// A name folded: letters lower-cased, every byte that is no letter or digit left out (up to
-/// [`FOLD_MAX`] bytes of it).
-#[derive(Clone, Copy)]
-pub struct Folded {
-    buf: [u8; FOLD_MAX],
-    len: usize,
-    /// The whole name fitted.
-    whole: bool,
-}
-
-impl Folded {
-    pub fn of(name: &[u8]) -> Folded {
-        let mut f = Folded {
-            buf: [0; FOLD_MAX],
-            len: 0,
-            whole: true,
-        };
-        for b in name {
+/// `name` folded (letters lower-cased, every byte that is no letter or digit left out) starts
+/// with `word` folded: the rest of `name` after it. Allocates nothing; a name that differs
+/// fails at its first differing letter.
+pub fn fold_strip<'a>(name: &'a [u8], word: &[u8]) -> Option<&'a [u8]> {
+    let mut i = 0;
+    for w in word.iter().filter(|w| w.is_ascii_alphanumeric()) {
+        loop {
+            let b = *name.get(i)?;
+            i += 1;
             if b.is_ascii_alphanumeric() {
-                if f.len == FOLD_MAX {
-                    f.whole = false;
-                    break;
+                if !b.eq_ignore_ascii_case(w) {
+                    return None;
                 }
-                f.buf[f.len] = b.to_ascii_lowercase();
-                f.len += 1;
+                break;
             }
         }
-        f
     }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-
-    /// The whole name was folded (it was not cut at [`FOLD_MAX`]).
-    pub fn is_whole(&self) -> bool {
-        self.whole
-    }
-
-    /// The same name as `other` once both are folded.
-    pub fn is(&self, other: &Folded) -> bool {
-        self.whole && other.whole && self.as_bytes() == other.as_bytes()
-    }
-
-    /// Starts with `prefix` once both are folded.
-    pub fn starts_with(&self, prefix: &Folded) -> bool {
-        prefix.whole && self.as_bytes().starts_with(prefix.as_bytes())
-    }
+    Some(&name[i..])
 }
 
-/// Is header `name`, folded, one of `names` (written folded)?
+/// `name` and `word` are one name once folded.
+pub fn fold_eq(name: &[u8], word: &[u8]) -> bool {
+    fold_strip(name, word).is_some_and(|rest| !rest.iter().any(u8::is_ascii_alphanumeric))
+}
+
+/// Is header `name`, folded, one of `names` (written folded: lower-case letters and digits)?
 pub fn folds_to(name: &str, names: &[&str]) -> bool {
-    let f = Folded::of(name.as_bytes());
-    f.whole && names.iter().any(|n| f.as_bytes() == n.as_bytes())
+    match Fold::of(name.as_bytes()).whole() {
+        Some(f) => names.iter().any(|n| n.as_bytes() == f),
+        None => names.iter().any(|n| fold_eq(name.as_bytes(), n.as_bytes())),
+    }
 }
 
 /// A header name of the grammar: ASCII letters, digits and `-`, at least one byte.
@@ -84,52 +58,133 @@ pub fn plain(name: &[u8]) -> bool {
 }
 
 /// Names (folded) through which app servers take a request's path, script prefix, user or
-/// other server-set environment from a header, once optional `x` and `forwarded`, `original`
-/// or `rewrite` words are taken off the front: the CGI meta-variables that no header should
-/// set (RFC 3875 §4.1: `SCRIPT_NAME`, `PATH_INFO`, `REMOTE_USER`, ...; PHP's `REQUEST_URI`;
-/// `PROXY`, which CGI hands over as `HTTP_PROXY`), and the prefix, path, URL and user that
-/// proxies tell apps (`X-Forwarded-Prefix`, `X-Script-Name`, `X-Forwarded-Path`,
-/// `X-Original-URL`, `X-Rewrite-URL`, `X-Remote-User`, `X-Forwarded-User`, ...).
-const ENVIRONMENT: [&[u8]; 27] = [
-    b"authtype",
-    b"gatewayinterface",
-    b"pathinfo",
-    b"pathtranslated",
-    b"querystring",
-    b"remoteaddr",
-    b"remotehost",
-    b"remoteident",
-    b"remoteuser",
-    b"requestmethod",
-    b"scriptname",
-    b"servername",
-    b"serverport",
-    b"serverprotocol",
-    b"serversoftware",
-    b"requesturi",
-    b"scriptfilename",
-    b"documentroot",
-    b"documenturi",
-    b"contextpath",
-    b"proxy",
-    b"prefix",
-    b"path",
-    b"uri",
-    b"url",
-    b"user",
-    b"authuser",
-];
+/// other server-set environment from a header, once an optional `x` and one of the words
+/// `forwarded`, `original` or `rewrite` are taken off the front: the CGI meta-variables that no
+/// header should set (RFC 3875 §4.1: `SCRIPT_NAME`, `PATH_INFO`, `REMOTE_USER`, ...; PHP's
+/// `REQUEST_URI`; `PROXY`, which CGI hands over as `HTTP_PROXY`), and the prefix, path, URL and
+/// user that proxies tell apps (`X-Forwarded-Prefix`, `X-Script-Name`, `X-Forwarded-Path`,
+/// `X-Original-URL`, `X-Rewrite-URL`, `X-Remote-User`, `X-Forwarded-User`, ...). `core` is
+/// folded; matched by length first, so most names are rejected at once.
+fn environment_word(core: &[u8]) -> bool {
+    let words: &[&[u8]] = match core.len() {
+        3 => &[b"uri", b"url"],
+        4 => &[b"path", b"user"],
+        5 => &[b"proxy"],
+        6 => &[b"prefix"],
+        8 => &[b"authtype", b"authuser", b"pathinfo"],
+        10 => &[
+            b"remoteaddr",
+            b"remotehost",
+            b"remoteuser",
+            b"requesturi",
+            b"scriptname",
+            b"servername",
+            b"serverport",
+        ],
+        11 => &[
+            b"contextpath",
+            b"documenturi",
+            b"querystring",
+            b"remoteident",
+        ],
+        12 => &[b"documentroot"],
+        13 => &[b"requestmethod"],
+        14 => &[
+            b"pathtranslated",
+            b"scriptfilename",
+            b"serverprotocol",
+            b"serversoftware",
+        ],
+        16 => &[b"gatewayinterface"],
+        _ => return false,
+    };
+    words.contains(&core)
+}
 
-/// Is a (folded) name one of the [`ENVIRONMENT`] class?
-pub fn environment(folded: &[u8]) -> bool {
-    let mut core = folded.strip_prefix(b"x").unwrap_or(folded);
-    for word in [&b"forwarded"[..], b"original", b"rewrite"] {
-        if let Some(rest) = core.strip_prefix(word) {
-            core = rest;
-            break;
+/// Is `folded` (a name folded: lower-case letters and digits only) of the server-environment
+/// class ([`environment_word`])?
+fn environment_folded(folded: &[u8]) -> bool {
+    let core = folded.strip_prefix(b"x").unwrap_or(folded);
+    let core = core
+        .strip_prefix(b"forwarded")
+        .or_else(|| core.strip_prefix(b"original"))
+        .or_else(|| core.strip_prefix(b"rewrite"))
+        .unwrap_or(core);
+    environment_word(core)
+}
+
+/// Is `name` (any spelling) of the server-environment class?
+#[cfg(test)]
+fn environment(name: &[u8]) -> bool {
+    let folded: Vec<u8> = name
+        .iter()
+        .filter(|b| b.is_ascii_alphanumeric())
+        .map(u8::to_ascii_lowercase)
+        .collect();
+    environment_folded(&folded)
+}
+
+/// A byte of a header name folded: a letter in lower case, a digit as it is, [`DASH`] for
+/// `-` (left out), [`INVALID`] for any other byte (outside the grammar).
+const FOLD: [u8; 256] = {
+    let mut t = [INVALID; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() {
+            t[b] = c.to_ascii_lowercase();
+        } else if c == b'-' {
+            t[b] = DASH;
         }
+        b += 1;
     }
-    ENVIRONMENT.contains(&core)
+    t
+};
+const INVALID: u8 = 0xff;
+const DASH: u8 = 0;
+
+/// The longest name folded on the stack; a longer one is judged by [`fold_strip`] alone (no
+/// environment name is that long).
+const FOLD_MAX: usize = 40;
+
+/// A name folded on the stack (letters in lower case and digits, up to [`FOLD_MAX`] of them).
+#[derive(Clone, Copy)]
+pub struct Fold {
+    buf: [u8; FOLD_MAX],
+    len: usize,
+    /// Longer than [`FOLD_MAX`] (only its start is kept).
+    long: bool,
+    /// A byte outside the header-name grammar.
+    invalid: bool,
+}
+
+impl Fold {
+    /// One pass over `name`.
+    pub fn of(name: &[u8]) -> Fold {
+        let mut f = Fold {
+            buf: [0; FOLD_MAX],
+            len: 0,
+            long: false,
+            invalid: name.is_empty(),
+        };
+        for b in name {
+            match FOLD[usize::from(*b)] {
+                INVALID => f.invalid = true,
+                DASH => {}
+                c if f.len < FOLD_MAX => {
+                    f.buf[f.len] = c;
+                    f.len += 1;
+                }
+                _ => f.long = true,
+            }
+        }
+        f
+    }
+
+    /// The folded name, when it is of the grammar and fitted whole.
+    pub fn whole(&self) -> Option<&[u8]> {
+        (!self.invalid && !self.long).then_some(&self.buf[..self.len])
+    }
 }
 
 /// Why a header is kept from the app.
@@ -153,35 +208,48 @@ impl Why {
     }
 }
 
-/// What the app must never receive from a client: verigate's own names, folded.
-pub struct Protected {
-    prefix: Folded,
-    assertion: Folded,
+/// What the app must never receive from a client: verigate's own names, in any spelling.
+pub struct Protected<'a> {
+    prefix: &'a str,
+    assertion: &'a str,
+    prefix_f: Fold,
+    assertion_f: Fold,
 }
 
-impl Protected {
+impl<'a> Protected<'a> {
     /// From the identity prefix (`x-verified-`) and the assertion's header name.
-    pub fn new(prefix: &str, assertion: &str) -> Protected {
+    pub fn new(prefix: &'a str, assertion: &'a str) -> Protected<'a> {
         Protected {
-            prefix: Folded::of(prefix.as_bytes()),
-            assertion: Folded::of(assertion.as_bytes()),
+            prefix,
+            assertion,
+            prefix_f: Fold::of(prefix.as_bytes()),
+            assertion_f: Fold::of(assertion.as_bytes()),
         }
     }
 
-    /// Why `name` may not reach the app, if it may not.
+    /// Why `name` may not reach the app, if it may not. One pass over the name checks the
+    /// grammar and folds it (on the stack); the rest compares short slices.
     pub fn judge(&self, name: &str) -> Option<Why> {
         let bytes = name.as_bytes();
-        if !plain(bytes) {
+        let f = Fold::of(bytes);
+        if f.invalid {
             return Some(Why::InvalidName);
         }
-        let f = Folded::of(bytes);
-        if f.starts_with(&self.prefix) || f.is(&self.assertion) {
+        let identity = match (f.whole(), self.prefix_f.whole(), self.assertion_f.whole()) {
+            (Some(n), Some(p), Some(a)) => n.starts_with(p) || n == a,
+            // A name or a configured name past FOLD_MAX: compared byte by byte.
+            _ => {
+                fold_strip(bytes, self.prefix.as_bytes()).is_some()
+                    || fold_eq(bytes, self.assertion.as_bytes())
+            }
+        };
+        if identity {
             return Some(Why::Identity);
         }
-        if f.whole && environment(f.as_bytes()) {
-            return Some(Why::Environment);
+        match f.whole() {
+            Some(n) if environment_folded(n) => Some(Why::Environment),
+            _ => None,
         }
-        None
     }
 }
 
@@ -217,7 +285,7 @@ pub fn screen(req: &mut impl Edit, protected: &Protected, log: bool) -> usize {
 mod tests {
     use super::*;
 
-    fn p() -> Protected {
+    fn p() -> Protected<'static> {
         Protected::new("x-verified-", "x-verified-assertion")
     }
 
@@ -311,12 +379,12 @@ mod tests {
             let Ok(hn) = HeaderName::from_bytes(&name) else { return Ok(()); };
             let text = hn.as_str();
             let verdict = p().judge(text);
-            let f = Folded::of(text.as_bytes());
+            let folded: Vec<u8> = text.bytes().filter(u8::is_ascii_alphanumeric).map(|b| b.to_ascii_lowercase()).collect();
             if !plain(text.as_bytes()) {
                 proptest::prop_assert_eq!(verdict, Some(Why::InvalidName));
-            } else if f.as_bytes().starts_with(b"xverified") {
+            } else if folded.starts_with(b"xverified") {
                 proptest::prop_assert_eq!(verdict, Some(Why::Identity));
-            } else if environment(f.as_bytes()) {
+            } else if environment(&folded) {
                 proptest::prop_assert_eq!(verdict, Some(Why::Environment));
             } else {
                 proptest::prop_assert_eq!(verdict, None);
