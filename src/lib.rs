@@ -6,6 +6,7 @@ pub mod answers;
 pub mod assertion;
 pub mod clock;
 pub mod config;
+pub mod cookies;
 pub mod crypto;
 pub mod demo;
 pub mod gate;

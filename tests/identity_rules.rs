@@ -397,3 +397,75 @@ async fn a_signup_the_app_had_whole_but_never_answered_counts() {
     assert_eq!((status, code.as_str()), (409, "duplicate_account"));
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
+
+/// An app whose signup at `/join` answers with the status the path names (`/join/301`, ...):
+/// the framework's own redirects (a trailing slash, a moved page) before any handler ran, then
+/// the real signup at `/join/done` (303, post/redirect/get) and `/join/found` (302). Counts
+/// every request it answered, by path.
+async fn redirecting_app(hits: Arc<std::sync::Mutex<Vec<String>>>) -> std::net::SocketAddr {
+    let r = Router::new().route(
+        "/join/{status}",
+        post(
+            move |axum::extract::Path(status): axum::extract::Path<String>| {
+                let hits = hits.clone();
+                async move {
+                    hits.lock().unwrap().push(status.clone());
+                    let code = match status.as_str() {
+                        "done" => 303,
+                        "found" => 302,
+                        other => other.parse().unwrap_or(500),
+                    };
+                    (
+                        StatusCode::from_u16(code).unwrap(),
+                        [("location", "/join/elsewhere")],
+                    )
+                        .into_response()
+                }
+            },
+        ),
+    );
+    spawn_router(r).await
+}
+
+/// A framework's own 301/307/308 (the request was moved, not processed: no account was made)
+/// must not use up the person's one account; a 302 or 303 after the post does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_signup_is_no_account_and_post_redirect_get_is_one() {
+    let hits = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let app = redirecting_app(hits.clone()).await;
+    let env = env_with(
+        app,
+        [Route::prefix("/join")
+            .name("join")
+            .methods(["POST"])
+            .providers(["iamport"])
+            .one_account()],
+    )
+    .await;
+    for (done, code) in [("done", 303), ("found", 302)] {
+        let mut b = signed_in(&env, &Person::named(&format!("이동{done}"))).await;
+        for moved in ["301", "307", "308"] {
+            let (status, _, code) = submit(&mut b, &format!("/join/{moved}")).await;
+            assert_eq!(
+                (status, code.as_str()),
+                (moved.parse().unwrap(), ""),
+                "the app's {moved} reaches the browser, and the person is not signed up"
+            );
+        }
+        // The real signup still goes through, and counts.
+        let (status, _, _) = submit(&mut b, &format!("/join/{done}")).await;
+        assert_eq!(status, code, "the signup itself reaches the app");
+        let (status, _, refused) = submit(&mut b, &format!("/join/{done}")).await;
+        assert_eq!(
+            (status, refused.as_str()),
+            (409, "duplicate_account"),
+            "after a {code} the person has their one account"
+        );
+    }
+    let seen = hits.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        ["301", "307", "308", "done", "301", "307", "308", "found"],
+        "every moved post reached the app, each real signup once"
+    );
+}

@@ -811,3 +811,291 @@ async fn a_store_outage_keeps_nothing_new_and_loses_nothing_kept() {
     assert_eq!(posts[0].body, b"nickname=waits");
     redis_cleanup(&url, &prefix);
 }
+
+/// `proxy()` on the store named by `redis` (a Redis under a prefix of its own), or on the
+/// default in-memory store.
+fn proxy_on(redis: Option<(&str, &str)>) -> Proxy {
+    match redis {
+        Some((url, prefix)) => proxy().store(Storage::redis(url).prefix(prefix)),
+        None => proxy(),
+    }
+}
+
+/// Start a verification the way a person who typed the site's address does (the browser
+/// says `Sec-Fetch-Site: none`; no kept post's `303` led here), certify, come back.
+async fn verify_typed(env: &Env, b: &mut Browser, return_to: &str, p: &Person) {
+    let enc: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+    let req = b
+        .client
+        .get(b.url(&format!("/.verigate/iamport/start?return_to={enc}")))
+        .header("accept", "text/html")
+        .header("sec-fetch-site", "none")
+        .header("sec-fetch-mode", "navigate");
+    let r = b.send(req).await;
+    assert_eq!(r.status(), 200, "start page");
+    let flow = Flow {
+        params: flow_json(&r.text().await.unwrap()),
+        flow_cookie: String::new(),
+    };
+    let back = b.certify(env.sandbox, &flow, p, true).await;
+    let r = b.open_html(back["location"].as_str().unwrap()).await;
+    assert_eq!(r.status(), 302, "verified");
+}
+
+/// The planted-cookie attack: an attacker's kept post, its cookie set in the victim's browser
+/// (by a sibling host of the same site, say), is never sent with the victim's identity:
+/// neither to a victim verified already, nor to one who verifies with the cookie planted.
+async fn planted_kept_cookie_is_never_delivered(redis: Option<(&str, &str)>) {
+    let (env, app) = start(proxy_on(redis)).await;
+    let mut attacker = env.browser();
+    let r = submit(
+        &mut attacker,
+        "/signup",
+        FORM,
+        b"nickname=attacker".to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), 303, "the attacker's post is kept");
+    let planted = attacker.jar.get("vg_kept").cloned().expect("a kept cookie");
+
+    // A victim verified after the post, then lured to the address.
+    let mut victim = env.browser();
+    verify(&env, &mut victim, "/", &Person::adult()).await;
+    victim.jar.insert("vg_kept".into(), planted.clone());
+    let r = victim.get_html("/signup").await;
+    assert_eq!(r.status(), 200, "a GET gets what a GET gets");
+    // A victim who verifies with the cookie already planted (the site's address typed in).
+    let mut typed = env.browser();
+    typed.jar.insert("vg_kept".into(), planted.clone());
+    verify_typed(&env, &mut typed, "/signup", &Person::named("피해자")).await;
+    let r = typed.get_html("/signup").await;
+    assert_eq!(r.status(), 200, "a GET gets what a GET gets");
+    assert!(
+        app.of("POST", "/signup").is_empty(),
+        "the attacker's post never went with a victim's identity: {:?}",
+        app.of("POST", "/signup")
+    );
+    // The attacker's own browser, verifying the way its 303 leads, still gets it delivered.
+    verify(&env, &mut attacker, "/signup", &Person::named("공격자")).await;
+    assert_eq!(attacker.get_html("/signup").await.status(), 303);
+    assert_eq!(app.of("POST", "/signup").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_cookie_planted_in_another_browser_is_never_delivered() {
+    planted_kept_cookie_is_never_delivered(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_cookie_planted_in_another_browser_is_never_delivered_on_redis() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("vgtest:kept-planted:{}:", std::process::id());
+    planted_kept_cookie_is_never_delivered(Some((&url, &prefix))).await;
+    redis_cleanup(&url, &prefix);
+}
+
+/// The shared-browser attack: person A's post, left in the browser, is dropped when the next
+/// person logs out or chooses "verify as someone else"; it never goes under B's identity.
+async fn logout_drops_the_browsers_kept_posts(redis: Option<(&str, &str)>) {
+    let (env, app) = start(proxy_on(redis)).await;
+    for way_out in [
+        "/.verigate/logout",
+        // What "verify as someone else" posts: the logout, then a fresh verification.
+        "/.verigate/logout?return_to=%2F.verigate%2Fverify%3Freturn_to%3D%252Fsignup",
+    ] {
+        let mut b = env.browser();
+        let r = submit(&mut b, "/signup", FORM, b"nickname=A".to_vec()).await;
+        assert_eq!(r.status(), 303, "A's post is kept");
+        let a_kept = b.jar.get("vg_kept").cloned().expect("a kept cookie");
+        // B, at the same browser.
+        let req = b
+            .client
+            .post(b.url(way_out))
+            .header("accept", "text/html")
+            .header("origin", format!("http://{}", b.env_proxy));
+        let r = b.send(req).await;
+        assert_eq!(r.status(), 303, "{way_out}");
+        assert!(
+            !b.jar.contains_key("vg_kept"),
+            "{way_out} ends the kept cookie: {:?}",
+            set_cookies(&r)
+        );
+        verify(&env, &mut b, "/signup", &Person::named("다음사람")).await;
+        assert_eq!(b.get_html("/signup").await.status(), 200);
+        // Even the old cookie, put back, finds nothing: the kept post itself is gone.
+        b.jar.insert("vg_kept".into(), a_kept);
+        assert_eq!(b.get_html("/signup").await.status(), 200);
+        assert!(
+            app.of("POST", "/signup").is_empty(),
+            "A's post never went under B's identity ({way_out})"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_and_verify_as_someone_else_drop_the_kept_posts() {
+    logout_drops_the_browsers_kept_posts(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_and_verify_as_someone_else_drop_the_kept_posts_on_redis() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("vgtest:kept-logout:{}:", std::process::id());
+    logout_drops_the_browsers_kept_posts(Some((&url, &prefix))).await;
+    redis_cleanup(&url, &prefix);
+}
+
+/// A client whose connections come from `ip` (a loopback address of its own).
+fn browser_from(env: &Env, ip: &str) -> Browser {
+    let mut b = env.browser();
+    b.client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    b
+}
+
+/// The fill attack: 30 posts from each of 34 addresses of one network, at once, with the
+/// default caps (they filled `max_kept_requests` in 2 s). Afterwards an ordinary person's form
+/// from another network is still kept.
+async fn a_few_networks_cannot_fill_the_store(redis: Option<(&str, &str)>) {
+    let (env, app) = start(proxy_on(redis)).await;
+    let mut tasks = Vec::new();
+    for host in 10..44 {
+        let mut b = browser_from(&env, &format!("127.0.0.{host}"));
+        tasks.push(tokio::spawn(async move {
+            let mut kept = 0;
+            for i in 0..30 {
+                let r = submit(&mut b, "/upload", FORM, format!("spam={i}").into_bytes()).await;
+                match r.status().as_u16() {
+                    303 => kept += 1,
+                    401 => {}
+                    other => panic!("post {i} from 127.0.0.{host}: {other}"),
+                }
+            }
+            kept
+        }));
+    }
+    let mut kept = 0;
+    for t in tasks {
+        kept += t.await.unwrap();
+    }
+    assert!(
+        kept < 1000,
+        "the attack kept {kept} of 1,020 posts: it must not fill the store"
+    );
+    let mut person = browser_from(&env, "127.0.1.7");
+    let r = submit(&mut person, "/upload", FORM, b"name=ordinary".to_vec()).await;
+    assert_eq!(r.status(), 303, "an ordinary person's form is still kept");
+    assert!(app.seen().is_empty());
+    eprintln!("the attack from 34 addresses of one /24 kept {kept} of 1,020 posts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_few_networks_cannot_fill_the_kept_store_for_everyone() {
+    a_few_networks_cannot_fill_the_store(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_few_networks_cannot_fill_the_kept_store_for_everyone_on_redis() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("vgtest:kept-fill:{}:", std::process::id());
+    a_few_networks_cannot_fill_the_store(Some((&url, &prefix))).await;
+    redis_cleanup(&url, &prefix);
+}
+
+/// With `session.secure`, verigate's cookies carry the `__Host-` prefix (one host, `Secure`,
+/// `Path=/`, no `Domain`): what a sibling host can set (the name without the prefix, with a
+/// `Domain`) is never read as a kept request or as a session issued under the new name. A
+/// session issued under the old name before the upgrade still opens, and is moved to the new
+/// name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_secure_cookies_a_sibling_host_cannot_plant_one() {
+    let (env, app) = start(proxy().secure_cookies()).await;
+    let host_only = |c: &str| {
+        c.contains("; Secure")
+            && c.contains("Path=/;")
+            && c.contains("HttpOnly")
+            && c.contains("SameSite=Lax")
+            && !c.contains("Domain")
+    };
+    let mut attacker = env.browser();
+    let r = submit(
+        &mut attacker,
+        "/signup",
+        FORM,
+        b"nickname=attacker".to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let kept = set_cookies(&r)
+        .into_iter()
+        .find(|c| c.starts_with("__Host-vg_kept="))
+        .expect("the kept cookie under its __Host- name");
+    assert!(host_only(&kept), "{kept}");
+    let planted = attacker.jar["__Host-vg_kept"].clone();
+
+    // Verified: the session and the flow cookie under their __Host- names.
+    let mut victim = env.browser();
+    let flow = victim.start_iamport("/signup").await;
+    assert!(
+        victim.jar.contains_key("__Host-vg_flow"),
+        "{:?}",
+        victim.jar
+    );
+    let back = victim
+        .certify(env.sandbox, &flow, &Person::named("피해자"), true)
+        .await;
+    // (Its return URL says https: secure cookies mean TLS in front; this proxy speaks HTTP.)
+    let ret = back["location"]
+        .as_str()
+        .unwrap()
+        .replace("https://", "http://");
+    let r = victim.open_html(&ret).await;
+    assert_eq!(r.status(), 302);
+    let session = set_cookies(&r)
+        .into_iter()
+        .find(|c| c.starts_with("__Host-vg="))
+        .expect("the session under its __Host- name");
+    assert!(host_only(&session), "{session}");
+    assert!(!victim.jar.contains_key("vg"));
+
+    // What a sibling host can plant: the attacker's kept cookie under the unprefixed name.
+    victim.jar.insert("vg_kept".into(), planted);
+    assert_eq!(victim.get_html("/signup").await.status(), 200);
+    assert!(app.of("POST", "/signup").is_empty(), "never delivered");
+    // The victim's own session planted back under the old name (as a sibling host could
+    // plant the attacker's): a session issued under the new name never opens there.
+    let mut old_name = env.browser();
+    old_name
+        .jar
+        .insert("vg".into(), victim.jar["__Host-vg"].clone());
+    assert_eq!(old_name.get_html("/upload").await.status(), 302);
+
+    // The upgrade: a session issued under the old name (by the same keys, secure off) still
+    // opens, and the answer moves it to the new name.
+    let (before, _) = start(proxy()).await;
+    let mut b = before.browser();
+    verify(&before, &mut b, "/upload", &Person::adult()).await;
+    let old = b.jar["vg"].clone();
+    let mut upgraded = env.browser();
+    upgraded.jar.insert("vg".into(), old.clone());
+    let r = upgraded.get_html("/upload").await;
+    assert_eq!(r.status(), 200, "a session from before the upgrade opens");
+    let cookies = set_cookies(&r);
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with(&format!("__Host-vg={old};")) && host_only(c)),
+        "re-issued under the new name: {cookies:?}"
+    );
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("vg=;") && c.contains("Max-Age=0")),
+        "the old name ended: {cookies:?}"
+    );
+    assert!(!upgraded.jar.contains_key("vg"));
+    assert_eq!(upgraded.get_html("/upload").await.status(), 200);
+}

@@ -212,6 +212,8 @@ fn claims(now: i64) -> Claims {
         countries: Vec::new(),
         // The host the test's requests name: each case is refused for its own reason.
         host: Some("127.0.0.1".into()),
+        host_only: false,
+        kept: None,
     }
 }
 

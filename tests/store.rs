@@ -698,6 +698,8 @@ fn session_for(ci_hash: &str) -> String {
             phone: None,
             countries: Vec::new(),
             host: Some("127.0.0.1".into()),
+            host_only: false,
+            kept: None,
         },
     )
 }

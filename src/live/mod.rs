@@ -166,15 +166,3 @@ impl Live {
 pub fn session_id(hash_key: &[u8; 32], cookie: &str) -> String {
     crate::session::keyed_hash(hash_key, "session", cookie)
 }
-
-/// The value of cookie `name` in the request's Cookie header(s), if present (borrowed).
-pub fn read_cookie<'a>(req: &'a pingora::http::RequestHeader, name: &str) -> Option<&'a str> {
-    req.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == name)
-        .and_then(|c| c.value_raw())
-}

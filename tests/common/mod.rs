@@ -527,7 +527,10 @@ impl Browser {
         let html = r.text().await.unwrap();
         Flow {
             params: flow_json(&html),
-            flow_cookie: self.jar.get("vg_flow").cloned().expect("flow cookie set"),
+            flow_cookie: ["vg_flow", "__Host-vg_flow"]
+                .iter()
+                .find_map(|n| self.jar.get(*n).cloned())
+                .expect("flow cookie set"),
         }
     }
 

@@ -466,6 +466,12 @@ impl Proxy {
         self
     }
 
+    /// `session.secure`: verigate's cookies get the `__Host-` prefix (`__Host-vg`, ...).
+    pub fn secure_cookies(mut self) -> Proxy {
+        self.session.insert("secure".into(), json!(true));
+        self
+    }
+
     /// `timezone` (the gate's, for ages).
     pub fn timezone(self, tz: &str) -> Proxy {
         self.set("timezone", json!(tz))

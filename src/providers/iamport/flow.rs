@@ -3,7 +3,6 @@
 
 use crate::answers::Refusal;
 use crate::answers::{Problem, Reply};
-use crate::clock::unix_now;
 use crate::identity::ProviderId;
 use crate::live::provider::{Choice, ProviderFlow};
 use crate::live::Live;
@@ -78,12 +77,7 @@ fn start(client: &IamportClient, live: &Live, session: &Session) -> Reply {
     };
     let prefix = &live.cfg.flow_prefix;
     let nonce = fresh_nonce();
-    let flow = FlowClaims {
-        nonce: nonce.clone(),
-        return_to,
-        provider: ProviderId::Iamport,
-        expires_at: unix_now() + FLOW_TTL_SECS,
-    };
+    let flow = new_flow(live, session, ProviderId::Iamport, nonce.clone(), return_to);
     let cfg = client.config();
     let params = serde_json::json!({
         "provider": PROVIDER,

@@ -105,12 +105,7 @@ async fn start(client: &TomoClient, live: &Live, session: &Session) -> Reply {
             return Reply::problem(&provider_problem(&e, live, &return_to), wants_html(session))
         }
     };
-    let flow = FlowClaims {
-        nonce: user_id.clone(),
-        return_to,
-        provider: ProviderId::Tomo,
-        expires_at: unix_now() + FLOW_TTL_SECS,
-    };
+    let flow = new_flow(live, session, ProviderId::Tomo, user_id.clone(), return_to);
     let params = serde_json::json!({
         "provider": PROVIDER,
         "user_id": user_id,
