@@ -108,7 +108,12 @@ fn systemd_unit_is_sandboxed() {
         ("AmbientCapabilities", "CAP_NET_BIND_SERVICE"),
         ("StateDirectory", "verigate"),
         ("WorkingDirectory", "/var/lib/verigate"),
-        ("ExecReload", "/bin/kill -HUP $MAINPID"),
+        (
+            "ExecReload",
+            "/usr/local/bin/verigate reload -c /etc/verigate/verigate.yaml",
+        ),
+        // verigate sends READY=1 (and RELOADING=1 / READY=1) to $NOTIFY_SOCKET.
+        ("Type", "notify"),
     ] {
         assert_eq!(unit_values(&unit, key), vec![want.to_string()], "{key}");
     }
@@ -306,7 +311,10 @@ fn compose_dockerfile_and_config_agree() {
     let redis_url = vg["environment"]["VERIGATE_REDIS_URL"]
         .as_str()
         .expect("VERIGATE_REDIS_URL");
-    assert!(redis_url.starts_with("redis://redis:"), "{redis_url}");
+    assert!(
+        redis_url.starts_with("redis://:${REDIS_PASSWORD:?") && redis_url.contains("}@redis:"),
+        "verigate logs in to Redis with the password from deploy/secrets.env: {redis_url}"
+    );
     service(&compose, "redis");
     let admin = cfg["admin_listen"].as_str().expect("admin_listen");
     assert!(
@@ -400,4 +408,195 @@ fn dashboard_data_source_resolves_when_provisioned() {
             "${{{var}}} is not a templating variable"
         );
     }
+}
+
+/// `image:` lines and `FROM` lines name a release, not a moving tag: a rebuild next month
+/// runs what was tested.
+#[test]
+fn images_are_pinned() {
+    fn pinned(image: &str) -> bool {
+        // `${APP_IMAGE:-nginx:1.27.3}`: the default is what is pinned.
+        let image = image
+            .rsplit_once(":-")
+            .map(|(_, d)| d.trim_end_matches('}'))
+            .unwrap_or(image);
+        let Some((_, tag)) = image.rsplit_once(':') else {
+            return false;
+        };
+        let version = tag.split('-').next().unwrap_or("");
+        // At least major.minor: `redis:7` or `latest` move.
+        version.trim_start_matches('v').split('.').count() >= 2
+            && version
+                .trim_start_matches('v')
+                .split('.')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    }
+    for bad in [
+        "redis:7",
+        "prom/prometheus:latest",
+        "nginx:stable",
+        "redis",
+        "x:${V}",
+    ] {
+        assert!(!pinned(bad), "{bad} counted as pinned");
+    }
+    let compose = yaml("deploy/compose.yaml");
+    for (name, svc) in compose["services"].as_mapping().expect("services") {
+        if let Some(image) = svc["image"].as_str() {
+            assert!(
+                pinned(image),
+                "service {name:?}: image {image} is not pinned"
+            );
+        }
+    }
+    let docker = read("deploy/Dockerfile");
+    let rust = docker
+        .lines()
+        .find_map(|l| l.strip_prefix("ARG RUST_VERSION="))
+        .expect("ARG RUST_VERSION");
+    for line in docker.lines().filter(|l| l.starts_with("FROM ")) {
+        let image = line.split_whitespace().nth(1).expect("FROM image");
+        let image = image.replace("${RUST_VERSION}", rust);
+        assert!(pinned(&image), "Dockerfile: {line} is not pinned");
+    }
+}
+
+#[test]
+fn container_has_a_healthcheck_on_readyz() {
+    let docker = read("deploy/Dockerfile");
+    let hc: String = docker
+        .lines()
+        .skip_while(|l| !l.starts_with("HEALTHCHECK"))
+        .take_while(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        hc.contains(
+            r#"CMD ["/usr/local/bin/verigate", "healthcheck", "-c", "/etc/verigate/verigate.yaml"]"#
+        ),
+        "HEALTHCHECK runs verigate healthcheck on the config CMD serves: {hc}"
+    );
+    assert!(docker.contains(r#"CMD ["run", "-c", "/etc/verigate/verigate.yaml"]"#));
+    // healthcheck reaches the admin listener through the container config's admin_listen.
+    let cfg = yaml("deploy/verigate.yaml");
+    assert!(cfg["admin_listen"].as_str().is_some());
+    // The SQLite store's folder is a volume.
+    assert!(docker.contains(r#"VOLUME ["/var/lib/verigate"]"#));
+}
+
+#[test]
+fn secrets_env_is_ignored_by_git() {
+    let ignore = read(".gitignore");
+    assert!(ignore.lines().any(|l| l.trim() == "deploy/secrets.env"));
+    // And git agrees, where there is a checkout to ask.
+    if let Ok(out) = Command::new("git")
+        .args(["check-ignore", "-q", "deploy/secrets.env"])
+        .current_dir(root())
+        .output()
+    {
+        if Command::new("git")
+            .args(["rev-parse", "--git-dir"])
+            .current_dir(root())
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+        {
+            assert!(
+                out.status.success(),
+                "git does not ignore deploy/secrets.env"
+            );
+        }
+    }
+}
+
+/// The compose file's Redis command, run here against a real redis-server: without the
+/// password every command is refused; with it, Redis answers.
+#[test]
+fn compose_redis_requires_the_password() {
+    use std::io::{BufRead, BufReader};
+    let have = |cmd: &str| {
+        Command::new(cmd)
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if !have("redis-server") || !have("redis-cli") {
+        skip::missing("redis-server", "apt-get install redis-server");
+        return;
+    }
+    let compose = yaml("deploy/compose.yaml");
+    let redis = service(&compose, "redis");
+    assert_eq!(redis["env_file"].as_str(), Some("secrets.env"));
+    let cmd = strs(&redis["command"]);
+    assert_eq!(&cmd[..2], &["sh".to_string(), "-c".to_string()], "{cmd:?}");
+    // Compose turns `$$` into `$` before the shell sees it; the image's entrypoint (which
+    // only drops to the redis user) is not on this machine.
+    let script = cmd[2].replace("$$", "$");
+    assert!(script.contains("--requirepass"), "{script}");
+    let script = script.replace("exec docker-entrypoint.sh ", "exec ");
+
+    // Without the password Redis does not start at all (no password-less fallback).
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env_remove("REDIS_PASSWORD")
+        .output()
+        .expect("sh");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("set REDIS_PASSWORD"));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("redis.sock");
+    let password = "pw-from-secrets-env-0123";
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{script} --port 0 --save '' --dir {} --unixsocket {} --loglevel notice",
+            dir.path().display(),
+            sock.display()
+        ))
+        .env("REDIS_PASSWORD", password)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start redis");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().expect("stdout");
+    // `exec`: the shell became redis-server, so killing the child stops Redis.
+    let _redis = Kill(child);
+    // Redis says when it accepts connections; read its log until it does.
+    let ready = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| {
+            l.to_ascii_lowercase()
+                .contains("ready to accept connections")
+        });
+    assert!(ready, "redis-server exited before it was ready");
+    let cli = |auth: Option<&str>| {
+        let mut c = Command::new("redis-cli");
+        c.arg("-s").arg(&sock);
+        if let Some(a) = auth {
+            c.args(["--no-auth-warning", "-a", a]);
+        }
+        let out = c.arg("PING").output().expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert!(
+        cli(None).contains("NOAUTH"),
+        "Redis answered without a password"
+    );
+    let wrong = cli(Some("wrong"));
+    assert!(
+        wrong.contains("WRONGPASS") || wrong.contains("NOAUTH"),
+        "a wrong password: {wrong}"
+    );
+    assert_eq!(cli(Some(password)), "PONG");
 }

@@ -742,9 +742,15 @@ impl Drop for Proc {
 }
 
 pub fn start_binary(config: &std::path::Path) -> Proc {
+    start_binary_with(config, &[])
+}
+
+/// `start_binary` with more environment (`NOTIFY_SOCKET`, ...).
+pub fn start_binary_with(config: &std::path::Path, extra_env: &[(&str, &str)]) -> Proc {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_verigate"))
         .args(["run", "-c"])
+        .envs(extra_env.iter().copied())
         .arg(config)
         .env("VG_KEYS", SESSION_KEY)
         .env("VG_HASH", HASH_KEY)
