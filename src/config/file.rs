@@ -96,6 +96,10 @@ pub struct FileClients {
     /// (per instance): a few networks cannot fill `max_kept_requests` for everyone.
     #[serde(default)]
     pub max_kept_per_network: Option<u32>,
+    /// Log the names (never the values) of request headers kept from the app: names outside
+    /// the header-name grammar, identity and server-environment names.
+    #[serde(default)]
+    pub log_dropped_headers: bool,
 }
 
 /// Pingora settings (docs/performance.md).

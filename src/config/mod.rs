@@ -171,7 +171,8 @@ pub struct AssertionConfig {
 #[derive(Debug, Clone)]
 pub struct IdentityHeaders {
     pub assertion: HeaderName,
-    /// Lower-case prefix, with `-`; matching also folds `_` to `-`.
+    /// Lower-case prefix, with `-`; client headers are matched against it folded (see
+    /// `gate::names`).
     pub prefix: String,
     pub unique_in_site: HeaderName,
     pub age_ok: HeaderName,
@@ -302,6 +303,9 @@ pub struct Clients {
     /// How many form posts one network (an IPv4 /24, an IPv6 /48) may have kept within ten
     /// minutes, on this instance (`clients.max_kept_per_network`).
     pub max_kept_per_network: u32,
+    /// Log the names (never the values) of request headers kept from the app
+    /// (`clients.log_dropped_headers`).
+    pub log_dropped_headers: bool,
 }
 
 /// How the access line keeps a client's address (it is personal data).

@@ -17,6 +17,7 @@ pub mod decide;
 pub mod forwarded;
 pub mod headers;
 pub mod kept;
+pub mod names;
 pub mod target;
 
 pub use crate::live::Live;
@@ -399,8 +400,15 @@ impl Gate {
             .req_header_mut()
             .insert_header(forwarded::REQUEST_ID, origin.request_id.as_str());
         ctx.origin = Some(origin);
-        // 1. No client-sent identity header survives, on any route.
-        headers::strip_identity(session.req_header_mut(), &cfg.identity.prefix);
+        // 1. No header outside the name grammar, no client-sent identity header and no
+        // server-environment header survives, on any route.
+        let protected =
+            names::Protected::new(&cfg.identity.prefix, cfg.identity.assertion.as_str());
+        names::screen(
+            session.req_header_mut(),
+            &protected,
+            cfg.clients.log_dropped_headers,
+        );
 
         // 2. One reading of the request line: the method's spelling, the target's form.
         let refused = match target::method(session.req_header())
@@ -436,6 +444,10 @@ impl Gate {
         let found = kept::resume(&live, self.store.as_ref(), session, now).await;
         if !ctx.kept.resumed(found, session.req_header_mut()) {
             return refuse(session, ctx, Problem::new(Refusal::StoreUnavailable)).await;
+        }
+        if ctx.kept.delivering() {
+            // The kept request's headers took the place of this GET's: the same screening.
+            names::screen(session.req_header_mut(), &protected, false);
         }
         // 3. One canonical path, from the bytes that go upstream.
         let normalized = match std::str::from_utf8(session.req_header().raw_path())
@@ -632,8 +644,9 @@ impl<E: headers::Edit> crate::cookies::CookieLines for EditLines<'_, E> {
     }
 }
 
-/// What every proxied request gets before it goes upstream: no client-sent identity header
-/// (stripped again: nothing between the phases may have re-added one), none of verigate's
+/// What every proxied request gets before it goes upstream: no header outside the name
+/// grammar, no client-sent identity or environment header (screened in `request_filter`, and
+/// again here when a kept request put its headers back), none of verigate's
 /// cookies, and for a verified request the identity headers and, when configured, their
 /// signed assertion.
 fn upstream_edits(
@@ -643,9 +656,11 @@ fn upstream_edits(
     route: &str,
     now: Instant,
 ) -> Result<()> {
-    headers::strip_identity(req, &cfg.identity.prefix);
-    for name in target::path_overrides(req.map()) {
-        req.remove(&name);
+    // `request_filter` screened the client's headers; a kept request put its own back since.
+    if ctx.kept.delivering() {
+        let protected =
+            names::Protected::new(&cfg.identity.prefix, cfg.identity.assertion.as_str());
+        names::screen(req, &protected, false);
     }
     headers::single_content_length(req);
     if let Some(o) = &ctx.origin {

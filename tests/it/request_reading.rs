@@ -219,8 +219,9 @@ async fn unlisted_methods_fail_closed_with_405() {
                 );
             }
             // A method-override header names a method the app may act on.
+            // (In any spelling of the name's grammar: compared folded.)
             for h in [
-                "X_HTTP_Method_Override: PUT",
+                "XHTTPMethodOverride: PUT",
                 "X-HTTP-Method-Override: PUT",
                 "x-http-method: delete",
                 "X-Method-Override: PATCH",
@@ -255,6 +256,20 @@ async fn unlisted_methods_fail_closed_with_405() {
         );
     }
     assert_eq!(env.hits(), 0, "nothing reached the app");
+    // A name outside the header-name grammar is no override: it never reaches the app, so the
+    // request is the POST it says it is.
+    let (status, _, body) = send(
+        &env,
+        "POST",
+        "/signup",
+        &format!("{cookie}X_HTTP_Method_Override: PUT\r\nX.HTTP.Method.Override: PUT\r\n"),
+    )
+    .await;
+    assert!((200..300).contains(&status), "{status}: {body}");
+    let up = env.last_upstream();
+    assert_eq!(up["method"], "POST");
+    let names: Vec<&String> = up["headers"].as_object().unwrap().keys().collect();
+    assert!(names.iter().all(|n| !n.contains("override")), "{names:?}");
     // Listed methods still work, and HEAD comes with GET.
     let (status, _, body) = send(&env, "POST", "/signup", "").await;
     assert_eq!(
@@ -601,6 +616,76 @@ async fn patient_upstream() -> (std::net::SocketAddr, tokio::sync::mpsc::Receive
         }
     });
     (addr, rx)
+}
+
+/// Send `head` in writes of `chunk` bytes, then read the answer to its end (at most 20 s).
+async fn send_in_pieces(env: &Env, head: &[u8], chunk: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(env.proxy).await.unwrap();
+    for piece in head.chunks(chunk) {
+        if s.write_all(piece).await.is_err() {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    let done =
+        tokio::time::timeout(std::time::Duration::from_secs(20), s.read_to_end(&mut out)).await;
+    assert!(done.is_ok(), "the connection was still open after 20 s");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A head of `size` bytes: one long header, then the empty line.
+fn long_head(size: usize) -> Vec<u8> {
+    let mut head = b"GET /open HTTP/1.1\r\nHost: shop\r\nConnection: close\r\nX-Long: ".to_vec();
+    head.resize(size - 4, b'a');
+    head.extend_from_slice(b"\r\n\r\n");
+    head
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_over_4_kib_and_near_the_limit_are_read_whole_in_any_pieces() {
+    let env = Env::with(Setup::default().upstream(Upstream::Raw)).await;
+    // Over the first read's 4 KiB, and just under Pingora's 1 MiB limit on a head; in small
+    // writes, and with the last empty line split across two writes.
+    for (size, chunk) in [
+        (4096 + 3, 7),
+        (64 * 1024, 1000),
+        (1024 * 1024 - 1024, 1000),
+        (1024 * 1024 - 1024, 1024 * 1024 - 1026),
+    ] {
+        let head = long_head(size);
+        let hits = env.hits();
+        let answer = send_in_pieces(&env, &head, chunk).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "{size} in {chunk}s: {}",
+            &answer[..answer.len().min(200)]
+        );
+        assert_eq!(env.hits(), hits + 1, "{size}");
+        let long = env
+            .last_head()
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("x-long: ")
+                    .map(str::len)
+            })
+            .unwrap_or(0);
+        assert_eq!(
+            long,
+            size - 4 - "GET /open HTTP/1.1\r\nHost: shop\r\nConnection: close\r\nX-Long: ".len(),
+            "{size}"
+        );
+    }
+    // Past the limit: refused, the app never reached.
+    let hits = env.hits();
+    let answer = send_in_pieces(&env, &long_head(1024 * 1024 + 64), 1000).await;
+    assert!(
+        !answer.starts_with("HTTP/1.1 200"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+    assert_eq!(env.hits(), hits, "a head past the limit reached the app");
 }
 
 /// Send `bytes` on a new connection and read until verigate closes it (at most 20 s).

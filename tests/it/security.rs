@@ -72,6 +72,130 @@ async fn spoofed_identity_headers_never_reach_the_app() {
     assert!(resp.starts_with("HTTP/1.1 302"), "{resp}");
 }
 
+/// Header names an app stack may read as a protected one: identity names in other
+/// spellings (CGI and WSGI servers turn `-` into `_`, others fold more), the environment app
+/// servers take from their proxy (script name, path, prefix, user; `Proxy` as `HTTP_PROXY`),
+/// forwarding and override headers spelled outside the grammar, and plain names outside it.
+const NAME_SPELLINGS: &[&str] = &[
+    "X_Verified_Name",
+    "X-Verified_Name",
+    "x.verified.name",
+    "X-VERIFIED_NAME",
+    "X-Verified.Age-Ok",
+    "XVerifiedAgeOk",
+    "X-VerifiedProvider",
+    "X-Verified~Provider",
+    "x!verified!unique!in!site",
+    "X-Verified-Assertion",
+    "SCRIPT_NAME",
+    "Script-Name",
+    "PATH_INFO",
+    "Path-Info",
+    "REMOTE_USER",
+    "Remote-User",
+    "X-Remote-User",
+    "X-Forwarded-User",
+    "X-Forwarded-Prefix",
+    "X_Forwarded_Prefix",
+    "X-Script-Name",
+    "X-Forwarded-Script-Name",
+    "X-Forwarded-Path",
+    "X-Forwarded-Uri",
+    "X-Original-URL",
+    "X.Original.URL",
+    "XOriginalURL",
+    "X-Rewrite-URL",
+    "X-Original-URI",
+    "Request-Uri",
+    "Proxy",
+    "X_Forwarded_For",
+    "X-Forwarded_Host",
+    "X.Real.IP",
+    "X_HTTP_Method_Override",
+    "X.HTTP.Method.Override",
+    "Foo_Bar",
+    "foo.bar",
+    "a#b",
+    "a|b",
+];
+
+/// No value `forged` and no name outside the grammar or protected when folded reached the app.
+fn nothing_forged(up: &Value) -> Result<(), String> {
+    let headers = up["headers"].as_object().ok_or("no headers")?;
+    for (k, v) in headers {
+        let folded: String = k
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        if v.to_string().contains("forged")
+            || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || folded.starts_with("xverified")
+            || [
+                "scriptname",
+                "pathinfo",
+                "remoteuser",
+                "xforwardedprefix",
+                "xscriptname",
+                "xoriginalurl",
+                "proxy",
+            ]
+            .contains(&folded.as_str())
+        {
+            return Err(format!("{k}: {v} reached the app"));
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_names_outside_the_grammar_and_server_environment_names_never_reach_the_app() {
+    let env = Env::start().await;
+    let mut asked = 0;
+    for method in ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+        let mut head = format!("{method} /open/page HTTP/1.1\r\nHost: shop\r\nContent-Length: 0\r\nConnection: close\r\n");
+        for h in NAME_SPELLINGS {
+            head.push_str(&format!("{h}: forged\r\n"));
+        }
+        head.push_str("X-App-Header: kept\r\n\r\n");
+        let hits = env.hits();
+        let resp = raw_request(env.proxy, &head).await;
+        assert!(resp.starts_with("HTTP/1.1 2"), "{method}: {resp}");
+        assert_eq!(env.hits(), hits + 1, "{method}");
+        let up = env.last_upstream();
+        if let Err(e) = nothing_forged(&up) {
+            panic!("{method}: {e}");
+        }
+        assert_eq!(
+            up["headers"]["x-app-header"],
+            serde_json::json!(["kept"]),
+            "{method}"
+        );
+        asked += 1;
+    }
+    assert_eq!(asked, 6);
+    // Each spelling is dropped on its own too (not only when beside the others).
+    for h in NAME_SPELLINGS {
+        let head = format!(
+            "GET /open/page HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n{h}: forged\r\n\r\n"
+        );
+        let resp = raw_request(env.proxy, &head).await;
+        assert!(resp.starts_with("HTTP/1.1 200"), "{h}: {resp}");
+        if let Err(e) = nothing_forged(&env.last_upstream()) {
+            panic!("{h}: {e}");
+        }
+    }
+    // Counted by why, never by name or value.
+    let m = env.metrics().await;
+    for why in ["invalid_name", "identity", "environment"] {
+        assert!(
+            m.contains(&format!("verigate_dropped_headers_total{{why=\"{why}\"}}")),
+            "{why}: {m}"
+        );
+    }
+    assert!(!m.contains("forged") && !m.to_ascii_lowercase().contains("script_name"));
+}
+
 fn claims(now: i64) -> Claims {
     Claims {
         unique_in_site: "forged-di".into(),

@@ -635,3 +635,158 @@ async fn the_app_can_be_spoken_to_in_http2() {
         assert_eq!(env.last_upstream()["method"], "POST");
     }
 }
+
+/// Send a body-less request on `h2`: the status and the body, or the stream's error.
+async fn h2_answer(
+    h2: &mut h2::client::SendRequest<bytes::Bytes>,
+    req: http::Request<()>,
+) -> Result<(u16, String), String> {
+    let mut ready = h2.clone().ready().await.map_err(|e| e.to_string())?;
+    let (resp, _) = ready.send_request(req, true).map_err(|e| e.to_string())?;
+    let resp = resp.await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut out = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        out.extend_from_slice(&chunk);
+    }
+    Ok((status, String::from_utf8_lossy(&out).into_owned()))
+}
+
+/// HTTP/2 meets the grammars HTTP/1.1 meets: `:authority` and Host of the host grammar (on a
+/// config whose routes match by host), header names of the name grammar, no identity or
+/// server-environment name in any spelling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_authorities_and_header_names_meet_the_same_grammars() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("verigate test CA");
+    let (cert, key) = ca.write_server(dir.path());
+    let proxy = Proxy::shop().routes([
+        Route::prefix("/")
+            .name("admin")
+            .host(["admin.test"])
+            .providers(["iamport"]),
+        Route::prefix("/").name("open"),
+    ]);
+    let env = Env::with(with_tls(proxy, &cert, &key)).await;
+    let mut h2 = common::tls::raw_h2(&ca, env.proxy).await;
+    let port = env.proxy.port();
+    let req = |method: &str, authority: &str, host: Option<&str>| {
+        let mut b = http::Request::builder()
+            .method(method)
+            .uri(format!("https://{authority}/x"))
+            .header("accept", "application/json");
+        if let Some(h) = host {
+            b = b.header("host", h);
+        }
+        b.body(()).ok()
+    };
+    // Pingora refuses userinfo itself (a bare 400 before any phase); the rest names
+    // verigate's code.
+    let refused = |a: &Result<(u16, String), String>, pingora: bool| match a {
+        Ok((400, body)) if pingora => body.is_empty(),
+        Ok((400, body)) => body.contains("\"error\":\"bad_request_target\""),
+        _ => false,
+    };
+    let spellings = [
+        "admin.test.".to_string(),
+        format!("admin.test.:{port}"),
+        "admin_x.test".into(),
+        "admin.test,shop.test".into(),
+        "shop.test,admin.test".into(),
+        "user@admin.test".into(),
+        "shop.test@admin.test".into(),
+        "admin.test:0443".into(),
+        "admin.test:".into(),
+        "admin.test:99999".into(),
+        "admin%2etest".into(),
+        "[fe80::1%25eth0]".into(),
+        "[0:0::1]".into(),
+        "127.1".into(),
+        "0x7f.0.0.1".into(),
+        "-admin.test".into(),
+        "admin..test".into(),
+    ];
+    let mut sent = 0;
+    for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+        for a in &spellings {
+            // Only what the http crate takes as a URI authority can be sent as `:authority`.
+            let Some(r) = req(method, a, None) else {
+                continue;
+            };
+            let got = h2_answer(&mut h2, r).await;
+            assert!(
+                refused(&got, a.contains('@')),
+                "{method} :authority {a}: {got:?}"
+            );
+            sent += 1;
+        }
+        // `:authority` of the grammar, a Host beside it outside it or naming another host.
+        for host in [
+            "admin.test.",
+            "admin_x.test",
+            "admin.test, shop.test",
+            "shop.test",
+        ] {
+            let r = req(method, "admin.test", Some(host)).unwrap();
+            let got = h2_answer(&mut h2, r).await;
+            // (Pingora compares Host with `:authority` byte for byte first.)
+            assert!(
+                refused(&got, false) || refused(&got, true),
+                "{method} Host {host}: {got:?}"
+            );
+            sent += 1;
+        }
+    }
+    assert!(sent >= 5 * 16, "only {sent} requests could be sent");
+    assert_eq!(env.hits(), 0, "a refused HTTP/2 request reached the app");
+    // The grammar's spellings route: the admin's host is gated, others open.
+    let got = h2_answer(&mut h2, req("GET", "Admin.Test", None).unwrap()).await;
+    assert!(matches!(got, Ok((401, _))), "{got:?}");
+    let got = h2_answer(
+        &mut h2,
+        req("GET", &format!("{HOST}:{port}"), None).unwrap(),
+    )
+    .await;
+    assert!(matches!(got, Ok((200, _))), "{got:?}");
+
+    // Header names: outside the grammar, or protected once folded, never reach the app.
+    for method in ["GET", "POST", "DELETE"] {
+        let mut b = http::Request::builder()
+            .method(method)
+            .uri(format!("https://{HOST}:{port}/x"));
+        for name in [
+            "x_verified_name",
+            "x.verified.name",
+            "xverifiedname",
+            "x-verified-assertion",
+            "script_name",
+            "path_info",
+            "remote_user",
+            "x-script-name",
+            "x-forwarded-prefix",
+            "x-forwarded-path",
+            "x-original-url",
+            "x_forwarded_for",
+            "proxy",
+            "foo_bar",
+            "a.b",
+        ] {
+            b = b.header(name, "forged");
+        }
+        let r = b.header("x-app-header", "kept").body(()).unwrap();
+        let got = h2_answer(&mut h2, r).await;
+        assert!(matches!(got, Ok((200..=299, _))), "{method}: {got:?}");
+        let up = env.last_upstream();
+        for name in header_names(&up) {
+            let v = header(&up, &name).to_string();
+            assert!(
+                !v.contains("forged"),
+                "{method}: {name}: {v} reached the app"
+            );
+        }
+        assert_eq!(header(&up, "x-app-header"), json!(["kept"]));
+    }
+}

@@ -248,7 +248,7 @@ fn public_urls(ctx: &mut Ctx, v: Option<&OneOrMany>) -> PublicUrls {
             Some((h, p)) if !authority.ends_with(']') => (h, Some(p)),
             _ => (authority, None),
         };
-        let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+        let port_ok = port.is_none_or(|p| crate::routing::host::parse_port(p.as_bytes()).is_some());
         let path_ok = path.is_empty()
             || path
                 .parse::<http::uri::PathAndQuery>()
