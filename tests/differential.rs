@@ -354,7 +354,8 @@ enum Verdict {
     /// verigate refused it with its own code (or, for HEAD, a bodiless 4xx), or answered
     /// `OPTIONS *` itself.
     Refused,
-    /// The app server answered 3xx or 4xx itself: no handler ran.
+    /// The app server answered 3xx, 4xx or 501 (a method it does not implement) itself: no
+    /// handler ran.
     ServerAnswered,
 }
 
@@ -368,9 +369,13 @@ struct Outcome {
     /// Requests that got no verdict: a timeout, an empty answer, a 5xx.
     failures: Vec<String>,
     /// Requests sent by each family (asserted: a family that silently sends nothing fails).
-    families: Vec<(&'static str, usize)>,
+    families: Vec<(&'static str, usize, usize)>,
+    /// `reached_app` when the current family began.
+    family_reached: usize,
     /// What the app read on the last judged request that reached it.
     last_read: Option<Value>,
+    /// verigate's refusals by code.
+    codes: std::collections::BTreeMap<&'static str, usize>,
 }
 
 /// verigate's refusal codes that say a request was refused (the upstream's failures are not
@@ -383,9 +388,9 @@ fn refusal_codes() -> Vec<&'static str> {
         .collect()
 }
 
-/// Does `body` carry one of verigate's refusal codes (JSON `error` or the page's code line)?
-fn carries_refusal_code(body: &str) -> bool {
-    refusal_codes().iter().any(|c| {
+/// The refusal code `body` carries (JSON `error` or the page's code line), if any.
+fn refusal_code(body: &str) -> Option<&'static str> {
+    refusal_codes().into_iter().find(|c| {
         body.contains(&format!("\"error\":\"{c}\"")) || body.contains(&format!(" · {c}</p>"))
     })
 }
@@ -447,19 +452,23 @@ impl Outcome {
                 show(req)
             ));
             None
-        } else if status >= 500 {
+        } else if let Some(code) = refusal_code(&body) {
+            self.refused += 1;
+            *self.codes.entry(code).or_default() += 1;
+            Some(Verdict::Refused)
+        } else if status >= 500 && status != 501 {
             self.failures.push(format!(
                 "{label}: {status} {:?}",
                 body.chars().take(200).collect::<String>()
             ));
             None
-        } else if carries_refusal_code(&body)
-            || (head && status >= 400)
+        } else if (head && (400..500).contains(&status))
             || (req.starts_with(b"OPTIONS * ") && status == 204)
         {
             self.refused += 1;
+            *self.codes.entry("(bodiless)").or_default() += 1;
             Some(Verdict::Refused)
-        } else if (300..500).contains(&status) {
+        } else if (300..500).contains(&status) || status == 501 {
             Some(Verdict::ServerAnswered)
         } else {
             self.failures.push(format!(
@@ -530,7 +539,9 @@ impl Outcome {
             sent, planned,
             "family {family}: sent {sent}, planned {planned}"
         );
-        self.families.push((family, sent));
+        self.families
+            .push((family, sent, self.reached_app - self.family_reached));
+        self.family_reached = self.reached_app;
     }
 }
 
@@ -949,16 +960,21 @@ async fn run(stack: Stack) {
     let families: Vec<String> = out
         .families
         .iter()
-        .map(|(f, n)| format!("{f} {n}"))
+        .map(|(f, n, reached)| format!("{f} {n}/{reached}"))
         .collect();
     let _ = writeln!(
         std::io::stderr(),
-        "differential {name}: {} requests ({}) in {:.1} s; {} reached the app, {} refused by verigate, {} bypasses, {} without a verdict",
+        "differential {name}: {} requests (family sent/reached the app: {}) in {:.1} s; {} reached the app, {} refused by verigate ({}), {} bypasses, {} without a verdict",
         out.requests,
         families.join(", "),
         started.elapsed().as_secs_f64(),
         out.reached_app,
         out.refused,
+        out.codes
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         out.bypasses.len(),
         out.failures.len()
     );
