@@ -35,15 +35,46 @@ fn check(server: &apps::AppServer) {
         assert_eq!(json["method"], "GET", "{stack} GET {target}: {json}");
         assert_eq!(json["path"], target, "{stack} GET {target}: {json}");
         assert_eq!(json["raw"], target, "{stack} GET {target}: {json}");
-        assert_eq!(json["verified"], "uniq-123", "{stack} GET {target}: {json}");
-        assert_eq!(json["age_ok"], "true", "{stack} GET {target}: {json}");
+        let read = &json["read"];
+        assert_eq!(
+            read["x-verified-unique-in-site"], "uniq-123",
+            "{stack} GET {target}: {json}"
+        );
+        assert_eq!(
+            read["x-verified-age-ok"], "true",
+            "{stack} GET {target}: {json}"
+        );
+        assert_eq!(
+            apps::header(&headers, "x-identity").as_deref(),
+            Some("x-verified-age-ok,x-verified-unique-in-site"),
+            "{stack} GET {target}: {headers}"
+        );
     }
     // Without the headers the app sees null.
     let (status, _, body) = apps::raw_http(server.addr, &apps::get_request("/signup", &[]));
     assert_eq!(status, 200, "{stack}: {body}");
     let json: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(json["verified"], Value::Null, "{stack}: {json}");
-    assert_eq!(json["age_ok"], Value::Null, "{stack}: {json}");
+    assert_eq!(
+        json["read"]["x-verified-unique-in-site"],
+        Value::Null,
+        "{stack}: {json}"
+    );
+    assert_eq!(
+        json["read"]["x-verified-age-ok"],
+        Value::Null,
+        "{stack}: {json}"
+    );
+    // `?status=` makes the handler answer that redirect (the one-account 3xx family).
+    for code in [301u16, 307, 308] {
+        let req = apps::get_request(&format!("/signup?status={code}"), &[]);
+        let (status, headers, _) = apps::raw_http(server.addr, &req);
+        assert_eq!(status, code, "{stack} /signup?status={code}: {headers}");
+        assert_eq!(
+            apps::header(&headers, "x-handler").as_deref(),
+            Some("signup"),
+            "{stack}: {headers}"
+        );
+    }
 }
 
 #[test]

@@ -1,14 +1,18 @@
-//! Real app servers for the differential suite: Flask (on waitress and on werkzeug's dev
-//! server), Express 4 and the JDK's own HttpServer, each routing `/signup`, `/checkout`
-//! (and everything under it) and a catch-all the way that stack routes natively. Each
-//! answers 200 with `X-Handler: <name>` and a JSON body: `handler`, `method`, `path` (what
-//! the framework routed on), `raw` (the request target as the app saw it), `verified` and
-//! `age_ok` (the `x-verified-*` request headers, or null). The Flask app also tells what its
-//! handler received: `body_sha256`, `content_type`, `form`, and `posts` (how many POSTs the
-//! handler has run).
+//! Real app servers for the differential suite (twelve stacks, see [`Stack`] and
+//! docs/dev/differential-suite.md), each routing `/signup`, `/checkout` (and everything
+//! under it) and a catch-all the way that stack routes natively. Each answers with
+//! `X-Handler: <name>`, `X-Identity` (the `x-verified-*` names it received) and a JSON body:
+//! `handler`, `method`, `path` (what the framework routed on), `raw` (the request target as
+//! the app saw it), `host` (the host as the framework reads it) and `read` (the values of the
+//! identity, forwarding and override headers it received through its own header accessor,
+//! and the environment values a server may take from a request: REMOTE_USER, SCRIPT_NAME,
+//! PATH_INFO, ...). `?status=301` (302, 303, 307, 308) makes any handler answer that
+//! redirect instead. The Flask app also tells what its handler received: `body_sha256`,
+//! `content_type`, `form`, and `posts` (how many POSTs the handler has run).
 //!
 //! The apps live in tests/apps/; `tests/apps/setup.sh` installs what they need (a venv in
-//! target/apps/venv, tests/apps/node_modules, a JDK). Every app binds 127.0.0.1:0, prints
+//! target/apps/venv, tests/apps/node_modules, a JDK, Debian's Jetty 9, PHP, Go, Ruby, Rack
+//! and Puma, and builds target/apps/goapp). Every app binds 127.0.0.1:0, prints
 //! `LISTENING <port>` on stdout and exits when its stdin closes, so a test that dies never
 //! leaves one behind.
 
@@ -33,26 +37,74 @@ pub enum Stack {
     Waitress,
     /// tests/apps/flask_app.py served by werkzeug's threaded dev server.
     Werkzeug,
+    /// tests/apps/flask_app.py served by gunicorn (sync workers).
+    Gunicorn,
+    /// tests/apps/starlette_app.py (Starlette on uvicorn, ASGI).
+    Uvicorn,
     /// tests/apps/express_app.js (Express 4 on node).
     Express,
+    /// tests/apps/fastify_app.js (Fastify 5 on node).
+    Fastify,
+    /// tests/apps/koa_app.js (Koa 3 with @koa/router on node).
+    Koa,
     /// tests/apps/JdkApp.java (com.sun.net.httpserver, run by the source launcher).
     Jdk,
+    /// tests/apps/JettyApp.java (servlets on Debian's embedded Jetty 9).
+    Jetty,
+    /// tests/apps/php_app.php on PHP's built-in server (Debian php-cli).
+    Php,
+    /// tests/apps/goapp (net/http's ServeMux), built into target/apps/goapp.
+    Go,
+    /// tests/apps/rack_app.rb (Rack::URLMap on Debian's Puma).
+    Puma,
 }
 
 impl Stack {
-    pub fn all() -> [Stack; 4] {
-        [Stack::Waitress, Stack::Werkzeug, Stack::Express, Stack::Jdk]
+    pub fn all() -> [Stack; 12] {
+        [
+            Stack::Waitress,
+            Stack::Werkzeug,
+            Stack::Gunicorn,
+            Stack::Uvicorn,
+            Stack::Express,
+            Stack::Fastify,
+            Stack::Koa,
+            Stack::Jdk,
+            Stack::Jetty,
+            Stack::Php,
+            Stack::Go,
+            Stack::Puma,
+        ]
     }
 
     pub fn name(&self) -> &'static str {
         match self {
             Stack::Waitress => "waitress",
             Stack::Werkzeug => "werkzeug",
+            Stack::Gunicorn => "gunicorn",
+            Stack::Uvicorn => "uvicorn",
             Stack::Express => "express",
+            Stack::Fastify => "fastify",
+            Stack::Koa => "koa",
             Stack::Jdk => "jdk",
+            Stack::Jetty => "jetty",
+            Stack::Php => "php",
+            Stack::Go => "go",
+            Stack::Puma => "puma",
         }
     }
 }
+
+/// The jars the Jetty app runs with (Debian's libjetty9-java and libservlet-api-java).
+const JETTY_JARS: [&str; 7] = [
+    "jetty9-server",
+    "jetty9-servlet",
+    "jetty9-security",
+    "jetty9-http",
+    "jetty9-io",
+    "jetty9-util",
+    "servlet-api",
+];
 
 /// A running app; dropping it ends the process.
 pub struct AppServer {
@@ -107,27 +159,60 @@ fn command(stack: Stack) -> Result<Command, String> {
     let apps = root.join("tests/apps");
     let setup = "run tests/apps/setup.sh";
     let mut cmd = match stack {
-        Stack::Waitress | Stack::Werkzeug => {
+        Stack::Waitress | Stack::Werkzeug | Stack::Gunicorn | Stack::Uvicorn => {
             let python = root.join("target/apps/venv/bin/python");
             if !python.exists() {
                 return Err(format!("{} is missing ({setup})", python.display()));
             }
             let mut c = Command::new(python);
-            c.arg(apps.join("flask_app.py")).arg(stack.name());
+            if stack == Stack::Uvicorn {
+                c.arg(apps.join("starlette_app.py"));
+            } else {
+                c.arg(apps.join("flask_app.py")).arg(stack.name());
+            }
             c
         }
-        Stack::Express => {
+        Stack::Express | Stack::Fastify | Stack::Koa => {
             let express = apps.join("node_modules/express");
             if !express.is_dir() {
                 return Err(format!("{} is missing ({setup})", express.display()));
             }
             let mut c = Command::new("node");
-            c.arg("express_app.js");
+            c.arg(format!("{}_app.js", stack.name()));
             c
         }
         Stack::Jdk => {
             let mut c = Command::new("java");
             c.arg("JdkApp.java");
+            c
+        }
+        Stack::Jetty => {
+            let jars: Vec<String> = JETTY_JARS
+                .iter()
+                .map(|j| format!("/usr/share/java/{j}.jar"))
+                .collect();
+            if let Some(missing) = jars.iter().find(|j| !std::path::Path::new(j).exists()) {
+                return Err(format!("{missing} is missing ({setup})"));
+            }
+            let mut c = Command::new("java");
+            c.arg("-cp").arg(jars.join(":")).arg("JettyApp.java");
+            c
+        }
+        Stack::Php => {
+            let mut c = Command::new("bash");
+            c.arg("php_app.sh");
+            c
+        }
+        Stack::Go => {
+            let bin = root.join("target/apps/goapp");
+            if !bin.exists() {
+                return Err(format!("{} is missing ({setup})", bin.display()));
+            }
+            Command::new(bin)
+        }
+        Stack::Puma => {
+            let mut c = Command::new("ruby");
+            c.arg("rack_app.rb");
             c
         }
     };
