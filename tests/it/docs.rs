@@ -285,31 +285,6 @@ fn links(md: &str) -> Vec<String> {
     out
 }
 
-/// Pages written on other branches at the same time as these docs, linked from the indexes
-/// already. A link to one of them passes while the file is absent; once it exists its
-/// anchors are checked like any other page's. Remove an entry once its page is merged.
-const PENDING: [&str; 4] = [
-    "docs/security/request-grammar.md",
-    "docs/dev/differential-suite.md",
-    "docs/operations/readiness-and-alerts.md",
-    "docs/guide/rate-limits-and-pages.md",
-];
-
-/// `a/b/../c` → `a/c` (lexically; the target may not exist).
-fn lexical(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 #[test]
 fn every_relative_link_resolves() {
     let files = markdown_files();
@@ -337,11 +312,7 @@ fn every_relative_link_resolves() {
                 file.parent().unwrap_or(&root()).join(path)
             };
             if !target.exists() {
-                let rel = lexical(&target);
-                let pending = PENDING.iter().any(|p| rel == lexical(&root().join(p)));
-                if !pending {
-                    broken.push(format!("{name}: {link} (no such file)"));
-                }
+                broken.push(format!("{name}: {link} (no such file)"));
                 continue;
             }
             if let Some(frag) = frag {
