@@ -217,6 +217,90 @@ impl<'a> JsonObject<'a> {
     }
 }
 
+/// An address as text, formatted on the stack as `Display` writes it: an access line has two
+/// (the client's, the upstream's), and `to_string` cost each a trip through the formatter and
+/// an allocation.
+pub struct AddrText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl AddrText {
+    fn write(f: impl FnOnce(&mut std::io::Cursor<&mut [u8]>) -> std::io::Result<()>) -> Self {
+        let mut buf = [0u8; 64];
+        let mut w = std::io::Cursor::new(&mut buf[..]);
+        // The longest address ("[v6%scope]:port", "v6/48") fits: nothing is cut.
+        let len = match f(&mut w) {
+            Ok(()) => usize::try_from(w.position()).unwrap_or(0),
+            Err(_) => 0,
+        };
+        AddrText { buf, len }
+    }
+
+    /// An IPv4 address's octets by hand (`Display` goes through the formatter).
+    fn v4(w: &mut impl Write, ip: std::net::Ipv4Addr) -> std::io::Result<()> {
+        for (i, o) in ip.octets().into_iter().enumerate() {
+            let mut d = [b'.', b'0' + o / 100, b'0' + o / 10 % 10, b'0' + o % 10];
+            let skip = if o >= 100 { 1 } else if o >= 10 { 2 } else { 3 };
+            if i > 0 {
+                d[skip - 1] = b'.';
+                w.write_all(&d[skip - 1..])?;
+            } else {
+                w.write_all(&d[skip..])?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn ip(ip: std::net::IpAddr) -> Self {
+        Self::write(|w| match ip {
+            std::net::IpAddr::V4(v4) => Self::v4(w, v4),
+            std::net::IpAddr::V6(v6) => write!(w, "{v6}"),
+        })
+    }
+
+    /// The network of `prefix` bits `ip` is in, as `ipnet` writes it (`203.0.113.0/24`).
+    pub fn net(ip: std::net::IpAddr, prefix: u8) -> Self {
+        let Ok(net) = ipnet::IpNet::new(ip, prefix) else {
+            return Self::write(|_| Ok(()));
+        };
+        let net = net.trunc();
+        Self::write(|w| {
+            match net.addr() {
+                std::net::IpAddr::V4(v4) => Self::v4(w, v4)?,
+                std::net::IpAddr::V6(v6) => write!(w, "{v6}")?,
+            }
+            write!(w, "/{}", net.prefix_len())
+        })
+    }
+
+    pub fn socket(a: std::net::SocketAddr) -> Self {
+        Self::write(|w| match a {
+            std::net::SocketAddr::V4(a) => {
+                Self::v4(w, *a.ip())?;
+                w.write_all(b":")?;
+                let mut port = [0u8; 5];
+                let mut n = a.port();
+                let mut i = port.len();
+                loop {
+                    i -= 1;
+                    port[i] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                w.write_all(&port[i..])
+            }
+            std::net::SocketAddr::V6(a) => write!(w, "{a}"),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
 /// One access line, time-stamped `at`, in the layout of tracing-subscriber's JSON formatter
 /// (`timestamp`, `level`, `fields`, `target`), written straight into the batch: one is
 /// written per request, and the generic formatter (a map of owned field values per event)
@@ -300,6 +384,39 @@ mod tests {
         fn write_json(&self, out: &mut Vec<u8>) {
             serde_json::to_writer(out, self).unwrap();
         }
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        use proptest::prelude::*;
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+        let fixed: [IpAddr; 6] = [
+            Ipv4Addr::new(0, 0, 0, 0).into(),
+            Ipv4Addr::new(255, 255, 255, 255).into(),
+            Ipv4Addr::new(10, 9, 100, 1).into(),
+            Ipv6Addr::LOCALHOST.into(),
+            "2001:db8:abcd:12:1:2:3:4".parse().unwrap(),
+            "::ffff:192.0.2.1".parse().unwrap(),
+        ];
+        let check = |ip: IpAddr, port: u16| {
+            assert_eq!(AddrText::ip(ip).as_str(), ip.to_string());
+            let prefix = if ip.is_ipv4() { 24 } else { 48 };
+            let net = ipnet::IpNet::new(ip, prefix).unwrap().trunc().to_string();
+            assert_eq!(AddrText::net(ip, prefix).as_str(), net);
+            let sa = SocketAddr::new(ip, port);
+            assert_eq!(AddrText::socket(sa).as_str(), sa.to_string());
+        };
+        for ip in fixed {
+            for port in [0, 9, 80, 65535] {
+                check(ip, port);
+            }
+        }
+        let scoped = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 8080, 0, 7));
+        assert_eq!(AddrText::socket(scoped).as_str(), scoped.to_string());
+        proptest!(|(a in any::<u32>(), b in any::<u128>(), port in any::<u16>())| {
+            check(Ipv4Addr::from(a).into(), port);
+            check(Ipv6Addr::from(b).into(), port);
+        });
     }
 
     #[test]
