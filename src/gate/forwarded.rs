@@ -4,6 +4,7 @@
 //! upstream in `upstream_request_filter`.
 
 use super::headers::Edit;
+use crate::answers::RequestId;
 use crate::config::RequestIdMode;
 use http::{HeaderName, HeaderValue};
 use std::net::IpAddr;
@@ -52,9 +53,32 @@ const OWN: [&str; 5] = [
     "x-request-id",
 ];
 
+/// The first letters of every name in `HOST_CLAIMS`, `CLIENT_CLAIMS` and `OWN`: a header
+/// whose name starts with another (most of a request's) is none of them, at the cost of one
+/// lookup instead of a comparison with each. (`spells` matches a name's letters exactly; only
+/// `-` may be spelled `_`, and no name starts with `-`.)
+const FIRSTS: [bool; 256] = firsts(&[&HOST_CLAIMS, &CLIENT_CLAIMS, &OWN]);
+
+const fn firsts(lists: &[&[&str]]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < lists.len() {
+        let mut j = 0;
+        while j < lists[i].len() {
+            t[lists[i][j].as_bytes()[0] as usize] = true;
+            j += 1;
+        }
+        i += 1;
+    }
+    t
+}
+
 /// Is header `name` (lower case) one the app must not get from this peer?
 fn doomed(name: &str, trusted: bool) -> bool {
     use super::target::spells;
+    if !name.as_bytes().first().is_some_and(|&b| FIRSTS[usize::from(b)]) {
+        return false;
+    }
     spells(name, &HOST_CLAIMS)
         || (!trusted && spells(name, &CLIENT_CLAIMS))
         || (name.contains('_') && (spells(name, &OWN) || spells(name, &CLIENT_CLAIMS)))
@@ -84,14 +108,25 @@ pub struct Origin {
 impl Origin {
     /// The request id as the access line writes it ("" when there is none).
     pub fn request_id(&self) -> &str {
+        // Visible ASCII (`plain_id`, `fresh_id`): UTF-8 as it is.
         self.request_id
             .as_ref()
-            .and_then(|v| v.to_str().ok())
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
             .unwrap_or("")
     }
 
-    /// Put this request's id on `req` (or take the one it was sent away, as decided).
-    pub fn mark(&self, req: &mut impl Edit) {
+    /// Note this request's id on the request as received (`request_filter`), where
+    /// verigate's own answers read it ([`RequestId`]). Its headers are left as sent: an
+    /// extension costs a fraction of a header edit on Pingora's case-keeping map, and only
+    /// the upstream request's headers matter ([`edit`]).
+    pub fn mark(&self, req: &mut pingora::http::RequestHeader) {
+        if let Some(id) = &self.request_id {
+            req.extensions_mut().insert(RequestId(id.clone()));
+        }
+    }
+
+    /// Put this request's id on the upstream request (or take the one it was sent away).
+    fn mark_upstream(&self, req: &mut impl Edit) {
         match &self.request_id {
             Some(id) => req.insert(&REQUEST_ID, id.clone()),
             None if self.drop_sent_id => req.remove(&REQUEST_ID),
@@ -114,14 +149,27 @@ fn plain_id(v: &[u8]) -> bool {
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
 }
 
-/// A fresh request id: 16 random bytes in hex, made once as a header value (the log and the
-/// app's header share it).
+/// A fresh request id: 32 hex digits, made once as a header value (the log and the app's
+/// header share it). An id names a request; it is no secret. The first 16 digits are random
+/// per thread, the last 16 a bijective mix (SplitMix64's finaliser) of the thread's count of
+/// ids added to another random number: unique within a thread, random-looking, and without a
+/// random number generator's work on every request.
 pub fn fresh_id() -> HeaderValue {
-    use rand::RngCore;
-    let mut b = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut b);
+    use std::cell::Cell;
+    thread_local! {
+        static NEXT: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
+    }
+    let (prefix, n) = NEXT.with(|c| {
+        let (prefix, n) = c.get().unwrap_or_else(|| (rand::random(), rand::random()));
+        c.set(Some((prefix, n.wrapping_add(1))));
+        (prefix, n)
+    });
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
     let mut hex = [0u8; 32];
-    for (i, x) in b.into_iter().enumerate() {
+    for (i, x) in prefix.to_be_bytes().into_iter().chain(z.to_be_bytes()).enumerate() {
         hex[2 * i] = b"0123456789abcdef"[usize::from(x >> 4)];
         hex[2 * i + 1] = b"0123456789abcdef"[usize::from(x & 15)];
     }
@@ -169,8 +217,8 @@ pub fn decide(
     }
 }
 
-/// The forwarding headers the app reads. `X-Forwarded-Host` is always the host verigate routed
-/// on, and no other header names a host. From a trusted proxy, its `X-Forwarded-For` is kept
+/// The forwarding headers the app reads, and the request id. `X-Forwarded-Host` is always the
+/// host verigate routed on, and no other header names a host. From a trusted proxy, its `X-Forwarded-For` is kept
 /// and the peer appended (its `-Proto`, `X-Real-IP` and the `CLIENT_CLAIMS` kept); from anyone
 /// else all of them are replaced by what verigate saw, or removed.
 pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<HeaderValue>) {
@@ -186,6 +234,8 @@ pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<HeaderValue>) {
             req.remove(n);
         }
     }
+    // Room for what follows at once (X-Forwarded-Host, -For, -Proto, X-Real-IP).
+    req.reserve(4);
     match host {
         Some(h) => req.insert(&XFH, h),
         None => req.remove(&XFH),
@@ -219,7 +269,7 @@ pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<HeaderValue>) {
         }
         req.insert(&XFP, o.proto());
     }
-    o.mark(req);
+    o.mark_upstream(req);
 }
 
 /// An address as a header value, formatted on the stack (one allocation: the value's own).
@@ -280,6 +330,9 @@ mod tests {
         let peer: IpAddr = if trusted { "10.0.0.1" } else { "198.51.100.7" }.parse().unwrap();
         let nets = ["10.0.0.0/8".parse().unwrap()];
         let o = decide(&req, Some(peer), false, &nets, mode);
+        o.mark(&mut req);
+        let noted = req.extensions.get::<RequestId>().map(|r| r.0.clone());
+        assert_eq!(noted, o.request_id, "the id verigate's answers show");
         edit(&mut req, &o, Some(HeaderValue::from_static("shop.example")));
         let got = req
             .headers
