@@ -2,9 +2,9 @@
 //! normalisation, route matching on a 200-route table, header strip and inject.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use verigate::config::Forward;
 use verigate::gate::headers::{age_on, edit_plain, inject, strip_identity, Identity};
-use verigate::providers::ProviderId;
+use verigate::identity::Forward;
+use verigate::identity::ProviderId;
 use verigate::routing::path::normalize;
 use verigate::routing::{MatchRule, Route, RouteTable};
 use verigate::session::{Claims, Keyring, Purpose};
@@ -184,7 +184,7 @@ fn hot_path(c: &mut Criterion) {
             ..claims()
         },
     );
-    let live = verigate::flow::registry::live(cfg).unwrap();
+    let live = verigate::providers::registry::live(cfg).unwrap();
     let mut req = pingora::http::RequestHeader::build("GET", b"/whoami", None).unwrap();
     req.append_header("host", "shop").unwrap();
     req.append_header("accept", "text/html").unwrap();

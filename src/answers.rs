@@ -750,13 +750,17 @@ mod tests {
         let titles: std::collections::HashSet<_> =
             Refusal::ALL.iter().map(|r| r.texts().1).collect();
         assert!(titles.len() >= Refusal::ALL.len() - 4, "{titles:?}");
-        // README lists every code.
-        let readme = include_str!("../README.md");
+        // The reference page lists every code, in the row of its status.
+        let page = include_str!("../docs/reference/refusals.md");
         for r in Refusal::ALL {
+            let row = format!("| {} |", r.status());
+            let code = format!("`{}`", r.code());
             assert!(
-                readme.contains(&format!("`{}`", r.code())),
-                "README misses {}",
-                r.code()
+                page.lines()
+                    .any(|l| l.starts_with(&row) && l.contains(&code)),
+                "docs/reference/refusals.md misses {} in its {} row",
+                r.code(),
+                r.status()
             );
         }
     }

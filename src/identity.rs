@@ -3,79 +3,69 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ProviderId {
-    #[serde(rename = "iamport")]
-    Iamport,
-    #[serde(rename = "tomo")]
-    Tomo,
-    #[serde(rename = "ifree")]
-    Ifree,
-    #[serde(rename = "portone")]
-    Portone,
+/// The one list of identity providers, in the order the choice page offers them. Each line
+/// is a provider's [`ProviderId`] variant, its name (in the config, in URLs and metrics, and
+/// its folder `src/providers/<name>/`), whose identity it gives ([`Namespace`]) and whether it
+/// verifies the birth date it gives. A new provider is one line here and its folder (and its
+/// `pub mod` in `src/providers/mod.rs`): every list of providers in the code is made from this
+/// one, by `each_provider!(m)`, which hands the list to the macro `m`.
+macro_rules! each_provider {
+    ($then:ident) => {
+        $then! {
+            Iamport iamport (Namespace::Ci, verifies_birth: true),
+            Portone portone (Namespace::Ci, verifies_birth: true),
+            Tomo tomo (Namespace::TomoPpid, verifies_birth: true),
+            // ifree's birth date is written by the member's own client: self-asserted, never
+            // enough for `min_age`.
+            Ifree ifree (Namespace::IfreeMember, verifies_birth: false),
+        }
+    };
 }
+pub(crate) use each_provider;
+
+macro_rules! provider_id {
+    ($($variant:ident $name:ident ($namespace:expr, verifies_birth: $birth:literal),)*) => {
+        /// A provider verigate knows: see `each_provider!`. Its serde name is its name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum ProviderId {
+            $($variant,)*
+        }
+
+        impl ProviderId {
+            /// Every provider, in the order the choice page offers them.
+            pub const ALL: [ProviderId; [$(stringify!($name),)*].len()] =
+                [$(ProviderId::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ProviderId::$variant => stringify!($name),)*
+                }
+            }
+
+            /// Whether the provider itself verifies the birth date it gives (a self-asserted
+            /// one is never enough for `min_age`).
+            pub fn verifies_birth(self) -> bool {
+                match self {
+                    $(ProviderId::$variant => $birth,)*
+                }
+            }
+
+            /// Whose identity the provider gives: people are told apart (one account per
+            /// person) only within one namespace.
+            pub fn namespace(self) -> Namespace {
+                match self {
+                    $(ProviderId::$variant => $namespace,)*
+                }
+            }
+        }
+    };
+}
+each_provider!(provider_id);
 
 impl ProviderId {
-    /// Every provider, in the order the choice page offers them.
-    pub const ALL: [ProviderId; 4] = [
-        ProviderId::Iamport,
-        ProviderId::Portone,
-        ProviderId::Tomo,
-        ProviderId::Ifree,
-    ];
-
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderId::Iamport => "iamport",
-            ProviderId::Tomo => "tomo",
-            ProviderId::Ifree => "ifree",
-            ProviderId::Portone => "portone",
-        }
-    }
-    /// Whether the provider itself verifies the birth date it gives (ifree's is written by
-    /// the member's own client: self-asserted, never enough for `min_age`).
-    pub fn verifies_birth(self) -> bool {
-        match self {
-            ProviderId::Iamport | ProviderId::Tomo | ProviderId::Portone => true,
-            ProviderId::Ifree => false,
-        }
-    }
-
-    /// Whose identity the provider gives: people are told apart (one account per person)
-    /// only within one namespace.
-    pub fn namespace(self) -> Namespace {
-        match self {
-            ProviderId::Iamport | ProviderId::Portone => Namespace::Ci,
-            ProviderId::Tomo => Namespace::TomoPpid,
-            ProviderId::Ifree => Namespace::IfreeMember,
-        }
-    }
-
-    /// What the choice page shows (Korean / English).
-    pub fn label(self) -> (&'static str, &'static str) {
-        match self {
-            ProviderId::Iamport => ("휴대폰 본인인증", "Mobile phone verification (Korea)"),
-            ProviderId::Tomo => (
-                "외국인 신분증 인증",
-                "Foreign visitor? Verify with your passport / ID",
-            ),
-            ProviderId::Ifree => ("ifree 로그인", "Log in with ifree"),
-            ProviderId::Portone => ("휴대폰 본인인증", "Mobile phone verification (Korea)"),
-        }
-    }
-
-    /// Who runs it, for the choice page: two ways of the same kind (Iamport and PortOne are
-    /// both mobile phone verification) are told apart by it.
-    pub fn via(self) -> &'static str {
-        match self {
-            ProviderId::Iamport => "아임포트 · Iamport",
-            ProviderId::Portone => "포트원 · PortOne",
-            ProviderId::Tomo => "TomoIDV",
-            ProviderId::Ifree => "ifree",
-        }
     }
 }
 
@@ -119,6 +109,20 @@ impl Forward {
             birth: self.birth || o.birth,
             gender: self.gender || o.gender,
             phone: self.phone || o.phone,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_providers_serde_name_is_its_name() {
+        for id in ProviderId::ALL {
+            let json = serde_json::to_string(&id).unwrap();
+            assert_eq!(json, format!("\"{}\"", id.as_str()));
+            assert_eq!(ProviderId::parse(id.as_str()), Some(id));
         }
     }
 }

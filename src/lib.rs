@@ -8,7 +8,6 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod demo;
-pub mod flow;
 pub mod gate;
 pub mod identity;
 pub mod listen;
@@ -18,7 +17,6 @@ pub mod metrics;
 pub mod providers;
 pub mod reload;
 pub mod routing;
-pub mod sandbox;
 pub mod session;
 pub mod store;
 pub mod upstreams;
@@ -182,7 +180,7 @@ pub fn build(cfg: RuntimeConfig, mut opts: BuildOptions) -> Result<Built, BuildE
     let redirect_listen = cfg.redirect_http.as_ref().map(|l| l.addr);
     let http2 = cfg.tls.as_ref().map(|t| t.http2);
     let store = store::open(&cfg.store)?;
-    let live = Arc::new(ArcSwap::from_pointee(flow::registry::live(cfg)?));
+    let live = Arc::new(ArcSwap::from_pointee(providers::registry::live(cfg)?));
 
     let revoked = Arc::new(live::revoked::Revoked::new());
     server.add_service(pingora::services::background::background_service(

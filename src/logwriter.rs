@@ -2,7 +2,7 @@
 //! and a background thread writes the batch out every 100 ms, or as soon as 64 KiB wait. A
 //! per-line hand-off to a writer thread (what `tracing_appender::non_blocking` does) woke that
 //! thread on every request: under load it cost a fifth of verigate's CPU, as much as the proxy
-//! work itself (see README, Performance).
+//! work itself (see docs/performance.md).
 //!
 //! Nothing is dropped: when 8 MiB are waiting (the output is stuck), writers wait for room.
 //! [`FlushGuard`] writes what is left when dropped, so `main` keeps it until the server stops.

@@ -283,7 +283,7 @@ fn main() -> ExitCode {
             tomo_jwk,
         } => {
             if tomo_jwk {
-                let (private, public) = verigate::providers::tomo::fresh_jwk_pair();
+                let (private, public) = verigate::providers::tomo::client::fresh_jwk_pair();
                 println!("# providers.tomo.private_key_env / _file (secret):");
                 println!("{private}");
                 println!("# public JWK, to register (verigate sandbox --tomo-client ID=FILE):");

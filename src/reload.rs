@@ -94,7 +94,8 @@ impl Reloader {
         if !fixed.is_empty() {
             return Err(fixed);
         }
-        let next = crate::flow::registry::succeed(&old, cfg).map_err(|e| vec![e.to_string()])?;
+        let next =
+            crate::providers::registry::succeed(&old, cfg).map_err(|e| vec![e.to_string()])?;
         self.live.store(Arc::new(next));
         Ok(())
     }

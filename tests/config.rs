@@ -161,7 +161,7 @@ fn tomo_settings_are_validated() {
         m.insert("IMP_SECRET".to_string(), "s".to_string());
         m.insert(
             "TOMO".to_string(),
-            verigate::sandbox::tomo::SANDBOX_CLIENT_JWK
+            verigate::providers::tomo::sandbox::SANDBOX_CLIENT_JWK
                 .trim()
                 .to_string(),
         );
@@ -216,7 +216,7 @@ fn tomo_secrets() -> Secrets {
     m.insert("IMP_SECRET".to_string(), "s".to_string());
     m.insert(
         "TOMO".to_string(),
-        verigate::sandbox::tomo::SANDBOX_CLIENT_JWK
+        verigate::providers::tomo::sandbox::SANDBOX_CLIENT_JWK
             .trim()
             .to_string(),
     );
@@ -294,7 +294,10 @@ fn check_prints_warnings_and_still_passes() {
         .env("KEYS", KEY)
         .env("IMP_KEY", "k")
         .env("IMP_SECRET", "s")
-        .env("TOMO", verigate::sandbox::tomo::SANDBOX_CLIENT_JWK.trim())
+        .env(
+            "TOMO",
+            verigate::providers::tomo::sandbox::SANDBOX_CLIENT_JWK.trim(),
+        )
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

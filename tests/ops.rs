@@ -357,7 +357,8 @@ async fn metrics_move_with_traffic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_logs_carry_no_personal_data_and_reload_on_sighup() {
-    let (router, _sim) = verigate::sandbox::router(verigate::sandbox::SandboxOptions::default());
+    let (router, _sim) =
+        verigate::demo::sandbox::router(verigate::providers::sandbox::SandboxOptions::default());
     let sandbox = spawn_router(router).await;
     let echo = Arc::new(Echo::default());
     let upstream = spawn_router(

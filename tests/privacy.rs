@@ -92,7 +92,8 @@ struct Run {
 /// Start the binary with `store` (its files in `dir`), run the flow, and collect its log; the
 /// binary still runs when the caller reads what the store kept (it stops with `Run`).
 async fn run(dir: &std::path::Path, store: Storage) -> Run {
-    let (router, _sims) = verigate::sandbox::router(verigate::sandbox::SandboxOptions::default());
+    let (router, _sims) =
+        verigate::demo::sandbox::router(verigate::providers::sandbox::SandboxOptions::default());
     let sandbox = spawn_router(router).await;
     let cfg = dir.join("verigate.yaml");
     std::fs::write(

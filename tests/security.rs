@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use verigate::providers::ProviderId;
+use verigate::identity::ProviderId;
 use verigate::session::{Claims, Keyring, Purpose};
 
 const SPOOFS: &[&str] = &[

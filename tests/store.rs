@@ -689,7 +689,7 @@ fn session_for(ci_hash: &str) -> String {
             unique_in_site: format!("di-{ci_hash}"),
             ci_hash: ci_hash.into(),
             birth: chrono::NaiveDate::from_ymd_opt(1990, 1, 1),
-            provider: verigate::providers::ProviderId::Iamport,
+            provider: verigate::identity::ProviderId::Iamport,
             verified_at: now,
             issued_at: now,
             expires_at: now + 3600,

@@ -4,7 +4,8 @@
 mod common;
 use common::*;
 use serde_json::{json, Value};
-use verigate::providers::tomo::{client_assertion, jwk_to_pem, CLIENT_ASSERTION_TYPE};
+use verigate::crypto::jwk::jwk_to_pem;
+use verigate::providers::tomo::client::{client_assertion, CLIENT_ASSERTION_TYPE};
 
 /// Tomo alone (at `tomo`): an adult area on it, the rest open.
 fn tomo_only(tomo: Provider) -> Proxy {
@@ -339,7 +340,7 @@ async fn sandbox_checks_client_assertions_for_real() {
     let env = env().await;
     let c = client();
     let token_url = format!("http://{}/tomo/v1/oauth2/token", env.sandbox);
-    let pem = jwk_to_pem(verigate::sandbox::tomo::SANDBOX_CLIENT_JWK).unwrap();
+    let pem = jwk_to_pem(verigate::providers::tomo::sandbox::SANDBOX_CLIENT_JWK).unwrap();
     let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
     let now = chrono::Utc::now().timestamp();
     let ask = |assertion: String| {
@@ -385,7 +386,7 @@ async fn sandbox_checks_client_assertions_for_real() {
             .0,
         401
     );
-    let (other, _) = verigate::providers::tomo::fresh_jwk_pair();
+    let (other, _) = verigate::providers::tomo::client::fresh_jwk_pair();
     let other_key =
         jsonwebtoken::EncodingKey::from_ec_pem(jwk_to_pem(&other).unwrap().as_bytes()).unwrap();
     let (s, body) =
@@ -622,7 +623,7 @@ async fn ask_token(env: &Env, assertion: &str) -> (u16, Value) {
 
 /// Ask the sandbox's token endpoint with `claims` signed by the sandbox client's key.
 async fn token_for(env: &Env, claims: &Value) -> (u16, Value) {
-    let pem = jwk_to_pem(verigate::sandbox::tomo::SANDBOX_CLIENT_JWK).unwrap();
+    let pem = jwk_to_pem(verigate::providers::tomo::sandbox::SANDBOX_CLIENT_JWK).unwrap();
     let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     header.typ = Some("JWT".into());

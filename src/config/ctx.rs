@@ -32,29 +32,29 @@ impl Secrets {
     }
 }
 
-pub(in crate::config) struct Ctx<'a> {
-    pub(in crate::config) problems: Vec<Problem>,
+pub(crate) struct Ctx<'a> {
+    pub(crate) problems: Vec<Problem>,
     /// Valid, but probably not meant: printed by `check`, logged at start; never refuse.
-    pub(in crate::config) warnings: Vec<Problem>,
-    pub(in crate::config) secrets: &'a Secrets,
+    pub(crate) warnings: Vec<Problem>,
+    pub(crate) secrets: &'a Secrets,
 }
 
 impl Ctx<'_> {
-    pub(in crate::config) fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {
             path: path.into(),
             message: message.into(),
         });
     }
 
-    pub(in crate::config) fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.warnings.push(Problem {
             path: path.into(),
             message: message.into(),
         });
     }
 
-    pub(in crate::config) fn duration(
+    pub(crate) fn duration(
         &mut self,
         path: &str,
         value: Option<&str>,
@@ -73,7 +73,7 @@ impl Ctx<'_> {
     }
 
     /// A secret named either by `<base>_env` or `<base>_file`; exactly one must be set.
-    pub(in crate::config) fn secret(
+    pub(crate) fn secret(
         &mut self,
         path: &str,
         base: &str,
@@ -127,12 +127,7 @@ impl Ctx<'_> {
         }
     }
 
-    pub(in crate::config) fn url(
-        &mut self,
-        path: &str,
-        value: Option<&str>,
-        default: &str,
-    ) -> String {
+    pub(crate) fn url(&mut self, path: &str, value: Option<&str>, default: &str) -> String {
         let v = value.unwrap_or(default).trim_end_matches('/').to_string();
         let lower = v.to_ascii_lowercase();
         if !(lower.starts_with("https://") || lower.starts_with("http://")) || v.len() < 10 {

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-pub use super::providers::{FileIamport, FileIfree, FilePortone, FileProviders, FileTomo};
+use crate::providers::settings::FileProviders;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,7 +59,7 @@ pub struct FileConfig {
     pub routes: Vec<FileRoute>,
 }
 
-/// The listener's certificate (see README "TLS and HTTP/2").
+/// The listener's certificate (docs/guide/tls-and-http2.md).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileTls {
@@ -72,7 +72,7 @@ pub struct FileTls {
     pub http2: Option<bool>,
 }
 
-/// Deadlines for slow clients (see README "What a request meets").
+/// Deadlines for slow clients, trusted proxies and kept-post limits (docs/reference/config.md).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileClients {
@@ -97,7 +97,7 @@ pub struct FileClients {
     pub max_kept_per_client: Option<u32>,
 }
 
-/// Pingora settings (see README "Performance").
+/// Pingora settings (docs/performance.md).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileTuning {

@@ -1,13 +1,13 @@
 //! Configuration: YAML file types (`file`) are validated once (`validate`) into the immutable
 //! runtime types below, shared behind an `Arc`. Every problem names its key path.
 
-mod ctx;
+pub(crate) mod ctx;
 pub mod duration;
 pub mod file;
-pub mod providers;
-pub mod tomo_policy;
 mod validate;
 
+use crate::identity::Forward;
+use crate::providers::settings::Providers;
 use crate::routing::RouteTable;
 use crate::session::Keyring;
 use chrono_tz::Tz;
@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use ctx::Secrets;
-pub use providers::{IamportConfig, IfreeConfig, PortoneConfig, Providers, TomoConfig};
 pub use validate::from_yaml_str;
 
 /// One problem in a config file, located by its key path (`routes[2].require.min_age`).
@@ -328,8 +327,6 @@ pub struct Tuning {
     pub upstream_keepalive_pool: usize,
     pub listener_tasks: usize,
 }
-
-pub use crate::identity::Forward;
 
 /// The validated configuration every request reads. Immutable; reload builds a new one.
 #[derive(Debug)]

@@ -79,8 +79,9 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Forward, IdentityHeaders};
-    use crate::providers::ProviderId;
+    use crate::config::IdentityHeaders;
+    use crate::identity::Forward;
+    use crate::identity::ProviderId;
     use crate::routing::{MatchRule, Require};
     use crate::session::Claims;
     use chrono::NaiveDate;

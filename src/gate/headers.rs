@@ -1,7 +1,8 @@
 //! Identity headers: strip every client-sent one (any case, `_` for `-`), inject verigate's.
 //! Cookies: read verigate's own, keep them from reaching the upstream app.
 
-use crate::config::{Forward, IdentityHeaders};
+use crate::config::IdentityHeaders;
+use crate::identity::Forward;
 use crate::live::sessions::encode;
 pub use crate::live::sessions::Verified;
 use crate::routing::Route;

@@ -357,7 +357,7 @@ fn target(req: &RequestHeader) -> &str {
 
 fn cookie(cfg: &RuntimeConfig, claims: &KeptClaims, ttl: Duration) -> String {
     let s = &cfg.session;
-    crate::flow::cookie_header(
+    crate::providers::flow::cookie_header(
         &s.kept_cookie,
         &s.keys.seal_json(Purpose::Kept, claims),
         "/",
@@ -368,7 +368,7 @@ fn cookie(cfg: &RuntimeConfig, claims: &KeptClaims, ttl: Duration) -> String {
 
 /// The `Set-Cookie` that ends this browser's kept-request cookie.
 pub fn clear_cookie(cfg: &RuntimeConfig) -> String {
-    crate::flow::cookie_header(&cfg.session.kept_cookie, "", "/", 0, cfg.session.secure)
+    crate::providers::flow::cookie_header(&cfg.session.kept_cookie, "", "/", 0, cfg.session.secure)
 }
 
 /// What a browser's GET finds of a kept request.

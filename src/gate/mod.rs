@@ -76,7 +76,7 @@ pub struct Ctx {
     upstream_status: Option<u16>,
     /// verigate's cookies are already gone from the request (see `check`).
     cookies_stripped: bool,
-    flow_provider: Option<crate::providers::ProviderId>,
+    flow_provider: Option<crate::identity::ProviderId>,
     /// (route name, person hash, what completes it) of a one-account reservation this
     /// request holds.
     reservation: Option<(String, String, routes::CommitOn)>,
@@ -234,7 +234,7 @@ impl Gate {
                         .path_and_query()
                         .map(|p| p.as_str())
                         .unwrap_or("/");
-                    let verify = crate::flow::verify_url(&cfg.flow_prefix, return_to);
+                    let verify = crate::providers::flow::verify_url(&cfg.flow_prefix, return_to);
                     // A form post from this site's page (or a kept one still unverified) is
                     // kept for after the verification.
                     let rule = route.require.as_ref().and_then(|r| r.keep.as_ref());
@@ -457,19 +457,27 @@ impl Gate {
 
         // A provider's own servers posting to its callback path (ifree's registrations):
         // server to server, never a gated route.
-        if let Some(flow) = crate::flow::callback_of(&live, &normalized) {
+        if let Some(flow) = crate::providers::flow::callback_of(&live, &normalized) {
             ctx.decision = "flow";
             ctx.flow_provider = Some(flow.id());
-            crate::flow::callback(flow.as_ref(), &live, self.store.as_ref(), session).await?;
+            crate::providers::flow::callback(flow.as_ref(), &live, self.store.as_ref(), session)
+                .await?;
             return Ok(true);
         }
-        if let Some(rest) = crate::flow::under_prefix(&normalized, &cfg.flow_prefix) {
+        if let Some(rest) = crate::providers::flow::under_prefix(&normalized, &cfg.flow_prefix) {
             ctx.decision = "flow";
             let rest = rest.to_string();
-            ctx.flow_provider = crate::providers::ProviderId::parse(
+            ctx.flow_provider = crate::identity::ProviderId::parse(
                 rest.trim_start_matches('/').split('/').next().unwrap_or(""),
             );
-            crate::flow::handle(&live, self.store.as_ref(), &self.revoked, session, &rest).await?;
+            crate::providers::flow::handle(
+                &live,
+                self.store.as_ref(),
+                &self.revoked,
+                session,
+                &rest,
+            )
+            .await?;
             return Ok(true);
         }
 
@@ -581,10 +589,13 @@ fn is_safe(m: &http::Method) -> bool {
 /// where another verification of the same person can pass (another method), "verify again".
 fn session_refusal(session: &Session, cfg: &crate::config::RuntimeConfig, r: Refusal) -> Problem {
     let here = here(session);
-    let p = Problem::new(r).with_switch(crate::flow::switch_action(&cfg.flow_prefix, here));
+    let p = Problem::new(r).with_switch(crate::providers::flow::switch_action(
+        &cfg.flow_prefix,
+        here,
+    ));
     match r {
         Refusal::AgeUnknown | Refusal::KoreanNational => {
-            p.with_next(crate::flow::verify_url(&cfg.flow_prefix, here))
+            p.with_next(crate::providers::flow::verify_url(&cfg.flow_prefix, here))
         }
         _ => p,
     }

@@ -9,7 +9,7 @@ pub mod sessions;
 use crate::clock::unix_now;
 use crate::config::RuntimeConfig;
 use crate::identity::ProviderId;
-pub use provider::ProviderFlow;
+use provider::ProviderFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ pub struct Live {
 }
 
 impl Live {
-    /// A config and the flows built from it (`flow::registry` builds them).
+    /// A config and the flows built from it (`providers::registry` builds them).
     pub fn new(cfg: RuntimeConfig, flows: Vec<Arc<dyn ProviderFlow>>) -> Self {
         Live::build(cfg, flows, None)
     }

@@ -1,18 +1,34 @@
 //! The one interface every provider's flow offers: the flow endpoints, the choice page, the
 //! gate and reload reach a provider only through it, so none of them names a provider.
-//! Implemented under `flow/`, one file per provider; built by `flow::registry`.
+//! Implemented by each provider's `src/providers/<name>/flow.rs`; built by
+//! `providers::registry`.
 
 use crate::answers::Reply;
-use crate::config::Providers;
 use crate::identity::ProviderId;
 use crate::live::Live;
+use crate::providers::settings::Providers;
 use crate::store::Store;
 use async_trait::async_trait;
 use pingora::proxy::Session;
 
+/// How the choice page offers a provider.
+pub struct Choice {
+    /// What it is (Korean, English).
+    pub label: (&'static str, &'static str),
+    /// Who runs it: two ways of the same kind (Iamport's and PortOne's mobile phone
+    /// verification) are told apart by it.
+    pub via: &'static str,
+    /// A small picture of the kind of verification (a phone, an ID card, a key), so two ways
+    /// look different at a glance (trusted SVG).
+    pub icon: &'static str,
+}
+
 #[async_trait]
 pub trait ProviderFlow: Send + Sync {
     fn id(&self) -> ProviderId;
+
+    /// How the choice page offers it.
+    fn choice(&self) -> Choice;
 
     /// Whether this flow was built from exactly these settings: a reload then keeps it (and
     /// its client's cached token).

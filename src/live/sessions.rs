@@ -33,7 +33,7 @@ pub struct Verified {
     /// The id a logout revokes (`live::session_id`); empty: not revocable (tests).
     pub revocation_id: String,
     /// A TomoIDV session of a person with a CI, by the config this session was opened under
-    /// (`TomoConfig::has_ci`).
+    /// (`tomo::settings::Settings::has_ci`).
     pub has_ci: bool,
     pub base: Vec<(HeaderName, HeaderValue)>,
     pub(crate) age_ok: HeaderName,
@@ -163,7 +163,7 @@ mod tests {
             unique_in_site: "site-id".into(),
             ci_hash: "ci-hash".into(),
             birth: None,
-            provider: crate::providers::ProviderId::Iamport,
+            provider: crate::identity::ProviderId::Iamport,
             verified_at: 0,
             issued_at: 0,
             expires_at,

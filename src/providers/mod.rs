@@ -1,18 +1,24 @@
 //! Identity providers. Each file talks to one provider's real API and turns its answer into a
 //! [`VerifiedPerson`]; the flow module decides whether to accept it.
 
+pub mod accept;
+pub mod flow;
+pub mod registry;
+pub mod sandbox;
+pub mod settings;
+
 pub mod iamport;
 pub mod ifree;
 pub mod portone;
 pub mod tomo;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use futures::future::{BoxFuture, FutureExt, WeakShared};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-pub use crate::identity::ProviderId;
+use crate::identity::ProviderId;
 
 /// A person as a provider vouched for them. `ci` lives only in memory, long enough to hash it.
 #[derive(Clone, PartialEq, Eq)]
@@ -76,6 +82,24 @@ impl ProviderError {
     pub fn reason(&self) -> &'static str {
         self.refusal().code()
     }
+}
+
+/// A date of birth as a provider writes it (TomoIDV: format unconfirmed; ifree): exactly `YYYY-MM-DD` or
+/// `YYYYMMDD`, a real date from 1900 on. Anything else (`1990-1-1`, `+1990-01-01`, year 1) is
+/// unknown, so it never passes a `min_age` route.
+pub fn parse_dob(s: &str) -> Option<NaiveDate> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    let (y, m, d) = match b.len() {
+        10 if b[4] == b'-' && b[7] == b'-' && digits(0..4) && digits(5..7) && digits(8..10) => {
+            (&s[0..4], &s[5..7], &s[8..10])
+        }
+        8 if digits(0..8) => (&s[0..4], &s[4..6], &s[6..8]),
+        _ => return None,
+    };
+    let date = NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)?;
+    (date.year() >= 1900).then_some(date)
 }
 
 pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, ProviderError> {

@@ -132,8 +132,8 @@ impl SqliteStore {
 
     /// The journal mode and `synchronous` level in effect on this store's connection, as
     /// SQLite reports them (`("wal", 2)`: WAL, FULL). `tests/store.rs` reads them to prove
-    /// the durability README claims; `PRAGMA journal_mode=WAL` falls back silently when it
-    /// cannot switch, so what was asked for is not proof.
+    /// the durability docs/guide/redis.md claims; `PRAGMA journal_mode=WAL` falls back
+    /// silently when it cannot switch, so what was asked for is not proof.
     pub async fn pragmas(&self) -> Result<(String, i64), StoreError> {
         self.with(|c| {
             let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;

@@ -20,8 +20,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use verigate::sandbox::iamport::IamportSim;
-use verigate::sandbox::{self, SandboxOptions};
+use verigate::demo::sandbox;
+use verigate::providers::sandbox::SandboxOptions;
 
 pub fn loopback() -> SocketAddr {
     ([127, 0, 0, 1], 0).into()
@@ -184,9 +184,9 @@ pub struct Env {
     pub sandbox: SocketAddr,
     pub upstream: SocketAddr,
     pub echo: Arc<Echo>,
-    pub sim: Arc<IamportSim>,
-    pub tomo: Arc<verigate::sandbox::tomo::TomoSim>,
-    pub ifree: Arc<verigate::sandbox::ifree::IfreeSim>,
+    pub sim: Arc<verigate::providers::iamport::sandbox::Sim>,
+    pub tomo: Arc<verigate::providers::tomo::sandbox::Sim>,
+    pub ifree: Arc<verigate::providers::ifree::sandbox::Sim>,
     pub client: reqwest::Client,
     /// The config file, when `Proxy::reloadable`.
     pub config_path: Option<std::path::PathBuf>,
@@ -749,7 +749,7 @@ pub fn start_binary(config: &std::path::Path) -> Proc {
         .env("IMP_SECRET", "sandbox_secret")
         .env(
             "TOMO_KEY",
-            verigate::sandbox::tomo::SANDBOX_CLIENT_JWK.trim(),
+            verigate::providers::tomo::sandbox::SANDBOX_CLIENT_JWK.trim(),
         )
         .env("IFREE_SECRET", "sandbox_secret")
         .env("PORTONE_SECRET", "sandbox_secret")

@@ -41,7 +41,7 @@ fn sandbox_secrets() -> HashMap<String, String> {
         ("PORTONE_SECRET", "sandbox_secret"),
         (
             "TOMO_KEY",
-            verigate::sandbox::tomo::SANDBOX_CLIENT_JWK.trim(),
+            verigate::providers::tomo::sandbox::SANDBOX_CLIENT_JWK.trim(),
         ),
     ]
     .into_iter()

@@ -37,7 +37,7 @@ impl Upstream {
                 spawn_router(Router::new().fallback(any(echo)).with_state(e.clone())).await
             }
             Upstream::Raw => spawn_raw_upstream(e.clone()).await,
-            Upstream::DemoShop => spawn_router(verigate::sandbox::demo_app::router()).await,
+            Upstream::DemoShop => spawn_router(verigate::demo::app::router()).await,
             Upstream::At(addr) => addr,
         }
     }

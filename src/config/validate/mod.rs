@@ -1,5 +1,5 @@
-//! File types -> runtime types, one file per area (providers check their own settings under
-//! `config::providers`). Collects every problem instead of stopping at the first.
+//! File types -> runtime types, one file per area (each provider checks its own settings in
+//! `providers::<name>::settings`). Collects every problem instead of stopping at the first.
 
 mod routes;
 mod server;
@@ -331,7 +331,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         .and_then(|h| h.assertion.as_ref())
         .filter(|a| a.enabled)
         .and_then(|a| session::assertion(ctx, a));
-    let providers = super::providers::validate(ctx, &f.providers, &flow_prefix);
+    let providers = crate::providers::settings::validate(ctx, &f.providers, &flow_prefix);
 
     let store = match &f.store {
         None => StoreConfig::Sqlite {

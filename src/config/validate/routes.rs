@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::identity::ProviderId;
+use crate::providers::settings::FileProviders;
 use crate::routing::{KeepRule, MatchRule, Require};
 
 pub(super) fn route(

@@ -1,0 +1,84 @@
+//! The steps every provider's result goes through before it becomes a session, written once:
+//! the browser's own flow, the result made for that flow, certified, fresh, used once, and the
+//! person's identity keyed. A provider's file only says how to get its result.
+
+use crate::answers::{Problem, Refusal};
+use crate::live::Live;
+use crate::providers::flow::{ci_identity, read_flow, refuse, session_claims, use_once};
+use crate::providers::{ProviderId, VerifiedPerson};
+use crate::session::{Claims, FlowClaims};
+use crate::store::Store;
+use pingora::proxy::Session;
+use std::time::Duration;
+
+/// The flow this browser started with `provider` (its sealed flow cookie): `flow_missing`
+/// without one.
+pub(crate) fn this_flow(
+    live: &Live,
+    session: &Session,
+    provider: ProviderId,
+) -> Result<FlowClaims, Problem> {
+    read_flow(live, session)
+        .filter(|f| f.provider == provider)
+        .ok_or_else(|| refuse(provider, Refusal::FlowMissing, live, None))
+}
+
+/// How a person is told apart, for the session's `unique_in_site` and one-account rules.
+pub(crate) enum Identity {
+    /// From the result's CI (and DI when the provider gives one): Iamport, PortOne. A result
+    /// without a CI is the provider's error.
+    Ci,
+    /// Already keyed by the provider's file: `(unique_in_site, ci_hash)`.
+    Keyed(String, String),
+}
+
+/// What a provider's result must satisfy besides being this flow's.
+pub(crate) struct Rules<'a> {
+    /// A result older than this is `stale_result` (None: the provider's result is live).
+    pub max_age: Option<Duration>,
+    /// The result's one-use key and how long it is remembered (None: the provider's file has
+    /// claimed its token itself).
+    pub once: Option<(&'a str, Duration)>,
+    pub identity: Identity,
+}
+
+/// Accept `person` for `flow`: certified, made for this flow's nonce, fresh, never used before.
+/// Answers the session's claims, or the problem to show.
+pub(crate) async fn accept(
+    live: &Live,
+    store: &dyn Store,
+    flow: &FlowClaims,
+    person: VerifiedPerson,
+    rules: Rules<'_>,
+) -> Result<Claims, Problem> {
+    let provider = person.provider;
+    let rt = Some(flow.return_to.as_str());
+    if !person.certified {
+        return Err(refuse(provider, Refusal::NotCertified, live, rt));
+    }
+    if person.nonce != flow.nonce {
+        return Err(refuse(provider, Refusal::FlowMismatch, live, rt));
+    }
+    if let Some(max) = rules.max_age {
+        let age = chrono::Utc::now()
+            .signed_duration_since(person.verified_at)
+            .num_seconds();
+        if age > max.as_secs() as i64 || age < -60 {
+            return Err(refuse(provider, Refusal::StaleResult, live, rt));
+        }
+    }
+    let (unique_in_site, ci_hash) = match rules.identity {
+        Identity::Keyed(u, h) => (u, h),
+        Identity::Ci => match person.ci.as_deref() {
+            Some(ci) => ci_identity(live, ci, person.unique_in_site.as_deref()),
+            None => {
+                tracing::warn!(provider = provider.as_str(), "verified without a CI");
+                return Err(refuse(provider, Refusal::ProviderBadResponse, live, rt));
+            }
+        },
+    };
+    if let Some((key, ttl)) = rules.once {
+        use_once(store, provider, key, ttl, live, &flow.return_to).await?;
+    }
+    Ok(session_claims(live, person, unique_in_site, ci_hash))
+}

@@ -1,0 +1,755 @@
+//! verigate's own endpoints under `flow_prefix`: the provider choice page, provider flows,
+//! the session endpoint, logout and the JWKS.
+
+use crate::answers::Refusal;
+use crate::answers::{escape, page, wants_html, Problem, Reply, BACK_MARK};
+use crate::clock::unix_now;
+use crate::identity::ProviderId;
+use crate::live::provider::ProviderFlow;
+use crate::live::revoked::Revoked;
+use crate::live::{read_cookie, session_id, Live};
+use crate::routing::path::normalize;
+use crate::session::{Claims, FlowClaims, Purpose};
+use crate::store::Store;
+use pingora::proxy::Session;
+use pingora::Result;
+use std::sync::Arc;
+
+/// How long a started flow may take (the flow cookie's life).
+pub const FLOW_TTL_SECS: i64 = 600;
+
+/// The remainder of a normalised path under the flow prefix (`/verify`), if it is under it.
+pub fn under_prefix<'a>(normalized: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = normalized.strip_prefix(prefix)?;
+    if rest.is_empty() || rest.starts_with('/') {
+        Some(rest)
+    } else {
+        None
+    }
+}
+
+fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+pub fn verify_url(prefix: &str, return_to: &str) -> String {
+    format!("{prefix}/verify?return_to={}", enc(return_to))
+}
+
+/// Where "verify as someone else" posts: the logout, which ends this browser's session and then
+/// sends it to a fresh verification back to `return_to`.
+pub fn switch_action(prefix: &str, return_to: &str) -> String {
+    format!(
+        "{prefix}/logout?return_to={}",
+        enc(&verify_url(prefix, return_to))
+    )
+}
+
+/// `return_to` is accepted only as a same-site path: `/...`, never `//`, `/\`, a scheme or
+/// control characters (also once percent-decoded).
+pub fn safe_return_to(raw: Option<&str>) -> Option<String> {
+    let rt = match raw {
+        None | Some("") => return Some("/".into()),
+        Some(r) => r,
+    };
+    if rt.len() > 2048 || !rt.starts_with('/') {
+        return None;
+    }
+    let decoded: String = percent_encoding::percent_decode_str(rt)
+        .decode_utf8_lossy()
+        .into_owned();
+    for s in [rt, decoded.as_str()] {
+        if s.starts_with("//")
+            || s.starts_with("/\\")
+            || s.contains('\\')
+            || s.chars().any(|c| c.is_control())
+        {
+            return None;
+        }
+    }
+    Some(rt.to_string())
+}
+
+pub(crate) fn query_param(session: &Session, name: &str) -> Option<String> {
+    let q = session.req_header().uri.query()?;
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A refused verification: counted by provider and reason, with a retry link when the flow's
+/// `return_to` is known.
+pub(crate) fn refuse(
+    provider: ProviderId,
+    r: Refusal,
+    live: &Live,
+    return_to: Option<&str>,
+) -> Problem {
+    crate::metrics::verification(provider.as_str(), "failed", r.code());
+    let p = Problem::new(r);
+    match return_to {
+        Some(rt) => p.with_next(verify_url(&live.cfg.flow_prefix, rt)),
+        None => p,
+    }
+}
+
+/// How a failed provider call is answered: down or slow is 503, an unknown result 400, and
+/// anything else 502.
+pub(crate) fn provider_problem(
+    provider: ProviderId,
+    e: &crate::providers::ProviderError,
+    live: &Live,
+    rt: &str,
+) -> Problem {
+    use crate::providers::ProviderError;
+    match e {
+        ProviderError::Unavailable(_) => {
+            refuse(provider, Refusal::ProviderUnavailable, live, Some(rt))
+        }
+        ProviderError::NotFound => refuse(provider, Refusal::ResultNotFound, live, Some(rt)),
+        other => {
+            tracing::warn!(provider = provider.as_str(), reason = other.reason(), error = %other, "provider call failed");
+            refuse(provider, other.refusal(), live, Some(rt))
+        }
+    }
+}
+
+/// Accept a provider result (or token) once: the replay guard in the store. A replay is
+/// `409 replayed_result`; a store that cannot answer fails closed with `503`.
+pub(crate) async fn use_once(
+    store: &dyn Store,
+    provider: ProviderId,
+    key: &str,
+    ttl: std::time::Duration,
+    live: &Live,
+    rt: &str,
+) -> std::result::Result<(), Problem> {
+    match store
+        .claim_once(&format!("{}:{key}", provider.as_str()), ttl)
+        .await
+    {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(refuse(provider, Refusal::ReplayedResult, live, Some(rt))),
+        Err(e) => {
+            tracing::warn!(error = %e, "store unavailable during verification");
+            Err(refuse(provider, Refusal::StoreUnavailable, live, Some(rt)))
+        }
+    }
+}
+
+/// The session of a person a provider vouched for: only the personal fields some route
+/// forwards are kept. Counts the verification as completed and the session as issued.
+pub(crate) fn session_claims(
+    live: &Live,
+    person: crate::providers::VerifiedPerson,
+    unique_in_site: String,
+    ci_hash: String,
+) -> Claims {
+    let keep = live.cfg.keep_in_session;
+    let issued = unix_now();
+    let provider = person.provider.as_str();
+    crate::metrics::verification(provider, "completed", "");
+    crate::metrics::session_issued(provider);
+    Claims {
+        unique_in_site,
+        ci_hash,
+        birth: person.birth,
+        provider: person.provider,
+        verified_at: person.verified_at.timestamp(),
+        issued_at: issued,
+        expires_at: issued + live.cfg.session.ttl.as_secs() as i64,
+        name: person.name.filter(|_| keep.name),
+        gender: person.gender.filter(|_| keep.gender),
+        phone: person.phone.filter(|_| keep.phone),
+        countries: Vec::new(),
+        host: None,
+    }
+}
+
+/// For providers that give a CI and a DI (Iamport, PortOne): `(unique_in_site, ci_hash)`.
+/// The DI may be null for some PGs: then a keyed hash of the CI stands in (documented).
+pub(crate) fn ci_identity(live: &Live, ci: &str, di: Option<&str>) -> (String, String) {
+    let hash_key = &live.cfg.session.hash_key;
+    let unique_in_site = di
+        .map(String::from)
+        .unwrap_or_else(|| format!("vg1.{}", crate::session::keyed_hash(hash_key, "di", ci)));
+    (
+        unique_in_site,
+        crate::session::keyed_hash(hash_key, "ci", ci),
+    )
+}
+
+/// A verification accepted: the session cookie (bound to this request's host), the flow cookie
+/// cleared, and the browser sent on to `return_to` (a redirect, or `{"redirect": ...}` for the
+/// page's own script).
+pub(crate) fn signed_in(
+    live: &Live,
+    session: &Session,
+    claims: &Claims,
+    return_to: &str,
+    json: bool,
+) -> Reply {
+    let mut claims = claims.clone();
+    claims.host =
+        crate::routing::host::request_host(session.req_header()).map(str::to_ascii_lowercase);
+    let reply = if json {
+        Reply::json(
+            200,
+            serde_json::json!({ "redirect": return_to }).to_string(),
+        )
+    } else {
+        Reply::redirect(return_to)
+    };
+    reply
+        .cookie(session_cookie(live, &claims))
+        .cookie(clear_flow_cookie(live))
+}
+
+/// A start page that runs a provider's browser SDK. The page's own script reads the
+/// `verigate-flow` block into `flow`, and offers `fail(message)` and `finish(url, payload)`
+/// (post the SDK's result, then follow the `redirect` verigate answers) to `call`, the
+/// provider's SDK call, run when the person presses the button.
+pub(crate) struct SdkPage<'a> {
+    pub title: &'a str,
+    pub heading: &'a str,
+    pub heading_en: &'a str,
+    /// A trusted HTML paragraph before the button (may be empty).
+    pub intro: &'a str,
+    pub button: &'a str,
+    pub failed: &'a str,
+    /// The global the SDK defines (`IMP`, `PortOne`, `IfreeLogin`).
+    pub sdk_global: &'a str,
+    pub call: &'a str,
+    /// On a phone the SDK goes by redirection (no popup a browser would block without a
+    /// click): the page then opens the provider by itself.
+    pub redirects_on_phones: bool,
+}
+
+impl SdkPage<'_> {
+    pub(crate) fn reply(
+        &self,
+        live: &Live,
+        flow: &FlowClaims,
+        params: &serde_json::Value,
+        sdk_url: &str,
+    ) -> Reply {
+        const SCRIPT: &str = r#"<script>
+(function () {
+  var flow = JSON.parse(document.getElementById('verigate-flow').textContent);
+  var status = document.getElementById('verigate-status');
+  function fail(msg) { status.textContent = msg || '__FAILED__'; }
+  function finish(url, payload) {
+    fetch(url, { method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', 'Accept': 'application/json' },
+      body: JSON.stringify(payload) })
+      .then(function (r) { return r.json(); })
+      .then(function (j) { if (j.redirect) { location.href = j.redirect; } else { fail(j.message); } })
+      .catch(function () { fail(); });
+  }
+  function start() {
+    if (!window.__GLOBAL__) { fail('인증 모듈을 불러오지 못했습니다 · The verification script did not load'); return; }
+__CALL__
+  }
+  document.getElementById('verigate-start').addEventListener('click', start);
+  // A phone needs no click: the SDK redirects there. Not when the person came back to this
+  // page with the back button (they would be sent forward again at once).
+  var nav = window.performance && performance.getEntriesByType ? performance.getEntriesByType('navigation')[0] : null;
+  var phone = /Android|iPhone|iPad|iPod|Mobile/i.test(navigator.userAgent);
+  if (flow.autostart && phone && !(nav && nav.type === 'back_forward')) { start(); }
+})();
+</script>"#;
+        let script = SCRIPT
+            .replace("__FAILED__", self.failed)
+            .replace("__GLOBAL__", self.sdk_global)
+            .replace("__CALL__", self.call);
+        let mut params = params.clone();
+        params["autostart"] = serde_json::Value::Bool(self.redirects_on_phones);
+        let body = format!(
+            r#"<h1>{}</h1><p class="en"><strong>{}</strong></p>{}{KEPT_MARK}
+<button id="verigate-start" type="button">{}</button>
+<p id="verigate-status" role="status"></p>{BACK_MARK}
+<script id="verigate-flow" type="application/json">{}</script>
+<script src="{}"></script>
+{script}"#,
+            escape(self.heading),
+            escape(self.heading_en),
+            self.intro,
+            escape(self.button),
+            crate::answers::script_json(&params),
+            escape(sdk_url),
+        );
+        Reply::html(200, page(self.title, &body)).cookie(flow_cookie(live, flow))
+    }
+}
+
+/// What every provider's start endpoint checks first (the provider is configured: the caller
+/// is its flow): `return_to` is a same-site path whose route accepts the provider, and there
+/// is a base URL for the return. Answers `(return_to, base)`, or the reply that refuses it.
+pub(crate) fn start_checks(
+    live: &Live,
+    session: &Session,
+    provider: ProviderId,
+) -> std::result::Result<(String, String), Reply> {
+    let html = wants_html(session);
+    let Some(return_to) = safe_return_to(query_param(session, "return_to").as_deref()) else {
+        return Err(Reply::problem(&Problem::new(Refusal::BadReturnTo), html));
+    };
+    if !providers_for(live, session, &return_to).contains(&provider) {
+        // The page's own ways to verify are one step away.
+        let p = Problem::new(Refusal::ProviderNotAccepted)
+            .with_next(verify_url(&live.cfg.flow_prefix, &return_to));
+        return Err(Reply::problem(&p, html));
+    }
+    let Some(base) = public_base(live, session) else {
+        return Err(Reply::problem(&Problem::new(Refusal::UnknownHost), html));
+    };
+    Ok((return_to, base))
+}
+
+/// A fresh flow nonce (Iamport `merchant_uid`, TomoIDV `user_id`, ifree `state`).
+pub(crate) fn fresh_nonce() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    format!(
+        "vg_{}",
+        Alphanumeric.sample_string(&mut rand::thread_rng(), 24)
+    )
+}
+
+/// A provider's start page for `return_to`.
+fn start_url(prefix: &str, provider: ProviderId, return_to: &str) -> String {
+    format!(
+        "{prefix}/{}/start?return_to={}",
+        provider.as_str(),
+        enc(return_to)
+    )
+}
+
+/// The providers a `return_to` on this request's host accepts: its route's list, or every
+/// configured one.
+fn providers_for(live: &Live, session: &Session, return_to: &str) -> Vec<ProviderId> {
+    let host = crate::routing::host::request_host(session.req_header());
+    let cfg = &live.cfg;
+    let all: Vec<ProviderId> = live.flows().iter().map(|f| f.id()).collect();
+    let Ok(norm) = normalize(return_to) else {
+        return all;
+    };
+    match cfg
+        .routes
+        .find(&[&http::Method::GET], host, &norm)
+        .and_then(|f| f.route())
+    {
+        Some(i) => match cfg.routes.get(i).and_then(|r| r.require.as_ref()) {
+            Some(req) => req.providers.clone(),
+            None => all,
+        },
+        None => all,
+    }
+}
+
+/// A `Set-Cookie` value for one of verigate's cookies: HttpOnly, SameSite=Lax, `Secure` as
+/// configured; an empty value with `max_age` 0 ends the cookie.
+pub(crate) fn cookie_header(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: i64,
+    secure: bool,
+) -> String {
+    cookie::Cookie::build((name.to_string(), value.to_string()))
+        .path(path.to_string())
+        .http_only(true)
+        .secure(secure)
+        .same_site(cookie::SameSite::Lax)
+        .max_age(cookie::time::Duration::seconds(max_age))
+        .build()
+        .to_string()
+}
+
+pub(crate) fn flow_cookie(live: &Live, flow: &FlowClaims) -> String {
+    let s = &live.cfg.session;
+    let sealed = s.keys.seal_json(Purpose::Flow, flow);
+    cookie_header(
+        &s.flow_cookie,
+        &sealed,
+        &live.cfg.flow_prefix,
+        FLOW_TTL_SECS,
+        s.secure,
+    )
+}
+
+pub(crate) fn clear_flow_cookie(live: &Live) -> String {
+    let s = &live.cfg.session;
+    cookie_header(&s.flow_cookie, "", &live.cfg.flow_prefix, 0, s.secure)
+}
+
+pub(crate) fn session_cookie(live: &Live, claims: &Claims) -> String {
+    let s = &live.cfg.session;
+    let sealed = s.keys.seal_json(Purpose::Session, claims);
+    cookie_header(&s.cookie, &sealed, "/", s.ttl.as_secs() as i64, s.secure)
+}
+
+fn clear_session_cookie(live: &Live) -> String {
+    let s = &live.cfg.session;
+    cookie_header(&s.cookie, "", "/", 0, s.secure)
+}
+
+/// The flow cookie of this browser, if valid.
+pub(crate) fn read_flow(live: &Live, session: &Session) -> Option<FlowClaims> {
+    let raw = read_cookie(session.req_header(), &live.cfg.session.flow_cookie)?;
+    live.cfg.session.keys.open_flow(raw, unix_now()).ok()
+}
+
+/// Base URL for absolute links back to verigate (provider return URLs): the configured public
+/// URL, the one configured for the request's host, or (none configured) the request's host
+/// when a route names it (or no route names any host). None: a host verigate does not serve,
+/// which never ends up in a return URL.
+pub(crate) fn public_base(live: &Live, session: &Session) -> Option<String> {
+    use crate::config::PublicUrls;
+    let req = session.req_header();
+    let host = crate::routing::host::request_host(req).filter(|h| {
+        h.len() <= 255
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    });
+    match &live.cfg.public_url {
+        PublicUrls::One(u) => Some(u.clone()),
+        PublicUrls::PerHost(list) => {
+            let h = host?;
+            list.iter()
+                .find(|p| p.host.matches(h))
+                .map(|p| p.base_for(h))
+        }
+        PublicUrls::FromHost => {
+            let h = host?;
+            let routes = live.cfg.routes.routes();
+            let named = routes.iter().any(|r| !r.rule.hosts().is_empty());
+            if named
+                && !routes
+                    .iter()
+                    .any(|r| r.rule.hosts().iter().any(|p| p.matches(h)))
+            {
+                return None;
+            }
+            // The port as the request named it (the request host has none).
+            let authority = req
+                .headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| req.uri.authority().map(|a| a.as_str()))?;
+            let ok = authority.len() <= 255
+                && authority
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+            if !ok {
+                return None;
+            }
+            let scheme = if live.cfg.session.secure || live.cfg.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            Some(format!("{scheme}://{authority}"))
+        }
+    }
+}
+
+/// Read a small request body (JSON posts from the page or provider callbacks).
+pub(crate) async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Vec<u8>>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        body.extend_from_slice(&chunk);
+        if body.len() > limit {
+            return Ok(None);
+        }
+    }
+    Ok(Some(body))
+}
+
+pub async fn handle(
+    live: &Live,
+    store: &dyn Store,
+    revoked: &Revoked,
+    session: &mut Session,
+    rest: &str,
+) -> Result<()> {
+    let method = session.req_header().method.clone();
+    let html = wants_html(session);
+    let no_route = || Reply::problem(&Problem::new(Refusal::NoRoute), html);
+    let reply = match (method.as_str(), rest) {
+        ("GET" | "HEAD", "/verify") => choice_page(live, session),
+        ("GET" | "HEAD", "/session") => session_info(live, revoked, session),
+        ("POST", "/logout") => logout(live, store, revoked, session).await,
+        ("GET" | "HEAD", "/logout") => logout_page(live, session),
+        ("GET" | "HEAD", "/jwks.json") => Reply::json(200, live.jwks().to_string())
+            .header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        // `/{provider}/{endpoint}`: the provider's own flow answers.
+        _ => match rest.strip_prefix('/').and_then(|r| r.split_once('/')) {
+            Some((name, endpoint)) => match ProviderId::parse(name) {
+                None => no_route(),
+                Some(id) => match live.flow(id).cloned() {
+                    None => Reply::problem(&Problem::new(Refusal::ProviderNotConfigured), html),
+                    Some(flow) => {
+                        // A provider call may last its whole timeout: not for a client gone.
+                        let gone = crate::providers::client_gone(session, id);
+                        tokio::select! {
+                            biased;
+                            reply = flow.endpoint(live, store, session, &method, endpoint) => {
+                                match reply {
+                                    Some(reply) => reply?,
+                                    None => no_route(),
+                                }
+                            }
+                            left = gone => return Err(left),
+                        }
+                    }
+                },
+            },
+            None => no_route(),
+        },
+    };
+    kept_note(live, session, reply).send(session).await
+}
+
+/// Where a page on the way to verifying (the choice page, a start page) says that this
+/// browser's form is kept; filled in by [`kept_note`].
+const KEPT_MARK: &str = "<!--verigate-kept-->";
+
+/// The page's word that the form is kept, where its `return_to` is the address of this
+/// browser's kept form post (its kept-request cookie); nothing otherwise.
+fn kept_note(live: &Live, session: &Session, mut reply: Reply) -> Reply {
+    let mark = KEPT_MARK.as_bytes();
+    let Some(at) = reply.body.windows(mark.len()).position(|w| w == mark) else {
+        return reply;
+    };
+    let kept = safe_return_to(query_param(session, "return_to").as_deref())
+        .is_some_and(|rt| has_kept(live, session, &rt));
+    let note = match kept {
+        true => {
+            r#"<p class="kept">보내신 양식은 보관해 두었습니다. 인증을 마치면 바로 전송됩니다.</p><p class="en kept">Your form is kept: it is sent as soon as you have verified.</p>"#
+        }
+        false => "",
+    };
+    let mut body = Vec::with_capacity(reply.body.len() + note.len());
+    body.extend_from_slice(&reply.body[..at]);
+    body.extend_from_slice(note.as_bytes());
+    body.extend_from_slice(&reply.body[at + mark.len()..]);
+    reply.body = body.into();
+    reply
+}
+
+/// The provider whose own callback path (outside the flow prefix) `normalized` is.
+pub fn callback_of(live: &Live, normalized: &str) -> Option<Arc<dyn ProviderFlow>> {
+    live.flows()
+        .iter()
+        .find(|f| f.callback_path() == Some(normalized))
+        .cloned()
+}
+
+/// Answer a post of a provider's own servers to its callback path.
+pub async fn callback(
+    flow: &dyn ProviderFlow,
+    live: &Live,
+    store: &dyn Store,
+    session: &mut Session,
+) -> Result<()> {
+    let reply = if session.req_header().method == http::Method::POST {
+        flow.callback(live, store, session).await?
+    } else {
+        Reply::problem(
+            &Problem::new(Refusal::MethodNotAllowed),
+            wants_html(session),
+        )
+        .header(http::header::ALLOW, "POST")
+    };
+    reply.send(session).await
+}
+
+fn choice_page(live: &Live, session: &Session) -> Reply {
+    let html = wants_html(session);
+    let Some(return_to) = safe_return_to(query_param(session, "return_to").as_deref()) else {
+        return Reply::problem(&Problem::new(Refusal::BadReturnTo), html);
+    };
+    let prefix = &live.cfg.flow_prefix;
+    let providers = providers_for(live, session, &return_to);
+    // One way to verify: no choice to make, straight to its start page.
+    if let [only] = providers.as_slice() {
+        return Reply::redirect(&start_url(prefix, *only, &return_to));
+    }
+    let mut links = String::new();
+    for p in &providers {
+        let Some(choice) = live.flow(*p).map(|f| f.choice()) else {
+            continue;
+        };
+        let (ko, en) = choice.label;
+        links.push_str(&format!(
+            r#"<a class="choice" data-provider="{id}" href="{href}">{icon}<span><strong>{ko}</strong><span class="en">{en}</span><span class="via">{via}</span></span></a>"#,
+            id = p.as_str(),
+            href = escape(&start_url(prefix, *p, &return_to)),
+            icon = choice.icon,
+            ko = escape(ko),
+            en = escape(en),
+            via = escape(choice.via),
+        ));
+    }
+    if providers.is_empty() {
+        links.push_str("<p>이 페이지에 설정된 인증 수단이 없습니다.</p><p class=\"en\">No verification method is configured for this page.</p>");
+    }
+    Reply::html(
+        200,
+        page(
+            "본인인증 · Verify your identity",
+            &format!(
+                r#"<h1>본인인증</h1><p class="en"><strong>Verify your identity</strong></p>
+<p>계속하려면 인증 수단을 선택하세요.</p><p class="en">Choose how to verify to continue.</p>{KEPT_MARK}{links}{BACK_MARK}"#
+            ),
+        ),
+    )
+}
+
+/// Whether this browser has a form post kept for `return_to` (its kept-request cookie).
+fn has_kept(live: &Live, session: &Session, return_to: &str) -> bool {
+    let s = &live.cfg.session;
+    read_cookie(session.req_header(), &s.kept_cookie)
+        .and_then(|c| s.keys.open_kept(c, unix_now()).ok())
+        .is_some_and(|k| k.return_to == return_to)
+}
+
+/// The choice page's picture of a mobile phone verification (Iamport's, PortOne's).
+pub(crate) const PHONE_ICON: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="6" y="2" width="12" height="20" rx="2.5"/><path d="M10 18.5h4"/></svg>"#;
+
+/// Whether a request comes from this site's own pages: `Sec-Fetch-Site` (`same-origin`, or
+/// `none` for a person's own action) when the browser sends it, else `Origin`'s host must be
+/// the request's. A client that sends neither (not a browser) is not a cross-site form.
+fn same_origin(session: &Session) -> bool {
+    let h = &session.req_header().headers;
+    let text = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    let Some(origin) = text("origin") else {
+        return true;
+    };
+    let host = text("host").or_else(|| session.req_header().uri.authority().map(|a| a.as_str()));
+    let origin_host = origin
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.authority().map(|a| a.as_str().to_ascii_lowercase()));
+    matches!((origin_host, host), (Some(o), Some(h)) if o == h.to_ascii_lowercase())
+}
+
+/// Ends the session, on every instance sharing the store: its id is revoked (refused here at
+/// once, elsewhere within a poll). Only from this site's own pages. A browser form post is sent
+/// on to `return_to` (or `/`); API clients get JSON.
+async fn logout(live: &Live, store: &dyn Store, revoked: &Revoked, session: &Session) -> Reply {
+    let html = wants_html(session);
+    if !same_origin(session) {
+        return Reply::problem(&Problem::new(Refusal::CrossSite), html);
+    }
+    let cfg = &live.cfg;
+    let now = unix_now();
+    let open = read_cookie(session.req_header(), &cfg.session.cookie)
+        .and_then(|c| Some((c, cfg.session.keys.open_session(c, now).ok()?)));
+    if let Some((cookie, claims)) = open {
+        let id = session_id(&cfg.session.hash_key, cookie);
+        revoked.insert(&id, claims.expires_at);
+        if let Err(e) = store.revoke(&id, claims.expires_at).await {
+            tracing::warn!(error = %e, "store unavailable: logout revoked the session on this instance only");
+            return Reply::problem(&Problem::new(Refusal::StoreUnavailable), html)
+                .cookie(clear_session_cookie(live));
+        }
+    }
+    let accepts_html = session
+        .req_header()
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let reply = if accepts_html {
+        let to = safe_return_to(query_param(session, "return_to").as_deref())
+            .unwrap_or_else(|| "/".into());
+        Reply::new(303).header(http::header::LOCATION, to)
+    } else {
+        Reply::json(200, r#"{"ok":true}"#.into())
+    };
+    reply.cookie(clear_session_cookie(live))
+}
+
+/// `GET {flow_prefix}/logout`: a page with the button that posts the logout.
+fn logout_page(live: &Live, session: &Session) -> Reply {
+    let to =
+        safe_return_to(query_param(session, "return_to").as_deref()).unwrap_or_else(|| "/".into());
+    let action = format!("{}/logout?return_to={}", live.cfg.flow_prefix, enc(&to));
+    Reply::html(
+        200,
+        page(
+            "로그아웃 · Log out",
+            &format!(
+                r#"<h1>로그아웃</h1><p class="en"><strong>Log out</strong></p>
+<p>이 브라우저의 본인인증을 끝냅니다.</p><p class="en">This ends your verification in this browser.</p>
+<form method="post" action="{}"><button type="submit">로그아웃 · Log out</button></form>
+<a class="back" data-next="back" href="{}">← 취소 · Cancel</a>"#,
+                escape(&action),
+                escape(&to),
+            ),
+        ),
+    )
+}
+
+fn session_info(live: &Live, revoked: &Revoked, session: &Session) -> Reply {
+    let cfg = &live.cfg;
+    let claims = read_cookie(session.req_header(), &cfg.session.cookie)
+        .filter(|c| !revoked.contains(&session_id(&cfg.session.hash_key, c)))
+        .and_then(|c| cfg.session.keys.open_session(c, unix_now()).ok())
+        .filter(|c| c.for_host(crate::routing::host::request_host(session.req_header())));
+    match claims {
+        None => Reply::problem(&Problem::new(Refusal::NotLoggedIn), false),
+        Some(c) => Reply::json(
+            200,
+            serde_json::json!({
+                "provider": c.provider.as_str(),
+                "unique_in_site": c.unique_in_site,
+                "verified_at": c.verified_at,
+                "issued_at": c.issued_at,
+                "expires_at": c.expires_at,
+            })
+            .to_string(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_to_same_site_only() {
+        assert_eq!(safe_return_to(None).as_deref(), Some("/"));
+        assert_eq!(
+            safe_return_to(Some("/signup?a=b")).as_deref(),
+            Some("/signup?a=b")
+        );
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "javascript:alert(1)",
+            "evil",
+            "/%2F%2Fevil.example",
+            "/%5Cevil",
+            "/a\r\nSet-Cookie:x",
+            "/%0d%0aX:1",
+        ] {
+            assert!(safe_return_to(Some(bad)).is_none(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn prefix_split() {
+        assert_eq!(
+            under_prefix("/.verigate/verify", "/.verigate"),
+            Some("/verify")
+        );
+        assert_eq!(under_prefix("/.verigate", "/.verigate"), Some(""));
+        assert_eq!(under_prefix("/.verigatex", "/.verigate"), None);
+    }
+}

@@ -1,0 +1,113 @@
+//! Iamport (PortOne V1) settings: the file's shape, the runtime values and their check.
+
+use crate::config::ctx::Ctx;
+use serde::Deserialize;
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub imp_code: String,
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub api_key_file: Option<String>,
+    #[serde(default)]
+    pub api_secret_env: Option<String>,
+    #[serde(default)]
+    pub api_secret_file: Option<String>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub sdk_url: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub max_result_age: Option<String>,
+    #[serde(default)]
+    pub popup: Option<bool>,
+    /// The certification channel (`channelKey` of `IMP.certification`), for merchants with
+    /// several; without it the SDK takes the merchant's first certification channel.
+    #[serde(default)]
+    pub channel_key: Option<String>,
+    /// The older way to pick a channel (`pg` of `IMP.certification`, e.g. `danal.im0001`).
+    #[serde(default)]
+    pub pg: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub imp_code: String,
+    pub api_key: String,
+    pub api_secret: String,
+    pub base_url: String,
+    pub sdk_url: String,
+    pub timeout: Duration,
+    pub max_result_age: Duration,
+    pub popup: bool,
+    pub channel_key: Option<String>,
+    pub pg: Option<String>,
+}
+
+/// `providers.iamport`, checked; every problem under its key path.
+pub(crate) fn validate(ctx: &mut Ctx, i: &File, _flow_prefix: &str) -> Option<Settings> {
+    if i.imp_code.trim().is_empty() {
+        ctx.err("providers.iamport.imp_code", "must not be empty");
+    }
+    let api_key = ctx.secret(
+        "providers.iamport",
+        "api_key",
+        i.api_key_env.as_deref(),
+        i.api_key_file.as_deref(),
+        true,
+    );
+    let api_secret = ctx.secret(
+        "providers.iamport",
+        "api_secret",
+        i.api_secret_env.as_deref(),
+        i.api_secret_file.as_deref(),
+        true,
+    );
+    Some(Settings {
+        imp_code: i.imp_code.trim().to_string(),
+        api_key: api_key.unwrap_or_default(),
+        api_secret: api_secret.unwrap_or_default(),
+        base_url: ctx.url(
+            "providers.iamport.base_url",
+            i.base_url.as_deref(),
+            "https://api.iamport.kr",
+        ),
+        sdk_url: ctx.url(
+            "providers.iamport.sdk_url",
+            i.sdk_url.as_deref(),
+            "https://cdn.iamport.kr/v1/iamport.js",
+        ),
+        timeout: ctx.duration(
+            "providers.iamport.timeout",
+            i.timeout.as_deref(),
+            Duration::from_secs(5),
+        ),
+        max_result_age: ctx.duration(
+            "providers.iamport.max_result_age",
+            i.max_result_age.as_deref(),
+            Duration::from_secs(300),
+        ),
+        popup: i.popup.unwrap_or(false),
+        channel_key: optional(
+            ctx,
+            "providers.iamport.channel_key",
+            i.channel_key.as_deref(),
+        ),
+        pg: optional(ctx, "providers.iamport.pg", i.pg.as_deref()),
+    })
+}
+
+/// An optional text setting: absent is None, present must say something.
+fn optional(ctx: &mut Ctx, path: &str, v: Option<&str>) -> Option<String> {
+    let v = v?.trim();
+    if v.is_empty() {
+        ctx.err(path, "must not be empty (leave the key out instead)");
+        return None;
+    }
+    Some(v.to_string())
+}

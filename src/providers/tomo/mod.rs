@@ -1,0 +1,7 @@
+//! TomoIDV eKYC for foreign visitors: its API client, its flow endpoints, its sandbox and its settings.
+
+pub mod client;
+pub mod flow;
+pub mod policy;
+pub mod sandbox;
+pub mod settings;
