@@ -286,7 +286,13 @@ impl AddrText {
     fn v4(w: &mut impl Write, ip: std::net::Ipv4Addr) -> std::io::Result<()> {
         for (i, o) in ip.octets().into_iter().enumerate() {
             let mut d = [b'.', b'0' + o / 100, b'0' + o / 10 % 10, b'0' + o % 10];
-            let skip = if o >= 100 { 1 } else if o >= 10 { 2 } else { 3 };
+            let skip = if o >= 100 {
+                1
+            } else if o >= 10 {
+                2
+            } else {
+                3
+            };
             if i > 0 {
                 d[skip - 1] = b'.';
                 w.write_all(&d[skip - 1..])?;
@@ -317,7 +323,13 @@ impl AddrText {
             }
             let p = net.prefix_len();
             let d = [b'/', b'0' + p / 100, b'0' + p / 10 % 10, b'0' + p % 10];
-            let skip = if p >= 100 { 0 } else if p >= 10 { 1 } else { 2 };
+            let skip = if p >= 100 {
+                0
+            } else if p >= 10 {
+                1
+            } else {
+                2
+            };
             w.write_all(&[b'/'])?;
             w.write_all(&d[1 + skip..])
         })

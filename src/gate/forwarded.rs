@@ -76,7 +76,11 @@ const fn firsts(lists: &[&[&str]]) -> [bool; 256] {
 /// Is header `name` (lower case) one the app must not get from this peer?
 fn doomed(name: &str, trusted: bool) -> bool {
     use super::target::spells;
-    if !name.as_bytes().first().is_some_and(|&b| FIRSTS[usize::from(b)]) {
+    if !name
+        .as_bytes()
+        .first()
+        .is_some_and(|&b| FIRSTS[usize::from(b)])
+    {
         return false;
     }
     spells(name, &HOST_CLAIMS)
@@ -169,7 +173,12 @@ pub fn fresh_id() -> HeaderValue {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^= z >> 31;
     let mut hex = [0u8; 32];
-    for (i, x) in prefix.to_be_bytes().into_iter().chain(z.to_be_bytes()).enumerate() {
+    for (i, x) in prefix
+        .to_be_bytes()
+        .into_iter()
+        .chain(z.to_be_bytes())
+        .enumerate()
+    {
         hex[2 * i] = b"0123456789abcdef"[usize::from(x >> 4)];
         hex[2 * i + 1] = b"0123456789abcdef"[usize::from(x & 15)];
     }
@@ -308,7 +317,10 @@ mod tests {
         req.insert_header("x-request-id", "abc-123").unwrap();
         let local: IpAddr = "127.0.0.1".parse().unwrap();
         let nets = ["127.0.0.0/8".parse().unwrap()];
-        assert_eq!(id(&decide(&req, Some(local), false, &nets, g)), Some("abc-123"));
+        assert_eq!(
+            id(&decide(&req, Some(local), false, &nets, g)),
+            Some("abc-123")
+        );
         let stranger: IpAddr = "198.51.100.7".parse().unwrap();
         let o = decide(&req, Some(stranger), false, &nets, g);
         let fresh = id(&o).unwrap();
@@ -322,12 +334,18 @@ mod tests {
 
     /// What the app gets in `X-Request-Id` for a request that was sent `sent`, from a peer
     /// trusted or not, under `mode`; and the id the access line writes.
-    fn upstream_id(sent: Option<&str>, trusted: bool, mode: RequestIdMode) -> (Option<String>, String) {
+    fn upstream_id(
+        sent: Option<&str>,
+        trusted: bool,
+        mode: RequestIdMode,
+    ) -> (Option<String>, String) {
         let mut req = pingora::http::RequestHeader::build("GET", b"/", None).unwrap();
         if let Some(v) = sent {
             req.insert_header("x-request-id", v).unwrap();
         }
-        let peer: IpAddr = if trusted { "10.0.0.1" } else { "198.51.100.7" }.parse().unwrap();
+        let peer: IpAddr = if trusted { "10.0.0.1" } else { "198.51.100.7" }
+            .parse()
+            .unwrap();
         let nets = ["10.0.0.0/8".parse().unwrap()];
         let o = decide(&req, Some(peer), false, &nets, mode);
         o.mark(&mut req);
@@ -348,7 +366,10 @@ mod tests {
     fn trust_from_proxy_keeps_a_trusted_id_and_makes_none() {
         let m = RequestIdMode::TrustFromProxy;
         let lb = Some("lb-7f3a".to_string());
-        assert_eq!(upstream_id(Some("lb-7f3a"), true, m), (lb.clone(), "lb-7f3a".into()));
+        assert_eq!(
+            upstream_id(Some("lb-7f3a"), true, m),
+            (lb.clone(), "lb-7f3a".into())
+        );
         // Nothing generated: no id from a trusted proxy that sent none, or an odd one.
         assert_eq!(upstream_id(None, true, m), (None, String::new()));
         assert_eq!(upstream_id(Some("a b"), true, m), (None, String::new()));
@@ -376,7 +397,10 @@ mod tests {
         let (up, logged) = upstream_id(Some("forged"), false, m);
         assert_eq!(up.as_deref(), Some(logged.as_str()));
         assert!(logged.len() == 32 && logged != "forged");
-        assert_eq!(upstream_id(Some("lb-1"), true, m), (Some("lb-1".into()), "lb-1".into()));
+        assert_eq!(
+            upstream_id(Some("lb-1"), true, m),
+            (Some("lb-1".into()), "lb-1".into())
+        );
     }
 
     #[test]
@@ -385,15 +409,21 @@ mod tests {
         let v4: IpAddr = "203.0.113.77".parse().unwrap();
         let v6: IpAddr = "2001:db8:abcd:12:1:2:3:4".parse().unwrap();
         assert_eq!(
-            for_log(Some(v4), ClientLog::Truncated).as_ref().map(|a| a.as_str()),
+            for_log(Some(v4), ClientLog::Truncated)
+                .as_ref()
+                .map(|a| a.as_str()),
             Some("203.0.113.0/24")
         );
         assert_eq!(
-            for_log(Some(v6), ClientLog::Truncated).as_ref().map(|a| a.as_str()),
+            for_log(Some(v6), ClientLog::Truncated)
+                .as_ref()
+                .map(|a| a.as_str()),
             Some("2001:db8:abcd::/48")
         );
         assert_eq!(
-            for_log(Some(v4), ClientLog::Full).as_ref().map(|a| a.as_str()),
+            for_log(Some(v4), ClientLog::Full)
+                .as_ref()
+                .map(|a| a.as_str()),
             Some("203.0.113.77")
         );
         assert!(for_log(Some(v4), ClientLog::Off).is_none());
