@@ -322,7 +322,7 @@ impl AddrText {
                 std::net::IpAddr::V6(v6) => write!(w, "{v6}")?,
             }
             let p = net.prefix_len();
-            let d = [b'/', b'0' + p / 100, b'0' + p / 10 % 10, b'0' + p % 10];
+            let d = [b'0' + p / 100, b'0' + p / 10 % 10, b'0' + p % 10];
             let skip = if p >= 100 {
                 0
             } else if p >= 10 {
@@ -330,8 +330,8 @@ impl AddrText {
             } else {
                 2
             };
-            w.write_all(&[b'/'])?;
-            w.write_all(&d[1 + skip..])
+            w.write_all(b"/")?;
+            w.write_all(&d[skip..])
         })
     }
 
