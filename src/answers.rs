@@ -512,11 +512,12 @@ impl Refusal {
                 "인증 기관이 올바르지 않은 응답을 보냈습니다. 잠시 후 다시 시도해 주세요.",
                 "The verification provider gave an unusable answer. Please try again shortly.",
             ),
+            // The merchant's credentials were refused: waiting will not help the shopper.
             Refusal::ProviderUnauthorized => (
-                "인증 기관 응답 오류",
-                "Verification provider error",
-                "인증 기관이 올바르지 않은 응답을 보냈습니다. 잠시 후 다시 시도해 주세요.",
-                "The verification provider gave an unusable answer. Please try again shortly.",
+                "이 사이트의 본인인증을 지금 사용할 수 없습니다",
+                "This site's verification is not available",
+                "사이트의 인증 설정에 문제가 있어 지금은 본인인증을 할 수 없습니다. 사이트 운영자(고객센터)에 이 화면을 알려 주세요.",
+                "The site's verification setup has a problem, so verification cannot be done right now. Please tell the site's operator (customer support) about this page.",
             ),
             Refusal::ProviderRejected => (
                 "인증 기관 응답 오류",

@@ -677,3 +677,140 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for QuietPoolMiss {
         !Self::is_pool_miss(event)
     }
 }
+
+/// Drops Pingora's ERROR lines for what a client does on its own (it closed or reset the
+/// connection, sent a malformed request, stalled): every scanner and every phone that loses
+/// its signal wrote one, and an operator paged on ERROR learned nothing. `keep` (set when the
+/// log level asks for debug) lets them through, so they are demoted rather than gone.
+pub struct QuietClientErrors {
+    pub keep: bool,
+}
+
+/// Pingora's error kinds (as its messages spell them, after the error's source) that a client
+/// causes by itself.
+const CLIENT_KINDS: [&str; 9] = [
+    "Downstream ConnectionClosed",
+    "Downstream ReadError",
+    "Downstream WriteError",
+    "Downstream ReadTimedout",
+    "Downstream WriteTimedout",
+    "Downstream InvalidHTTPHeader",
+    "Downstream H1Error",
+    "Downstream H2Error",
+    "Downstream InvalidH2",
+];
+
+/// Pingora's messages that are about the client's connection whatever the error's kind.
+const CLIENT_MESSAGES: [&str; 4] = [
+    "failed to send error response to downstream",
+    "HTTP server fails to read from downstream",
+    "H2 handshake error",
+    "Error finish sending body to downstream",
+];
+
+impl QuietClientErrors {
+    /// An ERROR from Pingora (its own target, or a `log` record naming a pingora target)
+    /// whose message is a client's own doing.
+    pub fn is_client_noise(event: &tracing::Event<'_>) -> bool {
+        #[derive(Default)]
+        struct Fields {
+            message: String,
+            log_target: String,
+        }
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                if f.name() == "message" {
+                    self.message = format!("{v:?}");
+                }
+            }
+            fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+                match f.name() {
+                    "message" => self.message = v.to_string(),
+                    "log.target" => self.log_target = v.to_string(),
+                    _ => {}
+                }
+            }
+        }
+        let meta = event.metadata();
+        if *meta.level() != tracing::Level::ERROR {
+            return false;
+        }
+        let from_log = match meta.target() {
+            "log" => true,
+            t if t.starts_with("pingora") => false,
+            _ => return false,
+        };
+        let mut f = Fields::default();
+        event.record(&mut f);
+        if from_log && !f.log_target.starts_with("pingora") {
+            return false;
+        }
+        CLIENT_KINDS.iter().any(|k| f.message.contains(k))
+            || CLIENT_MESSAGES.iter().any(|m| f.message.starts_with(m))
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for QuietClientErrors {
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        self.keep || !Self::is_client_noise(event)
+    }
+}
+
+#[cfg(test)]
+mod client_noise_tests {
+    use super::QuietClientErrors;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    struct Count(Arc<AtomicUsize>);
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+        fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn seen(keep: bool, emit: impl FnOnce()) -> usize {
+        let n = Arc::new(AtomicUsize::new(0));
+        let sub = tracing_subscriber::registry()
+            .with(QuietClientErrors { keep })
+            .with(Count(n.clone()));
+        tracing::subscriber::with_default(sub, emit);
+        n.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn a_clients_own_failures_are_dropped_and_nothing_else() {
+        let client = || {
+            tracing::error!(target: "pingora_proxy", "Fail to proxy: Downstream ConnectionClosed context: peer closed, downstream session type: HTTP/1.1");
+            tracing::error!(target: "pingora_proxy", "Fail to proxy: Downstream ReadError context: Connection reset by peer, status: 0");
+            tracing::error!(target: "pingora_proxy", "failed to send error response to downstream: Downstream WriteError");
+            tracing::error!(target: "pingora_core::apps::http_app", "HTTP server fails to read from downstream: Downstream InvalidHTTPHeader");
+        };
+        assert_eq!(
+            seen(false, client),
+            0,
+            "a client's own doing is not an ERROR"
+        );
+        assert_eq!(
+            seen(true, client),
+            4,
+            "kept when the log level asks for debug"
+        );
+        let others = || {
+            tracing::error!(target: "pingora_proxy", "Fail to proxy: Upstream ConnectRefused context: 127.0.0.1:1");
+            tracing::error!(target: "pingora_proxy", "Fail to proxy: Internal InternalError");
+            tracing::error!(target: "verigate", "Fail to proxy: Downstream ConnectionClosed");
+            tracing::warn!(target: "pingora_proxy", "Fail to proxy: Downstream ConnectionClosed");
+        };
+        assert_eq!(
+            seen(false, others),
+            4,
+            "upstream, internal and our own errors stay"
+        );
+    }
+}

@@ -95,6 +95,14 @@ pub struct FileClients {
     /// How many form posts one client address may have kept in `kept_window` (per instance).
     #[serde(default)]
     pub max_kept_per_client: Option<u32>,
+    /// How many form posts one network (IPv4 /24, IPv6 /48) may have kept in ten minutes
+    /// (per instance): a few networks cannot fill `max_kept_requests` for everyone.
+    #[serde(default)]
+    pub max_kept_per_network: Option<u32>,
+    /// Log the names (never the values) of request headers kept from the app: names outside
+    /// the header-name grammar, identity and server-environment names.
+    #[serde(default)]
+    pub log_dropped_headers: bool,
 }
 
 /// Pingora settings (docs/performance.md).
@@ -288,7 +296,8 @@ pub struct FileRequire {
     /// `per_provider` (the merchant accepts one account per identity kind).
     #[serde(default)]
     pub one_account_scope: Option<String>,
-    /// Which upstream answers complete a one-account signup: `2xx`, `3xx` (default both).
+    /// Which upstream answers complete a one-account signup: `2xx`, `3xx` or both (default:
+    /// 2xx, 302 and 303; a 301, 307 or 308 was moved, not processed).
     #[serde(default)]
     pub commit_on: Option<Vec<String>>,
     #[serde(default)]

@@ -137,7 +137,14 @@ pub struct Upstream {
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
+    /// The session cookie's name: `session.cookie`, under the `__Host-` prefix with
+    /// `session.secure` (see `crate::cookies`).
     pub cookie: String,
+    /// The session cookie's name before the `__Host-` prefix (`session.cookie` as written):
+    /// still read, for a session issued under it before the upgrade (`crate::cookies`).
+    pub legacy_cookie: Option<String>,
+    /// Every name before the `__Host-` prefix (session, flow, kept): kept from the app.
+    pub retired_cookies: Vec<String>,
     pub flow_cookie: String,
     pub ttl: Duration,
     pub secure: bool,
@@ -149,7 +156,7 @@ pub struct SessionConfig {
     /// Seals kept requests in the store: derived from the session keys (so it rotates with
     /// them), one key for each.
     pub kept: Keyring,
-    /// The kept-request cookie's name (`<cookie>_kept`).
+    /// The kept-request cookie's name (`<cookie>_kept`, prefixed like `cookie`).
     pub kept_cookie: String,
 }
 
@@ -164,7 +171,8 @@ pub struct AssertionConfig {
 #[derive(Debug, Clone)]
 pub struct IdentityHeaders {
     pub assertion: HeaderName,
-    /// Lower-case prefix, with `-`; matching also folds `_` to `-`.
+    /// Lower-case prefix, with `-`; client headers are matched against it folded (see
+    /// `gate::names`).
     pub prefix: String,
     pub unique_in_site: HeaderName,
     pub age_ok: HeaderName,
@@ -294,6 +302,12 @@ pub struct Clients {
     /// How many form posts one client (an IPv4 address, an IPv6 /64) may have kept within
     /// ten minutes, on this instance (`clients.max_kept_per_client`).
     pub max_kept_per_client: u32,
+    /// How many form posts one network (an IPv4 /24, an IPv6 /48) may have kept within ten
+    /// minutes, on this instance (`clients.max_kept_per_network`).
+    pub max_kept_per_network: u32,
+    /// Log the names (never the values) of request headers kept from the app
+    /// (`clients.log_dropped_headers`).
+    pub log_dropped_headers: bool,
 }
 
 /// Where a request's id (`X-Request-Id`, the access line's `request_id`, the id on

@@ -124,6 +124,8 @@ mod tests {
             phone: None,
             countries: Vec::new(),
             host: Some("shop.example".into()),
+            host_only: false,
+            kept: None,
         };
         Verified::new(claims, &IdentityHeaders::default())
     }

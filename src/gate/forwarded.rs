@@ -18,34 +18,43 @@ const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// Names that tell an app which host a request was for. The app must read the host verigate
 /// routed on, so whoever sends these (a trusted load balancer too) they never reach it;
 /// `X-Forwarded-Host` is then set to that host. (`Forwarded` carries `host=`.)
-const HOST_CLAIMS: [&str; 3] = ["forwarded", "x-host", "x-original-host"];
+const HOST_CLAIMS: [&str; 3] = ["forwarded", "xhost", "xoriginalhost"];
 
-/// Names through which frameworks read the client's address, scheme, port, path prefix or
+/// Names (folded) through which frameworks read the client's address, scheme, port or
 /// certificate when they trust their proxy (Werkzeug's ProxyFix, Symfony, Laravel, Spring,
-/// Rails, IIS, CDNs). From a peer outside `clients.trusted_proxies` they are removed.
-const CLIENT_CLAIMS: [&str; 17] = [
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-server",
-    "x-forwarded-scheme",
-    "x-forwarded-ssl",
-    "x-forwarded-protocol",
-    "x-url-scheme",
-    "front-end-https",
-    "x-forwarded",
-    "forwarded-for",
-    "true-client-ip",
-    "x-client-ip",
-    "x-cluster-client-ip",
-    "cf-connecting-ip",
-    "fastly-client-ip",
-    "x-forwarded-client-cert",
-    "x-client-cert",
+/// Rails, IIS, CDNs). From a peer outside `clients.trusted_proxies` they are removed. (A path
+/// prefix, such as `X-Forwarded-Prefix`, is removed from every peer: [`super::names`].)
+const CLIENT_CLAIMS: [&str; 16] = [
+    "xforwardedport",
+    "xforwardedserver",
+    "xforwardedscheme",
+    "xforwardedssl",
+    "xforwardedprotocol",
+    "xurlscheme",
+    "frontendhttps",
+    "xforwarded",
+    "forwardedfor",
+    "trueclientip",
+    "xclientip",
+    "xclusterclientip",
+    "cfconnectingip",
+    "fastlyclientip",
+    "xforwardedclientcert",
+    "xclientcert",
 ];
 
-/// The names verigate sets itself; spelled with `_` (which some servers fold into `-`) they
+/// The names verigate sets itself (folded); spelled in any other way than [`PLAIN_OWN`] they
 /// are removed whoever sent them.
 const OWN: [&str; 5] = [
+    "xforwardedfor",
+    "xforwardedproto",
+    "xforwardedhost",
+    "xrealip",
+    "xrequestid",
+];
+
+/// Verigate's own names as it sends them.
+const PLAIN_OWN: [&str; 5] = [
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
@@ -53,39 +62,23 @@ const OWN: [&str; 5] = [
     "x-request-id",
 ];
 
-/// The first letters of every name in `HOST_CLAIMS`, `CLIENT_CLAIMS` and `OWN`: a header
-/// whose name starts with another (most of a request's) is none of them, at the cost of one
-/// lookup instead of a comparison with each. (`spells` matches a name's letters exactly; only
-/// `-` may be spelled `_`, and no name starts with `-`.)
-const FIRSTS: [bool; 256] = firsts(&[&HOST_CLAIMS, &CLIENT_CLAIMS, &OWN]);
-
-const fn firsts(lists: &[&[&str]]) -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < lists.len() {
-        let mut j = 0;
-        while j < lists[i].len() {
-            t[lists[i][j].as_bytes()[0] as usize] = true;
-            j += 1;
-        }
-        i += 1;
-    }
-    t
-}
-
-/// Is header `name` (lower case) one the app must not get from this peer?
+/// Is header `name` (lower case) one the app must not get from this peer? Names are compared
+/// folded (letter case and every byte that is no letter or digit left out, see
+/// [`super::names`]): a host claim in any spelling, a client claim from an untrusted peer, and
+/// any spelling of verigate's own names but the plain one. (Names outside the header-name
+/// grammar, such as `X_Forwarded_For`, are gone before this.)
 fn doomed(name: &str, trusted: bool) -> bool {
-    use super::target::spells;
-    if !name
-        .as_bytes()
-        .first()
-        .is_some_and(|&b| FIRSTS[usize::from(b)])
-    {
+    // Every name of these lists starts with one of these letters (folded).
+    let first = name.bytes().find(u8::is_ascii_alphanumeric);
+    if !matches!(first, Some(b'x' | b'f' | b't' | b'c')) {
         return false;
     }
-    spells(name, &HOST_CLAIMS)
-        || (!trusted && spells(name, &CLIENT_CLAIMS))
-        || (name.contains('_') && (spells(name, &OWN) || spells(name, &CLIENT_CLAIMS)))
+    let folded = super::names::Fold::of(name.as_bytes());
+    let Some(f) = folded.whole() else {
+        return false;
+    };
+    let is = |names: &[&str]| names.iter().any(|n| n.as_bytes() == f);
+    is(&HOST_CLAIMS) || (!trusted && is(&CLIENT_CLAIMS)) || (is(&OWN) && !PLAIN_OWN.contains(&name))
 }
 
 /// What this request says about where it came from, once decided.

@@ -172,6 +172,8 @@ mod tests {
             phone: None,
             countries: Vec::new(),
             host: Some("shop.example".into()),
+            host_only: false,
+            kept: None,
         };
         let names = crate::config::IdentityHeaders::default();
         Verified::new(claims, &names)

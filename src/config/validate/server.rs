@@ -211,5 +211,7 @@ pub(super) fn clients(ctx: &mut Ctx, c: Option<&FileClients>) -> Clients {
         },
         max_kept_requests: c.and_then(|c| c.max_kept_requests).unwrap_or(1000),
         max_kept_per_client: c.and_then(|c| c.max_kept_per_client).unwrap_or(30),
+        max_kept_per_network: c.and_then(|c| c.max_kept_per_network).unwrap_or(100),
+        log_dropped_headers: c.is_some_and(|c| c.log_dropped_headers),
     }
 }
