@@ -88,6 +88,9 @@ pub struct FileClients {
     /// Networks (CIDR) whose X-Forwarded-* and X-Request-Id are believed (a load balancer).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// The request id: `generate` (default), `trust_from_proxy` or `off`.
+    #[serde(default)]
+    pub request_id: Option<String>,
     /// How many kept requests (form posts waiting for their verification) may be live at
     /// once, across every instance sharing the store.
     #[serde(default)]
@@ -99,6 +102,10 @@ pub struct FileClients {
     /// (per instance): a few networks cannot fill `max_kept_requests` for everyone.
     #[serde(default)]
     pub max_kept_per_network: Option<u32>,
+    /// Log the names (never the values) of request headers kept from the app: names outside
+    /// the header-name grammar, identity and server-environment names.
+    #[serde(default)]
+    pub log_dropped_headers: bool,
 }
 
 /// Pingora settings (docs/performance.md).

@@ -8,13 +8,10 @@ use crate::routing::Route;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
-/// Does a header name fall under the identity prefix? `prefix` is lower-case with `-`.
+/// Does a header name fall under the identity prefix, once both are folded (letter case and
+/// every byte that is no letter or digit left out, see [`super::names`])?
 pub fn is_identity_header(name: &str, prefix: &str) -> bool {
-    name.len() >= prefix.len()
-        && name.bytes().zip(prefix.bytes()).all(|(a, p)| {
-            let a = a.to_ascii_lowercase();
-            a == p || (a == b'_' && p == b'-')
-        })
+    super::names::fold_strip(name.as_bytes(), prefix.as_bytes()).is_some()
 }
 
 /// Where header edits land: Pingora's `RequestHeader` (keeps each name's letter case, at the
@@ -258,7 +255,9 @@ mod tests {
         ] {
             assert!(is_identity_header(n, p), "{n}");
         }
-        for n in ["x-verifiedage", "x-verify-", "accept", "x-verified"] {
+        assert!(is_identity_header("x.verified.name", p));
+        assert!(is_identity_header("xverifiedname", p));
+        for n in ["x-verify-", "accept", "x-verifie"] {
             assert!(!is_identity_header(n, p), "{n}");
         }
     }

@@ -17,6 +17,7 @@ pub mod decide;
 pub mod forwarded;
 pub mod headers;
 pub mod kept;
+pub mod names;
 pub mod target;
 
 pub use crate::live::Live;
@@ -432,13 +433,19 @@ impl Gate {
             peer,
             https,
             &cfg.clients.trusted_proxies,
+            cfg.clients.request_id,
         );
-        let _ = session
-            .req_header_mut()
-            .insert_header(forwarded::REQUEST_ID, origin.request_id.as_str());
+        origin.mark(session.req_header_mut());
         ctx.origin = Some(origin);
-        // 1. No client-sent identity header survives, on any route.
-        headers::strip_identity(session.req_header_mut(), &cfg.identity.prefix);
+        // 1. No header outside the name grammar, no client-sent identity header and no
+        // server-environment header survives, on any route.
+        let protected =
+            names::Protected::new(&cfg.identity.prefix, cfg.identity.assertion.as_str());
+        names::screen(
+            session.req_header_mut(),
+            &protected,
+            cfg.clients.log_dropped_headers,
+        );
 
         // 2. One reading of the request line: the method's spelling, the target's form.
         let refused = match target::method(session.req_header())
@@ -474,6 +481,10 @@ impl Gate {
         let found = kept::resume(&live, self.store.as_ref(), session, now).await;
         if !ctx.kept.resumed(found, session.req_header_mut()) {
             return refuse(session, ctx, Problem::new(Refusal::StoreUnavailable)).await;
+        }
+        if ctx.kept.delivering() {
+            // The kept request's headers took the place of this GET's: the same screening.
+            names::screen(session.req_header_mut(), &protected, false);
         }
         // 3. One canonical path, from the bytes that go upstream.
         let normalized = match std::str::from_utf8(session.req_header().raw_path())
@@ -670,8 +681,9 @@ impl<E: headers::Edit> crate::cookies::CookieLines for EditLines<'_, E> {
     }
 }
 
-/// What every proxied request gets before it goes upstream: no client-sent identity header
-/// (stripped again: nothing between the phases may have re-added one), none of verigate's
+/// What every proxied request gets before it goes upstream: no header outside the name
+/// grammar, no client-sent identity or environment header (screened in `request_filter`, and
+/// again here when a kept request put its headers back), none of verigate's
 /// cookies, and for a verified request the identity headers and, when configured, their
 /// signed assertion.
 fn upstream_edits(
@@ -681,18 +693,16 @@ fn upstream_edits(
     route: &str,
     now: Instant,
 ) -> Result<()> {
-    headers::strip_identity(req, &cfg.identity.prefix);
-    for name in target::path_overrides(req.map()) {
-        req.remove(&name);
+    // `request_filter` screened the client's headers; a kept request put its own back since.
+    if ctx.kept.delivering() {
+        let protected =
+            names::Protected::new(&cfg.identity.prefix, cfg.identity.assertion.as_str());
+        names::screen(req, &protected, false);
     }
     headers::single_content_length(req);
     if let Some(o) = &ctx.origin {
-        let host = req
-            .map()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(String::from);
-        forwarded::edit(req, o, host.as_deref());
+        let host = req.map().get(http::header::HOST).cloned();
+        forwarded::edit(req, o, host);
     }
     if !ctx.cookies_stripped {
         crate::cookies::strip(
@@ -752,7 +762,7 @@ impl ProxyHttp for Gate {
 
     /// How Pingora's own error lines ("Fail to proxy: ...") name the request. Its default is
     /// the request line and Host (`GET /path?query, Host: ...`), but paths and query strings
-    /// stay out of logs (they carry personal data; `tests/privacy.rs`): method and route.
+    /// stay out of logs (they carry personal data; `tests/it/privacy.rs`): method and route.
     fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
         format!(
             "{} on route {}",
@@ -1071,19 +1081,19 @@ impl ProxyHttp for Gate {
                     .unwrap_or_default();
                 forwarded::for_log(o.peer, mode)
             });
-            let upstream = ctx.upstream_addr.map(|a| a.to_string());
+            let upstream = ctx.upstream_addr.map(crate::logwriter::AddrText::socket);
             crate::logwriter::access(
                 end,
                 &AccessLine {
-                    request_id: ctx.origin.as_ref().map_or("", |o| o.request_id.as_str()),
+                    request_id: ctx.origin.as_ref().map_or("", |o| o.request_id()),
                     route,
                     decision,
                     status,
                     method: req.method.as_str(),
                     host: target::authority(req).unwrap_or(""),
                     path: req.uri.path(),
-                    client: client.as_deref(),
-                    upstream: upstream.as_deref(),
+                    client: client.as_ref().map(|a| a.as_str()),
+                    upstream: upstream.as_ref().map(|a| a.as_str()),
                     latency_ms: total.as_secs_f64() * 1000.0,
                     gate_ms: ctx.gate_time.as_secs_f64() * 1000.0,
                     upstream_ms: ctx.upstream_time.map(|t| t.as_secs_f64() * 1000.0),

@@ -52,6 +52,14 @@ impl ProviderFlow for Flow {
         p.iamport.as_ref() == Some(self.client.config())
     }
 
+    async fn probe(&self) -> Option<Result<(), crate::providers::ProviderError>> {
+        Some(self.client.probe().await)
+    }
+
+    fn has_probe(&self) -> bool {
+        true
+    }
+
     async fn endpoint(
         &self,
         live: &Live,

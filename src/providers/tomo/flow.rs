@@ -62,6 +62,14 @@ impl ProviderFlow for Flow {
         p.tomo.as_ref() == Some(self.client.config())
     }
 
+    async fn probe(&self) -> Option<Result<(), crate::providers::ProviderError>> {
+        Some(self.client.probe().await)
+    }
+
+    fn has_probe(&self) -> bool {
+        true
+    }
+
     async fn endpoint(
         &self,
         live: &Live,
