@@ -58,7 +58,18 @@ CREATE TABLE IF NOT EXISTS kept (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS kept_expiry ON kept (expires_at);
+-- One row, rewritten by `/readyz` to prove the store can write.
+CREATE TABLE IF NOT EXISTS write_probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at_ms INTEGER NOT NULL
+);
 ";
+
+/// How long the write probe waits for a lock another process holds before it calls the store
+/// locked (decisions wait up to 5 s; readiness answers sooner).
+const PROBE_BUSY: Duration = Duration::from_secs(1);
+/// The connection's lock wait for every other statement.
+const BUSY: Duration = Duration::from_secs(5);
 
 /// Whether the store at `path` could be opened for writing, without creating or changing
 /// anything (`verigate check`): an existing database opens read-write; a new one needs a
@@ -119,7 +130,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 impl SqliteStore {
     pub fn open(path: &str) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(|e| StoreError::Open(format!("{path}: {e}")))?;
-        conn.busy_timeout(Duration::from_secs(5))
+        conn.busy_timeout(BUSY)
             .map_err(|e| StoreError::Open(format!("{path}: {e}")))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| StoreError::Open(format!("{path}: {e}")))?;
@@ -480,6 +491,24 @@ impl Store for SqliteStore {
         self.with(|c| {
             c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
                 .map(|_| ())
+        })
+        .await
+    }
+
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.busy_timeout(PROBE_BUSY)?;
+            let wrote = (|| {
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                tx.execute(
+                    "INSERT INTO write_probe (id, at_ms) VALUES (1, ?1)
+                     ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms",
+                    params![now_ms()],
+                )?;
+                tx.commit()
+            })();
+            c.busy_timeout(BUSY)?;
+            wrote
         })
         .await
     }
