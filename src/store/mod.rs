@@ -126,6 +126,13 @@ pub trait Store: Send + Sync {
     /// The audit lines, oldest first.
     async fn audit_lines(&self) -> Result<Vec<String>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Whether the store can write now (`/readyz`): a small write that changes nothing any
+    /// decision reads (SQLite: a probe row in a transaction; Redis: a probe key with a TTL).
+    /// A store that answers but cannot write (disk full, read-only, locked, `OOM`) is an
+    /// error here while `ping` passes.
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.ping().await
+    }
     /// A key exchange: `sealed_key` becomes `member`'s pending key, replacing a pending one,
     /// until `ttl` from now. A registered member is left as it is (`Registered`); a new pending
     /// member beyond `max_pending` live ones is not kept (`Full`). Expired pending members

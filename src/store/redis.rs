@@ -505,6 +505,24 @@ return v
         Ok(0)
     }
 
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        // A read-only replica answers `READONLY`, a full one `OOM`: name the code, which
+        // says which fault it is (the message may hold nothing secret, but the code suffices).
+        let mut c = self.conn().await?;
+        let mut set = redis::cmd("SET");
+        set.arg(format!("{}readyz:write-probe", self.prefix))
+            .arg(now_ms())
+            .arg("PX")
+            .arg(10_000);
+        tokio::time::timeout(CALL_TIMEOUT, set.query_async::<()>(&mut c))
+            .await
+            .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
+            .map_err(|e| match e.code() {
+                Some(code) => StoreError::Unavailable(format!("redis: cannot write ({code})")),
+                None => err(e),
+            })
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let r: String = self.run(redis::cmd("PING")).await?;
         if r == "PONG" {

@@ -72,7 +72,18 @@ CREATE TABLE IF NOT EXISTS audit (
     line TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms);
+-- One row, rewritten by `/readyz` to prove the store can write.
+CREATE TABLE IF NOT EXISTS write_probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at_ms INTEGER NOT NULL
+);
 ";
+
+/// How long the write probe waits for a lock another process holds before it calls the store
+/// locked (decisions wait up to 5 s; readiness answers sooner).
+const PROBE_BUSY: Duration = Duration::from_secs(1);
+/// The connection's lock wait for every other statement.
+const BUSY: Duration = Duration::from_secs(5);
 
 /// Whether the store at `path` could be opened for writing, without creating or changing
 /// anything (`verigate check`): an existing database opens read-write; a new one needs a
@@ -157,7 +168,7 @@ impl SqliteStore {
     }
 
     fn with_conn(path: &str, conn: Connection) -> Result<Self, StoreError> {
-        conn.busy_timeout(Duration::from_secs(5))
+        conn.busy_timeout(BUSY)
             .map_err(|e| StoreError::Open(format!("{path}: {e}")))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| StoreError::Open(format!("{path}: {e}")))?;
@@ -600,6 +611,24 @@ impl Store for SqliteStore {
         self.with(|c| {
             c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
                 .map(|_| ())
+        })
+        .await
+    }
+
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.busy_timeout(PROBE_BUSY)?;
+            let wrote = (|| {
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                tx.execute(
+                    "INSERT INTO write_probe (id, at_ms) VALUES (1, ?1)
+                     ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms",
+                    params![now_ms()],
+                )?;
+                tx.commit()
+            })();
+            c.busy_timeout(BUSY)?;
+            wrote
         })
         .await
     }

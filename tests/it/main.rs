@@ -19,6 +19,7 @@ mod credentials;
 mod deploy;
 mod differential;
 mod docs;
+mod faults;
 mod hosts;
 mod iamport_flow;
 mod identity_rules;

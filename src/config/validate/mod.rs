@@ -506,6 +506,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
             routes.push((i, route));
         }
     }
+    hash_key_rotation(ctx, &f.session, &routes, providers.ifree.is_some());
     let (indices, routes): (Vec<usize>, Vec<Route>) = routes.into_iter().unzip();
     let routes = RouteTable::new(routes);
     for (later, earlier) in routes.shadowed() {
@@ -601,4 +602,36 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         keep_in_session: keep,
         warnings: std::mem::take(&mut ctx.warnings),
     })
+}
+
+/// Without an explicit hash key, the hash key is derived from the first session key: rotating
+/// the session keys (new key first) then changes every person's keyed CI hash and the key that
+/// seals ifree members at rest. One-account records stop matching (people can sign up again),
+/// ifree members become unreadable, and revoked sessions are no longer found. Warned loudly,
+/// with what depends on it, whenever something does.
+fn hash_key_rotation(ctx: &mut Ctx, s: &FileSession, routes: &[(usize, Route)], ifree: bool) {
+    if s.hash_key_env.is_some() || s.hash_key_file.is_some() {
+        return;
+    }
+    let mut depends: Vec<String> = routes
+        .iter()
+        .filter(|(_, r)| r.require.as_ref().is_some_and(|q| q.one_account_per_person))
+        .map(|(i, _)| format!("one-account records of routes[{i}]"))
+        .collect();
+    if ifree {
+        depends.push("ifree members (sealed at rest)".into());
+    }
+    if depends.is_empty() {
+        return;
+    }
+    ctx.warn(
+        "session.hash_key_env",
+        format!(
+            "not set: the hash key is derived from the first session key, so rotating \
+             session.keys_env changes it and silently loses {} (and un-revokes logged-out \
+             sessions); set session.hash_key_env (or hash_key_file) to a key of its own \
+             before the first rotation",
+            depends.join(", ")
+        ),
+    );
 }

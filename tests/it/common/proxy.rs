@@ -471,6 +471,16 @@ impl Proxy {
         self
     }
 
+    /// Any `session.<key>`, over what is there (`Value::Null` removes it: `keys_env` to use
+    /// `keys_file` instead, `hash_key_env` to derive the hash key from the session keys).
+    pub fn session_set(mut self, key: &str, value: Value) -> Proxy {
+        match value {
+            Value::Null => self.session.remove(key),
+            v => self.session.insert(key.into(), v),
+        };
+        self
+    }
+
     /// `session.secure`: verigate's cookies get the `__Host-` prefix (`__Host-vg`, ...).
     pub fn secure_cookies(mut self) -> Proxy {
         self.session.insert("secure".into(), json!(true));
