@@ -23,7 +23,7 @@ providers:
 routes:
   - name: signup
     match: { path: /signup }
-    require: { providers: [iamport], min_age: 19 }
+    require: { providers: [iamport], age_rule: youth_act, min_age: 19 }
 "#;
 
 fn problems(yaml: &str) -> Vec<String> {
@@ -733,4 +733,30 @@ fn iamport_channel_key_and_pg_are_optional_and_never_empty() {
         has(&ps, "providers.iamport.pg: must not be empty"),
         "{ps:?}"
     );
+}
+
+#[test]
+fn min_age_needs_an_age_rule_and_check_names_both() {
+    let ps = problems(&BASE.replace("age_rule: youth_act, ", ""));
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    let p = &ps[0];
+    assert!(p.starts_with("routes[0].require.age_rule: "), "{p}");
+    for want in ["youth_act", "birthday", "1 January", "청소년보호법", "under-14"] {
+        assert!(p.contains(want), "`{want}` missing in {p}");
+    }
+    let ps = problems(&BASE.replace("age_rule: youth_act", "age_rule: korean_age"));
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert!(
+        ps[0].starts_with("routes[0].require.age_rule: `korean_age` is not an age rule")
+            && ps[0].contains("youth_act")
+            && ps[0].contains("birthday"),
+        "{ps:?}"
+    );
+    // An age rule without min_age says nothing.
+    let ps = problems(&BASE.replace("age_rule: youth_act, min_age: 19", "age_rule: birthday"));
+    assert_eq!(
+        ps,
+        vec!["routes[0].require.age_rule: only means something with min_age".to_string()]
+    );
+    assert!(problems(&BASE.replace("youth_act", "birthday")).is_empty());
 }

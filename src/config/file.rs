@@ -279,6 +279,9 @@ pub struct FileRequire {
     /// Kept as a YAML value so that `-1`, `"nineteen"` or `19.5` get a message naming the key.
     #[serde(default)]
     pub min_age: Option<serde_yaml::Value>,
+    /// `youth_act` or `birthday`: how age counts against `min_age` (required with it).
+    #[serde(default)]
+    pub age_rule: Option<String>,
     #[serde(default)]
     pub one_account_per_person: bool,
     /// `person` (default: every accepted provider must give the same kind of identity) or

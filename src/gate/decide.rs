@@ -3,7 +3,7 @@
 //! `request_filter` carries it out (answers, reserves, remembers the identity for the headers);
 //! each rule is unit-tested here.
 
-use super::headers::{age_on, Verified};
+use super::headers::Verified;
 use crate::answers::Refusal;
 use crate::routing::Route;
 
@@ -64,7 +64,7 @@ pub fn decide(
         (None, _) => None,
         (Some(_), None) => return Decision::Refuse(Refusal::AgeUnknown),
         (Some(min), Some(birth)) => {
-            if age_on(birth, today()) < min as i32 {
+            if !req.age_rule.admits(min, birth, today()) {
                 return Decision::Refuse(Refusal::Underage);
             }
             Some(true)
@@ -103,6 +103,7 @@ mod tests {
         Require {
             providers: vec![ProviderId::Iamport],
             min_age: None,
+            age_rule: crate::identity::AgeRule::Birthday,
             one_account_per_person: false,
             commit_on: Default::default(),
             max_session_age: None,
@@ -215,6 +216,28 @@ mod tests {
                 reserve: false
             }
         );
+    }
+
+    #[test]
+    fn the_youth_act_rule_counts_the_year_only() {
+        let mut r = require();
+        r.min_age = Some(19);
+        r.age_rule = crate::identity::AgeRule::YouthAct;
+        let r = route(Some(r));
+        let admit = Decision::Admit {
+            age_ok: Some(true),
+            reserve: false,
+        };
+        // today() is 2027-03-01: everyone born in 2008 is of age, the birthday to come or not.
+        for (birth, want) in [
+            ("2008-12-31", admit),
+            ("2008-03-02", admit),
+            ("2008-01-01", admit),
+            ("2009-01-01", Decision::Refuse(Refusal::Underage)),
+        ] {
+            let p = person(ProviderId::Iamport, Some(birth), 0);
+            assert_eq!(decide(&r, Some(&p), NOW, today, false), want, "{birth}");
+        }
     }
 
     #[test]

@@ -314,16 +314,7 @@ pub fn assertion_claims<'a>(id: &'a Identity, route: &'a Route) -> crate::assert
     }
 }
 
-/// International age on `today`: a birthday on the day counts; 29 February birthdays are
-/// reached on 1 March in common years.
-pub fn age_on(birth: chrono::NaiveDate, today: chrono::NaiveDate) -> i32 {
-    use chrono::Datelike;
-    let mut age = today.year() - birth.year();
-    if (today.month(), today.day()) < (birth.month(), birth.day()) {
-        age -= 1;
-    }
-    age
-}
+pub use crate::identity::international_age as age_on;
 
 #[cfg(test)]
 mod tests {
@@ -482,6 +473,36 @@ mod tests {
         assert_eq!(age_on(d(2008, 2, 29), d(2027, 2, 28)), 18);
         assert_eq!(age_on(d(2008, 2, 29), d(2027, 3, 1)), 19);
         assert_eq!(age_on(d(2008, 2, 29), d(2028, 2, 29)), 20);
+    }
+
+    /// The youth_act rule on the date in Seoul: a person born in 2007 is of age from 00:00 KST
+    /// on 1 January 2026, which is 15:00 UTC on 31 December 2025; still a youth one second
+    /// before, and not of age by the UTC date until UTC's own New Year.
+    #[test]
+    fn new_year_in_seoul_not_utc() {
+        let seoul = chrono_tz::Asia::Seoul;
+        let rule = crate::identity::AgeRule::YouthAct;
+        let midnight_kst = d(2025, 12, 31)
+            .and_hms_opt(15, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp();
+        for birth in [d(2007, 1, 1), d(2007, 12, 31)] {
+            let at = |tz: chrono_tz::Tz, now: i64| {
+                rule.admits(19, birth, crate::clock::today(tz, now))
+            };
+            assert!(!at(seoul, midnight_kst - 1), "{birth}");
+            assert!(at(seoul, midnight_kst), "{birth}");
+            // UTC is still on 31 December at that instant...
+            assert!(!at(chrono_tz::UTC, midnight_kst));
+            // ...until nine hours later.
+            assert!(!at(chrono_tz::UTC, midnight_kst + 9 * 3600 - 1));
+            assert!(at(chrono_tz::UTC, midnight_kst + 9 * 3600));
+        }
+        // Born on 1 January 2008: not of age on 31 December 2026 in Seoul at any hour.
+        let eve = d(2026, 12, 31).and_hms_opt(14, 59, 59).unwrap().and_utc().timestamp();
+        assert!(!rule.admits(19, d(2008, 1, 1), crate::clock::today(seoul, eve)));
+        assert!(rule.admits(19, d(2008, 1, 1), crate::clock::today(seoul, eve + 1)));
     }
 
     /// The gate's age check is `age_on(birth, clock::today(timezone, now))`: the same two
