@@ -189,7 +189,12 @@ mod tests {
     #[test]
     fn youth_act_is_of_age_from_new_year_of_the_year_of_turning_min_age() {
         let y = AgeRule::YouthAct;
-        for birth in [d(2007, 1, 1), d(2007, 6, 15), d(2007, 12, 31), d(2008, 2, 29)] {
+        for birth in [
+            d(2007, 1, 1),
+            d(2007, 6, 15),
+            d(2007, 12, 31),
+            d(2008, 2, 29),
+        ] {
             let turning = birth.format("%Y").to_string().parse::<i32>().unwrap() + 19;
             // New Year's Eve of the year before: still a youth; New Year's Day: of age.
             assert!(!y.admits(19, birth, d(turning - 1, 12, 31)), "{birth}");

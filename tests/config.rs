@@ -741,7 +741,13 @@ fn min_age_needs_an_age_rule_and_check_names_both() {
     assert_eq!(ps.len(), 1, "{ps:?}");
     let p = &ps[0];
     assert!(p.starts_with("routes[0].require.age_rule: "), "{p}");
-    for want in ["youth_act", "birthday", "1 January", "청소년보호법", "under-14"] {
+    for want in [
+        "youth_act",
+        "birthday",
+        "1 January",
+        "청소년보호법",
+        "under-14",
+    ] {
         assert!(p.contains(want), "`{want}` missing in {p}");
     }
     let ps = problems(&BASE.replace("age_rule: youth_act", "age_rule: korean_age"));
@@ -759,4 +765,25 @@ fn min_age_needs_an_age_rule_and_check_names_both() {
         vec!["routes[0].require.age_rule: only means something with min_age".to_string()]
     );
     assert!(problems(&BASE.replace("youth_act", "birthday")).is_empty());
+}
+
+#[test]
+fn site_name_is_short_plain_text() {
+    let with = |name: &str| {
+        let quoted = serde_json::to_string(name).unwrap();
+        problems(&format!("{BASE}site: {{ name: {quoted} }}\n"))
+    };
+    assert!(with("예시쇼핑").is_empty());
+    for bad in ["", "   ", "a\u{7}b", &"가".repeat(51)] {
+        let ps = with(bad);
+        assert_eq!(ps.len(), 1, "{bad:?}: {ps:?}");
+        assert!(
+            ps[0].starts_with("site.name: must be 1 to 50 characters"),
+            "{ps:?}"
+        );
+    }
+    assert!(has(
+        &problems(&format!("{BASE}site: {{ title: x }}\n")),
+        "site: unknown field `title`"
+    ));
 }

@@ -68,7 +68,199 @@ async fn youth_act_admits_the_whole_birth_year_birthday_waits_for_the_day() {
     y.verify_redirect(env.sandbox, "/act", &Person::born(&first))
         .await;
     let hits = env.hits();
-    assert_eq!(refusal(y.get_json("/act").await).await, (403, "underage".into()));
-    assert_eq!(refusal(y.get_json("/intl").await).await, (403, "underage".into()));
+    assert_eq!(
+        refusal(y.get_json("/act").await).await,
+        (403, "underage".into())
+    );
+    assert_eq!(
+        refusal(y.get_json("/intl").await).await,
+        (403, "underage".into())
+    );
     assert_eq!(env.hits(), hits);
+}
+
+const SITE: &str = "예시쇼핑";
+
+/// Iamport and PortOne, an adult area under each rule, a members' area without an age, and
+/// the service's name.
+fn hinted() -> Proxy {
+    Proxy::new()
+        .provider(Provider::iamport())
+        .provider(Provider::portone())
+        .set("site", serde_json::json!({ "name": SITE }))
+        .routes(vec![
+            Route::prefix("/act")
+                .providers(["iamport", "portone"])
+                .min_age(19),
+            Route::prefix("/intl")
+                .providers(["iamport", "portone"])
+                .min_age(19)
+                .age_rule("birthday"),
+            Route::prefix("/member").providers(["iamport", "portone"]),
+            Route::prefix("/"),
+        ])
+}
+
+/// The person fills in the Iamport sandbox window opened with the page's own parameters, as
+/// the SDK passes them (`min_age`, `company`). Returns the sandbox's redirect back.
+async fn iamport_window(env: &Env, flow: &Flow, birth: &str) -> reqwest::Url {
+    let mut form = vec![
+        (
+            "imp_code",
+            flow.params["imp_code"].as_str().unwrap().to_string(),
+        ),
+        ("merchant_uid", flow.merchant_uid()),
+        (
+            "m_redirect_url",
+            flow.params["m_redirect_url"].as_str().unwrap().to_string(),
+        ),
+        ("name", format!("person-{birth}")),
+        ("birth", birth.to_string()),
+        ("phone", "01012345678".into()),
+    ];
+    if let Some(min) = flow.params["min_age"].as_u64() {
+        form.push(("min_age", min.to_string()));
+    }
+    let r = client()
+        .post(format!("http://{}/iamport/certify", env.sandbox))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection());
+    reqwest::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap()
+}
+
+fn query(u: &reqwest::Url, key: &str) -> Option<String> {
+    u.query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The route's age limit and the service name go to the window, lowered by one under
+/// `youth_act`; the sandbox's window refuses a minor before any result exists, and lets through
+/// everyone the route's rule admits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iamport_window_gets_the_age_hint_and_the_site_name() {
+    use chrono::Datelike;
+    let env = Env::with(hinted()).await;
+    let mut b = env.browser();
+    let act = b.start_iamport("/act").await;
+    assert_eq!(act.params["min_age"], 18, "youth_act: one less");
+    assert_eq!(act.params["company"], SITE);
+    assert_eq!(b.start_iamport("/intl").await.params["min_age"], 19);
+    assert!(b.start_iamport("/member").await.params["min_age"].is_null());
+    // The page passes them to IMP.certification.
+    let html = b
+        .get_html("/.verigate/iamport/start?return_to=%2Fact")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("params.min_age = flow.min_age")
+            && html.contains("params.company = flow.company")
+    );
+
+    let today = settled_today(chrono_tz::Asia::Seoul).await;
+    // Born on 31 December of the year of turning 19: 18 internationally (but on that day), of
+    // age under the Act. The window (limit 18) lets them through; the gate admits them.
+    let mut adult = env.browser();
+    let flow = adult.start_iamport("/act").await;
+    let back = iamport_window(&env, &flow, &format!("{}1231", today.year() - 19)).await;
+    assert_eq!(query(&back, "success").as_deref(), Some("true"));
+    let r = adult
+        .send(
+            adult
+                .client
+                .get(back.as_str())
+                .header("accept", "text/html"),
+        )
+        .await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(adult.get_html("/act").await.status(), 200);
+
+    // Born in the year of turning 17: refused inside the window, no result to look up.
+    let mut kid = env.browser();
+    let flow = kid.start_iamport("/act").await;
+    let back = iamport_window(&env, &flow, &format!("{}0101", today.year() - 17)).await;
+    assert_eq!(query(&back, "success").as_deref(), Some("false"));
+    assert_eq!(query(&back, "imp_uid").as_deref(), Some(""));
+    let hits = env.hits();
+    let r = kid
+        .send(
+            kid.client
+                .get(back.as_str())
+                .header("accept", "application/json"),
+        )
+        .await;
+    assert_eq!(refusal(r).await, (403, "not_certified".into()));
+    assert_eq!(
+        refusal(kid.get_json("/act").await).await.0,
+        401,
+        "no session"
+    );
+    assert_eq!(env.hits(), hits);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portone_window_gets_agelimit_and_cptitle() {
+    use chrono::Datelike;
+    let env = Env::with(hinted()).await;
+    let b = env.browser();
+    let start = |path: &'static str| {
+        let mut b = b.clone();
+        async move {
+            let r = b
+                .get_html(&format!("/.verigate/portone/start?return_to=%2F{path}"))
+                .await;
+            assert_eq!(r.status(), 200);
+            (flow_json(&r.text().await.unwrap()), b)
+        }
+    };
+    let (act, _) = start("act").await;
+    assert_eq!(act["bypass"]["danal"]["AGELIMIT"], 18);
+    assert_eq!(act["bypass"]["danal"]["CPTITLE"], SITE);
+    assert_eq!(start("intl").await.0["bypass"]["danal"]["AGELIMIT"], 19);
+    let (member, _) = start("member").await;
+    assert!(member["bypass"]["danal"]["AGELIMIT"].is_null());
+    assert_eq!(member["bypass"]["danal"]["CPTITLE"], SITE);
+
+    // The window with AGELIMIT refuses a 17-year-old: the browser comes back with a code and
+    // the provider holds no verification under the id.
+    let today = settled_today(chrono_tz::Asia::Seoul).await;
+    let (flow, mut kid) = start("act").await;
+    let limit = flow["bypass"]["danal"]["AGELIMIT"].to_string();
+    let r = client()
+        .post(format!("http://{}/portone/verify", env.sandbox))
+        .form(&[
+            ("storeId", flow["store_id"].as_str().unwrap()),
+            (
+                "identityVerificationId",
+                flow["identity_verification_id"].as_str().unwrap(),
+            ),
+            ("redirectUrl", flow["redirect_url"].as_str().unwrap()),
+            ("name", "김어린"),
+            ("birthDate", &format!("{}-01-01", today.year() - 17)),
+            ("phoneNumber", "01022223333"),
+            ("AGELIMIT", &limit),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection());
+    let back = reqwest::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(query(&back, "code").as_deref(), Some("FAILURE_TYPE_PG"));
+    assert_eq!(
+        refusal(kid.open_html(back.as_str()).await).await,
+        (403, "not_certified".into())
+    );
+    let r = kid
+        .send(
+            kid.client
+                .post(kid.url("/.verigate/portone/complete"))
+                .json(&serde_json::json!({ "identityVerificationId": flow["identity_verification_id"] })),
+        )
+        .await;
+    assert_eq!(refusal(r).await, (400, "result_not_found".into()));
 }

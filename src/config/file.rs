@@ -57,6 +57,19 @@ pub struct FileConfig {
     pub store: Option<FileStore>,
     #[serde(default)]
     pub routes: Vec<FileRoute>,
+    /// The service as providers' windows name it.
+    #[serde(default)]
+    pub site: Option<FileSite>,
+}
+
+/// `site`: the service verigate stands in front of.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSite {
+    /// The service name the verification windows show (Iamport `company`, PortOne V2 Danal
+    /// `CPTITLE`).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// The listener's certificate (docs/guide/tls-and-http2.md).

@@ -334,6 +334,8 @@ pub struct RuntimeConfig {
     pub flow_prefix: String,
     pub public_url: PublicUrls,
     pub timezone: Tz,
+    /// `site.name`: the service name given to the providers' windows.
+    pub site_name: Option<String>,
     pub threads: usize,
     pub tuning: Tuning,
     pub clients: Clients,

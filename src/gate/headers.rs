@@ -488,9 +488,8 @@ mod tests {
             .and_utc()
             .timestamp();
         for birth in [d(2007, 1, 1), d(2007, 12, 31)] {
-            let at = |tz: chrono_tz::Tz, now: i64| {
-                rule.admits(19, birth, crate::clock::today(tz, now))
-            };
+            let at =
+                |tz: chrono_tz::Tz, now: i64| rule.admits(19, birth, crate::clock::today(tz, now));
             assert!(!at(seoul, midnight_kst - 1), "{birth}");
             assert!(at(seoul, midnight_kst), "{birth}");
             // UTC is still on 31 December at that instant...
@@ -500,7 +499,11 @@ mod tests {
             assert!(at(chrono_tz::UTC, midnight_kst + 9 * 3600));
         }
         // Born on 1 January 2008: not of age on 31 December 2026 in Seoul at any hour.
-        let eve = d(2026, 12, 31).and_hms_opt(14, 59, 59).unwrap().and_utc().timestamp();
+        let eve = d(2026, 12, 31)
+            .and_hms_opt(14, 59, 59)
+            .unwrap()
+            .and_utc()
+            .timestamp();
         assert!(!rule.admits(19, d(2008, 1, 1), crate::clock::today(seoul, eve)));
         assert!(rule.admits(19, d(2008, 1, 1), crate::clock::today(seoul, eve + 1)));
     }

@@ -9,6 +9,7 @@ use crate::live::provider::ProviderFlow;
 use crate::live::revoked::Revoked;
 use crate::live::{read_cookie, session_id, Live};
 use crate::routing::path::normalize;
+use crate::routing::Route;
 use crate::session::{Claims, FlowClaims, Purpose};
 use crate::store::Store;
 use pingora::proxy::Session;
@@ -324,25 +325,33 @@ fn start_url(prefix: &str, provider: ProviderId, return_to: &str) -> String {
     )
 }
 
+/// The route a `return_to` on this request's host leads to (None: no route, or not a path).
+fn route_for<'a>(live: &'a Live, session: &Session, return_to: &str) -> Option<&'a Route> {
+    let host = crate::routing::host::request_host(session.req_header());
+    let routes = &live.cfg.routes;
+    let norm = normalize(return_to).ok()?;
+    let i = routes
+        .find(&[&http::Method::GET], host, &norm)
+        .and_then(|f| f.route())?;
+    routes.get(i)
+}
+
+/// The international age a provider's window may be told to require for `return_to` (Iamport
+/// `min_age`, PortOne V2 Danal `AGELIMIT`): the route's `min_age` lowered so that the window
+/// never refuses someone the route's rule admits (`AgeRule::hint`). The window's answer is
+/// never trusted: the gate checks every result against the rule itself.
+pub(crate) fn age_hint(live: &Live, session: &Session, return_to: &str) -> Option<u32> {
+    let req = route_for(live, session, return_to)?.require.as_ref()?;
+    let min = req.min_age?;
+    Some(req.age_rule.hint(min)).filter(|h| *h > 0)
+}
+
 /// The providers a `return_to` on this request's host accepts: its route's list, or every
 /// configured one.
 fn providers_for(live: &Live, session: &Session, return_to: &str) -> Vec<ProviderId> {
-    let host = crate::routing::host::request_host(session.req_header());
-    let cfg = &live.cfg;
-    let all: Vec<ProviderId> = live.flows().iter().map(|f| f.id()).collect();
-    let Ok(norm) = normalize(return_to) else {
-        return all;
-    };
-    match cfg
-        .routes
-        .find(&[&http::Method::GET], host, &norm)
-        .and_then(|f| f.route())
-    {
-        Some(i) => match cfg.routes.get(i).and_then(|r| r.require.as_ref()) {
-            Some(req) => req.providers.clone(),
-            None => all,
-        },
-        None => all,
+    match route_for(live, session, return_to).and_then(|r| r.require.as_ref()) {
+        Some(req) => req.providers.clone(),
+        None => live.flows().iter().map(|f| f.id()).collect(),
     }
 }
 

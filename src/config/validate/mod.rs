@@ -457,6 +457,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         flow_prefix,
         public_url,
         timezone,
+        site_name: site_name(ctx, f.site.as_ref()),
         threads,
         tuning,
         clients,
@@ -482,4 +483,17 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         keep_in_session: keep,
         warnings: std::mem::take(&mut ctx.warnings),
     })
+}
+
+/// `site.name`: shown in the providers' windows, so short plain text.
+fn site_name(ctx: &mut Ctx, site: Option<&FileSite>) -> Option<String> {
+    let name = site?.name.as_deref()?.trim();
+    if name.is_empty() || name.chars().count() > 50 || name.chars().any(char::is_control) {
+        ctx.err(
+            "site.name",
+            "must be 1 to 50 characters of plain text (the service name the verification windows show)",
+        );
+        return None;
+    }
+    Some(name.to_string())
 }
