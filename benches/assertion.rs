@@ -17,7 +17,8 @@ const NOW: i64 = 1_700_000_100;
 /// A signup route's request: min_age, name and birth forwarded.
 fn claims() -> Claims<'static> {
     Claims {
-        sub: "MC0GCCqGSIb3DQIJAyEAdi9Jf1ohr3XkQeNzZxkVYv0CfE0=",
+        sub: Some("MC0GCCqGSIb3DQIJAyEAdi9Jf1ohr3XkQeNzZxkVYv0CfE0="),
+        unique_in_site: None,
         provider: "iamport",
         verified_at: 1_700_000_000,
         age_ok: Some(true),
@@ -90,7 +91,7 @@ fn assertion(c: &mut Criterion) {
             let claims = OldClaims {
                 iss: "verigate",
                 aud: "my-app",
-                sub: black_box(claims.sub),
+                sub: black_box(claims.sub.unwrap_or_default()),
                 age_ok: Some(true),
                 provider: "iamport",
                 verified_at: 1_700_000_000,

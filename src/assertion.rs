@@ -67,8 +67,10 @@ pub fn public_of(pem: &str) -> Result<PublicJwk, KeyError> {
 /// never leaves verigate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Claims<'a> {
-    /// `X-Verified-Unique-In-Site`.
-    pub sub: &'a str,
+    /// `X-Verified-Person`: absent when the provider gave no CI.
+    pub sub: Option<&'a str>,
+    /// `X-Verified-Unique-In-Site`: absent when the provider gave no DI.
+    pub unique_in_site: Option<&'a str>,
     /// `X-Verified-Provider`.
     pub provider: &'a str,
     /// `X-Verified-At`, as UNIX seconds.
@@ -91,7 +93,10 @@ pub struct Claims<'a> {
 struct Payload<'a> {
     iss: &'a str,
     aud: &'a str,
-    sub: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unique_in_site: Option<&'a str>,
     provider: &'a str,
     verified_at: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -184,6 +189,7 @@ impl Signer {
             iss: &self.issuer,
             aud: &self.audience,
             sub: c.sub,
+            unique_in_site: c.unique_in_site,
             provider: c.provider,
             verified_at: c.verified_at,
             age_ok: c.age_ok,
@@ -222,7 +228,7 @@ impl Signer {
         now: i64,
     ) -> Option<String> {
         let c = Claims {
-            sub,
+            sub: Some(sub),
             provider,
             verified_at,
             age_ok,
@@ -263,7 +269,8 @@ mod tests {
 
     fn full() -> Claims<'static> {
         Claims {
-            sub: "MC0GCCqGSIb3DQIJAyEAdi",
+            sub: Some("MC0GCCqGSIb3DQIJAyEAdi"),
+            unique_in_site: Some("DI-of-this-site"),
             provider: "iamport",
             verified_at: 1_700_000_000,
             age_ok: Some(true),
@@ -288,7 +295,8 @@ mod tests {
         let c = verify(&s, &t).unwrap();
         let want = serde_json::json!({
             "iss": "verigate", "aud": "my-app",
-            "sub": "MC0GCCqGSIb3DQIJAyEAdi", "provider": "iamport", "verified_at": 1_700_000_000,
+            "sub": "MC0GCCqGSIb3DQIJAyEAdi", "unique_in_site": "DI-of-this-site",
+            "provider": "iamport", "verified_at": 1_700_000_000,
             "age_ok": true, "route": "signup", "min_age": 19,
             "name": "홍길동 \"Gil-dong\" \\ </script>", "birth": "1990-01-01",
             "gender": "female", "phone": "01012345678",

@@ -82,8 +82,9 @@ enum AccountsAction {
         /// The per-site identifier the app received (X-Verified-Unique-In-Site).
         #[arg(long, conflicts_with = "ci_hash", required_unless_present = "ci_hash")]
         unique_in_site: Option<String>,
-        /// The keyed hash of the CI, as kept in verigate's records.
-        #[arg(long)]
+        /// The person the app received (X-Verified-Person): the keyed hash of the CI, as kept
+        /// in verigate's records.
+        #[arg(long, alias = "person")]
         ci_hash: Option<String>,
     },
 }
@@ -248,12 +249,28 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             use verigate::store::{AccountsOp, PersonRef};
+            let mut earlier = 0;
             let op = match action {
                 AccountsAction::Count => AccountsOp::Count,
                 AccountsAction::Forget {
                     unique_in_site: Some(u),
                     ..
-                } => AccountsOp::Forget(PersonRef::UniqueInSite(u)),
+                } => {
+                    // Records keep the DI's keyed hash; older ones kept it in clear.
+                    let hashed = verigate::store::di_hash(&cfg.session.hash_key, &u);
+                    let old = verigate::store::accounts(
+                        &cfg.store,
+                        AccountsOp::Forget(PersonRef::UniqueInSite(u)),
+                    );
+                    match old {
+                        Ok(n) => earlier = n,
+                        Err(e) => {
+                            eprintln!("verigate accounts: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                    AccountsOp::Forget(PersonRef::UniqueInSite(hashed))
+                }
                 AccountsAction::Forget {
                     ci_hash: Some(h), ..
                 } => AccountsOp::Forget(PersonRef::CiHash(h)),
@@ -269,7 +286,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Ok(n) => {
-                    println!("forgot {n} record(s)");
+                    println!("forgot {} record(s)", n + earlier);
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

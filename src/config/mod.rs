@@ -167,6 +167,8 @@ pub struct IdentityHeaders {
     /// Lower-case prefix, with `-`; matching also folds `_` to `-`.
     pub prefix: String,
     pub unique_in_site: HeaderName,
+    /// `X-Verified-Person`: the keyed hash of the person's CI (or PPID, member code).
+    pub person: HeaderName,
     pub age_ok: HeaderName,
     pub provider: HeaderName,
     pub verified_at: HeaderName,
@@ -184,6 +186,7 @@ impl Default for IdentityHeaders {
             assertion: h("x-verified-assertion"),
             prefix: "x-verified-".into(),
             unique_in_site: h("x-verified-unique-in-site"),
+            person: h("x-verified-person"),
             age_ok: h("x-verified-age-ok"),
             provider: h("x-verified-provider"),
             verified_at: h("x-verified-at"),

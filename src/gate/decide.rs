@@ -56,6 +56,11 @@ pub fn decide(
     {
         return Decision::Refuse(Refusal::KoreanNational);
     }
+    // A route that tells people apart needs the person: a result without a CI (KG이니시스
+    // 통합인증 with Kakao, say) cannot hold one account per person.
+    if req.one_account_per_person && v.claims.ci_hash.is_empty() {
+        return Decision::Refuse(Refusal::CiUnavailable);
+    }
     let trusted_birth = v
         .claims
         .birth
@@ -238,6 +243,31 @@ mod tests {
             let p = person(ProviderId::Iamport, Some(birth), 0);
             assert_eq!(decide(&r, Some(&p), NOW, today, false), want, "{birth}");
         }
+    }
+
+    #[test]
+    fn a_one_account_route_refuses_a_person_without_a_ci_others_take_them() {
+        let mut no_ci = person(ProviderId::Iamport, Some("1990-01-01"), 0);
+        no_ci.claims.ci_hash = String::new();
+        let mut one = require();
+        one.one_account_per_person = true;
+        let one = route(Some(one));
+        for changing in [false, true] {
+            assert_eq!(
+                decide(&one, Some(&no_ci), NOW, today, changing),
+                Decision::Refuse(Refusal::CiUnavailable)
+            );
+        }
+        let mut adult = require();
+        adult.min_age = Some(19);
+        adult.age_rule = crate::identity::AgeRule::YouthAct;
+        assert_eq!(
+            decide(&route(Some(adult)), Some(&no_ci), NOW, today, true),
+            Decision::Admit {
+                age_ok: Some(true),
+                reserve: false
+            }
+        );
     }
 
     #[test]

@@ -301,7 +301,8 @@ pub fn assertion_claims<'a>(id: &'a Identity, route: &'a Route) -> crate::assert
     let c = &id.verified.claims;
     let f = id.forwarded();
     crate::assertion::Claims {
-        sub: &c.unique_in_site,
+        sub: Some(c.ci_hash.as_str()).filter(|h| !h.is_empty()),
+        unique_in_site: Some(c.unique_in_site.as_str()).filter(|u| !u.is_empty()),
         provider: c.provider.as_str(),
         verified_at: c.verified_at,
         age_ok: id.age_ok,

@@ -41,13 +41,20 @@ pub struct Verified {
 
 impl Verified {
     pub fn new(claims: Claims, names: &IdentityHeaders) -> Self {
-        let mut base = Vec::with_capacity(3);
+        let mut base = Vec::with_capacity(4);
         let mut push = |n: &HeaderName, v: &str| {
             if let Ok(v) = HeaderValue::from_str(&encode(v)) {
                 base.push((n.clone(), v));
             }
         };
-        push(&names.unique_in_site, &claims.unique_in_site);
+        // The person: the keyed hash one-account records are kept under (of the CI, the
+        // TomoIDV PPID or the ifree member code). The DI only where the provider gave one.
+        if !claims.ci_hash.is_empty() {
+            push(&names.person, &claims.ci_hash);
+        }
+        if !claims.unique_in_site.is_empty() {
+            push(&names.unique_in_site, &claims.unique_in_site);
+        }
         push(&names.provider, claims.provider.as_str());
         if let Some(t) = chrono::DateTime::<chrono::Utc>::from_timestamp(claims.verified_at, 0) {
             push(

@@ -168,14 +168,12 @@ pub(crate) fn session_claims(
 }
 
 /// For providers that give a CI and a DI (Iamport, PortOne): `(unique_in_site, ci_hash)`.
-/// The DI may be null for some PGs: then a keyed hash of the CI stands in (documented).
+/// The DI may be missing (KG이니시스 통합인증 never gives one): then `unique_in_site` is empty
+/// and `X-Verified-Unique-In-Site` is left out, never invented.
 pub(crate) fn ci_identity(live: &Live, ci: &str, di: Option<&str>) -> (String, String) {
     let hash_key = &live.cfg.session.hash_key;
-    let unique_in_site = di
-        .map(String::from)
-        .unwrap_or_else(|| format!("vg1.{}", crate::session::keyed_hash(hash_key, "di", ci)));
     (
-        unique_in_site,
+        di.unwrap_or_default().to_string(),
         crate::session::keyed_hash(hash_key, "ci", ci),
     )
 }
