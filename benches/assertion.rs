@@ -18,8 +18,9 @@ const NOW: i64 = 1_700_000_100;
 fn claims() -> Claims<'static> {
     Claims {
         sub: Some("MC0GCCqGSIb3DQIJAyEAdi9Jf1ohr3XkQeNzZxkVYv0CfE0="),
-        unique_in_site: None,
+        unique_in_site: Some("MC0GCCqGSIb3DQIJAyEAdi9Jf1ohr3XkQeNzZxkVYv0CfE0"),
         provider: "iamport",
+        method: "iamport:danal",
         verified_at: 1_700_000_000,
         age_ok: Some(true),
         route: Some("signup"),
@@ -28,6 +29,8 @@ fn claims() -> Claims<'static> {
         birth: chrono::NaiveDate::from_ymd_opt(1990, 1, 1),
         gender: None,
         phone: None,
+        foreigner: None,
+        carrier: None,
     }
 }
 

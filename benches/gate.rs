@@ -23,6 +23,9 @@ fn claims() -> Claims {
         gender: None,
         phone: None,
         countries: Vec::new(),
+        foreigner: None,
+        carrier: None,
+        method: String::new(),
         host: Some("shop".into()),
     }
 }

@@ -155,18 +155,21 @@ pub fn international_age(birth: chrono::NaiveDate, today: chrono::NaiveDate) -> 
     age
 }
 
-/// Fields a route may forward upstream (`forward: [name, birth, gender, phone]`).
+/// Fields a route may forward upstream (`forward: [name, birth, gender, phone, foreigner,
+/// carrier]`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Forward {
     pub name: bool,
     pub birth: bool,
     pub gender: bool,
     pub phone: bool,
+    pub foreigner: bool,
+    pub carrier: bool,
 }
 
 impl Forward {
     pub fn any(&self) -> bool {
-        self.name || self.birth || self.gender || self.phone
+        self.name || self.birth || self.gender || self.phone || self.foreigner || self.carrier
     }
     pub fn union(self, o: Forward) -> Forward {
         Forward {
@@ -174,6 +177,8 @@ impl Forward {
             birth: self.birth || o.birth,
             gender: self.gender || o.gender,
             phone: self.phone || o.phone,
+            foreigner: self.foreigner || o.foreigner,
+            carrier: self.carrier || o.carrier,
         }
     }
 }

@@ -264,3 +264,138 @@ async fn portone_window_gets_agelimit_and_cptitle() {
         .await;
     assert_eq!(refusal(r).await, (400, "result_not_found".into()));
 }
+
+/// Iamport on KG이니시스 통합인증 (`pg: inicis_unified`): a one-account signup, an adult area
+/// forwarding the foreigner flag and carrier, and a members' area.
+fn unified() -> Proxy {
+    Proxy::new()
+        .provider(Provider::iamport().set("pg", serde_json::json!("inicis_unified")))
+        .routes(vec![
+            Route::path("/signup")
+                .methods(["GET", "POST"])
+                .providers(["iamport"])
+                .one_account(),
+            Route::prefix("/act")
+                .providers(["iamport"])
+                .min_age(19)
+                .forward(["foreigner", "carrier", "gender"]),
+            Route::prefix("/"),
+        ])
+}
+
+async fn unified_window(env: &Env, flow: &Flow, app: &str, name: &str) -> reqwest::Url {
+    let form = vec![
+        (
+            "imp_code",
+            flow.params["imp_code"].as_str().unwrap().to_string(),
+        ),
+        ("merchant_uid", flow.merchant_uid()),
+        (
+            "m_redirect_url",
+            flow.params["m_redirect_url"].as_str().unwrap().to_string(),
+        ),
+        ("pg", flow.params["pg"].as_str().unwrap().to_string()),
+        ("app", app.into()),
+        ("name", name.into()),
+        ("birth", "19900101".into()),
+        ("phone", "01099998888".into()),
+        ("gender", "male".into()),
+        ("foreigner", "true".into()),
+    ];
+    let r = client()
+        .post(format!("http://{}/iamport/certify", env.sandbox))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    reqwest::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap()
+}
+
+/// KG 통합인증 gives no DI: `X-Verified-Unique-In-Site` is absent, `X-Verified-Person` is there
+/// and equals the person's through Danal; typed gender and foreigner never go as verified.
+/// Through Kakao without a CI: `403 ci_unavailable` on the one-account route, age only elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_di_no_ci_and_the_person_id_across_channels() {
+    let env = Env::with(unified()).await;
+    // Through PASS in KG 통합인증: CI, no DI.
+    let mut b = env.browser();
+    let flow = b.start_iamport("/act").await;
+    let back = unified_window(&env, &flow, "pass", "김통합").await;
+    assert_eq!(b.open_html(back.as_str()).await.status(), 302);
+    assert_eq!(b.get_html("/act").await.status(), 200);
+    let up = env.last_upstream();
+    assert_eq!(header(&up, "x-verified-unique-in-site"), None, "{up}");
+    let person = header(&up, "x-verified-person")
+        .expect("person id")
+        .to_string();
+    assert_eq!(
+        header(&up, "x-verified-method"),
+        Some("iamport:inicis_unified")
+    );
+    // Typed by the person: never forwarded as verified, though the route asks.
+    assert_eq!(header(&up, "x-verified-foreigner"), None, "{up}");
+    assert_eq!(header(&up, "x-verified-gender"), None, "{up}");
+    assert_eq!(header(&up, "x-verified-carrier"), None, "{up}");
+
+    // The same person through Danal (another proxy, same keys): the same X-Verified-Person,
+    // now with a DI, a verified foreigner flag and the carrier.
+    let danal = Env::with(
+        Proxy::new()
+            .provider(Provider::iamport())
+            .route(
+                Route::prefix("/act")
+                    .providers(["iamport"])
+                    .min_age(19)
+                    .forward(["foreigner", "carrier"]),
+            )
+            .route(Route::prefix("/")),
+    )
+    .await;
+    let mut d = danal.browser();
+    let p = Person {
+        phone: "01099998888".into(),
+        ..Person::named("김통합")
+    };
+    assert_eq!(
+        d.verify_redirect(danal.sandbox, "/act", &p).await.status(),
+        302
+    );
+    assert_eq!(d.get_html("/act").await.status(), 200);
+    let up = danal.last_upstream();
+    assert_eq!(header(&up, "x-verified-person"), Some(person.as_str()));
+    assert!(header(&up, "x-verified-unique-in-site").is_some());
+    assert_eq!(header(&up, "x-verified-method"), Some("iamport:danal"));
+    assert_eq!(header(&up, "x-verified-foreigner"), Some("false"));
+    assert_eq!(header(&up, "x-verified-carrier"), Some("SKT"));
+
+    // Through Kakao: no CI. The one-account route refuses with a way to use another method;
+    // the adult area takes the verified age alone.
+    let mut k = env.browser();
+    let flow = k.start_iamport("/signup").await;
+    let back = unified_window(&env, &flow, "kakao", "이카카").await;
+    assert_eq!(k.open_html(back.as_str()).await.status(), 302);
+    let hits = env.hits();
+    assert_eq!(
+        refusal(k.post("/signup", "user=k").await).await,
+        (403, "ci_unavailable".into())
+    );
+    let r = k.get_html("/signup").await;
+    assert_eq!(r.status(), 403);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("ci_unavailable") && page.contains("이 인증수단으로는 확인할 수 없습니다"),
+        "{page}"
+    );
+    assert!(page.contains("/verify?return_to="), "verify again: {page}");
+    let r = k.get_json("/signup").await;
+    assert_eq!(r.status(), 403);
+    let j: Value = r.json().await.unwrap();
+    assert_eq!(j["error"], "ci_unavailable");
+    assert!(j["verify_url"].is_string(), "{j}");
+    assert_eq!(env.hits(), hits, "nothing reaches the app");
+    assert_eq!(k.get_html("/act").await.status(), 200);
+    let up = env.last_upstream();
+    assert_eq!(header(&up, "x-verified-person"), None);
+    assert_eq!(header(&up, "x-verified-unique-in-site"), None);
+    assert_eq!(header(&up, "x-verified-age-ok"), Some("true"));
+}

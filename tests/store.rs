@@ -697,6 +697,9 @@ fn session_for(ci_hash: &str) -> String {
             gender: None,
             phone: None,
             countries: Vec::new(),
+            foreigner: None,
+            carrier: None,
+            method: String::new(),
             host: Some("127.0.0.1".into()),
         },
     )

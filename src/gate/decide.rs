@@ -129,6 +129,9 @@ mod tests {
             gender: None,
             phone: None,
             countries: Vec::new(),
+            foreigner: None,
+            carrier: None,
+            method: String::new(),
             host: Some("shop.example".into()),
         };
         Verified::new(claims, &IdentityHeaders::default())

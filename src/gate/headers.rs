@@ -238,6 +238,8 @@ pub struct Forwarded<'a> {
     pub birth: Option<chrono::NaiveDate>,
     pub gender: Option<&'a str>,
     pub phone: Option<&'a str>,
+    pub foreigner: Option<bool>,
+    pub carrier: Option<&'a str>,
 }
 
 impl Identity {
@@ -246,7 +248,7 @@ impl Identity {
         let f = self.forward;
         self.verified.base.len()
             + usize::from(self.age_ok.is_some())
-            + [f.name, f.birth, f.gender, f.phone]
+            + [f.name, f.birth, f.gender, f.phone, f.foreigner, f.carrier]
                 .iter()
                 .filter(|on| **on)
                 .count()
@@ -260,6 +262,8 @@ impl Identity {
             birth: c.birth.filter(|_| f.birth),
             gender: c.gender.as_deref().filter(|_| f.gender),
             phone: c.phone.as_deref().filter(|_| f.phone),
+            foreigner: c.foreigner.filter(|_| f.foreigner),
+            carrier: c.carrier.as_deref().filter(|_| f.carrier),
         }
     }
 }
@@ -292,6 +296,13 @@ pub fn inject(req: &mut impl Edit, names: &IdentityHeaders, id: &Identity) {
     if let Some(v) = f.phone {
         set(req, &names.phone, v);
     }
+    if let Some(v) = f.foreigner {
+        let v = HeaderValue::from_static(if v { "true" } else { "false" });
+        req.insert(&names.foreigner, v);
+    }
+    if let Some(v) = f.carrier {
+        set(req, &names.carrier, v);
+    }
 }
 
 /// What the signed assertion of a request says: every identity header [`inject`] sends for
@@ -304,6 +315,7 @@ pub fn assertion_claims<'a>(id: &'a Identity, route: &'a Route) -> crate::assert
         sub: Some(c.ci_hash.as_str()).filter(|h| !h.is_empty()),
         unique_in_site: Some(c.unique_in_site.as_str()).filter(|u| !u.is_empty()),
         provider: c.provider.as_str(),
+        method: id.verified.method.as_str(),
         verified_at: c.verified_at,
         age_ok: id.age_ok,
         route: Some(&route.name),
@@ -312,6 +324,8 @@ pub fn assertion_claims<'a>(id: &'a Identity, route: &'a Route) -> crate::assert
         birth: f.birth,
         gender: f.gender,
         phone: f.phone,
+        foreigner: f.foreigner,
+        carrier: f.carrier,
     }
 }
 

@@ -36,12 +36,14 @@ pub struct Verified {
     /// (`tomo::settings::Settings::has_ci`).
     pub has_ci: bool,
     pub base: Vec<(HeaderName, HeaderValue)>,
+    /// `X-Verified-Method` (`Claims::method_label`).
+    pub method: String,
     pub(crate) age_ok: HeaderName,
 }
 
 impl Verified {
     pub fn new(claims: Claims, names: &IdentityHeaders) -> Self {
-        let mut base = Vec::with_capacity(4);
+        let mut base = Vec::with_capacity(5);
         let mut push = |n: &HeaderName, v: &str| {
             if let Ok(v) = HeaderValue::from_str(&encode(v)) {
                 base.push((n.clone(), v));
@@ -56,6 +58,8 @@ impl Verified {
             push(&names.unique_in_site, &claims.unique_in_site);
         }
         push(&names.provider, claims.provider.as_str());
+        let method = claims.method_label();
+        push(&names.method, &method);
         if let Some(t) = chrono::DateTime::<chrono::Utc>::from_timestamp(claims.verified_at, 0) {
             push(
                 &names.verified_at,
@@ -67,6 +71,7 @@ impl Verified {
             revocation_id: String::new(),
             has_ci: false,
             base,
+            method,
             age_ok: names.age_ok.clone(),
         }
     }
@@ -178,6 +183,9 @@ mod tests {
             gender: None,
             phone: None,
             countries: Vec::new(),
+            foreigner: None,
+            carrier: None,
+            method: String::new(),
             host: Some("shop.example".into()),
         };
         let names = crate::config::IdentityHeaders::default();

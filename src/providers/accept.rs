@@ -75,7 +75,10 @@ pub(crate) async fn accept(
             Some(ci) => ci_identity(live, ci, person.unique_in_site.as_deref()),
             None => {
                 tracing::info!(provider = provider.as_str(), "verified without a CI");
-                (person.unique_in_site.clone().unwrap_or_default(), String::new())
+                (
+                    person.unique_in_site.clone().unwrap_or_default(),
+                    String::new(),
+                )
             }
         },
     };

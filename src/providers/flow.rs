@@ -162,6 +162,9 @@ pub(crate) fn session_claims(
         name: person.name.filter(|_| keep.name),
         gender: person.gender.filter(|_| keep.gender),
         phone: person.phone.filter(|_| keep.phone),
+        foreigner: person.foreigner.filter(|_| keep.foreigner),
+        carrier: person.carrier.filter(|_| keep.carrier),
+        method: person.method,
         countries: Vec::new(),
         host: None,
     }

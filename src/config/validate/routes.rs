@@ -42,9 +42,13 @@ pub(super) fn route(
             "birth" => forward.birth = true,
             "gender" => forward.gender = true,
             "phone" => forward.phone = true,
+            "foreigner" => forward.foreigner = true,
+            "carrier" => forward.carrier = true,
             other => ctx.err(
                 format!("{at}.forward[{j}]"),
-                format!("unknown field `{other}` (expected name, birth, gender, phone)"),
+                format!(
+                    "unknown field `{other}` (expected name, birth, gender, phone, foreigner, carrier)"
+                ),
             ),
         }
     }

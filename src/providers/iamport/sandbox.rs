@@ -337,6 +337,10 @@ struct CertifyForm {
     /// The merchant page's `min_age`: the window refuses anyone younger (international age).
     #[serde(default)]
     min_age: Option<String>,
+    /// Inside KG이니시스 통합인증 (`pg: inicis_unified`), the app the person chose: `kakao`
+    /// gives no CI (as without a separate contract). That channel never gives a DI.
+    #[serde(default)]
+    app: Option<String>,
 }
 
 fn keyed(alg_len: usize, parts: &[&str]) -> String {
@@ -421,6 +425,15 @@ async fn certify_submit(State(sim): State<Arc<Sim>>, Form(f): Form<CertifyForm>)
     let unique_key = keyed(64, &["ci", name, &birth_s, &phone]);
     let unique_in_site = keyed(48, &["di", &f.imp_code, name, &birth_s, &phone]);
     let certified_at = now() - f.certified_ago.unwrap_or(0);
+    let pg_provider =
+        f.pg.as_deref()
+            .and_then(|p| p.split('.').next())
+            .filter(|p| !p.is_empty())
+            .unwrap_or("danal")
+            .to_string();
+    let unified = pg_provider == "inicis_unified";
+    let unique_in_site = Some(unique_in_site).filter(|_| !unified);
+    let unique_key = Some(unique_key).filter(|_| !(unified && f.app.as_deref() == Some("kakao")));
     let kst_midnight = birthday
         .and_hms_opt(0, 0, 0)
         .map(|t| t.and_utc().timestamp() - 9 * 3600);
@@ -429,7 +442,7 @@ async fn certify_submit(State(sim): State<Arc<Sim>>, Form(f): Form<CertifyForm>)
         "merchant_uid": f.merchant_uid,
         "pg_tid": format!("sandbox{}", rand::thread_rng().gen_range(0..u32::MAX)),
         // `pg` names a channel as `provider.mid` (`danal.im0001`).
-        "pg_provider": f.pg.as_deref().and_then(|p| p.split('.').next()).filter(|p| !p.is_empty()).unwrap_or("danal"),
+        "pg_provider": pg_provider,
         "name": name,
         "gender": f.gender.as_deref().filter(|g| *g == "male" || *g == "female"),
         "birthday": birthday.format("%Y-%m-%d").to_string(),
@@ -437,7 +450,8 @@ async fn certify_submit(State(sim): State<Arc<Sim>>, Form(f): Form<CertifyForm>)
         "foreigner": f.foreigner.as_deref() == Some("true"),
         "foreigner_v2": f.foreigner.as_deref() == Some("true"),
         "phone": phone,
-        "carrier": f.carrier.as_deref().unwrap_or("SKT"),
+        // KG 통합인증 gives no carrier.
+        "carrier": if unified { None } else { Some(f.carrier.as_deref().unwrap_or("SKT")) },
         "certified": outcome != "uncertified",
         "certified_at": certified_at,
         "unique_key": unique_key,
