@@ -203,6 +203,7 @@ async fn submit(State(sim): State<Arc<Sim>>, Form(f): Form<SubmitForm>) -> Respo
         json!({ "status": "VERIFIED", "id": f.id, "requestedCustomer": requested, "requestedAt": at,
                 "updatedAt": at, "statusChangedAt": at, "version": "V2", "verifiedAt": at,
                 "pgTxId": format!("sandbox-{}", f.id), "pgRawResponse": "{}",
+                "channel": { "type": "LIVE", "id": "sandbox-channel", "key": "channel-key-sandbox", "name": "다날 본인인증", "pgProvider": "DANAL", "pgMerchantId": "sandbox" },
                 "verifiedCustomer": {
                     "name": f.name, "phoneNumber": f.phone_number, "birthDate": f.birth_date,
                     "gender": f.gender.as_deref().unwrap_or("MALE"), "isForeigner": false, "operator": "SKT",
