@@ -27,6 +27,8 @@ fn claims() -> Claims {
         carrier: None,
         method: String::new(),
         host: Some("shop".into()),
+        host_only: false,
+        kept: None,
     }
 }
 
@@ -168,7 +170,7 @@ fn bench(c: &mut Criterion) {
 /// verigate's cookies (one parse), open (cached), today's date for the age check, then on
 /// Pingora's upstream copy strip again and inject (plain header map, the default).
 fn hot_path(c: &mut Criterion) {
-    use verigate::gate::headers::{read_cookie, strip_cookies, take_cookie};
+    use verigate::cookies::{read as read_cookie, strip as strip_cookies, take as take_cookie};
     let yaml = verigate::demo::demo_yaml(
         "127.0.0.1:0".parse().unwrap(),
         "127.0.0.1:1".parse().unwrap(),
@@ -191,7 +193,8 @@ fn hot_path(c: &mut Criterion) {
     let mut req = pingora::http::RequestHeader::build("GET", b"/whoami", None).unwrap();
     req.append_header("host", "shop").unwrap();
     req.append_header("accept", "text/html").unwrap();
-    req.append_header("cookie", format!("verigate_session={sealed}; theme=dark"))
+    let name = live.cfg.session.cookie.clone();
+    req.append_header("cookie", format!("{name}={sealed}; theme=dark"))
         .unwrap();
     let m = http::Method::GET;
     live.verified(&sealed, now).unwrap();
@@ -210,8 +213,8 @@ fn hot_path(c: &mut Criterion) {
                 .and_then(|f| f.route())
                 .unwrap();
             let own = [&cfg.session.cookie[..], &cfg.session.flow_cookie[..]];
-            let v = take_cookie(&mut r, &cfg.session.cookie, &own, |c| {
-                c.and_then(|c| live.verified(c, now))
+            let v = take_cookie(&mut r, &[&cfg.session.cookie], &own, |c| {
+                c.and_then(|(c, _)| live.verified(c, now))
             })
             .unwrap();
             let today = verigate::clock::today(cfg.timezone, now);

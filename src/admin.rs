@@ -1,4 +1,5 @@
-//! The admin listener: `/metrics`, `/healthz`, `/readyz`.
+//! The admin listener: `/metrics`, `/healthz`, `/readyz` (and `/readyz/upstream/<name>`; the
+//! rule is in `readiness`), `POST /reload`, `/config-file`.
 
 use crate::live::Live;
 use crate::reload::Reloader;
@@ -14,6 +15,7 @@ pub struct AdminApp {
     live: Arc<ArcSwap<Live>>,
     store: Arc<dyn Store>,
     reloader: Option<Arc<Reloader>>,
+    probes: Option<Arc<crate::live::probe::Board>>,
 }
 
 impl AdminApp {
@@ -26,7 +28,14 @@ impl AdminApp {
             live,
             store,
             reloader,
+            probes: None,
         }
+    }
+
+    /// Report the providers' credential tries from this board on `/readyz`.
+    pub fn probes(mut self, board: Arc<crate::live::probe::Board>) -> Self {
+        self.probes = Some(board);
+        self
     }
 }
 
@@ -37,6 +46,43 @@ fn reply(status: u16, ctype: &str, body: Vec<u8>) -> Response<Vec<u8>> {
         .header(http::header::CONTENT_LENGTH, body.len())
         .body(body)
         .unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+impl AdminApp {
+    async fn readiness(&self) -> crate::readiness::Readiness {
+        let live = self.live.load_full();
+        let upstreams = crate::readiness::upstreams(&live);
+        let providers = crate::live::probe::report(self.probes.as_deref(), &live);
+        let store = self.store.ping().await.map_err(|e| e.to_string());
+        crate::readiness::assess(store, upstreams, providers)
+    }
+
+    /// Plain text by default; JSON for `Accept: application/json` or `?format=json`.
+    fn answer_readiness(
+        &self,
+        session: &ServerSession,
+        status: u16,
+        r: &crate::readiness::Readiness,
+    ) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        let json = req
+            .uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "format=json"))
+            || req
+                .headers
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("application/json"));
+        match json {
+            true => reply(
+                status,
+                "application/json",
+                serde_json::to_vec(r).unwrap_or_default(),
+            ),
+            false => reply(status, "text/plain", r.text().into_bytes()),
+        }
+    }
 }
 
 #[async_trait]
@@ -52,13 +98,33 @@ impl ServeHttp for AdminApp {
                     b"reload needs a config file (verigate run -c FILE)\n".to_vec(),
                 ),
                 Some(r) => match r.reload().await {
-                    Ok(()) => reply(200, "text/plain", b"ok\n".to_vec()),
+                    Ok(warnings) => {
+                        let mut body = String::new();
+                        for w in warnings {
+                            body.push_str(&format!("warning: {w}\n"));
+                        }
+                        body.push_str("ok\n");
+                        reply(200, "text/plain", body.into_bytes())
+                    }
                     Err(problems) => reply(
                         400,
                         "text/plain",
                         format!("{}\n", problems.join("\n")).into_bytes(),
                     ),
                 },
+            },
+            // The file this server serves, for `verigate reload -c FILE` to compare with FILE.
+            "/config-file" => match &self.reloader {
+                Some(r) => reply(
+                    200,
+                    "text/plain",
+                    format!("{}\n", r.path().display()).into_bytes(),
+                ),
+                None => reply(
+                    404,
+                    "text/plain",
+                    b"started without a config file\n".to_vec(),
+                ),
             },
             "/metrics" => {
                 // Gauges read at scrape time (addresses set aside right now).
@@ -69,58 +135,32 @@ impl ServeHttp for AdminApp {
             }
             "/healthz" => reply(200, "text/plain", b"ok\n".to_vec()),
             "/readyz" => {
-                let live = self.live.load_full();
-                let (ready, upstreams) = upstream_report(&live);
-                match self.store.ping().await {
-                    Ok(()) if ready => reply(
-                        200,
+                let r = self.readiness().await;
+                let status = if r.ready { 200 } else { 503 };
+                self.answer_readiness(session, status, &r)
+            }
+            p if p.starts_with("/readyz/upstream/") => {
+                let name = &p["/readyz/upstream/".len()..];
+                let r = self.readiness().await;
+                match r.upstreams.iter().find(|u| u.name == name) {
+                    None => reply(
+                        404,
                         "text/plain",
-                        format!("ready\n{upstreams}").into_bytes(),
+                        format!("no upstream named {name}\n").into_bytes(),
                     ),
-                    Ok(()) => reply(
-                        503,
-                        "text/plain",
-                        format!("not ready\n{upstreams}").into_bytes(),
-                    ),
-                    Err(e) => reply(
-                        503,
-                        "text/plain",
-                        format!("store: {e}\n{upstreams}").into_bytes(),
-                    ),
+                    Some(u) => {
+                        let ready = r.store.ok && u.ready;
+                        let one = crate::readiness::Readiness {
+                            ready,
+                            store: r.store.clone(),
+                            upstreams: vec![u.clone()],
+                            providers: r.providers.clone(),
+                        };
+                        self.answer_readiness(session, if ready { 200 } else { 503 }, &one)
+                    }
                 }
             }
             _ => reply(404, "text/plain", b"not found\n".to_vec()),
         }
     }
-}
-
-/// One line per upstream for `/readyz`, and whether every upstream has an address to send
-/// requests to (a name that stopped resolving but kept its last good addresses still does).
-fn upstream_report(live: &Live) -> (bool, String) {
-    let mut ready = true;
-    let mut out = String::new();
-    for p in live.pools() {
-        let s = p.status();
-        ready &= s.ready();
-        out.push_str(&format!(
-            "upstream {}: {} address{}",
-            s.name,
-            s.addresses,
-            if s.addresses == 1 { "" } else { "es" }
-        ));
-        if s.ejected > 0 {
-            out.push_str(&format!(", {} set aside after failed connects", s.ejected));
-        }
-        for (name, why) in &s.failing {
-            out.push_str(&format!("; {name} does not resolve ({why})"));
-            if s.addresses > 0 {
-                out.push_str(", last good addresses kept");
-            }
-        }
-        if !s.ready() {
-            out.push_str(" (not ready)");
-        }
-        out.push('\n');
-    }
-    (ready, out)
 }

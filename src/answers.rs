@@ -6,6 +6,12 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
+/// The id of the request whose extensions hold it (`gate::forwarded` notes it there), for
+/// verigate's own answers: their `X-Request-Id` and pages. None when `clients.request_id`
+/// made none.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub http::HeaderValue);
+
 /// Does this request come from a browser navigation (GET/HEAD accepting HTML)?
 pub fn wants_html(session: &Session) -> bool {
     browser_page(session.req_header())
@@ -516,11 +522,12 @@ impl Refusal {
                 "인증 기관이 올바르지 않은 응답을 보냈습니다. 잠시 후 다시 시도해 주세요.",
                 "The verification provider gave an unusable answer. Please try again shortly.",
             ),
+            // The merchant's credentials were refused: waiting will not help the shopper.
             Refusal::ProviderUnauthorized => (
-                "인증 기관 응답 오류",
-                "Verification provider error",
-                "인증 기관이 올바르지 않은 응답을 보냈습니다. 잠시 후 다시 시도해 주세요.",
-                "The verification provider gave an unusable answer. Please try again shortly.",
+                "이 사이트의 본인인증을 지금 사용할 수 없습니다",
+                "This site's verification is not available",
+                "사이트의 인증 설정에 문제가 있어 지금은 본인인증을 할 수 없습니다. 사이트 운영자(고객센터)에 이 화면을 알려 주세요.",
+                "The site's verification setup has a problem, so verification cannot be done right now. Please tell the site's operator (customer support) about this page.",
             ),
             Refusal::ProviderRejected => (
                 "인증 기관 응답 오류",
@@ -676,12 +683,13 @@ impl Reply {
         // clicked "from this site" by a person who sees another (clickjacking).
         resp.insert_header("x-frame-options", "DENY")?;
         resp.insert_header("content-security-policy", "frame-ancestors 'none'")?;
-        // The request's id, for the person to quote and ops to find in the access log.
+        // The request's id, for the person to quote and ops to find in the access log (as
+        // `request_filter` decided it; none before that, or under `clients.request_id: off`).
         let id = session
             .req_header()
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
+            .extensions
+            .get::<RequestId>()
+            .and_then(|r| r.0.to_str().ok())
             .map(String::from);
         let mut body = self.body;
         if let Some(id) = &id {

@@ -2,10 +2,12 @@
 //! apps. `build` turns a validated config into a ready-to-run Pingora server.
 
 pub mod admin;
+pub mod admin_client;
 pub mod answers;
 pub mod assertion;
 pub mod clock;
 pub mod config;
+pub mod cookies;
 pub mod crypto;
 pub mod demo;
 pub mod gate;
@@ -14,9 +16,12 @@ pub mod listen;
 pub mod live;
 pub mod logwriter;
 pub mod metrics;
+pub mod notify;
 pub mod providers;
+pub mod readiness;
 pub mod reload;
 pub mod routing;
+pub mod secretfile;
 pub mod session;
 pub mod store;
 pub mod upstreams;
@@ -69,6 +74,12 @@ pub struct BuildOptions {
     pub reload: Option<reload::ReloadSource>,
     /// Also reload on SIGHUP (for `verigate run`; tests and the demo leave signals alone).
     pub sighup: bool,
+    /// Tell the service manager (`$NOTIFY_SOCKET`) when serving and when stopping.
+    pub notify: bool,
+    /// Try the providers' credentials at start, after reloads and with backoff while they
+    /// fail (`live::probe`; for `verigate run` and the demo: tests that count provider calls
+    /// leave it off).
+    pub probe_credentials: bool,
 }
 
 /// A listening service whose socket was bound before the server started, so that the
@@ -114,7 +125,7 @@ fn prebind(what: &'static str, addr: SocketAddr) -> Result<(SocketAddr, RawFd), 
 /// every connection, idle ones too, held one (~87 KiB of RSS per idle keep-alive connection
 /// with it). A request head is read straight into the deadline reader's own 4 KiB buffer (a
 /// read that large bypasses this one). No read buffer at all breaks Pingora's WebSocket
-/// pass-through (`tests/websocket.rs`: the client's first frame meets a reset). A TLS listener
+/// pass-through (`tests/it/websocket.rs`: the client's first frame meets a reset). A TLS listener
 /// keeps Pingora's default (TLS reads whole 16 KiB records through it).
 fn listener(addr: String) -> pingora::listeners::ListenerConfig {
     pingora::listeners::ListenerConfig::tcp(addr)
@@ -232,10 +243,20 @@ pub fn build(cfg: RuntimeConfig, mut opts: BuildOptions) -> Result<Built, BuildE
             &opts,
         )?);
     }
+    let probes = live::probe::Board::new();
+    if opts.probe_credentials {
+        server.add_service(pingora::services::background::background_service(
+            "provider credentials",
+            live::probe::Prober {
+                board: probes.clone(),
+                live: live.clone(),
+            },
+        ));
+    }
     let reloader = opts
         .reload
         .take()
-        .map(|src| Arc::new(reload::Reloader::new(src, live.clone())));
+        .map(|src| Arc::new(reload::Reloader::new(src, live.clone()).probing(probes.clone())));
     if let (true, Some(r)) = (opts.sighup, &reloader) {
         server.add_service(pingora::services::background::background_service(
             "sighup",
@@ -243,10 +264,17 @@ pub fn build(cfg: RuntimeConfig, mut opts: BuildOptions) -> Result<Built, BuildE
         ));
     }
 
+    if opts.notify {
+        server.add_service(pingora::services::background::background_service(
+            "service manager notification",
+            NotifyService,
+        ));
+    }
+
     let admin_addr = match admin_listen {
         None => None,
         Some(a) => {
-            let app = admin::AdminApp::new(live.clone(), store.clone(), reloader);
+            let app = admin::AdminApp::new(live.clone(), store.clone(), reloader).probes(probes);
             let svc = pingora::services::listening::Service::new("verigate admin".into(), app);
             Some(add_listening(
                 &mut server,
@@ -265,6 +293,19 @@ pub fn build(cfg: RuntimeConfig, mut opts: BuildOptions) -> Result<Built, BuildE
         redirect_addr,
         live,
     })
+}
+
+/// `READY=1` once the server runs (its listeners were bound before it started), `STOPPING=1`
+/// when it shuts down.
+struct NotifyService;
+
+#[async_trait]
+impl pingora::services::background::BackgroundService for NotifyService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        notify::ready();
+        let _ = shutdown.changed().await;
+        notify::stopping();
+    }
 }
 
 /// A shutdown signal from a channel instead of Unix signals (tests, the demo).

@@ -13,7 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "verigate",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("VERIGATE_COMMIT"), ")"),
     about = "Korean identity verification in front of any web app"
 )]
 struct Cli {
@@ -33,7 +33,12 @@ enum Command {
         upgrade: bool,
     },
     /// Load and validate the config, print `ok` (after any warnings) or every problem.
-    Check,
+    Check {
+        /// Also try each provider's credentials against its API (a token, a lookup); exits 2
+        /// when a provider refuses them or cannot be reached.
+        #[arg(long)]
+        online: bool,
+    },
     /// Sandbox providers, a demo merchant app and the proxy, all on loopback.
     Demo {
         /// Where the proxy listens (falls back to an ephemeral port if taken).
@@ -59,8 +64,25 @@ enum Command {
         /// Print a fresh TomoIDV-style key pair: the base64url private JWK, then the public JWK.
         #[arg(long, conflicts_with = "assertion_key")]
         tomo_jwk: bool,
+        /// Write to FILE (mode 0600; never through a symbolic link) instead of printing.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// With --out: replace FILE when it exists.
+        #[arg(long, requires = "out")]
+        force: bool,
     },
-    /// Ask the running verigate (via admin_listen in FILE) to reload FILE.
+    /// Exit 0 when the running verigate is ready (its admin listener's /readyz), 1 when not.
+    /// For a container's HEALTHCHECK; reads admin_listen from the config.
+    Healthcheck {
+        /// The admin address, when FILE's admin_listen does not say it.
+        #[arg(long)]
+        admin: Option<String>,
+    },
+    /// Ask the running verigate to re-read the file it serves. FILE (-c) must be that file: it
+    /// names the admin listener (admin_listen) and is compared with what the server serves, so
+    /// a reload never silently reads another file. Prints the new config's warnings (as
+    /// `check` does) and `ok`; exits 2 when the config is refused (its problems printed), 1
+    /// when verigate cannot be reached.
     Reload {
         /// The admin address, when FILE's admin_listen does not say it (e.g. port 0).
         #[arg(long)]
@@ -95,6 +117,11 @@ fn init_logging() -> Option<verigate::logwriter::FlushGuard> {
     // Pingora's listener logs a failed or timed-out TLS handshake at ERROR with the client's
     // address (personal data), for every scanner and every client that refuses the
     // certificate: off by default.
+    // Pingora's ERROR lines for a client's own doing (closed, reset, malformed) show only
+    // when the level asked for is debug or trace.
+    let verbose = std::env::var("VERIGATE_LOG")
+        .map(|v| v.contains("debug") || v.contains("trace"))
+        .unwrap_or(false);
     let filter = tracing_subscriber::EnvFilter::try_from_env("VERIGATE_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
             "info,pingora=warn,pingora_core::services::listening=off",
@@ -116,6 +143,7 @@ fn init_logging() -> Option<verigate::logwriter::FlushGuard> {
         .with_writer(writer)
         .finish()
         .with(verigate::logwriter::QuietPoolMiss)
+        .with(verigate::logwriter::QuietClientErrors { keep: verbose })
         .try_init();
     Some(guard)
 }
@@ -133,23 +161,28 @@ fn load_or_report(path: &std::path::Path) -> Result<verigate::config::RuntimeCon
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run { upgrade: false }) {
-        Command::Check => {
+        Command::Check { online } => {
             let Some(path) = cli.config else {
                 eprintln!("verigate check: give the config with -c FILE");
                 return ExitCode::from(2);
             };
             match verigate::config::load_file(&path) {
                 Ok(cfg) => {
-                    for w in cfg
-                        .warnings
-                        .iter()
-                        .chain(&verigate::upstreams::check_names(&cfg))
-                    {
+                    for w in verigate::reload::warnings(&cfg) {
                         println!("warning: {w}");
                     }
                     if let Err(e) = verigate::store::check(&cfg.store) {
                         println!("store.path: {e}");
                         return ExitCode::from(2);
+                    }
+                    if online {
+                        let (lines, all_ok) = verigate::live::probe::check_online(cfg);
+                        for l in lines {
+                            println!("{l}");
+                        }
+                        if !all_ok {
+                            return ExitCode::from(2);
+                        }
                     }
                     println!("ok");
                     ExitCode::SUCCESS
@@ -168,21 +201,31 @@ fn main() -> ExitCode {
                 eprintln!("verigate run: give the config with -c FILE");
                 return ExitCode::from(2);
             };
-            let cfg = match load_or_report(&path) {
+            let cfg = match verigate::config::load_file(&path) {
                 Ok(c) => c,
-                Err(code) => return code,
+                Err(e) => {
+                    // In the log format in force (JSON lines), like everything `run` says.
+                    for p in e.problems() {
+                        tracing::error!(path = %path.display(), "config refused: {p}");
+                    }
+                    return ExitCode::from(2);
+                }
             };
             for w in &cfg.warnings {
                 tracing::warn!(key = %w.path, "config: {}", w.message);
             }
             let tls = cfg.tls.is_some();
+            // The absolute path, so `verigate reload -c FILE` from any folder can compare.
+            let served = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
             let opts = verigate::BuildOptions {
                 upgrade,
                 reload: Some(verigate::reload::ReloadSource {
-                    path: path.clone(),
+                    path: served,
                     secrets: verigate::config::Secrets::from_process(),
                 }),
                 sighup: true,
+                notify: true,
+                probe_credentials: true,
             };
             match verigate::build(cfg, opts) {
                 Ok(built) => {
@@ -196,7 +239,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("verigate: {e}");
+                    tracing::error!("cannot start: {e}");
                     ExitCode::FAILURE
                 }
             }
@@ -298,33 +341,75 @@ fn main() -> ExitCode {
         Command::Keygen {
             assertion_key,
             tomo_jwk,
+            out,
+            force,
         } => {
-            if tomo_jwk {
+            let text = if tomo_jwk {
                 let (private, public) = verigate::providers::tomo::client::fresh_jwk_pair();
-                println!("# providers.tomo.private_key_env / _file (secret):");
-                println!("{private}");
-                println!("# public JWK, to register (verigate sandbox --tomo-client ID=FILE):");
-                println!("{public}");
+                format!(
+                    "# providers.tomo.private_key_env / _file (secret):\n{private}\n\
+                     # public JWK, to register (verigate sandbox --tomo-client ID=FILE):\n{public}\n"
+                )
             } else if assertion_key {
-                print!("{}", verigate::assertion::fresh_pem());
+                verigate::assertion::fresh_pem()
             } else {
-                println!("{}", verigate::demo::keygen_text());
+                format!("{}\n", verigate::demo::keygen_text())
+            };
+            match out {
+                None => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Some(file) => match verigate::secretfile::write(&file, &text, force) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("verigate keygen: {e}");
+                        ExitCode::from(2)
+                    }
+                },
             }
-            ExitCode::SUCCESS
+        }
+        Command::Healthcheck { admin } => {
+            if cli.config.is_none() && admin.is_none() {
+                eprintln!("verigate healthcheck: give the config with -c FILE (or --admin ADDR)");
+                return ExitCode::from(2);
+            }
+            let path = cli.config.unwrap_or_default();
+            match verigate::admin_client::healthcheck(&path, admin.as_deref()) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => {
+                    eprintln!("verigate healthcheck: not ready");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("verigate healthcheck: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Reload { admin } => {
             let Some(path) = cli.config else {
                 eprintln!("verigate reload: give the config with -c FILE");
                 return ExitCode::from(2);
             };
+            use verigate::reload::ReloadRequestError;
             match verigate::reload::request_reload(&path, admin.as_deref()) {
                 Ok(answer) => {
                     println!("{answer}");
                     ExitCode::SUCCESS
                 }
-                Err(problems) => {
+                Err(ReloadRequestError::Refused(problems)) => {
                     println!("{problems}");
+                    eprintln!("verigate reload: refused; the previous config keeps serving");
                     ExitCode::from(2)
+                }
+                Err(e @ ReloadRequestError::NotServed { .. }) => {
+                    eprintln!("verigate reload: {e}");
+                    ExitCode::from(2)
+                }
+                Err(e) => {
+                    eprintln!("verigate reload: {e}");
+                    ExitCode::FAILURE
                 }
             }
         }

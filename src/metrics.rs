@@ -34,6 +34,14 @@ pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+pub static DROPPED_HEADERS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_dropped_headers_total",
+        "Request headers kept from the app: invalid_name (a byte besides letters, digits and -), identity (verigate's own names in any spelling), environment (a path, prefix or user app servers take from their proxy)",
+        &["why"],
+    )
+});
+
 pub static VERIFICATIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     counter(
         "verigate_verifications_total",

@@ -1,7 +1,8 @@
 //! Hot reload: re-read the YAML, validate it, and swap it in atomically. In-flight requests keep
 //! the config they started with; a config that does not validate is refused, logged with every
 //! problem, and the old one keeps serving. Triggered by SIGHUP, `POST /reload` on the admin
-//! listener, or `verigate reload -c FILE` (which calls that endpoint).
+//! listener, or `verigate reload -c FILE` (which calls that endpoint after checking that FILE
+//! is the served file, `GET /config-file`). systemd hears `RELOADING=1` and `READY=1`.
 
 use crate::config::{from_yaml_str, RuntimeConfig, Secrets};
 use crate::live::Live;
@@ -22,6 +23,7 @@ pub struct Reloader {
     source: ReloadSource,
     live: Arc<ArcSwap<Live>>,
     lock: tokio::sync::Mutex<()>,
+    probes: Option<Arc<crate::live::probe::Board>>,
 }
 
 /// Settings that only take effect at start: a reload that changes them is refused.
@@ -65,27 +67,55 @@ impl Reloader {
             source,
             live,
             lock: tokio::sync::Mutex::new(()),
+            probes: None,
         }
     }
 
-    /// Re-read, validate, swap. Returns every problem when the new config is refused.
-    pub async fn reload(&self) -> Result<(), Vec<String>> {
+    /// After each reload, the providers' credentials are tried again (rebuilt flows).
+    pub fn probing(mut self, board: Arc<crate::live::probe::Board>) -> Self {
+        self.probes = Some(board);
+        self
+    }
+
+    /// The file this server serves (and every reload re-reads).
+    pub fn path(&self) -> &std::path::Path {
+        &self.source.path
+    }
+
+    /// Re-read, validate, swap. Returns the new config's warnings (those `check` prints) when
+    /// it is taken, every problem when it is refused. The service manager hears `RELOADING=1`
+    /// before and `READY=1` after.
+    pub async fn reload(&self) -> Result<Vec<String>, Vec<String>> {
         let _one_at_a_time = self.lock.lock().await;
-        let result = self.try_reload();
+        crate::notify::reloading();
+        let result = match self.try_reload() {
+            Ok(live) => {
+                // Name resolution (warnings for names that do not resolve) may block.
+                let warned = tokio::task::spawn_blocking(move || warnings(&live.cfg))
+                    .await
+                    .unwrap_or_default();
+                Ok(warned)
+            }
+            Err(problems) => Err(problems),
+        };
         match &result {
-            Ok(()) => {
+            Ok(warned) => {
                 crate::metrics::reload(true);
-                tracing::info!(path = %self.source.path.display(), "config reloaded");
+                if let Some(b) = &self.probes {
+                    b.poke();
+                }
+                tracing::info!(path = %self.source.path.display(), warnings = ?warned, "config reloaded");
             }
             Err(problems) => {
                 crate::metrics::reload(false);
                 tracing::error!(path = %self.source.path.display(), problems = ?problems, "config reload refused; the previous config keeps serving");
             }
         }
+        crate::notify::reloaded(result.is_ok());
         result
     }
 
-    fn try_reload(&self) -> Result<(), Vec<String>> {
+    fn try_reload(&self) -> Result<Arc<Live>, Vec<String>> {
         let text = std::fs::read_to_string(&self.source.path)
             .map_err(|e| vec![format!("cannot read {}: {e}", self.source.path.display())])?;
         let cfg = from_yaml_str(&text, &self.source.secrets).map_err(|e| e.problems())?;
@@ -96,9 +126,20 @@ impl Reloader {
         }
         let next =
             crate::providers::registry::succeed(&old, cfg).map_err(|e| vec![e.to_string()])?;
-        self.live.store(Arc::new(next));
-        Ok(())
+        let next = Arc::new(next);
+        self.live.store(next.clone());
+        Ok(next)
     }
+}
+
+/// What `check` warns about in a config that validates: its own warnings and upstream names
+/// that do not resolve now. `verigate reload` prints the same.
+pub fn warnings(cfg: &RuntimeConfig) -> Vec<String> {
+    cfg.warnings
+        .iter()
+        .chain(&crate::upstreams::check_names(cfg))
+        .map(|w| w.to_string())
+        .collect()
 }
 
 /// Reload on SIGHUP (only for `verigate run`: tests and the demo install no signal handler).
@@ -124,42 +165,51 @@ impl BackgroundService for SighupService {
     }
 }
 
+/// Why `verigate reload` did not report a reload.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadRequestError {
+    #[error("{0}")]
+    Admin(#[from] crate::admin_client::AdminClientError),
+    #[error("verigate at {addr} serves {served}, not {given}: a reload always re-reads the served file. Edit {served}, or give -c {served}")]
+    NotServed {
+        addr: String,
+        served: String,
+        given: String,
+    },
+    #[error("verigate at {0} was started without a config file, so it cannot reload")]
+    NoFile(String),
+    /// The server refused the new config: its problems, one a line.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// `verigate reload -c FILE`: ask the running verigate (its admin listener, as FILE names it)
-/// to reload. Returns what it answered; Err when it refused or could not be reached.
-pub fn request_reload(path: &std::path::Path, admin: Option<&str>) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let admin = match admin {
-        Some(a) => a,
-        None => doc
-            .get("admin_listen")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| {
-                "admin_listen: reload goes through the admin listener; set it".to_string()
-            })?,
-    };
-    let admin = admin
-        .replace("0.0.0.0", "127.0.0.1")
-        .replace("[::]", "[::1]");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async move {
-        let resp = reqwest::Client::new()
-            .post(format!("http://{admin}/reload"))
-            .timeout(std::time::Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach verigate at {admin}: {e}"))?;
-        let ok = resp.status().is_success();
-        let body = resp.text().await.unwrap_or_default();
-        if ok {
-            Ok(body.trim().to_string())
-        } else {
-            Err(body.trim().to_string())
-        }
-    })
+/// to reload, after making sure FILE is the file it serves. Returns what it answered (the
+/// warnings `check` prints, then `ok`).
+pub fn request_reload(
+    path: &std::path::Path,
+    admin: Option<&str>,
+) -> Result<String, ReloadRequestError> {
+    use crate::admin_client;
+    let addr = admin_client::admin_addr(path, admin)?;
+    let timeout = std::time::Duration::from_secs(30);
+    let (status, served) = admin_client::call(&addr, http::Method::GET, "/config-file", timeout)?;
+    if status != 200 {
+        return Err(ReloadRequestError::NoFile(addr));
+    }
+    let served = served.trim().to_string();
+    let given = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if given != std::path::Path::new(&served) {
+        return Err(ReloadRequestError::NotServed {
+            addr,
+            served,
+            given: path.display().to_string(),
+        });
+    }
+    let (status, body) = admin_client::call(&addr, http::Method::POST, "/reload", timeout)?;
+    if (200..300).contains(&status) {
+        Ok(body.trim().to_string())
+    } else {
+        Err(ReloadRequestError::Refused(body.trim().to_string()))
+    }
 }

@@ -304,6 +304,14 @@ pub struct Claims {
     /// `Domain` attribute or an app's `Set-Cookie` is no session there. None: no host.
     #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Issued under the `__Host-` cookie name: never read under the old name
+    /// (`crate::cookies::name_fits`).
+    #[serde(rename = "x", default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_only: bool,
+    /// The kept request (its id) that the flow which issued this session was started for:
+    /// the one kept request this session delivers (`gate::kept`).
+    #[serde(rename = "q", default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<String>,
 }
 
 impl Claims {
@@ -335,10 +343,16 @@ pub struct FlowClaims {
     pub provider: ProviderId,
     #[serde(rename = "e")]
     pub expires_at: i64,
+    /// The kept request this flow was started for (its id): the browser's kept post, for this
+    /// `return_to` and host, when the start page was reached from this site's own pages.
+    /// The session the flow issues delivers it (and no other session does).
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<String>,
 }
 
 /// What the kept-request cookie carries: which kept request is this browser's, for which
-/// path, since when. The request itself is in the store ([`Keyring::seal_bytes`]).
+/// path and host, and who may have it delivered. The request itself is in the store
+/// ([`Keyring::seal_bytes`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeptClaims {
     /// The kept request's random id (its key in the store).
@@ -347,15 +361,16 @@ pub struct KeptClaims {
     /// The path and query it was sent to (where the browser comes back after verifying).
     #[serde(rename = "r")]
     pub return_to: String,
-    /// UNIX seconds it was kept: only a session issued since then delivers it.
-    #[serde(rename = "c")]
-    pub kept_at: i64,
+    /// The host it was posted to (lower case, no port): delivered on that host only.
+    #[serde(rename = "h", default)]
+    pub host: Option<String>,
     #[serde(rename = "e")]
     pub expires_at: i64,
-    /// The id of the session the post carried (one the route did not accept): never the one
-    /// that delivers it.
-    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
-    pub prior: Option<String>,
+    /// Kept again for the session that was delivering it when the app could not be reached
+    /// (its revocation id): that session delivers it. Otherwise only the session issued by
+    /// the flow started for it does ([`Claims::kept`]).
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 impl Keyring {
@@ -410,6 +425,8 @@ mod tests {
             carrier: None,
             method: String::new(),
             host: Some("shop.example".into()),
+            host_only: false,
+            kept: None,
         }
     }
 

@@ -32,6 +32,31 @@ impl Secrets {
     }
 }
 
+/// An environment variable's name as configs spell them (`IAMPORT_API_SECRET`): upper case,
+/// digits and `_`, not starting with a digit. Anything else at a `*_env` key may be a pasted
+/// secret, and is never repeated in a message.
+pub(in crate::config) fn looks_like_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_uppercase() || c == '_')
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && s.len() <= 64
+}
+
+/// A path as configs spell them: no blanks, a `/` or a `.` in it, and its folder exists (a
+/// pasted secret's "folder" does not). Anything else at a `*_file` key is never repeated.
+pub(in crate::config) fn looks_like_path(s: &str) -> bool {
+    if s.is_empty() || s.len() > 4096 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    if !(s.contains('/') || s.contains('.')) || s.contains("-----") {
+        return false;
+    }
+    match std::path::Path::new(s).parent() {
+        None => true,
+        Some(p) => p.as_os_str().is_empty() || p.is_dir(),
+    }
+}
+
 pub(crate) struct Ctx<'a> {
     pub(crate) problems: Vec<Problem>,
     /// Valid, but probably not meant: printed by `check`, logged at start; never refuse.
@@ -92,10 +117,18 @@ impl Ctx<'_> {
             (Some(var), None) => match self.secrets.env(var) {
                 Some(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
                 _ => {
-                    self.err(
-                        format!("{path}.{base}_env"),
-                        format!("environment variable {var} is not set"),
-                    );
+                    let message = match looks_like_env_name(var) {
+                        true => format!("environment variable {var} is not set"),
+                        // A secret pasted where its variable's name belongs: never repeat it.
+                        false => format!(
+                            "{base}_env takes the NAME of an environment variable (like \
+                             VERIGATE_{}), and no variable by the name given is set; if you \
+                             pasted the secret itself here, move it into the environment (it is \
+                             not repeated in this message)",
+                            base.to_ascii_uppercase()
+                        ),
+                    };
+                    self.err(format!("{path}.{base}_env"), message);
                     None
                 }
             },
@@ -105,10 +138,22 @@ impl Ctx<'_> {
                     self.err(format!("{path}.{base}_file"), format!("{f} is empty"));
                     None
                 }
-                Err(e) => {
+                Err(e) if looks_like_path(f) => {
                     self.err(
                         format!("{path}.{base}_file"),
                         format!("cannot read {f}: {e}"),
+                    );
+                    None
+                }
+                Err(_) => {
+                    self.err(
+                        format!("{path}.{base}_file"),
+                        format!(
+                            "{base}_file takes the path of a file holding the secret, and the \
+                             value given is not a readable file; if you pasted the secret \
+                             itself here, put it in a file (mode 0600) and name that file (the \
+                             value is not repeated in this message)"
+                        ),
                     );
                     None
                 }

@@ -98,6 +98,9 @@ pub struct FileClients {
     /// Networks (CIDR) whose X-Forwarded-* and X-Request-Id are believed (a load balancer).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// The request id: `generate` (default), `trust_from_proxy` or `off`.
+    #[serde(default)]
+    pub request_id: Option<String>,
     /// How many kept requests (form posts waiting for their verification) may be live at
     /// once, across every instance sharing the store.
     #[serde(default)]
@@ -105,6 +108,14 @@ pub struct FileClients {
     /// How many form posts one client address may have kept in `kept_window` (per instance).
     #[serde(default)]
     pub max_kept_per_client: Option<u32>,
+    /// How many form posts one network (IPv4 /24, IPv6 /48) may have kept in ten minutes
+    /// (per instance): a few networks cannot fill `max_kept_requests` for everyone.
+    #[serde(default)]
+    pub max_kept_per_network: Option<u32>,
+    /// Log the names (never the values) of request headers kept from the app: names outside
+    /// the header-name grammar, identity and server-environment names.
+    #[serde(default)]
+    pub log_dropped_headers: bool,
 }
 
 /// Pingora settings (docs/performance.md).
@@ -301,7 +312,8 @@ pub struct FileRequire {
     /// `per_provider` (the merchant accepts one account per identity kind).
     #[serde(default)]
     pub one_account_scope: Option<String>,
-    /// Which upstream answers complete a one-account signup: `2xx`, `3xx` (default both).
+    /// Which upstream answers complete a one-account signup: `2xx`, `3xx` or both (default:
+    /// 2xx, 302 and 303; a 301, 307 or 308 was moved, not processed).
     #[serde(default)]
     pub commit_on: Option<Vec<String>>,
     #[serde(default)]

@@ -137,7 +137,14 @@ pub struct Upstream {
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
+    /// The session cookie's name: `session.cookie`, under the `__Host-` prefix with
+    /// `session.secure` (see `crate::cookies`).
     pub cookie: String,
+    /// The session cookie's name before the `__Host-` prefix (`session.cookie` as written):
+    /// still read, for a session issued under it before the upgrade (`crate::cookies`).
+    pub legacy_cookie: Option<String>,
+    /// Every name before the `__Host-` prefix (session, flow, kept): kept from the app.
+    pub retired_cookies: Vec<String>,
     pub flow_cookie: String,
     pub ttl: Duration,
     pub secure: bool,
@@ -149,7 +156,7 @@ pub struct SessionConfig {
     /// Seals kept requests in the store: derived from the session keys (so it rotates with
     /// them), one key for each.
     pub kept: Keyring,
-    /// The kept-request cookie's name (`<cookie>_kept`).
+    /// The kept-request cookie's name (`<cookie>_kept`, prefixed like `cookie`).
     pub kept_cookie: String,
 }
 
@@ -164,7 +171,8 @@ pub struct AssertionConfig {
 #[derive(Debug, Clone)]
 pub struct IdentityHeaders {
     pub assertion: HeaderName,
-    /// Lower-case prefix, with `-`; matching also folds `_` to `-`.
+    /// Lower-case prefix, with `-`; client headers are matched against it folded (see
+    /// `gate::names`).
     pub prefix: String,
     pub unique_in_site: HeaderName,
     /// `X-Verified-Person`: the keyed hash of the person's CI (or PPID, member code).
@@ -296,11 +304,33 @@ pub struct Clients {
     pub body_idle_timeout: Duration,
     /// Peers whose forwarding headers and request id are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Where a request's id comes from (`clients.request_id`).
+    pub request_id: RequestIdMode,
     /// How many kept requests may be live at once in the store (`clients.max_kept_requests`).
     pub max_kept_requests: u64,
     /// How many form posts one client (an IPv4 address, an IPv6 /64) may have kept within
     /// ten minutes, on this instance (`clients.max_kept_per_client`).
     pub max_kept_per_client: u32,
+    /// How many form posts one network (an IPv4 /24, an IPv6 /48) may have kept within ten
+    /// minutes, on this instance (`clients.max_kept_per_network`).
+    pub max_kept_per_network: u32,
+    /// Log the names (never the values) of request headers kept from the app
+    /// (`clients.log_dropped_headers`).
+    pub log_dropped_headers: bool,
+}
+
+/// Where a request's id (`X-Request-Id`, the access line's `request_id`, the id on
+/// verigate's pages) comes from (`clients.request_id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RequestIdMode {
+    /// A trusted proxy's id when it sends a plain one, otherwise a fresh random one.
+    #[default]
+    Generate,
+    /// A trusted proxy's id when it sends a plain one, otherwise none (nothing generated).
+    TrustFromProxy,
+    /// No request id: none generated, logged or shown. A trusted proxy's `X-Request-Id`
+    /// reaches the app as it came.
+    Off,
 }
 
 /// How the access line keeps a client's address (it is personal data).

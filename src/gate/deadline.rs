@@ -44,17 +44,71 @@ impl<A> HeaderDeadline<A> {
     }
 }
 
-/// Whether `buf` holds a whole request head: a request line, then headers, then an empty line.
-/// Empty lines before the request line (which servers skip, RFC 9112 section 2.2) are not a
-/// head: they neither end the deadline nor count as one. A line ends at LF, with or without CR
-/// before it, as Pingora's parser reads it.
+/// Whether a buffer that only grows holds a whole request head yet: a request line, then
+/// headers, then an empty line. Empty lines before the request line (which servers skip, RFC
+/// 9112 section 2.2) are not a head: they neither end the deadline nor count as one. A line
+/// ends at LF, with or without CR before it, as Pingora's parser reads it.
+///
+/// Each call reads only the bytes that arrived since the last one (and the two before them,
+/// where an end of head may have begun): the work is linear in the bytes received, however
+/// they are split.
+#[derive(Debug, Default)]
+struct HeadScan {
+    /// Where the request line starts, once a byte other than CR or LF arrived.
+    start: Option<usize>,
+    /// How far the buffer has been read.
+    scanned: usize,
+    /// The head's end was seen.
+    found: bool,
+}
+
+impl HeadScan {
+    /// `buf` is the buffer of the last call with more bytes appended.
+    fn complete(&mut self, buf: &[u8]) -> bool {
+        if self.found {
+            return true;
+        }
+        let start = match self.start {
+            Some(s) => s,
+            None => match buf[self.scanned..]
+                .iter()
+                .position(|b| *b != b'\r' && *b != b'\n')
+            {
+                Some(i) => {
+                    let s = self.scanned + i;
+                    self.start = Some(s);
+                    self.scanned = s;
+                    s
+                }
+                None => {
+                    self.scanned = buf.len();
+                    return false;
+                }
+            },
+        };
+        // An end of head (LF LF, LF CR LF) that began in the last two bytes read before.
+        let from = self.scanned.saturating_sub(2).max(start);
+        self.scanned = buf.len();
+        let rest = &buf[from..];
+        let mut at = 0;
+        while let Some(i) = rest[at..].iter().position(|b| *b == b'\n') {
+            let lf = at + i;
+            match rest.get(lf + 1..) {
+                Some([b'\n', ..]) | Some([b'\r', b'\n', ..]) => {
+                    self.found = true;
+                    return true;
+                }
+                _ => at = lf + 1,
+            }
+        }
+        false
+    }
+}
+
+/// Whether `buf` holds a whole request head ([`HeadScan`] on the whole buffer at once).
+#[cfg(test)]
 fn head_complete(buf: &[u8]) -> bool {
-    let start = buf
-        .iter()
-        .position(|b| *b != b'\r' && *b != b'\n')
-        .unwrap_or(buf.len());
-    let head = &buf[start..];
-    head.windows(2).any(|w| w == b"\n\n") || head.windows(3).any(|w| w == b"\n\r\n")
+    HeadScan::default().complete(buf)
 }
 
 #[async_trait]
@@ -87,8 +141,9 @@ where
             Ok(Ok(n)) if n > 0 => {}
             _ => return None,
         }
+        let mut scan = HeadScan::default();
         let head = pingora::time::timeout(deadline, async {
-            while !head_complete(&buf) && buf.len() < HEAD_LIMIT {
+            while !scan.complete(&buf) && buf.len() < HEAD_LIMIT {
                 match stream.read_buf(&mut buf).await {
                     Ok(n) if n > 0 => {}
                     _ => return false,
@@ -135,7 +190,52 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::head_complete;
+    use super::{head_complete, HeadScan, HEAD_LIMIT};
+
+    /// The rule as first written (whole buffer, every time): what the scan must answer.
+    fn reference(buf: &[u8]) -> bool {
+        let start = buf
+            .iter()
+            .position(|b| *b != b'\r' && *b != b'\n')
+            .unwrap_or(buf.len());
+        let head = &buf[start..];
+        head.windows(2).any(|w| w == b"\n\n") || head.windows(3).any(|w| w == b"\n\r\n")
+    }
+
+    /// `buf` fed to one scan in pieces ending at `cuts`: the answer after each piece.
+    fn in_pieces(buf: &[u8], cuts: &[usize]) -> Vec<bool> {
+        let mut scan = HeadScan::default();
+        let mut ends: Vec<usize> = cuts.iter().map(|c| c % (buf.len() + 1)).collect();
+        ends.push(buf.len());
+        ends.sort_unstable();
+        ends.dedup();
+        ends.iter().map(|e| scan.complete(&buf[..*e])).collect()
+    }
+
+    #[test]
+    fn heads_over_4_kib_and_near_the_limit() {
+        for size in [4096 + 1, 64 * 1024, HEAD_LIMIT - 200] {
+            let mut head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: ".to_vec();
+            head.resize(size - 4, b'x');
+            head.extend_from_slice(b"\r\n");
+            assert!(!head_complete(&head), "{size}: no empty line yet");
+            let cuts: Vec<usize> = (1..head.len()).step_by(1000).collect();
+            assert!(in_pieces(&head, &cuts).iter().all(|c| !c), "{size}");
+            head.extend_from_slice(b"\r\n");
+            assert_eq!(head.len(), size);
+            assert!(head_complete(&head), "{size}");
+            let mut cuts: Vec<usize> = (1..head.len()).step_by(1000).collect();
+            // The last CR LF CR LF split between two reads, each way.
+            cuts.extend([head.len() - 1, head.len() - 2, head.len() - 3]);
+            let answers = in_pieces(&head, &cuts);
+            assert_eq!(answers.last(), Some(&true), "{size}");
+            assert_eq!(
+                answers.iter().filter(|c| **c).count(),
+                1,
+                "{size}: complete only at the end"
+            );
+        }
+    }
 
     #[test]
     fn heads_end_at_the_blank_line() {
@@ -179,6 +279,23 @@ mod tests {
             both.extend_from_slice(&head);
             proptest::prop_assert_eq!(head_complete(&both), head_complete(&head));
             proptest::prop_assert!(!head_complete(&prefix));
+        }
+
+        /// Arbitrary bytes, split at arbitrary points: after every piece the scan answers
+        /// what the rule answers for the whole buffer so far.
+        #[test]
+        fn any_split_answers_as_the_whole_buffer(
+            bytes in proptest::collection::vec(proptest::sample::select(vec![b'G', b'\r', b'\n', b'x', b':', 0u8, 0xff]), 0..64),
+            cuts in proptest::collection::vec(0usize..65, 0..8),
+        ) {
+            let mut ends: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+            ends.push(bytes.len());
+            ends.sort_unstable();
+            ends.dedup();
+            let got = in_pieces(&bytes, &cuts);
+            let want: Vec<bool> = ends.iter().map(|e| reference(&bytes[..*e])).collect();
+            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert_eq!(head_complete(&bytes), reference(&bytes));
         }
     }
 }

@@ -133,6 +133,8 @@ mod tests {
             carrier: None,
             method: String::new(),
             host: Some("shop.example".into()),
+            host_only: false,
+            kept: None,
         };
         Verified::new(claims, &IdentityHeaders::default())
     }

@@ -1,5 +1,4 @@
 //! Identity headers: strip every client-sent one (any case, `_` for `-`), inject verigate's.
-//! Cookies: read verigate's own, keep them from reaching the upstream app.
 
 use crate::config::IdentityHeaders;
 use crate::identity::Forward;
@@ -9,13 +8,10 @@ use crate::routing::Route;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
-/// Does a header name fall under the identity prefix? `prefix` is lower-case with `-`.
+/// Does a header name fall under the identity prefix, once both are folded (letter case and
+/// every byte that is no letter or digit left out, see [`super::names`])?
 pub fn is_identity_header(name: &str, prefix: &str) -> bool {
-    name.len() >= prefix.len()
-        && name.bytes().zip(prefix.bytes()).all(|(a, p)| {
-            let a = a.to_ascii_lowercase();
-            a == p || (a == b'_' && p == b'-')
-        })
+    super::names::fold_strip(name.as_bytes(), prefix.as_bytes()).is_some()
 }
 
 /// Where header edits land: Pingora's `RequestHeader` (keeps each name's letter case, at the
@@ -133,92 +129,6 @@ pub fn strip_identity(req: &mut impl Edit, prefix: &str) -> usize {
         req.remove(name);
     }
     doomed.len()
-}
-
-pub use crate::live::read_cookie;
-
-/// Remove the app's `Set-Cookie` lines that set one of verigate's own cookies (`names`): only
-/// verigate issues its session, so an app (or whoever controls one of several apps behind one
-/// verigate) cannot plant a session, with a `Domain` for sibling hosts or otherwise. Other
-/// cookies pass untouched, in order.
-pub fn drop_set_cookies(resp: &mut pingora::http::ResponseHeader, names: &[&str]) {
-    let ours = |v: &http::HeaderValue| {
-        let Ok(text) = std::str::from_utf8(v.as_bytes()) else {
-            return false;
-        };
-        // The name as a browser reads it (RFC 6265 §5.2, spaces trimmed).
-        cookie::Cookie::parse(text).is_ok_and(|c| names.contains(&c.name()))
-    };
-    let set = &http::header::SET_COOKIE;
-    if !resp.headers.get_all(set).iter().any(ours) {
-        return;
-    }
-    let keep: Vec<http::HeaderValue> = resp
-        .headers
-        .get_all(set)
-        .iter()
-        .filter(|v| !ours(v))
-        .cloned()
-        .collect();
-    resp.remove_header(set);
-    for v in keep {
-        let _ = resp.append_header(set, v);
-    }
-}
-
-/// Remove verigate's cookies from what goes upstream; other cookies pass untouched.
-pub fn strip_cookies(req: &mut impl Edit, names: &[&str]) {
-    take_cookie(req, "", names, |_| ());
-}
-
-/// Find cookie `name` and remove the cookies named in `strip` from the request, parsing the
-/// Cookie header(s) once: `with` sees the value (borrowed) before the header changes. Other
-/// cookies pass untouched; the header is rewritten only when a cookie has to go.
-pub fn take_cookie<R>(
-    req: &mut impl Edit,
-    name: &str,
-    strip: &[&str],
-    with: impl FnOnce(Option<&str>) -> R,
-) -> R {
-    let mut changed = false;
-    let mut kept = String::new();
-    let mut found = None;
-    for c in req
-        .map()
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-    {
-        let Ok(c) = c else {
-            changed = true;
-            continue;
-        };
-        if found.is_none() && c.name() == name {
-            found = c.value_raw();
-        }
-        if strip.contains(&c.name()) {
-            changed = true;
-        } else {
-            if !kept.is_empty() {
-                kept.push_str("; ");
-            }
-            kept.push_str(c.name());
-            kept.push('=');
-            kept.push_str(c.value());
-        }
-    }
-    let out = with(found);
-    if changed {
-        req.remove(&http::header::COOKIE);
-        // Kept cookies came out of a valid header value, so they make one again.
-        if let Ok(v) = HeaderValue::try_from(kept) {
-            if !v.is_empty() {
-                req.insert(&http::header::COOKIE, v);
-            }
-        }
-    }
-    out
 }
 
 /// What goes upstream for a verified request.
@@ -351,34 +261,11 @@ mod tests {
         ] {
             assert!(is_identity_header(n, p), "{n}");
         }
-        for n in ["x-verifiedage", "x-verify-", "accept", "x-verified"] {
+        assert!(is_identity_header("x.verified.name", p));
+        assert!(is_identity_header("xverifiedname", p));
+        for n in ["x-verify-", "accept", "x-verifie"] {
             assert!(!is_identity_header(n, p), "{n}");
         }
-    }
-
-    #[test]
-    fn the_apps_set_cookies_never_set_verigates_cookies() {
-        let mut r = pingora::http::ResponseHeader::build(200, None).unwrap();
-        for v in [
-            "app=1; Path=/",
-            "verigate_session=planted; Domain=example.com; Path=/",
-            " verigate_session_flow = x",
-            "verigate_sessionx=2",
-            "other=3",
-        ] {
-            r.append_header("set-cookie", v).unwrap();
-        }
-        drop_set_cookies(&mut r, &["verigate_session", "verigate_session_flow"]);
-        let left: Vec<&str> = r
-            .headers
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect();
-        assert_eq!(left, ["app=1; Path=/", "verigate_sessionx=2", "other=3"]);
-        // Nothing of ours: nothing changes.
-        drop_set_cookies(&mut r, &["verigate_session"]);
-        assert_eq!(r.headers.get_all("set-cookie").iter().count(), 3);
     }
 
     #[test]
@@ -394,38 +281,6 @@ mod tests {
     }
 
     #[test]
-    fn cookies_read_and_stripped() {
-        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
-        r.append_header("Cookie", "a=1; vg=SECRET; b=2").unwrap();
-        r.append_header("Cookie", "vg_flow=X").unwrap();
-        assert_eq!(read_cookie(&r, "vg"), Some("SECRET"));
-        assert_eq!(read_cookie(&r, "vg_flow"), Some("X"));
-        strip_cookies(&mut r, &["vg", "vg_flow"]);
-        assert_eq!(r.headers.get("cookie").unwrap(), "a=1; b=2");
-
-        // One parse: the value is seen before the cookies go.
-        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
-        r.append_header("Cookie", "a=1; vg=SECRET").unwrap();
-        r.append_header("Cookie", "vg_flow=X; b=2").unwrap();
-        let seen = take_cookie(&mut r, "vg", &["vg", "vg_flow"], |v| v.map(str::to_string));
-        assert_eq!(seen.as_deref(), Some("SECRET"));
-        assert_eq!(r.headers.get_all("cookie").iter().count(), 1);
-        assert_eq!(r.headers.get("cookie").unwrap(), "a=1; b=2");
-        // Only verigate's cookies: the header goes; none of them: it stays as it was.
-        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
-        r.append_header("Cookie", "vg=S").unwrap();
-        assert_eq!(
-            take_cookie(&mut r, "vg", &["vg"], |v| v.map(str::len)),
-            Some(1)
-        );
-        assert!(r.headers.get("cookie").is_none());
-        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
-        r.append_header("Cookie", "a=1;b=2").unwrap();
-        assert!(!take_cookie(&mut r, "vg", &["vg"], |v| v.is_some()));
-        assert_eq!(r.headers.get("cookie").unwrap(), "a=1;b=2");
-    }
-
-    #[test]
     fn plain_edits_keep_the_request_and_drop_only_the_case() {
         let mut r = RequestHeader::build("POST", b"/a/b?c=d", None).unwrap();
         r.append_header("X-Custom", "1").unwrap();
@@ -435,7 +290,7 @@ mod tests {
         assert!(origin_form(&r));
         let left = edit_plain(&mut r, |h| {
             strip_identity(h, "x-verified-");
-            strip_cookies(h, &["vg"]);
+            crate::cookies::strip(h, &["vg"]);
             Edit::insert(
                 h,
                 &HeaderName::from_static("x-verified-provider"),

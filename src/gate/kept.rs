@@ -3,21 +3,28 @@
 //! A POST from this site's own page to a gated route, without a session: its body is read (up
 //! to the route's `keep_request.max_body`, checked as it arrives), sealed with keys derived
 //! from the session keys and bound to a random id, and put in the store for the route's
-//! `keep_request.ttl`; the id goes into a sealed cookie of this browser. After verifying, the
-//! browser comes back to the address it posted to (a GET): with a session issued since, that
-//! GET takes the kept request from the store (one atomic take: once, on any instance) and the
-//! gate sends it upstream in its place, through the same rules as any request. The browser
-//! gets the app's answer at the address it posted to, as if it had been verified before.
+//! `keep_request.ttl`; the id goes into a sealed cookie of this browser, bound to the host.
+//! The `303` sends the browser to verify: the flow that starts there from this site's own
+//! pages carries the kept id ([`for_flow`]) into the session it issues. After verifying, the
+//! browser comes back to the address it posted to (a GET): with that session, and only with
+//! it, the GET takes the kept request from the store (one atomic take: once, on any instance)
+//! and the gate sends it upstream in its place, through the same rules as any request. The
+//! browser gets the app's answer at the address it posted to, as if it had been verified
+//! before. Logging out (or "verify as someone else") drops the browser's kept request.
+//!
+//! What one request does with kept requests is its own [`State`], owned here.
 
 use super::headers::Edit;
 use crate::answers::browser_page;
 use crate::config::RuntimeConfig;
+use crate::cookies;
 use crate::live::Live;
 use crate::routing::KeepRule;
 use crate::session::{KeptClaims, Purpose};
 use crate::store::Store;
 use bytes::{Bytes, BytesMut};
 use pingora::http::RequestHeader;
+use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,43 +104,115 @@ impl NotKept {
     }
 }
 
-/// How many form posts each client has had kept in the last ten minutes, on this instance: a
-/// fixed window from its first. Clients are IPv4 addresses and IPv6 /64 networks.
+/// How many form posts each client, and each client's network, has had kept in the last ten
+/// minutes, on this instance: a fixed window from its first. Clients are IPv4 addresses and
+/// IPv6 /64 networks; networks are IPv4 /24 and IPv6 /48 networks, so that a few networks
+/// (many addresses each) cannot fill the store's `max_kept_requests` for everyone.
 pub struct Quota {
-    counts: moka::sync::Cache<std::net::IpAddr, Arc<std::sync::atomic::AtomicU32>>,
+    clients: Window,
+    networks: Window,
+}
+
+type Window = moka::sync::Cache<std::net::IpAddr, Arc<std::sync::atomic::AtomicU32>>;
+
+fn window() -> Window {
+    moka::sync::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_live(Duration::from_secs(600))
+        .build()
 }
 
 impl Default for Quota {
     fn default() -> Self {
         Quota {
-            counts: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(600))
-                .build(),
+            clients: window(),
+            networks: window(),
         }
     }
 }
 
+/// The first `v4` bits of an IPv4 address, or the first `v6` bits of an IPv6 one.
+fn prefix(ip: std::net::IpAddr, v4: u32, v6: u32) -> std::net::IpAddr {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(a) => IpAddr::V4((u32::from(a) & (u32::MAX << (32 - v4))).into()),
+        IpAddr::V6(a) => IpAddr::V6((u128::from(a) & (u128::MAX << (128 - v6))).into()),
+    }
+}
+
+/// Count one in `w` for `key` unless it has `max` already.
+fn take(w: &Window, key: std::net::IpAddr, max: u32) -> bool {
+    use std::sync::atomic::Ordering;
+    w.get_with(key, Default::default)
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+            (c < max).then_some(c + 1)
+        })
+        .is_ok()
+}
+
 impl Quota {
-    /// May `client` keep one more (counted when it may)? A request without a known client
-    /// address is admitted (the store's own cap still holds).
-    pub fn admit(&self, client: Option<std::net::IpAddr>, max: u32) -> bool {
+    /// May `client` keep one more (counted, for the client and for its network, when it
+    /// may)? A request without a known client address is admitted (the store's own cap still
+    /// holds).
+    pub fn admit(
+        &self,
+        client: Option<std::net::IpAddr>,
+        per_client: u32,
+        per_network: u32,
+    ) -> bool {
         use std::sync::atomic::Ordering;
         let Some(ip) = client else {
             return true;
         };
-        let key = match ip {
-            std::net::IpAddr::V4(_) => ip,
-            std::net::IpAddr::V6(v6) => {
-                let s = v6.segments();
-                std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        let client = prefix(ip, 32, 64);
+        if !take(&self.clients, client, per_client) {
+            return false;
+        }
+        if !take(&self.networks, prefix(ip, 24, 48), per_network) {
+            // Not kept: the client's own count goes back.
+            if let Some(n) = self.clients.get(&client) {
+                let _ = n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1));
             }
-        };
-        let n = self.counts.get_with(key, Default::default);
-        n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
-            (c < max).then_some(c + 1)
-        })
-        .is_ok()
+            return false;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod quota_tests {
+    use super::*;
+
+    #[test]
+    fn a_network_of_many_addresses_has_its_own_cap() {
+        let q = Quota::default();
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        // 34 addresses of one /24, 30 each: the network stops at 100.
+        let mut kept = 0;
+        for host in 10..44 {
+            for _ in 0..30 {
+                kept += q.admit(ip(&format!("198.51.100.{host}")), 30, 100) as u32;
+            }
+        }
+        assert_eq!(kept, 100);
+        // Another network, and an address of it, are not touched.
+        assert!(q.admit(ip("198.51.101.7"), 30, 100));
+        // IPv6: one /48 of many /64s.
+        let mut kept = 0;
+        for n in 0..50u32 {
+            for _ in 0..5 {
+                kept += q.admit(ip(&format!("2001:db8:7:{n:x}::1")), 30, 100) as u32;
+            }
+        }
+        assert_eq!(kept, 100);
+        assert!(q.admit(ip("2001:db8:8::1"), 30, 100));
+        // The client cap still holds first.
+        for _ in 0..3 {
+            assert!(q.admit(ip("203.0.113.5"), 3, 100));
+        }
+        assert!(!q.admit(ip("203.0.113.5"), 3, 100));
+        assert!(q.admit(ip("203.0.113.9"), 3, 100));
+        assert!(q.admit(None, 0, 0));
     }
 }
 
@@ -242,9 +321,9 @@ fn fresh_id() -> String {
 }
 
 /// Keep this request (its body read from the client, or `resumed`: one taken back from the
-/// store that still needs a verification). Answers the cookie that binds it to this browser
-/// and to a verification still to come (`prior`: the session it carried, if any, which will
-/// not deliver it). Every body it does not keep has been read to its end, or the connection
+/// store that still needs a verification). Answers the cookie that binds it to this browser,
+/// to this host and to a verification still to come (only the session of a flow started for
+/// it delivers it). Every body it does not keep has been read to its end, or the connection
 /// is not reused.
 #[allow(clippy::too_many_arguments)]
 pub async fn keep(
@@ -253,7 +332,6 @@ pub async fn keep(
     store: &dyn Store,
     rule: KeepRule,
     resumed: Option<Bytes>,
-    prior: Option<&str>,
     deadline: Duration,
     admitted: bool,
 ) -> pingora::Result<Result<String, NotKept>> {
@@ -298,20 +376,27 @@ pub async fn keep(
             .map(String::from),
         body,
     };
-    let now = crate::clock::unix_now();
-    Ok(put(live, store, &kept, rule, now, prior).await)
+    let host = host_of(session.req_header());
+    Ok(put(live, store, &kept, rule, host, None).await)
 }
 
 /// Keep again a kept request that could not reach the app (it never connected), so that the
-/// browser's reload sends it: any session of this browser issued since `since` delivers it.
+/// browser's reload sends it: the session that was delivering it (`session`, its revocation
+/// id) delivers it.
 pub async fn keep_again(
     live: &Live,
     store: &dyn Store,
+    req: &RequestHeader,
     kept: &Kept,
     rule: KeepRule,
-    since: i64,
+    session: &str,
 ) -> Result<String, NotKept> {
-    put(live, store, kept, rule, since, None).await
+    put(live, store, kept, rule, host_of(req), Some(session)).await
+}
+
+/// The host a request names, as sessions and kept requests are bound to it.
+fn host_of(req: &RequestHeader) -> Option<String> {
+    crate::routing::host::request_host(req).map(str::to_ascii_lowercase)
 }
 
 /// Seal `kept` into the store under a fresh id: the cookie that names it.
@@ -320,8 +405,8 @@ async fn put(
     store: &dyn Store,
     kept: &Kept,
     rule: KeepRule,
-    kept_at: i64,
-    prior: Option<&str>,
+    host: Option<String>,
+    session: Option<&str>,
 ) -> Result<String, NotKept> {
     let cfg = &live.cfg;
     let id = fresh_id();
@@ -343,11 +428,16 @@ async fn put(
     let claims = KeptClaims {
         id,
         return_to: kept.target.clone(),
-        kept_at,
+        host,
         expires_at: crate::clock::unix_now() + rule.ttl.as_secs() as i64,
-        prior: prior.map(String::from),
+        session: session.map(String::from),
     };
-    Ok(cookie(cfg, &claims, rule.ttl))
+    let s = &cfg.session;
+    Ok(cookies::kept(
+        s,
+        &s.keys.seal_json(Purpose::Kept, &claims),
+        rule.ttl.as_secs() as i64,
+    ))
 }
 
 /// The path and query a request was sent to.
@@ -355,20 +445,169 @@ fn target(req: &RequestHeader) -> &str {
     req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
 }
 
-fn cookie(cfg: &RuntimeConfig, claims: &KeptClaims, ttl: Duration) -> String {
-    let s = &cfg.session;
-    crate::providers::flow::cookie_header(
-        &s.kept_cookie,
-        &s.keys.seal_json(Purpose::Kept, claims),
-        "/",
-        ttl.as_secs() as i64,
-        s.secure,
-    )
+/// This browser's kept-request cookie, opened (valid, unexpired, for this request's host).
+pub fn cookie_of(live: &Live, req: &RequestHeader, now: i64) -> Option<KeptClaims> {
+    let s = &live.cfg.session;
+    let raw = cookies::read_kept(req, s, false)?;
+    s.keys
+        .open_kept(raw, now)
+        .ok()
+        .filter(|k| k.host.is_some() && k.host == host_of(req))
 }
 
-/// The `Set-Cookie` that ends this browser's kept-request cookie.
-pub fn clear_cookie(cfg: &RuntimeConfig) -> String {
-    crate::providers::flow::cookie_header(&cfg.session.kept_cookie, "", "/", 0, cfg.session.secure)
+/// The kept request a verification flow starting on `req` for `return_to` is started for:
+/// this browser's kept post for that address and host, when the start page was reached from
+/// this site's own pages (`Sec-Fetch-Site: same-origin`, as the kept post's `303` leads
+/// there; a browser that does not send the header is taken at its word). A start reached from
+/// elsewhere (a link on another site, an address typed in) carries none: a kept cookie planted
+/// in this browser is then never delivered with its person's identity.
+pub fn for_flow(live: &Live, req: &RequestHeader, return_to: &str, now: i64) -> Option<String> {
+    let site = req
+        .headers
+        .get("sec-fetch-site")
+        .map(|v| v.as_bytes().eq_ignore_ascii_case(b"same-origin"));
+    if site == Some(false) {
+        return None;
+    }
+    cookie_of(live, req, now)
+        .filter(|k| k.return_to == return_to)
+        .map(|k| k.id)
+}
+
+/// Logout (and "verify as someone else"): this browser's kept request is dropped from the
+/// store, never to be sent under the next person's identity. True when the browser has a
+/// kept-request cookie to end.
+pub async fn drop_for_logout(
+    live: &Live,
+    store: &dyn Store,
+    req: &RequestHeader,
+    now: i64,
+) -> bool {
+    let s = &live.cfg.session;
+    let Some(raw) = cookies::read_kept(req, s, false) else {
+        return false;
+    };
+    if let Ok(k) = s.keys.open_kept(raw, now) {
+        if let Err(e) = store.take_request(&k.id).await {
+            // The cookie still goes: without it nothing delivers the kept request, which
+            // expires in the store by itself.
+            tracing::warn!(error = %e, "store unavailable: a kept request left to expire");
+        }
+    }
+    true
+}
+
+/// What one request does with kept requests, from `request_filter` to its answer (the gate
+/// holds one in its context; only this module reads or changes it).
+#[derive(Debug, Default)]
+pub struct State {
+    /// The kept request this browser's GET delivers in its place (its body goes upstream in
+    /// `request_body_filter`).
+    delivering: Option<Kept>,
+    /// The browser's kept-request cookie is spent (delivered or gone): the answer ends it.
+    spent: bool,
+    /// What became of a kept request here, for the metric (`kept`, `resumed`, `gone`, ...).
+    outcome: Option<&'static str>,
+}
+
+impl State {
+    /// What [`resume`] found, applied to the request: a taken kept request goes upstream in
+    /// place of the GET. False when the store could not answer (the caller answers `503`).
+    pub fn resumed(&mut self, found: Resume, req: &mut RequestHeader) -> bool {
+        match found {
+            Resume::Nothing => {}
+            Resume::Taken(k) => {
+                rewrite(req, &k);
+                self.delivering = Some(k);
+                self.spent = true;
+                self.outcome = Some("resumed");
+            }
+            Resume::Gone => {
+                self.spent = true;
+                self.outcome = Some("gone");
+            }
+            Resume::StoreUnavailable => return false,
+        }
+        true
+    }
+
+    /// Whether this request delivers a kept one.
+    pub fn delivering(&self) -> bool {
+        self.delivering.is_some()
+    }
+
+    /// The kept request being delivered, taken back to be kept again (it still needs a
+    /// verification): its body.
+    pub fn take_back(&mut self) -> Option<Bytes> {
+        self.delivering.take().map(|k| k.body)
+    }
+
+    /// Kept (anew): its cookie takes the place of a spent one.
+    pub fn kept(&mut self) {
+        self.outcome = Some("kept");
+        self.spent = false;
+    }
+
+    pub fn not_kept(&mut self, why: NotKept) {
+        self.outcome = Some(why.outcome());
+    }
+
+    pub fn outcome(&self) -> Option<&'static str> {
+        self.outcome
+    }
+
+    /// The `Set-Cookie` that ends the browser's kept-request cookie, when this answer must.
+    pub fn ending_cookie(&self, cfg: &RuntimeConfig) -> Option<String> {
+        self.spent.then(|| cookies::clear_kept(&cfg.session))
+    }
+
+    /// The body going upstream: a delivered kept request's in place of the GET's none (again
+    /// on a retry).
+    pub fn body(&self, body: &mut Option<Bytes>, end_of_stream: bool) {
+        if let Some(k) = &self.delivering {
+            if end_of_stream && body.as_ref().is_none_or(|b| b.is_empty()) {
+                *body = Some(k.body.clone());
+            }
+        }
+    }
+
+    /// The app's answer: the kept cookie ends with it, and the answer to a POST, shown at the
+    /// address of a GET, is never cached there.
+    pub fn answer(&self, cfg: &RuntimeConfig, resp: &mut ResponseHeader) {
+        if let Some(c) = self.ending_cookie(cfg) {
+            let _ = resp.append_header(http::header::SET_COOKIE, c);
+        }
+        if self.delivering.is_some() {
+            let _ = resp.insert_header(http::header::CACHE_CONTROL, "no-store");
+        }
+    }
+
+    /// A delivery that failed: when the app never had any of it (`connected` false: no
+    /// connection was made), it is kept again for the session that was delivering it
+    /// (`session`, its revocation id) and a reload sends it; otherwise it is gone (the app may
+    /// have acted on it: never twice). The `Set-Cookie` for the failure's answer, if any.
+    pub async fn after_failure(
+        &mut self,
+        live: &Live,
+        store: &dyn Store,
+        req: &RequestHeader,
+        rule: Option<KeepRule>,
+        session: Option<&str>,
+        connected: bool,
+    ) -> Option<String> {
+        if !self.spent {
+            return None;
+        }
+        if let (Some(k), false, Some(rule), Some(session)) =
+            (&self.delivering, connected, rule, session)
+        {
+            if let Ok(cookie) = keep_again(live, store, req, k, rule, session).await {
+                self.outcome = Some("kept_for_retry");
+                return Some(cookie);
+            }
+        }
+        self.ending_cookie(&live.cfg)
+    }
 }
 
 /// What a browser's GET finds of a kept request.
@@ -391,33 +630,32 @@ pub async fn resume(live: &Live, store: &dyn Store, session: &mut Session, now: 
     let req = session.req_header();
     // Every GET passes here: a search of the Cookie header for the name, no parse, until a
     // kept cookie may be there.
-    let name = cfg.session.kept_cookie.as_str();
-    if req.method != http::Method::GET
-        || !req
-            .headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|v| v.contains(name)))
-        || !browser_page(req)
-    {
+    if req.method != http::Method::GET {
         return Resume::Nothing;
     }
-    let Some(raw) = crate::live::read_cookie(req, &cfg.session.kept_cookie) else {
+    let Some(raw) = cookies::read_kept(req, &cfg.session, true) else {
         return Resume::Nothing;
     };
+    if !browser_page(req) {
+        return Resume::Nothing;
+    }
     let Ok(claims) = cfg.session.keys.open_kept(raw, now) else {
         return Resume::Gone;
     };
-    if claims.return_to != target(req) {
+    if claims.return_to != target(req) || claims.host.is_none() || claims.host != host_of(req) {
         return Resume::Nothing;
     }
-    // Only a verification since it was kept delivers it: a session issued since, other than
-    // the one the post carried.
-    let verified_since = crate::live::read_cookie(req, &cfg.session.cookie)
-        .and_then(|c| live.verified(c, now))
+    // Only the session it is bound to delivers it: the one issued by the flow started for it
+    // (or, kept again after a failed delivery, the one that was delivering it).
+    let host = crate::routing::host::request_host(req);
+    let verified_since = cookies::read_session(req, &cfg.session)
+        .and_then(|(c, named)| {
+            live.verified(c, now)
+                .filter(|v| cookies::name_fits(named, &v.claims) && v.claims.for_host(host))
+        })
         .is_some_and(|v| {
-            v.claims.issued_at >= claims.kept_at
-                && claims.prior.as_deref() != Some(v.revocation_id.as_str())
+            v.claims.kept.as_deref() == Some(claims.id.as_str())
+                || claims.session.as_deref() == Some(v.revocation_id.as_str())
         });
     // The body of a GET (none) must be read as it came before the head is rewritten.
     if !verified_since || !session.is_body_empty() {

@@ -17,6 +17,7 @@ pub mod decide;
 pub mod forwarded;
 pub mod headers;
 pub mod kept;
+pub mod names;
 pub mod target;
 
 pub use crate::live::Live;
@@ -84,13 +85,11 @@ pub struct Ctx {
     origin: Option<forwarded::Origin>,
     /// The upstream address this request was sent to.
     upstream_addr: Option<std::net::SocketAddr>,
-    /// The kept request this browser's GET delivers in its place (its body goes upstream in
-    /// `request_body_filter`).
-    kept: Option<kept::Kept>,
-    /// The browser's kept-request cookie is spent (delivered or gone): the answer ends it.
-    kept_spent: bool,
-    /// What became of a kept request here, for the metric (`kept`, `resumed`, `gone`, ...).
-    kept_outcome: Option<&'static str>,
+    /// What this request does with kept form posts (`kept`).
+    kept: kept::State,
+    /// `Set-Cookie` lines that move a session read under its old name to its `__Host-` name
+    /// (`crate::cookies`), added to the app's answer.
+    reissue: Vec<String>,
     /// The route's upstream pool, once an address was picked from it.
     pool: Option<Arc<crate::upstreams::Pool>>,
     /// Addresses whose connect failed for this request (a retry goes elsewhere).
@@ -203,21 +202,28 @@ impl Gate {
         let now = crate::clock::unix_secs_at(ctx.started.unwrap_or_else(Instant::now));
         // The session cookie is read and verigate's cookies are dropped in one parse; the
         // upstream request is built from this header, so upstream_request_filter need not.
-        let own = [
-            cfg.session.cookie.as_str(),
-            cfg.session.flow_cookie.as_str(),
-            cfg.session.kept_cookie.as_str(),
-        ];
-        let opened =
-            headers::take_cookie(session.req_header_mut(), &cfg.session.cookie, &own, |c| {
-                c.and_then(|c| live.verified(c, now))
-                    .filter(|v| !self.revoked.contains(&v.revocation_id))
-            })
-            // A session opens only on the host it was issued on.
-            .filter(|v| {
-                v.claims
-                    .for_host(crate::routing::host::request_host(session.req_header()))
-            });
+        let s = &cfg.session;
+        let mut reissue = Vec::new();
+        let opened = crate::cookies::take_session(session.req_header_mut(), s, |c| {
+            let (c, named) = c?;
+            // Under the old name: only a session issued under it, moved to the new one.
+            let v = live.verified(c, now).filter(|v| {
+                !self.revoked.contains(&v.revocation_id)
+                    && crate::cookies::name_fits(named, &v.claims)
+            })?;
+            if named == crate::cookies::Named::Legacy {
+                reissue = crate::cookies::reissue(s, c, v.claims.expires_at - now);
+            }
+            Some(v)
+        })
+        // A session opens only on the host it was issued on.
+        .filter(|v| {
+            v.claims
+                .for_host(crate::routing::host::request_host(session.req_header()))
+        });
+        if opened.is_some() {
+            ctx.reissue = reissue;
+        }
         ctx.cookies_stripped = true;
         ctx.body_done = session.is_body_empty();
         let today = || crate::clock::today(cfg.timezone, now);
@@ -238,13 +244,12 @@ impl Gate {
                     // A form post from this site's page (or a kept one still unverified) is
                     // kept for after the verification.
                     let rule = route.require.as_ref().and_then(|r| r.keep.as_ref());
-                    let rule = match ctx.kept {
-                        Some(_) => rule.copied(),
-                        None => kept::keepable(session.req_header(), rule),
+                    let rule = match ctx.kept.delivering() {
+                        true => rule.copied(),
+                        false => kept::keepable(session.req_header(), rule),
                     };
                     if let Some(rule) = rule {
-                        let prior = opened.as_ref().map(|v| v.revocation_id.clone());
-                        return self.keep(live, session, ctx, rule, verify, prior).await;
+                        return self.keep(live, session, ctx, rule, verify).await;
                     }
                     if crate::answers::navigation(session) {
                         ctx.decision = "redirected_to_verify";
@@ -323,15 +328,16 @@ impl Gate {
         ctx: &mut Ctx,
         rule: routes::KeepRule,
         verify: String,
-        prior: Option<String>,
     ) -> Result<bool> {
-        let resumed = ctx.kept.take().map(|k| k.body);
+        let resumed = ctx.kept.take_back();
         let html = wants_html(session);
         // A body kept before and coming back is no new one for its client.
+        let clients = &live.cfg.clients;
         let admitted = resumed.is_some()
             || self.kept_quota.admit(
                 ctx.origin.as_ref().and_then(|o| o.client),
-                live.cfg.clients.max_kept_per_client,
+                clients.max_kept_per_client,
+                clients.max_kept_per_network,
             );
         let kept = kept::keep(
             session,
@@ -339,7 +345,6 @@ impl Gate {
             self.store.as_ref(),
             rule,
             resumed,
-            prior.as_deref(),
             SIGNUP_BODY_DEADLINE,
             admitted,
         )
@@ -347,9 +352,7 @@ impl Gate {
         let reply = match kept {
             Ok(cookie) => {
                 ctx.decision = "kept";
-                ctx.kept_outcome = Some("kept");
-                // The new cookie takes the place of a spent one.
-                ctx.kept_spent = false;
+                ctx.kept.kept();
                 let reply = if html {
                     Reply::new(303).header(http::header::LOCATION, verify)
                 } else {
@@ -363,12 +366,12 @@ impl Gate {
             }
             Err(why) => {
                 ctx.decision = "form_not_kept";
-                ctx.kept_outcome = Some(why.outcome());
+                ctx.kept.not_kept(why);
                 let p = Problem::new(Refusal::FormNotKept).with_next(verify);
                 let reply = Reply::problem(&p, html);
-                match ctx.kept_spent {
-                    true => reply.cookie(kept::clear_cookie(&live.cfg)),
-                    false => reply,
+                match ctx.kept.ending_cookie(&live.cfg) {
+                    Some(c) => reply.cookie(c),
+                    None => reply,
                 }
             }
         };
@@ -394,13 +397,19 @@ impl Gate {
             peer,
             https,
             &cfg.clients.trusted_proxies,
+            cfg.clients.request_id,
         );
-        let _ = session
-            .req_header_mut()
-            .insert_header(forwarded::REQUEST_ID, origin.request_id.as_str());
+        origin.mark(session.req_header_mut());
         ctx.origin = Some(origin);
-        // 1. No client-sent identity header survives, on any route.
-        headers::strip_identity(session.req_header_mut(), &cfg.identity.prefix);
+        // 1. No header outside the name grammar, no client-sent identity header and no
+        // server-environment header survives, on any route.
+        let protected =
+            names::Protected::new(&cfg.identity.prefix, cfg.identity.assertion.as_str());
+        names::screen(
+            session.req_header_mut(),
+            &protected,
+            cfg.clients.log_dropped_headers,
+        );
 
         // 2. One reading of the request line: the method's spelling, the target's form.
         let refused = match target::method(session.req_header())
@@ -433,21 +442,13 @@ impl Gate {
         // 2b. A browser back from verifying, at the address its kept form post went to: the
         // kept request goes on in place of this GET, through the same rules as any request.
         let now = crate::clock::unix_secs_at(ctx.started.unwrap_or_else(Instant::now));
-        match kept::resume(&live, self.store.as_ref(), session, now).await {
-            kept::Resume::Nothing => {}
-            kept::Resume::Taken(k) => {
-                kept::rewrite(session.req_header_mut(), &k);
-                ctx.kept = Some(k);
-                ctx.kept_spent = true;
-                ctx.kept_outcome = Some("resumed");
-            }
-            kept::Resume::Gone => {
-                ctx.kept_spent = true;
-                ctx.kept_outcome = Some("gone");
-            }
-            kept::Resume::StoreUnavailable => {
-                return refuse(session, ctx, Problem::new(Refusal::StoreUnavailable)).await;
-            }
+        let found = kept::resume(&live, self.store.as_ref(), session, now).await;
+        if !ctx.kept.resumed(found, session.req_header_mut()) {
+            return refuse(session, ctx, Problem::new(Refusal::StoreUnavailable)).await;
+        }
+        if ctx.kept.delivering() {
+            // The kept request's headers took the place of this GET's: the same screening.
+            names::screen(session.req_header_mut(), &protected, false);
         }
         // 3. One canonical path, from the bytes that go upstream.
         let normalized = match std::str::from_utf8(session.req_header().raw_path())
@@ -525,30 +526,29 @@ impl Gate {
         self.check(&live, session, ctx, idx, state_changing).await
     }
 
-    /// A kept request whose delivery failed: when the app never had any of it (no connection
-    /// was made), it is kept again and a reload sends it; otherwise it is gone (the app may
-    /// have acted on it: never twice). The `Set-Cookie` for the failure's answer, if any.
-    async fn kept_after_failure(&self, ctx: &mut Ctx) -> Option<String> {
+    /// A kept request whose delivery failed (`kept::State::after_failure`): the `Set-Cookie`
+    /// for the failure's answer, if any.
+    async fn kept_after_failure(&self, session: &Session, ctx: &mut Ctx) -> Option<String> {
         let live = ctx.live.clone()?;
-        if !ctx.kept_spent {
-            return None;
-        }
-        let retry = match (&ctx.kept, ctx.upstream_sent, &ctx.identity) {
-            (Some(k), None, Some(id)) => ctx
-                .route
-                .and_then(|i| live.cfg.routes.get(i))
-                .and_then(|r| r.require.as_ref())
-                .and_then(|r| r.keep)
-                .map(|rule| (k, rule, id.verified.claims.issued_at)),
-            _ => None,
-        };
-        if let Some((k, rule, since)) = retry {
-            if let Ok(cookie) = kept::keep_again(&live, self.store.as_ref(), k, rule, since).await {
-                ctx.kept_outcome = Some("kept_for_retry");
-                return Some(cookie);
-            }
-        }
-        Some(kept::clear_cookie(&live.cfg))
+        let rule = ctx
+            .route
+            .and_then(|i| live.cfg.routes.get(i))
+            .and_then(|r| r.require.as_ref())
+            .and_then(|r| r.keep);
+        let delivering = ctx
+            .identity
+            .as_ref()
+            .map(|i| i.verified.revocation_id.as_str());
+        ctx.kept
+            .after_failure(
+                &live,
+                self.store.as_ref(),
+                session.req_header(),
+                rule,
+                delivering,
+                ctx.upstream_sent.is_some(),
+            )
+            .await
     }
 
     async fn settle(&self, ctx: &mut Ctx, success: bool) {
@@ -619,15 +619,35 @@ async fn refuse(session: &mut Session, ctx: &mut Ctx, p: Problem) -> Result<bool
     ctx.decision = p.code;
     let html = wants_html(session);
     let mut reply = Reply::problem(&p, html);
-    if let (true, Some(live)) = (ctx.kept_spent, &ctx.live) {
-        reply = reply.cookie(kept::clear_cookie(&live.cfg));
+    if let Some(c) = ctx
+        .live
+        .as_ref()
+        .and_then(|l| ctx.kept.ending_cookie(&l.cfg))
+    {
+        reply = reply.cookie(c);
     }
     reply.send(session).await?;
     Ok(true)
 }
 
-/// What every proxied request gets before it goes upstream: no client-sent identity header
-/// (stripped again: nothing between the phases may have re-added one), none of verigate's
+/// The Cookie lines of a request being edited for the upstream, as `crate::cookies` edits them.
+struct EditLines<'a, E>(&'a mut E);
+
+impl<E: headers::Edit> crate::cookies::CookieLines for EditLines<'_, E> {
+    fn lines(&self) -> &http::HeaderMap {
+        self.0.map()
+    }
+    fn replace(&mut self, with: Option<http::HeaderValue>) {
+        self.0.remove(&http::header::COOKIE);
+        if let Some(v) = with {
+            self.0.insert(&http::header::COOKIE, v);
+        }
+    }
+}
+
+/// What every proxied request gets before it goes upstream: no header outside the name
+/// grammar, no client-sent identity or environment header (screened in `request_filter`, and
+/// again here when a kept request put its headers back), none of verigate's
 /// cookies, and for a verified request the identity headers and, when configured, their
 /// signed assertion.
 fn upstream_edits(
@@ -637,22 +657,22 @@ fn upstream_edits(
     route: &str,
     now: Instant,
 ) -> Result<()> {
-    headers::strip_identity(req, &cfg.identity.prefix);
-    for name in target::path_overrides(req.map()) {
-        req.remove(&name);
+    // `request_filter` screened the client's headers; a kept request put its own back since.
+    if ctx.kept.delivering() {
+        let protected =
+            names::Protected::new(&cfg.identity.prefix, cfg.identity.assertion.as_str());
+        names::screen(req, &protected, false);
     }
     headers::single_content_length(req);
     if let Some(o) = &ctx.origin {
-        let host = req
-            .map()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(String::from);
-        forwarded::edit(req, o, host.as_deref());
+        let host = req.map().get(http::header::HOST).cloned();
+        forwarded::edit(req, o, host);
     }
     if !ctx.cookies_stripped {
-        let s = &cfg.session;
-        headers::strip_cookies(req, &[&s.cookie, &s.flow_cookie, &s.kept_cookie]);
+        crate::cookies::strip(
+            &mut EditLines(req),
+            &crate::cookies::all_names(&cfg.session),
+        );
     }
     let Some(id) = &ctx.identity else {
         return Ok(());
@@ -706,7 +726,7 @@ impl ProxyHttp for Gate {
 
     /// How Pingora's own error lines ("Fail to proxy: ...") name the request. Its default is
     /// the request line and Host (`GET /path?query, Host: ...`), but paths and query strings
-    /// stay out of logs (they carry personal data; `tests/privacy.rs`): method and route.
+    /// stay out of logs (they carry personal data; `tests/it/privacy.rs`): method and route.
     fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
         format!(
             "{} on route {}",
@@ -851,22 +871,20 @@ impl ProxyHttp for Gate {
             return Ok(());
         }
         if let Some(live) = &ctx.live {
-            let s = &live.cfg.session;
-            headers::drop_set_cookies(upstream_response, &[&s.cookie, &s.flow_cookie]);
+            crate::cookies::drop_set_cookies(
+                upstream_response,
+                &crate::cookies::all_names(&live.cfg.session),
+            );
         }
         if let Some((_, _, commit_on)) = &ctx.reservation {
             let ok = !rejected && commit_on.takes(upstream_response.status);
             self.settle(ctx, ok).await;
         }
-        if ctx.kept_spent {
-            if let Some(live) = &ctx.live {
-                let _ = upstream_response
-                    .append_header(http::header::SET_COOKIE, kept::clear_cookie(&live.cfg));
-            }
+        if let Some(live) = &ctx.live {
+            ctx.kept.answer(&live.cfg, upstream_response);
         }
-        if ctx.kept.is_some() {
-            // The app's answer to a POST, shown at the address of a GET: never cached there.
-            let _ = upstream_response.insert_header(http::header::CACHE_CONTROL, "no-store");
+        for c in ctx.reissue.drain(..) {
+            let _ = upstream_response.append_header(http::header::SET_COOKIE, c);
         }
         Ok(())
     }
@@ -879,11 +897,7 @@ impl ProxyHttp for Gate {
         ctx: &mut Ctx,
     ) -> Result<()> {
         // A delivered kept request: its body in place of the GET's none (again on a retry).
-        if let Some(k) = &ctx.kept {
-            if end_of_stream && body.as_ref().is_none_or(|b| b.is_empty()) {
-                *body = Some(k.body.clone());
-            }
-        }
+        ctx.kept.body(body, end_of_stream);
         if end_of_stream {
             ctx.body_done = true;
             // A request without a body (nor a kept one in its place) is all written now (its
@@ -948,7 +962,7 @@ impl ProxyHttp for Gate {
         self.settle(ctx, app_had_it).await;
         if code > 0 && session.response_written().is_none() {
             let kept_cookie = match refusal {
-                Some(_) => self.kept_after_failure(ctx).await,
+                Some(_) => self.kept_after_failure(session, ctx).await,
                 None => None,
             };
             let sent = match refusal {
@@ -992,7 +1006,7 @@ impl ProxyHttp for Gate {
             _ => ctx.decision,
         };
         let route = self.route_name(ctx);
-        if let Some(outcome) = ctx.kept_outcome {
+        if let Some(outcome) = ctx.kept.outcome() {
             crate::metrics::kept(route, outcome);
         }
         let end = Instant::now();
@@ -1031,19 +1045,19 @@ impl ProxyHttp for Gate {
                     .unwrap_or_default();
                 forwarded::for_log(o.peer, mode)
             });
-            let upstream = ctx.upstream_addr.map(|a| a.to_string());
+            let upstream = ctx.upstream_addr.map(crate::logwriter::AddrText::socket);
             crate::logwriter::access(
                 end,
                 &AccessLine {
-                    request_id: ctx.origin.as_ref().map_or("", |o| o.request_id.as_str()),
+                    request_id: ctx.origin.as_ref().map_or("", |o| o.request_id()),
                     route,
                     decision,
                     status,
                     method: req.method.as_str(),
                     host: target::authority(req).unwrap_or(""),
                     path: req.uri.path(),
-                    client: client.as_deref(),
-                    upstream: upstream.as_deref(),
+                    client: client.as_ref().map(|a| a.as_str()),
+                    upstream: upstream.as_ref().map(|a| a.as_str()),
                     latency_ms: total.as_secs_f64() * 1000.0,
                     gate_ms: ctx.gate_time.as_secs_f64() * 1000.0,
                     upstream_ms: ctx.upstream_time.map(|t| t.as_secs_f64() * 1000.0),

@@ -2,7 +2,8 @@
 //! and the headers some frameworks read in place of either. Everything here is decided before
 //! the path is read, so that the path verigate matches is the path the app is sent.
 
-use http::{HeaderName, Method, Uri};
+use crate::routing::host::{parse_authority, Authority};
+use http::{Method, Uri};
 use pingora::http::RequestHeader;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -27,48 +28,22 @@ pub enum Target {
     Absolute(Uri),
 }
 
-/// Headers through which Express's method-override, Symfony, Laravel and others let a client
-/// change the method the app acts on (lower case; `_` for `-` counts too: servers that turn
-/// underscores into dashes read `X_HTTP_Method_Override` as the same header). verigate
-/// decides on every method a request carries.
-const METHOD_OVERRIDES: [&str; 3] = [
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-];
-
-/// Headers through which IIS URL Rewrite and Symfony (behind some proxies) let a client change
-/// the path the app routes on (any spelling with `_` too). Never forwarded.
-const PATH_OVERRIDES: [&str; 3] = ["x-original-url", "x-rewrite-url", "x-original-uri"];
+/// Headers (folded: letter case and every byte that is no letter or digit left out, see
+/// [`super::names`]) through which Express's method-override, Symfony, Laravel and others let
+/// a client change the method the app acts on. verigate decides on every method a request
+/// carries. (Path-override headers such as `X-Original-URL` never reach the app: they are of
+/// [`super::names::environment`]'s class.)
+const METHOD_OVERRIDES: [&str; 3] = ["xhttpmethodoverride", "xhttpmethod", "xmethodoverride"];
 
 /// The query parameter through which Express's method-override (`methodOverride('_method')`)
 /// reads the method.
 const METHOD_PARAM: &str = "_method";
 
-/// Does header `name` (lower case, as `http` keeps it) spell one of `names`, `_` for `-`?
-pub(crate) fn spells(name: &str, names: &[&str]) -> bool {
-    names.iter().any(|n| {
-        n.len() == name.len()
-            && n.bytes()
-                .zip(name.bytes())
-                .all(|(a, b)| a == b || (a == b'-' && b == b'_'))
-    })
-}
-
-/// The names of the path-override headers a request carries, to remove before the app.
-pub fn path_overrides(headers: &http::HeaderMap) -> Vec<HeaderName> {
-    headers
-        .keys()
-        .filter(|k| spells(k.as_str(), &PATH_OVERRIDES))
-        .cloned()
-        .collect()
-}
-
 /// Whether a request carries a method-override header (any spelling).
 pub fn has_method_override_header(headers: &http::HeaderMap) -> bool {
     headers
         .keys()
-        .any(|k| spells(k.as_str(), &METHOD_OVERRIDES))
+        .any(|k| super::names::folds_to(k.as_str(), &METHOD_OVERRIDES))
 }
 
 /// The request method, refused when spelled with a lower-case letter (a router may upper-case
@@ -101,7 +76,7 @@ pub fn override_methods(req: &RequestHeader) -> Result<Vec<Method>, TargetError>
         Ok(())
     };
     for (name, v) in &req.headers {
-        if spells(name.as_str(), &METHOD_OVERRIDES) {
+        if super::names::folds_to(name.as_str(), &METHOD_OVERRIDES) {
             add(v.to_str().map_err(|_| TargetError::BadMethod)?)?;
         }
     }
@@ -126,37 +101,51 @@ pub fn override_methods(req: &RequestHeader) -> Result<Vec<Method>, TargetError>
     Ok(out)
 }
 
-/// The Host header, where the request line needs one: exactly one on HTTP/1.1 (RFC 9112
-/// §3.2), and any that is present must be a plain `host[:port]` (no path, no userinfo).
+/// The host a request names, where the request line needs one: exactly one Host header on
+/// HTTP/1.1 (RFC 9112 §3.2), and every host it names (its Host header, an absolute-form
+/// target's authority, HTTP/2's `:authority`) of the one grammar of
+/// [`crate::routing::host::parse_authority`], all naming the same host and port (an absent
+/// port being the scheme's default). Routes are chosen by one reading of it.
 pub fn host(req: &RequestHeader) -> Result<(), TargetError> {
+    let header = host_header(req)?;
+    let target = req
+        .uri
+        .authority()
+        .map(|a| parse_authority(a.as_str().as_bytes()))
+        .transpose()
+        .map_err(|_| TargetError::BadTarget)?;
+    agree(header, target, &req.uri)
+}
+
+/// The Host header: exactly one on HTTP/1.1 (none or one before), of the grammar.
+fn host_header(req: &RequestHeader) -> Result<Option<Authority<'_>>, TargetError> {
     let mut hosts = req.headers.get_all(http::header::HOST).iter();
     match (hosts.next(), hosts.next()) {
         (None, _) if req.version == http::Version::HTTP_11 => Err(TargetError::BadTarget),
-        (None, _) => Ok(()),
         (Some(_), Some(_)) => Err(TargetError::BadTarget),
-        (Some(h), None) => {
-            let plain = h
-                .to_str()
-                .ok()
-                .and_then(|h| h.parse::<http::uri::Authority>().ok())
-                .is_some_and(|a| {
-                    !a.as_str().contains('@')
-                        && !a.host().is_empty()
-                        && (a.port_u16().is_some() || a.as_str() == a.host())
-                });
-            // A target with an authority (absolute form; HTTP/2's `:authority`) must name the
-            // same host: routes are chosen by one reading of it.
-            let agrees = match (h.to_str(), req.uri.authority()) {
-                (Ok(h), Some(a)) => crate::routing::host::host_of(h)
-                    .eq_ignore_ascii_case(crate::routing::host::host_of(a.as_str())),
-                _ => true,
-            };
-            if plain && agrees {
-                Ok(())
-            } else {
-                Err(TargetError::BadTarget)
-            }
+        (h, _) => h
+            .map(|h| parse_authority(h.as_bytes()))
+            .transpose()
+            .map_err(|_| TargetError::BadTarget),
+    }
+}
+
+/// Two readings of a request's host name the same host and port (an absent port being the
+/// default of `uri`'s scheme).
+fn agree(a: Option<Authority>, b: Option<Authority>, uri: &Uri) -> Result<(), TargetError> {
+    let default_port = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+        443
+    } else {
+        80
+    };
+    match (a, b) {
+        (Some(a), Some(b))
+            if !a.host.eq_ignore_ascii_case(b.host)
+                || a.port.unwrap_or(default_port) != b.port.unwrap_or(default_port) =>
+        {
+            Err(TargetError::BadTarget)
         }
+        _ => Ok(()),
     }
 }
 
@@ -191,34 +180,15 @@ fn absolute(req: &RequestHeader, raw: &[u8]) -> Option<Target> {
     let text = std::str::from_utf8(raw).ok()?;
     let scheme_end = text.find("://")?;
     let scheme = &text[..scheme_end];
-    let https = if scheme.eq_ignore_ascii_case("http") {
-        false
-    } else if scheme.eq_ignore_ascii_case("https") {
-        true
-    } else {
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
         return None;
-    };
+    }
     let uri: Uri = text.parse().ok()?;
-    let authority = uri.authority()?;
-    // No userinfo (`http://user@host/`): readers disagree on where the host starts.
-    if authority.as_str().contains('@') || authority.host().is_empty() {
-        return None;
-    }
-    let default_port = if https { 443 } else { 80 };
-    // The authority must name the host the Host header names: one Host header, same host,
-    // same port (an absent port being the scheme's default).
-    let mut hosts = req.headers.get_all(http::header::HOST).iter();
-    let host = hosts.next()?;
-    if hosts.next().is_some() {
-        return None;
-    }
-    let host: http::uri::Authority = host.to_str().ok()?.parse().ok()?;
-    if host.as_str().contains('@')
-        || !host.host().eq_ignore_ascii_case(authority.host())
-        || host.port_u16().unwrap_or(default_port) != authority.port_u16().unwrap_or(default_port)
-    {
-        return None;
-    }
+    // The authority is the Host header's, both of the host grammar (one Host header, same
+    // host, same port).
+    let target = parse_authority(uri.authority()?.as_str().as_bytes()).ok()?;
+    let header = host_header(req).ok()??;
+    agree(Some(header), Some(target), &uri).ok()?;
     let pq = match uri.path_and_query() {
         Some(pq) if pq.as_str().starts_with('/') => pq.clone(),
         Some(_) => return None,
@@ -347,21 +317,6 @@ mod tests {
     }
 
     #[test]
-    fn path_override_headers_in_any_spelling() {
-        let mut r = req("GET", b"/", None);
-        r.insert_header("X-Original-URL", "/signup").unwrap();
-        r.insert_header("x_rewrite_url", "/signup").unwrap();
-        r.insert_header("X_Original_Uri", "/signup").unwrap();
-        r.insert_header("X-Original-URLs", "/signup").unwrap();
-        let mut names: Vec<String> = path_overrides(&r.headers)
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["x-original-url", "x_original_uri", "x_rewrite_url"]);
-    }
-
-    #[test]
     fn methods() {
         assert!(method(&req("POST", b"/", None)).is_ok());
         assert!(method(&req("PROPFIND", b"/", None)).is_ok());
@@ -375,7 +330,7 @@ mod tests {
         );
         let mut r = req("POST", b"/?a=1&_method=patch", None);
         r.insert_header("x-http-method-override", " put ").unwrap();
-        r.insert_header("X_Method_Override", "DELETE").unwrap();
+        r.insert_header("X-MethodOverride", "DELETE").unwrap();
         let mut got = override_methods(&r).unwrap();
         got.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         assert_eq!(got, vec![Method::DELETE, Method::PATCH, Method::PUT]);

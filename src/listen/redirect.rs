@@ -19,16 +19,13 @@ pub struct RedirectToHttps {
 
 /// Where a request to the plain listener is sent: `https://HOST[:PORT]PATH?QUERY`, from the
 /// request's Host (its port replaced) and its target, or None when either is not one verigate
-/// reads (no Host, a Host with userinfo or a path, a target that is not a path).
+/// reads (no Host, a Host outside the host grammar, a target that is not a path).
 pub fn location(req: &pingora::http::RequestHeader, port: u16) -> Option<String> {
+    // The gate's host grammar and agreement rules, on this listener too.
     crate::gate::target::host(req).ok()?;
-    let host = req
-        .headers
-        .get(http::header::HOST)?
-        .to_str()
-        .ok()?
-        .parse::<http::uri::Authority>()
-        .ok()?;
+    let host =
+        crate::routing::host::parse_authority(req.headers.get(http::header::HOST)?.as_bytes())
+            .ok()?;
     let target = match crate::gate::target::classify(req).ok()? {
         crate::gate::target::Target::Origin => std::str::from_utf8(req.raw_path()).ok()?,
         crate::gate::target::Target::Absolute(_) => req.uri.path_and_query()?.as_str(),
@@ -39,7 +36,7 @@ pub fn location(req: &pingora::http::RequestHeader, port: u16) -> Option<String>
     } else {
         format!(":{port}")
     };
-    Some(format!("https://{}{port}{target}", host.host()))
+    Some(format!("https://{}{port}{target}", host.host))
 }
 
 #[async_trait]
@@ -65,7 +62,7 @@ impl ServeHttp for RedirectToHttps {
                 resp = resp
                     .status(400)
                     .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8");
-                b"400 bad request: this address only redirects to HTTPS\n".to_vec()
+                b"400 bad_request_target: this address only redirects to HTTPS\n".to_vec()
             }
         };
         resp.header(http::header::CONTENT_LENGTH, body.len())
@@ -124,6 +121,11 @@ mod tests {
             ("/x", Some("shop.example/evil")),
             ("*", Some("shop.example")),
             ("http://other.example/x", Some("shop.example")),
+            ("/x", Some("shop.example,evil.example")),
+            ("/x", Some("shop_x.example")),
+            ("/x", Some("shop.example.")),
+            ("/x", Some("shop.example:0443")),
+            ("/x", Some("::1")),
         ] {
             assert_eq!(location(&req(target, host), 443), None, "{target} {host:?}");
         }

@@ -1,6 +1,7 @@
 //! What every request reads: the validated config with the provider clients built from it and
 //! the cache of opened sessions, swapped whole on reload. Below the gate and the flows.
 
+pub mod probe;
 pub mod provider;
 pub mod refresh;
 pub mod revoked;
@@ -165,16 +166,4 @@ impl Live {
 /// is unique), so the store never holds a cookie.
 pub fn session_id(hash_key: &[u8; 32], cookie: &str) -> String {
     crate::session::keyed_hash(hash_key, "session", cookie)
-}
-
-/// The value of cookie `name` in the request's Cookie header(s), if present (borrowed).
-pub fn read_cookie<'a>(req: &'a pingora::http::RequestHeader, name: &str) -> Option<&'a str> {
-    req.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == name)
-        .and_then(|c| c.value_raw())
 }

@@ -34,6 +34,19 @@ pub trait ProviderFlow: Send + Sync {
     /// its client's cached token).
     fn built_from(&self, providers: &Providers) -> bool;
 
+    /// Try this provider's credentials with the cheapest call that needs them (a token, a
+    /// lookup of an id that does not exist); `live::probe` runs it at start, after reloads
+    /// and, while it fails, with backoff. `None`: the provider has no call to try.
+    async fn probe(&self) -> Option<Result<(), crate::providers::ProviderError>> {
+        None
+    }
+
+    /// Whether [`ProviderFlow::probe`] makes a call (ifree's has none: its keys are exchanged
+    /// with each person's device, never with verigate's credentials up front).
+    fn has_probe(&self) -> bool {
+        false
+    }
+
     /// A normalised path outside the flow prefix where the provider's own servers post
     /// (ifree's registration callback); never a gated route.
     fn callback_path(&self) -> Option<&str> {

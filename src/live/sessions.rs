@@ -187,6 +187,8 @@ mod tests {
             carrier: None,
             method: String::new(),
             host: Some("shop.example".into()),
+            host_only: false,
+            kept: None,
         };
         let names = crate::config::IdentityHeaders::default();
         Verified::new(claims, &names)

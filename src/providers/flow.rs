@@ -4,10 +4,11 @@
 use crate::answers::Refusal;
 use crate::answers::{escape, page, wants_html, Problem, Reply, BACK_MARK};
 use crate::clock::unix_now;
+use crate::cookies;
 use crate::identity::ProviderId;
 use crate::live::provider::ProviderFlow;
 use crate::live::revoked::Revoked;
-use crate::live::{read_cookie, session_id, Live};
+use crate::live::{session_id, Live};
 use crate::routing::path::normalize;
 use crate::routing::Route;
 use crate::session::{Claims, FlowClaims, Purpose};
@@ -167,6 +168,8 @@ pub(crate) fn session_claims(
         method: person.method,
         countries: Vec::new(),
         host: None,
+        host_only: false,
+        kept: None,
     }
 }
 
@@ -194,6 +197,12 @@ pub(crate) fn signed_in(
     let mut claims = claims.clone();
     claims.host =
         crate::routing::host::request_host(session.req_header()).map(str::to_ascii_lowercase);
+    claims.host_only = live.cfg.session.cookie.starts_with(cookies::HOST_PREFIX);
+    // The kept request the flow was started for (the flow cookie this return carries, which
+    // the provider's result was just matched to): this session, and only it, delivers it.
+    claims.kept = read_flow(live, session)
+        .filter(|f| f.return_to == return_to)
+        .and_then(|f| f.kept);
     let reply = if json {
         Reply::json(
             200,
@@ -356,56 +365,46 @@ fn providers_for(live: &Live, session: &Session, return_to: &str) -> Vec<Provide
     }
 }
 
-/// A `Set-Cookie` value for one of verigate's cookies: HttpOnly, SameSite=Lax, `Secure` as
-/// configured; an empty value with `max_age` 0 ends the cookie.
-pub(crate) fn cookie_header(
-    name: &str,
-    value: &str,
-    path: &str,
-    max_age: i64,
-    secure: bool,
-) -> String {
-    cookie::Cookie::build((name.to_string(), value.to_string()))
-        .path(path.to_string())
-        .http_only(true)
-        .secure(secure)
-        .same_site(cookie::SameSite::Lax)
-        .max_age(cookie::time::Duration::seconds(max_age))
-        .build()
-        .to_string()
-}
-
 pub(crate) fn flow_cookie(live: &Live, flow: &FlowClaims) -> String {
     let s = &live.cfg.session;
     let sealed = s.keys.seal_json(Purpose::Flow, flow);
-    cookie_header(
-        &s.flow_cookie,
-        &sealed,
-        &live.cfg.flow_prefix,
-        FLOW_TTL_SECS,
-        s.secure,
-    )
+    cookies::flow(s, &live.cfg.flow_prefix, &sealed, FLOW_TTL_SECS)
 }
 
 pub(crate) fn clear_flow_cookie(live: &Live) -> String {
-    let s = &live.cfg.session;
-    cookie_header(&s.flow_cookie, "", &live.cfg.flow_prefix, 0, s.secure)
+    cookies::clear_flow(&live.cfg.session, &live.cfg.flow_prefix)
 }
 
 pub(crate) fn session_cookie(live: &Live, claims: &Claims) -> String {
     let s = &live.cfg.session;
     let sealed = s.keys.seal_json(Purpose::Session, claims);
-    cookie_header(&s.cookie, &sealed, "/", s.ttl.as_secs() as i64, s.secure)
+    cookies::session(s, &sealed, s.ttl.as_secs() as i64)
 }
 
-fn clear_session_cookie(live: &Live) -> String {
-    let s = &live.cfg.session;
-    cookie_header(&s.cookie, "", "/", 0, s.secure)
+/// A flow starting for `return_to` on this request: its nonce, and the kept request it is
+/// started for, if any. That is this browser's kept post ([`crate::gate::kept::for_flow`]):
+/// for the same address and host, and only when the start page was reached from this site's
+/// own pages, as the kept post's `303` leads there.
+pub(crate) fn new_flow(
+    live: &Live,
+    session: &Session,
+    provider: ProviderId,
+    nonce: String,
+    return_to: String,
+) -> FlowClaims {
+    let kept = crate::gate::kept::for_flow(live, session.req_header(), &return_to, unix_now());
+    FlowClaims {
+        nonce,
+        return_to,
+        provider,
+        expires_at: unix_now() + FLOW_TTL_SECS,
+        kept,
+    }
 }
 
 /// The flow cookie of this browser, if valid.
 pub(crate) fn read_flow(live: &Live, session: &Session) -> Option<FlowClaims> {
-    let raw = read_cookie(session.req_header(), &live.cfg.session.flow_cookie)?;
+    let raw = cookies::read_flow(session.req_header(), &live.cfg.session)?;
     live.cfg.session.keys.open_flow(raw, unix_now()).ok()
 }
 
@@ -618,9 +617,7 @@ fn choice_page(live: &Live, session: &Session) -> Reply {
 
 /// Whether this browser has a form post kept for `return_to` (its kept-request cookie).
 fn has_kept(live: &Live, session: &Session, return_to: &str) -> bool {
-    let s = &live.cfg.session;
-    read_cookie(session.req_header(), &s.kept_cookie)
-        .and_then(|c| s.keys.open_kept(c, unix_now()).ok())
+    crate::gate::kept::cookie_of(live, session.req_header(), unix_now())
         .is_some_and(|k| k.return_to == return_to)
 }
 
@@ -657,15 +654,21 @@ async fn logout(live: &Live, store: &dyn Store, revoked: &Revoked, session: &Ses
     }
     let cfg = &live.cfg;
     let now = unix_now();
-    let open = read_cookie(session.req_header(), &cfg.session.cookie)
-        .and_then(|c| Some((c, cfg.session.keys.open_session(c, now).ok()?)));
+    // The browser's kept form post goes with the session: the next person to verify here
+    // ("verify as someone else") must never have it sent under their identity.
+    let dropped = crate::gate::kept::drop_for_logout(live, store, session.req_header(), now).await;
+    let open = cookies::read_session(session.req_header(), &cfg.session)
+        .and_then(|(c, _)| Some((c, cfg.session.keys.open_session(c, now).ok()?)));
     if let Some((cookie, claims)) = open {
         let id = session_id(&cfg.session.hash_key, cookie);
         revoked.insert(&id, claims.expires_at);
         if let Err(e) = store.revoke(&id, claims.expires_at).await {
             tracing::warn!(error = %e, "store unavailable: logout revoked the session on this instance only");
-            return Reply::problem(&Problem::new(Refusal::StoreUnavailable), html)
-                .cookie(clear_session_cookie(live));
+            return clear_session(
+                live,
+                Reply::problem(&Problem::new(Refusal::StoreUnavailable), html),
+                dropped,
+            );
         }
     }
     let accepts_html = session
@@ -681,7 +684,20 @@ async fn logout(live: &Live, store: &dyn Store, revoked: &Revoked, session: &Ses
     } else {
         Reply::json(200, r#"{"ok":true}"#.into())
     };
-    reply.cookie(clear_session_cookie(live))
+    clear_session(live, reply, dropped)
+}
+
+/// `reply` with the cookies that end this browser's session (under either name) and, when
+/// `kept` says so, its kept-request cookie.
+fn clear_session(live: &Live, reply: Reply, kept: bool) -> Reply {
+    let s = &live.cfg.session;
+    let mut reply = cookies::clear_session(s)
+        .into_iter()
+        .fold(reply, |r, c| r.cookie(c));
+    if kept {
+        reply = reply.cookie(cookies::clear_kept(s));
+    }
+    reply
 }
 
 /// `GET {flow_prefix}/logout`: a page with the button that posts the logout.
@@ -707,9 +723,12 @@ fn logout_page(live: &Live, session: &Session) -> Reply {
 
 fn session_info(live: &Live, revoked: &Revoked, session: &Session) -> Reply {
     let cfg = &live.cfg;
-    let claims = read_cookie(session.req_header(), &cfg.session.cookie)
-        .filter(|c| !revoked.contains(&session_id(&cfg.session.hash_key, c)))
-        .and_then(|c| cfg.session.keys.open_session(c, unix_now()).ok())
+    let claims = cookies::read_session(session.req_header(), &cfg.session)
+        .filter(|(c, _)| !revoked.contains(&session_id(&cfg.session.hash_key, c)))
+        .and_then(|(c, named)| {
+            let claims = cfg.session.keys.open_session(c, unix_now()).ok()?;
+            cookies::name_fits(named, &claims).then_some(claims)
+        })
         .filter(|c| c.for_host(crate::routing::host::request_host(session.req_header())));
     match claims {
         None => Reply::problem(&Problem::new(Refusal::NotLoggedIn), false),

@@ -1,5 +1,8 @@
-//! Identity providers. Each file talks to one provider's real API and turns its answer into a
-//! [`VerifiedPerson`]; the flow module decides whether to accept it.
+//! Identity providers: one folder per provider (`iamport/`, ...: its API client, flow
+//! endpoints, simulator and settings) and the kit they share: this file (a [`VerifiedPerson`],
+//! provider errors, the HTTP client with its circuit breaker and single-flight token cache),
+//! `flow`, `accept`, `registry`, `settings` and `sandbox`. The list of providers is
+//! `identity::each_provider!`.
 
 pub mod accept;
 pub mod flow;

@@ -157,27 +157,86 @@ impl Default for KeepRule {
     }
 }
 
-/// Which classes of upstream status complete a one-account signup (anything else releases
-/// the reservation). The default takes both: an HTML form usually answers a signup with a
-/// redirect (post/redirect/get).
+/// Which upstream answers complete a one-account signup (anything else releases the
+/// reservation). By default a 2xx, and of the redirects only `302` and `303`: the answer of a
+/// form handled and sent on (post/redirect/get). `301`, `307` and `308` say the request was
+/// moved, not processed (a framework's trailing-slash redirect, a moved page): no account was
+/// made, so they release it. `require.commit_on` overrides the rule by class: `[2xx]`, `[3xx]`
+/// (every redirect) or both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitOn {
     pub success: bool,
-    pub redirection: bool,
+    pub redirection: Redirects,
+}
+
+/// Which redirects complete a signup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirects {
+    None,
+    /// `302` and `303` (post/redirect/get); not `301`, `307` or `308` (moved, not processed).
+    SeeOther,
+    /// Every 3xx (`commit_on: [3xx]`).
+    All,
 }
 
 impl Default for CommitOn {
     fn default() -> Self {
         CommitOn {
             success: true,
-            redirection: true,
+            redirection: Redirects::SeeOther,
         }
     }
 }
 
 impl CommitOn {
     pub fn takes(self, status: http::StatusCode) -> bool {
-        (self.success && status.is_success()) || (self.redirection && status.is_redirection())
+        if status.is_success() {
+            return self.success;
+        }
+        if !status.is_redirection() {
+            return false;
+        }
+        match self.redirection {
+            Redirects::None => false,
+            Redirects::SeeOther => matches!(status.as_u16(), 302 | 303),
+            Redirects::All => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod commit_on_tests {
+    use super::{CommitOn, Redirects};
+
+    #[test]
+    fn by_default_a_moved_request_is_no_signup() {
+        let d = CommitOn::default();
+        for (status, takes) in [
+            (200, true),
+            (201, true),
+            (204, true),
+            (302, true),
+            (303, true),
+            (301, false),
+            (307, false),
+            (308, false),
+            (300, false),
+            (304, false),
+            (400, false),
+            (409, false),
+            (500, false),
+        ] {
+            let s = http::StatusCode::from_u16(status).unwrap();
+            assert_eq!(d.takes(s), takes, "{status}");
+        }
+        let all = CommitOn {
+            success: false,
+            redirection: Redirects::All,
+        };
+        for status in [301, 302, 303, 307, 308] {
+            assert!(all.takes(http::StatusCode::from_u16(status).unwrap()));
+        }
+        assert!(!all.takes(http::StatusCode::OK));
     }
 }
 

@@ -131,7 +131,7 @@ impl SqliteStore {
     }
 
     /// The journal mode and `synchronous` level in effect on this store's connection, as
-    /// SQLite reports them (`("wal", 2)`: WAL, FULL). `tests/store.rs` reads them to prove
+    /// SQLite reports them (`("wal", 2)`: WAL, FULL). `tests/it/store.rs` reads them to prove
     /// the durability docs/guide/redis.md claims; `PRAGMA journal_mode=WAL` falls back
     /// silently when it cannot switch, so what was asked for is not proof.
     pub async fn pragmas(&self) -> Result<(String, i64), StoreError> {

@@ -23,6 +23,15 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 
 public class JdkApp {
+    /** The identity, forwarding and override headers whose values the app reads (`read`). */
+    static final String[] PROTECTED = {
+        "x-verified-unique-in-site", "x-verified-birth", "x-verified-gender", "x-verified-age-ok",
+        "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-prefix",
+        "x-forwarded-port", "x-real-ip", "forwarded", "x-host", "x-original-host",
+        "x-http-method-override", "x-http-method", "x-method-override", "x-original-url",
+        "x-rewrite-url",
+    };
+
     public static void main(String[] args) throws IOException {
         Thread stdinWatch = new Thread(() -> {
             try {
@@ -75,10 +84,30 @@ public class JdkApp {
             } else if (uri.getRawQuery() != null) {
                 raw = raw + "?" + uri.getRawQuery();
             }
+            String query = uri.getRawQuery() == null ? "" : uri.getRawQuery();
+            java.util.regex.Matcher st = java.util.regex.Pattern.compile("(?:^|&)status=(30[12378])(?:&|$)").matcher(query);
+            if (st.find()) {
+                ex.getResponseHeaders().set("X-Handler", name);
+                ex.getResponseHeaders().set("Location", "/done");
+                ex.sendResponseHeaders(Integer.parseInt(st.group(1)), -1);
+                ex.close();
+                return;
+            }
+            StringBuilder read = new StringBuilder("{");
+            for (String n : PROTECTED) {
+                java.util.List<String> v = ex.getRequestHeaders().get(n);
+                if (v != null) {
+                    if (read.length() > 1) read.append(", ");
+                    read.append(str(n)).append(": ").append(str(String.join(", ", v)));
+                }
+            }
+            read.append("}");
             String json = "{\"handler\": " + str(name)
                     + ", \"method\": " + str(ex.getRequestMethod())
                     + ", \"path\": " + str(uri.getPath())
                     + ", \"raw\": " + str(raw)
+                    + ", \"host\": " + str(ex.getRequestHeaders().getFirst("Host"))
+                    + ", \"read\": " + read
                     + ", \"verified\": " + str(ex.getRequestHeaders().getFirst("x-verified-unique-in-site"))
                     + ", \"age_ok\": " + str(ex.getRequestHeaders().getFirst("x-verified-age-ok"))
                     + "}";

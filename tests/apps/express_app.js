@@ -12,6 +12,7 @@
 const express = require('express');
 
 const methodOverride = require('method-override');
+const common = require('./node_common');
 
 const app = express();
 // Legacy apps take PUT and DELETE from HTML forms this way: the X-HTTP-Method-Override
@@ -25,14 +26,19 @@ function handler(name) {
     req.on('data', () => {});
     req.on('end', () => {
       res.set('X-Handler', name);
-      // The names of the identity headers that reached the app, sorted.
-      const seen = [...new Set(Object.keys(req.headers).filter((k) => k.startsWith('x-verified-')))].sort();
-      res.set('X-Identity', seen.length ? seen.join(',') : '-');
+      res.set('X-Identity', common.identity(req.headers));
+      const status = common.askedStatus(req.query);
+      if (status) {
+        res.redirect(status, '/done');
+        return;
+      }
       res.status(200).json({
         handler: name,
         method: req.method,
         path: req.path,
         raw: req.originalUrl,
+        host: req.hostname,
+        read: common.read((n) => req.get(n), { 'req:ip': req.ip, 'req:protocol': req.protocol }),
         verified: req.get('x-verified-unique-in-site') ?? null,
         age_ok: req.get('x-verified-age-ok') ?? null,
       });
@@ -45,9 +51,7 @@ app.all('/signup', handler('signup'));
 app.all(['/checkout', '/checkout/*'], handler('checkout'));
 app.all('*', handler('catchall'));
 
-process.stdin.on('end', () => process.exit(0));
-process.stdin.on('error', () => process.exit(0));
-process.stdin.resume();
+common.exitOnStdinEnd();
 
 const server = app.listen(0, '127.0.0.1', () => {
   process.stdout.write(`LISTENING ${server.address().port}\n`);

@@ -38,6 +38,72 @@ fn is_token(s: &str) -> bool {
 /// Parse and validate YAML text into a runtime config. An unknown key is reported with its
 /// location and then set aside, so that the problems behind it are reported in the same run.
 pub fn from_yaml_str(text: &str, secrets: &Secrets) -> Result<RuntimeConfig, ConfigError> {
+    parse_and_build(text, secrets).map_err(|e| match e {
+        ConfigError::Invalid(problems) => ConfigError::Invalid(
+            problems
+                .into_iter()
+                .map(|p| match p.path.is_empty() {
+                    // The YAML parser's own messages: hints, and no secret repeated.
+                    true => Problem {
+                        path: p.path,
+                        message: with_hint(text, &redact_secret_value(&p.message)),
+                    },
+                    false => p,
+                })
+                .collect(),
+        ),
+        other => other,
+    })
+}
+
+/// serde's "invalid type: integer `1234...`" repeats the value; at a `*_env` or `*_file` key
+/// (where a pasted secret lands) or a store URL, the value is left out.
+fn redact_secret_value(message: &str) -> String {
+    let key = message.split(": ").next().unwrap_or("");
+    let last = key.rsplit('.').next().unwrap_or(key);
+    let secret_key = last.ends_with("_env") || last.ends_with("_file") || key == "store.url";
+    match (secret_key, message.find('`')) {
+        (true, Some(i)) => match message[i + 1..].find('`') {
+            Some(j) => format!(
+                "{}(value not shown){}",
+                &message[..i],
+                &message[i + 1 + j + 1..]
+            ),
+            None => message.to_string(),
+        },
+        _ => message.to_string(),
+    }
+}
+
+/// A hint for the YAML mistakes people make: a tab in the indentation of the line the parser
+/// stopped at (or the line before, where a tab makes the next line's token unexpected).
+fn with_hint(text: &str, message: &str) -> String {
+    let Some(line) = message
+        .rfind(" at line ")
+        .and_then(|i| message[i + 9..].split_whitespace().next())
+        .and_then(|n| n.parse::<usize>().ok())
+    else {
+        return message.to_string();
+    };
+    let starts_with_tab = |n: usize| {
+        n >= 1
+            && text
+                .lines()
+                .nth(n - 1)
+                .is_some_and(|l| l.trim_start_matches(' ').starts_with('\t'))
+    };
+    if let Some(n) = [line, line.saturating_sub(1)]
+        .into_iter()
+        .find(|&n| starts_with_tab(n))
+    {
+        return format!(
+            "{message} (YAML does not allow tabs for indentation: line {n} is indented with a tab; use spaces)"
+        );
+    }
+    message.to_string()
+}
+
+fn parse_and_build(text: &str, secrets: &Secrets) -> Result<RuntimeConfig, ConfigError> {
     let problem = |e: serde_yaml::Error| Problem {
         path: String::new(),
         message: e.to_string(),
@@ -182,7 +248,7 @@ fn public_urls(ctx: &mut Ctx, v: Option<&OneOrMany>) -> PublicUrls {
             Some((h, p)) if !authority.ends_with(']') => (h, Some(p)),
             _ => (authority, None),
         };
-        let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+        let port_ok = port.is_none_or(|p| crate::routing::host::parse_port(p.as_bytes()).is_some());
         let path_ok = path.is_empty()
             || path
                 .parse::<http::uri::PathAndQuery>()

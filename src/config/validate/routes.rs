@@ -272,12 +272,12 @@ pub(super) fn require(
     if let Some(list) = &q.commit_on {
         commit_on = crate::routing::CommitOn {
             success: false,
-            redirection: false,
+            redirection: crate::routing::Redirects::None,
         };
         for (j, c) in list.iter().enumerate() {
             match c.as_str() {
                 "2xx" => commit_on.success = true,
-                "3xx" => commit_on.redirection = true,
+                "3xx" => commit_on.redirection = crate::routing::Redirects::All,
                 other => ctx.err(
                     format!("{at}.commit_on[{j}]"),
                     format!("`{other}` is not one of 2xx, 3xx"),

@@ -118,14 +118,18 @@ pub(super) fn session(ctx: &mut Ctx, s: &FileSession) -> Option<SessionConfig> {
     let at_rest =
         Keyring::new(&[crate::session::derive_key(&hash_key, "verigate/at-rest/v1")]).ok()?;
     let keys = keys?;
+    let secure = s.secure.unwrap_or(true);
+    let names = crate::cookies::Names::new(&cookie, secure);
     Some(SessionConfig {
         at_rest,
         kept: keys.derived("verigate/kept-store/v1"),
-        kept_cookie: format!("{cookie}_kept"),
-        flow_cookie: format!("{cookie}_flow"),
-        cookie,
+        kept_cookie: names.kept,
+        flow_cookie: names.flow,
+        cookie: names.session,
+        legacy_cookie: names.legacy,
+        retired_cookies: names.retired,
         ttl,
-        secure: s.secure.unwrap_or(true),
+        secure,
         keys,
         hash_key,
     })

@@ -99,6 +99,11 @@ impl IamportClient {
             .await
     }
 
+    /// The credentials work: a token is issued for them (`POST /users/getToken`).
+    pub async fn probe(&self) -> Result<(), ProviderError> {
+        self.token().await.map(|_| ())
+    }
+
     /// `GET /certifications/{imp_uid}`, retrying once with a fresh token on 401.
     pub async fn certification(&self, imp_uid: &str) -> Result<Certification, ProviderError> {
         if !valid_imp_uid(imp_uid) {

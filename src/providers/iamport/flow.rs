@@ -3,7 +3,6 @@
 
 use crate::answers::Refusal;
 use crate::answers::{Problem, Reply};
-use crate::clock::unix_now;
 use crate::identity::ProviderId;
 use crate::live::provider::{Choice, ProviderFlow};
 use crate::live::Live;
@@ -53,6 +52,14 @@ impl ProviderFlow for Flow {
         p.iamport.as_ref() == Some(self.client.config())
     }
 
+    async fn probe(&self) -> Option<Result<(), crate::providers::ProviderError>> {
+        Some(self.client.probe().await)
+    }
+
+    fn has_probe(&self) -> bool {
+        true
+    }
+
     async fn endpoint(
         &self,
         live: &Live,
@@ -78,12 +85,7 @@ fn start(client: &IamportClient, live: &Live, session: &Session) -> Reply {
     };
     let prefix = &live.cfg.flow_prefix;
     let nonce = fresh_nonce();
-    let flow = FlowClaims {
-        nonce: nonce.clone(),
-        return_to,
-        provider: ProviderId::Iamport,
-        expires_at: unix_now() + FLOW_TTL_SECS,
-    };
+    let flow = new_flow(live, session, ProviderId::Iamport, nonce.clone(), return_to);
     let cfg = client.config();
     let params = serde_json::json!({
         "provider": PROVIDER,

@@ -4,7 +4,6 @@
 
 use crate::answers::Refusal;
 use crate::answers::{Problem, Reply};
-use crate::clock::unix_now;
 use crate::crypto::ifree_cipher;
 use crate::identity::ProviderId;
 use crate::live::provider::{Choice, ProviderFlow};
@@ -256,12 +255,7 @@ fn start(client: &IfreeClient, live: &Live, session: &Session) -> Reply {
     let cfg = client.config();
     let prefix = &live.cfg.flow_prefix;
     let state = fresh_nonce();
-    let flow = FlowClaims {
-        nonce: state.clone(),
-        return_to,
-        provider: ProviderId::Ifree,
-        expires_at: unix_now() + FLOW_TTL_SECS,
-    };
+    let flow = new_flow(live, session, ProviderId::Ifree, state.clone(), return_to);
     let params = serde_json::json!({
         "provider": PROVIDER,
         "client_id": cfg.client_id,

@@ -59,6 +59,10 @@ pub fn valid_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// The identity verification id [`PortoneClient::probe`] looks up: never issued by verigate
+/// (its ids are random), so the lookup finds nothing.
+const PROBE_ID: &str = "verigate-credential-probe";
+
 pub struct PortoneClient {
     cfg: Settings,
     http: reqwest::Client,
@@ -77,6 +81,15 @@ impl PortoneClient {
 
     pub fn config(&self) -> &Settings {
         &self.cfg
+    }
+
+    /// The API secret works: looking up an id that does not exist answers 404 (a wrong secret
+    /// gets 401 first). PortOne V2 has no token to fetch.
+    pub async fn probe(&self) -> Result<(), ProviderError> {
+        match self.verify(PROBE_ID).await {
+            Ok(_) | Err(ProviderError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn verify(&self, id: &str) -> Result<VerifiedPerson, ProviderError> {

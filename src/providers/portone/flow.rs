@@ -4,7 +4,6 @@
 
 use crate::answers::Refusal;
 use crate::answers::{Problem, Reply};
-use crate::clock::unix_now;
 use crate::identity::ProviderId;
 use crate::live::provider::{Choice, ProviderFlow};
 use crate::live::Live;
@@ -54,6 +53,14 @@ impl ProviderFlow for Flow {
         p.portone.as_ref() == Some(self.client.config())
     }
 
+    async fn probe(&self) -> Option<Result<(), crate::providers::ProviderError>> {
+        Some(self.client.probe().await)
+    }
+
+    fn has_probe(&self) -> bool {
+        true
+    }
+
     async fn endpoint(
         &self,
         live: &Live,
@@ -88,12 +95,7 @@ fn start(client: &PortoneClient, live: &Live, session: &Session) -> Reply {
     let cfg = client.config();
     let prefix = &live.cfg.flow_prefix;
     let id = fresh_nonce();
-    let flow = FlowClaims {
-        nonce: id.clone(),
-        return_to,
-        provider: ProviderId::Portone,
-        expires_at: unix_now() + FLOW_TTL_SECS,
-    };
+    let flow = new_flow(live, session, ProviderId::Portone, id.clone(), return_to);
     let params = serde_json::json!({
         "provider": PROVIDER,
         "store_id": cfg.store_id,

@@ -173,6 +173,11 @@ impl TomoClient {
             .await
     }
 
+    /// The client assertion works: a token is issued for it.
+    pub async fn probe(&self) -> Result<(), ProviderError> {
+        self.token().await.map(|_| ())
+    }
+
     /// POST with the bearer token; one retry with a fresh token on 401.
     async fn call(
         &self,

@@ -62,6 +62,14 @@ impl ProviderFlow for Flow {
         p.tomo.as_ref() == Some(self.client.config())
     }
 
+    async fn probe(&self) -> Option<Result<(), crate::providers::ProviderError>> {
+        Some(self.client.probe().await)
+    }
+
+    fn has_probe(&self) -> bool {
+        true
+    }
+
     async fn endpoint(
         &self,
         live: &Live,
@@ -105,12 +113,7 @@ async fn start(client: &TomoClient, live: &Live, session: &Session) -> Reply {
             return Reply::problem(&provider_problem(&e, live, &return_to), wants_html(session))
         }
     };
-    let flow = FlowClaims {
-        nonce: user_id.clone(),
-        return_to,
-        provider: ProviderId::Tomo,
-        expires_at: unix_now() + FLOW_TTL_SECS,
-    };
+    let flow = new_flow(live, session, ProviderId::Tomo, user_id.clone(), return_to);
     let params = serde_json::json!({
         "provider": PROVIDER,
         "user_id": user_id,

@@ -1,0 +1,3 @@
+module verigate.test/goapp
+
+go 1.19
