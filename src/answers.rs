@@ -271,6 +271,7 @@ pub enum Refusal {
     Underage,
     AgeUnknown,
     KoreanNational,
+    CiUnavailable,
     DuplicateAccount,
     RejoinTooSoon,
     BadPath,
@@ -306,11 +307,12 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every refusal, for tests and documentation.
-    pub const ALL: [Refusal; 35] = [
+    pub const ALL: [Refusal; 36] = [
         Refusal::VerificationRequired,
         Refusal::Underage,
         Refusal::AgeUnknown,
         Refusal::KoreanNational,
+        Refusal::CiUnavailable,
         Refusal::DuplicateAccount,
         Refusal::RejoinTooSoon,
         Refusal::BadPath,
@@ -350,6 +352,7 @@ impl Refusal {
             Refusal::Underage => 403,
             Refusal::AgeUnknown => 403,
             Refusal::KoreanNational => 403,
+            Refusal::CiUnavailable => 403,
             Refusal::DuplicateAccount => 409,
             Refusal::RejoinTooSoon => 409,
             Refusal::BadPath => 400,
@@ -391,6 +394,7 @@ impl Refusal {
             Refusal::Underage => "underage",
             Refusal::AgeUnknown => "age_unknown",
             Refusal::KoreanNational => "korean_national",
+            Refusal::CiUnavailable => "ci_unavailable",
             Refusal::DuplicateAccount => "duplicate_account",
             Refusal::RejoinTooSoon => "rejoin_too_soon",
             Refusal::BadPath => "bad_path",
@@ -451,6 +455,12 @@ impl Refusal {
                 "Please verify with your mobile phone",
                 "이 페이지에서 외국인 신분증 인증은 외국 국적인 분만 이용할 수 있습니다. 대한민국 국민은 휴대폰 본인인증으로 다시 인증해 주세요.",
                 "On this page, ID verification for foreign visitors is for foreign nationals only. Korean nationals, please verify again by mobile phone.",
+            ),
+            Refusal::CiUnavailable => (
+                "이 인증수단으로는 확인할 수 없습니다",
+                "Please use another method",
+                "이 페이지는 한 분을 한 번만 받기 위해 연계정보(CI)가 필요하지만, 사용하신 인증수단은 이를 주지 않았습니다. 다른 인증수단으로 다시 인증해 주세요.",
+                "This page needs a person identifier (CI) that the method you used does not give. Please verify again with another method.",
             ),
             Refusal::DuplicateAccount => (
                 "이미 가입된 분입니다",

@@ -106,8 +106,9 @@ enum AccountsAction {
         /// The per-site identifier the app received (X-Verified-Unique-In-Site).
         #[arg(long, conflicts_with = "ci_hash", required_unless_present = "ci_hash")]
         unique_in_site: Option<String>,
-        /// The keyed hash of the CI, as kept in verigate's records.
-        #[arg(long)]
+        /// The person the app received (X-Verified-Person): the keyed hash of the CI, as kept
+        /// in verigate's records.
+        #[arg(long, alias = "person")]
         ci_hash: Option<String>,
     },
 }

@@ -60,6 +60,19 @@ pub struct FileConfig {
     pub store: Option<FileStore>,
     #[serde(default)]
     pub routes: Vec<FileRoute>,
+    /// The service as providers' windows name it.
+    #[serde(default)]
+    pub site: Option<FileSite>,
+}
+
+/// `site`: the service verigate stands in front of.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSite {
+    /// The service name the verification windows show (Iamport `company`, PortOne V2 Danal
+    /// `CPTITLE`).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// The listener's certificate (docs/guide/tls-and-http2.md).
@@ -308,6 +321,9 @@ pub struct FileRequire {
     /// Kept as a YAML value so that `-1`, `"nineteen"` or `19.5` get a message naming the key.
     #[serde(default)]
     pub min_age: Option<serde_yaml::Value>,
+    /// `youth_act` or `birthday`: how age counts against `min_age` (required with it).
+    #[serde(default)]
+    pub age_rule: Option<String>,
     #[serde(default)]
     pub one_account_per_person: bool,
     /// `person` (default: every accepted provider must give the same kind of identity) or

@@ -255,6 +255,11 @@ pub struct IdentityHeaders {
     /// `gate::names`).
     pub prefix: String,
     pub unique_in_site: HeaderName,
+    /// `X-Verified-Person`: the keyed hash of the person's CI (or PPID, member code).
+    pub person: HeaderName,
+    pub method: HeaderName,
+    pub foreigner: HeaderName,
+    pub carrier: HeaderName,
     pub age_ok: HeaderName,
     pub provider: HeaderName,
     pub verified_at: HeaderName,
@@ -272,6 +277,10 @@ impl Default for IdentityHeaders {
             assertion: h("x-verified-assertion"),
             prefix: "x-verified-".into(),
             unique_in_site: h("x-verified-unique-in-site"),
+            person: h("x-verified-person"),
+            method: h("x-verified-method"),
+            foreigner: h("x-verified-foreigner"),
+            carrier: h("x-verified-carrier"),
             age_ok: h("x-verified-age-ok"),
             provider: h("x-verified-provider"),
             verified_at: h("x-verified-at"),
@@ -469,6 +478,8 @@ pub struct RuntimeConfig {
     pub flow_prefix: String,
     pub public_url: PublicUrls,
     pub timezone: Tz,
+    /// `site.name`: the service name given to the providers' windows.
+    pub site_name: Option<String>,
     pub threads: usize,
     pub tuning: Tuning,
     pub clients: Clients,

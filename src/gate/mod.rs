@@ -285,13 +285,15 @@ impl Gate {
             }
         }
         if reserve {
+            // The DI is kept only as a keyed hash (none: the provider gave no DI).
+            let di_hash = crate::store::di_hash(&cfg.session.hash_key, &claims.unique_in_site);
             match self
                 .store
                 .reserve_account(
                     &route.name,
                     crate::store::Person {
                         ci_hash: &claims.ci_hash,
-                        unique_in_site: &claims.unique_in_site,
+                        unique_in_site: &di_hash,
                     },
                     reservation_ttl(cfg),
                 )
@@ -633,7 +635,7 @@ fn session_refusal(session: &Session, cfg: &crate::config::RuntimeConfig, r: Ref
         here,
     ));
     match r {
-        Refusal::AgeUnknown | Refusal::KoreanNational => {
+        Refusal::AgeUnknown | Refusal::KoreanNational | Refusal::CiUnavailable => {
             p.with_next(crate::providers::flow::verify_url(&cfg.flow_prefix, here))
         }
         _ => p,

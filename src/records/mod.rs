@@ -107,7 +107,12 @@ pub async fn forget(
         let ids = match who {
             PersonRef::CiHash(h) => rejoin_ids(keys.hash_key, &[h.as_str()], ""),
             PersonRef::UniqueInSite(u) => {
-                let cis = store.account_persons(u).await?;
+                let mut cis = Vec::new();
+                for stored in stored_forms(keys.hash_key, u) {
+                    cis.extend(store.account_persons(&stored).await?);
+                }
+                cis.sort();
+                cis.dedup();
                 let cis: Vec<&str> = cis.iter().map(String::as_str).collect();
                 rejoin_ids(keys.hash_key, &cis, u)
             }
@@ -118,7 +123,16 @@ pub async fn forget(
             store.mark_rejoin(id, at_ms, until_ms).await?;
         }
     }
-    let accounts = store.forget(who).await?;
+    let accounts = match who {
+        PersonRef::CiHash(_) => store.forget(who).await?,
+        PersonRef::UniqueInSite(u) => {
+            let mut n = 0;
+            for stored in stored_forms(keys.hash_key, u) {
+                n += store.forget(&PersonRef::UniqueInSite(stored)).await?;
+            }
+            n
+        }
+    };
     let ids = match who {
         PersonRef::CiHash(h) => revoked::person_ids(keys.hash_key, h, ""),
         PersonRef::UniqueInSite(u) => revoked::person_ids(keys.hash_key, "", u),
@@ -135,6 +149,15 @@ pub async fn forget(
             .map(|d| now.saturating_add(d.as_secs() as i64)),
         revocations: ids.into_iter().map(|id| (id, until)).collect(),
     })
+}
+
+/// The forms a per-site identifier takes in one-account records: its keyed hash (records
+/// kept since the DI is hashed at rest) and the identifier itself (records written before).
+fn stored_forms(hash_key: &[u8; 32], unique_in_site: &str) -> [String; 2] {
+    [
+        crate::store::di_hash(hash_key, unique_in_site),
+        unique_in_site.to_string(),
+    ]
 }
 
 /// Who made an erasure, for the audit trail.

@@ -128,6 +128,8 @@ impl MatchRule {
 pub struct Require {
     pub providers: Vec<ProviderId>,
     pub min_age: Option<u32>,
+    /// How age counts against `min_age` (`Birthday` where there is no `min_age`).
+    pub age_rule: crate::identity::AgeRule,
     pub one_account_per_person: bool,
     /// Which upstream answers make a one-account reservation permanent.
     pub commit_on: CommitOn,

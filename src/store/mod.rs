@@ -35,8 +35,19 @@ pub enum Reservation {
 pub enum PersonRef {
     /// The keyed hash of the CI (as kept in sessions and records).
     CiHash(String),
-    /// The per-site identifier the app received (`X-Verified-Unique-In-Site`).
+    /// The per-site identifier as records keep it: [`di_hash`] of the
+    /// `X-Verified-Unique-In-Site` the app received (records written before it was hashed hold
+    /// it in clear: the CLI asks for both).
     UniqueInSite(String),
+}
+
+/// What a one-account record keeps of the per-site identifier (`X-Verified-Unique-In-Site`):
+/// its keyed hash, never the DI itself; empty when there is none.
+pub fn di_hash(hash_key: &[u8; 32], unique_in_site: &str) -> String {
+    if unique_in_site.is_empty() {
+        return String::new();
+    }
+    crate::session::keyed_hash(hash_key, "di", unique_in_site)
 }
 
 /// The people a one-account record is about.

@@ -23,7 +23,7 @@ providers:
 routes:
   - name: signup
     match: { path: /signup }
-    require: { providers: [iamport], min_age: 19 }
+    require: { providers: [iamport], age_rule: youth_act, min_age: 19 }
 "#;
 
 fn problems(yaml: &str) -> Vec<String> {
@@ -784,6 +784,59 @@ fn hash_key_derived_from_rotating_session_keys_is_warned_about() {
     // Nothing depends on it: no warning either.
     let ws = warnings(BASE, &secrets());
     assert!(!ws.iter().any(|w| w.contains("hash_key")), "{ws:?}");
+}
+
+#[test]
+fn min_age_needs_an_age_rule_and_check_names_both() {
+    let ps = problems(&BASE.replace("age_rule: youth_act, ", ""));
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    let p = &ps[0];
+    assert!(p.starts_with("routes[0].require.age_rule: "), "{p}");
+    for want in [
+        "youth_act",
+        "birthday",
+        "1 January",
+        "청소년보호법",
+        "under-14",
+    ] {
+        assert!(p.contains(want), "`{want}` missing in {p}");
+    }
+    let ps = problems(&BASE.replace("age_rule: youth_act", "age_rule: korean_age"));
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert!(
+        ps[0].starts_with("routes[0].require.age_rule: `korean_age` is not an age rule")
+            && ps[0].contains("youth_act")
+            && ps[0].contains("birthday"),
+        "{ps:?}"
+    );
+    // An age rule without min_age says nothing.
+    let ps = problems(&BASE.replace("age_rule: youth_act, min_age: 19", "age_rule: birthday"));
+    assert_eq!(
+        ps,
+        vec!["routes[0].require.age_rule: only means something with min_age".to_string()]
+    );
+    assert!(problems(&BASE.replace("youth_act", "birthday")).is_empty());
+}
+
+#[test]
+fn site_name_is_short_plain_text() {
+    let with = |name: &str| {
+        let quoted = serde_json::to_string(name).unwrap();
+        problems(&format!("{BASE}site: {{ name: {quoted} }}\n"))
+    };
+    assert!(with("예시쇼핑").is_empty());
+    for bad in ["", "   ", "a\u{7}b", &"가".repeat(51)] {
+        let ps = with(bad);
+        assert_eq!(ps.len(), 1, "{bad:?}: {ps:?}");
+        assert!(
+            ps[0].starts_with("site.name: must be 1 to 50 characters"),
+            "{ps:?}"
+        );
+    }
+    assert!(has(
+        &problems(&format!("{BASE}site: {{ title: x }}\n")),
+        "site: unknown field `title`"
+    ));
 }
 
 #[test]

@@ -37,6 +37,7 @@ mod records;
 mod refusal_pages;
 mod reload_truth;
 mod request_reading;
+mod rules;
 mod security;
 mod store;
 mod tls;

@@ -577,6 +577,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         flow_prefix,
         public_url,
         timezone,
+        site_name: site_name(ctx, f.site.as_ref()),
         threads,
         tuning,
         clients,
@@ -634,4 +635,17 @@ fn hash_key_rotation(ctx: &mut Ctx, s: &FileSession, routes: &[(usize, Route)], 
             depends.join(", ")
         ),
     );
+}
+
+/// `site.name`: shown in the providers' windows, so short plain text.
+fn site_name(ctx: &mut Ctx, site: Option<&FileSite>) -> Option<String> {
+    let name = site?.name.as_deref()?.trim();
+    if name.is_empty() || name.chars().count() > 50 || name.chars().any(char::is_control) {
+        ctx.err(
+            "site.name",
+            "must be 1 to 50 characters of plain text (the service name the verification windows show)",
+        );
+        return None;
+    }
+    Some(name.to_string())
 }

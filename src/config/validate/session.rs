@@ -168,6 +168,10 @@ pub(super) fn identity(ctx: &mut Ctx, h: Option<&FileIdentityHeaders>) -> Identi
     IdentityHeaders {
         assertion: header(ctx, &folded, "assertion"),
         unique_in_site: header(ctx, &folded, "unique-in-site"),
+        person: header(ctx, &folded, "person"),
+        method: header(ctx, &folded, "method"),
+        foreigner: header(ctx, &folded, "foreigner"),
+        carrier: header(ctx, &folded, "carrier"),
         age_ok: header(ctx, &folded, "age-ok"),
         provider: header(ctx, &folded, "provider"),
         verified_at: header(ctx, &folded, "at"),

@@ -139,8 +139,16 @@ impl Route {
         self.require("providers", json!(ids))
     }
 
+    /// `require.min_age`, counted under `age_rule: youth_act` (as the reference config does
+    /// for 19); `.age_rule("birthday")` after it counts the international age instead.
     pub fn min_age(self, years: u32) -> Route {
         self.require("min_age", json!(years))
+            .require("age_rule", json!("youth_act"))
+    }
+
+    /// `require.age_rule` (`youth_act`, `birthday`).
+    pub fn age_rule(self, rule: &str) -> Route {
+        self.require("age_rule", json!(rule))
     }
 
     /// `require.one_account_per_person: true`.
