@@ -21,6 +21,9 @@ pub struct FileConfig {
     pub redirect_https_port: Option<u16>,
     #[serde(default)]
     pub admin_listen: Option<String>,
+    /// Who may call the admin listener's record API (`POST /accounts/forget`).
+    #[serde(default)]
+    pub admin: Option<FileAdmin>,
     /// The default upstream (routes that name none go there).
     #[serde(default)]
     pub upstream: Option<FileUpstream>,
@@ -226,6 +229,21 @@ pub struct FileAssertion {
     pub previous_key_files: Vec<String>,
 }
 
+/// The admin listener's record API (docs/operations/erasure.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdmin {
+    /// The bearer token `POST /accounts/forget` needs, from this environment variable...
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// ...or from this file.
+    #[serde(default)]
+    pub token_file: Option<String>,
+    /// Without a token, answer the record API anyway: only on a loopback `admin_listen`.
+    #[serde(default)]
+    pub allow_unauthenticated_loopback: Option<bool>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileStore {
@@ -302,6 +320,10 @@ pub struct FileRequire {
     pub commit_on: Option<Vec<String>>,
     #[serde(default)]
     pub max_session_age: Option<String>,
+    /// After a person is forgotten (`POST /accounts/forget`), refuse their signup here for
+    /// this long (`30d`): `409 rejoin_too_soon`.
+    #[serde(default)]
+    pub rejoin_after: Option<String>,
     /// A browser's form post that meets verification is kept and sent on after it: `true`
     /// (default), `false`, or `{ max_body: 256KB, ttl: 10m }`.
     #[serde(default)]

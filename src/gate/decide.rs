@@ -106,6 +106,7 @@ mod tests {
             one_account_per_person: false,
             commit_on: Default::default(),
             max_session_age: None,
+            rejoin_after: None,
             keep: None,
         }
     }

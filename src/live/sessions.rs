@@ -32,6 +32,8 @@ pub struct Verified {
     pub claims: Claims,
     /// The id a logout revokes (`live::session_id`); empty: not revocable (tests).
     pub revocation_id: String,
+    /// The ids an erasure of this person revokes (`revoked::person_ids`).
+    pub person_ids: Vec<String>,
     /// A TomoIDV session of a person with a CI, by the config this session was opened under
     /// (`tomo::settings::Settings::has_ci`).
     pub has_ci: bool,
@@ -58,6 +60,7 @@ impl Verified {
         Verified {
             claims,
             revocation_id: String::new(),
+            person_ids: Vec::new(),
             has_ci: false,
             base,
             age_ok: names.age_ok.clone(),

@@ -719,6 +719,14 @@ fn session_info(live: &Live, revoked: &Revoked, session: &Session) -> Reply {
             let claims = cfg.session.keys.open_session(c, unix_now()).ok()?;
             cookies::name_fits(named, &claims).then_some(claims)
         })
+        .filter(|c| {
+            let persons = crate::live::revoked::person_ids(
+                &cfg.session.hash_key,
+                &c.ci_hash,
+                &c.unique_in_site,
+            );
+            !revoked.person_revoked(&persons, c.issued_at)
+        })
         .filter(|c| c.for_host(crate::routing::host::request_host(session.req_header())));
     match claims {
         None => Reply::problem(&Problem::new(Refusal::NotLoggedIn), false),

@@ -132,6 +132,8 @@ pub struct Require {
     /// Which upstream answers make a one-account reservation permanent.
     pub commit_on: CommitOn,
     pub max_session_age: Option<Duration>,
+    /// After an erasure, the person's signup here is refused this long (`rejoin_too_soon`).
+    pub rejoin_after: Option<Duration>,
     /// A browser's form post without a session is kept across the verification (None: the
     /// route opts out, `keep_request: false`).
     pub keep: Option<KeepRule>,

@@ -735,6 +735,57 @@ fn iamport_channel_key_and_pg_are_optional_and_never_empty() {
     );
 }
 
+/// A hash key derived from the session keys changes when they rotate: a config whose
+/// one-account records or ifree members depend on it is warned about, by key path, naming what
+/// would be lost; with an explicit hash key, or nothing depending on it, there is no warning.
+#[test]
+fn hash_key_derived_from_rotating_session_keys_is_warned_about() {
+    let warnings = |yaml: &str, s: &Secrets| -> Vec<String> {
+        let cfg = from_yaml_str(yaml, s).unwrap_or_else(|e| panic!("{e}"));
+        cfg.warnings.iter().map(|w| w.to_string()).collect()
+    };
+    let one_account = BASE.replace(
+        "min_age: 19 }",
+        "min_age: 19, one_account_per_person: true }",
+    );
+    let ws = warnings(&one_account, &secrets());
+    let w = ws
+        .iter()
+        .find(|w| w.starts_with("session.hash_key_env: not set"))
+        .unwrap_or_else(|| panic!("no hash-key warning in {ws:?}"));
+    assert!(w.contains("one-account records of routes[0]"), "{w}");
+    assert!(w.contains("rotating session.keys_env"), "{w}");
+
+    let ifree = BASE.replace(
+        "providers:\n",
+        "providers:\n  ifree: { client_id: c, secret_key_env: IFREE, callback_allow_ips: [127.0.0.1] }\n",
+    );
+    let mut m = HashMap::new();
+    m.insert("KEYS".to_string(), KEY.to_string());
+    m.insert("IMP_KEY".to_string(), "k".to_string());
+    m.insert("IMP_SECRET".to_string(), "s".to_string());
+    m.insert("IFREE".to_string(), "x".repeat(32));
+    m.insert("HASH".to_string(), KEY.to_string());
+    let with_ifree = Secrets::from_map(m);
+    let ws = warnings(&ifree, &with_ifree);
+    assert!(
+        ws.iter()
+            .any(|w| w.starts_with("session.hash_key_env: not set") && w.contains("ifree members")),
+        "{ws:?}"
+    );
+
+    // An explicit hash key: nothing to warn about.
+    let explicit = one_account.replace(
+        "session: { keys_env: KEYS }",
+        "session: { keys_env: KEYS, hash_key_env: HASH }",
+    );
+    let ws = warnings(&explicit, &with_ifree);
+    assert!(!ws.iter().any(|w| w.contains("hash_key")), "{ws:?}");
+    // Nothing depends on it: no warning either.
+    let ws = warnings(BASE, &secrets());
+    assert!(!ws.iter().any(|w| w.contains("hash_key")), "{ws:?}");
+}
+
 #[test]
 fn request_id_mode_is_read_and_a_bad_one_named_by_key_path() {
     use verigate::config::RequestIdMode;

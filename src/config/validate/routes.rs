@@ -295,6 +295,7 @@ pub(super) fn require(
         one_account_per_person: q.one_account_per_person,
         commit_on,
         max_session_age: max_session_age.filter(|d| !d.is_zero()),
+        rejoin_after: rejoin_after(ctx, &at, q),
         keep: keep(ctx, &format!("{at}.keep_request"), q.keep_request.as_ref()),
     })
 }
@@ -352,4 +353,19 @@ fn size(v: &serde_yaml::Value) -> Option<usize> {
         _ => return None,
     };
     number.parse::<usize>().ok()?.checked_mul(unit)
+}
+
+/// `require.rejoin_after`: only on a one-account route (the refusal is of a signup).
+fn rejoin_after(ctx: &mut Ctx, at: &str, q: &FileRequire) -> Option<Duration> {
+    let text = q.rejoin_after.as_deref()?;
+    let key = format!("{at}.rejoin_after");
+    let d = ctx.duration(&key, Some(text), Duration::ZERO);
+    if !q.one_account_per_person {
+        ctx.err(
+            key,
+            "only means something with one_account_per_person: true",
+        );
+        return None;
+    }
+    (!d.is_zero()).then_some(d)
 }

@@ -163,6 +163,11 @@ impl Route {
         self.require("max_session_age", json!(age))
     }
 
+    /// `require.rejoin_after` (`30d`).
+    pub fn rejoin_after(self, after: &str) -> Route {
+        self.require("rejoin_after", json!(after))
+    }
+
     /// `require.keep_request`: `false`, `true` or `{ max_body, ttl }`.
     pub fn keep_request(self, keep: Value) -> Route {
         self.require("keep_request", keep)
@@ -463,6 +468,16 @@ impl Proxy {
     /// `session.ttl` (12h unless set).
     pub fn session_ttl(mut self, ttl: &str) -> Proxy {
         self.session.insert("ttl".into(), json!(ttl));
+        self
+    }
+
+    /// Any `session.<key>`, over what is there (`Value::Null` removes it: `keys_env` to use
+    /// `keys_file` instead, `hash_key_env` to derive the hash key from the session keys).
+    pub fn session_set(mut self, key: &str, value: Value) -> Proxy {
+        match value {
+            Value::Null => self.session.remove(key),
+            v => self.session.insert(key.into(), v),
+        };
         self
     }
 
