@@ -187,6 +187,7 @@ fn environment_of(start: &[u8], whole: bool, name: &[u8]) -> bool {
 
 /// Is `folded` (a name folded: lower-case letters and digits only) of the server-environment
 /// class ([`environment_of`])?
+#[cfg(test)]
 fn environment_folded(folded: &[u8]) -> bool {
     environment_of(folded, true, folded)
 }
