@@ -269,11 +269,12 @@ pub enum Refusal {
     UpstreamTimeout,
     FormNotKept,
     UnknownHost,
+    RateLimited,
 }
 
 impl Refusal {
     /// Every refusal, for tests and documentation.
-    pub const ALL: [Refusal; 34] = [
+    pub const ALL: [Refusal; 35] = [
         Refusal::VerificationRequired,
         Refusal::Underage,
         Refusal::AgeUnknown,
@@ -308,6 +309,7 @@ impl Refusal {
         Refusal::UpstreamTimeout,
         Refusal::FormNotKept,
         Refusal::UnknownHost,
+        Refusal::RateLimited,
     ];
 
     pub fn status(self) -> u16 {
@@ -346,6 +348,7 @@ impl Refusal {
             Refusal::UpstreamTimeout => 504,
             Refusal::FormNotKept => 401,
             Refusal::UnknownHost => 421,
+            Refusal::RateLimited => 429,
         }
     }
 
@@ -386,6 +389,7 @@ impl Refusal {
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::FormNotKept => "form_not_kept",
             Refusal::UnknownHost => "unknown_host",
+            Refusal::RateLimited => "rate_limited",
         }
     }
 
@@ -596,6 +600,12 @@ impl Refusal {
                 "Verification is not served at this address",
                 "이 사이트의 주소로 다시 접속해 주세요.",
                 "Open the site at its own address and try again.",
+            ),
+            Refusal::RateLimited => (
+                "잠시 후 다시 시도해 주세요",
+                "Please try again in a moment",
+                "짧은 시간에 본인인증 요청이 너무 많았습니다. 잠시 기다린 뒤 다시 시도해 주세요.",
+                "Too many verifications were started in a short time. Please wait a moment, then try again.",
             ),
         }
     }

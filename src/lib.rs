@@ -18,6 +18,7 @@ pub mod logwriter;
 pub mod metrics;
 pub mod notify;
 pub mod providers;
+pub mod ratelimit;
 pub mod readiness;
 pub mod reload;
 pub mod routing;

@@ -189,6 +189,18 @@ pub static KEPT_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+pub static RATE_LIMITED: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_rate_limited_total",
+        "Requests refused 429 by a rate limit, by limit (start_per_client, start_per_provider, ifree_exchange_per_client, ifree_exchange_overall)",
+        &["what"],
+    )
+});
+
+pub fn rate_limited(what: &str) {
+    RATE_LIMITED.with_label_values(&[what]).inc();
+}
+
 pub fn kept(route: &str, outcome: &str) {
     KEPT_REQUESTS.with_label_values(&[route, outcome]).inc();
 }

@@ -31,6 +31,7 @@ mod portone_flow;
 mod privacy;
 mod provider_faults;
 mod provider_outage;
+mod ratelimit;
 mod readiness;
 mod refusal_pages;
 mod reload_truth;

@@ -269,7 +269,8 @@ impl Provider {
         Provider::new(
             "ifree",
             Some("/js/ifree.js"),
-            json!({ "client_id": "sandbox-client", "secret_key_env": "IFREE_SECRET", "store_ubifill": true }),
+            json!({ "client_id": "sandbox-client", "secret_key_env": "IFREE_SECRET", "store_ubifill": true,
+                "callback_allow_ips": ["127.0.0.1", "::1"] }),
         )
     }
 
