@@ -671,7 +671,7 @@ async fn http2_authorities_and_header_names_meet_the_same_grammars() {
         Route::prefix("/").name("open"),
     ]);
     let env = Env::with(with_tls(proxy, &cert, &key)).await;
-    let mut h2 = common::tls::raw_h2(&ca, env.proxy).await;
+    let mut h2 = crate::common::tls::raw_h2(&ca, env.proxy).await;
     let port = env.proxy.port();
     let req = |method: &str, authority: &str, host: Option<&str>| {
         let mut b = http::Request::builder()
