@@ -633,10 +633,14 @@ impl Gate {
         session: &Session,
         rest: &str,
     ) -> std::result::Result<(), crate::ratelimit::Limited> {
-        let get = matches!(session.req_header().method, http::Method::GET | http::Method::HEAD);
-        let Some(provider) = ctx.flow_provider.filter(|p| {
-            get && rest == format!("/{}/start", p.as_str()) && live.flow(*p).is_some()
-        }) else {
+        let get = matches!(
+            session.req_header().method,
+            http::Method::GET | http::Method::HEAD
+        );
+        let Some(provider) = ctx
+            .flow_provider
+            .filter(|p| get && rest == format!("/{}/start", p.as_str()) && live.flow(*p).is_some())
+        else {
             return Ok(());
         };
         let client = ctx.origin.as_ref().and_then(|o| o.client);
@@ -673,7 +677,12 @@ impl Gate {
             return Ok(());
         }
         self.limiter
-            .key_exchange(self.store.as_ref(), &cfg.limits, &cfg.session.hash_key, peer)
+            .key_exchange(
+                self.store.as_ref(),
+                &cfg.limits,
+                &cfg.session.hash_key,
+                peer,
+            )
             .await
     }
 }

@@ -5,8 +5,8 @@
 //! (gated requests that need the store fail closed).
 
 use super::{
-    now_ms, KeyExchange, Token, MemberRecord, Person, PersonRef, Registration, Reservation, Revocation,
-    Store, StoreError,
+    now_ms, KeyExchange, MemberRecord, Person, PersonRef, Registration, Reservation, Revocation,
+    Store, StoreError, Token,
 };
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -417,7 +417,12 @@ return 1
         Ok(kept == 1)
     }
 
-    async fn take_token(&self, key: &str, burst: u32, per_minute: u32) -> Result<Token, StoreError> {
+    async fn take_token(
+        &self,
+        key: &str,
+        burst: u32,
+        per_minute: u32,
+    ) -> Result<Token, StoreError> {
         // A token bucket in one hash: tokens left (`t`) at Redis's own time (`at`, ms), so
         // every instance counts on one clock. Answers 0 (taken) or the ms until a token.
         const BUCKET: &str = r#"

@@ -580,9 +580,18 @@ fn check_opens_the_sqlite_path_and_flags_what_never_applies() {
     // unless the config says that any address may (`any`, above).
     for (allow, said) in [
         ("", "providers.ifree.callback_allow_ips: missing"),
-        (", callback_allow_ips: []", "providers.ifree.callback_allow_ips: empty"),
-        (", callback_allow_ips: anyone", "providers.ifree.callback_allow_ips: `anyone`"),
-        (", callback_allow_ips: [ifree.example]", "providers.ifree.callback_allow_ips[0]"),
+        (
+            ", callback_allow_ips: []",
+            "providers.ifree.callback_allow_ips: empty",
+        ),
+        (
+            ", callback_allow_ips: anyone",
+            "providers.ifree.callback_allow_ips: `anyone`",
+        ),
+        (
+            ", callback_allow_ips: [ifree.example]",
+            "providers.ifree.callback_allow_ips[0]",
+        ),
     ] {
         let (code, out) = run(with_ifree(&format!(
             "ifree: {{ client_id: c, secret_key_env: IFREE{allow} }}"

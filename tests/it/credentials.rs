@@ -3,7 +3,6 @@
 //! provider on `/readyz` and as `verigate_provider_credentials_ok`; a shopper who meets a
 //! merchant misconfiguration is told the site's verification is not available, not to wait.
 
-
 use crate::common::*;
 use serde_json::{json, Value};
 use std::process::Command;

@@ -497,7 +497,14 @@ async fn key_exchanges_cannot_grow_the_store_without_bound() {
     let env = Env::with(
         ifree()
             .provider(Provider::ifree().set("max_pending", json!(300)))
-            .store(Storage::redis(&url).prefix(&prefix)),
+            .store(Storage::redis(&url).prefix(&prefix))
+            // The rate limits would stop the flood first: this is about the store's bound.
+            .set(
+                "limits",
+                json!({ "ifree_key_exchanges": {
+                    "per_client": { "burst": 10000, "per_minute": 10000 },
+                    "overall": { "burst": 10000, "per_minute": 10000 } } }),
+            ),
     )
     .await;
     let (_sk, public) = rsa_keypair();

@@ -3,7 +3,6 @@
 //! never repeats a pasted secret, YAML syntax errors point at the line with a hint, and a
 //! refused config at `run` is reported in the log format in force.
 
-
 use crate::common::*;
 use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Output};

@@ -65,7 +65,11 @@ async fn twenty_starts_from_one_client_reach_the_provider_only_up_to_the_limit()
         }
     }
     assert_eq!(started, 5);
-    assert_eq!(env.tomo.started(), 5, "the provider saw only the allowed starts");
+    assert_eq!(
+        env.tomo.started(),
+        5,
+        "the provider saw only the allowed starts"
+    );
     // An API client of the same address gets the JSON refusal.
     let r = start(&env, Some("198.51.100.7"), "application/json").await;
     assert_eq!(r.status(), 429);
@@ -100,7 +104,9 @@ async fn an_ipv6_client_is_its_whole_64() {
     }
     assert_limited(start(&env, Some("2001:db8::abcd"), "text/html").await).await;
     assert_eq!(
-        start(&env, Some("2001:db8:0:1::1"), "text/html").await.status(),
+        start(&env, Some("2001:db8:0:1::1"), "text/html")
+            .await
+            .status(),
         302,
         "the next /64 is another client"
     );
@@ -162,8 +168,15 @@ async fn instances_on_one_redis_share_the_limits() {
     for env in [&a, &b] {
         assert_limited(start(env, Some("198.51.100.9"), "text/html").await).await;
     }
-    assert_eq!(a.tomo.started(), 4, "both instances' starts, on the one sandbox");
-    assert_eq!(start(&b, Some("198.51.100.10"), "text/html").await.status(), 302);
+    assert_eq!(
+        a.tomo.started(),
+        4,
+        "both instances' starts, on the one sandbox"
+    );
+    assert_eq!(
+        start(&b, Some("198.51.100.10"), "text/html").await.status(),
+        302
+    );
 }
 
 fn fresh_suffix() -> String {
@@ -195,8 +208,10 @@ async fn exchange(env: &Env, from: &str, ptn_cd: &str) -> reqwest::Response {
         .unwrap();
     client
         .post(env.url("/.verigate/ifree/callback"))
-        .json(&json!({"client_id": "sandbox-client", "used_type": "1", "ptn_cd": ptn_cd,
-            "public_key": public}))
+        .json(
+            &json!({"client_id": "sandbox-client", "used_type": "1", "ptn_cd": ptn_cd,
+            "public_key": public}),
+        )
         .send()
         .await
         .unwrap()

@@ -2,7 +2,6 @@
 //! one app whose upstream has no address (a misspelled name) does not take the other apps out
 //! of a load balancer, and `/readyz/upstream/<name>` answers for one app.
 
-
 use crate::common::*;
 use serde_json::{json, Value};
 

@@ -2,7 +2,6 @@
 //! problems of a refused config, refuses a file the server does not serve, and the service
 //! manager hears READY=1, RELOADING=1 and READY=1 (and STOPPING=1) on `$NOTIFY_SOCKET`.
 
-
 use crate::common::*;
 use serde_json::json;
 use std::os::unix::net::UnixDatagram;

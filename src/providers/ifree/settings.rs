@@ -134,7 +134,10 @@ pub(crate) fn validate(ctx: &mut Ctx, i: &File, flow_prefix: &str) -> Option<Set
         }
         Some(OneOrMany::Many(list)) => {
             if list.is_empty() {
-                ctx.err(&key, "empty: list ifree's callback source addresses, or write `any`");
+                ctx.err(
+                    &key,
+                    "empty: list ifree's callback source addresses, or write `any`",
+                );
             }
             let mut ips = Vec::new();
             for (j, ip) in list.iter().enumerate() {
