@@ -197,6 +197,24 @@ pub static RATE_LIMITED: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+pub static TLS_CERT_EXPIRY: Lazy<Gauge> = Lazy::new(|| {
+    let g = Gauge::new(
+        "verigate_tls_certificate_expiry_timestamp_seconds",
+        "When the TLS listener's certificate expires (UNIX seconds; read at start and on every reload); absent without TLS",
+    )
+    .unwrap_or_else(|e| panic!("metric is malformed: {e}"));
+    g
+});
+
+/// The listener certificate's expiry; exported from the first one on (without TLS, which a
+/// reload cannot turn on, the gauge is never exported).
+pub fn tls_certificate_expiry(not_after: Option<i64>) {
+    if let Some(t) = not_after {
+        TLS_CERT_EXPIRY.set(t as f64);
+        let _ = REGISTRY.register(Box::new(TLS_CERT_EXPIRY.clone()));
+    }
+}
+
 pub fn rate_limited(what: &str) {
     RATE_LIMITED.with_label_values(&[what]).inc();
 }
@@ -306,8 +324,10 @@ pub fn provider_call(provider: &str, endpoint: &str, took: Duration) {
 /// The name of every metric verigate defines (also those with no sample yet).
 pub fn names() -> Vec<String> {
     use prometheus::core::Collector;
-    let collectors: [&dyn Collector; 23] = [
+    let collectors: [&dyn Collector; 25] = [
         &*REQUESTS,
+        &*RATE_LIMITED,
+        &*TLS_CERT_EXPIRY,
         &*VERIFICATIONS,
         &*SESSIONS_ISSUED,
         &*TOKEN_FETCHES,
@@ -365,6 +385,7 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&UPSTREAM_CONNECT_FAILURES);
     Lazy::force(&UPSTREAM_EJECTIONS);
     Lazy::force(&UPSTREAM_SKIPPED);
+    Lazy::force(&RATE_LIMITED);
     let mut families = REGISTRY.gather();
     families.extend(prometheus::gather());
     let mut out = Vec::new();

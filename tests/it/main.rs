@@ -11,6 +11,7 @@
 mod common;
 
 mod admin;
+mod alerts;
 mod apps_smoke;
 mod assertion_claims;
 mod browser;
