@@ -2,6 +2,8 @@
 # Load comparison, all on loopback, in one run on one machine:
 #   gated        verigate, a verified request on a gated route (cookie open, match, strip, inject)
 #   pass         verigate's own pass-through route (no `require`)
+#   bare         a bare Pingora proxy (benches/bare_pingora.rs: no filters, verigate's Pingora
+#                settings, the same build profile, one thread): the engine without verigate
 #   nginx-proxy  plain nginx proxy_pass to the same upstream
 #   nginx-auth   nginx auth_request to an auth service in its own process (a second nginx that
 #                answers a static 200: the cheapest auth backend there is), then proxy_pass
@@ -40,7 +42,8 @@
 # (the default) those of a Chrome page navigation, `minimal` only Host (wrk's bare request).
 # VG_PROFILE=release: bench the lighter release build instead of `dist` (for quick iterations;
 # published figures use dist). VG_BIN=path: bench that binary as it is (no build), e.g. an
-# earlier commit's, to compare two builds.
+# earlier commit's, to compare two builds; BARE_BIN=path likewise for the bare Pingora proxy
+# (built with the same profile as verigate: `cargo build --profile P --example bare_pingora`).
 # Variants: VG_ACCESS_LOG=false (no access log on verigate nor on the nginx proxies),
 # VG_TUNING='tuning: { work_stealing: true }'.
 # CALLGRIND=1: run verigate under valgrind's callgrind instead and count the instructions one
@@ -54,7 +57,7 @@
 # them those rounds are skipped, and the script says so.
 # It installs nothing: it says what is missing and stops. Its time is bounded: the `dist`
 # build (fat LTO) if it is stale, minting (10,000 sessions take ~10 s here; at most 15 minutes), the
-# memory phase (at most ~5.5 minutes, ~1 minute here), then rounds x 6 x duration.
+# memory phase (at most ~5.5 minutes, ~1 minute here), then rounds x 7 x duration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -154,6 +157,12 @@ else
   cargo build --profile "$BUILD_PROFILE" --quiet
   BIN="${CARGO_TARGET_DIR:-target}/$BUILD_PROFILE/verigate"
 fi
+if [ -n "${BARE_BIN:-}" ]; then
+  BARE="$BARE_BIN"
+else
+  cargo build --profile "$BUILD_PROFILE" --example bare_pingora --quiet
+  BARE="${CARGO_TARGET_DIR:-target}/$BUILD_PROFILE/examples/bare_pingora"
+fi
 BUILD="$(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC')"
 if [ -n "${VG_BIN:-}" ]; then
   BUILD="$BUILD, $VG_BIN"
@@ -172,9 +181,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r P_UP P_PROXY P_AUTHED P_AUTH P_VG P_ADMIN P_SB P_VGS P_ADMINS < <(python3 - <<'EOF'
+read -r P_UP P_PROXY P_AUTHED P_AUTH P_VG P_ADMIN P_SB P_VGS P_ADMINS P_BARE < <(python3 - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(9)]
+socks = [socket.socket() for _ in range(10)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
 EOF
@@ -255,6 +264,15 @@ start_nginx front "$(cat <<EOF
 EOF
 )" "${SUT[@]}"
 wait_port "$P_UP"; wait_port "$P_AUTH"; wait_port "$P_PROXY"; wait_port "$P_AUTHED"
+
+# The bare Pingora proxy, one thread like verigate (not under callgrind: its CPU per request
+# and requests/s are what the rounds compare).
+if [ -z "${CALLGRIND:-}" ]; then
+  "${SUT[@]}" "$BARE" "127.0.0.1:$P_BARE" "127.0.0.1:$P_UP" 1 >/dev/null 2>&1 &
+  BARE_PID=$!
+  PIDS+=($BARE_PID)
+  wait_port "$P_BARE"
+fi
 
 # The sandbox and verigate (one worker thread, like each nginx).
 "${LOADSIDE[@]}" "$BIN" sandbox --listen "127.0.0.1:$P_SB" >/dev/null 2>&1 &
@@ -357,7 +375,7 @@ ticks() { # pids...: user + system clock ticks, all threads
 workers() { pgrep -P "$(cat "$WORK/$1.pid")" | tr '\n' ' '; } # nginx NAME's worker pids
 run_wrk() { # name url
   local out before after busy=- proxy up auth p0 u0 a0
-  case "$1" in gated|pass) proxy=$VG_PID ;; *) proxy=$(workers front) ;; esac
+  case "$1" in gated|pass) proxy=$VG_PID ;; bare) proxy=$BARE_PID ;; *) proxy=$(workers front) ;; esac
   up=$(workers up); auth=$(workers auth)
   # shellcheck disable=SC2086
   p0=$(ticks $proxy); u0=$(ticks $up); a0=$(ticks $auth)
@@ -461,12 +479,12 @@ load 1s "http://127.0.0.1:$P_PROXY/x" >/dev/null
 # Every target gets the same request bytes (the session cookie included), so the ratios
 # measure the gate's work, not request size.
 # Each round starts one target later, so that no target always runs in the same position.
-TARGETS=(gated pass nginx-proxy nginx-auth)
-declare -A URL=([gated]="$GATED" [pass]="http://127.0.0.1:$P_VG/pass/x"
+TARGETS=(gated pass bare nginx-proxy nginx-auth)
+declare -A URL=([gated]="$GATED" [pass]="http://127.0.0.1:$P_VG/pass/x" [bare]="http://127.0.0.1:$P_BARE/x"
   [nginx-proxy]="http://127.0.0.1:$P_PROXY/x" [nginx-auth]="http://127.0.0.1:$P_AUTHED/x")
 for r in $(seq 0 $((ROUNDS - 1))); do
-  for i in 0 1 2 3; do
-    t=${TARGETS[$(((r + i) % 4))]}
+  for i in 0 1 2 3 4; do
+    t=${TARGETS[$(((r + i) % 5))]}
     run_wrk "$t" "${URL[$t]}"
   done
 done
@@ -536,7 +554,7 @@ def ms(v):
         if v.endswith(unit): return float(v[:-len(unit)]) * f
     return float(v)
 med = statistics.median
-T = ("gated", "pass", "nginx-proxy", "nginx-auth")
+T = ("gated", "pass", "bare", "nginx-proxy", "nginx-auth")
 rps = {}; p99 = {}; busy = {}; cpu = {}
 for name, r, p, b, c, u, a in rows:
     rps.setdefault(name, []).append(float(r)); p99.setdefault(name, []).append(ms(p))
@@ -577,11 +595,15 @@ def p_(k, i): return med(p99[k]) if i is None else p99[k][i]
 def c_(k, j, i): return mc[k][j] if i is None else cpu[k][i][j]
 print("\nmedians of the per-round ratios (the targets of one round ran back to back):")
 print("requests/s  gated / pass        = " + ratio(lambda i: r_("gated", i) / r_("pass", i), "   goal >= 0.95"))
+print("requests/s  gated / bare        = " + ratio(lambda i: r_("gated", i) / r_("bare", i), "   goal >= 0.9"))
+print("requests/s  pass / bare         = " + ratio(lambda i: r_("pass", i) / r_("bare", i)))
+print("requests/s  bare / nginx-proxy  = " + ratio(lambda i: r_("bare", i) / r_("nginx-proxy", i)))
 print("requests/s  gated / nginx-auth  = " + ratio(lambda i: r_("gated", i) / r_("nginx-auth", i), "   goal >= 1.3"))
 print("requests/s  gated / nginx-proxy = " + ratio(lambda i: r_("gated", i) / r_("nginx-proxy", i), "   aim 1.0"))
 print(f"p99 at {sys.argv[4]} conns, gated / pass = " + ratio(lambda i: p_("gated", i) / p_("pass", i)))
 print("CPU per request as capacity (the other's CPU / gated's; above 1: gated is cheaper):")
 print("  proxy tier:   pass / gated        = " + ratio(lambda i: c_("pass", 0, i) / c_("gated", 0, i)))
+print("  proxy tier:   bare / gated        = " + ratio(lambda i: c_("bare", 0, i) / c_("gated", 0, i)))
 print("  proxy tier:   nginx-auth / gated  = " + ratio(lambda i: c_("nginx-auth", 0, i) / c_("gated", 0, i)))
 print("  whole system: nginx-auth / gated  = " + ratio(lambda i: c_("nginx-auth", 3, i) / c_("gated", 3, i)))
 print("  proxy tier:   nginx-proxy / gated = " + ratio(lambda i: c_("nginx-proxy", 0, i) / c_("gated", 0, i)))

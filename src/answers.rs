@@ -6,6 +6,12 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
+/// The id of the request whose extensions hold it (`gate::forwarded` notes it there), for
+/// verigate's own answers: their `X-Request-Id` and pages. None when `clients.request_id`
+/// made none.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub http::HeaderValue);
+
 /// Does this request come from a browser navigation (GET/HEAD accepting HTML)?
 pub fn wants_html(session: &Session) -> bool {
     browser_page(session.req_header())
@@ -677,12 +683,13 @@ impl Reply {
         // clicked "from this site" by a person who sees another (clickjacking).
         resp.insert_header("x-frame-options", "DENY")?;
         resp.insert_header("content-security-policy", "frame-ancestors 'none'")?;
-        // The request's id, for the person to quote and ops to find in the access log.
+        // The request's id, for the person to quote and ops to find in the access log (as
+        // `request_filter` decided it; none before that, or under `clients.request_id: off`).
         let id = session
             .req_header()
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
+            .extensions
+            .get::<RequestId>()
+            .and_then(|r| r.0.to_str().ok())
             .map(String::from);
         let mut body = self.body;
         if let Some(id) = &id {

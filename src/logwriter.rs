@@ -169,6 +169,32 @@ pub trait JsonFields {
     fn write_json(&self, out: &mut Vec<u8>);
 }
 
+/// Does `s` need no escaping in a JSON string? `serde_json` escapes exactly the controls
+/// (below 0x20), `"` and `\`. Eight bytes at a time, with the word tests for "a byte below n"
+/// and "a zero byte" of the bit-twiddling folklore (exact: no false answer either way).
+fn plain_json(s: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(c);
+        let x = u64::from_ne_bytes(b);
+        let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0;
+        if below_space
+            || has_zero(x ^ (ONES * u64::from(b'"')))
+            || has_zero(x ^ (ONES * u64::from(b'\\')))
+        {
+            return false;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
+}
+
 /// A JSON object written field by field with `serde_json`'s own formatter, so the output is
 /// byte for byte what `serde_json` writes for a struct with these fields. Keys are the
 /// writer's own identifiers and go out as given. Writing to a Vec cannot fail (a failed
@@ -193,12 +219,31 @@ impl<'a> JsonObject<'a> {
         self.out
     }
     pub fn str(&mut self, key: &str, v: &str) -> &mut Self {
-        let _ = serde_json::to_writer(self.key(key), v);
+        let out = self.key(key);
+        // Nothing to escape (the common case: ids, routes, paths): copied as it is.
+        if plain_json(v.as_bytes()) {
+            out.push(b'"');
+            out.extend_from_slice(v.as_bytes());
+            out.push(b'"');
+        } else {
+            let _ = serde_json::to_writer(out, v);
+        }
         self
     }
     pub fn u16(&mut self, key: &str, v: u16) -> &mut Self {
-        use serde_json::ser::Formatter;
-        let _ = serde_json::ser::CompactFormatter.write_u16(self.key(key), v);
+        let out = self.key(key);
+        let mut digits = [0u8; 5];
+        let mut n = v;
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&digits[i..]);
         self
     }
     /// `null` for a non-finite value, as `serde_json` writes it.
@@ -214,6 +259,106 @@ impl<'a> JsonObject<'a> {
     }
     pub fn end(&mut self) {
         self.out.push(b'}');
+    }
+}
+
+/// An address as text, formatted on the stack as `Display` writes it: an access line has two
+/// (the client's, the upstream's), and `to_string` cost each a trip through the formatter and
+/// an allocation.
+pub struct AddrText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl AddrText {
+    fn write(f: impl FnOnce(&mut std::io::Cursor<&mut [u8]>) -> std::io::Result<()>) -> Self {
+        let mut buf = [0u8; 64];
+        let mut w = std::io::Cursor::new(&mut buf[..]);
+        // The longest address ("[v6%scope]:port", "v6/48") fits: nothing is cut.
+        let len = match f(&mut w) {
+            Ok(()) => usize::try_from(w.position()).unwrap_or(0),
+            Err(_) => 0,
+        };
+        AddrText { buf, len }
+    }
+
+    /// An IPv4 address's octets by hand (`Display` goes through the formatter).
+    fn v4(w: &mut impl Write, ip: std::net::Ipv4Addr) -> std::io::Result<()> {
+        for (i, o) in ip.octets().into_iter().enumerate() {
+            let mut d = [b'.', b'0' + o / 100, b'0' + o / 10 % 10, b'0' + o % 10];
+            let skip = if o >= 100 {
+                1
+            } else if o >= 10 {
+                2
+            } else {
+                3
+            };
+            if i > 0 {
+                d[skip - 1] = b'.';
+                w.write_all(&d[skip - 1..])?;
+            } else {
+                w.write_all(&d[skip..])?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn ip(ip: std::net::IpAddr) -> Self {
+        Self::write(|w| match ip {
+            std::net::IpAddr::V4(v4) => Self::v4(w, v4),
+            std::net::IpAddr::V6(v6) => write!(w, "{v6}"),
+        })
+    }
+
+    /// The network of `prefix` bits `ip` is in, as `ipnet` writes it (`203.0.113.0/24`).
+    pub fn net(ip: std::net::IpAddr, prefix: u8) -> Self {
+        let Ok(net) = ipnet::IpNet::new(ip, prefix) else {
+            return Self::write(|_| Ok(()));
+        };
+        let net = net.trunc();
+        Self::write(|w| {
+            match net.addr() {
+                std::net::IpAddr::V4(v4) => Self::v4(w, v4)?,
+                std::net::IpAddr::V6(v6) => write!(w, "{v6}")?,
+            }
+            let p = net.prefix_len();
+            let d = [b'0' + p / 100, b'0' + p / 10 % 10, b'0' + p % 10];
+            let skip = if p >= 100 {
+                0
+            } else if p >= 10 {
+                1
+            } else {
+                2
+            };
+            w.write_all(b"/")?;
+            w.write_all(&d[skip..])
+        })
+    }
+
+    pub fn socket(a: std::net::SocketAddr) -> Self {
+        Self::write(|w| match a {
+            std::net::SocketAddr::V4(a) => {
+                Self::v4(w, *a.ip())?;
+                w.write_all(b":")?;
+                let mut port = [0u8; 5];
+                let mut n = a.port();
+                let mut i = port.len();
+                loop {
+                    i -= 1;
+                    port[i] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                w.write_all(&port[i..])
+            }
+            std::net::SocketAddr::V6(a) => write!(w, "{a}"),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
     }
 }
 
@@ -300,6 +445,65 @@ mod tests {
         fn write_json(&self, out: &mut Vec<u8>) {
             serde_json::to_writer(out, self).unwrap();
         }
+    }
+
+    #[test]
+    fn json_fields_are_written_as_serde_json_writes_them() {
+        use proptest::prelude::*;
+        // Every byte that needs escaping, at every place in an 8-byte word and the tail.
+        for bad in [0u8, 0x1f, b'"', b'\\'] {
+            for len in 1..20 {
+                for at in 0..len {
+                    let mut v = vec![b'a'; len];
+                    v[at] = bad;
+                    assert!(!plain_json(&v), "{v:?}");
+                }
+            }
+        }
+        for ok in [0x20u8, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xff] {
+            assert!(plain_json(&[ok; 19]), "{ok:#x}");
+        }
+        proptest!(|(s in any::<String>(), ascii in "[ -~]{0,40}", n in any::<u16>())| {
+            for v in [&s, &ascii] {
+                let mut ours = Vec::new();
+                JsonObject::new(&mut ours).str("k", v).u16("n", n).end();
+                let reference = serde_json::json!({"k": v, "n": n}).to_string();
+                prop_assert_eq!(String::from_utf8(ours).unwrap(), reference);
+            }
+        });
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        use proptest::prelude::*;
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+        let fixed: [IpAddr; 6] = [
+            Ipv4Addr::new(0, 0, 0, 0).into(),
+            Ipv4Addr::new(255, 255, 255, 255).into(),
+            Ipv4Addr::new(10, 9, 100, 1).into(),
+            Ipv6Addr::LOCALHOST.into(),
+            "2001:db8:abcd:12:1:2:3:4".parse().unwrap(),
+            "::ffff:192.0.2.1".parse().unwrap(),
+        ];
+        let check = |ip: IpAddr, port: u16| {
+            assert_eq!(AddrText::ip(ip).as_str(), ip.to_string());
+            let prefix = if ip.is_ipv4() { 24 } else { 48 };
+            let net = ipnet::IpNet::new(ip, prefix).unwrap().trunc().to_string();
+            assert_eq!(AddrText::net(ip, prefix).as_str(), net);
+            let sa = SocketAddr::new(ip, port);
+            assert_eq!(AddrText::socket(sa).as_str(), sa.to_string());
+        };
+        for ip in fixed {
+            for port in [0, 9, 80, 65535] {
+                check(ip, port);
+            }
+        }
+        let scoped = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 8080, 0, 7));
+        assert_eq!(AddrText::socket(scoped).as_str(), scoped.to_string());
+        proptest!(|(a in any::<u32>(), b in any::<u128>(), port in any::<u16>())| {
+            check(Ipv4Addr::from(a).into(), port);
+            check(Ipv6Addr::from(b).into(), port);
+        });
     }
 
     #[test]

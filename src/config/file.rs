@@ -88,6 +88,9 @@ pub struct FileClients {
     /// Networks (CIDR) whose X-Forwarded-* and X-Request-Id are believed (a load balancer).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// The request id: `generate` (default), `trust_from_proxy` or `off`.
+    #[serde(default)]
+    pub request_id: Option<String>,
     /// How many kept requests (form posts waiting for their verification) may be live at
     /// once, across every instance sharing the store.
     #[serde(default)]

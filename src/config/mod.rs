@@ -295,6 +295,8 @@ pub struct Clients {
     pub body_idle_timeout: Duration,
     /// Peers whose forwarding headers and request id are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Where a request's id comes from (`clients.request_id`).
+    pub request_id: RequestIdMode,
     /// How many kept requests may be live at once in the store (`clients.max_kept_requests`).
     pub max_kept_requests: u64,
     /// How many form posts one client (an IPv4 address, an IPv6 /64) may have kept within
@@ -306,6 +308,20 @@ pub struct Clients {
     /// Log the names (never the values) of request headers kept from the app
     /// (`clients.log_dropped_headers`).
     pub log_dropped_headers: bool,
+}
+
+/// Where a request's id (`X-Request-Id`, the access line's `request_id`, the id on
+/// verigate's pages) comes from (`clients.request_id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RequestIdMode {
+    /// A trusted proxy's id when it sends a plain one, otherwise a fresh random one.
+    #[default]
+    Generate,
+    /// A trusted proxy's id when it sends a plain one, otherwise none (nothing generated).
+    TrustFromProxy,
+    /// No request id: none generated, logged or shown. A trusted proxy's `X-Request-Id`
+    /// reaches the app as it came.
+    Off,
 }
 
 /// How the access line keeps a client's address (it is personal data).

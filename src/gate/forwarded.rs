@@ -4,6 +4,8 @@
 //! upstream in `upstream_request_filter`.
 
 use super::headers::Edit;
+use crate::answers::RequestId;
+use crate::config::RequestIdMode;
 use http::{HeaderName, HeaderValue};
 use std::net::IpAddr;
 
@@ -86,8 +88,12 @@ pub struct Origin {
     pub peer: Option<IpAddr>,
     /// The peer is one of `clients.trusted_proxies`: its forwarding headers are believed.
     pub trusted: bool,
-    /// The request id: a trusted proxy's (when it is a plain token), or a fresh one.
-    pub request_id: String,
+    /// The request id: a trusted proxy's (when it is a plain token), or a fresh one; none as
+    /// `clients.request_id` says (`trust_from_proxy` without one, `off`).
+    pub request_id: Option<HeaderValue>,
+    /// Without an id of verigate's, the request's own `X-Request-Id` is removed (anyone's but
+    /// a trusted proxy's under `request_id: off`).
+    pub drop_sent_id: bool,
     /// The client reached verigate over TLS (`X-Forwarded-Proto: https`).
     pub https: bool,
     /// The client's address: the peer, or behind a trusted proxy the address that proxy
@@ -97,6 +103,34 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// The request id as the access line writes it ("" when there is none).
+    pub fn request_id(&self) -> &str {
+        // Visible ASCII (`plain_id`, `fresh_id`): UTF-8 as it is.
+        self.request_id
+            .as_ref()
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .unwrap_or("")
+    }
+
+    /// Note this request's id on the request as received (`request_filter`), where
+    /// verigate's own answers read it ([`RequestId`]). Its headers are left as sent: an
+    /// extension costs a fraction of a header edit on Pingora's case-keeping map, and only
+    /// the upstream request's headers matter ([`edit`]).
+    pub fn mark(&self, req: &mut pingora::http::RequestHeader) {
+        if let Some(id) = &self.request_id {
+            req.extensions_mut().insert(RequestId(id.clone()));
+        }
+    }
+
+    /// Put this request's id on the upstream request (or take the one it was sent away).
+    fn mark_upstream(&self, req: &mut impl Edit) {
+        match &self.request_id {
+            Some(id) => req.insert(&REQUEST_ID, id.clone()),
+            None if self.drop_sent_id => req.remove(&REQUEST_ID),
+            None => {}
+        }
+    }
+
     /// The scheme the client used to reach verigate.
     fn proto(&self) -> HeaderValue {
         HeaderValue::from_static(if self.https { "https" } else { "http" })
@@ -105,23 +139,44 @@ impl Origin {
 
 /// A request id as received from a trusted proxy: 1 to 128 visible ASCII characters, none of
 /// them a quote or a backslash (it is echoed into pages and logs).
-fn plain_id(v: &str) -> bool {
+fn plain_id(v: &[u8]) -> bool {
     (1..=128).contains(&v.len())
-        && v.bytes()
+        && v.iter()
+            .copied()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
 }
 
-/// A fresh request id: 16 random bytes in hex.
-pub fn fresh_id() -> String {
-    use rand::RngCore;
-    let mut b = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut b);
-    let mut s = String::with_capacity(32);
-    for x in b {
-        s.push(char::from(b"0123456789abcdef"[usize::from(x >> 4)]));
-        s.push(char::from(b"0123456789abcdef"[usize::from(x & 15)]));
+/// A fresh request id: 32 hex digits, made once as a header value (the log and the app's
+/// header share it). An id names a request; it is no secret. The first 16 digits are random
+/// per thread, the last 16 a bijective mix (SplitMix64's finaliser) of the thread's count of
+/// ids added to another random number: unique within a thread, random-looking, and without a
+/// random number generator's work on every request.
+pub fn fresh_id() -> HeaderValue {
+    use std::cell::Cell;
+    thread_local! {
+        static NEXT: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
     }
-    s
+    let (prefix, n) = NEXT.with(|c| {
+        let (prefix, n) = c.get().unwrap_or_else(|| (rand::random(), rand::random()));
+        c.set(Some((prefix, n.wrapping_add(1))));
+        (prefix, n)
+    });
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    let mut hex = [0u8; 32];
+    for (i, x) in prefix
+        .to_be_bytes()
+        .into_iter()
+        .chain(z.to_be_bytes())
+        .enumerate()
+    {
+        hex[2 * i] = b"0123456789abcdef"[usize::from(x >> 4)];
+        hex[2 * i + 1] = b"0123456789abcdef"[usize::from(x & 15)];
+    }
+    // Hex digits are a valid header value.
+    HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("-"))
 }
 
 pub fn decide(
@@ -129,15 +184,19 @@ pub fn decide(
     peer: Option<IpAddr>,
     https: bool,
     trusted: &[ipnet::IpNet],
+    mode: RequestIdMode,
 ) -> Origin {
     let trusted = peer.is_some_and(|ip| trusted.iter().any(|n| n.contains(&ip)));
-    let request_id = req
-        .headers
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| trusted && plain_id(v))
-        .map(String::from)
-        .unwrap_or_else(fresh_id);
+    let request_id = match mode {
+        RequestIdMode::Off => None,
+        RequestIdMode::Generate | RequestIdMode::TrustFromProxy => req
+            .headers
+            .get(&REQUEST_ID)
+            .filter(|v| trusted && plain_id(v.as_bytes()))
+            .cloned()
+            .or_else(|| (mode == RequestIdMode::Generate).then(fresh_id)),
+    };
+    let drop_sent_id = request_id.is_none() && !(trusted && mode == RequestIdMode::Off);
     let client = if trusted {
         req.headers
             .get_all(&XFF)
@@ -154,16 +213,17 @@ pub fn decide(
         peer,
         trusted,
         request_id,
+        drop_sent_id,
         https,
         client,
     }
 }
 
-/// The forwarding headers the app reads. `X-Forwarded-Host` is always the host verigate routed
-/// on, and no other header names a host. From a trusted proxy, its `X-Forwarded-For` is kept
+/// The forwarding headers the app reads, and the request id. `X-Forwarded-Host` is always the
+/// host verigate routed on, and no other header names a host. From a trusted proxy, its `X-Forwarded-For` is kept
 /// and the peer appended (its `-Proto`, `X-Real-IP` and the `CLIENT_CLAIMS` kept); from anyone
 /// else all of them are replaced by what verigate saw, or removed.
-pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<&str>) {
+pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<HeaderValue>) {
     // The common case (none of them sent) allocates nothing.
     if req.map().keys().any(|k| doomed(k.as_str(), o.trusted)) {
         let names: Vec<HeaderName> = req
@@ -176,12 +236,14 @@ pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<&str>) {
             req.remove(n);
         }
     }
-    match host.and_then(|h| HeaderValue::try_from(h).ok()) {
+    // Room for what follows at once (X-Forwarded-Host, -For, -Proto, X-Real-IP).
+    req.reserve(4);
+    match host {
         Some(h) => req.insert(&XFH, h),
         None => req.remove(&XFH),
     }
-    let peer = o.peer.map(|p| p.to_string());
     if o.trusted {
+        let peer = o.peer.map(|p| p.to_string());
         let chain = match (req.map().get(&XFF).and_then(|v| v.to_str().ok()), &peer) {
             (Some(prior), Some(p)) => Some(format!("{prior}, {p}")),
             (None, Some(p)) => Some(p.clone()),
@@ -197,7 +259,7 @@ pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<&str>) {
     } else {
         // `insert` replaces every value the client sent; a header with nothing to put in
         // its place is removed.
-        match peer.as_deref().and_then(|p| HeaderValue::try_from(p).ok()) {
+        match o.peer.and_then(address_value) {
             Some(v) => {
                 req.insert(&XFF, v.clone());
                 req.insert(&X_REAL_IP, v);
@@ -209,25 +271,27 @@ pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<&str>) {
         }
         req.insert(&XFP, o.proto());
     }
-    if let Ok(v) = HeaderValue::try_from(o.request_id.as_str()) {
-        req.insert(&REQUEST_ID, v);
-    }
+    o.mark_upstream(req);
+}
+
+/// An address as a header value, formatted on the stack (one allocation: the value's own).
+fn address_value(ip: IpAddr) -> Option<HeaderValue> {
+    HeaderValue::from_str(crate::logwriter::AddrText::ip(ip).as_str()).ok()
 }
 
 /// A client address as the access log keeps it (`access_log_client`): whole, its network
 /// (/24, /48), or nothing.
-pub fn for_log(ip: Option<IpAddr>, mode: crate::config::ClientLog) -> Option<String> {
+pub fn for_log(
+    ip: Option<IpAddr>,
+    mode: crate::config::ClientLog,
+) -> Option<crate::logwriter::AddrText> {
     use crate::config::ClientLog;
+    use crate::logwriter::AddrText;
     let ip = ip?;
     match mode {
         ClientLog::Off => None,
-        ClientLog::Full => Some(ip.to_string()),
-        ClientLog::Truncated => {
-            let prefix = if ip.is_ipv4() { 24 } else { 48 };
-            ipnet::IpNet::new(ip, prefix)
-                .ok()
-                .map(|n| n.trunc().to_string())
-        }
+        ClientLog::Full => Some(AddrText::ip(ip)),
+        ClientLog::Truncated => Some(AddrText::net(ip, if ip.is_ipv4() { 24 } else { 48 })),
     }
 }
 
@@ -235,23 +299,101 @@ pub fn for_log(ip: Option<IpAddr>, mode: crate::config::ClientLog) -> Option<Str
 mod tests {
     use super::*;
 
+    fn id(o: &Origin) -> Option<&str> {
+        o.request_id.as_ref().map(|v| v.to_str().unwrap())
+    }
+
     #[test]
     fn ids_from_untrusted_peers_are_replaced_and_odd_ones_never_kept() {
+        let g = RequestIdMode::Generate;
         let mut req = pingora::http::RequestHeader::build("GET", b"/", None).unwrap();
         req.insert_header("x-request-id", "abc-123").unwrap();
         let local: IpAddr = "127.0.0.1".parse().unwrap();
         let nets = ["127.0.0.0/8".parse().unwrap()];
         assert_eq!(
-            decide(&req, Some(local), false, &nets).request_id,
-            "abc-123"
+            id(&decide(&req, Some(local), false, &nets, g)),
+            Some("abc-123")
         );
         let stranger: IpAddr = "198.51.100.7".parse().unwrap();
-        let o = decide(&req, Some(stranger), false, &nets);
-        assert!(!o.trusted && o.request_id != "abc-123" && o.request_id.len() == 32);
+        let o = decide(&req, Some(stranger), false, &nets, g);
+        let fresh = id(&o).unwrap();
+        assert!(!o.trusted && fresh != "abc-123" && fresh.len() == 32);
+        assert!(fresh.bytes().all(|b| b.is_ascii_hexdigit()), "{fresh}");
         for odd in ["a\"b", "a b", &"x".repeat(129), "a\\b"] {
             req.insert_header("x-request-id", odd).unwrap();
-            assert_ne!(decide(&req, Some(local), false, &nets).request_id, odd);
+            assert_ne!(id(&decide(&req, Some(local), false, &nets, g)), Some(odd));
         }
+    }
+
+    /// What the app gets in `X-Request-Id` for a request that was sent `sent`, from a peer
+    /// trusted or not, under `mode`; and the id the access line writes.
+    fn upstream_id(
+        sent: Option<&str>,
+        trusted: bool,
+        mode: RequestIdMode,
+    ) -> (Option<String>, String) {
+        let mut req = pingora::http::RequestHeader::build("GET", b"/", None).unwrap();
+        if let Some(v) = sent {
+            req.insert_header("x-request-id", v).unwrap();
+        }
+        let peer: IpAddr = if trusted { "10.0.0.1" } else { "198.51.100.7" }
+            .parse()
+            .unwrap();
+        let nets = ["10.0.0.0/8".parse().unwrap()];
+        let o = decide(&req, Some(peer), false, &nets, mode);
+        o.mark(&mut req);
+        let noted = req.extensions.get::<RequestId>().map(|r| r.0.clone());
+        assert_eq!(noted, o.request_id, "the id verigate's answers show");
+        edit(&mut req, &o, Some(HeaderValue::from_static("shop.example")));
+        let got = req
+            .headers
+            .get_all(&REQUEST_ID)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect::<Vec<_>>();
+        assert!(got.len() <= 1, "one X-Request-Id at most: {got:?}");
+        (got.into_iter().next(), o.request_id().to_string())
+    }
+
+    #[test]
+    fn trust_from_proxy_keeps_a_trusted_id_and_makes_none() {
+        let m = RequestIdMode::TrustFromProxy;
+        let lb = Some("lb-7f3a".to_string());
+        assert_eq!(
+            upstream_id(Some("lb-7f3a"), true, m),
+            (lb.clone(), "lb-7f3a".into())
+        );
+        // Nothing generated: no id from a trusted proxy that sent none, or an odd one.
+        assert_eq!(upstream_id(None, true, m), (None, String::new()));
+        assert_eq!(upstream_id(Some("a b"), true, m), (None, String::new()));
+        // A client's own id never reaches the app, nor the log.
+        assert_eq!(upstream_id(Some("forged"), false, m), (None, String::new()));
+        assert_eq!(upstream_id(None, false, m), (None, String::new()));
+    }
+
+    #[test]
+    fn off_makes_and_logs_no_id_and_lets_only_a_trusted_proxys_through() {
+        let m = RequestIdMode::Off;
+        assert_eq!(upstream_id(None, false, m), (None, String::new()));
+        assert_eq!(upstream_id(Some("forged"), false, m), (None, String::new()));
+        assert_eq!(upstream_id(None, true, m), (None, String::new()));
+        // A trusted proxy's header reaches the app as it came; verigate logs none.
+        assert_eq!(
+            upstream_id(Some("lb 7f3a"), true, m),
+            (Some("lb 7f3a".into()), String::new())
+        );
+    }
+
+    #[test]
+    fn generate_replaces_a_clients_id_upstream() {
+        let m = RequestIdMode::Generate;
+        let (up, logged) = upstream_id(Some("forged"), false, m);
+        assert_eq!(up.as_deref(), Some(logged.as_str()));
+        assert!(logged.len() == 32 && logged != "forged");
+        assert_eq!(
+            upstream_id(Some("lb-1"), true, m),
+            (Some("lb-1".into()), "lb-1".into())
+        );
     }
 
     #[test]
@@ -260,17 +402,23 @@ mod tests {
         let v4: IpAddr = "203.0.113.77".parse().unwrap();
         let v6: IpAddr = "2001:db8:abcd:12:1:2:3:4".parse().unwrap();
         assert_eq!(
-            for_log(Some(v4), ClientLog::Truncated).as_deref(),
+            for_log(Some(v4), ClientLog::Truncated)
+                .as_ref()
+                .map(|a| a.as_str()),
             Some("203.0.113.0/24")
         );
         assert_eq!(
-            for_log(Some(v6), ClientLog::Truncated).as_deref(),
+            for_log(Some(v6), ClientLog::Truncated)
+                .as_ref()
+                .map(|a| a.as_str()),
             Some("2001:db8:abcd::/48")
         );
         assert_eq!(
-            for_log(Some(v4), ClientLog::Full).as_deref(),
+            for_log(Some(v4), ClientLog::Full)
+                .as_ref()
+                .map(|a| a.as_str()),
             Some("203.0.113.77")
         );
-        assert_eq!(for_log(Some(v4), ClientLog::Off), None);
+        assert!(for_log(Some(v4), ClientLog::Off).is_none());
     }
 }

@@ -398,10 +398,9 @@ impl Gate {
             peer,
             https,
             &cfg.clients.trusted_proxies,
+            cfg.clients.request_id,
         );
-        let _ = session
-            .req_header_mut()
-            .insert_header(forwarded::REQUEST_ID, origin.request_id.as_str());
+        origin.mark(session.req_header_mut());
         ctx.origin = Some(origin);
         // 1. No header outside the name grammar, no client-sent identity header and no
         // server-environment header survives, on any route.
@@ -752,12 +751,8 @@ fn upstream_edits(
     }
     headers::single_content_length(req);
     if let Some(o) = &ctx.origin {
-        let host = req
-            .map()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(String::from);
-        forwarded::edit(req, o, host.as_deref());
+        let host = req.map().get(http::header::HOST).cloned();
+        forwarded::edit(req, o, host);
     }
     if !ctx.cookies_stripped {
         crate::cookies::strip(
@@ -1136,19 +1131,19 @@ impl ProxyHttp for Gate {
                     .unwrap_or_default();
                 forwarded::for_log(o.peer, mode)
             });
-            let upstream = ctx.upstream_addr.map(|a| a.to_string());
+            let upstream = ctx.upstream_addr.map(crate::logwriter::AddrText::socket);
             crate::logwriter::access(
                 end,
                 &AccessLine {
-                    request_id: ctx.origin.as_ref().map_or("", |o| o.request_id.as_str()),
+                    request_id: ctx.origin.as_ref().map_or("", |o| o.request_id()),
                     route,
                     decision,
                     status,
                     method: req.method.as_str(),
                     host: target::authority(req).unwrap_or(""),
                     path: req.uri.path(),
-                    client: client.as_deref(),
-                    upstream: upstream.as_deref(),
+                    client: client.as_ref().map(|a| a.as_str()),
+                    upstream: upstream.as_ref().map(|a| a.as_str()),
                     latency_ms: total.as_secs_f64() * 1000.0,
                     gate_ms: ctx.gate_time.as_secs_f64() * 1000.0,
                     upstream_ms: ctx.upstream_time.map(|t| t.as_secs_f64() * 1000.0),

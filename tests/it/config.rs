@@ -752,3 +752,31 @@ fn iamport_channel_key_and_pg_are_optional_and_never_empty() {
         "{ps:?}"
     );
 }
+
+#[test]
+fn request_id_mode_is_read_and_a_bad_one_named_by_key_path() {
+    use verigate::config::RequestIdMode;
+    let mode = |m: &str| {
+        from_yaml_str(
+            &format!("{BASE}\nclients: {{ request_id: {m} }}\n"),
+            &secrets(),
+        )
+        .map(|c| c.clients.request_id)
+        .map_err(|e| e.problems())
+    };
+    assert_eq!(
+        from_yaml_str(BASE, &secrets()).unwrap().clients.request_id,
+        RequestIdMode::Generate
+    );
+    assert_eq!(mode("generate"), Ok(RequestIdMode::Generate));
+    assert_eq!(mode("trust_from_proxy"), Ok(RequestIdMode::TrustFromProxy));
+    assert_eq!(mode("off"), Ok(RequestIdMode::Off));
+    let ps = mode("sometimes").unwrap_err();
+    assert!(
+        has(
+            &ps,
+            "clients.request_id: `sometimes` is not generate, trust_from_proxy or off"
+        ),
+        "{ps:?}"
+    );
+}

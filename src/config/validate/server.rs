@@ -197,6 +197,18 @@ pub(super) fn clients(ctx: &mut Ctx, c: Option<&FileClients>) -> Clients {
                 }
             })
             .collect(),
+        request_id: match c.and_then(|c| c.request_id.as_deref()) {
+            None | Some("generate") => RequestIdMode::Generate,
+            Some("trust_from_proxy") => RequestIdMode::TrustFromProxy,
+            Some("off") => RequestIdMode::Off,
+            Some(other) => {
+                ctx.err(
+                    "clients.request_id",
+                    format!("`{other}` is not generate, trust_from_proxy or off"),
+                );
+                RequestIdMode::Generate
+            }
+        },
         max_kept_requests: c.and_then(|c| c.max_kept_requests).unwrap_or(1000),
         max_kept_per_client: c.and_then(|c| c.max_kept_per_client).unwrap_or(30),
         max_kept_per_network: c.and_then(|c| c.max_kept_per_network).unwrap_or(100),
