@@ -180,7 +180,8 @@ async fn instances_on_one_redis_share_the_limits() {
 }
 
 fn fresh_suffix() -> String {
-    verigate::gate::forwarded::fresh_id()
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::thread_rng(), 12)
 }
 
 /// ifree with callbacks allowed from 127.0.0.1 only, and these key-exchange limits.
