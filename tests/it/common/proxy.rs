@@ -404,7 +404,8 @@ impl Proxy {
             // Tests start many verifications from 127.0.0.1: the start limit would refuse
             // them (tests/it/ratelimit.rs sets its own `limits`).
             top: json!({ "limits": { "verification_starts": {
-                "per_client": { "burst": 10000, "per_minute": 10000 } } } })
+                "per_client": { "burst": 100000, "per_minute": 100000 },
+                "per_provider": { "burst": 100000, "per_minute": 100000 } } } })
             .as_object()
             .unwrap()
             .clone(),
