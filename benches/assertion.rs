@@ -17,8 +17,10 @@ const NOW: i64 = 1_700_000_100;
 /// A signup route's request: min_age, name and birth forwarded.
 fn claims() -> Claims<'static> {
     Claims {
-        sub: "MC0GCCqGSIb3DQIJAyEAdi9Jf1ohr3XkQeNzZxkVYv0CfE0=",
+        sub: Some("MC0GCCqGSIb3DQIJAyEAdi9Jf1ohr3XkQeNzZxkVYv0CfE0="),
+        unique_in_site: Some("MC0GCCqGSIb3DQIJAyEAdi9Jf1ohr3XkQeNzZxkVYv0CfE0"),
         provider: "iamport",
+        method: "iamport:danal",
         verified_at: 1_700_000_000,
         age_ok: Some(true),
         route: Some("signup"),
@@ -27,6 +29,8 @@ fn claims() -> Claims<'static> {
         birth: chrono::NaiveDate::from_ymd_opt(1990, 1, 1),
         gender: None,
         phone: None,
+        foreigner: None,
+        carrier: None,
     }
 }
 
@@ -90,7 +94,7 @@ fn assertion(c: &mut Criterion) {
             let claims = OldClaims {
                 iss: "verigate",
                 aud: "my-app",
-                sub: black_box(claims.sub),
+                sub: black_box(claims.sub.unwrap_or_default()),
                 age_ok: Some(true),
                 provider: "iamport",
                 verified_at: 1_700_000_000,

@@ -296,7 +296,7 @@ store: { kind: memory }
 routes:
   - name: gated
     match: { path_prefix: /gated }
-    require: { providers: [iamport], min_age: 19 }
+    require: { providers: [iamport], age_rule: youth_act, min_age: 19 }
   - name: pass
     match: { path_prefix: / }
 EOF

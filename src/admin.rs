@@ -16,7 +16,15 @@ pub struct AdminApp {
     store: Arc<dyn Store>,
     reloader: Option<Arc<Reloader>>,
     probes: Option<Arc<crate::live::probe::Board>>,
+    /// `/accounts/...`: the record API (`crate::records::api`).
+    records: Option<Arc<crate::records::api::RecordsApi>>,
+    /// The last write probe of the store and when it ran (`WRITE_PROBE_FOR`).
+    write_probe: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
+
+/// How long one write probe of the store answers `/readyz`: a load balancer polling every
+/// instance often never makes more than one store write a second per instance.
+pub const WRITE_PROBE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl AdminApp {
     pub fn new(
@@ -29,12 +37,20 @@ impl AdminApp {
             store,
             reloader,
             probes: None,
+            records: None,
+            write_probe: tokio::sync::Mutex::new(None),
         }
     }
 
     /// Report the providers' credential tries from this board on `/readyz`.
     pub fn probes(mut self, board: Arc<crate::live::probe::Board>) -> Self {
         self.probes = Some(board);
+        self
+    }
+
+    /// Serve the record API under `/accounts/`.
+    pub fn with_records(mut self, api: crate::records::api::RecordsApi) -> Self {
+        self.records = Some(Arc::new(api));
         self
     }
 }
@@ -53,8 +69,22 @@ impl AdminApp {
         let live = self.live.load_full();
         let upstreams = crate::readiness::upstreams(&live);
         let providers = crate::live::probe::report(self.probes.as_deref(), &live);
-        let store = self.store.ping().await.map_err(|e| e.to_string());
+        let store = self.store_writes().await;
         crate::readiness::assess(store, upstreams, providers)
+    }
+
+    /// Whether the store can write, probed at most once per `WRITE_PROBE_FOR` (concurrent
+    /// readiness requests wait for the one probe in flight).
+    async fn store_writes(&self) -> Result<(), String> {
+        let mut last = self.write_probe.lock().await;
+        if let Some((at, r)) = last.as_ref() {
+            if at.elapsed() < WRITE_PROBE_FOR {
+                return r.clone();
+            }
+        }
+        let r = self.store.probe_write().await.map_err(|e| e.to_string());
+        *last = Some((std::time::Instant::now(), r.clone()));
+        r
     }
 
     /// Plain text by default; JSON for `Accept: application/json` or `?format=json`.
@@ -90,6 +120,9 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
         let method = session.req_header().method.clone();
+        if let (Some(api), true) = (&self.records, path.starts_with("/accounts/")) {
+            return api.response(session).await;
+        }
         match path.as_str() {
             "/reload" if method == http::Method::POST => match &self.reloader {
                 None => reply(

@@ -122,6 +122,9 @@ pub struct Problem {
     /// goes on to a fresh verification back to the same page (for refusals of a person's
     /// session: under age, already signed up, ...).
     pub switch: Option<String>,
+    /// Until when the refusal holds (UNIX seconds; `rejoin_too_soon`): on the page as a
+    /// date, in JSON as `until` (RFC 3339) and `until_unix`.
+    pub until: Option<i64>,
 }
 
 impl Problem {
@@ -132,7 +135,19 @@ impl Problem {
             refusal: r,
             next: None,
             switch: None,
+            until: None,
         }
+    }
+
+    pub fn with_until(mut self, until: i64) -> Self {
+        self.until = Some(until);
+        self
+    }
+
+    /// `until` as an RFC 3339 UTC time, whole seconds.
+    fn until_text(&self) -> Option<String> {
+        let t = chrono::DateTime::from_timestamp(self.until?, 0)?;
+        Some(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
     }
 
     pub fn with_next(mut self, next: String) -> Self {
@@ -168,10 +183,17 @@ impl Problem {
             .map(|(i, s)| s.replace("{class}", if i == 0 { "" } else { " secondary" }))
             .collect();
         let (title_ko, title_en, detail_ko, detail_en) = self.refusal.texts();
+        let until = match self.until_text() {
+            Some(t) => format!(
+                r#"<p data-until="{t}">다시 가입할 수 있는 때 · You may sign up again from: <strong>{t}</strong></p>"#,
+                t = escape(&t)
+            ),
+            None => String::new(),
+        };
         page(
             title_en,
             &format!(
-                r#"<h1>{}</h1><p class="en"><strong>{}</strong></p><p>{}</p><p class="en">{}</p>{steps}{BACK_MARK}<p class="code">{} · {}</p>{REQUEST_ID_MARK}"#,
+                r#"<h1>{}</h1><p class="en"><strong>{}</strong></p><p>{}</p><p class="en">{}</p>{until}{steps}{BACK_MARK}<p class="code">{} · {}</p>{REQUEST_ID_MARK}"#,
                 escape(title_ko),
                 escape(title_en),
                 escape(detail_ko),
@@ -186,6 +208,10 @@ impl Problem {
         let mut v = serde_json::json!({ "error": self.code, "message": self.refusal.texts().3 });
         if let Some(n) = &self.next {
             v["verify_url"] = serde_json::Value::String(n.clone());
+        }
+        if let (Some(text), Some(unix)) = (self.until_text(), self.until) {
+            v["until"] = serde_json::Value::String(text);
+            v["until_unix"] = serde_json::json!(unix);
         }
         v.to_string()
     }
@@ -245,7 +271,9 @@ pub enum Refusal {
     Underage,
     AgeUnknown,
     KoreanNational,
+    CiUnavailable,
     DuplicateAccount,
+    RejoinTooSoon,
     BadPath,
     BadRequestTarget,
     BadMethod,
@@ -280,12 +308,14 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every refusal, for tests and documentation.
-    pub const ALL: [Refusal; 35] = [
+    pub const ALL: [Refusal; 37] = [
         Refusal::VerificationRequired,
         Refusal::Underage,
         Refusal::AgeUnknown,
         Refusal::KoreanNational,
+        Refusal::CiUnavailable,
         Refusal::DuplicateAccount,
+        Refusal::RejoinTooSoon,
         Refusal::BadPath,
         Refusal::BadRequestTarget,
         Refusal::BadMethod,
@@ -324,7 +354,9 @@ impl Refusal {
             Refusal::Underage => 403,
             Refusal::AgeUnknown => 403,
             Refusal::KoreanNational => 403,
+            Refusal::CiUnavailable => 403,
             Refusal::DuplicateAccount => 409,
+            Refusal::RejoinTooSoon => 409,
             Refusal::BadPath => 400,
             Refusal::BadRequestTarget => 400,
             Refusal::BadMethod => 400,
@@ -365,7 +397,9 @@ impl Refusal {
             Refusal::Underage => "underage",
             Refusal::AgeUnknown => "age_unknown",
             Refusal::KoreanNational => "korean_national",
+            Refusal::CiUnavailable => "ci_unavailable",
             Refusal::DuplicateAccount => "duplicate_account",
+            Refusal::RejoinTooSoon => "rejoin_too_soon",
             Refusal::BadPath => "bad_path",
             Refusal::BadRequestTarget => "bad_request_target",
             Refusal::BadMethod => "bad_method",
@@ -426,11 +460,23 @@ impl Refusal {
                 "이 페이지에서 외국인 신분증 인증은 외국 국적인 분만 이용할 수 있습니다. 대한민국 국민은 휴대폰 본인인증으로 다시 인증해 주세요.",
                 "On this page, ID verification for foreign visitors is for foreign nationals only. Korean nationals, please verify again by mobile phone.",
             ),
+            Refusal::CiUnavailable => (
+                "이 인증수단으로는 확인할 수 없습니다",
+                "Please use another method",
+                "이 페이지는 한 분을 한 번만 받기 위해 연계정보(CI)가 필요하지만, 사용하신 인증수단은 이를 주지 않았습니다. 다른 인증수단으로 다시 인증해 주세요.",
+                "This page needs a person identifier (CI) that the method you used does not give. Please verify again with another method.",
+            ),
             Refusal::DuplicateAccount => (
                 "이미 가입된 분입니다",
                 "Already signed up",
                 "같은 분의 가입이 이미 완료되었거나 진행 중입니다.",
                 "An account for this person already exists or is being created.",
+            ),
+            Refusal::RejoinTooSoon => (
+                "아직 다시 가입할 수 없습니다",
+                "Too soon to sign up again",
+                "탈퇴 후 일정 기간 동안은 다시 가입할 수 없습니다.",
+                "After leaving, signing up again is possible only once a waiting period has passed.",
             ),
             Refusal::BadPath => (
                 "잘못된 요청 주소입니다",

@@ -67,10 +67,14 @@ pub fn public_of(pem: &str) -> Result<PublicJwk, KeyError> {
 /// never leaves verigate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Claims<'a> {
-    /// `X-Verified-Unique-In-Site`.
-    pub sub: &'a str,
+    /// `X-Verified-Person`: absent when the provider gave no CI.
+    pub sub: Option<&'a str>,
+    /// `X-Verified-Unique-In-Site`: absent when the provider gave no DI.
+    pub unique_in_site: Option<&'a str>,
     /// `X-Verified-Provider`.
     pub provider: &'a str,
+    /// `X-Verified-Method`.
+    pub method: &'a str,
     /// `X-Verified-At`, as UNIX seconds.
     pub verified_at: i64,
     /// `X-Verified-Age-Ok`: present exactly when the route sets `min_age`.
@@ -84,6 +88,9 @@ pub struct Claims<'a> {
     pub birth: Option<chrono::NaiveDate>,
     pub gender: Option<&'a str>,
     pub phone: Option<&'a str>,
+    /// `X-Verified-Foreigner`, `-Carrier`: only where the route forwards them.
+    pub foreigner: Option<bool>,
+    pub carrier: Option<&'a str>,
 }
 
 /// The JWT payload: the request's claims and the token's own.
@@ -91,8 +98,13 @@ pub struct Claims<'a> {
 struct Payload<'a> {
     iss: &'a str,
     aud: &'a str,
-    sub: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unique_in_site: Option<&'a str>,
     provider: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    method: &'a str,
     verified_at: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     age_ok: Option<bool>,
@@ -109,6 +121,10 @@ struct Payload<'a> {
     gender: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     phone: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    foreigner: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    carrier: Option<&'a str>,
     iat: i64,
     nbf: i64,
     exp: i64,
@@ -184,7 +200,9 @@ impl Signer {
             iss: &self.issuer,
             aud: &self.audience,
             sub: c.sub,
+            unique_in_site: c.unique_in_site,
             provider: c.provider,
+            method: c.method,
             verified_at: c.verified_at,
             age_ok: c.age_ok,
             route: c.route,
@@ -193,6 +211,8 @@ impl Signer {
             birth: c.birth,
             gender: c.gender,
             phone: c.phone,
+            foreigner: c.foreigner,
+            carrier: c.carrier,
             iat: now,
             nbf: now,
             exp: now + self.ttl_secs,
@@ -222,7 +242,7 @@ impl Signer {
         now: i64,
     ) -> Option<String> {
         let c = Claims {
-            sub,
+            sub: Some(sub),
             provider,
             verified_at,
             age_ok,
@@ -263,8 +283,10 @@ mod tests {
 
     fn full() -> Claims<'static> {
         Claims {
-            sub: "MC0GCCqGSIb3DQIJAyEAdi",
+            sub: Some("MC0GCCqGSIb3DQIJAyEAdi"),
+            unique_in_site: Some("DI-of-this-site"),
             provider: "iamport",
+            method: "iamport:danal",
             verified_at: 1_700_000_000,
             age_ok: Some(true),
             route: Some("signup"),
@@ -273,6 +295,8 @@ mod tests {
             birth: chrono::NaiveDate::from_ymd_opt(1990, 1, 1),
             gender: Some("female"),
             phone: Some("01012345678"),
+            foreigner: Some(false),
+            carrier: Some("SKT"),
         }
     }
 
@@ -288,10 +312,11 @@ mod tests {
         let c = verify(&s, &t).unwrap();
         let want = serde_json::json!({
             "iss": "verigate", "aud": "my-app",
-            "sub": "MC0GCCqGSIb3DQIJAyEAdi", "provider": "iamport", "verified_at": 1_700_000_000,
+            "sub": "MC0GCCqGSIb3DQIJAyEAdi", "unique_in_site": "DI-of-this-site",
+            "provider": "iamport", "method": "iamport:danal", "verified_at": 1_700_000_000,
             "age_ok": true, "route": "signup", "min_age": 19,
             "name": "홍길동 \"Gil-dong\" \\ </script>", "birth": "1990-01-01",
-            "gender": "female", "phone": "01012345678",
+            "gender": "female", "phone": "01012345678", "foreigner": false, "carrier": "SKT",
             "iat": now, "nbf": now, "exp": now + 60, "jti": c["jti"],
         });
         assert_eq!(c, want);

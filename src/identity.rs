@@ -90,18 +90,86 @@ impl Namespace {
     }
 }
 
-/// Fields a route may forward upstream (`forward: [name, birth, gender, phone]`).
+/// How a route counts age against its `min_age` (`require.age_rule`). Korean law uses both:
+/// the Youth Protection Act (청소년보호법 제2조) makes a person an adult for 19+ content,
+/// alcohol and tobacco from 1 January of the year they turn 19, whatever their birthday;
+/// PIPA's under-14 consent and most other statutes count the international age (만 나이)
+/// with the birthday.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AgeRule {
+    /// `youth_act`: of age from 1 January of the year of turning `min_age`.
+    YouthAct,
+    /// `birthday`: the international age, reached on the birthday (29 February birthdays on
+    /// 1 March in common years).
+    Birthday,
+}
+
+impl AgeRule {
+    pub const NAMES: [&'static str; 2] = ["youth_act", "birthday"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "youth_act" => Some(AgeRule::YouthAct),
+            "birthday" => Some(AgeRule::Birthday),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgeRule::YouthAct => "youth_act",
+            AgeRule::Birthday => "birthday",
+        }
+    }
+
+    /// Whether a person born on `birth` is at least `min` on `today` (the date in the
+    /// configured time zone).
+    pub fn admits(self, min: u32, birth: chrono::NaiveDate, today: chrono::NaiveDate) -> bool {
+        use chrono::Datelike;
+        let years = i64::from(today.year()) - i64::from(birth.year());
+        match self {
+            AgeRule::YouthAct => years >= i64::from(min),
+            AgeRule::Birthday => i64::from(international_age(birth, today)) >= i64::from(min),
+        }
+    }
+
+    /// The international age a provider's own age window may be given for a route's limit
+    /// without refusing anyone the rule admits: under `youth_act` a person born in the year
+    /// of turning `min` may still be `min - 1` internationally.
+    pub fn hint(self, min: u32) -> u32 {
+        match self {
+            AgeRule::YouthAct => min.saturating_sub(1),
+            AgeRule::Birthday => min,
+        }
+    }
+}
+
+/// International age on `today`: a birthday on the day counts; 29 February birthdays are
+/// reached on 1 March in common years.
+pub fn international_age(birth: chrono::NaiveDate, today: chrono::NaiveDate) -> i32 {
+    use chrono::Datelike;
+    let mut age = today.year() - birth.year();
+    if (today.month(), today.day()) < (birth.month(), birth.day()) {
+        age -= 1;
+    }
+    age
+}
+
+/// Fields a route may forward upstream (`forward: [name, birth, gender, phone, foreigner,
+/// carrier]`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Forward {
     pub name: bool,
     pub birth: bool,
     pub gender: bool,
     pub phone: bool,
+    pub foreigner: bool,
+    pub carrier: bool,
 }
 
 impl Forward {
     pub fn any(&self) -> bool {
-        self.name || self.birth || self.gender || self.phone
+        self.name || self.birth || self.gender || self.phone || self.foreigner || self.carrier
     }
     pub fn union(self, o: Forward) -> Forward {
         Forward {
@@ -109,6 +177,8 @@ impl Forward {
             birth: self.birth || o.birth,
             gender: self.gender || o.gender,
             phone: self.phone || o.phone,
+            foreigner: self.foreigner || o.foreigner,
+            carrier: self.carrier || o.carrier,
         }
     }
 }
@@ -116,6 +186,80 @@ impl Forward {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> chrono::NaiveDate {
+        chrono::NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn youth_act_is_of_age_from_new_year_of_the_year_of_turning_min_age() {
+        let y = AgeRule::YouthAct;
+        for birth in [
+            d(2007, 1, 1),
+            d(2007, 6, 15),
+            d(2007, 12, 31),
+            d(2008, 2, 29),
+        ] {
+            let turning = birth.format("%Y").to_string().parse::<i32>().unwrap() + 19;
+            // New Year's Eve of the year before: still a youth; New Year's Day: of age.
+            assert!(!y.admits(19, birth, d(turning - 1, 12, 31)), "{birth}");
+            assert!(y.admits(19, birth, d(turning, 1, 1)), "{birth}");
+            // Before the birthday in that year: of age under the Act, 18 internationally.
+            assert!(y.admits(19, birth, d(turning, 1, 1)));
+            assert!(y.admits(19, birth, d(turning, 12, 31)));
+        }
+        // Born on 31 December 2007, on 1 January 2026: one day of age (international age 18).
+        assert_eq!(international_age(d(2007, 12, 31), d(2026, 1, 1)), 18);
+        assert!(y.admits(19, d(2007, 12, 31), d(2026, 1, 1)));
+        assert!(!AgeRule::Birthday.admits(19, d(2007, 12, 31), d(2026, 1, 1)));
+        // Born on 1 January 2008: of age only from 1 January 2027.
+        assert!(!y.admits(19, d(2008, 1, 1), d(2026, 12, 31)));
+        assert!(y.admits(19, d(2008, 1, 1), d(2027, 1, 1)));
+        // A birth date after today is never of age, as under the birthday rule.
+        assert!(!y.admits(0, d(2030, 1, 1), d(2026, 1, 1)));
+        assert!(!AgeRule::Birthday.admits(0, d(2030, 1, 1), d(2026, 1, 1)));
+    }
+
+    #[test]
+    fn birthday_counts_the_day_itself_and_leap_days() {
+        let b = AgeRule::Birthday;
+        assert!(!b.admits(19, d(2007, 11, 24), d(2026, 11, 23)));
+        assert!(b.admits(19, d(2007, 11, 24), d(2026, 11, 24)));
+        assert!(!b.admits(19, d(2007, 12, 31), d(2026, 12, 30)));
+        assert!(b.admits(19, d(2007, 12, 31), d(2026, 12, 31)));
+        assert!(b.admits(19, d(2007, 1, 1), d(2026, 1, 1)));
+        assert!(!b.admits(19, d(2007, 1, 1), d(2025, 12, 31)));
+        // 29 February: 1 March in a common year, the day itself in a leap year.
+        assert!(!b.admits(19, d(2008, 2, 29), d(2027, 2, 28)));
+        assert!(b.admits(19, d(2008, 2, 29), d(2027, 3, 1)));
+        assert!(!b.admits(20, d(2008, 2, 29), d(2028, 2, 28)));
+        assert!(b.admits(20, d(2008, 2, 29), d(2028, 2, 29)));
+    }
+
+    #[test]
+    fn the_hint_never_refuses_whom_the_rule_admits() {
+        // Every birth date over four years, every day of 2026: whoever the rule admits has at
+        // least the hinted international age (the provider's window would let them through).
+        let mut today = d(2026, 1, 1);
+        while today <= d(2026, 12, 31) {
+            let mut birth = d(2005, 1, 1);
+            while birth <= d(2009, 12, 31) {
+                for rule in [AgeRule::YouthAct, AgeRule::Birthday] {
+                    if rule.admits(19, birth, today) {
+                        assert!(
+                            international_age(birth, today) >= rule.hint(19) as i32,
+                            "{rule:?} born {birth} on {today}"
+                        );
+                    }
+                }
+                birth = birth.succ_opt().unwrap();
+            }
+            today = today + chrono::Days::new(7);
+        }
+        assert_eq!(AgeRule::YouthAct.hint(19), 18);
+        assert_eq!(AgeRule::Birthday.hint(19), 19);
+        assert_eq!(AgeRule::YouthAct.hint(0), 0);
+    }
 
     #[test]
     fn a_providers_serde_name_is_its_name() {

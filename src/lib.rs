@@ -20,6 +20,7 @@ pub mod notify;
 pub mod providers;
 pub mod ratelimit;
 pub mod readiness;
+pub mod records;
 pub mod reload;
 pub mod routing;
 pub mod secretfile;
@@ -204,10 +205,16 @@ pub fn build(cfg: RuntimeConfig, mut opts: BuildOptions) -> Result<Built, BuildE
         },
     ));
     server.add_service(pingora::services::background::background_service(
+        "record purge",
+        records::Purger {
+            store: store.clone(),
+        },
+    ));
+    server.add_service(pingora::services::background::background_service(
         "upstream names",
         live::refresh::Refresher { live: live.clone() },
     ));
-    let gate = Gate::new(live.clone(), store.clone(), revoked);
+    let gate = Gate::new(live.clone(), store.clone(), revoked.clone());
     let mut http = pingora::proxy::http_proxy(&server.configuration, gate);
     // An HTTP/2 connection with no stream open is closed after the idle time an HTTP/1
     // connection gets between requests.
@@ -276,7 +283,13 @@ pub fn build(cfg: RuntimeConfig, mut opts: BuildOptions) -> Result<Built, BuildE
     let admin_addr = match admin_listen {
         None => None,
         Some(a) => {
-            let app = admin::AdminApp::new(live.clone(), store.clone(), reloader).probes(probes);
+            let app = admin::AdminApp::new(live.clone(), store.clone(), reloader)
+                .probes(probes)
+                .with_records(records::api::RecordsApi {
+                    live: live.clone(),
+                    store: store.clone(),
+                    revoked,
+                });
             let svc = pingora::services::listening::Service::new("verigate admin".into(), app);
             Some(add_listening(
                 &mut server,

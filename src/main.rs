@@ -93,6 +93,8 @@ enum Command {
         #[command(subcommand)]
         action: AccountsAction,
     },
+    /// The audit trail of erasures (one JSON object a line; no clear identifiers).
+    Audit,
 }
 
 #[derive(Subcommand)]
@@ -104,8 +106,9 @@ enum AccountsAction {
         /// The per-site identifier the app received (X-Verified-Unique-In-Site).
         #[arg(long, conflicts_with = "ci_hash", required_unless_present = "ci_hash")]
         unique_in_site: Option<String>,
-        /// The keyed hash of the CI, as kept in verigate's records.
-        #[arg(long)]
+        /// The person the app received (X-Verified-Person): the keyed hash of the CI, as kept
+        /// in verigate's records.
+        #[arg(long, alias = "person")]
         ci_hash: Option<String>,
     },
 }
@@ -145,16 +148,6 @@ fn init_logging() -> Option<verigate::logwriter::FlushGuard> {
         .with(verigate::logwriter::QuietClientErrors { keep: verbose })
         .try_init();
     Some(guard)
-}
-
-/// Load and validate a config, printing every problem to stderr when it is refused.
-fn load_or_report(path: &std::path::Path) -> Result<verigate::config::RuntimeConfig, ExitCode> {
-    verigate::config::load_file(path).map_err(|e| {
-        for p in e.problems() {
-            eprintln!("{p}");
-        }
-        ExitCode::from(2)
-    })
 }
 
 fn main() -> ExitCode {
@@ -281,38 +274,41 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Audit => records_command(cli.config, "audit", verigate::records::Command::Audit),
         Command::Accounts { action } => {
             let Some(path) = cli.config else {
                 eprintln!("verigate accounts: give the config with -c FILE");
                 return ExitCode::from(2);
             };
-            let cfg = match load_or_report(&path) {
+            // Only the store and the hash key: no provider secret is needed here.
+            let cfg = match verigate::config::load_records(&path) {
                 Ok(c) => c,
-                Err(code) => return code,
+                Err(e) => {
+                    for p in e.problems() {
+                        eprintln!("{p}");
+                    }
+                    return ExitCode::from(2);
+                }
             };
-            use verigate::store::{AccountsOp, PersonRef};
-            let op = match action {
-                AccountsAction::Count => AccountsOp::Count,
+            use verigate::records::Command as Records;
+            use verigate::store::PersonRef;
+            let cmd = match action {
+                AccountsAction::Count => Records::Count,
                 AccountsAction::Forget {
                     unique_in_site: Some(u),
                     ..
-                } => AccountsOp::Forget(PersonRef::UniqueInSite(u)),
+                } => Records::Forget(PersonRef::UniqueInSite(u)),
                 AccountsAction::Forget {
                     ci_hash: Some(h), ..
-                } => AccountsOp::Forget(PersonRef::CiHash(h)),
+                } => Records::Forget(PersonRef::CiHash(h)),
                 AccountsAction::Forget { .. } => {
                     eprintln!("verigate accounts forget: give --unique-in-site or --ci-hash");
                     return ExitCode::from(2);
                 }
             };
-            let counting = matches!(op, AccountsOp::Count);
-            match verigate::store::accounts(&cfg.store, op) {
-                Ok(n) if counting => {
-                    println!("{n}");
-                    ExitCode::SUCCESS
-                }
-                Ok(n) => {
-                    println!("forgot {n} record(s)");
+            match verigate::records::run_command(&cfg, cmd) {
+                Ok(out) => {
+                    println!("{out}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -395,6 +391,37 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `verigate audit`: a record command on the store the config at `config` names.
+fn records_command(
+    config: Option<PathBuf>,
+    name: &str,
+    cmd: verigate::records::Command,
+) -> ExitCode {
+    let Some(path) = config else {
+        eprintln!("verigate {name}: give the config with -c FILE");
+        return ExitCode::from(2);
+    };
+    let cfg = match verigate::config::load_records(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            for p in e.problems() {
+                eprintln!("{p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    match verigate::records::run_command(&cfg, cmd) {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("verigate {name}: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -4,7 +4,7 @@
 //! listener, or `verigate reload -c FILE` (which calls that endpoint after checking that FILE
 //! is the served file, `GET /config-file`). systemd hears `RELOADING=1` and `READY=1`.
 
-use crate::config::{from_yaml_str, RuntimeConfig, Secrets};
+use crate::config::{from_file_text, RuntimeConfig, Secrets};
 use crate::live::Live;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -119,7 +119,8 @@ impl Reloader {
     fn try_reload(&self) -> Result<Arc<Live>, Vec<String>> {
         let text = std::fs::read_to_string(&self.source.path)
             .map_err(|e| vec![format!("cannot read {}: {e}", self.source.path.display())])?;
-        let cfg = from_yaml_str(&text, &self.source.secrets).map_err(|e| e.problems())?;
+        let cfg = from_file_text(&text, &self.source.secrets, &self.source.path)
+            .map_err(|e| e.problems())?;
         let old = self.live.load_full();
         let fixed = fixed_changes(&old.cfg, &cfg);
         if !fixed.is_empty() {

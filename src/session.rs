@@ -283,6 +283,16 @@ pub struct Claims {
     pub gender: Option<String>,
     #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
+    /// Verified foreign-national flag (kept only if some route forwards it).
+    #[serde(rename = "f", default, skip_serializing_if = "Option::is_none")]
+    pub foreigner: Option<bool>,
+    /// Mobile carrier (kept only if some route forwards it).
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
+    /// How the person verified (`danal`, `inicis_unified`, `idv`, ...): `X-Verified-Method`
+    /// is the provider and this. Empty in sessions from before it was kept.
+    #[serde(rename = "m", default, skip_serializing_if = "String::is_empty")]
+    pub method: String,
     /// The countries a TomoIDV result names (its own and the document's), as the provider
     /// wrote them: each request decides with the config of the moment whether this person
     /// has a CI (`providers.tomo.ci_countries`; `403 korean_national` where a CI provider is
@@ -305,6 +315,15 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// `X-Verified-Method`: the provider and how the person verified (`iamport:danal`,
+    /// `portone:inicis_unified`, `tomo:idv`); the provider alone in older sessions.
+    pub fn method_label(&self) -> String {
+        match self.method.as_str() {
+            "" => self.provider.as_str().to_string(),
+            m => format!("{}:{m}", self.provider.as_str()),
+        }
+    }
+
     /// Was this session issued on `host` (as `routing::host::request_host` reads it)? A
     /// session without a host is valid on none.
     pub fn for_host(&self, host: Option<&str>) -> bool {
@@ -402,6 +421,9 @@ mod tests {
             gender: Some("male".into()),
             phone: Some("01012345678".into()),
             countries: Vec::new(),
+            foreigner: None,
+            carrier: None,
+            method: String::new(),
             host: Some("shop.example".into()),
             host_only: false,
             kept: None,

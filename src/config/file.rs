@@ -21,6 +21,9 @@ pub struct FileConfig {
     pub redirect_https_port: Option<u16>,
     #[serde(default)]
     pub admin_listen: Option<String>,
+    /// Who may call the admin listener's record API (`POST /accounts/forget`).
+    #[serde(default)]
+    pub admin: Option<FileAdmin>,
     /// The default upstream (routes that name none go there).
     #[serde(default)]
     pub upstream: Option<FileUpstream>,
@@ -60,6 +63,19 @@ pub struct FileConfig {
     pub store: Option<FileStore>,
     #[serde(default)]
     pub routes: Vec<FileRoute>,
+    /// The service as providers' windows name it.
+    #[serde(default)]
+    pub site: Option<FileSite>,
+}
+
+/// `site`: the service verigate stands in front of.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSite {
+    /// The service name the verification windows show (Iamport `company`, PortOne V2 Danal
+    /// `CPTITLE`).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// The listener's certificate (docs/guide/tls-and-http2.md).
@@ -229,6 +245,21 @@ pub struct FileAssertion {
     pub previous_key_files: Vec<String>,
 }
 
+/// The admin listener's record API (docs/operations/erasure.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdmin {
+    /// The bearer token `POST /accounts/forget` needs, from this environment variable...
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// ...or from this file.
+    #[serde(default)]
+    pub token_file: Option<String>,
+    /// Without a token, answer the record API anyway: only on a loopback `admin_listen`.
+    #[serde(default)]
+    pub allow_unauthenticated_loopback: Option<bool>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileStore {
@@ -293,6 +324,9 @@ pub struct FileRequire {
     /// Kept as a YAML value so that `-1`, `"nineteen"` or `19.5` get a message naming the key.
     #[serde(default)]
     pub min_age: Option<serde_yaml::Value>,
+    /// `youth_act` or `birthday`: how age counts against `min_age` (required with it).
+    #[serde(default)]
+    pub age_rule: Option<String>,
     #[serde(default)]
     pub one_account_per_person: bool,
     /// `person` (default: every accepted provider must give the same kind of identity) or
@@ -305,6 +339,10 @@ pub struct FileRequire {
     pub commit_on: Option<Vec<String>>,
     #[serde(default)]
     pub max_session_age: Option<String>,
+    /// After a person is forgotten (`POST /accounts/forget`), refuse their signup here for
+    /// this long (`30d`): `409 rejoin_too_soon`.
+    #[serde(default)]
+    pub rejoin_after: Option<String>,
     /// A browser's form post that meets verification is kept and sent on after it: `true`
     /// (default), `false`, or `{ max_body: 256KB, ttl: 10m }`.
     #[serde(default)]

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use ctx::Secrets;
-pub use validate::from_yaml_str;
+pub use validate::{from_yaml_str, records_from_yaml_str};
 
 /// One problem in a config file, located by its key path (`routes[2].require.min_age`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,11 +59,91 @@ impl ConfigError {
 
 /// Load and validate a config file, reading secrets from the process environment and files.
 pub fn load_file(path: &Path) -> Result<RuntimeConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    from_file_text(&read(path)?, &Secrets::from_process(), path)
+}
+
+/// Validate the text of the config file at `path` (`verigate run`, `check`, a reload): a
+/// relative store path is the file's neighbour ([`anchor_store`]).
+pub fn from_file_text(
+    text: &str,
+    secrets: &Secrets,
+    path: &Path,
+) -> Result<RuntimeConfig, ConfigError> {
+    let mut cfg = from_yaml_str(text, secrets)?;
+    anchor_store(&mut cfg.store, path).map_err(|p| ConfigError::Invalid(vec![p]))?;
+    Ok(cfg)
+}
+
+/// Load only what the record commands need from the config file at `path` (see
+/// [`records_from_yaml_str`]), the store anchored like the service's.
+pub fn load_records(path: &Path) -> Result<RecordsConfig, ConfigError> {
+    let mut cfg = records_from_yaml_str(&read(path)?, &Secrets::from_process())?;
+    anchor_store(&mut cfg.store, path).map_err(|p| ConfigError::Invalid(vec![p]))?;
+    Ok(cfg)
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.display().to_string(),
         source,
-    })?;
-    from_yaml_str(&text, &Secrets::from_process())
+    })
+}
+
+/// A relative SQLite `store.path` is resolved against the directory of the config file that
+/// names it, so the service and an operator's shell open the same file wherever they stand.
+/// The one place this is decided: the service, `check`, a reload and `accounts` all call it.
+///
+/// Earlier versions resolved it against the working directory: a database found there, and
+/// none next to the config, is refused (starting on a new empty store would silently release
+/// every one-account record).
+pub fn anchor_store(store: &mut StoreConfig, config_file: &Path) -> Result<(), Problem> {
+    let StoreConfig::Sqlite { path } = store else {
+        return Ok(());
+    };
+    if !Path::new(path.as_str()).is_relative() {
+        return Ok(());
+    }
+    let dir = match config_file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    let anchored = dir.join(path.as_str());
+    let old = std::path::absolute(path.as_str()).ok();
+    if let Some(old) = old.filter(|o| o.is_file() && !anchored.exists()) {
+        return Err(Problem {
+            path: "store.path".into(),
+            message: format!(
+                "`{path}` is resolved against the config file's directory ({}), where there is \
+                 no database, but one is at {} (where earlier versions looked): write that \
+                 absolute path in store.path",
+                anchored.display(),
+                old.display()
+            ),
+        });
+    }
+    *path = anchored.display().to_string();
+    Ok(())
+}
+
+/// What the record commands (`verigate accounts`) work with.
+#[derive(Clone)]
+pub struct RecordsConfig {
+    pub store: StoreConfig,
+    /// The key of the keyed hashes (as `SessionConfig::hash_key`).
+    pub hash_key: [u8; 32],
+    /// `session.ttl`: no session lives longer, so a person's revocation need not either.
+    pub session_ttl: Duration,
+    /// The longest `routes[].require.rejoin_after` (`RuntimeConfig::rejoin_max`).
+    pub rejoin_max: Option<Duration>,
+}
+
+impl fmt::Debug for RecordsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordsConfig")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where verigate listens: a fixed address, or port 0 for an ephemeral one (tests, demo).
@@ -175,6 +255,11 @@ pub struct IdentityHeaders {
     /// `gate::names`).
     pub prefix: String,
     pub unique_in_site: HeaderName,
+    /// `X-Verified-Person`: the keyed hash of the person's CI (or PPID, member code).
+    pub person: HeaderName,
+    pub method: HeaderName,
+    pub foreigner: HeaderName,
+    pub carrier: HeaderName,
     pub age_ok: HeaderName,
     pub provider: HeaderName,
     pub verified_at: HeaderName,
@@ -192,6 +277,10 @@ impl Default for IdentityHeaders {
             assertion: h("x-verified-assertion"),
             prefix: "x-verified-".into(),
             unique_in_site: h("x-verified-unique-in-site"),
+            person: h("x-verified-person"),
+            method: h("x-verified-method"),
+            foreigner: h("x-verified-foreigner"),
+            carrier: h("x-verified-carrier"),
             age_ok: h("x-verified-age-ok"),
             provider: h("x-verified-provider"),
             verified_at: h("x-verified-at"),
@@ -334,6 +423,29 @@ pub enum ClientLog {
     Off,
 }
 
+/// Who may call the admin listener's record API (`POST /accounts/forget`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum AdminAccess {
+    /// Nobody: no token is configured (the API answers 401).
+    #[default]
+    Closed,
+    /// A client presenting this bearer token (`admin.token_env` / `token_file`).
+    Token(String),
+    /// Anyone who reaches the loopback-only listener (`admin.allow_unauthenticated_loopback`).
+    Loopback,
+}
+
+impl fmt::Debug for AdminAccess {
+    // The token never reaches a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdminAccess::Closed => write!(f, "Closed"),
+            AdminAccess::Token(_) => write!(f, "Token(..)"),
+            AdminAccess::Loopback => write!(f, "Loopback"),
+        }
+    }
+}
+
 /// Pingora runtime settings; they take effect at start (a reload may not change them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuning {
@@ -353,6 +465,8 @@ pub struct RuntimeConfig {
     /// The port redirects to HTTPS name, when not the listener's own (`redirect_https_port`).
     pub redirect_https_port: Option<u16>,
     pub admin_listen: Option<Listen>,
+    /// Who may call the admin listener's record API (`admin`).
+    pub admin: AdminAccess,
     /// `listen` / `admin_listen` as written (what a reload may not change).
     pub listen_spec: String,
     pub admin_spec: Option<String>,
@@ -364,6 +478,8 @@ pub struct RuntimeConfig {
     pub flow_prefix: String,
     pub public_url: PublicUrls,
     pub timezone: Tz,
+    /// `site.name`: the service name given to the providers' windows.
+    pub site_name: Option<String>,
     pub threads: usize,
     pub tuning: Tuning,
     pub clients: Clients,
@@ -388,6 +504,16 @@ pub struct RuntimeConfig {
 pub type SharedConfig = Arc<RuntimeConfig>;
 
 impl RuntimeConfig {
+    /// The longest `require.rejoin_after` of any route: how long an erasure's rejoin marker
+    /// must live.
+    pub fn rejoin_max(&self) -> Option<Duration> {
+        self.routes
+            .routes()
+            .iter()
+            .filter_map(|r| r.require.as_ref()?.rejoin_after)
+            .max()
+    }
+
     /// The upstream route `idx` sends its requests to.
     pub fn upstream_of(&self, route: usize) -> Option<&Upstream> {
         let i = self.routes.get(route).map_or(0, |r| r.upstream);

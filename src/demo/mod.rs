@@ -156,7 +156,10 @@ pub fn keygen_text() -> String {
          VERIGATE_SESSION_KEYS={}\n\
          # session.hash_key_env: keys the hashes of CI; keep it stable for the life of your data.\n\
          VERIGATE_HASH_KEY={}\n\
+         # admin.token_env: the bearer token of the admin listener's record API.\n\
+         VERIGATE_ADMIN_TOKEN={}\n\
          # identity_headers.assertion.key_file: `verigate keygen --assertion-key > assertion.pem`",
+        crate::session::fresh_key_b64(),
         crate::session::fresh_key_b64(),
         crate::session::fresh_key_b64()
     )

@@ -3,7 +3,7 @@
 //! `request_filter` carries it out (answers, reserves, remembers the identity for the headers);
 //! each rule is unit-tested here.
 
-use super::headers::{age_on, Verified};
+use super::headers::Verified;
 use crate::answers::Refusal;
 use crate::routing::Route;
 
@@ -56,6 +56,11 @@ pub fn decide(
     {
         return Decision::Refuse(Refusal::KoreanNational);
     }
+    // A route that tells people apart needs the person: a result without a CI (KG이니시스
+    // 통합인증 with Kakao, say) cannot hold one account per person.
+    if req.one_account_per_person && v.claims.ci_hash.is_empty() {
+        return Decision::Refuse(Refusal::CiUnavailable);
+    }
     let trusted_birth = v
         .claims
         .birth
@@ -64,7 +69,7 @@ pub fn decide(
         (None, _) => None,
         (Some(_), None) => return Decision::Refuse(Refusal::AgeUnknown),
         (Some(min), Some(birth)) => {
-            if age_on(birth, today()) < min as i32 {
+            if !req.age_rule.admits(min, birth, today()) {
                 return Decision::Refuse(Refusal::Underage);
             }
             Some(true)
@@ -103,9 +108,11 @@ mod tests {
         Require {
             providers: vec![ProviderId::Iamport],
             min_age: None,
+            age_rule: crate::identity::AgeRule::Birthday,
             one_account_per_person: false,
             commit_on: Default::default(),
             max_session_age: None,
+            rejoin_after: None,
             keep: None,
         }
     }
@@ -123,6 +130,9 @@ mod tests {
             gender: None,
             phone: None,
             countries: Vec::new(),
+            foreigner: None,
+            carrier: None,
+            method: String::new(),
             host: Some("shop.example".into()),
             host_only: false,
             kept: None,
@@ -214,6 +224,53 @@ mod tests {
             decide(&no_age, Some(&p), NOW, never, false),
             Decision::Admit {
                 age_ok: None,
+                reserve: false
+            }
+        );
+    }
+
+    #[test]
+    fn the_youth_act_rule_counts_the_year_only() {
+        let mut r = require();
+        r.min_age = Some(19);
+        r.age_rule = crate::identity::AgeRule::YouthAct;
+        let r = route(Some(r));
+        let admit = Decision::Admit {
+            age_ok: Some(true),
+            reserve: false,
+        };
+        // today() is 2027-03-01: everyone born in 2008 is of age, the birthday to come or not.
+        for (birth, want) in [
+            ("2008-12-31", admit),
+            ("2008-03-02", admit),
+            ("2008-01-01", admit),
+            ("2009-01-01", Decision::Refuse(Refusal::Underage)),
+        ] {
+            let p = person(ProviderId::Iamport, Some(birth), 0);
+            assert_eq!(decide(&r, Some(&p), NOW, today, false), want, "{birth}");
+        }
+    }
+
+    #[test]
+    fn a_one_account_route_refuses_a_person_without_a_ci_others_take_them() {
+        let mut no_ci = person(ProviderId::Iamport, Some("1990-01-01"), 0);
+        no_ci.claims.ci_hash = String::new();
+        let mut one = require();
+        one.one_account_per_person = true;
+        let one = route(Some(one));
+        for changing in [false, true] {
+            assert_eq!(
+                decide(&one, Some(&no_ci), NOW, today, changing),
+                Decision::Refuse(Refusal::CiUnavailable)
+            );
+        }
+        let mut adult = require();
+        adult.min_age = Some(19);
+        adult.age_rule = crate::identity::AgeRule::YouthAct;
+        assert_eq!(
+            decide(&route(Some(adult)), Some(&no_ci), NOW, today, true),
+            Decision::Admit {
+                age_ok: Some(true),
                 reserve: false
             }
         );

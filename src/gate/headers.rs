@@ -148,6 +148,8 @@ pub struct Forwarded<'a> {
     pub birth: Option<chrono::NaiveDate>,
     pub gender: Option<&'a str>,
     pub phone: Option<&'a str>,
+    pub foreigner: Option<bool>,
+    pub carrier: Option<&'a str>,
 }
 
 impl Identity {
@@ -156,7 +158,7 @@ impl Identity {
         let f = self.forward;
         self.verified.base.len()
             + usize::from(self.age_ok.is_some())
-            + [f.name, f.birth, f.gender, f.phone]
+            + [f.name, f.birth, f.gender, f.phone, f.foreigner, f.carrier]
                 .iter()
                 .filter(|on| **on)
                 .count()
@@ -170,6 +172,8 @@ impl Identity {
             birth: c.birth.filter(|_| f.birth),
             gender: c.gender.as_deref().filter(|_| f.gender),
             phone: c.phone.as_deref().filter(|_| f.phone),
+            foreigner: c.foreigner.filter(|_| f.foreigner),
+            carrier: c.carrier.as_deref().filter(|_| f.carrier),
         }
     }
 }
@@ -202,6 +206,13 @@ pub fn inject(req: &mut impl Edit, names: &IdentityHeaders, id: &Identity) {
     if let Some(v) = f.phone {
         set(req, &names.phone, v);
     }
+    if let Some(v) = f.foreigner {
+        let v = HeaderValue::from_static(if v { "true" } else { "false" });
+        req.insert(&names.foreigner, v);
+    }
+    if let Some(v) = f.carrier {
+        set(req, &names.carrier, v);
+    }
 }
 
 /// What the signed assertion of a request says: every identity header [`inject`] sends for
@@ -211,8 +222,10 @@ pub fn assertion_claims<'a>(id: &'a Identity, route: &'a Route) -> crate::assert
     let c = &id.verified.claims;
     let f = id.forwarded();
     crate::assertion::Claims {
-        sub: &c.unique_in_site,
+        sub: Some(c.ci_hash.as_str()).filter(|h| !h.is_empty()),
+        unique_in_site: Some(c.unique_in_site.as_str()).filter(|u| !u.is_empty()),
         provider: c.provider.as_str(),
+        method: id.verified.method.as_str(),
         verified_at: c.verified_at,
         age_ok: id.age_ok,
         route: Some(&route.name),
@@ -221,19 +234,12 @@ pub fn assertion_claims<'a>(id: &'a Identity, route: &'a Route) -> crate::assert
         birth: f.birth,
         gender: f.gender,
         phone: f.phone,
+        foreigner: f.foreigner,
+        carrier: f.carrier,
     }
 }
 
-/// International age on `today`: a birthday on the day counts; 29 February birthdays are
-/// reached on 1 March in common years.
-pub fn age_on(birth: chrono::NaiveDate, today: chrono::NaiveDate) -> i32 {
-    use chrono::Datelike;
-    let mut age = today.year() - birth.year();
-    if (today.month(), today.day()) < (birth.month(), birth.day()) {
-        age -= 1;
-    }
-    age
-}
+pub use crate::identity::international_age as age_on;
 
 #[cfg(test)]
 mod tests {
@@ -337,6 +343,39 @@ mod tests {
         assert_eq!(age_on(d(2008, 2, 29), d(2027, 2, 28)), 18);
         assert_eq!(age_on(d(2008, 2, 29), d(2027, 3, 1)), 19);
         assert_eq!(age_on(d(2008, 2, 29), d(2028, 2, 29)), 20);
+    }
+
+    /// The youth_act rule on the date in Seoul: a person born in 2007 is of age from 00:00 KST
+    /// on 1 January 2026, which is 15:00 UTC on 31 December 2025; still a youth one second
+    /// before, and not of age by the UTC date until UTC's own New Year.
+    #[test]
+    fn new_year_in_seoul_not_utc() {
+        let seoul = chrono_tz::Asia::Seoul;
+        let rule = crate::identity::AgeRule::YouthAct;
+        let midnight_kst = d(2025, 12, 31)
+            .and_hms_opt(15, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp();
+        for birth in [d(2007, 1, 1), d(2007, 12, 31)] {
+            let at =
+                |tz: chrono_tz::Tz, now: i64| rule.admits(19, birth, crate::clock::today(tz, now));
+            assert!(!at(seoul, midnight_kst - 1), "{birth}");
+            assert!(at(seoul, midnight_kst), "{birth}");
+            // UTC is still on 31 December at that instant...
+            assert!(!at(chrono_tz::UTC, midnight_kst));
+            // ...until nine hours later.
+            assert!(!at(chrono_tz::UTC, midnight_kst + 9 * 3600 - 1));
+            assert!(at(chrono_tz::UTC, midnight_kst + 9 * 3600));
+        }
+        // Born on 1 January 2008: not of age on 31 December 2026 in Seoul at any hour.
+        let eve = d(2026, 12, 31)
+            .and_hms_opt(14, 59, 59)
+            .unwrap()
+            .and_utc()
+            .timestamp();
+        assert!(!rule.admits(19, d(2008, 1, 1), crate::clock::today(seoul, eve)));
+        assert!(rule.admits(19, d(2008, 1, 1), crate::clock::today(seoul, eve + 1)));
     }
 
     /// The gate's age check is `age_on(birth, clock::today(timezone, now))`: the same two

@@ -212,6 +212,9 @@ impl Gate {
             // Under the old name: only a session issued under it, moved to the new one.
             let v = live.verified(c, now).filter(|v| {
                 !self.revoked.contains(&v.revocation_id)
+                    && !self
+                        .revoked
+                        .person_revoked(&v.person_ids, v.claims.issued_at)
                     && crate::cookies::name_fits(named, &v.claims)
             })?;
             if named == crate::cookies::Named::Legacy {
@@ -278,14 +281,22 @@ impl Gate {
             return Ok(false);
         };
         let claims = &verified.claims;
+        if let (true, Some(after)) = (reserve, route.require.as_ref().and_then(|r| r.rejoin_after))
+        {
+            if let Some(p) = self.rejoin_refusal(session, cfg, claims, after).await {
+                return refuse(session, ctx, p).await;
+            }
+        }
         if reserve {
+            // The DI is kept only as a keyed hash (none: the provider gave no DI).
+            let di_hash = crate::store::di_hash(&cfg.session.hash_key, &claims.unique_in_site);
             match self
                 .store
                 .reserve_account(
                     &route.name,
                     crate::store::Person {
                         ci_hash: &claims.ci_hash,
-                        unique_in_site: &claims.unique_in_site,
+                        unique_in_site: &di_hash,
                     },
                     reservation_ttl(cfg),
                 )
@@ -317,6 +328,35 @@ impl Gate {
         });
         ctx.decision = "passed";
         Ok(false)
+    }
+
+    /// A signup on a route with `rejoin_after` by a person forgotten less than that long ago:
+    /// the `409 rejoin_too_soon` that says until when. Fails closed when the store cannot say.
+    async fn rejoin_refusal(
+        &self,
+        session: &Session,
+        cfg: &crate::config::RuntimeConfig,
+        claims: &crate::session::Claims,
+        after: std::time::Duration,
+    ) -> Option<Problem> {
+        let ids = crate::records::rejoin_ids(
+            &cfg.session.hash_key,
+            &[claims.ci_hash.as_str()],
+            &claims.unique_in_site,
+        );
+        match self.store.rejoin_since(&ids).await {
+            Ok(Some(at_ms)) => {
+                let until = at_ms.div_euclid(1000) + after.as_secs() as i64;
+                (crate::clock::unix_now() < until).then(|| {
+                    session_refusal(session, cfg, Refusal::RejoinTooSoon).with_until(until)
+                })
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "store unavailable; failing closed");
+                Some(Problem::new(Refusal::StoreUnavailable))
+            }
+        }
     }
 
     /// Keep a form post for after its verification and send the person to verify (`303` for
@@ -604,7 +644,7 @@ fn session_refusal(session: &Session, cfg: &crate::config::RuntimeConfig, r: Ref
         here,
     ));
     match r {
-        Refusal::AgeUnknown | Refusal::KoreanNational => {
+        Refusal::AgeUnknown | Refusal::KoreanNational | Refusal::CiUnavailable => {
             p.with_next(crate::providers::flow::verify_url(&cfg.flow_prefix, here))
         }
         _ => p,

@@ -132,7 +132,13 @@ impl Live {
                     .tomo
                     .as_ref()
                     .is_none_or(|t| t.has_ci(&claims.countries));
+            let persons = revoked::person_ids(
+                &self.cfg.session.hash_key,
+                &claims.ci_hash,
+                &claims.unique_in_site,
+            );
             let mut v = sessions::Verified::new(claims, &self.cfg.identity).revocable(id);
+            v.person_ids = persons;
             v.has_ci = has_ci;
             Some(v)
         })

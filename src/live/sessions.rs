@@ -32,23 +32,36 @@ pub struct Verified {
     pub claims: Claims,
     /// The id a logout revokes (`live::session_id`); empty: not revocable (tests).
     pub revocation_id: String,
+    /// The ids an erasure of this person revokes (`revoked::person_ids`).
+    pub person_ids: Vec<String>,
     /// A TomoIDV session of a person with a CI, by the config this session was opened under
     /// (`tomo::settings::Settings::has_ci`).
     pub has_ci: bool,
     pub base: Vec<(HeaderName, HeaderValue)>,
+    /// `X-Verified-Method` (`Claims::method_label`).
+    pub method: String,
     pub(crate) age_ok: HeaderName,
 }
 
 impl Verified {
     pub fn new(claims: Claims, names: &IdentityHeaders) -> Self {
-        let mut base = Vec::with_capacity(3);
+        let mut base = Vec::with_capacity(5);
         let mut push = |n: &HeaderName, v: &str| {
             if let Ok(v) = HeaderValue::from_str(&encode(v)) {
                 base.push((n.clone(), v));
             }
         };
-        push(&names.unique_in_site, &claims.unique_in_site);
+        // The person: the keyed hash one-account records are kept under (of the CI, the
+        // TomoIDV PPID or the ifree member code). The DI only where the provider gave one.
+        if !claims.ci_hash.is_empty() {
+            push(&names.person, &claims.ci_hash);
+        }
+        if !claims.unique_in_site.is_empty() {
+            push(&names.unique_in_site, &claims.unique_in_site);
+        }
         push(&names.provider, claims.provider.as_str());
+        let method = claims.method_label();
+        push(&names.method, &method);
         if let Some(t) = chrono::DateTime::<chrono::Utc>::from_timestamp(claims.verified_at, 0) {
             push(
                 &names.verified_at,
@@ -58,8 +71,10 @@ impl Verified {
         Verified {
             claims,
             revocation_id: String::new(),
+            person_ids: Vec::new(),
             has_ci: false,
             base,
+            method,
             age_ok: names.age_ok.clone(),
         }
     }
@@ -171,6 +186,9 @@ mod tests {
             gender: None,
             phone: None,
             countries: Vec::new(),
+            foreigner: None,
+            carrier: None,
+            method: String::new(),
             host: Some("shop.example".into()),
             host_only: false,
             kept: None,

@@ -26,7 +26,9 @@ pub(crate) fn this_flow(
 /// How a person is told apart, for the session's `unique_in_site` and one-account rules.
 pub(crate) enum Identity {
     /// From the result's CI (and DI when the provider gives one): Iamport, PortOne. A result
-    /// without a CI is the provider's error.
+    /// without a CI (KG이니시스 통합인증 with Kakao, absent a separate contract) is a person
+    /// without a person id: routes that need one refuse it (`ci_unavailable`), others take it
+    /// with what was verified.
     Ci,
     /// Already keyed by the provider's file: `(unique_in_site, ci_hash)`.
     Keyed(String, String),
@@ -72,8 +74,11 @@ pub(crate) async fn accept(
         Identity::Ci => match person.ci.as_deref() {
             Some(ci) => ci_identity(live, ci, person.unique_in_site.as_deref()),
             None => {
-                tracing::warn!(provider = provider.as_str(), "verified without a CI");
-                return Err(refuse(provider, Refusal::ProviderBadResponse, live, rt));
+                tracing::info!(provider = provider.as_str(), "verified without a CI");
+                (
+                    person.unique_in_site.clone().unwrap_or_default(),
+                    String::new(),
+                )
             }
         },
     };

@@ -10,6 +10,7 @@ use crate::live::provider::ProviderFlow;
 use crate::live::revoked::Revoked;
 use crate::live::{session_id, Live};
 use crate::routing::path::normalize;
+use crate::routing::Route;
 use crate::session::{Claims, FlowClaims, Purpose};
 use crate::store::Store;
 use pingora::proxy::Session;
@@ -162,6 +163,9 @@ pub(crate) fn session_claims(
         name: person.name.filter(|_| keep.name),
         gender: person.gender.filter(|_| keep.gender),
         phone: person.phone.filter(|_| keep.phone),
+        foreigner: person.foreigner.filter(|_| keep.foreigner),
+        carrier: person.carrier.filter(|_| keep.carrier),
+        method: person.method,
         countries: Vec::new(),
         host: None,
         host_only: false,
@@ -170,14 +174,12 @@ pub(crate) fn session_claims(
 }
 
 /// For providers that give a CI and a DI (Iamport, PortOne): `(unique_in_site, ci_hash)`.
-/// The DI may be null for some PGs: then a keyed hash of the CI stands in (documented).
+/// The DI may be missing (KG이니시스 통합인증 never gives one): then `unique_in_site` is empty
+/// and `X-Verified-Unique-In-Site` is left out, never invented.
 pub(crate) fn ci_identity(live: &Live, ci: &str, di: Option<&str>) -> (String, String) {
     let hash_key = &live.cfg.session.hash_key;
-    let unique_in_site = di
-        .map(String::from)
-        .unwrap_or_else(|| format!("vg1.{}", crate::session::keyed_hash(hash_key, "di", ci)));
     (
-        unique_in_site,
+        di.unwrap_or_default().to_string(),
         crate::session::keyed_hash(hash_key, "ci", ci),
     )
 }
@@ -333,25 +335,33 @@ fn start_url(prefix: &str, provider: ProviderId, return_to: &str) -> String {
     )
 }
 
+/// The route a `return_to` on this request's host leads to (None: no route, or not a path).
+fn route_for<'a>(live: &'a Live, session: &Session, return_to: &str) -> Option<&'a Route> {
+    let host = crate::routing::host::request_host(session.req_header());
+    let routes = &live.cfg.routes;
+    let norm = normalize(return_to).ok()?;
+    let i = routes
+        .find(&[&http::Method::GET], host, &norm)
+        .and_then(|f| f.route())?;
+    routes.get(i)
+}
+
+/// The international age a provider's window may be told to require for `return_to` (Iamport
+/// `min_age`, PortOne V2 Danal `AGELIMIT`): the route's `min_age` lowered so that the window
+/// never refuses someone the route's rule admits (`AgeRule::hint`). The window's answer is
+/// never trusted: the gate checks every result against the rule itself.
+pub(crate) fn age_hint(live: &Live, session: &Session, return_to: &str) -> Option<u32> {
+    let req = route_for(live, session, return_to)?.require.as_ref()?;
+    let min = req.min_age?;
+    Some(req.age_rule.hint(min)).filter(|h| *h > 0)
+}
+
 /// The providers a `return_to` on this request's host accepts: its route's list, or every
 /// configured one.
 fn providers_for(live: &Live, session: &Session, return_to: &str) -> Vec<ProviderId> {
-    let host = crate::routing::host::request_host(session.req_header());
-    let cfg = &live.cfg;
-    let all: Vec<ProviderId> = live.flows().iter().map(|f| f.id()).collect();
-    let Ok(norm) = normalize(return_to) else {
-        return all;
-    };
-    match cfg
-        .routes
-        .find(&[&http::Method::GET], host, &norm)
-        .and_then(|f| f.route())
-    {
-        Some(i) => match cfg.routes.get(i).and_then(|r| r.require.as_ref()) {
-            Some(req) => req.providers.clone(),
-            None => all,
-        },
-        None => all,
+    match route_for(live, session, return_to).and_then(|r| r.require.as_ref()) {
+        Some(req) => req.providers.clone(),
+        None => live.flows().iter().map(|f| f.id()).collect(),
     }
 }
 
@@ -718,6 +728,14 @@ fn session_info(live: &Live, revoked: &Revoked, session: &Session) -> Reply {
         .and_then(|(c, named)| {
             let claims = cfg.session.keys.open_session(c, unix_now()).ok()?;
             cookies::name_fits(named, &claims).then_some(claims)
+        })
+        .filter(|c| {
+            let persons = crate::live::revoked::person_ids(
+                &cfg.session.hash_key,
+                &c.ci_hash,
+                &c.unique_in_site,
+            );
+            !revoked.person_revoked(&persons, c.issued_at)
         })
         .filter(|c| c.for_host(crate::routing::host::request_host(session.req_header())));
     match claims {

@@ -38,7 +38,21 @@ pub struct VerifiedPerson {
     pub name: Option<String>,
     pub gender: Option<String>,
     pub phone: Option<String>,
+    /// Whether the person is a foreign national, as the provider verified it (None: not
+    /// given, or typed by the person: KG이니시스 통합인증).
+    pub foreigner: Option<bool>,
+    /// The mobile carrier (`SKT`, `KT`, `LGU`, `SKT_MVNO`, ...), where the provider gives it.
+    pub carrier: Option<String>,
+    /// How the person verified, after the provider's name in `X-Verified-Method`: the PG or
+    /// channel (`danal`, `inicis_unified`, `inicis`), or the provider's one method.
+    pub method: String,
     pub verified_at: DateTime<Utc>,
+}
+
+/// PGs whose window lets the person type gender and the foreigner flag rather than verifying
+/// them (KG이니시스 통합인증): those values are never passed on as verified.
+pub fn typed_by_person(method: &str) -> bool {
+    method == "inicis_unified"
 }
 
 impl std::fmt::Debug for VerifiedPerson {

@@ -23,3 +23,16 @@ impl Default for SandboxOptions {
         }
     }
 }
+
+/// An age limit a merchant's page passed to a simulated window (Iamport `min_age`, PortOne V2
+/// Danal `AGELIMIT`): a whole number, or nothing when blank or absent.
+pub fn age_limit(v: Option<&str>) -> Option<u32> {
+    v.map(str::trim).filter(|v| !v.is_empty())?.parse().ok()
+}
+
+/// Whether a simulated window refuses the person for the age limit, as the real windows do:
+/// the international age on today's date in Seoul below the limit.
+pub fn under_age_limit(limit: Option<u32>, birth: chrono::NaiveDate) -> bool {
+    let today = crate::clock::today(chrono_tz::Asia::Seoul, crate::clock::unix_now());
+    limit.is_some_and(|min| crate::identity::international_age(birth, today) < min as i32)
+}

@@ -128,10 +128,14 @@ impl MatchRule {
 pub struct Require {
     pub providers: Vec<ProviderId>,
     pub min_age: Option<u32>,
+    /// How age counts against `min_age` (`Birthday` where there is no `min_age`).
+    pub age_rule: crate::identity::AgeRule,
     pub one_account_per_person: bool,
     /// Which upstream answers make a one-account reservation permanent.
     pub commit_on: CommitOn,
     pub max_session_age: Option<Duration>,
+    /// After an erasure, the person's signup here is refused this long (`rejoin_too_soon`).
+    pub rejoin_after: Option<Duration>,
     /// A browser's form post without a session is kept across the verification (None: the
     /// route opts out, `keep_request: false`).
     pub keep: Option<KeepRule>,

@@ -32,6 +32,10 @@ pub struct MemoryStore {
     revoked: Mutex<Vec<Revocation>>,
     /// Kept requests, with the instant each expires.
     kept: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
+    /// Rejoin markers: id -> (forgotten at, expires at), UNIX ms.
+    rejoin: Mutex<HashMap<String, (i64, i64)>>,
+    /// Audit lines with their time (UNIX ms).
+    audit: Mutex<Vec<(i64, String)>>,
 }
 
 impl MemoryStore {
@@ -129,6 +133,56 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn account_persons(&self, unique_in_site: &str) -> Result<Vec<String>, StoreError> {
+        let acc = self.accounts.lock().map_err(poisoned)?;
+        let mut out: Vec<String> = acc
+            .iter()
+            .filter(|(_, a)| a.unique_in_site == unique_in_site)
+            .map(|((_, ci), _)| ci.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    async fn mark_rejoin(&self, id: &str, at_ms: i64, until_ms: i64) -> Result<(), StoreError> {
+        let mut m = self.rejoin.lock().map_err(poisoned)?;
+        m.retain(|_, (_, until)| *until > at_ms);
+        m.insert(id.to_string(), (at_ms, until_ms));
+        Ok(())
+    }
+
+    async fn rejoin_since(&self, ids: &[String]) -> Result<Option<i64>, StoreError> {
+        let m = self.rejoin.lock().map_err(poisoned)?;
+        let now = now_ms();
+        Ok(ids
+            .iter()
+            .filter_map(|id| m.get(id))
+            .filter(|(_, until)| *until > now)
+            .map(|(at, _)| *at)
+            .max())
+    }
+
+    async fn audit_append(&self, at_ms: i64, line: &str) -> Result<(), StoreError> {
+        let mut a = self.audit.lock().map_err(poisoned)?;
+        a.retain(|(t, _)| *t > at_ms - super::AUDIT_KEPT_MS);
+        a.push((at_ms, line.to_string()));
+        Ok(())
+    }
+
+    async fn audit_lines(&self) -> Result<Vec<String>, StoreError> {
+        let a = self.audit.lock().map_err(poisoned)?;
+        Ok(a.iter().map(|(_, l)| l.clone()).collect())
+    }
+
+    async fn purge(&self) -> Result<u64, StoreError> {
+        let mut m = self.rejoin.lock().map_err(poisoned)?;
+        let before = m.len();
+        let now = now_ms();
+        m.retain(|_, (_, until)| *until > now);
+        Ok((before - m.len()) as u64)
     }
 
     async fn member_key(

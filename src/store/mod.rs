@@ -35,8 +35,19 @@ pub enum Reservation {
 pub enum PersonRef {
     /// The keyed hash of the CI (as kept in sessions and records).
     CiHash(String),
-    /// The per-site identifier the app received (`X-Verified-Unique-In-Site`).
+    /// The per-site identifier as records keep it: [`di_hash`] of the
+    /// `X-Verified-Unique-In-Site` the app received (records written before it was hashed hold
+    /// it in clear: the CLI asks for both).
     UniqueInSite(String),
+}
+
+/// What a one-account record keeps of the per-site identifier (`X-Verified-Unique-In-Site`):
+/// its keyed hash, never the DI itself; empty when there is none.
+pub fn di_hash(hash_key: &[u8; 32], unique_in_site: &str) -> String {
+    if unique_in_site.is_empty() {
+        return String::new();
+    }
+    crate::session::keyed_hash(hash_key, "di", unique_in_site)
 }
 
 /// The people a one-account record is about.
@@ -120,7 +131,30 @@ pub trait Store: Send + Sync {
     async fn forget(&self, who: &PersonRef) -> Result<u64, StoreError>;
     /// How many committed account records there are.
     async fn count_accounts(&self) -> Result<u64, StoreError>;
+    /// The keyed CI hashes of the account records carrying per-site id `unique_in_site`.
+    async fn account_persons(&self, unique_in_site: &str) -> Result<Vec<String>, StoreError>;
+    /// Record that the person named by `id` (a keyed hash) was forgotten at `at_ms`; the
+    /// marker lives until `until_ms` (UNIX ms), then goes by itself (a TTL, or [`purge`]).
+    ///
+    /// [`purge`]: Store::purge
+    async fn mark_rejoin(&self, id: &str, at_ms: i64, until_ms: i64) -> Result<(), StoreError>;
+    /// The latest time (UNIX ms) one of `ids` was forgotten, among live markers.
+    async fn rejoin_since(&self, ids: &[String]) -> Result<Option<i64>, StoreError>;
+    /// Drop expired records a backend cannot expire by itself; returns how many.
+    async fn purge(&self) -> Result<u64, StoreError>;
+    /// Append an audit line (JSON, no clear identifier) made at `at_ms`; lines older than
+    /// `AUDIT_KEPT` go at the same time.
+    async fn audit_append(&self, at_ms: i64, line: &str) -> Result<(), StoreError>;
+    /// The audit lines, oldest first.
+    async fn audit_lines(&self) -> Result<Vec<String>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Whether the store can write now (`/readyz`): a small write that changes nothing any
+    /// decision reads (SQLite: a probe row in a transaction; Redis: a probe key with a TTL).
+    /// A store that answers but cannot write (disk full, read-only, locked, `OOM`) is an
+    /// error here while `ping` passes.
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.ping().await
+    }
     /// A key exchange: `sealed_key` becomes `member`'s pending key, replacing a pending one,
     /// until `ttl` from now. A registered member is left as it is (`Registered`); a new pending
     /// member beyond `max_pending` live ones is not kept (`Full`). Expired pending members
@@ -192,28 +226,10 @@ pub fn check(cfg: &StoreConfig) -> Result<(), StoreError> {
     }
 }
 
+/// How long audit lines are kept: two years (operator access to personal data is kept at
+/// least one year, two for large data sets).
+pub const AUDIT_KEPT_MS: i64 = 2 * 366 * 24 * 3600 * 1000;
+
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
-}
-
-/// What `verigate accounts` does.
-#[derive(Debug, Clone)]
-pub enum AccountsOp {
-    Count,
-    Forget(PersonRef),
-}
-
-/// Run an `accounts` command against the configured store (a one-off, outside the proxy).
-pub fn accounts(cfg: &StoreConfig, op: AccountsOp) -> Result<u64, StoreError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| StoreError::Open(format!("runtime: {e}")))?;
-    let store = open(cfg)?;
-    rt.block_on(async move {
-        match op {
-            AccountsOp::Count => store.count_accounts().await,
-            AccountsOp::Forget(who) => store.forget(&who).await,
-        }
-    })
 }

@@ -484,6 +484,90 @@ return v
         .map_err(err)
     }
 
+    async fn account_persons(&self, unique_in_site: &str) -> Result<Vec<String>, StoreError> {
+        let head = format!("{}acct:", self.prefix);
+        let mut out: Vec<String> = self
+            .accounts()
+            .await?
+            .into_iter()
+            .filter(|(_, v)| v.split_once('|').map(|(_, u)| u) == Some(unique_in_site))
+            .filter_map(|(k, _)| {
+                // `{prefix}acct:{route}:{ci_hash}`: the hash is after the last colon.
+                let rest = k.strip_prefix(&head)?;
+                rest.rsplit_once(':').map(|(_, ci)| ci.to_string())
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    async fn mark_rejoin(&self, id: &str, at_ms: i64, until_ms: i64) -> Result<(), StoreError> {
+        let ttl = (until_ms - now_ms()).max(1);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(format!("{}rejoin:{id}", self.prefix))
+            .arg(at_ms)
+            .arg("PX")
+            .arg(ttl);
+        let _: () = self.run(cmd).await?;
+        Ok(())
+    }
+
+    async fn rejoin_since(&self, ids: &[String]) -> Result<Option<i64>, StoreError> {
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let mut cmd = redis::cmd("MGET");
+        for id in ids {
+            cmd.arg(format!("{}rejoin:{id}", self.prefix));
+        }
+        let got: Vec<Option<i64>> = self.run(cmd).await?;
+        Ok(got.into_iter().flatten().max())
+    }
+
+    async fn audit_append(&self, at_ms: i64, line: &str) -> Result<(), StoreError> {
+        let key = format!("{}audit", self.prefix);
+        let mut add = redis::cmd("ZADD");
+        add.arg(&key).arg(at_ms).arg(line);
+        let _: i64 = self.run(add).await?;
+        let mut prune = redis::cmd("ZREMRANGEBYSCORE");
+        prune
+            .arg(&key)
+            .arg("-inf")
+            .arg(at_ms - super::AUDIT_KEPT_MS);
+        let _: i64 = self.run(prune).await?;
+        Ok(())
+    }
+
+    async fn audit_lines(&self) -> Result<Vec<String>, StoreError> {
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(format!("{}audit", self.prefix)).arg(0).arg(-1);
+        self.run(cmd).await
+    }
+
+    async fn purge(&self) -> Result<u64, StoreError> {
+        // Every record with a lifetime carries a Redis TTL: Redis expires them itself.
+        Ok(0)
+    }
+
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        // A read-only replica answers `READONLY`, a full one `OOM`: name the code, which
+        // says which fault it is (the message may hold nothing secret, but the code suffices).
+        let mut c = self.conn().await?;
+        let mut set = redis::cmd("SET");
+        set.arg(format!("{}readyz:write-probe", self.prefix))
+            .arg(now_ms())
+            .arg("PX")
+            .arg(10_000);
+        tokio::time::timeout(CALL_TIMEOUT, set.query_async::<()>(&mut c))
+            .await
+            .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
+            .map_err(|e| match e.code() {
+                Some(code) => StoreError::Unavailable(format!("redis: cannot write ({code})")),
+                None => err(e),
+            })
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let r: String = self.run(redis::cmd("PING")).await?;
         if r == "PONG" {

@@ -25,6 +25,8 @@ fn err(e: rusqlite::Error) -> StoreError {
 const SCHEMA: &str = "
 PRAGMA journal_mode=WAL;
 PRAGMA synchronous=FULL;
+-- A deleted record is overwritten, not left in a free page (an erasure must erase).
+PRAGMA secure_delete=ON;
 CREATE TABLE IF NOT EXISTS used_results (
     key TEXT PRIMARY KEY,
     expires_at INTEGER NOT NULL
@@ -58,7 +60,30 @@ CREATE TABLE IF NOT EXISTS kept (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS kept_expiry ON kept (expires_at);
+CREATE TABLE IF NOT EXISTS rejoin (
+    id TEXT PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rejoin_expiry ON rejoin (expires_at);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    line TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms);
+-- One row, rewritten by `/readyz` to prove the store can write.
+CREATE TABLE IF NOT EXISTS write_probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at_ms INTEGER NOT NULL
+);
 ";
+
+/// How long the write probe waits for a lock another process holds before it calls the store
+/// locked (decisions wait up to 5 s; readiness answers sooner).
+const PROBE_BUSY: Duration = Duration::from_secs(1);
+/// The connection's lock wait for every other statement.
+const BUSY: Duration = Duration::from_secs(5);
 
 /// Whether the store at `path` could be opened for writing, without creating or changing
 /// anything (`verigate check`): an existing database opens read-write; a new one needs a
@@ -119,7 +144,31 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 impl SqliteStore {
     pub fn open(path: &str) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(|e| StoreError::Open(format!("{path}: {e}")))?;
-        conn.busy_timeout(Duration::from_secs(5))
+        Self::with_conn(path, conn)
+    }
+
+    /// Open the database at `path` only if it exists (the record commands: a command that
+    /// creates an empty database where it stands would "forget" nothing and say it did).
+    pub fn open_existing(path: &str) -> Result<Self, StoreError> {
+        use rusqlite::OpenFlags;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::CannotOpen) if !std::path::Path::new(path).exists() => {
+                StoreError::Open(format!(
+                    "{path}: no such database (verigate creates it when the service first \
+                     starts; check store.path and the config file given with -c)"
+                ))
+            }
+            _ => StoreError::Open(format!("{path}: {e}")),
+        })?;
+        Self::with_conn(path, conn)
+    }
+
+    fn with_conn(path: &str, conn: Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(BUSY)
             .map_err(|e| StoreError::Open(format!("{path}: {e}")))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| StoreError::Open(format!("{path}: {e}")))?;
@@ -263,6 +312,9 @@ impl Store for SqliteStore {
                     c.execute("DELETE FROM accounts WHERE unique_in_site = ?1", params![u])?
                 }
             };
+            // The WAL still holds the pages as they were before: copy it into the database
+            // and empty it, so the erased rows are nowhere in the files.
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
             Ok(n as u64)
         })
         .await
@@ -399,9 +451,11 @@ impl Store for SqliteStore {
         let now = now_ms();
         self.with(move |c| {
             c.execute("DELETE FROM revoked WHERE until * 1000 <= ?1", params![now])?;
+            // Revoked again (a person forgotten a second time): the newer time counts.
             c.execute(
                 "INSERT INTO revoked (id, until, at_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id) DO NOTHING",
+                 ON CONFLICT (id) DO UPDATE SET
+                   until = max(revoked.until, excluded.until), at_ms = excluded.at_ms",
                 params![id, until, now],
             )?;
             Ok(())
@@ -476,10 +530,105 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn account_persons(&self, unique_in_site: &str) -> Result<Vec<String>, StoreError> {
+        let uis = unique_in_site.to_string();
+        self.with(move |c| {
+            let mut q = c.prepare_cached(
+                "SELECT DISTINCT person FROM accounts WHERE unique_in_site = ?1 ORDER BY person",
+            )?;
+            let rows = q.query_map(params![uis], |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn mark_rejoin(&self, id: &str, at_ms: i64, until_ms: i64) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with(move |c| {
+            c.execute("DELETE FROM rejoin WHERE expires_at <= ?1", params![at_ms])?;
+            c.execute(
+                "INSERT INTO rejoin (id, at_ms, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms,
+                   expires_at = max(rejoin.expires_at, excluded.expires_at)",
+                params![id, at_ms, until_ms],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rejoin_since(&self, ids: &[String]) -> Result<Option<i64>, StoreError> {
+        let ids = ids.to_vec();
+        let now = now_ms();
+        self.with(move |c| {
+            let mut latest: Option<i64> = None;
+            let mut q =
+                c.prepare_cached("SELECT at_ms FROM rejoin WHERE id = ?1 AND expires_at > ?2")?;
+            for id in &ids {
+                let at: Option<i64> = q.query_row(params![id, now], |r| r.get(0)).optional()?;
+                latest = latest.max(at);
+            }
+            Ok(latest)
+        })
+        .await
+    }
+
+    async fn audit_append(&self, at_ms: i64, line: &str) -> Result<(), StoreError> {
+        let line = line.to_string();
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM audit WHERE at_ms <= ?1",
+                params![at_ms - super::AUDIT_KEPT_MS],
+            )?;
+            c.execute(
+                "INSERT INTO audit (at_ms, line) VALUES (?1, ?2)",
+                params![at_ms, line],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_lines(&self) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            let mut q = c.prepare_cached("SELECT line FROM audit ORDER BY seq")?;
+            let rows = q.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn purge(&self) -> Result<u64, StoreError> {
+        let now = now_ms();
+        self.with(move |c| {
+            let n = c.execute("DELETE FROM rejoin WHERE expires_at <= ?1", params![now])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.with(|c| {
             c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
                 .map(|_| ())
+        })
+        .await
+    }
+
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.busy_timeout(PROBE_BUSY)?;
+            let wrote = (|| {
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                tx.execute(
+                    "INSERT INTO write_probe (id, at_ms) VALUES (1, ?1)
+                     ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms",
+                    params![now_ms()],
+                )?;
+                tx.commit()
+            })();
+            c.busy_timeout(BUSY)?;
+            wrote
         })
         .await
     }

@@ -86,8 +86,10 @@ fn claims_of_headers(headers: &BTreeMap<String, String>) -> BTreeMap<String, Val
         .iter()
         .map(|(k, v)| {
             let claim = match k.as_str() {
-                "x-verified-unique-in-site" => ("sub", json!(decoded(v))),
+                "x-verified-person" => ("sub", json!(decoded(v))),
+                "x-verified-unique-in-site" => ("unique_in_site", json!(decoded(v))),
                 "x-verified-provider" => ("provider", json!(decoded(v))),
+                "x-verified-method" => ("method", json!(decoded(v))),
                 "x-verified-at" => (
                     "verified_at",
                     json!(chrono::DateTime::parse_from_rfc3339(v).unwrap().timestamp()),
@@ -155,7 +157,7 @@ async fn every_claim_is_a_header_the_upstream_received() {
     for (path, route, min_age, forwarded) in cases {
         let (headers, claims, token, before, after) = through(&env, &mut b, path).await;
         // The headers the route sends, no more, no less.
-        let mut want: Vec<String> = ["unique-in-site", "provider", "at"]
+        let mut want: Vec<String> = ["person", "unique-in-site", "provider", "method", "at"]
             .iter()
             .chain(min_age.iter().map(|_| &"age-ok"))
             .chain(forwarded)

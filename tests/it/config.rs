@@ -23,7 +23,7 @@ providers:
 routes:
   - name: signup
     match: { path: /signup }
-    require: { providers: [iamport], min_age: 19 }
+    require: { providers: [iamport], age_rule: youth_act, min_age: 19 }
 "#;
 
 fn problems(yaml: &str) -> Vec<String> {
@@ -751,6 +751,110 @@ fn iamport_channel_key_and_pg_are_optional_and_never_empty() {
         has(&ps, "providers.iamport.pg: must not be empty"),
         "{ps:?}"
     );
+}
+
+/// A hash key derived from the session keys changes when they rotate: a config whose
+/// one-account records or ifree members depend on it is warned about, by key path, naming what
+/// would be lost; with an explicit hash key, or nothing depending on it, there is no warning.
+#[test]
+fn hash_key_derived_from_rotating_session_keys_is_warned_about() {
+    let warnings = |yaml: &str, s: &Secrets| -> Vec<String> {
+        let cfg = from_yaml_str(yaml, s).unwrap_or_else(|e| panic!("{e}"));
+        cfg.warnings.iter().map(|w| w.to_string()).collect()
+    };
+    let one_account = BASE.replace(
+        "min_age: 19 }",
+        "min_age: 19, one_account_per_person: true }",
+    );
+    let ws = warnings(&one_account, &secrets());
+    let w = ws
+        .iter()
+        .find(|w| w.starts_with("session.hash_key_env: not set"))
+        .unwrap_or_else(|| panic!("no hash-key warning in {ws:?}"));
+    assert!(w.contains("one-account records of routes[0]"), "{w}");
+    assert!(w.contains("rotating session.keys_env"), "{w}");
+
+    let ifree = BASE.replace(
+        "providers:\n",
+        "providers:\n  ifree: { client_id: c, secret_key_env: IFREE, callback_allow_ips: [127.0.0.1] }\n",
+    );
+    let mut m = HashMap::new();
+    m.insert("KEYS".to_string(), KEY.to_string());
+    m.insert("IMP_KEY".to_string(), "k".to_string());
+    m.insert("IMP_SECRET".to_string(), "s".to_string());
+    m.insert("IFREE".to_string(), "x".repeat(32));
+    m.insert("HASH".to_string(), KEY.to_string());
+    let with_ifree = Secrets::from_map(m);
+    let ws = warnings(&ifree, &with_ifree);
+    assert!(
+        ws.iter()
+            .any(|w| w.starts_with("session.hash_key_env: not set") && w.contains("ifree members")),
+        "{ws:?}"
+    );
+
+    // An explicit hash key: nothing to warn about.
+    let explicit = one_account.replace(
+        "session: { keys_env: KEYS }",
+        "session: { keys_env: KEYS, hash_key_env: HASH }",
+    );
+    let ws = warnings(&explicit, &with_ifree);
+    assert!(!ws.iter().any(|w| w.contains("hash_key")), "{ws:?}");
+    // Nothing depends on it: no warning either.
+    let ws = warnings(BASE, &secrets());
+    assert!(!ws.iter().any(|w| w.contains("hash_key")), "{ws:?}");
+}
+
+#[test]
+fn min_age_needs_an_age_rule_and_check_names_both() {
+    let ps = problems(&BASE.replace("age_rule: youth_act, ", ""));
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    let p = &ps[0];
+    assert!(p.starts_with("routes[0].require.age_rule: "), "{p}");
+    for want in [
+        "youth_act",
+        "birthday",
+        "1 January",
+        "청소년보호법",
+        "under-14",
+    ] {
+        assert!(p.contains(want), "`{want}` missing in {p}");
+    }
+    let ps = problems(&BASE.replace("age_rule: youth_act", "age_rule: korean_age"));
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert!(
+        ps[0].starts_with("routes[0].require.age_rule: `korean_age` is not an age rule")
+            && ps[0].contains("youth_act")
+            && ps[0].contains("birthday"),
+        "{ps:?}"
+    );
+    // An age rule without min_age says nothing.
+    let ps = problems(&BASE.replace("age_rule: youth_act, min_age: 19", "age_rule: birthday"));
+    assert_eq!(
+        ps,
+        vec!["routes[0].require.age_rule: only means something with min_age".to_string()]
+    );
+    assert!(problems(&BASE.replace("youth_act", "birthday")).is_empty());
+}
+
+#[test]
+fn site_name_is_short_plain_text() {
+    let with = |name: &str| {
+        let quoted = serde_json::to_string(name).unwrap();
+        problems(&format!("{BASE}site: {{ name: {quoted} }}\n"))
+    };
+    assert!(with("예시쇼핑").is_empty());
+    for bad in ["", "   ", "a\u{7}b", &"가".repeat(51)] {
+        let ps = with(bad);
+        assert_eq!(ps.len(), 1, "{bad:?}: {ps:?}");
+        assert!(
+            ps[0].starts_with("site.name: must be 1 to 50 characters"),
+            "{ps:?}"
+        );
+    }
+    assert!(has(
+        &problems(&format!("{BASE}site: {{ title: x }}\n")),
+        "site: unknown field `title`"
+    ));
 }
 
 #[test]

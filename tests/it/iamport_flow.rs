@@ -277,6 +277,18 @@ fn birth_turning(today: chrono::NaiveDate, years: i32, days: u64) -> String {
         .to_string()
 }
 
+/// The shop with its adult area under `age_rule: birthday` (international age).
+fn birthday_shop() -> Proxy {
+    Proxy::new().provider(Provider::iamport()).routes(vec![
+        Route::prefix("/adult")
+            .providers(["iamport"])
+            .min_age(19)
+            .age_rule("birthday"),
+        Route::prefix("/member").providers(["iamport"]),
+        Route::prefix("/"),
+    ])
+}
+
 /// Turning 19 on the gate's date in `env`'s time zone (`today` there) is allowed; turning 19
 /// the next day is refused and nothing reaches the app.
 async fn nineteen_today_not_tomorrow(env: &Env, today: chrono::NaiveDate) {
@@ -327,7 +339,7 @@ async fn nineteen_today_not_tomorrow(env: &Env, today: chrono::NaiveDate) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn birthday_boundary_in_seoul() {
     use chrono::Timelike;
-    let env = Env::start().await;
+    let env = Env::with(birthday_shop()).await;
     let today = settled_today(chrono_tz::Asia::Seoul).await;
     nineteen_today_not_tomorrow(&env, today).await;
 
@@ -337,7 +349,7 @@ async fn birthday_boundary_in_seoul() {
     } else {
         (chrono_tz::Etc::GMTPlus12, "Etc/GMT+12")
     };
-    let other = Env::with(Proxy::shop().timezone(name)).await;
+    let other = Env::with(birthday_shop().timezone(name)).await;
     let there = settled_today(zone).await;
     assert_ne!(there, utc_today, "{name}'s date differs from UTC's now");
     nineteen_today_not_tomorrow(&other, there).await;

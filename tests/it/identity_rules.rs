@@ -252,7 +252,7 @@ fn check_refuses_rules_that_cannot_hold() {
         r#"
   - name: adult-ifree
     match: { path: /adult }
-    require: { providers: [ifree], min_age: 19 }
+    require: { providers: [ifree], min_age: 19, age_rule: youth_act }
   - name: commit
     match: { path: /c }
     require: { providers: [iamport], commit_on: [2xx, 4xx] }
@@ -274,7 +274,7 @@ fn check_refuses_rules_that_cannot_hold() {
         r#"
   - name: adult
     match: { path: /adult }
-    require: { providers: [iamport, ifree], min_age: 19 }
+    require: { providers: [iamport, ifree], min_age: 19, age_rule: birthday }
 "#,
     );
     assert_eq!(ps, Vec::<String>::new());

@@ -858,8 +858,9 @@ async fn callback_from_a_source_not_allowed_is_9403() {
     assert_eq!(two["code"], "0000", "{two}");
 }
 
-/// A Redis that answers PING (so verigate starts and reports ready) and fails every other
-/// command: a store that is reachable but cannot serve (a failover, an out-of-memory Redis).
+/// A Redis that answers PING and fails every other command: a store that is reachable but
+/// cannot serve (a failover, an out-of-memory Redis). `/readyz` probes a write, so verigate
+/// starts not ready in front of it.
 async fn failing_redis() -> std::net::SocketAddr {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     let l = tokio::net::TcpListener::bind(loopback()).await.unwrap();
@@ -919,7 +920,23 @@ async fn failing_redis() -> std::net::SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_with_the_store_failing_is_9500() {
     let redis = failing_redis().await;
-    let env = Env::with(ifree().store(Storage::redis(&format!("redis://{redis}")))).await;
+    let env = Env::with(
+        ifree()
+            .store(Storage::redis(&format!("redis://{redis}")))
+            .may_start_unready(),
+    )
+    .await;
+    let readyz = env
+        .client
+        .get(format!("http://{}/readyz", env.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        readyz.status(),
+        503,
+        "a store that cannot write is not ready"
+    );
     let (_sk, public) = rsa_keypair();
     let key = "0123456789abcdefghijklmnopqrstuv";
     for body in [

@@ -1098,3 +1098,90 @@ async fn with_secure_cookies_a_sibling_host_cannot_plant_one() {
     assert!(!upgraded.jar.contains_key("vg"));
     assert_eq!(upgraded.get_html("/upload").await.status(), 200);
 }
+
+/// A forwarder in front of Redis that, once armed, loses the first reply that carries a kept
+/// request (a bulk string longer than 100 bytes; every other reply on this path is shorter): Redis has run the command, the connection
+/// breaks before verigate reads the answer. `lost` says it happened.
+struct LosesAReply {
+    addr: std::net::SocketAddr,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    lost: Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn loses_a_reply(target: std::net::SocketAddr) -> LosesAReply {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (a, lo) = (armed.clone(), lost.clone());
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = l.accept().await {
+            let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                continue;
+            };
+            let (a, lo) = (a.clone(), lo.clone());
+            tokio::spawn(async move {
+                let (mut ri, mut wi) = inbound.into_split();
+                let (mut ro, mut wo) = outbound.into_split();
+                let up = tokio::spawn(async move { tokio::io::copy(&mut ri, &mut wo).await });
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match ro.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let reply = &buf[..n];
+                    if reply.first() == Some(&b'$') && n > 100 && a.swap(false, Ordering::SeqCst) {
+                        lo.store(true, Ordering::SeqCst);
+                        break; // the reply is lost; both directions close
+                    }
+                    if wi.write_all(reply).await.is_err() {
+                        break;
+                    }
+                }
+                up.abort();
+            });
+        }
+    });
+    LosesAReply { addr, armed, lost }
+}
+
+/// The guarantee the docs give for Redis: at most once. Redis runs the take, its reply is
+/// lost: verigate answers 503 (the page says the form is kept for a reload) but the post is
+/// gone from the store; a reload finds nothing; the app never gets it (never twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_take_whose_reply_is_lost_delivers_at_most_once() {
+    use std::sync::atomic::Ordering;
+    let Some(url) = redis_url() else { return };
+    let fwd = loses_a_reply(redis_addr(&url)).await;
+    let prefix = format!("vgtest:kept-lost-reply:{}:", std::process::id());
+    let store = Storage::redis(&format!("redis://{}", fwd.addr)).prefix(&prefix);
+    let (env, app) = start(proxy().store(store)).await;
+    let mut b = env.browser();
+    let r = submit(&mut b, "/signup", FORM, b"nickname=lost-reply".to_vec()).await;
+    assert_eq!(r.status(), 303);
+    verify(&env, &mut b, "/signup", &Person::adult()).await;
+
+    fwd.armed.store(true, Ordering::SeqCst);
+    let r = b.get_html("/signup").await;
+    assert!(
+        fwd.lost.load(Ordering::SeqCst),
+        "the take's reply was not lost"
+    );
+    assert_eq!(refusal(r).await, (503, "store_unavailable".into()));
+    // Redis ran the take: the kept request is gone from the store.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let kept: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}kept*"))
+        .query(&mut con)
+        .unwrap();
+    assert!(kept.is_empty(), "{kept:?}");
+    // The reload the page asks for finds nothing: the app gets the GET, never the post.
+    let r = b.get_html("/signup").await;
+    assert!(r.status().is_success(), "{}", r.status());
+    assert!(app.of("POST", "/signup").is_empty(), "delivered after all?");
+    redis_cleanup(&url, &prefix);
+}

@@ -60,7 +60,11 @@ async fn assertion_verifies_against_published_jwks() {
         .to_string();
     let keys = jwks(&env).await;
     let claims = verify(&token, &keys, "shop-app").unwrap();
-    assert_eq!(claims["sub"], up["headers"]["x-verified-unique-in-site"][0]);
+    assert_eq!(claims["sub"], up["headers"]["x-verified-person"][0]);
+    assert_eq!(
+        claims["unique_in_site"],
+        up["headers"]["x-verified-unique-in-site"][0]
+    );
     assert_eq!(claims["age_ok"], true);
     assert_eq!(claims["provider"], "iamport");
     assert_eq!(claims["aud"], "shop-app");

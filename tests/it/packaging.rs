@@ -114,7 +114,7 @@ providers:
 routes:
   - name: signup
     match: {{ path: /signup }}
-    require: {{ providers: [iamport], min_age: 19 }}
+    require: {{ providers: [iamport], min_age: 19, age_rule: youth_act }}
 "#
     )
 }

@@ -231,6 +231,9 @@ fn personal(run: &Run) -> Vec<(&'static str, String)> {
         ("the CI", run.ci.clone()),
         ("the CI's first 24 characters", run.ci[..24].to_string()),
         ("the CI percent-encoded", percent(&run.ci)),
+        // The DI only as a keyed hash at rest (one-account records), never in clear.
+        ("the DI", run.di.clone()),
+        ("the DI percent-encoded", percent(&run.di)),
         ("the name", NAME.to_string()),
         ("the name percent-encoded", percent(NAME)),
         (
@@ -285,10 +288,11 @@ fn assert_log_clean(run: &Run) {
 fn assert_session_minimal(run: &Run) {
     let c = &run.claims;
     assert_eq!(
-        (&c.name, &c.gender, &c.phone),
-        (&None, &None, &None),
+        (&c.name, &c.gender, &c.phone, &c.foreigner, &c.carrier),
+        (&None, &None, &None, &None, &None),
         "the session keeps fields no route forwards"
     );
+    assert_eq!(c.method, "danal", "how the person verified, always kept");
     // The birth date stays (routes check the age), and the CI only as its keyed hash.
     assert_eq!(
         c.birth,

@@ -209,6 +209,9 @@ fn claims(now: i64) -> Claims {
         gender: None,
         phone: None,
         countries: Vec::new(),
+        foreigner: None,
+        carrier: None,
+        method: String::new(),
         // The host the test's requests name: each case is refused for its own reason.
         host: Some("127.0.0.1".into()),
         host_only: false,

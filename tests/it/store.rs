@@ -696,6 +696,9 @@ fn session_for(ci_hash: &str) -> String {
             gender: None,
             phone: None,
             countries: Vec::new(),
+            foreigner: None,
+            carrier: None,
+            method: String::new(),
             host: Some("127.0.0.1".into()),
             host_only: false,
             kept: None,
@@ -986,14 +989,25 @@ async fn accounts_cli_counts_and_forgets() {
             String::from_utf8_lossy(&out.stdout).trim().to_string(),
         )
     };
-    assert_eq!(run(&["accounts", "count"]), (Some(0), "2".into()));
+    let on = format!("SQLite file {}", db.display());
     assert_eq!(
-        run(&["accounts", "forget", "--unique-in-site", "di-1"]),
-        (Some(0), "forgot 1 record(s)".into())
+        run(&["accounts", "count"]),
+        (Some(0), format!("2 account record(s) in {on}"))
+    );
+    let (code, out) = run(&["accounts", "forget", "--unique-in-site", "di-1"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.starts_with(&format!("forgot 1 account record(s) in {on};")),
+        "{out}"
+    );
+    let (code, out) = run(&["accounts", "forget", "--ci-hash", "ci-2"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.starts_with(&format!("forgot 1 account record(s) in {on};")),
+        "{out}"
     );
     assert_eq!(
-        run(&["accounts", "forget", "--ci-hash", "ci-2"]),
-        (Some(0), "forgot 1 record(s)".into())
+        run(&["accounts", "count"]),
+        (Some(0), format!("0 account record(s) in {on}"))
     );
-    assert_eq!(run(&["accounts", "count"]), (Some(0), "0".into()));
 }

@@ -1,6 +1,7 @@
 //! File types -> runtime types, one file per area (each provider checks its own settings in
 //! `providers::<name>::settings`). Collects every problem instead of stopping at the first.
 
+mod admin;
 mod routes;
 mod server;
 mod session;
@@ -169,6 +170,56 @@ fn parse_and_build(text: &str, secrets: &Secrets) -> Result<RuntimeConfig, Confi
     }
 }
 
+/// Only what the record commands (`verigate accounts`) need: the store and the hash key (and
+/// the session lifetime, how long a person's revocation must last). Provider secrets, TLS
+/// files and upstreams are not read, so an operator's shell needs none of them.
+pub fn records_from_yaml_str(text: &str, secrets: &Secrets) -> Result<RecordsConfig, ConfigError> {
+    let file: FileConfig = serde_yaml::from_str(text).map_err(|e| {
+        ConfigError::Invalid(vec![Problem {
+            path: String::new(),
+            message: e.to_string(),
+        }])
+    })?;
+    let mut ctx = Ctx {
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        secrets,
+    };
+    let store = match &file.store {
+        None => StoreConfig::Sqlite {
+            path: DEFAULT_SQLITE_PATH.into(),
+        },
+        Some(s) => store::store(&mut ctx, s),
+    };
+    let hash_key = session::hash_key_only(&mut ctx, &file.session);
+    let session_ttl = ctx.duration(
+        "session.ttl",
+        file.session.ttl.as_deref(),
+        Duration::from_secs(12 * 3600),
+    );
+    let mut rejoin_max: Option<Duration> = None;
+    for (i, r) in file.routes.iter().enumerate() {
+        let Some(text) = r.require.as_ref().and_then(|q| q.rejoin_after.as_deref()) else {
+            continue;
+        };
+        let d = ctx.duration(
+            &format!("routes[{i}].require.rejoin_after"),
+            Some(text),
+            Duration::ZERO,
+        );
+        rejoin_max = rejoin_max.max(Some(d).filter(|d| !d.is_zero()));
+    }
+    match hash_key {
+        Some(hash_key) if ctx.problems.is_empty() => Ok(RecordsConfig {
+            store,
+            hash_key,
+            session_ttl,
+            rejoin_max,
+        }),
+        _ => Err(ConfigError::Invalid(ctx.problems)),
+    }
+}
+
 /// `(key path, key)` of serde_yaml's "unknown field" error: `routes[0].require: unknown field
 /// `min_agee`, expected ...` (no path before the colon: the top level).
 fn unknown_key(message: &str) -> Option<(String, String)> {
@@ -294,6 +345,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         .as_deref()
         .and_then(|a| socket_addr(ctx, "admin_listen", a))
         .map(|addr| Listen { addr });
+    let admin = admin::access(ctx, f.admin.as_ref(), admin_listen.as_ref());
     let tls = f.tls.as_ref().map(|t| server::tls(ctx, t));
     let redirect_http = f.redirect_http_listen.as_deref().and_then(|a| {
         if f.tls.is_none() {
@@ -455,6 +507,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
             routes.push((i, route));
         }
     }
+    hash_key_rotation(ctx, &f.session, &routes, providers.ifree.is_some());
     let (indices, routes): (Vec<usize>, Vec<Route>) = routes.into_iter().unzip();
     let routes = RouteTable::new(routes);
     for (later, earlier) in routes.shadowed() {
@@ -516,6 +569,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         redirect_http,
         redirect_https_port: f.redirect_https_port,
         admin_listen,
+        admin,
         listen_spec: f.listen.clone(),
         admin_spec: f.admin_listen.clone(),
         redirect_spec: f.redirect_http_listen.clone(),
@@ -524,6 +578,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         flow_prefix,
         public_url,
         timezone,
+        site_name: site_name(ctx, f.site.as_ref()),
         threads,
         tuning,
         clients,
@@ -550,4 +605,49 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         keep_in_session: keep,
         warnings: std::mem::take(&mut ctx.warnings),
     })
+}
+
+/// Without an explicit hash key, the hash key is derived from the first session key: rotating
+/// the session keys (new key first) then changes every person's keyed CI hash and the key that
+/// seals ifree members at rest. One-account records stop matching (people can sign up again),
+/// ifree members become unreadable, and revoked sessions are no longer found. Warned loudly,
+/// with what depends on it, whenever something does.
+fn hash_key_rotation(ctx: &mut Ctx, s: &FileSession, routes: &[(usize, Route)], ifree: bool) {
+    if s.hash_key_env.is_some() || s.hash_key_file.is_some() {
+        return;
+    }
+    let mut depends: Vec<String> = routes
+        .iter()
+        .filter(|(_, r)| r.require.as_ref().is_some_and(|q| q.one_account_per_person))
+        .map(|(i, _)| format!("one-account records of routes[{i}]"))
+        .collect();
+    if ifree {
+        depends.push("ifree members (sealed at rest)".into());
+    }
+    if depends.is_empty() {
+        return;
+    }
+    ctx.warn(
+        "session.hash_key_env",
+        format!(
+            "not set: the hash key is derived from the first session key, so rotating \
+             session.keys_env changes it and silently loses {} (and un-revokes logged-out \
+             sessions); set session.hash_key_env (or hash_key_file) to a key of its own \
+             before the first rotation",
+            depends.join(", ")
+        ),
+    );
+}
+
+/// `site.name`: shown in the providers' windows, so short plain text.
+fn site_name(ctx: &mut Ctx, site: Option<&FileSite>) -> Option<String> {
+    let name = site?.name.as_deref()?.trim();
+    if name.is_empty() || name.chars().count() > 50 || name.chars().any(char::is_control) {
+        ctx.err(
+            "site.name",
+            "must be 1 to 50 characters of plain text (the service name the verification windows show)",
+        );
+        return None;
+    }
+    Some(name.to_string())
 }

@@ -1,7 +1,7 @@
 //! Routes: what each matches, what it requires, what it forwards.
 
 use super::*;
-use crate::identity::ProviderId;
+use crate::identity::{AgeRule, ProviderId};
 use crate::providers::settings::FileProviders;
 use crate::routing::{KeepRule, MatchRule, Require};
 
@@ -42,9 +42,13 @@ pub(super) fn route(
             "birth" => forward.birth = true,
             "gender" => forward.gender = true,
             "phone" => forward.phone = true,
+            "foreigner" => forward.foreigner = true,
+            "carrier" => forward.carrier = true,
             other => ctx.err(
                 format!("{at}.forward[{j}]"),
-                format!("unknown field `{other}` (expected name, birth, gender, phone)"),
+                format!(
+                    "unknown field `{other}` (expected name, birth, gender, phone, foreigner, carrier)"
+                ),
             ),
         }
     }
@@ -216,6 +220,7 @@ pub(super) fn require(
             }
         },
     };
+    let age_rule = age_rule(ctx, &at, min_age.is_some(), q);
     let max_session_age = q
         .max_session_age
         .as_deref()
@@ -292,11 +297,47 @@ pub(super) fn require(
     Some(Require {
         providers: ids,
         min_age,
+        age_rule,
         one_account_per_person: q.one_account_per_person,
         commit_on,
         max_session_age: max_session_age.filter(|d| !d.is_zero()),
+        rejoin_after: rejoin_after(ctx, &at, q),
         keep: keep(ctx, &format!("{at}.keep_request"), q.keep_request.as_ref()),
     })
+}
+
+/// What `check` says when a route's `min_age` has no `age_rule`: both rules and what each is for.
+const AGE_RULES: &str = "youth_act (청소년보호법: of age from 1 January of the year of turning min_age, whatever the birthday; for 19+ content, alcohol and tobacco) or birthday (international age 만 나이, reached on the birthday; for PIPA's under-14 consent and other statutes that count it)";
+
+/// `require.age_rule`: required wherever `min_age` is set (`valid_min_age`: set and an age; a
+/// bad one has its own message), meaningless without it.
+fn age_rule(ctx: &mut Ctx, at: &str, valid_min_age: bool, q: &FileRequire) -> AgeRule {
+    match (q.age_rule.as_deref(), valid_min_age) {
+        (None, false) => AgeRule::Birthday,
+        (None, true) => {
+            ctx.err(
+                format!("{at}.age_rule"),
+                format!("min_age needs an age_rule: {AGE_RULES}"),
+            );
+            AgeRule::Birthday
+        }
+        (Some(name), _) => {
+            let Some(rule) = AgeRule::parse(name) else {
+                ctx.err(
+                    format!("{at}.age_rule"),
+                    format!("`{name}` is not an age rule: write {AGE_RULES}"),
+                );
+                return AgeRule::Birthday;
+            };
+            if q.min_age.is_none() {
+                ctx.err(
+                    format!("{at}.age_rule"),
+                    "only means something with min_age",
+                );
+            }
+            rule
+        }
+    }
 }
 
 /// The largest body a route may keep: kept bodies are held whole, in memory while they
@@ -352,4 +393,19 @@ fn size(v: &serde_yaml::Value) -> Option<usize> {
         _ => return None,
     };
     number.parse::<usize>().ok()?.checked_mul(unit)
+}
+
+/// `require.rejoin_after`: only on a one-account route (the refusal is of a signup).
+fn rejoin_after(ctx: &mut Ctx, at: &str, q: &FileRequire) -> Option<Duration> {
+    let text = q.rejoin_after.as_deref()?;
+    let key = format!("{at}.rejoin_after");
+    let d = ctx.duration(&key, Some(text), Duration::ZERO);
+    if !q.one_account_per_person {
+        ctx.err(
+            key,
+            "only means something with one_account_per_person: true",
+        );
+        return None;
+    }
+    (!d.is_zero()).then_some(d)
 }

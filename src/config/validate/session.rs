@@ -58,6 +58,62 @@ pub(super) fn assertion(ctx: &mut Ctx, a: &FileAssertion) -> Option<AssertionCon
     })
 }
 
+/// `session.keys_env` / `keys_file`: the keys that sign sessions.
+fn session_keys(ctx: &mut Ctx, s: &FileSession) -> Option<Keyring> {
+    let raw = ctx.secret(
+        "session",
+        "keys",
+        s.keys_env.as_deref(),
+        s.keys_file.as_deref(),
+        true,
+    )?;
+    match Keyring::from_base64_list(&raw) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            let which = if s.keys_env.is_some() {
+                "keys_env"
+            } else {
+                "keys_file"
+            };
+            ctx.err(format!("session.{which}"), e.to_string());
+            None
+        }
+    }
+}
+
+/// The key of the keyed hashes: `session.hash_key_env` / `hash_key_file`, else derived from
+/// the session keys.
+fn hash_key(ctx: &mut Ctx, s: &FileSession, keys: Option<&Keyring>) -> Option<[u8; 32]> {
+    let hash_raw = ctx.secret(
+        "session",
+        "hash_key",
+        s.hash_key_env.as_deref(),
+        s.hash_key_file.as_deref(),
+        false,
+    );
+    match (&hash_raw, keys) {
+        (Some(raw), _) => match crate::session::decode_key(raw) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                ctx.err("session.hash_key_env", e.to_string());
+                None
+            }
+        },
+        (None, Some(k)) => Some(k.derive_hash_key()),
+        (None, None) => None,
+    }
+}
+
+/// Only the hash key, for the record commands: the session keys are read only when no
+/// explicit hash key is set (the hash key is then derived from them).
+pub(super) fn hash_key_only(ctx: &mut Ctx, s: &FileSession) -> Option<[u8; 32]> {
+    if s.hash_key_env.is_some() || s.hash_key_file.is_some() {
+        return hash_key(ctx, s, None);
+    }
+    let keys = session_keys(ctx, s);
+    hash_key(ctx, s, keys.as_ref())
+}
+
 pub(super) fn session(ctx: &mut Ctx, s: &FileSession) -> Option<SessionConfig> {
     let cookie = s
         .cookie
@@ -74,46 +130,8 @@ pub(super) fn session(ctx: &mut Ctx, s: &FileSession) -> Option<SessionConfig> {
         s.ttl.as_deref(),
         Duration::from_secs(12 * 3600),
     );
-    let raw = ctx.secret(
-        "session",
-        "keys",
-        s.keys_env.as_deref(),
-        s.keys_file.as_deref(),
-        true,
-    );
-    let keys = match raw {
-        None => None,
-        Some(raw) => match Keyring::from_base64_list(&raw) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                let which = if s.keys_env.is_some() {
-                    "keys_env"
-                } else {
-                    "keys_file"
-                };
-                ctx.err(format!("session.{which}"), e.to_string());
-                None
-            }
-        },
-    };
-    let hash_raw = ctx.secret(
-        "session",
-        "hash_key",
-        s.hash_key_env.as_deref(),
-        s.hash_key_file.as_deref(),
-        false,
-    );
-    let hash_key = match (&hash_raw, &keys) {
-        (Some(raw), _) => match crate::session::decode_key(raw) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                ctx.err("session.hash_key_env", e.to_string());
-                None
-            }
-        },
-        (None, Some(k)) => Some(k.derive_hash_key()),
-        (None, None) => None,
-    };
+    let keys = session_keys(ctx, s);
+    let hash_key = hash_key(ctx, s, keys.as_ref());
     let hash_key = hash_key?;
     let at_rest =
         Keyring::new(&[crate::session::derive_key(&hash_key, "verigate/at-rest/v1")]).ok()?;
@@ -150,6 +168,10 @@ pub(super) fn identity(ctx: &mut Ctx, h: Option<&FileIdentityHeaders>) -> Identi
     IdentityHeaders {
         assertion: header(ctx, &folded, "assertion"),
         unique_in_site: header(ctx, &folded, "unique-in-site"),
+        person: header(ctx, &folded, "person"),
+        method: header(ctx, &folded, "method"),
+        foreigner: header(ctx, &folded, "foreigner"),
+        carrier: header(ctx, &folded, "carrier"),
         age_ok: header(ctx, &folded, "age-ok"),
         provider: header(ctx, &folded, "provider"),
         verified_at: header(ctx, &folded, "at"),

@@ -38,6 +38,12 @@ pub struct Certification {
     pub certified_at: Option<i64>,
     pub unique_key: Option<String>,
     pub unique_in_site: Option<String>,
+    #[serde(default)]
+    pub foreigner: Option<bool>,
+    #[serde(default)]
+    pub carrier: Option<String>,
+    #[serde(default)]
+    pub pg_provider: Option<String>,
 }
 
 /// An Iamport API client with a shared token cache (one getToken per token lifetime, whatever
@@ -215,16 +221,27 @@ pub fn to_person(c: Certification) -> Result<VerifiedPerson, ProviderError> {
         .certified_at
         .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0))
         .ok_or_else(|| ProviderError::BadResponse("certification without certified_at".into()))?;
+    let method = c
+        .pg_provider
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .unwrap_or("unknown")
+        .to_ascii_lowercase();
+    let typed = crate::providers::typed_by_person(&method);
     Ok(VerifiedPerson {
         provider: ProviderId::Iamport,
         birth: birth_date(&c),
+        foreigner: c.foreigner.filter(|_| !typed),
+        carrier: c.carrier.filter(|s| !s.is_empty()),
+        method,
         result_id: c.imp_uid,
         nonce: c.merchant_uid.unwrap_or_default(),
         certified: c.certified,
         unique_in_site: c.unique_in_site.filter(|s| !s.is_empty()),
         ci: c.unique_key.filter(|s| !s.is_empty()),
         name: c.name,
-        gender: c.gender,
+        gender: c.gender.filter(|_| !typed),
         phone: c.phone,
         verified_at,
     })

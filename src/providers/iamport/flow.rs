@@ -97,6 +97,8 @@ fn start(client: &IamportClient, live: &Live, session: &Session) -> Reply {
         "sdk_url": cfg.sdk_url,
         "channel_key": cfg.channel_key,
         "pg": cfg.pg,
+        "min_age": age_hint(live, session, &flow.return_to),
+        "company": live.cfg.site_name,
     });
     metrics::verification(PROVIDER, "started", "");
     SdkPage {
@@ -111,6 +113,8 @@ fn start(client: &IamportClient, live: &Live, session: &Session) -> Reply {
     var params = { merchant_uid: flow.merchant_uid, m_redirect_url: flow.m_redirect_url, popup: flow.popup };
     if (flow.channel_key) { params.channelKey = flow.channel_key; }
     if (flow.pg) { params.pg = flow.pg; }
+    if (flow.min_age) { params.min_age = flow.min_age; }
+    if (flow.company) { params.company = flow.company; }
     IMP.certification(params,
       function (rsp) {
         if (!rsp || !rsp.success) { fail(rsp && rsp.error_msg); return; }

@@ -232,6 +232,11 @@ struct FormQuery {
     channel_key: Option<String>,
     #[serde(default)]
     pg: Option<String>,
+    /// The merchant page's `min_age` and `company`.
+    #[serde(default)]
+    min_age: Option<String>,
+    #[serde(default)]
+    company: Option<String>,
 }
 
 async fn certify_form(Query(q): Query<FormQuery>) -> Html<String> {
@@ -247,7 +252,22 @@ async fn certify_form(Query(q): Query<FormQuery>) -> Html<String> {
     };
     let redirect = hidden("m_redirect_url", q.m_redirect_url.as_deref())
         + &hidden("channel_key", q.channel_key.as_deref())
-        + &hidden("pg", q.pg.as_deref());
+        + &hidden("pg", q.pg.as_deref())
+        + &hidden("min_age", q.min_age.as_deref());
+    let company = q
+        .company
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            format!(
+                r#"<p>서비스 · Service: <strong id="company">{}</strong></p>"#,
+                escape(c)
+            )
+        })
+        .unwrap_or_default();
+    let limit = crate::providers::sandbox::age_limit(q.min_age.as_deref())
+        .map(|m| format!(r#"<p id="min-age">만 {m}세 이상만 인증할 수 있습니다 · Only people aged {m} or more can verify here.</p>"#))
+        .unwrap_or_default();
     let channel = match (q.channel_key.as_deref(), q.pg.as_deref()) {
         (None | Some(""), None | Some("")) => String::new(),
         (k, pg) => format!(
@@ -258,7 +278,7 @@ async fn certify_form(Query(q): Query<FormQuery>) -> Html<String> {
     Html(page(
         "Iamport sandbox · 본인인증",
         &format!(
-            r#"<h1>본인인증 (샌드박스)</h1><p class="en"><strong>Iamport sandbox certification</strong> — no real verification happens here.</p>{channel}
+            r#"<h1>본인인증 (샌드박스)</h1><p class="en"><strong>Iamport sandbox certification</strong> — no real verification happens here.</p>{company}{limit}{channel}
 <form method="post" action="certify">
 <input type="hidden" name="imp_code" value="{imp_code}">
 <input type="hidden" name="merchant_uid" value="{merchant_uid}">
@@ -314,6 +334,13 @@ struct CertifyForm {
     channel_key: Option<String>,
     #[serde(default)]
     pg: Option<String>,
+    /// The merchant page's `min_age`: the window refuses anyone younger (international age).
+    #[serde(default)]
+    min_age: Option<String>,
+    /// Inside KG이니시스 통합인증 (`pg: inicis_unified`), the app the person chose: `kakao`
+    /// gives no CI (as without a separate contract). That channel never gives a DI.
+    #[serde(default)]
+    app: Option<String>,
 }
 
 fn keyed(alg_len: usize, parts: &[&str]) -> String {
@@ -361,6 +388,24 @@ async fn certify_submit(State(sim): State<Arc<Sim>>, Form(f): Form<CertifyForm>)
         Some("imp_success") => "imp_success",
         _ => "success",
     };
+    let too_young = crate::providers::sandbox::under_age_limit(
+        crate::providers::sandbox::age_limit(f.min_age.as_deref()),
+        birthday,
+    );
+    if too_young {
+        // As the real window: refused inside it, and no result exists.
+        let pairs = [
+            ("imp_uid", ""),
+            ("merchant_uid", f.merchant_uid.as_str()),
+            (flag, "false"),
+            ("error_code", "F0000"),
+            (
+                "error_msg",
+                "본인인증 제한 연령에 해당합니다 · under the age limit",
+            ),
+        ];
+        return finish(f.m_redirect_url.as_deref(), &pairs);
+    }
     if outcome == "cancel" {
         let pairs = [
             ("imp_uid", ""),
@@ -380,6 +425,15 @@ async fn certify_submit(State(sim): State<Arc<Sim>>, Form(f): Form<CertifyForm>)
     let unique_key = keyed(64, &["ci", name, &birth_s, &phone]);
     let unique_in_site = keyed(48, &["di", &f.imp_code, name, &birth_s, &phone]);
     let certified_at = now() - f.certified_ago.unwrap_or(0);
+    let pg_provider =
+        f.pg.as_deref()
+            .and_then(|p| p.split('.').next())
+            .filter(|p| !p.is_empty())
+            .unwrap_or("danal")
+            .to_string();
+    let unified = pg_provider == "inicis_unified";
+    let unique_in_site = Some(unique_in_site).filter(|_| !unified);
+    let unique_key = Some(unique_key).filter(|_| !(unified && f.app.as_deref() == Some("kakao")));
     let kst_midnight = birthday
         .and_hms_opt(0, 0, 0)
         .map(|t| t.and_utc().timestamp() - 9 * 3600);
@@ -388,7 +442,7 @@ async fn certify_submit(State(sim): State<Arc<Sim>>, Form(f): Form<CertifyForm>)
         "merchant_uid": f.merchant_uid,
         "pg_tid": format!("sandbox{}", rand::thread_rng().gen_range(0..u32::MAX)),
         // `pg` names a channel as `provider.mid` (`danal.im0001`).
-        "pg_provider": f.pg.as_deref().and_then(|p| p.split('.').next()).filter(|p| !p.is_empty()).unwrap_or("danal"),
+        "pg_provider": pg_provider,
         "name": name,
         "gender": f.gender.as_deref().filter(|g| *g == "male" || *g == "female"),
         "birthday": birthday.format("%Y-%m-%d").to_string(),
@@ -396,7 +450,8 @@ async fn certify_submit(State(sim): State<Arc<Sim>>, Form(f): Form<CertifyForm>)
         "foreigner": f.foreigner.as_deref() == Some("true"),
         "foreigner_v2": f.foreigner.as_deref() == Some("true"),
         "phone": phone,
-        "carrier": f.carrier.as_deref().unwrap_or("SKT"),
+        // KG 통합인증 gives no carrier.
+        "carrier": if unified { None } else { Some(f.carrier.as_deref().unwrap_or("SKT")) },
         "certified": outcome != "uncertified",
         "certified_at": certified_at,
         "unique_key": unique_key,
@@ -466,6 +521,8 @@ const SDK: &str = r#"/* verigate sandbox stand-in for https://cdn.iamport.kr/v1/
       var url = base + '/certify?imp_code=' + enc(this._code) + '&merchant_uid=' + enc(params.merchant_uid);
       if (params.channelKey) { url += '&channel_key=' + enc(params.channelKey); }
       if (params.pg) { url += '&pg=' + enc(params.pg); }
+      if (params.min_age) { url += '&min_age=' + enc(params.min_age); }
+      if (params.company) { url += '&company=' + enc(params.company); }
       if (params.popup === false && params.m_redirect_url) {
         location.href = url + '&m_redirect_url=' + enc(params.m_redirect_url);
         return;

@@ -436,6 +436,9 @@ async fn verify(
         name: text("name"),
         gender: None,
         phone: text("phone"),
+        foreigner: None,
+        carrier: None,
+        method: "member".into(),
         verified_at: chrono::Utc::now(),
     };
     let unique_in_site = format!("ifree.{}", keyed_hash(hash_key, "ifree-site", &t.ptn_cd));

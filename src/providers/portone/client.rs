@@ -17,6 +17,16 @@ struct Verification {
     verified_customer: Option<Customer>,
     #[serde(default)]
     verified_at: Option<String>,
+    #[serde(default)]
+    channel: Option<Channel>,
+}
+
+/// The channel a verification ran on (`pgProvider`: `DANAL`, `INICIS_UNIFIED`, ...).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Channel {
+    #[serde(default)]
+    pg_provider: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -34,6 +44,10 @@ struct Customer {
     ci: Option<String>,
     #[serde(default)]
     di: Option<String>,
+    #[serde(default)]
+    is_foreigner: Option<bool>,
+    #[serde(default)]
+    operator: Option<String>,
 }
 
 /// Identity verification ids are chosen by verigate (the flow nonce); nothing else reaches
@@ -119,7 +133,21 @@ impl PortoneClient {
             }
         };
         let field = |f: fn(&Customer) -> &Option<String>| c.as_ref().and_then(|c| f(c).clone());
+        let method = v
+            .channel
+            .as_ref()
+            .and_then(|ch| ch.pg_provider.as_deref())
+            .map(|p| {
+                p.trim()
+                    .trim_start_matches("PG_PROVIDER_")
+                    .to_ascii_lowercase()
+            })
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "unknown".into());
+        let typed = crate::providers::typed_by_person(&method);
         Ok(VerifiedPerson {
+            foreigner: c.as_ref().and_then(|c| c.is_foreigner).filter(|_| !typed),
+            carrier: field(|c| &c.operator).filter(|s| !s.is_empty()),
             provider: ProviderId::Portone,
             result_id: v.id.clone(),
             nonce: v.id,
@@ -129,8 +157,11 @@ impl PortoneClient {
             birth: field(|c| &c.birth_date)
                 .and_then(|b| NaiveDate::parse_from_str(&b, "%Y-%m-%d").ok()),
             name: field(|c| &c.name),
-            gender: field(|c| &c.gender).map(|g| g.to_ascii_lowercase()),
+            gender: field(|c| &c.gender)
+                .map(|g| g.to_ascii_lowercase())
+                .filter(|_| !typed),
             phone: field(|c| &c.phone_number),
+            method,
             verified_at,
         })
     }

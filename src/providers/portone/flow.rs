@@ -104,6 +104,7 @@ fn start(client: &PortoneClient, live: &Live, session: &Session) -> Reply {
         "redirect_url": format!("{base}{prefix}/portone/return"),
         "complete_url": format!("{prefix}/portone/complete"),
         "sdk_url": cfg.sdk_url,
+        "bypass": danal_bypass(age_hint(live, session, &flow.return_to), live.cfg.site_name.as_deref()),
     });
     metrics::verification(PROVIDER, "started", "");
     SdkPage {
@@ -116,7 +117,7 @@ fn start(client: &PortoneClient, live: &Live, session: &Session) -> Reply {
         sdk_global: "PortOne",
         call: r#"    PortOne.requestIdentityVerification({ storeId: flow.store_id, identityVerificationId: flow.identity_verification_id,
       channelKey: flow.channel_key, redirectUrl: flow.redirect_url,
-      windowType: { pc: 'POPUP', mobile: 'REDIRECTION' } })
+      windowType: { pc: 'POPUP', mobile: 'REDIRECTION' }, bypass: flow.bypass || undefined })
       .then(function (res) {
         if (!res || res.code) { fail(res && res.message); return; }
         finish(flow.complete_url, { identityVerificationId: res.identityVerificationId });
@@ -125,6 +126,20 @@ fn start(client: &PortoneClient, live: &Live, session: &Session) -> Reply {
         redirects_on_phones: true,
     }
     .reply(live, &flow, &params, &cfg.sdk_url)
+}
+
+/// The Danal options of `requestIdentityVerification` (`bypass.danal`): the international age
+/// the window requires (`AGELIMIT`) and the service name it shows (`CPTITLE`); None when there
+/// is neither. Other channels ignore them.
+fn danal_bypass(age: Option<u32>, site: Option<&str>) -> Option<serde_json::Value> {
+    let mut danal = serde_json::Map::new();
+    if let Some(age) = age {
+        danal.insert("AGELIMIT".into(), age.into());
+    }
+    if let Some(site) = site {
+        danal.insert("CPTITLE".into(), site.into());
+    }
+    (!danal.is_empty()).then(|| serde_json::json!({ "danal": danal }))
 }
 
 async fn verify(

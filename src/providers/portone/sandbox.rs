@@ -82,14 +82,34 @@ struct WindowQuery {
     id: String,
     #[serde(default, rename = "redirectUrl")]
     redirect_url: String,
+    /// `bypass.danal.AGELIMIT` and `CPTITLE` of the merchant's request.
+    #[serde(default, rename = "AGELIMIT")]
+    age_limit: Option<String>,
+    #[serde(default, rename = "CPTITLE")]
+    cp_title: Option<String>,
 }
 
 async fn window(Query(q): Query<WindowQuery>) -> Html<String> {
+    let title = q
+        .cp_title
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            format!(
+                r#"<p>서비스 · Service: <strong id="company">{}</strong></p>"#,
+                escape(c)
+            )
+        })
+        .unwrap_or_default();
+    let limit = crate::providers::sandbox::age_limit(q.age_limit.as_deref());
+    let limit_note = limit
+        .map(|m| format!(r#"<p id="min-age">만 {m}세 이상만 인증할 수 있습니다 · Only people aged {m} or more can verify here.</p><input type="hidden" name="AGELIMIT" value="{m}">"#))
+        .unwrap_or_default();
     Html(page(
         "PortOne sandbox",
         &format!(
-            r#"<h1>본인인증 (PortOne 샌드박스)</h1><p class="en">PortOne V2 sandbox: no real verification happens here.</p>
-<form method="post" action="/portone/verify">
+            r#"<h1>본인인증 (PortOne 샌드박스)</h1><p class="en">PortOne V2 sandbox: no real verification happens here.</p>{title}
+<form method="post" action="/portone/verify">{limit_note}
 <input type="hidden" name="storeId" value="{store}"><input type="hidden" name="identityVerificationId" value="{id}"><input type="hidden" name="redirectUrl" value="{redirect}">
 <p><label>이름 · Name <input name="name" value="홍길동"></label></p>
 <p><label>생년월일 · Birth date <input name="birthDate" value="1990-01-01"></label></p>
@@ -124,6 +144,9 @@ struct SubmitForm {
     /// Sandbox-only: pretend the verification happened this many seconds ago.
     #[serde(default)]
     verified_ago: Option<i64>,
+    /// The request's `bypass.danal.AGELIMIT`: the window refuses anyone younger.
+    #[serde(default, rename = "AGELIMIT")]
+    age_limit: Option<String>,
 }
 
 fn keyed(parts: &[&str], len: usize) -> String {
@@ -143,6 +166,33 @@ async fn submit(State(sim): State<Arc<Sim>>, Form(f): Form<SubmitForm>) -> Respo
     }
     let now = chrono::Utc::now();
     let at = (now - chrono::Duration::seconds(f.verified_ago.unwrap_or(0))).to_rfc3339();
+    let too_young =
+        chrono::NaiveDate::parse_from_str(&f.birth_date, "%Y-%m-%d").is_ok_and(|birth| {
+            crate::providers::sandbox::under_age_limit(
+                crate::providers::sandbox::age_limit(f.age_limit.as_deref()),
+                birth,
+            )
+        });
+    if too_young {
+        // As the real window: refused inside it, and no result exists.
+        let q: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("transactionType", "IDENTITY_VERIFICATION"),
+                ("identityVerificationId", f.id.as_str()),
+                ("code", "FAILURE_TYPE_PG"),
+                (
+                    "message",
+                    "본인인증 제한 연령에 해당합니다 · under the age limit",
+                ),
+            ])
+            .finish();
+        let sep = if f.redirect_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        return Redirect::to(&format!("{}{sep}{q}", f.redirect_url)).into_response();
+    }
     let failed = f.outcome.as_deref() == Some("failed");
     let requested = json!({ "name": f.name });
     let record = if failed {
@@ -153,6 +203,7 @@ async fn submit(State(sim): State<Arc<Sim>>, Form(f): Form<SubmitForm>) -> Respo
         json!({ "status": "VERIFIED", "id": f.id, "requestedCustomer": requested, "requestedAt": at,
                 "updatedAt": at, "statusChangedAt": at, "version": "V2", "verifiedAt": at,
                 "pgTxId": format!("sandbox-{}", f.id), "pgRawResponse": "{}",
+                "channel": { "type": "LIVE", "id": "sandbox-channel", "key": "channel-key-sandbox", "name": "다날 본인인증", "pgProvider": "DANAL", "pgMerchantId": "sandbox" },
                 "verifiedCustomer": {
                     "name": f.name, "phoneNumber": f.phone_number, "birthDate": f.birth_date,
                     "gender": f.gender.as_deref().unwrap_or("MALE"), "isForeigner": false, "operator": "SKT",
@@ -189,8 +240,11 @@ const SDK: &str = r#"/* verigate sandbox stand-in for https://cdn.portone.io/v2/
   window.PortOne = {
     requestIdentityVerification: function (p) {
       p = p || {};
+      var danal = (p.bypass && p.bypass.danal) || {};
       location.href = base + '/verify?storeId=' + enc(p.storeId) + '&identityVerificationId=' +
-        enc(p.identityVerificationId) + '&redirectUrl=' + enc(p.redirectUrl);
+        enc(p.identityVerificationId) + '&redirectUrl=' + enc(p.redirectUrl) +
+        (danal.AGELIMIT != null ? '&AGELIMIT=' + enc(danal.AGELIMIT) : '') +
+        (danal.CPTITLE != null ? '&CPTITLE=' + enc(danal.CPTITLE) : '');
       return new Promise(function () {});
     }
   };

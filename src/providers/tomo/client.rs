@@ -314,6 +314,9 @@ pub fn to_person(r: &IdvResult, ppid: &str, flow_user_id: &str) -> VerifiedPerso
         name: r.result.full_name.clone(),
         gender: r.result.sex.clone(),
         phone: r.result.phone_number.clone(),
+        foreigner: None,
+        carrier: None,
+        method: "idv".into(),
         verified_at: chrono::Utc::now(),
     }
 }

@@ -139,8 +139,16 @@ impl Route {
         self.require("providers", json!(ids))
     }
 
+    /// `require.min_age`, counted under `age_rule: youth_act` (as the reference config does
+    /// for 19); `.age_rule("birthday")` after it counts the international age instead.
     pub fn min_age(self, years: u32) -> Route {
         self.require("min_age", json!(years))
+            .require("age_rule", json!("youth_act"))
+    }
+
+    /// `require.age_rule` (`youth_act`, `birthday`).
+    pub fn age_rule(self, rule: &str) -> Route {
+        self.require("age_rule", json!(rule))
     }
 
     /// `require.one_account_per_person: true`.
@@ -161,6 +169,11 @@ impl Route {
     /// `require.max_session_age` (`10m`).
     pub fn max_session_age(self, age: &str) -> Route {
         self.require("max_session_age", json!(age))
+    }
+
+    /// `require.rejoin_after` (`30d`).
+    pub fn rejoin_after(self, after: &str) -> Route {
+        self.require("rejoin_after", json!(after))
     }
 
     /// `require.keep_request`: `false`, `true` or `{ max_body, ttl }`.
@@ -471,6 +484,16 @@ impl Proxy {
     /// `session.ttl` (12h unless set).
     pub fn session_ttl(mut self, ttl: &str) -> Proxy {
         self.session.insert("ttl".into(), json!(ttl));
+        self
+    }
+
+    /// Any `session.<key>`, over what is there (`Value::Null` removes it: `keys_env` to use
+    /// `keys_file` instead, `hash_key_env` to derive the hash key from the session keys).
+    pub fn session_set(mut self, key: &str, value: Value) -> Proxy {
+        match value {
+            Value::Null => self.session.remove(key),
+            v => self.session.insert(key.into(), v),
+        };
         self
     }
 

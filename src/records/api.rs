@@ -1,0 +1,179 @@
+//! The admin listener's record API: `POST /accounts/forget`, what the app's withdrawal handler
+//! calls. Authenticated with the bearer token of `admin.token_env` / `token_file` (compared in
+//! constant time), or open on a loopback-only listener when the config says so.
+
+use super::{forget_audited, Keys, Via};
+use crate::config::AdminAccess;
+use crate::live::revoked::Revoked;
+use crate::live::Live;
+use crate::store::{PersonRef, Store};
+use arc_swap::ArcSwap;
+use http::Response;
+use pingora::protocols::http::ServerSession;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// A request body is a few identifiers: more is refused unread.
+const MAX_BODY: usize = 4096;
+
+/// What the record API works with (an admin sub-router).
+pub struct RecordsApi {
+    pub live: Arc<ArcSwap<Live>>,
+    pub store: Arc<dyn Store>,
+    pub revoked: Arc<Revoked>,
+}
+
+/// `POST /accounts/forget`'s body: the person as the app knows them, by exactly one of these.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForgetRequest {
+    /// `X-Verified-Unique-In-Site` as the app received it.
+    #[serde(default)]
+    unique_in_site: Option<String>,
+    /// The person id the app received: the keyed CI hash kept in the records.
+    #[serde(default)]
+    person: Option<String>,
+}
+
+fn json(status: u16, body: serde_json::Value) -> Response<Vec<u8>> {
+    let body = format!("{body}\n").into_bytes();
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CONTENT_LENGTH, body.len())
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(body)
+        .unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+fn refused(status: u16, code: &str, message: &str) -> Response<Vec<u8>> {
+    json(
+        status,
+        serde_json::json!({ "error": code, "message": message }),
+    )
+}
+
+/// Whether the request may use the record API under `access`: `None` when it may, else the
+/// refusal to answer.
+fn refusal(access: &AdminAccess, session: &ServerSession) -> Option<Response<Vec<u8>>> {
+    match access {
+        AdminAccess::Loopback => None,
+        AdminAccess::Closed => Some(refused(
+            401,
+            "unauthorized",
+            "no admin token is configured: set admin.token_env or admin.token_file",
+        )),
+        AdminAccess::Token(expected) => {
+            let given = session
+                .req_header()
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            // Digests of equal length, compared in constant time: neither the token's bytes
+            // nor its length show in the time an answer takes.
+            let a = Sha256::digest(given.as_bytes());
+            let b = Sha256::digest(expected.as_bytes());
+            if !given.is_empty() && bool::from(a.ct_eq(&b)) {
+                None
+            } else {
+                Some(refused(
+                    401,
+                    "unauthorized",
+                    "give the admin token as Authorization: Bearer TOKEN",
+                ))
+            }
+        }
+    }
+}
+
+impl RecordsApi {
+    /// Answer a request under `/accounts/`.
+    pub async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let live = self.live.load_full();
+        if let Some(r) = refusal(&live.cfg.admin, session) {
+            return r;
+        }
+        let path = session.req_header().uri.path().to_string();
+        let method = session.req_header().method.clone();
+        match (method, path.as_str()) {
+            (http::Method::POST, "/accounts/forget") => self.forget(&live, session).await,
+            (_, "/accounts/forget") => refused(405, "method_not_allowed", "use POST"),
+            _ => refused(404, "not_found", "no such record API"),
+        }
+    }
+
+    async fn forget(&self, live: &Live, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > MAX_BODY {
+                        return refused(413, "too_large", "the body is a few identifiers");
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return refused(400, "bad_request", "the body could not be read"),
+            }
+        }
+        let req: ForgetRequest = match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return refused(
+                    400,
+                    "bad_request",
+                    &format!("a JSON object with unique_in_site or person: {e}"),
+                )
+            }
+        };
+        let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        let who = match (nonempty(req.unique_in_site), nonempty(req.person)) {
+            (Some(u), None) => PersonRef::UniqueInSite(u),
+            (None, Some(p)) => PersonRef::CiHash(p),
+            _ => {
+                return refused(
+                    400,
+                    "bad_request",
+                    "give exactly one of unique_in_site and person",
+                )
+            }
+        };
+        let s = &live.cfg.session;
+        let keys = Keys {
+            hash_key: &s.hash_key,
+            session_ttl: s.ttl,
+            rejoin_max: live.cfg.rejoin_max(),
+        };
+        let operator = match &live.cfg.admin {
+            AdminAccess::Token(_) => "admin token",
+            _ => "loopback, no token",
+        };
+        let now = crate::clock::unix_now();
+        match forget_audited(self.store.as_ref(), keys, &who, now, Via::Api(operator)).await {
+            Ok(f) => {
+                let at = chrono::Utc::now().timestamp_millis();
+                for (id, until) in &f.revocations {
+                    self.revoked.insert_at(id, *until, at);
+                }
+                tracing::info!(
+                    accounts = f.accounts,
+                    sessions_revoked = f.sessions_revoked,
+                    "records: a person was forgotten through the admin API"
+                );
+                json(200, serde_json::json!({ "forgot": f }))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "records: erasure failed");
+                refused(
+                    503,
+                    "store_unavailable",
+                    "the store is unavailable: nothing may have been forgotten; call again",
+                )
+            }
+        }
+    }
+}
