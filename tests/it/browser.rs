@@ -448,6 +448,22 @@ async fn a_person_signs_up_through_the_pages_redirect_mode() {
     d.quit().await;
 }
 
+/// A birth date (YYYYMMDD) whose 18th birthday is today in Seoul: old enough for the window's
+/// age hint (`youth_act` at 19 sends the international age 18), still a youth under the Youth
+/// Protection Act (born in this year − 18), so the gate's own `underage` page answers. A
+/// younger child is stopped inside the provider's window before any result exists.
+fn eighteen_today() -> String {
+    use chrono::Datelike;
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Seoul)
+        .date_naive();
+    let born = today
+        .with_year(today.year() - 18)
+        .or_else(|| today.pred_opt().and_then(|d| d.with_year(today.year() - 18)))
+        .expect("a date 18 years ago");
+    born.format("%Y%m%d").to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minor_is_refused_and_popup_mode_works() {
     let Some(d) = Driver::start().await else {
@@ -470,7 +486,7 @@ async fn a_minor_is_refused_and_popup_mode_works() {
     }
     let popup = popup.expect("certification popup opened");
     d.switch(&popup).await;
-    fill_sandbox_form(&d, "어린이", "20150505").await;
+    fill_sandbox_form(&d, "어린이", &eighteen_today()).await;
     d.switch(&main).await;
     // The callback posts to /complete, the page follows the redirect, the gate refuses the minor.
     d.wait_for("the underage page", |_, s| s.contains("underage"))
@@ -748,7 +764,7 @@ async fn on_a_phone_a_minor_hands_over_to_an_adult_and_no_click_opens_the_provid
     );
     d.shot("phone-provider-window").await;
     assert_eq!(d.layout_problems().await, Vec::<String>::new());
-    fill_sandbox_form(&d, "김아이", "20150505").await;
+    fill_sandbox_form(&d, "김아이", &eighteen_today()).await;
     d.wait_for("the underage page", |u, s| {
         u.ends_with("/checkout") && s.contains("403 · underage")
     })
