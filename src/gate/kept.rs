@@ -14,7 +14,7 @@
 //!
 //! What one request does with kept requests is its own [`State`], owned here.
 
-use super::headers::Edit;
+use super::edit::Edit;
 use crate::answers::browser_page;
 use crate::config::RuntimeConfig;
 use crate::cookies;
