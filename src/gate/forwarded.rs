@@ -68,12 +68,14 @@ const PLAIN_OWN: [&str; 5] = [
 /// any spelling of verigate's own names but the plain one. (Names outside the header-name
 /// grammar, such as `X_Forwarded_For`, are gone before this.)
 fn doomed(name: &str, trusted: bool) -> bool {
-    // Every name of these lists starts with one of these letters (folded).
-    let first = name.bytes().find(u8::is_ascii_alphanumeric);
-    if !matches!(first, Some(b'x' | b'f' | b't' | b'c')) {
-        return false;
-    }
     let folded = super::names::Fold::of(name.as_bytes());
+    let start = folded.start();
+    // Any name that starts with `X-Forwarded-Host` or `X-Original-Host` names a host.
+    let host_claim = (start.starts_with(b"xforwardedhost") || start.starts_with(b"xoriginalhost"))
+        && name != "x-forwarded-host";
+    if host_claim || (!trusted && super::names::connection_claim(start, name.as_bytes())) {
+        return true;
+    }
     let Some(f) = folded.whole() else {
         return false;
     };

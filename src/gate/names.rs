@@ -101,16 +101,106 @@ fn environment_word(core: &[u8]) -> bool {
     words.contains(&core)
 }
 
-/// Is `folded` (a name folded: lower-case letters and digits only) of the server-environment
-/// class ([`environment_word`])?
-fn environment_folded(folded: &[u8]) -> bool {
-    let core = folded.strip_prefix(b"x").unwrap_or(folded);
+/// Role words of a user or a mount point: a name (folded) that ends with one of them is an
+/// authentication proxy's claim about the user (`X-Webauth-User`, `X-Forwarded-Email`,
+/// `X-Forwarded-Groups`, `X-Ms-Client-Principal-Name`, `X-Amzn-Oidc-Identity`) or a proxy's
+/// claim about the path or base the app is mounted under (`X-Ingress-Path`, `X-Path-Prefix`,
+/// `X-Base-Url`, `X-Forwarded-Context`).
+const USER_AND_PATH_ENDS: [&[u8]; 13] = [
+    b"user",
+    b"username",
+    b"email",
+    b"groups",
+    b"principal",
+    b"principalname",
+    b"principalid",
+    b"identity",
+    b"path",
+    b"prefix",
+    b"uri",
+    b"url",
+    b"context",
+];
+
+/// Families of claims of authentication proxies, by the start of the name (folded, an `x`
+/// taken off): mod_auth_openidc's `OIDC_CLAIM_*`, AWS ALB's `X-Amzn-Oidc-*`, oauth2-proxy's
+/// `X-Auth-Request-*`, Azure's `X-Ms-Client-Principal*`.
+const CLAIM_FAMILIES: [&[u8]; 4] = [b"oidc", b"amznoidc", b"authrequest", b"msclientprincipal"];
+
+/// Role words of the scheme or the client's address: a name (folded) that ends with one of them
+/// is a proxy's claim about the connection (`X-Scheme`, `Https`, `X-Forwarded-Ssl`,
+/// `Client-Ip`, `X-ProxyUser-Ip`, `CF-Connecting-IP`).
+const CONNECTION_ENDS: [&[u8]; 9] = [
+    b"scheme",
+    b"https",
+    b"ssl",
+    b"proto",
+    b"clientip",
+    b"userip",
+    b"remoteip",
+    b"connectingip",
+    b"realip",
+];
+
+/// `name` folded ends with `word` (folded, lower case). Allocates nothing.
+fn fold_ends(name: &[u8], word: &[u8]) -> bool {
+    let mut letters = name
+        .iter()
+        .rev()
+        .filter(|b| b.is_ascii_alphanumeric())
+        .map(u8::to_ascii_lowercase);
+    word.iter().rev().all(|w| letters.next() == Some(*w))
+}
+
+/// Browsers' own `Sec-` names (`Sec-Fetch-User`, `Sec-WebSocket-Protocol`) are no proxy's
+/// claims: the role words do not apply to them.
+fn browser_own(start: &[u8]) -> bool {
+    start.starts_with(b"sec")
+}
+
+/// Is the name of the server-environment class? `start` is its folding (or, past
+/// [`FOLD_MAX`], the start of it), `name` the name as sent. Dropped from every peer:
+/// - after an optional `x` and one of `forwarded`, `original`, `rewrite`, a CGI
+///   meta-variable or a path, prefix, URL or user ([`environment_word`]);
+/// - a name (not `Sec-`) that ends with a role word of a user or a mount point
+///   ([`USER_AND_PATH_ENDS`]), or is `base` after the same optional words (`X-Forwarded-Base`);
+/// - a name that starts, after an optional `x`, with a family of auth proxies' claims
+///   ([`CLAIM_FAMILIES`]).
+fn environment_of(start: &[u8], whole: bool, name: &[u8]) -> bool {
+    let core = start.strip_prefix(b"x").unwrap_or(start);
+    if CLAIM_FAMILIES.iter().any(|w| core.starts_with(w)) {
+        return true;
+    }
+    if !browser_own(start) && USER_AND_PATH_ENDS.iter().any(|w| fold_ends(name, w)) {
+        return true;
+    }
+    if !whole {
+        return false;
+    }
     let core = core
         .strip_prefix(b"forwarded")
         .or_else(|| core.strip_prefix(b"original"))
         .or_else(|| core.strip_prefix(b"rewrite"))
         .unwrap_or(core);
-    environment_word(core)
+    core == b"base" || environment_word(core)
+}
+
+/// Is `folded` (a name folded: lower-case letters and digits only) of the server-environment
+/// class ([`environment_of`])?
+#[cfg(test)]
+fn environment_folded(folded: &[u8]) -> bool {
+    environment_of(folded, true, folded)
+}
+
+/// Is the name a claim about the connection, which only a trusted proxy may make? `start` as
+/// in [`environment_of`]. After an optional `x`: anything that starts with `forwarded` or
+/// `original` (verigate writes its own `X-Forwarded-For`, `-Proto`, `-Host`), or a name (not
+/// `Sec-`) that ends with a role word of the scheme or the client's address
+/// ([`CONNECTION_ENDS`]).
+pub fn connection_claim(start: &[u8], name: &[u8]) -> bool {
+    start.starts_with(b"xforwarded")
+        || start.starts_with(b"xoriginal")
+        || (!browser_own(start) && CONNECTION_ENDS.iter().any(|w| fold_ends(name, w)))
 }
 
 /// Is `name` (any spelling) of the server-environment class?
@@ -143,8 +233,8 @@ const FOLD: [u8; 256] = {
 const INVALID: u8 = 0xff;
 const DASH: u8 = 0;
 
-/// The longest name folded on the stack; a longer one is judged by [`fold_strip`] alone (no
-/// environment name is that long).
+/// The longest name folded on the stack; a longer one is judged by its start and, for the
+/// role words, by [`fold_ends`] (no exact environment name is that long).
 const FOLD_MAX: usize = 40;
 
 /// A name folded on the stack (letters in lower case and digits, up to [`FOLD_MAX`] of them).
@@ -184,6 +274,11 @@ impl Fold {
     /// The folded name, when it is of the grammar and fitted whole.
     pub fn whole(&self) -> Option<&[u8]> {
         (!self.invalid && !self.long).then_some(&self.buf[..self.len])
+    }
+
+    /// The folded name, or its first [`FOLD_MAX`] bytes when it is longer.
+    pub fn start(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
@@ -246,10 +341,7 @@ impl<'a> Protected<'a> {
         if identity {
             return Some(Why::Identity);
         }
-        match f.whole() {
-            Some(n) if environment_folded(n) => Some(Why::Environment),
-            _ => None,
-        }
+        environment_of(f.start(), f.whole().is_some(), bytes).then_some(Why::Environment)
     }
 }
 
@@ -299,6 +391,10 @@ mod tests {
             "x-forwarded-for",
             "x-http-method-override",
             "user-agent",
+            "sec-fetch-user",
+            "x-requested-with",
+            "x-csrf-token",
+            "x-database",
         ] {
             assert_eq!(p.judge(ok), None, "{ok}");
         }
@@ -335,6 +431,17 @@ mod tests {
             "proxy",
             "request-uri",
             "xoriginalurl",
+            "x-webauth-user",
+            "x-forwarded-email",
+            "x-forwarded-preferred-username",
+            "x-ms-client-principal-name",
+            "oidc-claim-sub",
+            "x-amzn-oidc-data",
+            "x-auth-request-access-token",
+            "x-forwarded-base",
+            "x-base-url",
+            "x-envoy-original-path",
+            "x-a-very-long-header-name-of-some-vendor-which-ends-with-user",
         ] {
             assert_eq!(p.judge(env), Some(Why::Environment), "{env}");
         }

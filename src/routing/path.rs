@@ -6,7 +6,9 @@
 //! - Anything whose meaning depends on the reader is refused (`400 bad_path`): dot segments in
 //!   any spelling (`.`, `..`, `%2e`, `%2E`, `..;`, `.;x`), a leading `//` (a host to some
 //!   readers), double percent-encoding (`%25`
-//!   followed by two hex digits), encoded separators (`%2F`, `%5C`), backslashes, control
+//!   followed by two hex digits), encoded separators (`%2F`, `%5C`), escaped delimiters that
+//!   end the path for a reader that decodes before it splits (`%3F` `?`, `%23` `#`: h3 on
+//!   Node reads `/signup%3F` as `/signup`), backslashes, control
 //!   characters, raw bytes outside visible ASCII, fragments, malformed escapes, and escapes
 //!   that do not decode to UTF-8 (overlong `%c0%ae`).
 //! - What remains is folded for matching only: one round of percent-decoding, repeated slashes,
@@ -22,6 +24,9 @@ pub enum PathError {
     BadEscape,
     #[error("encoded path separator or control character")]
     EncodedSeparator,
+    /// `%3F` or `%23`: a reader that decodes before it splits ends the path there.
+    #[error("encoded query or fragment delimiter")]
+    EncodedDelimiter,
     #[error("backslash, control character, fragment or raw byte outside visible ASCII")]
     BadCharacter,
     #[error("path does not start with /")]
@@ -71,6 +76,11 @@ fn decode(input: &[u8]) -> Result<Vec<u8>, PathError> {
         let b = h * 16 + l;
         if b == b'/' || b == b'\\' || b < 0x20 || b == 0x7f {
             return Err(PathError::EncodedSeparator);
+        }
+        // The other gen-delims of RFC 3986 end no reader's path: `:`, `@`, `[`, `]` mean
+        // something only in an authority, and `;` is cut below as readers cut it.
+        if b == b'?' || b == b'#' {
+            return Err(PathError::EncodedDelimiter);
         }
         out.push(b);
         i += 3;
@@ -221,6 +231,12 @@ mod tests {
             ("/sign%2fup", EncodedSeparator),
             ("/open%2F..%2Fsignup", EncodedSeparator),
             ("/signup%5c", EncodedSeparator),
+            ("/signup%3F", EncodedDelimiter),
+            ("/signup%3fx", EncodedDelimiter),
+            ("/signup%3F/x", EncodedDelimiter),
+            ("/signup%3F?a=1", EncodedDelimiter),
+            ("/signup%23", EncodedDelimiter),
+            ("/open/%23/signup", EncodedDelimiter),
             ("/a\\b", BadCharacter),
             ("/a%00", EncodedSeparator),
             ("/a%zz", BadEscape),
@@ -304,6 +320,9 @@ mod properties {
             Just("%25".to_string()),
             Just("%c0%ae".to_string()),
             Just("%ED%95%9C".to_string()),
+            Just("a%3Fb".to_string()),
+            Just("%23".to_string()),
+            Just("a%3a%40%5B%5d".to_string()),
             "[a-zA-Z0-9._~;%-]{0,6}",
         ]
     }
@@ -348,6 +367,10 @@ mod properties {
                     }
                     if out.is_empty() { "/".into() } else { out }
                 };
+                // A reader that decodes, then ends the path at `?` or `#` (h3), sees it too.
+                let decoded = percent_decode(&p);
+                let cut = decoded.split(['?', '#']).next().unwrap_or("");
+                prop_assert_eq!(fold(&remove_dot_segments(cut)), c.as_ref());
                 let before = fold(&percent_decode(&remove_dot_segments(&p)));
                 let after = fold(&remove_dot_segments(&percent_decode(&p)));
                 prop_assert_eq!(&before, c.as_ref());

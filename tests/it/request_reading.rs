@@ -187,6 +187,46 @@ async fn dot_segments_and_double_encoding_are_refused_in_every_spelling() {
     }
 }
 
+/// Escapes of `?` and `#` end the path for a reader that decodes before it splits (h3 on
+/// Node reads `/signup%3F` as `/signup`); verigate would have matched `/signup?` on the open
+/// catch-all. Every such spelling is `400 bad_path`, whatever the method and session.
+pub const ENCODED_DELIMITERS: &[&str] = &[
+    "/signup%3F",
+    "/signup%3f",
+    "/signup%3Fx",
+    "/signup%3f.json",
+    "/signup%3F/x",
+    "/signup%3F?a=1",
+    "/signup%23",
+    "/signup%23x",
+    "/signup%23/x",
+    "/open/%3f/signup",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escaped_query_and_fragment_delimiters_are_refused() {
+    let env = Env::start().await;
+    let cookie = adult_cookie(&env).await;
+    for auth in ["", cookie.as_str()] {
+        for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+            for p in ENCODED_DELIMITERS {
+                let (status, _, body) = send(&env, method, p, auth).await;
+                assert_eq!(status, 400, "{method} {p}: {body}");
+                if method != "HEAD" {
+                    assert_eq!(error_code(&body), "bad_path", "{method} {p}");
+                }
+            }
+        }
+    }
+    assert_eq!(env.hits(), 0, "nothing reached the app");
+    // Escapes of the other delimiters end no reader's path: they still pass as sent.
+    for p in ["/open/a%3Ab", "/open/a%40b", "/open/%5Bx%5D", "/open/a%3bb"] {
+        let (status, _, body) = send(&env, "GET", p, "").await;
+        assert_eq!(status, 200, "{p}: {body}");
+        assert_eq!(env.last_upstream()["uri"], *p, "forwarded as sent");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unlisted_methods_fail_closed_with_405() {
     let env = Env::start().await;

@@ -196,6 +196,84 @@ async fn header_names_outside_the_grammar_and_server_environment_names_never_rea
     assert!(!m.contains("forged") && !m.to_ascii_lowercase().contains("script_name"));
 }
 
+/// Claims other proxies make to apps, sent by a client: the scheme (Tornado's `xheaders`
+/// prefers `X-Scheme` to verigate's `X-Forwarded-Proto`), users and groups of auth proxies,
+/// client addresses, hosts, and the base path an app is mounted under.
+const PROXY_CLAIMS: &[&str] = &[
+    "X-Scheme",
+    "X-Auth-Request-User",
+    "X-Auth-Request-Email",
+    "X-Forwarded-Email",
+    "X-Forwarded-Preferred-Username",
+    "X-Forwarded-Groups",
+    "X-Webauth-User",
+    "X-Authenticated-User",
+    "X-Proxy-User",
+    "Remote-Email",
+    "X-Amzn-Oidc-Identity",
+    "X-Ms-Client-Principal-Name",
+    "Oidc-Claim-Sub",
+    "Client-Ip",
+    "X-Original-Forwarded-For",
+    "X-ProxyUser-Ip",
+    "X-Forwarded-Https",
+    "Https",
+    "X-Forwarded-Hostname",
+    "X-Forwarded-Host-Name",
+    "X-Forwarded-Base",
+    "X-Base-Url",
+    "X-Forwarded-Context",
+    "X-Envoy-Original-Path",
+    "X-Ingress-Path",
+    "X-Path-Prefix",
+];
+
+/// Ordinary headers of apps and browsers, which must still reach the app.
+const APP_HEADERS: &[&str] = &[
+    "X-Requested-With",
+    "X-CSRF-Token",
+    "X-Api-Key",
+    "User-Agent",
+    "Accept",
+    "Cookie",
+    "Sec-Fetch-User",
+    "Sec-WebSocket-Protocol",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_proxies_claims_never_reach_the_app_and_app_headers_do() {
+    let env = Env::start().await;
+    for h in PROXY_CLAIMS {
+        let head = format!(
+            "GET /open/page HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n{h}: forged\r\n\r\n"
+        );
+        let resp = raw_request(env.proxy, &head).await;
+        assert!(resp.starts_with("HTTP/1.1 200"), "{h}: {resp}");
+        let up = env.last_upstream();
+        let headers = up["headers"].as_object().expect("headers");
+        assert!(
+            !headers.contains_key(&h.to_ascii_lowercase()),
+            "{h} reached the app: {up}"
+        );
+        assert!(!up.to_string().contains("forged"), "{h}: {up}");
+    }
+    let mut head = String::from("GET /open/page HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n");
+    for h in APP_HEADERS {
+        head.push_str(&format!("{h}: app=sent\r\n"));
+    }
+    head.push_str("\r\n");
+    let resp = raw_request(env.proxy, &head).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let up = env.last_upstream();
+    for h in APP_HEADERS {
+        assert_eq!(
+            up["headers"][h.to_ascii_lowercase()],
+            serde_json::json!(["app=sent"]),
+            "{h}: {up}"
+        );
+    }
+}
+
 fn claims(now: i64) -> Claims {
     Claims {
         unique_in_site: "forged-di".into(),

@@ -565,6 +565,17 @@ async fn http2_reads_authority_and_path_as_http1_reads_host_and_target() {
     ] {
         assert_eq!(h2_status(&mut h2, req(p, None)).await, Ok(400), "{p}");
     }
+    // Escaped `?` and `#` end the path for readers that decode first: refused on every method.
+    for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+        for p in crate::request_reading::ENCODED_DELIMITERS {
+            let r = http::Request::builder()
+                .method(method)
+                .uri(format!("{base}{p}"))
+                .body(())
+                .unwrap();
+            assert_eq!(h2_status(&mut h2, r).await, Ok(400), "{method} {p}");
+        }
+    }
     assert_eq!(env.hits(), hits, "a refused HTTP/2 request reached the app");
     for p in ["/open/%7Euser", "/open//x", "/open/50%25", "/open/a.b/..."] {
         assert_eq!(h2_status(&mut h2, req(p, None)).await, Ok(200), "{p}");
