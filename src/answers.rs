@@ -303,11 +303,12 @@ pub enum Refusal {
     UpstreamTimeout,
     FormNotKept,
     UnknownHost,
+    RateLimited,
 }
 
 impl Refusal {
     /// Every refusal, for tests and documentation.
-    pub const ALL: [Refusal; 36] = [
+    pub const ALL: [Refusal; 37] = [
         Refusal::VerificationRequired,
         Refusal::Underage,
         Refusal::AgeUnknown,
@@ -344,6 +345,7 @@ impl Refusal {
         Refusal::UpstreamTimeout,
         Refusal::FormNotKept,
         Refusal::UnknownHost,
+        Refusal::RateLimited,
     ];
 
     pub fn status(self) -> u16 {
@@ -384,6 +386,7 @@ impl Refusal {
             Refusal::UpstreamTimeout => 504,
             Refusal::FormNotKept => 401,
             Refusal::UnknownHost => 421,
+            Refusal::RateLimited => 429,
         }
     }
 
@@ -426,6 +429,7 @@ impl Refusal {
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::FormNotKept => "form_not_kept",
             Refusal::UnknownHost => "unknown_host",
+            Refusal::RateLimited => "rate_limited",
         }
     }
 
@@ -648,6 +652,12 @@ impl Refusal {
                 "Verification is not served at this address",
                 "이 사이트의 주소로 다시 접속해 주세요.",
                 "Open the site at its own address and try again.",
+            ),
+            Refusal::RateLimited => (
+                "잠시 후 다시 시도해 주세요",
+                "Please try again in a moment",
+                "짧은 시간에 본인인증 요청이 너무 많았습니다. 잠시 기다린 뒤 다시 시도해 주세요.",
+                "Too many verifications were started in a short time. Please wait a moment, then try again.",
             ),
         }
     }

@@ -18,6 +18,7 @@ pub mod logwriter;
 pub mod metrics;
 pub mod notify;
 pub mod providers;
+pub mod ratelimit;
 pub mod readiness;
 pub mod records;
 pub mod reload;
@@ -191,6 +192,7 @@ pub fn build(cfg: RuntimeConfig, mut opts: BuildOptions) -> Result<Built, BuildE
     let admin_listen = cfg.admin_listen.as_ref().map(|l| l.addr);
     let redirect_listen = cfg.redirect_http.as_ref().map(|l| l.addr);
     let http2 = cfg.tls.as_ref().map(|t| t.http2);
+    listen::tls::export_expiry(cfg.tls.as_ref());
     let store = store::open(&cfg.store)?;
     let live = Arc::new(ArcSwap::from_pointee(providers::registry::live(cfg)?));
 

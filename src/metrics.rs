@@ -189,6 +189,36 @@ pub static KEPT_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+pub static RATE_LIMITED: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_rate_limited_total",
+        "Requests refused 429 by a rate limit, by limit (start_per_client, start_per_provider, ifree_exchange_per_client, ifree_exchange_overall)",
+        &["what"],
+    )
+});
+
+pub static TLS_CERT_EXPIRY: Lazy<Gauge> = Lazy::new(|| {
+    let g = Gauge::new(
+        "verigate_tls_certificate_expiry_timestamp_seconds",
+        "When the TLS listener's certificate expires (UNIX seconds; read at start and on every reload); absent without TLS",
+    )
+    .unwrap_or_else(|e| panic!("metric is malformed: {e}"));
+    g
+});
+
+/// The listener certificate's expiry; exported from the first one on (without TLS, which a
+/// reload cannot turn on, the gauge is never exported).
+pub fn tls_certificate_expiry(not_after: Option<i64>) {
+    if let Some(t) = not_after {
+        TLS_CERT_EXPIRY.set(t as f64);
+        let _ = REGISTRY.register(Box::new(TLS_CERT_EXPIRY.clone()));
+    }
+}
+
+pub fn rate_limited(what: &str) {
+    RATE_LIMITED.with_label_values(&[what]).inc();
+}
+
 pub fn kept(route: &str, outcome: &str) {
     KEPT_REQUESTS.with_label_values(&[route, outcome]).inc();
 }
@@ -294,8 +324,10 @@ pub fn provider_call(provider: &str, endpoint: &str, took: Duration) {
 /// The name of every metric verigate defines (also those with no sample yet).
 pub fn names() -> Vec<String> {
     use prometheus::core::Collector;
-    let collectors: [&dyn Collector; 23] = [
+    let collectors: [&dyn Collector; 25] = [
         &*REQUESTS,
+        &*RATE_LIMITED,
+        &*TLS_CERT_EXPIRY,
         &*VERIFICATIONS,
         &*SESSIONS_ISSUED,
         &*TOKEN_FETCHES,
@@ -353,6 +385,7 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&UPSTREAM_CONNECT_FAILURES);
     Lazy::force(&UPSTREAM_EJECTIONS);
     Lazy::force(&UPSTREAM_SKIPPED);
+    Lazy::force(&RATE_LIMITED);
     let mut families = REGISTRY.gather();
     families.extend(prometheus::gather());
     let mut out = Vec::new();

@@ -90,6 +90,7 @@ impl Reloader {
         crate::notify::reloading();
         let result = match self.try_reload() {
             Ok(live) => {
+                crate::listen::tls::export_expiry(live.cfg.tls.as_ref());
                 // Name resolution (warnings for names that do not resolve) may block.
                 let warned = tokio::task::spawn_blocking(move || warnings(&live.cfg))
                     .await

@@ -51,6 +51,9 @@ pub struct FileConfig {
     pub tuning: Option<FileTuning>,
     #[serde(default)]
     pub clients: Option<FileClients>,
+    /// Rate limits on starting verifications and ifree key exchanges.
+    #[serde(default)]
+    pub limits: Option<crate::ratelimit::settings::FileLimits>,
     pub session: FileSession,
     #[serde(default)]
     pub identity_headers: Option<FileIdentityHeaders>,

@@ -458,6 +458,8 @@ pub struct RuntimeConfig {
     pub threads: usize,
     pub tuning: Tuning,
     pub clients: Clients,
+    /// Rate limits (`limits`).
+    pub limits: crate::ratelimit::Limits,
     pub session: SessionConfig,
     pub identity: IdentityHeaders,
     pub assertion: Option<AssertionConfig>,

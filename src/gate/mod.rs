@@ -45,6 +45,8 @@ pub struct Gate {
     pub revoked: Arc<crate::live::revoked::Revoked>,
     /// Form posts kept per client (`clients.max_kept_per_client`).
     kept_quota: kept::Quota,
+    /// Rate limits on starting verifications and ifree key exchanges (`limits`).
+    limiter: crate::ratelimit::Limiter,
 }
 
 /// A response header through which the app says a signup did not happen (`rejected`, e.g. a
@@ -171,6 +173,7 @@ impl Gate {
             store,
             revoked,
             kept_quota: kept::Quota::default(),
+            limiter: crate::ratelimit::Limiter::default(),
         }
     }
 
@@ -503,6 +506,9 @@ impl Gate {
         if let Some(flow) = crate::providers::flow::callback_of(&live, &normalized) {
             ctx.decision = "flow";
             ctx.flow_provider = Some(flow.id());
+            if let Err(l) = self.limit_callback(&live, ctx, session).await {
+                return rate_limited(session, ctx, l).await;
+            }
             crate::providers::flow::callback(flow.as_ref(), &live, self.store.as_ref(), session)
                 .await?;
             return Ok(true);
@@ -513,6 +519,9 @@ impl Gate {
             ctx.flow_provider = crate::identity::ProviderId::parse(
                 rest.trim_start_matches('/').split('/').next().unwrap_or(""),
             );
+            if let Err(l) = self.limit_start(&live, ctx, session, &rest).await {
+                return rate_limited(session, ctx, l).await;
+            }
             crate::providers::flow::handle(
                 &live,
                 self.store.as_ref(),
@@ -654,6 +663,85 @@ fn here(session: &Session) -> &str {
 }
 
 /// Answer a refusal (its `error` code is also the decision the access line and metrics name).
+impl Gate {
+    /// A provider's start page (`/{provider}/start`) counts against the start limits: it is
+    /// where a verification (and what a merchant pays for) begins.
+    async fn limit_start(
+        &self,
+        live: &Live,
+        ctx: &Ctx,
+        session: &Session,
+        rest: &str,
+    ) -> std::result::Result<(), crate::ratelimit::Limited> {
+        let get = matches!(
+            session.req_header().method,
+            http::Method::GET | http::Method::HEAD
+        );
+        let Some(provider) = ctx
+            .flow_provider
+            .filter(|p| get && rest == format!("/{}/start", p.as_str()) && live.flow(*p).is_some())
+        else {
+            return Ok(());
+        };
+        let client = ctx.origin.as_ref().and_then(|o| o.client);
+        let cfg = &live.cfg;
+        self.limiter
+            .start(
+                self.store.as_ref(),
+                &cfg.limits,
+                &cfg.session.hash_key,
+                client,
+                provider.as_str(),
+            )
+            .await
+    }
+
+    /// ifree's callback posts (key exchanges, registrations) from an allowed source count
+    /// against the key-exchange limits; others are refused by the callback itself, and
+    /// never spend the limit of ifree's own servers.
+    async fn limit_callback(
+        &self,
+        live: &Live,
+        ctx: &Ctx,
+        session: &Session,
+    ) -> std::result::Result<(), crate::ratelimit::Limited> {
+        let cfg = &live.cfg;
+        let Some(ifree) = cfg.providers.ifree.as_ref() else {
+            return Ok(());
+        };
+        let peer = ctx.origin.as_ref().and_then(|o| o.peer);
+        if ctx.flow_provider != Some(crate::identity::ProviderId::Ifree)
+            || session.req_header().method != http::Method::POST
+            || !ifree.callback_allow.allows(peer)
+        {
+            return Ok(());
+        }
+        self.limiter
+            .key_exchange(
+                self.store.as_ref(),
+                &cfg.limits,
+                &cfg.session.hash_key,
+                peer,
+            )
+            .await
+    }
+}
+
+/// `429 rate_limited` with `Retry-After`.
+async fn rate_limited(
+    session: &mut Session,
+    ctx: &mut Ctx,
+    l: crate::ratelimit::Limited,
+) -> Result<bool> {
+    let p = Problem::new(Refusal::RateLimited);
+    ctx.decision = p.code;
+    Reply::problem(&p, wants_html(session))
+        .header(http::header::RETRY_AFTER, l.retry_after_secs().to_string())
+        .send(session)
+        .await?;
+    Ok(true)
+}
+
 async fn refuse(session: &mut Session, ctx: &mut Ctx, p: Problem) -> Result<bool> {
     ctx.decision = p.code;
     let html = wants_html(session);

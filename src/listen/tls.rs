@@ -11,6 +11,18 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::sync::Arc;
 
+/// When the leaf certificate of `certified` expires (UNIX seconds), for the expiry metric.
+pub fn not_after(certified: &CertifiedKey) -> Option<i64> {
+    let leaf = certified.cert.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+/// Export the expiry of the config's listener certificate (`None`: no TLS listener).
+pub fn export_expiry(tls: Option<&crate::config::ListenerTls>) {
+    crate::metrics::tls_certificate_expiry(tls.and_then(|t| not_after(&t.certified)));
+}
+
 /// The certificate of the config in force.
 pub struct LiveCertificate(pub Arc<ArcSwap<Live>>);
 

@@ -88,6 +88,17 @@ pub enum KeyExchange {
     Full,
 }
 
+/// What a shared rate limit said (`Store::take_token`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Token {
+    /// This store is no instance's to share: the caller counts on its own.
+    Local,
+    /// A token was taken.
+    Taken,
+    /// The bucket is empty: the next token comes in this long.
+    Refused(Duration),
+}
+
 /// What a registration did (`Store::member_register`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Registration {
@@ -185,6 +196,16 @@ pub trait Store: Send + Sync {
     /// Take the kept request `id`: its value to exactly one caller, on any instance, while it
     /// lives; `None` to every other (taken already, expired or never kept). One atomic step.
     async fn take_request(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Take one token from the bucket `key` (`burst` at once, refilled at `per_minute`),
+    /// shared by every instance of this store; `Local` where the store is one process's.
+    async fn take_token(
+        &self,
+        _key: &str,
+        _burst: u32,
+        _per_minute: u32,
+    ) -> Result<Token, StoreError> {
+        Ok(Token::Local)
+    }
 }
 
 /// Open the configured backend. Redis connects lazily (and reconnects by itself).

@@ -6,7 +6,7 @@
 
 use super::{
     now_ms, KeyExchange, MemberRecord, Person, PersonRef, Registration, Reservation, Revocation,
-    Store, StoreError,
+    Store, StoreError, Token,
 };
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -415,6 +415,51 @@ return 1
         .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
         .map_err(err)?;
         Ok(kept == 1)
+    }
+
+    async fn take_token(
+        &self,
+        key: &str,
+        burst: u32,
+        per_minute: u32,
+    ) -> Result<Token, StoreError> {
+        // A token bucket in one hash: tokens left (`t`) at Redis's own time (`at`, ms), so
+        // every instance counts on one clock. Answers 0 (taken) or the ms until a token.
+        const BUCKET: &str = r#"
+local burst = tonumber(ARGV[1])
+local per_ms = tonumber(ARGV[2]) / 60000
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local v = redis.call('HMGET', KEYS[1], 't', 'at')
+local tokens = tonumber(v[1]) or burst
+local at = tonumber(v[2]) or now_ms
+if now_ms > at then tokens = math.min(burst, tokens + (now_ms - at) * per_ms) end
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = math.ceil((1 - tokens) / per_ms)
+end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'at', tostring(now_ms))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / per_ms) + 1000)
+return wait
+"#;
+        let mut c = self.conn().await?;
+        let wait: i64 = tokio::time::timeout(
+            CALL_TIMEOUT,
+            redis::Script::new(BUCKET)
+                .key(format!("{}limit:{key}", self.prefix))
+                .arg(burst)
+                .arg(per_minute)
+                .invoke_async(&mut c),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
+        .map_err(err)?;
+        Ok(match wait {
+            w if w <= 0 => Token::Taken,
+            w => Token::Refused(Duration::from_millis(w as u64)),
+        })
     }
 
     async fn take_request(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {

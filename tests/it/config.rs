@@ -417,7 +417,7 @@ session: {{ keys_env: KEYS }}
 providers:
   iamport: {{ imp_code: imp1, api_key_env: IMP_KEY, api_secret_env: IMP_SECRET }}
   portone: {{ store_id: s, channel_key: ck, api_secret_env: PORTONE }}
-  ifree: {{ client_id: c, secret_key_env: IFREE, base_url: "http://127.0.0.1:9" }}
+  ifree: {{ client_id: c, secret_key_env: IFREE, base_url: "http://127.0.0.1:9", callback_allow_ips: any }}
 routes:
   - name: signup
     match: {{ path: /signup }}
@@ -557,18 +557,17 @@ fn check_opens_the_sqlite_path_and_flags_what_never_applies() {
     let (code, out) = run(with_store(fresh.to_str().unwrap()));
     assert_eq!((code, out.trim()), (Some(0), "ok"));
     assert!(!fresh.exists(), "check changed nothing");
-    // Warnings: max_session_age beyond session.ttl; ifree open to any callback source.
-    let yaml = with_store(fresh.to_str().unwrap())
+    // Warnings: max_session_age beyond session.ttl.
+    let base = with_store(fresh.to_str().unwrap())
         .replace(
             "session: { keys_env: KEYS }",
             "session: { keys_env: KEYS, ttl: 1h }",
         )
-        .replace("min_age: 19 }", "min_age: 19, max_session_age: 2h }")
-        .replace(
-            "providers:\n",
-            "providers:\n  ifree: { client_id: c, secret_key_env: IFREE }\n",
-        );
-    let (code, out) = run(yaml);
+        .replace("min_age: 19 }", "min_age: 19, max_session_age: 2h }");
+    let with_ifree = |line: &str| base.replace("providers:\n", &format!("providers:\n  {line}\n"));
+    let (code, out) = run(with_ifree(
+        "ifree: { client_id: c, secret_key_env: IFREE, callback_allow_ips: any }",
+    ));
     assert_eq!(code, Some(0), "{out}");
     assert!(
         out.contains(
@@ -576,11 +575,30 @@ fn check_opens_the_sqlite_path_and_flags_what_never_applies() {
         ),
         "{out}"
     );
-    assert!(
-        out.contains("warning: providers.ifree.callback_allow_ips: empty: anyone who can reach /.verigate/ifree/callback"),
-        "{out}"
-    );
     assert!(out.trim_end().ends_with("ok"), "{out}");
+    // ifree without a callback source list is refused: anyone could post key exchanges,
+    // unless the config says that any address may (`any`, above).
+    for (allow, said) in [
+        ("", "providers.ifree.callback_allow_ips: missing"),
+        (
+            ", callback_allow_ips: []",
+            "providers.ifree.callback_allow_ips: empty",
+        ),
+        (
+            ", callback_allow_ips: anyone",
+            "providers.ifree.callback_allow_ips: `anyone`",
+        ),
+        (
+            ", callback_allow_ips: [ifree.example]",
+            "providers.ifree.callback_allow_ips[0]",
+        ),
+    ] {
+        let (code, out) = run(with_ifree(&format!(
+            "ifree: {{ client_id: c, secret_key_env: IFREE{allow} }}"
+        )));
+        assert_eq!(code, Some(2), "{allow}: {out}");
+        assert!(out.contains(said), "{allow}: {out}");
+    }
 }
 
 #[test]

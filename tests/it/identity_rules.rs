@@ -236,7 +236,7 @@ upstream: {{ addrs: ["127.0.0.1:3000"] }}
 session: {{ keys_env: KEYS }}
 providers:
   iamport: {{ imp_code: imp1, api_key_env: IMP_KEY, api_secret_env: IMP_SECRET }}
-  ifree: {{ client_id: c, secret_key_env: IF, base_url: "https://partner-auth.ifree.world" }}
+  ifree: {{ client_id: c, secret_key_env: IF, base_url: "https://partner-auth.ifree.world", callback_allow_ips: [203.0.113.10] }}
 routes:
 {routes}"#
     );

@@ -497,7 +497,14 @@ async fn key_exchanges_cannot_grow_the_store_without_bound() {
     let env = Env::with(
         ifree()
             .provider(Provider::ifree().set("max_pending", json!(300)))
-            .store(Storage::redis(&url).prefix(&prefix)),
+            .store(Storage::redis(&url).prefix(&prefix))
+            // The rate limits would stop the flood first: this is about the store's bound.
+            .set(
+                "limits",
+                json!({ "ifree_key_exchanges": {
+                    "per_client": { "burst": 10000, "per_minute": 10000 },
+                    "overall": { "burst": 10000, "per_minute": 10000 } } }),
+            ),
     )
     .await;
     let (_sk, public) = rsa_keypair();
@@ -786,15 +793,13 @@ async fn sandbox_api_shapes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_from_a_source_not_allowed_is_9403() {
     let env = Env::with(ifree().reloadable()).await;
-    // As started, the file lets callbacks come from anywhere.
+    // As started, the file lets callbacks come from loopback (the sandbox's servers).
     let original: Value =
         serde_yaml::from_str(&std::fs::read_to_string(env.config_path.as_ref().unwrap()).unwrap())
             .unwrap();
-    assert!(
-        original["providers"]["ifree"].is_object()
-            && original["providers"]["ifree"]
-                .get("callback_allow_ips")
-                .is_none(),
+    assert_eq!(
+        original["providers"]["ifree"]["callback_allow_ips"],
+        json!(["127.0.0.1", "::1"]),
         "{original}"
     );
     let allow = |ips: &'static [&'static str]| {

@@ -11,6 +11,7 @@
 mod common;
 
 mod admin;
+mod alerts;
 mod apps_smoke;
 mod assertion_claims;
 mod browser;
@@ -32,6 +33,7 @@ mod portone_flow;
 mod privacy;
 mod provider_faults;
 mod provider_outage;
+mod ratelimit;
 mod readiness;
 mod records;
 mod refusal_pages;

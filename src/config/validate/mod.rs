@@ -441,6 +441,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
 
     let tuning = server::tuning(ctx, f.tuning.as_ref());
     let clients = server::clients(ctx, f.clients.as_ref());
+    let limits = crate::ratelimit::settings::validate(ctx, f.limits.as_ref());
     let session = session::session(ctx, &f.session);
     let identity = session::identity(ctx, f.identity_headers.as_ref());
     let assertion = f
@@ -581,6 +582,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         threads,
         tuning,
         clients,
+        limits,
         session,
         identity,
         assertion,

@@ -103,6 +103,15 @@ fn answer(code: &str, message: &str) -> Reply {
     )
 }
 
+/// The address a callback comes from: the peer itself (ifree's servers are named by the
+/// address they connect from, never by a header).
+pub(crate) fn callback_peer(session: &Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
 /// `POST {callback_path}` from ifree's servers. Never mints a session; stores only what a
 /// well-formed, decryptable request carries.
 async fn callback(
@@ -112,14 +121,8 @@ async fn callback(
     session: &mut Session,
 ) -> Result<Reply> {
     let cfg = client.config();
-    if !cfg.callback_allow.is_empty() {
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        if !peer.is_some_and(|ip| cfg.callback_allow.contains(&ip)) {
-            return Ok(answer("9403", "source not allowed"));
-        }
+    if !cfg.callback_allow.allows(callback_peer(session)) {
+        return Ok(answer("9403", "source not allowed"));
     }
     let body = read_body(session, 16 * 1024).await?;
     let Some(v) = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) else {

@@ -1,6 +1,7 @@
 //! ifree login settings: the file's shape, the runtime values and their check.
 
 use crate::config::ctx::Ctx;
+use crate::config::file::OneOrMany;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -18,8 +19,10 @@ pub struct File {
     pub sdk_url: Option<String>,
     #[serde(default)]
     pub callback_path: Option<String>,
+    /// ifree's callback source addresses, or `any` (required: without it anyone could post
+    /// member key exchanges and registrations).
     #[serde(default)]
-    pub callback_allow_ips: Vec<String>,
+    pub callback_allow_ips: Option<crate::config::file::OneOrMany>,
     #[serde(default)]
     pub cipher: Option<String>,
     #[serde(default)]
@@ -42,13 +45,30 @@ pub struct Settings {
     pub sdk_url: String,
     /// Where ifree's servers post the registration callbacks (normalised path).
     pub callback_path: String,
-    /// Source addresses allowed to post the callbacks (empty: any).
-    pub callback_allow: Vec<std::net::IpAddr>,
+    /// Source addresses allowed to post the callbacks.
+    pub callback_allow: CallbackAllow,
     pub cipher: crate::crypto::ifree_cipher::Cipher,
     pub store_ubifill: bool,
     pub pending_ttl: Duration,
     pub max_pending: u64,
     pub timeout: Duration,
+}
+
+/// Who may post ifree's callbacks (`callback_allow_ips`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackAllow {
+    /// `any`: said explicitly.
+    Any,
+    Only(Vec<std::net::IpAddr>),
+}
+
+impl CallbackAllow {
+    pub fn allows(&self, peer: Option<std::net::IpAddr>) -> bool {
+        match self {
+            CallbackAllow::Any => true,
+            CallbackAllow::Only(list) => peer.is_some_and(|ip| list.contains(&ip)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Settings {
@@ -91,36 +111,47 @@ pub(crate) fn validate(ctx: &mut Ctx, i: &File, flow_prefix: &str) -> Option<Set
             }
         },
     };
-    let mut callback_allow = Vec::new();
-    for (j, ip) in i.callback_allow_ips.iter().enumerate() {
-        match ip.parse() {
-            Ok(a) => callback_allow.push(a),
-            Err(_) => ctx.err(
-                format!("{at}.callback_allow_ips[{j}]"),
-                format!("`{ip}` is not an IP address"),
-            ),
+    // Without a source list anyone can post key exchanges and registrations for any member:
+    // a config says which addresses, or that any may (`any`).
+    let key = format!("{at}.callback_allow_ips");
+    let callback_allow = match &i.callback_allow_ips {
+        None => {
+            ctx.err(
+                &key,
+                format!(
+                    "missing: list ifree's callback source addresses (whoever reaches {callback_path} can post member key exchanges and registrations), or write `any` to let every address post"
+                ),
+            );
+            CallbackAllow::Any
         }
-    }
-    // Without a source list anyone can post key exchanges and registrations for any member.
-    let loopback = base_url
-        .parse::<http::Uri>()
-        .ok()
-        .and_then(|u| u.host().map(str::to_ascii_lowercase))
-        .is_some_and(|h| {
-            h == "localhost"
-                || h.trim_matches(['[', ']'])
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        });
-    if i.callback_allow_ips.is_empty() && !loopback {
-        ctx.warn(
-            format!("{at}.callback_allow_ips"),
-            format!(
-                "empty: anyone who can reach {} may post member key exchanges and registrations; list ifree's callback source addresses",
-                callback_path
-            ),
-        );
-    }
+        Some(OneOrMany::One(s)) if s == "any" => CallbackAllow::Any,
+        Some(OneOrMany::One(s)) => {
+            ctx.err(
+                &key,
+                format!("`{s}`: write a list of addresses (`[203.0.113.10]`) or `any`"),
+            );
+            CallbackAllow::Any
+        }
+        Some(OneOrMany::Many(list)) => {
+            if list.is_empty() {
+                ctx.err(
+                    &key,
+                    "empty: list ifree's callback source addresses, or write `any`",
+                );
+            }
+            let mut ips = Vec::new();
+            for (j, ip) in list.iter().enumerate() {
+                match ip.parse() {
+                    Ok(a) => ips.push(a),
+                    Err(_) => ctx.err(
+                        format!("{key}[{j}]"),
+                        format!("`{ip}` is not an IP address"),
+                    ),
+                }
+            }
+            CallbackAllow::Only(ips)
+        }
+    };
     let cipher = match i.cipher.as_deref() {
         None => Cipher::DEFAULT,
         Some(c) => Cipher::parse(c).unwrap_or_else(|| {

@@ -136,6 +136,11 @@ impl Sim {
         lock(&self.callbacks).get(user_id).cloned()
     }
 
+    /// How many verification sessions were started (tests count provider calls with it).
+    pub fn started(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
     /// Successful token issues (tests count fetches with it).
     pub fn token_requests(&self) -> u64 {
         self.token_requests

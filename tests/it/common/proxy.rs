@@ -282,7 +282,8 @@ impl Provider {
         Provider::new(
             "ifree",
             Some("/js/ifree.js"),
-            json!({ "client_id": "sandbox-client", "secret_key_env": "IFREE_SECRET", "store_ubifill": true }),
+            json!({ "client_id": "sandbox-client", "secret_key_env": "IFREE_SECRET", "store_ubifill": true,
+                "callback_allow_ips": ["127.0.0.1", "::1"] }),
         )
     }
 
@@ -413,7 +414,14 @@ impl Proxy {
                 .clone(),
             named: Map::new(),
             upstream_addrs: None,
-            top: Map::new(),
+            // Tests start many verifications from 127.0.0.1: the start limit would refuse
+            // them (tests/it/ratelimit.rs sets its own `limits`).
+            top: json!({ "limits": { "verification_starts": {
+                "per_client": { "burst": 100000, "per_minute": 100000 },
+                "per_provider": { "burst": 100000, "per_minute": 100000 } } } })
+            .as_object()
+            .unwrap()
+            .clone(),
             reloadable: false,
             start_unready: false,
         }

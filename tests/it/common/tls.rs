@@ -43,6 +43,16 @@ impl TestCa {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// A server certificate for `names` valid until `y-m-d` (midnight UTC).
+    pub fn server_until(&self, names: &[&str], y: i32, m: u8, d: u8) -> (String, String) {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params.not_after = rcgen::date_time_ymd(y, m, d);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// Write a server certificate for [`HOST`] as `cert.pem` and `key.pem` in `dir` (over any
     /// there); returns their paths.
     pub fn write_server(&self, dir: &Path) -> (PathBuf, PathBuf) {
