@@ -459,7 +459,7 @@ pub struct RuntimeConfig {
     pub tuning: Tuning,
     pub clients: Clients,
     /// Rate limits (`limits`).
-    pub limits: crate::ratelimit::Limits,
+    pub limits: crate::ratelimit::settings::Limits,
     pub session: SessionConfig,
     pub identity: IdentityHeaders,
     pub assertion: Option<AssertionConfig>,
