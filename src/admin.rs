@@ -68,7 +68,7 @@ impl AdminApp {
     async fn readiness(&self) -> crate::readiness::Readiness {
         let live = self.live.load_full();
         let upstreams = crate::readiness::upstreams(&live);
-        let providers = crate::live::probe::report(self.probes.as_deref(), &live);
+        let providers = crate::readiness::providers(self.probes.as_deref(), &live);
         let store = self.store_writes().await;
         crate::readiness::assess(store, upstreams, providers)
     }

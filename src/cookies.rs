@@ -15,7 +15,7 @@
 //! release) is still read under it while it lives, and the gate re-issues it under the new
 //! name; a session issued under the new name is never read under the old one.
 
-use crate::config::SessionConfig;
+use crate::session::SessionConfig;
 use http::{HeaderMap, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 

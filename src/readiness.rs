@@ -7,6 +7,7 @@
 //! (see `live::probe`), never a reason to drain: every instance shares them, so draining one
 //! helps no shopper.
 
+use crate::live::probe::{Board, Outcome};
 use crate::live::Live;
 use serde::Serialize;
 
@@ -61,6 +62,32 @@ pub fn upstreams(live: &Live) -> Vec<UpstreamReadiness> {
                 addresses: s.addresses,
                 set_aside: s.ejected,
                 not_resolving: s.failing,
+            }
+        })
+        .collect()
+}
+
+/// Every configured provider's credential state for `/readyz`.
+pub fn providers(board: Option<&Board>, live: &Live) -> Vec<ProviderReadiness> {
+    live.flows()
+        .iter()
+        .map(|f| {
+            let (credentials, detail) =
+                match (f.as_ref().has_probe(), board.and_then(|b| b.outcome(f))) {
+                    (false, _) => (
+                        "no_call",
+                        Some("this provider has no call to try credentials with".to_string()),
+                    ),
+                    (true, None) => ("unchecked", None),
+                    (true, Some(Outcome::Ok)) => ("ok", None),
+                    (true, Some(Outcome::Failing { error, failures })) => {
+                        ("failing", Some(format!("{error} ({failures} tries)")))
+                    }
+                };
+            ProviderReadiness {
+                provider: f.id().as_str(),
+                credentials,
+                detail,
             }
         })
         .collect()

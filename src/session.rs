@@ -399,6 +399,32 @@ impl Keyring {
     }
 }
 
+/// The session settings, validated from the config file's `session` section.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The session cookie's name: `session.cookie` (the config key), under the `__Host-` prefix with
+    /// `session.secure` (see `crate::cookies`).
+    pub cookie: String,
+    /// The session cookie's name before the `__Host-` prefix (`session.cookie` as written):
+    /// still read, for a session issued under it before the upgrade (`crate::cookies`).
+    pub legacy_cookie: Option<String>,
+    /// Every name before the `__Host-` prefix (session, flow, kept): kept from the app.
+    pub retired_cookies: Vec<String>,
+    pub flow_cookie: String,
+    pub ttl: std::time::Duration,
+    pub secure: bool,
+    pub keys: Keyring,
+    /// Key for the keyed hashes of CI (and other identifiers that must never be stored in clear).
+    pub hash_key: [u8; 32],
+    /// Seals what the store keeps at rest (ifree member keys, passcodes); derived from hash_key.
+    pub at_rest: Keyring,
+    /// Seals kept requests in the store: derived from the session keys (so it rotates with
+    /// them), one key for each.
+    pub kept: Keyring,
+    /// The kept-request cookie's name (`<cookie>_kept`, prefixed like `cookie`).
+    pub kept_cookie: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ mod validate;
 use crate::identity::Forward;
 use crate::providers::settings::Providers;
 use crate::routing::RouteTable;
-use crate::session::Keyring;
+use crate::session::SessionConfig;
 use chrono_tz::Tz;
 use http::HeaderName;
 use std::fmt;
@@ -213,31 +213,6 @@ pub struct Upstream {
     /// HTTP/2 to the app (`upstream.http2`): offered by ALPN with `tls` (HTTP/1.1 if the app
     /// declines), spoken outright without (h2c, prior knowledge: the app must speak it).
     pub http2: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct SessionConfig {
-    /// The session cookie's name: `session.cookie`, under the `__Host-` prefix with
-    /// `session.secure` (see `crate::cookies`).
-    pub cookie: String,
-    /// The session cookie's name before the `__Host-` prefix (`session.cookie` as written):
-    /// still read, for a session issued under it before the upgrade (`crate::cookies`).
-    pub legacy_cookie: Option<String>,
-    /// Every name before the `__Host-` prefix (session, flow, kept): kept from the app.
-    pub retired_cookies: Vec<String>,
-    pub flow_cookie: String,
-    pub ttl: Duration,
-    pub secure: bool,
-    pub keys: Keyring,
-    /// Key for the keyed hashes of CI (and other identifiers that must never be stored in clear).
-    pub hash_key: [u8; 32],
-    /// Seals what the store keeps at rest (ifree member keys, passcodes); derived from hash_key.
-    pub at_rest: Keyring,
-    /// Seals kept requests in the store: derived from the session keys (so it rotates with
-    /// them), one key for each.
-    pub kept: Keyring,
-    /// The kept-request cookie's name (`<cookie>_kept`, prefixed like `cookie`).
-    pub kept_cookie: String,
 }
 
 /// Signed identity assertions (`identity_headers.assertion`).
@@ -484,7 +459,7 @@ pub struct RuntimeConfig {
     pub tuning: Tuning,
     pub clients: Clients,
     /// Rate limits (`limits`).
-    pub limits: crate::ratelimit::Limits,
+    pub limits: crate::ratelimit::settings::Limits,
     pub session: SessionConfig,
     pub identity: IdentityHeaders,
     pub assertion: Option<AssertionConfig>,

@@ -3,7 +3,7 @@
 //! (then extended); from anyone else it is replaced. Decided once in `request_filter`, sent
 //! upstream in `upstream_request_filter`.
 
-use super::headers::Edit;
+use super::edit::Edit;
 use crate::answers::RequestId;
 use crate::config::RequestIdMode;
 use http::{HeaderName, HeaderValue};

@@ -1,5 +1,6 @@
 //! Identity headers: strip every client-sent one (any case, `_` for `-`), inject verigate's.
 
+use super::edit::Edit;
 use crate::config::IdentityHeaders;
 use crate::identity::Forward;
 use crate::live::sessions::encode;
@@ -12,47 +13,6 @@ use pingora::http::RequestHeader;
 /// every byte that is no letter or digit left out, see [`super::names`])?
 pub fn is_identity_header(name: &str, prefix: &str) -> bool {
     super::names::fold_strip(name.as_bytes(), prefix.as_bytes()).is_some()
-}
-
-/// Where header edits land: Pingora's `RequestHeader` (keeps each name's letter case, at the
-/// price of a second map and a name parse per insert) or a plain `http::HeaderMap` (see
-/// [`edit_plain`]).
-pub trait Edit {
-    fn map(&self) -> &http::HeaderMap;
-    fn remove(&mut self, name: &HeaderName);
-    fn insert(&mut self, name: &HeaderName, value: HeaderValue);
-    /// Room for `n` more headers, where the backing maps allow it.
-    fn reserve(&mut self, n: usize);
-}
-
-impl Edit for RequestHeader {
-    fn map(&self) -> &http::HeaderMap {
-        &self.headers
-    }
-    fn remove(&mut self, name: &HeaderName) {
-        self.remove_header(name);
-    }
-    fn insert(&mut self, name: &HeaderName, value: HeaderValue) {
-        // Infallible for a valid `HeaderName`: Pingora re-parses the name it was given.
-        let _ = self.insert_header(name.clone(), value);
-    }
-    fn reserve(&mut self, _: usize) {}
-}
-
-impl Edit for http::HeaderMap {
-    fn map(&self) -> &http::HeaderMap {
-        self
-    }
-    fn remove(&mut self, name: &HeaderName) {
-        http::HeaderMap::remove(self, name);
-    }
-    fn insert(&mut self, name: &HeaderName, value: HeaderValue) {
-        // Fails only past `http`'s 32,768 entries, which Pingora's parser never lets in.
-        let _ = self.try_insert(name.clone(), value);
-    }
-    fn reserve(&mut self, n: usize) {
-        let _ = self.try_reserve(n);
-    }
 }
 
 /// Can `req` go upstream rebuilt from its URI without changing its request line? True for

@@ -5,7 +5,7 @@
 //! from the session keys and bound to a random id, and put in the store for the route's
 //! `keep_request.ttl`; the id goes into a sealed cookie of this browser, bound to the host.
 //! The `303` sends the browser to verify: the flow that starts there from this site's own
-//! pages carries the kept id ([`for_flow`]) into the session it issues. After verifying, the
+//! pages carries the kept id ([`crate::live::kept::for_flow`]) into the session it issues. After verifying, the
 //! browser comes back to the address it posted to (a GET): with that session, and only with
 //! it, the GET takes the kept request from the store (one atomic take: once, on any instance)
 //! and the gate sends it upstream in its place, through the same rules as any request. The
@@ -14,10 +14,11 @@
 //!
 //! What one request does with kept requests is its own [`State`], owned here.
 
-use super::headers::Edit;
+use super::edit::Edit;
 use crate::answers::browser_page;
 use crate::config::RuntimeConfig;
 use crate::cookies;
+use crate::live::kept::host_of;
 use crate::live::Live;
 use crate::routing::KeepRule;
 use crate::session::{KeptClaims, Purpose};
@@ -394,11 +395,6 @@ pub async fn keep_again(
     put(live, store, kept, rule, host_of(req), Some(session)).await
 }
 
-/// The host a request names, as sessions and kept requests are bound to it.
-fn host_of(req: &RequestHeader) -> Option<String> {
-    crate::routing::host::request_host(req).map(str::to_ascii_lowercase)
-}
-
 /// Seal `kept` into the store under a fresh id: the cookie that names it.
 async fn put(
     live: &Live,
@@ -443,58 +439,6 @@ async fn put(
 /// The path and query a request was sent to.
 fn target(req: &RequestHeader) -> &str {
     req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
-}
-
-/// This browser's kept-request cookie, opened (valid, unexpired, for this request's host).
-pub fn cookie_of(live: &Live, req: &RequestHeader, now: i64) -> Option<KeptClaims> {
-    let s = &live.cfg.session;
-    let raw = cookies::read_kept(req, s, false)?;
-    s.keys
-        .open_kept(raw, now)
-        .ok()
-        .filter(|k| k.host.is_some() && k.host == host_of(req))
-}
-
-/// The kept request a verification flow starting on `req` for `return_to` is started for:
-/// this browser's kept post for that address and host, when the start page was reached from
-/// this site's own pages (`Sec-Fetch-Site: same-origin`, as the kept post's `303` leads
-/// there; a browser that does not send the header is taken at its word). A start reached from
-/// elsewhere (a link on another site, an address typed in) carries none: a kept cookie planted
-/// in this browser is then never delivered with its person's identity.
-pub fn for_flow(live: &Live, req: &RequestHeader, return_to: &str, now: i64) -> Option<String> {
-    let site = req
-        .headers
-        .get("sec-fetch-site")
-        .map(|v| v.as_bytes().eq_ignore_ascii_case(b"same-origin"));
-    if site == Some(false) {
-        return None;
-    }
-    cookie_of(live, req, now)
-        .filter(|k| k.return_to == return_to)
-        .map(|k| k.id)
-}
-
-/// Logout (and "verify as someone else"): this browser's kept request is dropped from the
-/// store, never to be sent under the next person's identity. True when the browser has a
-/// kept-request cookie to end.
-pub async fn drop_for_logout(
-    live: &Live,
-    store: &dyn Store,
-    req: &RequestHeader,
-    now: i64,
-) -> bool {
-    let s = &live.cfg.session;
-    let Some(raw) = cookies::read_kept(req, s, false) else {
-        return false;
-    };
-    if let Ok(k) = s.keys.open_kept(raw, now) {
-        if let Err(e) = store.take_request(&k.id).await {
-            // The cookie still goes: without it nothing delivers the kept request, which
-            // expires in the store by itself.
-            tracing::warn!(error = %e, "store unavailable: a kept request left to expire");
-        }
-    }
-    true
 }
 
 /// What one request does with kept requests, from `request_filter` to its answer (the gate

@@ -14,6 +14,7 @@
 pub mod ack;
 pub mod deadline;
 pub mod decide;
+pub mod edit;
 pub mod forwarded;
 pub mod headers;
 pub mod kept;
@@ -759,7 +760,7 @@ async fn refuse(session: &mut Session, ctx: &mut Ctx, p: Problem) -> Result<bool
 /// The Cookie lines of a request being edited for the upstream, as `crate::cookies` edits them.
 struct EditLines<'a, E>(&'a mut E);
 
-impl<E: headers::Edit> crate::cookies::CookieLines for EditLines<'_, E> {
+impl<E: edit::Edit> crate::cookies::CookieLines for EditLines<'_, E> {
     fn lines(&self) -> &http::HeaderMap {
         self.0.map()
     }
@@ -777,7 +778,7 @@ impl<E: headers::Edit> crate::cookies::CookieLines for EditLines<'_, E> {
 /// cookies, and for a verified request the identity headers and, when configured, their
 /// signed assertion.
 fn upstream_edits(
-    req: &mut impl headers::Edit,
+    req: &mut impl edit::Edit,
     cfg: &crate::config::RuntimeConfig,
     ctx: &Ctx,
     route: &str,

@@ -16,7 +16,7 @@
 //! Dropped names are counted in `verigate_dropped_headers_total{why}` and, with
 //! `clients.log_dropped_headers`, logged by name (never a value).
 
-use super::headers::Edit;
+use super::edit::Edit;
 use http::HeaderName;
 
 /// `name` folded (letters lower-cased, every byte that is no letter or digit left out) starts

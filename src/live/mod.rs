@@ -1,6 +1,7 @@
 //! What every request reads: the validated config with the provider clients built from it and
 //! the cache of opened sessions, swapped whole on reload. Below the gate and the flows.
 
+pub mod kept;
 pub mod probe;
 pub mod provider;
 pub mod refresh;

@@ -162,32 +162,6 @@ pub async fn try_due(board: &Board, live: &Live) {
     futures::future::join_all(tries).await;
 }
 
-/// Every configured provider's credential state for `/readyz`.
-pub fn report(board: Option<&Board>, live: &Live) -> Vec<crate::readiness::ProviderReadiness> {
-    live.flows()
-        .iter()
-        .map(|f| {
-            let (credentials, detail) =
-                match (f.as_ref().has_probe(), board.and_then(|b| b.outcome(f))) {
-                    (false, _) => (
-                        "no_call",
-                        Some("this provider has no call to try credentials with".to_string()),
-                    ),
-                    (true, None) => ("unchecked", None),
-                    (true, Some(Outcome::Ok)) => ("ok", None),
-                    (true, Some(Outcome::Failing { error, failures })) => {
-                        ("failing", Some(format!("{error} ({failures} tries)")))
-                    }
-                };
-            crate::readiness::ProviderReadiness {
-                provider: f.id().as_str(),
-                credentials,
-                detail,
-            }
-        })
-        .collect()
-}
-
 /// The background service: tries at start, when poked (reload), and when a retry is due.
 pub struct Prober {
     pub board: Arc<Board>,

@@ -382,7 +382,7 @@ pub(crate) fn session_cookie(live: &Live, claims: &Claims) -> String {
 }
 
 /// A flow starting for `return_to` on this request: its nonce, and the kept request it is
-/// started for, if any. That is this browser's kept post ([`crate::gate::kept::for_flow`]):
+/// started for, if any. That is this browser's kept post ([`crate::live::kept::for_flow`]):
 /// for the same address and host, and only when the start page was reached from this site's
 /// own pages, as the kept post's `303` leads there.
 pub(crate) fn new_flow(
@@ -392,7 +392,7 @@ pub(crate) fn new_flow(
     nonce: String,
     return_to: String,
 ) -> FlowClaims {
-    let kept = crate::gate::kept::for_flow(live, session.req_header(), &return_to, unix_now());
+    let kept = crate::live::kept::for_flow(live, session.req_header(), &return_to, unix_now());
     FlowClaims {
         nonce,
         return_to,
@@ -617,7 +617,7 @@ fn choice_page(live: &Live, session: &Session) -> Reply {
 
 /// Whether this browser has a form post kept for `return_to` (its kept-request cookie).
 fn has_kept(live: &Live, session: &Session, return_to: &str) -> bool {
-    crate::gate::kept::cookie_of(live, session.req_header(), unix_now())
+    crate::live::kept::cookie_of(live, session.req_header(), unix_now())
         .is_some_and(|k| k.return_to == return_to)
 }
 
@@ -656,7 +656,7 @@ async fn logout(live: &Live, store: &dyn Store, revoked: &Revoked, session: &Ses
     let now = unix_now();
     // The browser's kept form post goes with the session: the next person to verify here
     // ("verify as someone else") must never have it sent under their identity.
-    let dropped = crate::gate::kept::drop_for_logout(live, store, session.req_header(), now).await;
+    let dropped = crate::live::kept::drop_for_logout(live, store, session.req_header(), now).await;
     let open = cookies::read_session(session.req_header(), &cfg.session)
         .and_then(|(c, _)| Some((c, cfg.session.keys.open_session(c, now).ok()?)));
     if let Some((cookie, claims)) = open {

@@ -1,6 +1,7 @@
 //! The session, its cookies and keys, the identity headers and the signed assertion.
 
 use super::*;
+use crate::session::Keyring;
 
 pub(super) fn assertion(ctx: &mut Ctx, a: &FileAssertion) -> Option<AssertionConfig> {
     let at = "identity_headers.assertion";
