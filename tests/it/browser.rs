@@ -459,7 +459,11 @@ fn eighteen_today() -> String {
         .date_naive();
     let born = today
         .with_year(today.year() - 18)
-        .or_else(|| today.pred_opt().and_then(|d| d.with_year(today.year() - 18)))
+        .or_else(|| {
+            today
+                .pred_opt()
+                .and_then(|d| d.with_year(today.year() - 18))
+        })
         .expect("a date 18 years ago");
     born.format("%Y%m%d").to_string()
 }
