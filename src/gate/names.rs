@@ -106,8 +106,11 @@ fn environment_word(core: &[u8]) -> bool {
 /// `X-Forwarded-Groups`, `X-Ms-Client-Principal-Name`, `X-Amzn-Oidc-Identity`) or a proxy's
 /// claim about the path or base the app is mounted under (`X-Ingress-Path`, `X-Path-Prefix`,
 /// `X-Base-Url`, `X-Forwarded-Context`).
-const USER_AND_PATH_ENDS: [&[u8]; 13] = [
+const USER_AND_PATH_ENDS: [&[u8]; 16] = [
     b"user",
+    b"login",
+    b"assertion",
+    b"clientcert",
     b"username",
     b"email",
     b"groups",
@@ -124,14 +127,30 @@ const USER_AND_PATH_ENDS: [&[u8]; 13] = [
 
 /// Families of claims of authentication proxies, by the start of the name (folded, an `x`
 /// taken off): mod_auth_openidc's `OIDC_CLAIM_*`, AWS ALB's `X-Amzn-Oidc-*`, oauth2-proxy's
-/// `X-Auth-Request-*`, Azure's `X-Ms-Client-Principal*`.
-const CLAIM_FAMILIES: [&[u8]; 4] = [b"oidc", b"amznoidc", b"authrequest", b"msclientprincipal"];
+/// `X-Auth-Request-*`, Azure's `X-Ms-Client-Principal*`, Authelia's `Remote-*`, Tailscale's
+/// `Tailscale-User-*`, Cloudflare Access's `Cf-Access-*`, Pomerium's `X-Pomerium-*`, client
+/// certificates (`Ssl-Client-*`), and a front server's file and path control (`X-Accel-*`,
+/// `X-Sendfile*`).
+const CLAIM_FAMILIES: [&[u8]; 11] = [
+    b"oidc",
+    b"amznoidc",
+    b"authrequest",
+    b"msclientprincipal",
+    b"remote",
+    b"tailscale",
+    b"cfaccess",
+    b"pomerium",
+    b"sslclient",
+    b"accel",
+    b"sendfile",
+];
 
 /// Role words of the scheme or the client's address: a name (folded) that ends with one of them
 /// is a proxy's claim about the connection (`X-Scheme`, `Https`, `X-Forwarded-Ssl`,
 /// `Client-Ip`, `X-ProxyUser-Ip`, `CF-Connecting-IP`).
-const CONNECTION_ENDS: [&[u8]; 9] = [
+const CONNECTION_ENDS: [&[u8]; 10] = [
     b"scheme",
+    b"originatingip",
     b"https",
     b"ssl",
     b"proto",

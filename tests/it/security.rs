@@ -226,6 +226,19 @@ const PROXY_CLAIMS: &[&str] = &[
     "X-Envoy-Original-Path",
     "X-Ingress-Path",
     "X-Path-Prefix",
+    // Red team, second round: Authelia, Tailscale, Cloudflare Access, Pomerium, client
+    // certificates, originating addresses, X-Accel/X-Sendfile path control.
+    "Remote-Name",
+    "X-Remote-Group",
+    "Tailscale-User-Login",
+    "Cf-Access-Jwt-Assertion",
+    "X-Pomerium-Jwt-Assertion",
+    "Ssl-Client-Cert",
+    "X-Ssl-Client-Cert",
+    "X-Originating-Ip",
+    "X-Accel-Redirect",
+    "X-Accel-Mapping",
+    "X-Sendfile-Type",
 ];
 
 /// Ordinary headers of apps and browsers, which must still reach the app.
