@@ -126,7 +126,7 @@ store: { kind: memory }
 routes:
   - name: gated
     match: { path_prefix: /gated }
-    require: { providers: [iamport], min_age: 19 }
+    require: { providers: [iamport], min_age: 19, age_rule: youth_act }
   - name: pass
     match: { path_prefix: / }
 EOF

@@ -73,7 +73,10 @@ fn doomed(name: &str, trusted: bool) -> bool {
     // Any name that starts with `X-Forwarded-Host` or `X-Original-Host` names a host.
     let host_claim = (start.starts_with(b"xforwardedhost") || start.starts_with(b"xoriginalhost"))
         && name != "x-forwarded-host";
-    if host_claim || (!trusted && super::names::connection_claim(start, name.as_bytes())) {
+    if host_claim
+        || (!trusted
+            && super::names::connection_claim(start, folded.whole().is_some(), name.as_bytes()))
+    {
         return true;
     }
     let Some(f) = folded.whole() else {

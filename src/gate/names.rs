@@ -161,6 +161,16 @@ const CONNECTION_ENDS: [&[u8]; 10] = [
     b"realip",
 ];
 
+/// The name ends with `word` (folded, lower case): on the folded `start` when it holds the
+/// whole name (`whole`), else by walking `name` from its end. Allocates nothing.
+fn ends_with_word(start: &[u8], whole: bool, name: &[u8], word: &[u8]) -> bool {
+    if whole {
+        start.ends_with(word)
+    } else {
+        fold_ends(name, word)
+    }
+}
+
 /// `name` folded ends with `word` (folded, lower case). Allocates nothing.
 fn fold_ends(name: &[u8], word: &[u8]) -> bool {
     let mut letters = name
@@ -190,7 +200,11 @@ fn environment_of(start: &[u8], whole: bool, name: &[u8]) -> bool {
     if CLAIM_FAMILIES.iter().any(|w| core.starts_with(w)) {
         return true;
     }
-    if !browser_own(start) && USER_AND_PATH_ENDS.iter().any(|w| fold_ends(name, w)) {
+    if !browser_own(start)
+        && USER_AND_PATH_ENDS
+            .iter()
+            .any(|w| ends_with_word(start, whole, name, w))
+    {
         return true;
     }
     if !whole {
@@ -216,10 +230,13 @@ fn environment_folded(folded: &[u8]) -> bool {
 /// `original` (verigate writes its own `X-Forwarded-For`, `-Proto`, `-Host`), or a name (not
 /// `Sec-`) that ends with a role word of the scheme or the client's address
 /// ([`CONNECTION_ENDS`]).
-pub fn connection_claim(start: &[u8], name: &[u8]) -> bool {
+pub fn connection_claim(start: &[u8], whole: bool, name: &[u8]) -> bool {
     start.starts_with(b"xforwarded")
         || start.starts_with(b"xoriginal")
-        || (!browser_own(start) && CONNECTION_ENDS.iter().any(|w| fold_ends(name, w)))
+        || (!browser_own(start)
+            && CONNECTION_ENDS
+                .iter()
+                .any(|w| ends_with_word(start, whole, name, w)))
 }
 
 /// Is `name` (any spelling) of the server-environment class?
