@@ -118,6 +118,14 @@ pub struct AppServer {
 impl Drop for AppServer {
     fn drop(&mut self) {
         drop(self.stdin.take());
+        // The app runs in a process group of its own: a wrapper's children (PHP's built-in
+        // server under tests/apps/php_app.sh) end with it instead of outliving the test.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -225,6 +233,7 @@ fn command(stack: Stack) -> Result<Command, String> {
 pub fn start(stack: Stack) -> Result<AppServer, String> {
     let name = stack.name();
     let mut cmd = command(stack)?;
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
