@@ -50,7 +50,7 @@ pub enum BuildError {
         source: std::io::Error,
     },
     #[error("provider client: {0}")]
-    Provider(#[from] providers::ProviderError),
+    Provider(#[from] live::provider::ProviderError),
     #[error("{0}")]
     Store(#[from] store::StoreError),
     #[error("{0}")]

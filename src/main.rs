@@ -168,7 +168,10 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                     if online {
-                        let (lines, all_ok) = verigate::live::probe::check_online(cfg);
+                        let (lines, all_ok) = match verigate::providers::registry::live(cfg) {
+                            Ok(live) => verigate::live::probe::check_online(live),
+                            Err(e) => (vec![format!("provider client: {e}")], false),
+                        };
                         for l in lines {
                             println!("{l}");
                         }

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-use crate::providers::settings::FileProviders;
+use crate::config::providers::FileProviders;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,7 +53,7 @@ pub struct FileConfig {
     pub clients: Option<FileClients>,
     /// Rate limits on starting verifications and ifree key exchanges.
     #[serde(default)]
-    pub limits: Option<crate::ratelimit::settings::FileLimits>,
+    pub limits: Option<crate::config::limits::FileLimits>,
     pub session: FileSession,
     #[serde(default)]
     pub identity_headers: Option<FileIdentityHeaders>,

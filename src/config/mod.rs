@@ -4,14 +4,17 @@
 pub(crate) mod ctx;
 pub mod duration;
 pub mod file;
+pub mod limits;
+pub mod providers;
 mod validate;
 
 use crate::identity::Forward;
-use crate::providers::settings::Providers;
 use crate::routing::RouteTable;
 use crate::session::SessionConfig;
+use crate::store::StoreConfig;
 use chrono_tz::Tz;
 use http::HeaderName;
+use providers::Providers;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -263,24 +266,6 @@ impl Default for IdentityHeaders {
             birth: h("x-verified-birth"),
             gender: h("x-verified-gender"),
             phone: h("x-verified-phone"),
-        }
-    }
-}
-
-#[derive(Clone, PartialEq, Eq)]
-pub enum StoreConfig {
-    Memory,
-    Sqlite { path: String },
-    Redis { url: String, prefix: String },
-}
-
-impl std::fmt::Debug for StoreConfig {
-    // The Redis URL may hold a password: never print it.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreConfig::Memory => write!(f, "memory"),
-            StoreConfig::Sqlite { path } => write!(f, "sqlite({path})"),
-            StoreConfig::Redis { prefix, .. } => write!(f, "redis(prefix {prefix})"),
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use super::{Live, ProviderFlow};
 use crate::identity::ProviderId;
-use crate::providers::ProviderError;
+use crate::live::provider::ProviderError;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use once_cell::sync::Lazy;
@@ -191,17 +191,14 @@ impl BackgroundService for Prober {
 
 /// `verigate check --online`: try every configured provider's credentials once. One line per
 /// provider (`provider iamport: credentials ok`), and whether all that make a call passed.
-pub fn check_online(cfg: crate::config::RuntimeConfig) -> (Vec<String>, bool) {
+/// `live` is the config made live (`providers::registry::live`).
+pub fn check_online(live: Live) -> (Vec<String>, bool) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => return (vec![format!("cannot start the check: {e}")], false),
-    };
-    let live = match crate::providers::registry::live(cfg) {
-        Ok(l) => l,
-        Err(e) => return (vec![format!("provider client: {e}")], false),
     };
     rt.block_on(async {
         let mut lines = Vec::new();

@@ -1,12 +1,13 @@
 //! The one interface every provider's flow offers: the flow endpoints, the choice page, the
 //! gate and reload reach a provider only through it, so none of them names a provider.
 //! Implemented by each provider's `src/providers/<name>/flow.rs`; built by
-//! `providers::registry`.
+//! `providers::registry`. A provider call's failure, as every caller sees it, is a
+//! [`ProviderError`].
 
 use crate::answers::Reply;
+use crate::config::providers::Providers;
 use crate::identity::ProviderId;
 use crate::live::Live;
-use crate::providers::settings::Providers;
 use crate::store::Store;
 use async_trait::async_trait;
 use pingora::proxy::Session;
@@ -37,7 +38,7 @@ pub trait ProviderFlow: Send + Sync {
     /// Try this provider's credentials with the cheapest call that needs them (a token, a
     /// lookup of an id that does not exist); `live::probe` runs it at start, after reloads
     /// and, while it fails, with backoff. `None`: the provider has no call to try.
-    async fn probe(&self) -> Option<Result<(), crate::providers::ProviderError>> {
+    async fn probe(&self) -> Option<Result<(), ProviderError>> {
         None
     }
 
@@ -76,4 +77,39 @@ pub trait ProviderFlow: Send + Sync {
         method: &http::Method,
         endpoint: &str,
     ) -> Option<pingora::Result<Reply>>;
+}
+
+/// Why a provider call failed, in terms the gate maps to an HTTP answer and a metric reason.
+/// Clone: every waiter on one shared token fetch gets the same failure.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    #[error("provider unreachable or too slow: {0}")]
+    Unavailable(String),
+    #[error("provider answered something unexpected: {0}")]
+    BadResponse(String),
+    #[error("provider refused our credentials: {0}")]
+    Unauthorized(String),
+    #[error("provider has no such result")]
+    NotFound,
+    #[error("provider refused the request: {0}")]
+    Rejected(String),
+}
+
+impl ProviderError {
+    /// How verigate answers a person when this is why their verification failed.
+    pub fn refusal(&self) -> crate::answers::Refusal {
+        use crate::answers::Refusal;
+        match self {
+            ProviderError::Unavailable(_) => Refusal::ProviderUnavailable,
+            ProviderError::BadResponse(_) => Refusal::ProviderBadResponse,
+            ProviderError::Unauthorized(_) => Refusal::ProviderUnauthorized,
+            ProviderError::NotFound => Refusal::ResultNotFound,
+            ProviderError::Rejected(_) => Refusal::ProviderRejected,
+        }
+    }
+
+    /// The refusal's stable code (logs and metrics).
+    pub fn reason(&self) -> &'static str {
+        self.refusal().code()
+    }
 }

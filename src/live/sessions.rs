@@ -35,7 +35,7 @@ pub struct Verified {
     /// The ids an erasure of this person revokes (`revoked::person_ids`).
     pub person_ids: Vec<String>,
     /// A TomoIDV session of a person with a CI, by the config this session was opened under
-    /// (`tomo::settings::Settings::has_ci`).
+    /// (`config::providers::tomo::Settings::has_ci`).
     pub has_ci: bool,
     pub base: Vec<(HeaderName, HeaderValue)>,
     /// `X-Verified-Method` (`Claims::method_label`).

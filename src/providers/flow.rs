@@ -99,11 +99,11 @@ pub(crate) fn refuse(
 /// anything else 502.
 pub(crate) fn provider_problem(
     provider: ProviderId,
-    e: &crate::providers::ProviderError,
+    e: &crate::live::provider::ProviderError,
     live: &Live,
     rt: &str,
 ) -> Problem {
-    use crate::providers::ProviderError;
+    use crate::live::provider::ProviderError;
     match e {
         ProviderError::Unavailable(_) => {
             refuse(provider, Refusal::ProviderUnavailable, live, Some(rt))

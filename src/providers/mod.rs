@@ -1,14 +1,13 @@
 //! Identity providers: one folder per provider (`iamport/`, ...: its API client, flow
-//! endpoints, simulator and settings) and the kit they share: this file (a [`VerifiedPerson`],
-//! provider errors, the HTTP client with its circuit breaker and single-flight token cache),
-//! `flow`, `accept`, `registry`, `settings` and `sandbox`. The list of providers is
+//! endpoints and simulator) and the kit they share: this file (a [`VerifiedPerson`], the HTTP
+//! client with its circuit breaker and single-flight token cache), `flow`, `accept`, `registry`
+//! and `sandbox`. Their settings are `config::providers`. The list of providers is
 //! `identity::each_provider!`.
 
 pub mod accept;
 pub mod flow;
 pub mod registry;
 pub mod sandbox;
-pub mod settings;
 
 pub mod iamport;
 pub mod ifree;
@@ -22,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::identity::ProviderId;
+use crate::live::provider::ProviderError;
 
 /// A person as a provider vouched for them. `ci` lives only in memory, long enough to hash it.
 #[derive(Clone, PartialEq, Eq)]
@@ -63,41 +63,6 @@ impl std::fmt::Debug for VerifiedPerson {
             .field("certified", &self.certified)
             .field("verified_at", &self.verified_at)
             .finish_non_exhaustive()
-    }
-}
-
-/// Why a provider call failed, in terms the gate maps to an HTTP answer and a metric reason.
-/// Clone: every waiter on one shared token fetch gets the same failure.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ProviderError {
-    #[error("provider unreachable or too slow: {0}")]
-    Unavailable(String),
-    #[error("provider answered something unexpected: {0}")]
-    BadResponse(String),
-    #[error("provider refused our credentials: {0}")]
-    Unauthorized(String),
-    #[error("provider has no such result")]
-    NotFound,
-    #[error("provider refused the request: {0}")]
-    Rejected(String),
-}
-
-impl ProviderError {
-    /// How verigate answers a person when this is why their verification failed.
-    pub fn refusal(&self) -> crate::answers::Refusal {
-        use crate::answers::Refusal;
-        match self {
-            ProviderError::Unavailable(_) => Refusal::ProviderUnavailable,
-            ProviderError::BadResponse(_) => Refusal::ProviderBadResponse,
-            ProviderError::Unauthorized(_) => Refusal::ProviderUnauthorized,
-            ProviderError::NotFound => Refusal::ResultNotFound,
-            ProviderError::Rejected(_) => Refusal::ProviderRejected,
-        }
-    }
-
-    /// The refusal's stable code (logs and metrics).
-    pub fn reason(&self) -> &'static str {
-        self.refusal().code()
     }
 }
 

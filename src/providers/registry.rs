@@ -1,12 +1,12 @@
 //! Builds each configured provider's flow from its settings (keeping an unchanged one across a
 //! reload, with its cached token), for every provider of the list (`identity::each_provider!`).
 
+use crate::config::providers::Providers;
 use crate::config::RuntimeConfig;
 use crate::identity::{each_provider, ProviderId};
+use crate::live::provider::ProviderError;
 use crate::live::provider::ProviderFlow;
 use crate::live::Live;
-use crate::providers::settings::Providers;
-use crate::providers::ProviderError;
 use std::sync::Arc;
 
 /// The flow of a provider of the list (`identity::each_provider!`): its `flow.rs`'s `Flow`, built from

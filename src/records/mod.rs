@@ -4,8 +4,8 @@
 
 pub mod api;
 
-use crate::config::StoreConfig;
 use crate::live::revoked;
+use crate::store::StoreConfig;
 use crate::store::{PersonRef, Store, StoreError};
 use serde::Serialize;
 use std::sync::Arc;

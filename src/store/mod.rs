@@ -6,10 +6,28 @@ pub mod memory;
 pub mod redis;
 pub mod sqlite;
 
-use crate::config::StoreConfig;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Which store (`store:` in the config, checked by `config`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    Memory,
+    Sqlite { path: String },
+    Redis { url: String, prefix: String },
+}
+
+impl std::fmt::Debug for StoreConfig {
+    // The Redis URL may hold a password: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreConfig::Memory => write!(f, "memory"),
+            StoreConfig::Sqlite { path } => write!(f, "sqlite({path})"),
+            StoreConfig::Redis { prefix, .. } => write!(f, "redis(prefix {prefix})"),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -7,7 +7,7 @@ use crate::common::*;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
-use verigate::config::StoreConfig;
+use verigate::store::StoreConfig;
 use verigate::store::{self, KeyExchange, PersonRef, Registration, Reservation, Store};
 
 fn unique_prefix(tag: &str) -> String {

@@ -441,7 +441,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
 
     let tuning = server::tuning(ctx, f.tuning.as_ref());
     let clients = server::clients(ctx, f.clients.as_ref());
-    let limits = crate::ratelimit::settings::validate(ctx, f.limits.as_ref());
+    let limits = crate::config::limits::validate(ctx, f.limits.as_ref());
     let session = session::session(ctx, &f.session);
     let identity = session::identity(ctx, f.identity_headers.as_ref());
     let assertion = f
@@ -450,7 +450,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         .and_then(|h| h.assertion.as_ref())
         .filter(|a| a.enabled)
         .and_then(|a| session::assertion(ctx, a));
-    let providers = crate::providers::settings::validate(ctx, &f.providers, &flow_prefix);
+    let providers = crate::config::providers::validate(ctx, &f.providers, &flow_prefix);
 
     let store = match &f.store {
         None => StoreConfig::Sqlite {

@@ -1,8 +1,8 @@
 //! Routes: what each matches, what it requires, what it forwards.
 
 use super::*;
+use crate::config::providers::FileProviders;
 use crate::identity::{AgeRule, ProviderId};
-use crate::providers::settings::FileProviders;
 use crate::routing::{KeepRule, MatchRule, Require};
 
 pub(super) fn route(

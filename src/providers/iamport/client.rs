@@ -1,7 +1,8 @@
 //! Iamport (PortOne V1) identity verification: `/users/getToken` and `/certifications/{imp_uid}`.
 
-use crate::providers::iamport::settings::Settings;
-use crate::providers::{transport_error, ProviderError, ProviderId, VerifiedPerson};
+use crate::config::providers::iamport::Settings;
+use crate::live::provider::ProviderError;
+use crate::providers::{transport_error, ProviderId, VerifiedPerson};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use std::sync::Arc;

@@ -3,16 +3,17 @@
 
 use crate::answers::Refusal;
 use crate::answers::{Problem, Reply};
+use crate::config::providers::iamport::Settings;
+use crate::config::providers::Providers;
 use crate::identity::ProviderId;
+use crate::live::provider::ProviderError;
 use crate::live::provider::{Choice, ProviderFlow};
 use crate::live::Live;
 use crate::metrics;
 use crate::providers::accept::{accept, this_flow, Identity, Rules};
 use crate::providers::flow::*;
 use crate::providers::iamport::client::IamportClient;
-use crate::providers::iamport::settings::Settings;
-use crate::providers::settings::Providers;
-use crate::providers::{ProviderError, VerifiedPerson};
+use crate::providers::VerifiedPerson;
 use crate::session::{Claims, FlowClaims};
 use crate::store::Store;
 use pingora::proxy::Session;
@@ -52,7 +53,7 @@ impl ProviderFlow for Flow {
         p.iamport.as_ref() == Some(self.client.config())
     }
 
-    async fn probe(&self) -> Option<Result<(), crate::providers::ProviderError>> {
+    async fn probe(&self) -> Option<Result<(), crate::live::provider::ProviderError>> {
         Some(self.client.probe().await)
     }
 

@@ -1,8 +1,8 @@
 //! ifree login (Rowem): the member-key exchange helpers for the registration callbacks, and the
 //! login calls `POST /process/token` and `POST /process/authenticate`.
 
-use crate::providers::ifree::settings::Settings;
-use crate::providers::ProviderError;
+use crate::config::providers::ifree::Settings;
+use crate::live::provider::ProviderError;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use rand::distributions::{Alphanumeric, DistString};

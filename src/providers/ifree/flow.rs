@@ -4,17 +4,17 @@
 
 use crate::answers::Refusal;
 use crate::answers::{Problem, Reply};
+use crate::config::providers::ifree::Settings;
+use crate::config::providers::Providers;
 use crate::crypto::ifree_cipher;
 use crate::identity::ProviderId;
+use crate::live::provider::ProviderError;
 use crate::live::provider::{Choice, ProviderFlow};
 use crate::live::Live;
 use crate::metrics;
 use crate::providers::accept::{accept, Identity, Rules};
 use crate::providers::flow::*;
 use crate::providers::ifree::client::{encrypt_member_key, fresh_member_key, IfreeClient};
-use crate::providers::ifree::settings::Settings;
-use crate::providers::settings::Providers;
-use crate::providers::ProviderError;
 use crate::session::keyed_hash;
 use crate::session::{Claims, FlowClaims, Purpose};
 use crate::store::Store;

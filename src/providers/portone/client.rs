@@ -1,8 +1,9 @@
 //! PortOne V2 identity verification: `GET /identity-verifications/{id}` with
 //! `Authorization: PortOne <API secret>`.
 
-use crate::providers::portone::settings::Settings;
-use crate::providers::{ProviderError, ProviderId, VerifiedPerson};
+use crate::config::providers::portone::Settings;
+use crate::live::provider::ProviderError;
+use crate::providers::{ProviderId, VerifiedPerson};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use std::sync::Arc;

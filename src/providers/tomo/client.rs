@@ -1,8 +1,9 @@
 //! TomoIDV eKYC for foreign visitors: OAuth2 client credentials with a private_key_jwt client
 //! assertion (RFC 7523, ES256), `POST /v1/idv/start` and `POST /v1/idv/result`.
 
-use crate::providers::tomo::settings::Settings;
-use crate::providers::{parse_dob, transport_error, ProviderError, ProviderId, VerifiedPerson};
+use crate::config::providers::tomo::Settings;
+use crate::live::provider::ProviderError;
+use crate::providers::{parse_dob, transport_error, ProviderId, VerifiedPerson};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -340,8 +341,8 @@ pub fn token_subject(token: &str) -> Option<(String, Option<String>, Option<i64>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::providers::tomo::policy::check_policy;
     use crate::crypto::jwk::jwk_to_pem;
-    use crate::providers::tomo::policy::check_policy;
     use chrono::NaiveDate;
     use jsonwebtoken::{DecodingKey, Validation};
 

@@ -6,16 +6,16 @@ use crate::answers::script_json;
 use crate::answers::Refusal;
 use crate::answers::{escape, page, wants_html, Problem, Reply};
 use crate::clock::unix_now;
+use crate::config::providers::tomo::Settings;
+use crate::config::providers::Providers;
 use crate::identity::ProviderId;
+use crate::live::provider::ProviderError;
 use crate::live::provider::{Choice, ProviderFlow};
 use crate::live::Live;
 use crate::metrics;
 use crate::providers::accept::{accept, this_flow, Identity, Rules};
 use crate::providers::flow::*;
-use crate::providers::settings::Providers;
 use crate::providers::tomo::client::{to_person, token_subject, TomoClient};
-use crate::providers::tomo::settings::Settings;
-use crate::providers::ProviderError;
 use crate::session::keyed_hash;
 use crate::session::{Claims, FlowClaims};
 use crate::store::Store;
@@ -62,7 +62,7 @@ impl ProviderFlow for Flow {
         p.tomo.as_ref() == Some(self.client.config())
     }
 
-    async fn probe(&self) -> Option<Result<(), crate::providers::ProviderError>> {
+    async fn probe(&self) -> Option<Result<(), crate::live::provider::ProviderError>> {
         Some(self.client.probe().await)
     }
 

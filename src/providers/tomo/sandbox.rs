@@ -4,10 +4,10 @@
 //! kyc_policy rules; `start_idv_uri` is a person window where a tester plays the visitor.
 
 use crate::answers::{escape, page};
+use crate::config::providers::tomo::policy::check_policy;
 use crate::crypto::jwk::jwk_to_pem;
 use crate::providers::sandbox::SandboxOptions;
 use crate::providers::tomo::client::CLIENT_ASSERTION_TYPE;
-use crate::providers::tomo::policy::check_policy;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};

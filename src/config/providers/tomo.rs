@@ -1,5 +1,7 @@
 //! TomoIDV settings: the file's shape, the runtime values and their check.
 
+pub mod policy;
+
 use crate::config::ctx::Ctx;
 use serde::Deserialize;
 use std::time::Duration;
@@ -84,7 +86,7 @@ pub(crate) fn validate(ctx: &mut Ctx, t: &File, _flow_prefix: &str) -> Option<Se
         None => serde_json::json!({ "preset": "basic" }),
         Some(v) => serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
     };
-    let derived = match crate::providers::tomo::policy::check_policy(&policy) {
+    let derived = match policy::check_policy(&policy) {
         Ok(k) => k,
         Err(_) => {
             ctx.err(

@@ -1,8 +1,15 @@
-//! The identity providers' settings: each provider's `settings.rs` holds its YAML shape, its
-//! runtime values and their check; this file puts them together as the config's `providers`.
+//! The identity providers' settings: each provider's file here (`iamport.rs`, ...) holds its
+//! section's YAML shape, its runtime values and their check; this file puts them together as the
+//! config's `providers`. (Kept under `config`, below the flows that use them: a provider's
+//! client, flow and sandbox are `providers::<name>`.)
 
 use crate::config::ctx::Ctx;
 use crate::identity::{each_provider, ProviderId};
+
+pub mod iamport;
+pub mod ifree;
+pub mod portone;
+pub mod tomo;
 use serde::Deserialize;
 
 /// The config's `providers` and its check, one part per provider of the list
@@ -16,7 +23,7 @@ macro_rules! settings_of_each {
         pub struct FileProviders {
             $(
                 #[serde(default)]
-                pub $name: Option<crate::providers::$name::settings::File>,
+                pub $name: Option<crate::config::providers::$name::File>,
             )*
         }
 
@@ -32,7 +39,7 @@ macro_rules! settings_of_each {
         /// The configured providers' checked settings.
         #[derive(Debug, Clone, Default)]
         pub struct Providers {
-            $(pub $name: Option<crate::providers::$name::settings::Settings>,)*
+            $(pub $name: Option<crate::config::providers::$name::Settings>,)*
         }
 
         impl Providers {
@@ -49,7 +56,7 @@ macro_rules! settings_of_each {
             Providers {
                 $(
                     $name: p.$name.as_ref().and_then(|c| {
-                        crate::providers::$name::settings::validate(ctx, c, flow_prefix)
+                        crate::config::providers::$name::validate(ctx, c, flow_prefix)
                     }),
                 )*
             }
