@@ -29,6 +29,7 @@ mod kept;
 mod logout;
 mod ops;
 mod packaging;
+mod pages;
 mod portone_flow;
 mod privacy;
 mod provider_faults;
