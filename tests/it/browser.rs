@@ -400,7 +400,7 @@ async fn whoami_env(providers: &[Provider]) -> Env {
     Env::with(Setup::new(proxy).upstream(Upstream::DemoShop)).await
 }
 
-async fn fill_sandbox_form(d: &Driver, name: &str, birth: &str) {
+pub(crate) async fn fill_sandbox_form(d: &Driver, name: &str, birth: &str) {
     d.find("form[action='certify']").await;
     d.fill("input[name=name]", name).await;
     d.fill("input[name=birth]", birth).await;

@@ -15,6 +15,7 @@ mod alerts;
 mod apps_smoke;
 mod assertion_claims;
 mod browser;
+mod browser_pages;
 mod config;
 mod credentials;
 mod deploy;
