@@ -274,11 +274,11 @@ impl Why {
 /// A span of time as a person reads it, Korean and English: the largest whole unit.
 pub fn span_text(d: std::time::Duration) -> (String, String) {
     let s = d.as_secs();
-    let (n, ko, en) = if s >= 86_400 && s % 86_400 == 0 {
+    let (n, ko, en) = if s >= 86_400 && s.is_multiple_of(86_400) {
         (s / 86_400, "일", "day")
-    } else if s >= 3600 && s % 3600 == 0 {
+    } else if s >= 3600 && s.is_multiple_of(3600) {
         (s / 3600, "시간", "hour")
-    } else if s >= 60 && s % 60 == 0 {
+    } else if s >= 60 && s.is_multiple_of(60) {
         (s / 60, "분", "minute")
     } else {
         (s, "초", "second")
@@ -330,7 +330,7 @@ pub struct Problem {
     pub age: Option<(u32, crate::identity::AgeRule)>,
     /// The route's own next step (`require.on_duplicate`: url, label): the primary button,
     /// before "verify again" and "verify as someone else".
-    pub primary: Option<(String, String)>,
+    pub primary: Option<Box<(String, String)>>,
     /// Why the person is asked to verify again (one line on the page; `reason` in JSON).
     pub why: Option<Why>,
 }
@@ -356,7 +356,7 @@ impl Problem {
     }
 
     pub fn with_primary(mut self, url: &str, label: &str) -> Self {
-        self.primary = Some((url.to_string(), label.to_string()));
+        self.primary = Some(Box::new((url.to_string(), label.to_string())));
         self
     }
 
@@ -391,7 +391,7 @@ impl Problem {
     /// The first step is the primary button.
     pub fn html(&self) -> String {
         let mut steps = Vec::new();
-        if let Some((url, label)) = &self.primary {
+        if let Some((url, label)) = self.primary.as_deref() {
             steps.push(format!(
                 r#"<a class="button{{class}}" data-next="primary" href="{}">{}</a>"#,
                 escape(url),
@@ -1089,6 +1089,78 @@ mod tests {
         );
         let j = script_json(&serde_json::json!({"x": "</script><script>"}));
         assert!(!j.contains('<'));
+    }
+
+    #[test]
+    fn the_frame_escapes_every_value_and_is_empty_without_a_site() {
+        assert_eq!(Frame::new(None, None, None), Frame::default());
+        let support = Support {
+            text: Some("<script>x</script>".into()),
+            url: Some("https://shop.example/help?a=1&b=\"".into()),
+            phone: Some("+82 (2) 123-4567".into()),
+            email: Some("help@shop.example".into()),
+        };
+        let f = Frame::new(
+            Some("<b>가게</b>"),
+            Some("https://cdn.example/l.png?a=1&b=2"),
+            Some(&support),
+        );
+        assert!(
+            f.header.contains(r#"alt="&lt;b&gt;가게&lt;/b&gt;""#),
+            "{}",
+            f.header
+        );
+        assert!(f
+            .header
+            .contains(r#"src="https://cdn.example/l.png?a=1&amp;b=2""#));
+        assert!(f.header.contains(r#"referrerpolicy="no-referrer""#));
+        assert!(!f.header.contains("<b>") && !f.footer.contains("<script>"));
+        assert!(
+            f.footer.contains(r#"href="tel:+8221234567""#),
+            "{}",
+            f.footer
+        );
+        assert!(f.footer.contains("&amp;b=&quot;"), "{}", f.footer);
+        // A name without a logo is said once, as text.
+        let f = Frame::new(Some("가게"), None, None);
+        assert!(!f.header.contains("<img") && f.header.contains("<span>가게</span>"));
+        assert!(f.footer.is_empty());
+        // The page carries the marks the reply fills.
+        let p = page("t", "<h1>x</h1>");
+        assert!(p.contains(SITE_MARK) && p.contains(SUPPORT_MARK));
+    }
+
+    #[test]
+    fn spans_read_in_their_largest_whole_unit() {
+        use std::time::Duration;
+        let t = |s| span_text(Duration::from_secs(s));
+        assert_eq!(t(600), ("10분".into(), "10 minutes".into()));
+        assert_eq!(t(3600), ("1시간".into(), "1 hour".into()));
+        assert_eq!(t(5400), ("90분".into(), "90 minutes".into()));
+        assert_eq!(t(172_800), ("2일".into(), "2 days".into()));
+        assert_eq!(t(45), ("45초".into(), "45 seconds".into()));
+    }
+
+    #[test]
+    fn the_duplicate_page_leads_with_the_routes_step_and_the_underage_page_names_its_rule() {
+        let p = Problem::new(Refusal::DuplicateAccount)
+            .with_switch("/.verigate/logout".into())
+            .with_primary("/login", "로그인");
+        let html = p.html();
+        let primary =
+            html.find(r#"<a class="button" data-next="primary" href="/login">로그인</a>"#);
+        let switch = html.find(r#"<button class="button secondary" data-next="switch""#);
+        assert!(
+            primary.is_some() && switch.is_some() && primary < switch,
+            "{html}"
+        );
+        let p = Problem::new(Refusal::Underage).with_age(19, crate::identity::AgeRule::YouthAct);
+        assert!(p.html().contains("만 19세 이상"));
+        let v: serde_json::Value = serde_json::from_str(&p.json()).unwrap();
+        assert_eq!(
+            (v["min_age"].as_u64(), v["age_rule"].as_str()),
+            (Some(19), Some("youth_act"))
+        );
     }
 
     #[test]
