@@ -89,7 +89,14 @@ a.back:hover{text-decoration:underline}
 label{display:block}
 input,select{font:inherit;max-width:100%;padding:.5rem .6rem;border:1px solid #c5ccda;border-radius:8px;background:#fff;color:inherit}
 input:not([type=checkbox]):not([type=radio]){width:100%}
-dl.headers{margin:.5rem 0;font-size:.85rem}dl.headers dt{margin-top:.6rem;color:#5b6475}dl.headers dd{margin:0;overflow-wrap:anywhere}"#;
+dl.headers{margin:.5rem 0;font-size:.85rem}dl.headers dt{margin-top:.6rem;color:#5b6475}dl.headers dd{margin:0;overflow-wrap:anywhere}
+.site{display:flex;gap:.6rem;align-items:center;margin:0 0 1rem;padding:0 0 .75rem;border-bottom:1px solid #e6e9f0;font-weight:600;line-height:1.3}
+.site img{display:block;flex:none;max-width:45%;max-height:2.5rem;width:auto;height:auto}
+.site span{min-width:0;overflow-wrap:anywhere}
+.why{padding:.6rem .8rem;border-left:3px solid #2a5bd7;background:#f6f8fe}
+.rule{font-weight:600}
+.support{margin:1rem 0 0;padding:.75rem 0 0;border-top:1px solid #e6e9f0;color:#5b6475;font-size:.875rem;overflow-wrap:anywhere}
+.support p{margin:.2rem 0}.support a{margin-right:.75rem}"#;
 
 /// A full HTML page in verigate's look. `body` is trusted HTML.
 pub fn page(title: &str, body: &str) -> String {
@@ -102,9 +109,202 @@ pub fn page(title: &str, body: &str) -> String {
 <style>
 {STYLE}
 </style></head><body><main>
-{body}
+{SITE_MARK}{body}{SUPPORT_MARK}
 </main></body></html>"#,
         title = escape(title),
+    )
+}
+
+/// Where a page shows the shop's name and logo, and how to reach it (filled in when the reply
+/// is sent, from [`Frame`]).
+const SITE_MARK: &str = "<!--verigate-site-->";
+const SUPPORT_MARK: &str = "<!--verigate-support-->";
+
+/// What every page verigate shows carries of the shop (`site`), rendered once when the
+/// config is read, and the `Strict-Transport-Security` of a TLS listener (`tls.hsts`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Frame {
+    /// Trusted HTML at the top of the card: the logo and the name (empty: no `site.name`).
+    pub header: String,
+    /// Trusted HTML at the foot of the card: how to reach the shop (empty: no `site.support`).
+    pub footer: String,
+    /// `Strict-Transport-Security` for answers over TLS.
+    pub hsts: Option<http::HeaderValue>,
+}
+
+/// No frame: a page without the shop's name (before any config was read).
+pub static PLAIN: Frame = Frame {
+    header: String::new(),
+    footer: String::new(),
+    hsts: None,
+};
+
+/// `site.support`, validated: at least one of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Support {
+    pub text: Option<String>,
+    /// `https://` (checked).
+    pub url: Option<String>,
+    /// Digits, spaces, `+`, `-`, `(`, `)` (checked).
+    pub phone: Option<String>,
+    /// `local@domain` (checked).
+    pub email: Option<String>,
+}
+
+impl Frame {
+    /// The header and footer for `site` (every value escaped; the URLs were checked to be
+    /// `https://` when the config was read). The logo is an `<img>`: an image never runs a
+    /// script, not even an SVG's, and it is fetched without a `Referer` (the page's address
+    /// carries where the person is going).
+    pub fn new(name: Option<&str>, logo_url: Option<&str>, support: Option<&Support>) -> Frame {
+        let header = match name {
+            None => String::new(),
+            Some(name) => {
+                let logo = logo_url
+                    .map(|u| {
+                        format!(
+                            r#"<img src="{}" alt="{}" referrerpolicy="no-referrer">"#,
+                            escape(u),
+                            escape(name)
+                        )
+                    })
+                    .unwrap_or_default();
+                // With a logo the name is its alt text, and is not said twice to a screen reader.
+                let hidden = if logo.is_empty() {
+                    ""
+                } else {
+                    r#" aria-hidden="true""#
+                };
+                format!(
+                    r#"<header class="site" data-site>{logo}<span{hidden}>{}</span></header>"#,
+                    escape(name)
+                )
+            }
+        };
+        let footer = match support {
+            None => String::new(),
+            Some(s) => {
+                let mut ways = String::new();
+                if let Some(t) = &s.text {
+                    ways.push_str(&format!("<p>{}</p>", escape(t)));
+                }
+                let mut links = Vec::new();
+                if let Some(p) = &s.phone {
+                    let dial: String = p
+                        .chars()
+                        .filter(|c| c.is_ascii_digit() || *c == '+')
+                        .collect();
+                    links.push(format!(
+                        r#"<a data-support="phone" href="tel:{}">☎ {}</a>"#,
+                        escape(&dial),
+                        escape(p)
+                    ));
+                }
+                if let Some(e) = &s.email {
+                    links.push(format!(
+                        r#"<a data-support="email" href="mailto:{e}">{e}</a>"#,
+                        e = escape(e)
+                    ));
+                }
+                if let Some(u) = &s.url {
+                    links.push(format!(
+                        r#"<a data-support="url" href="{}" rel="noopener noreferrer">고객센터 · Help</a>"#,
+                        escape(u)
+                    ));
+                }
+                if !links.is_empty() {
+                    ways.push_str(&format!("<p>{}</p>", links.join(" ")));
+                }
+                format!(
+                    r#"<footer class="support" data-support><p>문의 · Contact{}</p>{ways}</footer>"#,
+                    name.map(|n| format!(": {}", escape(n))).unwrap_or_default()
+                )
+            }
+        };
+        Frame {
+            header,
+            footer,
+            hsts: None,
+        }
+    }
+}
+
+/// Why a person is asked to verify again: one line on the page that asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// Their verification is older than the route's `max_session_age` (that long).
+    TooOld(std::time::Duration),
+    /// They verified with a provider the route does not accept.
+    OtherProvider,
+}
+
+impl Why {
+    /// The code a verify address carries (`why=`): the page reads the details from the route.
+    pub fn code(self) -> &'static str {
+        match self {
+            Why::TooOld(_) => "session_too_old",
+            Why::OtherProvider => "provider_not_accepted",
+        }
+    }
+
+    /// The line, in Korean and English (trusted HTML).
+    pub fn html(self) -> String {
+        let (ko, en) = match self {
+            Why::TooOld(max) => {
+                let (ko, en) = span_text(max);
+                (
+                    format!("이 페이지는 {ko} 이내에 한 본인인증만 받습니다. 인증한 지 그보다 오래되어 다시 인증이 필요합니다."),
+                    format!("This page accepts only a verification made within the last {en}; yours is older, so please verify again."),
+                )
+            }
+            Why::OtherProvider => (
+                "이 페이지는 이전에 사용하신 인증 수단을 받지 않습니다. 이 페이지가 받는 수단으로 다시 인증해 주세요.".to_string(),
+                "This page does not accept the method you verified with before: please verify again with one it accepts.".to_string(),
+            ),
+        };
+        format!(
+            r#"<p class="why" data-why="{}">{} <span class="en">{}</span></p>"#,
+            self.code(),
+            escape(&ko),
+            escape(&en)
+        )
+    }
+}
+
+/// A span of time as a person reads it, Korean and English: the largest whole unit.
+pub fn span_text(d: std::time::Duration) -> (String, String) {
+    let s = d.as_secs();
+    let (n, ko, en) = if s >= 86_400 && s.is_multiple_of(86_400) {
+        (s / 86_400, "일", "day")
+    } else if s >= 3600 && s.is_multiple_of(3600) {
+        (s / 3600, "시간", "hour")
+    } else if s >= 60 && s.is_multiple_of(60) {
+        (s / 60, "분", "minute")
+    } else {
+        (s, "초", "second")
+    };
+    let plural = if n == 1 { "" } else { "s" };
+    (format!("{n}{ko}"), format!("{n} {en}{plural}"))
+}
+
+/// The age a route requires and how it counts, as the underage page says it.
+fn age_rule_html(min: u32, rule: crate::identity::AgeRule) -> String {
+    use crate::identity::AgeRule;
+    let (ko, en) = match rule {
+        AgeRule::YouthAct => (
+            format!("만 {min}세 이상 (청소년보호법 기준: {min}세가 되는 해의 1월 1일부터)"),
+            format!("Age {min} or over (Youth Protection Act rule: from 1 January of the year you turn {min})"),
+        ),
+        AgeRule::Birthday => (
+            format!("만 {min}세 이상 (생일 기준: 만 {min}세 생일부터)"),
+            format!("Age {min} or over (birthday rule: from the birthday on which you turn {min})"),
+        ),
+    };
+    format!(
+        r#"<p class="rule" data-rule="{}" data-min-age="{min}">{}</p><p class="en rule">{}</p>"#,
+        rule.as_str(),
+        escape(&ko),
+        escape(&en)
     )
 }
 
@@ -125,6 +325,14 @@ pub struct Problem {
     /// Until when the refusal holds (UNIX seconds; `rejoin_too_soon`): on the page as a
     /// date, in JSON as `until` (RFC 3339) and `until_unix`.
     pub until: Option<i64>,
+    /// The age the route requires and how it counts (`underage`): named on the page and in
+    /// JSON (`min_age`, `age_rule`).
+    pub age: Option<(u32, crate::identity::AgeRule)>,
+    /// The route's own next step (`require.on_duplicate`: url, label): the primary button,
+    /// before "verify again" and "verify as someone else".
+    pub primary: Option<Box<(String, String)>>,
+    /// Why the person is asked to verify again (one line on the page; `reason` in JSON).
+    pub why: Option<Why>,
 }
 
 impl Problem {
@@ -136,7 +344,25 @@ impl Problem {
             next: None,
             switch: None,
             until: None,
+            age: None,
+            primary: None,
+            why: None,
         }
+    }
+
+    pub fn with_age(mut self, min: u32, rule: crate::identity::AgeRule) -> Self {
+        self.age = Some((min, rule));
+        self
+    }
+
+    pub fn with_primary(mut self, url: &str, label: &str) -> Self {
+        self.primary = Some(Box::new((url.to_string(), label.to_string())));
+        self
+    }
+
+    pub fn with_why(mut self, why: Option<Why>) -> Self {
+        self.why = why;
+        self
     }
 
     pub fn with_until(mut self, until: i64) -> Self {
@@ -165,6 +391,13 @@ impl Problem {
     /// The first step is the primary button.
     pub fn html(&self) -> String {
         let mut steps = Vec::new();
+        if let Some((url, label)) = self.primary.as_deref() {
+            steps.push(format!(
+                r#"<a class="button{{class}}" data-next="primary" href="{}">{}</a>"#,
+                escape(url),
+                escape(label)
+            ));
+        }
         if let Some(n) = &self.next {
             steps.push(format!(
                 r#"<a class="button{{class}}" data-next="verify" href="{}">다시 인증하기 · Verify again</a>"#,
@@ -183,6 +416,11 @@ impl Problem {
             .map(|(i, s)| s.replace("{class}", if i == 0 { "" } else { " secondary" }))
             .collect();
         let (title_ko, title_en, detail_ko, detail_en) = self.refusal.texts();
+        let rule = self
+            .age
+            .map(|(min, rule)| age_rule_html(min, rule))
+            .unwrap_or_default();
+        let why = self.why.map(Why::html).unwrap_or_default();
         let until = match self.until_text() {
             Some(t) => format!(
                 r#"<p data-until="{t}">다시 가입할 수 있는 때 · You may sign up again from: <strong>{t}</strong></p>"#,
@@ -193,7 +431,7 @@ impl Problem {
         page(
             title_en,
             &format!(
-                r#"<h1>{}</h1><p class="en"><strong>{}</strong></p><p>{}</p><p class="en">{}</p>{until}{steps}{BACK_MARK}<p class="code">{} · {}</p>{REQUEST_ID_MARK}"#,
+                r#"<h1>{}</h1><p class="en"><strong>{}</strong></p>{why}<p>{}</p><p class="en">{}</p>{rule}{until}{steps}{BACK_MARK}<p class="code">{} · {}</p>{REQUEST_ID_MARK}"#,
                 escape(title_ko),
                 escape(title_en),
                 escape(detail_ko),
@@ -208,6 +446,13 @@ impl Problem {
         let mut v = serde_json::json!({ "error": self.code, "message": self.refusal.texts().3 });
         if let Some(n) = &self.next {
             v["verify_url"] = serde_json::Value::String(n.clone());
+        }
+        if let Some((min, rule)) = self.age {
+            v["min_age"] = serde_json::json!(min);
+            v["age_rule"] = serde_json::json!(rule.as_str());
+        }
+        if let Some(why) = self.why {
+            v["reason"] = serde_json::json!(why.code());
         }
         if let (Some(text), Some(unix)) = (self.until_text(), self.until) {
             v["until"] = serde_json::Value::String(text);
@@ -717,8 +962,10 @@ impl Reply {
         self.header(http::header::SET_COOKIE, set_cookie)
     }
 
-    pub async fn send(self, session: &mut Session) -> Result<()> {
-        let mut resp = ResponseHeader::build(self.status, Some(self.headers.len() + 5))?;
+    /// Write the reply, its pages dressed in `frame` (the shop's name, logo and contact), with
+    /// the listener's `Strict-Transport-Security` when the connection is TLS.
+    pub async fn send(self, session: &mut Session, frame: &Frame) -> Result<()> {
+        let mut resp = ResponseHeader::build(self.status, Some(self.headers.len() + 6))?;
         for (k, v) in self.headers {
             resp.append_header(k, v)?;
         }
@@ -729,6 +976,9 @@ impl Reply {
         // clicked "from this site" by a person who sees another (clickjacking).
         resp.insert_header("x-frame-options", "DENY")?;
         resp.insert_header("content-security-policy", "frame-ancestors 'none'")?;
+        if let Some(hsts) = frame.hsts.as_ref().filter(|_| over_tls(session)) {
+            resp.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+        }
         // The request's id, for the person to quote and ops to find in the access log (as
         // `request_filter` decided it; none before that, or under `clients.request_id: off`).
         let id = session
@@ -741,8 +991,9 @@ impl Reply {
         if let Some(id) = &id {
             resp.insert_header("x-request-id", id.as_str())?;
         }
-        let marked = find(&body, REQUEST_ID_MARK.as_bytes()).is_some()
-            || find(&body, BACK_MARK.as_bytes()).is_some();
+        let marked = [REQUEST_ID_MARK, BACK_MARK, SITE_MARK, SUPPORT_MARK]
+            .iter()
+            .any(|m| find(&body, m.as_bytes()).is_some());
         if marked {
             let shown = id
                 .map(|id| {
@@ -754,6 +1005,8 @@ impl Reply {
                 .unwrap_or_default();
             body = fill(&body, REQUEST_ID_MARK, &shown);
             body = fill(&body, BACK_MARK, &back_link(session.req_header()));
+            body = fill(&body, SITE_MARK, &frame.header);
+            body = fill(&body, SUPPORT_MARK, &frame.footer);
             resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
         }
         let head_only = session.req_header().method == http::Method::HEAD;
@@ -764,6 +1017,12 @@ impl Reply {
         }
         Ok(())
     }
+}
+
+/// Whether this request came over TLS to verigate's own listener (never a plain-HTTP one: a
+/// `Strict-Transport-Security` there is meaningless, and browsers ignore it).
+pub fn over_tls(session: &Session) -> bool {
+    session.digest().is_some_and(|d| d.ssl_digest.is_some())
 }
 
 /// `body` with the first `mark` in it replaced by `text`.
@@ -830,6 +1089,78 @@ mod tests {
         );
         let j = script_json(&serde_json::json!({"x": "</script><script>"}));
         assert!(!j.contains('<'));
+    }
+
+    #[test]
+    fn the_frame_escapes_every_value_and_is_empty_without_a_site() {
+        assert_eq!(Frame::new(None, None, None), Frame::default());
+        let support = Support {
+            text: Some("<script>x</script>".into()),
+            url: Some("https://shop.example/help?a=1&b=\"".into()),
+            phone: Some("+82 (2) 123-4567".into()),
+            email: Some("help@shop.example".into()),
+        };
+        let f = Frame::new(
+            Some("<b>가게</b>"),
+            Some("https://cdn.example/l.png?a=1&b=2"),
+            Some(&support),
+        );
+        assert!(
+            f.header.contains(r#"alt="&lt;b&gt;가게&lt;/b&gt;""#),
+            "{}",
+            f.header
+        );
+        assert!(f
+            .header
+            .contains(r#"src="https://cdn.example/l.png?a=1&amp;b=2""#));
+        assert!(f.header.contains(r#"referrerpolicy="no-referrer""#));
+        assert!(!f.header.contains("<b>") && !f.footer.contains("<script>"));
+        assert!(
+            f.footer.contains(r#"href="tel:+8221234567""#),
+            "{}",
+            f.footer
+        );
+        assert!(f.footer.contains("&amp;b=&quot;"), "{}", f.footer);
+        // A name without a logo is said once, as text.
+        let f = Frame::new(Some("가게"), None, None);
+        assert!(!f.header.contains("<img") && f.header.contains("<span>가게</span>"));
+        assert!(f.footer.is_empty());
+        // The page carries the marks the reply fills.
+        let p = page("t", "<h1>x</h1>");
+        assert!(p.contains(SITE_MARK) && p.contains(SUPPORT_MARK));
+    }
+
+    #[test]
+    fn spans_read_in_their_largest_whole_unit() {
+        use std::time::Duration;
+        let t = |s| span_text(Duration::from_secs(s));
+        assert_eq!(t(600), ("10분".into(), "10 minutes".into()));
+        assert_eq!(t(3600), ("1시간".into(), "1 hour".into()));
+        assert_eq!(t(5400), ("90분".into(), "90 minutes".into()));
+        assert_eq!(t(172_800), ("2일".into(), "2 days".into()));
+        assert_eq!(t(45), ("45초".into(), "45 seconds".into()));
+    }
+
+    #[test]
+    fn the_duplicate_page_leads_with_the_routes_step_and_the_underage_page_names_its_rule() {
+        let p = Problem::new(Refusal::DuplicateAccount)
+            .with_switch("/.verigate/logout".into())
+            .with_primary("/login", "로그인");
+        let html = p.html();
+        let primary =
+            html.find(r#"<a class="button" data-next="primary" href="/login">로그인</a>"#);
+        let switch = html.find(r#"<button class="button secondary" data-next="switch""#);
+        assert!(
+            primary.is_some() && switch.is_some() && primary < switch,
+            "{html}"
+        );
+        let p = Problem::new(Refusal::Underage).with_age(19, crate::identity::AgeRule::YouthAct);
+        assert!(p.html().contains("만 19세 이상"));
+        let v: serde_json::Value = serde_json::from_str(&p.json()).unwrap();
+        assert_eq!(
+            (v["min_age"].as_u64(), v["age_rule"].as_str()),
+            (Some(19), Some("youth_act"))
+        );
     }
 
     #[test]

@@ -68,14 +68,50 @@ pub struct FileConfig {
     pub site: Option<FileSite>,
 }
 
-/// `site`: the service verigate stands in front of.
+/// `site`: the service verigate stands in front of, named on the providers' windows and on
+/// every page verigate shows.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSite {
     /// The service name the verification windows show (Iamport `company`, PortOne V2 Danal
-    /// `CPTITLE`).
+    /// `CPTITLE`), and the heading of verigate's pages.
     #[serde(default)]
     pub name: Option<String>,
+    /// An `https://` image shown beside the name on every page (its `alt` is the name).
+    #[serde(default)]
+    pub logo_url: Option<String>,
+    /// How a person reaches the shop, at the foot of every page.
+    #[serde(default)]
+    pub support: Option<FileSupport>,
+}
+
+/// `site.support`: at least one of these.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSupport {
+    /// A line of plain text (`고객센터 평일 10-18시`).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// The shop's help page, `https://`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A telephone number (`1588-0000`, `+82 2-123-4567`).
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// An e-mail address.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// `tls.hsts`: `Strict-Transport-Security` on the HTTPS listener's answers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHsts {
+    /// How long browsers remember to use HTTPS only (`180d`; `0s` makes them forget).
+    pub max_age: String,
+    /// Also for every subdomain of the host (default false).
+    #[serde(default)]
+    pub include_subdomains: bool,
 }
 
 /// The listener's certificate (docs/guide/tls-and-http2.md).
@@ -89,6 +125,9 @@ pub struct FileTls {
     /// Offer HTTP/2 through ALPN (default true); false offers HTTP/1.1 only.
     #[serde(default)]
     pub http2: Option<bool>,
+    /// `Strict-Transport-Security` on HTTPS answers (none by default).
+    #[serde(default)]
+    pub hsts: Option<FileHsts>,
 }
 
 /// Deadlines for slow clients, trusted proxies and kept-post limits (docs/reference/config.md).
@@ -347,6 +386,20 @@ pub struct FileRequire {
     /// (default), `false`, or `{ max_body: 256KB, ttl: 10m }`.
     #[serde(default)]
     pub keep_request: Option<FileKeep>,
+    /// The duplicate-account page's primary button (`{ url: /login, label: 로그인 }`); "verify
+    /// as someone else" comes second.
+    #[serde(default)]
+    pub on_duplicate: Option<FileOnDuplicate>,
+}
+
+/// `require.on_duplicate`: where a person who already has an account goes next.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileOnDuplicate {
+    /// `https://...` or a path on this site (`/login`).
+    pub url: String,
+    /// The button's text.
+    pub label: String,
 }
 
 /// `require.keep_request`: `false` turns keeping off on the route; `true` or a map keeps.

@@ -440,6 +440,9 @@ pub struct RuntimeConfig {
     pub timezone: Tz,
     /// `site.name`: the service name given to the providers' windows.
     pub site_name: Option<String>,
+    /// What every page verigate shows carries of the shop (`site`), and the HSTS header of
+    /// the TLS listener (`tls.hsts`).
+    pub frame: crate::answers::Frame,
     pub threads: usize,
     pub tuning: Tuning,
     pub clients: Clients,

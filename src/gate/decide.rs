@@ -4,7 +4,7 @@
 //! each rule is unit-tested here.
 
 use super::headers::Verified;
-use crate::answers::Refusal;
+use crate::answers::{Refusal, Why};
 use crate::routing::Route;
 
 /// What the gate does with a request on its route.
@@ -13,8 +13,8 @@ pub enum Decision {
     /// The route has no `require`: upstream as it is, with no identity.
     Open,
     /// No acceptable session (missing, from a provider the route does not accept, or older
-    /// than its `max_session_age`): the person is sent to verify.
-    Verify,
+    /// than its `max_session_age`): the person is sent to verify, told why when they had one.
+    Verify(Option<Why>),
     /// Refused: `Underage` (under the route's `min_age`), `AgeUnknown` (a `min_age` route and
     /// a birth date that is unknown, or self-asserted: ifree's `ubifill` is written by the
     /// member's own client), `KoreanNational` (a TomoIDV session of a person with a CI, on a
@@ -38,15 +38,18 @@ pub fn decide(
     let Some(req) = &route.require else {
         return Decision::Open;
     };
-    let Some(v) = verified
-        .filter(|v| req.providers.contains(&v.claims.provider))
-        .filter(|v| {
-            req.max_session_age
-                .is_none_or(|max| now - v.claims.verified_at <= max.as_secs() as i64)
-        })
-    else {
-        return Decision::Verify;
+    let Some(v) = verified else {
+        return Decision::Verify(None);
     };
+    if !req.providers.contains(&v.claims.provider) {
+        return Decision::Verify(Some(Why::OtherProvider));
+    }
+    if let Some(max) = req
+        .max_session_age
+        .filter(|max| now - v.claims.verified_at > max.as_secs() as i64)
+    {
+        return Decision::Verify(Some(Why::TooOld(max)));
+    }
     // A Korean national's TomoIDV result where a CI provider is accepted: a second identity.
     if v.has_ci
         && req
@@ -114,6 +117,7 @@ mod tests {
             max_session_age: None,
             rejoin_after: None,
             keep: None,
+            on_duplicate: None,
         }
     }
 
@@ -162,11 +166,17 @@ mod tests {
         let mut r = require();
         r.max_session_age = Some(Duration::from_secs(600));
         let r = route(Some(r));
-        assert_eq!(decide(&r, None, NOW, today, false), Decision::Verify);
+        assert_eq!(decide(&r, None, NOW, today, false), Decision::Verify(None));
         let tomo = person(ProviderId::Tomo, Some("1990-01-01"), 0);
-        assert_eq!(decide(&r, Some(&tomo), NOW, today, false), Decision::Verify);
+        assert_eq!(
+            decide(&r, Some(&tomo), NOW, today, false),
+            Decision::Verify(Some(Why::OtherProvider))
+        );
         let old = person(ProviderId::Iamport, Some("1990-01-01"), 601);
-        assert_eq!(decide(&r, Some(&old), NOW, today, false), Decision::Verify);
+        assert_eq!(
+            decide(&r, Some(&old), NOW, today, false),
+            Decision::Verify(Some(Why::TooOld(Duration::from_secs(600))))
+        );
         let fresh = person(ProviderId::Iamport, Some("1990-01-01"), 600);
         assert!(matches!(
             decide(&r, Some(&fresh), NOW, today, false),

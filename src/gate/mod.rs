@@ -240,14 +240,15 @@ impl Gate {
                     ctx.decision = "passed";
                     return Ok(false);
                 }
-                decide::Decision::Verify => {
+                decide::Decision::Verify(why) => {
                     let return_to = session
                         .req_header()
                         .uri
                         .path_and_query()
                         .map(|p| p.as_str())
                         .unwrap_or("/");
-                    let verify = crate::providers::flow::verify_url(&cfg.flow_prefix, return_to);
+                    let verify =
+                        crate::providers::flow::verify_url_for(&cfg.flow_prefix, return_to, why);
                     // A form post from this site's page (or a kept one still unverified) is
                     // kept for after the verification.
                     let rule = route.require.as_ref().and_then(|r| r.keep.as_ref());
@@ -260,20 +261,22 @@ impl Gate {
                     }
                     if crate::answers::navigation(session) {
                         ctx.decision = "redirected_to_verify";
-                        Reply::redirect(&verify).send(session).await?;
+                        Reply::redirect(&verify).send(session, &cfg.frame).await?;
                     } else {
                         // A browser's form post gets the page with the way to verify; an API
                         // client the JSON with `verify_url`.
                         ctx.decision = "unauthenticated_api";
-                        let p = Problem::new(Refusal::VerificationRequired).with_next(verify);
+                        let p = Problem::new(Refusal::VerificationRequired)
+                            .with_next(verify)
+                            .with_why(why);
                         Reply::problem(&p, wants_html(session))
-                            .send(session)
+                            .send(session, &cfg.frame)
                             .await?;
                     }
                     return Ok(true);
                 }
                 decide::Decision::Refuse(r) => {
-                    let p = session_refusal(session, cfg, r);
+                    let p = session_refusal(session, cfg, route, r);
                     return refuse(session, ctx, p).await;
                 }
                 decide::Decision::Admit { age_ok, reserve } => (age_ok, reserve),
@@ -284,7 +287,10 @@ impl Gate {
         let claims = &verified.claims;
         if let (true, Some(after)) = (reserve, route.require.as_ref().and_then(|r| r.rejoin_after))
         {
-            if let Some(p) = self.rejoin_refusal(session, cfg, claims, after).await {
+            if let Some(p) = self
+                .rejoin_refusal(session, cfg, route, claims, after)
+                .await
+            {
                 return refuse(session, ctx, p).await;
             }
         }
@@ -312,7 +318,7 @@ impl Gate {
                     ctx.reservation = Some((route.name.clone(), claims.ci_hash.clone(), commit_on));
                 }
                 Ok(Reservation::Taken) | Ok(Reservation::InProgress) => {
-                    let p = session_refusal(session, cfg, Refusal::DuplicateAccount);
+                    let p = session_refusal(session, cfg, route, Refusal::DuplicateAccount);
                     return refuse(session, ctx, p).await;
                 }
                 Err(e) => {
@@ -337,6 +343,7 @@ impl Gate {
         &self,
         session: &Session,
         cfg: &crate::config::RuntimeConfig,
+        route: &routes::Route,
         claims: &crate::session::Claims,
         after: std::time::Duration,
     ) -> Option<Problem> {
@@ -349,7 +356,7 @@ impl Gate {
             Ok(Some(at_ms)) => {
                 let until = at_ms.div_euclid(1000) + after.as_secs() as i64;
                 (crate::clock::unix_now() < until).then(|| {
-                    session_refusal(session, cfg, Refusal::RejoinTooSoon).with_until(until)
+                    session_refusal(session, cfg, route, Refusal::RejoinTooSoon).with_until(until)
                 })
             }
             Ok(None) => None,
@@ -417,7 +424,7 @@ impl Gate {
                 }
             }
         };
-        reply.send(session).await?;
+        reply.send(session, &live.cfg.frame).await?;
         Ok(true)
     }
 
@@ -471,7 +478,7 @@ impl Gate {
                         http::header::ALLOW,
                         "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
                     )
-                    .send(session)
+                    .send(session, &cfg.frame)
                     .await?;
                 return Ok(true);
             }
@@ -563,7 +570,7 @@ impl Gate {
                 let html = wants_html(session);
                 Reply::problem(&Problem::new(Refusal::MethodNotAllowed), html)
                     .header(http::header::ALLOW, allow)
-                    .send(session)
+                    .send(session, &cfg.frame)
                     .await?;
                 return Ok(true);
             }
@@ -638,12 +645,34 @@ fn is_safe(m: &http::Method) -> bool {
 /// A refusal of the person a valid session names (under age, already signed up, ...): the page
 /// offers "verify as someone else" (end this session, verify afresh, back to this address) and,
 /// where another verification of the same person can pass (another method), "verify again".
-fn session_refusal(session: &Session, cfg: &crate::config::RuntimeConfig, r: Refusal) -> Problem {
+///
+/// The underage page names the route's age and rule; the duplicate-account page leads with the
+/// route's `on_duplicate` (sign in, find my ID), "verify as someone else" second.
+fn session_refusal(
+    session: &Session,
+    cfg: &crate::config::RuntimeConfig,
+    route: &routes::Route,
+    r: Refusal,
+) -> Problem {
     let here = here(session);
-    let p = Problem::new(r).with_switch(crate::providers::flow::switch_action(
+    let mut p = Problem::new(r).with_switch(crate::providers::flow::switch_action(
         &cfg.flow_prefix,
         here,
     ));
+    let require = route.require.as_ref();
+    match (r, require) {
+        (Refusal::Underage, Some(q)) => {
+            if let Some(min) = q.min_age {
+                p = p.with_age(min, q.age_rule);
+            }
+        }
+        (Refusal::DuplicateAccount, Some(q)) => {
+            if let Some((url, label)) = &q.on_duplicate {
+                p = p.with_primary(url, label);
+            }
+        }
+        _ => {}
+    }
     match r {
         Refusal::AgeUnknown | Refusal::KoreanNational | Refusal::CiUnavailable => {
             p.with_next(crate::providers::flow::verify_url(&cfg.flow_prefix, here))
@@ -737,7 +766,7 @@ async fn rate_limited(
     ctx.decision = p.code;
     Reply::problem(&p, wants_html(session))
         .header(http::header::RETRY_AFTER, l.retry_after_secs().to_string())
-        .send(session)
+        .send(session, frame_of(ctx))
         .await?;
     Ok(true)
 }
@@ -753,8 +782,15 @@ async fn refuse(session: &mut Session, ctx: &mut Ctx, p: Problem) -> Result<bool
     {
         reply = reply.cookie(c);
     }
-    reply.send(session).await?;
+    reply.send(session, frame_of(ctx)).await?;
     Ok(true)
+}
+
+/// The frame of this request's pages (its config's `site` and `tls.hsts`).
+fn frame_of(ctx: &Ctx) -> &crate::answers::Frame {
+    ctx.live
+        .as_ref()
+        .map_or(&crate::answers::PLAIN, |l| &l.cfg.frame)
 }
 
 /// The Cookie lines of a request being edited for the upstream, as `crate::cookies` edits them.
@@ -998,6 +1034,15 @@ impl ProxyHttp for Gate {
             return Ok(());
         }
         if let Some(live) = &ctx.live {
+            // The listener's HSTS on the app's answers over TLS too (the whole host is
+            // HTTPS-only, not verigate's pages alone); an app's own header is left as it is.
+            if let Some(hsts) = live.cfg.frame.hsts.as_ref() {
+                let tls = ctx.origin.as_ref().is_some_and(|o| o.https);
+                let sts = http::header::STRICT_TRANSPORT_SECURITY;
+                if tls && !upstream_response.headers.contains_key(&sts) {
+                    upstream_response.insert_header(sts, hsts.clone())?;
+                }
+            }
             crate::cookies::drop_set_cookies(
                 upstream_response,
                 &crate::cookies::all_names(&live.cfg.session),
@@ -1095,11 +1140,12 @@ impl ProxyHttp for Gate {
             let sent = match refusal {
                 Some(r) => {
                     let reply = Reply::problem(&Problem::new(r), wants_html(session));
+                    let live = ctx.live.clone().unwrap_or_else(|| self.live.load_full());
                     match kept_cookie {
                         Some(c) => reply.cookie(c),
                         None => reply,
                     }
-                    .send(session)
+                    .send(session, &live.cfg.frame)
                     .await
                 }
                 None => session.respond_error(code).await,

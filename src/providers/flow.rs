@@ -2,7 +2,7 @@
 //! the session endpoint, logout and the JWKS.
 
 use crate::answers::Refusal;
-use crate::answers::{escape, page, wants_html, Problem, Reply, BACK_MARK};
+use crate::answers::{escape, page, wants_html, Problem, Reply, Why, BACK_MARK};
 use crate::clock::unix_now;
 use crate::cookies;
 use crate::identity::ProviderId;
@@ -36,6 +36,31 @@ fn enc(s: &str) -> String {
 
 pub fn verify_url(prefix: &str, return_to: &str) -> String {
     format!("{prefix}/verify?return_to={}", enc(return_to))
+}
+
+/// The verify address, saying why the person is asked again (`why=`): the pages on the way
+/// read the details (the route's `max_session_age`) from the route, never from the address.
+pub fn verify_url_for(prefix: &str, return_to: &str, why: Option<Why>) -> String {
+    let url = verify_url(prefix, return_to);
+    match why {
+        Some(w) => format!("{url}&why={}", w.code()),
+        None => url,
+    }
+}
+
+/// Why this request (a verify or start page for `return_to`) asks to verify again: its `why=`,
+/// checked against the route (a `session_too_old` of a route without `max_session_age` says
+/// nothing).
+fn why_of(live: &Live, session: &Session, return_to: &str) -> Option<Why> {
+    match query_param(session, "why")?.as_str() {
+        "session_too_old" => route_for(live, session, return_to)?
+            .require
+            .as_ref()?
+            .max_session_age
+            .map(Why::TooOld),
+        "provider_not_accepted" => Some(Why::OtherProvider),
+        _ => None,
+    }
 }
 
 /// Where "verify as someone else" posts: the logout, which ends this browser's session and then
@@ -276,7 +301,7 @@ __CALL__
         let mut params = params.clone();
         params["autostart"] = serde_json::Value::Bool(self.redirects_on_phones);
         let body = format!(
-            r#"<h1>{}</h1><p class="en"><strong>{}</strong></p>{}{KEPT_MARK}
+            r#"<h1>{}</h1><p class="en"><strong>{}</strong></p>{WHY_MARK}{}{KEPT_MARK}
 <button id="verigate-start" type="button">{}</button>
 <p id="verigate-status" role="status"></p>{BACK_MARK}
 <script id="verigate-flow" type="application/json">{}</script>
@@ -326,13 +351,17 @@ pub(crate) fn fresh_nonce() -> String {
     )
 }
 
-/// A provider's start page for `return_to`.
-fn start_url(prefix: &str, provider: ProviderId, return_to: &str) -> String {
-    format!(
+/// A provider's start page for `return_to` (saying why the person verifies again, if so).
+fn start_url(prefix: &str, provider: ProviderId, return_to: &str, why: Option<Why>) -> String {
+    let url = format!(
         "{prefix}/{}/start?return_to={}",
         provider.as_str(),
         enc(return_to)
-    )
+    );
+    match why {
+        Some(w) => format!("{url}&why={}", w.code()),
+        None => url,
+    }
 }
 
 /// The route a `return_to` on this request's host leads to (None: no route, or not a path).
@@ -516,16 +545,40 @@ pub async fn handle(
             None => no_route(),
         },
     };
-    kept_note(live, session, reply).send(session).await
+    kept_note(live, session, reply)
+        .send(session, &live.cfg.frame)
+        .await
 }
 
 /// Where a page on the way to verifying (the choice page, a start page) says that this
 /// browser's form is kept; filled in by [`kept_note`].
 const KEPT_MARK: &str = "<!--verigate-kept-->";
 
+/// Where such a page says why the person is asked to verify again; filled in by [`kept_note`].
+const WHY_MARK: &str = "<!--verigate-why-->";
+
 /// The page's word that the form is kept, where its `return_to` is the address of this
-/// browser's kept form post (its kept-request cookie); nothing otherwise.
-fn kept_note(live: &Live, session: &Session, mut reply: Reply) -> Reply {
+/// browser's kept form post (its kept-request cookie), and why the person verifies again
+/// (`why=`); nothing otherwise.
+fn kept_note(live: &Live, session: &Session, reply: Reply) -> Reply {
+    let mut reply = kept_only(live, session, reply);
+    let mark = WHY_MARK.as_bytes();
+    let Some(at) = reply.body.windows(mark.len()).position(|w| w == mark) else {
+        return reply;
+    };
+    let line = safe_return_to(query_param(session, "return_to").as_deref())
+        .and_then(|rt| why_of(live, session, &rt))
+        .map(Why::html)
+        .unwrap_or_default();
+    let mut body = Vec::with_capacity(reply.body.len() + line.len());
+    body.extend_from_slice(&reply.body[..at]);
+    body.extend_from_slice(line.as_bytes());
+    body.extend_from_slice(&reply.body[at + mark.len()..]);
+    reply.body = body.into();
+    reply
+}
+
+fn kept_only(live: &Live, session: &Session, mut reply: Reply) -> Reply {
     let mark = KEPT_MARK.as_bytes();
     let Some(at) = reply.body.windows(mark.len()).position(|w| w == mark) else {
         return reply;
@@ -570,7 +623,7 @@ pub async fn callback(
         )
         .header(http::header::ALLOW, "POST")
     };
-    reply.send(session).await
+    reply.send(session, &live.cfg.frame).await
 }
 
 fn choice_page(live: &Live, session: &Session) -> Reply {
@@ -580,9 +633,10 @@ fn choice_page(live: &Live, session: &Session) -> Reply {
     };
     let prefix = &live.cfg.flow_prefix;
     let providers = providers_for(live, session, &return_to);
+    let why = why_of(live, session, &return_to);
     // One way to verify: no choice to make, straight to its start page.
     if let [only] = providers.as_slice() {
-        return Reply::redirect(&start_url(prefix, *only, &return_to));
+        return Reply::redirect(&start_url(prefix, *only, &return_to, why));
     }
     let mut links = String::new();
     for p in &providers {
@@ -593,7 +647,7 @@ fn choice_page(live: &Live, session: &Session) -> Reply {
         links.push_str(&format!(
             r#"<a class="choice" data-provider="{id}" href="{href}">{icon}<span><strong>{ko}</strong><span class="en">{en}</span><span class="via">{via}</span></span></a>"#,
             id = p.as_str(),
-            href = escape(&start_url(prefix, *p, &return_to)),
+            href = escape(&start_url(prefix, *p, &return_to, why)),
             icon = choice.icon,
             ko = escape(ko),
             en = escape(en),
@@ -609,7 +663,7 @@ fn choice_page(live: &Live, session: &Session) -> Reply {
             "본인인증 · Verify your identity",
             &format!(
                 r#"<h1>본인인증</h1><p class="en"><strong>Verify your identity</strong></p>
-<p>계속하려면 인증 수단을 선택하세요.</p><p class="en">Choose how to verify to continue.</p>{KEPT_MARK}{links}{BACK_MARK}"#
+{WHY_MARK}<p>계속하려면 인증 수단을 선택하세요.</p><p class="en">Choose how to verify to continue.</p>{KEPT_MARK}{links}{BACK_MARK}"#
             ),
         ),
     )

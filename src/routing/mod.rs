@@ -139,6 +139,8 @@ pub struct Require {
     /// A browser's form post without a session is kept across the verification (None: the
     /// route opts out, `keep_request: false`).
     pub keep: Option<KeepRule>,
+    /// The duplicate-account page's primary button: (url, label) (`require.on_duplicate`).
+    pub on_duplicate: Option<(String, String)>,
 }
 
 /// How a route keeps a form post across the verification detour (`require.keep_request`).

@@ -43,7 +43,7 @@ return out;
 /// A phone's browser, as the pages see it.
 const PHONE_UA: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36";
 
-struct Driver {
+pub(crate) struct Driver {
     base: String,
     session: String,
     http: reqwest::Client,
@@ -61,13 +61,13 @@ impl Driver {
     /// A WebDriver session on headless Chromium. When that cannot be had (the tools are
     /// missing, chromedriver or Chromium fails to start) the test reports SKIPPED through
     /// `skip::missing`, which fails it under CI=true: never a silent pass.
-    async fn start() -> Option<Driver> {
+    pub(crate) async fn start() -> Option<Driver> {
         Self::start_as(None).await
     }
 
     /// The same on a phone: a 390×844 screen, touch, and a phone's user agent (Chromium's
     /// device emulation), so pages take their phone paths.
-    async fn phone() -> Option<Driver> {
+    pub(crate) async fn phone() -> Option<Driver> {
         Self::start_as(Some(json!({
             "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 2.0, "touch": true },
             "userAgent": PHONE_UA
@@ -75,7 +75,7 @@ impl Driver {
         .await
     }
 
-    async fn start_as(mobile: Option<Value>) -> Option<Driver> {
+    pub(crate) async fn start_as(mobile: Option<Value>) -> Option<Driver> {
         let (Some(driver), Some(chromium)) = (tool("chromedriver"), tool("chromium")) else {
             skip::missing(
                 "Chromium and chromedriver",
@@ -92,7 +92,11 @@ impl Driver {
         }
     }
 
-    async fn launch(driver: &str, chromium: &str, mobile: Option<Value>) -> Result<Driver, String> {
+    pub(crate) async fn launch(
+        driver: &str,
+        chromium: &str,
+        mobile: Option<Value>,
+    ) -> Result<Driver, String> {
         let mut child = tokio::process::Command::new(driver)
             .arg("--port=0")
             .stdout(Stdio::piped())
@@ -167,7 +171,7 @@ impl Driver {
         })
     }
 
-    async fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+    pub(crate) async fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let url = format!("{}/session/{}{}", self.base, self.session, path);
         let mut req = self.http.request(method.clone(), url);
         if method != reqwest::Method::GET {
@@ -177,12 +181,12 @@ impl Driver {
         v["value"].clone()
     }
 
-    async fn go(&self, url: &str) {
+    pub(crate) async fn go(&self, url: &str) {
         self.cmd(reqwest::Method::POST, "/url", json!({ "url": url }))
             .await;
     }
 
-    async fn url(&self) -> String {
+    pub(crate) async fn url(&self) -> String {
         self.cmd(reqwest::Method::GET, "/url", json!({}))
             .await
             .as_str()
@@ -190,7 +194,7 @@ impl Driver {
             .to_string()
     }
 
-    async fn source(&self) -> String {
+    pub(crate) async fn source(&self) -> String {
         self.cmd(reqwest::Method::GET, "/source", json!({}))
             .await
             .as_str()
@@ -199,7 +203,7 @@ impl Driver {
     }
 
     /// Poll until an element is there (pages load asynchronously), then return its id.
-    async fn find(&self, css: &str) -> String {
+    pub(crate) async fn find(&self, css: &str) -> String {
         for _ in 0..300 {
             let v = self
                 .cmd(
@@ -223,7 +227,7 @@ impl Driver {
         );
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let id = self.find(css).await;
         self.cmd(
             reqwest::Method::POST,
@@ -233,7 +237,7 @@ impl Driver {
         .await;
     }
 
-    async fn fill(&self, css: &str, text: &str) {
+    pub(crate) async fn fill(&self, css: &str, text: &str) {
         let id = self.find(css).await;
         self.cmd(
             reqwest::Method::POST,
@@ -249,7 +253,7 @@ impl Driver {
         .await;
     }
 
-    async fn select(&self, css: &str, value: &str) {
+    pub(crate) async fn select(&self, css: &str, value: &str) {
         let script = format!("document.querySelector('{css}').value = '{value}';");
         self.cmd(
             reqwest::Method::POST,
@@ -259,7 +263,7 @@ impl Driver {
         .await;
     }
 
-    async fn wait_for(&self, what: &str, cond: impl Fn(&str, &str) -> bool) {
+    pub(crate) async fn wait_for(&self, what: &str, cond: impl Fn(&str, &str) -> bool) {
         for _ in 0..300 {
             let (u, s) = (self.url().await, self.source().await);
             if cond(&u, &s) {
@@ -274,7 +278,7 @@ impl Driver {
         );
     }
 
-    async fn screenshot(&self, path: &str) {
+    pub(crate) async fn screenshot(&self, path: &str) {
         use base64::Engine;
         let v = self
             .cmd(reqwest::Method::GET, "/screenshot", json!({}))
@@ -286,7 +290,7 @@ impl Driver {
         }
     }
 
-    async fn windows(&self) -> Vec<String> {
+    pub(crate) async fn windows(&self) -> Vec<String> {
         let v = self
             .cmd(reqwest::Method::GET, "/window/handles", json!({}))
             .await;
@@ -297,7 +301,7 @@ impl Driver {
             .collect()
     }
 
-    async fn switch(&self, handle: &str) {
+    pub(crate) async fn switch(&self, handle: &str) {
         self.cmd(
             reqwest::Method::POST,
             "/window",
@@ -307,7 +311,7 @@ impl Driver {
     }
 
     /// Run `script` (a function body; `return` gives the value) in the page.
-    async fn exec(&self, script: &str) -> Value {
+    pub(crate) async fn exec(&self, script: &str) -> Value {
         self.cmd(
             reqwest::Method::POST,
             "/execute/sync",
@@ -318,7 +322,7 @@ impl Driver {
 
     /// Click something that navigates on its own (a form's button) and wait until a new
     /// document has fully loaded: going anywhere earlier would cancel the navigation.
-    async fn click_and_wait_new_page(&self, css: &str) {
+    pub(crate) async fn click_and_wait_new_page(&self, css: &str) {
         self.exec("window.__vgOld = true;").await;
         self.click(css).await;
         for _ in 0..300 {
@@ -334,7 +338,7 @@ impl Driver {
     }
 
     /// An attribute of the first element matching `css`.
-    async fn attr(&self, css: &str, name: &str) -> String {
+    pub(crate) async fn attr(&self, css: &str, name: &str) -> String {
         let id = self.find(css).await;
         self.cmd(
             reqwest::Method::GET,
@@ -347,13 +351,13 @@ impl Driver {
         .to_string()
     }
 
-    async fn delete_cookies(&self) {
+    pub(crate) async fn delete_cookies(&self) {
         self.cmd(reqwest::Method::DELETE, "/cookie", json!({}))
             .await;
     }
 
     /// Save a screenshot for a person to look at (under `VERIGATE_SHOTS`, else the temp dir).
-    async fn shot(&self, name: &str) {
+    pub(crate) async fn shot(&self, name: &str) {
         let dir = std::env::var_os("VERIGATE_SHOTS")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
@@ -365,7 +369,7 @@ impl Driver {
     /// What a person would see wrong with this page's layout: the page wider than the
     /// screen, the card touching a screen edge (less than 8 px), a Korean word broken across
     /// two lines, a header name of the demo split over lines. Empty when all is well.
-    async fn layout_problems(&self) -> Vec<String> {
+    pub(crate) async fn layout_problems(&self) -> Vec<String> {
         let v = self.exec(LAYOUT_CHECK).await;
         v.as_array()
             .map(|a| {
@@ -376,7 +380,7 @@ impl Driver {
             .unwrap_or_else(|| vec![format!("layout check failed: {v}")])
     }
 
-    async fn quit(&self) {
+    pub(crate) async fn quit(&self) {
         let _ = self
             .http
             .delete(format!("{}/session/{}", self.base, self.session))
@@ -396,7 +400,7 @@ async fn whoami_env(providers: &[Provider]) -> Env {
     Env::with(Setup::new(proxy).upstream(Upstream::DemoShop)).await
 }
 
-async fn fill_sandbox_form(d: &Driver, name: &str, birth: &str) {
+pub(crate) async fn fill_sandbox_form(d: &Driver, name: &str, birth: &str) {
     d.find("form[action='certify']").await;
     d.fill("input[name=name]", name).await;
     d.fill("input[name=birth]", birth).await;
@@ -452,7 +456,7 @@ async fn a_person_signs_up_through_the_pages_redirect_mode() {
 /// age hint (`youth_act` at 19 sends the international age 18), still a youth under the Youth
 /// Protection Act (born in this year − 18), so the gate's own `underage` page answers. A
 /// younger child is stopped inside the provider's window before any result exists.
-fn eighteen_today() -> String {
+pub(crate) fn eighteen_today() -> String {
     use chrono::Datelike;
     let today = chrono::Utc::now()
         .with_timezone(&chrono_tz::Asia::Seoul)
@@ -740,7 +744,7 @@ async fn on_a_phone_a_file_upload_and_a_pages_json_are_kept_and_a_form_over_the_
 }
 
 /// The `href` of the first element matching `css`, as written in the page.
-async fn href(d: &Driver, css: &str) -> String {
+pub(crate) async fn href(d: &Driver, css: &str) -> String {
     d.find(css).await;
     d.exec(&format!(
         "return document.querySelector(\"{css}\").getAttribute('href');"

@@ -5,6 +5,7 @@ mod admin;
 mod routes;
 mod server;
 mod session;
+mod site;
 mod store;
 
 pub(in crate::config) use super::ctx::{Ctx, Secrets};
@@ -563,6 +564,12 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
             );
         }
     }
+    let (site_name, mut frame) = site::site(ctx, f.site.as_ref());
+    frame.hsts = f
+        .tls
+        .as_ref()
+        .and_then(|t| t.hsts.as_ref())
+        .and_then(|h| site::hsts(ctx, h));
     Some(RuntimeConfig {
         listen: Listen { addr: listen? },
         tls: tls.flatten(),
@@ -578,7 +585,8 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         flow_prefix,
         public_url,
         timezone,
-        site_name: site_name(ctx, f.site.as_ref()),
+        site_name,
+        frame,
         threads,
         tuning,
         clients,
@@ -637,17 +645,4 @@ fn hash_key_rotation(ctx: &mut Ctx, s: &FileSession, routes: &[(usize, Route)], 
             depends.join(", ")
         ),
     );
-}
-
-/// `site.name`: shown in the providers' windows, so short plain text.
-fn site_name(ctx: &mut Ctx, site: Option<&FileSite>) -> Option<String> {
-    let name = site?.name.as_deref()?.trim();
-    if name.is_empty() || name.chars().count() > 50 || name.chars().any(char::is_control) {
-        ctx.err(
-            "site.name",
-            "must be 1 to 50 characters of plain text (the service name the verification windows show)",
-        );
-        return None;
-    }
-    Some(name.to_string())
 }

@@ -303,6 +303,7 @@ pub(super) fn require(
         max_session_age: max_session_age.filter(|d| !d.is_zero()),
         rejoin_after: rejoin_after(ctx, &at, q),
         keep: keep(ctx, &format!("{at}.keep_request"), q.keep_request.as_ref()),
+        on_duplicate: on_duplicate(ctx, &at, q),
     })
 }
 
@@ -408,4 +409,23 @@ fn rejoin_after(ctx: &mut Ctx, at: &str, q: &FileRequire) -> Option<Duration> {
         return None;
     }
     (!d.is_zero()).then_some(d)
+}
+
+/// The longest `on_duplicate.label`: one button's text.
+const MAX_LABEL: usize = 40;
+
+/// `require.on_duplicate`: only on a one-account route (the page is its refusal).
+fn on_duplicate(ctx: &mut Ctx, at: &str, q: &FileRequire) -> Option<(String, String)> {
+    let d = q.on_duplicate.as_ref()?;
+    let key = format!("{at}.on_duplicate");
+    let url = super::site::https_or_path(ctx, &format!("{key}.url"), d.url.trim());
+    let label = super::site::plain(ctx, &format!("{key}.label"), &d.label, MAX_LABEL);
+    if !q.one_account_per_person {
+        ctx.err(
+            key,
+            "only means something with one_account_per_person: true (it is the duplicate-account page's button)",
+        );
+        return None;
+    }
+    Some((url?, label?))
 }

@@ -130,6 +130,11 @@ impl Route {
         self
     }
 
+    /// Any `require` key (`on_duplicate`, say).
+    pub fn require_set(self, key: &str, value: Value) -> Route {
+        self.require(key, value)
+    }
+
     /// `require.providers`: the route is gated, on these providers.
     pub fn providers<S: AsRef<str>>(self, providers: impl IntoIterator<Item = S>) -> Route {
         let ids: Vec<String> = providers
