@@ -213,7 +213,7 @@ pub fn open(cfg: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match cfg {
         StoreConfig::Memory => Arc::new(memory::MemoryStore::new()),
         StoreConfig::Sqlite { path } => Arc::new(sqlite::SqliteStore::open(path)?),
-        StoreConfig::Redis { url, prefix } => Arc::new(redis::RedisStore::new(url, prefix)?),
+        StoreConfig::Redis(r) => Arc::new(redis::RedisStore::new(r)?),
     })
 }
 
@@ -222,7 +222,7 @@ pub fn open(cfg: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
 pub fn check(cfg: &StoreConfig) -> Result<(), StoreError> {
     match cfg {
         StoreConfig::Sqlite { path } => sqlite::check_path(path),
-        StoreConfig::Memory | StoreConfig::Redis { .. } => Ok(()),
+        StoreConfig::Memory | StoreConfig::Redis(_) => Ok(()),
     }
 }
 
