@@ -125,7 +125,17 @@ pub struct Problem {
     /// Until when the refusal holds (UNIX seconds; `rejoin_too_soon`): on the page as a
     /// date, in JSON as `until` (RFC 3339) and `until_unix`.
     pub until: Option<i64>,
+    /// A sentence more about this case, Korean and English (on the page only).
+    pub note: Option<(&'static str, &'static str)>,
 }
+
+/// The note of a `503 store_unavailable` where a kept form post was being taken: the store's
+/// answer never came, so it was not sent, and it may or may not still be kept (the store may
+/// have taken it before its answer was lost). Never "kept for a reload": at most once.
+pub const KEPT_TAKE_UNANSWERED: (&str, &str) = (
+    "보내신 양식은 전송되지 않았습니다. 다시 시도했을 때 아직 보관되어 있으면 전송되지만, 이미 사라졌을 수 있습니다. 그때는 양식을 다시 보내 주세요.",
+    "Your form was not sent. Trying again sends it if it is still kept, but it may be gone: then send the form again.",
+);
 
 impl Problem {
     pub fn new(r: Refusal) -> Self {
@@ -136,7 +146,13 @@ impl Problem {
             next: None,
             switch: None,
             until: None,
+            note: None,
         }
+    }
+
+    pub fn with_note(mut self, note: (&'static str, &'static str)) -> Self {
+        self.note = Some(note);
+        self
     }
 
     pub fn with_until(mut self, until: i64) -> Self {
@@ -190,10 +206,18 @@ impl Problem {
             ),
             None => String::new(),
         };
+        let note = match self.note {
+            Some((ko, en)) => format!(
+                r#"<p data-note>{}</p><p class="en" data-note>{}</p>"#,
+                escape(ko),
+                escape(en)
+            ),
+            None => String::new(),
+        };
         page(
             title_en,
             &format!(
-                r#"<h1>{}</h1><p class="en"><strong>{}</strong></p><p>{}</p><p class="en">{}</p>{until}{steps}{BACK_MARK}<p class="code">{} · {}</p>{REQUEST_ID_MARK}"#,
+                r#"<h1>{}</h1><p class="en"><strong>{}</strong></p><p>{}</p><p class="en">{}</p>{note}{until}{steps}{BACK_MARK}<p class="code">{} · {}</p>{REQUEST_ID_MARK}"#,
                 escape(title_ko),
                 escape(title_en),
                 escape(detail_ko),

@@ -510,6 +510,23 @@ async fn wait_not_acknowledged_fails_closed() {
     // Reads and writes that do not wait still work.
     s.ping().await.expect("ping");
     s.probe_write().await.expect("probe");
+    // A script cache emptied (a new master's is): the script is loaded again on NOSCRIPT.
+    let loads = |node: &Node| -> u64 {
+        let info: String = node.query(&["INFO", "commandstats"]).expect("INFO");
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_script|load:calls="))
+            .and_then(|r| r.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(s.keep_request("k2", b"post", ttl, 10).await.expect("keep"));
+    let () = node.query(&["SCRIPT", "FLUSH"]).expect("SCRIPT FLUSH");
+    let before = loads(&node);
+    assert!(s
+        .keep_request("k3", b"post", ttl, 10)
+        .await
+        .expect("keep after a flush"));
+    assert_eq!(loads(&node), before + 1, "the script was not loaded again");
 
     // Through the proxy: a verification answers 503, the app sees nothing.
     let env =
