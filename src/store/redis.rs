@@ -301,8 +301,21 @@ impl RedisStore {
         cmd: redis::Cmd,
         wrote: impl Fn(&T) -> bool,
     ) -> Result<T, StoreError> {
+        let (v, acked) = self.durable_acked(cmd).await?;
+        if wrote(&v) {
+            acked?;
+        }
+        Ok(v)
+    }
+
+    /// `cmd` and its `WAIT`: Redis's answer, and whether the replicas acknowledged it (the
+    /// error to answer when they did not). Without `wait`, always acknowledged.
+    async fn durable_acked<T: redis::FromRedisValue>(
+        &self,
+        cmd: redis::Cmd,
+    ) -> Result<(T, Result<(), StoreError>), StoreError> {
         let Some(wait) = self.wait else {
-            return self.run(cmd).await;
+            return Ok((self.run(cmd).await?, Ok(())));
         };
         let i = self.next_durable.fetch_add(1, Ordering::Relaxed) % DURABLE_LINKS;
         let (v, acked): (T, i64) = self
@@ -316,14 +329,16 @@ impl RedisStore {
                     .await
             })
             .await?;
-        if wrote(&v) && acked < i64::from(wait.replicas) {
-            return Err(StoreError::Unavailable(format!(
+        let ok = if acked >= i64::from(wait.replicas) {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
                 "redis: not acknowledged by {} replica(s) within {} ms ({acked} did)",
                 wait.replicas,
                 wait.timeout.as_millis()
-            )));
-        }
-        Ok(v)
+            )))
+        };
+        Ok((v, ok))
     }
 
     /// The sorted set of revoked sessions: members `id|until`, scored by the UNIX ms of the
@@ -415,17 +430,19 @@ impl Store for RedisStore {
             .arg(ttl.as_millis().max(1) as u64);
         // The reservation must be on a new master before the signup goes to the app: a
         // second signup of the person there is then in progress (or taken), never new.
-        match self.durable(cmd, Option::<String>::is_some).await {
-            Ok(Some(_)) => return Ok(Reservation::Reserved),
-            Ok(None) => {}
-            Err(e) => {
-                // Not acknowledged (or no answer): undo what may be there, so that the
-                // person's next attempt is not "in progress" until the reservation expires.
+        match self.durable_acked::<Option<String>>(cmd).await? {
+            (Some(_), Ok(())) => return Ok(Reservation::Reserved),
+            (Some(_), Err(e)) => {
+                // Ours, and not acknowledged: undo it, so that the person's next attempt is
+                // not "in progress" until it expires. (Only when it is known to be ours: after
+                // a call that failed otherwise, the reservation there may be another
+                // request's.)
                 if let Err(undo) = self.release_account(route, person.ci_hash).await {
                     tracing::debug!(error = %undo, "could not undo an unacknowledged reservation");
                 }
                 return Err(e);
             }
+            (None, _) => {}
         }
         let mut get = redis::cmd("GET");
         get.arg(&key);
