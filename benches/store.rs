@@ -8,7 +8,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use verigate::store::StoreConfig;
+use verigate::store::{RedisConfig, StoreConfig};
 use verigate::store::{self, Person, Store};
 
 fn backends() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
@@ -26,7 +26,7 @@ fn backends() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> 
             let prefix = format!("vgbench:{}:", std::process::id());
             out.push((
                 "redis",
-                store::open(&StoreConfig::Redis { url, prefix }).unwrap(),
+                store::open(&StoreConfig::Redis(RedisConfig::url(url, prefix))).unwrap(),
                 None,
             ));
         }

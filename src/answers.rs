@@ -333,7 +333,17 @@ pub struct Problem {
     pub primary: Option<Box<(String, String)>>,
     /// Why the person is asked to verify again (one line on the page; `reason` in JSON).
     pub why: Option<Why>,
+    /// A sentence more about this case, Korean and English (on the page only).
+    pub note: Option<(&'static str, &'static str)>,
 }
+
+/// The note of a `503 store_unavailable` where a kept form post was being taken: the store's
+/// answer never came, so it was not sent, and it may or may not still be kept (the store may
+/// have taken it before its answer was lost). Never "kept for a reload": at most once.
+pub const KEPT_TAKE_UNANSWERED: (&str, &str) = (
+    "보내신 양식은 전송되지 않았습니다. 다시 시도했을 때 아직 보관되어 있으면 전송되지만, 이미 사라졌을 수 있습니다. 그때는 양식을 다시 보내 주세요.",
+    "Your form was not sent. Trying again sends it if it is still kept, but it may be gone: then send the form again.",
+);
 
 impl Problem {
     pub fn new(r: Refusal) -> Self {
@@ -345,6 +355,7 @@ impl Problem {
             switch: None,
             until: None,
             age: None,
+            note: None,
             primary: None,
             why: None,
         }
@@ -362,6 +373,11 @@ impl Problem {
 
     pub fn with_why(mut self, why: Option<Why>) -> Self {
         self.why = why;
+        self
+    }
+
+    pub fn with_note(mut self, note: (&'static str, &'static str)) -> Self {
+        self.note = Some(note);
         self
     }
 
@@ -428,10 +444,18 @@ impl Problem {
             ),
             None => String::new(),
         };
+        let note = match self.note {
+            Some((ko, en)) => format!(
+                r#"<p data-note>{}</p><p class="en" data-note>{}</p>"#,
+                escape(ko),
+                escape(en)
+            ),
+            None => String::new(),
+        };
         page(
             title_en,
             &format!(
-                r#"<h1>{}</h1><p class="en"><strong>{}</strong></p>{why}<p>{}</p><p class="en">{}</p>{rule}{until}{steps}{BACK_MARK}<p class="code">{} · {}</p>{REQUEST_ID_MARK}"#,
+                r#"<h1>{}</h1><p class="en"><strong>{}</strong></p>{why}<p>{}</p><p class="en">{}</p>{rule}{note}{until}{steps}{BACK_MARK}<p class="code">{} · {}</p>{REQUEST_ID_MARK}"#,
                 escape(title_ko),
                 escape(title_en),
                 escape(detail_ko),

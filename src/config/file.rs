@@ -313,6 +313,47 @@ pub struct FileStore {
     pub url_file: Option<String>,
     #[serde(default)]
     pub prefix: Option<String>,
+    /// Redis behind Sentinel: the master is asked of the sentinels (instead of `url`).
+    #[serde(default)]
+    pub sentinel: Option<FileSentinel>,
+    /// Decisions that must survive a failover wait for replicas (`WAIT`).
+    #[serde(default)]
+    pub wait: Option<FileStoreWait>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSentinel {
+    /// The master's name in the sentinels' configuration (`sentinel monitor NAME ...`).
+    #[serde(default)]
+    pub master: Option<String>,
+    /// The sentinels, `host:port` each.
+    #[serde(default)]
+    pub addrs: Option<Vec<String>>,
+    /// The sentinels' password (`requirepass` of the sentinels), when they have one.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<String>,
+    /// The password of the master and its replicas, when they have one.
+    #[serde(default)]
+    pub redis_password_env: Option<String>,
+    #[serde(default)]
+    pub redis_password_file: Option<String>,
+    /// The database number on the master (0 by default).
+    #[serde(default)]
+    pub db: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStoreWait {
+    /// How many replicas must acknowledge a decision (0: none, no `WAIT`).
+    #[serde(default)]
+    pub replicas: Option<u32>,
+    /// How long to wait for them (`500ms`); past it, the decision fails closed.
+    #[serde(default)]
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

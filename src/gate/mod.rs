@@ -493,7 +493,9 @@ impl Gate {
         let now = crate::clock::unix_secs_at(ctx.started.unwrap_or_else(Instant::now));
         let found = kept::resume(&live, self.store.as_ref(), session, now).await;
         if !ctx.kept.resumed(found, session.req_header_mut()) {
-            return refuse(session, ctx, Problem::new(Refusal::StoreUnavailable)).await;
+            let p = Problem::new(Refusal::StoreUnavailable)
+                .with_note(crate::answers::KEPT_TAKE_UNANSWERED);
+            return refuse(session, ctx, p).await;
         }
         if ctx.kept.delivering() {
             // The kept request's headers took the place of this GET's: the same screening.

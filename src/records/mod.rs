@@ -25,12 +25,24 @@ pub fn describe(store: &StoreConfig) -> String {
     match store {
         StoreConfig::Memory => "memory store".into(),
         StoreConfig::Sqlite { path } => format!("SQLite file {path}"),
-        StoreConfig::Redis { url, prefix } => {
-            let addr = redis::Client::open(url.as_str())
-                .map(|c| c.get_connection_info().addr.to_string())
-                .unwrap_or_else(|_| "(unreadable URL)".into());
-            format!("Redis {addr}, prefix {prefix}")
-        }
+        StoreConfig::Redis(r) => match &r.target {
+            crate::store::RedisTarget::Url(url) => {
+                let addr = redis::Client::open(url.as_str())
+                    .map(|c| c.get_connection_info().addr.to_string())
+                    .unwrap_or_else(|_| "(unreadable URL)".into());
+                format!("Redis {addr}, prefix {}", r.prefix)
+            }
+            crate::store::RedisTarget::Sentinel(s) => format!(
+                "Redis master {} of sentinels {}, prefix {}",
+                s.master,
+                s.addrs
+                    .iter()
+                    .map(|(h, p)| format!("{h}:{p}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                r.prefix
+            ),
+        },
     }
 }
 
@@ -42,9 +54,7 @@ pub fn open_existing(store: &StoreConfig) -> Result<Arc<dyn Store>, RecordsError
         StoreConfig::Sqlite { path } => {
             Arc::new(crate::store::sqlite::SqliteStore::open_existing(path)?)
         }
-        StoreConfig::Redis { url, prefix } => {
-            Arc::new(crate::store::redis::RedisStore::new(url, prefix)?)
-        }
+        StoreConfig::Redis(r) => Arc::new(crate::store::redis::RedisStore::new(r)?),
     })
 }
 

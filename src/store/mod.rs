@@ -15,16 +15,73 @@ use std::time::Duration;
 pub enum StoreConfig {
     Memory,
     Sqlite { path: String },
-    Redis { url: String, prefix: String },
+    Redis(RedisConfig),
+}
+
+/// A Redis store: where its master is, the key prefix, and what decisions wait for.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    pub target: RedisTarget,
+    pub prefix: String,
+    /// Replicas that must acknowledge a decision that must survive a failover (None: none).
+    pub wait: Option<RedisWait>,
+}
+
+impl RedisConfig {
+    /// One Redis at `url`, no replicas waited for.
+    pub fn url(url: impl Into<String>, prefix: impl Into<String>) -> Self {
+        RedisConfig {
+            target: RedisTarget::Url(url.into()),
+            prefix: prefix.into(),
+            wait: None,
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One Redis (`redis://` or `rediss://`).
+    Url(String),
+    /// The master that the sentinels name.
+    Sentinel(SentinelConfig),
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct SentinelConfig {
+    /// The master's name in the sentinels' configuration.
+    pub master: String,
+    /// The sentinels, as `(host, port)`.
+    pub addrs: Vec<(String, u16)>,
+    /// The sentinels' password.
+    pub password: Option<String>,
+    /// The master's (and replicas') password.
+    pub redis_password: Option<String>,
+    pub db: i64,
+}
+
+/// `WAIT replicas timeout` after each decision that must survive a failover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RedisWait {
+    pub replicas: u32,
+    pub timeout: Duration,
 }
 
 impl std::fmt::Debug for StoreConfig {
-    // The Redis URL may hold a password: never print it.
+    // The Redis URL and passwords are secrets: never print them.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreConfig::Memory => write!(f, "memory"),
             StoreConfig::Sqlite { path } => write!(f, "sqlite({path})"),
-            StoreConfig::Redis { prefix, .. } => write!(f, "redis(prefix {prefix})"),
+            StoreConfig::Redis(r) => match &r.target {
+                RedisTarget::Url(_) => write!(f, "redis(prefix {})", r.prefix),
+                RedisTarget::Sentinel(s) => write!(
+                    f,
+                    "redis(sentinel master {}, {} sentinels, prefix {})",
+                    s.master,
+                    s.addrs.len(),
+                    r.prefix
+                ),
+            },
         }
     }
 }
@@ -231,7 +288,7 @@ pub fn open(cfg: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match cfg {
         StoreConfig::Memory => Arc::new(memory::MemoryStore::new()),
         StoreConfig::Sqlite { path } => Arc::new(sqlite::SqliteStore::open(path)?),
-        StoreConfig::Redis { url, prefix } => Arc::new(redis::RedisStore::new(url, prefix)?),
+        StoreConfig::Redis(r) => Arc::new(redis::RedisStore::new(r)?),
     })
 }
 
@@ -240,7 +297,7 @@ pub fn open(cfg: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
 pub fn check(cfg: &StoreConfig) -> Result<(), StoreError> {
     match cfg {
         StoreConfig::Sqlite { path } => sqlite::check_path(path),
-        StoreConfig::Memory | StoreConfig::Redis { .. } => Ok(()),
+        StoreConfig::Memory | StoreConfig::Redis(_) => Ok(()),
     }
 }
 

@@ -3,26 +3,112 @@
 //! of concurrent signups of one person exactly one gets the reservation. Connects lazily and
 //! reconnects by itself; every call is bounded by a timeout, and failure means "unavailable"
 //! (gated requests that need the store fail closed).
+//!
+//! Behind Sentinel the master is asked of the sentinels; a fault that may mean a failover (the
+//! connection broke or timed out, `READONLY`, ...) drops the connection, and the next call asks
+//! again. Decisions that must survive a failover (`claim_once`, reservations and commits, the
+//! take of a kept request, revocations) are sent with `WAIT replicas timeout` on the same
+//! connection, in one pipeline: too few acknowledgements is an error (the caller fails
+//! closed), never an accept.
 
 use super::{
     now_ms, KeyExchange, MemberRecord, Person, PersonRef, Registration, Reservation, Revocation,
     Store, StoreError, Token,
 };
+use crate::store::{RedisConfig, RedisTarget, RedisWait, SentinelConfig};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::OnceCell;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Connections for decisions that `WAIT`: a `WAIT` holds its connection until the replicas
+/// answer (or its timeout), so these are apart from the one every other call uses, and a few,
+/// so that one slow `WAIT` does not hold up the next decision.
+const DURABLE_LINKS: usize = 4;
+
+/// Where the master is.
+enum Target {
+    Url(redis::Client),
+    Sentinel {
+        sentinel: tokio::sync::Mutex<Sentinel>,
+        master: String,
+        node: SentinelNodeConnectionInfo,
+    },
+}
+
+impl Target {
+    /// A client for the master now. With sentinels: the first sentinel that answers names it,
+    /// and the named server must say it is a master (`ROLE`).
+    async fn client(&self) -> Result<redis::Client, redis::RedisError> {
+        match self {
+            Target::Url(c) => Ok(c.clone()),
+            Target::Sentinel {
+                sentinel,
+                master,
+                node,
+            } => {
+                sentinel
+                    .lock()
+                    .await
+                    .async_master_for(master, Some(node))
+                    .await
+            }
+        }
+    }
+
+    fn follows_failover(&self) -> bool {
+        matches!(self, Target::Sentinel { .. })
+    }
+}
+
+/// One connection to the master, made on first use. Numbered, so that a fault seen on one
+/// drops that one only, never a newer one another call made meanwhile.
+#[derive(Default)]
+struct Link {
+    slot: tokio::sync::Mutex<Option<(u64, ConnectionManager)>>,
+    made: AtomicU64,
+}
+
+/// A fault after which the master may be another server: the connection broke, refused or
+/// timed out, or the server is a replica now (`READONLY`), loading, or says its master is down.
+fn may_be_failover(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::ReadOnly
+                | redis::ErrorKind::MasterDown
+                | redis::ErrorKind::BusyLoadingError
+                | redis::ErrorKind::TryAgain
+        )
+}
+
 pub struct RedisStore {
-    client: redis::Client,
+    target: Target,
     prefix: String,
-    conn: OnceCell<ConnectionManager>,
+    wait: Option<RedisWait>,
+    main: Link,
+    durable: [Link; DURABLE_LINKS],
+    next_durable: AtomicUsize,
 }
 
 fn err(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {}", e.category()))
+}
+
+/// One argument of a script, as Redis receives it.
+fn arg(x: impl redis::ToRedisArgs) -> Vec<u8> {
+    x.to_redis_args().concat()
+}
+
+fn timed_out() -> StoreError {
+    StoreError::Unavailable("redis: call timed out".into())
 }
 
 /// Release only a reservation, never a committed record.
@@ -42,53 +128,217 @@ end
 return 0
 "#;
 
+/// Take a kept request: read and delete in one script, so exactly one caller gets the value.
+const TAKE: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v then redis.call('DEL', KEYS[1]) end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return v
+"#;
+
+fn sentinel_target(s: &SentinelConfig) -> Result<Target, StoreError> {
+    let open = |e: redis::RedisError| StoreError::Open(format!("redis sentinel: {}", e.category()));
+    let infos = s
+        .addrs
+        .iter()
+        .map(|(host, port)| redis::ConnectionInfo {
+            addr: redis::ConnectionAddr::Tcp(host.clone(), *port),
+            redis: redis::RedisConnectionInfo {
+                password: s.password.clone(),
+                ..Default::default()
+            },
+        })
+        .collect::<Vec<_>>();
+    let sentinel = Sentinel::build(infos).map_err(open)?;
+    let node = SentinelNodeConnectionInfo {
+        tls_mode: None,
+        redis_connection_info: Some(redis::RedisConnectionInfo {
+            db: s.db,
+            password: s.redis_password.clone(),
+            ..Default::default()
+        }),
+    };
+    Ok(Target::Sentinel {
+        sentinel: tokio::sync::Mutex::new(sentinel),
+        master: s.master.clone(),
+        node,
+    })
+}
+
 impl RedisStore {
-    pub fn new(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Open(format!("redis url: {}", e.category())))?;
+    pub fn new(cfg: &RedisConfig) -> Result<Self, StoreError> {
+        let target = match &cfg.target {
+            RedisTarget::Url(url) => Target::Url(
+                redis::Client::open(url.as_str())
+                    .map_err(|e| StoreError::Open(format!("redis url: {}", e.category())))?,
+            ),
+            RedisTarget::Sentinel(s) => sentinel_target(s)?,
+        };
         Ok(RedisStore {
-            client,
-            prefix: prefix.to_string(),
-            conn: OnceCell::new(),
+            target,
+            prefix: cfg.prefix.clone(),
+            wait: cfg.wait,
+            main: Link::default(),
+            durable: Default::default(),
+            next_durable: AtomicUsize::new(0),
         })
     }
 
-    /// The connection, made on first use. One bound covers getting it, waiting for another
-    /// call's attempt included: while Redis hangs, concurrent calls must not queue behind
-    /// each other's connection attempts (each would add its own timeout to the next one's).
-    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        let c = tokio::time::timeout(
-            CALL_TIMEOUT,
-            self.conn.get_or_try_init(|| async {
-                let cfg = ConnectionManagerConfig::new()
-                    .set_connection_timeout(CALL_TIMEOUT)
-                    .set_response_timeout(CALL_TIMEOUT)
-                    .set_number_of_retries(1);
-                ConnectionManager::new_with_config(self.client.clone(), cfg)
-                    .await
-                    .map_err(err)
-            }),
-        )
+    /// The connection of `link`, made on first use. One bound covers getting it, waiting for
+    /// another call's attempt included: while Redis hangs, concurrent calls must not queue
+    /// behind each other's connection attempts (each would add its own timeout to the next
+    /// one's).
+    async fn conn(&self, link: &Link) -> Result<(u64, ConnectionManager), StoreError> {
+        tokio::time::timeout(CALL_TIMEOUT, async {
+            let mut slot = link.slot.lock().await;
+            if let Some((n, c)) = slot.as_ref() {
+                return Ok((*n, c.clone()));
+            }
+            let client = self.target.client().await.map_err(err)?;
+            let cfg = ConnectionManagerConfig::new()
+                .set_connection_timeout(CALL_TIMEOUT)
+                .set_response_timeout(CALL_TIMEOUT)
+                .set_number_of_retries(1);
+            let c = ConnectionManager::new_with_config(client, cfg)
+                .await
+                .map_err(err)?;
+            let n = link.made.fetch_add(1, Ordering::Relaxed);
+            *slot = Some((n, c.clone()));
+            Ok((n, c))
+        })
         .await
-        .map_err(|_| StoreError::Unavailable("redis: connect timed out".into()))??;
-        Ok(c.clone())
+        .map_err(|_| StoreError::Unavailable("redis: connect timed out".into()))?
+    }
+
+    /// After a fault that may mean a failover, drop connection `n` of `link` (behind
+    /// sentinels: the next call asks them for the master). One URL: the connection manager
+    /// reconnects to it by itself.
+    fn drop_conn(&self, link: &Link, n: u64) {
+        if !self.target.follows_failover() {
+            return;
+        }
+        // Locked: another call is making a new connection right now.
+        if let Ok(mut slot) = link.slot.try_lock() {
+            if slot.as_ref().is_some_and(|(m, _)| *m == n) {
+                *slot = None;
+            }
+        }
+    }
+
+    /// Run `f` on `link`'s connection, bounded by the call timeout; Redis's own answer is
+    /// left to the caller (the outer error is the connection's or the timeout's).
+    async fn on_raw<T, F, Fut>(
+        &self,
+        link: &Link,
+        f: F,
+    ) -> Result<redis::RedisResult<T>, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let (n, c) = self.conn(link).await?;
+        match tokio::time::timeout(CALL_TIMEOUT, f(c)).await {
+            Err(_) => {
+                self.drop_conn(link, n);
+                Err(timed_out())
+            }
+            Ok(r) => {
+                if let Err(e) = &r {
+                    if may_be_failover(e) {
+                        self.drop_conn(link, n);
+                    }
+                }
+                Ok(r)
+            }
+        }
+    }
+
+    async fn on<T, F, Fut>(&self, link: &Link, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        self.on_raw(link, f).await?.map_err(err)
     }
 
     async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
-        let mut c = self.conn().await?;
-        tokio::time::timeout(CALL_TIMEOUT, cmd.query_async(&mut c))
-            .await
-            .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
-            .map_err(err)
+        self.on(
+            &self.main,
+            |mut c| async move { cmd.query_async(&mut c).await },
+        )
+        .await
     }
 
-    async fn script(&self, src: &str, key: &str) -> Result<i64, StoreError> {
-        let mut c = self.conn().await?;
-        let script = redis::Script::new(src);
-        tokio::time::timeout(CALL_TIMEOUT, script.key(key).invoke_async(&mut c))
-            .await
-            .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
-            .map_err(err)
+    /// A script by its SHA1 (`EVALSHA`); on `NOSCRIPT` (a new master after a failover, a
+    /// restarted Redis, `SCRIPT FLUSH`) `redis::Script` loads it and runs it again.
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        src: &'static str,
+        keys: Vec<String>,
+        args: Vec<Vec<u8>>,
+    ) -> Result<T, StoreError> {
+        self.on(&self.main, |mut c| async move {
+            let script = redis::Script::new(src);
+            let mut inv = script.prepare_invoke();
+            for k in keys {
+                inv.key(k);
+            }
+            for a in args {
+                inv.arg(a);
+            }
+            inv.invoke_async(&mut c).await
+        })
+        .await
+    }
+
+    /// A decision that must survive a failover: `cmd`, then (when configured) `WAIT` for the
+    /// replicas in the same pipeline on one connection (so the `WAIT` counts this command's
+    /// write, never a reconnected connection's nothing). When `wrote` says the command changed
+    /// something and fewer replicas than configured acknowledged it in time, the answer is an
+    /// error: the caller fails closed.
+    async fn durable<T: redis::FromRedisValue>(
+        &self,
+        cmd: redis::Cmd,
+        wrote: impl Fn(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        let (v, acked) = self.durable_acked(cmd).await?;
+        if wrote(&v) {
+            acked?;
+        }
+        Ok(v)
+    }
+
+    /// `cmd` and its `WAIT`: Redis's answer, and whether the replicas acknowledged it (the
+    /// error to answer when they did not). Without `wait`, always acknowledged.
+    async fn durable_acked<T: redis::FromRedisValue>(
+        &self,
+        cmd: redis::Cmd,
+    ) -> Result<(T, Result<(), StoreError>), StoreError> {
+        let Some(wait) = self.wait else {
+            return Ok((self.run(cmd).await?, Ok(())));
+        };
+        let i = self.next_durable.fetch_add(1, Ordering::Relaxed) % DURABLE_LINKS;
+        let (v, acked): (T, i64) = self
+            .on(&self.durable[i], |mut c| async move {
+                redis::pipe()
+                    .add_command(cmd)
+                    .cmd("WAIT")
+                    .arg(wait.replicas)
+                    .arg(wait.timeout.as_millis().max(1) as u64)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let ok = if acked >= i64::from(wait.replicas) {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "redis: not acknowledged by {} replica(s) within {} ms ({acked} did)",
+                wait.replicas,
+                wait.timeout.as_millis()
+            )))
+        };
+        Ok((v, ok))
     }
 
     /// The sorted set of revoked sessions: members `id|until`, scored by the UNIX ms of the
@@ -121,20 +371,17 @@ impl RedisStore {
 
     /// Every account key with its value (SCAN: for the rare ops commands, not requests).
     async fn accounts(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let mut c = self.conn().await?;
         let pattern = format!("{}acct:*", self.prefix);
         let mut keys: Vec<String> = Vec::new();
         let mut cursor: u64 = 0;
         loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
                 .arg("MATCH")
                 .arg(&pattern)
                 .arg("COUNT")
-                .arg(500)
-                .query_async(&mut c)
-                .await
-                .map_err(err)?;
+                .arg(500);
+            let (next, batch): (u64, Vec<String>) = self.run(scan).await?;
             keys.extend(batch);
             if next == 0 {
                 break;
@@ -143,11 +390,9 @@ impl RedisStore {
         }
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
-            let v: Option<String> = redis::cmd("GET")
-                .arg(&k)
-                .query_async(&mut c)
-                .await
-                .map_err(err)?;
+            let mut get = redis::cmd("GET");
+            get.arg(&k);
+            let v: Option<String> = self.run(get).await?;
             if let Some(v) = v {
                 out.push((k, v));
             }
@@ -165,7 +410,8 @@ impl Store for RedisStore {
             .arg("NX")
             .arg("PX")
             .arg(ttl.as_millis().max(1) as u64);
-        let r: Option<String> = self.run(cmd).await?;
+        // A result accepted here must stay used on a new master: waits for the replicas.
+        let r: Option<String> = self.durable(cmd, Option::is_some).await?;
         Ok(r.is_some())
     }
 
@@ -182,9 +428,21 @@ impl Store for RedisStore {
             .arg("NX")
             .arg("PX")
             .arg(ttl.as_millis().max(1) as u64);
-        let r: Option<String> = self.run(cmd).await?;
-        if r.is_some() {
-            return Ok(Reservation::Reserved);
+        // The reservation must be on a new master before the signup goes to the app: a
+        // second signup of the person there is then in progress (or taken), never new.
+        match self.durable_acked::<Option<String>>(cmd).await? {
+            (Some(_), Ok(())) => return Ok(Reservation::Reserved),
+            (Some(_), Err(e)) => {
+                // Ours, and not acknowledged: undo it, so that the person's next attempt is
+                // not "in progress" until it expires. (Only when it is known to be ours: after
+                // a call that failed otherwise, the reservation there may be another
+                // request's.)
+                if let Err(undo) = self.release_account(route, person.ci_hash).await {
+                    tracing::debug!(error = %undo, "could not undo an unacknowledged reservation");
+                }
+                return Err(e);
+            }
+            (None, _) => {}
         }
         let mut get = redis::cmd("GET");
         get.arg(&key);
@@ -196,13 +454,15 @@ impl Store for RedisStore {
     }
 
     async fn commit_account(&self, route: &str, ci_hash: &str) -> Result<(), StoreError> {
-        self.script(COMMIT, &self.account_key(route, ci_hash))
-            .await?;
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(COMMIT).arg(1).arg(self.account_key(route, ci_hash));
+        let _: i64 = self.durable(cmd, |n: &i64| *n == 1).await?;
         Ok(())
     }
 
     async fn release_account(&self, route: &str, ci_hash: &str) -> Result<(), StoreError> {
-        self.script(RELEASE, &self.account_key(route, ci_hash))
+        let _: i64 = self
+            .invoke(RELEASE, vec![self.account_key(route, ci_hash)], vec![])
             .await?;
         Ok(())
     }
@@ -218,7 +478,8 @@ impl Store for RedisStore {
             if hit {
                 let mut del = redis::cmd("DEL");
                 del.arg(&k);
-                let d: i64 = self.run(del).await?;
+                // An erasure must not come back with a failover: waits for the replicas.
+                let d: i64 = self.durable(del, |d: &i64| *d > 0).await?;
                 n += d as u64;
             }
         }
@@ -255,22 +516,19 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[1])
 return 'issued'
 "#;
-        let mut c = self.conn().await?;
-        let answer: String = tokio::time::timeout(
-            CALL_TIMEOUT,
-            redis::Script::new(KEY)
-                .key(self.member_hash(member))
-                .key(self.pending_set())
-                .arg(member)
-                .arg(sealed_key)
-                .arg(now_ms())
-                .arg(ttl.as_millis().max(1) as u64)
-                .arg(max_pending)
-                .invoke_async(&mut c),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
-        .map_err(err)?;
+        let answer: String = self
+            .invoke(
+                KEY,
+                vec![self.member_hash(member), self.pending_set()],
+                vec![
+                    arg(member),
+                    arg(sealed_key),
+                    arg(now_ms()),
+                    arg(ttl.as_millis().max(1) as u64),
+                    arg(max_pending),
+                ],
+            )
+            .await?;
         match answer.as_str() {
             "issued" => Ok(KeyExchange::Issued),
             "registered" => Ok(KeyExchange::Registered),
@@ -300,21 +558,18 @@ redis.call('PERSIST', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 'ok'
 "#;
-        let mut c = self.conn().await?;
-        let answer: String = tokio::time::timeout(
-            CALL_TIMEOUT,
-            redis::Script::new(REGISTER)
-                .key(self.member_hash(member))
-                .key(self.pending_set())
-                .arg(member)
-                .arg(sealed_key)
-                .arg(sealed_passcode)
-                .arg(sealed_ubifill.unwrap_or(""))
-                .invoke_async(&mut c),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
-        .map_err(err)?;
+        let answer: String = self
+            .invoke(
+                REGISTER,
+                vec![self.member_hash(member), self.pending_set()],
+                vec![
+                    arg(member),
+                    arg(sealed_key),
+                    arg(sealed_passcode),
+                    arg(sealed_ubifill.unwrap_or("")),
+                ],
+            )
+            .await?;
         match answer.as_str() {
             "ok" => Ok(Registration::Registered),
             "registered" => Ok(Registration::AlreadyRegistered),
@@ -332,7 +587,8 @@ return 'ok'
         add.arg(self.revoked_set())
             .arg(now)
             .arg(format!("{id}|{until}"));
-        let _: i64 = self.run(add).await?;
+        // A logout must hold on a new master: waits for the replicas (a member added anew).
+        let _: i64 = self.durable(add, |_| true).await?;
         // Revocations outlive no session: drop those older than the longest a session can be
         // (a week; sessions are hours) so the set stays small.
         let mut prune = redis::cmd("ZREMRANGEBYSCORE");
@@ -399,21 +655,18 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
 return 1
 "#;
-        let mut c = self.conn().await?;
-        let kept: i64 = tokio::time::timeout(
-            CALL_TIMEOUT,
-            redis::Script::new(KEEP)
-                .key(self.kept_key(id))
-                .key(self.kept_set())
-                .arg(id)
-                .arg(sealed)
-                .arg(ttl.as_millis().max(1) as u64)
-                .arg(max_live)
-                .invoke_async(&mut c),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
-        .map_err(err)?;
+        let kept: i64 = self
+            .invoke(
+                KEEP,
+                vec![self.kept_key(id), self.kept_set()],
+                vec![
+                    arg(id),
+                    arg(sealed),
+                    arg(ttl.as_millis().max(1) as u64),
+                    arg(max_live),
+                ],
+            )
+            .await?;
         Ok(kept == 1)
     }
 
@@ -444,18 +697,13 @@ redis.call('HSET', KEYS[1], 't', tostring(tokens), 'at', tostring(now_ms))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / per_ms) + 1000)
 return wait
 "#;
-        let mut c = self.conn().await?;
-        let wait: i64 = tokio::time::timeout(
-            CALL_TIMEOUT,
-            redis::Script::new(BUCKET)
-                .key(format!("{}limit:{key}", self.prefix))
-                .arg(burst)
-                .arg(per_minute)
-                .invoke_async(&mut c),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
-        .map_err(err)?;
+        let wait: i64 = self
+            .invoke(
+                BUCKET,
+                vec![format!("{}limit:{key}", self.prefix)],
+                vec![arg(burst), arg(per_minute)],
+            )
+            .await?;
         Ok(match wait {
             w if w <= 0 => Token::Taken,
             w => Token::Refused(Duration::from_millis(w as u64)),
@@ -463,25 +711,16 @@ return wait
     }
 
     async fn take_request(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        // Atomic: read and delete in one script, so exactly one instance gets the value.
-        const TAKE: &str = r#"
-local v = redis.call('GET', KEYS[1])
-if v then redis.call('DEL', KEYS[1]) end
-redis.call('ZREM', KEYS[2], ARGV[1])
-return v
-"#;
-        let mut c = self.conn().await?;
-        tokio::time::timeout(
-            CALL_TIMEOUT,
-            redis::Script::new(TAKE)
-                .key(self.kept_key(id))
-                .key(self.kept_set())
-                .arg(id)
-                .invoke_async(&mut c),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
-        .map_err(err)
+        // Atomic (one script), so exactly one instance gets the value; and it must stay
+        // taken on a new master, or a reload there would take it again: waits for the
+        // replicas, and a take they did not acknowledge is not delivered.
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(TAKE)
+            .arg(2)
+            .arg(self.kept_key(id))
+            .arg(self.kept_set())
+            .arg(id);
+        self.durable(cmd, Option::<Vec<u8>>::is_some).await
     }
 
     async fn account_persons(&self, unique_in_site: &str) -> Result<Vec<String>, StoreError> {
@@ -509,7 +748,8 @@ return v
             .arg(at_ms)
             .arg("PX")
             .arg(ttl);
-        let _: () = self.run(cmd).await?;
+        // Part of an erasure (the re-signup cooldown): waits for the replicas as it does.
+        let _: () = self.durable(cmd, |_| true).await?;
         Ok(())
     }
 
@@ -553,19 +793,19 @@ return v
     async fn probe_write(&self) -> Result<(), StoreError> {
         // A read-only replica answers `READONLY`, a full one `OOM`: name the code, which
         // says which fault it is (the message may hold nothing secret, but the code suffices).
-        let mut c = self.conn().await?;
         let mut set = redis::cmd("SET");
         set.arg(format!("{}readyz:write-probe", self.prefix))
             .arg(now_ms())
             .arg("PX")
             .arg(10_000);
-        tokio::time::timeout(CALL_TIMEOUT, set.query_async::<()>(&mut c))
-            .await
-            .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
-            .map_err(|e| match e.code() {
-                Some(code) => StoreError::Unavailable(format!("redis: cannot write ({code})")),
-                None => err(e),
-            })
+        self.on_raw(&self.main, |mut c| async move {
+            set.query_async::<()>(&mut c).await
+        })
+        .await?
+        .map_err(|e| match e.code() {
+            Some(code) => StoreError::Unavailable(format!("redis: cannot write ({code})")),
+            None => err(e),
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

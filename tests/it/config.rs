@@ -884,3 +884,61 @@ fn request_id_mode_is_read_and_a_bad_one_named_by_key_path() {
         "{ps:?}"
     );
 }
+
+#[test]
+fn redis_sentinel_store_is_validated_by_key_path() {
+    let with = |store: &str| problems(&format!("{BASE}store: {store}\n"));
+    // Valid: sentinels alone; with a wait of its own; a URL with a wait.
+    assert_eq!(
+        with("{ kind: redis, sentinel: { master: m, addrs: [\"127.0.0.1:26379\", \"[::1]:26380\"] } }"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        with("{ kind: redis, sentinel: { master: m, addrs: [\"s1:26379\"] }, wait: { replicas: 2, timeout: 250ms } }"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        with("{ kind: redis, url: \"redis://127.0.0.1\", wait: { replicas: 1, timeout: 1s } }"),
+        Vec::<String>::new()
+    );
+    // Exactly one of url and sentinel.
+    let ps = with(
+        "{ kind: redis, url: \"redis://127.0.0.1\", sentinel: { master: m, addrs: [\"s:1\"] } }",
+    );
+    assert!(has(&ps, "store.sentinel: set either url"), "{ps:?}");
+    let ps = with("{ kind: redis }");
+    assert!(has(&ps, "store.url: kind redis needs url"), "{ps:?}");
+    // The sentinel's own keys.
+    let ps = with("{ kind: redis, sentinel: { addrs: [\"s:1\", \"nope\", \"s:0\"] } }");
+    assert!(has(&ps, "store.sentinel.master: missing"), "{ps:?}");
+    assert!(
+        has(&ps, "store.sentinel.addrs[1]: `nope` is not host:port"),
+        "{ps:?}"
+    );
+    assert!(has(&ps, "store.sentinel.addrs[2]"), "{ps:?}");
+    let ps = with("{ kind: redis, sentinel: { master: m, addrs: [] } }");
+    assert!(
+        has(&ps, "store.sentinel.addrs: must name at least one"),
+        "{ps:?}"
+    );
+    let ps =
+        with("{ kind: redis, sentinel: { master: m, addrs: [\"s:1\"], password_env: NOT_SET_X } }");
+    assert!(has(&ps, "store.sentinel.password_env"), "{ps:?}");
+    let ps = with("{ kind: redis, sentinel: { master: m, addrs: [\"s:1\"], colour: red } }");
+    assert!(!ps.is_empty(), "unknown sentinel key accepted");
+    // The wait.
+    let ps = with("{ kind: redis, url: \"redis://h\", wait: { timeout: 0ms } }");
+    assert!(
+        has(&ps, "store.wait.timeout: must be more than 0"),
+        "{ps:?}"
+    );
+    let ps = with("{ kind: redis, url: \"redis://h\", wait: { timeout: 2s } }");
+    assert!(has(&ps, "store.wait.timeout: at most 1s"), "{ps:?}");
+    let ps = with("{ kind: sqlite, wait: { replicas: 1 } }");
+    assert!(has(&ps, "store.wait: kind sqlite takes no wait"), "{ps:?}");
+    let ps = with("{ kind: memory, sentinel: { master: m, addrs: [\"s:1\"] } }");
+    assert!(
+        has(&ps, "store.sentinel: kind memory takes no sentinel"),
+        "{ps:?}"
+    );
+}

@@ -1170,7 +1170,17 @@ async fn a_take_whose_reply_is_lost_delivers_at_most_once() {
         fwd.lost.load(Ordering::SeqCst),
         "the take's reply was not lost"
     );
-    assert_eq!(refusal(r).await, (503, "store_unavailable".into()));
+    assert_eq!(r.status(), 503);
+    let page = r.text().await.unwrap();
+    assert!(page.contains(" · store_unavailable</p>"), "{page}");
+    // The page promises no reload: the form was not sent, and may be gone.
+    assert!(
+        page.contains(
+            "Your form was not sent. Trying again sends it if it is still kept, but it may be gone"
+        ),
+        "{page}"
+    );
+    assert!(!page.contains("kept for a reload"), "{page}");
     // Redis ran the take: the kept request is gone from the store.
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut con = client.get_connection().unwrap();
@@ -1179,7 +1189,7 @@ async fn a_take_whose_reply_is_lost_delivers_at_most_once() {
         .query(&mut con)
         .unwrap();
     assert!(kept.is_empty(), "{kept:?}");
-    // The reload the page asks for finds nothing: the app gets the GET, never the post.
+    // Trying again finds nothing: the app gets the GET, never the post.
     let r = b.get_html("/signup").await;
     assert!(r.status().is_success(), "{}", r.status());
     assert!(app.of("POST", "/signup").is_empty(), "delivered after all?");

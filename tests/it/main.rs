@@ -43,6 +43,7 @@ mod reload_truth;
 mod request_reading;
 mod rules;
 mod security;
+mod sentinel;
 mod store;
 mod tls;
 mod tomo_flow;

@@ -313,11 +313,13 @@ async fn audit_lines(at: &StoreAt) -> Vec<String> {
                 .await
                 .unwrap()
         }
-        StoreAt::Redis(url, prefix) => store::redis::RedisStore::new(url, prefix)
-            .unwrap()
-            .audit_lines()
-            .await
-            .unwrap(),
+        StoreAt::Redis(url, prefix) => store::redis::RedisStore::new(
+            &verigate::store::RedisConfig::url(url.clone(), prefix.clone()),
+        )
+        .unwrap()
+        .audit_lines()
+        .await
+        .unwrap(),
     }
 }
 
@@ -565,7 +567,11 @@ async fn rejoin_markers_go_by_themselves() {
         std::process::id(),
         rand::random::<u32>()
     );
-    let r = store::redis::RedisStore::new(&url, &prefix).unwrap();
+    let r = store::redis::RedisStore::new(&verigate::store::RedisConfig::url(
+        url.clone(),
+        prefix.clone(),
+    ))
+    .unwrap();
     r.mark_rejoin("live", now, now + 60_000).await.unwrap();
     assert_eq!(r.rejoin_since(&ids).await.unwrap(), Some(now));
     let mut c = redis::Client::open(url.as_str())

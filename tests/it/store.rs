@@ -7,7 +7,7 @@ use crate::common::*;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
-use verigate::store::StoreConfig;
+use verigate::store::{RedisConfig, StoreConfig};
 use verigate::store::{self, KeyExchange, PersonRef, Registration, Reservation, Store};
 
 fn unique_prefix(tag: &str) -> String {
@@ -362,10 +362,10 @@ async fn redis_backend_keeps_the_contract() {
     let Some(url) = redis_url() else { return };
     let prefix = unique_prefix("suite");
     suite(
-        store::open(&StoreConfig::Redis {
-            url: url.clone(),
-            prefix: prefix.clone(),
-        })
+        store::open(&StoreConfig::Redis(RedisConfig::url(
+            url.clone(),
+            prefix.clone(),
+        )))
         .unwrap(),
     )
     .await;
@@ -378,10 +378,10 @@ async fn unreachable_redis_is_unavailable_not_a_hang() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let s = store::open(&StoreConfig::Redis {
-        url: format!("redis://{dead}"),
-        prefix: "x:".into(),
-    })
+    let s = store::open(&StoreConfig::Redis(RedisConfig::url(
+        format!("redis://{dead}"),
+        "x:",
+    )))
     .unwrap();
     assert!(s.ping().await.is_err());
     assert!(s.claim_once("k", Duration::from_secs(1)).await.is_err());
@@ -512,10 +512,10 @@ async fn every_call_fails_within(s: Arc<dyn Store>, bound: Duration) -> Duration
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_redis_calls_fail_instead_of_hanging() {
     let (addr, accepted) = silent_redis().await;
-    let s = store::open(&StoreConfig::Redis {
-        url: format!("redis://{addr}"),
-        prefix: "x:".into(),
-    })
+    let s = store::open(&StoreConfig::Redis(RedisConfig::url(
+        format!("redis://{addr}"),
+        "x:",
+    )))
     .unwrap();
     // Twice: the first round meets a store that never connected, the second one whose
     // earlier attempts all timed out.
@@ -647,10 +647,10 @@ async fn redis_that_stops_answering_fails_calls_in_bounded_time() {
     let target = redis_addr(&url);
     let (addr, frozen) = freezable(target).await;
     let prefix = unique_prefix("frozen");
-    let s = store::open(&StoreConfig::Redis {
-        url: format!("redis://{addr}"),
-        prefix: prefix.clone(),
-    })
+    let s = store::open(&StoreConfig::Redis(RedisConfig::url(
+        format!("redis://{addr}"),
+        prefix.clone(),
+    )))
     .unwrap();
     s.ping().await.unwrap();
     assert!(s

@@ -373,6 +373,18 @@ impl Storage {
         Storage(json!({ "kind": "redis", "url": url }))
     }
 
+    /// Redis behind Sentinel: the master named `master`, asked of the sentinels at `addrs`.
+    pub fn sentinel<S: AsRef<str>>(master: &str, addrs: impl IntoIterator<Item = S>) -> Storage {
+        let addrs: Vec<String> = addrs.into_iter().map(|a| a.as_ref().to_string()).collect();
+        Storage(json!({ "kind": "redis", "sentinel": { "master": master, "addrs": addrs } }))
+    }
+
+    /// `store.wait`: replicas that must acknowledge a decision, within `timeout`.
+    pub fn wait(mut self, replicas: u32, timeout: &str) -> Storage {
+        self.0["wait"] = json!({ "replicas": replicas, "timeout": timeout });
+        self
+    }
+
     /// The key prefix (Redis).
     pub fn prefix(mut self, prefix: &str) -> Storage {
         self.0["prefix"] = json!(prefix);
