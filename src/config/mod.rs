@@ -126,6 +126,40 @@ pub fn anchor_store(store: &mut StoreConfig, config_file: &Path) -> Result<(), P
     Ok(())
 }
 
+/// How long each kind of record about a person is kept (`records.retention`); `None`: until
+/// the app forgets the person (`POST /accounts/forget`). The other kinds have fixed lifetimes
+/// (docs/operations/privacy-facts.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// One-account records, counted from their last use (signup, or a second signup refused).
+    pub accounts: Option<Duration>,
+    /// Registered ifree members, counted from their last login (or registration).
+    pub ifree_members: Option<Duration>,
+    /// Audit lines (erasures), counted from when written.
+    pub audit: Duration,
+    /// Verification ledger lines, counted from when written.
+    pub ledger: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            accounts: None,
+            ifree_members: None,
+            audit: Duration::from_secs(730 * 86_400),
+            ledger: Duration::from_secs(365 * 86_400),
+        }
+    }
+}
+
+/// `records`: retention and the verification ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Records {
+    pub retention: Retention,
+    /// `records.ledger`: keep a line per accepted verification.
+    pub ledger: bool,
+}
+
 /// What the record commands (`verigate accounts`) work with.
 #[derive(Clone)]
 pub struct RecordsConfig {
@@ -136,6 +170,9 @@ pub struct RecordsConfig {
     pub session_ttl: Duration,
     /// The longest `routes[].require.rejoin_after` (`RuntimeConfig::rejoin_max`).
     pub rejoin_max: Option<Duration>,
+    /// The one-account routes by name, with their `rejoin_after` (an erasure limited to one).
+    pub one_account_routes: Vec<(String, Option<Duration>)>,
+    pub records: Records,
 }
 
 impl fmt::Debug for RecordsConfig {
@@ -471,6 +508,8 @@ pub struct RuntimeConfig {
     pub routes: RouteTable,
     /// What any route forwards: the session keeps only these personal fields.
     pub keep_in_session: Forward,
+    /// `records`: retention and the ledger.
+    pub records: Records,
     /// What is valid but probably not meant (a provider's sandbox host, say), each with its
     /// key path: `verigate check` prints them, `verigate run` logs them at start.
     pub warnings: Vec<Problem>,
@@ -487,6 +526,19 @@ impl RuntimeConfig {
             .iter()
             .filter_map(|r| r.require.as_ref()?.rejoin_after)
             .max()
+    }
+
+    /// The one-account routes by name, with their `rejoin_after`.
+    pub fn one_account_routes(&self) -> Vec<(String, Option<Duration>)> {
+        self.routes
+            .routes()
+            .iter()
+            .filter_map(|r| {
+                let q = r.require.as_ref()?;
+                q.one_account_per_person
+                    .then(|| (r.name.clone(), q.rejoin_after))
+            })
+            .collect()
     }
 
     /// The upstream route `idx` sends its requests to.

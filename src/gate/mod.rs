@@ -284,7 +284,7 @@ impl Gate {
         let claims = &verified.claims;
         if let (true, Some(after)) = (reserve, route.require.as_ref().and_then(|r| r.rejoin_after))
         {
-            if let Some(p) = self.rejoin_refusal(session, cfg, claims, after).await {
+            if let Some(p) = self.rejoin_refusal(session, cfg, claims, &route.name, after).await {
                 return refuse(session, ctx, p).await;
             }
         }
@@ -338,13 +338,19 @@ impl Gate {
         session: &Session,
         cfg: &crate::config::RuntimeConfig,
         claims: &crate::session::Claims,
+        route: &str,
         after: std::time::Duration,
     ) -> Option<Problem> {
-        let ids = crate::records::rejoin_ids(
+        // The person's markers, and those of an erasure limited to this route.
+        let ci = [claims.ci_hash.as_str()];
+        let mut ids =
+            crate::records::rejoin_ids(&cfg.session.hash_key, None, &ci, &claims.unique_in_site);
+        ids.extend(crate::records::rejoin_ids(
             &cfg.session.hash_key,
-            &[claims.ci_hash.as_str()],
+            Some(route),
+            &ci,
             &claims.unique_in_site,
-        );
+        ));
         match self.store.rejoin_since(&ids).await {
             Ok(Some(at_ms)) => {
                 let until = at_ms.div_euclid(1000) + after.as_secs() as i64;

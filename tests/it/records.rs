@@ -83,7 +83,7 @@ async fn accounts_cli_from_another_directory_acts_on_the_services_file() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.starts_with("forgot 1 account record(s) in SQLite file "),
+        out.starts_with("forgot 1 account record(s) and 0 ifree member record(s) in SQLite file "),
         "{out}"
     );
     assert_eq!(
@@ -309,13 +309,13 @@ async fn audit_lines(at: &StoreAt) -> Vec<String> {
         StoreAt::Sqlite(dir) => {
             store::sqlite::SqliteStore::open(&dir.join("state.db").display().to_string())
                 .unwrap()
-                .audit_lines()
+                .log_lines(store::Log::Audit, 0)
                 .await
                 .unwrap()
         }
         StoreAt::Redis(url, prefix) => store::redis::RedisStore::new(url, prefix)
             .unwrap()
-            .audit_lines()
+            .log_lines(store::Log::Audit, 0)
             .await
             .unwrap(),
     }
@@ -555,8 +555,9 @@ async fn rejoin_markers_go_by_themselves() {
     // The expired marker was swept by the later write already: write another expired one
     // (the last write, so nothing sweeps it) and purge.
     s.mark_rejoin("gone2", now - 3000, now - 1).await.unwrap();
-    assert_eq!(s.purge().await.unwrap(), 1);
-    assert_eq!(s.purge().await.unwrap(), 0);
+    let keep = verigate::config::Retention::default();
+    assert_eq!(s.purge(&keep).await.unwrap(), 1);
+    assert_eq!(s.purge(&keep).await.unwrap(), 0);
     assert_eq!(s.rejoin_since(&ids).await.unwrap(), Some(now - 500));
 
     let Some(url) = redis_url() else { return };
