@@ -189,7 +189,7 @@ fn a_database_where_earlier_versions_looked_is_refused_not_replaced() {
     assert!(!etc.path().join("verigate-state.db").exists());
 }
 
-const TOKEN: &str = "admin-token-0123456789abcdef";
+pub(crate) const TOKEN: &str = "admin-token-0123456789abcdef";
 
 /// A shop sharing `store`, its record API behind `TOKEN` (a token file in `dir`): `/signup`
 /// refuses a forgotten person's signup for an hour, `/join` for a second (the test waits that
@@ -223,7 +223,7 @@ fn shop_with_api(store: Storage, dir: &Path) -> Proxy {
 }
 
 /// `POST /accounts/forget` on `admin` with `body` and `token`: status and JSON.
-async fn api_forget(
+pub(crate) async fn api_forget(
     admin: std::net::SocketAddr,
     token: Option<&str>,
     body: serde_json::Value,
@@ -267,7 +267,7 @@ async fn refused_within(b: &Browser, proxy: std::net::SocketAddr) -> Duration {
 }
 
 /// Every byte the store holds: the SQLite files, or every key and value under the prefix.
-fn store_bytes(store: &StoreAt) -> Vec<u8> {
+pub(crate) fn store_bytes(store: &StoreAt) -> Vec<u8> {
     match store {
         StoreAt::Sqlite(dir) => {
             let mut out = Vec::new();
@@ -304,7 +304,7 @@ fn store_bytes(store: &StoreAt) -> Vec<u8> {
 }
 
 /// The audit lines the store holds.
-async fn audit_lines(at: &StoreAt) -> Vec<String> {
+pub(crate) async fn audit_lines(at: &StoreAt) -> Vec<String> {
     match at {
         StoreAt::Sqlite(dir) => {
             store::sqlite::SqliteStore::open(&dir.join("state.db").display().to_string())
@@ -321,12 +321,12 @@ async fn audit_lines(at: &StoreAt) -> Vec<String> {
     }
 }
 
-enum StoreAt {
+pub(crate) enum StoreAt {
     Sqlite(std::path::PathBuf),
     Redis(String, String),
 }
 
-fn contains(hay: &[u8], needle: &str) -> bool {
+pub(crate) fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
