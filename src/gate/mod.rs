@@ -284,7 +284,10 @@ impl Gate {
         let claims = &verified.claims;
         if let (true, Some(after)) = (reserve, route.require.as_ref().and_then(|r| r.rejoin_after))
         {
-            if let Some(p) = self.rejoin_refusal(session, cfg, claims, &route.name, after).await {
+            if let Some(p) = self
+                .rejoin_refusal(session, cfg, claims, &route.name, after)
+                .await
+            {
                 return refuse(session, ctx, p).await;
             }
         }

@@ -166,7 +166,11 @@ impl RecordsApi {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "records: cannot read a log");
-                refused(503, "store_unavailable", "the store is unavailable; call again")
+                refused(
+                    503,
+                    "store_unavailable",
+                    "the store is unavailable; call again",
+                )
             }
         }
     }

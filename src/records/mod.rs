@@ -74,7 +74,10 @@ pub fn rejoin_ids(
 ) -> Vec<String> {
     let (ci, uis) = match route {
         None => ("rejoin/ci".to_string(), "rejoin/uis".to_string()),
-        Some(r) => (format!("rejoin/route/{r}/ci"), format!("rejoin/route/{r}/uis")),
+        Some(r) => (
+            format!("rejoin/route/{r}/ci"),
+            format!("rejoin/route/{r}/uis"),
+        ),
     };
     let mut out: Vec<String> = ci_hashes
         .iter()

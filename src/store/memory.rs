@@ -169,7 +169,10 @@ impl Store for MemoryStore {
 
     async fn member_used(&self, member: &str, owner: Person<'_>) -> Result<(), StoreError> {
         let members = self.members.lock().map_err(poisoned)?;
-        if members.get(member).is_some_and(|(r, _)| r.passcode.is_some()) {
+        if members
+            .get(member)
+            .is_some_and(|(r, _)| r.passcode.is_some())
+        {
             self.owners.lock().map_err(poisoned)?.insert(
                 member.to_string(),
                 Owner {
@@ -260,7 +263,10 @@ impl Store for MemoryStore {
             m.retain(|_, (_, until)| *until > now);
             count(b, m.len());
         }
-        for (log, keep) in [(&self.audit, retention.audit), (&self.ledger, retention.ledger)] {
+        for (log, keep) in [
+            (&self.audit, retention.audit),
+            (&self.ledger, retention.ledger),
+        ] {
             let mut l = log.lock().map_err(poisoned)?;
             let b = l.len();
             l.retain(|(t, _)| *t > now - keep.as_millis() as i64);

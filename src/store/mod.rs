@@ -264,8 +264,7 @@ impl Log {
 /// URL-safe base64 without padding): what the migration leaves as it is.
 pub fn looks_hashed(v: &str) -> bool {
     v.len() == 32
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 

@@ -170,17 +170,22 @@ impl RedisStore {
         let keys = self.scan(&format!("{}member:*", self.prefix)).await?;
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
-            let v: (Option<String>, Option<String>, Option<String>, Option<i64>, Option<i64>) =
-                redis::cmd("HMGET")
-                    .arg(&k)
-                    .arg("passcode")
-                    .arg("person")
-                    .arg("uis")
-                    .arg("created")
-                    .arg("used")
-                    .query_async(&mut c)
-                    .await
-                    .map_err(err)?;
+            let v: (
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Option<i64>,
+                Option<i64>,
+            ) = redis::cmd("HMGET")
+                .arg(&k)
+                .arg("passcode")
+                .arg("person")
+                .arg("uis")
+                .arg("created")
+                .arg("used")
+                .query_async(&mut c)
+                .await
+                .map_err(err)?;
             if v.0.is_some() {
                 out.push((
                     k,
@@ -247,7 +252,10 @@ return 0
         let mut c = self.conn().await?;
         let n: i64 = tokio::time::timeout(
             CALL_TIMEOUT,
-            redis::Script::new(DEL_IF).key(key).arg(old).invoke_async(&mut c),
+            redis::Script::new(DEL_IF)
+                .key(key)
+                .arg(old)
+                .invoke_async(&mut c),
         )
         .await
         .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?
@@ -343,8 +351,7 @@ impl Store for RedisStore {
         let mut n = 0;
         for (k, v) in self.accounts().await? {
             // `{prefix}acct:{route}:{ci_hash}`: route names hold no colon, nor do hashes.
-            let Some((r, ci)) = k.strip_prefix(&head).and_then(|rest| rest.rsplit_once(':'))
-            else {
+            let Some((r, ci)) = k.strip_prefix(&head).and_then(|rest| rest.rsplit_once(':')) else {
                 continue;
             };
             if route.is_some_and(|want| want != r) {
@@ -824,7 +831,10 @@ return 0
             let mut c = self.conn().await?;
             let d: i64 = tokio::time::timeout(
                 CALL_TIMEOUT,
-                redis::Script::new(CREATED).key(&k).arg(now).invoke_async(&mut c),
+                redis::Script::new(CREATED)
+                    .key(&k)
+                    .arg(now)
+                    .invoke_async(&mut c),
             )
             .await
             .map_err(|_| StoreError::Unavailable("redis: call timed out".into()))?

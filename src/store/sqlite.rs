@@ -397,12 +397,14 @@ impl Store for SqliteStore {
         let who = who.clone();
         self.with(move |c| {
             let n = match &who {
-                PersonRef::CiHash(h) => {
-                    c.execute("DELETE FROM members WHERE person = ?1", params![h])?
-                }
-                PersonRef::UniqueInSite(u) => {
-                    c.execute("DELETE FROM members WHERE uis = ?1", params![u])?
-                }
+                PersonRef::CiHash(h) => c.execute(
+                    "DELETE FROM members WHERE person = ?1 AND ?1 != ''",
+                    params![h],
+                )?,
+                PersonRef::UniqueInSite(u) => c.execute(
+                    "DELETE FROM members WHERE uis = ?1 AND ?1 != ''",
+                    params![u],
+                )?,
             };
             if n > 0 {
                 c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
@@ -723,7 +725,10 @@ impl Store for SqliteStore {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut n = 0;
-            n += tx.execute("DELETE FROM used_results WHERE expires_at <= ?1", params![now])?;
+            n += tx.execute(
+                "DELETE FROM used_results WHERE expires_at <= ?1",
+                params![now],
+            )?;
             n += tx.execute(
                 "DELETE FROM accounts WHERE state = 'reserved' AND expires_at <= ?1",
                 params![now],

@@ -972,10 +972,9 @@ async fn callback_with_the_store_failing_is_9500() {
 fn ifree_with_api(store: Storage, dir: &std::path::Path) -> Proxy {
     let file = dir.join("admin-token");
     std::fs::write(&file, format!("{}\n", crate::records::TOKEN)).unwrap();
-    ifree().store(store).set(
-        "admin",
-        json!({ "token_file": file.display().to_string() }),
-    )
+    ifree()
+        .store(store)
+        .set("admin", json!({ "token_file": file.display().to_string() }))
 }
 
 /// A registered member who logged in is forgotten by the app (by the person id it got, or by
@@ -993,10 +992,16 @@ async fn a_forgotten_member_is_gone(storage: Storage, at: crate::records::StoreA
     assert_eq!(b.get_html("/member/home").await.status(), 200);
     let up = env.last_upstream();
     let header = |n: &str| up["headers"][n][0].as_str().unwrap().to_string();
-    let (person, uis) = (header("x-verified-person"), header("x-verified-unique-in-site"));
+    let (person, uis) = (
+        header("x-verified-person"),
+        header("x-verified-unique-in-site"),
+    );
     let hash_key: [u8; 32] = STANDARD.decode(HASH_KEY).unwrap().try_into().unwrap();
     let member = verigate::session::keyed_hash(&hash_key, "ifree-member", &ptn_cd);
-    assert!(contains(&store_bytes(&at), &member), "the scan finds the member");
+    assert!(
+        contains(&store_bytes(&at), &member),
+        "the scan finds the member"
+    );
 
     let body = match by {
         "person" => json!({ "person": person }),
@@ -1007,7 +1012,11 @@ async fn a_forgotten_member_is_gone(storage: Storage, at: crate::records::StoreA
     assert_eq!(answer["forgot"]["ifree_members"], 1, "{answer}");
     assert_eq!(answer["forgot"]["accounts"], 0, "{answer}");
     assert_eq!(answer["forgot"]["sessions_revoked"], true, "{answer}");
-    assert_ne!(b.get_html("/member/home").await.status(), 200, "the session stopped");
+    assert_ne!(
+        b.get_html("/member/home").await.status(),
+        200,
+        "the session stopped"
+    );
     let after = store_bytes(&at);
     assert!(!contains(&after, &member), "the member record is gone");
     assert!(!contains(&after, &person), "the person's hash is gone");
@@ -1037,7 +1046,11 @@ async fn forgotten_member_on_sqlite_by_person() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forgotten_member_on_redis_by_unique_in_site() {
     let Some(url) = redis_url() else { return };
-    let prefix = format!("vg-ifree-erase-{}-{}:", std::process::id(), rand::random::<u32>());
+    let prefix = format!(
+        "vg-ifree-erase-{}-{}:",
+        std::process::id(),
+        rand::random::<u32>()
+    );
     let storage = Storage::redis(&url).prefix(&prefix);
     a_forgotten_member_is_gone(
         storage,
@@ -1045,8 +1058,14 @@ async fn forgotten_member_on_redis_by_unique_in_site() {
         "unique_in_site",
     )
     .await;
-    let mut c = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query(&mut c).unwrap();
+    let mut c = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut c)
+        .unwrap();
     if !keys.is_empty() {
         let _: i64 = redis::cmd("DEL").arg(keys).query(&mut c).unwrap();
     }

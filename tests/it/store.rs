@@ -125,7 +125,9 @@ async fn suite(s: Arc<dyn Store>) {
     // Forget by either identifier, on every route.
     s.commit_account("other-route", "ci-a").await.unwrap();
     assert_eq!(
-        s.forget(&PersonRef::CiHash("ci-a".into()), None).await.unwrap(),
+        s.forget(&PersonRef::CiHash("ci-a".into()), None)
+            .await
+            .unwrap(),
         2
     );
     assert_eq!(
@@ -241,7 +243,9 @@ async fn suite(s: Arc<dyn Store>) {
     }
     assert!(expired, "a pending member expires");
     assert_eq!(
-        s.member_register("gone", "k", "pass", None, NOBODY).await.unwrap(),
+        s.member_register("gone", "k", "pass", None, NOBODY)
+            .await
+            .unwrap(),
         Registration::Unknown
     );
 
@@ -1003,13 +1007,17 @@ async fn accounts_cli_counts_and_forgets() {
     let (code, out) = run(&["accounts", "forget", "--unique-in-site", "di-1"]);
     assert_eq!(code, Some(0));
     assert!(
-        out.starts_with(&format!("forgot 1 account record(s) and 0 ifree member record(s) in {on};")),
+        out.starts_with(&format!(
+            "forgot 1 account record(s) and 0 ifree member record(s) in {on};"
+        )),
         "{out}"
     );
     let (code, out) = run(&["accounts", "forget", "--ci-hash", "ci-2"]);
     assert_eq!(code, Some(0));
     assert!(
-        out.starts_with(&format!("forgot 1 account record(s) and 0 ifree member record(s) in {on};")),
+        out.starts_with(&format!(
+            "forgot 1 account record(s) and 0 ifree member record(s) in {on};"
+        )),
         "{out}"
     );
     assert_eq!(

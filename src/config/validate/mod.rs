@@ -532,11 +532,9 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
     let records_cfg = records::records(
         ctx,
         f.records.as_ref(),
-        routes.iter().any(|(_, r)| {
-            r.require
-                .as_ref()
-                .is_some_and(|q| q.one_account_per_person)
-        }),
+        routes
+            .iter()
+            .any(|(_, r)| r.require.as_ref().is_some_and(|q| q.one_account_per_person)),
         providers.ifree.is_some(),
     );
     let (indices, routes): (Vec<usize>, Vec<Route>) = routes.into_iter().unzip();
