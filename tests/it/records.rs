@@ -205,6 +205,7 @@ fn shop_with_api(store: Storage, dir: &Path) -> Proxy {
         .rejoin_after("1h")
         .forward(["name", "birth"]);
     let join = Route::path("/join")
+        .name("join")
         .methods(["POST"])
         .providers(["iamport"])
         .one_account()
@@ -231,6 +232,21 @@ pub(crate) async fn api_forget(
     let mut req = client()
         .post(format!("http://{admin}/accounts/forget"))
         .json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// `GET path` (a log) on `admin` with `token`: status and JSON.
+async fn api_log(
+    admin: std::net::SocketAddr,
+    token: Option<&str>,
+    path: &str,
+) -> (u16, serde_json::Value) {
+    let mut req = client().get(format!("http://{admin}{path}"));
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -373,6 +389,7 @@ async fn erasure_end_to_end(storage: Storage, at: StoreAt) {
     let (status, answer) = api_forget(a.admin, Some(TOKEN), body).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["forgot"]["accounts"], 1, "{answer}");
+    assert_eq!(answer["forgot"]["ifree_members"], 0, "{answer}");
     assert_eq!(answer["forgot"]["sessions_revoked"], true, "{answer}");
     let marked_until = answer["forgot"]["rejoin_marked_until"].as_i64().unwrap();
     let erased_at = marked_until - 3600;
@@ -397,6 +414,26 @@ async fn erasure_end_to_end(storage: Storage, at: StoreAt) {
         asked.len() >= 32 && asked != claims.unique_in_site,
         "{line}"
     );
+    // The same line through the admin API: JSON objects, the token needed, no identifier.
+    let (status, log) = api_log(a.admin, None, "/audit").await;
+    assert_eq!((status, log["error"].as_str()), (401, Some("unauthorized")));
+    let (status, log) = api_log(a.admin, Some(TOKEN), "/audit").await;
+    assert_eq!(status, 200, "{log}");
+    assert_eq!(log["count"], 1, "{log}");
+    assert_eq!(log["lines"][0]["asked"], line["asked"], "{log}");
+    assert_eq!(log["lines"][0]["removed"]["accounts"], 1, "{log}");
+    let text = log.to_string();
+    assert!(
+        !text.contains(&claims.unique_in_site) && !text.contains(&claims.ci_hash),
+        "{text}"
+    );
+    let (_, later) = api_log(b_env.admin, Some(TOKEN), "/audit?since=1h").await;
+    assert_eq!(later["count"], 1, "every instance reads the one trail: {later}");
+    let future = chrono::Utc::now().timestamp() + 3600;
+    let (_, none) = api_log(a.admin, Some(TOKEN), &format!("/audit?since={future}")).await;
+    assert_eq!(none["count"], 0, "{none}");
+    let (status, bad) = api_log(a.admin, Some(TOKEN), "/audit?since=yesterday").await;
+    assert_eq!((status, bad["error"].as_str()), (400, Some("bad_request")));
     let after = store_bytes(&at);
     assert!(
         !contains(&after, &claims.ci_hash),
@@ -1060,4 +1097,58 @@ async fn redis_keys_of_the_previous_release_are_migrated() {
     let e = s.migrate(&hash_key()).await.unwrap_err();
     assert!(e.to_string().contains("later verigate"), "{e}");
     drop_prefix(&prefix);
+}
+
+/// An erasure limited to one route (the person leaves one service of the site): that route's
+/// record goes and its cooldown applies; the person's session and their other records stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_limited_to_one_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::sqlite(dir.path().join("state.db"));
+    let env = Env::with(shop_with_api(storage, dir.path())).await;
+    let mut person = env.browser();
+    let r = person
+        .verify_redirect(env.sandbox, "/signup", &Person::named("one-route"))
+        .await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(person.post("/signup", "user=x").await.status(), 201);
+    assert_eq!(person.post("/join", "user=x").await.status(), 201);
+    let claims = claims_of(&person);
+
+    let (status, answer) = api_forget(
+        env.admin,
+        Some(TOKEN),
+        serde_json::json!({ "person": claims.ci_hash, "route": "nowhere" }),
+    )
+    .await;
+    assert_eq!((status, answer["error"].as_str()), (400, Some("unknown_route")));
+
+    let (status, answer) = api_forget(
+        env.admin,
+        Some(TOKEN),
+        serde_json::json!({ "person": claims.ci_hash, "route": "join" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["forgot"]["route"], "join", "{answer}");
+    assert_eq!(answer["forgot"]["accounts"], 1, "{answer}");
+    assert_eq!(answer["forgot"]["sessions_revoked"], false, "{answer}");
+    let erased_at = answer["forgot"]["rejoin_marked_until"].as_i64().unwrap() - 1;
+    assert!(opens(&person, env.proxy).await, "the session stays");
+    // `/signup` still holds the person's record; `/join` refuses for its second, then takes
+    // the signup again.
+    assert_eq!(person.post("/signup", "user=x").await.status(), 409);
+    let r = person
+        .client
+        .post(person.url("/join"))
+        .header("accept", "application/json")
+        .body("user=x");
+    let r = person.send(r).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "rejoin_too_soon");
+    wait_past(erased_at + 1).await;
+    assert_eq!(person.post("/join", "user=x").await.status(), 201);
+    let s = store::sqlite::SqliteStore::open(&dir.path().join("state.db").display().to_string())
+        .unwrap();
+    assert_eq!(s.count_accounts().await.unwrap(), 2);
 }
