@@ -100,6 +100,8 @@ pub struct Forgotten {
     pub accounts: u64,
     /// Registered ifree member records (key, passcode, ubifill) of the person.
     pub ifree_members: u64,
+    /// Verification ledger lines of the person (`records.ledger`).
+    pub ledger_lines: u64,
     /// Whether every open session of the person was revoked (on every instance sharing the
     /// store, within a poll interval). Not for an erasure limited to one route.
     pub sessions_revoked: bool,
@@ -195,6 +197,20 @@ pub async fn forget(
         out.ifree_members += store
             .forget_members(&PersonRef::UniqueInSite(hashed))
             .await?;
+    }
+    let mut ledger_ids: Vec<String> = cis
+        .iter()
+        .filter_map(|ci| crate::providers::accept::ledger_person(keys.hash_key, ci, ""))
+        .collect();
+    if let PersonRef::UniqueInSite(u) = who {
+        ledger_ids.extend(crate::providers::accept::ledger_person(
+            keys.hash_key,
+            "",
+            u,
+        ));
+    }
+    for id in &ledger_ids {
+        out.ledger_lines += store.log_forget(crate::store::Log::Ledger, id).await?;
     }
     let ids = match who {
         PersonRef::CiHash(h) => revoked::person_ids(keys.hash_key, h, ""),

@@ -239,6 +239,18 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn log_forget(&self, log: Log, person: &str) -> Result<u64, StoreError> {
+        let lines = match log {
+            Log::Audit => &self.audit,
+            Log::Ledger => &self.ledger,
+        };
+        let needle = super::person_field(person);
+        let mut l = lines.lock().map_err(poisoned)?;
+        let before = l.len();
+        l.retain(|(_, line)| !line.contains(&needle));
+        Ok((before - l.len()) as u64)
+    }
+
     async fn log_lines(&self, log: Log, since_ms: i64) -> Result<Vec<String>, StoreError> {
         let lines = match log {
             Log::Audit => &self.audit,

@@ -160,6 +160,9 @@ pub trait Store: Send + Sync {
     /// Append a line (JSON, no clear identifier) made at `at_ms` to `log` (the purge drops it
     /// after its retention).
     async fn log_append(&self, log: Log, at_ms: i64, line: &str) -> Result<(), StoreError>;
+    /// Remove the lines of `log` that name `person` (a keyed-hash id, [`person_field`]).
+    /// Returns how many.
+    async fn log_forget(&self, log: Log, person: &str) -> Result<u64, StoreError>;
     /// The lines of `log` made at or after `since_ms`, oldest first.
     async fn log_lines(&self, log: Log, since_ms: i64) -> Result<Vec<String>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
@@ -258,6 +261,12 @@ impl Log {
             Log::Ledger => "ledger",
         }
     }
+}
+
+/// What a log line that names `person` holds: the id as a JSON string (in its `person` or
+/// `site_person` field; ids are keyed hashes, found nowhere else).
+pub fn person_field(person: &str) -> String {
+    serde_json::Value::String(person.to_string()).to_string()
 }
 
 /// Whether `v` has the form of a keyed hash ([`crate::session::keyed_hash`]: 24 bytes,

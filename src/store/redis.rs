@@ -719,6 +719,22 @@ return v
         Ok(())
     }
 
+    async fn log_forget(&self, log: Log, person: &str) -> Result<u64, StoreError> {
+        let key = format!("{}{}", self.prefix, log.name());
+        let needle = super::person_field(person);
+        let mut all = redis::cmd("ZRANGE");
+        all.arg(&key).arg(0).arg(-1);
+        let lines: Vec<String> = self.run(all).await?;
+        let mut n = 0;
+        for l in lines.iter().filter(|l| l.contains(&needle)) {
+            let mut rem = redis::cmd("ZREM");
+            rem.arg(&key).arg(l);
+            let d: i64 = self.run(rem).await?;
+            n += d as u64;
+        }
+        Ok(n)
+    }
+
     async fn log_lines(&self, log: Log, since_ms: i64) -> Result<Vec<String>, StoreError> {
         let mut cmd = redis::cmd("ZRANGEBYSCORE");
         cmd.arg(format!("{}{}", self.prefix, log.name()))

@@ -701,6 +701,22 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn log_forget(&self, log: Log, person: &str) -> Result<u64, StoreError> {
+        let needle = super::person_field(person);
+        let table = log.name();
+        self.with(move |c| {
+            let n = c.execute(
+                &format!("DELETE FROM {table} WHERE instr(line, ?1) > 0"),
+                params![needle],
+            )?;
+            if n > 0 {
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            }
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn log_lines(&self, log: Log, since_ms: i64) -> Result<Vec<String>, StoreError> {
         let table = log.name();
         self.with(move |c| {

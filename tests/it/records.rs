@@ -428,7 +428,10 @@ async fn erasure_end_to_end(storage: Storage, at: StoreAt) {
         "{text}"
     );
     let (_, later) = api_log(b_env.admin, Some(TOKEN), "/audit?since=1h").await;
-    assert_eq!(later["count"], 1, "every instance reads the one trail: {later}");
+    assert_eq!(
+        later["count"], 1,
+        "every instance reads the one trail: {later}"
+    );
     let future = chrono::Utc::now().timestamp() + 3600;
     let (_, none) = api_log(a.admin, Some(TOKEN), &format!("/audit?since={future}")).await;
     assert_eq!(none["count"], 0, "{none}");
@@ -1121,7 +1124,10 @@ async fn erasure_limited_to_one_route() {
         serde_json::json!({ "person": claims.ci_hash, "route": "nowhere" }),
     )
     .await;
-    assert_eq!((status, answer["error"].as_str()), (400, Some("unknown_route")));
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("unknown_route"))
+    );
 
     let (status, answer) = api_forget(
         env.admin,
@@ -1145,10 +1151,77 @@ async fn erasure_limited_to_one_route() {
         .body("user=x");
     let r = person.send(r).await;
     assert_eq!(r.status(), 409);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "rejoin_too_soon");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "rejoin_too_soon"
+    );
     wait_past(erased_at + 1).await;
     assert_eq!(person.post("/join", "user=x").await.status(), 201);
     let s = store::sqlite::SqliteStore::open(&dir.path().join("state.db").display().to_string())
         .unwrap();
     assert_eq!(s.count_accounts().await.unwrap(), 2);
+}
+
+/// With `records.ledger`, each accepted verification leaves a line (provider, route, age
+/// found and whether the route's rule admits it, result id; no name, no CI, no DI) that the
+/// admin API and `verigate ledger` read; an erasure removes the person's lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verification_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::sqlite(dir.path().join("state.db"));
+    let proxy =
+        shop_with_api(storage, dir.path()).set("records", serde_json::json!({ "ledger": true }));
+    let env = Env::with(proxy).await;
+    let name = format!("ledgered-{}", std::process::id());
+    let mut person = env.browser();
+    let r = person
+        .verify_redirect(env.sandbox, "/signup", &Person::named(&name))
+        .await;
+    assert_eq!(r.status(), 302);
+    let claims = claims_of(&person);
+    let (status, log) = api_log(env.admin, Some(TOKEN), "/ledger").await;
+    assert_eq!(status, 200, "{log}");
+    assert_eq!(log["count"], 1, "{log}");
+    let line = &log["lines"][0];
+    assert_eq!(line["provider"], "iamport", "{line}");
+    assert_eq!(line["route"], "signup", "{line}");
+    assert_eq!(line["min_age"], 19, "{line}");
+    assert_eq!(line["admitted"], true, "{line}");
+    assert!(line["age"].as_i64().unwrap() >= 19, "{line}");
+    assert!(!line["result_id"].as_str().unwrap().is_empty(), "{line}");
+    assert!(line["at"].as_str().unwrap().ends_with('Z'), "{line}");
+    let text = log.to_string();
+    for clear in [name.as_str(), &claims.ci_hash, &claims.unique_in_site] {
+        assert!(!text.contains(clear), "{clear} in {text}");
+    }
+    let (status, _) = api_log(env.admin, None, "/ledger").await;
+    assert_eq!(status, 401);
+    let config = dir.path().join("verigate.yaml");
+    std::fs::write(
+        &config,
+        shop_with_api(Storage::sqlite(dir.path().join("state.db")), dir.path())
+            .to_yaml(NO_SANDBOX, loopback()),
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let env_vars = [("VG_HASH", HASH_KEY)];
+    let (code, out, err) = cli(
+        elsewhere.path(),
+        &config,
+        &["ledger", "--since", "1d"],
+        &env_vars,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("1 ledger line(s) in SQLite file "), "{out}");
+
+    let (status, answer) = api_forget(
+        env.admin,
+        Some(TOKEN),
+        serde_json::json!({ "unique_in_site": claims.unique_in_site }),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["forgot"]["ledger_lines"], 1, "{answer}");
+    let (_, log) = api_log(env.admin, Some(TOKEN), "/ledger").await;
+    assert_eq!(log["count"], 0, "{log}");
 }
