@@ -170,13 +170,7 @@ impl RedisStore {
         let keys = self.scan(&format!("{}member:*", self.prefix)).await?;
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
-            let v: (
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<i64>,
-                Option<i64>,
-            ) = redis::cmd("HMGET")
+            let v: MemberFields = redis::cmd("HMGET")
                 .arg(&k)
                 .arg("passcode")
                 .arg("person")
@@ -210,7 +204,7 @@ impl RedisStore {
             let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
-                .arg(&pattern)
+                .arg(pattern)
                 .arg("COUNT")
                 .arg(500)
                 .query_async(&mut c)
@@ -270,6 +264,15 @@ return 0
         Ok(d as u64)
     }
 }
+
+/// A member hash's `passcode`, `person`, `uis`, `created`, `used`.
+type MemberFields = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
 
 /// A registered member's owner and times as the hash keeps them.
 struct MemberOwner {
