@@ -1225,3 +1225,76 @@ async fn the_verification_ledger() {
     let (_, log) = api_log(env.admin, Some(TOKEN), "/ledger").await;
     assert_eq!(log["count"], 0, "{log}");
 }
+
+/// Where a merchant must choose a lifetime, leaving it out is warned about (naming the key and
+/// the lifetime that applies), never silent; a choice settles it; a lifetime out of bounds is
+/// an error naming its key.
+#[test]
+fn retention_is_chosen_or_warned_about() {
+    let yaml = |records: Option<serde_json::Value>| {
+        Proxy::shop()
+            .set("records", records.unwrap_or(serde_json::Value::Null))
+            .to_yaml(NO_SANDBOX, loopback())
+    };
+    let cfg = verigate::config::from_yaml_str(&yaml(None), &secrets()).unwrap();
+    let warned: Vec<String> = cfg.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        warned
+            .iter()
+            .any(|w| w.starts_with("records.retention.accounts: not set")
+                && w.contains("until the app forgets")),
+        "{warned:?}"
+    );
+    assert_eq!(cfg.records.retention.accounts, None);
+
+    let chosen = serde_json::json!({ "retention": { "accounts": "1095d", "audit": "400d" } });
+    let cfg = verigate::config::from_yaml_str(&yaml(Some(chosen)), &secrets()).unwrap();
+    assert!(
+        !cfg.warnings
+            .iter()
+            .any(|w| w.to_string().contains("records.")),
+        "{:?}",
+        cfg.warnings
+    );
+    assert_eq!(
+        cfg.records.retention.accounts,
+        Some(Duration::from_secs(1095 * 86_400))
+    );
+    assert_eq!(
+        cfg.records.retention.audit,
+        Duration::from_secs(400 * 86_400)
+    );
+    let forever = serde_json::json!({ "retention": { "accounts": "until_forgotten" } });
+    let cfg = verigate::config::from_yaml_str(&yaml(Some(forever)), &secrets()).unwrap();
+    assert!(!cfg
+        .warnings
+        .iter()
+        .any(|w| w.to_string().contains("records.")));
+
+    for (bad, key) in [
+        (
+            serde_json::json!({ "retention": { "accounts": "12h" } }),
+            "records.retention.accounts",
+        ),
+        (
+            serde_json::json!({ "retention": { "ifree_members": "forever" } }),
+            "records.retention.ifree_members",
+        ),
+        (
+            serde_json::json!({ "retention": { "audit": "30d" } }),
+            "records.retention.audit",
+        ),
+        (
+            serde_json::json!({ "retention": { "ledger": "0d" } }),
+            "records.retention.ledger",
+        ),
+    ] {
+        let err = verigate::config::from_yaml_str(&yaml(Some(bad)), &secrets()).unwrap_err();
+        assert!(
+            err.problems()
+                .iter()
+                .any(|p| p.starts_with(&format!("{key}: "))),
+            "{err}"
+        );
+    }
+}
