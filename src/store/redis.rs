@@ -789,18 +789,37 @@ return v
         if let Some(keep) = retention.accounts {
             let before = now - keep.as_millis() as i64;
             for (k, v) in self.accounts().await? {
-                let (state, _, created, used) = account_fields(&v);
-                let last = created.max(used).unwrap_or(now);
-                if state == "done" && last <= before {
-                    n += self.del_if(&k, &v).await?;
+                let (state, uis, created, used) = account_fields(&v);
+                if state != "done" {
+                    continue;
+                }
+                match created {
+                    // Written without times (an earlier release during an upgrade): its
+                    // lifetime starts now.
+                    None => {
+                        self.swap(&k, &v, &format!("done|{uis}|{now}|{now}"))
+                            .await?;
+                    }
+                    Some(c) if c.max(used.unwrap_or(c)) <= before => {
+                        n += self.del_if(&k, &v).await?;
+                    }
+                    Some(_) => {}
                 }
             }
         }
         if let Some(keep) = retention.ifree_members {
             let before = now - keep.as_millis() as i64;
             for (k, owner) in self.members().await? {
-                if owner.created.max(owner.used).unwrap_or(now) <= before {
-                    n += self.del(&k).await?;
+                match owner.created {
+                    None => {
+                        let mut set = redis::cmd("HSETNX");
+                        set.arg(&k).arg("created").arg(now);
+                        let _: i64 = self.run(set).await?;
+                    }
+                    Some(c) if c.max(owner.used.unwrap_or(c)) <= before => {
+                        n += self.del(&k).await?;
+                    }
+                    Some(_) => {}
                 }
             }
         }

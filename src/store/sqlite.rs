@@ -740,6 +740,16 @@ impl Store for SqliteStore {
         );
         self.with(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // A record without a time (written by an earlier release sharing the file during
+            // an upgrade) gets this one: its lifetime starts now, never at the epoch.
+            tx.execute(
+                "UPDATE accounts SET created_ms = ?1 WHERE created_ms IS NULL AND state = 'done'",
+                params![now],
+            )?;
+            tx.execute(
+                "UPDATE members SET created_ms = ?1 WHERE created_ms IS NULL",
+                params![now],
+            )?;
             let mut n = 0;
             n += tx.execute(
                 "DELETE FROM used_results WHERE expires_at <= ?1",

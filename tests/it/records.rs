@@ -976,6 +976,17 @@ async fn sqlite_store_of_the_previous_release_is_migrated() {
     };
     assert_eq!(s.purge(&hourly).await.unwrap(), 0);
     assert!(s.member_get("m-old").await.unwrap().is_some());
+    // A record the previous release writes while both share the file (an upgrade in
+    // progress) has no time: its lifetime starts at the purge that finds it, not at the epoch.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "INSERT INTO accounts (route, person, unique_in_site, state) VALUES ('signup', 'ci-late', '', 'done')",
+            [],
+        )
+        .unwrap();
+    assert_eq!(s.purge(&hourly).await.unwrap(), 0);
+    assert_eq!(s.count_accounts().await.unwrap(), 3);
     assert_eq!(s.log_lines(store::Log::Audit, 0).await.unwrap().len(), 1);
     drop(s);
 
