@@ -120,7 +120,8 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
         let method = session.req_header().method.clone();
-        if let (Some(api), true) = (&self.records, path.starts_with("/accounts/")) {
+        let records = path.starts_with("/accounts/") || path == "/audit" || path == "/ledger";
+        if let (Some(api), true) = (&self.records, records) {
             return api.response(session).await;
         }
         match path.as_str() {

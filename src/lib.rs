@@ -208,6 +208,7 @@ pub fn build(cfg: RuntimeConfig, mut opts: BuildOptions) -> Result<Built, BuildE
         "record purge",
         records::Purger {
             store: store.clone(),
+            live: live.clone(),
         },
     ));
     server.add_service(pingora::services::background::background_service(

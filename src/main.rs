@@ -94,7 +94,17 @@ enum Command {
         action: AccountsAction,
     },
     /// The audit trail of erasures (one JSON object a line; no clear identifiers).
-    Audit,
+    Audit {
+        /// Only lines from this time: RFC 3339, UNIX seconds, or a duration back (7d).
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// The verification ledger (records.ledger: one JSON object a line; no name, no CI).
+    Ledger {
+        /// Only lines from this time: RFC 3339, UNIX seconds, or a duration back (7d).
+        #[arg(long)]
+        since: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -110,6 +120,10 @@ enum AccountsAction {
         /// in verigate's records.
         #[arg(long, alias = "person")]
         ci_hash: Option<String>,
+        /// Only this route's one-account records (and its cooldown): the person stays
+        /// verified, and a member, elsewhere.
+        #[arg(long)]
+        route: Option<String>,
     },
 }
 
@@ -277,7 +291,8 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Audit => records_command(cli.config, "audit", verigate::records::Command::Audit),
+        Command::Audit { since } => log_command(cli.config, "audit", since),
+        Command::Ledger { since } => log_command(cli.config, "ledger", since),
         Command::Accounts { action } => {
             let Some(path) = cli.config else {
                 eprintln!("verigate accounts: give the config with -c FILE");
@@ -299,11 +314,14 @@ fn main() -> ExitCode {
                 AccountsAction::Count => Records::Count,
                 AccountsAction::Forget {
                     unique_in_site: Some(u),
+                    route,
                     ..
-                } => Records::Forget(PersonRef::UniqueInSite(u)),
+                } => Records::Forget(PersonRef::UniqueInSite(u), route),
                 AccountsAction::Forget {
-                    ci_hash: Some(h), ..
-                } => Records::Forget(PersonRef::CiHash(h)),
+                    ci_hash: Some(h),
+                    route,
+                    ..
+                } => Records::Forget(PersonRef::CiHash(h), route),
                 AccountsAction::Forget { .. } => {
                     eprintln!("verigate accounts forget: give --unique-in-site or --ci-hash");
                     return ExitCode::from(2);
@@ -396,6 +414,24 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `verigate audit` / `verigate ledger` with `--since`.
+fn log_command(config: Option<PathBuf>, name: &str, since: Option<String>) -> ExitCode {
+    let now = chrono::Utc::now().timestamp_millis();
+    let since = match verigate::records::api::parse_since(since.as_deref(), now) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("verigate {name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cmd = if name == "ledger" {
+        verigate::records::Command::Ledger(since)
+    } else {
+        verigate::records::Command::Audit(since)
+    };
+    records_command(config, name, cmd)
 }
 
 /// `verigate audit`: a record command on the store the config at `config` names.

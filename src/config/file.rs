@@ -66,6 +66,34 @@ pub struct FileConfig {
     /// The service as providers' windows name it.
     #[serde(default)]
     pub site: Option<FileSite>,
+    /// What verigate remembers about people, and for how long (docs/operations/privacy-facts.md).
+    #[serde(default)]
+    pub records: Option<FileRecords>,
+}
+
+/// `records`: what verigate keeps about people.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRecords {
+    #[serde(default)]
+    pub retention: Option<FileRetention>,
+    /// Keep a verification ledger (proof that age was checked): off unless set.
+    #[serde(default)]
+    pub ledger: Option<bool>,
+}
+
+/// `records.retention`: each a duration (`1095d`) or `until_forgotten`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRetention {
+    #[serde(default)]
+    pub accounts: Option<String>,
+    #[serde(default)]
+    pub ifree_members: Option<String>,
+    #[serde(default)]
+    pub audit: Option<String>,
+    #[serde(default)]
+    pub ledger: Option<String>,
 }
 
 /// `site`: the service verigate stands in front of, named on the providers' windows and on

@@ -11,7 +11,7 @@ mod validate;
 use crate::identity::Forward;
 use crate::routing::RouteTable;
 use crate::session::SessionConfig;
-use crate::store::StoreConfig;
+use crate::store::{Retention, StoreConfig};
 use chrono_tz::Tz;
 use http::HeaderName;
 use providers::Providers;
@@ -129,6 +129,14 @@ pub fn anchor_store(store: &mut StoreConfig, config_file: &Path) -> Result<(), P
     Ok(())
 }
 
+/// `records`: retention and the verification ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Records {
+    pub retention: Retention,
+    /// `records.ledger`: keep a line per accepted verification.
+    pub ledger: bool,
+}
+
 /// What the record commands (`verigate accounts`) work with.
 #[derive(Clone)]
 pub struct RecordsConfig {
@@ -139,6 +147,9 @@ pub struct RecordsConfig {
     pub session_ttl: Duration,
     /// The longest `routes[].require.rejoin_after` (`RuntimeConfig::rejoin_max`).
     pub rejoin_max: Option<Duration>,
+    /// The one-account routes by name, with their `rejoin_after` (an erasure limited to one).
+    pub one_account_routes: Vec<(String, Option<Duration>)>,
+    pub records: Records,
 }
 
 impl fmt::Debug for RecordsConfig {
@@ -459,6 +470,8 @@ pub struct RuntimeConfig {
     pub routes: RouteTable,
     /// What any route forwards: the session keeps only these personal fields.
     pub keep_in_session: Forward,
+    /// `records`: retention and the ledger.
+    pub records: Records,
     /// What is valid but probably not meant (a provider's sandbox host, say), each with its
     /// key path: `verigate check` prints them, `verigate run` logs them at start.
     pub warnings: Vec<Problem>,
@@ -475,6 +488,19 @@ impl RuntimeConfig {
             .iter()
             .filter_map(|r| r.require.as_ref()?.rejoin_after)
             .max()
+    }
+
+    /// The one-account routes by name, with their `rejoin_after`.
+    pub fn one_account_routes(&self) -> Vec<(String, Option<Duration>)> {
+        self.routes
+            .routes()
+            .iter()
+            .filter_map(|r| {
+                let q = r.require.as_ref()?;
+                q.one_account_per_person
+                    .then(|| (r.name.clone(), q.rejoin_after))
+            })
+            .collect()
     }
 
     /// The upstream route `idx` sends its requests to.

@@ -347,11 +347,16 @@ impl Gate {
         claims: &crate::session::Claims,
         after: std::time::Duration,
     ) -> Option<Problem> {
-        let ids = crate::records::rejoin_ids(
+        // The person's markers, and those of an erasure limited to this route.
+        let ci = [claims.ci_hash.as_str()];
+        let mut ids =
+            crate::records::rejoin_ids(&cfg.session.hash_key, None, &ci, &claims.unique_in_site);
+        ids.extend(crate::records::rejoin_ids(
             &cfg.session.hash_key,
-            &[claims.ci_hash.as_str()],
+            Some(&route.name),
+            &ci,
             &claims.unique_in_site,
-        );
+        ));
         match self.store.rejoin_since(&ids).await {
             Ok(Some(at_ms)) => {
                 let until = at_ms.div_euclid(1000) + after.as_secs() as i64;

@@ -85,5 +85,79 @@ pub(crate) async fn accept(
     if let Some((key, ttl)) = rules.once {
         use_once(store, provider, key, ttl, live, &flow.return_to).await?;
     }
+    if live.cfg.records.ledger {
+        let line = ledger_line(live, &flow.return_to, &person, &ci_hash, &unique_in_site);
+        let at_ms = chrono::Utc::now().timestamp_millis();
+        if let Err(e) = store
+            .log_append(crate::store::Log::Ledger, at_ms, &line.to_string())
+            .await
+        {
+            // The ledger is the merchant's proof that age was checked: no line, no session.
+            tracing::warn!(error = %e, "store unavailable: the ledger line cannot be written");
+            return Err(refuse(provider, Refusal::StoreUnavailable, live, rt));
+        }
+    }
     Ok(session_claims(live, person, unique_in_site, ci_hash))
+}
+
+/// The ledger's id of a person: a keyed hash of its own (never the hash other records are
+/// kept under), of the keyed CI hash, or of the per-site id when there is no CI.
+pub fn ledger_person(hash_key: &[u8; 32], ci_hash: &str, unique_in_site: &str) -> Option<String> {
+    if !ci_hash.is_empty() {
+        Some(crate::session::keyed_hash(hash_key, "ledger/ci", ci_hash))
+    } else if !unique_in_site.is_empty() {
+        Some(crate::session::keyed_hash(
+            hash_key,
+            "ledger/uis",
+            unique_in_site,
+        ))
+    } else {
+        None
+    }
+}
+
+/// A verification ledger line: when, which provider, the route `return_to` leads to (as its
+/// path names it), the person's ledger id, what age was found and whether the route's age
+/// rule admits it, the provider's result id. No name, no CI, no DI, no birth date.
+fn ledger_line(
+    live: &Live,
+    return_to: &str,
+    person: &VerifiedPerson,
+    ci_hash: &str,
+    unique_in_site: &str,
+) -> serde_json::Value {
+    let cfg = &live.cfg;
+    let route = crate::routing::path::normalize(return_to)
+        .ok()
+        .and_then(|n| cfg.routes.find(&[&http::Method::GET], None, &n))
+        .and_then(|f| f.route())
+        .and_then(|i| cfg.routes.get(i));
+    let today = crate::clock::today(cfg.timezone, crate::clock::unix_now());
+    let age = person
+        .birth
+        .map(|b| crate::identity::international_age(b, today));
+    let min_age = route.and_then(|r| r.require.as_ref()?.min_age);
+    let admitted = match (route.and_then(|r| r.require.as_ref()), person.birth) {
+        (Some(q), Some(b)) => q.min_age.map(|min| q.age_rule.admits(min, b, today)),
+        _ => None,
+    };
+    serde_json::json!({
+        "at": person_time(),
+        "provider": person.provider.as_str(),
+        "route": route.map(|r| r.name.as_str()),
+        "person": ledger_person(&cfg.session.hash_key, ci_hash, unique_in_site),
+        // The per-site id's ledger id too: an erasure by either finds the line.
+        "site_person": (!ci_hash.is_empty())
+            .then(|| ledger_person(&cfg.session.hash_key, "", unique_in_site))
+            .flatten(),
+        "age": age,
+        "min_age": min_age,
+        "age_rule": route.and_then(|r| r.require.as_ref()).map(|q| q.age_rule.as_str()),
+        "admitted": admitted,
+        "result_id": (!person.result_id.is_empty()).then_some(person.result_id.as_str()),
+    })
+}
+
+fn person_time() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

@@ -1,12 +1,12 @@
 //! The admin listener's record API: `POST /accounts/forget`, what the app's withdrawal handler
-//! calls. Authenticated with the bearer token of `admin.token_env` / `token_file` (compared in
+//! calls, and `GET /audit` / `GET /ledger`, the logs. Authenticated with the bearer token of `admin.token_env` / `token_file` (compared in
 //! constant time), or open on a loopback-only listener when the config says so.
 
-use super::{forget_audited, Keys, Via};
+use super::{forget_audited, ForgetError, Keys, Via};
 use crate::config::AdminAccess;
 use crate::live::revoked::Revoked;
 use crate::live::Live;
-use crate::store::{PersonRef, Store};
+use crate::store::{Log, PersonRef, Store};
 use arc_swap::ArcSwap;
 use http::Response;
 use pingora::protocols::http::ServerSession;
@@ -35,6 +35,30 @@ struct ForgetRequest {
     /// The person id the app received: the keyed CI hash kept in the records.
     #[serde(default)]
     person: Option<String>,
+    /// Only this route's one-account records (and its cooldown).
+    #[serde(default)]
+    route: Option<String>,
+}
+
+/// `since` as a log query gives it: RFC 3339 (`2026-12-01T00:00:00Z`), UNIX seconds, or a
+/// duration back from now (`7d`); absent: from the first line. UNIX ms.
+pub fn parse_since(v: Option<&str>, now_ms: i64) -> Result<i64, String> {
+    let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(0);
+    };
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(s) = v.parse::<i64>() {
+        return Ok(s.saturating_mul(1000));
+    }
+    match crate::config::duration::parse(v) {
+        Ok(d) => Ok(now_ms.saturating_sub(d.as_millis() as i64)),
+        Err(_) => Err(format!(
+            "since `{v}` is not a time: write RFC 3339 (2026-12-01T00:00:00Z), UNIX seconds, \
+             or a duration back from now (7d)"
+        )),
+    }
 }
 
 fn json(status: u16, body: serde_json::Value) -> Response<Vec<u8>> {
@@ -102,7 +126,52 @@ impl RecordsApi {
         match (method, path.as_str()) {
             (http::Method::POST, "/accounts/forget") => self.forget(&live, session).await,
             (_, "/accounts/forget") => refused(405, "method_not_allowed", "use POST"),
+            (http::Method::GET, "/audit") => self.log(Log::Audit, session).await,
+            (http::Method::GET, "/ledger") => self.log(Log::Ledger, session).await,
+            (_, "/audit" | "/ledger") => refused(405, "method_not_allowed", "use GET"),
             _ => refused(404, "not_found", "no such record API"),
+        }
+    }
+
+    /// `GET /audit` or `/ledger` (`?since=`): the lines as JSON objects, oldest first.
+    async fn log(&self, log: Log, session: &ServerSession) -> Response<Vec<u8>> {
+        let query = session.req_header().uri.query().unwrap_or("");
+        let mut since = None;
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            match k.as_ref() {
+                "since" => since = Some(v.into_owned()),
+                other => {
+                    return refused(
+                        400,
+                        "bad_request",
+                        &format!("unknown parameter `{other}` (only since)"),
+                    )
+                }
+            }
+        }
+        let since = match parse_since(since.as_deref(), chrono::Utc::now().timestamp_millis()) {
+            Ok(s) => s,
+            Err(m) => return refused(400, "bad_request", &m),
+        };
+        match self.store.log_lines(log, since).await {
+            Ok(lines) => {
+                let lines: Vec<serde_json::Value> = lines
+                    .iter()
+                    .map(|l| serde_json::from_str(l).unwrap_or(serde_json::Value::Null))
+                    .collect();
+                json(
+                    200,
+                    serde_json::json!({ "log": log.name(), "count": lines.len(), "lines": lines }),
+                )
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "records: cannot read a log");
+                refused(
+                    503,
+                    "store_unavailable",
+                    "the store is unavailable; call again",
+                )
+            }
         }
     }
 
@@ -142,18 +211,30 @@ impl RecordsApi {
                 )
             }
         };
+        let route = req.route.filter(|r| !r.is_empty());
         let s = &live.cfg.session;
+        let routes = live.cfg.one_account_routes();
         let keys = Keys {
             hash_key: &s.hash_key,
             session_ttl: s.ttl,
             rejoin_max: live.cfg.rejoin_max(),
+            routes: &routes,
         };
         let operator = match &live.cfg.admin {
             AdminAccess::Token(_) => "admin token",
             _ => "loopback, no token",
         };
         let now = crate::clock::unix_now();
-        match forget_audited(self.store.as_ref(), keys, &who, now, Via::Api(operator)).await {
+        let done = forget_audited(
+            self.store.as_ref(),
+            keys,
+            &who,
+            route.as_deref(),
+            now,
+            Via::Api(operator),
+        )
+        .await;
+        match done {
             Ok(f) => {
                 let at = chrono::Utc::now().timestamp_millis();
                 for (id, until) in &f.revocations {
@@ -161,12 +242,18 @@ impl RecordsApi {
                 }
                 tracing::info!(
                     accounts = f.accounts,
+                    ifree_members = f.ifree_members,
                     sessions_revoked = f.sessions_revoked,
                     "records: a person was forgotten through the admin API"
                 );
                 json(200, serde_json::json!({ "forgot": f }))
             }
-            Err(e) => {
+            Err(ForgetError::UnknownRoute(r)) => refused(
+                400,
+                "unknown_route",
+                &format!("route `{r}` is not a route with one_account_per_person"),
+            ),
+            Err(ForgetError::Store(e)) => {
                 tracing::warn!(error = %e, "records: erasure failed");
                 refused(
                     503,

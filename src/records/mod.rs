@@ -17,6 +17,8 @@ pub enum RecordsError {
     Store(#[from] StoreError),
     #[error("the memory store keeps nothing between processes: there is nothing to act on")]
     Memory,
+    #[error("{0}")]
+    Forget(#[from] ForgetError),
 }
 
 /// The store the records live in, named for an operator: the SQLite file's absolute path, or
@@ -59,29 +61,41 @@ pub fn open_existing(store: &StoreConfig) -> Result<Arc<dyn Store>, RecordsError
 }
 
 /// What an erasure works with: the hash key, how long a session may live (a person's
-/// revocation lasts that long, then no session of before it can be alive), and how long the
-/// longest re-signup cooldown is (`require.rejoin_after`; None: no marker is kept).
+/// revocation lasts that long, then no session of before it can be alive), how long the
+/// longest re-signup cooldown is (`require.rejoin_after`; None: no marker is kept), and the
+/// one-account routes with their own cooldowns (an erasure limited to one route).
 #[derive(Clone, Copy)]
 pub struct Keys<'a> {
     pub hash_key: &'a [u8; 32],
     pub session_ttl: Duration,
     pub rejoin_max: Option<Duration>,
+    pub routes: &'a [(String, Option<Duration>)],
 }
 
 /// The ids of a person's rejoin markers: keyed hashes (never the hash the records are kept
 /// under) of each identifier the person has, the same at an erasure and at a later signup.
-pub fn rejoin_ids(hash_key: &[u8; 32], ci_hashes: &[&str], unique_in_site: &str) -> Vec<String> {
+/// A marker of an erasure limited to one route (`route`) has ids of its own, which only that
+/// route's signups look up.
+pub fn rejoin_ids(
+    hash_key: &[u8; 32],
+    route: Option<&str>,
+    ci_hashes: &[&str],
+    unique_in_site: &str,
+) -> Vec<String> {
+    let (ci, uis) = match route {
+        None => ("rejoin/ci".to_string(), "rejoin/uis".to_string()),
+        Some(r) => (
+            format!("rejoin/route/{r}/ci"),
+            format!("rejoin/route/{r}/uis"),
+        ),
+    };
     let mut out: Vec<String> = ci_hashes
         .iter()
         .filter(|h| !h.is_empty())
-        .map(|h| crate::session::keyed_hash(hash_key, "rejoin/ci", h))
+        .map(|h| crate::session::keyed_hash(hash_key, &ci, h))
         .collect();
     if !unique_in_site.is_empty() {
-        out.push(crate::session::keyed_hash(
-            hash_key,
-            "rejoin/uis",
-            unique_in_site,
-        ));
+        out.push(crate::session::keyed_hash(hash_key, &uis, unique_in_site));
     }
     out
 }
@@ -89,10 +103,17 @@ pub fn rejoin_ids(hash_key: &[u8; 32], ci_hashes: &[&str], unique_in_site: &str)
 /// What an erasure removed, per kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Forgotten {
-    /// One-account records (every route).
+    /// The route the erasure was limited to (its one-account records and cooldown only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// One-account records (every route, or `route`'s).
     pub accounts: u64,
+    /// Registered ifree member records (key, passcode, ubifill) of the person.
+    pub ifree_members: u64,
+    /// Verification ledger lines of the person (`records.ledger`).
+    pub ledger_lines: u64,
     /// Whether every open session of the person was revoked (on every instance sharing the
-    /// store, within a poll interval).
+    /// store, within a poll interval). Not for an erasure limited to one route.
     pub sessions_revoked: bool,
     /// Until when (UNIX seconds) the person's re-signup is refused on the route with the
     /// longest `rejoin_after` (each route counts its own); None: no route has one.
@@ -103,46 +124,104 @@ pub struct Forgotten {
     pub revocations: Vec<(String, i64)>,
 }
 
-/// Forget a person: their one-account records, and every open session of theirs (revoked by
-/// person, not by cookie). The same code for the admin API and the CLI.
+/// Why an erasure was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum ForgetError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("route `{0}` is not a route with one_account_per_person")]
+    UnknownRoute(String),
+}
+
+/// Forget a person: their one-account records, their registered ifree members, and every open
+/// session of theirs (revoked by person, not by cookie); with `route`, only that route's
+/// one-account records (the person stays verified and a member elsewhere). The same code for
+/// the admin API and the CLI.
 pub async fn forget(
     store: &dyn Store,
     keys: Keys<'_>,
     who: &PersonRef,
+    route: Option<&str>,
     now: i64,
-) -> Result<Forgotten, StoreError> {
+) -> Result<Forgotten, ForgetError> {
+    let rejoin = match route {
+        None => keys.rejoin_max,
+        Some(r) => match keys.routes.iter().find(|(name, _)| name == r) {
+            Some((_, after)) => *after,
+            None => return Err(ForgetError::UnknownRoute(r.to_string())),
+        },
+    };
     // The person's CI hashes are read before their records go: a rejoin marker must catch
-    // them through any provider, not only through the per-site id given.
-    if let Some(rejoin) = keys.rejoin_max {
-        let ids = match who {
-            PersonRef::CiHash(h) => rejoin_ids(keys.hash_key, &[h.as_str()], ""),
-            PersonRef::UniqueInSite(u) => {
-                let mut cis = Vec::new();
-                for stored in stored_forms(keys.hash_key, u) {
-                    cis.extend(store.account_persons(&stored).await?);
-                }
-                cis.sort();
-                cis.dedup();
-                let cis: Vec<&str> = cis.iter().map(String::as_str).collect();
-                rejoin_ids(keys.hash_key, &cis, u)
+    // them through any provider, not only through the per-site id given, and their ifree
+    // members are found under either.
+    let cis: Vec<String> = match who {
+        PersonRef::CiHash(h) => vec![h.clone()],
+        PersonRef::UniqueInSite(u) => {
+            let mut cis = Vec::new();
+            for stored in stored_forms(keys.hash_key, u) {
+                cis.extend(store.account_persons(&stored).await?);
             }
+            cis.sort();
+            cis.dedup();
+            cis
+        }
+    };
+    if let Some(rejoin) = rejoin {
+        let refs: Vec<&str> = cis.iter().map(String::as_str).collect();
+        let uis = match who {
+            PersonRef::UniqueInSite(u) => u.as_str(),
+            PersonRef::CiHash(_) => "",
         };
         let at_ms = now.saturating_mul(1000);
         let until_ms = at_ms.saturating_add(rejoin.as_millis() as i64);
-        for id in &ids {
-            store.mark_rejoin(id, at_ms, until_ms).await?;
+        for id in rejoin_ids(keys.hash_key, route, &refs, uis) {
+            store.mark_rejoin(&id, at_ms, until_ms).await?;
         }
     }
     let accounts = match who {
-        PersonRef::CiHash(_) => store.forget(who).await?,
+        PersonRef::CiHash(_) => store.forget(who, route).await?,
         PersonRef::UniqueInSite(u) => {
             let mut n = 0;
             for stored in stored_forms(keys.hash_key, u) {
-                n += store.forget(&PersonRef::UniqueInSite(stored)).await?;
+                n += store
+                    .forget(&PersonRef::UniqueInSite(stored), route)
+                    .await?;
             }
             n
         }
     };
+    let mut out = Forgotten {
+        route: route.map(str::to_string),
+        accounts,
+        rejoin_marked_until: rejoin.map(|d| now.saturating_add(d.as_secs() as i64)),
+        ..Default::default()
+    };
+    if route.is_some() {
+        return Ok(out);
+    }
+    for ci in &cis {
+        out.ifree_members += store.forget_members(&PersonRef::CiHash(ci.clone())).await?;
+    }
+    if let PersonRef::UniqueInSite(u) = who {
+        let hashed = crate::store::di_hash(keys.hash_key, u);
+        out.ifree_members += store
+            .forget_members(&PersonRef::UniqueInSite(hashed))
+            .await?;
+    }
+    let mut ledger_ids: Vec<String> = cis
+        .iter()
+        .filter_map(|ci| crate::providers::accept::ledger_person(keys.hash_key, ci, ""))
+        .collect();
+    if let PersonRef::UniqueInSite(u) = who {
+        ledger_ids.extend(crate::providers::accept::ledger_person(
+            keys.hash_key,
+            "",
+            u,
+        ));
+    }
+    for id in &ledger_ids {
+        out.ledger_lines += store.log_forget(crate::store::Log::Ledger, id).await?;
+    }
     let ids = match who {
         PersonRef::CiHash(h) => revoked::person_ids(keys.hash_key, h, ""),
         PersonRef::UniqueInSite(u) => revoked::person_ids(keys.hash_key, "", u),
@@ -151,14 +230,9 @@ pub async fn forget(
     for id in &ids {
         store.revoke(id, until).await?;
     }
-    Ok(Forgotten {
-        accounts,
-        sessions_revoked: !ids.is_empty(),
-        rejoin_marked_until: keys
-            .rejoin_max
-            .map(|d| now.saturating_add(d.as_secs() as i64)),
-        revocations: ids.into_iter().map(|id| (id, until)).collect(),
-    })
+    out.sessions_revoked = !ids.is_empty();
+    out.revocations = ids.into_iter().map(|id| (id, until)).collect();
+    Ok(out)
 }
 
 /// The forms a per-site identifier takes in one-account records: its keyed hash (records
@@ -186,10 +260,11 @@ pub async fn forget_audited(
     store: &dyn Store,
     keys: Keys<'_>,
     who: &PersonRef,
+    route: Option<&str>,
     now: i64,
     via: Via<'_>,
-) -> Result<Forgotten, StoreError> {
-    let f = forget(store, keys, who, now).await?;
+) -> Result<Forgotten, ForgetError> {
+    let f = forget(store, keys, who, route, now).await?;
     let (asked_by, value) = match who {
         PersonRef::UniqueInSite(u) => ("unique_in_site", u),
         PersonRef::CiHash(h) => ("person", h),
@@ -209,7 +284,9 @@ pub async fn forget_audited(
         "asked": crate::session::keyed_hash(keys.hash_key, &format!("audit/{asked_by}"), value),
         "removed": &f,
     });
-    store.audit_append(at_ms, &line.to_string()).await?;
+    store
+        .log_append(crate::store::Log::Audit, at_ms, &line.to_string())
+        .await?;
     Ok(f)
 }
 
@@ -232,9 +309,23 @@ pub fn unix_operator() -> String {
 #[derive(Debug, Clone)]
 pub enum Command {
     Count,
-    Forget(PersonRef),
-    /// `verigate audit`: the audit lines, one JSON object a line, oldest first.
-    Audit,
+    /// Forget a person, on every route or on one.
+    Forget(PersonRef, Option<String>),
+    /// `verigate audit`: the audit lines made at or after this UNIX ms, one JSON object a
+    /// line, oldest first.
+    Audit(i64),
+    /// `verigate ledger`: the ledger lines, as `Audit`.
+    Ledger(i64),
+}
+
+/// A log's lines as a command prints them: a count naming the store, then one line each.
+fn print_lines(what: &str, target: &str, lines: Vec<String>) -> String {
+    let mut out = format!("{} {what} line(s) in {target}", lines.len());
+    for l in lines {
+        out.push('\n');
+        out.push_str(&l);
+    }
+    out
 }
 
 /// Run an `accounts` command (a one-off, outside the proxy) against the store `cfg` names;
@@ -253,63 +344,92 @@ pub fn run_command(
         hash_key: &cfg.hash_key,
         session_ttl: cfg.session_ttl,
         rejoin_max: cfg.rejoin_max,
+        routes: &cfg.one_account_routes,
     };
     rt.block_on(async move {
+        // A store an earlier release wrote is brought up to this one's form first (as the
+        // service does at start): an erasure then finds every record in the form it expects.
+        store.migrate(&cfg.hash_key).await?;
         Ok(match cmd {
-            Command::Audit => {
-                let lines = store.audit_lines().await?;
-                let mut out = format!("{} audit line(s) in {target}", lines.len());
-                for l in lines {
-                    out.push('\n');
-                    out.push_str(&l);
-                }
-                out
-            }
+            Command::Audit(since) => print_lines(
+                "audit",
+                &target,
+                store.log_lines(crate::store::Log::Audit, since).await?,
+            ),
+            Command::Ledger(since) => print_lines(
+                "ledger",
+                &target,
+                store.log_lines(crate::store::Log::Ledger, since).await?,
+            ),
             Command::Count => {
                 let n = store.count_accounts().await?;
                 format!("{n} account record(s) in {target}")
             }
-            Command::Forget(who) => {
+            Command::Forget(who, route) => {
                 let operator = unix_operator();
                 let f = forget_audited(
                     store.as_ref(),
                     keys,
                     &who,
+                    route.as_deref(),
                     crate::clock::unix_now(),
                     Via::Cli(&operator),
                 )
                 .await?;
+                let sessions = if f.route.is_some() {
+                    "were left open (an erasure limited to one route)"
+                } else if f.sessions_revoked {
+                    "are revoked on every instance sharing it"
+                } else {
+                    "were not revoked (no identifier given)"
+                };
                 format!(
-                    "forgot {} account record(s) in {target}; the person's sessions {}",
+                    "forgot {} account record(s){} and {} ifree member record(s) in {target}; \
+                     the person's sessions {sessions}",
                     f.accounts,
-                    if f.sessions_revoked {
-                        "are revoked on every instance sharing it"
-                    } else {
-                        "were not revoked (no identifier given)"
-                    },
+                    f.route
+                        .as_deref()
+                        .map(|r| format!(" on route {r}"))
+                        .unwrap_or_default(),
+                    f.ifree_members,
                 )
             }
         })
     })
 }
 
-/// How often expired records a backend cannot expire itself (SQLite's rejoin markers) are
-/// purged.
+/// How often the purge runs.
 pub const PURGE_EVERY: Duration = Duration::from_secs(600);
 
-/// The background task that purges expired records ([`Store::purge`]).
+/// The background task that brings the store up to this release's form at start
+/// ([`Store::migrate`]), then purges every record past its lifetime ([`Store::purge`]) every
+/// [`PURGE_EVERY`], under the retention the current config sets.
 pub struct Purger {
     pub store: Arc<dyn Store>,
+    pub live: Arc<arc_swap::ArcSwap<crate::live::Live>>,
 }
 
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for Purger {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut migrated = false;
         loop {
-            match self.store.purge().await {
+            let live = self.live.load_full();
+            if !migrated {
+                match self.store.migrate(&live.cfg.session.hash_key).await {
+                    Ok(n) => {
+                        migrated = true;
+                        if n > 0 {
+                            tracing::info!(records = n, "records: migrated to this release's form");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "records: cannot migrate the store yet"),
+                }
+            }
+            match self.store.purge(&live.cfg.records.retention).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(records = n, "records: expired records purged"),
-                Err(e) => tracing::warn!(error = %e, "records: cannot purge expired records"),
+                Ok(n) => tracing::info!(records = n, "records: records past their lifetime purged"),
+                Err(e) => tracing::warn!(error = %e, "records: cannot purge"),
             }
             tokio::select! {
                 _ = shutdown.changed() => return,

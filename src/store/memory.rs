@@ -1,8 +1,8 @@
 //! In-process store: correct for one instance, forgotten on restart.
 
 use super::{
-    now_ms, KeyExchange, MemberRecord, Person, PersonRef, Registration, Reservation, Revocation,
-    Store, StoreError,
+    now_ms, KeyExchange, Log, MemberRecord, Person, PersonRef, Registration, Reservation,
+    Retention, Revocation, Store, StoreError,
 };
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -19,6 +19,16 @@ enum State {
 struct Account {
     state: State,
     unique_in_site: String,
+    /// The later of its creation and its last use (UNIX ms).
+    last_ms: i64,
+}
+
+/// A registered member's owner (keyed CI hash, per-site id's hash) and last use (UNIX ms).
+#[derive(Debug, Clone, Default)]
+struct Owner {
+    person: String,
+    uis: String,
+    last_ms: i64,
 }
 
 #[derive(Default)]
@@ -34,8 +44,12 @@ pub struct MemoryStore {
     kept: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
     /// Rejoin markers: id -> (forgotten at, expires at), UNIX ms.
     rejoin: Mutex<HashMap<String, (i64, i64)>>,
+    /// Registered members' owners.
+    owners: Mutex<HashMap<String, Owner>>,
     /// Audit lines with their time (UNIX ms).
     audit: Mutex<Vec<(i64, String)>>,
+    /// Ledger lines with their time (UNIX ms).
+    ledger: Mutex<Vec<(i64, String)>>,
 }
 
 impl MemoryStore {
@@ -80,6 +94,13 @@ impl Store for MemoryStore {
         let now = Instant::now();
         let mut acc = self.accounts.lock().map_err(poisoned)?;
         let key = (route.to_string(), person.ci_hash.to_string());
+        match acc.get_mut(&key) {
+            Some(a) if matches!(a.state, State::Done) => {
+                a.last_ms = now_ms();
+                return Ok(Reservation::Taken);
+            }
+            _ => {}
+        }
         match acc.get(&key).map(|a| &a.state) {
             Some(State::Done) => Ok(Reservation::Taken),
             Some(State::Reserved(until)) if *until > now => Ok(Reservation::InProgress),
@@ -89,6 +110,7 @@ impl Store for MemoryStore {
                     Account {
                         state: State::Reserved(now + ttl),
                         unique_in_site: person.unique_in_site.to_string(),
+                        last_ms: now_ms(),
                     },
                 );
                 Ok(Reservation::Reserved)
@@ -100,6 +122,7 @@ impl Store for MemoryStore {
         let mut acc = self.accounts.lock().map_err(poisoned)?;
         if let Some(a) = acc.get_mut(&(route.to_string(), ci_hash.to_string())) {
             a.state = State::Done;
+            a.last_ms = now_ms();
         }
         Ok(())
     }
@@ -113,14 +136,53 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn forget(&self, who: &PersonRef) -> Result<u64, StoreError> {
+    async fn forget(&self, who: &PersonRef, route: Option<&str>) -> Result<u64, StoreError> {
         let mut acc = self.accounts.lock().map_err(poisoned)?;
         let before = acc.len();
-        acc.retain(|(_, ci), a| match who {
-            PersonRef::CiHash(h) => ci != h,
-            PersonRef::UniqueInSite(u) => &a.unique_in_site != u,
+        acc.retain(|(r, ci), a| {
+            route.is_some_and(|want| want != r)
+                || match who {
+                    PersonRef::CiHash(h) => ci != h,
+                    PersonRef::UniqueInSite(u) => &a.unique_in_site != u,
+                }
         });
         Ok((before - acc.len()) as u64)
+    }
+
+    async fn forget_members(&self, who: &PersonRef) -> Result<u64, StoreError> {
+        let mut owners = self.owners.lock().map_err(poisoned)?;
+        let mut members = self.members.lock().map_err(poisoned)?;
+        let gone: Vec<String> = owners
+            .iter()
+            .filter(|(_, o)| match who {
+                PersonRef::CiHash(h) => !h.is_empty() && &o.person == h,
+                PersonRef::UniqueInSite(u) => !u.is_empty() && &o.uis == u,
+            })
+            .map(|(m, _)| m.clone())
+            .collect();
+        for m in &gone {
+            owners.remove(m);
+            members.remove(m);
+        }
+        Ok(gone.len() as u64)
+    }
+
+    async fn member_used(&self, member: &str, owner: Person<'_>) -> Result<(), StoreError> {
+        let members = self.members.lock().map_err(poisoned)?;
+        if members
+            .get(member)
+            .is_some_and(|(r, _)| r.passcode.is_some())
+        {
+            self.owners.lock().map_err(poisoned)?.insert(
+                member.to_string(),
+                Owner {
+                    person: owner.ci_hash.to_string(),
+                    uis: owner.unique_in_site.to_string(),
+                    last_ms: now_ms(),
+                },
+            );
+        }
+        Ok(())
     }
 
     async fn count_accounts(&self) -> Result<u64, StoreError> {
@@ -165,24 +227,91 @@ impl Store for MemoryStore {
             .max())
     }
 
-    async fn audit_append(&self, at_ms: i64, line: &str) -> Result<(), StoreError> {
-        let mut a = self.audit.lock().map_err(poisoned)?;
-        a.retain(|(t, _)| *t > at_ms - super::AUDIT_KEPT_MS);
-        a.push((at_ms, line.to_string()));
+    async fn log_append(&self, log: Log, at_ms: i64, line: &str) -> Result<(), StoreError> {
+        let lines = match log {
+            Log::Audit => &self.audit,
+            Log::Ledger => &self.ledger,
+        };
+        lines
+            .lock()
+            .map_err(poisoned)?
+            .push((at_ms, line.to_string()));
         Ok(())
     }
 
-    async fn audit_lines(&self) -> Result<Vec<String>, StoreError> {
-        let a = self.audit.lock().map_err(poisoned)?;
-        Ok(a.iter().map(|(_, l)| l.clone()).collect())
+    async fn log_forget(&self, log: Log, person: &str) -> Result<u64, StoreError> {
+        let lines = match log {
+            Log::Audit => &self.audit,
+            Log::Ledger => &self.ledger,
+        };
+        let needle = super::person_field(person);
+        let mut l = lines.lock().map_err(poisoned)?;
+        let before = l.len();
+        l.retain(|(_, line)| !line.contains(&needle));
+        Ok((before - l.len()) as u64)
     }
 
-    async fn purge(&self) -> Result<u64, StoreError> {
-        let mut m = self.rejoin.lock().map_err(poisoned)?;
-        let before = m.len();
+    async fn log_lines(&self, log: Log, since_ms: i64) -> Result<Vec<String>, StoreError> {
+        let lines = match log {
+            Log::Audit => &self.audit,
+            Log::Ledger => &self.ledger,
+        };
+        Ok(lines
+            .lock()
+            .map_err(poisoned)?
+            .iter()
+            .filter(|(t, _)| *t >= since_ms)
+            .map(|(_, l)| l.clone())
+            .collect())
+    }
+
+    async fn purge(&self, retention: &Retention) -> Result<u64, StoreError> {
         let now = now_ms();
-        m.retain(|_, (_, until)| *until > now);
-        Ok((before - m.len()) as u64)
+        let mut n = 0;
+        let mut count = |before: usize, after: usize| n += (before - after) as u64;
+        {
+            let mut m = self.rejoin.lock().map_err(poisoned)?;
+            let b = m.len();
+            m.retain(|_, (_, until)| *until > now);
+            count(b, m.len());
+        }
+        for (log, keep) in [
+            (&self.audit, retention.audit),
+            (&self.ledger, retention.ledger),
+        ] {
+            let mut l = log.lock().map_err(poisoned)?;
+            let b = l.len();
+            l.retain(|(t, _)| *t > now - keep.as_millis() as i64);
+            count(b, l.len());
+        }
+        if let Some(keep) = retention.accounts {
+            let mut acc = self.accounts.lock().map_err(poisoned)?;
+            let b = acc.len();
+            acc.retain(|_, a| {
+                !matches!(a.state, State::Done) || a.last_ms > now - keep.as_millis() as i64
+            });
+            count(b, acc.len());
+        }
+        if let Some(keep) = retention.ifree_members {
+            let mut owners = self.owners.lock().map_err(poisoned)?;
+            let mut members = self.members.lock().map_err(poisoned)?;
+            let gone: Vec<String> = owners
+                .iter()
+                .filter(|(_, o)| o.last_ms <= now - keep.as_millis() as i64)
+                .map(|(m, _)| m.clone())
+                .collect();
+            for m in &gone {
+                owners.remove(m);
+                members.remove(m);
+            }
+            count(gone.len(), 0);
+        }
+        Ok(n)
+    }
+
+    async fn migrate(&self, _hash_key: &[u8; 32]) -> Result<u64, StoreError> {
+        // Nothing outlives the process: nothing was written by an earlier release.
+        Ok(0)
     }
 
     async fn member_key(
@@ -217,6 +346,7 @@ impl Store for MemoryStore {
         sealed_key: &str,
         sealed_passcode: &str,
         sealed_ubifill: Option<&str>,
+        owner: Person<'_>,
     ) -> Result<Registration, StoreError> {
         let mut m = self.members.lock().map_err(poisoned)?;
         let now = Instant::now();
@@ -229,6 +359,14 @@ impl Store for MemoryStore {
                 r.passcode = Some(sealed_passcode.to_string());
                 r.ubifill = sealed_ubifill.map(str::to_string);
                 *until = None;
+                self.owners.lock().map_err(poisoned)?.insert(
+                    member.to_string(),
+                    Owner {
+                        person: owner.ci_hash.to_string(),
+                        uis: owner.unique_in_site.to_string(),
+                        last_ms: now_ms(),
+                    },
+                );
                 Ok(Registration::Registered)
             }
             _ => Ok(Registration::Unknown),

@@ -10,6 +10,32 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long each kind of record about a person is kept (`records.retention`); `None`: until
+/// the app forgets the person (`POST /accounts/forget`). The other kinds have fixed lifetimes
+/// (docs/operations/privacy-facts.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// One-account records, counted from their last use (signup, or a second signup refused).
+    pub accounts: Option<Duration>,
+    /// Registered ifree members, counted from their last login (or registration).
+    pub ifree_members: Option<Duration>,
+    /// Audit lines (erasures), counted from when written.
+    pub audit: Duration,
+    /// Verification ledger lines, counted from when written.
+    pub ledger: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            accounts: None,
+            ifree_members: None,
+            audit: Duration::from_secs(730 * 86_400),
+            ledger: Duration::from_secs(365 * 86_400),
+        }
+    }
+}
+
 /// Which store (`store:` in the config, checked by `config`).
 #[derive(Clone, PartialEq, Eq)]
 pub enum StoreConfig {
@@ -202,8 +228,16 @@ pub trait Store: Send + Sync {
     async fn commit_account(&self, route: &str, ci_hash: &str) -> Result<(), StoreError>;
     /// The signup did not happen: drop the reservation (never a committed record).
     async fn release_account(&self, route: &str, ci_hash: &str) -> Result<(), StoreError>;
-    /// Remove every account record of a person, on every route. Returns how many.
-    async fn forget(&self, who: &PersonRef) -> Result<u64, StoreError>;
+    /// Remove every account record of a person, on every route or on `route` only. Returns
+    /// how many.
+    async fn forget(&self, who: &PersonRef, route: Option<&str>) -> Result<u64, StoreError>;
+    /// Remove the registered ifree members whose owner (recorded at registration, or at a
+    /// later login for members registered before owners were) is `who` in its stored form
+    /// (the keyed CI hash, or the per-site id's [`di_hash`]). Returns how many.
+    async fn forget_members(&self, who: &PersonRef) -> Result<u64, StoreError>;
+    /// A registered member logged in: their last use is now, and their owner is `owner`
+    /// (members registered before owners were recorded get theirs here).
+    async fn member_used(&self, member: &str, owner: Person<'_>) -> Result<(), StoreError>;
     /// How many committed account records there are.
     async fn count_accounts(&self) -> Result<u64, StoreError>;
     /// The keyed CI hashes of the account records carrying per-site id `unique_in_site`.
@@ -215,13 +249,22 @@ pub trait Store: Send + Sync {
     async fn mark_rejoin(&self, id: &str, at_ms: i64, until_ms: i64) -> Result<(), StoreError>;
     /// The latest time (UNIX ms) one of `ids` was forgotten, among live markers.
     async fn rejoin_since(&self, ids: &[String]) -> Result<Option<i64>, StoreError>;
-    /// Drop expired records a backend cannot expire by itself; returns how many.
-    async fn purge(&self) -> Result<u64, StoreError>;
-    /// Append an audit line (JSON, no clear identifier) made at `at_ms`; lines older than
-    /// `AUDIT_KEPT` go at the same time.
-    async fn audit_append(&self, at_ms: i64, line: &str) -> Result<(), StoreError>;
-    /// The audit lines, oldest first.
-    async fn audit_lines(&self) -> Result<Vec<String>, StoreError>;
+    /// Drop every record past its lifetime (`retention` for the kinds a merchant chooses, each
+    /// record's own expiry for the rest) that a backend does not expire by itself; returns
+    /// how many.
+    async fn purge(&self, retention: &Retention) -> Result<u64, StoreError>;
+    /// Bring records written by an earlier release to this one's form (identifiers kept in
+    /// clear become keyed hashes; records without times get the migration's time). Runs at
+    /// start; a store already migrated is left alone. Returns how many records changed.
+    async fn migrate(&self, hash_key: &[u8; 32]) -> Result<u64, StoreError>;
+    /// Append a line (JSON, no clear identifier) made at `at_ms` to `log` (the purge drops it
+    /// after its retention).
+    async fn log_append(&self, log: Log, at_ms: i64, line: &str) -> Result<(), StoreError>;
+    /// Remove the lines of `log` that name `person` (a keyed-hash id, [`person_field`]).
+    /// Returns how many.
+    async fn log_forget(&self, log: Log, person: &str) -> Result<u64, StoreError>;
+    /// The lines of `log` made at or after `since_ms`, oldest first.
+    async fn log_lines(&self, log: Log, since_ms: i64) -> Result<Vec<String>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
     /// Whether the store can write now (`/readyz`): a small write that changes nothing any
     /// decision reads (SQLite: a probe row in a transaction; Redis: a probe key with a TTL).
@@ -249,6 +292,7 @@ pub trait Store: Send + Sync {
         sealed_key: &str,
         sealed_passcode: &str,
         sealed_ubifill: Option<&str>,
+        owner: Person<'_>,
     ) -> Result<Registration, StoreError>;
     /// Revoke the session whose keyed id is `id` (logout) until `until` (UNIX seconds: when it
     /// would have expired anyway).
@@ -301,9 +345,37 @@ pub fn check(cfg: &StoreConfig) -> Result<(), StoreError> {
     }
 }
 
-/// How long audit lines are kept: two years (operator access to personal data is kept at
-/// least one year, two for large data sets).
-pub const AUDIT_KEPT_MS: i64 = 2 * 366 * 24 * 3600 * 1000;
+/// The append-only logs the store keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Log {
+    /// Erasures and counts (`records.retention.audit`).
+    Audit,
+    /// Accepted verifications (`records.ledger`, `records.retention.ledger`).
+    Ledger,
+}
+
+impl Log {
+    pub fn name(self) -> &'static str {
+        match self {
+            Log::Audit => "audit",
+            Log::Ledger => "ledger",
+        }
+    }
+}
+
+/// What a log line that names `person` holds: the id as a JSON string (in its `person` or
+/// `site_person` field; ids are keyed hashes, found nowhere else).
+pub fn person_field(person: &str) -> String {
+    serde_json::Value::String(person.to_string()).to_string()
+}
+
+/// Whether `v` has the form of a keyed hash ([`crate::session::keyed_hash`]: 24 bytes,
+/// URL-safe base64 without padding): what the migration leaves as it is.
+pub fn looks_hashed(v: &str) -> bool {
+    v.len() == 32
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
 
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

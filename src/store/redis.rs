@@ -12,8 +12,8 @@
 //! closed), never an accept.
 
 use super::{
-    now_ms, KeyExchange, MemberRecord, Person, PersonRef, Registration, Reservation, Revocation,
-    Store, StoreError, Token,
+    looks_hashed, now_ms, KeyExchange, Log, MemberRecord, Person, PersonRef, Registration,
+    Reservation, Retention, Revocation, Store, StoreError, Token,
 };
 use crate::store::{RedisConfig, RedisTarget, RedisWait, SentinelConfig};
 use async_trait::async_trait;
@@ -118,11 +118,12 @@ if v and string.sub(v, 1, 9) == 'reserved|' then return redis.call('DEL', KEYS[1
 return 0
 "#;
 
-/// Commit only what this request reserved (a crashed reservation may have been retaken).
+/// Commit only what this request reserved (a crashed reservation may have been retaken). A
+/// committed record is `done|{per-site id's hash}|{created ms}|{last use ms}`.
 const COMMIT: &str = r#"
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 1, 9) == 'reserved|' then
-  redis.call('SET', KEYS[1], 'done|' .. string.sub(v, 10))
+  redis.call('SET', KEYS[1], 'done|' .. string.sub(v, 10) .. '|' .. ARGV[1] .. '|' .. ARGV[1])
   return 1
 end
 return 0
@@ -163,6 +164,32 @@ fn sentinel_target(s: &SentinelConfig) -> Result<Target, StoreError> {
         master: s.master.clone(),
         node,
     })
+}
+
+/// Replace a value only while it is still `ARGV[1]` (keeping its TTL): a record another
+/// instance changed or deleted meanwhile is left as it is.
+const SWAP: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  return 1
+end
+return 0
+"#;
+
+/// The version of the key formats this release writes (`{prefix}schema`): 0 (no key) up to
+/// 6d07646; 2: account values carry their times, per-site ids are keyed hashes, members their
+/// owner and times (the number follows SQLite's `user_version`).
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// An account value's fields: state, the per-site id as kept, created and last used (UNIX ms;
+/// absent in values of before [`SCHEMA_VERSION`] 2).
+fn account_fields(v: &str) -> (&str, &str, Option<i64>, Option<i64>) {
+    let mut it = v.split('|');
+    let state = it.next().unwrap_or("");
+    let uis = it.next().unwrap_or("");
+    let created = it.next().and_then(|t| t.parse().ok());
+    let used = it.next().and_then(|t| t.parse().ok());
+    (state, uis, created, used)
 }
 
 impl RedisStore {
@@ -371,23 +398,7 @@ impl RedisStore {
 
     /// Every account key with its value (SCAN: for the rare ops commands, not requests).
     async fn accounts(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let pattern = format!("{}acct:*", self.prefix);
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(500);
-            let (next, batch): (u64, Vec<String>) = self.run(scan).await?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        let keys = self.scan(&format!("{}acct:*", self.prefix)).await?;
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
             let mut get = redis::cmd("GET");
@@ -399,6 +410,102 @@ impl RedisStore {
         }
         Ok(out)
     }
+
+    /// Every registered member's key with its owner and times (SCAN, as [`Self::accounts`]).
+    async fn members(&self) -> Result<Vec<(String, MemberOwner)>, StoreError> {
+        let keys = self.scan(&format!("{}member:*", self.prefix)).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            let mut get = redis::cmd("HMGET");
+            get.arg(&k)
+                .arg("passcode")
+                .arg("person")
+                .arg("uis")
+                .arg("created")
+                .arg("used");
+            let v: MemberFields = self.run(get).await?;
+            if v.0.is_some() {
+                out.push((
+                    k,
+                    MemberOwner {
+                        person: v.1.unwrap_or_default(),
+                        uis: v.2.unwrap_or_default(),
+                        created: v.3,
+                        used: v.4,
+                    },
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keys matching `pattern` (SCAN).
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(500);
+            let (next, batch): (u64, Vec<String>) = self.run(scan).await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    async fn swap(&self, key: &str, old: &str, new: &str) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .invoke(SWAP, vec![key.to_string()], vec![arg(old), arg(new)])
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Delete `key` only while its value is still `old`.
+    async fn del_if(&self, key: &str, old: &str) -> Result<u64, StoreError> {
+        const DEL_IF: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(DEL_IF).arg(1).arg(key).arg(old);
+        // An erasure must not come back with a failover: waits for the replicas.
+        let n: i64 = self.durable(cmd, |n: &i64| *n > 0).await?;
+        Ok(n as u64)
+    }
+
+    /// Delete `key`; an erasure must not come back with a failover: waits for the replicas.
+    async fn del(&self, key: &str) -> Result<u64, StoreError> {
+        let mut del = redis::cmd("DEL");
+        del.arg(key);
+        let d: i64 = self.durable(del, |d: &i64| *d > 0).await?;
+        Ok(d as u64)
+    }
+}
+
+/// A member hash's `passcode`, `person`, `uis`, `created`, `used`.
+type MemberFields = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// A registered member's owner and times as the hash keeps them.
+struct MemberOwner {
+    person: String,
+    uis: String,
+    created: Option<i64>,
+    used: Option<i64>,
 }
 
 #[async_trait]
@@ -448,14 +555,22 @@ impl Store for RedisStore {
         get.arg(&key);
         let v: Option<String> = self.run(get).await?;
         Ok(match v {
-            Some(v) if v.starts_with("done|") => Reservation::Taken,
+            Some(v) if v.starts_with("done|") => {
+                // The record refused a second signup: the person is still about.
+                let (_, uis, created, _) = account_fields(&v);
+                let now = now_ms();
+                let new = format!("done|{uis}|{}|{now}", created.unwrap_or(now));
+                self.swap(&key, &v, &new).await?;
+                Reservation::Taken
+            }
             _ => Reservation::InProgress,
         })
     }
 
     async fn commit_account(&self, route: &str, ci_hash: &str) -> Result<(), StoreError> {
         let mut cmd = redis::cmd("EVAL");
-        cmd.arg(COMMIT).arg(1).arg(self.account_key(route, ci_hash));
+        cmd.arg(COMMIT).arg(1).arg(self.account_key(route, ci_hash))
+            .arg(now_ms());
         let _: i64 = self.durable(cmd, |n: &i64| *n == 1).await?;
         Ok(())
     }
@@ -467,23 +582,57 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn forget(&self, who: &PersonRef) -> Result<u64, StoreError> {
+    async fn forget(&self, who: &PersonRef, route: Option<&str>) -> Result<u64, StoreError> {
+        let head = format!("{}acct:", self.prefix);
         let mut n = 0;
         for (k, v) in self.accounts().await? {
-            let uis = v.split_once('|').map(|(_, u)| u).unwrap_or("");
+            // `{prefix}acct:{route}:{ci_hash}`: route names hold no colon, nor do hashes.
+            let Some((r, ci)) = k.strip_prefix(&head).and_then(|rest| rest.rsplit_once(':')) else {
+                continue;
+            };
+            if route.is_some_and(|want| want != r) {
+                continue;
+            }
             let hit = match who {
-                PersonRef::CiHash(h) => k.ends_with(&format!(":{h}")),
-                PersonRef::UniqueInSite(u) => uis == u,
+                PersonRef::CiHash(h) => ci == h,
+                PersonRef::UniqueInSite(u) => account_fields(&v).1 == u,
             };
             if hit {
-                let mut del = redis::cmd("DEL");
-                del.arg(&k);
-                // An erasure must not come back with a failover: waits for the replicas.
-                let d: i64 = self.durable(del, |d: &i64| *d > 0).await?;
-                n += d as u64;
+                n += self.del(&k).await?;
             }
         }
         Ok(n)
+    }
+
+    async fn forget_members(&self, who: &PersonRef) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for (k, owner) in self.members().await? {
+            let hit = match who {
+                PersonRef::CiHash(h) => !h.is_empty() && owner.person == *h,
+                PersonRef::UniqueInSite(u) => !u.is_empty() && owner.uis == *u,
+            };
+            if hit {
+                n += self.del(&k).await?;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn member_used(&self, member: &str, owner: Person<'_>) -> Result<(), StoreError> {
+        const USED: &str = r#"
+if redis.call('HEXISTS', KEYS[1], 'passcode') == 1 then
+  redis.call('HSET', KEYS[1], 'used', ARGV[1], 'person', ARGV[2], 'uis', ARGV[3])
+end
+return 0
+"#;
+        let _: i64 = self
+            .invoke(
+                USED,
+                vec![self.member_hash(member)],
+                vec![arg(now_ms()), arg(owner.ci_hash), arg(owner.unique_in_site)],
+            )
+            .await?;
+        Ok(())
     }
 
     async fn count_accounts(&self) -> Result<u64, StoreError> {
@@ -545,6 +694,7 @@ return 'issued'
         sealed_key: &str,
         sealed_passcode: &str,
         sealed_ubifill: Option<&str>,
+        owner: Person<'_>,
     ) -> Result<Registration, StoreError> {
         // Atomic: only a pending member whose key is still the one the registration used.
         const REGISTER: &str = r#"
@@ -554,6 +704,7 @@ if not key then return 'unknown' end
 if key ~= ARGV[2] then return 'replaced' end
 redis.call('HSET', KEYS[1], 'passcode', ARGV[3])
 if ARGV[4] == '' then redis.call('HDEL', KEYS[1], 'ubifill') else redis.call('HSET', KEYS[1], 'ubifill', ARGV[4]) end
+redis.call('HSET', KEYS[1], 'person', ARGV[5], 'uis', ARGV[6], 'created', ARGV[7], 'used', ARGV[7])
 redis.call('PERSIST', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 'ok'
@@ -567,6 +718,9 @@ return 'ok'
                     arg(sealed_key),
                     arg(sealed_passcode),
                     arg(sealed_ubifill.unwrap_or("")),
+                    arg(owner.ci_hash),
+                    arg(owner.unique_in_site),
+                    arg(now_ms()),
                 ],
             )
             .await?;
@@ -729,7 +883,7 @@ return wait
             .accounts()
             .await?
             .into_iter()
-            .filter(|(_, v)| v.split_once('|').map(|(_, u)| u) == Some(unique_in_site))
+            .filter(|(_, v)| account_fields(v).1 == unique_in_site)
             .filter_map(|(k, _)| {
                 // `{prefix}acct:{route}:{ci_hash}`: the hash is after the last colon.
                 let rest = k.strip_prefix(&head)?;
@@ -765,29 +919,166 @@ return wait
         Ok(got.into_iter().flatten().max())
     }
 
-    async fn audit_append(&self, at_ms: i64, line: &str) -> Result<(), StoreError> {
-        let key = format!("{}audit", self.prefix);
+    async fn log_append(&self, log: Log, at_ms: i64, line: &str) -> Result<(), StoreError> {
         let mut add = redis::cmd("ZADD");
-        add.arg(&key).arg(at_ms).arg(line);
+        add.arg(format!("{}{}", self.prefix, log.name()))
+            .arg(at_ms)
+            .arg(line);
         let _: i64 = self.run(add).await?;
-        let mut prune = redis::cmd("ZREMRANGEBYSCORE");
-        prune
-            .arg(&key)
-            .arg("-inf")
-            .arg(at_ms - super::AUDIT_KEPT_MS);
-        let _: i64 = self.run(prune).await?;
         Ok(())
     }
 
-    async fn audit_lines(&self) -> Result<Vec<String>, StoreError> {
-        let mut cmd = redis::cmd("ZRANGE");
-        cmd.arg(format!("{}audit", self.prefix)).arg(0).arg(-1);
+    async fn log_forget(&self, log: Log, person: &str) -> Result<u64, StoreError> {
+        let key = format!("{}{}", self.prefix, log.name());
+        let needle = super::person_field(person);
+        let mut all = redis::cmd("ZRANGE");
+        all.arg(&key).arg(0).arg(-1);
+        let lines: Vec<String> = self.run(all).await?;
+        let mut n = 0;
+        for l in lines.iter().filter(|l| l.contains(&needle)) {
+            let mut rem = redis::cmd("ZREM");
+            rem.arg(&key).arg(l);
+            let d: i64 = self.run(rem).await?;
+            n += d as u64;
+        }
+        Ok(n)
+    }
+
+    async fn log_lines(&self, log: Log, since_ms: i64) -> Result<Vec<String>, StoreError> {
+        let mut cmd = redis::cmd("ZRANGEBYSCORE");
+        cmd.arg(format!("{}{}", self.prefix, log.name()))
+            .arg(since_ms)
+            .arg("+inf");
         self.run(cmd).await
     }
 
-    async fn purge(&self) -> Result<u64, StoreError> {
-        // Every record with a lifetime carries a Redis TTL: Redis expires them itself.
-        Ok(0)
+    async fn purge(&self, retention: &Retention) -> Result<u64, StoreError> {
+        // Replay guards, reservations, pending members, kept requests and rejoin markers carry
+        // a Redis TTL: Redis expires them itself. What is left: the sets listing them, the
+        // logs, revocations past their session, and the records kept for a chosen lifetime
+        // counted from their last use (a SCAN: this runs every few minutes, not per request).
+        let now = now_ms();
+        let mut n = 0u64;
+        let zrem = |key: String, max: i64| {
+            let mut cmd = redis::cmd("ZREMRANGEBYSCORE");
+            cmd.arg(key).arg("-inf").arg(max);
+            cmd
+        };
+        for (key, max) in [
+            (
+                format!("{}{}", self.prefix, Log::Audit.name()),
+                now - retention.audit.as_millis() as i64,
+            ),
+            (
+                format!("{}{}", self.prefix, Log::Ledger.name()),
+                now - retention.ledger.as_millis() as i64,
+            ),
+            (self.kept_set(), now - 1),
+            (self.pending_set(), now),
+        ] {
+            let d: i64 = self.run(zrem(key, max)).await?;
+            n += d as u64;
+        }
+        let mut all = redis::cmd("ZRANGE");
+        all.arg(self.revoked_set()).arg(0).arg(-1);
+        let revoked: Vec<String> = self.run(all).await?;
+        let now_s = now / 1000;
+        for m in revoked {
+            let until = m.rsplit_once('|').and_then(|(_, u)| u.parse::<i64>().ok());
+            if until.is_none_or(|u| u <= now_s) {
+                let mut rem = redis::cmd("ZREM");
+                rem.arg(self.revoked_set()).arg(&m);
+                let d: i64 = self.run(rem).await?;
+                n += d as u64;
+            }
+        }
+        if let Some(keep) = retention.accounts {
+            let before = now - keep.as_millis() as i64;
+            for (k, v) in self.accounts().await? {
+                let (state, uis, created, used) = account_fields(&v);
+                if state != "done" {
+                    continue;
+                }
+                match created {
+                    // Written without times (an earlier release during an upgrade): its
+                    // lifetime starts now.
+                    None => {
+                        self.swap(&k, &v, &format!("done|{uis}|{now}|{now}"))
+                            .await?;
+                    }
+                    Some(c) if c.max(used.unwrap_or(c)) <= before => {
+                        n += self.del_if(&k, &v).await?;
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if let Some(keep) = retention.ifree_members {
+            let before = now - keep.as_millis() as i64;
+            for (k, owner) in self.members().await? {
+                match owner.created {
+                    None => {
+                        let mut set = redis::cmd("HSETNX");
+                        set.arg(&k).arg("created").arg(now);
+                        let _: i64 = self.run(set).await?;
+                    }
+                    Some(c) if c.max(owner.used.unwrap_or(c)) <= before => {
+                        n += self.del(&k).await?;
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    async fn migrate(&self, hash_key: &[u8; 32]) -> Result<u64, StoreError> {
+        let schema = format!("{}schema", self.prefix);
+        let mut get = redis::cmd("GET");
+        get.arg(&schema);
+        let version: Option<i64> = self.run(get).await?;
+        let version = version.unwrap_or(0);
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Open(format!(
+                "redis: key format {version} was written by a later verigate (this one knows \
+                 up to {SCHEMA_VERSION})"
+            )));
+        }
+        if version == SCHEMA_VERSION {
+            return Ok(0);
+        }
+        let now = now_ms();
+        let mut n = 0;
+        for (k, v) in self.accounts().await? {
+            let (state, uis, created, used) = account_fields(&v);
+            if state != "done" {
+                continue;
+            }
+            let kept = if uis.is_empty() || looks_hashed(uis) {
+                uis.to_string()
+            } else {
+                super::di_hash(hash_key, uis)
+            };
+            let created = created.unwrap_or(now);
+            let new = format!("done|{kept}|{created}|{}", used.unwrap_or(created));
+            if new != v && self.swap(&k, &v, &new).await? {
+                n += 1;
+            }
+        }
+        // A member of before gets the migration's time as its creation (only while it still
+        // exists: a pending one may expire meanwhile, and must not come back as a bare hash).
+        const CREATED: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HSETNX', KEYS[1], 'created', ARGV[1]) end
+return 0
+"#;
+        for k in self.scan(&format!("{}member:*", self.prefix)).await? {
+            let d: i64 = self.invoke(CREATED, vec![k.clone()], vec![arg(now)]).await?;
+            n += d as u64;
+        }
+        let mut set = redis::cmd("SET");
+        set.arg(&schema).arg(SCHEMA_VERSION);
+        let _: () = self.run(set).await?;
+        Ok(n)
     }
 
     async fn probe_write(&self) -> Result<(), StoreError> {

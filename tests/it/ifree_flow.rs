@@ -967,3 +967,106 @@ async fn callback_with_the_store_failing_is_9500() {
     assert_eq!(refusal(r).await, (503, "store_unavailable".into()));
     assert_eq!(env.hits(), hits);
 }
+
+/// ifree members with the record API behind `records::TOKEN` (a token file in `dir`).
+fn ifree_with_api(store: Storage, dir: &std::path::Path) -> Proxy {
+    let file = dir.join("admin-token");
+    std::fs::write(&file, format!("{}\n", crate::records::TOKEN)).unwrap();
+    ifree()
+        .store(store)
+        .set("admin", json!({ "token_file": file.display().to_string() }))
+}
+
+/// A registered member who logged in is forgotten by the app (by the person id it got, or by
+/// the per-site id): the member record (sealed key, passcode, ubifill) is gone from the store's
+/// bytes, the session stops, and the member's next login is `unknown_member`.
+async fn a_forgotten_member_is_gone(storage: Storage, at: crate::records::StoreAt, by: &str) {
+    use crate::records::{api_forget, contains, store_bytes, TOKEN};
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::with(ifree_with_api(storage, dir.path())).await;
+    let ubifill = json!({"name": "지워질사람", "phone": "01099998888"});
+    let ptn_cd = register(&env, "5550123", None, Some(ubifill)).await;
+    let mut b = env.browser();
+    let r = login_redirect(&env, &mut b, "/member/home", &ptn_cd).await;
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    assert_eq!(b.get_html("/member/home").await.status(), 200);
+    let up = env.last_upstream();
+    let header = |n: &str| up["headers"][n][0].as_str().unwrap().to_string();
+    let (person, uis) = (
+        header("x-verified-person"),
+        header("x-verified-unique-in-site"),
+    );
+    let hash_key: [u8; 32] = STANDARD.decode(HASH_KEY).unwrap().try_into().unwrap();
+    let member = verigate::session::keyed_hash(&hash_key, "ifree-member", &ptn_cd);
+    assert!(
+        contains(&store_bytes(&at), &member),
+        "the scan finds the member"
+    );
+
+    let body = match by {
+        "person" => json!({ "person": person }),
+        _ => json!({ "unique_in_site": uis }),
+    };
+    let (status, answer) = api_forget(env.admin, Some(TOKEN), body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["forgot"]["ifree_members"], 1, "{answer}");
+    assert_eq!(answer["forgot"]["accounts"], 0, "{answer}");
+    assert_eq!(answer["forgot"]["sessions_revoked"], true, "{answer}");
+    assert_ne!(
+        b.get_html("/member/home").await.status(),
+        200,
+        "the session stopped"
+    );
+    let after = store_bytes(&at);
+    assert!(!contains(&after, &member), "the member record is gone");
+    assert!(!contains(&after, &person), "the person's hash is gone");
+    // A second erasure finds nothing more.
+    let (_, again) = api_forget(env.admin, Some(TOKEN), json!({ "person": person })).await;
+    assert_eq!(again["forgot"]["ifree_members"], 0, "{again}");
+    // The member's next login: unknown here (they may register again with ifree).
+    let mut c = env.browser();
+    let token = env.ifree.issue_ptn_token(&ptn_cd);
+    let r = login_post(&mut c, &token).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unknown_member");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgotten_member_on_sqlite_by_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::sqlite(dir.path().join("state.db"));
+    a_forgotten_member_is_gone(
+        storage,
+        crate::records::StoreAt::Sqlite(dir.path().to_path_buf()),
+        "person",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgotten_member_on_redis_by_unique_in_site() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!(
+        "vg-ifree-erase-{}-{}:",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let storage = Storage::redis(&url).prefix(&prefix);
+    a_forgotten_member_is_gone(
+        storage,
+        crate::records::StoreAt::Redis(url.clone(), prefix.clone()),
+        "unique_in_site",
+    )
+    .await;
+    let mut c = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut c)
+        .unwrap();
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL").arg(keys).query(&mut c).unwrap();
+    }
+}

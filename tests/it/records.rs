@@ -83,7 +83,7 @@ async fn accounts_cli_from_another_directory_acts_on_the_services_file() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.starts_with("forgot 1 account record(s) in SQLite file "),
+        out.starts_with("forgot 1 account record(s) and 0 ifree member record(s) in SQLite file "),
         "{out}"
     );
     assert_eq!(
@@ -189,7 +189,7 @@ fn a_database_where_earlier_versions_looked_is_refused_not_replaced() {
     assert!(!etc.path().join("verigate-state.db").exists());
 }
 
-const TOKEN: &str = "admin-token-0123456789abcdef";
+pub(crate) const TOKEN: &str = "admin-token-0123456789abcdef";
 
 /// A shop sharing `store`, its record API behind `TOKEN` (a token file in `dir`): `/signup`
 /// refuses a forgotten person's signup for an hour, `/join` for a second (the test waits that
@@ -205,6 +205,7 @@ fn shop_with_api(store: Storage, dir: &Path) -> Proxy {
         .rejoin_after("1h")
         .forward(["name", "birth"]);
     let join = Route::path("/join")
+        .name("join")
         .methods(["POST"])
         .providers(["iamport"])
         .one_account()
@@ -223,7 +224,7 @@ fn shop_with_api(store: Storage, dir: &Path) -> Proxy {
 }
 
 /// `POST /accounts/forget` on `admin` with `body` and `token`: status and JSON.
-async fn api_forget(
+pub(crate) async fn api_forget(
     admin: std::net::SocketAddr,
     token: Option<&str>,
     body: serde_json::Value,
@@ -231,6 +232,21 @@ async fn api_forget(
     let mut req = client()
         .post(format!("http://{admin}/accounts/forget"))
         .json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// `GET path` (a log) on `admin` with `token`: status and JSON.
+async fn api_log(
+    admin: std::net::SocketAddr,
+    token: Option<&str>,
+    path: &str,
+) -> (u16, serde_json::Value) {
+    let mut req = client().get(format!("http://{admin}{path}"));
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -267,7 +283,7 @@ async fn refused_within(b: &Browser, proxy: std::net::SocketAddr) -> Duration {
 }
 
 /// Every byte the store holds: the SQLite files, or every key and value under the prefix.
-fn store_bytes(store: &StoreAt) -> Vec<u8> {
+pub(crate) fn store_bytes(store: &StoreAt) -> Vec<u8> {
     match store {
         StoreAt::Sqlite(dir) => {
             let mut out = Vec::new();
@@ -304,12 +320,12 @@ fn store_bytes(store: &StoreAt) -> Vec<u8> {
 }
 
 /// The audit lines the store holds.
-async fn audit_lines(at: &StoreAt) -> Vec<String> {
+pub(crate) async fn audit_lines(at: &StoreAt) -> Vec<String> {
     match at {
         StoreAt::Sqlite(dir) => {
             store::sqlite::SqliteStore::open(&dir.join("state.db").display().to_string())
                 .unwrap()
-                .audit_lines()
+                .log_lines(store::Log::Audit, 0)
                 .await
                 .unwrap()
         }
@@ -317,18 +333,18 @@ async fn audit_lines(at: &StoreAt) -> Vec<String> {
             &verigate::store::RedisConfig::url(url.clone(), prefix.clone()),
         )
         .unwrap()
-        .audit_lines()
+        .log_lines(store::Log::Audit, 0)
         .await
         .unwrap(),
     }
 }
 
-enum StoreAt {
+pub(crate) enum StoreAt {
     Sqlite(std::path::PathBuf),
     Redis(String, String),
 }
 
-fn contains(hay: &[u8], needle: &str) -> bool {
+pub(crate) fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
@@ -375,6 +391,7 @@ async fn erasure_end_to_end(storage: Storage, at: StoreAt) {
     let (status, answer) = api_forget(a.admin, Some(TOKEN), body).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["forgot"]["accounts"], 1, "{answer}");
+    assert_eq!(answer["forgot"]["ifree_members"], 0, "{answer}");
     assert_eq!(answer["forgot"]["sessions_revoked"], true, "{answer}");
     let marked_until = answer["forgot"]["rejoin_marked_until"].as_i64().unwrap();
     let erased_at = marked_until - 3600;
@@ -399,6 +416,29 @@ async fn erasure_end_to_end(storage: Storage, at: StoreAt) {
         asked.len() >= 32 && asked != claims.unique_in_site,
         "{line}"
     );
+    // The same line through the admin API: JSON objects, the token needed, no identifier.
+    let (status, log) = api_log(a.admin, None, "/audit").await;
+    assert_eq!((status, log["error"].as_str()), (401, Some("unauthorized")));
+    let (status, log) = api_log(a.admin, Some(TOKEN), "/audit").await;
+    assert_eq!(status, 200, "{log}");
+    assert_eq!(log["count"], 1, "{log}");
+    assert_eq!(log["lines"][0]["asked"], line["asked"], "{log}");
+    assert_eq!(log["lines"][0]["removed"]["accounts"], 1, "{log}");
+    let text = log.to_string();
+    assert!(
+        !text.contains(&claims.unique_in_site) && !text.contains(&claims.ci_hash),
+        "{text}"
+    );
+    let (_, later) = api_log(b_env.admin, Some(TOKEN), "/audit?since=1h").await;
+    assert_eq!(
+        later["count"], 1,
+        "every instance reads the one trail: {later}"
+    );
+    let future = chrono::Utc::now().timestamp() + 3600;
+    let (_, none) = api_log(a.admin, Some(TOKEN), &format!("/audit?since={future}")).await;
+    assert_eq!(none["count"], 0, "{none}");
+    let (status, bad) = api_log(a.admin, Some(TOKEN), "/audit?since=yesterday").await;
+    assert_eq!((status, bad["error"].as_str()), (400, Some("bad_request")));
     let after = store_bytes(&at);
     assert!(
         !contains(&after, &claims.ci_hash),
@@ -557,8 +597,9 @@ async fn rejoin_markers_go_by_themselves() {
     // The expired marker was swept by the later write already: write another expired one
     // (the last write, so nothing sweeps it) and purge.
     s.mark_rejoin("gone2", now - 3000, now - 1).await.unwrap();
-    assert_eq!(s.purge().await.unwrap(), 1);
-    assert_eq!(s.purge().await.unwrap(), 0);
+    let keep = verigate::store::Retention::default();
+    assert_eq!(s.purge(&keep).await.unwrap(), 1);
+    assert_eq!(s.purge(&keep).await.unwrap(), 0);
     assert_eq!(s.rejoin_since(&ids).await.unwrap(), Some(now - 500));
 
     let Some(url) = redis_url() else { return };
@@ -587,4 +628,690 @@ async fn rejoin_markers_go_by_themselves() {
         .arg(format!("{prefix}rejoin:live"))
         .query(&mut c)
         .unwrap();
+}
+
+/// The store of every backend: memory, SQLite (in `dir`) and Redis (a fresh prefix) when the
+/// tests have one.
+fn every_backend(dir: &Path) -> Vec<(&'static str, std::sync::Arc<dyn Store>, Option<String>)> {
+    let mut out: Vec<(&'static str, std::sync::Arc<dyn Store>, Option<String>)> = vec![
+        (
+            "memory",
+            std::sync::Arc::new(store::memory::MemoryStore::new()),
+            None,
+        ),
+        (
+            "sqlite",
+            std::sync::Arc::new(
+                store::sqlite::SqliteStore::open(&dir.join("r.db").display().to_string()).unwrap(),
+            ),
+            None,
+        ),
+    ];
+    if let Some(url) = redis_url() {
+        let prefix = format!("vg-keep-{}-{}:", std::process::id(), rand::random::<u32>());
+        out.push((
+            "redis",
+            std::sync::Arc::new(store::redis::RedisStore::new(&verigate::store::RedisConfig::url(url.clone(), prefix.clone())).unwrap()),
+            Some(prefix),
+        ));
+    }
+    out
+}
+
+fn drop_prefix(prefix: &str) {
+    let Some(url) = redis_url() else { return };
+    let mut c = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut c)
+        .unwrap();
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL").arg(keys).query(&mut c).unwrap();
+    }
+}
+
+async fn signup(s: &dyn Store, route: &str, ci: &str, uis: &str) {
+    let p = store::Person {
+        ci_hash: ci,
+        unique_in_site: uis,
+    };
+    assert_eq!(
+        s.reserve_account(route, p, Duration::from_secs(60))
+            .await
+            .unwrap(),
+        store::Reservation::Reserved
+    );
+    s.commit_account(route, ci).await.unwrap();
+}
+
+async fn member(s: &dyn Store, id: &str, ci: &str, uis: &str) {
+    assert_eq!(
+        s.member_key(id, "sealed-key", Duration::from_secs(60), 100)
+            .await
+            .unwrap(),
+        store::KeyExchange::Issued
+    );
+    let owner = store::Person {
+        ci_hash: ci,
+        unique_in_site: uis,
+    };
+    assert_eq!(
+        s.member_register(id, "sealed-key", "sealed-pass", Some("sealed-ubi"), owner)
+            .await
+            .unwrap(),
+        store::Registration::Registered
+    );
+}
+
+/// An erasure limited to one route takes only that route's record; ifree members go by
+/// their owner, including a member of before whose owner a later login recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_by_route_and_members_by_owner_on_every_backend() {
+    use store::PersonRef::{CiHash, UniqueInSite};
+    let dir = tempfile::tempdir().unwrap();
+    for (name, s, prefix) in every_backend(dir.path()) {
+        let s = s.as_ref();
+        signup(s, "a", "ci-1", "uis-1").await;
+        signup(s, "b", "ci-1", "uis-1").await;
+        signup(s, "a", "ci-2", "uis-2").await;
+        assert_eq!(
+            s.forget(&CiHash("ci-1".into()), Some("a")).await.unwrap(),
+            1,
+            "{name}"
+        );
+        assert_eq!(s.count_accounts().await.unwrap(), 2, "{name}");
+        assert_eq!(
+            s.forget(&CiHash("ci-1".into()), Some("a")).await.unwrap(),
+            0,
+            "{name}"
+        );
+        assert_eq!(
+            s.forget(&UniqueInSite("uis-1".into()), Some("c"))
+                .await
+                .unwrap(),
+            0,
+            "{name}"
+        );
+        assert_eq!(
+            s.forget(&UniqueInSite("uis-1".into()), None).await.unwrap(),
+            1,
+            "{name}"
+        );
+        assert_eq!(s.count_accounts().await.unwrap(), 1, "{name}");
+
+        member(s, "m-3", "ci-3", "uis-3").await;
+        // Registered without an owner (as before owners were recorded); a login names it.
+        member(s, "m-4", "", "").await;
+        assert_eq!(
+            s.forget_members(&UniqueInSite("uis-4".into()))
+                .await
+                .unwrap(),
+            0,
+            "{name}"
+        );
+        let owner = store::Person {
+            ci_hash: "ci-4",
+            unique_in_site: "uis-4",
+        };
+        s.member_used("m-4", owner).await.unwrap();
+        assert_eq!(
+            s.forget_members(&UniqueInSite("uis-4".into()))
+                .await
+                .unwrap(),
+            1,
+            "{name}"
+        );
+        assert_eq!(s.member_get("m-4").await.unwrap(), None, "{name}");
+        assert_eq!(
+            s.forget_members(&CiHash("ci-3".into())).await.unwrap(),
+            1,
+            "{name}"
+        );
+        assert_eq!(
+            s.forget_members(&CiHash("ci-3".into())).await.unwrap(),
+            0,
+            "{name}"
+        );
+        assert_eq!(s.member_get("m-3").await.unwrap(), None, "{name}");
+        // An empty owner matches nothing.
+        member(s, "m-5", "", "").await;
+        assert_eq!(
+            s.forget_members(&CiHash(String::new())).await.unwrap(),
+            0,
+            "{name}"
+        );
+        assert!(s.member_get("m-5").await.unwrap().is_some(), "{name}");
+        if let Some(p) = prefix {
+            drop_prefix(&p);
+        }
+    }
+}
+
+/// The purge keeps what is within its lifetime and drops the rest: one-account records and
+/// ifree members by `records.retention` counted from their last use, the logs by theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_purge_enforces_retention_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = Duration::from_secs(3600);
+    for (name, s, prefix) in every_backend(dir.path()) {
+        let s = s.as_ref();
+        signup(s, "a", "ci-1", "uis-1").await;
+        member(s, "m-1", "ci-1", "uis-1").await;
+        let now = chrono::Utc::now().timestamp_millis();
+        s.log_append(
+            store::Log::Audit,
+            now - 2 * 3600 * 1000,
+            r#"{"line":"old"}"#,
+        )
+        .await
+        .unwrap();
+        s.log_append(store::Log::Audit, now, r#"{"line":"new"}"#)
+            .await
+            .unwrap();
+        s.log_append(store::Log::Ledger, now - 1000, r#"{"line":"ledger"}"#)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.log_lines(store::Log::Audit, now - 1).await.unwrap(),
+            vec![r#"{"line":"new"}"#.to_string()],
+            "{name}: since"
+        );
+        // Until the app forgets them: the purge leaves the records; the old audit line goes.
+        let until_forgotten = verigate::store::Retention {
+            accounts: None,
+            ifree_members: None,
+            audit: hour,
+            ledger: hour,
+        };
+        assert_eq!(s.purge(&until_forgotten).await.unwrap(), 1, "{name}");
+        assert_eq!(
+            s.log_lines(store::Log::Audit, 0).await.unwrap(),
+            vec![r#"{"line":"new"}"#.to_string()],
+            "{name}"
+        );
+        assert_eq!(
+            s.log_lines(store::Log::Ledger, 0).await.unwrap().len(),
+            1,
+            "{name}"
+        );
+        // Within an hour of their last use: kept.
+        let hourly = verigate::store::Retention {
+            accounts: Some(hour),
+            ifree_members: Some(hour),
+            ..until_forgotten
+        };
+        assert_eq!(s.purge(&hourly).await.unwrap(), 0, "{name}");
+        assert_eq!(s.count_accounts().await.unwrap(), 1, "{name}");
+        assert!(s.member_get("m-1").await.unwrap().is_some(), "{name}");
+        // A lifetime already over (zero): gone.
+        let none = verigate::store::Retention {
+            accounts: Some(Duration::ZERO),
+            ifree_members: Some(Duration::ZERO),
+            audit: Duration::ZERO,
+            ledger: Duration::ZERO,
+        };
+        assert_eq!(s.purge(&none).await.unwrap(), 4, "{name}");
+        assert_eq!(s.count_accounts().await.unwrap(), 0, "{name}");
+        assert_eq!(s.member_get("m-1").await.unwrap(), None, "{name}");
+        assert!(
+            s.log_lines(store::Log::Audit, 0).await.unwrap().is_empty(),
+            "{name}"
+        );
+        if let Some(p) = prefix {
+            drop_prefix(&p);
+        }
+    }
+}
+
+/// The SQLite schema of the previous release (main at 6d07646), as it created its tables.
+const SCHEMA_6D07646: &str = "
+PRAGMA journal_mode=WAL;
+CREATE TABLE used_results (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+CREATE TABLE accounts (
+    route TEXT NOT NULL,
+    person TEXT NOT NULL,
+    unique_in_site TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('reserved', 'done')),
+    expires_at INTEGER,
+    PRIMARY KEY (route, person)
+);
+CREATE INDEX accounts_uis ON accounts (unique_in_site);
+CREATE TABLE members (
+    member TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    passcode TEXT,
+    ubifill TEXT,
+    pending_until INTEGER
+);
+CREATE TABLE revoked (id TEXT PRIMARY KEY, until INTEGER NOT NULL, at_ms INTEGER NOT NULL);
+CREATE INDEX revoked_at ON revoked (at_ms);
+CREATE TABLE kept (id TEXT PRIMARY KEY, sealed BLOB NOT NULL, expires_at INTEGER NOT NULL);
+CREATE INDEX kept_expiry ON kept (expires_at);
+CREATE TABLE rejoin (id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+CREATE INDEX rejoin_expiry ON rejoin (expires_at);
+CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, line TEXT NOT NULL);
+CREATE INDEX audit_at ON audit (at_ms);
+CREATE TABLE write_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at_ms INTEGER NOT NULL);
+";
+
+/// A per-site id as releases before the hashed DI kept it: in clear.
+const CLEAR_DI: &str = "MC0GCCqGSIb3DQIJAyEAkzYR+legacy+clear+DI+value==";
+
+fn hash_key() -> [u8; 32] {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(HASH_KEY)
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+/// A store as the previous release left it: a signup of before the DI was hashed (clear), one
+/// after (hashed), a registered ifree member without owner or times.
+fn old_sqlite_store(path: &Path) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(SCHEMA_6D07646).unwrap();
+    c.execute(
+        "INSERT INTO accounts VALUES ('signup', 'ci-old', ?1, 'done', NULL)",
+        [CLEAR_DI],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO accounts VALUES ('signup', 'ci-new', ?1, 'done', NULL)",
+        [store::di_hash(&hash_key(), "di-new")],
+    )
+    .unwrap();
+    c.execute_batch(
+        "INSERT INTO members VALUES ('m-old', 'sealed-key', 'sealed-pass', NULL, NULL)",
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO audit (at_ms, line) VALUES (?1, '{\"action\":\"forget\"}')",
+        [chrono::Utc::now().timestamp_millis()],
+    )
+    .unwrap();
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 0, "the previous release kept no version");
+}
+
+fn user_version(path: &Path) -> i64 {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A store the previous release wrote is migrated: columns and version at open, the clear
+/// per-site ids hashed (and gone from the file's bytes) by the migration the service runs at
+/// start; its records keep working; a store of a later release is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_of_the_previous_release_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    old_sqlite_store(&path);
+    let s = store::sqlite::SqliteStore::open(&path.display().to_string()).unwrap();
+    assert_eq!(user_version(&path), 1, "columns added at open");
+    assert_eq!(
+        s.migrate(&hash_key()).await.unwrap(),
+        1,
+        "one clear DI hashed"
+    );
+    assert_eq!(user_version(&path), store::sqlite::SCHEMA_VERSION);
+    assert_eq!(s.migrate(&hash_key()).await.unwrap(), 0, "once");
+    assert_eq!(s.count_accounts().await.unwrap(), 2);
+    let hashed = store::di_hash(&hash_key(), CLEAR_DI);
+    assert_eq!(
+        s.account_persons(&hashed).await.unwrap(),
+        vec!["ci-old".to_string()]
+    );
+    let bytes = store_bytes(&StoreAt::Sqlite(dir.path().to_path_buf()));
+    assert!(
+        !contains(&bytes, CLEAR_DI),
+        "the clear DI is nowhere in the files"
+    );
+    // The migration's time is the records' creation: a lifetime counts from it.
+    let hourly = verigate::store::Retention {
+        accounts: Some(Duration::from_secs(3600)),
+        ifree_members: Some(Duration::from_secs(3600)),
+        ..Default::default()
+    };
+    assert_eq!(s.purge(&hourly).await.unwrap(), 0);
+    assert!(s.member_get("m-old").await.unwrap().is_some());
+    // A record the previous release writes while both share the file (an upgrade in
+    // progress) has no time: its lifetime starts at the purge that finds it, not at the epoch.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "INSERT INTO accounts (route, person, unique_in_site, state) VALUES ('signup', 'ci-late', '', 'done')",
+            [],
+        )
+        .unwrap();
+    assert_eq!(s.purge(&hourly).await.unwrap(), 0);
+    assert_eq!(s.count_accounts().await.unwrap(), 3);
+    assert_eq!(s.log_lines(store::Log::Audit, 0).await.unwrap().len(), 1);
+    drop(s);
+
+    let later = dir.path().join("later.db");
+    old_sqlite_store(&later);
+    rusqlite::Connection::open(&later)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99")
+        .unwrap();
+    let Err(e) = store::sqlite::SqliteStore::open(&later.display().to_string()) else {
+        panic!("a later release's store opened");
+    };
+    assert!(e.to_string().contains("later verigate"), "{e}");
+}
+
+/// The service migrates the previous release's store at start, and the CLI before it acts:
+/// an erasure by the clear per-site id the app kept finds the record under its hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_and_the_cli_migrate_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    old_sqlite_store(&path);
+    let env = Env::with(Proxy::shop().store(Storage::sqlite(&path))).await;
+    let start = std::time::Instant::now();
+    while user_version(&path) < store::sqlite::SCHEMA_VERSION {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "not migrated at start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(env);
+    let bytes = store_bytes(&StoreAt::Sqlite(dir.path().to_path_buf()));
+    assert!(
+        !contains(&bytes, CLEAR_DI),
+        "the clear DI is nowhere in the files"
+    );
+
+    let other = tempfile::tempdir().unwrap();
+    let old = other.path().join("state.db");
+    old_sqlite_store(&old);
+    let text = Proxy::shop()
+        .store(Storage::sqlite("./state.db"))
+        .to_yaml(NO_SANDBOX, loopback());
+    let config = other.path().join("verigate.yaml");
+    std::fs::write(&config, text).unwrap();
+    let (code, out, err) = cli(
+        dir.path(),
+        &config,
+        &["accounts", "forget", "--unique-in-site", CLEAR_DI],
+        &[("VG_HASH", HASH_KEY)],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("forgot 1 account record(s)"), "{out}");
+    assert_eq!(user_version(&old), store::sqlite::SCHEMA_VERSION);
+}
+
+/// Redis keys the previous release wrote (`done|{clear DI}`, members without times) take this
+/// release's form; a key format of a later release is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_keys_of_the_previous_release_are_migrated() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!(
+        "vg-migrate-{}-{}:",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let mut c = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let hashed_new = store::di_hash(&hash_key(), "di-new");
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}acct:signup:ci-old"))
+        .arg(format!("done|{CLEAR_DI}"))
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}acct:signup:ci-new"))
+        .arg(format!("done|{hashed_new}"))
+        .query(&mut c)
+        .unwrap();
+    let _: i64 = redis::cmd("HSET")
+        .arg(format!("{prefix}member:m-old"))
+        .arg("key")
+        .arg("sealed-key")
+        .arg("passcode")
+        .arg("sealed-pass")
+        .query(&mut c)
+        .unwrap();
+    let s = store::redis::RedisStore::new(&verigate::store::RedisConfig::url(url.clone(), prefix.clone())).unwrap();
+    assert_eq!(s.migrate(&hash_key()).await.unwrap(), 3);
+    assert_eq!(s.migrate(&hash_key()).await.unwrap(), 0, "once");
+    let v: String = redis::cmd("GET")
+        .arg(format!("{prefix}acct:signup:ci-old"))
+        .query(&mut c)
+        .unwrap();
+    let hashed = store::di_hash(&hash_key(), CLEAR_DI);
+    assert!(v.starts_with(&format!("done|{hashed}|")), "{v}");
+    assert_eq!(v.split('|').count(), 4, "{v}");
+    assert_eq!(s.count_accounts().await.unwrap(), 2);
+    assert_eq!(
+        s.account_persons(&hashed).await.unwrap(),
+        vec!["ci-old".to_string()]
+    );
+    let bytes = store_bytes(&StoreAt::Redis(url.clone(), prefix.clone()));
+    assert!(
+        !contains(&bytes, CLEAR_DI),
+        "the clear DI is nowhere under the prefix"
+    );
+    let created: Option<i64> = redis::cmd("HGET")
+        .arg(format!("{prefix}member:m-old"))
+        .arg("created")
+        .query(&mut c)
+        .unwrap();
+    assert!(created.is_some());
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}schema"))
+        .arg(99)
+        .query(&mut c)
+        .unwrap();
+    let e = s.migrate(&hash_key()).await.unwrap_err();
+    assert!(e.to_string().contains("later verigate"), "{e}");
+    drop_prefix(&prefix);
+}
+
+/// An erasure limited to one route (the person leaves one service of the site): that route's
+/// record goes and its cooldown applies; the person's session and their other records stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_limited_to_one_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::sqlite(dir.path().join("state.db"));
+    let env = Env::with(shop_with_api(storage, dir.path())).await;
+    let mut person = env.browser();
+    let r = person
+        .verify_redirect(env.sandbox, "/signup", &Person::named("one-route"))
+        .await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(person.post("/signup", "user=x").await.status(), 201);
+    assert_eq!(person.post("/join", "user=x").await.status(), 201);
+    let claims = claims_of(&person);
+
+    let (status, answer) = api_forget(
+        env.admin,
+        Some(TOKEN),
+        serde_json::json!({ "person": claims.ci_hash, "route": "nowhere" }),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("unknown_route"))
+    );
+
+    let (status, answer) = api_forget(
+        env.admin,
+        Some(TOKEN),
+        serde_json::json!({ "person": claims.ci_hash, "route": "join" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["forgot"]["route"], "join", "{answer}");
+    assert_eq!(answer["forgot"]["accounts"], 1, "{answer}");
+    assert_eq!(answer["forgot"]["sessions_revoked"], false, "{answer}");
+    let erased_at = answer["forgot"]["rejoin_marked_until"].as_i64().unwrap() - 1;
+    assert!(opens(&person, env.proxy).await, "the session stays");
+    // `/signup` still holds the person's record; `/join` refuses for its second, then takes
+    // the signup again.
+    assert_eq!(person.post("/signup", "user=x").await.status(), 409);
+    let r = person
+        .client
+        .post(person.url("/join"))
+        .header("accept", "application/json")
+        .body("user=x");
+    let r = person.send(r).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "rejoin_too_soon"
+    );
+    wait_past(erased_at + 1).await;
+    assert_eq!(person.post("/join", "user=x").await.status(), 201);
+    let s = store::sqlite::SqliteStore::open(&dir.path().join("state.db").display().to_string())
+        .unwrap();
+    assert_eq!(s.count_accounts().await.unwrap(), 2);
+}
+
+/// With `records.ledger`, each accepted verification leaves a line (provider, route, age
+/// found and whether the route's rule admits it, result id; no name, no CI, no DI) that the
+/// admin API and `verigate ledger` read; an erasure removes the person's lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verification_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::sqlite(dir.path().join("state.db"));
+    let proxy =
+        shop_with_api(storage, dir.path()).set("records", serde_json::json!({ "ledger": true }));
+    let env = Env::with(proxy).await;
+    let name = format!("ledgered-{}", std::process::id());
+    let mut person = env.browser();
+    let r = person
+        .verify_redirect(env.sandbox, "/signup", &Person::named(&name))
+        .await;
+    assert_eq!(r.status(), 302);
+    let claims = claims_of(&person);
+    let (status, log) = api_log(env.admin, Some(TOKEN), "/ledger").await;
+    assert_eq!(status, 200, "{log}");
+    assert_eq!(log["count"], 1, "{log}");
+    let line = &log["lines"][0];
+    assert_eq!(line["provider"], "iamport", "{line}");
+    assert_eq!(line["route"], "signup", "{line}");
+    assert_eq!(line["min_age"], 19, "{line}");
+    assert_eq!(line["admitted"], true, "{line}");
+    assert!(line["age"].as_i64().unwrap() >= 19, "{line}");
+    assert!(!line["result_id"].as_str().unwrap().is_empty(), "{line}");
+    assert!(line["at"].as_str().unwrap().ends_with('Z'), "{line}");
+    let text = log.to_string();
+    for clear in [name.as_str(), &claims.ci_hash, &claims.unique_in_site] {
+        assert!(!text.contains(clear), "{clear} in {text}");
+    }
+    let (status, _) = api_log(env.admin, None, "/ledger").await;
+    assert_eq!(status, 401);
+    let config = dir.path().join("verigate.yaml");
+    std::fs::write(
+        &config,
+        shop_with_api(Storage::sqlite(dir.path().join("state.db")), dir.path())
+            .to_yaml(NO_SANDBOX, loopback()),
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let env_vars = [("VG_HASH", HASH_KEY)];
+    let (code, out, err) = cli(
+        elsewhere.path(),
+        &config,
+        &["ledger", "--since", "1d"],
+        &env_vars,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("1 ledger line(s) in SQLite file "), "{out}");
+
+    let (status, answer) = api_forget(
+        env.admin,
+        Some(TOKEN),
+        serde_json::json!({ "unique_in_site": claims.unique_in_site }),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["forgot"]["ledger_lines"], 1, "{answer}");
+    let (_, log) = api_log(env.admin, Some(TOKEN), "/ledger").await;
+    assert_eq!(log["count"], 0, "{log}");
+}
+
+/// Where a merchant must choose a lifetime, leaving it out is warned about (naming the key and
+/// the lifetime that applies), never silent; a choice settles it; a lifetime out of bounds is
+/// an error naming its key.
+#[test]
+fn retention_is_chosen_or_warned_about() {
+    let yaml = |records: Option<serde_json::Value>| {
+        Proxy::shop()
+            .set("records", records.unwrap_or(serde_json::Value::Null))
+            .to_yaml(NO_SANDBOX, loopback())
+    };
+    let cfg = verigate::config::from_yaml_str(&yaml(None), &secrets()).unwrap();
+    let warned: Vec<String> = cfg.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        warned
+            .iter()
+            .any(|w| w.starts_with("records.retention.accounts: not set")
+                && w.contains("until the app forgets")),
+        "{warned:?}"
+    );
+    assert_eq!(cfg.records.retention.accounts, None);
+
+    let chosen = serde_json::json!({ "retention": { "accounts": "1095d", "audit": "400d" } });
+    let cfg = verigate::config::from_yaml_str(&yaml(Some(chosen)), &secrets()).unwrap();
+    assert!(
+        !cfg.warnings
+            .iter()
+            .any(|w| w.to_string().contains("records.")),
+        "{:?}",
+        cfg.warnings
+    );
+    assert_eq!(
+        cfg.records.retention.accounts,
+        Some(Duration::from_secs(1095 * 86_400))
+    );
+    assert_eq!(
+        cfg.records.retention.audit,
+        Duration::from_secs(400 * 86_400)
+    );
+    let forever = serde_json::json!({ "retention": { "accounts": "until_forgotten" } });
+    let cfg = verigate::config::from_yaml_str(&yaml(Some(forever)), &secrets()).unwrap();
+    assert!(!cfg
+        .warnings
+        .iter()
+        .any(|w| w.to_string().contains("records.")));
+
+    for (bad, key) in [
+        (
+            serde_json::json!({ "retention": { "accounts": "12h" } }),
+            "records.retention.accounts",
+        ),
+        (
+            serde_json::json!({ "retention": { "ifree_members": "forever" } }),
+            "records.retention.ifree_members",
+        ),
+        (
+            serde_json::json!({ "retention": { "audit": "30d" } }),
+            "records.retention.audit",
+        ),
+        (
+            serde_json::json!({ "retention": { "ledger": "0d" } }),
+            "records.retention.ledger",
+        ),
+    ] {
+        let err = verigate::config::from_yaml_str(&yaml(Some(bad)), &secrets()).unwrap_err();
+        assert!(
+            err.problems()
+                .iter()
+                .any(|p| p.starts_with(&format!("{key}: "))),
+            "{err}"
+        );
+    }
 }

@@ -10,6 +10,12 @@ use std::time::Duration;
 use verigate::store::{RedisConfig, StoreConfig};
 use verigate::store::{self, KeyExchange, PersonRef, Registration, Reservation, Store};
 
+/// A member registered without an owner.
+const NOBODY: verigate::store::Person<'static> = verigate::store::Person {
+    ci_hash: "",
+    unique_in_site: "",
+};
+
 fn unique_prefix(tag: &str) -> String {
     format!("vgtest:{tag}:{}:{}:", std::process::id(), rand_suffix())
 }
@@ -119,7 +125,9 @@ async fn suite(s: Arc<dyn Store>) {
     // Forget by either identifier, on every route.
     s.commit_account("other-route", "ci-a").await.unwrap();
     assert_eq!(
-        s.forget(&PersonRef::CiHash("ci-a".into())).await.unwrap(),
+        s.forget(&PersonRef::CiHash("ci-a".into()), None)
+            .await
+            .unwrap(),
         2
     );
     assert_eq!(
@@ -129,13 +137,13 @@ async fn suite(s: Arc<dyn Store>) {
         Reservation::Reserved
     );
     assert_eq!(
-        s.forget(&PersonRef::UniqueInSite("di-b".into()))
+        s.forget(&PersonRef::UniqueInSite("di-b".into()), None)
             .await
             .unwrap(),
         1
     );
     assert_eq!(
-        s.forget(&PersonRef::UniqueInSite("nobody".into()))
+        s.forget(&PersonRef::UniqueInSite("nobody".into()), None)
             .await
             .unwrap(),
         0
@@ -147,7 +155,7 @@ async fn suite(s: Arc<dyn Store>) {
     let ttl = Duration::from_secs(600);
     assert_eq!(s.member_get("m1").await.unwrap(), None);
     assert_eq!(
-        s.member_register("m1", "key-1", "pass", None)
+        s.member_register("m1", "key-1", "pass", None, NOBODY)
             .await
             .unwrap(),
         Registration::Unknown
@@ -171,7 +179,7 @@ async fn suite(s: Arc<dyn Store>) {
         "a re-sent key exchange replaces the pending key"
     );
     assert_eq!(
-        s.member_register("m1", "key-1", "pass", None)
+        s.member_register("m1", "key-1", "pass", None, NOBODY)
             .await
             .unwrap(),
         Registration::KeyReplaced,
@@ -179,7 +187,7 @@ async fn suite(s: Arc<dyn Store>) {
     );
     assert_eq!(s.member_get("m1").await.unwrap().unwrap().passcode, None);
     assert_eq!(
-        s.member_register("m1", "key-2", "pass", Some("ubi"))
+        s.member_register("m1", "key-2", "pass", Some("ubi"), NOBODY)
             .await
             .unwrap(),
         Registration::Registered
@@ -191,7 +199,7 @@ async fn suite(s: Arc<dyn Store>) {
     );
     // Registered: neither a second registration nor a key exchange changes anything.
     assert_eq!(
-        s.member_register("m1", "key-2", "pass2", None)
+        s.member_register("m1", "key-2", "pass2", None, NOBODY)
             .await
             .unwrap(),
         Registration::AlreadyRegistered
@@ -235,7 +243,9 @@ async fn suite(s: Arc<dyn Store>) {
     }
     assert!(expired, "a pending member expires");
     assert_eq!(
-        s.member_register("gone", "k", "pass", None).await.unwrap(),
+        s.member_register("gone", "k", "pass", None, NOBODY)
+            .await
+            .unwrap(),
         Registration::Unknown
     );
 
@@ -470,10 +480,10 @@ async fn call(s: &dyn Store, name: &str) -> Result<String, String> {
         "reserve_account" => out(s.reserve_account("signup", p("ci", "di"), ttl).await),
         "commit_account" => out(s.commit_account("signup", "ci").await),
         "release_account" => out(s.release_account("signup", "ci").await),
-        "forget" => out(s.forget(&PersonRef::CiHash("ci".into())).await),
+        "forget" => out(s.forget(&PersonRef::CiHash("ci".into()), None).await),
         "count_accounts" => out(s.count_accounts().await),
         "member_key" => out(s.member_key("m", "k", ttl, 10).await),
-        "member_register" => out(s.member_register("m", "k", "p", Some("u")).await),
+        "member_register" => out(s.member_register("m", "k", "p", Some("u"), NOBODY).await),
         "member_get" => out(s.member_get("m").await),
         "revoke" => out(s.revoke("id", 4_000_000_000).await),
         "revocations" => out(s.revocations(0).await),
@@ -997,13 +1007,17 @@ async fn accounts_cli_counts_and_forgets() {
     let (code, out) = run(&["accounts", "forget", "--unique-in-site", "di-1"]);
     assert_eq!(code, Some(0));
     assert!(
-        out.starts_with(&format!("forgot 1 account record(s) in {on};")),
+        out.starts_with(&format!(
+            "forgot 1 account record(s) and 0 ifree member record(s) in {on};"
+        )),
         "{out}"
     );
     let (code, out) = run(&["accounts", "forget", "--ci-hash", "ci-2"]);
     assert_eq!(code, Some(0));
     assert!(
-        out.starts_with(&format!("forgot 1 account record(s) in {on};")),
+        out.starts_with(&format!(
+            "forgot 1 account record(s) and 0 ifree member record(s) in {on};"
+        )),
         "{out}"
     );
     assert_eq!(

@@ -2,6 +2,7 @@
 //! `providers::<name>::settings`). Collects every problem instead of stopping at the first.
 
 mod admin;
+mod records;
 mod routes;
 mod server;
 mod session;
@@ -193,13 +194,31 @@ pub fn records_from_yaml_str(text: &str, secrets: &Secrets) -> Result<RecordsCon
         Some(s) => store::store(&mut ctx, s),
     };
     let hash_key = session::hash_key_only(&mut ctx, &file.session);
+    let records_cfg = records::records(&mut ctx, file.records.as_ref(), false, false);
     let session_ttl = ctx.duration(
         "session.ttl",
         file.session.ttl.as_deref(),
         Duration::from_secs(12 * 3600),
     );
     let mut rejoin_max: Option<Duration> = None;
+    let mut one_account_routes = Vec::new();
     for (i, r) in file.routes.iter().enumerate() {
+        let name = r.name.clone().unwrap_or_else(|| format!("route{i}"));
+        if r.require.as_ref().is_some_and(|q| q.one_account_per_person) {
+            let after = r
+                .require
+                .as_ref()
+                .and_then(|q| q.rejoin_after.as_deref())
+                .map(|t| {
+                    ctx.duration(
+                        &format!("routes[{i}].require.rejoin_after"),
+                        Some(t),
+                        Duration::ZERO,
+                    )
+                })
+                .filter(|d| !d.is_zero());
+            one_account_routes.push((name, after));
+        }
         let Some(text) = r.require.as_ref().and_then(|q| q.rejoin_after.as_deref()) else {
             continue;
         };
@@ -216,6 +235,8 @@ pub fn records_from_yaml_str(text: &str, secrets: &Secrets) -> Result<RecordsCon
             hash_key,
             session_ttl,
             rejoin_max,
+            one_account_routes,
+            records: records_cfg,
         }),
         _ => Err(ConfigError::Invalid(ctx.problems)),
     }
@@ -509,6 +530,14 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         }
     }
     hash_key_rotation(ctx, &f.session, &routes, providers.ifree.is_some());
+    let records_cfg = records::records(
+        ctx,
+        f.records.as_ref(),
+        routes
+            .iter()
+            .any(|(_, r)| r.require.as_ref().is_some_and(|q| q.one_account_per_person)),
+        providers.ifree.is_some(),
+    );
     let (indices, routes): (Vec<usize>, Vec<Route>) = routes.into_iter().unzip();
     let routes = RouteTable::new(routes);
     for (later, earlier) in routes.shadowed() {
@@ -611,6 +640,7 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
         store,
         routes,
         keep_in_session: keep,
+        records: records_cfg,
         warnings: std::mem::take(&mut ctx.warnings),
     })
 }

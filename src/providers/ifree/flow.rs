@@ -96,6 +96,26 @@ fn member_id(live: &Live, ptn_cd: &str) -> String {
     keyed_hash(&live.cfg.session.hash_key, "ifree-member", ptn_cd)
 }
 
+/// Who a member is as verigate names people: the keyed CI hash (`X-Verified-Person`) and
+/// the per-site id (`X-Verified-Unique-In-Site`), both from the ptn_cd.
+fn person_of(live: &Live, ptn_cd: &str) -> (String, String) {
+    let hash_key = &live.cfg.session.hash_key;
+    (
+        keyed_hash(hash_key, "ifree-person", ptn_cd),
+        format!("ifree.{}", keyed_hash(hash_key, "ifree-site", ptn_cd)),
+    )
+}
+
+/// A member record's owner as the store keeps it: the keyed CI hash and the per-site id's
+/// keyed hash, what an erasure by either finds it under.
+fn owner_of(live: &Live, ptn_cd: &str) -> (String, String) {
+    let (ci_hash, uis) = person_of(live, ptn_cd);
+    (
+        ci_hash,
+        crate::store::di_hash(&live.cfg.session.hash_key, &uis),
+    )
+}
+
 fn answer(code: &str, message: &str) -> Reply {
     Reply::json(
         200,
@@ -136,6 +156,7 @@ async fn callback(
         return Ok(answer("9003", "ptn_cd is required"));
     };
     let member = member_id(live, ptn_cd);
+    let owner = owner_of(live, ptn_cd);
     let at_rest = &live.cfg.session.at_rest;
     match field("used_type") {
         Some("1") => {
@@ -215,7 +236,16 @@ async fn callback(
                 .filter(|_| cfg.store_ubifill)
                 .map(|u| at_rest.seal(Purpose::AtRest, &u));
             match store
-                .member_register(&member, &record.key, &sealed_pass, sealed_ubi.as_deref())
+                .member_register(
+                    &member,
+                    &record.key,
+                    &sealed_pass,
+                    sealed_ubi.as_deref(),
+                    crate::store::Person {
+                        ci_hash: &owner.0,
+                        unique_in_site: &owner.1,
+                    },
+                )
                 .await
             {
                 Ok(Registration::Registered) => Ok(answer("0000", "")),
@@ -441,8 +471,23 @@ async fn verify(
         method: "member".into(),
         verified_at: chrono::Utc::now(),
     };
-    let unique_in_site = format!("ifree.{}", keyed_hash(hash_key, "ifree-site", &t.ptn_cd));
-    let ci_hash = keyed_hash(hash_key, "ifree-person", &t.ptn_cd);
+    let (ci_hash, unique_in_site) = person_of(live, &t.ptn_cd);
+    // The member's last use is this login (its retention counts from it); a member registered
+    // before owners were recorded gets its owner here.
+    let owner = owner_of(live, &t.ptn_cd);
+    if let Err(e) = store
+        .member_used(
+            &member_id(live, &t.ptn_cd),
+            crate::store::Person {
+                ci_hash: &owner.0,
+                unique_in_site: &owner.1,
+            },
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "store unavailable during verification");
+        return Err(refuse(Refusal::StoreUnavailable, live, Some(rt)));
+    }
     // The token was claimed once above, before the provider saw it.
     let rules = Rules {
         max_age: None,

@@ -610,6 +610,12 @@ impl Proxy {
             "providers": providers,
             "store": self.store.0,
             "routes": routes,
+            // The lifetimes a merchant must choose, chosen (`set("records", null)` leaves them
+            // out, and `check` warns).
+            "records": { "retention": {
+                "accounts": "until_forgotten",
+                "ifree_members": "until_forgotten",
+            } },
         });
         if !self.named.is_empty() {
             v["upstreams"] = json!(self.named);
