@@ -214,6 +214,10 @@ pub struct FileSession {
     pub hash_key_env: Option<String>,
     #[serde(default)]
     pub hash_key_file: Option<String>,
+    /// How long an age status lasts after the verification it comes from (`365d`); unset:
+    /// no age status is issued or accepted (`require.age_status`).
+    #[serde(default)]
+    pub age_status_ttl: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -347,6 +351,10 @@ pub struct FileRequire {
     /// (default), `false`, or `{ max_body: 256KB, ttl: 10m }`.
     #[serde(default)]
     pub keep_request: Option<FileKeep>,
+    /// The route needs an age only: it also takes the age status (`session.age_status_ttl`)
+    /// in place of a session, and tells the app the age and when it was checked, nothing else.
+    #[serde(default)]
+    pub age_status: bool,
 }
 
 /// `require.keep_request`: `false` turns keeping off on the route; `true` or a map keeps.

@@ -644,8 +644,8 @@ fn same_origin(session: &Session) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o == h.to_ascii_lowercase())
 }
 
-/// Ends the session, on every instance sharing the store: its id is revoked (refused here at
-/// once, elsewhere within a poll). Only from this site's own pages. A browser form post is sent
+/// Ends the session and the age status, on every instance sharing the store: their ids are
+/// revoked (refused here at once, elsewhere within a poll). Only from this site's own pages. A browser form post is sent
 /// on to `return_to` (or `/`); API clients get JSON.
 async fn logout(live: &Live, store: &dyn Store, revoked: &Revoked, session: &Session) -> Reply {
     let html = wants_html(session);
@@ -658,11 +658,15 @@ async fn logout(live: &Live, store: &dyn Store, revoked: &Revoked, session: &Ses
     // ("verify as someone else") must never have it sent under their identity.
     let dropped = crate::live::kept::drop_for_logout(live, store, session.req_header(), now).await;
     let open = cookies::read_session(session.req_header(), &cfg.session)
-        .and_then(|(c, _)| Some((c, cfg.session.keys.open_session(c, now).ok()?)));
-    if let Some((cookie, claims)) = open {
-        let id = session_id(&cfg.session.hash_key, cookie);
-        revoked.insert(&id, claims.expires_at);
-        if let Err(e) = store.revoke(&id, claims.expires_at).await {
+        .and_then(|(c, _)| Some((c, cfg.session.keys.open_session(c, now).ok()?)))
+        .map(|(c, claims)| (session_id(&cfg.session.hash_key, c), claims.expires_at));
+    // The age status goes with it, whether or not a session came along.
+    let age = cookies::read_age_status(session.req_header(), &cfg.session)
+        .and_then(|c| Some((c, cfg.session.keys.open_age_status(c, now).ok()?)))
+        .map(|(c, st)| (crate::live::age_status_id(&cfg.session.hash_key, c), st.expires_at));
+    for (id, until) in open.into_iter().chain(age) {
+        revoked.insert(&id, until);
+        if let Err(e) = store.revoke(&id, until).await {
             tracing::warn!(error = %e, "store unavailable: logout revoked the session on this instance only");
             return clear_session(
                 live,
@@ -694,6 +698,9 @@ fn clear_session(live: &Live, reply: Reply, kept: bool) -> Reply {
     let mut reply = cookies::clear_session(s)
         .into_iter()
         .fold(reply, |r, c| r.cookie(c));
+    if s.age_status_ttl.is_some() {
+        reply = reply.cookie(cookies::clear_age_status(s));
+    }
     if kept {
         reply = reply.cookie(cookies::clear_kept(s));
     }

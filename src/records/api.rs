@@ -145,7 +145,7 @@ impl RecordsApi {
         let s = &live.cfg.session;
         let keys = Keys {
             hash_key: &s.hash_key,
-            session_ttl: s.ttl,
+            session_ttl: s.ttl.max(s.age_status_ttl.unwrap_or_default()),
             rejoin_max: live.cfg.rejoin_max(),
         };
         let operator = match &live.cfg.admin {

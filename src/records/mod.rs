@@ -48,7 +48,7 @@ pub fn open_existing(store: &StoreConfig) -> Result<Arc<dyn Store>, RecordsError
     })
 }
 
-/// What an erasure works with: the hash key, how long a session may live (a person's
+/// What an erasure works with: the hash key, how long a session or an age status may live (a person's
 /// revocation lasts that long, then no session of before it can be alive), and how long the
 /// longest re-signup cooldown is (`require.rejoin_after`; None: no marker is kept).
 #[derive(Clone, Copy)]

@@ -139,6 +139,9 @@ pub struct Require {
     /// A browser's form post without a session is kept across the verification (None: the
     /// route opts out, `keep_request: false`).
     pub keep: Option<KeepRule>,
+    /// An age-only route (`age_status: true`, with `min_age`): an age status stands in for a
+    /// session, and only the age headers go upstream, with a session or a status.
+    pub age_status: bool,
 }
 
 /// How a route keeps a form post across the verification detour (`require.keep_request`).

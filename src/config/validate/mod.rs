@@ -197,6 +197,8 @@ pub fn records_from_yaml_str(text: &str, secrets: &Secrets) -> Result<RecordsCon
         file.session.ttl.as_deref(),
         Duration::from_secs(12 * 3600),
     );
+    // An erasure revokes the person's age status too, which may outlive any session.
+    let session_ttl = session_ttl.max(session::age_status_ttl(&mut ctx, &file.session).unwrap_or_default());
     let mut rejoin_max: Option<Duration> = None;
     for (i, r) in file.routes.iter().enumerate() {
         let Some(text) = r.require.as_ref().and_then(|q| q.rejoin_after.as_deref()) else {
@@ -551,6 +553,13 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
 
     let session = session?;
     for (route, i) in routes.routes().iter().zip(&indices) {
+        let age_only = route.require.as_ref().is_some_and(|q| q.age_status);
+        if age_only && session.age_status_ttl.is_none() {
+            ctx.err(
+                format!("routes[{i}].require.age_status"),
+                "needs session.age_status_ttl (how long an age check lasts, e.g. 365d)",
+            );
+        }
         let max = route.require.as_ref().and_then(|q| q.max_session_age);
         if let Some(max) = max.filter(|m| *m > session.ttl) {
             ctx.warn(
