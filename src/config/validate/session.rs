@@ -163,7 +163,13 @@ const MAX_AGE_STATUS_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
 /// `session.age_status_ttl`: unset (the default) issues and accepts no age status.
 pub(super) fn age_status_ttl(ctx: &mut Ctx, s: &FileSession) -> Option<Duration> {
     let text = s.age_status_ttl.as_deref()?;
-    let ttl = ctx.duration("session.age_status_ttl", Some(text), Duration::ZERO);
+    let ttl = match crate::config::duration::parse(text) {
+        Ok(d) => d,
+        Err(e) => {
+            ctx.err("session.age_status_ttl", e);
+            return None;
+        }
+    };
     if ttl.is_zero() || ttl > MAX_AGE_STATUS_TTL {
         ctx.err(
             "session.age_status_ttl",
