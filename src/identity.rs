@@ -143,8 +143,9 @@ impl AgeRule {
         let min = i64::from(min);
         match self {
             AgeRule::YouthAct => Some(years >= min),
-            // Everyone born in `year` has had their birthday by the end of it.
-            AgeRule::Birthday if years - 1 >= min => Some(true),
+            // Born in `year`, everyone is at least `years - 1` internationally (`years` after
+            // their birthday): past `min` then whatever the birthday.
+            AgeRule::Birthday if years > min => Some(true),
             AgeRule::Birthday if years < min => Some(false),
             AgeRule::Birthday => None,
         }
@@ -231,12 +232,24 @@ mod tests {
             }
         }
         // youth_act is settled by the year, always.
-        assert_eq!(AgeRule::YouthAct.admits_year(19, 2007, d(2026, 1, 1)), Some(true));
-        assert_eq!(AgeRule::YouthAct.admits_year(19, 2008, d(2026, 12, 31)), Some(false));
+        assert_eq!(
+            AgeRule::YouthAct.admits_year(19, 2007, d(2026, 1, 1)),
+            Some(true)
+        );
+        assert_eq!(
+            AgeRule::YouthAct.admits_year(19, 2008, d(2026, 12, 31)),
+            Some(false)
+        );
         // birthday: born in 2007, on 1 June 2026 some are 19, some 18: not settled.
         assert_eq!(AgeRule::Birthday.admits_year(19, 2007, d(2026, 6, 1)), None);
-        assert_eq!(AgeRule::Birthday.admits_year(19, 2006, d(2026, 1, 1)), Some(true));
-        assert_eq!(AgeRule::Birthday.admits_year(19, 2008, d(2026, 12, 31)), Some(false));
+        assert_eq!(
+            AgeRule::Birthday.admits_year(19, 2006, d(2026, 1, 1)),
+            Some(true)
+        );
+        assert_eq!(
+            AgeRule::Birthday.admits_year(19, 2008, d(2026, 12, 31)),
+            Some(false)
+        );
     }
 
     #[test]

@@ -101,7 +101,9 @@ pub fn decide_age_status(
     if !req.providers.contains(&status.provider)
         || !status.provider.verifies_birth()
         || age >= ttl.as_secs() as i64
-        || req.max_session_age.is_some_and(|max| age > max.as_secs() as i64)
+        || req
+            .max_session_age
+            .is_some_and(|max| age > max.as_secs() as i64)
     {
         return Decision::Verify;
     }
@@ -219,24 +221,42 @@ mod tests {
         let mut b = q.clone();
         b.age_rule = crate::identity::AgeRule::Birthday;
         let birthday = route(Some(b));
-        assert_eq!(decide_age_status(&birthday, &s, NOW, YEAR, today), Decision::Verify);
+        assert_eq!(
+            decide_age_status(&birthday, &s, NOW, YEAR, today),
+            Decision::Verify
+        );
         let older = status(ProviderId::Iamport, 2007, 0);
-        assert_eq!(decide_age_status(&birthday, &older, NOW, YEAR, today), admit);
+        assert_eq!(
+            decide_age_status(&birthday, &older, NOW, YEAR, today),
+            admit
+        );
         // Past the ttl of now (however long it was issued for), past max_session_age, from a
         // provider the route does not take or whose birth dates are self-asserted: verify.
         let old = status(ProviderId::Iamport, 1990, 366 * 86400);
-        assert_eq!(decide_age_status(&youth, &old, NOW, YEAR, today), Decision::Verify);
+        assert_eq!(
+            decide_age_status(&youth, &old, NOW, YEAR, today),
+            Decision::Verify
+        );
         let day = Duration::from_secs(86400);
         let recent = status(ProviderId::Iamport, 1990, 86400);
-        assert_eq!(decide_age_status(&youth, &recent, NOW, day, today), Decision::Verify);
+        assert_eq!(
+            decide_age_status(&youth, &recent, NOW, day, today),
+            Decision::Verify
+        );
         let mut strict = q.clone();
         strict.max_session_age = Some(Duration::from_secs(600));
         let strict = route(Some(strict));
-        assert_eq!(decide_age_status(&strict, &recent, NOW, YEAR, today), Decision::Verify);
+        assert_eq!(
+            decide_age_status(&strict, &recent, NOW, YEAR, today),
+            Decision::Verify
+        );
         let fresh = status(ProviderId::Iamport, 1990, 600);
         assert_eq!(decide_age_status(&strict, &fresh, NOW, YEAR, today), admit);
         let portone = status(ProviderId::Portone, 1990, 0);
-        assert_eq!(decide_age_status(&youth, &portone, NOW, YEAR, today), Decision::Verify);
+        assert_eq!(
+            decide_age_status(&youth, &portone, NOW, YEAR, today),
+            Decision::Verify
+        );
         let mut with_ifree = q.clone();
         with_ifree.providers.push(ProviderId::Ifree);
         let ifree = status(ProviderId::Ifree, 1990, 0);

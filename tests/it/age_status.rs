@@ -28,7 +28,10 @@ fn proxy() -> Proxy {
                 .min_age(19)
                 .age_rule("birthday")
                 .age_status(),
-            Route::prefix("/bar").providers(["iamport"]).min_age(19).age_status(),
+            Route::prefix("/bar")
+                .providers(["iamport"])
+                .min_age(19)
+                .age_status(),
             Route::prefix("/member").providers(["iamport"]),
             Route::prefix("/"),
         ])
@@ -258,10 +261,8 @@ async fn an_erasure_revokes_the_persons_age_status() {
     let token = "admin-token-0123456789abcdef";
     let file = dir.path().join("admin-token");
     std::fs::write(&file, format!("{token}\n")).unwrap();
-    let env = Env::with(
-        proxy().set("admin", json!({ "token_file": file.display().to_string() })),
-    )
-    .await;
+    let env =
+        Env::with(proxy().set("admin", json!({ "token_file": file.display().to_string() }))).await;
     let mut b = at_the_bar(&env).await;
     let di = verigate::session::Keyring::from_base64_list(SESSION_KEY)
         .unwrap()
@@ -278,7 +279,11 @@ async fn an_erasure_revokes_the_persons_age_status() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(b.get_html("/bar").await.status(), 302, "revoked with the person");
+    assert_eq!(
+        b.get_html("/bar").await.status(),
+        302,
+        "revoked with the person"
+    );
     // Someone else's status is untouched.
     let mut other = env.browser();
     let someone = Person {

@@ -856,17 +856,17 @@ fn an_age_status_is_for_age_only_routes_and_needs_its_ttl() {
         vec!["routes[0].require.age_status: needs session.age_status_ttl (how long an age check lasts, e.g. 365d)".to_string()]
     );
     // Routes that need the person need a session.
-    let ps = with_ttl(ttl, "min_age: 19, age_status: true, one_account_per_person: true }");
+    let ps = with_ttl(
+        ttl,
+        "min_age: 19, age_status: true, one_account_per_person: true }",
+    );
     assert_eq!(ps.len(), 1, "{ps:?}");
     assert!(
         ps[0].starts_with("routes[0].require.age_status: an age status carries no person")
             && ps[0].contains("one_account_per_person"),
         "{ps:?}"
     );
-    let ps = with_ttl(
-        ttl,
-        "min_age: 19, age_status: true }\n    forward: [birth]",
-    );
+    let ps = with_ttl(ttl, "min_age: 19, age_status: true }\n    forward: [birth]");
     assert_eq!(ps.len(), 1, "{ps:?}");
     assert!(
         ps[0].starts_with("routes[0].require.age_status: an age status carries no person")
@@ -876,7 +876,10 @@ fn an_age_status_is_for_age_only_routes_and_needs_its_ttl() {
     // An age status says an age: a route without min_age has none to take.
     let ps = problems(
         &BASE
-            .replace("{ keys_env: KEYS }", "{ keys_env: KEYS, age_status_ttl: 30d }")
+            .replace(
+                "{ keys_env: KEYS }",
+                "{ keys_env: KEYS, age_status_ttl: 30d }",
+            )
             .replace("age_rule: youth_act, min_age: 19", "age_status: true"),
     );
     assert_eq!(
@@ -889,6 +892,33 @@ fn an_age_status_is_for_age_only_routes_and_needs_its_ttl() {
         assert_eq!(ps.len(), 1, "{bad}: {ps:?}");
         assert!(ps[0].starts_with("session.age_status_ttl: "), "{ps:?}");
     }
+}
+
+#[test]
+fn a_channels_method_is_one_of_the_known_and_agrees_with_pg() {
+    let iamport = |extra: &str| {
+        problems(&BASE.replace(
+            "api_secret_env: IMP_SECRET }",
+            &format!("api_secret_env: IMP_SECRET{extra} }}"),
+        ))
+    };
+    assert!(iamport(", method: inicis_unified").is_empty());
+    assert!(iamport(", pg: inicis.MIIiasTest, method: inicis").is_empty());
+    assert!(iamport(", pg: some_new_pg.x, method: inicis").is_empty());
+    let ps = iamport(", pg: danal.im0001, method: inicis_unified");
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert!(
+        ps[0].starts_with("providers.iamport.method: `inicis_unified` is not what pg names"),
+        "{ps:?}"
+    );
+    let ps = iamport(", method: kakao");
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert!(
+        ps[0].starts_with(
+            "providers.iamport.method: `kakao` is not one of danal, inicis_unified, inicis"
+        ),
+        "{ps:?}"
+    );
 }
 
 #[test]

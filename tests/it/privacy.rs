@@ -29,20 +29,23 @@ const CLIENT_IP: [u8; 4] = [127, 0, 0, 2];
 /// Iamport; no route forwards name, gender or phone; the signup route forwards the birth date;
 /// `/adult` is age-only (age statuses for a year).
 fn proxy() -> Proxy {
-    Proxy::new().provider(Provider::iamport()).age_status_ttl("365d").routes([
-        Route::prefix("/adult")
-            .providers(["iamport"])
-            .min_age(19)
-            .age_status(),
-        Route::path("/signup")
-            .methods(["GET", "POST"])
-            .providers(["iamport"])
-            .min_age(19)
-            .one_account()
-            .forward(["birth"]),
-        Route::prefix("/member").providers(["iamport"]),
-        Route::prefix("/"),
-    ])
+    Proxy::new()
+        .provider(Provider::iamport())
+        .age_status_ttl("365d")
+        .routes([
+            Route::prefix("/adult")
+                .providers(["iamport"])
+                .min_age(19)
+                .age_status(),
+            Route::path("/signup")
+                .methods(["GET", "POST"])
+                .providers(["iamport"])
+                .min_age(19)
+                .one_account()
+                .forward(["birth"]),
+            Route::prefix("/member").providers(["iamport"]),
+            Route::prefix("/"),
+        ])
 }
 
 /// An upstream app that answers every request (201 to a POST) and closes the connection,

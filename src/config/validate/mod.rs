@@ -198,7 +198,8 @@ pub fn records_from_yaml_str(text: &str, secrets: &Secrets) -> Result<RecordsCon
         Duration::from_secs(12 * 3600),
     );
     // An erasure revokes the person's age status too, which may outlive any session.
-    let session_ttl = session_ttl.max(session::age_status_ttl(&mut ctx, &file.session).unwrap_or_default());
+    let session_ttl =
+        session_ttl.max(session::age_status_ttl(&mut ctx, &file.session).unwrap_or_default());
     let mut rejoin_max: Option<Duration> = None;
     for (i, r) in file.routes.iter().enumerate() {
         let Some(text) = r.require.as_ref().and_then(|q| q.rejoin_after.as_deref()) else {
