@@ -70,6 +70,7 @@ impl Gate {
                     if let Some(c) = mint(live, v, status.as_ref(), now) {
                         ctx.reissue.push(c);
                     }
+                    ctx.age_session = Some(v.clone());
                     return Ok(pass(ctx, v.claims.verified_at, v.claims.provider));
                 }
                 decide::Decision::Refuse(r) => {

@@ -74,6 +74,9 @@ pub struct Ctx {
     identity: Option<Identity>,
     /// What goes upstream on an age-only route (`age`), in place of `identity`.
     age_only: Option<headers::AgeOnly>,
+    /// The session that passed an age-only route, if one did (a kept request it delivers is
+    /// kept again for it when the app cannot be reached).
+    age_session: Option<Arc<crate::live::sessions::Verified>>,
     /// Time spent in verigate's own filters (upstream excluded).
     gate_time: Duration,
     upstream_sent: Option<Instant>,
@@ -608,7 +611,9 @@ impl Gate {
         let delivering = ctx
             .identity
             .as_ref()
-            .map(|i| i.verified.revocation_id.as_str());
+            .map(|i| &i.verified)
+            .or(ctx.age_session.as_ref())
+            .map(|v| v.revocation_id.as_str());
         ctx.kept
             .after_failure(
                 &live,
