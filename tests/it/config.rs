@@ -886,6 +886,22 @@ fn an_age_status_is_for_age_only_routes_and_needs_its_ttl() {
         ps,
         vec!["routes[0].require.age_status: only means something with min_age (an age status says a person's age, nothing else)".to_string()]
     );
+    // A max_session_age past session.ttl still bounds age statuses: no warning there.
+    let warnings = |route: &str| {
+        let yaml = BASE
+            .replace(
+                "{ keys_env: KEYS }",
+                "{ keys_env: KEYS, age_status_ttl: 365d }",
+            )
+            .replace("min_age: 19 }", route);
+        from_yaml_str(&yaml, &secrets()).unwrap().warnings
+    };
+    assert!(warnings("min_age: 19, age_status: true, max_session_age: 30d }").is_empty());
+    let ws = warnings("min_age: 19, max_session_age: 30d }");
+    assert_eq!(ws.len(), 1, "{ws:?}");
+    assert_eq!(ws[0].path, "routes[0].require.max_session_age");
+    let ws = warnings("min_age: 19, age_status: true, max_session_age: 400d }");
+    assert_eq!(ws.len(), 1, "{ws:?}");
     // At most a year (and a day), at least something.
     for bad in ["400d", "0s", "soon"] {
         let ps = with_ttl(&format!(", age_status_ttl: {bad}"), "min_age: 19 }");

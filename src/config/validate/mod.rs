@@ -562,14 +562,26 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
             );
         }
         let max = route.require.as_ref().and_then(|q| q.max_session_age);
-        if let Some(max) = max.filter(|m| *m > session.ttl) {
+        // On an age-only route it also bounds age statuses, which outlive sessions.
+        let lives = match age_only {
+            true => session.ttl.max(session.age_status_ttl.unwrap_or_default()),
+            false => session.ttl,
+        };
+        if let Some(max) = max.filter(|m| *m > lives) {
             ctx.warn(
                 format!("routes[{i}].require.max_session_age"),
-                format!(
-                    "{}s is longer than session.ttl ({}s): sessions end first, so it never applies",
-                    max.as_secs(),
-                    session.ttl.as_secs()
-                ),
+                match age_only {
+                    false => format!(
+                        "{}s is longer than session.ttl ({}s): sessions end first, so it never applies",
+                        max.as_secs(),
+                        session.ttl.as_secs()
+                    ),
+                    true => format!(
+                        "{}s is longer than session.ttl and session.age_status_ttl ({}s): both end first, so it never applies",
+                        max.as_secs(),
+                        lives.as_secs()
+                    ),
+                },
             );
         }
     }
