@@ -23,6 +23,7 @@ fn claims() -> Claims<'static> {
         method: "iamport:danal",
         verified_at: 1_700_000_000,
         age_ok: Some(true),
+        age_checked_at: None,
         route: Some("signup"),
         min_age: Some(19),
         name: Some("홍길동"),

@@ -71,14 +71,16 @@ pub struct Claims<'a> {
     pub sub: Option<&'a str>,
     /// `X-Verified-Unique-In-Site`: absent when the provider gave no DI.
     pub unique_in_site: Option<&'a str>,
-    /// `X-Verified-Provider`.
+    /// `X-Verified-Provider` (empty, and left out, on an age-only route).
     pub provider: &'a str,
     /// `X-Verified-Method`.
     pub method: &'a str,
-    /// `X-Verified-At`, as UNIX seconds.
+    /// `X-Verified-At`, as UNIX seconds (0, and left out, on an age-only route).
     pub verified_at: i64,
     /// `X-Verified-Age-Ok`: present exactly when the route sets `min_age`.
     pub age_ok: Option<bool>,
+    /// `X-Verified-Age-Checked-At`, as UNIX seconds: on age-only routes (`age_status`).
+    pub age_checked_at: Option<i64>,
     /// The route's name (always set for a request verigate sends upstream).
     pub route: Option<&'a str>,
     /// The route's `min_age`.
@@ -102,12 +104,16 @@ struct Payload<'a> {
     sub: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     unique_in_site: Option<&'a str>,
+    #[serde(skip_serializing_if = "str::is_empty")]
     provider: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     method: &'a str,
+    #[serde(skip_serializing_if = "is_zero")]
     verified_at: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     age_ok: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    age_checked_at: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     route: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -129,6 +135,10 @@ struct Payload<'a> {
     nbf: i64,
     exp: i64,
     jti: &'a str,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// Signs assertions with one key; publishes it with any previous keys still in use.
@@ -205,6 +215,7 @@ impl Signer {
             method: c.method,
             verified_at: c.verified_at,
             age_ok: c.age_ok,
+            age_checked_at: c.age_checked_at,
             route: c.route,
             min_age: c.min_age,
             name: c.name,
@@ -289,6 +300,7 @@ mod tests {
             method: "iamport:danal",
             verified_at: 1_700_000_000,
             age_ok: Some(true),
+            age_checked_at: None,
             route: Some("signup"),
             min_age: Some(19),
             name: Some("홍길동 \"Gil-dong\" \\ </script>"),

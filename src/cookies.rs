@@ -3,17 +3,20 @@
 //! answer, and keeping them from the app (out of what goes upstream, out of the app's
 //! `Set-Cookie` lines).
 //!
-//! Three cookies, all HttpOnly and SameSite=Lax:
+//! Four cookies, all HttpOnly and SameSite=Lax:
 //! - the session (`session.cookie`, Path=/, for `session.ttl`);
 //! - the flow (`<cookie>_flow`, Path=`flow_prefix`, a verification in progress, 10 minutes);
-//! - the kept request (`<cookie>_kept`, Path=/, a form post kept across the verification).
+//! - the kept request (`<cookie>_kept`, Path=/, a form post kept across the verification);
+//! - the age status (`<cookie>_age`, Path=/, what was verified about age, for
+//!   `session.age_status_ttl` after the verification; only with that key set).
 //!
 //! With `session.secure` each name carries the `__Host-` prefix: browsers then take such a
 //! cookie only with `Secure`, `Path=/` and no `Domain`, and only from this very host, so a
 //! sibling host of the same site cannot plant one (RFC 6265bis §4.1.3.2). The flow cookie's
 //! path is then `/`. A session issued under the old name (before `secure`, or before this
 //! release) is still read under it while it lives, and the gate re-issues it under the new
-//! name; a session issued under the new name is never read under the old one.
+//! name; a session issued under the new name is never read under the old one. The age status
+//! has no old name: it is read under its current name only.
 
 use crate::session::SessionConfig;
 use http::{HeaderMap, HeaderValue};
@@ -28,6 +31,7 @@ pub struct Names {
     pub session: String,
     pub flow: String,
     pub kept: String,
+    pub age: String,
     /// The session's name without the prefix, still read for sessions issued under it.
     pub legacy: Option<String>,
     /// Every name without the prefix (session, flow, kept): kept from the app.
@@ -49,6 +53,7 @@ impl Names {
             session: format!("{prefix}{base}"),
             flow: format!("{prefix}{base}_flow"),
             kept: format!("{prefix}{base}_kept"),
+            age: format!("{prefix}{base}_age"),
             legacy,
             retired,
         }
@@ -116,6 +121,20 @@ pub fn clear_kept(s: &SessionConfig) -> String {
     set(&s.kept_cookie, "", "/", 0, s.secure)
 }
 
+/// The age status cookie, until `expires_at` (`max_age` seconds from now).
+pub fn age_status(s: &SessionConfig, sealed: &str, max_age: i64) -> String {
+    set(&s.age_cookie, sealed, "/", max_age.max(0), s.secure)
+}
+
+pub fn clear_age_status(s: &SessionConfig) -> String {
+    set(&s.age_cookie, "", "/", 0, s.secure)
+}
+
+/// The age status cookie's value.
+pub fn read_age_status<'a>(req: &'a RequestHeader, s: &SessionConfig) -> Option<&'a str> {
+    read(req, &s.age_cookie)
+}
+
 /// The value of cookie `name` in the request's Cookie header(s), if present (borrowed).
 pub fn read<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
     req.headers
@@ -156,18 +175,35 @@ pub fn take_session<R>(
 ) -> R {
     let names = [s.cookie.as_str(), s.legacy_cookie.as_deref().unwrap_or("")];
     let wanted = &names[..if s.legacy_cookie.is_some() { 2 } else { 1 }];
-    take(req, wanted, &all_names(s), |found| {
-        with(found.map(|(v, i)| {
-            (
-                v,
-                if i == 0 {
-                    Named::Current
-                } else {
-                    Named::Legacy
-                },
-            )
-        }))
+    take_also(req, wanted, None, &all_names(s), |found, _| {
+        with(found.map(|(v, i)| (v, named(i))))
     })
+}
+
+fn named(i: usize) -> Named {
+    if i == 0 {
+        Named::Current
+    } else {
+        Named::Legacy
+    }
+}
+
+/// As [`take_session`], and the age status cookie's value too, in the same parse (for the
+/// routes that take an age status, `require.age_status`).
+pub fn take_session_and_age<R>(
+    req: &mut impl CookieLines,
+    s: &SessionConfig,
+    with: impl FnOnce(Option<(&str, Named)>, Option<&str>) -> R,
+) -> R {
+    let names = [s.cookie.as_str(), s.legacy_cookie.as_deref().unwrap_or("")];
+    let wanted = &names[..if s.legacy_cookie.is_some() { 2 } else { 1 }];
+    take_also(
+        req,
+        wanted,
+        Some(&s.age_cookie),
+        &all_names(s),
+        |found, age| with(found.map(|(v, i)| (v, named(i))), age),
+    )
 }
 
 /// The kept-request cookie's value. `quick`: first a plain search of the Cookie header for
@@ -203,6 +239,7 @@ pub fn all_names(s: &SessionConfig) -> Vec<&str> {
         s.cookie.as_str(),
         s.flow_cookie.as_str(),
         s.kept_cookie.as_str(),
+        s.age_cookie.as_str(),
     ];
     if let Some(old) = &s.legacy_cookie {
         v.push(old.as_str());
@@ -258,9 +295,21 @@ pub fn take<R>(
     strip: &[&str],
     with: impl FnOnce(Option<(&str, usize)>) -> R,
 ) -> R {
+    take_also(req, wanted, None, strip, |found, _| with(found))
+}
+
+/// [`take`], and also the value of the cookie `also` (the first of that name), if asked.
+fn take_also<R>(
+    req: &mut impl CookieLines,
+    wanted: &[&str],
+    also: Option<&str>,
+    strip: &[&str],
+    with: impl FnOnce(Option<(&str, usize)>, Option<&str>) -> R,
+) -> R {
     let mut changed = false;
     let mut kept = String::new();
     let mut found: Option<(&str, usize)> = None;
+    let mut also_found: Option<&str> = None;
     for c in req
         .lines()
         .get_all(http::header::COOKIE)
@@ -278,6 +327,8 @@ pub fn take<R>(
                     found = Some((v, i));
                 }
             }
+        } else if also.is_some_and(|a| a == c.name()) && also_found.is_none() {
+            also_found = c.value_raw();
         }
         if strip.contains(&c.name()) {
             changed = true;
@@ -290,7 +341,7 @@ pub fn take<R>(
             kept.push_str(c.value());
         }
     }
-    let out = with(found);
+    let out = with(found, also_found);
     if changed {
         // Kept cookies came out of a valid header value, so they make one again.
         let v = HeaderValue::try_from(kept).ok().filter(|v| !v.is_empty());

@@ -133,6 +133,24 @@ impl AgeRule {
         }
     }
 
+    /// Whether a person born in `year` is at least `min` on `today`, from the year alone
+    /// (an age status keeps no more): `Some(true)` or `Some(false)` when the year settles it,
+    /// `None` when it does not (under `birthday`, the year of turning `min`: it depends on a
+    /// birthday the status does not know, so the person verifies again).
+    pub fn admits_year(self, min: u32, year: i32, today: chrono::NaiveDate) -> Option<bool> {
+        use chrono::Datelike;
+        let years = i64::from(today.year()) - i64::from(year);
+        let min = i64::from(min);
+        match self {
+            AgeRule::YouthAct => Some(years >= min),
+            // Born in `year`, everyone is at least `years - 1` internationally (`years` after
+            // their birthday): past `min` then whatever the birthday.
+            AgeRule::Birthday if years > min => Some(true),
+            AgeRule::Birthday if years < min => Some(false),
+            AgeRule::Birthday => None,
+        }
+    }
+
     /// The international age a provider's own age window may be given for a route's limit
     /// without refusing anyone the rule admits: under `youth_act` a person born in the year
     /// of turning `min` may still be `min - 1` internationally.
@@ -189,6 +207,49 @@ mod tests {
 
     fn d(y: i32, m: u32, day: u32) -> chrono::NaiveDate {
         chrono::NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn the_year_alone_decides_only_what_every_birthday_of_that_year_would() {
+        // Every birth date of the years around the edge, on days around New Year and
+        // mid-year: where the year settles it, it says what the full date says.
+        for rule in [AgeRule::YouthAct, AgeRule::Birthday] {
+            for today in [d(2026, 1, 1), d(2026, 6, 15), d(2026, 12, 31)] {
+                for year in 2005..=2009 {
+                    let mut day = d(year, 1, 1);
+                    let answer = rule.admits_year(19, year, today);
+                    let mut seen = Vec::new();
+                    while day.format("%Y").to_string() == year.to_string() {
+                        seen.push(rule.admits(19, day, today));
+                        day = day.succ_opt().unwrap();
+                    }
+                    match answer {
+                        Some(a) => assert!(seen.iter().all(|s| *s == a), "{rule:?} {year} {today}"),
+                        // Unsettled only under the birthday rule, in the year of turning 19.
+                        None => assert_eq!((rule, 2026 - year), (AgeRule::Birthday, 19)),
+                    }
+                }
+            }
+        }
+        // youth_act is settled by the year, always.
+        assert_eq!(
+            AgeRule::YouthAct.admits_year(19, 2007, d(2026, 1, 1)),
+            Some(true)
+        );
+        assert_eq!(
+            AgeRule::YouthAct.admits_year(19, 2008, d(2026, 12, 31)),
+            Some(false)
+        );
+        // birthday: born in 2007, on 1 June 2026 some are 19, some 18: not settled.
+        assert_eq!(AgeRule::Birthday.admits_year(19, 2007, d(2026, 6, 1)), None);
+        assert_eq!(
+            AgeRule::Birthday.admits_year(19, 2006, d(2026, 1, 1)),
+            Some(true)
+        );
+        assert_eq!(
+            AgeRule::Birthday.admits_year(19, 2008, d(2026, 12, 31)),
+            Some(false)
+        );
     }
 
     #[test]

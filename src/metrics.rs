@@ -58,6 +58,14 @@ pub static SESSIONS_ISSUED: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+pub static AGE_STATUSES_ISSUED: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_age_statuses_issued_total",
+        "Age status cookies issued (session.age_status_ttl), by provider",
+        &["provider"],
+    )
+});
+
 pub static TOKEN_FETCHES: Lazy<IntCounterVec> = Lazy::new(|| {
     counter(
         "verigate_provider_token_fetches_total",
@@ -307,6 +315,10 @@ pub fn session_issued(provider: &str) {
     SESSIONS_ISSUED.with_label_values(&[provider]).inc();
 }
 
+pub fn age_status_issued(provider: &str) {
+    AGE_STATUSES_ISSUED.with_label_values(&[provider]).inc();
+}
+
 pub fn provider_token_fetch(provider: &str) {
     TOKEN_FETCHES.with_label_values(&[provider]).inc();
 }
@@ -324,12 +336,13 @@ pub fn provider_call(provider: &str, endpoint: &str, took: Duration) {
 /// The name of every metric verigate defines (also those with no sample yet).
 pub fn names() -> Vec<String> {
     use prometheus::core::Collector;
-    let collectors: [&dyn Collector; 25] = [
+    let collectors: [&dyn Collector; 26] = [
         &*REQUESTS,
         &*RATE_LIMITED,
         &*TLS_CERT_EXPIRY,
         &*VERIFICATIONS,
         &*SESSIONS_ISSUED,
+        &*AGE_STATUSES_ISSUED,
         &*TOKEN_FETCHES,
         &*PROVIDER_CIRCUIT_OPEN,
         &*PROVIDER_FAST_FAILURES,

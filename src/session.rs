@@ -48,6 +48,9 @@ pub enum Purpose {
     /// A request kept across the verification detour: its cookie, and (under keys of its
     /// own, [`Keyring::derived`]) its record in the store.
     Kept,
+    /// The age status cookie ([`AgeClaims`]): what was verified about a person's age, for
+    /// routes that need nothing else (`require.age_status`).
+    AgeStatus,
 }
 
 impl Purpose {
@@ -57,6 +60,7 @@ impl Purpose {
             Purpose::Flow => b"verigate/flow/v1",
             Purpose::AtRest => b"verigate/at-rest/v1",
             Purpose::Kept => b"verigate/kept/v1",
+            Purpose::AgeStatus => b"verigate/age-status/v1",
         }
     }
 }
@@ -373,7 +377,52 @@ pub struct KeptClaims {
     pub session: Option<String>,
 }
 
+/// What the age status cookie carries: what was verified about a person's age, by which
+/// provider and when, and nothing that names the person. No name, no CI or DI (not even
+/// hashed), no birth date: only the birth year, from which every route's `min_age` is
+/// re-evaluated on the day of use (`AgeRule::admits_year`), and the ids under which an erasure
+/// of the person revokes it (keyed hashes of keyed hashes, `live::revoked::person_ids`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgeClaims {
+    /// The year of birth the provider verified.
+    #[serde(rename = "y")]
+    pub birth_year: i32,
+    #[serde(rename = "p")]
+    pub provider: ProviderId,
+    /// UNIX seconds of the verification at the provider (`X-Verified-Age-Checked-At`; what
+    /// `max_session_age` and `session.age_status_ttl` count from).
+    #[serde(rename = "v")]
+    pub verified_at: i64,
+    #[serde(rename = "i")]
+    pub issued_at: i64,
+    /// `verified_at` + `session.age_status_ttl` when it was issued.
+    #[serde(rename = "e")]
+    pub expires_at: i64,
+    /// The host it was issued on (as [`Claims::host`]): it opens on that host only.
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The person's revocation ids (`live::revoked::person_ids`): an erasure revokes it.
+    #[serde(rename = "r", default, skip_serializing_if = "Vec::is_empty")]
+    pub person_ids: Vec<String>,
+}
+
+impl AgeClaims {
+    /// Was this status issued on `host`? One without a host is valid on none.
+    pub fn for_host(&self, host: Option<&str>) -> bool {
+        matches!((self.host.as_deref(), host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+    }
+}
+
 impl Keyring {
+    /// Open an age status cookie; `Expired` past its `expires_at`, or issued in the future.
+    pub fn open_age_status(&self, sealed: &str, now: i64) -> Result<AgeClaims, OpenError> {
+        let c: AgeClaims = self.open_json(Purpose::AgeStatus, sealed)?;
+        if now >= c.expires_at || c.issued_at > now + 60 {
+            return Err(OpenError::Expired);
+        }
+        Ok(c)
+    }
+
     pub fn open_kept(&self, sealed: &str, now: i64) -> Result<KeptClaims, OpenError> {
         let c: KeptClaims = self.open_json(Purpose::Kept, sealed)?;
         if now >= c.expires_at {
@@ -423,6 +472,11 @@ pub struct SessionConfig {
     pub kept: Keyring,
     /// The kept-request cookie's name (`<cookie>_kept`, prefixed like `cookie`).
     pub kept_cookie: String,
+    /// The age status cookie's name (`<cookie>_age`, prefixed like `cookie`).
+    pub age_cookie: String,
+    /// `session.age_status_ttl`: how long an age status lasts after the verification it
+    /// comes from. None (the default): no age status is issued or accepted.
+    pub age_status_ttl: Option<std::time::Duration>,
 }
 
 #[cfg(test)]
@@ -578,6 +632,39 @@ mod tests {
         let s = r.seal(Purpose::Kept, b"v");
         let raw = URL_SAFE_NO_PAD.decode(&s).unwrap();
         assert_eq!(r.open_bytes(Purpose::Kept, b"", &raw).unwrap(), b"v");
+    }
+
+    #[test]
+    fn an_age_status_opens_only_as_one_and_until_it_expires() {
+        let r = ring(1);
+        let c = AgeClaims {
+            birth_year: 2008,
+            provider: ProviderId::Portone,
+            verified_at: 1_700_000_000,
+            issued_at: 1_700_000_100,
+            expires_at: 1_731_536_000,
+            host: Some("shop.example".into()),
+            person_ids: vec!["p.abc".into()],
+        };
+        let sealed = r.seal_json(Purpose::AgeStatus, &c);
+        assert!(sealed.len() < 300, "cookie is {} bytes", sealed.len());
+        assert_eq!(r.open_age_status(&sealed, 1_700_000_200).unwrap(), c);
+        assert_eq!(
+            r.open_age_status(&sealed, 1_731_536_000),
+            Err(OpenError::Expired)
+        );
+        // Neither a session nor a flow opens as an age status, nor the other way round.
+        assert_eq!(
+            r.open_session(&sealed, 1_700_000_200),
+            Err(OpenError::Tampered)
+        );
+        let session = r.seal_json(Purpose::Session, &claims());
+        assert_eq!(
+            r.open_age_status(&session, 1_700_000_200),
+            Err(OpenError::Tampered)
+        );
+        assert!(c.for_host(Some("SHOP.example")) && !c.for_host(Some("other.example")));
+        assert!(!c.for_host(None));
     }
 
     #[test]

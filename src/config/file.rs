@@ -281,6 +281,10 @@ pub struct FileSession {
     pub hash_key_env: Option<String>,
     #[serde(default)]
     pub hash_key_file: Option<String>,
+    /// How long an age status lasts after the verification it comes from (`365d`); unset:
+    /// no age status is issued or accepted (`require.age_status`).
+    #[serde(default)]
+    pub age_status_ttl: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -459,6 +463,10 @@ pub struct FileRequire {
     /// as someone else" comes second.
     #[serde(default)]
     pub on_duplicate: Option<FileOnDuplicate>,
+    /// The route needs an age only: it also takes the age status (`session.age_status_ttl`)
+    /// in place of a session, and tells the app the age and when it was checked, nothing else.
+    #[serde(default)]
+    pub age_status: bool,
 }
 
 /// `require.on_duplicate`: where a person who already has an account goes next.

@@ -143,7 +143,8 @@ pub struct RecordsConfig {
     pub store: StoreConfig,
     /// The key of the keyed hashes (as `SessionConfig::hash_key`).
     pub hash_key: [u8; 32],
-    /// `session.ttl`: no session lives longer, so a person's revocation need not either.
+    /// The longer of `session.ttl` and `session.age_status_ttl`: no session or age status
+    /// lives longer, so a person's revocation need not either.
     pub session_ttl: Duration,
     /// The longest `routes[].require.rejoin_after` (`RuntimeConfig::rejoin_max`).
     pub rejoin_max: Option<Duration>,
@@ -250,6 +251,8 @@ pub struct IdentityHeaders {
     pub foreigner: HeaderName,
     pub carrier: HeaderName,
     pub age_ok: HeaderName,
+    /// `X-Verified-Age-Checked-At`: on age-only routes, when the age was verified.
+    pub age_checked_at: HeaderName,
     pub provider: HeaderName,
     pub verified_at: HeaderName,
     pub name: HeaderName,
@@ -271,6 +274,7 @@ impl Default for IdentityHeaders {
             foreigner: h("x-verified-foreigner"),
             carrier: h("x-verified-carrier"),
             age_ok: h("x-verified-age-ok"),
+            age_checked_at: h("x-verified-age-checked-at"),
             provider: h("x-verified-provider"),
             verified_at: h("x-verified-at"),
             name: h("x-verified-name"),

@@ -84,6 +84,48 @@ pub fn decide(
     }
 }
 
+/// Decide for an age-only route (`require.age_status`) given an opened age status that is
+/// not revoked and was issued on this host: the provider must be one the route accepts, the
+/// verification no older than `max_session_age` nor than `ttl` (`session.age_status_ttl` now:
+/// a shorter one applies at once), and the route's age rule is re-evaluated from the birth
+/// year on `today`. A year that does not settle it (the `birthday` rule in the year of turning
+/// `min_age`) sends the person to verify; one that settles it against them is `Underage`.
+pub fn decide_age_status(
+    route: &Route,
+    status: &crate::session::AgeClaims,
+    now: i64,
+    ttl: std::time::Duration,
+    today: impl FnOnce() -> chrono::NaiveDate,
+) -> Decision {
+    let Some(req) = route.require.as_ref().filter(|r| r.age_status) else {
+        return Decision::Verify(None);
+    };
+    let age = now - status.verified_at;
+    if !req.providers.contains(&status.provider) || !status.provider.verifies_birth() {
+        return Decision::Verify(Some(Why::OtherProvider));
+    }
+    if age >= ttl.as_secs() as i64 {
+        return Decision::Verify(None);
+    }
+    if let Some(max) = req
+        .max_session_age
+        .filter(|max| age > max.as_secs() as i64)
+    {
+        return Decision::Verify(Some(Why::TooOld(max)));
+    }
+    let Some(min) = req.min_age else {
+        return Decision::Verify(None);
+    };
+    match req.age_rule.admits_year(min, status.birth_year, today()) {
+        Some(true) => Decision::Admit {
+            age_ok: Some(true),
+            reserve: false,
+        },
+        Some(false) => Decision::Refuse(Refusal::Underage),
+        None => Decision::Verify(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +160,7 @@ mod tests {
             rejoin_after: None,
             keep: None,
             on_duplicate: None,
+            age_status: false,
         }
     }
 
@@ -146,6 +189,94 @@ mod tests {
 
     fn today() -> NaiveDate {
         NaiveDate::from_ymd_opt(2027, 3, 1).unwrap()
+    }
+
+    fn status(provider: ProviderId, year: i32, verified_ago: i64) -> crate::session::AgeClaims {
+        crate::session::AgeClaims {
+            birth_year: year,
+            provider,
+            verified_at: NOW - verified_ago,
+            issued_at: NOW - verified_ago,
+            expires_at: NOW + 3600,
+            host: Some("shop.example".into()),
+            person_ids: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_age_status_is_re_evaluated_by_its_year_on_the_day_of_use() {
+        const YEAR: Duration = Duration::from_secs(365 * 86400);
+        let mut q = require();
+        q.min_age = Some(19);
+        q.age_rule = crate::identity::AgeRule::YouthAct;
+        q.age_status = true;
+        let youth = route(Some(q.clone()));
+        let admit = Decision::Admit {
+            age_ok: Some(true),
+            reserve: false,
+        };
+        // today() is 2027-03-01: born in 2008, of age under the Act whatever the birthday
+        // (a status issued last year, at 18, passes now); born in 2009, not yet.
+        let s = status(ProviderId::Iamport, 2008, 200 * 86400);
+        assert_eq!(decide_age_status(&youth, &s, NOW, YEAR, today), admit);
+        let minor = status(ProviderId::Iamport, 2009, 0);
+        assert_eq!(
+            decide_age_status(&youth, &minor, NOW, YEAR, today),
+            Decision::Refuse(Refusal::Underage)
+        );
+        // Under the birthday rule the year of turning 19 is not settled: verify again.
+        let mut b = q.clone();
+        b.age_rule = crate::identity::AgeRule::Birthday;
+        let birthday = route(Some(b));
+        assert_eq!(
+            decide_age_status(&birthday, &s, NOW, YEAR, today),
+            Decision::Verify(None)
+        );
+        let older = status(ProviderId::Iamport, 2007, 0);
+        assert_eq!(
+            decide_age_status(&birthday, &older, NOW, YEAR, today),
+            admit
+        );
+        // Past the ttl of now (however long it was issued for), past max_session_age, from a
+        // provider the route does not take or whose birth dates are self-asserted: verify.
+        let old = status(ProviderId::Iamport, 1990, 366 * 86400);
+        assert_eq!(
+            decide_age_status(&youth, &old, NOW, YEAR, today),
+            Decision::Verify(None)
+        );
+        let day = Duration::from_secs(86400);
+        let recent = status(ProviderId::Iamport, 1990, 86400);
+        assert_eq!(
+            decide_age_status(&youth, &recent, NOW, day, today),
+            Decision::Verify(None)
+        );
+        let mut strict = q.clone();
+        strict.max_session_age = Some(Duration::from_secs(600));
+        let strict = route(Some(strict));
+        assert_eq!(
+            decide_age_status(&strict, &recent, NOW, YEAR, today),
+            Decision::Verify(Some(Why::TooOld(Duration::from_secs(600))))
+        );
+        let fresh = status(ProviderId::Iamport, 1990, 600);
+        assert_eq!(decide_age_status(&strict, &fresh, NOW, YEAR, today), admit);
+        let portone = status(ProviderId::Portone, 1990, 0);
+        assert_eq!(
+            decide_age_status(&youth, &portone, NOW, YEAR, today),
+            Decision::Verify(Some(Why::OtherProvider))
+        );
+        let mut with_ifree = q.clone();
+        with_ifree.providers.push(ProviderId::Ifree);
+        let ifree = status(ProviderId::Ifree, 1990, 0);
+        assert_eq!(
+            decide_age_status(&route(Some(with_ifree)), &ifree, NOW, YEAR, today),
+            Decision::Verify(Some(Why::OtherProvider))
+        );
+        // A route that does not take age statuses never admits one.
+        q.age_status = false;
+        assert_eq!(
+            decide_age_status(&route(Some(q)), &fresh, NOW, YEAR, today),
+            Decision::Verify(Some(Why::OtherProvider))
+        );
     }
 
     #[test]

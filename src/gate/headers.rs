@@ -175,6 +175,41 @@ pub fn inject(req: &mut impl Edit, names: &IdentityHeaders, id: &Identity) {
     }
 }
 
+/// What goes upstream on an age-only route (`require.age_status`), whether the person came
+/// with a session or an age status: that the route's age rule admits them, and when their age
+/// was verified. Nothing that names the person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgeOnly {
+    /// When the age was verified at the provider (UNIX seconds).
+    pub checked_at: i64,
+    /// Who verified it (for the access log only; never sent upstream).
+    pub provider: crate::identity::ProviderId,
+}
+
+/// `X-Verified-Age-Ok: true` and `X-Verified-Age-Checked-At` (RFC 3339, UTC, seconds).
+pub fn inject_age(req: &mut impl Edit, names: &IdentityHeaders, a: &AgeOnly) {
+    req.reserve(2);
+    req.insert(&names.age_ok, HeaderValue::from_static("true"));
+    if let Some(t) = chrono::DateTime::<chrono::Utc>::from_timestamp(a.checked_at, 0) {
+        set(
+            req,
+            &names.age_checked_at,
+            &t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        );
+    }
+}
+
+/// The signed assertion of an age-only request: what [`inject_age`] sends, and the route.
+pub fn age_assertion_claims<'a>(a: &AgeOnly, route: &'a Route) -> crate::assertion::Claims<'a> {
+    crate::assertion::Claims {
+        age_ok: Some(true),
+        age_checked_at: Some(a.checked_at),
+        route: Some(&route.name),
+        min_age: route.require.as_ref().and_then(|r| r.min_age),
+        ..Default::default()
+    }
+}
+
 /// What the signed assertion of a request says: every identity header [`inject`] sends for
 /// it (the same values, unencoded), and the route that let it through with its `min_age`.
 /// Never the CI.
@@ -188,6 +223,7 @@ pub fn assertion_claims<'a>(id: &'a Identity, route: &'a Route) -> crate::assert
         method: id.verified.method.as_str(),
         verified_at: c.verified_at,
         age_ok: id.age_ok,
+        age_checked_at: None,
         route: Some(&route.name),
         min_age: route.require.as_ref().and_then(|r| r.min_age),
         name: f.name,

@@ -12,6 +12,7 @@
 //! - `logging`: metrics and the access log.
 
 pub mod ack;
+mod age;
 pub mod deadline;
 pub mod decide;
 pub mod edit;
@@ -71,6 +72,11 @@ pub struct Ctx {
     route: Option<usize>,
     decision: &'static str,
     identity: Option<Identity>,
+    /// What goes upstream on an age-only route (`age`), in place of `identity`.
+    age_only: Option<headers::AgeOnly>,
+    /// The session that passed an age-only route, if one did (a kept request it delivers is
+    /// kept again for it when the app cannot be reached).
+    age_session: Option<Arc<crate::live::sessions::Verified>>,
     /// Time spent in verigate's own filters (upstream excluded).
     gate_time: Duration,
     upstream_sent: Option<Instant>,
@@ -198,10 +204,16 @@ impl Gate {
         let Some(route) = cfg.routes.get(route_idx) else {
             return Ok(false);
         };
-        if route.require.is_none() {
+        let Some(req) = &route.require else {
             // An open route: no cookie to read (the upstream phase drops verigate's).
             ctx.decision = "passed";
             return Ok(false);
+        };
+        if req.age_status {
+            // An age-only route: a session or an age status, and only the age upstream.
+            return self
+                .check_age_only(live, session, ctx, route, state_changing)
+                .await;
         }
         let now = crate::clock::unix_secs_at(ctx.started.unwrap_or_else(Instant::now));
         // The session cookie is read and verigate's cookies are dropped in one parse; the
@@ -241,39 +253,7 @@ impl Gate {
                     return Ok(false);
                 }
                 decide::Decision::Verify(why) => {
-                    let return_to = session
-                        .req_header()
-                        .uri
-                        .path_and_query()
-                        .map(|p| p.as_str())
-                        .unwrap_or("/");
-                    let verify =
-                        crate::providers::flow::verify_url_for(&cfg.flow_prefix, return_to, why);
-                    // A form post from this site's page (or a kept one still unverified) is
-                    // kept for after the verification.
-                    let rule = route.require.as_ref().and_then(|r| r.keep.as_ref());
-                    let rule = match ctx.kept.delivering() {
-                        true => rule.copied(),
-                        false => kept::keepable(session.req_header(), rule),
-                    };
-                    if let Some(rule) = rule {
-                        return self.keep(live, session, ctx, rule, verify).await;
-                    }
-                    if crate::answers::navigation(session) {
-                        ctx.decision = "redirected_to_verify";
-                        Reply::redirect(&verify).send(session, &cfg.frame).await?;
-                    } else {
-                        // A browser's form post gets the page with the way to verify; an API
-                        // client the JSON with `verify_url`.
-                        ctx.decision = "unauthenticated_api";
-                        let p = Problem::new(Refusal::VerificationRequired)
-                            .with_next(verify)
-                            .with_why(why);
-                        Reply::problem(&p, wants_html(session))
-                            .send(session, &cfg.frame)
-                            .await?;
-                    }
-                    return Ok(true);
+                    return self.send_to_verify(live, session, ctx, route, why).await;
                 }
                 decide::Decision::Refuse(r) => {
                     let p = session_refusal(session, cfg, route, r);
@@ -335,6 +315,53 @@ impl Gate {
         });
         ctx.decision = "passed";
         Ok(false)
+    }
+
+    /// No acceptable session: the person is sent to verify (a redirect for a page, the
+    /// `401` with the way to verify for an API client), or their form post is kept for
+    /// after the verification.
+    async fn send_to_verify(
+        &self,
+        live: &Live,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        route: &routes::Route,
+        why: Option<crate::answers::Why>,
+    ) -> Result<bool> {
+        let return_to = session
+            .req_header()
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let verify = crate::providers::flow::verify_url_for(&live.cfg.flow_prefix, return_to, why);
+        // A form post from this site's page (or a kept one still unverified) is
+        // kept for after the verification.
+        let rule = route.require.as_ref().and_then(|r| r.keep.as_ref());
+        let rule = match ctx.kept.delivering() {
+            true => rule.copied(),
+            false => kept::keepable(session.req_header(), rule),
+        };
+        if let Some(rule) = rule {
+            return self.keep(live, session, ctx, rule, verify).await;
+        }
+        if crate::answers::navigation(session) {
+            ctx.decision = "redirected_to_verify";
+            Reply::redirect(&verify)
+                .send(session, &live.cfg.frame)
+                .await?;
+        } else {
+            // A browser's form post gets the page with the way to verify; an API
+            // client the JSON with `verify_url`.
+            ctx.decision = "unauthenticated_api";
+            let p = Problem::new(Refusal::VerificationRequired)
+                .with_next(verify)
+                .with_why(why);
+            Reply::problem(&p, wants_html(session))
+                .send(session, &live.cfg.frame)
+                .await?;
+        }
+        Ok(true)
     }
 
     /// A signup on a route with `rejoin_after` by a person forgotten less than that long ago:
@@ -600,7 +627,9 @@ impl Gate {
         let delivering = ctx
             .identity
             .as_ref()
-            .map(|i| i.verified.revocation_id.as_str());
+            .map(|i| &i.verified)
+            .or(ctx.age_session.as_ref())
+            .map(|v| v.revocation_id.as_str());
         ctx.kept
             .after_failure(
                 &live,
@@ -844,17 +873,25 @@ fn upstream_edits(
             &crate::cookies::all_names(&cfg.session),
         );
     }
-    let Some(id) = &ctx.identity else {
+    let age_only = ctx.age_only.as_ref();
+    if let Some(a) = age_only {
+        headers::inject_age(req, &cfg.identity, a);
+    } else if let Some(id) = &ctx.identity {
+        headers::inject(req, &cfg.identity, id);
+    } else {
         return Ok(());
-    };
-    headers::inject(req, &cfg.identity, id);
+    }
     if let Some(a) = &cfg.assertion {
         // Signed afresh for this request (its own jti), with what `inject` just sent.
         let jwt = ctx
             .route
             .and_then(|i| cfg.routes.get(i))
             .and_then(|r| {
-                let claims = headers::assertion_claims(id, r);
+                let claims = match (age_only, &ctx.identity) {
+                    (Some(age), _) => headers::age_assertion_claims(age, r),
+                    (None, Some(id)) => headers::assertion_claims(id, r),
+                    (None, None) => return None,
+                };
                 a.signer
                     .sign_claims(&claims, crate::clock::unix_secs_at(now))
             })
@@ -1213,6 +1250,7 @@ impl ProxyHttp for Gate {
                 .identity
                 .as_ref()
                 .map(|i| i.verified.claims.provider.as_str())
+                .or(ctx.age_only.map(|a| a.provider.as_str()))
                 .or(ctx.flow_provider.map(|p| p.as_str()))
                 .unwrap_or("");
             // Never query strings, cookies or identities; the client as configured.

@@ -174,3 +174,9 @@ impl Live {
 pub fn session_id(hash_key: &[u8; 32], cookie: &str) -> String {
     crate::session::keyed_hash(hash_key, "session", cookie)
 }
+
+/// An age status's id for revocation (logout): a keyed hash of its sealed cookie, as
+/// [`session_id`] for sessions, in a domain of its own.
+pub fn age_status_id(hash_key: &[u8; 32], cookie: &str) -> String {
+    crate::session::keyed_hash(hash_key, "age-status", cookie)
+}

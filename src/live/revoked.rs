@@ -61,6 +61,12 @@ impl Revoked {
         }
     }
 
+    /// Whether anything is revoked at all (one atomic load): lets a caller skip computing an
+    /// id to look up.
+    pub fn any(&self) -> bool {
+        !self.empty.load(Ordering::Acquire)
+    }
+
     /// Whether session `id` was revoked (an empty id, a session opened without one, never is).
     pub fn contains(&self, id: &str) -> bool {
         if self.empty.load(Ordering::Acquire) || id.is_empty() {

@@ -678,6 +678,73 @@ fn has_kept(live: &Live, session: &Session, return_to: &str) -> bool {
 /// The choice page's picture of a mobile phone verification (Iamport's, PortOne's).
 pub(crate) const PHONE_ICON: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="6" y="2" width="12" height="20" rx="2.5"/><path d="M10 18.5h4"/></svg>"#;
 
+/// ... of KG이니시스 통합인증 (an app or certificate: a shield with a check).
+const UNIFIED_ICON: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><path d="M12 2l8 3v6c0 5-3.5 9-8 11-4.5-2-8-6-8-11V5z"/><path d="M8.5 12l2.5 2.5 4.5-5"/></svg>"#;
+
+/// ... of a credit card verification.
+const CARD_ICON: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="2" y="5" width="20" height="14" rx="2"/><path d="M2 10h20M6 15h4"/></svg>"#;
+
+/// How a PortOne identity-verification channel verifies (Iamport's `pg`, a PortOne V2
+/// channel), as the choice and start pages name it: `providers.<id>.method`, else Iamport's
+/// `pg` prefix, else Danal's phone verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChannelMethod {
+    /// `danal`: 휴대폰 본인인증.
+    #[default]
+    Phone,
+    /// `inicis_unified`: KG이니시스 통합인증 (PASS, 네이버, 카카오, 토스, 페이코, certificates).
+    Unified,
+    /// `inicis`: 신용카드 본인인증 through KG이니시스 (Iamport / V1 only).
+    Card,
+}
+
+impl ChannelMethod {
+    pub const NAMES: [&'static str; 3] = ["danal", "inicis_unified", "inicis"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "danal" => Some(ChannelMethod::Phone),
+            "inicis_unified" => Some(ChannelMethod::Unified),
+            "inicis" => Some(ChannelMethod::Card),
+            _ => None,
+        }
+    }
+
+    /// The method an Iamport `pg` value names (`danal.im0001` → Danal), if known.
+    pub fn of_pg(pg: &str) -> Option<Self> {
+        Self::parse(pg.split('.').next().unwrap_or(pg))
+    }
+
+    /// The choice page's label (Korean, English).
+    pub fn label(self) -> (&'static str, &'static str) {
+        match self {
+            ChannelMethod::Phone => ("휴대폰 본인인증", "Mobile phone verification (Korea)"),
+            ChannelMethod::Unified => (
+                "간편인증 · 인증서 (통합인증)",
+                "PASS, Naver, Kakao, Toss, PAYCO or a certificate (Korea)",
+            ),
+            ChannelMethod::Card => ("신용카드 본인인증", "Credit card verification (Korea)"),
+        }
+    }
+
+    /// The start page's heading (Korean, English).
+    pub fn heading(self) -> (&'static str, &'static str) {
+        match self {
+            ChannelMethod::Phone => ("휴대폰 본인인증", "Mobile phone verification"),
+            ChannelMethod::Unified => ("통합인증", "Simple authentication or certificate"),
+            ChannelMethod::Card => ("신용카드 본인인증", "Credit card verification"),
+        }
+    }
+
+    pub fn icon(self) -> &'static str {
+        match self {
+            ChannelMethod::Phone => PHONE_ICON,
+            ChannelMethod::Unified => UNIFIED_ICON,
+            ChannelMethod::Card => CARD_ICON,
+        }
+    }
+}
+
 /// Whether a request comes from this site's own pages: `Sec-Fetch-Site` (`same-origin`, or
 /// `none` for a person's own action) when the browser sends it, else `Origin`'s host must be
 /// the request's. A client that sends neither (not a browser) is not a cross-site form.
@@ -698,8 +765,8 @@ fn same_origin(session: &Session) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o == h.to_ascii_lowercase())
 }
 
-/// Ends the session, on every instance sharing the store: its id is revoked (refused here at
-/// once, elsewhere within a poll). Only from this site's own pages. A browser form post is sent
+/// Ends the session and the age status, on every instance sharing the store: their ids are
+/// revoked (refused here at once, elsewhere within a poll). Only from this site's own pages. A browser form post is sent
 /// on to `return_to` (or `/`); API clients get JSON.
 async fn logout(live: &Live, store: &dyn Store, revoked: &Revoked, session: &Session) -> Reply {
     let html = wants_html(session);
@@ -712,11 +779,20 @@ async fn logout(live: &Live, store: &dyn Store, revoked: &Revoked, session: &Ses
     // ("verify as someone else") must never have it sent under their identity.
     let dropped = crate::live::kept::drop_for_logout(live, store, session.req_header(), now).await;
     let open = cookies::read_session(session.req_header(), &cfg.session)
-        .and_then(|(c, _)| Some((c, cfg.session.keys.open_session(c, now).ok()?)));
-    if let Some((cookie, claims)) = open {
-        let id = session_id(&cfg.session.hash_key, cookie);
-        revoked.insert(&id, claims.expires_at);
-        if let Err(e) = store.revoke(&id, claims.expires_at).await {
+        .and_then(|(c, _)| Some((c, cfg.session.keys.open_session(c, now).ok()?)))
+        .map(|(c, claims)| (session_id(&cfg.session.hash_key, c), claims.expires_at));
+    // The age status goes with it, whether or not a session came along.
+    let age = cookies::read_age_status(session.req_header(), &cfg.session)
+        .and_then(|c| Some((c, cfg.session.keys.open_age_status(c, now).ok()?)))
+        .map(|(c, st)| {
+            (
+                crate::live::age_status_id(&cfg.session.hash_key, c),
+                st.expires_at,
+            )
+        });
+    for (id, until) in open.into_iter().chain(age) {
+        revoked.insert(&id, until);
+        if let Err(e) = store.revoke(&id, until).await {
             tracing::warn!(error = %e, "store unavailable: logout revoked the session on this instance only");
             return clear_session(
                 live,
@@ -748,6 +824,9 @@ fn clear_session(live: &Live, reply: Reply, kept: bool) -> Reply {
     let mut reply = cookies::clear_session(s)
         .into_iter()
         .fold(reply, |r, c| r.cookie(c));
+    if s.age_status_ttl.is_some() {
+        reply = reply.cookie(cookies::clear_age_status(s));
+    }
     if kept {
         reply = reply.cookie(cookies::clear_kept(s));
     }

@@ -216,7 +216,7 @@ impl RecordsApi {
         let routes = live.cfg.one_account_routes();
         let keys = Keys {
             hash_key: &s.hash_key,
-            session_ttl: s.ttl,
+            session_ttl: s.ttl.max(s.age_status_ttl.unwrap_or_default()),
             rejoin_max: live.cfg.rejoin_max(),
             routes: &routes,
         };

@@ -60,8 +60,8 @@ pub fn open_existing(store: &StoreConfig) -> Result<Arc<dyn Store>, RecordsError
     })
 }
 
-/// What an erasure works with: the hash key, how long a session may live (a person's
-/// revocation lasts that long, then no session of before it can be alive), how long the
+/// What an erasure works with: the hash key, how long a session or an age status may live (a
+/// person's revocation lasts that long, then no session of before it can be alive), how long the
 /// longest re-signup cooldown is (`require.rejoin_after`; None: no marker is kept), and the
 /// one-account routes with their own cooldowns (an erasure limited to one route).
 #[derive(Clone, Copy)]

@@ -141,6 +141,9 @@ pub struct Require {
     pub keep: Option<KeepRule>,
     /// The duplicate-account page's primary button: (url, label) (`require.on_duplicate`).
     pub on_duplicate: Option<(String, String)>,
+    /// An age-only route (`age_status: true`, with `min_age`): an age status stands in for a
+    /// session, and only the age headers go upstream, with a session or a status.
+    pub age_status: bool,
 }
 
 /// How a route keeps a form post across the verification detour (`require.keep_request`).

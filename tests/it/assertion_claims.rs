@@ -28,9 +28,14 @@ async fn env() -> Env {
                     .providers(["iamport"])
                     .forward(["name", "birth", "gender", "phone"]),
                 Route::prefix("/adult").providers(["iamport"]).min_age(19),
+                Route::prefix("/bar")
+                    .providers(["iamport"])
+                    .min_age(19)
+                    .age_status(),
                 Route::prefix("/member").providers(["iamport"]),
                 Route::prefix("/"),
             ])
+            .age_status_ttl("365d")
             .set("identity_headers", assertion),
     )
     .await
@@ -95,6 +100,10 @@ fn claims_of_headers(headers: &BTreeMap<String, String>) -> BTreeMap<String, Val
                     json!(chrono::DateTime::parse_from_rfc3339(v).unwrap().timestamp()),
                 ),
                 "x-verified-age-ok" => ("age_ok", json!(v.parse::<bool>().unwrap())),
+                "x-verified-age-checked-at" => (
+                    "age_checked_at",
+                    json!(chrono::DateTime::parse_from_rfc3339(v).unwrap().timestamp()),
+                ),
                 "x-verified-name" => ("name", json!(decoded(v))),
                 "x-verified-birth" => ("birth", json!(decoded(v))),
                 "x-verified-gender" => ("gender", json!(decoded(v))),
@@ -209,6 +218,52 @@ async fn every_claim_is_a_header_the_upstream_received() {
         let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
         assert!(!payload.contains(&ci), "{path}: the CI is in the assertion");
         assert!(!token.contains(&ci));
+    }
+}
+
+/// On an age-only route the assertion says what the two age headers say, with a session and
+/// with the age status alone: no person, provider, method or time of the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_age_only_route_asserts_the_age_and_nothing_else() {
+    let env = env().await;
+    let mut b = env.browser();
+    let r = b
+        .verify_redirect(env.sandbox, "/bar", &Person::adult())
+        .await;
+    assert!(r.status().is_redirection());
+    for with_session in [true, false] {
+        if !with_session {
+            b.jar.remove("vg");
+            assert!(b.jar.contains_key("vg_age"));
+        }
+        assert_eq!(b.get_html("/bar").await.status(), 200);
+        let (headers, token) = received(&env.last_upstream());
+        let claims = verify_assertion_of(&token, &jwks(&env).await, "shop-app", false).unwrap();
+        assert!(claims.get("sub").is_none(), "{claims}");
+        assert_eq!(
+            headers.keys().collect::<Vec<_>>(),
+            ["x-verified-age-checked-at", "x-verified-age-ok"],
+            "session: {with_session}"
+        );
+        let mut expected = claims_of_headers(&headers);
+        for k in ["iss", "aud", "route", "min_age", "iat", "nbf", "exp", "jti"] {
+            expected.insert(k.into(), claims[k].clone());
+        }
+        assert_eq!(
+            (
+                claims["route"].as_str(),
+                claims["min_age"].as_u64(),
+                claims["aud"].as_str()
+            ),
+            (Some("bar"), Some(19), Some("shop-app"))
+        );
+        let got: BTreeMap<String, Value> = claims
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(got, expected, "session: {with_session}");
     }
 }
 

@@ -837,6 +837,107 @@ fn min_age_needs_an_age_rule_and_check_names_both() {
 }
 
 #[test]
+fn an_age_status_is_for_age_only_routes_and_needs_its_ttl() {
+    let with_ttl = |ttl: &str, route: &str| {
+        problems(
+            &BASE
+                .replace(
+                    "session: { keys_env: KEYS }",
+                    &format!("session: {{ keys_env: KEYS{ttl} }}"),
+                )
+                .replace("min_age: 19 }", route),
+        )
+    };
+    let ttl = ", age_status_ttl: 365d";
+    assert!(with_ttl(ttl, "min_age: 19, age_status: true }").is_empty());
+    // The ttl is an explicit choice: without it no route may take an age status.
+    assert_eq!(
+        with_ttl("", "min_age: 19, age_status: true }"),
+        vec!["routes[0].require.age_status: needs session.age_status_ttl (how long an age check lasts, e.g. 365d)".to_string()]
+    );
+    // Routes that need the person need a session.
+    let ps = with_ttl(
+        ttl,
+        "min_age: 19, age_status: true, one_account_per_person: true }",
+    );
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert!(
+        ps[0].starts_with("routes[0].require.age_status: an age status carries no person")
+            && ps[0].contains("one_account_per_person"),
+        "{ps:?}"
+    );
+    let ps = with_ttl(ttl, "min_age: 19, age_status: true }\n    forward: [birth]");
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert!(
+        ps[0].starts_with("routes[0].require.age_status: an age status carries no person")
+            && ps[0].contains("forward"),
+        "{ps:?}"
+    );
+    // An age status says an age: a route without min_age has none to take.
+    let ps = problems(
+        &BASE
+            .replace(
+                "{ keys_env: KEYS }",
+                "{ keys_env: KEYS, age_status_ttl: 30d }",
+            )
+            .replace("age_rule: youth_act, min_age: 19", "age_status: true"),
+    );
+    assert_eq!(
+        ps,
+        vec!["routes[0].require.age_status: only means something with min_age (an age status says a person's age, nothing else)".to_string()]
+    );
+    // A max_session_age past session.ttl still bounds age statuses: no warning there.
+    let warnings = |route: &str| {
+        let yaml = BASE
+            .replace(
+                "{ keys_env: KEYS }",
+                "{ keys_env: KEYS, age_status_ttl: 365d }",
+            )
+            .replace("min_age: 19 }", route);
+        from_yaml_str(&yaml, &secrets()).unwrap().warnings
+    };
+    assert!(warnings("min_age: 19, age_status: true, max_session_age: 30d }").is_empty());
+    let ws = warnings("min_age: 19, max_session_age: 30d }");
+    assert_eq!(ws.len(), 1, "{ws:?}");
+    assert_eq!(ws[0].path, "routes[0].require.max_session_age");
+    let ws = warnings("min_age: 19, age_status: true, max_session_age: 400d }");
+    assert_eq!(ws.len(), 1, "{ws:?}");
+    // At most a year (and a day), at least something.
+    for bad in ["400d", "0s", "soon"] {
+        let ps = with_ttl(&format!(", age_status_ttl: {bad}"), "min_age: 19 }");
+        assert_eq!(ps.len(), 1, "{bad}: {ps:?}");
+        assert!(ps[0].starts_with("session.age_status_ttl: "), "{ps:?}");
+    }
+}
+
+#[test]
+fn a_channels_method_is_one_of_the_known_and_agrees_with_pg() {
+    let iamport = |extra: &str| {
+        problems(&BASE.replace(
+            "api_secret_env: IMP_SECRET }",
+            &format!("api_secret_env: IMP_SECRET{extra} }}"),
+        ))
+    };
+    assert!(iamport(", method: inicis_unified").is_empty());
+    assert!(iamport(", pg: inicis.MIIiasTest, method: inicis").is_empty());
+    assert!(iamport(", pg: some_new_pg.x, method: inicis").is_empty());
+    let ps = iamport(", pg: danal.im0001, method: inicis_unified");
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert!(
+        ps[0].starts_with("providers.iamport.method: `inicis_unified` is not what pg names"),
+        "{ps:?}"
+    );
+    let ps = iamport(", method: kakao");
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert!(
+        ps[0].starts_with(
+            "providers.iamport.method: `kakao` is not one of danal, inicis_unified, inicis"
+        ),
+        "{ps:?}"
+    );
+}
+
+#[test]
 fn site_name_is_short_plain_text() {
     let with = |name: &str| {
         let quoted = serde_json::to_string(name).unwrap();

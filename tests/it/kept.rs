@@ -1195,3 +1195,36 @@ async fn a_take_whose_reply_is_lost_delivers_at_most_once() {
     assert!(app.of("POST", "/signup").is_empty(), "delivered after all?");
     redis_cleanup(&url, &prefix);
 }
+
+/// An age-only route keeps a form post as any gated route does, and delivers it with the age
+/// headers only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_age_only_route_delivers_a_kept_post_with_the_age_alone() {
+    let proxy = Proxy::new()
+        .provider(Provider::iamport())
+        .age_status_ttl("365d")
+        .routes([
+            Route::path("/bar-order")
+                .methods(["GET", "POST"])
+                .providers(["iamport"])
+                .min_age(19)
+                .age_status(),
+            Route::prefix("/"),
+        ]);
+    let (env, app) = start(proxy).await;
+    let mut b = env.browser();
+    let r = submit(&mut b, "/bar-order", FORM, b"drink=makgeolli".to_vec()).await;
+    assert_eq!(r.status(), 303, "kept, sent to verify");
+    verify(&env, &mut b, "/bar-order", &Person::adult()).await;
+    // The recorder answers the delivered POST with 201.
+    assert_eq!(b.get_html("/bar-order").await.status(), 201);
+    let posts = app.of("POST", "/bar-order");
+    assert_eq!(posts.len(), 1, "delivered once");
+    let s = &posts[0];
+    assert_eq!(s.body, b"drink=makgeolli");
+    assert_eq!(s.header("x-verified-age-ok"), Some("true"));
+    assert!(s.header("x-verified-age-checked-at").is_some());
+    for h in ["person", "unique-in-site", "provider", "method", "at"] {
+        assert_eq!(s.header(&format!("x-verified-{h}")), None, "{h}");
+    }
+}

@@ -11,6 +11,7 @@
 mod common;
 
 mod admin;
+mod age_status;
 mod alerts;
 mod apps_smoke;
 mod assertion_claims;

@@ -198,3 +198,73 @@ async fn sandbox_api_shapes() {
     assert!(chrono::DateTime::parse_from_rfc3339(fetched["verifiedAt"].as_str().unwrap()).is_ok());
     assert_eq!(b.open_html(&ret).await.status(), 302);
 }
+
+/// The choice and start pages name each provider's method: a 통합인증 channel and a card
+/// channel are not offered as "휴대폰 본인인증", and the phone stays the phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_name_each_channels_method() {
+    let page = |env: &Env, path: &str| {
+        let mut b = env.browser();
+        let path = path.to_string();
+        async move {
+            let r = b.get_html(&path).await;
+            assert_eq!(r.status(), 200, "{path}");
+            r.text().await.unwrap()
+        }
+    };
+    // Iamport's card channel named by its `pg`, PortOne's 통합인증 channel by `method`.
+    let env = Env::with(
+        Proxy::new()
+            .provider(Provider::iamport().set("pg", json!("inicis.MIIiasTest")))
+            .provider(Provider::portone().set("method", json!("inicis_unified")))
+            .route(Route::prefix("/member").providers(["iamport", "portone"]))
+            .route(Route::prefix("/")),
+    )
+    .await;
+    let choice = page(&env, "/.verigate/verify?return_to=%2Fmember").await;
+    assert!(!choice.contains("휴대폰"), "{choice}");
+    for want in [
+        r#"data-provider="iamport""#,
+        "신용카드 본인인증",
+        "Credit card verification",
+        r#"data-provider="portone""#,
+        "간편인증 · 인증서 (통합인증)",
+        "PASS, Naver, Kakao, Toss",
+    ] {
+        assert!(choice.contains(want), "{want} in {choice}");
+    }
+    let iamport = page(&env, "/.verigate/iamport/start?return_to=%2Fmember").await;
+    assert!(
+        iamport.contains("<h1>신용카드 본인인증</h1>") && !iamport.contains("휴대폰"),
+        "{iamport}"
+    );
+    let portone = page(&env, "/.verigate/portone/start?return_to=%2Fmember").await;
+    assert!(
+        portone.contains("<h1>통합인증</h1>") && !portone.contains("휴대폰"),
+        "{portone}"
+    );
+    // Nothing said: Danal's phone verification, as before; `method` over a bare channel key.
+    let env = Env::with(
+        Proxy::new()
+            .provider(Provider::iamport().set("method", json!("inicis_unified")))
+            .provider(Provider::portone())
+            .route(Route::prefix("/member").providers(["iamport", "portone"]))
+            .route(Route::prefix("/")),
+    )
+    .await;
+    let choice = page(&env, "/.verigate/verify?return_to=%2Fmember").await;
+    let iamport_at = choice.find(r#"data-provider="iamport""#).unwrap();
+    let portone_at = choice.find(r#"data-provider="portone""#).unwrap();
+    let (first, second) = choice.split_at(portone_at.max(iamport_at));
+    let (iamport_link, portone_link) = match iamport_at < portone_at {
+        true => (&first[iamport_at..], second),
+        false => (second, &first[portone_at..]),
+    };
+    assert!(
+        iamport_link.contains("통합인증") && !iamport_link.contains("휴대폰"),
+        "{choice}"
+    );
+    assert!(portone_link.contains("휴대폰 본인인증"), "{choice}");
+    let portone = page(&env, "/.verigate/portone/start?return_to=%2Fmember").await;
+    assert!(portone.contains("<h1>휴대폰 본인인증</h1>"), "{portone}");
+}

@@ -7,7 +7,9 @@
 //! (UTF-8 or percent-encoded), the phone, the birth date (YYYYMMDD or YYYY-MM-DD), a query
 //! value or the client's address (a form post kept across the verification carries them all:
 //! it is sealed); the logs not the DI or a cookie either. And the session
-//! cookie, where no route forwards name, gender or phone, carries none of them.
+//! cookie, where no route forwards name, gender or phone, carries none of them; the age status
+//! (an age-only route, logged out afterwards so its revocation is in the store too) carries the
+//! birth year and nothing else of the person.
 
 use crate::common::*;
 use std::net::SocketAddr;
@@ -24,18 +26,26 @@ const TOKEN: &str = "QryT0kenZ9";
 /// start-up line (127.0.0.1) cannot be mistaken for it.
 const CLIENT_IP: [u8; 4] = [127, 0, 0, 2];
 
-/// Iamport; no route forwards name, gender or phone; the signup route forwards the birth date.
+/// Iamport; no route forwards name, gender or phone; the signup route forwards the birth date;
+/// `/adult` is age-only (age statuses for a year).
 fn proxy() -> Proxy {
-    Proxy::new().provider(Provider::iamport()).routes([
-        Route::path("/signup")
-            .methods(["GET", "POST"])
-            .providers(["iamport"])
-            .min_age(19)
-            .one_account()
-            .forward(["birth"]),
-        Route::prefix("/member").providers(["iamport"]),
-        Route::prefix("/"),
-    ])
+    Proxy::new()
+        .provider(Provider::iamport())
+        .age_status_ttl("365d")
+        .routes([
+            Route::prefix("/adult")
+                .providers(["iamport"])
+                .min_age(19)
+                .age_status(),
+            Route::path("/signup")
+                .methods(["GET", "POST"])
+                .providers(["iamport"])
+                .min_age(19)
+                .one_account()
+                .forward(["birth"]),
+            Route::prefix("/member").providers(["iamport"]),
+            Route::prefix("/"),
+        ])
 }
 
 /// An upstream app that answers every request (201 to a POST) and closes the connection,
@@ -82,6 +92,9 @@ struct Run {
     di: String,
     session_cookie: String,
     flow_cookie: String,
+    /// The age status `/adult` issued, and what it holds (opened with the test's key).
+    age_cookie: String,
+    age: verigate::session::AgeClaims,
     /// The session the browser holds, opened with the test's session key.
     claims: verigate::session::Claims,
     /// The binary, still running (it stops when the run is dropped).
@@ -182,6 +195,20 @@ async fn run(dir: &std::path::Path, store: Storage) -> Run {
             .status(),
         200
     );
+    // The age-only route: an age status, then used alone, then logged out (from a copy of
+    // the browser that holds only the status, so the session goes on), so that its
+    // revocation is in the store too.
+    assert_eq!(b.get_html(&format!("/adult?{q}")).await.status(), 200);
+    let age_cookie = b.jar.get("vg_age").expect("an age status").clone();
+    let mut only_age = Browser {
+        env_proxy: proc.addr,
+        client: from_client.clone(),
+        jar: [("vg_age".to_string(), age_cookie.clone())].into(),
+        origin: None,
+    };
+    assert_eq!(only_age.get_html("/adult").await.status(), 200);
+    assert_eq!(only_age.post("/.verigate/logout", "").await.status(), 200);
+    assert_eq!(only_age.get_html("/adult").await.status(), 302);
     // A request the upstream drops: the proxy's own error path logs too.
     assert_eq!(
         b.get_html(&format!("/member/broken?{q}")).await.status(),
@@ -210,8 +237,14 @@ async fn run(dir: &std::path::Path, store: Storage) -> Run {
         .unwrap()
         .open_session(&session_cookie, chrono::Utc::now().timestamp())
         .unwrap();
+    let age = verigate::session::Keyring::from_base64_list(SESSION_KEY)
+        .unwrap()
+        .open_age_status(&age_cookie, chrono::Utc::now().timestamp())
+        .unwrap();
     Run {
         log,
+        age_cookie,
+        age,
         ci: cert["unique_key"].as_str().unwrap().to_string(),
         di: cert["unique_in_site"].as_str().unwrap().to_string(),
         session_cookie,
@@ -281,7 +314,22 @@ fn assert_log_clean(run: &Run) {
     needles.push(("the DI", run.di.clone()));
     needles.push(("the session cookie", run.session_cookie.clone()));
     needles.push(("the flow cookie", run.flow_cookie.clone()));
+    needles.push(("the age status cookie", run.age_cookie.clone()));
     assert_clean("the binary's log", run.log.as_bytes(), &needles);
+}
+
+/// The age status: the birth year, no more of the birth date, and nothing that names the
+/// person, not even the hashes the session holds.
+fn assert_age_status_minimal(run: &Run) {
+    let a = &run.age;
+    assert_eq!(a.birth_year, 1983, "the opened status is this person's");
+    let text = serde_json::to_string(a).unwrap();
+    let mut needles = personal(run);
+    needles.push(("the keyed CI hash", run.claims.ci_hash.clone()));
+    needles.push(("the birth month and day", "09-17".to_string()));
+    needles.push(("the birth month and day", "0917".to_string()));
+    assert_clean("the opened age status", text.as_bytes(), &needles);
+    assert_clean("the age status cookie", run.age_cookie.as_bytes(), &needles);
 }
 
 /// The session keeps name, gender and phone only if some route forwards them: here none does.
@@ -334,6 +382,7 @@ async fn sqlite_store_logs_and_session_keep_no_personal_data() {
     }
     assert_log_clean(&run);
     assert_session_minimal(&run);
+    assert_age_status_minimal(&run);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,6 +459,7 @@ async fn redis_store_logs_and_session_keep_no_personal_data() {
     assert_clean("Redis", kept.as_bytes(), &personal(&run));
     assert_log_clean(&run);
     assert_session_minimal(&run);
+    assert_age_status_minimal(&run);
 }
 
 /// The other side of "only if some route forwards them": with a route that forwards the

@@ -33,6 +33,10 @@ pub struct File {
     /// The older way to pick a channel (`pg` of `IMP.certification`, e.g. `danal.im0001`).
     #[serde(default)]
     pub pg: Option<String>,
+    /// How the channel verifies (`danal`, `inicis_unified`, `inicis`), for the pages: by
+    /// default `pg`'s prefix, else `danal`.
+    #[serde(default)]
+    pub method: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +51,8 @@ pub struct Settings {
     pub popup: bool,
     pub channel_key: Option<String>,
     pub pg: Option<String>,
+    /// How the channel verifies, as the choice and start pages say it.
+    pub method: crate::providers::flow::ChannelMethod,
 }
 
 /// `providers.iamport`, checked; every problem under its key path.
@@ -98,8 +104,37 @@ pub(crate) fn validate(ctx: &mut Ctx, i: &File, _flow_prefix: &str) -> Option<Se
             "providers.iamport.channel_key",
             i.channel_key.as_deref(),
         ),
+        method: method(ctx, i),
         pg: optional(ctx, "providers.iamport.pg", i.pg.as_deref()),
     })
+}
+
+/// `providers.iamport.method`, else what `pg` names, else Danal's phone verification.
+fn method(ctx: &mut Ctx, i: &File) -> crate::providers::flow::ChannelMethod {
+    use crate::providers::flow::ChannelMethod;
+    let from_pg =
+        i.pg.as_deref()
+            .and_then(|pg| ChannelMethod::of_pg(pg.trim()));
+    let Some(text) = i.method.as_deref() else {
+        return from_pg.unwrap_or_default();
+    };
+    let Some(m) = ChannelMethod::parse(text.trim()) else {
+        ctx.err(
+            "providers.iamport.method",
+            format!(
+                "`{text}` is not one of {} (how the certification channel verifies: phone, 통합인증, credit card)",
+                ChannelMethod::NAMES.join(", ")
+            ),
+        );
+        return ChannelMethod::default();
+    };
+    if from_pg.is_some_and(|p| p != m) {
+        ctx.err(
+            "providers.iamport.method",
+            format!("`{text}` is not what pg names; leave method out, or set pg to its channel"),
+        );
+    }
+    m
 }
 
 /// An optional text setting: absent is None, present must say something.

@@ -22,6 +22,9 @@ pub struct File {
     pub timeout: Option<String>,
     #[serde(default)]
     pub max_result_age: Option<String>,
+    /// How the channel verifies (`danal` or `inicis_unified`), for the pages (default `danal`).
+    #[serde(default)]
+    pub method: Option<String>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -33,6 +36,8 @@ pub struct Settings {
     pub sdk_url: String,
     pub timeout: Duration,
     pub max_result_age: Duration,
+    /// How the channel verifies, as the choice and start pages say it.
+    pub method: crate::providers::flow::ChannelMethod,
 }
 
 impl std::fmt::Debug for Settings {
@@ -86,7 +91,22 @@ pub(crate) fn validate(ctx: &mut Ctx, p: &File, _flow_prefix: &str) -> Option<Se
         p.api_secret_file.as_deref(),
         true,
     )?;
+    use crate::providers::flow::ChannelMethod;
+    let method = match p.method.as_deref().map(str::trim) {
+        None => ChannelMethod::default(),
+        Some(text) => match ChannelMethod::parse(text) {
+            Some(m @ (ChannelMethod::Phone | ChannelMethod::Unified)) => m,
+            _ => {
+                ctx.err(
+                    format!("{at}.method"),
+                    format!("`{text}` is not one of danal, inicis_unified (PortOne V2's identity-verification channels; card verification is Iamport's, pg: inicis)"),
+                );
+                ChannelMethod::default()
+            }
+        },
+    };
     Some(Settings {
+        method,
         store_id: p.store_id.trim().to_string(),
         channel_key: channel_key.to_string(),
         api_secret,

@@ -200,6 +200,9 @@ pub fn records_from_yaml_str(text: &str, secrets: &Secrets) -> Result<RecordsCon
         file.session.ttl.as_deref(),
         Duration::from_secs(12 * 3600),
     );
+    // An erasure revokes the person's age status too, which may outlive any session.
+    let session_ttl =
+        session_ttl.max(session::age_status_ttl(&mut ctx, &file.session).unwrap_or_default());
     let mut rejoin_max: Option<Duration> = None;
     let mut one_account_routes = Vec::new();
     for (i, r) in file.routes.iter().enumerate() {
@@ -581,15 +584,34 @@ fn build(ctx: &mut Ctx, f: FileConfig) -> Option<RuntimeConfig> {
 
     let session = session?;
     for (route, i) in routes.routes().iter().zip(&indices) {
+        let age_only = route.require.as_ref().is_some_and(|q| q.age_status);
+        if age_only && session.age_status_ttl.is_none() {
+            ctx.err(
+                format!("routes[{i}].require.age_status"),
+                "needs session.age_status_ttl (how long an age check lasts, e.g. 365d)",
+            );
+        }
         let max = route.require.as_ref().and_then(|q| q.max_session_age);
-        if let Some(max) = max.filter(|m| *m > session.ttl) {
+        // On an age-only route it also bounds age statuses, which outlive sessions.
+        let lives = match age_only {
+            true => session.ttl.max(session.age_status_ttl.unwrap_or_default()),
+            false => session.ttl,
+        };
+        if let Some(max) = max.filter(|m| *m > lives) {
             ctx.warn(
                 format!("routes[{i}].require.max_session_age"),
-                format!(
-                    "{}s is longer than session.ttl ({}s): sessions end first, so it never applies",
-                    max.as_secs(),
-                    session.ttl.as_secs()
-                ),
+                match age_only {
+                    false => format!(
+                        "{}s is longer than session.ttl ({}s): sessions end first, so it never applies",
+                        max.as_secs(),
+                        session.ttl.as_secs()
+                    ),
+                    true => format!(
+                        "{}s is longer than session.ttl and session.age_status_ttl ({}s): both end first, so it never applies",
+                        max.as_secs(),
+                        lives.as_secs()
+                    ),
+                },
             );
         }
     }

@@ -52,6 +52,12 @@ pub(super) fn route(
             ),
         }
     }
+    if forward.any() && r.require.as_ref().is_some_and(|q| q.age_status) {
+        ctx.err(
+            format!("{at}.require.age_status"),
+            "an age status carries no person, so it cannot forward identity fields: drop age_status (the route then needs a session) or forward",
+        );
+    }
     if forward.any() && r.require.is_none() {
         ctx.err(
             format!("{at}.forward"),
@@ -294,6 +300,21 @@ pub(super) fn require(
             );
         }
     }
+    if q.age_status {
+        let key = format!("{at}.age_status");
+        if min_age.is_none() && q.min_age.is_none() {
+            ctx.err(
+                key.clone(),
+                "only means something with min_age (an age status says a person's age, nothing else)",
+            );
+        }
+        if q.one_account_per_person {
+            ctx.err(
+                key,
+                "an age status carries no person, so it cannot hold one account per person: drop age_status (the route then needs a session) or one_account_per_person",
+            );
+        }
+    }
     Some(Require {
         providers: ids,
         min_age,
@@ -304,6 +325,7 @@ pub(super) fn require(
         rejoin_after: rejoin_after(ctx, &at, q),
         keep: keep(ctx, &format!("{at}.keep_request"), q.keep_request.as_ref()),
         on_duplicate: on_duplicate(ctx, &at, q),
+        age_status: q.age_status,
     })
 }
 

@@ -137,12 +137,15 @@ pub(super) fn session(ctx: &mut Ctx, s: &FileSession) -> Option<SessionConfig> {
     let at_rest =
         Keyring::new(&[crate::session::derive_key(&hash_key, "verigate/at-rest/v1")]).ok()?;
     let keys = keys?;
+    let age_status_ttl = age_status_ttl(ctx, s);
     let secure = s.secure.unwrap_or(true);
     let names = crate::cookies::Names::new(&cookie, secure);
     Some(SessionConfig {
         at_rest,
         kept: keys.derived("verigate/kept-store/v1"),
         kept_cookie: names.kept,
+        age_cookie: names.age,
+        age_status_ttl,
         flow_cookie: names.flow,
         cookie: names.session,
         legacy_cookie: names.legacy,
@@ -152,6 +155,29 @@ pub(super) fn session(ctx: &mut Ctx, s: &FileSession) -> Option<SessionConfig> {
         keys,
         hash_key,
     })
+}
+
+/// The longest an age status may last: adult checks are asked at least once a year.
+const MAX_AGE_STATUS_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// `session.age_status_ttl`: unset (the default) issues and accepts no age status.
+pub(super) fn age_status_ttl(ctx: &mut Ctx, s: &FileSession) -> Option<Duration> {
+    let text = s.age_status_ttl.as_deref()?;
+    let ttl = match crate::config::duration::parse(text) {
+        Ok(d) => d,
+        Err(e) => {
+            ctx.err("session.age_status_ttl", e);
+            return None;
+        }
+    };
+    if ttl.is_zero() || ttl > MAX_AGE_STATUS_TTL {
+        ctx.err(
+            "session.age_status_ttl",
+            "must be from 1s to 366d (an adult check is asked at least once a year); leave it out for no age status",
+        );
+        return None;
+    }
+    Some(ttl)
 }
 
 pub(super) fn identity(ctx: &mut Ctx, h: Option<&FileIdentityHeaders>) -> IdentityHeaders {
@@ -174,6 +200,7 @@ pub(super) fn identity(ctx: &mut Ctx, h: Option<&FileIdentityHeaders>) -> Identi
         foreigner: header(ctx, &folded, "foreigner"),
         carrier: header(ctx, &folded, "carrier"),
         age_ok: header(ctx, &folded, "age-ok"),
+        age_checked_at: header(ctx, &folded, "age-checked-at"),
         provider: header(ctx, &folded, "provider"),
         verified_at: header(ctx, &folded, "at"),
         name: header(ctx, &folded, "name"),

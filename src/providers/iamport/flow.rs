@@ -42,10 +42,11 @@ impl ProviderFlow for Flow {
     }
 
     fn choice(&self) -> Choice {
+        let m = self.client.config().method;
         Choice {
-            label: ("휴대폰 본인인증", "Mobile phone verification (Korea)"),
+            label: m.label(),
             via: "아임포트 · Iamport",
-            icon: PHONE_ICON,
+            icon: m.icon(),
         }
     }
 
@@ -102,10 +103,11 @@ fn start(client: &IamportClient, live: &Live, session: &Session) -> Reply {
         "company": live.cfg.site_name,
     });
     metrics::verification(PROVIDER, "started", "");
+    let (heading, heading_en) = cfg.method.heading();
     SdkPage {
         title: "본인인증 · Verification",
-        heading: "휴대폰 본인인증",
-        heading_en: "Mobile phone verification",
+        heading,
+        heading_en,
         intro: "\n<p>버튼을 누르면 본인인증 창이 열립니다.</p><p class=\"en\">The verification window opens when you press the button.</p>",
         button: "본인인증 시작 · Start verification",
         failed: "인증에 실패했습니다 · Verification failed",

@@ -42,10 +42,11 @@ impl ProviderFlow for Flow {
     }
 
     fn choice(&self) -> Choice {
+        let m = self.client.config().method;
         Choice {
-            label: ("휴대폰 본인인증", "Mobile phone verification (Korea)"),
+            label: m.label(),
             via: "포트원 · PortOne",
-            icon: PHONE_ICON,
+            icon: m.icon(),
         }
     }
 
@@ -107,10 +108,11 @@ fn start(client: &PortoneClient, live: &Live, session: &Session) -> Reply {
         "bypass": danal_bypass(age_hint(live, session, &flow.return_to), live.cfg.site_name.as_deref()),
     });
     metrics::verification(PROVIDER, "started", "");
+    let (heading, heading_en) = cfg.method.heading();
     SdkPage {
         title: "본인인증 · Verification",
-        heading: "휴대폰 본인인증",
-        heading_en: "Mobile phone verification",
+        heading,
+        heading_en,
         intro: "",
         button: "본인인증 시작 · Start verification",
         failed: "인증에 실패했습니다 · Verification failed",

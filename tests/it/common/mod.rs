@@ -632,6 +632,16 @@ pub fn metric(m: &str, sample: &str) -> f64 {
 /// What an upstream app does with an assertion: find the key by `kid` in the JWKS, verify the
 /// signature, `iss`, `aud`, `exp` and `nbf` (no leeway), with an independent JWT library.
 pub fn verify_assertion(token: &str, jwks: &Value, audience: &str) -> Result<Value, String> {
+    verify_assertion_of(token, jwks, audience, true)
+}
+
+/// [`verify_assertion`], `sub` required or not (an age-only route's assertion names no one).
+pub fn verify_assertion_of(
+    token: &str,
+    jwks: &Value,
+    audience: &str,
+    with_sub: bool,
+) -> Result<Value, String> {
     use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
     let kid = decode_header(token)
         .map_err(|e| e.to_string())?
@@ -644,7 +654,8 @@ pub fn verify_assertion(token: &str, jwks: &Value, audience: &str) -> Result<Val
     let mut v = Validation::new(Algorithm::ES256);
     v.set_audience(&[audience]);
     v.set_issuer(&["verigate-test"]);
-    v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+    let required = ["exp", "nbf", "iat", "iss", "aud", "sub"];
+    v.set_required_spec_claims(&required[..if with_sub { 6 } else { 5 }]);
     v.validate_nbf = true;
     v.leeway = 0;
     decode::<Value>(token, &key, &v)

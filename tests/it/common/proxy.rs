@@ -156,6 +156,12 @@ impl Route {
         self.require("age_rule", json!(rule))
     }
 
+    /// `require.age_status: true`: an age-only route, which also takes an age status
+    /// (`session.age_status_ttl`, `Proxy::age_status_ttl`).
+    pub fn age_status(self) -> Route {
+        self.require("age_status", json!(true))
+    }
+
     /// `require.one_account_per_person: true`.
     pub fn one_account(self) -> Route {
         self.require("one_account_per_person", json!(true))
@@ -511,6 +517,12 @@ impl Proxy {
             Value::Null => self.session.remove(key),
             v => self.session.insert(key.into(), v),
         };
+        self
+    }
+
+    /// `session.age_status_ttl` (`365d`): age statuses are issued and accepted.
+    pub fn age_status_ttl(mut self, ttl: &str) -> Proxy {
+        self.session.insert("age_status_ttl".into(), json!(ttl));
         self
     }
 
