@@ -275,7 +275,7 @@ mod tests {
         q.age_status = false;
         assert_eq!(
             decide_age_status(&route(Some(q)), &fresh, NOW, YEAR, today),
-            Decision::Verify(Some(Why::OtherProvider))
+            Decision::Verify(None)
         );
     }
 
