@@ -428,6 +428,9 @@ impl Gate {
         let cfg = &live.cfg;
         // A body that stops arriving ends the request (Pingora times each read of it).
         session.set_read_timeout(Some(cfg.clients.body_idle_timeout));
+        // A client that stops reading ends its request once one write to it has waited this
+        // long (Pingora times each write); the app's connection closes with it.
+        session.set_write_timeout(Some(cfg.clients.send_timeout));
         // 0. Who sent it and its id: on the request from here on (pages, logs, upstream).
         let peer = session
             .client_addr()

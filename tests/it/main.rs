@@ -41,6 +41,7 @@ mod reload_truth;
 mod request_reading;
 mod rules;
 mod security;
+mod slow_readers;
 mod store;
 mod tls;
 mod tomo_flow;
