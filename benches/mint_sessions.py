@@ -21,6 +21,7 @@ flow fails.
 """
 import http.client
 import json
+import os
 import re
 import sys
 import threading
@@ -31,6 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 vg_port, sb_port, admin_port = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 cookie_name, n, burst, out = sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
 burst = min(burst, n)
+# The first person's number (benches/soak.sh mints new people batch after batch).
+offset = int(os.environ.get("MINT_PERSON_OFFSET", "0"))
 FLOW = re.compile(r'<script id="verigate-flow" type="application/json">(.*?)</script>', re.S)
 local = threading.local()
 
@@ -82,7 +85,7 @@ def prepare(i):
     form = urllib.parse.urlencode({
         "imp_code": flow["imp_code"], "merchant_uid": flow["merchant_uid"],
         "m_redirect_url": flow["m_redirect_url"], "name": "Bench Person", "birth": "19900101",
-        "gender": "female", "phone": f"010{i:08d}", "carrier": "SKT", "foreigner": "false"})
+        "gender": "female", "phone": f"010{i + offset:08d}", "carrier": "SKT", "foreigner": "false"})
     status, headers, _ = request(sb_port, "POST", "/iamport/certify", body=form,
                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
     back = dict((k.lower(), v) for k, v in headers).get("location")

@@ -103,6 +103,20 @@ pub static CLIENTS_GONE: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+pub static UPGRADED_TUNNELS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_upgraded_tunnels_total",
+        "WebSocket tunnels (a 101 passed) by route and how they ended: carried (bytes of the client's reached the app) or torn_down (none did)",
+        &["route", "end"],
+    )
+});
+
+/// A WebSocket tunnel ended (`UPGRADED_TUNNELS`).
+pub fn upgraded_tunnel(route: &str, carried: bool) {
+    let end = if carried { "carried" } else { "torn_down" };
+    UPGRADED_TUNNELS.with_label_values(&[route, end]).inc();
+}
+
 pub static PROVIDER_CALLS: Lazy<HistogramVec> = Lazy::new(|| {
     histogram(
         "verigate_provider_call_seconds",

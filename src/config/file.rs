@@ -168,6 +168,10 @@ pub struct FileClients {
     /// The longest pause while a request body arrives.
     #[serde(default)]
     pub body_idle_timeout: Option<String>,
+    /// The longest a write to a client may wait while the client reads nothing (nginx's
+    /// `send_timeout`): a stalled reader is dropped, and the app's connection with it.
+    #[serde(default)]
+    pub send_timeout: Option<String>,
     /// Networks (CIDR) whose X-Forwarded-* and X-Request-Id are believed (a load balancer).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,

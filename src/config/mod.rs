@@ -357,6 +357,8 @@ pub struct Clients {
     pub header_timeout: Duration,
     /// The longest pause while a request body arrives.
     pub body_idle_timeout: Duration,
+    /// The longest one write to a client may wait (`clients.send_timeout`).
+    pub send_timeout: Duration,
     /// Peers whose forwarding headers and request id are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Where a request's id comes from (`clients.request_id`).

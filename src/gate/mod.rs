@@ -21,6 +21,7 @@ pub mod headers;
 pub mod kept;
 pub mod names;
 pub mod target;
+pub mod upgrade;
 
 pub use crate::live::Live;
 
@@ -105,6 +106,8 @@ pub struct Ctx {
     tried: Vec<std::net::SocketAddr>,
     /// The upstream connection's socket, until quick ACKs are set on it (`ack`).
     upstream_fd: Option<std::os::fd::RawFd>,
+    /// A WebSocket handshake whose body end is held past Pingora's upgrade race (`upgrade`).
+    held_upgrade: bool,
 }
 
 /// The fields of one access-log line (public for the benchmark of writing one). Written by
@@ -467,6 +470,9 @@ impl Gate {
         let cfg = &live.cfg;
         // A body that stops arriving ends the request (Pingora times each read of it).
         session.set_read_timeout(Some(cfg.clients.body_idle_timeout));
+        // A client that stops reading ends its request once one write to it has waited this
+        // long (Pingora times each write); the app's connection closes with it.
+        session.set_write_timeout(Some(cfg.clients.send_timeout));
         // 0. Who sent it and its id: on the request from here on (pages, logs, upstream).
         let peer = session
             .client_addr()
@@ -611,6 +617,8 @@ impl Gate {
             None => return refuse(session, ctx, Problem::new(Refusal::NoRoute)).await,
         };
         ctx.route = Some(idx);
+        // Before anything looks at the body: a WebSocket handshake's stays open (`upgrade`).
+        ctx.held_upgrade = upgrade::hold_body_end(session);
         let state_changing = methods.iter().any(|m| !is_safe(m));
         self.check(&live, session, ctx, idx, state_changing).await
     }
@@ -1038,6 +1046,9 @@ impl ProxyHttp for Gate {
         } else {
             headers::edit_plain(upstream, |h| upstream_edits(h, cfg, ctx, route, t))?;
         }
+        if ctx.held_upgrade {
+            upgrade::restore_framing(upstream)?;
+        }
         let sent = Instant::now();
         ctx.gate_time += sent - t;
         ctx.upstream_sent = Some(sent);
@@ -1223,6 +1234,16 @@ impl ProxyHttp for Gate {
             _ => ctx.decision,
         };
         let route = self.route_name(ctx);
+        if ctx.upstream_status == Some(101) {
+            // A tunnel that ended before any byte of the client's reached the app: what
+            // Pingora's upgrade race leaves (or a client that went without a word).
+            let carried = session.upstream_body_bytes_sent().is_some_and(|n| n > 0);
+            crate::metrics::upgraded_tunnel(route, carried);
+        } else if ctx.held_upgrade {
+            // Refused (by verigate or the app): the held body never ends, so the connection
+            // is not kept for another request.
+            session.set_keepalive(None);
+        }
         if let Some(outcome) = ctx.kept.outcome() {
             crate::metrics::kept(route, outcome);
         }

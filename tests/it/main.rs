@@ -45,6 +45,7 @@ mod request_reading;
 mod rules;
 mod security;
 mod sentinel;
+mod slow_readers;
 mod store;
 mod tls;
 mod tomo_flow;

@@ -175,6 +175,11 @@ pub(super) fn clients(ctx: &mut Ctx, c: Option<&FileClients>) -> Clients {
             c.and_then(|c| c.body_idle_timeout.as_deref()),
             30,
         ),
+        send_timeout: limit(
+            "send_timeout",
+            c.and_then(|c| c.send_timeout.as_deref()),
+            60,
+        ),
         trusted_proxies: c
             .map(|c| c.trusted_proxies.as_slice())
             .unwrap_or_default()
