@@ -91,7 +91,7 @@ impl HeadScan {
         self.scanned = buf.len();
         let rest = &buf[from..];
         let mut at = 0;
-        while let Some(i) = rest[at..].iter().position(|b| *b == b'\n') {
+        while let Some(i) = memchr::memchr(b'\n', &rest[at..]) {
             let lf = at + i;
             match rest.get(lf + 1..) {
                 Some([b'\n', ..]) | Some([b'\r', b'\n', ..]) => {
@@ -165,14 +165,16 @@ where
                 return None;
             }
         }
-        let mut h1 = H1Session::new(stream);
-        h1.set_server_keepalive(keepalive);
-        h1.set_keepalive_reuses_remaining(reuses);
-        h1.set_connection_user_context(user);
-        h1.set_pipelined_prefix(buf);
-        self.inner
-            .process_new_http(ServerSession::H1(h1), shutdown)
-            .await
+        // Built in its place in the session handed on (a session is kilobytes: each move of
+        // it is a copy).
+        let mut session = ServerSession::H1(H1Session::new(stream));
+        if let ServerSession::H1(h1) = &mut session {
+            h1.set_server_keepalive(keepalive);
+            h1.set_keepalive_reuses_remaining(reuses);
+            h1.set_connection_user_context(user);
+            h1.set_pipelined_prefix(buf);
+        }
+        self.inner.process_new_http(session, shutdown).await
     }
 
     fn h2_options(&self) -> Option<pingora::protocols::http::v2::server::H2Options> {
