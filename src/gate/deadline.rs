@@ -165,16 +165,14 @@ where
                 return None;
             }
         }
-        // Built in its place in the session handed on (a session is kilobytes: each move of
-        // it is a copy).
-        let mut session = ServerSession::H1(H1Session::new(stream));
-        if let ServerSession::H1(h1) = &mut session {
-            h1.set_server_keepalive(keepalive);
-            h1.set_keepalive_reuses_remaining(reuses);
-            h1.set_connection_user_context(user);
-            h1.set_pipelined_prefix(buf);
-        }
-        self.inner.process_new_http(session, shutdown).await
+        let mut h1 = H1Session::new(stream);
+        h1.set_server_keepalive(keepalive);
+        h1.set_keepalive_reuses_remaining(reuses);
+        h1.set_connection_user_context(user);
+        h1.set_pipelined_prefix(buf);
+        self.inner
+            .process_new_http(ServerSession::H1(h1), shutdown)
+            .await
     }
 
     fn h2_options(&self) -> Option<pingora::protocols::http::v2::server::H2Options> {
