@@ -165,61 +165,9 @@ pub fn read_session<'a>(req: &'a RequestHeader, s: &SessionConfig) -> Option<(&'
     read(req, old).map(|v| (v, Named::Legacy))
 }
 
-/// The session cookie of a request going on to the app, read and every one of verigate's
-/// cookies removed in one parse of the Cookie header: `with` sees the session's value and the
-/// name it came under (the current one preferred) before the header changes.
-pub fn take_session<R>(
-    req: &mut impl CookieLines,
-    s: &SessionConfig,
-    with: impl FnOnce(Option<(&str, Named)>) -> R,
-) -> R {
-    let names = [s.cookie.as_str(), s.legacy_cookie.as_deref().unwrap_or("")];
-    let wanted = &names[..if s.legacy_cookie.is_some() { 2 } else { 1 }];
-    take_also(req, wanted, None, &all_names(s), |found, _| {
-        with(found.map(|(v, i)| (v, named(i))))
-    })
-}
-
-fn named(i: usize) -> Named {
-    if i == 0 {
-        Named::Current
-    } else {
-        Named::Legacy
-    }
-}
-
-/// As [`take_session`], and the age status cookie's value too, in the same parse (for the
-/// routes that take an age status, `require.age_status`).
-pub fn take_session_and_age<R>(
-    req: &mut impl CookieLines,
-    s: &SessionConfig,
-    with: impl FnOnce(Option<(&str, Named)>, Option<&str>) -> R,
-) -> R {
-    let names = [s.cookie.as_str(), s.legacy_cookie.as_deref().unwrap_or("")];
-    let wanted = &names[..if s.legacy_cookie.is_some() { 2 } else { 1 }];
-    take_also(
-        req,
-        wanted,
-        Some(&s.age_cookie),
-        &all_names(s),
-        |found, age| with(found.map(|(v, i)| (v, named(i))), age),
-    )
-}
-
-/// The kept-request cookie's value. `quick`: first a plain search of the Cookie header for
-/// its name (every GET asks; most have none), parsed only when it may be there.
-pub fn read_kept<'a>(req: &'a RequestHeader, s: &SessionConfig, quick: bool) -> Option<&'a str> {
-    let name = s.kept_cookie.as_str();
-    if quick
-        && !req
-            .headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|v| v.contains(name)))
-    {
-        return None;
-    }
-    read(req, name)
+/// The kept-request cookie's value.
+pub fn read_kept<'a>(req: &'a RequestHeader, s: &SessionConfig) -> Option<&'a str> {
+    read(req, &s.kept_cookie)
 }
 
 /// The flow cookie's value.
@@ -350,6 +298,164 @@ fn take_also<R>(
     out
 }
 
+/// A request's Cookie header(s), parsed once (`request_filter`): where verigate's cookies are
+/// in it, and what the header becomes without them. It holds the header's values (shared, not
+/// copied), so the request may change meanwhile; every read agrees with [`read`],
+/// [`read_session`], [`read_kept`] and [`take`] on the header it was parsed from.
+#[derive(Debug, Default)]
+pub struct Jar {
+    /// The Cookie lines that are text (visible ASCII), in order: [`read`] skips the others.
+    first: Option<HeaderValue>,
+    more: Vec<HeaderValue>,
+    session: Option<(Spot, Named)>,
+    kept: Option<Spot>,
+    flow: Option<Spot>,
+    /// The age status cookie (`session.age_status_ttl`).
+    age: Option<Spot>,
+    /// The header without verigate's cookies (and without what does not parse), when it has
+    /// to change: `Some(None)` when nothing is left of it.
+    without: Option<Option<HeaderValue>>,
+}
+
+/// `v` as text when it is visible ASCII or tab, as [`HeaderValue::to_str`] takes it, checked
+/// eight bytes at a time (a session cookie is ~450 bytes): a word of bytes from `0x20` to `0x7e`
+/// passes at once; any other word (a tab, or a byte `to_str` refuses) is left to `to_str`.
+fn visible_text(v: &HeaderValue) -> Option<&str> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let bytes = v.as_bytes();
+    let (words, rest) = bytes.as_chunks::<8>();
+    let printable = words.iter().all(|w| {
+        let x = u64::from_le_bytes(*w);
+        // A byte under 0x20, or one over 0x7e (bit-twiddling "hasless" and "hasmore").
+        let under = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        let over = (x.wrapping_add(ONES) | x) & HIGH;
+        under | over == 0
+    }) && rest.iter().all(|b| (0x20..0x7f).contains(b));
+    if printable {
+        std::str::from_utf8(bytes).ok()
+    } else {
+        v.to_str().ok()
+    }
+}
+
+/// Where a cookie's value is: its line in [`Jar`] and its bytes there.
+#[derive(Debug, Clone, Copy)]
+struct Spot {
+    line: usize,
+    start: usize,
+    end: usize,
+}
+
+impl Jar {
+    /// One parse of `headers`' Cookie lines, for the names of `s`.
+    pub fn parse(headers: &HeaderMap, s: &SessionConfig) -> Jar {
+        let mut jar = Jar::default();
+        let legacy = s.legacy_cookie.as_deref();
+        let strip = all_names(s);
+        let mut changed = false;
+        let mut kept = String::new();
+        let mut line = 0;
+        for v in headers.get_all(http::header::COOKIE) {
+            let Some(text) = visible_text(v) else {
+                continue;
+            };
+            for c in cookie::Cookie::split_parse(text) {
+                let Ok(c) = c else {
+                    changed = true;
+                    continue;
+                };
+                let name = c.name();
+                let spot = || {
+                    // A parsed cookie's value is a part of `text`.
+                    let value = c.value_raw().unwrap_or("");
+                    let start = (value.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+                    Spot {
+                        line,
+                        start,
+                        end: start + value.len(),
+                    }
+                };
+                // The first cookie of each name; the current session name before the old one.
+                if name == s.cookie {
+                    if !matches!(jar.session, Some((_, Named::Current))) {
+                        jar.session = Some((spot(), Named::Current));
+                    }
+                } else if legacy == Some(name) {
+                    if jar.session.is_none() {
+                        jar.session = Some((spot(), Named::Legacy));
+                    }
+                } else if name == s.kept_cookie {
+                    jar.kept = jar.kept.or_else(|| Some(spot()));
+                } else if name == s.flow_cookie {
+                    jar.flow = jar.flow.or_else(|| Some(spot()));
+                } else if name == s.age_cookie {
+                    jar.age = jar.age.or_else(|| Some(spot()));
+                }
+                if strip.contains(&name) {
+                    changed = true;
+                } else {
+                    if !kept.is_empty() {
+                        kept.push_str("; ");
+                    }
+                    kept.push_str(name);
+                    kept.push('=');
+                    kept.push_str(c.value());
+                }
+            }
+            match line {
+                0 => jar.first = Some(v.clone()),
+                _ => jar.more.push(v.clone()),
+            }
+            line += 1;
+        }
+        if changed {
+            // Kept cookies came out of a valid header value, so they make one again.
+            jar.without = Some(HeaderValue::try_from(kept).ok().filter(|v| !v.is_empty()));
+        }
+        jar
+    }
+
+    fn value(&self, spot: Option<Spot>) -> Option<&str> {
+        let spot = spot?;
+        let line = match spot.line {
+            0 => self.first.as_ref(),
+            n => self.more.get(n - 1),
+        }?;
+        // Visible ASCII (the line was text when parsed), cut at a cookie's bounds.
+        std::str::from_utf8(line.as_bytes().get(spot.start..spot.end)?).ok()
+    }
+
+    /// The session cookie: under its name, or else under the old one ([`read_session`]).
+    pub fn session(&self) -> Option<(&str, Named)> {
+        let (spot, named) = self.session?;
+        Some((self.value(Some(spot))?, named))
+    }
+
+    /// The kept-request cookie's value ([`read_kept`]).
+    pub fn kept(&self) -> Option<&str> {
+        self.value(self.kept)
+    }
+
+    /// The flow cookie's value ([`read_flow`]).
+    pub fn flow(&self) -> Option<&str> {
+        self.value(self.flow)
+    }
+
+    /// The age status cookie's value ([`read_age_status`]).
+    pub fn age(&self) -> Option<&str> {
+        self.value(self.age)
+    }
+
+    /// Remove verigate's cookies from `req` (the request this jar was parsed from, or the one
+    /// going upstream built from it), as [`take`] and [`strip`] do.
+    pub fn strip(&self, req: &mut impl CookieLines) {
+        if let Some(without) = &self.without {
+            req.replace(without.clone());
+        }
+    }
+}
+
 /// Remove the app's `Set-Cookie` lines that set one of verigate's own cookies (`names`): only
 /// verigate issues its session and kept requests, so an app (or whoever controls one of
 /// several apps behind one verigate) cannot plant one, with a `Domain` for sibling hosts or
@@ -445,6 +551,90 @@ mod tests {
         m.insert("cookie", HeaderValue::from_static("a=1;b=2"));
         strip(&mut m, &["vg"]);
         assert_eq!(m.get("cookie").unwrap(), "a=1;b=2");
+    }
+
+    fn session_config(secure: bool) -> SessionConfig {
+        let n = Names::new("vg", secure);
+        let ring = crate::session::Keyring::new(&[[7; 32]]).unwrap();
+        SessionConfig {
+            cookie: n.session,
+            legacy_cookie: n.legacy,
+            retired_cookies: n.retired,
+            flow_cookie: n.flow,
+            ttl: std::time::Duration::from_secs(60),
+            secure,
+            keys: ring.clone(),
+            hash_key: [1; 32],
+            at_rest: ring.clone(),
+            kept: ring,
+            kept_cookie: n.kept,
+            age_cookie: n.age,
+            age_status_ttl: None,
+        }
+    }
+
+    /// One parse reads what `read`, `read_session`, `read_kept`, `read_flow` read, and strips
+    /// what `strip` strips, whatever the lines.
+    #[test]
+    fn the_jar_reads_and_strips_as_each_reading_does() {
+        let lines: [&[&[u8]]; 11] = [
+            &[],
+            &[b"a=1; b=2"],
+            &[b"vg=S"],
+            &[b"a=1; vg=OLD; __Host-vg=NEW; vg_flow=X; b=2; __Host-vg=LATER"],
+            &[
+                b"vg=OLD",
+                b"a=1",
+                b"__Host-vg=NEW",
+                b"__Host-vg_kept=K; vg_kept=k",
+            ],
+            &[b"broken; vg=S; =x; c=3"],
+            &[b"\xc3\xa9=1; vg=HIDDEN", b"vg=SEEN; d=4"],
+            &[b"  ;; vg_flow=F ; vg=\"q\" ;"],
+            &[b"vg_kept=K1; vg_kept=K2; vg=S1; vg=S2"],
+            &[b"a=1", b"b=2"],
+            &[b"vg_age=A1; __Host-vg_age=A2; vg=S", b"vg_age=A3"],
+        ];
+        for secure in [false, true] {
+            let s = session_config(secure);
+            for ls in lines {
+                let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+                for l in ls {
+                    r.append_header("cookie", HeaderValue::from_bytes(l).unwrap())
+                        .unwrap();
+                }
+                let jar = Jar::parse(&r.headers, &s);
+                let what = format!("{ls:?} secure {secure}");
+                assert_eq!(jar.session(), read_session(&r, &s), "{what}");
+                assert_eq!(jar.kept(), read_kept(&r, &s), "{what}");
+                assert_eq!(jar.flow(), read_flow(&r, &s), "{what}");
+                assert_eq!(jar.age(), read_age_status(&r, &s), "{what}");
+                let mut one = r.headers.clone();
+                strip(&mut one, &all_names(&s));
+                let mut other = r.headers.clone();
+                jar.strip(&mut other);
+                let cookies = |m: &HeaderMap| {
+                    m.get_all("cookie")
+                        .iter()
+                        .map(|v| v.as_bytes().to_vec())
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(cookies(&other), cookies(&one), "{what}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever a header value's bytes: read as text exactly when `to_str` reads it.
+        #[test]
+        fn visible_text_is_to_str(
+            bytes in proptest::collection::vec(proptest::sample::select(
+                vec![b'\t', b' ', b'a', b'~', 0x7f, 0x80, 0xff, 0x00, 0x1f, b';', b'=']), 0..40),
+        ) {
+            if let Ok(v) = HeaderValue::from_bytes(&bytes) {
+                proptest::prop_assert_eq!(visible_text(&v), v.to_str().ok());
+            }
+        }
     }
 
     #[test]

@@ -36,24 +36,26 @@ impl Gate {
         let s = &cfg.session;
         let now = crate::clock::unix_secs_at(ctx.started.unwrap_or_else(Instant::now));
         let mut reissue = Vec::new();
-        // Both cookies read and verigate's dropped in one parse, as for other routes.
-        let (opened, status) =
-            crate::cookies::take_session_and_age(session.req_header_mut(), s, |c, age| {
-                let opened = c.and_then(|(c, named)| {
-                    let v = live.verified(c, now).filter(|v| {
-                        !self.revoked.contains(&v.revocation_id)
-                            && !self
-                                .revoked
-                                .person_revoked(&v.person_ids, v.claims.issued_at)
-                            && crate::cookies::name_fits(named, &v.claims)
-                    })?;
-                    if named == crate::cookies::Named::Legacy {
-                        reissue = crate::cookies::reissue(s, c, v.claims.expires_at - now);
-                    }
-                    Some(v)
-                });
-                (opened, age.and_then(|a| self.open_status(live, a, now)))
-            });
+        // Both cookies read from the header parsed once (`gatekeep`), and verigate's dropped,
+        // as for other routes.
+        let jar = ctx
+            .jar
+            .get_or_insert_with(|| crate::cookies::Jar::parse(&session.req_header().headers, s));
+        let opened = jar.session().and_then(|(c, named)| {
+            let v = live.verified(c, now).filter(|v| {
+                !self.revoked.contains(&v.revocation_id)
+                    && !self
+                        .revoked
+                        .person_revoked(&v.person_ids, v.claims.issued_at)
+                    && crate::cookies::name_fits(named, &v.claims)
+            })?;
+            if named == crate::cookies::Named::Legacy {
+                reissue = crate::cookies::reissue(s, c, v.claims.expires_at - now);
+            }
+            Some(v)
+        });
+        let status = jar.age().and_then(|a| self.open_status(live, a, now));
+        jar.strip(session.req_header_mut());
         // Each opens only on the host it was issued on.
         let host = crate::routing::host::request_host(session.req_header());
         let opened = opened.filter(|v| v.claims.for_host(host));

@@ -91,7 +91,7 @@ impl HeadScan {
         self.scanned = buf.len();
         let rest = &buf[from..];
         let mut at = 0;
-        while let Some(i) = rest[at..].iter().position(|b| *b == b'\n') {
+        while let Some(i) = memchr::memchr(b'\n', &rest[at..]) {
             let lf = at + i;
             match rest.get(lf + 1..) {
                 Some([b'\n', ..]) | Some([b'\r', b'\n', ..]) => {

@@ -569,15 +569,20 @@ pub enum Resume {
 
 /// A browser's GET of the address its kept request was sent to, with a session issued since
 /// it was kept: the kept request, taken (once) from the store.
-pub async fn resume(live: &Live, store: &dyn Store, session: &mut Session, now: i64) -> Resume {
+/// `jar`: the request's Cookie header, parsed.
+pub async fn resume(
+    live: &Live,
+    store: &dyn Store,
+    session: &mut Session,
+    jar: &cookies::Jar,
+    now: i64,
+) -> Resume {
     let cfg = &live.cfg;
     let req = session.req_header();
-    // Every GET passes here: a search of the Cookie header for the name, no parse, until a
-    // kept cookie may be there.
     if req.method != http::Method::GET {
         return Resume::Nothing;
     }
-    let Some(raw) = cookies::read_kept(req, &cfg.session, true) else {
+    let Some(raw) = jar.kept() else {
         return Resume::Nothing;
     };
     if !browser_page(req) {
@@ -592,7 +597,8 @@ pub async fn resume(live: &Live, store: &dyn Store, session: &mut Session, now: 
     // Only the session it is bound to delivers it: the one issued by the flow started for it
     // (or, kept again after a failed delivery, the one that was delivering it).
     let host = crate::routing::host::request_host(req);
-    let verified_since = cookies::read_session(req, &cfg.session)
+    let verified_since = jar
+        .session()
         .and_then(|(c, named)| {
             live.verified(c, now)
                 .filter(|v| cookies::name_fits(named, &v.claims) && v.claims.for_host(host))

@@ -87,6 +87,8 @@ pub struct Ctx {
     upstream_status: Option<u16>,
     /// verigate's cookies are already gone from the request (see `check`).
     cookies_stripped: bool,
+    /// The request's Cookie header, parsed once (`gatekeep`).
+    jar: Option<crate::cookies::Jar>,
     flow_provider: Option<crate::identity::ProviderId>,
     /// (route name, person hash, what completes it) of a one-account reservation this
     /// request holds.
@@ -219,30 +221,36 @@ impl Gate {
                 .await;
         }
         let now = crate::clock::unix_secs_at(ctx.started.unwrap_or_else(Instant::now));
-        // The session cookie is read and verigate's cookies are dropped in one parse; the
-        // upstream request is built from this header, so upstream_request_filter need not.
+        // The session cookie is read from the header parsed once (`gatekeep`), and
+        // verigate's cookies dropped; the upstream request is built from this header, so
+        // upstream_request_filter need not.
         let s = &cfg.session;
+        let jar = ctx
+            .jar
+            .get_or_insert_with(|| crate::cookies::Jar::parse(&session.req_header().headers, s));
         let mut reissue = Vec::new();
-        let opened = crate::cookies::take_session(session.req_header_mut(), s, |c| {
-            let (c, named) = c?;
-            // Under the old name: only a session issued under it, moved to the new one.
-            let v = live.verified(c, now).filter(|v| {
-                !self.revoked.contains(&v.revocation_id)
-                    && !self
-                        .revoked
-                        .person_revoked(&v.person_ids, v.claims.issued_at)
-                    && crate::cookies::name_fits(named, &v.claims)
-            })?;
-            if named == crate::cookies::Named::Legacy {
-                reissue = crate::cookies::reissue(s, c, v.claims.expires_at - now);
-            }
-            Some(v)
-        })
-        // A session opens only on the host it was issued on.
-        .filter(|v| {
-            v.claims
-                .for_host(crate::routing::host::request_host(session.req_header()))
-        });
+        let opened = jar
+            .session()
+            .and_then(|(c, named)| {
+                // Under the old name: only a session issued under it, moved to the new one.
+                let v = live.verified(c, now).filter(|v| {
+                    !self.revoked.contains(&v.revocation_id)
+                        && !self
+                            .revoked
+                            .person_revoked(&v.person_ids, v.claims.issued_at)
+                        && crate::cookies::name_fits(named, &v.claims)
+                })?;
+                if named == crate::cookies::Named::Legacy {
+                    reissue = crate::cookies::reissue(s, c, v.claims.expires_at - now);
+                }
+                Some(v)
+            })
+            // A session opens only on the host it was issued on.
+            .filter(|v| {
+                v.claims
+                    .for_host(crate::routing::host::request_host(session.req_header()))
+            });
+        jar.strip(session.req_header_mut());
         if opened.is_some() {
             ctx.reissue = reissue;
         }
@@ -487,14 +495,17 @@ impl Gate {
             cfg.clients.request_id,
         );
         origin.mark(session.req_header_mut());
+        let trusted = origin.trusted;
         ctx.origin = Some(origin);
         // 1. No header outside the name grammar, no client-sent identity header and no
-        // server-environment header survives, on any route.
+        // server-environment header survives, on any route; nor a forwarding header this peer
+        // may not send. Each name is judged once.
         let protected =
             names::Protected::new(&cfg.identity.prefix, cfg.identity.assertion.as_str());
-        names::screen(
+        let mut screened = names::screen(
             session.req_header_mut(),
             &protected,
+            trusted,
             cfg.clients.log_dropped_headers,
         );
 
@@ -529,7 +540,13 @@ impl Gate {
         // 2b. A browser back from verifying, at the address its kept form post went to: the
         // kept request goes on in place of this GET, through the same rules as any request.
         let now = crate::clock::unix_secs_at(ctx.started.unwrap_or_else(Instant::now));
-        let found = kept::resume(&live, self.store.as_ref(), session, now).await;
+        // The Cookie header, parsed once: the kept request's cookie, the session's, and the
+        // header without verigate's cookies for the app.
+        let jar = ctx.jar.insert(crate::cookies::Jar::parse(
+            &session.req_header().headers,
+            &cfg.session,
+        ));
+        let found = kept::resume(&live, self.store.as_ref(), session, jar, now).await;
         if !ctx.kept.resumed(found, session.req_header_mut()) {
             let p = Problem::new(Refusal::StoreUnavailable)
                 .with_note(crate::answers::KEPT_TAKE_UNANSWERED);
@@ -537,7 +554,7 @@ impl Gate {
         }
         if ctx.kept.delivering() {
             // The kept request's headers took the place of this GET's: the same screening.
-            names::screen(session.req_header_mut(), &protected, false);
+            screened = names::screen(session.req_header_mut(), &protected, trusted, false);
         }
         // 3. One canonical path, from the bytes that go upstream.
         let normalized = match std::str::from_utf8(session.req_header().raw_path())
@@ -581,10 +598,11 @@ impl Gate {
         }
 
         // Every method the app may act on: the request's and any override header's.
-        let overrides = match target::override_methods(session.req_header()) {
-            Ok(o) => o,
-            Err(_) => return refuse(session, ctx, Problem::new(Refusal::BadMethod)).await,
-        };
+        let overrides =
+            match target::override_methods_of(session.req_header(), screened.method_override) {
+                Ok(o) => o,
+                Err(_) => return refuse(session, ctx, Problem::new(Refusal::BadMethod)).await,
+            };
         let method = session.req_header().method.clone();
         let one = [&method];
         let all: Vec<&http::Method>;
@@ -868,7 +886,8 @@ fn upstream_edits(
     if ctx.kept.delivering() {
         let protected =
             names::Protected::new(&cfg.identity.prefix, cfg.identity.assertion.as_str());
-        names::screen(req, &protected, false);
+        let trusted = ctx.origin.as_ref().is_some_and(|o| o.trusted);
+        names::screen(req, &protected, trusted, false);
     }
     headers::single_content_length(req);
     if let Some(o) = &ctx.origin {
@@ -876,10 +895,13 @@ fn upstream_edits(
         forwarded::edit(req, o, host);
     }
     if !ctx.cookies_stripped {
-        crate::cookies::strip(
-            &mut EditLines(req),
-            &crate::cookies::all_names(&cfg.session),
-        );
+        match &ctx.jar {
+            Some(jar) => jar.strip(&mut EditLines(req)),
+            None => crate::cookies::strip(
+                &mut EditLines(req),
+                &crate::cookies::all_names(&cfg.session),
+            ),
+        }
     }
     let age_only = ctx.age_only.as_ref();
     if let Some(a) = age_only {

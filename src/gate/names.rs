@@ -106,6 +106,7 @@ fn environment_word(core: &[u8]) -> bool {
 /// `X-Forwarded-Groups`, `X-Ms-Client-Principal-Name`, `X-Amzn-Oidc-Identity`) or a proxy's
 /// claim about the path or base the app is mounted under (`X-Ingress-Path`, `X-Path-Prefix`,
 /// `X-Base-Url`, `X-Forwarded-Context`).
+#[cfg_attr(not(test), allow(dead_code))] // The list as written: tests hold the match to it.
 const USER_AND_PATH_ENDS: [&[u8]; 16] = [
     b"user",
     b"login",
@@ -131,6 +132,7 @@ const USER_AND_PATH_ENDS: [&[u8]; 16] = [
 /// `Tailscale-User-*`, Cloudflare Access's `Cf-Access-*`, Pomerium's `X-Pomerium-*`, client
 /// certificates (`Ssl-Client-*`), and a front server's file and path control (`X-Accel-*`,
 /// `X-Sendfile*`).
+#[cfg_attr(not(test), allow(dead_code))] // The list as written: tests hold the match to it.
 const CLAIM_FAMILIES: [&[u8]; 11] = [
     b"oidc",
     b"amznoidc",
@@ -148,6 +150,7 @@ const CLAIM_FAMILIES: [&[u8]; 11] = [
 /// Role words of the scheme or the client's address: a name (folded) that ends with one of them
 /// is a proxy's claim about the connection (`X-Scheme`, `Https`, `X-Forwarded-Ssl`,
 /// `Client-Ip`, `X-ProxyUser-Ip`, `CF-Connecting-IP`).
+#[cfg_attr(not(test), allow(dead_code))] // The list as written: tests hold the match to it.
 const CONNECTION_ENDS: [&[u8]; 10] = [
     b"scheme",
     b"originatingip",
@@ -161,24 +164,60 @@ const CONNECTION_ENDS: [&[u8]; 10] = [
     b"realip",
 ];
 
-/// The name ends with `word` (folded, lower case): on the folded `start` when it holds the
-/// whole name (`whole`), else by walking `name` from its end. Allocates nothing.
-fn ends_with_word(start: &[u8], whole: bool, name: &[u8], word: &[u8]) -> bool {
-    if whole {
-        start.ends_with(word)
-    } else {
-        fold_ends(name, word)
-    }
+/// Which role words a name (folded, not `Sec-`) ends with, decided by its last letter: only
+/// the few words that end with that letter are compared. The same decision as comparing the
+/// name's end with every word of [`USER_AND_PATH_ENDS`] and [`CONNECTION_ENDS`] (a test holds
+/// it to that). `tail` is the end of the folded name (at least the longest word's length, or
+/// the whole name).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Roles {
+    /// It ends with a role word of a user or a mount point ([`USER_AND_PATH_ENDS`]).
+    pub user_or_path: bool,
+    /// It ends with a role word of the scheme or the client's address ([`CONNECTION_ENDS`]).
+    pub connection: bool,
 }
 
-/// `name` folded ends with `word` (folded, lower case). Allocates nothing.
-fn fold_ends(name: &[u8], word: &[u8]) -> bool {
-    let mut letters = name
-        .iter()
-        .rev()
-        .filter(|b| b.is_ascii_alphanumeric())
-        .map(u8::to_ascii_lowercase);
-    word.iter().rev().all(|w| letters.next() == Some(*w))
+impl Roles {
+    fn of(tail: &[u8]) -> Roles {
+        let ends = |w: &[u8]| tail.ends_with(w);
+        let (user_or_path, connection) = match tail.last() {
+            Some(b'r') => (ends(b"user"), false),
+            Some(b'n') => (ends(b"login") || ends(b"assertion"), false),
+            Some(b't') => (ends(b"clientcert") || ends(b"context"), false),
+            Some(b'e') => (ends(b"username") || ends(b"principalname"), ends(b"scheme")),
+            Some(b'l') => (
+                ends(b"email") || ends(b"principal") || ends(b"url"),
+                ends(b"ssl"),
+            ),
+            Some(b's') => (ends(b"groups"), ends(b"https")),
+            Some(b'd') => (ends(b"principalid"), false),
+            Some(b'y') => (ends(b"identity"), false),
+            Some(b'h') => (ends(b"path"), false),
+            Some(b'x') => (ends(b"prefix"), false),
+            Some(b'i') => (ends(b"uri"), false),
+            Some(b'o') => (false, ends(b"proto")),
+            Some(b'p') => (
+                false,
+                tail.strip_suffix(b"ip").is_some_and(|t| {
+                    [
+                        &b"originating"[..],
+                        b"client",
+                        b"user",
+                        b"remote",
+                        b"connecting",
+                        b"real",
+                    ]
+                    .iter()
+                    .any(|w| t.ends_with(w))
+                }),
+            ),
+            _ => (false, false),
+        };
+        Roles {
+            user_or_path,
+            connection,
+        }
+    }
 }
 
 /// Browsers' own `Sec-` names (`Sec-Fetch-User`, `Sec-WebSocket-Protocol`) are no proxy's
@@ -187,27 +226,37 @@ fn browser_own(start: &[u8]) -> bool {
     start.starts_with(b"sec")
 }
 
-/// Is the name of the server-environment class? `start` is its folding (or, past
-/// [`FOLD_MAX`], the start of it), `name` the name as sent. Dropped from every peer:
+/// Does `core` (a folded name, an `x` taken off) start with a family of auth proxies' claims
+/// ([`CLAIM_FAMILIES`])? Only the families of its first letter are compared.
+fn claim_family(core: &[u8]) -> bool {
+    let starts = |w: &[u8]| core.starts_with(w);
+    match core.first() {
+        Some(b'o') => starts(b"oidc"),
+        Some(b'a') => starts(b"amznoidc") || starts(b"authrequest") || starts(b"accel"),
+        Some(b'm') => starts(b"msclientprincipal"),
+        Some(b'r') => starts(b"remote"),
+        Some(b't') => starts(b"tailscale"),
+        Some(b'c') => starts(b"cfaccess"),
+        Some(b'p') => starts(b"pomerium"),
+        Some(b's') => starts(b"sslclient") || starts(b"sendfile"),
+        _ => false,
+    }
+}
+
+/// Is the name of the server-environment class? Dropped from every peer:
 /// - after an optional `x` and one of `forwarded`, `original`, `rewrite`, a CGI
 ///   meta-variable or a path, prefix, URL or user ([`environment_word`]);
 /// - a name (not `Sec-`) that ends with a role word of a user or a mount point
 ///   ([`USER_AND_PATH_ENDS`]), or is `base` after the same optional words (`X-Forwarded-Base`);
 /// - a name that starts, after an optional `x`, with a family of auth proxies' claims
 ///   ([`CLAIM_FAMILIES`]).
-fn environment_of(start: &[u8], whole: bool, name: &[u8]) -> bool {
+fn environment_of(n: &Name) -> bool {
+    let start = n.fold.start();
     let core = start.strip_prefix(b"x").unwrap_or(start);
-    if CLAIM_FAMILIES.iter().any(|w| core.starts_with(w)) {
+    if claim_family(core) || n.roles.user_or_path {
         return true;
     }
-    if !browser_own(start)
-        && USER_AND_PATH_ENDS
-            .iter()
-            .any(|w| ends_with_word(start, whole, name, w))
-    {
-        return true;
-    }
-    if !whole {
+    if n.fold.whole().is_none() {
         return false;
     }
     let core = core
@@ -222,21 +271,17 @@ fn environment_of(start: &[u8], whole: bool, name: &[u8]) -> bool {
 /// class ([`environment_of`])?
 #[cfg(test)]
 fn environment_folded(folded: &[u8]) -> bool {
-    environment_of(folded, true, folded)
+    let name = std::str::from_utf8(folded).unwrap_or("");
+    environment_of(&Name::of(name))
 }
 
-/// Is the name a claim about the connection, which only a trusted proxy may make? `start` as
-/// in [`environment_of`]. After an optional `x`: anything that starts with `forwarded` or
-/// `original` (verigate writes its own `X-Forwarded-For`, `-Proto`, `-Host`), or a name (not
-/// `Sec-`) that ends with a role word of the scheme or the client's address
-/// ([`CONNECTION_ENDS`]).
-pub fn connection_claim(start: &[u8], whole: bool, name: &[u8]) -> bool {
-    start.starts_with(b"xforwarded")
-        || start.starts_with(b"xoriginal")
-        || (!browser_own(start)
-            && CONNECTION_ENDS
-                .iter()
-                .any(|w| ends_with_word(start, whole, name, w)))
+/// Is the name a claim about the connection, which only a trusted proxy may make? After an
+/// optional `x`: anything that starts with `forwarded` or `original` (verigate writes its own
+/// `X-Forwarded-For`, `-Proto`, `-Host`), or a name (not `Sec-`) that ends with a role word of
+/// the scheme or the client's address ([`CONNECTION_ENDS`]).
+pub fn connection_claim(n: &Name) -> bool {
+    let start = n.fold.start();
+    start.starts_with(b"xforwarded") || start.starts_with(b"xoriginal") || n.roles.connection
 }
 
 /// Is `name` (any spelling) of the server-environment class?
@@ -270,7 +315,7 @@ const INVALID: u8 = 0xff;
 const DASH: u8 = 0;
 
 /// The longest name folded on the stack; a longer one is judged by its start and, for the
-/// role words, by [`fold_ends`] (no exact environment name is that long).
+/// role words, by its end (no exact environment name is that long).
 const FOLD_MAX: usize = 40;
 
 /// A name folded on the stack (letters in lower case and digits, up to [`FOLD_MAX`] of them).
@@ -318,6 +363,46 @@ impl Fold {
     }
 }
 
+/// The longest role word (`originatingip`, `principalname`) fits in the end kept of a name
+/// past [`FOLD_MAX`].
+const TAIL: usize = 16;
+
+/// A header name as every rule reads it, worked out in one pass: its folding and the role words
+/// it ends with. [`Protected::judge_name`], [`super::forwarded::doomed`] and the method
+/// overrides all decide on it.
+pub struct Name<'a> {
+    /// The name as it is in the map (lower case).
+    pub text: &'a str,
+    pub fold: Fold,
+    /// The role words it ends with (none for browsers' own `Sec-` names).
+    pub roles: Roles,
+}
+
+impl<'a> Name<'a> {
+    pub fn of(text: &'a str) -> Name<'a> {
+        let bytes = text.as_bytes();
+        let fold = Fold::of(bytes);
+        let roles = if browser_own(fold.start()) {
+            Roles::default()
+        } else if !fold.long {
+            Roles::of(fold.start())
+        } else {
+            // Past FOLD_MAX: the end of the name folded, walked from its last byte.
+            let mut tail = [0u8; TAIL];
+            let mut n = 0;
+            for b in bytes.iter().rev().filter(|b| b.is_ascii_alphanumeric()) {
+                if n == TAIL {
+                    break;
+                }
+                n += 1;
+                tail[TAIL - n] = b.to_ascii_lowercase();
+            }
+            Roles::of(&tail[TAIL - n..])
+        };
+        Name { text, fold, roles }
+    }
+}
+
 /// Why a header is kept from the app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {
@@ -361,11 +446,16 @@ impl<'a> Protected<'a> {
     /// Why `name` may not reach the app, if it may not. One pass over the name checks the
     /// grammar and folds it (on the stack); the rest compares short slices.
     pub fn judge(&self, name: &str) -> Option<Why> {
-        let bytes = name.as_bytes();
-        let f = Fold::of(bytes);
+        self.judge_name(&Name::of(name))
+    }
+
+    /// [`Protected::judge`] of a name already worked out.
+    pub fn judge_name(&self, n: &Name) -> Option<Why> {
+        let f = &n.fold;
         if f.invalid {
             return Some(Why::InvalidName);
         }
+        let bytes = n.text.as_bytes();
         let identity = match (f.whole(), self.prefix_f.whole(), self.assertion_f.whole()) {
             (Some(n), Some(p), Some(a)) => n.starts_with(p) || n == a,
             // A name or a configured name past FOLD_MAX: compared byte by byte.
@@ -377,36 +467,82 @@ impl<'a> Protected<'a> {
         if identity {
             return Some(Why::Identity);
         }
-        environment_of(f.start(), f.whole().is_some(), bytes).then_some(Why::Environment)
+        environment_of(n).then_some(Why::Environment)
     }
 }
 
-/// Remove every header [`Protected::judge`] keeps from the app; count them, and with `log`
-/// log their names. Returns how many were removed. The common case (none) allocates nothing.
-pub fn screen(req: &mut impl Edit, protected: &Protected, log: bool) -> usize {
-    if !req
-        .map()
-        .keys()
-        .any(|k| protected.judge(k.as_str()).is_some())
-    {
-        return 0;
+/// What one header of a request becomes on its way to the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It goes on.
+    Keep,
+    /// It goes on, and names a method the app may act on (a method-override header).
+    Override,
+    /// Kept from the app ([`Protected::judge`]): counted, and logged by name when asked.
+    Drop(Why),
+    /// A forwarding header this peer may not send ([`super::forwarded::doomed`]): removed,
+    /// and verigate's own put in its place.
+    Forwarding,
+}
+
+/// Each header name decided once: the app's names ([`Protected::judge`]), then what this
+/// peer may say about the connection ([`super::forwarded::doomed`]), then the method
+/// overrides ([`super::target`]).
+pub fn verdict(protected: &Protected, name: &str, trusted: bool) -> Verdict {
+    let n = Name::of(name);
+    if let Some(why) = protected.judge_name(&n) {
+        return Verdict::Drop(why);
     }
-    let doomed: Vec<(HeaderName, Why)> = req
-        .map()
-        .keys()
-        .filter_map(|k| protected.judge(k.as_str()).map(|w| (k.clone(), w)))
-        .collect();
-    for (name, why) in &doomed {
-        crate::metrics::DROPPED_HEADERS
-            .with_label_values(&[why.label()])
-            .inc();
+    if super::forwarded::doomed(&n, trusted) {
+        return Verdict::Forwarding;
+    }
+    if super::target::method_override(&n) {
+        return Verdict::Override;
+    }
+    Verdict::Keep
+}
+
+/// What [`screen`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Screened {
+    /// Headers removed by [`Protected::judge`] (forwarding headers not counted).
+    pub dropped: usize,
+    /// A method-override header stays on the request.
+    pub method_override: bool,
+}
+
+/// One pass over the request's header names: remove every header [`Protected::judge`] keeps
+/// from the app (counted, and with `log` logged by name) and every forwarding header this
+/// peer (`trusted`: one of `clients.trusted_proxies`) may not send, and note whether a
+/// method-override header stays. The common case (nothing to remove) allocates nothing.
+pub fn screen(req: &mut impl Edit, protected: &Protected, trusted: bool, log: bool) -> Screened {
+    let mut out = Screened::default();
+    let mut doomed: Vec<(HeaderName, Verdict)> = Vec::new();
+    for k in req.map().keys() {
+        match verdict(protected, k.as_str(), trusted) {
+            Verdict::Keep => {}
+            Verdict::Override => out.method_override = true,
+            v => doomed.push((k.clone(), v)),
+        }
+    }
+    for (name, v) in &doomed {
+        if let Verdict::Drop(why) = v {
+            crate::metrics::DROPPED_HEADERS
+                .with_label_values(&[why.label()])
+                .inc();
+            out.dropped += 1;
+        }
         req.remove(name);
     }
-    if log {
-        let names: Vec<&str> = doomed.iter().map(|(n, _)| n.as_str()).collect();
+    if log && out.dropped > 0 {
+        let names: Vec<&str> = doomed
+            .iter()
+            .filter(|(_, v)| matches!(v, Verdict::Drop(_)))
+            .map(|(n, _)| n.as_str())
+            .collect();
         tracing::info!(names = ?names, "dropped request headers");
     }
-    doomed.len()
+    out
 }
 
 #[cfg(test)]
@@ -504,14 +640,126 @@ mod tests {
                 v.parse().unwrap(),
             );
         }
-        assert_eq!(screen(&mut h, &p(), false), 4);
+        assert_eq!(screen(&mut h, &p(), true, false).dropped, 4);
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["accept", "x-custom"]);
-        assert_eq!(screen(&mut h, &p(), true), 0);
+        assert_eq!(screen(&mut h, &p(), true, true), Screened::default());
+    }
+
+    #[test]
+    fn one_pass_drops_forwarding_claims_by_peer_and_notes_overrides() {
+        let sent = [
+            ("accept", Verdict::Keep),
+            ("x-verified-name", Verdict::Drop(Why::Identity)),
+            ("x-forwarded-for", Verdict::Forwarding),
+            ("x-forwarded-host", Verdict::Forwarding),
+            ("x-forwarded-host-2", Verdict::Forwarding),
+            ("x-host", Verdict::Forwarding),
+            ("xforwardedfor", Verdict::Forwarding),
+            ("x-real-ip", Verdict::Forwarding),
+            ("cf-connecting-ip", Verdict::Forwarding),
+            ("x-scheme", Verdict::Forwarding),
+            ("x-http-method-override", Verdict::Override),
+            ("xhttpmethod", Verdict::Override),
+        ];
+        let mut h = http::HeaderMap::new();
+        for (n, _) in sent {
+            h.append(HeaderName::from_static(n), "1".parse().unwrap());
+        }
+        for (n, v) in sent {
+            assert_eq!(verdict(&p(), n, false), v, "{n}");
+        }
+        // From a trusted proxy its claims about the connection stay; odd spellings of
+        // verigate's own names and host claims go all the same.
+        for (n, v) in [
+            ("x-forwarded-for", Verdict::Keep),
+            ("x-forwarded-host", Verdict::Keep),
+            ("x-forwarded-host-2", Verdict::Forwarding),
+            ("x-real-ip", Verdict::Keep),
+            ("cf-connecting-ip", Verdict::Keep),
+            ("xforwardedfor", Verdict::Forwarding),
+            ("x-host", Verdict::Forwarding),
+            ("x-verified-name", Verdict::Drop(Why::Identity)),
+        ] {
+            assert_eq!(verdict(&p(), n, true), v, "{n}");
+        }
+        let s = screen(&mut h, &p(), false, false);
+        assert_eq!(
+            s,
+            Screened {
+                dropped: 1,
+                method_override: true
+            }
+        );
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-http-method-override", "xhttpmethod"]);
+    }
+
+    /// The role words as lists, compared one by one: what [`Roles::of`] decides by last letter.
+    fn roles_by_lists(folded: &[u8]) -> Roles {
+        Roles {
+            user_or_path: USER_AND_PATH_ENDS.iter().any(|w| folded.ends_with(w)),
+            connection: CONNECTION_ENDS.iter().any(|w| folded.ends_with(w)),
+        }
+    }
+
+    #[test]
+    fn role_words_by_last_letter_are_the_lists() {
+        for w in USER_AND_PATH_ENDS.iter().chain(CONNECTION_ENDS.iter()) {
+            for pre in [&b""[..], b"x", b"xforwarded", b"a"] {
+                let name = [pre, *w].concat();
+                assert_eq!(Roles::of(&name), roles_by_lists(&name), "{name:?}");
+                // One letter short of the word, and the word with a letter after it.
+                assert_eq!(Roles::of(&name[1..]), roles_by_lists(&name[1..]));
+                let more = [&name[..], b"s"].concat();
+                assert_eq!(Roles::of(&more), roles_by_lists(&more), "{more:?}");
+            }
+        }
+        for w in CLAIM_FAMILIES {
+            for name in [
+                w.to_vec(),
+                [w, &b"-x"[..]].concat(),
+                w[..w.len() - 1].to_vec(),
+            ] {
+                let by_list = CLAIM_FAMILIES.iter().any(|f| name.starts_with(f));
+                assert_eq!(claim_family(&name), by_list, "{name:?}");
+            }
+        }
+        // A long name's end is read from its bytes.
+        let long = "x-a-very-long-header-name-of-some-vendor-which-ends-with-Client-IP";
+        let n = Name::of(long);
+        assert!(n.fold.whole().is_none() && n.roles.connection && !n.roles.user_or_path);
+        assert_eq!(Name::of("sec-websocket-user").roles, Roles::default());
     }
 
     proptest::proptest! {
+        /// Any name made of the role words' letters: the role words by last letter are the
+        /// lists', for a name held whole and for one past FOLD_MAX (read from its end).
+        #[test]
+        fn role_words_of_any_name(
+            name in proptest::collection::vec(proptest::sample::select(
+                b"userloginasrtcmpdyhfxlxontgpi".to_vec()), 0..20),
+            pad in 0usize..60,
+        ) {
+            proptest::prop_assert_eq!(Roles::of(&name), roles_by_lists(&name));
+            let long: Vec<u8> = std::iter::repeat_n(b'a', pad).chain(name.iter().copied()).collect();
+            let text = std::str::from_utf8(&long).unwrap_or("");
+            let expect = if text.starts_with("sec") { Roles::default() } else { roles_by_lists(&long) };
+            proptest::prop_assert_eq!(Name::of(text).roles, expect);
+        }
+
+        /// The families by first letter are the list's.
+        #[test]
+        fn claim_families_of_any_name(
+            name in proptest::collection::vec(proptest::sample::select(
+                b"oidcamznuthrqeslpfx".to_vec()), 0..20),
+        ) {
+            let by_list = CLAIM_FAMILIES.iter().any(|f| name.starts_with(f));
+            proptest::prop_assert_eq!(claim_family(&name), by_list);
+        }
+
         /// Whatever a name's bytes: it reaches the app only when it is of the grammar, and a
         /// name that folds to a protected one never does, whatever bytes it is spelled with.
         #[test]

@@ -46,6 +46,14 @@ pub fn has_method_override_header(headers: &http::HeaderMap) -> bool {
         .any(|k| super::names::folds_to(k.as_str(), &METHOD_OVERRIDES))
 }
 
+/// Is this header (worked out by [`super::names::Name::of`], of the grammar) a method-override
+/// header?
+pub fn method_override(n: &super::names::Name) -> bool {
+    n.fold
+        .whole()
+        .is_some_and(|f| METHOD_OVERRIDES.iter().any(|m| m.as_bytes() == f))
+}
+
 /// The request method, refused when spelled with a lower-case letter (a router may upper-case
 /// it; waitress does) or when it is CONNECT (verigate is not a tunnel).
 pub fn method(req: &RequestHeader) -> Result<(), TargetError> {
@@ -60,6 +68,13 @@ pub fn method(req: &RequestHeader) -> Result<(), TargetError> {
 /// frameworks read them; a value in lower case names the method in capitals, as Express's
 /// method-override upper-cases it).
 pub fn override_methods(req: &RequestHeader) -> Result<Vec<Method>, TargetError> {
+    override_methods_of(req, has_method_override_header(&req.headers))
+}
+
+/// [`override_methods`] of a request whose headers were screened ([`super::names::screen`]):
+/// `headers` says whether a method-override header stayed on it, so that a request without
+/// one is not read again for them.
+pub fn override_methods_of(req: &RequestHeader, headers: bool) -> Result<Vec<Method>, TargetError> {
     let mut out = Vec::new();
     let mut add = |v: &str| {
         if v.trim().is_empty() {
@@ -75,9 +90,11 @@ pub fn override_methods(req: &RequestHeader) -> Result<Vec<Method>, TargetError>
         }
         Ok(())
     };
-    for (name, v) in &req.headers {
-        if super::names::folds_to(name.as_str(), &METHOD_OVERRIDES) {
-            add(v.to_str().map_err(|_| TargetError::BadMethod)?)?;
+    if headers {
+        for (name, v) in &req.headers {
+            if super::names::folds_to(name.as_str(), &METHOD_OVERRIDES) {
+                add(v.to_str().map_err(|_| TargetError::BadMethod)?)?;
+            }
         }
     }
     // Only a query that spells `method`, or escapes something, can name the parameter.

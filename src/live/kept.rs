@@ -15,7 +15,7 @@ pub fn host_of(req: &RequestHeader) -> Option<String> {
 /// This browser's kept-request cookie, opened (valid, unexpired, for this request's host).
 pub fn cookie_of(live: &Live, req: &RequestHeader, now: i64) -> Option<KeptClaims> {
     let s = &live.cfg.session;
-    let raw = cookies::read_kept(req, s, false)?;
+    let raw = cookies::read_kept(req, s)?;
     s.keys
         .open_kept(raw, now)
         .ok()
@@ -51,7 +51,7 @@ pub async fn drop_for_logout(
     now: i64,
 ) -> bool {
     let s = &live.cfg.session;
-    let Some(raw) = cookies::read_kept(req, s, false) else {
+    let Some(raw) = cookies::read_kept(req, s) else {
         return false;
     };
     if let Ok(k) = s.keys.open_kept(raw, now) {
