@@ -8,8 +8,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use verigate::store::{RedisConfig, StoreConfig};
 use verigate::store::{self, Person, Store};
+use verigate::store::{RedisConfig, StoreConfig};
 
 fn backends() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
     let mut out: Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> = Vec::new();

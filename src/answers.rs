@@ -332,9 +332,9 @@ pub struct Problem {
     /// before "verify again" and "verify as someone else".
     pub primary: Option<Box<(String, String)>>,
     /// Why the person is asked to verify again (one line on the page; `reason` in JSON).
-    pub why: Option<Why>,
+    pub why: Option<Box<Why>>,
     /// A sentence more about this case, Korean and English (on the page only).
-    pub note: Option<(&'static str, &'static str)>,
+    pub note: Option<&'static (&'static str, &'static str)>,
 }
 
 /// The note of a `503 store_unavailable` where a kept form post was being taken: the store's
@@ -372,11 +372,11 @@ impl Problem {
     }
 
     pub fn with_why(mut self, why: Option<Why>) -> Self {
-        self.why = why;
+        self.why = why.map(Box::new);
         self
     }
 
-    pub fn with_note(mut self, note: (&'static str, &'static str)) -> Self {
+    pub fn with_note(mut self, note: &'static (&'static str, &'static str)) -> Self {
         self.note = Some(note);
         self
     }
@@ -436,7 +436,12 @@ impl Problem {
             .age
             .map(|(min, rule)| age_rule_html(min, rule))
             .unwrap_or_default();
-        let why = self.why.map(Why::html).unwrap_or_default();
+        let why = self
+            .why
+            .as_deref()
+            .copied()
+            .map(Why::html)
+            .unwrap_or_default();
         let until = match self.until_text() {
             Some(t) => format!(
                 r#"<p data-until="{t}">다시 가입할 수 있는 때 · You may sign up again from: <strong>{t}</strong></p>"#,
@@ -475,7 +480,7 @@ impl Problem {
             v["min_age"] = serde_json::json!(min);
             v["age_rule"] = serde_json::json!(rule.as_str());
         }
-        if let Some(why) = self.why {
+        if let Some(why) = self.why.as_deref().copied() {
             v["reason"] = serde_json::json!(why.code());
         }
         if let (Some(text), Some(unix)) = (self.until_text(), self.until) {

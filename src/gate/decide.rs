@@ -107,10 +107,7 @@ pub fn decide_age_status(
     if age >= ttl.as_secs() as i64 {
         return Decision::Verify(None);
     }
-    if let Some(max) = req
-        .max_session_age
-        .filter(|max| age > max.as_secs() as i64)
-    {
+    if let Some(max) = req.max_session_age.filter(|max| age > max.as_secs() as i64) {
         return Decision::Verify(Some(Why::TooOld(max)));
     }
     let Some(min) = req.min_age else {

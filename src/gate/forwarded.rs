@@ -68,7 +68,7 @@ const PLAIN_OWN: [&str; 5] = [
 /// verigate's own names but the plain one. Judged with the app's names in one pass
 /// ([`super::names::screen`], in `request_filter`), so names outside the header-name grammar,
 /// such as `X_Forwarded_For`, are dropped as such before this.
-pub fn doomed(n: &super::names::Name, trusted: bool) -> bool {
+pub fn doomed(n: &super::fold::Name, trusted: bool) -> bool {
     let name = n.text;
     let start = n.fold.start();
     // Every name below starts with one of these letters (folded), or ends with a role word
@@ -79,7 +79,7 @@ pub fn doomed(n: &super::names::Name, trusted: bool) -> bool {
     // Any name that starts with `X-Forwarded-Host` or `X-Original-Host` names a host.
     let host_claim = (start.starts_with(b"xforwardedhost") || start.starts_with(b"xoriginalhost"))
         && name != "x-forwarded-host";
-    if host_claim || (!trusted && super::names::connection_claim(n)) {
+    if host_claim || (!trusted && super::fold::connection_claim(n)) {
         return true;
     }
     let Some(f) = n.fold.whole() else {

@@ -12,7 +12,7 @@ use pingora::http::RequestHeader;
 /// Does a header name fall under the identity prefix, once both are folded (letter case and
 /// every byte that is no letter or digit left out, see [`super::names`])?
 pub fn is_identity_header(name: &str, prefix: &str) -> bool {
-    super::names::fold_strip(name.as_bytes(), prefix.as_bytes()).is_some()
+    super::fold::fold_strip(name.as_bytes(), prefix.as_bytes()).is_some()
 }
 
 /// Can `req` go upstream rebuilt from its URI without changing its request line? True for

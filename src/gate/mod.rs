@@ -16,6 +16,7 @@ mod age;
 pub mod deadline;
 pub mod decide;
 pub mod edit;
+pub mod fold;
 pub mod forwarded;
 pub mod headers;
 pub mod kept;
@@ -549,7 +550,7 @@ impl Gate {
         let found = kept::resume(&live, self.store.as_ref(), session, jar, now).await;
         if !ctx.kept.resumed(found, session.req_header_mut()) {
             let p = Problem::new(Refusal::StoreUnavailable)
-                .with_note(crate::answers::KEPT_TAKE_UNANSWERED);
+                .with_note(&crate::answers::KEPT_TAKE_UNANSWERED);
             return refuse(session, ctx, p).await;
         }
         if ctx.kept.delivering() {

@@ -32,7 +32,7 @@ pub enum Target {
 /// [`super::names`]) through which Express's method-override, Symfony, Laravel and others let
 /// a client change the method the app acts on. verigate decides on every method a request
 /// carries. (Path-override headers such as `X-Original-URL` never reach the app: they are of
-/// [`super::names::environment`]'s class.)
+/// the environment class of [`super::names`].)
 const METHOD_OVERRIDES: [&str; 3] = ["xhttpmethodoverride", "xhttpmethod", "xmethodoverride"];
 
 /// The query parameter through which Express's method-override (`methodOverride('_method')`)
@@ -43,12 +43,12 @@ const METHOD_PARAM: &str = "_method";
 pub fn has_method_override_header(headers: &http::HeaderMap) -> bool {
     headers
         .keys()
-        .any(|k| super::names::folds_to(k.as_str(), &METHOD_OVERRIDES))
+        .any(|k| super::fold::folds_to(k.as_str(), &METHOD_OVERRIDES))
 }
 
-/// Is this header (worked out by [`super::names::Name::of`], of the grammar) a method-override
+/// Is this header (worked out by [`super::fold::Name::of`], of the grammar) a method-override
 /// header?
-pub fn method_override(n: &super::names::Name) -> bool {
+pub fn method_override(n: &super::fold::Name) -> bool {
     n.fold
         .whole()
         .is_some_and(|f| METHOD_OVERRIDES.iter().any(|m| m.as_bytes() == f))
@@ -92,7 +92,7 @@ pub fn override_methods_of(req: &RequestHeader, headers: bool) -> Result<Vec<Met
     };
     if headers {
         for (name, v) in &req.headers {
-            if super::names::folds_to(name.as_str(), &METHOD_OVERRIDES) {
+            if super::fold::folds_to(name.as_str(), &METHOD_OVERRIDES) {
                 add(v.to_str().map_err(|_| TargetError::BadMethod)?)?;
             }
         }

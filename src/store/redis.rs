@@ -569,7 +569,9 @@ impl Store for RedisStore {
 
     async fn commit_account(&self, route: &str, ci_hash: &str) -> Result<(), StoreError> {
         let mut cmd = redis::cmd("EVAL");
-        cmd.arg(COMMIT).arg(1).arg(self.account_key(route, ci_hash))
+        cmd.arg(COMMIT)
+            .arg(1)
+            .arg(self.account_key(route, ci_hash))
             .arg(now_ms());
         let _: i64 = self.durable(cmd, |n: &i64| *n == 1).await?;
         Ok(())
@@ -1072,7 +1074,9 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HSETNX', KEYS[1], 
 return 0
 "#;
         for k in self.scan(&format!("{}member:*", self.prefix)).await? {
-            let d: i64 = self.invoke(CREATED, vec![k.clone()], vec![arg(now)]).await?;
+            let d: i64 = self
+                .invoke(CREATED, vec![k.clone()], vec![arg(now)])
+                .await?;
             n += d as u64;
         }
         let mut set = redis::cmd("SET");

@@ -651,7 +651,13 @@ fn every_backend(dir: &Path) -> Vec<(&'static str, std::sync::Arc<dyn Store>, Op
         let prefix = format!("vg-keep-{}-{}:", std::process::id(), rand::random::<u32>());
         out.push((
             "redis",
-            std::sync::Arc::new(store::redis::RedisStore::new(&verigate::store::RedisConfig::url(url.clone(), prefix.clone())).unwrap()),
+            std::sync::Arc::new(
+                store::redis::RedisStore::new(&verigate::store::RedisConfig::url(
+                    url.clone(),
+                    prefix.clone(),
+                ))
+                .unwrap(),
+            ),
             Some(prefix),
         ));
     }
@@ -1083,7 +1089,11 @@ async fn redis_keys_of_the_previous_release_are_migrated() {
         .arg("sealed-pass")
         .query(&mut c)
         .unwrap();
-    let s = store::redis::RedisStore::new(&verigate::store::RedisConfig::url(url.clone(), prefix.clone())).unwrap();
+    let s = store::redis::RedisStore::new(&verigate::store::RedisConfig::url(
+        url.clone(),
+        prefix.clone(),
+    ))
+    .unwrap();
     assert_eq!(s.migrate(&hash_key()).await.unwrap(), 3);
     assert_eq!(s.migrate(&hash_key()).await.unwrap(), 0, "once");
     let v: String = redis::cmd("GET")

@@ -460,8 +460,8 @@ async fn master_killed_under_traffic_loses_no_decision_and_service_resumes() {
 /// fails closed, and none is left half done where that would refuse the person's next try.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_not_acknowledged_fails_closed() {
-    use verigate::store::{RedisConfig, RedisTarget, RedisWait, StoreConfig};
     use verigate::store::{self, Person as StorePerson};
+    use verigate::store::{RedisConfig, RedisTarget, RedisWait, StoreConfig};
     if !Cluster::installed() {
         skip::missing(
             "redis-server and redis-sentinel",
@@ -546,8 +546,8 @@ async fn wait_not_acknowledged_fails_closed() {
 /// store's connection: decisions made there meanwhile are counted and printed (not covered).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_failover_is_followed_to_the_new_master() {
-    use verigate::store::{RedisConfig, RedisTarget, SentinelConfig, StoreConfig};
     use verigate::store;
+    use verigate::store::{RedisConfig, RedisTarget, SentinelConfig, StoreConfig};
     if !Cluster::installed() {
         skip::missing(
             "redis-server and redis-sentinel",

@@ -7,8 +7,8 @@ use crate::common::*;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
-use verigate::store::{RedisConfig, StoreConfig};
 use verigate::store::{self, KeyExchange, PersonRef, Registration, Reservation, Store};
+use verigate::store::{RedisConfig, StoreConfig};
 
 /// A member registered without an owner.
 const NOBODY: verigate::store::Person<'static> = verigate::store::Person {
