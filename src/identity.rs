@@ -201,6 +201,59 @@ impl Forward {
     }
 }
 
+/// How a PortOne identity-verification channel verifies (Iamport's `pg`, a PortOne V2
+/// channel), as the choice and start pages name it: `providers.<id>.method`, else Iamport's
+/// `pg` prefix, else Danal's phone verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChannelMethod {
+    /// `danal`: 휴대폰 본인인증.
+    #[default]
+    Phone,
+    /// `inicis_unified`: KG이니시스 통합인증 (PASS, 네이버, 카카오, 토스, 페이코, certificates).
+    Unified,
+    /// `inicis`: 신용카드 본인인증 through KG이니시스 (Iamport / V1 only).
+    Card,
+}
+
+impl ChannelMethod {
+    pub const NAMES: [&'static str; 3] = ["danal", "inicis_unified", "inicis"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "danal" => Some(ChannelMethod::Phone),
+            "inicis_unified" => Some(ChannelMethod::Unified),
+            "inicis" => Some(ChannelMethod::Card),
+            _ => None,
+        }
+    }
+
+    /// The method an Iamport `pg` value names (`danal.im0001` → Danal), if known.
+    pub fn of_pg(pg: &str) -> Option<Self> {
+        Self::parse(pg.split('.').next().unwrap_or(pg))
+    }
+
+    /// The choice page's label (Korean, English).
+    pub fn label(self) -> (&'static str, &'static str) {
+        match self {
+            ChannelMethod::Phone => ("휴대폰 본인인증", "Mobile phone verification (Korea)"),
+            ChannelMethod::Unified => (
+                "간편인증 · 인증서 (통합인증)",
+                "PASS, Naver, Kakao, Toss, PAYCO or a certificate (Korea)",
+            ),
+            ChannelMethod::Card => ("신용카드 본인인증", "Credit card verification (Korea)"),
+        }
+    }
+
+    /// The start page's heading (Korean, English).
+    pub fn heading(self) -> (&'static str, &'static str) {
+        match self {
+            ChannelMethod::Phone => ("휴대폰 본인인증", "Mobile phone verification"),
+            ChannelMethod::Unified => ("통합인증", "Simple authentication or certificate"),
+            ChannelMethod::Card => ("신용카드 본인인증", "Credit card verification"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

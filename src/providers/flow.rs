@@ -5,11 +5,13 @@ use crate::answers::Refusal;
 use crate::answers::{escape, page, wants_html, Problem, Reply, Why, BACK_MARK};
 use crate::clock::unix_now;
 use crate::cookies;
+use crate::identity::ChannelMethod;
 use crate::identity::ProviderId;
 use crate::live::provider::ProviderFlow;
 use crate::live::revoked::Revoked;
 use crate::live::{session_id, Live};
 use crate::routing::path::normalize;
+use crate::routing::path::safe_return_to;
 use crate::routing::Route;
 use crate::session::{Claims, FlowClaims, Purpose};
 use crate::store::Store;
@@ -72,29 +74,13 @@ pub fn switch_action(prefix: &str, return_to: &str) -> String {
     )
 }
 
-/// `return_to` is accepted only as a same-site path: `/...`, never `//`, `/\`, a scheme or
-/// control characters (also once percent-decoded).
-pub fn safe_return_to(raw: Option<&str>) -> Option<String> {
-    let rt = match raw {
-        None | Some("") => return Some("/".into()),
-        Some(r) => r,
-    };
-    if rt.len() > 2048 || !rt.starts_with('/') {
-        return None;
+/// The choice page's picture of a channel's method (trusted SVG).
+pub fn method_icon(m: ChannelMethod) -> &'static str {
+    match m {
+        ChannelMethod::Phone => PHONE_ICON,
+        ChannelMethod::Unified => UNIFIED_ICON,
+        ChannelMethod::Card => CARD_ICON,
     }
-    let decoded: String = percent_encoding::percent_decode_str(rt)
-        .decode_utf8_lossy()
-        .into_owned();
-    for s in [rt, decoded.as_str()] {
-        if s.starts_with("//")
-            || s.starts_with("/\\")
-            || s.contains('\\')
-            || s.chars().any(|c| c.is_control())
-        {
-            return None;
-        }
-    }
-    Some(rt.to_string())
 }
 
 pub(crate) fn query_param(session: &Session, name: &str) -> Option<String> {
@@ -683,67 +669,6 @@ const UNIFIED_ICON: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden=
 
 /// ... of a credit card verification.
 const CARD_ICON: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="2" y="5" width="20" height="14" rx="2"/><path d="M2 10h20M6 15h4"/></svg>"#;
-
-/// How a PortOne identity-verification channel verifies (Iamport's `pg`, a PortOne V2
-/// channel), as the choice and start pages name it: `providers.<id>.method`, else Iamport's
-/// `pg` prefix, else Danal's phone verification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ChannelMethod {
-    /// `danal`: 휴대폰 본인인증.
-    #[default]
-    Phone,
-    /// `inicis_unified`: KG이니시스 통합인증 (PASS, 네이버, 카카오, 토스, 페이코, certificates).
-    Unified,
-    /// `inicis`: 신용카드 본인인증 through KG이니시스 (Iamport / V1 only).
-    Card,
-}
-
-impl ChannelMethod {
-    pub const NAMES: [&'static str; 3] = ["danal", "inicis_unified", "inicis"];
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "danal" => Some(ChannelMethod::Phone),
-            "inicis_unified" => Some(ChannelMethod::Unified),
-            "inicis" => Some(ChannelMethod::Card),
-            _ => None,
-        }
-    }
-
-    /// The method an Iamport `pg` value names (`danal.im0001` → Danal), if known.
-    pub fn of_pg(pg: &str) -> Option<Self> {
-        Self::parse(pg.split('.').next().unwrap_or(pg))
-    }
-
-    /// The choice page's label (Korean, English).
-    pub fn label(self) -> (&'static str, &'static str) {
-        match self {
-            ChannelMethod::Phone => ("휴대폰 본인인증", "Mobile phone verification (Korea)"),
-            ChannelMethod::Unified => (
-                "간편인증 · 인증서 (통합인증)",
-                "PASS, Naver, Kakao, Toss, PAYCO or a certificate (Korea)",
-            ),
-            ChannelMethod::Card => ("신용카드 본인인증", "Credit card verification (Korea)"),
-        }
-    }
-
-    /// The start page's heading (Korean, English).
-    pub fn heading(self) -> (&'static str, &'static str) {
-        match self {
-            ChannelMethod::Phone => ("휴대폰 본인인증", "Mobile phone verification"),
-            ChannelMethod::Unified => ("통합인증", "Simple authentication or certificate"),
-            ChannelMethod::Card => ("신용카드 본인인증", "Credit card verification"),
-        }
-    }
-
-    pub fn icon(self) -> &'static str {
-        match self {
-            ChannelMethod::Phone => PHONE_ICON,
-            ChannelMethod::Unified => UNIFIED_ICON,
-            ChannelMethod::Card => CARD_ICON,
-        }
-    }
-}
 
 /// Whether a request comes from this site's own pages: `Sec-Fetch-Site` (`same-origin`, or
 /// `none` for a person's own action) when the browser sends it, else `Origin`'s host must be

@@ -168,6 +168,31 @@ fn normalize_slow(path: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
+/// `return_to` is accepted only as a same-site path: `/...`, never `//`, `/\`, a scheme or
+/// control characters (also once percent-decoded).
+pub fn safe_return_to(raw: Option<&str>) -> Option<String> {
+    let rt = match raw {
+        None | Some("") => return Some("/".into()),
+        Some(r) => r,
+    };
+    if rt.len() > 2048 || !rt.starts_with('/') {
+        return None;
+    }
+    let decoded: String = percent_encoding::percent_decode_str(rt)
+        .decode_utf8_lossy()
+        .into_owned();
+    for s in [rt, decoded.as_str()] {
+        if s.starts_with("//")
+            || s.starts_with("/\\")
+            || s.contains('\\')
+            || s.chars().any(|c| c.is_control())
+        {
+            return None;
+        }
+    }
+    Some(rt.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::{is_canonical, normalize, normalize_slow, PathError};

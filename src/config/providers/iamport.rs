@@ -52,7 +52,7 @@ pub struct Settings {
     pub channel_key: Option<String>,
     pub pg: Option<String>,
     /// How the channel verifies, as the choice and start pages say it.
-    pub method: crate::providers::flow::ChannelMethod,
+    pub method: crate::identity::ChannelMethod,
 }
 
 /// `providers.iamport`, checked; every problem under its key path.
@@ -110,8 +110,8 @@ pub(crate) fn validate(ctx: &mut Ctx, i: &File, _flow_prefix: &str) -> Option<Se
 }
 
 /// `providers.iamport.method`, else what `pg` names, else Danal's phone verification.
-fn method(ctx: &mut Ctx, i: &File) -> crate::providers::flow::ChannelMethod {
-    use crate::providers::flow::ChannelMethod;
+fn method(ctx: &mut Ctx, i: &File) -> crate::identity::ChannelMethod {
+    use crate::identity::ChannelMethod;
     let from_pg =
         i.pg.as_deref()
             .and_then(|pg| ChannelMethod::of_pg(pg.trim()));

@@ -37,7 +37,7 @@ pub struct Settings {
     pub timeout: Duration,
     pub max_result_age: Duration,
     /// How the channel verifies, as the choice and start pages say it.
-    pub method: crate::providers::flow::ChannelMethod,
+    pub method: crate::identity::ChannelMethod,
 }
 
 impl std::fmt::Debug for Settings {
@@ -91,7 +91,7 @@ pub(crate) fn validate(ctx: &mut Ctx, p: &File, _flow_prefix: &str) -> Option<Se
         p.api_secret_file.as_deref(),
         true,
     )?;
-    use crate::providers::flow::ChannelMethod;
+    use crate::identity::ChannelMethod;
     let method = match p.method.as_deref().map(str::trim) {
         None => ChannelMethod::default(),
         Some(text) => match ChannelMethod::parse(text) {

@@ -148,7 +148,7 @@ pub(super) fn https_or_path(ctx: &mut Ctx, key: &str, value: &str) -> Option<Str
     }
     let ok = value.len() <= MAX_URL
         && value.starts_with('/')
-        && crate::providers::flow::safe_return_to(Some(value)).is_some()
+        && crate::routing::path::safe_return_to(Some(value)).is_some()
         && value.parse::<http::Uri>().is_ok()
         && !value
             .chars()

@@ -46,7 +46,7 @@ impl ProviderFlow for Flow {
         Choice {
             label: m.label(),
             via: "아임포트 · Iamport",
-            icon: m.icon(),
+            icon: crate::providers::flow::method_icon(m),
         }
     }
 

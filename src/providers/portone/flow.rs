@@ -46,7 +46,7 @@ impl ProviderFlow for Flow {
         Choice {
             label: m.label(),
             via: "포트원 · PortOne",
-            icon: m.icon(),
+            icon: crate::providers::flow::method_icon(m),
         }
     }
 
