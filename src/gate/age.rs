@@ -41,19 +41,7 @@ impl Gate {
         let jar = ctx
             .jar
             .get_or_insert_with(|| crate::cookies::Jar::parse(&session.req_header().headers, s));
-        let opened = jar.session().and_then(|(c, named)| {
-            let v = live.verified(c, now).filter(|v| {
-                !self.revoked.contains(&v.revocation_id)
-                    && !self
-                        .revoked
-                        .person_revoked(&v.person_ids, v.claims.issued_at)
-                    && crate::cookies::name_fits(named, &v.claims)
-            })?;
-            if named == crate::cookies::Named::Legacy {
-                reissue = crate::cookies::reissue(s, c, v.claims.expires_at - now);
-            }
-            Some(v)
-        });
+        let opened = self.open_session(live, jar, now, &mut reissue);
         let status = jar.age().and_then(|a| self.open_status(live, a, now));
         jar.strip(session.req_header_mut());
         // Each opens only on the host it was issued on.

@@ -230,22 +230,8 @@ impl Gate {
             .jar
             .get_or_insert_with(|| crate::cookies::Jar::parse(&session.req_header().headers, s));
         let mut reissue = Vec::new();
-        let opened = jar
-            .session()
-            .and_then(|(c, named)| {
-                // Under the old name: only a session issued under it, moved to the new one.
-                let v = live.verified(c, now).filter(|v| {
-                    !self.revoked.contains(&v.revocation_id)
-                        && !self
-                            .revoked
-                            .person_revoked(&v.person_ids, v.claims.issued_at)
-                        && crate::cookies::name_fits(named, &v.claims)
-                })?;
-                if named == crate::cookies::Named::Legacy {
-                    reissue = crate::cookies::reissue(s, c, v.claims.expires_at - now);
-                }
-                Some(v)
-            })
+        let opened = self
+            .open_session(live, jar, now, &mut reissue)
             // A session opens only on the host it was issued on.
             .filter(|v| {
                 v.claims
@@ -327,6 +313,31 @@ impl Gate {
         });
         ctx.decision = "passed";
         Ok(false)
+    }
+
+    /// The session in `jar`, if it opens now: sealed by a key in force, not revoked (by its
+    /// cookie or with its person), and read under a name it may open under. One under the old
+    /// name is re-issued under the new one (`reissue`). Whether it is for this host is the
+    /// caller's to check.
+    fn open_session(
+        &self,
+        live: &Live,
+        jar: &crate::cookies::Jar,
+        now: i64,
+        reissue: &mut Vec<String>,
+    ) -> Option<std::sync::Arc<crate::live::sessions::Verified>> {
+        let (c, named) = jar.session()?;
+        let v = live.verified(c, now).filter(|v| {
+            !self.revoked.contains(&v.revocation_id)
+                && !self
+                    .revoked
+                    .person_revoked(&v.person_ids, v.claims.issued_at)
+                && crate::cookies::name_fits(named, &v.claims)
+        })?;
+        if named == crate::cookies::Named::Legacy {
+            *reissue = crate::cookies::reissue(&live.cfg.session, c, v.claims.expires_at - now);
+        }
+        Some(v)
     }
 
     /// No acceptable session: the person is sent to verify (a redirect for a page, the
