@@ -34,7 +34,9 @@ pub struct Names {
     pub age: String,
     /// The session's name without the prefix, still read for sessions issued under it.
     pub legacy: Option<String>,
-    /// Every name without the prefix (session, flow, kept): kept from the app.
+    /// Every name in the form not in use (without `__Host-` when it is used, with it when it
+    /// is not): never read (but the legacy session's), and kept from the app all the same, so
+    /// no spelling of verigate's cookies reaches it.
     pub retired: Vec<String>,
 }
 
@@ -45,8 +47,18 @@ impl Names {
             (true, false) => (HOST_PREFIX, Some(base.to_string())),
             _ => ("", None),
         };
-        let retired = match &legacy {
-            Some(old) => vec![old.clone(), format!("{old}_flow"), format!("{old}_kept")],
+        let other = match (&legacy, prefixed) {
+            (Some(old), _) => Some(old.clone()),
+            (None, false) => Some(format!("{HOST_PREFIX}{base}")),
+            (None, true) => None,
+        };
+        let retired = match other {
+            Some(o) => vec![
+                o.clone(),
+                format!("{o}_flow"),
+                format!("{o}_kept"),
+                format!("{o}_age"),
+            ],
             None => Vec::new(),
         };
         Names {
@@ -189,10 +201,9 @@ pub fn all_names(s: &SessionConfig) -> Vec<&str> {
         s.kept_cookie.as_str(),
         s.age_cookie.as_str(),
     ];
-    if let Some(old) = &s.legacy_cookie {
-        v.push(old.as_str());
-        // The old flow and kept names: gone with the upgrade, kept from the app all the same.
-    }
+    // The other forms of every name (the old ones after the upgrade to `__Host-`, the
+    // `__Host-` ones without it), the legacy session's among them.
+    v.extend(s.retired_cookies.iter().map(String::as_str));
     v
 }
 
@@ -496,9 +507,14 @@ mod tests {
         assert_eq!(n.flow, "__Host-vg_flow");
         assert_eq!(n.kept, "__Host-vg_kept");
         assert_eq!(n.legacy.as_deref(), Some("vg"));
-        assert_eq!(n.retired, ["vg", "vg_flow", "vg_kept"]);
+        assert_eq!(n.retired, ["vg", "vg_flow", "vg_kept", "vg_age"]);
         let plain = Names::new("vg", false);
         assert_eq!((plain.session.as_str(), plain.legacy), ("vg", None));
+        // Without `__Host-`, its forms are verigate's all the same: kept from the app.
+        assert_eq!(
+            plain.retired,
+            ["__Host-vg", "__Host-vg_flow", "__Host-vg_kept", "__Host-vg_age"]
+        );
         // A name already prefixed is taken as written.
         let own = Names::new("__Host-s", true);
         assert_eq!((own.session.as_str(), own.legacy), ("__Host-s", None));

@@ -331,6 +331,37 @@ async fn with_secure_cookies_the_status_is_a_host_cookie() {
     assert_eq!(b.get_html("/bar").await.status(), 200);
     // Under the name without the prefix (a sibling host could plant that one): nothing.
     let v = b.jar.remove("__Host-vg_age").unwrap();
-    b.jar.insert("vg_age".into(), v);
+    b.jar.insert("vg_age".into(), v.clone());
     assert_eq!(b.get_html("/bar").await.status(), 302);
+    // Nor does the status reach an app under any form of verigate's names (a log of the app's
+    // cookies would collect adult tokens): each form of each name stays home, on an open route.
+    b.jar.clear();
+    for name in ["vg", "vg_flow", "vg_kept", "vg_age", "__Host-vg_age", "__Host-vg_kept"] {
+        b.jar.insert(name.into(), v.clone());
+    }
+    b.jar.insert("theirs".into(), "kept".into());
+    assert_eq!(b.get_html("/open").await.status(), 200);
+    let cookies = env.last_upstream()["headers"]["cookie"].to_string();
+    assert!(
+        cookies.contains("theirs=kept") && !cookies.contains("vg"),
+        "only the app's own cookie goes on: {cookies}"
+    );
+}
+
+/// Without secure cookies, the `__Host-` forms of verigate's names are verigate's too: a
+/// status copied under one never reaches the app.
+#[tokio::test]
+async fn no_form_of_verigates_cookie_names_reaches_the_app() {
+    let env = Env::with(proxy()).await;
+    let mut b = env.browser();
+    for name in ["__Host-vg", "__Host-vg_flow", "__Host-vg_kept", "__Host-vg_age", "vg_age"] {
+        b.jar.insert(name.into(), "x".into());
+    }
+    b.jar.insert("theirs".into(), "kept".into());
+    assert_eq!(b.get_html("/open").await.status(), 200);
+    let cookies = env.last_upstream()["headers"]["cookie"].to_string();
+    assert!(
+        cookies.contains("theirs=kept") && !cookies.contains("vg"),
+        "only the app's own cookie goes on: {cookies}"
+    );
 }
