@@ -513,7 +513,12 @@ mod tests {
         // Without `__Host-`, its forms are verigate's all the same: kept from the app.
         assert_eq!(
             plain.retired,
-            ["__Host-vg", "__Host-vg_flow", "__Host-vg_kept", "__Host-vg_age"]
+            [
+                "__Host-vg",
+                "__Host-vg_flow",
+                "__Host-vg_kept",
+                "__Host-vg_age"
+            ]
         );
         // A name already prefixed is taken as written.
         let own = Names::new("__Host-s", true);

@@ -248,6 +248,7 @@ impl RecordsApi {
                 );
                 json(200, serde_json::json!({ "forgot": f }))
             }
+            Err(ForgetError::NotAnId(why)) => refused(400, "not_an_id", why),
             Err(ForgetError::UnknownRoute(r)) => refused(
                 400,
                 "unknown_route",

@@ -131,6 +131,33 @@ pub enum ForgetError {
     Store(#[from] StoreError),
     #[error("route `{0}` is not a route with one_account_per_person")]
     UnknownRoute(String),
+    #[error("{0}")]
+    NotAnId(&'static str),
+}
+
+/// Whether `who` is spelled as verigate gives it to the app: a person id (`X-Verified-Person`)
+/// is 32 characters of URL-safe base64 (`A-Z a-z 0-9 - _`); a per-site id has no space or
+/// control character at its ends or in it. A copy with spaces, padding or quotes matches no
+/// one, and an erasure of it would answer as if it had worked.
+pub fn check_ref(who: &PersonRef) -> Result<(), ForgetError> {
+    match who {
+        PersonRef::CiHash(p) => {
+            let ok = p.len() == 32
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            ok.then_some(()).ok_or(ForgetError::NotAnId(
+                "person is not an X-Verified-Person value (32 characters of A-Z a-z 0-9 - _)",
+            ))
+        }
+        PersonRef::UniqueInSite(u) => {
+            let ok = !u.is_empty()
+                && u.len() <= 512
+                && !u.chars().any(|c| c.is_whitespace() || c.is_control());
+            ok.then_some(()).ok_or(ForgetError::NotAnId(
+                "unique_in_site is not an X-Verified-Unique-In-Site value (no spaces or control characters)",
+            ))
+        }
+    }
 }
 
 /// Forget a person: their one-account records, their registered ifree members, and every open
@@ -144,6 +171,7 @@ pub async fn forget(
     route: Option<&str>,
     now: i64,
 ) -> Result<Forgotten, ForgetError> {
+    check_ref(who)?;
     let rejoin = match route {
         None => keys.rejoin_max,
         Some(r) => match keys.routes.iter().find(|(name, _)| name == r) {

@@ -336,7 +336,14 @@ async fn with_secure_cookies_the_status_is_a_host_cookie() {
     // Nor does the status reach an app under any form of verigate's names (a log of the app's
     // cookies would collect adult tokens): each form of each name stays home, on an open route.
     b.jar.clear();
-    for name in ["vg", "vg_flow", "vg_kept", "vg_age", "__Host-vg_age", "__Host-vg_kept"] {
+    for name in [
+        "vg",
+        "vg_flow",
+        "vg_kept",
+        "vg_age",
+        "__Host-vg_age",
+        "__Host-vg_kept",
+    ] {
         b.jar.insert(name.into(), v.clone());
     }
     b.jar.insert("theirs".into(), "kept".into());
@@ -354,7 +361,13 @@ async fn with_secure_cookies_the_status_is_a_host_cookie() {
 async fn no_form_of_verigates_cookie_names_reaches_the_app() {
     let env = Env::with(proxy()).await;
     let mut b = env.browser();
-    for name in ["__Host-vg", "__Host-vg_flow", "__Host-vg_kept", "__Host-vg_age", "vg_age"] {
+    for name in [
+        "__Host-vg",
+        "__Host-vg_flow",
+        "__Host-vg_kept",
+        "__Host-vg_age",
+        "vg_age",
+    ] {
         b.jar.insert(name.into(), "x".into());
     }
     b.jar.insert("theirs".into(), "kept".into());

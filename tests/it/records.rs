@@ -387,6 +387,25 @@ async fn erasure_end_to_end(storage: Storage, at: StoreAt) {
         opens(&person, a.proxy).await,
         "a refused call forgets nothing"
     );
+    // An id as no app received it (copied with a space, padded, quoted) matches no one: it is
+    // refused, never answered as if the person were forgotten.
+    for bad in [
+        serde_json::json!({ "person": format!(" {}", claims.ci_hash) }),
+        serde_json::json!({ "person": format!("{}=", claims.ci_hash) }),
+        serde_json::json!({ "person": format!("\"{}\"", claims.ci_hash) }),
+        serde_json::json!({ "unique_in_site": format!("{} ", claims.unique_in_site) }),
+    ] {
+        let (status, answer) = api_forget(a.admin, Some(TOKEN), bad.clone()).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some("not_an_id")),
+            "{bad}: {answer}"
+        );
+    }
+    assert!(
+        opens(&person, a.proxy).await,
+        "a refused call forgets nothing"
+    );
 
     let (status, answer) = api_forget(a.admin, Some(TOKEN), body).await;
     // The revocation is written before the answer, in this second or an earlier one.

@@ -972,7 +972,10 @@ async fn accounts_cli_counts_and_forgets() {
         path: db.display().to_string(),
     };
     let s = store::open(&cfg_store).unwrap();
-    for (ci, di) in [("ci-1", "di-1"), ("ci-2", "di-2")] {
+    for (ci, di) in [
+        ("ci-1-0123456789abcdefghijklmnopq", "di-1"),
+        ("ci-2-0123456789abcdefghijklmnopq", "di-2"),
+    ] {
         s.reserve_account("signup", p(ci, di), Duration::from_secs(60))
             .await
             .unwrap();
@@ -1012,7 +1015,12 @@ async fn accounts_cli_counts_and_forgets() {
         )),
         "{out}"
     );
-    let (code, out) = run(&["accounts", "forget", "--ci-hash", "ci-2"]);
+    let (code, out) = run(&[
+        "accounts",
+        "forget",
+        "--ci-hash",
+        "ci-2-0123456789abcdefghijklmnopq",
+    ]);
     assert_eq!(code, Some(0));
     assert!(
         out.starts_with(&format!(
@@ -1024,4 +1032,12 @@ async fn accounts_cli_counts_and_forgets() {
         run(&["accounts", "count"]),
         (Some(0), format!("0 account record(s) in {on}"))
     );
+    // An id no app received (a space copied with it) is refused, not "forgotten".
+    let (code, out) = run(&[
+        "accounts",
+        "forget",
+        "--ci-hash",
+        " ci-2-0123456789abcdefghijklmnop",
+    ]);
+    assert_ne!(code, Some(0), "{out}");
 }
