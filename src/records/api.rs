@@ -95,7 +95,12 @@ fn refusal(access: &AdminAccess, session: &ServerSession) -> Option<Response<Vec
                 .headers
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
+                // The scheme's name is case-insensitive (RFC 9110 §11.1); one space, then the token.
+                .and_then(|v| {
+                    v.split_at_checked(7)
+                        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer "))
+                        .map(|(_, token)| token)
+                })
                 .unwrap_or("");
             // Digests of equal length, compared in constant time: neither the token's bytes
             // nor its length show in the time an answer takes.

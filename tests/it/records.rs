@@ -458,6 +458,21 @@ async fn erasure_end_to_end(storage: Storage, at: StoreAt) {
     let future = chrono::Utc::now().timestamp() + 3600;
     let (_, none) = api_log(a.admin, Some(TOKEN), &format!("/audit?since={future}")).await;
     assert_eq!(none["count"], 0, "{none}");
+    // The scheme is case-insensitive (RFC 9110); the token is not.
+    for (auth, want) in [
+        (format!("bearer {TOKEN}"), 200),
+        (format!("BEARER {TOKEN}"), 200),
+        (format!("bearer {}", TOKEN.to_uppercase()), 401),
+        (format!("bearer  {TOKEN}"), 401),
+    ] {
+        let r = client()
+            .get(format!("http://{}/audit", a.admin))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want, "{auth}");
+    }
     let (status, bad) = api_log(a.admin, Some(TOKEN), "/audit?since=yesterday").await;
     assert_eq!((status, bad["error"].as_str()), (400, Some("bad_request")));
     let after = store_bytes(&at);
