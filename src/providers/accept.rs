@@ -152,7 +152,11 @@ fn ledger_line(
             .flatten(),
         "age": age,
         "min_age": min_age,
-        "age_rule": route.and_then(|r| r.require.as_ref()).map(|q| q.age_rule.as_str()),
+        // The rule only where the route has an age limit (`min_age`): none, no rule.
+        "age_rule": route
+            .and_then(|r| r.require.as_ref())
+            .filter(|q| q.min_age.is_some())
+            .map(|q| q.age_rule.as_str()),
         "admitted": admitted,
         "result_id": (!person.result_id.is_empty()).then_some(person.result_id.as_str()),
     })

@@ -1254,6 +1254,25 @@ async fn the_verification_ledger() {
     assert!(line["age"].as_i64().unwrap() >= 19, "{line}");
     assert!(!line["result_id"].as_str().unwrap().is_empty(), "{line}");
     assert!(line["at"].as_str().unwrap().ends_with('Z'), "{line}");
+    assert_eq!(line["age_rule"], "youth_act", "{line}");
+    // A route without an age limit: no limit, no rule, no verdict.
+    let mut other = env.browser();
+    let r = other
+        .verify_redirect(env.sandbox, "/join", &Person::named(&format!("{name}-2")))
+        .await;
+    assert_eq!(r.status(), 302);
+    let (_, both) = api_log(env.admin, Some(TOKEN), "/ledger").await;
+    assert_eq!(both["count"], 2, "{both}");
+    let join = both["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        // (The line names the route its return path matches for GET: none for POST-only /join.)
+        .find(|l| l["person"] != line["person"])
+        .unwrap_or_else(|| panic!("the /join verification's line: {both}"));
+    for key in ["min_age", "age_rule", "admitted"] {
+        assert!(join[key].is_null(), "{key}: {join}");
+    }
     let text = log.to_string();
     for clear in [name.as_str(), &claims.ci_hash, &claims.unique_in_site] {
         assert!(!text.contains(clear), "{clear} in {text}");
