@@ -1295,7 +1295,7 @@ async fn the_verification_ledger() {
         &env_vars,
     );
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("1 ledger line(s) in SQLite file "), "{out}");
+    assert!(out.starts_with("2 ledger line(s) in SQLite file "), "{out}");
 
     let (status, answer) = api_forget(
         env.admin,
@@ -1305,8 +1305,10 @@ async fn the_verification_ledger() {
     .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["forgot"]["ledger_lines"], 1, "{answer}");
+    // The other person's line stays.
     let (_, log) = api_log(env.admin, Some(TOKEN), "/ledger").await;
-    assert_eq!(log["count"], 0, "{log}");
+    assert_eq!(log["count"], 1, "{log}");
+    assert_ne!(log["lines"][0]["person"], line["person"], "{log}");
 }
 
 /// Where a merchant must choose a lifetime, leaving it out is warned about (naming the key and
