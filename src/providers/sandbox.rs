@@ -36,3 +36,25 @@ pub fn under_age_limit(limit: Option<u32>, birth: chrono::NaiveDate) -> bool {
     let today = crate::clock::today(chrono_tz::Asia::Seoul, crate::clock::unix_now());
     limit.is_some_and(|min| crate::identity::international_age(birth, today) < min as i32)
 }
+
+/// A simulated person's CI: one per person (name, birth date, phone digits) whichever
+/// simulated provider or channel verifies them, as the real CI is one per person across
+/// Iamport, PortOne and every channel (88 characters of base64, as the real one).
+pub fn person_ci(name: &str, birth: chrono::NaiveDate, phone: &str) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use hmac::{Mac, SimpleHmac};
+    let digits: String = phone.chars().filter(|c| c.is_ascii_digit()).collect();
+    let msg = [
+        "ci",
+        name.trim(),
+        &birth.format("%Y%m%d").to_string(),
+        &digits,
+    ]
+    .join("\u{1f}");
+    let mut m =
+        <SimpleHmac<sha2::Sha512> as Mac>::new_from_slice(b"verigate-sandbox-person-seed-v1")
+            .expect("any key length");
+    m.update(msg.as_bytes());
+    STANDARD.encode(m.finalize().into_bytes())
+}

@@ -268,3 +268,65 @@ async fn the_pages_name_each_channels_method() {
     let portone = page(&env, "/.verigate/portone/start?return_to=%2Fmember").await;
     assert!(portone.contains("<h1>휴대폰 본인인증</h1>"), "{portone}");
 }
+
+/// The person id (`X-Verified-Person`, the keyed hash of the CI) is one per person through
+/// Iamport and PortOne alike (the sandbox, as the real services, gives one CI per person);
+/// the DI (`X-Verified-Unique-In-Site`) is the channel's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_person_id_through_iamport_and_portone() {
+    let env = Env::with(
+        Proxy::new()
+            .provider(Provider::iamport())
+            .provider(Provider::portone())
+            .route(Route::prefix("/adult").providers(["iamport", "portone"]))
+            .route(Route::prefix("/")),
+    )
+    .await;
+    let mut p = env.browser();
+    let flow = start(&mut p).await;
+    let ret = window(&env, &flow, "1990-03-04", "verified", 0).await;
+    assert_eq!(p.open_html(&ret).await.status(), 302);
+    assert_eq!(p.get_html("/adult").await.status(), 200);
+    let through_portone = env.last_upstream()["headers"].clone();
+    let mut i = env.browser();
+    let same = Person {
+        name: "김포트".into(),
+        birth: "19900304".into(),
+        phone: "010-2222-3333".into(),
+        ..Person::adult()
+    };
+    assert_eq!(
+        i.verify_redirect(env.sandbox, "/adult", &same)
+            .await
+            .status(),
+        302
+    );
+    assert_eq!(i.get_html("/adult").await.status(), 200);
+    let through_iamport = env.last_upstream()["headers"].clone();
+    assert_eq!(through_iamport["x-verified-provider"][0], "iamport");
+    assert_eq!(
+        through_iamport["x-verified-person"], through_portone["x-verified-person"],
+        "one person, one id"
+    );
+    assert_ne!(
+        through_iamport["x-verified-unique-in-site"],
+        through_portone["x-verified-unique-in-site"]
+    );
+    // Another person through Iamport: another id.
+    let mut o = env.browser();
+    let other = Person {
+        phone: "01099998888".into(),
+        ..same
+    };
+    assert_eq!(
+        o.verify_redirect(env.sandbox, "/adult", &other)
+            .await
+            .status(),
+        302
+    );
+    assert_eq!(o.get_html("/adult").await.status(), 200);
+    assert_ne!(
+        env.last_upstream()["headers"]["x-verified-person"],
+        through_portone["x-verified-person"]
+    );
+}

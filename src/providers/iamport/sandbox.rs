@@ -422,7 +422,7 @@ async fn certify_submit(State(sim): State<Arc<Sim>>, Form(f): Form<CertifyForm>)
     let name = f.name.trim();
     let phone: String = f.phone.chars().filter(|c| c.is_ascii_digit()).collect();
     let birth_s = birthday.format("%Y%m%d").to_string();
-    let unique_key = keyed(64, &["ci", name, &birth_s, &phone]);
+    let unique_key = crate::providers::sandbox::person_ci(name, birthday, &phone);
     let unique_in_site = keyed(48, &["di", &f.imp_code, name, &birth_s, &phone]);
     let certified_at = now() - f.certified_ago.unwrap_or(0);
     let pg_provider =

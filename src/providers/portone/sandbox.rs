@@ -207,7 +207,7 @@ async fn submit(State(sim): State<Arc<Sim>>, Form(f): Form<SubmitForm>) -> Respo
                 "verifiedCustomer": {
                     "name": f.name, "phoneNumber": f.phone_number, "birthDate": f.birth_date,
                     "gender": f.gender.as_deref().unwrap_or("MALE"), "isForeigner": false, "operator": "SKT",
-                    "ci": keyed(&["ci", &f.name, &f.birth_date, &f.phone_number], 64),
+                    "ci": chrono::NaiveDate::parse_from_str(&f.birth_date, "%Y-%m-%d").ok().map(|b| crate::providers::sandbox::person_ci(&f.name, b, &f.phone_number)),
                     "di": keyed(&["di", &f.store_id, &f.name, &f.birth_date, &f.phone_number], 48),
                 } })
     };
