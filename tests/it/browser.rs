@@ -400,6 +400,25 @@ async fn whoami_env(providers: &[Provider]) -> Env {
     Env::with(Setup::new(proxy).upstream(Upstream::DemoShop)).await
 }
 
+/// In the sandbox's window: verify as 김철수 (an adult), sign up at the demo shop, then sign up
+/// again and land on the duplicate-account page.
+pub(crate) async fn sign_up_twice(d: &Driver, env: &Env) {
+    fill_sandbox_form(d, "김철수", "19900101").await;
+    d.wait_for("the demo shop's signup page", |u, s| {
+        u.ends_with("/signup") && s.contains("x-verified-unique-in-site")
+    })
+    .await;
+    d.click("button[type=submit]").await;
+    d.wait_for("account created", |_, s| s.contains("Account created"))
+        .await;
+    d.go(&env.url("/signup")).await;
+    d.click("form[action='/signup'] button[type=submit]").await;
+    d.wait_for("the duplicate page", |_, s| {
+        s.contains("409 · duplicate_account")
+    })
+    .await;
+}
+
 pub(crate) async fn fill_sandbox_form(d: &Driver, name: &str, birth: &str) {
     d.find("form[action='certify']").await;
     d.fill("input[name=name]", name).await;
@@ -835,22 +854,8 @@ async fn on_a_desktop_one_provider_is_one_click_away_and_form_refusals_are_pages
             .await,
         "channel-key-cert-2"
     );
-    fill_sandbox_form(&d, "김철수", "19900101").await;
-    d.wait_for("the demo shop's signup page", |u, s| {
-        u.ends_with("/signup") && s.contains("x-verified-unique-in-site")
-    })
-    .await;
-    d.click("button[type=submit]").await;
-    d.wait_for("account created", |_, s| s.contains("Account created"))
-        .await;
-
     // The same person signs up again: the 409 page, not JSON, with its ways on.
-    d.go(&env.url("/signup")).await;
-    d.click("form[action='/signup'] button[type=submit]").await;
-    d.wait_for("the duplicate page", |_, s| {
-        s.contains("409 · duplicate_account")
-    })
-    .await;
+    sign_up_twice(&d, &env).await;
     let page = d.source().await;
     assert!(page.contains("이미 가입된 분입니다"), "{page}");
     assert!(!page.contains(r#"{"error""#), "{page}");

@@ -4,7 +4,7 @@
 //! underage page names the age and its rule; nothing is wider than the screen. Skips (or fails
 //! under CI=true) as `browser` does without Chromium.
 
-use crate::browser::{eighteen_today, fill_sandbox_form, href, Driver};
+use crate::browser::{eighteen_today, fill_sandbox_form, href, sign_up_twice, Driver};
 use crate::common::*;
 use crate::pages::shop_with_site;
 use serde_json::Value;
@@ -91,21 +91,8 @@ async fn the_shops_pages_read_well_on_a_phone_and_a_desktop() {
             d.shot("site-start-desktop").await;
             d.click("#verigate-start").await;
         }
-        fill_sandbox_form(&d, "김철수", "19900101").await;
-        d.wait_for("the demo shop's signup page", |u, s| {
-            u.ends_with("/signup") && s.contains("x-verified-unique-in-site")
-        })
-        .await;
-        d.click("button[type=submit]").await;
-        d.wait_for("account created", |_, s| s.contains("Account created"))
-            .await;
         // Again: the duplicate page leads with the shop's sign-in / find-ID page.
-        d.go(&env.url("/signup")).await;
-        d.click("form[action='/signup'] button[type=submit]").await;
-        d.wait_for("the duplicate page", |_, s| {
-            s.contains("409 · duplicate_account")
-        })
-        .await;
+        sign_up_twice(&d, &env).await;
         assert_framed_in_browser(&d, &format!("{tag}: duplicate")).await;
         d.shot(&format!("site-duplicate-{tag}")).await;
         assert_eq!(href(&d, "[data-next=primary]").await, "/login?find=id");
