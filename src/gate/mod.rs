@@ -366,7 +366,7 @@ impl Gate {
             false => kept::keepable(session.req_header(), rule),
         };
         if let Some(rule) = rule {
-            return self.keep(live, session, ctx, rule, verify).await;
+            return self.keep(live, session, ctx, rule, verify, why).await;
         }
         if crate::answers::navigation(session) {
             ctx.decision = "redirected_to_verify";
@@ -432,6 +432,7 @@ impl Gate {
         ctx: &mut Ctx,
         rule: routes::KeepRule,
         verify: String,
+        reason: Option<crate::answers::Why>,
     ) -> Result<bool> {
         let resumed = ctx.kept.take_back();
         let html = wants_html(session);
@@ -460,7 +461,9 @@ impl Gate {
                 let reply = if html {
                     Reply::new(303).header(http::header::LOCATION, verify)
                 } else {
-                    let p = Problem::new(Refusal::VerificationRequired).with_next(verify);
+                    let p = Problem::new(Refusal::VerificationRequired)
+                        .with_next(verify)
+                        .with_why(reason);
                     let mut v: serde_json::Value =
                         serde_json::from_str(&p.json()).unwrap_or_default();
                     v["kept"] = serde_json::Value::Bool(true);
@@ -471,7 +474,9 @@ impl Gate {
             Err(why) => {
                 ctx.decision = "form_not_kept";
                 ctx.kept.not_kept(why);
-                let p = Problem::new(Refusal::FormNotKept).with_next(verify);
+                let p = Problem::new(Refusal::FormNotKept)
+                    .with_next(verify)
+                    .with_why(reason);
                 let reply = Reply::problem(&p, html);
                 match ctx.kept.ending_cookie(&live.cfg) {
                     Some(c) => reply.cookie(c),

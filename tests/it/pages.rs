@@ -291,6 +291,26 @@ async fn a_person_sent_to_verify_again_is_told_why() {
     // A form post meets the same reason on its 401 (JSON: `reason`).
     let v: Value = b.get_json("/checkout").await.json().await.unwrap();
     assert_eq!(v["reason"], "session_too_old", "{v}");
+    // So does a page's own script whose post is kept for after the verification.
+    let req = b
+        .client
+        .post(b.url("/checkout"))
+        .header("accept", "application/json")
+        .header("sec-fetch-site", "same-origin")
+        .header("sec-fetch-mode", "cors")
+        .header("content-type", "application/json")
+        .body(r#"{"item":1}"#);
+    let r = b.send(req).await;
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["kept"].clone(), v["reason"].clone()),
+        (
+            serde_json::json!(true),
+            serde_json::json!("session_too_old")
+        ),
+        "{v}"
+    );
     assert_eq!(
         v["verify_url"],
         "/.verigate/verify?return_to=%2Fcheckout&why=session_too_old"
