@@ -170,7 +170,7 @@ fn bench(c: &mut Criterion) {
 /// verigate's cookies (one parse), open (cached), today's date for the age check, then on
 /// Pingora's upstream copy strip again and inject (plain header map, the default).
 fn hot_path(c: &mut Criterion) {
-    use verigate::cookies::{read as read_cookie, strip as strip_cookies, take as take_cookie};
+    use verigate::cookies::{read as read_cookie, strip as strip_cookies, Jar};
     let yaml = verigate::demo::demo_yaml(
         "127.0.0.1:0".parse().unwrap(),
         "127.0.0.1:1".parse().unwrap(),
@@ -212,11 +212,13 @@ fn hot_path(c: &mut Criterion) {
                 .find(&[&m], None, &norm)
                 .and_then(|f| f.route())
                 .unwrap();
-            let own = [&cfg.session.cookie[..], &cfg.session.flow_cookie[..]];
-            let v = take_cookie(&mut r, &[&cfg.session.cookie], &own, |c| {
-                c.and_then(|(c, _)| live.verified(c, now))
-            })
-            .unwrap();
+            // One parse of the Cookie header: the session read, verigate's cookies dropped.
+            let jar = Jar::parse(&r.headers, &cfg.session);
+            let v = jar
+                .session()
+                .and_then(|(c, _)| live.verified(c, now))
+                .unwrap();
+            jar.strip(&mut r);
             let today = verigate::clock::today(cfg.timezone, now);
             let age_ok = v.claims.birth.map(|b| age_on(b, today) >= 19);
             let id = Identity {

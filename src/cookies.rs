@@ -239,36 +239,11 @@ impl CookieLines for HeaderMap {
     }
 }
 
-/// Remove verigate's cookies from what goes upstream; other cookies pass untouched.
+/// Remove the cookies named in `names` from what goes upstream, parsing the Cookie header(s)
+/// once; other cookies pass untouched, and the header is rewritten only when a cookie has to go.
 pub fn strip(req: &mut impl CookieLines, names: &[&str]) {
-    take(req, &[], names, |_| ());
-}
-
-/// Find the first of the cookies `wanted` (in that order of preference) and remove the
-/// cookies named in `strip` from the request, parsing the Cookie header(s) once: `with` sees
-/// the value found (borrowed) and its index in `wanted` before the header changes. Other
-/// cookies pass untouched; the header is rewritten only when a cookie has to go.
-pub fn take<R>(
-    req: &mut impl CookieLines,
-    wanted: &[&str],
-    strip: &[&str],
-    with: impl FnOnce(Option<(&str, usize)>) -> R,
-) -> R {
-    take_also(req, wanted, None, strip, |found, _| with(found))
-}
-
-/// [`take`], and also the value of the cookie `also` (the first of that name), if asked.
-fn take_also<R>(
-    req: &mut impl CookieLines,
-    wanted: &[&str],
-    also: Option<&str>,
-    strip: &[&str],
-    with: impl FnOnce(Option<(&str, usize)>, Option<&str>) -> R,
-) -> R {
     let mut changed = false;
     let mut kept = String::new();
-    let mut found: Option<(&str, usize)> = None;
-    let mut also_found: Option<&str> = None;
     for c in req
         .lines()
         .get_all(http::header::COOKIE)
@@ -280,16 +255,7 @@ fn take_also<R>(
             changed = true;
             continue;
         };
-        if let Some(i) = wanted.iter().position(|w| *w == c.name()) {
-            if found.is_none_or(|(_, j)| i < j) {
-                if let Some(v) = c.value_raw() {
-                    found = Some((v, i));
-                }
-            }
-        } else if also.is_some_and(|a| a == c.name()) && also_found.is_none() {
-            also_found = c.value_raw();
-        }
-        if strip.contains(&c.name()) {
+        if names.contains(&c.name()) {
             changed = true;
         } else {
             if !kept.is_empty() {
@@ -300,19 +266,17 @@ fn take_also<R>(
             kept.push_str(c.value());
         }
     }
-    let out = with(found, also_found);
     if changed {
         // Kept cookies came out of a valid header value, so they make one again.
         let v = HeaderValue::try_from(kept).ok().filter(|v| !v.is_empty());
         req.replace(v);
     }
-    out
 }
 
 /// A request's Cookie header(s), parsed once (`request_filter`): where verigate's cookies are
 /// in it, and what the header becomes without them. It holds the header's values (shared, not
 /// copied), so the request may change meanwhile; every read agrees with [`read`],
-/// [`read_session`], [`read_kept`] and [`take`] on the header it was parsed from.
+/// [`read_session`], [`read_kept`] and [`strip`] on the header it was parsed from.
 #[derive(Debug, Default)]
 pub struct Jar {
     /// The Cookie lines that are text (visible ASCII), in order: [`read`] skips the others.
@@ -459,7 +423,7 @@ impl Jar {
     }
 
     /// Remove verigate's cookies from `req` (the request this jar was parsed from, or the one
-    /// going upstream built from it), as [`take`] and [`strip`] do.
+    /// going upstream built from it), as [`strip`] does.
     pub fn strip(&self, req: &mut impl CookieLines) {
         if let Some(without) = &self.without {
             req.replace(without.clone());
@@ -546,26 +510,26 @@ mod tests {
     }
 
     #[test]
-    fn read_take_and_strip() {
+    fn read_and_strip() {
         let mut r = RequestHeader::build("GET", b"/", None).unwrap();
         r.insert_header("cookie", "a=1; vg=OLD; __Host-vg=NEW; vg_flow=X; b=2")
             .unwrap();
         assert_eq!(read(&r, "vg"), Some("OLD"));
         assert_eq!(read(&r, "vg_flow"), Some("X"));
-        // The first wanted name wins wherever it stands; the value is seen before the strip.
-        let seen = take(
-            &mut r,
-            &["__Host-vg", "vg"],
-            &["__Host-vg", "vg", "vg_flow"],
-            |v| v.map(|(v, i)| (v.to_string(), i)),
-        );
-        assert_eq!(seen, Some(("NEW".to_string(), 0)));
+        // The current name wins wherever it stands (the jar reads it before the strip).
+        let s = session_config(true);
+        let jar = Jar::parse(&r.headers, &s);
+        assert_eq!(jar.session(), Some(("NEW", Named::Current)));
+        strip(&mut r, &["__Host-vg", "vg", "vg_flow"]);
         assert_eq!(r.headers.get_all("cookie").iter().count(), 1);
         assert_eq!(r.headers.get("cookie").unwrap(), "a=1; b=2");
         let mut r = RequestHeader::build("GET", b"/", None).unwrap();
         r.insert_header("cookie", "vg=OLD").unwrap();
-        let seen = take(&mut r, &["__Host-vg", "vg"], &["vg"], |v| v.map(|(_, i)| i));
-        assert_eq!(seen, Some(1));
+        assert_eq!(
+            Jar::parse(&r.headers, &s).session(),
+            Some(("OLD", Named::Legacy))
+        );
+        strip(&mut r, &["vg"]);
         assert!(r.headers.get("cookie").is_none());
         // None of them: the header stays as it was.
         let mut m = HeaderMap::new();

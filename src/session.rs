@@ -331,8 +331,13 @@ impl Claims {
     /// Was this session issued on `host` (as `routing::host::request_host` reads it)? A
     /// session without a host is valid on none.
     pub fn for_host(&self, host: Option<&str>) -> bool {
-        matches!((self.host.as_deref(), host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+        issued_for(self.host.as_deref(), host)
     }
+}
+
+/// Whether a cookie issued on `issued` (none: on no host) may open on `host`.
+fn issued_for(issued: Option<&str>, host: Option<&str>) -> bool {
+    matches!((issued, host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
 }
 
 /// A flow in progress, bound to the browser that started it.
@@ -409,7 +414,7 @@ pub struct AgeClaims {
 impl AgeClaims {
     /// Was this status issued on `host`? One without a host is valid on none.
     pub fn for_host(&self, host: Option<&str>) -> bool {
-        matches!((self.host.as_deref(), host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+        issued_for(self.host.as_deref(), host)
     }
 }
 
