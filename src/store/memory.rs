@@ -1,7 +1,7 @@
 //! In-process store: correct for one instance, forgotten on restart.
 
 use super::{
-    now_ms, KeyExchange, Log, MemberRecord, Person, PersonRef, Registration, Reservation,
+    now_ms, ConsentRecord, KeyExchange, Log, MemberRecord, Person, PersonRef, Registration, Reservation,
     Retention, Revocation, Store, StoreError,
 };
 use async_trait::async_trait;
@@ -50,6 +50,8 @@ pub struct MemoryStore {
     audit: Mutex<Vec<(i64, String)>>,
     /// Ledger lines with their time (UNIX ms).
     ledger: Mutex<Vec<(i64, String)>>,
+    /// Guardian consent records, oldest first.
+    consents: Mutex<Vec<ConsentRecord>>,
 }
 
 impl MemoryStore {
@@ -147,6 +149,32 @@ impl Store for MemoryStore {
                 }
         });
         Ok((before - acc.len()) as u64)
+    }
+
+    async fn consent_put(&self, rec: &ConsentRecord) -> Result<(), StoreError> {
+        let mut c = self.consents.lock().map_err(poisoned)?;
+        if c.iter().any(|r| r.id == rec.id) {
+            return Err(StoreError::Unavailable("consent record id exists".into()));
+        }
+        c.push(rec.clone());
+        Ok(())
+    }
+
+    async fn consent_get(&self, id: &str) -> Result<Option<ConsentRecord>, StoreError> {
+        let c = self.consents.lock().map_err(poisoned)?;
+        Ok(c.iter().find(|r| r.id == id).cloned())
+    }
+
+    async fn consents_of(&self, child: &str) -> Result<Vec<ConsentRecord>, StoreError> {
+        let c = self.consents.lock().map_err(poisoned)?;
+        Ok(c.iter().filter(|r| r.child == child).cloned().collect())
+    }
+
+    async fn consent_forget(&self, child: &str) -> Result<u64, StoreError> {
+        let mut c = self.consents.lock().map_err(poisoned)?;
+        let b = c.len();
+        c.retain(|r| r.child != child);
+        Ok((b - c.len()) as u64)
     }
 
     async fn forget_members(&self, who: &PersonRef) -> Result<u64, StoreError> {
@@ -283,6 +311,12 @@ impl Store for MemoryStore {
             let b = l.len();
             l.retain(|(t, _)| *t > now - keep.as_millis() as i64);
             count(b, l.len());
+        }
+        if let Some(keep) = retention.consents {
+            let mut c = self.consents.lock().map_err(poisoned)?;
+            let b = c.len();
+            c.retain(|r| r.at_ms > now - keep.as_millis() as i64);
+            count(b, c.len());
         }
         if let Some(keep) = retention.accounts {
             let mut acc = self.accounts.lock().map_err(poisoned)?;

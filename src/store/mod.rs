@@ -23,6 +23,9 @@ pub struct Retention {
     pub audit: Duration,
     /// Verification ledger lines, counted from when written.
     pub ledger: Duration,
+    /// Guardian consent records, counted from the consent; `None`: until the child is
+    /// forgotten (`records.retention.consents`).
+    pub consents: Option<Duration>,
 }
 
 impl Default for Retention {
@@ -32,6 +35,7 @@ impl Default for Retention {
             ifree_members: None,
             audit: Duration::from_secs(730 * 86_400),
             ledger: Duration::from_secs(365 * 86_400),
+            consents: None,
         }
     }
 }
@@ -164,6 +168,32 @@ pub struct MemberRecord {
     pub key: String,
     pub passcode: Option<String>,
     pub ubifill: Option<String>,
+}
+
+/// A guardian's consent to a child's signup (PIPA 제22조의2, 게임산업법 제12조의3): the proof a
+/// merchant keeps. No clear CI, DI, name or phone: people are keyed hashes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConsentRecord {
+    /// The record's id (random, URL-safe): what `X-Verified-Guardian-Consent` carries.
+    pub id: String,
+    /// The child: their keyed CI hash (as sessions keep it), or, for a child without a
+    /// verification of their own, a random id (`stated:<random>`).
+    pub child: String,
+    /// The birth date the child stated (`YYYY-MM-DD`), only for a child without a verification
+    /// of their own; `None` when the child's birth date was verified.
+    pub child_stated_birth: Option<String>,
+    /// The guardian's keyed CI hash (never the child's).
+    pub guardian: String,
+    /// The provider that verified the guardian (`iamport`, `portone`, ...).
+    pub provider: String,
+    /// The relation the guardian stated (`parent`, `guardian`, ...): stated, not verified.
+    pub stated_relation: Option<String>,
+    /// The route's name the consent was given for.
+    pub route: String,
+    /// The version of the consent text the guardian was shown (`guardian_consent.text_version`).
+    pub text_version: String,
+    /// When the guardian consented (UNIX ms).
+    pub at_ms: i64,
 }
 
 /// A revoked session (`Store::revocations`).
@@ -315,6 +345,14 @@ pub trait Store: Send + Sync {
     /// Take the kept request `id`: its value to exactly one caller, on any instance, while it
     /// lives; `None` to every other (taken already, expired or never kept). One atomic step.
     async fn take_request(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Keep a guardian consent record (a new id; an existing id is an error).
+    async fn consent_put(&self, rec: &ConsentRecord) -> Result<(), StoreError>;
+    /// The consent record `id`, if kept (and not past its retention).
+    async fn consent_get(&self, id: &str) -> Result<Option<ConsentRecord>, StoreError>;
+    /// The consent records about `child` (its [`ConsentRecord::child`] form), oldest first.
+    async fn consents_of(&self, child: &str) -> Result<Vec<ConsentRecord>, StoreError>;
+    /// Remove the consent records about `child` (the child's withdrawal). Returns how many.
+    async fn consent_forget(&self, child: &str) -> Result<u64, StoreError>;
     /// Take one token from the bucket `key` (`burst` at once, refilled at `per_minute`),
     /// shared by every instance of this store; `Local` where the store is one process's.
     async fn take_token(

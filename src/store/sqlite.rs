@@ -393,6 +393,23 @@ impl Store for SqliteStore {
         .await
     }
 
+    // Consent records on SQLite: not built yet (the records work adds them).
+    async fn consent_put(&self, _rec: &super::ConsentRecord) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("consent records are not kept on SQLite yet".into()))
+    }
+
+    async fn consent_get(&self, _id: &str) -> Result<Option<super::ConsentRecord>, StoreError> {
+        Err(StoreError::Unavailable("consent records are not kept on SQLite yet".into()))
+    }
+
+    async fn consents_of(&self, _child: &str) -> Result<Vec<super::ConsentRecord>, StoreError> {
+        Err(StoreError::Unavailable("consent records are not kept on SQLite yet".into()))
+    }
+
+    async fn consent_forget(&self, _child: &str) -> Result<u64, StoreError> {
+        Err(StoreError::Unavailable("consent records are not kept on SQLite yet".into()))
+    }
+
     async fn forget_members(&self, who: &PersonRef) -> Result<u64, StoreError> {
         let who = who.clone();
         self.with(move |c| {

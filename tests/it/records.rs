@@ -868,6 +868,7 @@ async fn the_purge_enforces_retention_on_every_backend() {
             ifree_members: None,
             audit: hour,
             ledger: hour,
+            consents: None,
         };
         assert_eq!(s.purge(&until_forgotten).await.unwrap(), 1, "{name}");
         assert_eq!(
@@ -895,6 +896,7 @@ async fn the_purge_enforces_retention_on_every_backend() {
             ifree_members: Some(Duration::ZERO),
             audit: Duration::ZERO,
             ledger: Duration::ZERO,
+            consents: Some(Duration::ZERO),
         };
         assert_eq!(s.purge(&none).await.unwrap(), 4, "{name}");
         assert_eq!(s.count_accounts().await.unwrap(), 0, "{name}");

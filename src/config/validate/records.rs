@@ -95,6 +95,7 @@ pub(super) fn records(
             ifree_members,
             audit,
             ledger,
+            consents: None,
         },
         ledger: f.and_then(|f| f.ledger).unwrap_or(false),
     }
