@@ -16,7 +16,8 @@ pub struct AdminApp {
     store: Arc<dyn Store>,
     reloader: Option<Arc<Reloader>>,
     probes: Option<Arc<crate::live::probe::Board>>,
-    /// `/accounts/...`: the record API (`crate::records::api`).
+    /// `/accounts/...`, `/audit`, `/ledger`, `/consents...`: the record API
+    /// (`crate::records::api`).
     records: Option<Arc<crate::records::api::RecordsApi>>,
     /// The last write probe of the store and when it ran (`WRITE_PROBE_FOR`).
     write_probe: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
@@ -120,7 +121,11 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
         let method = session.req_header().method.clone();
-        let records = path.starts_with("/accounts/") || path == "/audit" || path == "/ledger";
+        let records = path.starts_with("/accounts/")
+            || path == "/audit"
+            || path == "/ledger"
+            || path == "/consents"
+            || path.starts_with("/consents/");
         if let (Some(api), true) = (&self.records, records) {
             return api.response(session).await;
         }

@@ -105,6 +105,20 @@ enum Command {
         #[arg(long)]
         since: Option<String>,
     },
+    /// Guardian consent records (proof of a guardian's consent to a child's signup).
+    Consents {
+        #[command(subcommand)]
+        action: ConsentsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConsentsAction {
+    /// One consent record, as JSON (the id the app received in X-Verified-Guardian-Consent).
+    Show { id: String },
+    /// A child's consent records, oldest first: the person id (X-Verified-Person), or a
+    /// stated child's id (stated:…).
+    Of { child: String },
 }
 
 #[derive(Subcommand)]
@@ -114,12 +128,20 @@ enum AccountsAction {
     /// Release a person's records (for the merchant's account-deletion process).
     Forget {
         /// The per-site identifier the app received (X-Verified-Unique-In-Site).
-        #[arg(long, conflicts_with = "ci_hash", required_unless_present = "ci_hash")]
+        #[arg(
+            long,
+            conflicts_with_all = ["ci_hash", "consent_child"],
+            required_unless_present_any = ["ci_hash", "consent_child"]
+        )]
         unique_in_site: Option<String>,
         /// The person the app received (X-Verified-Person): the keyed hash of the CI, as kept
         /// in verigate's records.
-        #[arg(long, alias = "person")]
+        #[arg(long, alias = "person", conflicts_with = "consent_child")]
         ci_hash: Option<String>,
+        /// A child without a verification of their own (stated:…, the child of their consent
+        /// records): their guardian consent records.
+        #[arg(long, conflicts_with = "route")]
+        consent_child: Option<String>,
         /// Only this route's one-account records (and its cooldown): the person stays
         /// verified, and a member, elsewhere.
         #[arg(long)]
@@ -293,6 +315,13 @@ fn main() -> ExitCode {
         }
         Command::Audit { since } => log_command(cli.config, "audit", since),
         Command::Ledger { since } => log_command(cli.config, "ledger", since),
+        Command::Consents { action } => {
+            let cmd = match action {
+                ConsentsAction::Show { id } => verigate::records::Command::ConsentShow(id),
+                ConsentsAction::Of { child } => verigate::records::Command::ConsentsOf(child),
+            };
+            records_command(cli.config, "consents", cmd)
+        }
         Command::Accounts { action } => {
             let Some(path) = cli.config else {
                 eprintln!("verigate accounts: give the config with -c FILE");
@@ -322,8 +351,14 @@ fn main() -> ExitCode {
                     route,
                     ..
                 } => Records::Forget(PersonRef::CiHash(h), route),
+                AccountsAction::Forget {
+                    consent_child: Some(c),
+                    ..
+                } => Records::ForgetConsentChild(c),
                 AccountsAction::Forget { .. } => {
-                    eprintln!("verigate accounts forget: give --unique-in-site or --ci-hash");
+                    eprintln!(
+                        "verigate accounts forget: give --unique-in-site, --ci-hash or --consent-child"
+                    );
                     return ExitCode::from(2);
                 }
             };

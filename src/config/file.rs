@@ -94,6 +94,9 @@ pub struct FileRetention {
     pub audit: Option<String>,
     #[serde(default)]
     pub ledger: Option<String>,
+    /// Guardian consent records, counted from the consent.
+    #[serde(default)]
+    pub consents: Option<String>,
 }
 
 /// `site`: the service verigate stands in front of, named on the providers' windows and on

@@ -1,8 +1,12 @@
 //! The admin listener's record API: `POST /accounts/forget`, what the app's withdrawal handler
-//! calls, and `GET /audit` / `GET /ledger`, the logs. Authenticated with the bearer token of `admin.token_env` / `token_file` (compared in
+//! calls, `GET /audit` / `GET /ledger`, the logs, and `GET /consents/{id}` /
+//! `GET /consents?child=`, the proof of a guardian's consent. Authenticated with the bearer token of `admin.token_env` / `token_file` (compared in
 //! constant time), or open on a loopback-only listener when the config says so.
 
-use super::{forget_audited, ForgetError, Keys, Via};
+use super::{
+    check_consent_child, check_consent_id, consent_json, forget_audited,
+    forget_consent_child_audited, ForgetError, Keys, Via,
+};
 use crate::config::AdminAccess;
 use crate::live::revoked::Revoked;
 use crate::live::Live;
@@ -38,6 +42,10 @@ struct ForgetRequest {
     /// Only this route's one-account records (and its cooldown).
     #[serde(default)]
     route: Option<String>,
+    /// A stated child (`stated:…`, a child without a verification of their own): their
+    /// guardian consent records.
+    #[serde(default)]
+    consent_child: Option<String>,
 }
 
 /// `since` as a log query gives it: RFC 3339 (`2026-12-01T00:00:00Z`), UNIX seconds, or a
@@ -134,6 +142,13 @@ impl RecordsApi {
             (http::Method::GET, "/audit") => self.log(Log::Audit, session).await,
             (http::Method::GET, "/ledger") => self.log(Log::Ledger, session).await,
             (_, "/audit" | "/ledger") => refused(405, "method_not_allowed", "use GET"),
+            (http::Method::GET, "/consents") => self.consents_of(session).await,
+            (http::Method::GET, p) if p.starts_with("/consents/") => {
+                self.consent(&p["/consents/".len()..]).await
+            }
+            (_, p) if p == "/consents" || p.starts_with("/consents/") => {
+                refused(405, "method_not_allowed", "use GET")
+            }
             _ => refused(404, "not_found", "no such record API"),
         }
     }
@@ -180,6 +195,70 @@ impl RecordsApi {
         }
     }
 
+    /// `GET /consents/{id}`: one consent record, every field (404 when none has this id).
+    async fn consent(&self, id: &str) -> Response<Vec<u8>> {
+        if let Err(ForgetError::NotAnId(why)) = check_consent_id(id) {
+            return refused(400, "not_an_id", why);
+        }
+        match self.store.consent_get(id).await {
+            Ok(Some(r)) => json(200, serde_json::json!({ "consent": consent_json(&r) })),
+            Ok(None) => refused(404, "not_found", "no consent record has this id"),
+            Err(e) => {
+                tracing::warn!(error = %e, "records: cannot read a consent record");
+                refused(
+                    503,
+                    "store_unavailable",
+                    "the store is unavailable; call again",
+                )
+            }
+        }
+    }
+
+    /// `GET /consents?child=`: a child's consent records, oldest first (none: an empty list).
+    async fn consents_of(&self, session: &ServerSession) -> Response<Vec<u8>> {
+        let query = session.req_header().uri.query().unwrap_or("");
+        let mut child = None;
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            match k.as_ref() {
+                "child" => child = Some(v.into_owned()),
+                other => {
+                    return refused(
+                        400,
+                        "bad_request",
+                        &format!("unknown parameter `{other}` (only child)"),
+                    )
+                }
+            }
+        }
+        let Some(child) = child else {
+            return refused(
+                400,
+                "bad_request",
+                "give the child: /consents?child=PERSON or /consents?child=stated:…; one record: /consents/ID",
+            );
+        };
+        if let Err(ForgetError::NotAnId(why)) = check_consent_child(&child) {
+            return refused(400, "not_an_id", why);
+        }
+        match self.store.consents_of(&child).await {
+            Ok(records) => {
+                let records: Vec<serde_json::Value> = records.iter().map(consent_json).collect();
+                json(
+                    200,
+                    serde_json::json!({ "child": child, "count": records.len(), "consents": records }),
+                )
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "records: cannot read consent records");
+                refused(
+                    503,
+                    "store_unavailable",
+                    "the store is unavailable; call again",
+                )
+            }
+        }
+    }
+
     async fn forget(&self, live: &Live, session: &mut ServerSession) -> Response<Vec<u8>> {
         let mut body = Vec::new();
         loop {
@@ -200,19 +279,44 @@ impl RecordsApi {
                 return refused(
                     400,
                     "bad_request",
-                    &format!("a JSON object with unique_in_site or person: {e}"),
+                    &format!("a JSON object with unique_in_site, person or consent_child: {e}"),
                 )
             }
         };
         let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-        let who = match (nonempty(req.unique_in_site), nonempty(req.person)) {
-            (Some(u), None) => PersonRef::UniqueInSite(u),
-            (None, Some(p)) => PersonRef::CiHash(p),
+        let operator = match &live.cfg.admin {
+            AdminAccess::Token(_) => "admin token",
+            _ => "loopback, no token",
+        };
+        let who = match (
+            nonempty(req.unique_in_site),
+            nonempty(req.person),
+            nonempty(req.consent_child),
+        ) {
+            (Some(u), None, None) => PersonRef::UniqueInSite(u),
+            (None, Some(p), None) => PersonRef::CiHash(p),
+            (None, None, Some(child)) => {
+                if req.route.is_some_and(|r| !r.is_empty()) {
+                    return refused(
+                        400,
+                        "bad_request",
+                        "route limits a person's erasure; a stated child's has none",
+                    );
+                }
+                let done = forget_consent_child_audited(
+                    self.store.as_ref(),
+                    &live.cfg.session.hash_key,
+                    &child,
+                    Via::Api(operator),
+                )
+                .await;
+                return self.forgot(done);
+            }
             _ => {
                 return refused(
                     400,
                     "bad_request",
-                    "give exactly one of unique_in_site and person",
+                    "give exactly one of unique_in_site, person and consent_child",
                 )
             }
         };
@@ -225,10 +329,6 @@ impl RecordsApi {
             rejoin_max: live.cfg.rejoin_max(),
             routes: &routes,
         };
-        let operator = match &live.cfg.admin {
-            AdminAccess::Token(_) => "admin token",
-            _ => "loopback, no token",
-        };
         let now = crate::clock::unix_now();
         let done = forget_audited(
             self.store.as_ref(),
@@ -239,6 +339,11 @@ impl RecordsApi {
             Via::Api(operator),
         )
         .await;
+        self.forgot(done)
+    }
+
+    /// The answer to an erasure: what went, or why nothing did.
+    fn forgot(&self, done: Result<super::Forgotten, ForgetError>) -> Response<Vec<u8>> {
         match done {
             Ok(f) => {
                 let at = chrono::Utc::now().timestamp_millis();
@@ -248,6 +353,7 @@ impl RecordsApi {
                 tracing::info!(
                     accounts = f.accounts,
                     ifree_members = f.ifree_members,
+                    consents = f.consents,
                     sessions_revoked = f.sessions_revoked,
                     "records: a person was forgotten through the admin API"
                 );

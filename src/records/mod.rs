@@ -6,7 +6,7 @@ pub mod api;
 
 use crate::live::revoked;
 use crate::store::StoreConfig;
-use crate::store::{PersonRef, Store, StoreError};
+use crate::store::{ConsentRecord, PersonRef, Store, StoreError};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +19,8 @@ pub enum RecordsError {
     Memory,
     #[error("{0}")]
     Forget(#[from] ForgetError),
+    #[error("no consent record {0} in {1}")]
+    NoConsent(String, String),
 }
 
 /// The store the records live in, named for an operator: the SQLite file's absolute path, or
@@ -112,6 +114,9 @@ pub struct Forgotten {
     pub ifree_members: u64,
     /// Verification ledger lines of the person (`records.ledger`).
     pub ledger_lines: u64,
+    /// Guardian consent records whose child is the person (or the stated child asked for).
+    /// An erasure limited to one route leaves them: they go with the person's withdrawal.
+    pub consents: u64,
     /// Whether every open session of the person was revoked (on every instance sharing the
     /// store, within a poll interval). Not for an erasure limited to one route.
     pub sessions_revoked: bool,
@@ -229,6 +234,8 @@ pub async fn forget(
     }
     for ci in &cis {
         out.ifree_members += store.forget_members(&PersonRef::CiHash(ci.clone())).await?;
+        // A consent record's child is the keyed CI hash, as sessions keep it.
+        out.consents += store.consent_forget(ci).await?;
     }
     if let PersonRef::UniqueInSite(u) = who {
         let hashed = crate::store::di_hash(keys.hash_key, u);
@@ -261,6 +268,105 @@ pub async fn forget(
     out.sessions_revoked = !ids.is_empty();
     out.revocations = ids.into_iter().map(|id| (id, until)).collect();
     Ok(out)
+}
+
+/// What a consent record id looks like (`gc_…`: URL-safe characters): checked before the store
+/// is asked, so that a copy with spaces or quotes is refused, not "not found".
+pub fn check_consent_id(id: &str) -> Result<(), ForgetError> {
+    let ok = !id.is_empty() && id.len() <= 128 && id.bytes().all(url_safe);
+    ok.then_some(()).ok_or(ForgetError::NotAnId(
+        "not a consent record id (X-Verified-Guardian-Consent: A-Z a-z 0-9 - _)",
+    ))
+}
+
+/// A consent record's child as the records keep it: a person id (`X-Verified-Person`, the
+/// keyed CI hash), or a child without a verification of their own (`stated:<random>`).
+pub fn check_consent_child(child: &str) -> Result<(), ForgetError> {
+    let ok = match child.strip_prefix(STATED) {
+        Some(random) => !random.is_empty() && random.len() <= 128 && random.bytes().all(url_safe),
+        None => check_ref(&PersonRef::CiHash(child.to_string())).is_ok(),
+    };
+    ok.then_some(()).ok_or(ForgetError::NotAnId(
+        "child is neither an X-Verified-Person value nor a stated child id (stated:…, A-Z a-z 0-9 - _)",
+    ))
+}
+
+/// The head of a stated child's id (a child without a verification of their own).
+pub const STATED: &str = "stated:";
+
+fn url_safe(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// A consent record as the admin API and the CLI show it: every field, the time also in
+/// RFC 3339 (UTC).
+pub fn consent_json(r: &ConsentRecord) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id,
+        "child": r.child,
+        "child_stated_birth": r.child_stated_birth,
+        "guardian": r.guardian,
+        "provider": r.provider,
+        "stated_relation": r.stated_relation,
+        "route": r.route,
+        "text_version": r.text_version,
+        "at_ms": r.at_ms,
+        "at": chrono::DateTime::from_timestamp_millis(r.at_ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    })
+}
+
+/// Forget a stated child (`stated:<random>`, a child without a verification of their own):
+/// their consent records, then the audit line. A verified child is forgotten as a person
+/// ([`forget_audited`]), which takes their consent records with the rest.
+pub async fn forget_consent_child_audited(
+    store: &dyn Store,
+    hash_key: &[u8; 32],
+    child: &str,
+    via: Via<'_>,
+) -> Result<Forgotten, ForgetError> {
+    if !child.starts_with(STATED) {
+        return Err(ForgetError::NotAnId(
+            "consent_child is a stated child id (stated:…); forget a verified child by person or unique_in_site",
+        ));
+    }
+    check_consent_child(child)?;
+    let f = Forgotten {
+        consents: store.consent_forget(child).await?,
+        ..Default::default()
+    };
+    audit_forget(store, hash_key, "consent_child", child, via, &f).await?;
+    Ok(f)
+}
+
+/// The audit line of an erasure: time, operator, what was asked (a keyed hash, never the
+/// identifier) and what each kind lost.
+async fn audit_forget(
+    store: &dyn Store,
+    hash_key: &[u8; 32],
+    asked_by: &str,
+    value: &str,
+    via: Via<'_>,
+    f: &Forgotten,
+) -> Result<(), StoreError> {
+    let (via, operator) = match via {
+        Via::Api(o) => ("api", o),
+        Via::Cli(o) => ("cli", o),
+    };
+    let at_ms = crate::store::now_ms();
+    let line = serde_json::json!({
+        "at": chrono::DateTime::from_timestamp_millis(at_ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        "action": "forget",
+        "via": via,
+        "operator": operator,
+        "asked_by": asked_by,
+        "asked": crate::session::keyed_hash(hash_key, &format!("audit/{asked_by}"), value),
+        "removed": f,
+    });
+    store
+        .log_append(crate::store::Log::Audit, at_ms, &line.to_string())
+        .await
 }
 
 /// The forms a per-site identifier takes in one-account records: its keyed hash (records
@@ -297,24 +403,7 @@ pub async fn forget_audited(
         PersonRef::UniqueInSite(u) => ("unique_in_site", u),
         PersonRef::CiHash(h) => ("person", h),
     };
-    let (via, operator) = match via {
-        Via::Api(o) => ("api", o),
-        Via::Cli(o) => ("cli", o),
-    };
-    let at_ms = crate::store::now_ms();
-    let line = serde_json::json!({
-        "at": chrono::DateTime::from_timestamp_millis(at_ms)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-        "action": "forget",
-        "via": via,
-        "operator": operator,
-        "asked_by": asked_by,
-        "asked": crate::session::keyed_hash(keys.hash_key, &format!("audit/{asked_by}"), value),
-        "removed": &f,
-    });
-    store
-        .log_append(crate::store::Log::Audit, at_ms, &line.to_string())
-        .await?;
+    audit_forget(store, keys.hash_key, asked_by, value, via, &f).await?;
     Ok(f)
 }
 
@@ -344,6 +433,12 @@ pub enum Command {
     Audit(i64),
     /// `verigate ledger`: the ledger lines, as `Audit`.
     Ledger(i64),
+    /// `verigate accounts forget --consent-child stated:…`: a stated child's consent records.
+    ForgetConsentChild(String),
+    /// `verigate consents show ID`: one consent record, as JSON.
+    ConsentShow(String),
+    /// `verigate consents of CHILD`: a child's consent records, oldest first.
+    ConsentsOf(String),
 }
 
 /// A log's lines as a command prints them: a count naming the store, then one line each.
@@ -354,6 +449,10 @@ fn print_lines(what: &str, target: &str, lines: Vec<String>) -> String {
         out.push_str(&l);
     }
     out
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
 }
 
 /// Run an `accounts` command (a one-off, outside the proxy) against the store `cfg` names;
@@ -393,6 +492,37 @@ pub fn run_command(
                 let n = store.count_accounts().await?;
                 format!("{n} account record(s) in {target}")
             }
+            Command::ConsentShow(id) => {
+                check_consent_id(&id)?;
+                match store.consent_get(&id).await? {
+                    Some(r) => pretty(&consent_json(&r)),
+                    None => return Err(RecordsError::NoConsent(id, target)),
+                }
+            }
+            Command::ConsentsOf(child) => {
+                check_consent_child(&child)?;
+                let records = store.consents_of(&child).await?;
+                let mut out = format!("{} consent record(s) of {child} in {target}", records.len());
+                for r in &records {
+                    out.push('\n');
+                    out.push_str(&consent_json(r).to_string());
+                }
+                out
+            }
+            Command::ForgetConsentChild(child) => {
+                let operator = unix_operator();
+                let f = forget_consent_child_audited(
+                    store.as_ref(),
+                    &cfg.hash_key,
+                    &child,
+                    Via::Cli(&operator),
+                )
+                .await?;
+                format!(
+                    "forgot {} consent record(s) of {child} in {target}",
+                    f.consents
+                )
+            }
             Command::Forget(who, route) => {
                 let operator = unix_operator();
                 let f = forget_audited(
@@ -413,13 +543,15 @@ pub fn run_command(
                 };
                 format!(
                     "forgot {} account record(s){} and {} ifree member record(s) in {target}; \
-                     the person's sessions {sessions}",
+                     {} guardian consent record(s) of theirs as a child; the person's sessions \
+                     {sessions}",
                     f.accounts,
                     f.route
                         .as_deref()
                         .map(|r| format!(" on route {r}"))
                         .unwrap_or_default(),
                     f.ifree_members,
+                    f.consents,
                 )
             }
         })

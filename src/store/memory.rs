@@ -1,8 +1,8 @@
 //! In-process store: correct for one instance, forgotten on restart.
 
 use super::{
-    now_ms, ConsentRecord, KeyExchange, Log, MemberRecord, Person, PersonRef, Registration, Reservation,
-    Retention, Revocation, Store, StoreError,
+    now_ms, ConsentRecord, KeyExchange, Log, MemberRecord, Person, PersonRef, Registration,
+    Reservation, Retention, Revocation, Store, StoreError,
 };
 use async_trait::async_trait;
 use std::collections::HashMap;

@@ -12,8 +12,8 @@
 //! closed), never an accept.
 
 use super::{
-    looks_hashed, now_ms, KeyExchange, Log, MemberRecord, Person, PersonRef, Registration,
-    Reservation, Retention, Revocation, Store, StoreError, Token,
+    looks_hashed, now_ms, ConsentRecord, KeyExchange, Log, MemberRecord, Person, PersonRef,
+    Registration, Reservation, Retention, Revocation, Store, StoreError, Token,
 };
 use crate::store::{RedisConfig, RedisTarget, RedisWait, SentinelConfig};
 use async_trait::async_trait;
@@ -178,8 +178,58 @@ return 0
 
 /// The version of the key formats this release writes (`{prefix}schema`): 0 (no key) up to
 /// 6d07646; 2: account values carry their times, per-site ids are keyed hashes, members their
-/// owner and times (the number follows SQLite's `user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+/// owner and times; 3: guardian consent records (`consent:{id}`, indexed by child and by time:
+/// new keys only, so a store of 2 is at 3 without a scan). The number follows SQLite's
+/// `user_version`.
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// Keep a consent record under a new id only: the record (JSON), its id in the child's index
+/// and in the index by time (the purge's), in one step. 0: the id exists (nothing changed).
+const CONSENT_PUT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+return 1
+"#;
+
+/// Remove a child's consent records in one step (a record kept meanwhile by another instance
+/// is either in the index read here, and goes, or kept after, under an index made anew).
+/// `ARGV[1]`: the record key's head (`{prefix}consent:`). Answers how many records went.
+const CONSENT_FORGET: &str = r#"
+local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+local n = 0
+for _, id in ipairs(ids) do
+  n = n + redis.call('DEL', ARGV[1] .. id)
+  redis.call('ZREM', KEYS[2], id)
+end
+redis.call('DEL', KEYS[1])
+return n
+"#;
+
+/// Remove up to `ARGV[3]` consent records made at or before `ARGV[2]` (UNIX ms), from the
+/// index by time `KEYS[1]`, with their ids in their child's index. `ARGV[1]`: the key prefix.
+/// Answers how many records went (an index entry whose record is gone already counts none).
+const CONSENT_PURGE: &str = r#"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+local n = 0
+for _, id in ipairs(ids) do
+  local k = ARGV[1] .. 'consent:' .. id
+  local v = redis.call('GET', k)
+  if v then
+    local ok, rec = pcall(cjson.decode, v)
+    if ok and type(rec) == 'table' and type(rec['child']) == 'string' then
+      redis.call('ZREM', ARGV[1] .. 'consents:child:' .. rec['child'], id)
+    end
+    n = n + redis.call('DEL', k)
+  end
+  redis.call('ZREM', KEYS[1], id)
+end
+return {n, #ids}
+"#;
+
+/// How many consent records one purge step takes (a script holds Redis while it runs).
+const CONSENT_PURGE_BATCH: usize = 500;
 
 /// An account value's fields: state, the per-site id as kept, created and last used (UNIX ms;
 /// absent in values of before [`SCHEMA_VERSION`] 2).
@@ -388,6 +438,21 @@ impl RedisStore {
         format!("{}kept:{id}", self.prefix)
     }
 
+    /// A consent record: its JSON.
+    fn consent_key(&self, id: &str) -> String {
+        format!("{}consent:{id}", self.prefix)
+    }
+
+    /// A child's consent records: a sorted set of their ids, scored by the consent's UNIX ms.
+    fn consent_child_set(&self, child: &str) -> String {
+        format!("{}consents:child:{child}", self.prefix)
+    }
+
+    /// Every consent record's id, scored by the consent's UNIX ms (what the purge reads).
+    fn consent_time_set(&self) -> String {
+        format!("{}consents:by-time", self.prefix)
+    }
+
     fn member_hash(&self, member: &str) -> String {
         format!("{}member:{member}", self.prefix)
     }
@@ -489,6 +554,12 @@ return 0
         let d: i64 = self.durable(del, |d: &i64| *d > 0).await?;
         Ok(d as u64)
     }
+}
+
+/// A consent record as `consent:{id}` keeps it (JSON).
+fn consent_from_json(v: &str) -> Result<ConsentRecord, StoreError> {
+    serde_json::from_str(v)
+        .map_err(|e| StoreError::Unavailable(format!("redis: unreadable consent record: {e}")))
 }
 
 /// A member hash's `passcode`, `person`, `uis`, `created`, `used`.
@@ -606,21 +677,68 @@ impl Store for RedisStore {
         Ok(n)
     }
 
-    // Consent records on Redis: not built yet (the records work adds them).
-    async fn consent_put(&self, _rec: &super::ConsentRecord) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable("consent records are not kept on Redis yet".into()))
+    async fn consent_put(&self, rec: &ConsentRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(rec)
+            .map_err(|e| StoreError::Unavailable(format!("consent record: {e}")))?;
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(CONSENT_PUT)
+            .arg(3)
+            .arg(self.consent_key(&rec.id))
+            .arg(self.consent_child_set(&rec.child))
+            .arg(self.consent_time_set())
+            .arg(&rec.id)
+            .arg(json)
+            .arg(rec.at_ms);
+        // The proof of a consent the app is told of must be on a new master: waits for the
+        // replicas, and a record they did not acknowledge is an error (the caller refuses).
+        let kept: i64 = self.durable(cmd, |n: &i64| *n == 1).await?;
+        if kept == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable("consent record id exists".into()))
+        }
     }
 
-    async fn consent_get(&self, _id: &str) -> Result<Option<super::ConsentRecord>, StoreError> {
-        Err(StoreError::Unavailable("consent records are not kept on Redis yet".into()))
+    async fn consent_get(&self, id: &str) -> Result<Option<ConsentRecord>, StoreError> {
+        let mut get = redis::cmd("GET");
+        get.arg(self.consent_key(id));
+        let v: Option<String> = self.run(get).await?;
+        v.map(|v| consent_from_json(&v)).transpose()
     }
 
-    async fn consents_of(&self, _child: &str) -> Result<Vec<super::ConsentRecord>, StoreError> {
-        Err(StoreError::Unavailable("consent records are not kept on Redis yet".into()))
+    async fn consents_of(&self, child: &str) -> Result<Vec<ConsentRecord>, StoreError> {
+        let mut ids = redis::cmd("ZRANGE");
+        ids.arg(self.consent_child_set(child)).arg(0).arg(-1);
+        let ids: Vec<String> = self.run(ids).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut get = redis::cmd("MGET");
+        for id in &ids {
+            get.arg(self.consent_key(id));
+        }
+        let values: Vec<Option<String>> = self.run(get).await?;
+        // Oldest first (the index's score); a record gone between the two reads is left out.
+        values
+            .into_iter()
+            .flatten()
+            .map(|v| consent_from_json(&v))
+            .collect()
     }
 
-    async fn consent_forget(&self, _child: &str) -> Result<u64, StoreError> {
-        Err(StoreError::Unavailable("consent records are not kept on Redis yet".into()))
+    async fn consent_forget(&self, child: &str) -> Result<u64, StoreError> {
+        if child.is_empty() {
+            return Ok(0);
+        }
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(CONSENT_FORGET)
+            .arg(2)
+            .arg(self.consent_child_set(child))
+            .arg(self.consent_time_set())
+            .arg(self.consent_key(""));
+        // An erasure must not come back with a failover: waits for the replicas.
+        let n: i64 = self.durable(cmd, |n: &i64| *n > 0).await?;
+        Ok(n as u64)
     }
 
     async fn forget_members(&self, who: &PersonRef) -> Result<u64, StoreError> {
@@ -1032,6 +1150,25 @@ return wait
                 }
             }
         }
+        if let Some(keep) = retention.consents {
+            // Counted from the consent: the index by time names them, no SCAN.
+            let before = now - keep.as_millis() as i64;
+            loop {
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(CONSENT_PURGE)
+                    .arg(1)
+                    .arg(self.consent_time_set())
+                    .arg(&self.prefix)
+                    .arg(before)
+                    .arg(CONSENT_PURGE_BATCH);
+                // An erasure by lifetime: waits for the replicas as an erasure does.
+                let (gone, seen): (i64, i64) = self.durable(cmd, |r: &(i64, i64)| r.0 > 0).await?;
+                n += gone as u64;
+                if (seen as usize) < CONSENT_PURGE_BATCH {
+                    break;
+                }
+            }
+        }
         if let Some(keep) = retention.ifree_members {
             let before = now - keep.as_millis() as i64;
             for (k, owner) in self.members().await? {
@@ -1066,6 +1203,13 @@ return wait
         if version == SCHEMA_VERSION {
             return Ok(0);
         }
+        let mut set = redis::cmd("SET");
+        set.arg(&schema).arg(SCHEMA_VERSION);
+        if version == 2 {
+            // 3 adds keys of a new kind only: nothing of 2 changes form.
+            let _: () = self.run(set).await?;
+            return Ok(0);
+        }
         let now = now_ms();
         let mut n = 0;
         for (k, v) in self.accounts().await? {
@@ -1096,8 +1240,6 @@ return 0
                 .await?;
             n += d as u64;
         }
-        let mut set = redis::cmd("SET");
-        set.arg(&schema).arg(SCHEMA_VERSION);
         let _: () = self.run(set).await?;
         Ok(n)
     }

@@ -4,8 +4,8 @@
 //! Calls run on tokio's blocking pool; several processes on one host may share the file.
 
 use super::{
-    looks_hashed, now_ms, KeyExchange, Log, MemberRecord, Person, PersonRef, Registration,
-    Reservation, Retention, Revocation, Store, StoreError,
+    looks_hashed, now_ms, ConsentRecord, KeyExchange, Log, MemberRecord, Person, PersonRef,
+    Registration, Reservation, Retention, Revocation, Store, StoreError,
 };
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -85,12 +85,45 @@ CREATE TABLE IF NOT EXISTS ledger (
     line TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ledger_at ON ledger (at_ms);
+-- Guardian consents (PIPA 제22조의2): people as keyed hashes or random ids, never in clear.
+CREATE TABLE IF NOT EXISTS consents (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    child TEXT NOT NULL,
+    child_stated_birth TEXT,
+    guardian TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    stated_relation TEXT,
+    route TEXT NOT NULL,
+    text_version TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS consents_child ON consents (child);
+CREATE INDEX IF NOT EXISTS consents_at ON consents (at_ms);
 -- One row, rewritten by `/readyz` to prove the store can write.
 CREATE TABLE IF NOT EXISTS write_probe (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     at_ms INTEGER NOT NULL
 );
 ";
+
+/// A consent record's columns, in [`consent_row`]'s order.
+const CONSENT_COLUMNS: &str =
+    "id, child, child_stated_birth, guardian, provider, stated_relation, route, text_version, at_ms";
+
+fn consent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsentRecord> {
+    Ok(ConsentRecord {
+        id: r.get(0)?,
+        child: r.get(1)?,
+        child_stated_birth: r.get(2)?,
+        guardian: r.get(3)?,
+        provider: r.get(4)?,
+        stated_relation: r.get(5)?,
+        route: r.get(6)?,
+        text_version: r.get(7)?,
+        at_ms: r.get(8)?,
+    })
+}
 
 /// How long the write probe waits for a lock another process holds before it calls the store
 /// locked (decisions wait up to 5 s; readiness answers sooner).
@@ -143,8 +176,9 @@ pub fn check_path(path: &str) -> Result<(), StoreError> {
 /// The schema version this release writes (`PRAGMA user_version`):
 /// 0: releases up to 6d07646 (no version kept); 1: accounts and members carry creation and
 /// last-use times, members their owner; 2: the data migration ran (per-site ids kept in clear
-/// by releases before the DI was hashed are keyed hashes).
-pub const SCHEMA_VERSION: i64 = 2;
+/// by releases before the DI was hashed are keyed hashes); 3: guardian consent records
+/// (`consents`; a database of version 2 gains the table at open, and its version with it).
+pub const SCHEMA_VERSION: i64 = 3;
 
 fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
     conn.prepare(&format!(
@@ -196,6 +230,12 @@ fn migrate(conn: &Connection) -> rusqlite::Result<std::result::Result<(), String
     )?;
     if version < 1 {
         conn.execute_batch("PRAGMA user_version = 1")?;
+    }
+    // Version 3 adds the `consents` table only (made by SCHEMA at open, as on a new database):
+    // a database whose data migration ran (2) is at 3 now. One of before 2 gets there by the
+    // data migration ([`Store::migrate`]), which needs the hash key.
+    if version == 2 {
+        conn.execute_batch("PRAGMA user_version = 3")?;
     }
     Ok(Ok(()))
 }
@@ -393,21 +433,70 @@ impl Store for SqliteStore {
         .await
     }
 
-    // Consent records on SQLite: not built yet (the records work adds them).
-    async fn consent_put(&self, _rec: &super::ConsentRecord) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable("consent records are not kept on SQLite yet".into()))
+    async fn consent_put(&self, rec: &ConsentRecord) -> Result<(), StoreError> {
+        let r = rec.clone();
+        self.with(move |c| {
+            // `id` is UNIQUE: an existing id is an error, never a replaced proof.
+            c.execute(
+                "INSERT INTO consents (id, child, child_stated_birth, guardian, provider,
+                   stated_relation, route, text_version, at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    r.id,
+                    r.child,
+                    r.child_stated_birth,
+                    r.guardian,
+                    r.provider,
+                    r.stated_relation,
+                    r.route,
+                    r.text_version,
+                    r.at_ms
+                ],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
-    async fn consent_get(&self, _id: &str) -> Result<Option<super::ConsentRecord>, StoreError> {
-        Err(StoreError::Unavailable("consent records are not kept on SQLite yet".into()))
+    async fn consent_get(&self, id: &str) -> Result<Option<ConsentRecord>, StoreError> {
+        let id = id.to_string();
+        self.with(move |c| {
+            c.query_row(
+                &format!("SELECT {CONSENT_COLUMNS} FROM consents WHERE id = ?1"),
+                params![id],
+                consent_row,
+            )
+            .optional()
+        })
+        .await
     }
 
-    async fn consents_of(&self, _child: &str) -> Result<Vec<super::ConsentRecord>, StoreError> {
-        Err(StoreError::Unavailable("consent records are not kept on SQLite yet".into()))
+    async fn consents_of(&self, child: &str) -> Result<Vec<ConsentRecord>, StoreError> {
+        let child = child.to_string();
+        self.with(move |c| {
+            let mut q = c.prepare_cached(&format!(
+                "SELECT {CONSENT_COLUMNS} FROM consents WHERE child = ?1 ORDER BY at_ms, seq"
+            ))?;
+            let rows = q.query_map(params![child], consent_row)?;
+            rows.collect()
+        })
+        .await
     }
 
-    async fn consent_forget(&self, _child: &str) -> Result<u64, StoreError> {
-        Err(StoreError::Unavailable("consent records are not kept on SQLite yet".into()))
+    async fn consent_forget(&self, child: &str) -> Result<u64, StoreError> {
+        let child = child.to_string();
+        self.with(move |c| {
+            let n = c.execute(
+                "DELETE FROM consents WHERE child = ?1 AND ?1 != ''",
+                params![child],
+            )?;
+            if n > 0 {
+                // The erased rows are nowhere in the files, the WAL included.
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            }
+            Ok(n as u64)
+        })
+        .await
     }
 
     async fn forget_members(&self, who: &PersonRef) -> Result<u64, StoreError> {
@@ -749,6 +838,7 @@ impl Store for SqliteStore {
     async fn purge(&self, retention: &Retention) -> Result<u64, StoreError> {
         let now = now_ms();
         let before = |d: Option<Duration>| d.map(|d| now - d.as_millis() as i64);
+        let consents = before(retention.consents);
         let (accounts, members, audit, ledger) = (
             before(retention.accounts),
             before(retention.ifree_members),
@@ -800,6 +890,10 @@ impl Store for SqliteStore {
             n += tx.execute("DELETE FROM rejoin WHERE expires_at <= ?1", params![now])?;
             n += tx.execute("DELETE FROM audit WHERE at_ms <= ?1", params![audit])?;
             n += tx.execute("DELETE FROM ledger WHERE at_ms <= ?1", params![ledger])?;
+            if let Some(t) = consents {
+                // Counted from the consent.
+                n += tx.execute("DELETE FROM consents WHERE at_ms <= ?1", params![t])?;
+            }
             tx.commit()?;
             if n > 0 {
                 // What went is nowhere in the files, the WAL included.

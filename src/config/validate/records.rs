@@ -74,6 +74,12 @@ pub(super) fn records(
             None
         }
     };
+    // The proof of a guardian's consent: kept until the child is forgotten unless a lifetime
+    // is chosen (no warning: which routes ask for consent is the routes' business).
+    let consents = r
+        .consents
+        .as_deref()
+        .and_then(|v| lifetime(ctx, "records.retention.consents", v));
     // Access records of personal data are kept at least a year (PIPA safety measures).
     let audit = period(
         ctx,
@@ -95,7 +101,7 @@ pub(super) fn records(
             ifree_members,
             audit,
             ledger,
-            consents: None,
+            consents,
         },
         ledger: f.and_then(|f| f.ledger).unwrap_or(false),
     }
