@@ -167,7 +167,11 @@ impl Store for MemoryStore {
 
     async fn consents_of(&self, child: &str) -> Result<Vec<ConsentRecord>, StoreError> {
         let c = self.consents.lock().map_err(poisoned)?;
-        Ok(c.iter().filter(|r| r.child == child).cloned().collect())
+        let mut of: Vec<ConsentRecord> = c.iter().filter(|r| r.child == child).cloned().collect();
+        // Oldest first, as the trait says (kept in the order they came; a stable sort keeps
+        // that order among records of one time).
+        of.sort_by_key(|r| r.at_ms);
+        Ok(of)
     }
 
     async fn consent_forget(&self, child: &str) -> Result<u64, StoreError> {

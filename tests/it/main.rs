@@ -18,6 +18,7 @@ mod assertion_claims;
 mod browser;
 mod browser_pages;
 mod config;
+mod consents;
 mod credentials;
 mod deploy;
 mod differential;

@@ -17,7 +17,12 @@ fn secrets() -> Secrets {
 
 /// `verigate ARGS -c CONFIG` run in `cwd` with only `env` (no provider secret): exit code,
 /// stdout, stderr.
-fn cli(cwd: &Path, config: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+pub(crate) fn cli(
+    cwd: &Path,
+    config: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_verigate"))
         .current_dir(cwd)
         .args(args)
@@ -194,7 +199,7 @@ pub(crate) const TOKEN: &str = "admin-token-0123456789abcdef";
 /// A shop sharing `store`, its record API behind `TOKEN` (a token file in `dir`): `/signup`
 /// refuses a forgotten person's signup for an hour, `/join` for a second (the test waits that
 /// one out on the clock).
-fn shop_with_api(store: Storage, dir: &Path) -> Proxy {
+pub(crate) fn shop_with_api(store: Storage, dir: &Path) -> Proxy {
     let file = dir.join("admin-token");
     std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
     let signup = Route::path("/signup")
@@ -669,7 +674,9 @@ async fn rejoin_markers_go_by_themselves() {
 
 /// The store of every backend: memory, SQLite (in `dir`) and Redis (a fresh prefix) when the
 /// tests have one.
-fn every_backend(dir: &Path) -> Vec<(&'static str, std::sync::Arc<dyn Store>, Option<String>)> {
+pub(crate) fn every_backend(
+    dir: &Path,
+) -> Vec<(&'static str, std::sync::Arc<dyn Store>, Option<String>)> {
     let mut out: Vec<(&'static str, std::sync::Arc<dyn Store>, Option<String>)> = vec![
         (
             "memory",
@@ -701,7 +708,7 @@ fn every_backend(dir: &Path) -> Vec<(&'static str, std::sync::Arc<dyn Store>, Op
     out
 }
 
-fn drop_prefix(prefix: &str) {
+pub(crate) fn drop_prefix(prefix: &str) {
     let Some(url) = redis_url() else { return };
     let mut c = redis::Client::open(url.as_str())
         .unwrap()
@@ -716,7 +723,7 @@ fn drop_prefix(prefix: &str) {
     }
 }
 
-async fn signup(s: &dyn Store, route: &str, ci: &str, uis: &str) {
+pub(crate) async fn signup(s: &dyn Store, route: &str, ci: &str, uis: &str) {
     let p = store::Person {
         ci_hash: ci,
         unique_in_site: uis,
@@ -945,7 +952,7 @@ CREATE TABLE write_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at_ms INTEGER N
 /// A per-site id as releases before the hashed DI kept it: in clear.
 const CLEAR_DI: &str = "MC0GCCqGSIb3DQIJAyEAkzYR+legacy+clear+DI+value==";
 
-fn hash_key() -> [u8; 32] {
+pub(crate) fn hash_key() -> [u8; 32] {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD
         .decode(HASH_KEY)
@@ -984,7 +991,7 @@ fn old_sqlite_store(path: &Path) {
     assert_eq!(v, 0, "the previous release kept no version");
 }
 
-fn user_version(path: &Path) -> i64 {
+pub(crate) fn user_version(path: &Path) -> i64 {
     rusqlite::Connection::open(path)
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
