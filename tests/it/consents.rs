@@ -608,3 +608,56 @@ CREATE INDEX members_person ON members (person);
 CREATE INDEX members_uis ON members (uis);
 PRAGMA user_version = 2;
 ";
+
+/// `records.retention.consents`: until forgotten when left out (no warning), a lifetime when
+/// written, an error naming the key when out of bounds or not a lifetime; the record commands
+/// read it as the service does.
+#[test]
+fn consent_retention_in_the_config() {
+    let yaml = |records: Value| {
+        Proxy::shop()
+            .set("records", records)
+            .to_yaml(NO_SANDBOX, loopback())
+    };
+    let secrets = Proxy::shop().secrets();
+    let cfg = verigate::config::from_yaml_str(&yaml(Value::Null), &secrets).unwrap();
+    assert_eq!(cfg.records.retention.consents, None);
+    assert!(
+        !cfg.warnings
+            .iter()
+            .any(|w| w.to_string().contains("retention.consents")),
+        "{:?}",
+        cfg.warnings
+    );
+    for (v, want) in [
+        ("1095d", Some(Duration::from_secs(1095 * 86_400))),
+        ("until_forgotten", None),
+    ] {
+        let cfg = verigate::config::from_yaml_str(
+            &yaml(json!({ "retention": { "consents": v } })),
+            &secrets,
+        )
+        .unwrap();
+        assert_eq!(cfg.records.retention.consents, want, "{v}");
+    }
+    for bad in ["12h", "forever", "0d", ""] {
+        let err = verigate::config::from_yaml_str(
+            &yaml(json!({ "retention": { "consents": bad } })),
+            &secrets,
+        )
+        .unwrap_err();
+        assert!(
+            err.problems()
+                .iter()
+                .any(|p| p.starts_with("records.retention.consents: ")),
+            "{bad}: {err}"
+        );
+    }
+    // What the record commands load (only the store, the hash key and records).
+    let text = yaml(json!({ "retention": { "consents": "30d" } }));
+    let rc = verigate::config::records_from_yaml_str(&text, &secrets).unwrap();
+    assert_eq!(
+        rc.records.retention.consents,
+        Some(Duration::from_secs(30 * 86_400))
+    );
+}
