@@ -598,3 +598,64 @@ impl pingora::services::background::BackgroundService for Purger {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consent_ids_and_children_as_verigate_spells_them() {
+        for ok in ["gc_Q2x9-_abc", "a"] {
+            assert!(check_consent_id(ok).is_ok(), "{ok}");
+        }
+        let long = "a".repeat(129);
+        for bad in [
+            "",
+            " gc_x",
+            "gc_x ",
+            "gc/x",
+            "\"gc_x\"",
+            "gc%20x",
+            long.as_str(),
+        ] {
+            assert!(check_consent_id(bad).is_err(), "{bad:?}");
+        }
+        let person = "A".repeat(32);
+        for ok in [person.as_str(), "stated:Zk3-_9"] {
+            assert!(check_consent_child(ok).is_ok(), "{ok}");
+        }
+        let short = "A".repeat(31);
+        for bad in [
+            "",
+            "stated:",
+            "stated:a b",
+            "Stated:x",
+            "stated",
+            short.as_str(),
+        ] {
+            assert!(check_consent_child(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_consent_record_is_shown_with_every_field_and_its_time() {
+        let r = ConsentRecord {
+            id: "gc_1".into(),
+            child: "stated:k".into(),
+            child_stated_birth: Some("2014-03-01".into()),
+            guardian: "g".into(),
+            provider: "portone".into(),
+            stated_relation: None,
+            route: "signup".into(),
+            text_version: "v2".into(),
+            at_ms: 1_796_619_672_345,
+        };
+        let v = consent_json(&r);
+        assert_eq!(v["at"], "2026-12-07T05:01:12.345Z");
+        assert_eq!(v["stated_relation"], serde_json::Value::Null);
+        let fields = serde_json::to_value(&r).unwrap();
+        for (k, want) in fields.as_object().unwrap() {
+            assert_eq!(&v[k], want, "{k}");
+        }
+    }
+}
