@@ -70,6 +70,15 @@ impl Names {
             retired,
         }
     }
+
+    /// Every name ([`all_names`]): session, flow, kept, age, then the retired ones.
+    pub fn all(&self) -> Vec<String> {
+        [&self.session, &self.flow, &self.kept, &self.age]
+            .into_iter()
+            .chain(&self.retired)
+            .cloned()
+            .collect()
+    }
 }
 
 /// A `Set-Cookie` value for one of verigate's cookies: HttpOnly, SameSite=Lax, `Secure` as
@@ -194,17 +203,11 @@ pub fn name_fits(named: Named, claims: &crate::session::Claims) -> bool {
 }
 
 /// Every name of verigate's cookies: none of them reaches the app, and the app sets none.
+/// The other forms of every name (the old ones after the upgrade to `__Host-`, the `__Host-`
+/// ones without it), the legacy session's among them. (`SessionConfig::all_cookies`, made
+/// once with the config.)
 pub fn all_names(s: &SessionConfig) -> Vec<&str> {
-    let mut v = vec![
-        s.cookie.as_str(),
-        s.flow_cookie.as_str(),
-        s.kept_cookie.as_str(),
-        s.age_cookie.as_str(),
-    ];
-    // The other forms of every name (the old ones after the upgrade to `__Host-`, the
-    // `__Host-` ones without it), the legacy session's among them.
-    v.extend(s.retired_cookies.iter().map(String::as_str));
-    v
+    s.all_cookies.iter().map(String::as_str).collect()
 }
 
 /// A request's Cookie header(s), as the gate edits them (Pingora's request head, or the plain
@@ -273,6 +276,33 @@ pub fn strip(req: &mut impl CookieLines, names: &[&str]) {
     }
 }
 
+/// The cookies of one Cookie line, as `cookie::Cookie::split_parse` reads them: the pieces
+/// between `;`, blank ones skipped, each trimmed and cut at its first `=` into a name and a
+/// value (both trimmed; nothing decoded); `None` for a piece without `=` or with an empty
+/// name. One scan for the `;`s, where the cookie crate scans a ~450-byte session cookie
+/// three times and builds a whole `Cookie` for it (`split_cookies_as_the_cookie_crate`
+/// holds it to the crate).
+fn split_cookies(text: &str) -> impl Iterator<Item = Option<(&str, &str)>> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || loop {
+        let line = rest?;
+        let (piece, next) = match memchr::memchr(b';', line.as_bytes()) {
+            // `;` is ASCII: both sides are text.
+            Some(i) => (line.get(..i)?, line.get(i + 1..)),
+            None => (line, None),
+        };
+        rest = next;
+        let piece = piece.trim();
+        if piece.is_empty() {
+            continue;
+        }
+        return Some(piece.split_once('=').and_then(|(name, value)| {
+            let name = name.trim();
+            (!name.is_empty()).then(|| (name, value.trim()))
+        }));
+    })
+}
+
 /// A request's Cookie header(s), parsed once (`request_filter`): where verigate's cookies are
 /// in it, and what the header becomes without them. It holds the header's values (shared, not
 /// copied), so the request may change meanwhile; every read agrees with [`read`],
@@ -327,7 +357,7 @@ impl Jar {
     pub fn parse(headers: &HeaderMap, s: &SessionConfig) -> Jar {
         let mut jar = Jar::default();
         let legacy = s.legacy_cookie.as_deref();
-        let strip = all_names(s);
+        let strip = &s.all_cookies;
         let mut changed = false;
         let mut kept = String::new();
         let mut line = 0;
@@ -335,15 +365,13 @@ impl Jar {
             let Some(text) = visible_text(v) else {
                 continue;
             };
-            for c in cookie::Cookie::split_parse(text) {
-                let Ok(c) = c else {
+            for c in split_cookies(text) {
+                let Some((name, value)) = c else {
                     changed = true;
                     continue;
                 };
-                let name = c.name();
                 let spot = || {
-                    // A parsed cookie's value is a part of `text`.
-                    let value = c.value_raw().unwrap_or("");
+                    // A cookie's value is a part of `text`.
                     let start = (value.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
                     Spot {
                         line,
@@ -367,7 +395,7 @@ impl Jar {
                 } else if name == s.age_cookie {
                     jar.age = jar.age.or_else(|| Some(spot()));
                 }
-                if strip.contains(&name) {
+                if strip.iter().any(|n| n == name) {
                     changed = true;
                 } else {
                     if !kept.is_empty() {
@@ -375,7 +403,7 @@ impl Jar {
                     }
                     kept.push_str(name);
                     kept.push('=');
-                    kept.push_str(c.value());
+                    kept.push_str(value);
                 }
             }
             match line {
@@ -540,6 +568,7 @@ mod tests {
 
     fn session_config(secure: bool) -> SessionConfig {
         let n = Names::new("vg", secure);
+        let all_cookies = n.all();
         let ring = crate::session::Keyring::new(&[[7; 32]]).unwrap();
         SessionConfig {
             cookie: n.session,
@@ -553,8 +582,9 @@ mod tests {
             at_rest: ring.clone(),
             kept: ring,
             kept_cookie: n.kept,
-            age_cookie: n.age,
             age_status_ttl: None,
+            all_cookies,
+            age_cookie: n.age,
         }
     }
 
@@ -610,6 +640,21 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Whatever the text: the cookies the cookie crate's `split_parse` reads, the same
+        /// names and values (and a `None` where it finds no cookie).
+        #[test]
+        fn split_cookies_as_the_cookie_crate(
+            text in proptest::collection::vec(proptest::sample::select(
+                vec![' ', '\t', ';', '=', '"', 'a', 'b', '%', '\u{a0}', '\n']), 0..40),
+        ) {
+            let text: String = text.into_iter().collect();
+            let ours: Vec<Option<(&str, &str)>> = split_cookies(&text).collect();
+            let crates: Vec<Option<(&str, &str)>> = cookie::Cookie::split_parse(text.as_str())
+                .map(|c| c.ok().map(|c| (c.name_raw().unwrap_or("?"), c.value_raw().unwrap_or("?"))))
+                .collect();
+            proptest::prop_assert_eq!(ours, crates);
+        }
+
         /// Whatever a header value's bytes: read as text exactly when `to_str` reads it.
         #[test]
         fn visible_text_is_to_str(

@@ -482,6 +482,9 @@ pub struct SessionConfig {
     /// `session.age_status_ttl`: how long an age status lasts after the verification it
     /// comes from. None (the default): no age status is issued or accepted.
     pub age_status_ttl: Option<std::time::Duration>,
+    /// Every name of verigate's cookies, in use and retired (`crate::cookies::all_names`):
+    /// none of them reaches the app. Made once with the config.
+    pub all_cookies: Vec<String>,
 }
 
 #[cfg(test)]

@@ -259,6 +259,19 @@ pub struct IdentityHeaders {
     pub birth: HeaderName,
     pub gender: HeaderName,
     pub phone: HeaderName,
+    /// `prefix` and `assertion` folded as client header names are compared with them
+    /// ([`folded`]): worked out once here, not on every request.
+    pub prefix_folded: Box<[u8]>,
+    pub assertion_folded: Box<[u8]>,
+}
+
+/// A header name folded as `gate::names` compares names: letters in lower case and digits,
+/// every other byte left out (`X_Verified-` and `xverified` are one prefix).
+pub fn folded(name: &str) -> Box<[u8]> {
+    name.bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| b.to_ascii_lowercase())
+        .collect()
 }
 
 impl Default for IdentityHeaders {
@@ -281,6 +294,8 @@ impl Default for IdentityHeaders {
             birth: h("x-verified-birth"),
             gender: h("x-verified-gender"),
             phone: h("x-verified-phone"),
+            prefix_folded: folded("x-verified-"),
+            assertion_folded: folded("x-verified-assertion"),
         }
     }
 }

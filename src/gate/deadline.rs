@@ -5,6 +5,12 @@
 //! the request's first byte (and an idle bound before it), then hands the bytes to Pingora's
 //! parser as they arrived: Pingora still parses and refuses exactly as before.
 //!
+//! It reads from the connection before Pingora's session for the request exists (it runs the
+//! connection's loop of requests in Pingora's place, [`ServerApp`]): a session is made once
+//! per request and moved once, as without the deadline. Taking the connection back out of a
+//! session Pingora had made, and making another, cost every request a second session and
+//! five copies of it (~16,000 instructions).
+//!
 //! Both bounds are Pingora's timer-thread timeouts (`pingora::time::timeout`, 10 ms buckets), not
 //! Tokio's: a Tokio timer armed while the runtime's timer wheel is empty unparks the runtime's
 //! driver, which cost every kept-alive request one `write` to the runtime's eventfd (strace:
@@ -14,15 +20,20 @@ use super::Live;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::BytesMut;
-use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
-use pingora::protocols::http::v1::server::HttpSession as H1Session;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ServerApp};
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// How long a kept-alive connection may sit idle before its next request starts.
+/// How long a kept-alive connection may sit idle before its next request starts. Pingora's own
+/// keep-alive bound is never shorter (60 s for a connection's first request, none after a
+/// request that asked for keep-alive), so this one bound is the idle bound.
 pub const IDLE: Duration = Duration::from_secs(60);
 /// Past this many bytes without the end of the head, Pingora's own limit (and answer) applies.
 const HEAD_LIMIT: usize = 1024 * 1024 + 1;
@@ -86,6 +97,14 @@ impl HeadScan {
                 }
             },
         };
+        // Most heads arrive whole, their end the buffer's last bytes: no scan for them. (An
+        // end of head anywhere from the request line on completes it, the first or not.)
+        let tail = |end: &[u8]| buf.ends_with(end) && buf.len() - end.len() >= start;
+        if tail(b"\n\r\n") || tail(b"\n\n") {
+            self.scanned = buf.len();
+            self.found = true;
+            return true;
+        }
         // An end of head (LF LF, LF CR LF) that began in the last two bytes read before.
         let from = self.scanned.saturating_sub(2).max(start);
         self.scanned = buf.len();
@@ -111,37 +130,24 @@ fn head_complete(buf: &[u8]) -> bool {
     HeadScan::default().complete(buf)
 }
 
-#[async_trait]
-impl<A> HttpServerApp for HeaderDeadline<A>
-where
-    A: HttpServerApp + Send + Sync + 'static,
-{
-    async fn process_new_http(
-        self: &Arc<Self>,
-        session: ServerSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
-        // HTTP/2 streams arrive parsed; a pipelining session carries bytes of its own.
-        let mut h1 = match session {
-            ServerSession::H1(h) if !h.pipelining_enabled() => h,
-            other => return self.inner.process_new_http(other, shutdown).await,
-        };
-        let deadline = self.live.load().cfg.clients.header_timeout;
-        let keepalive = h1.get_keepalive_timeout();
-        let reuses = h1.get_keepalive_reuses_remaining();
-        let user = h1.take_connection_user_context();
-        let idle = match keepalive {
-            Some(s) if s > 0 => Duration::from_secs(s).min(IDLE),
-            _ => IDLE,
-        };
-        let mut stream = h1.into_inner();
+impl<A> HeaderDeadline<A> {
+    /// Read the head of the connection's next request into a buffer, under the idle bound and
+    /// then `deadline` from its first byte. None: the connection ends (closed, idle too long,
+    /// or the deadline passed, after a 408 to the client).
+    async fn read_head(&self, stream: &mut Stream, idle: &mut Idle) -> Option<BytesMut> {
         let mut buf = BytesMut::with_capacity(4096);
         // The wait for a request's first byte is idle time, not the client's head.
-        match pingora::time::timeout(idle, stream.read_buf(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
+        match idle.wait(stream.read_buf(&mut buf)).await {
+            Some(Ok(n)) if n > 0 => {}
             _ => return None,
         }
         let mut scan = HeadScan::default();
+        // Most heads arrive whole in their first read: no deadline is armed for them
+        // (Pingora's timeout arms its timer on the first poll that is not ready).
+        if scan.complete(&buf) {
+            return Some(buf);
+        }
+        let deadline = self.live.load().cfg.clients.header_timeout;
         let head = pingora::time::timeout(deadline, async {
             while !scan.complete(&buf) && buf.len() < HEAD_LIMIT {
                 match stream.read_buf(&mut buf).await {
@@ -153,8 +159,8 @@ where
         })
         .await;
         match head {
-            Ok(true) => {}
-            Ok(false) => return None,
+            Ok(true) => Some(buf),
+            Ok(false) => None,
             Err(_) => {
                 crate::metrics::request("-", "header_timeout");
                 let _ = pingora::time::timeout(Duration::from_secs(1), async {
@@ -162,28 +168,115 @@ where
                     let _ = stream.flush().await;
                 })
                 .await;
-                return None;
+                None
             }
         }
-        let mut h1 = H1Session::new(stream);
-        h1.set_server_keepalive(keepalive);
-        h1.set_keepalive_reuses_remaining(reuses);
-        h1.set_connection_user_context(user);
-        h1.set_pipelined_prefix(buf);
-        self.inner
-            .process_new_http(ServerSession::H1(h1), shutdown)
-            .await
+    }
+}
+
+/// The idle bound ([`IDLE`]) of one connection's waits for a request's first byte, on one
+/// timer: armed by the first wait that has to wait, and kept across the connection's requests.
+/// A timer that fires before the wait in progress has lasted [`IDLE`] (it was armed for an
+/// earlier one) is armed again for the rest. Arming a timer for every wait cost each
+/// kept-alive request ~2,000 instructions (Pingora's timer tree, two `Arc`s).
+#[derive(Default)]
+struct Idle {
+    timer: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Idle {
+    /// `read` to its end, or None once it has waited [`IDLE`].
+    async fn wait<F: Future>(&mut self, read: F) -> Option<F::Output> {
+        let since = Instant::now();
+        let mut read = std::pin::pin!(read);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(v) = read.as_mut().poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            loop {
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(pingora::time::sleep(IDLE)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => {
+                        let waited = since.elapsed();
+                        if waited >= IDLE {
+                            return Poll::Ready(None);
+                        }
+                        self.timer = Some(Box::pin(pingora::time::sleep(IDLE - waited)));
+                    }
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// Whether Pingora would serve `stream` as plain HTTP/1 (its `ServerApp::process_new`): no
+/// ALPN, or ALPN `http/1.1`, and neither h2c nor a custom protocol configured.
+fn plain_h1(stream: &Stream, options: Option<&HttpServerOptions>) -> bool {
+    let h2c = options.is_some_and(|o| o.h2c) && stream.get_ssl_digest().is_none();
+    let custom = options.is_some_and(|o| o.force_custom);
+    !h2c && !custom && matches!(stream.selected_alpn_proto(), None | Some(ALPN::H1))
+}
+
+/// The connection loop of Pingora's `ServerApp` for HTTP apps, with each request's head read
+/// first (under the deadline) from the connection itself, before Pingora's session for the
+/// request is made: one session per request, moved once, as without the deadline. HTTP/2,
+/// h2c and custom protocols are Pingora's own loop (`inner`'s), unchanged.
+#[async_trait]
+impl<A> ServerApp for HeaderDeadline<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        if !plain_h1(&stream, self.inner.server_options()) {
+            return ServerApp::process_new(&self.inner, stream, shutdown).await;
+        }
+        let mut stream = stream;
+        // What the previous request on this connection left for the next (none: the first).
+        let mut settings: Option<HttpPersistentSettings> = None;
+        let mut idle = Idle::default();
+        loop {
+            let head = self.read_head(&mut stream, &mut idle).await?;
+            let mut session = ServerSession::new_http1(stream);
+            match settings.take() {
+                Some(s) => s.apply_to_session(&mut session),
+                None => {
+                    // As Pingora's loop: keep-alive unless the service is shutting down.
+                    session.set_keepalive((!*shutdown.borrow()).then_some(60));
+                    session.set_keepalive_reuses_remaining(
+                        self.inner
+                            .server_options()
+                            .and_then(|o| o.keepalive_request_limit),
+                    );
+                }
+            }
+            let ServerSession::H1(h1) = &mut session else {
+                return None;
+            };
+            // verigate turns no HTTP/1.1 pipelining on, so no session carries bytes of its
+            // own (they would come before these).
+            if h1.pipelining_enabled() {
+                return None;
+            }
+            h1.set_pipelined_prefix(head);
+            let (next, left) = self
+                .inner
+                .process_new_http(session, shutdown)
+                .await?
+                .consume();
+            stream = next;
+            settings = left;
+        }
     }
 
-    fn h2_options(&self) -> Option<pingora::protocols::http::v2::server::H2Options> {
-        self.inner.h2_options()
-    }
-
-    fn server_options(&self) -> Option<&HttpServerOptions> {
-        self.inner.server_options()
-    }
-
-    async fn http_cleanup(&self) {
+    async fn cleanup(&self) {
         self.inner.http_cleanup().await
     }
 }

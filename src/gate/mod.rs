@@ -174,6 +174,18 @@ impl crate::logwriter::JsonFields for AccessLine<'_> {
     }
 }
 
+/// What `gatekeep` worked out that `check` reads again.
+#[derive(Clone, Copy)]
+struct Checked {
+    route_idx: usize,
+    /// The request carries a method other than GET, HEAD and OPTIONS.
+    state_changing: bool,
+    /// The request's start, in Unix seconds.
+    now: i64,
+    /// Where the host the route was chosen by is (`routing::host::request_host`).
+    host_at: Option<crate::routing::host::HostAt>,
+}
+
 impl Gate {
     pub fn new(
         live: Arc<ArcSwap<Live>>,
@@ -197,15 +209,19 @@ impl Gate {
     }
 
     /// The gate proper, for a request already stripped and matched to a gated route.
-    /// `state_changing`: the request carries a method other than GET, HEAD and OPTIONS.
     async fn check(
         &self,
         live: &Live,
         session: &mut Session,
         ctx: &mut Ctx,
-        route_idx: usize,
-        state_changing: bool,
+        c: Checked,
     ) -> Result<bool> {
+        let Checked {
+            route_idx,
+            state_changing,
+            now,
+            host_at,
+        } = c;
         let cfg = &live.cfg;
         let Some(route) = cfg.routes.get(route_idx) else {
             return Ok(false);
@@ -221,7 +237,6 @@ impl Gate {
                 .check_age_only(live, session, ctx, route, state_changing)
                 .await;
         }
-        let now = crate::clock::unix_secs_at(ctx.started.unwrap_or_else(Instant::now));
         // The session cookie is read from the header parsed once (`gatekeep`), and
         // verigate's cookies dropped; the upstream request is built from this header, so
         // upstream_request_filter need not.
@@ -235,7 +250,7 @@ impl Gate {
             // A session opens only on the host it was issued on.
             .filter(|v| {
                 v.claims
-                    .for_host(crate::routing::host::request_host(session.req_header()))
+                    .for_host(host_at.and_then(|h| h.get(session.req_header())))
             });
         jar.strip(session.req_header_mut());
         if opened.is_some() {
@@ -351,6 +366,7 @@ impl Gate {
         route: &routes::Route,
         why: Option<crate::answers::Why>,
     ) -> Result<bool> {
+        note_id(session, ctx);
         let return_to = session
             .req_header()
             .uri
@@ -434,6 +450,7 @@ impl Gate {
         verify: String,
         reason: Option<crate::answers::Why>,
     ) -> Result<bool> {
+        note_id(session, ctx);
         let resumed = ctx.kept.take_back();
         let html = wants_html(session);
         // A body kept before and coming back is no new one for its client.
@@ -498,7 +515,7 @@ impl Gate {
         // A client that stops reading ends its request once one write to it has waited this
         // long (Pingora times each write); the app's connection closes with it.
         session.set_write_timeout(Some(cfg.clients.send_timeout));
-        // 0. Who sent it and its id: on the request from here on (pages, logs, upstream).
+        // 0. Who sent it and its id (pages, logs, upstream; see `note_id` for pages).
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -511,14 +528,12 @@ impl Gate {
             &cfg.clients.trusted_proxies,
             cfg.clients.request_id,
         );
-        origin.mark(session.req_header_mut());
         let trusted = origin.trusted;
         ctx.origin = Some(origin);
         // 1. No header outside the name grammar, no client-sent identity header and no
         // server-environment header survives, on any route; nor a forwarding header this peer
         // may not send. Each name is judged once.
-        let protected =
-            names::Protected::new(&cfg.identity.prefix, cfg.identity.assertion.as_str());
+        let protected = names::Protected::of(&cfg.identity);
         let mut screened = names::screen(
             session.req_header_mut(),
             &protected,
@@ -526,19 +541,26 @@ impl Gate {
             cfg.clients.log_dropped_headers,
         );
 
-        // 2. One reading of the request line: the method's spelling, the target's form.
+        // 2. One reading of the request line: the method's spelling, the target's form (and
+        // where the host is that routes it).
+        let mut host_at = None;
         let refused = match target::method(session.req_header())
             .and_then(|()| target::host(session.req_header()))
-            .and_then(|()| target::classify(session.req_header()))
-        {
+            .and_then(|at| {
+                host_at = at;
+                target::classify(session.req_header())
+            }) {
             Ok(target::Target::Origin) => None,
             Ok(target::Target::Absolute(origin)) => {
-                // Decided on, and forwarded as, its origin-form path.
+                // Decided on, and forwarded as, its origin-form path (a host that was only in
+                // the target is no more).
                 session.req_header_mut().set_uri(origin);
+                host_at = host_at.filter(|h| h.is_in_header());
                 None
             }
             Ok(target::Target::Asterisk) => {
                 ctx.decision = "options_asterisk";
+                note_id(session, ctx);
                 Reply::new(204)
                     .header(
                         http::header::ALLOW,
@@ -570,8 +592,10 @@ impl Gate {
             return refuse(session, ctx, p).await;
         }
         if ctx.kept.delivering() {
-            // The kept request's headers took the place of this GET's: the same screening.
+            // The kept request's headers took the place of this GET's: the same screening,
+            // and its host read afresh.
             screened = names::screen(session.req_header_mut(), &protected, trusted, false);
+            host_at = crate::routing::host::HostAt::find(session.req_header()).map(|(_, at)| at);
         }
         // 3. One canonical path, from the bytes that go upstream.
         let normalized = match std::str::from_utf8(session.req_header().raw_path())
@@ -590,6 +614,7 @@ impl Gate {
             if let Err(l) = self.limit_callback(&live, ctx, session).await {
                 return rate_limited(session, ctx, l).await;
             }
+            note_id(session, ctx);
             crate::providers::flow::callback(flow.as_ref(), &live, self.store.as_ref(), session)
                 .await?;
             return Ok(true);
@@ -603,6 +628,7 @@ impl Gate {
             if let Err(l) = self.limit_start(&live, ctx, session, &rest).await {
                 return rate_limited(session, ctx, l).await;
             }
+            note_id(session, ctx);
             crate::providers::flow::handle(
                 &live,
                 self.store.as_ref(),
@@ -631,7 +657,7 @@ impl Gate {
         };
         // One reading of the host (the Host header, which an absolute-form target was made to
         // agree with above) chooses the route, and goes upstream unchanged.
-        let host = crate::routing::host::request_host(session.req_header());
+        let host = host_at.and_then(|h| h.get(session.req_header()));
         let idx = match cfg.routes.find(methods, host, &normalized) {
             Some(routes::Found::Route(idx)) => idx,
             Some(routes::Found::MethodNotAllowed(idx)) => {
@@ -643,6 +669,7 @@ impl Gate {
                     .map(|r| r.rule.allow())
                     .unwrap_or_default();
                 let html = wants_html(session);
+                note_id(session, ctx);
                 Reply::problem(&Problem::new(Refusal::MethodNotAllowed), html)
                     .header(http::header::ALLOW, allow)
                     .send(session, &cfg.frame)
@@ -655,7 +682,18 @@ impl Gate {
         // Before anything looks at the body: a WebSocket handshake's stays open (`upgrade`).
         ctx.held_upgrade = upgrade::hold_body_end(session);
         let state_changing = methods.iter().any(|m| !is_safe(m));
-        self.check(&live, session, ctx, idx, state_changing).await
+        self.check(
+            &live,
+            session,
+            ctx,
+            Checked {
+                route_idx: idx,
+                state_changing,
+                now,
+                host_at,
+            },
+        )
+        .await
     }
 
     /// A kept request whose delivery failed (`kept::State::after_failure`): the `Set-Cookie`
@@ -843,6 +881,7 @@ async fn rate_limited(
 ) -> Result<bool> {
     let p = Problem::new(Refusal::RateLimited);
     ctx.decision = p.code;
+    note_id(session, ctx);
     Reply::problem(&p, wants_html(session))
         .header(http::header::RETRY_AFTER, l.retry_after_secs().to_string())
         .send(session, frame_of(ctx))
@@ -852,6 +891,7 @@ async fn rate_limited(
 
 async fn refuse(session: &mut Session, ctx: &mut Ctx, p: Problem) -> Result<bool> {
     ctx.decision = p.code;
+    note_id(session, ctx);
     let html = wants_html(session);
     let mut reply = Reply::problem(&p, html);
     if let Some(c) = ctx
@@ -863,6 +903,17 @@ async fn refuse(session: &mut Session, ctx: &mut Ctx, p: Problem) -> Result<bool
     }
     reply.send(session, frame_of(ctx)).await?;
     Ok(true)
+}
+
+/// Note the request's id (decided in `request_filter`) where verigate's own answers read it
+/// ([`forwarded::Origin::mark`]): just before verigate answers a request itself, not on every
+/// request (the extension costs each request ~750 instructions). Every answer of verigate's
+/// comes after it: `refuse`, `rate_limited`, `send_to_verify`, `keep`, the provider flows,
+/// `fail_to_proxy` and the answers of `gatekeep`.
+fn note_id(session: &mut Session, ctx: &Ctx) {
+    if let Some(o) = &ctx.origin {
+        o.mark(session.req_header_mut());
+    }
 }
 
 /// The frame of this request's pages (its config's `site` and `tls.hsts`).
@@ -901,8 +952,7 @@ fn upstream_edits(
 ) -> Result<()> {
     // `request_filter` screened the client's headers; a kept request put its own back since.
     if ctx.kept.delivering() {
-        let protected =
-            names::Protected::new(&cfg.identity.prefix, cfg.identity.assertion.as_str());
+        let protected = names::Protected::of(&cfg.identity);
         let trusted = ctx.origin.as_ref().is_some_and(|o| o.trusted);
         names::screen(req, &protected, trusted, false);
     }
@@ -1231,6 +1281,7 @@ impl ProxyHttp for Gate {
                 Some(_) => self.kept_after_failure(session, ctx).await,
                 None => None,
             };
+            note_id(session, ctx);
             let sent = match refusal {
                 Some(r) => {
                     let reply = Reply::problem(&Problem::new(r), wants_html(session));

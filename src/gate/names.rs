@@ -44,18 +44,20 @@ impl Why {
 pub struct Protected<'a> {
     prefix: &'a str,
     assertion: &'a str,
-    prefix_f: Fold,
-    assertion_f: Fold,
+    /// Both folded ([`crate::config::folded`], at config time).
+    prefix_f: &'a [u8],
+    assertion_f: &'a [u8],
 }
 
 impl<'a> Protected<'a> {
-    /// From the identity prefix (`x-verified-`) and the assertion's header name.
-    pub fn new(prefix: &'a str, assertion: &'a str) -> Protected<'a> {
+    /// From the identity prefix (`x-verified-`) and the assertion's header name, as the config
+    /// has them (folded already).
+    pub fn of(id: &'a crate::config::IdentityHeaders) -> Protected<'a> {
         Protected {
-            prefix,
-            assertion,
-            prefix_f: Fold::of(prefix.as_bytes()),
-            assertion_f: Fold::of(assertion.as_bytes()),
+            prefix: &id.prefix,
+            assertion: id.assertion.as_str(),
+            prefix_f: &id.prefix_folded,
+            assertion_f: &id.assertion_folded,
         }
     }
 
@@ -72,10 +74,10 @@ impl<'a> Protected<'a> {
             return Some(Why::InvalidName);
         }
         let bytes = n.text.as_bytes();
-        let identity = match (f.whole(), self.prefix_f.whole(), self.assertion_f.whole()) {
-            (Some(n), Some(p), Some(a)) => n.starts_with(p) || n == a,
-            // A name or a configured name past FOLD_MAX: compared byte by byte.
-            _ => {
+        let identity = match f.whole() {
+            Some(n) => n.starts_with(self.prefix_f) || n == self.assertion_f,
+            // A name past FOLD_MAX: compared byte by byte.
+            None => {
                 fold_strip(bytes, self.prefix.as_bytes()).is_some()
                     || fold_eq(bytes, self.assertion.as_bytes())
             }
@@ -101,10 +103,113 @@ pub enum Verdict {
     Forwarding,
 }
 
+/// Header names that browsers and HTTP clients send on nearly every request, each with its
+/// folding: their verdict is [`Verdict::Keep`] from any peer, unless the configured identity
+/// prefix or assertion name folds over them (which [`verdict`] still checks). Looked up by
+/// length, then by name, instead of being folded and judged afresh on every request
+/// (`common_names_are_kept_as_the_rules_keep_them` holds them to the rules).
+fn common(name: &str) -> Option<&'static [u8]> {
+    let folded: &'static [u8] = match name.len() {
+        2 => match name {
+            "te" => b"te",
+            _ => return None,
+        },
+        3 => match name {
+            "dnt" => b"dnt",
+            _ => return None,
+        },
+        4 => match name {
+            "host" => b"host",
+            _ => return None,
+        },
+        5 => match name {
+            "range" => b"range",
+            _ => return None,
+        },
+        6 => match name {
+            "accept" => b"accept",
+            "cookie" => b"cookie",
+            "origin" => b"origin",
+            "pragma" => b"pragma",
+            _ => return None,
+        },
+        7 => match name {
+            "referer" => b"referer",
+            _ => return None,
+        },
+        8 => match name {
+            "priority" => b"priority",
+            "if-match" => b"ifmatch",
+            _ => return None,
+        },
+        9 => match name {
+            "sec-ch-ua" => b"secchua",
+            _ => return None,
+        },
+        10 => match name {
+            "user-agent" => b"useragent",
+            "connection" => b"connection",
+            _ => return None,
+        },
+        12 => match name {
+            "content-type" => b"contenttype",
+            _ => return None,
+        },
+        13 => match name {
+            "cache-control" => b"cachecontrol",
+            "authorization" => b"authorization",
+            "if-none-match" => b"ifnonematch",
+            _ => return None,
+        },
+        14 => match name {
+            "sec-fetch-dest" => b"secfetchdest",
+            "sec-fetch-mode" => b"secfetchmode",
+            "sec-fetch-site" => b"secfetchsite",
+            "sec-fetch-user" => b"secfetchuser",
+            "content-length" => b"contentlength",
+            _ => return None,
+        },
+        15 => match name {
+            "accept-encoding" => b"acceptencoding",
+            "accept-language" => b"acceptlanguage",
+            _ => return None,
+        },
+        16 => match name {
+            "sec-ch-ua-mobile" => b"secchuamobile",
+            "x-requested-with" => b"xrequestedwith",
+            _ => return None,
+        },
+        17 => match name {
+            "if-modified-since" => b"ifmodifiedsince",
+            _ => return None,
+        },
+        18 => match name {
+            "sec-ch-ua-platform" => b"secchuaplatform",
+            _ => return None,
+        },
+        25 => match name {
+            "upgrade-insecure-requests" => b"upgradeinsecurerequests",
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(folded)
+}
+
 /// Each header name decided once: the app's names ([`Protected::judge`]), then what this
 /// peer may say about the connection ([`super::forwarded::doomed`]), then the method
 /// overrides ([`super::target`]).
 pub fn verdict(protected: &Protected, name: &str, trusted: bool) -> Verdict {
+    if let Some(folded) = common(name) {
+        if !folded.starts_with(protected.prefix_f) && folded != protected.assertion_f {
+            return Verdict::Keep;
+        }
+    }
+    judged(protected, name, trusted)
+}
+
+/// [`verdict`] by the rules themselves.
+fn judged(protected: &Protected, name: &str, trusted: bool) -> Verdict {
     let n = Name::of(name);
     if let Some(why) = protected.judge_name(&n) {
         return Verdict::Drop(why);
@@ -165,8 +270,20 @@ pub fn screen(req: &mut impl Edit, protected: &Protected, trusted: bool, log: bo
 mod tests {
     use super::*;
 
+    /// The names under `prefix` and the assertion's, as the config makes them.
+    fn protected(prefix: &str, assertion: &'static str) -> Protected<'static> {
+        let id = crate::config::IdentityHeaders {
+            prefix: prefix.into(),
+            assertion: HeaderName::from_static(assertion),
+            prefix_folded: crate::config::folded(prefix),
+            assertion_folded: crate::config::folded(assertion),
+            ..Default::default()
+        };
+        Protected::of(Box::leak(Box::new(id)))
+    }
+
     fn p() -> Protected<'static> {
-        Protected::new("x-verified-", "x-verified-assertion")
+        protected("x-verified-", "x-verified-assertion")
     }
 
     #[test]
@@ -234,10 +351,85 @@ mod tests {
             assert_eq!(p.judge(env), Some(Why::Environment), "{env}");
         }
         // Another assertion name outside the prefix is protected too.
-        let q = Protected::new("x-id-", "x-app-proof");
+        let q = protected("x-id-", "x-app-proof");
         assert_eq!(q.judge("x-app-proof"), Some(Why::Identity));
         assert_eq!(q.judge("xapp-proof"), Some(Why::Identity));
         assert_eq!(q.judge("x-verified-name"), None);
+    }
+
+    /// Every common name folds as its table says and is kept by the rules, from any peer;
+    /// under any identity prefix or assertion name, the table's verdict is the rules'.
+    #[test]
+    fn common_names_are_kept_as_the_rules_keep_them() {
+        let names = [
+            "te",
+            "dnt",
+            "host",
+            "range",
+            "accept",
+            "cookie",
+            "origin",
+            "pragma",
+            "referer",
+            "priority",
+            "if-match",
+            "sec-ch-ua",
+            "user-agent",
+            "connection",
+            "content-type",
+            "cache-control",
+            "authorization",
+            "if-none-match",
+            "sec-fetch-dest",
+            "sec-fetch-mode",
+            "sec-fetch-site",
+            "sec-fetch-user",
+            "content-length",
+            "accept-encoding",
+            "accept-language",
+            "sec-ch-ua-mobile",
+            "x-requested-with",
+            "if-modified-since",
+            "sec-ch-ua-platform",
+            "upgrade-insecure-requests",
+        ];
+        let default = p();
+        for name in names {
+            let folded = common(name).unwrap_or_else(|| panic!("{name} is common"));
+            assert_eq!(Some(folded), Fold::of(name.as_bytes()).whole(), "{name}");
+            for trusted in [false, true] {
+                assert_eq!(judged(&default, name, trusted), Verdict::Keep, "{name}");
+            }
+        }
+        for (prefix, assertion) in [
+            ("x-verified-", "x-verified-assertion"),
+            ("accept-", "x-proof"),
+            ("sec-", "x-proof"),
+            ("user_", "user-agent"),
+            ("co", "cookie"),
+            ("x-", "x-id"),
+            ("host-", "host"),
+            ("if-", "x_requested_with"),
+        ] {
+            let q = protected(
+                prefix,
+                Box::leak(assertion.replace('_', "-").into_boxed_str()),
+            );
+            for name in names
+                .iter()
+                .chain(&["x-custom", "x-verified-name", "accepts"])
+            {
+                for trusted in [false, true] {
+                    assert_eq!(
+                        verdict(&q, name, trusted),
+                        judged(&q, name, trusted),
+                        "{prefix} {assertion} {name}"
+                    );
+                }
+            }
+        }
+        assert_eq!(common("x-custom"), None);
+        assert_eq!(common("Accept"), None, "names in the map are lower case");
     }
 
     #[test]

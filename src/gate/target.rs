@@ -2,7 +2,7 @@
 //! and the headers some frameworks read in place of either. Everything here is decided before
 //! the path is read, so that the path verigate matches is the path the app is sent.
 
-use crate::routing::host::{parse_authority, Authority};
+use crate::routing::host::{parse_authority, Authority, HostAt};
 use http::{Method, Uri};
 use pingora::http::RequestHeader;
 
@@ -122,8 +122,10 @@ pub fn override_methods_of(req: &RequestHeader, headers: bool) -> Result<Vec<Met
 /// HTTP/1.1 (RFC 9112 §3.2), and every host it names (its Host header, an absolute-form
 /// target's authority, HTTP/2's `:authority`) of the one grammar of
 /// [`crate::routing::host::parse_authority`], all naming the same host and port (an absent
-/// port being the scheme's default). Routes are chosen by one reading of it.
-pub fn host(req: &RequestHeader) -> Result<(), TargetError> {
+/// port being the scheme's default). Routes are chosen by one reading of it: where it is, as
+/// [`crate::routing::host::request_host`] would find it in this head (none: the request names
+/// no host), so that it is not parsed again.
+pub fn host(req: &RequestHeader) -> Result<Option<HostAt>, TargetError> {
     let header = host_header(req)?;
     let target = req
         .uri
@@ -131,7 +133,12 @@ pub fn host(req: &RequestHeader) -> Result<(), TargetError> {
         .map(|a| parse_authority(a.as_str().as_bytes()))
         .transpose()
         .map_err(|_| TargetError::BadTarget)?;
-    agree(header, target, &req.uri)
+    agree(header, target, &req.uri)?;
+    Ok(match (header, target) {
+        (Some(h), _) => Some(HostAt::in_header(h.host)),
+        (None, Some(t)) => Some(HostAt::in_target(t.host)),
+        (None, None) => None,
+    })
 }
 
 /// The Host header: exactly one on HTTP/1.1 (none or one before), of the grammar.
@@ -297,8 +304,15 @@ mod tests {
 
     #[test]
     fn hosts() {
-        assert_eq!(host(&req("GET", b"/", Some("shop.example:8080"))), Ok(()));
-        assert_eq!(host(&req("GET", b"/", Some("[::1]:80"))), Ok(()));
+        // Where the routing host is: the start of the Host header.
+        assert_eq!(
+            host(&req("GET", b"/", Some("shop.example:8080"))),
+            Ok(Some(HostAt::in_header("shop.example")))
+        );
+        assert_eq!(
+            host(&req("GET", b"/", Some("[::1]:80"))),
+            Ok(Some(HostAt::in_header("[::1]")))
+        );
         for bad in ["a/signup", "user@a", "a b", "", "a:port"] {
             assert_eq!(
                 host(&req("GET", b"/", Some(bad))),
@@ -309,7 +323,15 @@ mod tests {
         assert_eq!(host(&req("GET", b"/", None)), Err(TargetError::BadTarget));
         let mut old = req("GET", b"/", None);
         old.set_version(http::Version::HTTP_10);
-        assert_eq!(host(&old), Ok(()));
+        assert_eq!(host(&old), Ok(None));
+        // HTTP/1.0 without Host: the host is the start of the target's authority.
+        let mut old_absolute = req("GET", b"/", None);
+        old_absolute.set_version(http::Version::HTTP_10);
+        old_absolute.set_uri(Uri::from_static("http://shop.example:81/x"));
+        assert_eq!(
+            host(&old_absolute),
+            Ok(Some(HostAt::in_target("shop.example")))
+        );
         let mut two = req("GET", b"/", Some("a"));
         two.append_header("host", "a").unwrap();
         assert_eq!(host(&two), Err(TargetError::BadTarget));
@@ -326,7 +348,10 @@ mod tests {
             );
             r
         };
-        assert_eq!(host(&h2("Shop.example", "shop.example:443")), Ok(()));
+        assert_eq!(
+            host(&h2("Shop.example", "shop.example:443")),
+            Ok(Some(HostAt::in_header("shop.example")))
+        );
         assert_eq!(
             host(&h2("admin.example", "shop.example")),
             Err(TargetError::BadTarget)

@@ -230,9 +230,98 @@ pub fn request_host(req: &http::request::Parts) -> Option<&str> {
     (!h.is_empty()).then_some(h)
 }
 
+/// Where [`request_host`] found a request's host: in its Host header or in its target's
+/// authority, of which it is the start. Found once (`find`, one parse); read back (`get`)
+/// without parsing again, while the request's head is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostAt {
+    header: bool,
+    len: usize,
+}
+
+impl HostAt {
+    /// [`request_host`], and where it was found.
+    pub fn find(req: &http::request::Parts) -> Option<(&str, HostAt)> {
+        let (raw, header) = match req.headers.get(http::header::HOST) {
+            Some(h) => (h.to_str().ok()?, true),
+            None => (req.uri.authority()?.as_str(), false),
+        };
+        let h = host_of(raw);
+        (!h.is_empty()).then_some((
+            h,
+            HostAt {
+                header,
+                len: h.len(),
+            },
+        ))
+    }
+
+    /// The host `host` of an authority of the grammar ([`parse_authority`]) that is the
+    /// request's Host header.
+    pub fn in_header(host: &str) -> HostAt {
+        HostAt {
+            header: true,
+            len: host.len(),
+        }
+    }
+
+    /// The same, of the authority of the request's target (no Host header).
+    pub fn in_target(host: &str) -> HostAt {
+        HostAt {
+            header: false,
+            len: host.len(),
+        }
+    }
+
+    /// Found in the Host header (not in the target, which a rewritten target loses).
+    pub fn is_in_header(self) -> bool {
+        self.header
+    }
+
+    /// The host found, read again from the request it was found in.
+    pub fn get(self, req: &http::request::Parts) -> Option<&str> {
+        let raw = if self.header {
+            std::str::from_utf8(req.headers.get(http::header::HOST)?.as_bytes()).ok()?
+        } else {
+            req.uri.authority()?.as_str()
+        };
+        raw.get(..self.len)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_found_is_read_back_as_request_host_reads_it() {
+        for (host, target) in [
+            (Some("shop.example"), "/a"),
+            (Some("Shop.Example:8443"), "/a"),
+            (Some("[::1]:80"), "/"),
+            (Some("127.0.0.1"), "http://127.0.0.1/x"),
+            (None, "http://shop.example:81/x"),
+            (None, "/x"),
+            (Some(""), "/x"),
+        ] {
+            let mut b = http::Request::builder().uri(target);
+            if let Some(h) = host {
+                b = b.header("host", h);
+            }
+            let (req, ()) = b.body(()).unwrap().into_parts();
+            let found = HostAt::find(&req);
+            assert_eq!(
+                found.map(|(h, _)| h),
+                request_host(&req),
+                "{host:?} {target}"
+            );
+            assert_eq!(
+                found.and_then(|(_, at)| at.get(&req)),
+                request_host(&req),
+                "{host:?} {target}"
+            );
+        }
+    }
 
     #[test]
     fn exact_and_wildcard() {

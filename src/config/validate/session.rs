@@ -141,6 +141,7 @@ pub(super) fn session(ctx: &mut Ctx, s: &FileSession) -> Option<SessionConfig> {
     let secure = s.secure.unwrap_or(true);
     let names = crate::cookies::Names::new(&cookie, secure);
     Some(SessionConfig {
+        all_cookies: names.all(),
         at_rest,
         kept: keys.derived("verigate/kept-store/v1"),
         kept_cookie: names.kept,
@@ -192,8 +193,11 @@ pub(super) fn identity(ctx: &mut Ctx, h: Option<&FileIdentityHeaders>) -> Identi
         );
     }
     let folded = prefix.replace('_', "-");
+    let assertion = header(ctx, &folded, "assertion");
     IdentityHeaders {
-        assertion: header(ctx, &folded, "assertion"),
+        prefix_folded: crate::config::folded(&folded),
+        assertion_folded: crate::config::folded(assertion.as_str()),
+        assertion,
         unique_in_site: header(ctx, &folded, "unique-in-site"),
         person: header(ctx, &folded, "person"),
         method: header(ctx, &folded, "method"),
