@@ -16,23 +16,6 @@ thread_local! {
     static BASE: Cell<Option<(Instant, i128)>> = const { Cell::new(None) };
 }
 
-fn base_near(at: Instant) -> (Instant, i128) {
-    BASE.with(|b| match b.get() {
-        // Instants a little before the base (a request that started before the last
-        // renewal) map through it too.
-        Some((i, n)) if at.max(i) - at.min(i) < RENEW => (i, n),
-        _ => {
-            let i = Instant::now();
-            let n = match SystemTime::now().duration_since(UNIX_EPOCH) {
-                Ok(d) => d.as_nanos() as i128,
-                Err(e) => -(e.duration().as_nanos() as i128),
-            };
-            b.set(Some((i, n)));
-            (i, n)
-        }
-    })
-}
-
 /// Seconds since the UNIX epoch, now (a clock read; the proxy's hot path uses
 /// [`unix_secs_at`] with an instant it already has).
 pub fn unix_now() -> i64 {
@@ -41,16 +24,52 @@ pub fn unix_now() -> i64 {
 
 /// Nanoseconds since the UNIX epoch at `at`.
 pub fn unix_nanos_at(at: Instant) -> i128 {
-    let (i, n) = base_near(at);
-    match at.checked_duration_since(i) {
-        Some(d) => n + d.as_nanos() as i128,
-        None => n - i.duration_since(at).as_nanos() as i128,
+    BASE.with(|b| {
+        // Through the base when `at` is within a second of it, after or before it (a
+        // request that started before the last renewal): one instant comparison each way.
+        if let Some((i, n)) = b.get() {
+            match at.checked_duration_since(i) {
+                Some(d) if d < RENEW => return n + d.as_nanos() as i128,
+                Some(_) => {}
+                None => {
+                    if let Some(d) = i.checked_duration_since(at).filter(|d| *d < RENEW) {
+                        return n - d.as_nanos() as i128;
+                    }
+                }
+            }
+        }
+        let i = Instant::now();
+        let n = match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i128,
+            Err(e) => -(e.duration().as_nanos() as i128),
+        };
+        b.set(Some((i, n)));
+        match at.checked_duration_since(i) {
+            Some(d) => n + d.as_nanos() as i128,
+            None => n - i.duration_since(at).as_nanos() as i128,
+        }
+    })
+}
+
+/// Seconds since the UNIX epoch at `at` and the nanoseconds into that second: in 64 bits
+/// (until 2262), where 128-bit division is a library call.
+fn split_at(at: Instant) -> (i64, u32) {
+    let n = unix_nanos_at(at);
+    match i64::try_from(n) {
+        Ok(n) => (
+            n.div_euclid(1_000_000_000),
+            n.rem_euclid(1_000_000_000) as u32,
+        ),
+        Err(_) => (
+            n.div_euclid(1_000_000_000) as i64,
+            n.rem_euclid(1_000_000_000) as u32,
+        ),
     }
 }
 
 /// Seconds since the UNIX epoch at `at`.
 pub fn unix_secs_at(at: Instant) -> i64 {
-    unix_nanos_at(at).div_euclid(1_000_000_000) as i64
+    split_at(at).0
 }
 
 /// `at` as RFC 3339 UTC with microseconds (`2026-11-24T06:19:44.123456Z`), appended to `out`.
@@ -59,9 +78,8 @@ pub fn write_rfc3339_micros(at: Instant, out: &mut Vec<u8>) {
     thread_local! {
         static SECOND: Cell<(i64, [u8; 19])> = const { Cell::new((i64::MIN, [0; 19])) };
     }
-    let nanos = unix_nanos_at(at);
-    let secs = nanos.div_euclid(1_000_000_000) as i64;
-    let micros = (nanos.rem_euclid(1_000_000_000) / 1_000) as u32;
+    let (secs, nanos) = split_at(at);
+    let micros = nanos / 1_000;
     let prefix = SECOND.with(|c| {
         let (s, p) = c.get();
         if s == secs {

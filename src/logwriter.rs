@@ -157,9 +157,26 @@ pub fn install(w: BatchWriter) {
 /// The access log's target, as `VERIGATE_LOG` filters name it.
 pub const ACCESS: &str = "verigate::access";
 
+/// The log filter's word on the access log, once the process's subscriber is in place
+/// ([`settle_access_filter`]).
+static ACCESS_ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Ask the log filter once whether the access log is on: `main` calls this after setting
+/// the process's subscriber, whose filter never changes after. Asking `tracing` on every
+/// request went through its dispatcher each time.
+pub fn settle_access_filter() {
+    let _ = ACCESS_ON.set(tracing::enabled!(
+        target: "verigate::access",
+        tracing::Level::INFO
+    ));
+}
+
 /// Is the access log enabled by the log filter?
 pub fn access_enabled() -> bool {
-    tracing::enabled!(target: "verigate::access", tracing::Level::INFO)
+    match ACCESS_ON.get() {
+        Some(on) => *on,
+        None => tracing::enabled!(target: "verigate::access", tracing::Level::INFO),
+    }
 }
 
 /// Fields that write themselves as one JSON object, as `serde_json` would: the access line's
@@ -195,10 +212,19 @@ fn plain_json(s: &[u8]) -> bool {
         .all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
 }
 
-/// A JSON object written field by field with `serde_json`'s own formatter, so the output is
-/// byte for byte what `serde_json` writes for a struct with these fields. Keys are the
-/// writer's own identifiers and go out as given. Writing to a Vec cannot fail (a failed
-/// allocation aborts), so the formatter's results are ignored.
+/// A key as [`JsonObject`] takes it: quoted, with its colon (`"route":`), made at compile
+/// time. Keys are the writer's own identifiers and go out as given (nothing to escape).
+#[macro_export]
+macro_rules! json_key {
+    ($k:literal) => {
+        concat!("\"", $k, "\":")
+    };
+}
+
+/// A JSON object written field by field as `serde_json` writes it (its escaping, its
+/// formatter's floats, `itoa`'s integers as it writes them), so the output is byte for byte
+/// what `serde_json` writes for a struct with these fields. Writing to a Vec cannot fail (a
+/// failed allocation aborts), so the formatter's results are ignored.
 pub struct JsonObject<'a> {
     out: &'a mut Vec<u8>,
     first: bool,
@@ -209,13 +235,12 @@ impl<'a> JsonObject<'a> {
         out.push(b'{');
         JsonObject { out, first: true }
     }
+    /// `key` is the quoted key with its colon, as [`json_key!`] writes it: one copy per key.
     fn key(&mut self, key: &str) -> &mut Vec<u8> {
         if !std::mem::take(&mut self.first) {
             self.out.push(b',');
         }
-        self.out.push(b'"');
         self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
         self.out
     }
     pub fn str(&mut self, key: &str, v: &str) -> &mut Self {
@@ -232,18 +257,7 @@ impl<'a> JsonObject<'a> {
     }
     pub fn u16(&mut self, key: &str, v: u16) -> &mut Self {
         let out = self.key(key);
-        let mut digits = [0u8; 5];
-        let mut n = v;
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        out.extend_from_slice(&digits[i..]);
+        out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
         self
     }
     /// `null` for a non-finite value, as `serde_json` writes it.
@@ -265,9 +279,36 @@ impl<'a> JsonObject<'a> {
 /// An address as text, formatted on the stack as `Display` writes it: an access line has two
 /// (the client's, the upstream's), and `to_string` cost each a trip through the formatter and
 /// an allocation.
+#[derive(Clone, Copy)]
 pub struct AddrText {
     buf: [u8; 64],
     len: usize,
+}
+
+/// `make(k)`, or the text this thread made last for `k`: a connection's peer and an app's
+/// address come back request after request.
+fn memo<K: Copy + PartialEq + 'static>(
+    last: &'static std::thread::LocalKey<std::cell::Cell<Option<(K, AddrText)>>>,
+    k: K,
+    make: impl FnOnce(K) -> AddrText,
+) -> AddrText {
+    last.with(|c| match c.get() {
+        Some((was, text)) if was == k => text,
+        _ => {
+            let text = make(k);
+            c.set(Some((k, text)));
+            text
+        }
+    })
+}
+
+thread_local! {
+    static LAST_IP: std::cell::Cell<Option<(std::net::IpAddr, AddrText)>> =
+        const { std::cell::Cell::new(None) };
+    static LAST_NET: std::cell::Cell<Option<((std::net::IpAddr, u8), AddrText)>> =
+        const { std::cell::Cell::new(None) };
+    static LAST_SOCKET: std::cell::Cell<Option<(std::net::SocketAddr, AddrText)>> =
+        const { std::cell::Cell::new(None) };
 }
 
 impl AddrText {
@@ -304,6 +345,10 @@ impl AddrText {
     }
 
     pub fn ip(ip: std::net::IpAddr) -> Self {
+        memo(&LAST_IP, ip, Self::ip_text)
+    }
+
+    fn ip_text(ip: std::net::IpAddr) -> Self {
         Self::write(|w| match ip {
             std::net::IpAddr::V4(v4) => Self::v4(w, v4),
             std::net::IpAddr::V6(v6) => write!(w, "{v6}"),
@@ -312,6 +357,12 @@ impl AddrText {
 
     /// The network of `prefix` bits `ip` is in, as `ipnet` writes it (`203.0.113.0/24`).
     pub fn net(ip: std::net::IpAddr, prefix: u8) -> Self {
+        memo(&LAST_NET, (ip, prefix), |(ip, prefix)| {
+            Self::net_text(ip, prefix)
+        })
+    }
+
+    fn net_text(ip: std::net::IpAddr, prefix: u8) -> Self {
         let Ok(net) = ipnet::IpNet::new(ip, prefix) else {
             return Self::write(|_| Ok(()));
         };
@@ -336,6 +387,10 @@ impl AddrText {
     }
 
     pub fn socket(a: std::net::SocketAddr) -> Self {
+        memo(&LAST_SOCKET, a, Self::socket_text)
+    }
+
+    fn socket_text(a: std::net::SocketAddr) -> Self {
         Self::write(|w| match a {
             std::net::SocketAddr::V4(a) => {
                 Self::v4(w, *a.ip())?;
@@ -466,7 +521,10 @@ mod tests {
         proptest!(|(s in any::<String>(), ascii in "[ -~]{0,40}", n in any::<u16>())| {
             for v in [&s, &ascii] {
                 let mut ours = Vec::new();
-                JsonObject::new(&mut ours).str("k", v).u16("n", n).end();
+                JsonObject::new(&mut ours)
+                    .str(json_key!("k"), v)
+                    .u16(json_key!("n"), n)
+                    .end();
                 let reference = serde_json::json!({"k": v, "n": n}).to_string();
                 prop_assert_eq!(String::from_utf8(ours).unwrap(), reference);
             }

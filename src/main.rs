@@ -183,6 +183,7 @@ fn init_logging() -> Option<verigate::logwriter::FlushGuard> {
         .with(verigate::logwriter::QuietPoolMiss)
         .with(verigate::logwriter::QuietClientErrors { keep: verbose })
         .try_init();
+    verigate::logwriter::settle_access_filter();
     Some(guard)
 }
 

@@ -273,9 +273,31 @@ pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<HeaderValue>) {
     o.mark_upstream(req);
 }
 
-/// An address as a header value, formatted on the stack (one allocation: the value's own).
+/// An address as a header value. The value made last on this thread is kept and shared
+/// when the next request comes from the same peer (a kept-alive connection, a load
+/// balancer): a clone of it is a reference count, where a new one was formatted, checked and
+/// allocated every request.
 fn address_value(ip: IpAddr) -> Option<HeaderValue> {
-    HeaderValue::from_str(crate::logwriter::AddrText::ip(ip).as_str()).ok()
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<Option<(IpAddr, HeaderValue)>> = const { RefCell::new(None) };
+    }
+    let kept = LAST.with(|last| {
+        let last = last.try_borrow().ok()?;
+        last.as_ref()
+            .filter(|(was, _)| *was == ip)
+            .map(|(_, v)| v.clone())
+    });
+    if kept.is_some() {
+        return kept;
+    }
+    let v = HeaderValue::from_str(crate::logwriter::AddrText::ip(ip).as_str()).ok()?;
+    LAST.with(|last| {
+        if let Ok(mut last) = last.try_borrow_mut() {
+            *last = Some((ip, v.clone()));
+        }
+    });
+    Some(v)
 }
 
 /// A client address as the access log keeps it (`access_log_client`): whole, its network

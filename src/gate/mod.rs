@@ -144,31 +144,32 @@ pub struct AccessLine<'a> {
 
 impl crate::logwriter::JsonFields for AccessLine<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
+        use crate::json_key;
         let mut o = crate::logwriter::JsonObject::new(out);
-        o.str("request_id", self.request_id)
-            .str("route", self.route)
-            .str("decision", self.decision)
-            .u16("status", self.status)
-            .str("method", self.method)
-            .str("host", self.host)
-            .str("path", self.path);
+        o.str(json_key!("request_id"), self.request_id)
+            .str(json_key!("route"), self.route)
+            .str(json_key!("decision"), self.decision)
+            .u16(json_key!("status"), self.status)
+            .str(json_key!("method"), self.method)
+            .str(json_key!("host"), self.host)
+            .str(json_key!("path"), self.path);
         if let Some(c) = self.client {
-            o.str("client", c);
+            o.str(json_key!("client"), c);
         }
         if let Some(u) = self.upstream {
-            o.str("upstream", u);
+            o.str(json_key!("upstream"), u);
         }
-        o.f64("latency_ms", self.latency_ms)
-            .f64("gate_ms", self.gate_ms);
+        o.f64(json_key!("latency_ms"), self.latency_ms)
+            .f64(json_key!("gate_ms"), self.gate_ms);
         if let Some(ms) = self.upstream_ms {
-            o.f64("upstream_ms", ms);
+            o.f64(json_key!("upstream_ms"), ms);
         }
         if let Some(s) = self.upstream_status {
-            o.u16("upstream_status", s);
+            o.u16(json_key!("upstream_status"), s);
         }
-        o.str("provider", self.provider);
+        o.str(json_key!("provider"), self.provider);
         if let Some(e) = self.error {
-            o.str("error", e);
+            o.str(json_key!("error"), e);
         }
         o.end();
     }
@@ -1187,10 +1188,16 @@ impl ProxyHttp for Gate {
                     upstream_response.insert_header(sts, hsts.clone())?;
                 }
             }
-            crate::cookies::drop_set_cookies(
-                upstream_response,
-                &crate::cookies::all_names(&live.cfg.session),
-            );
+            // Most answers set no cookie: then no list of names is made.
+            if upstream_response
+                .headers
+                .contains_key(http::header::SET_COOKIE)
+            {
+                crate::cookies::drop_set_cookies(
+                    upstream_response,
+                    &crate::cookies::all_names(&live.cfg.session),
+                );
+            }
         }
         if let Some((_, _, commit_on)) = &ctx.reservation {
             let ok = !rejected && commit_on.takes(upstream_response.status);

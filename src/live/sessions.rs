@@ -1,7 +1,8 @@
 //! Opened session cookies, so that a verified request costs a lookup, not a decryption.
 //!
-//! Two levels. Each worker thread has a small direct-mapped cache: a hit is one hash, one
-//! comparison and a few cache lines, with no lock and no shared write. Behind it, one moka
+//! Two levels, both keyed by a keyed digest of the cookie (`Digest`). Each worker thread has
+//! a direct-mapped cache: a hit is one hash of the cookie, one 16-byte comparison and a few
+//! cache lines, with no lock and no shared write. Behind it, one moka
 //! cache shared by all threads bounds memory and keeps entries for `ttl`. A miss in both
 //! opens the cookie. Entries are immutable (a cookie always opens to the same claims), so
 //! the levels cannot disagree; expiry is checked on every hit. Per config: a reload builds a
@@ -85,38 +86,85 @@ impl Verified {
     }
 }
 
-/// Slots per worker thread (a power of two). A cookie is ~450 bytes: ~120 KiB per thread.
-const SLOTS: usize = 256;
+/// Slots per worker thread (a power of two). A slot is 32 bytes (a cookie's digest, its
+/// deadline, the session): 512 KiB per thread once full, two slots to a cache line.
+const SLOTS: usize = 16_384;
+
+/// A session cookie as both levels know it: a keyed 128-bit digest of the whole cookie
+/// (SipHash-1-3-128 under a key random per cache). A lookup then hashes the cookie once and
+/// compares 16 bytes, where it hashed it twice and compared ~450 bytes in two places (and
+/// kept a copy of each cookie in both levels). Two cookies meet on one digest by chance once
+/// in 2^64 pairs; a digest is never shown, and without the key no cookie can be made to land
+/// on another's. The digests are compared as integers, not in constant time: which digests
+/// are cached says nothing about any cookie without the key.
+type Digest = u128;
 
 struct Slot {
-    cookie: Box<str>,
-    verified: Arc<Verified>,
+    key: Digest,
     /// The slot answers until then (UNIX seconds): the session's expiry, or `ttl` after
     /// it was filled, whichever comes first.
     until: i64,
+    verified: Arc<Verified>,
+}
+
+/// The shared level's hasher: a digest is already a keyed hash, so its low 64 bits are the
+/// hash (no second pass over it).
+#[derive(Clone, Copy, Default)]
+struct DigestHash;
+
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only a `Digest` is hashed (`write_u128`); any other input is still mixed in.
+        for (i, b) in bytes.iter().enumerate() {
+            self.0 ^= u64::from(*b) << ((i % 8) * 8);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 ^= v as u64;
+    }
+}
+
+impl BuildHasher for DigestHash {
+    type Hasher = DigestHasher;
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher::default()
+    }
 }
 
 pub struct SessionCache {
-    shared: moka::sync::Cache<String, Arc<Verified>, foldhash::fast::RandomState>,
-    local: ThreadLocal<RefCell<Vec<Option<Slot>>>>,
-    /// Keyed with foldhash (seeded per process): SipHash over a ~450-byte cookie was most of
-    /// a lookup's cost.
-    hasher: foldhash::fast::RandomState,
+    shared: moka::sync::Cache<Digest, Arc<Verified>, DigestHash>,
+    /// Per worker thread, direct-mapped by the digest's high bits.
+    local: ThreadLocal<RefCell<Box<[Option<Slot>]>>>,
+    /// The digest's key, random per cache (per config: a reload draws another).
+    key: (u64, u64),
     ttl_secs: i64,
 }
 
 impl SessionCache {
     pub fn new(capacity: u64, ttl: Duration) -> Self {
-        let hasher = foldhash::fast::RandomState::default();
         SessionCache {
             shared: moka::sync::Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(ttl)
-                .build_with_hasher(hasher.clone()),
+                .build_with_hasher(DigestHash),
             local: ThreadLocal::new(),
-            hasher,
+            key: rand::random(),
             ttl_secs: ttl.as_secs() as i64,
         }
+    }
+
+    fn digest(&self, cookie: &str) -> Digest {
+        use siphasher::sip128::Hasher128;
+        use std::hash::Hasher;
+        let mut h = siphasher::sip128::SipHasher13::new_with_keys(self.key.0, self.key.1);
+        h.write(cookie.as_bytes());
+        h.finish128().as_u128()
     }
 
     /// The verified person behind `cookie` at `now` (UNIX seconds): cached, or `open`ed and
@@ -130,19 +178,20 @@ impl SessionCache {
         let local = self
             .local
             .get_or(|| RefCell::new((0..SLOTS).map(|_| None).collect()));
-        let i = self.hasher.hash_one(cookie) as usize & (SLOTS - 1);
+        let key = self.digest(cookie);
+        let i = (key >> 64) as usize & (SLOTS - 1);
         if let Ok(slots) = local.try_borrow() {
             if let Some(s) = &slots[i] {
-                if now < s.until && *s.cookie == *cookie {
+                if s.key == key && now < s.until {
                     return Some(s.verified.clone());
                 }
             }
         }
-        let v = match self.shared.get(cookie) {
+        let v = match self.shared.get(&key) {
             Some(v) => v,
             None => {
                 let v = Arc::new(open(cookie)?);
-                self.shared.insert(cookie.to_string(), v.clone());
+                self.shared.insert(key, v.clone());
                 v
             }
         };
@@ -152,9 +201,9 @@ impl SessionCache {
         }
         if let Ok(mut slots) = local.try_borrow_mut() {
             slots[i] = Some(Slot {
-                cookie: cookie.into(),
-                verified: v.clone(),
+                key,
                 until,
+                verified: v.clone(),
             });
         }
         Some(v)
@@ -223,7 +272,7 @@ mod tests {
         let c = SessionCache::new(10_000, Duration::from_secs(300));
         // More cookies than slots: collisions are certain; each must still get its own.
         for round in 0..2 {
-            for n in 0..(SLOTS * 4) {
+            for n in 0..(SLOTS * 2) {
                 let cookie = format!("cookie-{n}");
                 let v = c
                     .get(&cookie, 10, |_| Some(verified(10_000 + n as i64)))
@@ -231,6 +280,29 @@ mod tests {
                 assert_eq!(v.claims.expires_at, 10_000 + n as i64, "round {round}");
             }
         }
+    }
+
+    #[test]
+    fn a_cookie_one_byte_off_is_another_cookie() {
+        // Cached under its digest, a session answers only the cookie it was opened from:
+        // every byte of the cookie counts, a prefix or an extension of it is another one.
+        let c = SessionCache::new(100, Duration::from_secs(300));
+        let cookie = "v1.".to_string() + &"a".repeat(450);
+        assert!(c.get(&cookie, 10, |_| Some(verified(10_000))).is_some());
+        let mut others = vec![cookie[..cookie.len() - 1].to_string(), cookie.clone() + "a"];
+        for at in [0, 3, 200, cookie.len() - 1] {
+            let mut b = cookie.clone().into_bytes();
+            b[at] = b'b';
+            others.push(String::from_utf8(b).unwrap());
+        }
+        for other in &others {
+            assert!(c.get(other, 10, |_| None).is_none(), "{}", &other[..8]);
+        }
+        // The cookie itself is still served without opening it again.
+        assert!(c.get(&cookie, 10, |_| None).is_some());
+        // Another cache (another config) keys the same cookie differently.
+        let d = SessionCache::new(100, Duration::from_secs(300));
+        assert_ne!(c.digest(&cookie), d.digest(&cookie));
     }
 
     #[test]
