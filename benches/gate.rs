@@ -137,6 +137,7 @@ fn bench(c: &mut Criterion) {
         verified: std::sync::Arc::new(verigate::gate::headers::Verified::new(claims(), &names)),
         age_ok: Some(true),
         forward: Forward::default(),
+        guardian: None,
     };
     c.bench_function("headers_strip_and_inject", |b| {
         b.iter(|| {
@@ -225,6 +226,7 @@ fn hot_path(c: &mut Criterion) {
                 verified: v,
                 age_ok,
                 forward: cfg.routes.get(idx).unwrap().forward,
+                guardian: None,
             };
             // Pingora hands upstream_request_filter a copy of the request.
             let mut up = r.clone();
@@ -239,6 +241,7 @@ fn hot_path(c: &mut Criterion) {
         verified: live.verified(&sealed, now).unwrap(),
         age_ok: Some(true),
         forward: Default::default(),
+        guardian: None,
     };
     let cfg = &live.cfg;
     c.bench_function("part_strip_identity", |b| {

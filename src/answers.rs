@@ -578,11 +578,17 @@ pub enum Refusal {
     FormNotKept,
     UnknownHost,
     RateLimited,
+    GuardianConsentRequired,
+    GuardianUnderage,
+    GuardianIsChild,
+    GuardianLinkExpired,
+    GuardianLinkUsed,
+    GuardianVerificationFailed,
 }
 
 impl Refusal {
     /// Every refusal, for tests and documentation.
-    pub const ALL: [Refusal; 37] = [
+    pub const ALL: [Refusal; 43] = [
         Refusal::VerificationRequired,
         Refusal::Underage,
         Refusal::AgeUnknown,
@@ -620,6 +626,12 @@ impl Refusal {
         Refusal::FormNotKept,
         Refusal::UnknownHost,
         Refusal::RateLimited,
+        Refusal::GuardianConsentRequired,
+        Refusal::GuardianUnderage,
+        Refusal::GuardianIsChild,
+        Refusal::GuardianLinkExpired,
+        Refusal::GuardianLinkUsed,
+        Refusal::GuardianVerificationFailed,
     ];
 
     pub fn status(self) -> u16 {
@@ -661,6 +673,12 @@ impl Refusal {
             Refusal::FormNotKept => 401,
             Refusal::UnknownHost => 421,
             Refusal::RateLimited => 429,
+            Refusal::GuardianConsentRequired => 403,
+            Refusal::GuardianUnderage => 403,
+            Refusal::GuardianIsChild => 403,
+            Refusal::GuardianLinkExpired => 410,
+            Refusal::GuardianLinkUsed => 409,
+            Refusal::GuardianVerificationFailed => 403,
         }
     }
 
@@ -704,6 +722,12 @@ impl Refusal {
             Refusal::FormNotKept => "form_not_kept",
             Refusal::UnknownHost => "unknown_host",
             Refusal::RateLimited => "rate_limited",
+            Refusal::GuardianConsentRequired => "guardian_consent_required",
+            Refusal::GuardianUnderage => "guardian_underage",
+            Refusal::GuardianIsChild => "guardian_is_child",
+            Refusal::GuardianLinkExpired => "guardian_link_expired",
+            Refusal::GuardianLinkUsed => "guardian_link_used",
+            Refusal::GuardianVerificationFailed => "guardian_verification_failed",
         }
     }
 
@@ -932,6 +956,42 @@ impl Refusal {
                 "Please try again in a moment",
                 "짧은 시간에 본인인증 요청이 너무 많았습니다. 잠시 기다린 뒤 다시 시도해 주세요.",
                 "Too many verifications were started in a short time. Please wait a moment, then try again.",
+            ),
+            Refusal::GuardianConsentRequired => (
+                "보호자 동의가 필요합니다",
+                "A parent or guardian must confirm",
+                "만 나이가 기준에 미치지 않는 분의 가입에는 법정대리인(보호자)의 동의가 필요합니다. 보호자가 본인인증으로 동의하면 계속할 수 있습니다.",
+                "Signing up below the age this service sets needs the consent of a parent or legal guardian. You can continue once they have confirmed it by verifying their identity.",
+            ),
+            Refusal::GuardianUnderage => (
+                "보호자는 성인이어야 합니다",
+                "The guardian must be an adult",
+                "본인인증으로 확인된 나이가 만 19세 미만이어서 보호자로 동의할 수 없습니다. 성인인 부모님이나 법정대리인이 인증해 주세요.",
+                "The verified age is under 19, so this person cannot consent as a guardian. A parent or legal guardian who is an adult must verify.",
+            ),
+            Refusal::GuardianIsChild => (
+                "본인이 보호자로 동의할 수 없습니다",
+                "You cannot be your own guardian",
+                "보호자로 인증한 분이 가입하려는 분과 같은 사람입니다. 부모님이나 법정대리인이 직접 인증해 주세요.",
+                "The person who verified as the guardian is the person signing up. A parent or legal guardian must verify themselves.",
+            ),
+            Refusal::GuardianLinkExpired => (
+                "보호자 동의 링크가 만료되었습니다",
+                "The guardian link has expired",
+                "이 링크는 유효 시간이 지났거나 올바르지 않습니다. 가입하는 분의 화면에서 새 링크를 받아 주세요.",
+                "This link is past its time or not valid. Get a new one from the screen of the person signing up.",
+            ),
+            Refusal::GuardianLinkUsed => (
+                "이미 사용된 보호자 동의 링크입니다",
+                "The guardian link was already used",
+                "보호자 동의 링크는 한 번만 사용할 수 있습니다. 가입하는 분의 화면에서 새 링크를 받아 주세요.",
+                "A guardian link works once. Get a new one from the screen of the person signing up.",
+            ),
+            Refusal::GuardianVerificationFailed => (
+                "보호자 인증을 확인할 수 없습니다",
+                "The guardian's verification could not be confirmed",
+                "보호자의 인증 결과에 확인된 생년월일이나 연계정보(CI)가 없어 동의로 받을 수 없습니다. 생년월일을 확인하는 휴대폰 본인인증으로 다시 인증해 주세요.",
+                "The guardian's verification carries no confirmed birth date or person identifier (CI), so it cannot count as consent. Please verify again by mobile phone, which confirms them.",
             ),
         }
     }

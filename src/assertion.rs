@@ -93,6 +93,11 @@ pub struct Claims<'a> {
     /// `X-Verified-Foreigner`, `-Carrier`: only where the route forwards them.
     pub foreigner: Option<bool>,
     pub carrier: Option<&'a str>,
+    /// `X-Verified-Guardian-Consent`: the guardian consent record's id (guardian-consent
+    /// routes, for a child).
+    pub guardian_consent: Option<&'a str>,
+    /// `X-Verified-Guardian-At`, as UNIX seconds.
+    pub guardian_at: Option<i64>,
 }
 
 /// The JWT payload: the request's claims and the token's own.
@@ -131,6 +136,10 @@ struct Payload<'a> {
     foreigner: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     carrier: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guardian_consent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guardian_at: Option<i64>,
     iat: i64,
     nbf: i64,
     exp: i64,
@@ -224,6 +233,8 @@ impl Signer {
             phone: c.phone,
             foreigner: c.foreigner,
             carrier: c.carrier,
+            guardian_consent: c.guardian_consent,
+            guardian_at: c.guardian_at,
             iat: now,
             nbf: now,
             exp: now + self.ttl_secs,

@@ -50,6 +50,14 @@ pub static VERIFICATIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+pub static GUARDIAN: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "verigate_guardian_consents_total",
+        "Guardian consent steps by route and outcome: handover (a guardian link made), accepted (a consent recorded), underage, is_child, verification_failed, link_expired, link_used",
+        &["route", "outcome"],
+    )
+});
+
 pub static SESSIONS_ISSUED: Lazy<IntCounterVec> = Lazy::new(|| {
     counter(
         "verigate_sessions_issued_total",
@@ -325,6 +333,10 @@ pub fn verification(provider: &str, outcome: &str, reason: &str) {
         .inc();
 }
 
+pub fn guardian(outcome: &str, route: &str) {
+    GUARDIAN.with_label_values(&[route, outcome]).inc();
+}
+
 pub fn session_issued(provider: &str) {
     SESSIONS_ISSUED.with_label_values(&[provider]).inc();
 }
@@ -350,8 +362,9 @@ pub fn provider_call(provider: &str, endpoint: &str, took: Duration) {
 /// The name of every metric verigate defines (also those with no sample yet).
 pub fn names() -> Vec<String> {
     use prometheus::core::Collector;
-    let collectors: [&dyn Collector; 26] = [
+    let collectors: [&dyn Collector; 27] = [
         &*REQUESTS,
+        &*GUARDIAN,
         &*RATE_LIMITED,
         &*TLS_CERT_EXPIRY,
         &*VERIFICATIONS,
@@ -391,6 +404,7 @@ pub fn names() -> Vec<String> {
 pub fn render() -> Vec<u8> {
     Lazy::force(&REQUESTS);
     Lazy::force(&VERIFICATIONS);
+    Lazy::force(&GUARDIAN);
     Lazy::force(&SESSIONS_ISSUED);
     Lazy::force(&TOKEN_FETCHES);
     Lazy::force(&PROVIDER_CIRCUIT_OPEN);

@@ -51,6 +51,11 @@ pub enum Purpose {
     /// The age status cookie ([`AgeClaims`]): what was verified about a person's age, for
     /// routes that need nothing else (`require.age_status`).
     AgeStatus,
+    /// A guardian link ([`GuardianLink`]): the token a guardian's consent page is opened
+    /// with, on this device or the guardian's own phone.
+    GuardianLink,
+    /// A guardian's consent on its way to a provider's start page ([`GuardianFlow`]).
+    GuardianStart,
 }
 
 impl Purpose {
@@ -61,6 +66,8 @@ impl Purpose {
             Purpose::AtRest => b"verigate/at-rest/v1",
             Purpose::Kept => b"verigate/kept/v1",
             Purpose::AgeStatus => b"verigate/age-status/v1",
+            Purpose::GuardianLink => b"verigate/guardian-link/v1",
+            Purpose::GuardianStart => b"verigate/guardian-start/v1",
         }
     }
 }
@@ -357,6 +364,52 @@ pub struct FlowClaims {
     /// The session the flow issues delivers it (and no other session does).
     #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
     pub kept: Option<String>,
+    /// A guardian's verification (not the person's own): its result records a consent for
+    /// the child its link names and never becomes a session (the child's, on a shared device,
+    /// stays as it was).
+    #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
+    pub guardian: Option<GuardianFlow>,
+}
+
+/// A guardian link: the child a guardian is asked to consent for, on which route, back to
+/// which address and on which host, until when. Sealed ([`Purpose::GuardianLink`]); used once
+/// (its `id` in `Store::claim_once`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardianLink {
+    /// The link's random id (its one-use key).
+    #[serde(rename = "i")]
+    pub id: String,
+    /// The child: their keyed CI hash, or `stated:<random>`.
+    #[serde(rename = "c")]
+    pub child: String,
+    /// The birth date a child without a verification stated (`YYYY-MM-DD`).
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    pub stated_birth: Option<String>,
+    /// The route's name.
+    #[serde(rename = "n")]
+    pub route: String,
+    /// The child's pending address (the signup).
+    #[serde(rename = "r")]
+    pub return_to: String,
+    /// The host the child's signup is on (lower case): the link opens on it only.
+    #[serde(rename = "h")]
+    pub host: Option<String>,
+    #[serde(rename = "e")]
+    pub expires_at: i64,
+}
+
+/// What a guardian's verification flow carries besides the flow itself: the link it was
+/// started from, the relation the guardian stated, and whether it runs on the child's device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardianFlow {
+    #[serde(rename = "l")]
+    pub link: GuardianLink,
+    /// `parent` or `guardian`, as the guardian stated it.
+    #[serde(rename = "s")]
+    pub relation: String,
+    /// Started on the child's own device (the done page continues to the signup there).
+    #[serde(rename = "d", default)]
+    pub same_device: bool,
 }
 
 /// What the kept-request cookie carries: which kept request is this browser's, for which

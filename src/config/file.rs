@@ -474,6 +474,46 @@ pub struct FileRequire {
     /// in place of a session, and tells the app the age and when it was checked, nothing else.
     #[serde(default)]
     pub age_status: bool,
+    /// Children under an age need their guardian's consent here (PIPA 제22조의2,
+    /// 게임산업법 제12조의3): `{ under: 14, age_rule: birthday, children: verified, ... }`.
+    #[serde(default)]
+    pub guardian_consent: Option<FileGuardianConsent>,
+}
+
+/// `require.guardian_consent`: who is a child here, how children come, and what the guardian
+/// consents to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileGuardianConsent {
+    /// Children under this age (1 to 19) need a guardian's consent. Kept as a YAML value so
+    /// that `-1` or `"14"` get a message naming the key.
+    #[serde(default)]
+    pub under: Option<serde_yaml::Value>,
+    /// `birthday` (PIPA: 만 나이) or `youth_act` (by year of birth).
+    #[serde(default)]
+    pub age_rule: Option<String>,
+    /// `verified` (the child verifies first) or `stated_birth_date` (a child without a
+    /// verification of their own states a birth date on verigate's page).
+    #[serde(default)]
+    pub children: Option<String>,
+    /// The version of the merchant's consent text (recorded with each consent).
+    #[serde(default)]
+    pub text_version: Option<String>,
+    /// What the child signs up for, shown to the guardian: `{ ko: ..., en: ... }`.
+    #[serde(default)]
+    pub text: Option<FileConsentText>,
+    /// How long a guardian link lives (default 10m, 1m to 1h).
+    #[serde(default)]
+    pub link_ttl: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConsentText {
+    #[serde(default)]
+    pub ko: Option<String>,
+    #[serde(default)]
+    pub en: Option<String>,
 }
 
 /// `require.on_duplicate`: where a person who already has an account goes next.

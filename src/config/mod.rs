@@ -259,6 +259,10 @@ pub struct IdentityHeaders {
     pub birth: HeaderName,
     pub gender: HeaderName,
     pub phone: HeaderName,
+    /// `X-Verified-Guardian-Consent`: the consent record's id, on guardian-consent routes.
+    pub guardian_consent: HeaderName,
+    /// `X-Verified-Guardian-At`: when the guardian consented (RFC 3339 UTC).
+    pub guardian_at: HeaderName,
     /// `prefix` and `assertion` folded as client header names are compared with them
     /// ([`folded`]): worked out once here, not on every request.
     pub prefix_folded: Box<[u8]>,
@@ -296,6 +300,8 @@ impl Default for IdentityHeaders {
             phone: h("x-verified-phone"),
             prefix_folded: folded("x-verified-"),
             assertion_folded: folded("x-verified-assertion"),
+            guardian_consent: h("x-verified-guardian-consent"),
+            guardian_at: h("x-verified-guardian-at"),
         }
     }
 }

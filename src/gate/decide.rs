@@ -158,6 +158,7 @@ mod tests {
             keep: None,
             on_duplicate: None,
             age_status: false,
+            guardian: None,
         }
     }
 

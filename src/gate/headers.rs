@@ -97,6 +97,24 @@ pub struct Identity {
     pub verified: std::sync::Arc<Verified>,
     pub age_ok: Option<bool>,
     pub forward: Forward,
+    /// A child's guardian consent on a guardian-consent route (`gate::guardian`).
+    pub guardian: Option<Box<GuardianConsent>>,
+}
+
+/// The guardian consent a child's request goes upstream with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardianConsent {
+    /// The consent record's id.
+    pub id: String,
+    /// When the guardian consented (UNIX seconds).
+    pub at: i64,
+}
+
+impl GuardianConsent {
+    fn at_text(&self) -> Option<String> {
+        chrono::DateTime::<chrono::Utc>::from_timestamp(self.at, 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    }
 }
 
 /// The personal fields one request carries upstream: those its route forwards, where the
@@ -118,6 +136,7 @@ impl Identity {
         let f = self.forward;
         self.verified.base.len()
             + usize::from(self.age_ok.is_some())
+            + 2 * usize::from(self.guardian.is_some())
             + [f.name, f.birth, f.gender, f.phone, f.foreigner, f.carrier]
                 .iter()
                 .filter(|on| **on)
@@ -172,6 +191,12 @@ pub fn inject(req: &mut impl Edit, names: &IdentityHeaders, id: &Identity) {
     }
     if let Some(v) = f.carrier {
         set(req, &names.carrier, v);
+    }
+    if let Some(g) = &id.guardian {
+        set(req, &names.guardian_consent, &g.id);
+        if let Some(at) = g.at_text() {
+            set(req, &names.guardian_at, &at);
+        }
     }
 }
 
@@ -232,6 +257,8 @@ pub fn assertion_claims<'a>(id: &'a Identity, route: &'a Route) -> crate::assert
         phone: f.phone,
         foreigner: f.foreigner,
         carrier: f.carrier,
+        guardian_consent: id.guardian.as_deref().map(|g| g.id.as_str()),
+        guardian_at: id.guardian.as_deref().map(|g| g.at),
     }
 }
 

@@ -324,7 +324,8 @@ fn fresh_id() -> String {
 /// Keep this request (its body read from the client, or `resumed`: one taken back from the
 /// store that still needs a verification). Answers the cookie that binds it to this browser,
 /// to this host and to a verification still to come (only the session of a flow started for
-/// it delivers it). Every body it does not keep has been read to its end, or the connection
+/// it delivers it; with `for_session`, that session's revocation id: a held child's own session,
+/// back after the guardian's consent). Every body it does not keep has been read to its end, or the connection
 /// is not reused.
 #[allow(clippy::too_many_arguments)]
 pub async fn keep(
@@ -335,6 +336,7 @@ pub async fn keep(
     resumed: Option<Bytes>,
     deadline: Duration,
     admitted: bool,
+    for_session: Option<&str>,
 ) -> pingora::Result<Result<String, NotKept>> {
     if !admitted {
         if resumed.is_none() && !drain(session).await {
@@ -378,7 +380,7 @@ pub async fn keep(
         body,
     };
     let host = host_of(session.req_header());
-    Ok(put(live, store, &kept, rule, host, None).await)
+    Ok(put(live, store, &kept, rule, host, for_session).await)
 }
 
 /// Keep again a kept request that could not reach the app (it never connected), so that the

@@ -18,6 +18,7 @@ pub mod decide;
 pub mod edit;
 pub mod fold;
 pub mod forwarded;
+pub mod guardian;
 pub mod headers;
 pub mod kept;
 pub mod names;
@@ -279,6 +280,27 @@ impl Gate {
             return Ok(false);
         };
         let claims = &verified.claims;
+        // Children on a guardian-consent route: on only with their guardian's consent.
+        let guardian = match req.guardian.as_deref() {
+            None => None,
+            Some(rule) => {
+                match guardian::check(self.store.as_ref(), route, rule, claims, today()).await {
+                    guardian::Outcome::NotChild => None,
+                    guardian::Outcome::Consented(c) => Some(Box::new(c)),
+                    guardian::Outcome::Held => {
+                        let d = Detour::guardian(live, session, &verified);
+                        return self.detour(live, session, ctx, route, d).await;
+                    }
+                    guardian::Outcome::Refused(Refusal::StoreUnavailable) => {
+                        return refuse(session, ctx, Problem::new(Refusal::StoreUnavailable)).await;
+                    }
+                    guardian::Outcome::Refused(r) => {
+                        let p = session_refusal(session, cfg, route, r);
+                        return refuse(session, ctx, p).await;
+                    }
+                }
+            }
+        };
         if let (true, Some(after)) = (reserve, route.require.as_ref().and_then(|r| r.rejoin_after))
         {
             if let Some(p) = self
@@ -326,6 +348,7 @@ impl Gate {
             verified: verified.clone(),
             age_ok,
             forward: route.forward,
+            guardian,
         });
         ctx.decision = "passed";
         Ok(false)
@@ -367,14 +390,22 @@ impl Gate {
         route: &routes::Route,
         why: Option<crate::answers::Why>,
     ) -> Result<bool> {
+        let d = Detour::verify(live, session, why);
+        self.detour(live, session, ctx, route, d).await
+    }
+
+    /// Send the person on a detour (to verify, or a child to their guardian's consent): a
+    /// redirect for a page, the refusal with the way on for an API client, or their form post
+    /// kept for after it.
+    async fn detour(
+        &self,
+        live: &Live,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        route: &routes::Route,
+        d: Detour,
+    ) -> Result<bool> {
         note_id(session, ctx);
-        let return_to = session
-            .req_header()
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let verify = crate::providers::flow::verify_url_for(&live.cfg.flow_prefix, return_to, why);
         // A form post from this site's page (or a kept one still unverified) is
         // kept for after the verification.
         let rule = route.require.as_ref().and_then(|r| r.keep.as_ref());
@@ -383,21 +414,18 @@ impl Gate {
             false => kept::keepable(session.req_header(), rule),
         };
         if let Some(rule) = rule {
-            return self.keep(live, session, ctx, rule, verify, why).await;
+            return self.keep(live, session, ctx, rule, d).await;
         }
         if crate::answers::navigation(session) {
-            ctx.decision = "redirected_to_verify";
-            Reply::redirect(&verify)
+            ctx.decision = d.redirected;
+            Reply::redirect(&d.next)
                 .send(session, &live.cfg.frame)
                 .await?;
         } else {
-            // A browser's form post gets the page with the way to verify; an API
-            // client the JSON with `verify_url`.
-            ctx.decision = "unauthenticated_api";
-            let p = Problem::new(Refusal::VerificationRequired)
-                .with_next(verify)
-                .with_why(why);
-            Reply::problem(&p, wants_html(session))
+            // A browser's form post gets the page with the way on; an API client the JSON
+            // with `verify_url`.
+            ctx.decision = d.refused;
+            Reply::problem(&d.problem(), wants_html(session))
                 .send(session, &live.cfg.frame)
                 .await?;
         }
@@ -439,17 +467,17 @@ impl Gate {
         }
     }
 
-    /// Keep a form post for after its verification and send the person to verify (`303` for
-    /// a page, `401` JSON with `"kept": true` for a page's own fetch); or, when it cannot be
-    /// kept, the `401 form_not_kept` page that says to send it again after verifying.
+    /// Keep a form post for after its verification (or a child's guardian consent) and send
+    /// the person on (`303` for a page, the refusal with `"kept": true` for a page's own
+    /// fetch); or, when it cannot be kept, the `401 form_not_kept` page that says to send it
+    /// again afterwards.
     async fn keep(
         &self,
         live: &Live,
         session: &mut Session,
         ctx: &mut Ctx,
         rule: routes::KeepRule,
-        verify: String,
-        reason: Option<crate::answers::Why>,
+        d: Detour,
     ) -> Result<bool> {
         note_id(session, ctx);
         let resumed = ctx.kept.take_back();
@@ -470,6 +498,7 @@ impl Gate {
             resumed,
             SIGNUP_BODY_DEADLINE,
             admitted,
+            d.session.as_deref(),
         )
         .await?;
         let reply = match kept {
@@ -477,11 +506,9 @@ impl Gate {
                 ctx.decision = "kept";
                 ctx.kept.kept();
                 let reply = if html {
-                    Reply::new(303).header(http::header::LOCATION, verify)
+                    Reply::new(303).header(http::header::LOCATION, d.next)
                 } else {
-                    let p = Problem::new(Refusal::VerificationRequired)
-                        .with_next(verify)
-                        .with_why(reason);
+                    let p = d.problem();
                     let mut v: serde_json::Value =
                         serde_json::from_str(&p.json()).unwrap_or_default();
                     v["kept"] = serde_json::Value::Bool(true);
@@ -493,8 +520,8 @@ impl Gate {
                 ctx.decision = "form_not_kept";
                 ctx.kept.not_kept(why);
                 let p = Problem::new(Refusal::FormNotKept)
-                    .with_next(verify)
-                    .with_why(reason);
+                    .with_next(d.next)
+                    .with_why(d.why);
                 let reply = Reply::problem(&p, html);
                 match ctx.kept.ending_cookie(&live.cfg) {
                     Some(c) => reply.cookie(c),
@@ -914,6 +941,54 @@ async fn refuse(session: &mut Session, ctx: &mut Ctx, p: Problem) -> Result<bool
 fn note_id(session: &mut Session, ctx: &Ctx) {
     if let Some(o) = &ctx.origin {
         o.mark(session.req_header_mut());
+    }
+}
+
+/// Where a request that cannot go on yet is sent first, and how it is told.
+struct Detour {
+    /// Where it goes (a verify page, a guardian handover page).
+    next: String,
+    /// What an API client is told (with `next` as its `verify_url`).
+    refusal: Refusal,
+    /// Why the person verifies again.
+    why: Option<crate::answers::Why>,
+    /// The session (revocation id) that delivers a kept form post: a held child's own, which
+    /// comes back after the guardian's consent. None: the session of the flow started for it.
+    session: Option<String>,
+    /// The access log's decision for a redirected page and for a refused request.
+    redirected: &'static str,
+    refused: &'static str,
+}
+
+impl Detour {
+    fn verify(live: &Live, session: &Session, why: Option<crate::answers::Why>) -> Detour {
+        Detour {
+            next: crate::providers::flow::verify_url_for(&live.cfg.flow_prefix, here(session), why),
+            refusal: Refusal::VerificationRequired,
+            why,
+            session: None,
+            redirected: "redirected_to_verify",
+            refused: "unauthenticated_api",
+        }
+    }
+
+    /// A child held for their guardian's consent: the handover page; a kept post is this
+    /// child's session's to deliver.
+    fn guardian(live: &Live, session: &Session, child: &crate::live::sessions::Verified) -> Detour {
+        Detour {
+            next: crate::providers::guardian::handover_url(&live.cfg.flow_prefix, here(session)),
+            refusal: Refusal::GuardianConsentRequired,
+            why: None,
+            session: Some(child.revocation_id.clone()),
+            redirected: "held_for_guardian",
+            refused: "held_for_guardian",
+        }
+    }
+
+    fn problem(&self) -> Problem {
+        Problem::new(self.refusal)
+            .with_next(self.next.clone())
+            .with_why(self.why)
     }
 }
 

@@ -97,7 +97,13 @@ pub(crate) async fn accept(
             return Err(refuse(provider, Refusal::StoreUnavailable, live, rt));
         }
     }
-    Ok(session_claims(live, person, unique_in_site, ci_hash))
+    Ok(session_claims(
+        live,
+        person,
+        unique_in_site,
+        ci_hash,
+        flow.guardian.is_none(),
+    ))
 }
 
 /// The ledger's id of a person: a keyed hash of its own (never the hash other records are

@@ -10,6 +10,7 @@ use crate::identity::ProviderId;
 use crate::live::provider::ProviderFlow;
 use crate::live::revoked::Revoked;
 use crate::live::{session_id, Live};
+use crate::providers::guardian;
 use crate::routing::path::normalize;
 use crate::routing::path::safe_return_to;
 use crate::routing::Route;
@@ -157,12 +158,16 @@ pub(crate) fn session_claims(
     person: crate::providers::VerifiedPerson,
     unique_in_site: String,
     ci_hash: String,
+    session: bool,
 ) -> Claims {
     let keep = live.cfg.keep_in_session;
     let issued = unix_now();
     let provider = person.provider.as_str();
     crate::metrics::verification(provider, "completed", "");
-    crate::metrics::session_issued(provider);
+    // A guardian's verification issues no session.
+    if session {
+        crate::metrics::session_issued(provider);
+    }
     Claims {
         unique_in_site,
         ci_hash,
@@ -198,22 +203,27 @@ pub(crate) fn ci_identity(live: &Live, ci: &str, di: Option<&str>) -> (String, S
 /// A verification accepted: the session cookie (bound to this request's host), the flow cookie
 /// cleared, and the browser sent on to `return_to` (a redirect, or `{"redirect": ...}` for the
 /// page's own script).
-pub(crate) fn signed_in(
+pub(crate) async fn signed_in(
     live: &Live,
+    store: &dyn Store,
     session: &Session,
     claims: &Claims,
     return_to: &str,
     json: bool,
 ) -> Reply {
+    let flow = read_flow(live, session).filter(|f| f.return_to == return_to);
+    // A guardian's verification: a consent for the child, never a session (the child's
+    // session on a shared device stays).
+    if let Some(g) = flow.as_ref().and_then(|f| f.guardian.as_ref()) {
+        return guardian::accept(live, store, g, claims, json).await;
+    }
     let mut claims = claims.clone();
     claims.host =
         crate::routing::host::request_host(session.req_header()).map(str::to_ascii_lowercase);
     claims.host_only = live.cfg.session.cookie.starts_with(cookies::HOST_PREFIX);
     // The kept request the flow was started for (the flow cookie this return carries, which
     // the provider's result was just matched to): this session, and only it, delivers it.
-    claims.kept = read_flow(live, session)
-        .filter(|f| f.return_to == return_to)
-        .and_then(|f| f.kept);
+    claims.kept = flow.and_then(|f| f.kept);
     let reply = if json {
         Reply::json(
             200,
@@ -351,7 +361,11 @@ fn start_url(prefix: &str, provider: ProviderId, return_to: &str, why: Option<Wh
 }
 
 /// The route a `return_to` on this request's host leads to (None: no route, or not a path).
-fn route_for<'a>(live: &'a Live, session: &Session, return_to: &str) -> Option<&'a Route> {
+pub(crate) fn route_for<'a>(
+    live: &'a Live,
+    session: &Session,
+    return_to: &str,
+) -> Option<&'a Route> {
     let host = crate::routing::host::request_host(session.req_header());
     let routes = &live.cfg.routes;
     let norm = normalize(return_to).ok()?;
@@ -407,13 +421,20 @@ pub(crate) fn new_flow(
     nonce: String,
     return_to: String,
 ) -> FlowClaims {
-    let kept = crate::live::kept::for_flow(live, session.req_header(), &return_to, unix_now());
+    // A guardian's verification (its start page sent on from the consent page): never the
+    // child's kept post, which the child's own session delivers.
+    let guardian = guardian::start_of(live, session, &return_to);
+    let kept = match guardian {
+        Some(_) => None,
+        None => crate::live::kept::for_flow(live, session.req_header(), &return_to, unix_now()),
+    };
     FlowClaims {
         nonce,
         return_to,
         provider,
         expires_at: unix_now() + FLOW_TTL_SECS,
         kept,
+        guardian,
     }
 }
 
@@ -506,6 +527,10 @@ pub async fn handle(
         ("GET" | "HEAD", "/logout") => logout_page(live, session),
         ("GET" | "HEAD", "/jwks.json") => Reply::json(200, live.jwks().to_string())
             .header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ("GET" | "HEAD", guardian::HANDOVER) => guardian::handover(live, revoked, session),
+        ("GET" | "HEAD", guardian::CONSENT) => guardian::consent_page(live, session),
+        ("POST", guardian::CONSENT) => guardian::consent_post(live, store, session).await?,
+        ("GET" | "HEAD", guardian::DONE) => guardian::done(session),
         // `/{provider}/{endpoint}`: the provider's own flow answers.
         _ => match rest.strip_prefix('/').and_then(|r| r.split_once('/')) {
             Some((name, endpoint)) => match ProviderId::parse(name) {
@@ -538,7 +563,7 @@ pub async fn handle(
 
 /// Where a page on the way to verifying (the choice page, a start page) says that this
 /// browser's form is kept; filled in by [`kept_note`].
-const KEPT_MARK: &str = "<!--verigate-kept-->";
+pub(crate) const KEPT_MARK: &str = "<!--verigate-kept-->";
 
 /// Where such a page says why the person is asked to verify again; filled in by [`kept_note`].
 const WHY_MARK: &str = "<!--verigate-why-->";
@@ -673,7 +698,7 @@ const CARD_ICON: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="tr
 /// Whether a request comes from this site's own pages: `Sec-Fetch-Site` (`same-origin`, or
 /// `none` for a person's own action) when the browser sends it, else `Origin`'s host must be
 /// the request's. A client that sends neither (not a browser) is not a cross-site form.
-fn same_origin(session: &Session) -> bool {
+pub(crate) fn same_origin(session: &Session) -> bool {
     let h = &session.req_header().headers;
     let text = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
     if let Some(site) = text("sec-fetch-site") {

@@ -6,6 +6,7 @@
 
 pub mod accept;
 pub mod flow;
+pub mod guardian;
 pub mod registry;
 pub mod sandbox;
 

@@ -144,6 +144,46 @@ pub struct Require {
     /// An age-only route (`age_status: true`, with `min_age`): an age status stands in for a
     /// session, and only the age headers go upstream, with a session or a status.
     pub age_status: bool,
+    /// Children under an age need their guardian's consent (`require.guardian_consent`).
+    pub guardian: Option<std::sync::Arc<GuardianRule>>,
+}
+
+/// `require.guardian_consent`: children under `under` (counted by `age_rule`) reach the route
+/// only once a guardian consented to their signup here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardianRule {
+    pub under: u32,
+    pub age_rule: crate::identity::AgeRule,
+    pub children: Children,
+    pub text_version: String,
+    /// The consent text (Korean, English).
+    pub text: (String, String),
+    /// How long a guardian link lives.
+    pub link_ttl: Duration,
+}
+
+/// How children come to a guardian-consent route (`guardian_consent.children`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Children {
+    /// The child verifies first, through a provider that verifies birth dates.
+    Verified,
+    /// A person without a session states a birth date on verigate's page.
+    StatedBirthDate,
+}
+
+/// The adult age of Korean law (민법 제4조), by the birthday rule: a guardian must be this old.
+pub const ADULT_AGE: u32 = 19;
+
+impl GuardianRule {
+    /// Whether a person born on `birth` is a child here on `today` (needs a guardian).
+    pub fn is_child(&self, birth: chrono::NaiveDate, today: chrono::NaiveDate) -> bool {
+        !self.age_rule.admits(self.under, birth, today)
+    }
+}
+
+/// Whether a guardian born on `birth` is an adult on `today` (민법 제4조: 19, by the birthday).
+pub fn adult(birth: chrono::NaiveDate, today: chrono::NaiveDate) -> bool {
+    crate::identity::AgeRule::Birthday.admits(ADULT_AGE, birth, today)
 }
 
 /// How a route keeps a form post across the verification detour (`require.keep_request`).

@@ -24,6 +24,7 @@ mod deploy;
 mod differential;
 mod docs;
 mod faults;
+mod guardian;
 mod hosts;
 mod iamport_flow;
 mod identity_rules;

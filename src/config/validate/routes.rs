@@ -315,6 +315,10 @@ pub(super) fn require(
             );
         }
     }
+    let guardian = q
+        .guardian_consent
+        .as_ref()
+        .and_then(|g| guardian_consent(ctx, &at, g, &ids, q));
     Some(Require {
         providers: ids,
         min_age,
@@ -326,7 +330,165 @@ pub(super) fn require(
         keep: keep(ctx, &format!("{at}.keep_request"), q.keep_request.as_ref()),
         on_duplicate: on_duplicate(ctx, &at, q),
         age_status: q.age_status,
+        guardian: guardian.map(std::sync::Arc::new),
     })
+}
+
+/// The longest and shortest life of a guardian link (`guardian_consent.link_ttl`).
+const LINK_TTL: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(3600));
+
+/// `require.guardian_consent`: every key checked, each problem under its key path.
+fn guardian_consent(
+    ctx: &mut Ctx,
+    at: &str,
+    g: &crate::config::file::FileGuardianConsent,
+    ids: &[ProviderId],
+    q: &FileRequire,
+) -> Option<crate::routing::GuardianRule> {
+    use crate::routing::{Children, GuardianRule};
+    let at = format!("{at}.guardian_consent");
+    let mut ok = true;
+    let under = match &g.under {
+        None => {
+            ctx.err(
+                format!("{at}.under"),
+                "required: children under this age need a guardian's consent (14 for PIPA 제22조의2, 18 for 게임산업법 제12조의3)",
+            );
+            None
+        }
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=19).contains(&n) => Some(n as u32),
+            _ => {
+                ctx.err(
+                    format!("{at}.under"),
+                    format!(
+                        "`{}` is not an age from 1 to 19",
+                        serde_yaml::to_string(v).unwrap_or_default().trim()
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let age_rule = match g.age_rule.as_deref() {
+        None => {
+            ctx.err(format!("{at}.age_rule"), format!("required: {AGE_RULES}"));
+            None
+        }
+        Some(r) => match AgeRule::parse(r) {
+            Some(rule) => Some(rule),
+            None => {
+                ctx.err(
+                    format!("{at}.age_rule"),
+                    format!("`{r}` is not one of {AGE_RULES}"),
+                );
+                None
+            }
+        },
+    };
+    let children = match g.children.as_deref() {
+        None => {
+            ctx.err(
+                format!("{at}.children"),
+                "required: verified (a child verifies first, through a provider that verifies birth dates) or stated_birth_date (a child without a verification of their own states a birth date on verigate's page)",
+            );
+            None
+        }
+        Some("verified") => Some(Children::Verified),
+        Some("stated_birth_date") => Some(Children::StatedBirthDate),
+        Some(other) => {
+            ctx.err(
+                format!("{at}.children"),
+                format!("`{other}` is not one of verified, stated_birth_date"),
+            );
+            None
+        }
+    };
+    let text_version = match g.text_version.as_deref().map(str::trim) {
+        Some(v) if !v.is_empty() && v.len() <= 64 && !v.chars().any(char::is_control) => {
+            Some(v.to_string())
+        }
+        Some(_) => {
+            ctx.err(
+                format!("{at}.text_version"),
+                "must be 1 to 64 characters on one line (the version of your consent text, e.g. \"2026-12-01\")",
+            );
+            None
+        }
+        None => {
+            ctx.err(
+                format!("{at}.text_version"),
+                "required: the version of your consent text (recorded with each consent)",
+            );
+            None
+        }
+    };
+    let text = match &g.text {
+        None => {
+            ctx.err(
+                format!("{at}.text"),
+                "required: what the child signs up for, shown to the guardian: { ko: ..., en: ... }",
+            );
+            None
+        }
+        Some(t) => {
+            let mut one = |lang: &str, v: &Option<String>| match v.as_deref().map(str::trim) {
+                Some(v) if !v.is_empty() && v.len() <= 4000 => Some(v.to_string()),
+                _ => {
+                    ctx.err(
+                        format!("{at}.text.{lang}"),
+                        "required: 1 to 4,000 characters of the consent text in this language",
+                    );
+                    None
+                }
+            };
+            let ko = one("ko", &t.ko);
+            let en = one("en", &t.en);
+            ko.zip(en)
+        }
+    };
+    let link_ttl = ctx.duration(
+        &format!("{at}.link_ttl"),
+        g.link_ttl.as_deref(),
+        Duration::from_secs(600),
+    );
+    if link_ttl < LINK_TTL.0 || link_ttl > LINK_TTL.1 {
+        ctx.err(
+            format!("{at}.link_ttl"),
+            "must be from 1m to 1h (the guardian opens the link on their own phone now, not later)",
+        );
+        ok = false;
+    }
+    if !ids.is_empty() && !ids.iter().any(|p| p.verifies_birth()) {
+        ctx.err(
+            format!("{at}"),
+            "none of this route's providers verifies birth dates: no child's age and no guardian's adulthood could be known; add one that does (iamport, portone, tomo)",
+        );
+        ok = false;
+    }
+    if children == Some(Children::StatedBirthDate) && q.one_account_per_person {
+        ctx.err(
+            format!("{at}.children"),
+            "a child who only states a birth date has no person id (CI) to hold one account to: use children: verified with one_account_per_person, or drop one_account_per_person",
+        );
+        ok = false;
+    }
+    if q.age_status {
+        ctx.err(
+            format!("{at}"),
+            "an age status carries no person, so no consent can be bound to the child: drop age_status",
+        );
+        ok = false;
+    }
+    let rule = GuardianRule {
+        under: under?,
+        age_rule: age_rule?,
+        children: children?,
+        text_version: text_version?,
+        text: text?,
+        link_ttl,
+    };
+    ok.then_some(rule)
 }
 
 /// What `check` says when a route's `min_age` has no `age_rule`: both rules and what each is for.

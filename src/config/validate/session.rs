@@ -211,6 +211,8 @@ pub(super) fn identity(ctx: &mut Ctx, h: Option<&FileIdentityHeaders>) -> Identi
         birth: header(ctx, &folded, "birth"),
         gender: header(ctx, &folded, "gender"),
         phone: header(ctx, &folded, "phone"),
+        guardian_consent: header(ctx, &folded, "guardian-consent"),
+        guardian_at: header(ctx, &folded, "guardian-at"),
         prefix: folded,
     }
 }

@@ -210,7 +210,9 @@ async fn on_return(
     )
     .await
     {
-        Ok((claims, flow)) => signed_in(live, session, &claims, &flow.return_to, false),
+        Ok((claims, flow)) => {
+            signed_in(live, store, session, &claims, &flow.return_to, false).await
+        }
         Err(p) => Reply::problem(&p, html),
     }
 }
@@ -245,7 +247,9 @@ async fn complete(
         )
         .await
         {
-            Ok((claims, flow)) => signed_in(live, session, &claims, &flow.return_to, true),
+            Ok((claims, flow)) => {
+                signed_in(live, store, session, &claims, &flow.return_to, true).await
+            }
             Err(p) => Reply::problem(&p, false),
         },
     )

@@ -337,7 +337,7 @@ async fn on_return(
         );
     };
     match verify(client, live, store, &flow, &token).await {
-        Ok(claims) => signed_in(live, session, &claims, &flow.return_to, false),
+        Ok(claims) => signed_in(live, store, session, &claims, &flow.return_to, false).await,
         Err(p) => Reply::problem(&p, html),
     }
 }
@@ -383,7 +383,7 @@ async fn login(
         return Ok(Reply::problem(&Problem::new(Refusal::BadRequest), false));
     };
     Ok(match verify(client, live, store, &flow, token).await {
-        Ok(claims) => signed_in(live, session, &claims, &flow.return_to, true),
+        Ok(claims) => signed_in(live, store, session, &claims, &flow.return_to, true).await,
         Err(p) => Reply::problem(&p, false),
     })
 }

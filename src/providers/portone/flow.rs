@@ -185,7 +185,9 @@ async fn on_return(
     }
     let id = query_param(session, "identityVerificationId").unwrap_or_default();
     match verify(client, live, store, session, &id).await {
-        Ok((claims, flow)) => signed_in(live, session, &claims, &flow.return_to, false),
+        Ok((claims, flow)) => {
+            signed_in(live, store, session, &claims, &flow.return_to, false).await
+        }
         Err(p) => Reply::problem(&p, true),
     }
 }
@@ -209,7 +211,7 @@ async fn complete(
         return Ok(Reply::problem(&Problem::new(Refusal::BadRequest), false));
     };
     Ok(match verify(client, live, store, session, &id).await {
-        Ok((claims, flow)) => signed_in(live, session, &claims, &flow.return_to, true),
+        Ok((claims, flow)) => signed_in(live, store, session, &claims, &flow.return_to, true).await,
         Err(p) => Reply::problem(&p, false),
     })
 }

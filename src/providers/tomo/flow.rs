@@ -153,7 +153,7 @@ async fn on_return(
         return Reply::problem(&refuse(Refusal::NotCertified, live, Some(&rt)), html);
     }
     match verify(client, live, store, session, &flow).await {
-        Ok(claims) => signed_in(live, session, &claims, &flow.return_to, false),
+        Ok(claims) => signed_in(live, store, session, &claims, &flow.return_to, false).await,
         Err(p) => Reply::problem(&p, html),
     }
 }
