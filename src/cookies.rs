@@ -3,12 +3,14 @@
 //! answer, and keeping them from the app (out of what goes upstream, out of the app's
 //! `Set-Cookie` lines).
 //!
-//! Four cookies, all HttpOnly and SameSite=Lax:
+//! Five cookies, all HttpOnly and SameSite=Lax:
 //! - the session (`session.cookie`, Path=/, for `session.ttl`);
 //! - the flow (`<cookie>_flow`, Path=`flow_prefix`, a verification in progress, 10 minutes);
 //! - the kept request (`<cookie>_kept`, Path=/, a form post kept across the verification);
 //! - the age status (`<cookie>_age`, Path=/, what was verified about age, for
-//!   `session.age_status_ttl` after the verification; only with that key set).
+//!   `session.age_status_ttl` after the verification; only with that key set);
+//! - the stated child (`<cookie>_child`, Path=/, a child without a verification of their own
+//!   who stated a birth date on a guardian-consent route: their random id).
 //!
 //! With `session.secure` each name carries the `__Host-` prefix: browsers then take such a
 //! cookie only with `Secure`, `Path=/` and no `Domain`, and only from this very host, so a
@@ -32,6 +34,7 @@ pub struct Names {
     pub flow: String,
     pub kept: String,
     pub age: String,
+    pub child: String,
     /// The session's name without the prefix, still read for sessions issued under it.
     pub legacy: Option<String>,
     /// Every name in the form not in use (without `__Host-` when it is used, with it when it
@@ -58,6 +61,7 @@ impl Names {
                 format!("{o}_flow"),
                 format!("{o}_kept"),
                 format!("{o}_age"),
+                format!("{o}_child"),
             ],
             None => Vec::new(),
         };
@@ -66,6 +70,7 @@ impl Names {
             flow: format!("{prefix}{base}_flow"),
             kept: format!("{prefix}{base}_kept"),
             age: format!("{prefix}{base}_age"),
+            child: format!("{prefix}{base}_child"),
             legacy,
             retired,
         }
@@ -73,7 +78,7 @@ impl Names {
 
     /// Every name ([`all_names`]): session, flow, kept, age, then the retired ones.
     pub fn all(&self) -> Vec<String> {
-        [&self.session, &self.flow, &self.kept, &self.age]
+        [&self.session, &self.flow, &self.kept, &self.age, &self.child]
             .into_iter()
             .chain(&self.retired)
             .cloned()
@@ -140,6 +145,11 @@ pub fn kept(s: &SessionConfig, sealed: &str, max_age: i64) -> String {
 
 pub fn clear_kept(s: &SessionConfig) -> String {
     set(&s.kept_cookie, "", "/", 0, s.secure)
+}
+
+/// The stated child's cookie, until `expires_at` (`max_age` seconds from now).
+pub fn child(s: &SessionConfig, sealed: &str, max_age: i64) -> String {
+    set(&s.child_cookie, sealed, "/", max_age.max(0), s.secure)
 }
 
 /// The age status cookie, until `expires_at` (`max_age` seconds from now).
@@ -317,6 +327,8 @@ pub struct Jar {
     flow: Option<Spot>,
     /// The age status cookie (`session.age_status_ttl`).
     age: Option<Spot>,
+    /// The stated child's cookie (guardian consent).
+    child: Option<Spot>,
     /// The header without verigate's cookies (and without what does not parse), when it has
     /// to change: `Some(None)` when nothing is left of it.
     without: Option<Option<HeaderValue>>,
@@ -394,6 +406,8 @@ impl Jar {
                     jar.flow = jar.flow.or_else(|| Some(spot()));
                 } else if name == s.age_cookie {
                     jar.age = jar.age.or_else(|| Some(spot()));
+                } else if name == s.child_cookie {
+                    jar.child = jar.child.or_else(|| Some(spot()));
                 }
                 if strip.iter().any(|n| n == name) {
                     changed = true;
@@ -450,6 +464,11 @@ impl Jar {
         self.value(self.age)
     }
 
+    /// The stated child's cookie's value.
+    pub fn child(&self) -> Option<&str> {
+        self.value(self.child)
+    }
+
     /// Remove verigate's cookies from `req` (the request this jar was parsed from, or the one
     /// going upstream built from it), as [`strip`] does.
     pub fn strip(&self, req: &mut impl CookieLines) {
@@ -499,7 +518,10 @@ mod tests {
         assert_eq!(n.flow, "__Host-vg_flow");
         assert_eq!(n.kept, "__Host-vg_kept");
         assert_eq!(n.legacy.as_deref(), Some("vg"));
-        assert_eq!(n.retired, ["vg", "vg_flow", "vg_kept", "vg_age"]);
+        assert_eq!(
+            n.retired,
+            ["vg", "vg_flow", "vg_kept", "vg_age", "vg_child"]
+        );
         let plain = Names::new("vg", false);
         assert_eq!((plain.session.as_str(), plain.legacy), ("vg", None));
         // Without `__Host-`, its forms are verigate's all the same: kept from the app.
@@ -509,7 +531,8 @@ mod tests {
                 "__Host-vg",
                 "__Host-vg_flow",
                 "__Host-vg_kept",
-                "__Host-vg_age"
+                "__Host-vg_age",
+                "__Host-vg_child"
             ]
         );
         // A name already prefixed is taken as written.
@@ -582,6 +605,7 @@ mod tests {
             at_rest: ring.clone(),
             kept: ring,
             kept_cookie: n.kept,
+            child_cookie: n.child,
             age_status_ttl: None,
             all_cookies,
             age_cookie: n.age,

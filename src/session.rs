@@ -56,6 +56,8 @@ pub enum Purpose {
     GuardianLink,
     /// A guardian's consent on its way to a provider's start page ([`GuardianFlow`]).
     GuardianStart,
+    /// The stated child's cookie ([`StatedChild`]).
+    StatedChild,
 }
 
 impl Purpose {
@@ -68,6 +70,7 @@ impl Purpose {
             Purpose::AgeStatus => b"verigate/age-status/v1",
             Purpose::GuardianLink => b"verigate/guardian-link/v1",
             Purpose::GuardianStart => b"verigate/guardian-start/v1",
+            Purpose::StatedChild => b"verigate/stated-child/v1",
         }
     }
 }
@@ -412,6 +415,32 @@ pub struct GuardianFlow {
     pub same_device: bool,
 }
 
+/// A child without a verification of their own, on a route with `guardian_consent.children:
+/// stated_birth_date`: the random id their guardian's consent is bound to, and the birth date
+/// they stated (re-evaluated by the route's rule on each request). The stated child's cookie.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatedChild {
+    /// `stated:` and 16 random bytes, base64url.
+    #[serde(rename = "i")]
+    pub id: String,
+    /// `YYYY-MM-DD`, as stated.
+    #[serde(rename = "b")]
+    pub birth: NaiveDate,
+    /// The host it was stated on (lower case): read there only.
+    #[serde(rename = "h")]
+    pub host: Option<String>,
+    #[serde(rename = "e")]
+    pub expires_at: i64,
+}
+
+impl StatedChild {
+    /// Open a stated child's cookie: sealed by these keys, live at `now`, for `host`.
+    pub fn open(keys: &Keyring, sealed: &str, now: i64, host: Option<&str>) -> Option<StatedChild> {
+        let c: StatedChild = keys.open_json(Purpose::StatedChild, sealed).ok()?;
+        (c.expires_at > now && issued_for(c.host.as_deref(), host)).then_some(c)
+    }
+}
+
 /// What the kept-request cookie carries: which kept request is this browser's, for which
 /// path and host, and who may have it delivered. The request itself is in the store
 /// ([`Keyring::seal_bytes`]).
@@ -532,6 +561,8 @@ pub struct SessionConfig {
     pub kept_cookie: String,
     /// The age status cookie's name (`<cookie>_age`, prefixed like `cookie`).
     pub age_cookie: String,
+    /// The stated child's cookie's name (`<cookie>_child`, prefixed like `cookie`).
+    pub child_cookie: String,
     /// `session.age_status_ttl`: how long an age status lasts after the verification it
     /// comes from. None (the default): no age status is issued or accepted.
     pub age_status_ttl: Option<std::time::Duration>,

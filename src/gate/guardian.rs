@@ -76,6 +76,51 @@ pub async fn check(
     }
 }
 
+/// What the rule makes of a person without a session on a route whose children state a birth
+/// date (`children: stated_birth_date`), from their stated child's cookie (opened: sealed by
+/// these keys, live, for this host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stated {
+    /// No stated birth date yet: the birth-date page.
+    Ask,
+    /// Not (or no longer) a child by the stated date: the normal verification.
+    Verify,
+    /// A stated child with their guardian's consent: on, with it (and nothing else).
+    Consented(GuardianConsent),
+    /// A stated child without one: held (their id).
+    Held(String),
+    /// The store cannot say.
+    Refused(Refusal),
+}
+
+pub async fn stated(
+    store: &dyn Store,
+    route: &Route,
+    rule: &GuardianRule,
+    child: Option<crate::session::StatedChild>,
+    today: chrono::NaiveDate,
+) -> Stated {
+    let Some(child) = child else {
+        return Stated::Ask;
+    };
+    if !rule.is_child(child.birth, today) {
+        return Stated::Verify;
+    }
+    match store.consents_of(&child.id).await {
+        Ok(records) => match fitting(&records, &child.id, &route.name, &rule.text_version) {
+            Some(r) => Stated::Consented(GuardianConsent {
+                id: r.id.clone(),
+                at: r.at_ms.div_euclid(1000),
+            }),
+            None => Stated::Held(child.id),
+        },
+        Err(e) => {
+            tracing::warn!(route = %route.name, error = %e, "store unavailable: a child's guardian consent cannot be read; failing closed");
+            Stated::Refused(Refusal::StoreUnavailable)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -193,10 +193,29 @@ pub fn inject(req: &mut impl Edit, names: &IdentityHeaders, id: &Identity) {
         set(req, &names.carrier, v);
     }
     if let Some(g) = &id.guardian {
-        set(req, &names.guardian_consent, &g.id);
-        if let Some(at) = g.at_text() {
-            set(req, &names.guardian_at, &at);
-        }
+        inject_guardian(req, names, g);
+    }
+}
+
+/// `X-Verified-Guardian-Consent` and `X-Verified-Guardian-At`: a child's guardian consent (for
+/// a stated child, all that goes upstream).
+pub fn inject_guardian(req: &mut impl Edit, names: &IdentityHeaders, g: &GuardianConsent) {
+    set(req, &names.guardian_consent, &g.id);
+    if let Some(at) = g.at_text() {
+        set(req, &names.guardian_at, &at);
+    }
+}
+
+/// The signed assertion of a stated child's request: the consent and the route, nothing else.
+pub fn guardian_assertion_claims<'a>(
+    g: &'a GuardianConsent,
+    route: &'a Route,
+) -> crate::assertion::Claims<'a> {
+    crate::assertion::Claims {
+        route: Some(&route.name),
+        guardian_consent: Some(&g.id),
+        guardian_at: Some(g.at),
+        ..Default::default()
     }
 }
 

@@ -609,8 +609,21 @@ pub async fn resume(
             v.claims.kept.as_deref() == Some(claims.id.as_str())
                 || claims.session.as_deref() == Some(v.revocation_id.as_str())
         });
+    // A child without a session who stated a birth date: the one their kept post was bound
+    // to when they did (guardian consent).
+    let stated = || {
+        claims.session.as_deref().is_some_and(|id| {
+            id.starts_with("stated:")
+                && jar
+                    .child()
+                    .and_then(|c| {
+                        crate::session::StatedChild::open(&cfg.session.keys, c, now, host)
+                    })
+                    .is_some_and(|c| c.id == id)
+        })
+    };
     // The body of a GET (none) must be read as it came before the head is rewritten.
-    if !verified_since || !session.is_body_empty() {
+    if !(verified_since || stated()) || !session.is_body_empty() {
         return Resume::Nothing;
     }
     match store.take_request(&claims.id).await {

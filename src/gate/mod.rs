@@ -77,6 +77,8 @@ pub struct Ctx {
     identity: Option<Identity>,
     /// What goes upstream on an age-only route (`age`), in place of `identity`.
     age_only: Option<headers::AgeOnly>,
+    /// A stated child's guardian consent (`guardian`): all that goes upstream for them.
+    stated_guardian: Option<Box<headers::GuardianConsent>>,
     /// The session that passed an age-only route, if one did (a kept request it delivers is
     /// kept again for it when the app cannot be reached).
     age_session: Option<Arc<crate::live::sessions::Verified>>,
@@ -268,6 +270,13 @@ impl Gate {
                     return Ok(false);
                 }
                 decide::Decision::Verify(why) => {
+                    if let (None, Some(rule)) = (&opened, req.guardian.as_deref()) {
+                        if rule.children == routes::Children::StatedBirthDate {
+                            return self
+                                .stated_child(live, session, ctx, route, rule, now)
+                                .await;
+                        }
+                    }
                     return self.send_to_verify(live, session, ctx, route, why).await;
                 }
                 decide::Decision::Refuse(r) => {
@@ -288,7 +297,7 @@ impl Gate {
                     guardian::Outcome::NotChild => None,
                     guardian::Outcome::Consented(c) => Some(Box::new(c)),
                     guardian::Outcome::Held => {
-                        let d = Detour::guardian(live, session, &verified);
+                        let d = Detour::guardian(live, session, verified.revocation_id.clone());
                         return self.detour(live, session, ctx, route, d).await;
                     }
                     guardian::Outcome::Refused(Refusal::StoreUnavailable) => {
@@ -391,6 +400,39 @@ impl Gate {
         why: Option<crate::answers::Why>,
     ) -> Result<bool> {
         let d = Detour::verify(live, session, why);
+        self.detour(live, session, ctx, route, d).await
+    }
+
+    /// A person without a session on a route whose children state a birth date: the birth-date
+    /// page, held for a guardian, on with the guardian's consent, or the normal verification.
+    async fn stated_child(
+        &self,
+        live: &Live,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        route: &routes::Route,
+        rule: &routes::GuardianRule,
+        now: i64,
+    ) -> Result<bool> {
+        let cfg = &live.cfg;
+        let host = crate::routing::host::request_host(session.req_header());
+        let child = ctx
+            .jar
+            .as_ref()
+            .and_then(|j| j.child())
+            .and_then(|c| crate::session::StatedChild::open(&cfg.session.keys, c, now, host));
+        let today = crate::clock::today(cfg.timezone, now);
+        let d = match guardian::stated(self.store.as_ref(), route, rule, child, today).await {
+            guardian::Stated::Ask => Detour::stated(live, session),
+            guardian::Stated::Verify => Detour::verify(live, session, None),
+            guardian::Stated::Held(id) => Detour::guardian(live, session, id),
+            guardian::Stated::Consented(c) => {
+                ctx.stated_guardian = Some(Box::new(c));
+                ctx.decision = "passed";
+                return Ok(false);
+            }
+            guardian::Stated::Refused(r) => return refuse(session, ctx, Problem::new(r)).await,
+        };
         self.detour(live, session, ctx, route, d).await
     }
 
@@ -973,15 +1015,28 @@ impl Detour {
     }
 
     /// A child held for their guardian's consent: the handover page; a kept post is this
-    /// child's session's to deliver.
-    fn guardian(live: &Live, session: &Session, child: &crate::live::sessions::Verified) -> Detour {
+    /// child's to deliver (`child`: their session's revocation id, or their stated id).
+    fn guardian(live: &Live, session: &Session, child: String) -> Detour {
         Detour {
             next: crate::providers::guardian::handover_url(&live.cfg.flow_prefix, here(session)),
             refusal: Refusal::GuardianConsentRequired,
             why: None,
-            session: Some(child.revocation_id.clone()),
+            session: Some(child),
             redirected: "held_for_guardian",
             refused: "held_for_guardian",
+        }
+    }
+
+    /// A person without a session where children state a birth date: the birth-date page
+    /// (which goes on to the guardian or to the verification, and rebinds a kept post).
+    fn stated(live: &Live, session: &Session) -> Detour {
+        Detour {
+            next: crate::providers::guardian::age_url(&live.cfg.flow_prefix, here(session)),
+            refusal: Refusal::VerificationRequired,
+            why: None,
+            session: None,
+            redirected: "redirected_to_verify",
+            refused: "unauthenticated_api",
         }
     }
 
@@ -1051,6 +1106,8 @@ fn upstream_edits(
         headers::inject_age(req, &cfg.identity, a);
     } else if let Some(id) = &ctx.identity {
         headers::inject(req, &cfg.identity, id);
+    } else if let Some(g) = &ctx.stated_guardian {
+        headers::inject_guardian(req, &cfg.identity, g);
     } else {
         return Ok(());
     }
@@ -1060,10 +1117,11 @@ fn upstream_edits(
             .route
             .and_then(|i| cfg.routes.get(i))
             .and_then(|r| {
-                let claims = match (age_only, &ctx.identity) {
-                    (Some(age), _) => headers::age_assertion_claims(age, r),
-                    (None, Some(id)) => headers::assertion_claims(id, r),
-                    (None, None) => return None,
+                let claims = match (age_only, &ctx.identity, &ctx.stated_guardian) {
+                    (Some(age), _, _) => headers::age_assertion_claims(age, r),
+                    (None, Some(id), _) => headers::assertion_claims(id, r),
+                    (None, None, Some(g)) => headers::guardian_assertion_claims(g, r),
+                    (None, None, None) => return None,
                 };
                 a.signer
                     .sign_claims(&claims, crate::clock::unix_secs_at(now))

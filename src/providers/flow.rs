@@ -531,6 +531,8 @@ pub async fn handle(
         ("GET" | "HEAD", guardian::CONSENT) => guardian::consent_page(live, session),
         ("POST", guardian::CONSENT) => guardian::consent_post(live, store, session).await?,
         ("GET" | "HEAD", guardian::DONE) => guardian::done(session),
+        ("GET" | "HEAD", guardian::AGE) => guardian::age_page(live, session),
+        ("POST", guardian::AGE) => guardian::age_post(live, session).await?,
         // `/{provider}/{endpoint}`: the provider's own flow answers.
         _ => match rest.strip_prefix('/').and_then(|r| r.split_once('/')) {
             Some((name, endpoint)) => match ProviderId::parse(name) {

@@ -34,6 +34,8 @@ pub const HANDOVER: &str = "/guardian";
 pub const CONSENT: &str = "/guardian/consent";
 /// Where a guardian lands once the consent is recorded.
 pub const DONE: &str = "/guardian/done";
+/// Where a person without a session states a birth date (`children: stated_birth_date`).
+pub const AGE: &str = "/guardian/age";
 
 /// The relations a guardian may state (stated, never verified): (value, Korean, English).
 const RELATIONS: [(&str, &str, &str); 2] = [
@@ -48,6 +50,11 @@ fn enc(s: &str) -> String {
 /// The handover page for a child held on `return_to`.
 pub fn handover_url(prefix: &str, return_to: &str) -> String {
     format!("{prefix}{HANDOVER}?return_to={}", enc(return_to))
+}
+
+/// The birth-date page for `return_to` (`children: stated_birth_date`).
+pub fn age_url(prefix: &str, return_to: &str) -> String {
+    format!("{prefix}{AGE}?return_to={}", enc(return_to))
 }
 
 /// The child a consent is about, for a verified child: the keyed CI hash their session holds
@@ -126,23 +133,33 @@ pub fn handover(live: &Live, revoked: &Revoked, session: &Session) -> Reply {
         // Nothing to consent to there: the page itself says what it needs.
         return Reply::redirect(&return_to);
     };
-    let Some(claims) = child_session(live, revoked, session) else {
-        return Reply::redirect(&verify_url(prefix, &return_to));
-    };
     let now = unix_now();
     let today = crate::clock::today(cfg.timezone, now);
-    let birth = claims.birth.filter(|_| claims.provider.verifies_birth());
-    let (Some(birth), Some(child)) = (birth, child_of(&claims)) else {
-        // The gate answers what this session lacks (age_unknown, ci_unavailable).
-        return Reply::redirect(&return_to);
+    // The child: their session's, or (where children state a birth date) their stated id.
+    let (child, birth, stated) = match child_session(live, revoked, session) {
+        Some(claims) => {
+            let birth = claims.birth.filter(|_| claims.provider.verifies_birth());
+            match (birth, child_of(&claims)) {
+                (Some(b), Some(c)) => (c.to_string(), b, false),
+                // The gate answers what this session lacks (age_unknown, ci_unavailable).
+                _ => return Reply::redirect(&return_to),
+            }
+        }
+        None if rule.children == crate::routing::Children::StatedBirthDate => {
+            match stated_child(live, session, now) {
+                Some(c) => (c.id, c.birth, true),
+                None => return Reply::redirect(&age_url(prefix, &return_to)),
+            }
+        }
+        None => return Reply::redirect(&verify_url(prefix, &return_to)),
     };
     if !rule.is_child(birth, today) {
         return Reply::redirect(&return_to);
     }
     let link = GuardianLink {
         id: fresh_link_id(),
-        child: child.to_string(),
-        stated_birth: None,
+        child,
+        stated_birth: stated.then(|| birth.format("%Y-%m-%d").to_string()),
         route: route.name.clone(),
         return_to: return_to.clone(),
         host: request_host(session),
@@ -191,6 +208,110 @@ pub fn handover(live: &Live, revoked: &Revoked, session: &Session) -> Reply {
         200,
         page("보호자 동의 · Guardian consent", &body),
     ))
+}
+
+/// This browser's stated child on this host, if its cookie opens and lives.
+fn stated_child(live: &Live, session: &Session, now: i64) -> Option<crate::session::StatedChild> {
+    let s = &live.cfg.session;
+    let raw = crate::cookies::read(session.req_header(), &s.child_cookie)?;
+    let host = crate::routing::host::request_host(session.req_header());
+    crate::session::StatedChild::open(&s.keys, raw, now, host)
+}
+
+/// `GET {flow_prefix}/guardian/age?return_to=...`: a person without a session on a route
+/// whose children state a birth date: the form.
+pub fn age_page(live: &Live, session: &Session) -> Reply {
+    let html = wants_html(session);
+    let Some(return_to) = safe_return_to(query_param(session, "return_to").as_deref()) else {
+        return Reply::problem(&Problem::new(Refusal::BadReturnTo), html);
+    };
+    let Some((_, rule)) = guarded(live, session, &return_to)
+        .filter(|(_, r)| r.children == crate::routing::Children::StatedBirthDate)
+    else {
+        return Reply::redirect(&verify_url(&live.cfg.flow_prefix, &return_to));
+    };
+    let body = format!(
+        r#"<h1>생년월일을 입력해 주세요</h1><p class="en"><strong>Enter your date of birth</strong></p>
+<p>만 {under}세 미만은 보호자 동의가 있어야 가입할 수 있습니다. {under}세 이상은 다음 화면에서 본인인증을 합니다.</p>
+<p class="en">Under {under}, signing up needs a parent's or guardian's consent; from {under}, you verify your identity on the next page.</p>{KEPT_MARK}
+<form method="post" action="{action}">
+<input type="hidden" name="return_to" value="{rt}">
+<label>생년월일 · Date of birth<br><input type="date" name="birth" required min="1900-01-01" max="{today}" autocomplete="bday"></label>
+<button type="submit">계속 · Continue</button>
+</form>{BACK_MARK}"#,
+        under = rule.under,
+        action = escape(&format!("{}{AGE}", live.cfg.flow_prefix)),
+        rt = escape(&return_to),
+        today = crate::clock::today(live.cfg.timezone, unix_now()),
+    );
+    Reply::html(200, page("생년월일 · Date of birth", &body))
+        .header(http::header::CACHE_CONTROL, "no-store")
+}
+
+/// `POST {flow_prefix}/guardian/age`: a child by the stated date gets the stated child's
+/// cookie (a random id, never the person) and goes to the handover page, their kept form post
+/// now theirs to deliver; anyone else goes to the normal verification.
+pub async fn age_post(live: &Live, session: &mut Session) -> pingora::Result<Reply> {
+    let html = wants_html(session);
+    if !same_origin(session) {
+        return Ok(Reply::problem(&Problem::new(Refusal::CrossSite), html));
+    }
+    let Some(body) = read_body(session, 4 * 1024).await? else {
+        return Ok(Reply::problem(&Problem::new(Refusal::BadRequest), html));
+    };
+    let form: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(&body).into_owned().collect();
+    let Some(return_to) = safe_return_to(form.get("return_to").map(String::as_str)) else {
+        return Ok(Reply::problem(&Problem::new(Refusal::BadReturnTo), html));
+    };
+    let cfg = &live.cfg;
+    let prefix = &cfg.flow_prefix;
+    let Some((_, rule)) = guarded(live, session, &return_to)
+        .filter(|(_, r)| r.children == crate::routing::Children::StatedBirthDate)
+    else {
+        return Ok(Reply::new(303).header(http::header::LOCATION, verify_url(prefix, &return_to)));
+    };
+    let now = unix_now();
+    let today = crate::clock::today(cfg.timezone, now);
+    let birth = form
+        .get("birth")
+        .and_then(|b| crate::providers::parse_dob(b))
+        .filter(|b| *b <= today);
+    let Some(birth) = birth else {
+        let p = Problem::new(Refusal::BadRequest)
+            .with_primary(&age_url(prefix, &return_to), "다시 입력 · Enter it again");
+        return Ok(Reply::problem(&p, html));
+    };
+    if !rule.is_child(birth, today) {
+        return Ok(Reply::new(303).header(http::header::LOCATION, verify_url(prefix, &return_to)));
+    }
+    let s = &cfg.session;
+    let child = crate::session::StatedChild {
+        id: format!("stated:{}", fresh_link_id()),
+        birth,
+        host: request_host(session),
+        expires_at: now + s.ttl.as_secs() as i64,
+    };
+    let mut reply = Reply::new(303)
+        .header(http::header::LOCATION, handover_url(prefix, &return_to))
+        .cookie(crate::cookies::child(
+            s,
+            &s.keys.seal_json(Purpose::StatedChild, &child),
+            s.ttl.as_secs() as i64,
+        ));
+    // This browser's form post kept for the signup: the stated child delivers it.
+    if let Some(mut kept) = crate::live::kept::cookie_of(live, session.req_header(), now)
+        .filter(|k| k.return_to == return_to && k.host == request_host(session))
+    {
+        kept.session = Some(child.id.clone());
+        let left = (kept.expires_at - now).max(1);
+        reply = reply.cookie(crate::cookies::kept(
+            s,
+            &s.keys.seal_json(Purpose::Kept, &kept),
+            left,
+        ));
+    }
+    Ok(reply)
 }
 
 /// The QR code of `url` as inline SVG (no image request, no outside service); empty if the

@@ -540,3 +540,179 @@ async fn an_api_client_gets_json_with_the_way_on() {
     assert_eq!(v["kept"], true);
     assert!(signups(&app).is_empty());
 }
+
+/// Where children state a birth date: no one-account rule (a stated child has no person id).
+async fn start_stated() -> (Env, Arc<Recorder>) {
+    let (app, addr) = Recorder::spawn().await;
+    let proxy = Proxy::new()
+        .provider(Provider::iamport())
+        .store(Storage::memory())
+        .set("site", json!({ "name": "테스트 게임즈" }))
+        .route(
+            Route::path("/signup")
+                .name("signup")
+                .methods(["GET", "POST"])
+                .providers(["iamport"])
+                .require_set(
+                    "guardian_consent",
+                    guardian_rule(json!({ "children": "stated_birth_date" })),
+                ),
+        )
+        .route(Route::prefix("/"));
+    let env = Env::with(Setup::new(proxy).upstream(Upstream::At(addr))).await;
+    (env, app)
+}
+
+async fn state_birth(b: &mut Browser, years: i32) -> reqwest::Response {
+    let p = aged(years, "-");
+    let birth = format!("{}-{}-{}", &p.birth[0..4], &p.birth[4..6], &p.birth[6..8]);
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("return_to", "/signup")
+        .append_pair("birth", &birth)
+        .finish();
+    let req = b
+        .client
+        .post(b.url("/.verigate/guardian/age"))
+        .header("accept", "text/html")
+        .header("origin", format!("http://{}", b.env_proxy))
+        .header("content-type", FORM)
+        .body(body);
+    b.send(req).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stated_child_is_held_until_a_guardian_consents_and_an_adult_verifies_as_usual() {
+    let (env, app) = start_stated().await;
+    let mut b = env.browser();
+    let r = b.get_html("/signup").await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(location(&r), "/.verigate/guardian/age?return_to=%2Fsignup");
+    let page = b.get_html(&location(&r)).await.text().await.unwrap();
+    assert!(page.contains(r#"name="birth""#), "{page}");
+    // A 12-year-old states their birth date: a random id, held for a guardian.
+    let r = state_birth(&mut b, 12).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/.verigate/guardian?return_to=%2Fsignup");
+    assert!(b.jar.contains_key("vg_child"));
+    assert!(!b.jar.contains_key("vg"), "no session for a stated child");
+    let r = b.get_html("/signup").await;
+    assert_eq!(location(&r), "/.verigate/guardian?return_to=%2Fsignup");
+    let (_, link) = handover(&mut b).await;
+    let mut g = env.browser();
+    let r = consent(&mut g, &link, "iamport").await;
+    let r = guardian_iamport(&env, &mut g, &location(&r), &aged(40, "김엄마")).await;
+    assert_eq!(r.status(), 302);
+    let r = b.get_html("/signup").await;
+    assert_eq!(r.status(), 200);
+    let seen = signups(&app);
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0]
+        .header("x-verified-guardian-consent")
+        .is_some_and(|c| c.starts_with("gc_")));
+    assert!(seen[0].header("x-verified-guardian-at").is_some());
+    // Nothing about a person was verified: no identity header but the consent's.
+    let identity: Vec<&String> = seen[0]
+        .headers
+        .keys()
+        .filter(|k| k.starts_with("x-verified-") && !k.starts_with("x-verified-guardian-"))
+        .collect();
+    assert!(identity.is_empty(), "{identity:?}");
+    assert!(!seen[0]
+        .headers
+        .get("cookie")
+        .is_some_and(|c| c.contains("vg_child")));
+    // Someone who states an adult's birth date verifies as anyone does.
+    let mut a = env.browser();
+    let r = state_birth(&mut a, 30).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/.verigate/verify?return_to=%2Fsignup");
+    assert!(!a.jar.contains_key("vg_child"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stated_childs_kept_post_reaches_the_app_once_after_the_consent() {
+    let (env, app) = start_stated().await;
+    let mut b = env.browser();
+    let req = b
+        .client
+        .post(b.url("/signup"))
+        .header("accept", "text/html")
+        .header("origin", format!("http://{}", b.env_proxy))
+        .header("content-type", FORM)
+        .body("nick=kid");
+    let r = b.send(req).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/.verigate/guardian/age?return_to=%2Fsignup");
+    let r = state_birth(&mut b, 11).await;
+    assert_eq!(location(&r), "/.verigate/guardian?return_to=%2Fsignup");
+    let (_, link) = handover(&mut b).await;
+    let mut g = env.browser();
+    let r = consent(&mut g, &link, "iamport").await;
+    let r = guardian_iamport(&env, &mut g, &location(&r), &aged(40, "김엄마")).await;
+    assert_eq!(r.status(), 302);
+    let r = b.get_html("/signup").await;
+    assert_eq!(r.status(), 303, "the app's answer to the post");
+    assert_eq!(location(&r), "/welcome");
+    let seen = signups(&app);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].body.as_slice()),
+        ("POST", &b"nick=kid"[..])
+    );
+    assert!(seen[0].header("x-verified-guardian-consent").is_some());
+    let r = b.get_html("/signup").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(signups(&app)[1].method, "GET");
+}
+
+#[test]
+fn config_errors_name_their_key_paths() {
+    let secrets = Proxy::new().provider(Provider::iamport()).secrets();
+    let base = |require: &str| {
+        format!(
+            r#"
+listen: 127.0.0.1:0
+upstream: {{ addrs: ["127.0.0.1:3000"] }}
+session: {{ keys_env: VG_KEYS }}
+providers:
+  iamport: {{ imp_code: imp1, api_key_env: IMP_KEY, api_secret_env: IMP_SECRET }}
+routes:
+  - name: signup
+    match: {{ path: /signup }}
+    require: {require}
+"#
+        )
+    };
+    let problems = |y: String| match verigate::config::from_yaml_str(&y, &secrets) {
+        Ok(_) => vec![],
+        Err(e) => e.problems(),
+    };
+    let ok = base(
+        r#"{ providers: [iamport], guardian_consent: { under: 14, age_rule: birthday, children: verified, text_version: v1, text: { ko: 가, en: a } } }"#,
+    );
+    assert_eq!(problems(ok), Vec::<String>::new());
+    let ps = problems(base(r#"{ providers: [iamport], guardian_consent: {} }"#));
+    for key in ["under", "age_rule", "children", "text_version", "text"] {
+        let path = format!("routes[0].require.guardian_consent.{key}: required");
+        assert!(ps.iter().any(|p| p.starts_with(&path)), "{path} in {ps:?}");
+    }
+    let ps = problems(base(
+        r#"{ providers: [iamport], one_account_per_person: true, guardian_consent: { under: 20, age_rule: birth, children: stated_birth_date, text_version: v1, text: { ko: 가 }, link_ttl: 2h } }"#,
+    ));
+    for p in [
+        "routes[0].require.guardian_consent.under: `20` is not an age from 1 to 19",
+        "routes[0].require.guardian_consent.age_rule: `birth` is not one of",
+        "routes[0].require.guardian_consent.text.en: required",
+        "routes[0].require.guardian_consent.link_ttl: must be from 1m to 1h",
+        "routes[0].require.guardian_consent.children: a child who only states a birth date has no person id",
+    ] {
+        assert!(ps.iter().any(|q| q.starts_with(p)), "{p} in {ps:?}");
+    }
+    let ps = problems(base(
+        r#"{ providers: [iamport], guardian_consent: { under: 14, age_rule: birthday, children: verified, text_version: v1, text: { ko: 가, en: a }, shoe: 1 } }"#,
+    ));
+    assert!(
+        ps.iter().any(|p| p.contains("unknown field `shoe`")),
+        "{ps:?}"
+    );
+}

@@ -146,6 +146,7 @@ pub(super) fn session(ctx: &mut Ctx, s: &FileSession) -> Option<SessionConfig> {
         kept: keys.derived("verigate/kept-store/v1"),
         kept_cookie: names.kept,
         age_cookie: names.age,
+        child_cookie: names.child,
         age_status_ttl,
         flow_cookie: names.flow,
         cookie: names.session,
