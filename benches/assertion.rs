@@ -32,6 +32,8 @@ fn claims() -> Claims<'static> {
         phone: None,
         foreigner: None,
         carrier: None,
+        guardian_consent: None,
+        guardian_at: None,
     }
 }
 

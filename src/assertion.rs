@@ -320,6 +320,8 @@ mod tests {
             phone: Some("01012345678"),
             foreigner: Some(false),
             carrier: Some("SKT"),
+            guardian_consent: Some("gc_AAAAAAAAAAAAAAAAAAAAAA"),
+            guardian_at: Some(1_700_000_100),
         }
     }
 
@@ -340,6 +342,7 @@ mod tests {
             "age_ok": true, "route": "signup", "min_age": 19,
             "name": "홍길동 \"Gil-dong\" \\ </script>", "birth": "1990-01-01",
             "gender": "female", "phone": "01012345678", "foreigner": false, "carrier": "SKT",
+            "guardian_consent": "gc_AAAAAAAAAAAAAAAAAAAAAA", "guardian_at": 1_700_000_100,
             "iat": now, "nbf": now, "exp": now + 60, "jti": c["jti"],
         });
         assert_eq!(c, want);

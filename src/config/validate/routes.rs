@@ -461,7 +461,7 @@ fn guardian_consent(
     }
     if !ids.is_empty() && !ids.iter().any(|p| p.verifies_birth()) {
         ctx.err(
-            format!("{at}"),
+            at.clone(),
             "none of this route's providers verifies birth dates: no child's age and no guardian's adulthood could be known; add one that does (iamport, portone, tomo)",
         );
         ok = false;
@@ -475,7 +475,7 @@ fn guardian_consent(
     }
     if q.age_status {
         ctx.err(
-            format!("{at}"),
+            at.clone(),
             "an age status carries no person, so no consent can be bound to the child: drop age_status",
         );
         ok = false;
