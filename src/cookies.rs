@@ -152,6 +152,10 @@ pub fn child(s: &SessionConfig, sealed: &str, max_age: i64) -> String {
     set(&s.child_cookie, sealed, "/", max_age.max(0), s.secure)
 }
 
+pub fn clear_child(s: &SessionConfig) -> String {
+    set(&s.child_cookie, "", "/", 0, s.secure)
+}
+
 /// The age status cookie, until `expires_at` (`max_age` seconds from now).
 pub fn age_status(s: &SessionConfig, sealed: &str, max_age: i64) -> String {
     set(&s.age_cookie, sealed, "/", max_age.max(0), s.secure)

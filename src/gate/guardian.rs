@@ -181,17 +181,13 @@ mod tests {
     #[test]
     fn a_leap_day_birthday_is_reached_on_1_march_in_common_years() {
         let r = rule(14, AgeRule::Birthday);
-        let born = d(2012, 2, 29);
-        assert!(r.is_child(born, d(2026, 2, 28)));
-        assert!(!r.is_child(born, d(2026, 3, 1)));
-        // In a leap year, on the day itself.
-        let born = d(2014, 2, 29 - 1);
-        assert!(r.is_child(born, d(2028, 2, 27)));
-        assert!(!r.is_child(born, d(2028, 2, 28)));
         let leap = d(2012, 2, 29);
-        assert!(r.is_child(leap, d(2026, 2, 28)));
-        assert!(!rule(16, AgeRule::Birthday).is_child(leap, d(2028, 2, 29)));
-        assert!(rule(16, AgeRule::Birthday).is_child(leap, d(2028, 2, 28)));
+        assert!(r.is_child(leap, d(2026, 2, 28)), "2026 has no 29 February");
+        assert!(!r.is_child(leap, d(2026, 3, 1)));
+        // In a leap year, on the day itself.
+        let r16 = rule(16, AgeRule::Birthday);
+        assert!(r16.is_child(leap, d(2028, 2, 28)));
+        assert!(!r16.is_child(leap, d(2028, 2, 29)));
     }
 
     #[test]

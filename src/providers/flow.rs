@@ -748,6 +748,7 @@ async fn logout(live: &Live, store: &dyn Store, revoked: &Revoked, session: &Ses
             tracing::warn!(error = %e, "store unavailable: logout revoked the session on this instance only");
             return clear_session(
                 live,
+                session.req_header(),
                 Reply::problem(&Problem::new(Refusal::StoreUnavailable), html),
                 dropped,
             );
@@ -766,12 +767,17 @@ async fn logout(live: &Live, store: &dyn Store, revoked: &Revoked, session: &Ses
     } else {
         Reply::json(200, r#"{"ok":true}"#.into())
     };
-    clear_session(live, reply, dropped)
+    clear_session(live, session.req_header(), reply, dropped)
 }
 
-/// `reply` with the cookies that end this browser's session (under either name) and, when
-/// `kept` says so, its kept-request cookie.
-fn clear_session(live: &Live, reply: Reply, kept: bool) -> Reply {
+/// `reply` with the cookies that end this browser's session (under either name), its stated
+/// child's id if any, and, when `kept` says so, its kept-request cookie.
+fn clear_session(
+    live: &Live,
+    req: &pingora::http::RequestHeader,
+    reply: Reply,
+    kept: bool,
+) -> Reply {
     let s = &live.cfg.session;
     let mut reply = cookies::clear_session(s)
         .into_iter()
@@ -781,6 +787,10 @@ fn clear_session(live: &Live, reply: Reply, kept: bool) -> Reply {
     }
     if kept {
         reply = reply.cookie(cookies::clear_kept(s));
+    }
+    // A stated child's id goes with the browser's session: the next person here states their own.
+    if cookies::read(req, &s.child_cookie).is_some() {
+        reply = reply.cookie(cookies::clear_child(s));
     }
     reply
 }

@@ -58,3 +58,56 @@ pub fn person_ci(name: &str, birth: chrono::NaiveDate, phone: &str) -> String {
     m.update(msg.as_bytes());
     STANDARD.encode(m.finalize().into_bytes())
 }
+
+/// The people a tester picks with one press in a sandbox window, for the guardian-consent flow
+/// (a child, an adult guardian, a minor guardian), each born that many years before today: the
+/// same button twice is the same person (the same CI), so "the child as their own guardian" is
+/// the child's button again. Buttons that fill `name`, the birth field (`birth`, written as
+/// `format`: `%Y%m%d` or `%Y-%m-%d`) and `phone` of the window's form, and their script.
+pub fn people_presets(name: &str, birth: &str, format: &str, phone: &str) -> String {
+    let today = chrono::Local::now().date_naive();
+    let born = |years: i32| {
+        use chrono::Datelike;
+        let d = today - chrono::Duration::days(31);
+        d.with_year(d.year() - years)
+            .or_else(|| (d - chrono::Duration::days(1)).with_year(d.year() - years))
+            .unwrap_or(d)
+            .format(format)
+            .to_string()
+    };
+    let people = [
+        (
+            "child",
+            "어린이 (12세) · Child (12)",
+            "김아이",
+            born(12),
+            "01055550012",
+        ),
+        (
+            "guardian",
+            "성인 보호자 (45세) · Adult guardian (45)",
+            "김보호",
+            born(45),
+            "01055550045",
+        ),
+        (
+            "minor",
+            "미성년 보호자 (17세) · Minor guardian (17)",
+            "김언니",
+            born(17),
+            "01055550017",
+        ),
+    ];
+    let buttons: String = people
+        .iter()
+        .map(|(id, label, n, b, p)| {
+            format!(
+                r#"<button type="button" class="secondary" data-preset="{id}" data-name="{n}" data-birth="{b}" data-phone="{p}">{label}</button>"#
+            )
+        })
+        .collect();
+    format!(
+        r#"<fieldset style="border:0;margin:0;padding:0"><legend>보호자 동의 시험용 · For the guardian-consent flow</legend>{buttons}<p class="en">The same button twice is the same person (the same CI): the child's button again is the child as their own guardian.</p></fieldset>
+<script>document.querySelectorAll('[data-preset]').forEach(function (b) {{ b.addEventListener('click', function () {{ var f = b.closest('form'); f.elements['{name}'].value = b.dataset.name; f.elements['{birth}'].value = b.dataset.birth; f.elements['{phone}'].value = b.dataset.phone; }}); }});</script>"#
+    )
+}

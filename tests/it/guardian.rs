@@ -37,6 +37,31 @@ fn guardian_rule(extra: Value) -> Value {
     v
 }
 
+/// Signed assertions for the app (`shop-app`).
+fn assertions() -> Value {
+    json!({
+        "prefix": "X-Verified-",
+        "assertion": { "enabled": true, "key_env": "VG_ASSERT", "audience": "shop-app", "issuer": "verigate-test" },
+    })
+}
+
+/// The assertion `seen` carries, checked against the proxy's published keys.
+async fn assertion_of(env: &Env, seen: &Seen) -> Value {
+    let jwks: Value = env
+        .client
+        .get(env.url("/.verigate/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = seen.header("x-verified-assertion").expect("an assertion");
+    // A stated child's names no one (`sub`): required only where the app got a person.
+    let with_sub = seen.header("x-verified-person").is_some();
+    verify_assertion_of(token, &jwks, "shop-app", with_sub).unwrap()
+}
+
 /// A one-account signup for children under 14 with their guardian's consent, on Iamport and
 /// PortOne; everything else open.
 fn proxy(storage: Storage, rule: Value) -> Proxy {
@@ -45,6 +70,7 @@ fn proxy(storage: Storage, rule: Value) -> Proxy {
         .provider(Provider::portone())
         .store(storage)
         .set("site", json!({ "name": "테스트 게임즈" }))
+        .set("identity_headers", assertions())
         .route(
             Route::path("/signup")
                 .name("signup")
@@ -279,6 +305,19 @@ pub async fn guardian_on(storage: Storage) {
     let at = seen[0].header("x-verified-guardian-at").unwrap();
     assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
     assert!(at.ends_with('Z'));
+    // The signed assertion says the same, with the child's identity.
+    let claims = assertion_of(&env, &seen[0]).await;
+    assert_eq!(claims["guardian_consent"], consent_id);
+    assert_eq!(
+        claims["guardian_at"].as_i64(),
+        Some(
+            chrono::DateTime::parse_from_rfc3339(at)
+                .unwrap()
+                .timestamp()
+        )
+    );
+    assert_eq!(claims["sub"].as_str(), seen[0].header("x-verified-person"));
+    assert_eq!(claims["route"], "signup");
     let m = env.metrics().await;
     // Other tests in this process count on the same route: at least this one.
     assert!(
@@ -548,6 +587,7 @@ async fn start_stated() -> (Env, Arc<Recorder>) {
         .provider(Provider::iamport())
         .store(Storage::memory())
         .set("site", json!({ "name": "테스트 게임즈" }))
+        .set("identity_headers", assertions())
         .route(
             Route::path("/signup")
                 .name("signup")
@@ -614,9 +654,27 @@ async fn a_stated_child_is_held_until_a_guardian_consents_and_an_adult_verifies_
     let identity: Vec<&String> = seen[0]
         .headers
         .keys()
-        .filter(|k| k.starts_with("x-verified-") && !k.starts_with("x-verified-guardian-"))
+        .filter(|k| {
+            k.starts_with("x-verified-")
+                && !k.starts_with("x-verified-guardian-")
+                && *k != "x-verified-assertion"
+        })
         .collect();
     assert!(identity.is_empty(), "{identity:?}");
+    // Its assertion: the route and the consent, nothing about a person.
+    let mut claims = assertion_of(&env, &seen[0]).await;
+    for own in ["iss", "aud", "iat", "nbf", "exp", "jti"] {
+        claims.as_object_mut().unwrap().remove(own);
+    }
+    assert_eq!(
+        claims,
+        json!({
+            "route": "signup",
+            "guardian_consent": seen[0].header("x-verified-guardian-consent"),
+            "guardian_at": claims["guardian_at"],
+        })
+    );
+    assert!(claims["guardian_at"].is_i64());
     assert!(!seen[0]
         .headers
         .get("cookie")
@@ -627,6 +685,19 @@ async fn a_stated_child_is_held_until_a_guardian_consents_and_an_adult_verifies_
     assert_eq!(r.status(), 303);
     assert_eq!(location(&r), "/.verigate/verify?return_to=%2Fsignup");
     assert!(!a.jar.contains_key("vg_child"));
+    // Logging out ends the stated child's id with the browser's session.
+    let req = b
+        .client
+        .post(b.url("/.verigate/logout?return_to=%2F"))
+        .header("accept", "text/html")
+        .header("origin", format!("http://{}", b.env_proxy));
+    let r = b.send(req).await;
+    assert_eq!(r.status(), 303);
+    assert!(!b.jar.contains_key("vg_child"));
+    assert_eq!(
+        location(&b.get_html("/signup").await),
+        "/.verigate/guardian/age?return_to=%2Fsignup"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -715,4 +786,36 @@ routes:
         ps.iter().any(|p| p.contains("unknown field `shoe`")),
         "{ps:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_windows_offer_a_child_an_adult_guardian_and_a_minor_guardian() {
+    let env = Env::start().await;
+    for url in [
+        format!(
+            "http://{}/iamport/certify?imp_code=imp&merchant_uid=m",
+            env.sandbox
+        ),
+        format!(
+            "http://{}/portone/verify?storeId=s&identityVerificationId=i&redirectUrl=%2F",
+            env.sandbox
+        ),
+    ] {
+        let html = client()
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for (preset, years) in [("child", 12), ("guardian", 45), ("minor", 17)] {
+            let birth: String = attr(&html, &format!(r#"data-preset="{preset}""#), "data-birth")
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect();
+            let p = aged(years, "-");
+            assert_eq!(birth, p.birth, "{preset} in {url}");
+        }
+    }
 }

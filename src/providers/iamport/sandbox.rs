@@ -283,6 +283,7 @@ async fn certify_form(Query(q): Query<FormQuery>) -> Html<String> {
 <input type="hidden" name="imp_code" value="{imp_code}">
 <input type="hidden" name="merchant_uid" value="{merchant_uid}">
 {redirect}
+{presets}
 <p><label>이름 · Name<br><input name="name" value="홍길동" required></label></p>
 <p><label>생년월일 · Birth (YYYYMMDD)<br><input name="birth" value="19900101" pattern="[0-9]{{8}}" required></label></p>
 <p><label>성별 · Gender <select name="gender"><option>male</option><option>female</option></select></label></p>
@@ -295,6 +296,7 @@ async fn certify_form(Query(q): Query<FormQuery>) -> Html<String> {
 </form>"#,
             imp_code = escape(&q.imp_code),
             merchant_uid = escape(&q.merchant_uid),
+            presets = crate::providers::sandbox::people_presets("name", "birth", "%Y%m%d", "phone"),
         ),
     ))
 }

@@ -111,6 +111,7 @@ async fn window(Query(q): Query<WindowQuery>) -> Html<String> {
             r#"<h1>본인인증 (PortOne 샌드박스)</h1><p class="en">PortOne V2 sandbox: no real verification happens here.</p>{title}
 <form method="post" action="/portone/verify">{limit_note}
 <input type="hidden" name="storeId" value="{store}"><input type="hidden" name="identityVerificationId" value="{id}"><input type="hidden" name="redirectUrl" value="{redirect}">
+{presets}
 <p><label>이름 · Name <input name="name" value="홍길동"></label></p>
 <p><label>생년월일 · Birth date <input name="birthDate" value="1990-01-01"></label></p>
 <p><label>휴대폰 · Phone <input name="phoneNumber" value="01012345678"></label></p>
@@ -120,6 +121,12 @@ async fn window(Query(q): Query<WindowQuery>) -> Html<String> {
             store = escape(&q.store_id),
             id = escape(&q.id),
             redirect = escape(&q.redirect_url),
+            presets = crate::providers::sandbox::people_presets(
+                "name",
+                "birthDate",
+                "%Y-%m-%d",
+                "phoneNumber"
+            ),
         ),
     ))
 }
