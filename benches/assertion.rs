@@ -34,6 +34,8 @@ fn claims() -> Claims<'static> {
         carrier: None,
         guardian_consent: None,
         guardian_at: None,
+        guardian_name: None,
+        guardian_birth: None,
     }
 }
 

@@ -98,6 +98,9 @@ pub struct Claims<'a> {
     pub guardian_consent: Option<&'a str>,
     /// `X-Verified-Guardian-At`, as UNIX seconds.
     pub guardian_at: Option<i64>,
+    /// `X-Verified-Guardian-Name`, `-Birth`: only where the route forwards them.
+    pub guardian_name: Option<&'a str>,
+    pub guardian_birth: Option<chrono::NaiveDate>,
 }
 
 /// The JWT payload: the request's claims and the token's own.
@@ -140,6 +143,10 @@ struct Payload<'a> {
     guardian_consent: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     guardian_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guardian_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guardian_birth: Option<chrono::NaiveDate>,
     iat: i64,
     nbf: i64,
     exp: i64,
@@ -235,6 +242,8 @@ impl Signer {
             carrier: c.carrier,
             guardian_consent: c.guardian_consent,
             guardian_at: c.guardian_at,
+            guardian_name: c.guardian_name,
+            guardian_birth: c.guardian_birth,
             iat: now,
             nbf: now,
             exp: now + self.ttl_secs,
@@ -322,6 +331,8 @@ mod tests {
             carrier: Some("SKT"),
             guardian_consent: Some("gc_AAAAAAAAAAAAAAAAAAAAAA"),
             guardian_at: Some(1_700_000_100),
+            guardian_name: Some("김보호"),
+            guardian_birth: chrono::NaiveDate::from_ymd_opt(1981, 5, 5),
         }
     }
 
@@ -343,6 +354,7 @@ mod tests {
             "name": "홍길동 \"Gil-dong\" \\ </script>", "birth": "1990-01-01",
             "gender": "female", "phone": "01012345678", "foreigner": false, "carrier": "SKT",
             "guardian_consent": "gc_AAAAAAAAAAAAAAAAAAAAAA", "guardian_at": 1_700_000_100,
+            "guardian_name": "김보호", "guardian_birth": "1981-05-05",
             "iat": now, "nbf": now, "exp": now + 60, "jti": c["jti"],
         });
         assert_eq!(c, want);

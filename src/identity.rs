@@ -174,7 +174,7 @@ pub fn international_age(birth: chrono::NaiveDate, today: chrono::NaiveDate) -> 
 }
 
 /// Fields a route may forward upstream (`forward: [name, birth, gender, phone, foreigner,
-/// carrier]`).
+/// carrier, guardian_name, guardian_birth]`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Forward {
     pub name: bool,
@@ -183,11 +183,26 @@ pub struct Forward {
     pub phone: bool,
     pub foreigner: bool,
     pub carrier: bool,
+    /// The guardian's verified name and birth date, on a guardian-consent route, with the
+    /// child's first state-changing request after the consent (`guardian_consent`).
+    pub guardian_name: bool,
+    pub guardian_birth: bool,
 }
 
 impl Forward {
     pub fn any(&self) -> bool {
-        self.name || self.birth || self.gender || self.phone || self.foreigner || self.carrier
+        self.name
+            || self.birth
+            || self.gender
+            || self.phone
+            || self.foreigner
+            || self.carrier
+            || self.guardian()
+    }
+
+    /// Whether the guardian's fields go upstream.
+    pub fn guardian(&self) -> bool {
+        self.guardian_name || self.guardian_birth
     }
     pub fn union(self, o: Forward) -> Forward {
         Forward {
@@ -197,6 +212,8 @@ impl Forward {
             phone: self.phone || o.phone,
             foreigner: self.foreigner || o.foreigner,
             carrier: self.carrier || o.carrier,
+            guardian_name: self.guardian_name || o.guardian_name,
+            guardian_birth: self.guardian_birth || o.guardian_birth,
         }
     }
 }

@@ -58,6 +58,9 @@ pub enum Purpose {
     GuardianStart,
     /// The stated child's cookie ([`StatedChild`]).
     StatedChild,
+    /// A guardian's verified fields in the store, for the child's request (under the kept
+    /// requests' keys, bound to the consent).
+    GuardianFields,
 }
 
 impl Purpose {
@@ -71,6 +74,7 @@ impl Purpose {
             Purpose::GuardianLink => b"verigate/guardian-link/v1",
             Purpose::GuardianStart => b"verigate/guardian-start/v1",
             Purpose::StatedChild => b"verigate/stated-child/v1",
+            Purpose::GuardianFields => b"verigate/guardian-fields/v1",
         }
     }
 }
@@ -438,6 +442,24 @@ impl StatedChild {
     pub fn open(keys: &Keyring, sealed: &str, now: i64, host: Option<&str>) -> Option<StatedChild> {
         let c: StatedChild = keys.open_json(Purpose::StatedChild, sealed).ok()?;
         (c.expires_at > now && issued_for(c.host.as_deref(), host)).then_some(c)
+    }
+}
+
+/// A guardian's verified fields a route forwards (`forward: [guardian_name, guardian_birth]`),
+/// kept sealed in the store for the child's next state-changing request, as long as the link
+/// lived: never in clear at rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardianFields {
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    pub birth: Option<NaiveDate>,
+}
+
+impl GuardianFields {
+    /// The store key of a consent's fields.
+    pub fn key(consent: &str) -> String {
+        format!("guardian-{consent}")
     }
 }
 

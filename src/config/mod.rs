@@ -263,6 +263,9 @@ pub struct IdentityHeaders {
     pub guardian_consent: HeaderName,
     /// `X-Verified-Guardian-At`: when the guardian consented (RFC 3339 UTC).
     pub guardian_at: HeaderName,
+    /// `X-Verified-Guardian-Name`, `-Birth`: where the route forwards them.
+    pub guardian_name: HeaderName,
+    pub guardian_birth: HeaderName,
     /// `prefix` and `assertion` folded as client header names are compared with them
     /// ([`folded`]): worked out once here, not on every request.
     pub prefix_folded: Box<[u8]>,
@@ -302,6 +305,8 @@ impl Default for IdentityHeaders {
             assertion_folded: folded("x-verified-assertion"),
             guardian_consent: h("x-verified-guardian-consent"),
             guardian_at: h("x-verified-guardian-at"),
+            guardian_name: h("x-verified-guardian-name"),
+            guardian_birth: h("x-verified-guardian-birth"),
         }
     }
 }

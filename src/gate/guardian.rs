@@ -45,13 +45,72 @@ fn fitting<'a>(
         .max_by_key(|r| r.at_ms)
 }
 
-/// The rule of `route` (which has a guardian rule) applied to a verified person.
+/// The guardian's fields of consent `c`, taken (once) from the store when the route forwards
+/// them and `take` (a state-changing request: the signup itself). None: the store failed.
+async fn with_fields(
+    store: &dyn Store,
+    keys: &crate::session::Keyring,
+    route: &Route,
+    mut c: GuardianConsent,
+    take: bool,
+) -> Option<GuardianConsent> {
+    if !(take && route.forward.guardian()) {
+        return Some(c);
+    }
+    let key = crate::session::GuardianFields::key(&c.id);
+    match store.take_request(&key).await {
+        Ok(Some(sealed)) => {
+            let fields = keys
+                .open_bytes(
+                    crate::session::Purpose::GuardianFields,
+                    key.as_bytes(),
+                    &sealed,
+                )
+                .ok()
+                .and_then(|p| serde_json::from_slice::<crate::session::GuardianFields>(&p).ok());
+            if let Some(f) = fields {
+                c.name = f.name.filter(|_| route.forward.guardian_name);
+                c.birth = f.birth.filter(|_| route.forward.guardian_birth);
+            }
+            Some(c)
+        }
+        // Taken by an earlier request, or past the link's life: the consent alone.
+        Ok(None) => Some(c),
+        Err(e) => {
+            tracing::warn!(route = %route.name, error = %e, "store unavailable: a guardian's fields cannot be taken; failing closed");
+            None
+        }
+    }
+}
+
+/// The consent of record `r`, with the guardian's fields when they go upstream now.
+async fn consented(
+    store: &dyn Store,
+    keys: &crate::session::Keyring,
+    route: &Route,
+    r: &ConsentRecord,
+    take: bool,
+) -> Option<GuardianConsent> {
+    let c = GuardianConsent {
+        id: r.id.clone(),
+        at: r.at_ms.div_euclid(1000),
+        name: None,
+        birth: None,
+    };
+    with_fields(store, keys, route, c, take).await
+}
+
+/// The rule of `route` (which has a guardian rule) applied to a verified person. `keys`: the
+/// kept requests' (a guardian's fields are sealed under them); `take`: a state-changing
+/// request, which takes the guardian's fields the route forwards.
 pub async fn check(
     store: &dyn Store,
+    keys: &crate::session::Keyring,
     route: &Route,
     rule: &GuardianRule,
     claims: &Claims,
     today: chrono::NaiveDate,
+    take: bool,
 ) -> Outcome {
     match is_child(rule, claims, today) {
         None => return Outcome::Refused(Refusal::AgeUnknown),
@@ -63,10 +122,10 @@ pub async fn check(
     };
     match store.consents_of(child).await {
         Ok(records) => match fitting(&records, child, &route.name, &rule.text_version) {
-            Some(r) => Outcome::Consented(GuardianConsent {
-                id: r.id.clone(),
-                at: r.at_ms.div_euclid(1000),
-            }),
+            Some(r) => match consented(store, keys, route, r, take).await {
+                Some(c) => Outcome::Consented(c),
+                None => Outcome::Refused(Refusal::StoreUnavailable),
+            },
             None => Outcome::Held,
         },
         Err(e) => {
@@ -95,10 +154,12 @@ pub enum Stated {
 
 pub async fn stated(
     store: &dyn Store,
+    keys: &crate::session::Keyring,
     route: &Route,
     rule: &GuardianRule,
     child: Option<crate::session::StatedChild>,
     today: chrono::NaiveDate,
+    take: bool,
 ) -> Stated {
     let Some(child) = child else {
         return Stated::Ask;
@@ -108,10 +169,10 @@ pub async fn stated(
     }
     match store.consents_of(&child.id).await {
         Ok(records) => match fitting(&records, &child.id, &route.name, &rule.text_version) {
-            Some(r) => Stated::Consented(GuardianConsent {
-                id: r.id.clone(),
-                at: r.at_ms.div_euclid(1000),
-            }),
+            Some(r) => match consented(store, keys, route, r, take).await {
+                Some(c) => Stated::Consented(c),
+                None => Stated::Refused(Refusal::StoreUnavailable),
+            },
             None => Stated::Held(child.id),
         },
         Err(e) => {

@@ -108,6 +108,10 @@ pub struct GuardianConsent {
     pub id: String,
     /// When the guardian consented (UNIX seconds).
     pub at: i64,
+    /// The guardian's verified name and birth date, where the route forwards them (with the
+    /// child's first state-changing request after the consent).
+    pub name: Option<String>,
+    pub birth: Option<chrono::NaiveDate>,
 }
 
 impl GuardianConsent {
@@ -204,6 +208,16 @@ pub fn inject_guardian(req: &mut impl Edit, names: &IdentityHeaders, g: &Guardia
     if let Some(at) = g.at_text() {
         set(req, &names.guardian_at, &at);
     }
+    if let Some(n) = &g.name {
+        set(req, &names.guardian_name, n);
+    }
+    if let Some(b) = g.birth {
+        set(
+            req,
+            &names.guardian_birth,
+            &b.format("%Y-%m-%d").to_string(),
+        );
+    }
 }
 
 /// The signed assertion of a stated child's request: the consent and the route, nothing else.
@@ -215,6 +229,8 @@ pub fn guardian_assertion_claims<'a>(
         route: Some(&route.name),
         guardian_consent: Some(&g.id),
         guardian_at: Some(g.at),
+        guardian_name: g.name.as_deref(),
+        guardian_birth: g.birth,
         ..Default::default()
     }
 }
@@ -278,6 +294,8 @@ pub fn assertion_claims<'a>(id: &'a Identity, route: &'a Route) -> crate::assert
         carrier: f.carrier,
         guardian_consent: id.guardian.as_deref().map(|g| g.id.as_str()),
         guardian_at: id.guardian.as_deref().map(|g| g.at),
+        guardian_name: id.guardian.as_deref().and_then(|g| g.name.as_deref()),
+        guardian_birth: id.guardian.as_deref().and_then(|g| g.birth),
     }
 }
 

@@ -273,7 +273,7 @@ impl Gate {
                     if let (None, Some(rule)) = (&opened, req.guardian.as_deref()) {
                         if rule.children == routes::Children::StatedBirthDate {
                             return self
-                                .stated_child(live, session, ctx, route, rule, now)
+                                .stated_child(live, session, ctx, route, rule, state_changing)
                                 .await;
                         }
                     }
@@ -293,7 +293,18 @@ impl Gate {
         let guardian = match req.guardian.as_deref() {
             None => None,
             Some(rule) => {
-                match guardian::check(self.store.as_ref(), route, rule, claims, today()).await {
+                let keys = &cfg.session.kept;
+                let outcome = guardian::check(
+                    self.store.as_ref(),
+                    keys,
+                    route,
+                    rule,
+                    claims,
+                    today(),
+                    state_changing,
+                )
+                .await;
+                match outcome {
                     guardian::Outcome::NotChild => None,
                     guardian::Outcome::Consented(c) => Some(Box::new(c)),
                     guardian::Outcome::Held => {
@@ -412,9 +423,10 @@ impl Gate {
         ctx: &mut Ctx,
         route: &routes::Route,
         rule: &routes::GuardianRule,
-        now: i64,
+        state_changing: bool,
     ) -> Result<bool> {
         let cfg = &live.cfg;
+        let now = crate::clock::unix_secs_at(ctx.started.unwrap_or_else(Instant::now));
         let host = crate::routing::host::request_host(session.req_header());
         let child = ctx
             .jar
@@ -422,7 +434,10 @@ impl Gate {
             .and_then(|j| j.child())
             .and_then(|c| crate::session::StatedChild::open(&cfg.session.keys, c, now, host));
         let today = crate::clock::today(cfg.timezone, now);
-        let d = match guardian::stated(self.store.as_ref(), route, rule, child, today).await {
+        let keys = &cfg.session.kept;
+        let store = self.store.as_ref();
+        let d = match guardian::stated(store, keys, route, rule, child, today, state_changing).await
+        {
             guardian::Stated::Ask => Detour::stated(live, session),
             guardian::Stated::Verify => Detour::verify(live, session, None),
             guardian::Stated::Held(id) => Detour::guardian(live, session, id),

@@ -176,7 +176,11 @@ pub(crate) fn session_claims(
         verified_at: person.verified_at.timestamp(),
         issued_at: issued,
         expires_at: issued + live.cfg.session.ttl.as_secs() as i64,
-        name: person.name.filter(|_| keep.name),
+        // A guardian's name, only for a route that forwards it (it goes to the store sealed,
+        // for the child's request, never into a session).
+        name: person
+            .name
+            .filter(|_| keep.name || (!session && keep.guardian_name)),
         gender: person.gender.filter(|_| keep.gender),
         phone: person.phone.filter(|_| keep.phone),
         foreigner: person.foreigner.filter(|_| keep.foreigner),

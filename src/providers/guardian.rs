@@ -603,13 +603,9 @@ async fn consent(
         return Err(refuse(live, g, Refusal::GuardianUnderage, "underage"));
     }
     // The route as configured now (a reload may have changed or dropped its rule).
-    let rule = cfg
-        .routes
-        .routes()
-        .iter()
-        .find(|r| r.name == link.route)
-        .and_then(|r| r.require.as_ref()?.guardian.clone());
-    let Some(rule) = rule else {
+    let route = cfg.routes.routes().iter().find(|r| r.name == link.route);
+    let rule = route.and_then(|r| r.require.as_ref()?.guardian.clone());
+    let (Some(route), Some(rule)) = (route, rule) else {
         return Err(Problem::new(Refusal::NoRoute));
     };
     // One consent per link, whatever happens to the start address it was sent on with.
@@ -630,8 +626,33 @@ async fn consent(
             return Err(Problem::new(Refusal::StoreUnavailable));
         }
     }
+    let id = fresh_consent_id();
+    // The guardian's fields the route forwards: sealed in the store for the child's request,
+    // as long as the link lived (the consent is not recorded without them).
+    if route.forward.guardian() {
+        let fields = crate::session::GuardianFields {
+            name: claims.name.clone().filter(|_| route.forward.guardian_name),
+            birth: Some(birth).filter(|_| route.forward.guardian_birth),
+        };
+        let key = crate::session::GuardianFields::key(&id);
+        let plain = serde_json::to_vec(&fields).unwrap_or_default();
+        let sealed = cfg
+            .session
+            .kept
+            .seal_bytes(Purpose::GuardianFields, key.as_bytes(), &plain);
+        match store
+            .keep_request(&key, &sealed, rule.link_ttl, cfg.clients.max_kept_requests)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) | Err(_) => {
+                tracing::warn!("store unavailable: a guardian's fields cannot be kept");
+                return Err(Problem::new(Refusal::StoreUnavailable));
+            }
+        }
+    }
     let rec = ConsentRecord {
-        id: fresh_consent_id(),
+        id,
         child: link.child.clone(),
         child_stated_birth: link.stated_birth.clone(),
         guardian: claims.ci_hash.clone(),

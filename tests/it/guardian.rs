@@ -77,7 +77,8 @@ fn proxy(storage: Storage, rule: Value) -> Proxy {
                 .methods(["GET", "POST"])
                 .providers(["iamport", "portone"])
                 .one_account()
-                .require_set("guardian_consent", rule),
+                .require_set("guardian_consent", rule)
+                .forward(["guardian_name", "guardian_birth"]),
         )
         .route(Route::prefix("/"))
 }
@@ -305,6 +306,8 @@ pub async fn guardian_on(storage: Storage) {
     let at = seen[0].header("x-verified-guardian-at").unwrap();
     assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
     assert!(at.ends_with('Z'));
+    // The guardian's fields go with the signup itself (a state-changing request), not a GET.
+    assert!(seen[0].header("x-verified-guardian-name").is_none());
     // The signed assertion says the same, with the child's identity.
     let claims = assertion_of(&env, &seen[0]).await;
     assert_eq!(claims["guardian_consent"], consent_id);
@@ -375,10 +378,35 @@ async fn a_kept_signup_post_reaches_the_app_once_after_the_guardian_consents_on_
         .header("x-verified-guardian-consent")
         .is_some_and(|c| c.starts_with("gc_")));
     assert!(seen[0].header("x-verified-guardian-at").is_some());
+    // The guardian's verified fields the route forwards, with the signup, in the assertion too.
+    let dad = aged(45, "김아빠");
+    assert_eq!(
+        seen[0].header("x-verified-guardian-name"),
+        Some("%EA%B9%80%EC%95%84%EB%B9%A0")
+    );
+    let birth = format!(
+        "{}-{}-{}",
+        &dad.birth[0..4],
+        &dad.birth[4..6],
+        &dad.birth[6..8]
+    );
+    assert_eq!(
+        seen[0].header("x-verified-guardian-birth"),
+        Some(birth.as_str())
+    );
+    let claims = assertion_of(&env, &seen[0]).await;
+    assert_eq!(claims["guardian_name"], "김아빠");
+    assert_eq!(claims["guardian_birth"], birth.as_str());
+    // The child's own name is not forwarded here (only the guardian's was asked for).
+    assert!(seen[0].header("x-verified-name").is_none());
     let r = b.get_html("/signup").await;
     assert_eq!(r.status(), 200);
     let seen = signups(&app);
     assert_eq!(seen.len(), 2);
+    assert!(
+        seen[1].header("x-verified-guardian-name").is_none(),
+        "taken once"
+    );
     assert_eq!(seen[1].method, "GET", "the post went once");
     assert_eq!(b.jar.get("vg"), Some(&child_session));
 }
@@ -785,6 +813,13 @@ routes:
     assert!(
         ps.iter().any(|p| p.contains("unknown field `shoe`")),
         "{ps:?}"
+    );
+    let ps = problems(base(
+        "{ providers: [iamport] }\n    forward: [guardian_name]",
+    ));
+    assert_eq!(
+        ps,
+        ["routes[0].forward[0]: `guardian_name` only on a route with require.guardian_consent"]
     );
 }
 

@@ -44,10 +44,26 @@ pub(super) fn route(
             "phone" => forward.phone = true,
             "foreigner" => forward.foreigner = true,
             "carrier" => forward.carrier = true,
+            "guardian_name" | "guardian_birth" => {
+                if r
+                    .require
+                    .as_ref()
+                    .is_none_or(|q| q.guardian_consent.is_none())
+                {
+                    ctx.err(
+                        format!("{at}.forward[{j}]"),
+                        format!("`{field}` only on a route with require.guardian_consent"),
+                    );
+                }
+                match field.as_str() {
+                    "guardian_name" => forward.guardian_name = true,
+                    _ => forward.guardian_birth = true,
+                }
+            }
             other => ctx.err(
                 format!("{at}.forward[{j}]"),
                 format!(
-                    "unknown field `{other}` (expected name, birth, gender, phone, foreigner, carrier)"
+                    "unknown field `{other}` (expected name, birth, gender, phone, foreigner, carrier, guardian_name, guardian_birth)"
                 ),
             ),
         }

@@ -214,6 +214,8 @@ pub(super) fn identity(ctx: &mut Ctx, h: Option<&FileIdentityHeaders>) -> Identi
         phone: header(ctx, &folded, "phone"),
         guardian_consent: header(ctx, &folded, "guardian-consent"),
         guardian_at: header(ctx, &folded, "guardian-at"),
+        guardian_name: header(ctx, &folded, "guardian-name"),
+        guardian_birth: header(ctx, &folded, "guardian-birth"),
         prefix: folded,
     }
 }
