@@ -6,8 +6,9 @@
 //! either provider), a replayed or expired link, a consent for another child; a client-sent
 //! `X-Verified-Guardian-*` header never reaches the app.
 //!
-//! The store is a parameter ([`Store`]): these run on `memory` until the SQLite and Redis
-//! backends keep consent records; `guardian_on(store)` is the suite for any of them.
+//! The store is a parameter: most tests run on `memory`; the main path (`guardian_on`) runs on
+//! every backend (memory, SQLite, Redis with a prefix of its own), and the admin API reads the
+//! record and the child's erasure takes it.
 
 use crate::common::recorder::{Recorder, Seen};
 use crate::common::*;
@@ -264,6 +265,24 @@ async fn refused(r: reqwest::Response) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_childs_signup_is_held_until_an_adult_guardian_verifies_on_the_same_device() {
     guardian_on(Storage::memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    guardian_on(Storage::sqlite(dir.path().join("state.db"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_on_redis() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!(
+        "vg-guardian-{}-{}:",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    guardian_on(Storage::redis(&url).prefix(&prefix)).await;
+    redis_cleanup(&url, &prefix);
 }
 
 /// The whole suite's main path on `storage`.
@@ -853,4 +872,74 @@ async fn the_sandbox_windows_offer_a_child_an_adult_guardian_and_a_minor_guardia
             assert_eq!(birth, p.birth, "{preset} in {url}");
         }
     }
+}
+
+/// The consent is the merchant's proof: read by the admin API as recorded (the child as the
+/// app knows them, the guardian another keyed id, the stated relation, the text version, no
+/// name); the child's erasure takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_reads_the_consent_and_the_childs_erasure_takes_it() {
+    use crate::records::{api_forget, TOKEN};
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("admin-token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let (app, addr) = Recorder::spawn().await;
+    let proxy = proxy(
+        Storage::sqlite(dir.path().join("state.db")),
+        guardian_rule(json!({})),
+    )
+    .set(
+        "admin",
+        json!({ "token_file": token.display().to_string() }),
+    );
+    let env = Env::with(Setup::new(proxy).upstream(Upstream::At(addr))).await;
+    let mut b = env.browser();
+    child_verifies(&env, &mut b, &child()).await;
+    let (here, _) = handover(&mut b).await;
+    let r = consent(&mut b, &here, "iamport").await;
+    let r = guardian_iamport(&env, &mut b, &location(&r), &aged(40, "김엄마")).await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(b.get_html("/signup").await.status(), 200);
+    let seen = signups(&app).pop().unwrap();
+    let id = seen
+        .header("x-verified-guardian-consent")
+        .unwrap()
+        .to_string();
+    let person = seen.header("x-verified-person").unwrap().to_string();
+    let r = client()
+        .get(format!("http://{}/consents/{id}", env.admin))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(
+        !text.contains("김엄마") && !text.contains("김아이"),
+        "{text}"
+    );
+    let rec: Value = serde_json::from_str(&text).unwrap();
+    let rec = if rec.get("consent").is_some() {
+        rec["consent"].clone()
+    } else {
+        rec
+    };
+    assert_eq!(rec["id"], id.as_str(), "{rec}");
+    assert_eq!(rec["child"], person.as_str());
+    assert_ne!(rec["guardian"], person.as_str());
+    assert_eq!(rec["stated_relation"], "parent");
+    assert_eq!(rec["route"], "signup");
+    assert_eq!(rec["text_version"], "2026-12-01");
+    assert_eq!(rec["provider"], "iamport");
+    let (status, answer) = api_forget(env.admin, Some(TOKEN), json!({ "person": person })).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["forgot"]["consents"], 1, "{answer}");
+    // The record is gone: nothing left to admit the child with.
+    let r = client()
+        .get(format!("http://{}/consents/{id}", env.admin))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }
