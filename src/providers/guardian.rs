@@ -83,15 +83,27 @@ fn fresh_link_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
-/// The route `return_to` leads to on this host, with its guardian rule.
+/// The route `return_to` leads to on this host, with its guardian rule: the route a GET there
+/// meets, or else a POST (a signup route may take its form posts only: the kept post comes
+/// back to it).
 fn guarded<'a>(
     live: &'a Live,
     session: &Session,
     return_to: &str,
 ) -> Option<(&'a Route, &'a Arc<GuardianRule>)> {
-    let route = route_for(live, session, return_to)?;
-    let rule = route.require.as_ref()?.guardian.as_ref()?;
-    Some((route, rule))
+    if let Some(found) = route_for(live, session, return_to)
+        .and_then(|r| Some((r, r.require.as_ref()?.guardian.as_ref()?)))
+    {
+        return Some(found);
+    }
+    let host = crate::routing::host::request_host(session.req_header());
+    let routes = &live.cfg.routes;
+    let norm = crate::routing::path::normalize(return_to).ok()?;
+    let i = routes
+        .find(&[&http::Method::POST], host, &norm)
+        .and_then(|f| f.route())?;
+    let route = routes.get(i)?;
+    Some((route, route.require.as_ref()?.guardian.as_ref()?))
 }
 
 fn request_host(session: &Session) -> Option<String> {

@@ -943,3 +943,56 @@ async fn the_admin_api_reads_the_consent_and_the_childs_erasure_takes_it() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// A signup route that takes form posts only: the handover finds it by the post, and the kept
+/// post reaches it after the consent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_only_signup_route_is_held_and_delivered_too() {
+    let (app, addr) = Recorder::spawn().await;
+    let proxy = Proxy::new()
+        .provider(Provider::iamport())
+        .set("site", json!({ "name": "테스트 게임즈" }))
+        .route(
+            Route::path("/join")
+                .name("join")
+                .methods(["POST"])
+                .providers(["iamport"])
+                .require_set("guardian_consent", guardian_rule(json!({}))),
+        )
+        .route(Route::prefix("/"));
+    let env = Env::with(Setup::new(proxy).upstream(Upstream::At(addr))).await;
+    let mut b = env.browser();
+    let r = b.verify_redirect(env.sandbox, "/", &child()).await;
+    assert_eq!(r.status(), 302);
+    let req = b
+        .client
+        .post(b.url("/join"))
+        .header("accept", "text/html")
+        .header("origin", format!("http://{}", b.env_proxy))
+        .header("content-type", FORM)
+        .body("nick=kid");
+    let r = b.send(req).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/.verigate/guardian?return_to=%2Fjoin");
+    let r = b.get_html("/.verigate/guardian?return_to=%2Fjoin").await;
+    assert_eq!(r.status(), 200, "the handover page, not a redirect");
+    let html = r.text().await.unwrap();
+    let here = attr(&html, r#"data-next="guardian-here""#, "href");
+    let r = consent(&mut b, &here, "iamport").await;
+    assert_eq!(r.status(), 303);
+    let r = guardian_iamport(&env, &mut b, &location(&r), &aged(40, "김엄마")).await;
+    assert_eq!(r.status(), 302);
+    let r = b.get_html("/join").await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let seen: Vec<Seen> = app
+        .seen()
+        .into_iter()
+        .filter(|s| s.target == "/join")
+        .collect();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].body.as_slice()),
+        ("POST", &b"nick=kid"[..])
+    );
+    assert!(seen[0].header("x-verified-guardian-consent").is_some());
+}
