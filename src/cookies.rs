@@ -76,13 +76,19 @@ impl Names {
         }
     }
 
-    /// Every name ([`all_names`]): session, flow, kept, age, then the retired ones.
+    /// Every name ([`all_names`]): session, flow, kept, age, stated child, then the retired ones.
     pub fn all(&self) -> Vec<String> {
-        [&self.session, &self.flow, &self.kept, &self.age, &self.child]
-            .into_iter()
-            .chain(&self.retired)
-            .cloned()
-            .collect()
+        [
+            &self.session,
+            &self.flow,
+            &self.kept,
+            &self.age,
+            &self.child,
+        ]
+        .into_iter()
+        .chain(&self.retired)
+        .cloned()
+        .collect()
     }
 }
 
