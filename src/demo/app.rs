@@ -39,7 +39,7 @@ fn received(headers: &HeaderMap) -> String {
     format!(r#"<p>Headers the app received from verigate:</p><dl class="headers">{rows}</dl>"#)
 }
 
-const NAV: &str = r#"<p><a href="/">Home</a> · <a href="/signup">Sign up</a> · <a href="/checkout">Checkout</a> · <a href="/whoami">Who am I</a></p>"#;
+const NAV: &str = r#"<p><a href="/">Home</a> · <a href="/signup">Sign up</a> · <a href="/kids/signup">Kids' signup</a> · <a href="/checkout">Checkout</a> · <a href="/whoami">Who am I</a></p>"#;
 
 async fn handle(method: Method, uri: Uri, headers: HeaderMap) -> Response {
     let path = uri.path();
@@ -48,8 +48,8 @@ async fn handle(method: Method, uri: Uri, headers: HeaderMap) -> Response {
             StatusCode::OK,
             "Demo shop",
             format!(
-                r#"<h1>데모 상점 · Demo shop</h1><p>A legacy merchant app behind verigate. Sign-up and checkout need a verified adult (19+); this page is open.</p>
-<a class="button" href="/signup">회원가입 · Sign up</a><a class="button secondary" href="/checkout">결제 · Checkout</a><a class="button secondary" href="/whoami">Who am I?</a>
+                r#"<h1>데모 상점 · Demo shop</h1><p>A legacy merchant app behind verigate. Sign-up and checkout need a verified adult (19+); children under 14 sign up with a parent's or guardian's consent; this page is open.</p>
+<a class="button" href="/signup">회원가입 · Sign up</a><a class="button secondary" href="/kids/signup">어린이 회원가입 · Kids' signup</a><a class="button secondary" href="/checkout">결제 · Checkout</a><a class="button secondary" href="/whoami">Who am I?</a>
 <form method="post" action="/.verigate/logout"><button class="secondary" type="submit">로그아웃 · Forget my verification</button></form>
 {}"#,
                 received(&headers)
@@ -68,6 +68,22 @@ async fn handle(method: Method, uri: Uri, headers: HeaderMap) -> Response {
             "Welcome",
             format!(
                 r#"{NAV}<h1>가입 완료 · Account created</h1><p>The app trusted these headers without any verification code of its own:</p>{}"#,
+                received(&headers)
+            ),
+        ),
+        ("GET", "/kids/signup") => (
+            StatusCode::OK,
+            "Kids' sign up",
+            format!(
+                r#"{NAV}<h1>어린이 회원가입 · Kids' signup</h1><p>만 14세 미만은 보호자 동의를 받은 뒤에 여기에 옵니다. 14세 이상은 바로 옵니다.</p><p class="en">Under 14, you get here once a parent or guardian has consented; from 14, straight away.</p><form method="post" action="/kids/signup"><p><label>아이디 · User name <input name="user" value="kid"></label></p><button type="submit">가입 · Create account</button></form>{}"#,
+                received(&headers)
+            ),
+        ),
+        ("POST", "/kids/signup") => (
+            StatusCode::CREATED,
+            "Welcome",
+            format!(
+                r#"{NAV}<h1>가입 완료 · Account created</h1><p data-kids-welcome>The app trusted these headers, the guardian's consent among them (<code>x-verified-guardian-consent</code>), without any code of its own:</p>{}"#,
                 received(&headers)
             ),
         ),
