@@ -72,6 +72,7 @@ body{margin:0;padding:1rem;background:#f3f5f9;color:#1d2330;font-family:-apple-s
 main{max-width:32rem;margin:6vh auto;background:#fff;border-radius:14px;padding:1.75rem;box-shadow:0 2px 14px rgba(20,30,60,.08)}
 @media (max-width:30rem){body{padding:.75rem}main{margin:.25rem auto;padding:1.25rem 1.1rem}}
 h1{font-size:1.35rem;line-height:1.35;margin:0 0 .25rem}
+h2{font-size:1.05rem;line-height:1.4;margin:1.5rem 0 .25rem;padding-top:1rem;border-top:1px solid #e6e9f0}
 p{margin:.6rem 0}.en{color:#5b6475}h1+.en{margin-top:0}
 a{color:#2a5bd7}
 code,.code,kbd,pre{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,D2Coding,NanumGothicCoding,"DejaVu Sans Mono",monospace}
@@ -84,6 +85,7 @@ a.back:hover{text-decoration:underline}
 .choice{display:flex;gap:.85rem;align-items:center;margin:.75rem 0;padding:.9rem 1rem;border:1.5px solid #d5dbe7;border-radius:12px;background:#fff;color:#1d2330;text-decoration:none;line-height:1.35}
 .choice:hover{border-color:#2a5bd7;background:#f6f8fe}
 .choice strong,.choice span span{display:block}.choice .en{font-size:.9rem}.choice .via{margin-top:.15rem;color:#8a93a5;font-size:.8rem}
+button .via{display:block;font-size:.85rem;font-weight:400;opacity:.85}
 .icon{flex:none;width:2.25rem;height:2.25rem;padding:.35rem;border-radius:9px;background:#eaf0fd;fill:none;stroke:#2a5bd7;stroke-width:1.7;stroke-linecap:round;stroke-linejoin:round}
 .code,.rid{color:#8a93a5;font-size:.8rem;overflow-wrap:anywhere}
 label{display:block}
@@ -94,6 +96,7 @@ dl.headers{margin:.5rem 0;font-size:.85rem}dl.headers dt{margin-top:.6rem;color:
 .site img{display:block;flex:none;max-width:45%;max-height:2.5rem;width:auto;height:auto}
 .site span{min-width:0;overflow-wrap:anywhere}
 .why{padding:.6rem .8rem;border-left:3px solid #2a5bd7;background:#f6f8fe}
+.qr{margin:.75rem 0;text-align:center}.qr svg{display:inline-block;width:15rem;max-width:100%;height:auto;vertical-align:top}
 .rule{font-weight:600}
 .support{margin:1rem 0 0;padding:.75rem 0 0;border-top:1px solid #e6e9f0;color:#5b6475;font-size:.875rem;overflow-wrap:anywhere}
 .support p{margin:.2rem 0}.support a{margin-right:.75rem}"#;
@@ -960,7 +963,7 @@ impl Refusal {
             Refusal::GuardianConsentRequired => (
                 "보호자 동의가 필요합니다",
                 "A parent or guardian must confirm",
-                "만 나이가 기준에 미치지 않는 분의 가입에는 법정대리인(보호자)의 동의가 필요합니다. 보호자가 본인인증으로 동의하면 계속할 수 있습니다.",
+                "만 나이가 기준에 미치지 않는 분이 가입하려면 부모님이나 법정대리인의 동의가 필요합니다. 보호자가 본인인증으로 동의하면 계속할 수 있습니다.",
                 "Signing up below the age this service sets needs the consent of a parent or legal guardian. You can continue once they have confirmed it by verifying their identity.",
             ),
             Refusal::GuardianUnderage => (
@@ -990,7 +993,7 @@ impl Refusal {
             Refusal::GuardianVerificationFailed => (
                 "보호자 인증을 확인할 수 없습니다",
                 "The guardian's verification could not be confirmed",
-                "보호자의 인증 결과에 확인된 생년월일이나 연계정보(CI)가 없어 동의로 받을 수 없습니다. 생년월일을 확인하는 휴대폰 본인인증으로 다시 인증해 주세요.",
+                "보호자의 인증 결과에 확인된 생년월일이나 연계정보가 없어 동의로 받을 수 없습니다. 생년월일을 확인하는 휴대폰 본인인증으로 다시 인증해 주세요.",
                 "The guardian's verification carries no confirmed birth date or person identifier (CI), so it cannot count as consent. Please verify again by mobile phone, which confirms them.",
             ),
         }

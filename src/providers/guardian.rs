@@ -197,7 +197,7 @@ pub fn handover(live: &Live, revoked: &Revoked, session: &Session) -> Reply {
     let under = rule.under;
     let body = format!(
         r#"<h1>보호자 동의가 필요합니다</h1><p class="en"><strong>A parent or guardian must confirm</strong></p>
-<p>만 {under}세 미만은 가입하려면 법정대리인(보호자)의 동의가 필요합니다(개인정보보호법 제22조의2). 보호자가 직접 본인인증을 해서 동의해 주세요.</p>
+<p>개인정보보호법 제22조의2에 따라 만 {under}세 미만이 가입하려면 부모님이나 법정대리인의 동의가 필요합니다. 보호자가 직접 본인인증을 해서 동의해 주세요.</p>
 <p class="en">Under {under}, signing up needs the consent of a parent or legal guardian (Korean Personal Information Protection Act, article 22-2). Your guardian confirms it by verifying their own identity.</p>{KEPT_MARK}
 <h2>보호자가 이 기기에서 · Guardian on this device</h2>
 <a class="button" data-next="guardian-here" href="{here}">보호자가 여기서 인증하기 · Guardian verifies here</a>
@@ -206,8 +206,9 @@ pub fn handover(live: &Live, revoked: &Revoked, session: &Session) -> Reply {
 <p class="en">Scan the QR code with the guardian's phone camera, or send them the link below. It works once, for {minutes} minutes.</p>
 <div class="qr" data-guardian-qr>{qr}</div>
 <p class="code" data-guardian-link>{other_text}</p>
+<button type="button" class="secondary" data-copy-link>링크 복사 · Copy the link</button>{COPY_SCRIPT}
 <p>보호자가 동의를 마치면 계속하세요.</p><p class="en">Once your guardian has confirmed, continue.</p>
-<a class="button secondary" data-next="continue" href="{cont}">동의를 마쳤어요, 계속하기 · Guardian done: continue</a>
+<a class="button secondary" data-next="continue" href="{cont}">보호자 동의를 마쳤어요, 계속하기 · My guardian has confirmed: continue</a>
 <a class="button secondary" data-next="new-link" href="{again}">새 링크 받기 · Get a new link</a>{BACK_MARK}"#,
         here = escape(&here),
         qr = qr_svg(&other),
@@ -221,6 +222,23 @@ pub fn handover(live: &Live, revoked: &Revoked, session: &Session) -> Reply {
         page("보호자 동의 · Guardian consent", &body),
     ))
 }
+
+/// The handover page's copy button: it selects the link (so that a phone's own "copy" is one
+/// tap away, whatever the browser allows a page) and copies it where the browser lets it.
+const COPY_SCRIPT: &str = r#"<script>
+(function () {
+  var b = document.querySelector('[data-copy-link]'), p = document.querySelector('[data-guardian-link]');
+  if (!b || !p) { return; }
+  b.addEventListener('click', function () {
+    var r = document.createRange(); r.selectNodeContents(p);
+    var s = window.getSelection(); s.removeAllRanges(); s.addRange(r);
+    var done = function () { b.textContent = '복사했습니다 · Copied'; };
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(p.textContent).then(done, function () {});
+    } else { try { if (document.execCommand('copy')) { done(); } } catch (e) {} }
+  });
+})();
+</script>"#;
 
 /// This browser's stated child on this host, if its cookie opens and lives.
 fn stated_child(live: &Live, session: &Session, now: i64) -> Option<crate::session::StatedChild> {
@@ -414,7 +432,7 @@ pub fn consent_page(live: &Live, session: &Session) -> Reply {
         .enumerate()
         .map(|(i, (p, c))| {
             format!(
-                r#"<button type="submit" name="provider" value="{id}" data-provider="{id}"{class}>{ko} · {en} <span class="via">({via})</span></button>"#,
+                r#"<button type="submit" name="provider" value="{id}" data-provider="{id}"{class}>{ko} · {en}<span class="via">{via}</span></button>"#,
                 id = p.as_str(),
                 class = if i == 0 { "" } else { r#" class="secondary""# },
                 ko = escape(c.label.0),
@@ -426,7 +444,7 @@ pub fn consent_page(live: &Live, session: &Session) -> Reply {
     let (text_ko, text_en) = &rule.text;
     let body = format!(
         r#"<h1>보호자 동의</h1><p class="en"><strong>Guardian consent</strong></p>
-<p><strong>{shop}</strong>에 만 {under}세 미만인 분이 가입하려고 합니다. 법정대리인(보호자)으로서 아래 내용에 동의하시면, 보호자 본인의 휴대폰 본인인증으로 확인해 주세요.</p>
+<p><strong>{shop}</strong>에 만 {under}세 미만인 분이 가입하려고 합니다. 부모님이나 법정대리인으로서 아래 내용에 동의하시면, 보호자 본인의 휴대폰 본인인증으로 확인해 주세요.</p>
 <p class="en">Someone under {under} is signing up with <strong>{shop}</strong>. If you are their parent or legal guardian and agree to the following, confirm it by verifying your own identity.</p>
 <div class="why" data-consent-text><p>{text_ko}</p><p class="en">{text_en}</p></div>
 <p class="code" data-text-version="{version}">동의 문서 버전 · Consent text version: {version}</p>
@@ -436,6 +454,7 @@ pub fn consent_page(live: &Live, session: &Session) -> Reply {
 <label class="choice"><input type="checkbox" name="agree" value="yes" required> <span><strong>위 내용에 보호자로서 동의합니다</strong><span class="en">As their guardian, I consent to the above</span></span></label>
 {buttons}
 </form>
+<p>이 동의는 기록으로 보관됩니다: 동의한 분의 식별값 (이름이나 휴대폰 번호가 아닌 암호화된 값), 밝힌 관계, 시각, 동의 문서 버전.</p>
 <p class="en">verigate keeps a record of this consent for {shop}: who consented (a keyed identifier, never your name or number), the relation you stated, when, and the text version.</p>{BACK_MARK}"#,
         shop = escape(shop),
         under = rule.under,
