@@ -368,9 +368,31 @@ fn qr_svg(url: &str) -> String {
     )
 }
 
-/// Why a guardian link is no good here, as the problem to show (a link that opens: also the
-/// link, for its next step).
-fn open_link(live: &Live, session: &Session, token: Option<&str>) -> Result<GuardianLink, Problem> {
+/// The next step of a guardian refused on their own phone: the handover page (a new link) is
+/// on the child's device, not here (it would send the guardian to verify as the child).
+const NEW_LINK_THERE: (&str, &str) = (
+    "다시 하려면 가입하는 분의 화면에서 '새 링크 받기'를 눌러 새 링크를 받아 주세요.",
+    "To try again, press “Get a new link” on the screen of the person signing up.",
+);
+
+/// A refusal's next step: on the child's device, the handover page (`label`); on the
+/// guardian's own phone, where to get a new link.
+fn next_step(p: Problem, live: &Live, link: &GuardianLink, same: bool, label: &str) -> Problem {
+    if same {
+        p.with_primary(&handover_url(&live.cfg.flow_prefix, &link.return_to), label)
+    } else {
+        p.with_note(&NEW_LINK_THERE)
+    }
+}
+
+/// Why a guardian link is no good here, as the problem to show (a link that opens: also its
+/// next step, on this device (`same`) or on the guardian's own phone).
+fn open_link(
+    live: &Live,
+    session: &Session,
+    token: Option<&str>,
+    same: bool,
+) -> Result<GuardianLink, Problem> {
     let expired = || Problem::new(Refusal::GuardianLinkExpired);
     let cfg = &live.cfg;
     let link: GuardianLink = token
@@ -381,8 +403,11 @@ fn open_link(live: &Live, session: &Session, token: Option<&str>) -> Result<Guar
     }
     if unix_now() >= link.expires_at {
         crate::metrics::guardian("link_expired", &link.route);
-        return Err(expired().with_primary(
-            &handover_url(&cfg.flow_prefix, &link.return_to),
+        return Err(next_step(
+            expired(),
+            live,
+            &link,
+            same,
             "새 링크 받기 · Get a new link",
         ));
     }
@@ -408,14 +433,14 @@ fn guardian_providers(live: &Live, route: &Route) -> Vec<ProviderId> {
 pub fn consent_page(live: &Live, session: &Session) -> Reply {
     let html = wants_html(session);
     let token = query_param(session, "t");
-    let link = match open_link(live, session, token.as_deref()) {
+    let same = query_param(session, "d").as_deref() == Some("same");
+    let link = match open_link(live, session, token.as_deref(), same) {
         Ok(l) => l,
         Err(p) => return Reply::problem(&p, html),
     };
     let Some((route, rule)) = guarded(live, session, &link.return_to) else {
         return Reply::problem(&Problem::new(Refusal::NoRoute), html);
     };
-    let same = query_param(session, "d").as_deref() == Some("same");
     let cfg = &live.cfg;
     let shop = cfg.site_name.as_deref().unwrap_or("이 사이트 · this site");
     let relations: String = RELATIONS
@@ -488,7 +513,8 @@ pub async fn consent_post(
     };
     let form: std::collections::HashMap<String, String> =
         form_urlencoded::parse(&body).into_owned().collect();
-    let link = match open_link(live, session, form.get("t").map(String::as_str)) {
+    let same = form.get("d").is_some_and(|d| d == "same");
+    let link = match open_link(live, session, form.get("t").map(String::as_str), same) {
         Ok(l) => l,
         Err(p) => return Ok(Reply::problem(&p, html)),
     };
@@ -517,7 +543,7 @@ pub async fn consent_post(
         Ok(true) => {}
         Ok(false) => {
             crate::metrics::guardian("link_used", &route.name);
-            return Ok(Reply::problem(&used_problem(live, &link), html));
+            return Ok(Reply::problem(&used_problem(live, &link, same), html));
         }
         Err(e) => {
             tracing::warn!(error = %e, "store unavailable: a guardian link cannot be spent");
@@ -529,7 +555,7 @@ pub async fn consent_post(
     }
     let flow = GuardianFlow {
         relation: relation.clone(),
-        same_device: form.get("d").is_some_and(|d| d == "same"),
+        same_device: same,
         link,
     };
     let sealed = live
@@ -546,9 +572,12 @@ pub async fn consent_post(
     Ok(Reply::new(303).header(http::header::LOCATION, start))
 }
 
-fn used_problem(live: &Live, link: &GuardianLink) -> Problem {
-    Problem::new(Refusal::GuardianLinkUsed).with_primary(
-        &handover_url(&live.cfg.flow_prefix, &link.return_to),
+fn used_problem(live: &Live, link: &GuardianLink, same: bool) -> Problem {
+    next_step(
+        Problem::new(Refusal::GuardianLinkUsed),
+        live,
+        link,
+        same,
         "새 링크 받기 · Get a new link",
     )
 }
@@ -573,15 +602,13 @@ pub(crate) fn start_of(live: &Live, session: &Session, return_to: &str) -> Optio
 /// child's device; on the guardian's own phone, the page says to get one there).
 fn refuse(live: &Live, flow: &GuardianFlow, r: Refusal, outcome: &str) -> Problem {
     crate::metrics::guardian(outcome, &flow.link.route);
-    let p = Problem::new(r);
-    if flow.same_device {
-        p.with_primary(
-            &handover_url(&live.cfg.flow_prefix, &flow.link.return_to),
-            "보호자 동의 처음부터 · Start the guardian's consent again",
-        )
-    } else {
-        p
-    }
+    next_step(
+        Problem::new(r),
+        live,
+        &flow.link,
+        flow.same_device,
+        "보호자 동의 처음부터 · Start the guardian's consent again",
+    )
 }
 
 /// A guardian's verification came back through a provider's flow (`claims`: what it
@@ -650,7 +677,7 @@ async fn consent(
         Ok(true) => {}
         Ok(false) => {
             crate::metrics::guardian("link_used", &link.route);
-            return Err(used_problem(live, link));
+            return Err(used_problem(live, link, g.same_device));
         }
         Err(e) => {
             tracing::warn!(error = %e, "store unavailable: a guardian's consent is not recorded");
