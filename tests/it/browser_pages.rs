@@ -29,7 +29,7 @@ return out;
 
 const NAME: &str = "예시쇼핑 <Shop> & \"Co\"";
 
-async fn assert_framed_in_browser(d: &Driver, what: &str) {
+pub(crate) async fn assert_framed_in_browser(d: &Driver, what: &str) {
     let v = d.exec(FRAME_CHECK).await;
     assert_eq!(v["name"], Value::from(NAME), "{what}: {v}");
     assert_eq!(v["alt"], Value::from(NAME), "{what}: {v}");

@@ -16,6 +16,7 @@ mod alerts;
 mod apps_smoke;
 mod assertion_claims;
 mod browser;
+mod browser_guardian;
 mod browser_pages;
 mod config;
 mod consents;
