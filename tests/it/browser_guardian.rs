@@ -391,3 +391,67 @@ async fn a_kept_signup_waits_on_a_desktop_while_the_guardian_consents_on_their_o
     d.quit().await;
     g.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_as_shipped_takes_a_child_and_a_guardian_through_the_kids_signup_on_a_phone() {
+    let Some(d) = Driver::phone().await else {
+        return;
+    };
+    // `verigate demo`'s own config (conf/demo.yaml), sandbox and shop.
+    let (router, _) = verigate::demo::sandbox::router(Default::default());
+    let sandbox = spawn_router(router).await;
+    let app = spawn_router(verigate::demo::app::router()).await;
+    let text = verigate::demo::demo_yaml(loopback(), sandbox, app);
+    let cfg = verigate::config::from_yaml_str(&text, &verigate::demo::demo_secrets()).unwrap();
+    let built = verigate::build(cfg, verigate::BuildOptions::default()).unwrap();
+    let (proxy, admin) = (built.proxy_addr, built.admin_addr.unwrap());
+    let _stop = verigate::spawn(built.server);
+    wait_ready(&client(), admin).await;
+    let url = |p: &str| format!("http://{proxy}{p}");
+
+    d.go(&url("/")).await;
+    d.click("a[href='/kids/signup']").await;
+    verify_as(&d, "child").await;
+    d.wait_for("the handover page", |u, s| {
+        u.contains("/.verigate/guardian?return_to=%2Fkids%2Fsignup")
+            && s.contains("data-guardian-qr")
+    })
+    .await;
+    let site = d
+        .exec("return document.querySelector('header.site').textContent;")
+        .await;
+    assert_eq!(site, Value::from("데모 상점"));
+    assert_eq!(d.layout_problems().await, Vec::<String>::new());
+    d.click_and_wait_new_page("[data-next=guardian-here]").await;
+    d.find("form input[name=agree]").await;
+    let page = d.source().await;
+    assert!(
+        page.contains("데모 상점 어린이 회원가입"),
+        "the demo's consent text"
+    );
+    assert!(page.contains("data-text-version=\"2026-12\""), "its version");
+    assert_eq!(d.layout_problems().await, Vec::<String>::new());
+    shots(&d, "guardian-demo-consent-phone").await;
+    d.click("input[name=relation][value=guardian]").await;
+    d.click("input[name=agree]").await;
+    d.click_and_wait_new_page("button[data-provider=iamport]")
+        .await;
+    verify_as(&d, "guardian").await;
+    d.wait_for("the done page", |u, _| {
+        u.contains("/.verigate/guardian/done")
+    })
+    .await;
+    d.click_and_wait_new_page("[data-next=continue]").await;
+    d.wait_for("the demo shop's kids' signup", |u, s| {
+        u.ends_with("/kids/signup") && s.contains("x-verified-guardian-consent")
+    })
+    .await;
+    assert_eq!(d.layout_problems().await, Vec::<String>::new());
+    d.click_and_wait_new_page("form[action='/kids/signup'] button[type=submit]")
+        .await;
+    d.wait_for("account created", |_, s| {
+        s.contains("data-kids-welcome") && s.contains("<code>gc_")
+    })
+    .await;
+    d.quit().await;
+}
