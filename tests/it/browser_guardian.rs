@@ -1,8 +1,8 @@
 //! Guardian consent (`require.guardian_consent`) in a real headless Chromium, at a phone's
 //! width (390 px) and a desktop's: a 12-year-old verifies, is held on the handover page, and
 //! their guardian consents on the same device or on their own phone (the link, the QR code);
-//! the sandbox windows' sample people (a child, an adult guardian, a minor guardian) are one
-//! click each. Every page of the way carries the shop's name, logo and contact and reads well
+//! the sandbox windows' people (a child, an adult guardian, a minor guardian) are one press
+//! each. Every page of the way carries the shop's name, logo and contact and reads well
 //! (nothing wider than the screen, Korean broken between words only); each guardian refusal
 //! page has its next step; the signup reaches the app once, with the consent headers. Skips
 //! (or fails under CI=true) as `browser` does without Chromium.
@@ -45,10 +45,10 @@ fn proxy(path: &str) -> Proxy {
 }
 
 /// From the choice page (Iamport) or a provider's start page (a desktop clicks; a phone's
-/// opens the window by itself) into the sandbox window, and verify there as the sample person
-/// `who` (its picker's button).
+/// opens the window by itself) into the sandbox window, and verify there as the sandbox's
+/// person `who` (`child`, `guardian`, `minor`: its button fills the form in).
 async fn verify_as(d: &Driver, who: &str) {
-    let button = format!("button[data-person='{who}']");
+    let button = format!("button[data-preset='{who}']");
     for _ in 0..300 {
         let at = d
             .exec(&format!(
@@ -74,7 +74,8 @@ async fn verify_as(d: &Driver, who: &str) {
             _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
         }
     }
-    d.click_and_wait_new_page(&button).await;
+    d.click(&button).await;
+    d.click_and_wait_new_page("form button[type=submit]").await;
 }
 
 /// Screenshots of the whole page, a screen at a time (`NAME-1.png`, `NAME-2.png`, ...; at
@@ -202,7 +203,7 @@ async fn at_the_demo_shop_a_child_signs_up_once_a_guardian_consents_on_the_same_
 
         // A 17-year-old as the guardian.
         consent_here(&d, tag, "iamport").await;
-        verify_as(&d, "minor-guardian").await;
+        verify_as(&d, "minor").await;
         refused_here(&d, tag, "guardian_underage", "보호자는 성인이어야 합니다").await;
         // The child as their own guardian.
         consent_here(&d, tag, "iamport").await;
@@ -217,7 +218,7 @@ async fn at_the_demo_shop_a_child_signs_up_once_a_guardian_consents_on_the_same_
         // A verification without the person's CI (KG이니시스 통합인증 through Kakao, in the
         // sandbox: the window's own fields for the channel and the app).
         consent_here(&d, tag, "iamport").await;
-        let button = "button[data-person='guardian']";
+        let button = "button[data-preset='guardian']";
         if !phone {
             d.click("#verigate-start").await;
         }
@@ -228,7 +229,8 @@ async fn at_the_demo_shop_a_child_signs_up_once_a_guardian_consents_on_the_same_
                var i = document.createElement('input'); i.type = 'hidden'; i.name = p[0]; i.value = p[1]; f.appendChild(i); });",
         )
         .await;
-        d.click_and_wait_new_page(button).await;
+        d.click(button).await;
+        d.click_and_wait_new_page("form button[type=submit]").await;
         refused_here(
             &d,
             tag,
@@ -308,7 +310,7 @@ async fn a_kept_signup_waits_on_a_desktop_while_the_guardian_consents_on_their_o
     // button to the handover page, which is the child's).
     g.go(&link).await;
     consent_on_page(&g, "own-phone", "portone").await;
-    verify_as(&g, "minor-guardian").await;
+    verify_as(&g, "minor").await;
     g.wait_for("the underage guardian page", |_, s| {
         s.contains("· guardian_underage<")
     })
@@ -429,7 +431,10 @@ async fn the_demo_as_shipped_takes_a_child_and_a_guardian_through_the_kids_signu
         page.contains("데모 상점 어린이 회원가입"),
         "the demo's consent text"
     );
-    assert!(page.contains("data-text-version=\"2026-12\""), "its version");
+    assert!(
+        page.contains("data-text-version=\"2026-12\""),
+        "its version"
+    );
     assert_eq!(d.layout_problems().await, Vec::<String>::new());
     shots(&d, "guardian-demo-consent-phone").await;
     d.click("input[name=relation][value=guardian]").await;
@@ -453,5 +458,12 @@ async fn the_demo_as_shipped_takes_a_child_and_a_guardian_through_the_kids_signu
         s.contains("data-kids-welcome") && s.contains("<code>gc_")
     })
     .await;
+    // The demo forwards the guardian's verified name and birth date with the signup's post.
+    let page = d.source().await;
+    assert!(page.contains("x-verified-guardian-name"), "{page}");
+    assert!(page.contains("<code>김보호</code>"), "{page}");
+    assert!(page.contains("x-verified-guardian-birth"), "{page}");
+    assert_eq!(d.layout_problems().await, Vec::<String>::new());
+    shots(&d, "guardian-demo-welcome-phone").await;
     d.quit().await;
 }
