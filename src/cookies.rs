@@ -76,7 +76,8 @@ impl Names {
         }
     }
 
-    /// Every name ([`all_names`]): session, flow, kept, age, stated child, then the retired ones.
+    /// Every name (`SessionConfig::all_cookies`): session, flow, kept, age, stated child, then
+    /// the retired ones.
     pub fn all(&self) -> Vec<String> {
         [
             &self.session,
@@ -222,14 +223,6 @@ pub fn name_fits(named: Named, claims: &crate::session::Claims) -> bool {
     named == Named::Current || !claims.host_only
 }
 
-/// Every name of verigate's cookies: none of them reaches the app, and the app sets none.
-/// The other forms of every name (the old ones after the upgrade to `__Host-`, the `__Host-`
-/// ones without it), the legacy session's among them. (`SessionConfig::all_cookies`, made
-/// once with the config.)
-pub fn all_names(s: &SessionConfig) -> Vec<&str> {
-    s.all_cookies.iter().map(String::as_str).collect()
-}
-
 /// A request's Cookie header(s), as the gate edits them (Pingora's request head, or the plain
 /// map of the upstream request).
 pub trait CookieLines {
@@ -264,7 +257,7 @@ impl CookieLines for HeaderMap {
 
 /// Remove the cookies named in `names` from what goes upstream, parsing the Cookie header(s)
 /// once; other cookies pass untouched, and the header is rewritten only when a cookie has to go.
-pub fn strip(req: &mut impl CookieLines, names: &[&str]) {
+pub fn strip(req: &mut impl CookieLines, names: &[impl AsRef<str>]) {
     let mut changed = false;
     let mut kept = String::new();
     for c in req
@@ -278,7 +271,7 @@ pub fn strip(req: &mut impl CookieLines, names: &[&str]) {
             changed = true;
             continue;
         };
-        if names.contains(&c.name()) {
+        if names.iter().any(|n| n.as_ref() == c.name()) {
             changed = true;
         } else {
             if !kept.is_empty() {
@@ -492,13 +485,13 @@ impl Jar {
 /// verigate issues its session and kept requests, so an app (or whoever controls one of
 /// several apps behind one verigate) cannot plant one, with a `Domain` for sibling hosts or
 /// otherwise. Other cookies pass untouched, in order.
-pub fn drop_set_cookies(resp: &mut ResponseHeader, names: &[&str]) {
+pub fn drop_set_cookies(resp: &mut ResponseHeader, names: &[impl AsRef<str>]) {
     let ours = |v: &HeaderValue| {
         let Ok(text) = std::str::from_utf8(v.as_bytes()) else {
             return false;
         };
         // The name as a browser reads it (RFC 6265 §5.2, spaces trimmed).
-        cookie::Cookie::parse(text).is_ok_and(|c| names.contains(&c.name()))
+        cookie::Cookie::parse(text).is_ok_and(|c| names.iter().any(|n| n.as_ref() == c.name()))
     };
     let set = &http::header::SET_COOKIE;
     if !resp.headers.get_all(set).iter().any(ours) {
@@ -659,7 +652,7 @@ mod tests {
                 assert_eq!(jar.flow(), read_flow(&r, &s), "{what}");
                 assert_eq!(jar.age(), read_age_status(&r, &s), "{what}");
                 let mut one = r.headers.clone();
-                strip(&mut one, &all_names(&s));
+                strip(&mut one, &s.all_cookies);
                 let mut other = r.headers.clone();
                 jar.strip(&mut other);
                 let cookies = |m: &HeaderMap| {

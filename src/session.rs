@@ -588,8 +588,10 @@ pub struct SessionConfig {
     /// `session.age_status_ttl`: how long an age status lasts after the verification it
     /// comes from. None (the default): no age status is issued or accepted.
     pub age_status_ttl: Option<std::time::Duration>,
-    /// Every name of verigate's cookies, in use and retired (`crate::cookies::all_names`):
-    /// none of them reaches the app. Made once with the config.
+    /// Every name of verigate's cookies, in use and retired, and the other forms of each (the
+    /// old ones after the upgrade to `__Host-`, the `__Host-` ones without it), the legacy
+    /// session's among them: none of them reaches the app, and the app sets none. Made once
+    /// with the config.
     pub all_cookies: Vec<String>,
 }
 

@@ -174,17 +174,28 @@ pub fn fresh_id() -> HeaderValue {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^= z >> 31;
     let mut hex = [0u8; 32];
-    for (i, x) in prefix
-        .to_be_bytes()
-        .into_iter()
-        .chain(z.to_be_bytes())
-        .enumerate()
-    {
-        hex[2 * i] = b"0123456789abcdef"[usize::from(x >> 4)];
-        hex[2 * i + 1] = b"0123456789abcdef"[usize::from(x & 15)];
-    }
+    hex[..16].copy_from_slice(&hex16(prefix));
+    hex[16..].copy_from_slice(&hex16(z));
     // Hex digits are a valid header value.
     HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// `x` as 16 lowercase hex digits, most significant first, without a loop: each nibble is
+/// spread into a byte of its own, then turned into its digit in all 16 bytes at once
+/// (`'0' + d`, and 39 more for the digits `a`..`f`).
+fn hex16(x: u64) -> [u8; 16] {
+    // The nibbles' bytes in order: the high nibble of each byte of `x` first.
+    let mut v = u128::from(x.swap_bytes());
+    v = (v | (v << 32)) & 0x0000_0000_ffff_ffff_0000_0000_ffff_ffff;
+    v = (v | (v << 16)) & 0x0000_ffff_0000_ffff_0000_ffff_0000_ffff;
+    v = (v | (v << 8)) & 0x00ff_00ff_00ff_00ff_00ff_00ff_00ff_00ff;
+    // Each byte of `x` is now in the low byte of its 16-bit lane: high nibble low, low high.
+    let v = ((v & 0x00f0_00f0_00f0_00f0_00f0_00f0_00f0_00f0) >> 4)
+        | ((v & 0x000f_000f_000f_000f_000f_000f_000f_000f) << 8);
+    const ONES: u128 = 0x0101_0101_0101_0101_0101_0101_0101_0101;
+    // 6 added to a nibble of 10 or more carries into bit 4 of its byte.
+    let letters = ((v + ONES * 6) >> 4) & ONES;
+    (v + ONES * u128::from(b'0') + letters * 39).to_le_bytes()
 }
 
 pub fn decide(
@@ -197,10 +208,11 @@ pub fn decide(
     let trusted = peer.is_some_and(|ip| trusted.iter().any(|n| n.contains(&ip)));
     let request_id = match mode {
         RequestIdMode::Off => None,
-        RequestIdMode::Generate | RequestIdMode::TrustFromProxy => req
-            .headers
-            .get(&REQUEST_ID)
-            .filter(|v| trusted && plain_id(v.as_bytes()))
+        // Only a trusted proxy's header is looked up (a name lookup is no free lookup).
+        RequestIdMode::Generate | RequestIdMode::TrustFromProxy => trusted
+            .then(|| req.headers.get(&REQUEST_ID))
+            .flatten()
+            .filter(|v| plain_id(v.as_bytes()))
             .cloned()
             .or_else(|| (mode == RequestIdMode::Generate).then(fresh_id)),
     };
@@ -319,6 +331,25 @@ pub fn for_log(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_digits_are_as_format_writes_them() {
+        for x in [
+            0,
+            1,
+            0x0123_4567_89ab_cdef,
+            u64::MAX,
+            0xa0b1_c2d3_e4f5_0f1e,
+            1 << 63,
+        ] {
+            assert_eq!(hex16(x), format!("{x:016x}").as_bytes(), "{x:x}");
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..1000 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            assert_eq!(hex16(x), format!("{x:016x}").as_bytes());
+        }
+    }
 
     #[test]
     fn every_doomed_name_starts_with_a_letter_of_the_quick_test() {

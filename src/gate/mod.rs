@@ -1110,10 +1110,7 @@ fn upstream_edits(
     if !ctx.cookies_stripped {
         match &ctx.jar {
             Some(jar) => jar.strip(&mut EditLines(req)),
-            None => crate::cookies::strip(
-                &mut EditLines(req),
-                &crate::cookies::all_names(&cfg.session),
-            ),
+            None => crate::cookies::strip(&mut EditLines(req), &cfg.session.all_cookies),
         }
     }
     let age_only = ctx.age_only.as_ref();
@@ -1341,10 +1338,7 @@ impl ProxyHttp for Gate {
                 .headers
                 .contains_key(http::header::SET_COOKIE)
             {
-                crate::cookies::drop_set_cookies(
-                    upstream_response,
-                    &crate::cookies::all_names(&live.cfg.session),
-                );
+                crate::cookies::drop_set_cookies(upstream_response, &live.cfg.session.all_cookies);
             }
         }
         if let Some((_, _, commit_on)) = &ctx.reservation {
