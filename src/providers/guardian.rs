@@ -385,6 +385,23 @@ fn next_step(p: Problem, live: &Live, link: &GuardianLink, same: bool, label: &s
     }
 }
 
+/// Whether the guardian's consent form was posted from this site's own page: the browser says
+/// so (`Sec-Fetch-Site`, `Origin`), or, where it sends neither, its `Referer` names this host
+/// (a post without any of the three is refused: the consent spends the link).
+fn posted_from_this_site(session: &Session) -> bool {
+    let h = &session.req_header().headers;
+    if h.contains_key("sec-fetch-site") || h.contains_key("origin") {
+        return same_origin(session);
+    }
+    let host = request_host(session);
+    let referer_host = h
+        .get("referer")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.parse::<http::Uri>().ok())
+        .and_then(|u| u.authority().map(|a| a.as_str().to_ascii_lowercase()));
+    matches!((referer_host, host), (Some(r), Some(h)) if r == h.to_ascii_lowercase())
+}
+
 /// Why a guardian link is no good here, as the problem to show (a link that opens: also its
 /// next step, on this device (`same`) or on the guardian's own phone).
 fn open_link(
@@ -505,7 +522,7 @@ pub async fn consent_post(
     session: &mut Session,
 ) -> pingora::Result<Reply> {
     let html = wants_html(session);
-    if !same_origin(session) {
+    if !posted_from_this_site(session) {
         return Ok(Reply::problem(&Problem::new(Refusal::CrossSite), html));
     }
     let Some(body) = read_body(session, 8 * 1024).await? else {
@@ -659,6 +676,17 @@ async fn consent(
     }
     if !crate::routing::adult(birth, today) {
         return Err(refuse(live, g, Refusal::GuardianUnderage, "underage"));
+    }
+    // The link must still be live when the guardian's verification comes back, not only when
+    // the consent form was posted: a consent is never recorded past `link_ttl`.
+    if unix_now() >= link.expires_at {
+        crate::metrics::guardian("link_expired", &link.route);
+        return Err(refuse(
+            live,
+            g,
+            Refusal::GuardianLinkExpired,
+            "link_expired",
+        ));
     }
     // The route as configured now (a reload may have changed or dropped its rule).
     let route = cfg.routes.routes().iter().find(|r| r.name == link.route);

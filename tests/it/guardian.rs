@@ -124,6 +124,18 @@ fn attr(html: &str, marker: &str, attr: &str) -> String {
     tag[v..v + end].replace("&amp;", "&")
 }
 
+/// A same-origin form post from `b` to `path`, accepting `accept`.
+async fn post_form(b: &mut Browser, path: &str, accept: &str, body: &str) -> reqwest::Response {
+    let req = b
+        .client
+        .post(b.url(path))
+        .header("accept", accept)
+        .header("origin", format!("http://{}", b.env_proxy))
+        .header("content-type", FORM)
+        .body(body.to_string());
+    b.send(req).await
+}
+
 /// The child verifies (Iamport, redirect mode) for `/signup`.
 async fn child_verifies(env: &Env, b: &mut Browser, p: &Person) {
     let r = b.verify_redirect(env.sandbox, "/signup", p).await;
@@ -176,14 +188,7 @@ async fn post_consent(b: &mut Browser, t: &str, d: &str, provider: &str) -> reqw
         .append_pair("agree", "yes")
         .append_pair("provider", provider)
         .finish();
-    let req = b
-        .client
-        .post(b.url("/.verigate/guardian/consent"))
-        .header("accept", "text/html")
-        .header("origin", format!("http://{}", b.env_proxy))
-        .header("content-type", FORM)
-        .body(body);
-    b.send(req).await
+    post_form(b, "/.verigate/guardian/consent", "text/html", &body).await
 }
 
 /// The guardian verifies on the start page `start` (Iamport, redirect mode): the return's
@@ -354,14 +359,7 @@ async fn a_kept_signup_post_reaches_the_app_once_after_the_guardian_consents_on_
     let mut b = env.browser();
     child_verifies(&env, &mut b, &child()).await;
     let child_session = b.jar.get("vg").cloned().expect("child's session");
-    let req = b
-        .client
-        .post(b.url("/signup"))
-        .header("accept", "text/html")
-        .header("origin", format!("http://{}", b.env_proxy))
-        .header("content-type", FORM)
-        .body("nick=kid&agree=1");
-    let r = b.send(req).await;
+    let r = post_form(&mut b, "/signup", "text/html", "nick=kid&agree=1").await;
     assert_eq!(r.status(), 303);
     assert_eq!(location(&r), "/.verigate/guardian?return_to=%2Fsignup");
     assert!(signups(&app).is_empty());
@@ -612,14 +610,7 @@ async fn an_api_client_gets_json_with_the_way_on() {
         .contains("/.verigate/guardian/consent?t="));
     assert_eq!(v["continue_url"], "/signup");
     // A page's own fetch of a form post: kept, and told so.
-    let req = b
-        .client
-        .post(b.url("/signup"))
-        .header("accept", "application/json")
-        .header("origin", format!("http://{}", b.env_proxy))
-        .header("content-type", FORM)
-        .body("nick=kid");
-    let r = b.send(req).await;
+    let r = post_form(&mut b, "/signup", "application/json", "nick=kid").await;
     assert_eq!(r.status(), 403);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"], "guardian_consent_required");
@@ -657,14 +648,7 @@ async fn state_birth(b: &mut Browser, years: i32) -> reqwest::Response {
         .append_pair("return_to", "/signup")
         .append_pair("birth", &birth)
         .finish();
-    let req = b
-        .client
-        .post(b.url("/.verigate/guardian/age"))
-        .header("accept", "text/html")
-        .header("origin", format!("http://{}", b.env_proxy))
-        .header("content-type", FORM)
-        .body(body);
-    b.send(req).await
+    post_form(b, "/.verigate/guardian/age", "text/html", &body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -751,14 +735,7 @@ async fn a_stated_child_is_held_until_a_guardian_consents_and_an_adult_verifies_
 async fn a_stated_childs_kept_post_reaches_the_app_once_after_the_consent() {
     let (env, app) = start_stated().await;
     let mut b = env.browser();
-    let req = b
-        .client
-        .post(b.url("/signup"))
-        .header("accept", "text/html")
-        .header("origin", format!("http://{}", b.env_proxy))
-        .header("content-type", FORM)
-        .body("nick=kid");
-    let r = b.send(req).await;
+    let r = post_form(&mut b, "/signup", "text/html", "nick=kid").await;
     assert_eq!(r.status(), 303);
     assert_eq!(location(&r), "/.verigate/guardian/age?return_to=%2Fsignup");
     let r = state_birth(&mut b, 11).await;
@@ -964,14 +941,7 @@ async fn a_post_only_signup_route_is_held_and_delivered_too() {
     let mut b = env.browser();
     let r = b.verify_redirect(env.sandbox, "/", &child()).await;
     assert_eq!(r.status(), 302);
-    let req = b
-        .client
-        .post(b.url("/join"))
-        .header("accept", "text/html")
-        .header("origin", format!("http://{}", b.env_proxy))
-        .header("content-type", FORM)
-        .body("nick=kid");
-    let r = b.send(req).await;
+    let r = post_form(&mut b, "/join", "text/html", "nick=kid").await;
     assert_eq!(r.status(), 303);
     assert_eq!(location(&r), "/.verigate/guardian?return_to=%2Fjoin");
     let r = b.get_html("/.verigate/guardian?return_to=%2Fjoin").await;
@@ -995,4 +965,47 @@ async fn a_post_only_signup_route_is_held_and_delivered_too() {
         ("POST", &b"nick=kid"[..])
     );
     assert!(seen[0].header("x-verified-guardian-consent").is_some());
+}
+
+/// The consent post spends the link: a post that no browser signal ties to this site (no
+/// `Sec-Fetch-Site`, no `Origin`, a foreign `Referer`) is refused and leaves the link unspent;
+/// one whose only signal is this site's `Referer` is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consent_post_from_another_site_is_refused_and_leaves_the_link() {
+    let (env, _app) = start(Storage::memory(), guardian_rule(json!({}))).await;
+    let mut b = env.browser();
+    child_verifies(&env, &mut b, &child()).await;
+    let (_, link) = handover(&mut b).await;
+    let mut g = env.browser();
+    let r = g.open_html(&link).await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    let t = attr(&html, r#"name="t""#, "value");
+    let d = attr(&html, r#"name="d""#, "value");
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("t", &t)
+        .append_pair("d", &d)
+        .append_pair("relation", "parent")
+        .append_pair("agree", "yes")
+        .append_pair("provider", "iamport")
+        .finish();
+    let post = |g: &Browser, referer: String| {
+        g.client
+            .post(g.url("/.verigate/guardian/consent"))
+            .header("accept", "text/html")
+            .header("referer", referer)
+            .header("content-type", FORM)
+            .body(body.clone())
+    };
+    for foreign in ["http://evil.example/x".to_string(), "null".to_string()] {
+        let r = g.send(post(&g, foreign)).await;
+        assert_eq!(refused(r).await, (403, "cross_site".into()));
+    }
+    let own = format!("http://{}/.verigate/guardian/consent", g.env_proxy);
+    let r = g.send(post(&g, own)).await;
+    assert_eq!(
+        r.status(),
+        303,
+        "the link was not spent by the refused posts"
+    );
 }
