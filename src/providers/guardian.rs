@@ -393,7 +393,10 @@ fn posted_from_this_site(session: &Session) -> bool {
     if h.contains_key("sec-fetch-site") || h.contains_key("origin") {
         return same_origin(session);
     }
-    let host = request_host(session);
+    let host = h
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase);
     let referer_host = h
         .get("referer")
         .and_then(|v| v.to_str().ok())
