@@ -11,17 +11,18 @@ use crate::live::provider::ProviderFlow;
 use crate::live::revoked::Revoked;
 use crate::live::{session_id, Live};
 use crate::providers::guardian;
-use crate::routing::path::normalize;
 use crate::routing::path::safe_return_to;
-use crate::routing::Route;
 use crate::session::{Claims, FlowClaims, Purpose};
 use crate::store::Store;
 use pingora::proxy::Session;
 use pingora::Result;
 use std::sync::Arc;
 
-/// How long a started flow may take (the flow cookie's life).
-pub const FLOW_TTL_SECS: i64 = 600;
+use super::web::enc;
+pub(crate) use super::web::{
+    clear_flow_cookie, public_base, query_param, read_body, route_for, same_origin, KEPT_MARK,
+};
+pub use super::web::{verify_url, FLOW_TTL_SECS};
 
 /// The remainder of a normalised path under the flow prefix (`/verify`), if it is under it.
 pub fn under_prefix<'a>(normalized: &'a str, prefix: &str) -> Option<&'a str> {
@@ -31,14 +32,6 @@ pub fn under_prefix<'a>(normalized: &'a str, prefix: &str) -> Option<&'a str> {
     } else {
         None
     }
-}
-
-fn enc(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-pub fn verify_url(prefix: &str, return_to: &str) -> String {
-    format!("{prefix}/verify?return_to={}", enc(return_to))
 }
 
 /// The verify address, saying why the person is asked again (`why=`): the pages on the way
@@ -82,13 +75,6 @@ pub fn method_icon(m: ChannelMethod) -> &'static str {
         ChannelMethod::Unified => UNIFIED_ICON,
         ChannelMethod::Card => CARD_ICON,
     }
-}
-
-pub(crate) fn query_param(session: &Session, name: &str) -> Option<String> {
-    let q = session.req_header().uri.query()?;
-    form_urlencoded::parse(q.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
 }
 
 /// A refused verification: counted by provider and reason, with a retry link when the flow's
@@ -364,21 +350,6 @@ fn start_url(prefix: &str, provider: ProviderId, return_to: &str, why: Option<Wh
     }
 }
 
-/// The route a `return_to` on this request's host leads to (None: no route, or not a path).
-pub(crate) fn route_for<'a>(
-    live: &'a Live,
-    session: &Session,
-    return_to: &str,
-) -> Option<&'a Route> {
-    let host = crate::routing::host::request_host(session.req_header());
-    let routes = &live.cfg.routes;
-    let norm = normalize(return_to).ok()?;
-    let i = routes
-        .find(&[&http::Method::GET], host, &norm)
-        .and_then(|f| f.route())?;
-    routes.get(i)
-}
-
 /// The international age a provider's window may be told to require for `return_to` (Iamport
 /// `min_age`, PortOne V2 Danal `AGELIMIT`): the route's `min_age` lowered so that the window
 /// never refuses someone the route's rule admits (`AgeRule::hint`). The window's answer is
@@ -402,10 +373,6 @@ pub(crate) fn flow_cookie(live: &Live, flow: &FlowClaims) -> String {
     let s = &live.cfg.session;
     let sealed = s.keys.seal_json(Purpose::Flow, flow);
     cookies::flow(s, &live.cfg.flow_prefix, &sealed, FLOW_TTL_SECS)
-}
-
-pub(crate) fn clear_flow_cookie(live: &Live) -> String {
-    cookies::clear_flow(&live.cfg.session, &live.cfg.flow_prefix)
 }
 
 pub(crate) fn session_cookie(live: &Live, claims: &Claims) -> String {
@@ -446,72 +413,6 @@ pub(crate) fn new_flow(
 pub(crate) fn read_flow(live: &Live, session: &Session) -> Option<FlowClaims> {
     let raw = cookies::read_flow(session.req_header(), &live.cfg.session)?;
     live.cfg.session.keys.open_flow(raw, unix_now()).ok()
-}
-
-/// Base URL for absolute links back to verigate (provider return URLs): the configured public
-/// URL, the one configured for the request's host, or (none configured) the request's host
-/// when a route names it (or no route names any host). None: a host verigate does not serve,
-/// which never ends up in a return URL.
-pub(crate) fn public_base(live: &Live, session: &Session) -> Option<String> {
-    use crate::config::PublicUrls;
-    let req = session.req_header();
-    let host = crate::routing::host::request_host(req).filter(|h| {
-        h.len() <= 255
-            && h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-    });
-    match &live.cfg.public_url {
-        PublicUrls::One(u) => Some(u.clone()),
-        PublicUrls::PerHost(list) => {
-            let h = host?;
-            list.iter()
-                .find(|p| p.host.matches(h))
-                .map(|p| p.base_for(h))
-        }
-        PublicUrls::FromHost => {
-            let h = host?;
-            let routes = live.cfg.routes.routes();
-            let named = routes.iter().any(|r| !r.rule.hosts().is_empty());
-            if named
-                && !routes
-                    .iter()
-                    .any(|r| r.rule.hosts().iter().any(|p| p.matches(h)))
-            {
-                return None;
-            }
-            // The port as the request named it (the request host has none).
-            let authority = req
-                .headers
-                .get(http::header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .or_else(|| req.uri.authority().map(|a| a.as_str()))?;
-            let ok = authority.len() <= 255
-                && authority
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
-            if !ok {
-                return None;
-            }
-            let scheme = if live.cfg.session.secure || live.cfg.tls.is_some() {
-                "https"
-            } else {
-                "http"
-            };
-            Some(format!("{scheme}://{authority}"))
-        }
-    }
-}
-
-/// Read a small request body (JSON posts from the page or provider callbacks).
-pub(crate) async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Vec<u8>>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = session.read_request_body().await? {
-        body.extend_from_slice(&chunk);
-        if body.len() > limit {
-            return Ok(None);
-        }
-    }
-    Ok(Some(body))
 }
 
 pub async fn handle(
@@ -566,10 +467,6 @@ pub async fn handle(
         .send(session, &live.cfg.frame)
         .await
 }
-
-/// Where a page on the way to verifying (the choice page, a start page) says that this
-/// browser's form is kept; filled in by [`kept_note`].
-pub(crate) const KEPT_MARK: &str = "<!--verigate-kept-->";
 
 /// Where such a page says why the person is asked to verify again; filled in by [`kept_note`].
 const WHY_MARK: &str = "<!--verigate-why-->";
@@ -700,26 +597,6 @@ const UNIFIED_ICON: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden=
 
 /// ... of a credit card verification.
 const CARD_ICON: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="2" y="5" width="20" height="14" rx="2"/><path d="M2 10h20M6 15h4"/></svg>"#;
-
-/// Whether a request comes from this site's own pages: `Sec-Fetch-Site` (`same-origin`, or
-/// `none` for a person's own action) when the browser sends it, else `Origin`'s host must be
-/// the request's. A client that sends neither (not a browser) is not a cross-site form.
-pub(crate) fn same_origin(session: &Session) -> bool {
-    let h = &session.req_header().headers;
-    let text = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
-    if let Some(site) = text("sec-fetch-site") {
-        return matches!(site, "same-origin" | "none");
-    }
-    let Some(origin) = text("origin") else {
-        return true;
-    };
-    let host = text("host").or_else(|| session.req_header().uri.authority().map(|a| a.as_str()));
-    let origin_host = origin
-        .parse::<http::Uri>()
-        .ok()
-        .and_then(|u| u.authority().map(|a| a.as_str().to_ascii_lowercase()));
-    matches!((origin_host, host), (Some(o), Some(h)) if o == h.to_ascii_lowercase())
-}
 
 /// Ends the session and the age status, on every instance sharing the store: their ids are
 /// revoked (refused here at once, elsewhere within a poll). Only from this site's own pages. A browser form post is sent

@@ -17,7 +17,7 @@ use crate::clock::unix_now;
 use crate::identity::ProviderId;
 use crate::live::revoked::Revoked;
 use crate::live::Live;
-use crate::providers::flow::{
+use crate::providers::web::{
     clear_flow_cookie, public_base, query_param, read_body, route_for, same_origin, verify_url,
     KEPT_MARK,
 };
@@ -701,7 +701,7 @@ async fn consent(
     match store
         .claim_once(
             &format!("guardian-consent:{}", link.id),
-            std::time::Duration::from_secs(crate::providers::flow::FLOW_TTL_SECS as u64 + 60),
+            std::time::Duration::from_secs(crate::providers::web::FLOW_TTL_SECS as u64 + 60),
         )
         .await
     {

@@ -9,6 +9,7 @@ pub mod flow;
 pub mod guardian;
 pub mod registry;
 pub mod sandbox;
+pub mod web;
 
 pub mod iamport;
 pub mod ifree;
