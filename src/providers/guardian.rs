@@ -18,8 +18,8 @@ use crate::identity::ProviderId;
 use crate::live::revoked::Revoked;
 use crate::live::Live;
 use crate::providers::web::{
-    clear_flow_cookie, public_base, query_param, read_body, route_for, same_origin, verify_url,
-    KEPT_MARK,
+    clear_flow_cookie, names_this_host, public_base, query_param, read_body, route_for,
+    same_origin, verify_url, KEPT_MARK,
 };
 use crate::routing::path::safe_return_to;
 use crate::routing::{GuardianRule, Route};
@@ -393,16 +393,7 @@ fn posted_from_this_site(session: &Session) -> bool {
     if h.contains_key("sec-fetch-site") || h.contains_key("origin") {
         return same_origin(session);
     }
-    let host = h
-        .get("host")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_ascii_lowercase);
-    let referer_host = h
-        .get("referer")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|r| r.parse::<http::Uri>().ok())
-        .and_then(|u| u.authority().map(|a| a.as_str().to_ascii_lowercase()));
-    matches!((referer_host, host), (Some(r), Some(h)) if r == h.to_ascii_lowercase())
+    names_this_host(session, "referer")
 }
 
 /// Why a guardian link is no good here, as the problem to show (a link that opens: also its

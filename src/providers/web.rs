@@ -125,13 +125,20 @@ pub(crate) fn same_origin(session: &Session) -> bool {
     if let Some(site) = text("sec-fetch-site") {
         return matches!(site, "same-origin" | "none");
     }
-    let Some(origin) = text("origin") else {
+    if text("origin").is_none() {
         return true;
-    };
-    let host = text("host").or_else(|| session.req_header().uri.authority().map(|a| a.as_str()));
-    let origin_host = origin
-        .parse::<http::Uri>()
-        .ok()
+    }
+    names_this_host(session, "origin")
+}
+
+/// Whether the URL in the request's header `name` (`Origin`, `Referer`) names the request's
+/// own host and port (`Host`, or the HTTP/2 authority), case aside.
+pub(crate) fn names_this_host(session: &Session, name: &str) -> bool {
+    let req = session.req_header();
+    let text = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+    let host = text("host").or_else(|| req.uri.authority().map(|a| a.as_str()));
+    let named = text(name)
+        .and_then(|u| u.parse::<http::Uri>().ok())
         .and_then(|u| u.authority().map(|a| a.as_str().to_ascii_lowercase()));
-    matches!((origin_host, host), (Some(o), Some(h)) if o == h.to_ascii_lowercase())
+    matches!((named, host), (Some(n), Some(h)) if n == h.to_ascii_lowercase())
 }
