@@ -301,19 +301,11 @@ fn url_safe(b: u8) -> bool {
 /// A consent record as the admin API and the CLI show it: every field, the time also in
 /// RFC 3339 (UTC).
 pub fn consent_json(r: &ConsentRecord) -> serde_json::Value {
-    serde_json::json!({
-        "id": r.id,
-        "child": r.child,
-        "child_stated_birth": r.child_stated_birth,
-        "guardian": r.guardian,
-        "provider": r.provider,
-        "stated_relation": r.stated_relation,
-        "route": r.route,
-        "text_version": r.text_version,
-        "at_ms": r.at_ms,
-        "at": chrono::DateTime::from_timestamp_millis(r.at_ms)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-    })
+    // Every field as the record has it (no list here to drift from the type), and the time.
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    v["at"] = serde_json::json!(chrono::DateTime::from_timestamp_millis(r.at_ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
+    v
 }
 
 /// Forget a stated child (`stated:<random>`, a child without a verification of their own):
