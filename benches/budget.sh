@@ -22,20 +22,28 @@
 # CI's headroom is ~15 minutes. BUDGET_PROFILE=dist counts the deployment build instead (its
 # figures are not the budget file's). BUDGET_BIN=path counts that binary as it is (no build).
 #
-# Usage: benches/budget.sh [--update] [--requests N]
+# Besides each count it prints verigate's own phases (request_filter + upstream_request_filter
+# + logging, inclusive, from callgrind_annotate) for each request kind.
+#
+# Usage: benches/budget.sh [--update] [--requests N] [--bare]
 #   --update      write the measured counts into benches/budget.toml (after a change that
 #                 earns it; see docs/dev/budget.md for when raising is allowed)
 #   --requests N  measured requests per count (default 1000)
+#   --bare        also count a bare Pingora proxy (benches/bare_pingora.rs, the same profile,
+#                 no filters) on the same requests and print gated / bare and pass / bare:
+#                 what verigate's own layer adds to the engine, in instructions. Not budgeted.
 # Needs: cargo, python3 (3.11+, for tomllib), valgrind (callgrind_control), curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UPDATE=0
+BARE=0
 N=1000
 while [ $# -gt 0 ]; do
   case "$1" in
     --update) UPDATE=1; shift ;;
     --requests) N="$2"; shift 2 ;;
+    --bare) BARE=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -58,6 +66,14 @@ else
   cargo build --profile "$PROFILE" --bin verigate --locked --quiet
   BIN="${CARGO_TARGET_DIR:-target}/$PROFILE/verigate"
 fi
+if [ "$BARE" = 1 ]; then
+  if [ -n "${BUDGET_BARE_BIN:-}" ]; then
+    BARE_BIN="$BUDGET_BARE_BIN"
+  else
+    cargo build --profile "$PROFILE" --example bare_pingora --locked --quiet
+    BARE_BIN="${CARGO_TARGET_DIR:-target}/$PROFILE/examples/bare_pingora"
+  fi
+fi
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -68,9 +84,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r P_UP P_VG P_ADMIN P_SB < <(python3 - <<'EOF'
+read -r P_UP P_VG P_ADMIN P_SB P_BARE < <(python3 - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(4)]
+socks = [socket.socket() for _ in range(5)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
 EOF
@@ -180,9 +196,25 @@ for case in "${CASES[@]}"; do
   python3 "$WORK/client.py" "$P_VG" "/$route/x" "$N" "$kind" "$WORK/cookies"
   callgrind_control -d "$case" "$VG_PID" >/dev/null 2>&1
 done
-# Dumps are written asynchronously: wait for all four (at most ~30 s).
+DUMPS=4
+if [ "$BARE" = 1 ]; then
+  # The bare proxy in front of the same app, on the same requests (no session: it reads none).
+  valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
+    "$BARE_BIN" "127.0.0.1:$P_BARE" "127.0.0.1:$P_UP" 1 >"$WORK/bare.log" 2>&1 &
+  BARE_PID=$!
+  PIDS+=($BARE_PID)
+  wait_port "$P_BARE" /
+  for kind in browser minimal; do
+    python3 "$WORK/client.py" "$P_BARE" "/bare/x" 50 "$kind" "$WORK/cookies"
+    callgrind_control -z "$BARE_PID" >/dev/null 2>&1
+    python3 "$WORK/client.py" "$P_BARE" "/bare/x" "$N" "$kind" "$WORK/cookies"
+    callgrind_control -d "bare-$kind" "$BARE_PID" >/dev/null 2>&1
+  done
+  DUMPS=6
+fi
+# Dumps are written asynchronously: wait for all of them (at most ~30 s).
 for _ in $(seq 1 300); do
-  [ "$(grep -lE '^desc: Trigger: .*(browser|minimal)$' "$WORK"/cg.* 2>/dev/null | wc -l)" -ge 4 ] && break
+  [ "$(grep -lE '^desc: Trigger: .*(browser|minimal)$' "$WORK"/cg.* 2>/dev/null | wc -l)" -ge "$DUMPS" ] && break
   sleep 0.1
 done
 [ -n "${BUDGET_KEEP:-}" ] && mkdir -p "$BUDGET_KEEP" && cp "$WORK"/cg.* "$BUDGET_KEEP"/
@@ -190,18 +222,46 @@ done
 python3 - "$N" "$BUDGET_FILE" "$UPDATE" "$PROFILE" "$WORK"/cg.* <<'EOF'
 import re, sys, tomllib
 n, budget_file, update, profile = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "1", sys.argv[4]
-counts = {}
+import subprocess
+counts, phases = {}, {}
+PHASES = ("request_filter", "upstream_request_filter", "logging")
 for f in sys.argv[5:]:
     text = open(f, errors="replace").read()
-    trig = re.search(r"^desc: Trigger: .*?((gated|pass)-(browser|minimal))$", text, re.M)
+    trig = re.search(r"^desc: Trigger: .*?((gated|pass|bare)-(browser|minimal))$", text, re.M)
     total = re.search(r"^summary: (\d+)", text, re.M)
     if trig and total:
         counts[trig.group(1)] = int(total.group(1)) / n
+        if trig.group(2) == "bare":
+            continue
+        # verigate's own phases, inclusive (what each Pingora phase of the Gate costs).
+        out = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", f],
+                             capture_output=True, text=True).stdout
+        own = {}
+        for p in PHASES:
+            m = re.search(r"^\s*([\d,]+) .*verigate::gate::Gate as pingora_proxy::proxy_trait::ProxyHttp>::"
+                          + p + r"::\{\{closure\}\}", out, re.M)
+            own[p] = int(m.group(1).replace(",", "")) / n if m else 0.0
+        phases[trig.group(1)] = own
 cases = ("gated-browser", "gated-minimal", "pass-browser", "pass-minimal")
 missing = [c for c in cases if c not in counts]
 if missing:
     sys.exit(f"benches/budget.sh: no count for {', '.join(missing)} (callgrind dumps missing)")
 print(f"instructions per request (callgrind, {profile} build, {n} requests each):")
+def own_phases():
+    print("verigate's own phases (request_filter + upstream_request_filter + logging):")
+    for c in cases:
+        o = phases.get(c, {})
+        print(f"  {c:14} {sum(o.values()):>9,.0f}  ("
+              + " + ".join(f"{o.get(p, 0):,.0f}" for p in PHASES) + ")")
+    if "bare-browser" in counts and "bare-minimal" in counts:
+        print("a bare Pingora proxy on the same requests (benches/bare_pingora.rs):")
+        for kind in ("browser", "minimal"):
+            b = counts["bare-" + kind]
+            print(f"  bare-{kind:8} {b:>9,.0f}   gated / bare {counts['gated-' + kind] / b:.3f}"
+                  f"   pass / bare {counts['pass-' + kind] / b:.3f}"
+                  f"   (bare / gated {b / counts['gated-' + kind]:.3f})")
+import atexit
+atexit.register(own_phases)
 if update:
     lines = open(budget_file).read().splitlines(keepends=True)
     out = []
