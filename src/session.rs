@@ -351,7 +351,9 @@ impl Claims {
 
 /// Whether a cookie issued on `issued` (none: on no host) may open on `host`.
 fn issued_for(issued: Option<&str>, host: Option<&str>) -> bool {
-    matches!((issued, host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+    // The same bytes (the browser sends the host as it was sent when issued) compared at
+    // once; letter case byte by byte only when they differ.
+    matches!((issued, host), (Some(a), Some(b)) if a == b || a.eq_ignore_ascii_case(b))
 }
 
 /// A flow in progress, bound to the browser that started it.

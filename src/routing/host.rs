@@ -279,13 +279,14 @@ impl HostAt {
     }
 
     /// The host found, read again from the request it was found in.
+    /// (Only the host's bytes are checked again for text: the port after it is no part of it.)
     pub fn get(self, req: &http::request::Parts) -> Option<&str> {
-        let raw = if self.header {
-            std::str::from_utf8(req.headers.get(http::header::HOST)?.as_bytes()).ok()?
+        if self.header {
+            let raw = req.headers.get(http::header::HOST)?.as_bytes();
+            std::str::from_utf8(raw.get(..self.len)?).ok()
         } else {
-            req.uri.authority()?.as_str()
-        };
-        raw.get(..self.len)
+            req.uri.authority()?.as_str().get(..self.len)
+        }
     }
 }
 
