@@ -254,7 +254,7 @@ impl Gate {
             // A session opens only on the host it was issued on.
             .filter(|v| {
                 v.claims
-                    .for_host(host_at.and_then(|h| h.get(session.req_header())))
+                    .for_host_bytes(host_at.and_then(|h| h.get_bytes(session.req_header())))
             });
         jar.strip(session.req_header_mut());
         if opened.is_some() {
