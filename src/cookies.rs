@@ -294,24 +294,26 @@ pub fn strip(req: &mut impl CookieLines, names: &[impl AsRef<str>]) {
 /// value (both trimmed; nothing decoded); `None` for a piece without `=` or with an empty
 /// name. One scan for the `;`s, where the cookie crate scans a ~450-byte session cookie
 /// three times and builds a whole `Cookie` for it (`split_cookies_as_the_cookie_crate`
-/// holds it to the crate).
-fn split_cookies(text: &str) -> impl Iterator<Item = Option<(&str, &str)>> {
+/// holds it to the crate). `text` is a line [`visible`] let through (visible ASCII and tab):
+/// each byte is a character, and its whitespace is ASCII (no vertical tab, nothing beyond
+/// ASCII), so `trim_ascii` trims what the crate's `trim` does, without decoding characters.
+fn split_cookies(text: &[u8]) -> impl Iterator<Item = Option<(&[u8], &[u8])>> {
     let mut rest = Some(text);
     std::iter::from_fn(move || loop {
         let line = rest?;
-        let (piece, next) = match memchr::memchr(b';', line.as_bytes()) {
-            // `;` is ASCII: both sides are text.
+        let (piece, next) = match memchr::memchr(b';', line) {
             Some(i) => (line.get(..i)?, line.get(i + 1..)),
             None => (line, None),
         };
         rest = next;
-        let piece = piece.trim();
+        let piece = piece.trim_ascii();
         if piece.is_empty() {
             continue;
         }
-        return Some(piece.split_once('=').and_then(|(name, value)| {
-            let name = name.trim();
-            (!name.is_empty()).then(|| (name, value.trim()))
+        return Some(memchr::memchr(b'=', piece).and_then(|i| {
+            let name = piece.get(..i)?.trim_ascii();
+            let value = piece.get(i + 1..)?.trim_ascii();
+            (!name.is_empty()).then_some((name, value))
         }));
     })
 }
@@ -337,26 +339,15 @@ pub struct Jar {
     without: Option<Option<HeaderValue>>,
 }
 
-/// `v` as text when it is visible ASCII or tab, as [`HeaderValue::to_str`] takes it, checked
-/// eight bytes at a time (a session cookie is ~450 bytes): a word of bytes from `0x20` to `0x7e`
-/// passes at once; any other word (a tab, or a byte `to_str` refuses) is left to `to_str`.
-fn visible_text(v: &HeaderValue) -> Option<&str> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
+/// `v`'s bytes when it is visible ASCII or tab, as [`HeaderValue::to_str`] takes it. A header
+/// value holds only tab, `0x20`..=`0x7e` and `0x80`..=`0xff` (the `http` crate's invariant: its
+/// checked constructors refuse anything else, and its unchecked ones require it of their
+/// callers), so its ASCII bytes are exactly those `to_str` takes: one `is_ascii` (a word at a
+/// time, where a session cookie is ~450 bytes) decides, and the bytes are read as they are
+/// (ASCII: each byte a character) without a second pass to make them a `str`.
+fn visible(v: &HeaderValue) -> Option<&[u8]> {
     let bytes = v.as_bytes();
-    let (words, rest) = bytes.as_chunks::<8>();
-    let printable = words.iter().all(|w| {
-        let x = u64::from_le_bytes(*w);
-        // A byte under 0x20, or one over 0x7e (bit-twiddling "hasless" and "hasmore").
-        let under = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
-        let over = (x.wrapping_add(ONES) | x) & HIGH;
-        under | over == 0
-    }) && rest.iter().all(|b| (0x20..0x7f).contains(b));
-    if printable {
-        std::str::from_utf8(bytes).ok()
-    } else {
-        v.to_str().ok()
-    }
+    bytes.is_ascii().then_some(bytes)
 }
 
 /// Where a cookie's value is: its line in [`Jar`] and its bytes there.
@@ -374,10 +365,10 @@ impl Jar {
         let legacy = s.legacy_cookie.as_deref();
         let strip = &s.all_cookies;
         let mut changed = false;
-        let mut kept = String::new();
+        let mut kept = Vec::new();
         let mut line = 0;
         for v in headers.get_all(http::header::COOKIE) {
-            let Some(text) = visible_text(v) else {
+            let Some(text) = visible(v) else {
                 continue;
             };
             for c in split_cookies(text) {
@@ -395,32 +386,32 @@ impl Jar {
                     }
                 };
                 // The first cookie of each name; the current session name before the old one.
-                if name == s.cookie {
+                if name == s.cookie.as_bytes() {
                     if !matches!(jar.session, Some((_, Named::Current))) {
                         jar.session = Some((spot(), Named::Current));
                     }
-                } else if legacy == Some(name) {
+                } else if legacy.is_some_and(|l| l.as_bytes() == name) {
                     if jar.session.is_none() {
                         jar.session = Some((spot(), Named::Legacy));
                     }
-                } else if name == s.kept_cookie {
+                } else if name == s.kept_cookie.as_bytes() {
                     jar.kept = jar.kept.or_else(|| Some(spot()));
-                } else if name == s.flow_cookie {
+                } else if name == s.flow_cookie.as_bytes() {
                     jar.flow = jar.flow.or_else(|| Some(spot()));
-                } else if name == s.age_cookie {
+                } else if name == s.age_cookie.as_bytes() {
                     jar.age = jar.age.or_else(|| Some(spot()));
-                } else if name == s.child_cookie {
+                } else if name == s.child_cookie.as_bytes() {
                     jar.child = jar.child.or_else(|| Some(spot()));
                 }
-                if strip.iter().any(|n| n == name) {
+                if strip.iter().any(|n| n.as_bytes() == name) {
                     changed = true;
                 } else {
                     if !kept.is_empty() {
-                        kept.push_str("; ");
+                        kept.extend_from_slice(b"; ");
                     }
-                    kept.push_str(name);
-                    kept.push('=');
-                    kept.push_str(value);
+                    kept.extend_from_slice(name);
+                    kept.push(b'=');
+                    kept.extend_from_slice(value);
                 }
             }
             match line {
@@ -436,20 +427,31 @@ impl Jar {
         jar
     }
 
-    fn value(&self, spot: Option<Spot>) -> Option<&str> {
-        let spot = spot?;
+    /// A cookie's value as bytes: visible ASCII (the line was text when parsed), cut at the
+    /// cookie's bounds.
+    fn bytes(&self, spot: Spot) -> Option<&[u8]> {
         let line = match spot.line {
             0 => self.first.as_ref(),
             n => self.more.get(n - 1),
         }?;
-        // Visible ASCII (the line was text when parsed), cut at a cookie's bounds.
-        std::str::from_utf8(line.as_bytes().get(spot.start..spot.end)?).ok()
+        line.as_bytes().get(spot.start..spot.end)
+    }
+
+    fn value(&self, spot: Option<Spot>) -> Option<&str> {
+        std::str::from_utf8(self.bytes(spot?)?).ok()
     }
 
     /// The session cookie: under its name, or else under the old one ([`read_session`]).
     pub fn session(&self) -> Option<(&str, Named)> {
         let (spot, named) = self.session?;
         Some((self.value(Some(spot))?, named))
+    }
+
+    /// [`Jar::session`] as the bytes of its value (what [`crate::live::Live::verified`]
+    /// digests), read without checking again that they are text.
+    pub fn session_bytes(&self) -> Option<(&[u8], Named)> {
+        let (spot, named) = self.session?;
+        Some((self.bytes(spot)?, named))
     }
 
     /// The kept-request cookie's value ([`read_kept`]).
@@ -667,29 +669,36 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Whatever the text: the cookies the cookie crate's `split_parse` reads, the same
+        /// Whatever the text of a line [`visible`] lets through (visible ASCII and tab;
+        /// a newline besides): the cookies the cookie crate's `split_parse` reads, the same
         /// names and values (and a `None` where it finds no cookie).
         #[test]
         fn split_cookies_as_the_cookie_crate(
             text in proptest::collection::vec(proptest::sample::select(
-                vec![' ', '\t', ';', '=', '"', 'a', 'b', '%', '\u{a0}', '\n']), 0..40),
+                vec![' ', '\t', ';', '=', '"', 'a', 'b', '%', ',', '\n']), 0..40),
         ) {
             let text: String = text.into_iter().collect();
-            let ours: Vec<Option<(&str, &str)>> = split_cookies(&text).collect();
-            let crates: Vec<Option<(&str, &str)>> = cookie::Cookie::split_parse(text.as_str())
-                .map(|c| c.ok().map(|c| (c.name_raw().unwrap_or("?"), c.value_raw().unwrap_or("?"))))
+            let str_of = |b: &[u8]| std::str::from_utf8(b).unwrap_or("?").to_string();
+            let ours: Vec<Option<(String, String)>> = split_cookies(text.as_bytes())
+                .map(|c| c.map(|(n, v)| (str_of(n), str_of(v))))
+                .collect();
+            let crates: Vec<Option<(String, String)>> = cookie::Cookie::split_parse(text.as_str())
+                .map(|c| c.ok().map(|c| (
+                    c.name_raw().unwrap_or("?").to_string(),
+                    c.value_raw().unwrap_or("?").to_string(),
+                )))
                 .collect();
             proptest::prop_assert_eq!(ours, crates);
         }
 
         /// Whatever a header value's bytes: read as text exactly when `to_str` reads it.
         #[test]
-        fn visible_text_is_to_str(
+        fn visible_is_to_str(
             bytes in proptest::collection::vec(proptest::sample::select(
                 vec![b'\t', b' ', b'a', b'~', 0x7f, 0x80, 0xff, 0x00, 0x1f, b';', b'=']), 0..40),
         ) {
             if let Ok(v) = HeaderValue::from_bytes(&bytes) {
-                proptest::prop_assert_eq!(visible_text(&v), v.to_str().ok());
+                proptest::prop_assert_eq!(visible(&v), v.to_str().ok().map(str::as_bytes));
             }
         }
     }

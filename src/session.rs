@@ -345,13 +345,21 @@ impl Claims {
     /// Was this session issued on `host` (as `routing::host::request_host` reads it)? A
     /// session without a host is valid on none.
     pub fn for_host(&self, host: Option<&str>) -> bool {
+        self.for_host_bytes(host.map(str::as_bytes))
+    }
+
+    /// [`Claims::for_host`] of the host's bytes as the request has them
+    /// (`routing::host::HostAt::get_bytes`): bytes that are no text equal no host.
+    pub fn for_host_bytes(&self, host: Option<&[u8]>) -> bool {
         issued_for(self.host.as_deref(), host)
     }
 }
 
 /// Whether a cookie issued on `issued` (none: on no host) may open on `host`.
-fn issued_for(issued: Option<&str>, host: Option<&str>) -> bool {
-    matches!((issued, host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+fn issued_for(issued: Option<&str>, host: Option<&[u8]>) -> bool {
+    // The same bytes (the browser sends the host as it was sent when issued) compared at
+    // once; letter case byte by byte only when they differ.
+    matches!((issued, host), (Some(a), Some(b)) if a.as_bytes() == b || a.as_bytes().eq_ignore_ascii_case(b))
 }
 
 /// A flow in progress, bound to the browser that started it.
@@ -441,7 +449,7 @@ impl StatedChild {
     /// Open a stated child's cookie: sealed by these keys, live at `now`, for `host`.
     pub fn open(keys: &Keyring, sealed: &str, now: i64, host: Option<&str>) -> Option<StatedChild> {
         let c: StatedChild = keys.open_json(Purpose::StatedChild, sealed).ok()?;
-        (c.expires_at > now && issued_for(c.host.as_deref(), host)).then_some(c)
+        (c.expires_at > now && issued_for(c.host.as_deref(), host.map(str::as_bytes))).then_some(c)
     }
 }
 
@@ -518,7 +526,7 @@ pub struct AgeClaims {
 impl AgeClaims {
     /// Was this status issued on `host`? One without a host is valid on none.
     pub fn for_host(&self, host: Option<&str>) -> bool {
-        issued_for(self.host.as_deref(), host)
+        issued_for(self.host.as_deref(), host.map(str::as_bytes))
     }
 }
 

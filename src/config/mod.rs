@@ -270,6 +270,8 @@ pub struct IdentityHeaders {
     /// ([`folded`]): worked out once here, not on every request.
     pub prefix_folded: Box<[u8]>,
     pub assertion_folded: Box<[u8]>,
+    /// Which common header names neither folds over (`gate::names::common_kept`).
+    pub common_kept: u32,
 }
 
 /// A header name folded as `gate::names` compares names: letters in lower case and digits,
@@ -303,6 +305,10 @@ impl Default for IdentityHeaders {
             phone: h("x-verified-phone"),
             prefix_folded: folded("x-verified-"),
             assertion_folded: folded("x-verified-assertion"),
+            common_kept: crate::gate::names::common_kept(
+                &folded("x-verified-"),
+                &folded("x-verified-assertion"),
+            ),
             guardian_consent: h("x-verified-guardian-consent"),
             guardian_at: h("x-verified-guardian-at"),
             guardian_name: h("x-verified-guardian-name"),

@@ -254,7 +254,7 @@ impl Gate {
             // A session opens only on the host it was issued on.
             .filter(|v| {
                 v.claims
-                    .for_host(host_at.and_then(|h| h.get(session.req_header())))
+                    .for_host_bytes(host_at.and_then(|h| h.get_bytes(session.req_header())))
             });
         jar.strip(session.req_header_mut());
         if opened.is_some() {
@@ -385,7 +385,7 @@ impl Gate {
         now: i64,
         reissue: &mut Vec<String>,
     ) -> Option<std::sync::Arc<crate::live::sessions::Verified>> {
-        let (c, named) = jar.session()?;
+        let (c, named) = jar.session_bytes()?;
         let v = live.verified(c, now).filter(|v| {
             !self.revoked.contains(&v.revocation_id)
                 && !self
@@ -394,6 +394,8 @@ impl Gate {
                 && crate::cookies::name_fits(named, &v.claims)
         })?;
         if named == crate::cookies::Named::Legacy {
+            // It opened, so it is text.
+            let c = std::str::from_utf8(c).ok()?;
             *reissue = crate::cookies::reissue(&live.cfg.session, c, v.claims.expires_at - now);
         }
         Some(v)

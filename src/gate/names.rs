@@ -47,6 +47,8 @@ pub struct Protected<'a> {
     /// Both folded ([`crate::config::folded`], at config time).
     prefix_f: &'a [u8],
     assertion_f: &'a [u8],
+    /// [`common_kept`] of the two (at config time).
+    common_kept: u32,
 }
 
 impl<'a> Protected<'a> {
@@ -58,6 +60,7 @@ impl<'a> Protected<'a> {
             assertion: id.assertion.as_str(),
             prefix_f: &id.prefix_folded,
             assertion_f: &id.assertion_folded,
+            common_kept: id.common_kept,
         }
     }
 
@@ -105,103 +108,153 @@ pub enum Verdict {
 
 /// Header names that browsers and HTTP clients send on nearly every request, each with its
 /// folding: their verdict is [`Verdict::Keep`] from any peer, unless the configured identity
-/// prefix or assertion name folds over them (which [`verdict`] still checks). Looked up by
+/// prefix or assertion name folds over them (which [`common_kept`] works out with the config). Looked up by
 /// length, then by name, instead of being folded and judged afresh on every request
-/// (`common_names_are_kept_as_the_rules_keep_them` holds them to the rules).
-fn common(name: &str) -> Option<&'static [u8]> {
-    let folded: &'static [u8] = match name.len() {
+/// (`common_names_are_kept_as_the_rules_keep_them` holds them to the rules). Each has its
+/// number, its place in [`COMMON_NAMES`] and its bit in [`common_kept`].
+fn common(name: &str) -> Option<(u32, &'static [u8])> {
+    let found: (u32, &'static [u8]) = match name.len() {
         2 => match name {
-            "te" => b"te",
+            "te" => (0, b"te"),
             _ => return None,
         },
         3 => match name {
-            "dnt" => b"dnt",
+            "dnt" => (1, b"dnt"),
             _ => return None,
         },
         4 => match name {
-            "host" => b"host",
+            "host" => (2, b"host"),
             _ => return None,
         },
         5 => match name {
-            "range" => b"range",
+            "range" => (3, b"range"),
             _ => return None,
         },
         6 => match name {
-            "accept" => b"accept",
-            "cookie" => b"cookie",
-            "origin" => b"origin",
-            "pragma" => b"pragma",
+            "accept" => (4, b"accept"),
+            "cookie" => (5, b"cookie"),
+            "origin" => (6, b"origin"),
+            "pragma" => (7, b"pragma"),
             _ => return None,
         },
         7 => match name {
-            "referer" => b"referer",
+            "referer" => (8, b"referer"),
             _ => return None,
         },
         8 => match name {
-            "priority" => b"priority",
-            "if-match" => b"ifmatch",
+            "priority" => (9, b"priority"),
+            "if-match" => (10, b"ifmatch"),
             _ => return None,
         },
         9 => match name {
-            "sec-ch-ua" => b"secchua",
+            "sec-ch-ua" => (11, b"secchua"),
             _ => return None,
         },
         10 => match name {
-            "user-agent" => b"useragent",
-            "connection" => b"connection",
+            "user-agent" => (12, b"useragent"),
+            "connection" => (13, b"connection"),
             _ => return None,
         },
         12 => match name {
-            "content-type" => b"contenttype",
+            "content-type" => (14, b"contenttype"),
             _ => return None,
         },
         13 => match name {
-            "cache-control" => b"cachecontrol",
-            "authorization" => b"authorization",
-            "if-none-match" => b"ifnonematch",
+            "cache-control" => (15, b"cachecontrol"),
+            "authorization" => (16, b"authorization"),
+            "if-none-match" => (17, b"ifnonematch"),
             _ => return None,
         },
         14 => match name {
-            "sec-fetch-dest" => b"secfetchdest",
-            "sec-fetch-mode" => b"secfetchmode",
-            "sec-fetch-site" => b"secfetchsite",
-            "sec-fetch-user" => b"secfetchuser",
-            "content-length" => b"contentlength",
+            "sec-fetch-dest" => (18, b"secfetchdest"),
+            "sec-fetch-mode" => (19, b"secfetchmode"),
+            "sec-fetch-site" => (20, b"secfetchsite"),
+            "sec-fetch-user" => (21, b"secfetchuser"),
+            "content-length" => (22, b"contentlength"),
             _ => return None,
         },
         15 => match name {
-            "accept-encoding" => b"acceptencoding",
-            "accept-language" => b"acceptlanguage",
+            "accept-encoding" => (23, b"acceptencoding"),
+            "accept-language" => (24, b"acceptlanguage"),
             _ => return None,
         },
         16 => match name {
-            "sec-ch-ua-mobile" => b"secchuamobile",
-            "x-requested-with" => b"xrequestedwith",
+            "sec-ch-ua-mobile" => (25, b"secchuamobile"),
+            "x-requested-with" => (26, b"xrequestedwith"),
             _ => return None,
         },
         17 => match name {
-            "if-modified-since" => b"ifmodifiedsince",
+            "if-modified-since" => (27, b"ifmodifiedsince"),
             _ => return None,
         },
         18 => match name {
-            "sec-ch-ua-platform" => b"secchuaplatform",
+            "sec-ch-ua-platform" => (28, b"secchuaplatform"),
             _ => return None,
         },
         25 => match name {
-            "upgrade-insecure-requests" => b"upgradeinsecurerequests",
+            "upgrade-insecure-requests" => (29, b"upgradeinsecurerequests"),
             _ => return None,
         },
         _ => return None,
     };
-    Some(folded)
+    Some(found)
 }
+
+/// Which of [`common`]'s names no identity prefix or assertion name (both folded) folds over:
+/// bit `i` for name `i`. Worked out once with the config (`IdentityHeaders::common_kept`), so
+/// that a common name is judged by one bit.
+pub fn common_kept(prefix_f: &[u8], assertion_f: &[u8]) -> u32 {
+    let mut kept = 0;
+    for name in COMMON_NAMES {
+        if let Some((i, folded)) = common(name) {
+            if !folded.starts_with(prefix_f) && folded != assertion_f {
+                kept |= 1 << i;
+            }
+        }
+    }
+    kept
+}
+
+/// [`common`]'s names, in its order (32 at most: one bit each).
+const COMMON_NAMES: [&str; 30] = [
+    "te",
+    "dnt",
+    "host",
+    "range",
+    "accept",
+    "cookie",
+    "origin",
+    "pragma",
+    "referer",
+    "priority",
+    "if-match",
+    "sec-ch-ua",
+    "user-agent",
+    "connection",
+    "content-type",
+    "cache-control",
+    "authorization",
+    "if-none-match",
+    "sec-fetch-dest",
+    "sec-fetch-mode",
+    "sec-fetch-site",
+    "sec-fetch-user",
+    "content-length",
+    "accept-encoding",
+    "accept-language",
+    "sec-ch-ua-mobile",
+    "x-requested-with",
+    "if-modified-since",
+    "sec-ch-ua-platform",
+    "upgrade-insecure-requests",
+];
 
 /// Each header name decided once: the app's names ([`Protected::judge`]), then what this
 /// peer may say about the connection ([`super::forwarded::doomed`]), then the method
 /// overrides ([`super::target`]).
 pub fn verdict(protected: &Protected, name: &str, trusted: bool) -> Verdict {
-    if let Some(folded) = common(name) {
-        if !folded.starts_with(protected.prefix_f) && folded != protected.assertion_f {
+    if let Some((i, _)) = common(name) {
+        if protected.common_kept & (1 << i) != 0 {
             return Verdict::Keep;
         }
     }
@@ -272,11 +325,14 @@ mod tests {
 
     /// The names under `prefix` and the assertion's, as the config makes them.
     fn protected(prefix: &str, assertion: &'static str) -> Protected<'static> {
+        let prefix_folded = crate::config::folded(prefix);
+        let assertion_folded = crate::config::folded(assertion);
         let id = crate::config::IdentityHeaders {
             prefix: prefix.into(),
             assertion: HeaderName::from_static(assertion),
-            prefix_folded: crate::config::folded(prefix),
-            assertion_folded: crate::config::folded(assertion),
+            common_kept: common_kept(&prefix_folded, &assertion_folded),
+            prefix_folded,
+            assertion_folded,
             ..Default::default()
         };
         Protected::of(Box::leak(Box::new(id)))
@@ -393,9 +449,11 @@ mod tests {
             "sec-ch-ua-platform",
             "upgrade-insecure-requests",
         ];
+        assert_eq!(names, COMMON_NAMES);
         let default = p();
-        for name in names {
-            let folded = common(name).unwrap_or_else(|| panic!("{name} is common"));
+        for (n, name) in names.into_iter().enumerate() {
+            let (i, folded) = common(name).unwrap_or_else(|| panic!("{name} is common"));
+            assert_eq!(i as usize, n, "{name}'s number");
             assert_eq!(Some(folded), Fold::of(name.as_bytes()).whole(), "{name}");
             for trusted in [false, true] {
                 assert_eq!(judged(&default, name, trusted), Verdict::Keep, "{name}");

@@ -121,7 +121,11 @@ impl Live {
 
     /// The verified person behind a session cookie, or None (missing, tampered, expired,
     /// unknown key). Opened once per cookie value, then served from memory until it expires.
-    pub fn verified(&self, cookie: &str, now: i64) -> Option<Arc<sessions::Verified>> {
+    pub fn verified(
+        &self,
+        cookie: &(impl AsRef<[u8]> + ?Sized),
+        now: i64,
+    ) -> Option<Arc<sessions::Verified>> {
         self.sessions.get(cookie, now, |c| {
             let claims = self.cfg.session.keys.open_session(c, now).ok()?;
             let id = session_id(&self.cfg.session.hash_key, c);

@@ -159,22 +159,24 @@ impl SessionCache {
         }
     }
 
-    fn digest(&self, cookie: &str) -> Digest {
+    fn digest(&self, cookie: &[u8]) -> Digest {
         use siphasher::sip128::Hasher128;
         use std::hash::Hasher;
         let mut h = siphasher::sip128::SipHasher13::new_with_keys(self.key.0, self.key.1);
-        h.write(cookie.as_bytes());
+        h.write(cookie);
         h.finish128().as_u128()
     }
 
     /// The verified person behind `cookie` at `now` (UNIX seconds): cached, or `open`ed and
-    /// cached. None when it does not open or has expired.
+    /// cached. None when it does not open or has expired. The digest is of the cookie's bytes;
+    /// only a cookie that is UTF-8 is `open`ed (and so cached).
     pub fn get(
         &self,
-        cookie: &str,
+        cookie: &(impl AsRef<[u8]> + ?Sized),
         now: i64,
         open: impl FnOnce(&str) -> Option<Verified>,
     ) -> Option<Arc<Verified>> {
+        let cookie = cookie.as_ref();
         let local = self
             .local
             .get_or(|| RefCell::new((0..SLOTS).map(|_| None).collect()));
@@ -190,7 +192,7 @@ impl SessionCache {
         let v = match self.shared.get(&key) {
             Some(v) => v,
             None => {
-                let v = Arc::new(open(cookie)?);
+                let v = Arc::new(open(std::str::from_utf8(cookie).ok()?)?);
                 self.shared.insert(key, v.clone());
                 v
             }
@@ -302,7 +304,7 @@ mod tests {
         assert!(c.get(&cookie, 10, |_| None).is_some());
         // Another cache (another config) keys the same cookie differently.
         let d = SessionCache::new(100, Duration::from_secs(300));
-        assert_ne!(c.digest(&cookie), d.digest(&cookie));
+        assert_ne!(c.digest(cookie.as_bytes()), d.digest(cookie.as_bytes()));
     }
 
     #[test]

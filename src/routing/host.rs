@@ -279,13 +279,25 @@ impl HostAt {
     }
 
     /// The host found, read again from the request it was found in.
-    pub fn get(self, req: &http::request::Parts) -> Option<&str> {
+    /// [`HostAt::get`] as bytes, not checked again for text (for a comparison with a host
+    /// that is text, which bytes that are not text never equal).
+    pub fn get_bytes(self, req: &http::request::Parts) -> Option<&[u8]> {
         let raw = if self.header {
-            std::str::from_utf8(req.headers.get(http::header::HOST)?.as_bytes()).ok()?
+            req.headers.get(http::header::HOST)?.as_bytes()
         } else {
-            req.uri.authority()?.as_str()
+            req.uri.authority()?.as_str().as_bytes()
         };
         raw.get(..self.len)
+    }
+
+    /// (Only the host's bytes are checked again for text: the port after it is no part of it.)
+    pub fn get(self, req: &http::request::Parts) -> Option<&str> {
+        if self.header {
+            let raw = req.headers.get(http::header::HOST)?.as_bytes();
+            std::str::from_utf8(raw.get(..self.len)?).ok()
+        } else {
+            req.uri.authority()?.as_str().get(..self.len)
+        }
     }
 }
 
@@ -318,6 +330,11 @@ mod tests {
             assert_eq!(
                 found.and_then(|(_, at)| at.get(&req)),
                 request_host(&req),
+                "{host:?} {target}"
+            );
+            assert_eq!(
+                found.and_then(|(_, at)| at.get_bytes(&req)),
+                request_host(&req).map(str::as_bytes),
                 "{host:?} {target}"
             );
         }

@@ -120,11 +120,21 @@ fn is_canonical(path: &str) -> bool {
     if b.first() != Some(&b'/') || b.last() == Some(&b'/') {
         return false;
     }
-    b.iter()
-        .all(|&c| plain_byte(c) && !matches!(c, b'%' | b';' | b'?'))
-        && path[1..]
-            .split('/')
-            .all(|s| !s.is_empty() && s != "." && s != "..")
+    // One walk over the bytes after the first `/`: each byte plain, each segment (ended by a
+    // `/` or the end) neither empty nor a dot segment.
+    let mut start = 1;
+    for i in 1..=b.len() {
+        let c = b.get(i).copied().unwrap_or(b'/');
+        if c == b'/' {
+            if matches!(b.get(start..i), Some(b"" | b"." | b"..") | None) {
+                return false;
+            }
+            start = i + 1;
+        } else if !plain_byte(c) || matches!(c, b'%' | b';' | b'?') {
+            return false;
+        }
+    }
+    true
 }
 
 fn normalize_slow(path: &str) -> Result<String, PathError> {
@@ -364,6 +374,22 @@ mod properties {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// The one walk of `is_canonical` decides as its two passes (bytes, then segments) did.
+        #[test]
+        fn is_canonical_in_one_walk(
+            p in proptest::collection::vec(proptest::sample::select(
+                vec!['/', '.', 'a', '%', ';', '?', '#', ' ', '\\']), 0..12),
+        ) {
+            let p: String = p.into_iter().collect();
+            let b = p.as_bytes();
+            let two_passes = p == "/"
+                || (b.first() == Some(&b'/')
+                    && b.last() != Some(&b'/')
+                    && b.iter().all(|&c| super::plain_byte(c) && !matches!(c, b'%' | b';' | b'?'))
+                    && p[1..].split('/').all(|s| !s.is_empty() && s != "." && s != ".."));
+            prop_assert_eq!(super::is_canonical(&p), two_passes, "{:?}", p);
+        }
 
         #[test]
         fn canonical_form_is_a_fixed_point(p in path()) {

@@ -195,9 +195,12 @@ pub(super) fn identity(ctx: &mut Ctx, h: Option<&FileIdentityHeaders>) -> Identi
     }
     let folded = prefix.replace('_', "-");
     let assertion = header(ctx, &folded, "assertion");
+    let prefix_folded = crate::config::folded(&folded);
+    let assertion_folded = crate::config::folded(assertion.as_str());
     IdentityHeaders {
-        prefix_folded: crate::config::folded(&folded),
-        assertion_folded: crate::config::folded(assertion.as_str()),
+        common_kept: crate::gate::names::common_kept(&prefix_folded, &assertion_folded),
+        prefix_folded,
+        assertion_folded,
         assertion,
         unique_in_site: header(ctx, &folded, "unique-in-site"),
         person: header(ctx, &folded, "person"),
