@@ -176,8 +176,11 @@ pub fn fresh_id() -> HeaderValue {
     let mut hex = [0u8; 32];
     hex[..16].copy_from_slice(&hex16(prefix));
     hex[16..].copy_from_slice(&hex16(z));
-    // Hex digits are a valid header value.
-    HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("-"))
+    // Hex digits are a valid header value. Kept in a reference-counted owner from the start:
+    // the id is cloned (the upstream request's header, an answer's), and a clone of bytes
+    // copied into a `Vec` first moves them into a shared allocation of their own.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(hex))
+        .unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// `x` as 16 lowercase hex digits, most significant first, without a loop: each nibble is
