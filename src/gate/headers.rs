@@ -167,8 +167,9 @@ fn set(req: &mut impl Edit, name: &HeaderName, value: &str) {
     }
 }
 
+/// The identity headers of a verified request. The caller reserves room for them
+/// ([`Identity::count`]).
 pub fn inject(req: &mut impl Edit, names: &IdentityHeaders, id: &Identity) {
-    req.reserve(id.count());
     for (n, v) in &id.verified.base {
         req.insert(n, v.clone());
     }
@@ -200,6 +201,9 @@ pub fn inject(req: &mut impl Edit, names: &IdentityHeaders, id: &Identity) {
         inject_guardian(req, names, g);
     }
 }
+
+/// How many headers [`inject_guardian`] adds at most.
+pub const GUARDIAN_HEADERS: usize = 4;
 
 /// `X-Verified-Guardian-Consent` and `X-Verified-Guardian-At`: a child's guardian consent (for
 /// a stated child, all that goes upstream).
@@ -246,9 +250,12 @@ pub struct AgeOnly {
     pub provider: crate::identity::ProviderId,
 }
 
-/// `X-Verified-Age-Ok: true` and `X-Verified-Age-Checked-At` (RFC 3339, UTC, seconds).
+/// How many headers [`inject_age`] adds.
+pub const AGE_HEADERS: usize = 2;
+
+/// `X-Verified-Age-Ok: true` and `X-Verified-Age-Checked-At` (RFC 3339, UTC, seconds). The
+/// caller reserves room for them ([`AGE_HEADERS`]).
 pub fn inject_age(req: &mut impl Edit, names: &IdentityHeaders, a: &AgeOnly) {
-    req.reserve(2);
     req.insert(&names.age_ok, HeaderValue::from_static("true"));
     if let Some(t) = chrono::DateTime::<chrono::Utc>::from_timestamp(a.checked_at, 0) {
         set(

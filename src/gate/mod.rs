@@ -1103,6 +1103,20 @@ fn upstream_edits(
         names::screen(req, &protected, trusted, false);
     }
     headers::single_content_length(req);
+    // Room for every header added below at once: the map grows (rehashes) once at most.
+    let identity = match (&ctx.age_only, &ctx.identity, &ctx.stated_guardian) {
+        (Some(_), _, _) => headers::AGE_HEADERS,
+        (None, Some(id), _) => id.count(),
+        (None, None, Some(_)) => headers::GUARDIAN_HEADERS,
+        (None, None, None) => 0,
+    };
+    let forwarding = if ctx.origin.is_some() {
+        forwarded::ADDED
+    } else {
+        0
+    };
+    let assertion = usize::from(identity > 0 && cfg.assertion.is_some());
+    req.reserve(forwarding + identity + assertion);
     if let Some(o) = &ctx.origin {
         let host = req.map().get(http::header::HOST).cloned();
         forwarded::edit(req, o, host);
