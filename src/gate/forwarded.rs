@@ -176,8 +176,11 @@ pub fn fresh_id() -> HeaderValue {
     let mut hex = [0u8; 32];
     hex[..16].copy_from_slice(&hex16(prefix));
     hex[16..].copy_from_slice(&hex16(z));
-    // Hex digits are a valid header value.
-    HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("-"))
+    // Hex digits are a valid header value. Kept in a reference-counted owner from the start:
+    // the id is cloned (the upstream request's header, an answer's), and a clone of bytes
+    // copied into a `Vec` first moves them into a shared allocation of their own.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(hex))
+        .unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// `x` as 16 lowercase hex digits, most significant first, without a loop: each nibble is
@@ -244,11 +247,10 @@ pub fn decide(
 /// host verigate routed on, and no other header names a host. From a trusted proxy, its `X-Forwarded-For` is kept
 /// and the peer appended (its `-Proto`, `X-Real-IP` and the `CLIENT_CLAIMS` kept); from anyone
 /// else all of them are replaced by what verigate saw, or removed.
+/// The caller reserves room for what it adds ([`ADDED`]).
 pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<HeaderValue>) {
     // The forwarding headers this peer may not send are gone already ([`doomed`], judged
     // with the app's names in `request_filter`).
-    // Room for what follows at once (X-Forwarded-Host, -For, -Proto, X-Real-IP).
-    req.reserve(4);
     match host {
         Some(h) => req.insert(&XFH, h),
         None => req.remove(&XFH),
@@ -284,6 +286,10 @@ pub fn edit(req: &mut impl Edit, o: &Origin, host: Option<HeaderValue>) {
     }
     o.mark_upstream(req);
 }
+
+/// How many headers [`edit`] adds at most: `X-Forwarded-Host`, `-For`, `-Proto`, `X-Real-IP`
+/// and `X-Request-Id`.
+pub const ADDED: usize = 5;
 
 /// An address as a header value. The value made last on this thread is kept and shared
 /// when the next request comes from the same peer (a kept-alive connection, a load

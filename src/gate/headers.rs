@@ -44,6 +44,18 @@ pub fn edit_plain<R>(req: &mut RequestHeader, f: impl FnOnce(&mut http::HeaderMa
     out
 }
 
+/// Drop `req`'s map of each header name's original letter case, as [`edit_plain`] does, on
+/// the request as received, once `request_filter` is done with it: the upstream request is a
+/// copy of it (made by Pingora just before `upstream_request_filter`), which then copies one
+/// map instead of two, and [`edit_plain`] has no second map to drop. Only where the upstream
+/// request would go through [`edit_plain`] (an [`origin_form`] request whose upstream does not
+/// preserve the case): it goes upstream with the same header lines either way.
+pub fn drop_case(req: &mut RequestHeader) {
+    if req.has_case() {
+        edit_plain(req, |_| ());
+    }
+}
+
 /// One `Content-Length` line for the app: Pingora accepts repeated equal values (`5, 5`, or two
 /// headers) and would forward them as sent, which app servers read differently (waitress,
 /// Express and the JDK refuse them, werkzeug takes them).
@@ -167,8 +179,9 @@ fn set(req: &mut impl Edit, name: &HeaderName, value: &str) {
     }
 }
 
+/// The identity headers of a verified request. The caller reserves room for them
+/// ([`Identity::count`]).
 pub fn inject(req: &mut impl Edit, names: &IdentityHeaders, id: &Identity) {
-    req.reserve(id.count());
     for (n, v) in &id.verified.base {
         req.insert(n, v.clone());
     }
@@ -200,6 +213,9 @@ pub fn inject(req: &mut impl Edit, names: &IdentityHeaders, id: &Identity) {
         inject_guardian(req, names, g);
     }
 }
+
+/// How many headers [`inject_guardian`] adds at most.
+pub const GUARDIAN_HEADERS: usize = 4;
 
 /// `X-Verified-Guardian-Consent` and `X-Verified-Guardian-At`: a child's guardian consent (for
 /// a stated child, all that goes upstream).
@@ -246,9 +262,12 @@ pub struct AgeOnly {
     pub provider: crate::identity::ProviderId,
 }
 
-/// `X-Verified-Age-Ok: true` and `X-Verified-Age-Checked-At` (RFC 3339, UTC, seconds).
+/// How many headers [`inject_age`] adds.
+pub const AGE_HEADERS: usize = 2;
+
+/// `X-Verified-Age-Ok: true` and `X-Verified-Age-Checked-At` (RFC 3339, UTC, seconds). The
+/// caller reserves room for them ([`AGE_HEADERS`]).
 pub fn inject_age(req: &mut impl Edit, names: &IdentityHeaders, a: &AgeOnly) {
-    req.reserve(2);
     req.insert(&names.age_ok, HeaderValue::from_static("true"));
     if let Some(t) = chrono::DateTime::<chrono::Utc>::from_timestamp(a.checked_at, 0) {
         set(
@@ -375,6 +394,67 @@ mod tests {
                 "x-verified-provider: iamport"
             ]
         );
+    }
+
+    /// `drop_case` on the request as received (before Pingora copies it into the upstream
+    /// request), then the plain edits on the copy: the same request goes upstream, byte for
+    /// byte, as when the copy kept the case map and the edits dropped it.
+    #[test]
+    fn dropping_the_case_before_the_copy_sends_the_same_request() {
+        let mut received = RequestHeader::build("POST", b"/a/b?c=d", None).unwrap();
+        received.set_version(http::Version::HTTP_11);
+        for (n, v) in [
+            ("Host", "shop.example"),
+            ("User-Agent", "Mozilla/5.0"),
+            ("Sec-Fetch-Mode", "navigate"),
+            ("X-Custom", "1"),
+            ("x-custom", "2"),
+            ("Content-Length", "0"),
+        ] {
+            received.append_header(n, v).unwrap();
+        }
+        received.extensions_mut().insert(7_u32);
+        let edits = |h: &mut http::HeaderMap| {
+            h.reserve(2);
+            Edit::insert(
+                h,
+                &HeaderName::from_static("x-forwarded-host"),
+                HeaderValue::from_static("shop.example"),
+            );
+            Edit::insert(
+                h,
+                &HeaderName::from_static("x-verified-provider"),
+                HeaderValue::from_static("iamport"),
+            );
+        };
+        let wire = |r: &RequestHeader| {
+            let mut w = Vec::new();
+            r.header_to_h1_wire(&mut w);
+            String::from_utf8(w).unwrap()
+        };
+        let mut kept_case = received.clone();
+        edit_plain(&mut kept_case, edits);
+
+        drop_case(&mut received);
+        assert!(!received.has_case());
+        assert_eq!(received.method, http::Method::POST);
+        assert_eq!(received.version, http::Version::HTTP_11);
+        assert_eq!(received.raw_path(), b"/a/b?c=d");
+        assert_eq!(received.extensions.get::<u32>(), Some(&7));
+        let values: Vec<_> = received.headers.get_all("x-custom").iter().collect();
+        assert_eq!(values, ["1", "2"]);
+        let mut copy = received.clone();
+        edit_plain(&mut copy, edits);
+
+        assert_eq!(wire(&copy), wire(&kept_case));
+        assert!(wire(&copy).starts_with("Host: shop.example\r\nuser-agent: Mozilla/5.0\r\n"));
+        assert_eq!(copy.raw_path(), kept_case.raw_path());
+        assert_eq!(copy.method, kept_case.method);
+        // Without a case map there is nothing to drop: the request is left as it is.
+        let before = wire(&received);
+        drop_case(&mut received);
+        assert_eq!(wire(&received), before);
+        assert_eq!(received.raw_path(), b"/a/b?c=d");
     }
 
     #[test]

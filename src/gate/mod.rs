@@ -1086,6 +1086,17 @@ impl<E: edit::Edit> crate::cookies::CookieLines for EditLines<'_, E> {
     }
 }
 
+/// Does `req` go upstream through [`headers::edit_plain`] (its header names without their
+/// original letter case)? Yes unless its route's upstream preserves the case, or its target
+/// is not in origin form ([`headers::origin_form`]).
+fn plain_upstream(cfg: &crate::config::RuntimeConfig, ctx: &Ctx, req: &RequestHeader) -> bool {
+    let preserve = ctx
+        .route
+        .and_then(|r| cfg.upstream_of(r))
+        .is_some_and(|u| u.preserve_header_case);
+    !preserve && headers::origin_form(req)
+}
+
 /// What every proxied request gets before it goes upstream: no header outside the name
 /// grammar, no client-sent identity or environment header (screened in `request_filter`, and
 /// again here when a kept request put its headers back), none of verigate's
@@ -1105,6 +1116,20 @@ fn upstream_edits(
         names::screen(req, &protected, trusted, false);
     }
     headers::single_content_length(req);
+    // Room for every header added below at once: the map grows (rehashes) once at most.
+    let identity = match (&ctx.age_only, &ctx.identity, &ctx.stated_guardian) {
+        (Some(_), _, _) => headers::AGE_HEADERS,
+        (None, Some(id), _) => id.count(),
+        (None, None, Some(_)) => headers::GUARDIAN_HEADERS,
+        (None, None, None) => 0,
+    };
+    let forwarding = if ctx.origin.is_some() {
+        forwarded::ADDED
+    } else {
+        0
+    };
+    let assertion = usize::from(identity > 0 && cfg.assertion.is_some());
+    req.reserve(forwarding + identity + assertion);
     if let Some(o) = &ctx.origin {
         let host = req.map().get(http::header::HOST).cloned();
         forwarded::edit(req, o, host);
@@ -1246,7 +1271,7 @@ impl ProxyHttp for Gate {
 
     async fn connected_to_upstream(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         reused: bool,
         _peer: &HttpPeer,
         #[cfg(unix)] fd: std::os::unix::io::RawFd,
@@ -1259,6 +1284,15 @@ impl ProxyHttp for Gate {
         }
         // Reused or new: every request re-enters delayed-ACK pingpong mode when it is written.
         ctx.upstream_fd = Some(fd);
+        // Pingora copies the request as received into the upstream request next: where that
+        // goes through `edit_plain`, the copy is made without the case map it would drop.
+        if let Some(live) = ctx.live.as_deref() {
+            if session.req_header().has_case()
+                && plain_upstream(&live.cfg, ctx, session.req_header())
+            {
+                headers::drop_case(session.req_header_mut());
+            }
+        }
         Ok(())
     }
 
@@ -1274,14 +1308,10 @@ impl ProxyHttp for Gate {
         };
         let cfg = &live.cfg;
         let route = self.route_name(ctx);
-        let preserve = ctx
-            .route
-            .and_then(|r| cfg.upstream_of(r))
-            .is_some_and(|u| u.preserve_header_case);
-        if preserve || !headers::origin_form(upstream) {
-            upstream_edits(upstream, cfg, ctx, route, t)?;
-        } else {
+        if plain_upstream(cfg, ctx, upstream) {
             headers::edit_plain(upstream, |h| upstream_edits(h, cfg, ctx, route, t))?;
+        } else {
+            upstream_edits(upstream, cfg, ctx, route, t)?;
         }
         if ctx.held_upgrade {
             upgrade::restore_framing(upstream)?;
