@@ -23,7 +23,8 @@
 # figures are not the budget file's). BUDGET_BIN=path counts that binary as it is (no build).
 #
 # Besides each count it prints verigate's own phases (request_filter + upstream_request_filter
-# + logging, inclusive, from callgrind_annotate) for each request kind.
+# + logging, inclusive, from callgrind_annotate) for each request kind, and what every phase
+# of the gate costs together (upstream_peer, connected_to_upstream, the response filters, ...).
 #
 # Usage: benches/budget.sh [--update] [--requests N] [--bare]
 #   --update      write the measured counts into benches/budget.toml (after a change that
@@ -236,11 +237,17 @@ for f in sys.argv[5:]:
         # verigate's own phases, inclusive (what each Pingora phase of the Gate costs).
         out = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", f],
                              capture_output=True, text=True).stdout
-        own = {}
-        for p in PHASES:
-            m = re.search(r"^\s*([\d,]+) .*verigate::gate::Gate as pingora_proxy::proxy_trait::ProxyHttp>::"
-                          + p + r"::\{\{closure\}\}", out, re.M)
-            own[p] = int(m.group(1).replace(",", "")) / n if m else 0.0
+        # Every phase of the Gate (the async ones twice: making the future, polling it). A
+        # build with debug info lists a function once per source file its inlined code came
+        # from: the largest of those lines is the function's inclusive count.
+        seen = {}
+        for m in re.finditer(r"^\s*([\d,]+) \([^)]*\)\s+(?:\S*?:)?<verigate::gate::Gate as "
+                             r"pingora_proxy::proxy_trait::ProxyHttp>::(\w+)(::\{\{closure\}\})?\s",
+                             out, re.M):
+            key = (m.group(2), bool(m.group(3)))
+            seen[key] = max(seen.get(key, 0.0), int(m.group(1).replace(",", "")) / n)
+        own = {p: seen.get((p, True), 0.0) for p in PHASES}
+        own["all"] = sum(seen.values())
         phases[trig.group(1)] = own
 cases = ("gated-browser", "gated-minimal", "pass-browser", "pass-minimal")
 missing = [c for c in cases if c not in counts]
@@ -251,8 +258,9 @@ def own_phases():
     print("verigate's own phases (request_filter + upstream_request_filter + logging):")
     for c in cases:
         o = phases.get(c, {})
-        print(f"  {c:14} {sum(o.values()):>9,.0f}  ("
-              + " + ".join(f"{o.get(p, 0):,.0f}" for p in PHASES) + ")")
+        print(f"  {c:14} {sum(o.get(p, 0) for p in PHASES):>9,.0f}  ("
+              + " + ".join(f"{o.get(p, 0):,.0f}" for p in PHASES)
+              + f");  every phase of the gate {o.get('all', 0):,.0f}")
     if "bare-browser" in counts and "bare-minimal" in counts:
         print("a bare Pingora proxy on the same requests (benches/bare_pingora.rs):")
         for kind in ("browser", "minimal"):
