@@ -73,36 +73,41 @@ pub fn unix_secs_at(at: Instant) -> i64 {
 }
 
 /// `at` as RFC 3339 UTC with microseconds (`2026-11-24T06:19:44.123456Z`), appended to `out`.
-/// The part up to the seconds is formatted once per second per thread.
 pub fn write_rfc3339_micros(at: Instant, out: &mut Vec<u8>) {
+    out.extend_from_slice(&rfc3339_micros(at));
+}
+
+/// `at` as RFC 3339 UTC with microseconds (`2026-11-24T06:19:44.123456Z`), in an array (the
+/// access line copies it as one piece). The part up to the seconds is formatted once per
+/// second per thread.
+pub fn rfc3339_micros(at: Instant) -> [u8; 27] {
     thread_local! {
-        static SECOND: Cell<(i64, [u8; 19])> = const { Cell::new((i64::MIN, [0; 19])) };
+        static SECOND: Cell<(i64, [u8; 27])> = const { Cell::new((i64::MIN, [0; 27])) };
     }
     let (secs, nanos) = split_at(at);
-    let micros = nanos / 1_000;
-    let prefix = SECOND.with(|c| {
+    let mut out = SECOND.with(|c| {
         let (s, p) = c.get();
         if s == secs {
             return p;
         }
-        let mut p = [0u8; 19];
+        let mut p = *b"0000-00-00T00:00:00.000000Z";
         if let Some(t) = chrono::DateTime::from_timestamp(secs, 0) {
             let f = t.format("%Y-%m-%dT%H:%M:%S").to_string();
-            if f.len() == 19 {
-                p.copy_from_slice(f.as_bytes());
+            if let (Some(d), Some(f)) = (p.first_chunk_mut::<19>(), f.as_bytes().first_chunk()) {
+                if f.len() == 19 {
+                    *d = *f;
+                }
             }
         }
         c.set((secs, p));
         p
     });
-    out.extend_from_slice(&prefix);
-    let mut frac = *b".000000Z";
-    let mut m = micros;
-    for i in (1..7).rev() {
-        frac[i] = b'0' + (m % 10) as u8;
+    let mut m = nanos / 1_000;
+    for i in (20..26).rev() {
+        out[i] = b'0' + (m % 10) as u8;
         m /= 10;
     }
-    out.extend_from_slice(&frac);
+    out
 }
 
 /// The date in `tz` at UNIX time `now`, remembered per thread for the minute (time zones
