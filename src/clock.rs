@@ -102,10 +102,8 @@ pub fn rfc3339_micros(at: Instant) -> [u8; 27] {
         c.set((secs, p));
         p
     });
-    let mut m = nanos / 1_000;
-    for i in (20..26).rev() {
-        out[i] = b'0' + (m % 10) as u8;
-        m /= 10;
+    if let Some(d) = out.get_mut(20..).and_then(|d| d.first_chunk_mut::<6>()) {
+        *d = crate::logwriter::six_digits(u64::from(nanos / 1_000));
     }
     out
 }

@@ -240,35 +240,39 @@ fn flagged<const ASCII: bool>(x: u64) -> u64 {
     f & HIGH
 }
 
-/// Does `s` go into a JSON string as it is (see [`flagged`])? Eight bytes at a time, the last
-/// word overlapping the one before it; a string shorter than a word byte by byte.
+/// Does `s` go into a JSON string as it is (see [`flagged`])? As [`JsonLine`] checks it.
+#[cfg(test)]
 fn plain<const ASCII: bool>(s: &[u8]) -> bool {
-    let n = s.len();
-    if n < 8 {
-        let mut i = 0;
-        while i < n {
-            let b = s[i];
-            if b < 0x20 || b == b'"' || b == b'\\' || (ASCII && b >= 0x7f) {
-                return false;
-            }
-            i += 1;
-        }
-        return true;
-    }
-    let word = |i: usize| match s.get(i..).and_then(|w| w.first_chunk::<8>()) {
-        Some(w) => u64::from_ne_bytes(*w),
-        None => 0,
-    };
-    let mut f = 0;
+    let mut buf = vec![0; s.len()];
+    let mut l = JsonLine::new(&mut buf);
+    l.copy_plain::<ASCII>(s);
+    l.finish().is_some_and(|n| buf.get(..n) == Some(s))
+}
+
+/// The two digits of every number below 100.
+const PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
     let mut i = 0;
-    while i + 8 <= n {
-        f |= flagged::<ASCII>(word(i));
-        i += 8;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
     }
-    if i < n {
-        f |= flagged::<ASCII>(word(n - 8));
-    }
-    f == 0
+    t
+};
+
+/// The two digits of `x % 100`.
+#[inline(always)]
+fn pair(x: u64) -> [u8; 2] {
+    PAIRS.get((x % 100) as usize).copied().unwrap_or([b'0'; 2])
+}
+
+/// `x % 10^6` in six digits, leading zeros kept (the microseconds of a timestamp, the
+/// decimals of a number of millionths).
+pub fn six_digits(x: u64) -> [u8; 6] {
+    let [a, b] = pair(x / 10_000);
+    let [c, d] = pair(x / 100);
+    let [e, f] = pair(x);
+    [a, b, c, d, e, f]
 }
 
 /// A key as [`JsonLine`] takes it: quoted, with its colon (`"route":`), as a byte array made
@@ -332,14 +336,66 @@ impl<'a> JsonLine<'a> {
         self.put(src, N);
     }
 
-    fn slice(&mut self, src: &[u8]) {
-        let end = self.pos + src.len();
-        match self.buf.get_mut(self.pos..end) {
-            Some(d) => {
-                d.copy_from_slice(src);
-                self.pos = end;
+    /// Copy `s`, checking as it goes that it needs no escaping (see [`flagged`]); if it does,
+    /// the line is spoiled. Eight bytes at a time (the last word overlapping the one before
+    /// it), two overlapping halves of 4 to 7 bytes, the bytes of a shorter one.
+    #[inline(always)]
+    fn copy_plain<const ASCII: bool>(&mut self, s: &[u8]) {
+        let n = s.len();
+        let Some(d) = self.buf.get_mut(self.pos..self.pos + n) else {
+            self.spoiled = true;
+            return;
+        };
+        let load8 = |i: usize| match s.get(i..).and_then(|w| w.first_chunk::<8>()) {
+            Some(w) => u64::from_ne_bytes(*w),
+            None => 0,
+        };
+        let load4 = |i: usize| match s.get(i..).and_then(|w| w.first_chunk::<4>()) {
+            Some(w) => u32::from_ne_bytes(*w),
+            None => 0,
+        };
+        let f = if n >= 8 {
+            let mut f = 0;
+            let mut i = 0;
+            while i + 8 <= n {
+                let w = load8(i);
+                f |= flagged::<ASCII>(w);
+                if let Some(c) = d.get_mut(i..).and_then(|c| c.first_chunk_mut::<8>()) {
+                    *c = w.to_ne_bytes();
+                }
+                i += 8;
             }
-            None => self.spoiled = true,
+            if i < n {
+                let w = load8(n - 8);
+                f |= flagged::<ASCII>(w);
+                if let Some(c) = d.get_mut(n - 8..).and_then(|c| c.first_chunk_mut::<8>()) {
+                    *c = w.to_ne_bytes();
+                }
+            }
+            f
+        } else if n >= 4 {
+            let (a, b) = (load4(0), load4(n - 4));
+            if let Some(c) = d.first_chunk_mut::<4>() {
+                *c = a.to_ne_bytes();
+            }
+            if let Some(c) = d.get_mut(n - 4..).and_then(|c| c.first_chunk_mut::<4>()) {
+                *c = b.to_ne_bytes();
+            }
+            flagged::<ASCII>(u64::from(a) | u64::from(b) << 32)
+        } else {
+            // Shifted into a word of spaces (plain), for one check.
+            let mut w = ONES * 0x20;
+            for (i, &b) in s.iter().enumerate() {
+                if let Some(c) = d.get_mut(i) {
+                    *c = b;
+                }
+                w = w << 8 | u64::from(b);
+            }
+            flagged::<ASCII>(w)
+        };
+        self.pos += n;
+        if f != 0 {
+            self.spoiled = true;
         }
     }
 
@@ -362,12 +418,8 @@ impl<'a> JsonLine<'a> {
     /// A string (`key` as [`json_key!`] writes it).
     pub fn str<const N: usize>(&mut self, key: &[u8; N], v: &str) -> &mut Self {
         self.key(key);
-        if !plain::<false>(v.as_bytes()) {
-            self.spoiled = true;
-            return self;
-        }
         self.lit(b"\"");
-        self.slice(v.as_bytes());
+        self.copy_plain::<false>(v.as_bytes());
         self.lit(b"\"");
         self
     }
@@ -376,29 +428,25 @@ impl<'a> JsonLine<'a> {
     /// spoils the line).
     pub fn text<const N: usize>(&mut self, key: &[u8; N], v: &[u8]) -> &mut Self {
         self.key(key);
-        if !plain::<true>(v) {
-            self.spoiled = true;
-            return self;
-        }
         self.lit(b"\"");
-        self.slice(v);
+        self.copy_plain::<true>(v);
         self.lit(b"\"");
         self
     }
 
     pub fn u16<const N: usize>(&mut self, key: &[u8; N], v: u16) -> &mut Self {
         self.key(key);
-        let mut t = [0u8; 16];
-        let mut i = 5;
-        let mut x = v;
-        loop {
-            i -= 1;
-            t[i] = b'0' + (x % 10) as u8;
-            x /= 10;
-            if x == 0 {
-                break;
-            }
-        }
+        let x = u64::from(v);
+        let [a, b] = pair(x / 1000);
+        let [c, d] = pair(x / 10);
+        let t = [a, b, c, d, b'0' + (x % 10) as u8, 0, 0, 0, 0, 0, 0, 0, 0];
+        let i = match v {
+            0..10 => 4,
+            10..100 => 3,
+            100..1000 => 2,
+            1000..10000 => 1,
+            _ => 0,
+        };
         match t.get(i..).and_then(|t| t.first_chunk::<8>()) {
             Some(d) => self.put(d, 5 - i),
             None => self.spoiled = true,
@@ -419,31 +467,43 @@ impl<'a> JsonLine<'a> {
             self.f64_slow(v);
             return self;
         };
-        // Whole part (below 10^7: at most 7 digits) ending at 8, the point, 6 decimals.
+        // The whole part (below 10^7: at most 7 digits) ending at 8, the point, 6 decimals.
         let mut t = [0u8; 32];
         let mut i = 8;
         let mut x = m / 1_000_000;
-        loop {
+        while x >= 10 {
+            let [a, b] = pair(x);
+            i -= 2;
+            if let Some(c) = t.get_mut(i..).and_then(|c| c.first_chunk_mut::<2>()) {
+                *c = [a, b];
+            }
+            x /= 100;
+        }
+        if x > 0 || i == 8 {
             i -= 1;
-            t[i] = b'0' + (x % 10) as u8;
-            x /= 10;
-            if x == 0 {
-                break;
+            if let Some(c) = t.get_mut(i) {
+                *c = b'0' + x as u8;
             }
         }
-        t[8] = b'.';
-        let mut f = m % 1_000_000;
-        let mut j = 15;
-        while j > 9 {
-            j -= 1;
-            t[j] = b'0' + (f % 10) as u8;
-            f /= 10;
+        let frac = m % 1_000_000;
+        if let Some(c) = t.get_mut(8..).and_then(|c| c.first_chunk_mut::<7>()) {
+            let [a, b, c1, d, e, f] = six_digits(frac);
+            *c = [b'.', a, b, c1, d, e, f];
         }
         // Trailing zeros dropped, one decimal kept (`1.0`, as ryu writes it).
-        let mut end = 15;
-        while end > 10 && t[end - 1] == b'0' {
-            end -= 1;
-        }
+        let end = if frac % 10 != 0 {
+            15
+        } else if frac % 100 != 0 {
+            14
+        } else if frac % 1_000 != 0 {
+            13
+        } else if frac % 10_000 != 0 {
+            12
+        } else if frac % 100_000 != 0 {
+            11
+        } else {
+            10
+        };
         match t.get(i..).and_then(|t| t.first_chunk::<16>()) {
             Some(d) => self.put(d, end - i),
             None => self.spoiled = true,
@@ -941,6 +1001,7 @@ mod tests {
             (0u64..20_000_000_000_000)
                 .prop_map(|n| std::time::Duration::from_nanos(n).as_secs_f64() * 1000.0),
             (0u64..100_000).prop_map(|n| n as f64 / 1e6),
+            (0u64..10_000_000_000_000).prop_map(|n| n as f64 / 1e6),
         ];
         proptest!(|(s in any::<String>(), ascii in "[ -~]{0,40}", b in text, n in any::<u16>(), f in float)| {
             for s in [&s, &ascii] {

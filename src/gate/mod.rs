@@ -204,6 +204,17 @@ impl crate::logwriter::JsonFields for AccessLine<'_> {
     }
 }
 
+/// `d` in milliseconds for the access line: its nanoseconds over 10^6, correctly rounded, so
+/// the number written is the exact decimal (`1.234567`, not `as_secs_f64() * 1000.0`'s
+/// `1.2345670000000001`).
+fn ms(d: std::time::Duration) -> f64 {
+    let nanos = d
+        .as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()));
+    nanos as f64 / 1e6
+}
+
 /// What `gatekeep` worked out that `check` reads again.
 #[derive(Clone, Copy)]
 struct Checked {
@@ -1574,9 +1585,9 @@ impl ProxyHttp for Gate {
                     path: req.uri.path(),
                     client: client.as_ref().map(|a| a.as_bytes()),
                     upstream: upstream.as_ref().map(|a| a.as_bytes()),
-                    latency_ms: total.as_secs_f64() * 1000.0,
-                    gate_ms: ctx.gate_time.as_secs_f64() * 1000.0,
-                    upstream_ms: ctx.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
+                    latency_ms: ms(total),
+                    gate_ms: ms(ctx.gate_time),
+                    upstream_ms: ctx.upstream_time.map(ms),
                     upstream_status: ctx.upstream_status,
                     provider,
                     error: e.map(|e| e.etype().as_str()),
@@ -1589,6 +1600,23 @@ impl ProxyHttp for Gate {
 #[cfg(test)]
 mod tests {
     use super::AccessLine;
+
+    #[test]
+    fn durations_are_written_as_exact_milliseconds() {
+        use std::time::Duration;
+        for (d, want) in [
+            (Duration::from_nanos(1_234_567), "1.234567"),
+            (Duration::from_nanos(123_456), "0.123456"),
+            (Duration::from_nanos(100_000), "0.1"),
+            (Duration::from_millis(1), "1.0"),
+            (Duration::from_secs(3) + Duration::from_nanos(7_000), "3000.007"),
+            (Duration::from_nanos(12), "0.000012"),
+            (Duration::from_nanos(5), "5e-6"),
+            (Duration::ZERO, "0.0"),
+        ] {
+            assert_eq!(serde_json::to_string(&super::ms(d)).unwrap(), want, "{d:?}");
+        }
+    }
 
     #[test]
     fn access_lines_are_written_exactly_as_serde_json_writes_them() {
