@@ -275,13 +275,13 @@ pub fn six_digits(x: u64) -> [u8; 6] {
     [a, b, c, d, e, f]
 }
 
-/// A key as [`JsonLine`] takes it: quoted, with its colon (`"route":`), as a byte array made
-/// at compile time. Keys are the writer's own identifiers and go out as given (nothing to
-/// escape).
+/// A key as [`JsonLine`] takes it: quoted, with its colon and the comma before it
+/// (`,"route":`), as a byte array made at compile time. Keys are the writer's own identifiers
+/// and go out as given (nothing to escape).
 #[macro_export]
 macro_rules! json_key {
     ($k:literal) => {{
-        const KEY: &[u8] = concat!("\"", $k, "\":").as_bytes();
+        const KEY: &[u8] = concat!(",\"", $k, "\":").as_bytes();
         const ARRAY: [u8; KEY.len()] = match KEY.first_chunk() {
             Some(a) => *a,
             None => [0; KEY.len()],
@@ -300,7 +300,8 @@ macro_rules! json_key {
 pub struct JsonLine<'a> {
     buf: &'a mut [u8],
     pos: usize,
-    first: bool,
+    /// Where the object opened.
+    start: usize,
     spoiled: bool,
 }
 
@@ -309,7 +310,7 @@ impl<'a> JsonLine<'a> {
         JsonLine {
             buf,
             pos: 0,
-            first: true,
+            start: 0,
             spoiled: false,
         }
     }
@@ -399,19 +400,26 @@ impl<'a> JsonLine<'a> {
         }
     }
 
+    /// Every key comes with a comma before it: the first key's becomes the brace that
+    /// opens the object, at [`JsonLine::close`].
     pub fn open(&mut self) {
-        self.lit(b"{");
+        self.start = self.pos;
     }
 
     pub fn close(&mut self) {
+        if self.pos == self.start {
+            self.lit(b"{}");
+            return;
+        }
+        match self.buf.get_mut(self.start) {
+            Some(b) if *b == b',' => *b = b'{',
+            _ => self.spoiled = true,
+        }
         self.lit(b"}");
     }
 
     #[inline(always)]
     fn key<const N: usize>(&mut self, key: &[u8; N]) {
-        if !std::mem::take(&mut self.first) {
-            self.lit(b",");
-        }
         self.lit(key);
     }
 
@@ -436,6 +444,11 @@ impl<'a> JsonLine<'a> {
 
     pub fn u16<const N: usize>(&mut self, key: &[u8; N], v: u16) -> &mut Self {
         self.key(key);
+        if (100..1000).contains(&v) {
+            let [b, c] = pair(u64::from(v));
+            self.lit(&[b'0' + (v / 100) as u8, b, c]);
+            return self;
+        }
         let x = u64::from(v);
         let [a, b] = pair(x / 1000);
         let [c, d] = pair(x / 10);

@@ -1609,7 +1609,10 @@ mod tests {
             (Duration::from_nanos(123_456), "0.123456"),
             (Duration::from_nanos(100_000), "0.1"),
             (Duration::from_millis(1), "1.0"),
-            (Duration::from_secs(3) + Duration::from_nanos(7_000), "3000.007"),
+            (
+                Duration::from_secs(3) + Duration::from_nanos(7_000),
+                "3000.007",
+            ),
             (Duration::from_nanos(12), "0.000012"),
             (Duration::from_nanos(5), "5e-6"),
             (Duration::ZERO, "0.0"),
