@@ -476,10 +476,29 @@ impl<'a> JsonLine<'a> {
             self.lit(b"0.0");
             return self;
         }
-        let Some(m) = millionths(v) else {
-            self.f64_slow(v);
-            return self;
-        };
+        match millionths(v) {
+            Some(m) => self.millionths(m),
+            None => self.f64_slow(v),
+        }
+        self
+    }
+
+    /// A duration as [`millis`] makes it, written as `serde_json` writes that float: from
+    /// its whole nanoseconds, without a float on the usual path.
+    pub fn ms<const N: usize>(&mut self, key: &[u8; N], d: std::time::Duration) -> &mut Self {
+        match nanos(d) {
+            // `millis(d)` is the correctly rounded `m / 10^6`: what [`millionths`] accepts.
+            m @ 10..10_000_000_000_000 => {
+                self.key(key);
+                self.millionths(m);
+                self
+            }
+            _ => self.f64(key, millis(d)),
+        }
+    }
+
+    /// `m / 10^6` as ryu writes it, `m` in [10, 10^13) (see [`millionths`]).
+    fn millionths(&mut self, m: u64) {
         // The whole part (below 10^7: at most 7 digits) ending at 8, the point, 6 decimals.
         let mut t = [0u8; 32];
         let mut i = 8;
@@ -504,15 +523,15 @@ impl<'a> JsonLine<'a> {
             *c = [b'.', a, b, c1, d, e, f];
         }
         // Trailing zeros dropped, one decimal kept (`1.0`, as ryu writes it).
-        let end = if frac % 10 != 0 {
+        let end = if !frac.is_multiple_of(10) {
             15
-        } else if frac % 100 != 0 {
+        } else if !frac.is_multiple_of(100) {
             14
-        } else if frac % 1_000 != 0 {
+        } else if !frac.is_multiple_of(1_000) {
             13
-        } else if frac % 10_000 != 0 {
+        } else if !frac.is_multiple_of(10_000) {
             12
-        } else if frac % 100_000 != 0 {
+        } else if !frac.is_multiple_of(100_000) {
             11
         } else {
             10
@@ -521,7 +540,6 @@ impl<'a> JsonLine<'a> {
             Some(d) => self.put(d, end - i),
             None => self.spoiled = true,
         }
-        self
     }
 
     fn f64_slow(&mut self, v: f64) {
@@ -551,6 +569,36 @@ impl<'a> JsonLine<'a> {
     /// The bytes written, or `None` when the line is spoiled (write it the general way).
     pub fn finish(self) -> Option<usize> {
         (!self.spoiled).then_some(self.pos)
+    }
+}
+
+/// `d`'s whole nanoseconds (saturated at `u64::MAX`, 584 years).
+fn nanos(d: std::time::Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
+}
+
+/// `d` in milliseconds as the access line has it: its nanoseconds over 10^6, correctly
+/// rounded, so the number written is the exact decimal (`1.234567`, not
+/// `as_secs_f64() * 1000.0`'s `1.2345670000000001`).
+pub fn millis(d: std::time::Duration) -> f64 {
+    nanos(d) as f64 / 1e6
+}
+
+/// `serialize_with` for a duration written in milliseconds ([`millis`]).
+pub fn ser_ms<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(millis(*d))
+}
+
+/// `serialize_with` for an optional duration written in milliseconds ([`millis`]).
+pub fn ser_opt_ms<S: serde::Serializer>(
+    d: &Option<std::time::Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&millis(*d)),
+        None => s.serialize_none(),
     }
 }
 
@@ -849,6 +897,8 @@ mod tests {
         b: &'a [u8],
         n: u16,
         f: f64,
+        #[serde(serialize_with = "ser_ms")]
+        d: std::time::Duration,
         #[serde(
             skip_serializing_if = "Option::is_none",
             serialize_with = "ser_opt_text"
@@ -865,7 +915,8 @@ mod tests {
             w.str(json_key!("s"), self.s)
                 .text(json_key!("b"), self.b)
                 .u16(json_key!("n"), self.n)
-                .f64(json_key!("f"), self.f);
+                .f64(json_key!("f"), self.f)
+                .ms(json_key!("d"), self.d);
             if let Some(o) = self.o {
                 w.text(json_key!("o"), o);
             }
@@ -952,6 +1003,7 @@ mod tests {
             b: b"5f0c3a9d2e7b4c1a8f6e0d9c7b5a3e1f",
             n: 200,
             f: 0.123456,
+            d: std::time::Duration::from_nanos(1_234_567),
             o: Some(b"203.0.113.0/24"),
         };
         assert!(check(&usual), "the usual line takes the fast path");
@@ -981,6 +1033,24 @@ mod tests {
         ] {
             check(&Kinds { f, ..usual });
         }
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            12,
+            999_999,
+            1_000_000,
+            9_999_999_999_999,
+            10_000_000_000_000,
+        ] {
+            let d = std::time::Duration::from_nanos(n);
+            check(&Kinds { d, ..usual });
+        }
+        check(&Kinds {
+            d: std::time::Duration::MAX,
+            ..usual
+        });
         for n in [0, 9, 10, 99, 100, 999, 1000, 65535] {
             assert!(check(&Kinds { n, ..usual }));
         }
@@ -1016,9 +1086,14 @@ mod tests {
             (0u64..100_000).prop_map(|n| n as f64 / 1e6),
             (0u64..10_000_000_000_000).prop_map(|n| n as f64 / 1e6),
         ];
-        proptest!(|(s in any::<String>(), ascii in "[ -~]{0,40}", b in text, n in any::<u16>(), f in float)| {
+        let duration = prop_oneof![
+            (0u64..100_000).prop_map(std::time::Duration::from_nanos),
+            (0u64..20_000_000_000_000).prop_map(std::time::Duration::from_nanos),
+            any::<u64>().prop_map(std::time::Duration::from_nanos),
+        ];
+        proptest!(|(s in any::<String>(), ascii in "[ -~]{0,40}", b in text, n in any::<u16>(), f in float, d in duration)| {
             for s in [&s, &ascii] {
-                let k = Kinds { s, b: &b, n, f, o: Some(&b) };
+                let k = Kinds { s, b: &b, n, f, d, o: Some(&b) };
                 let fast = check(&k);
                 prop_assert_eq!(fast, plain::<false>(s.as_bytes()) && plain::<true>(&b));
                 // What serde_json writes reads back as the same values.

@@ -145,10 +145,16 @@ pub struct AccessLine<'a> {
         serialize_with = "crate::logwriter::ser_opt_text"
     )]
     pub upstream: Option<&'a [u8]>,
-    pub latency_ms: f64,
-    pub gate_ms: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream_ms: Option<f64>,
+    /// Durations are written in milliseconds ([`crate::logwriter::millis`]).
+    #[serde(serialize_with = "crate::logwriter::ser_ms")]
+    pub latency_ms: std::time::Duration,
+    #[serde(serialize_with = "crate::logwriter::ser_ms")]
+    pub gate_ms: std::time::Duration,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::logwriter::ser_opt_ms"
+    )]
+    pub upstream_ms: Option<std::time::Duration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_status: Option<u16>,
     pub provider: &'a str,
@@ -188,10 +194,10 @@ impl crate::logwriter::JsonFields for AccessLine<'_> {
         if let Some(u) = self.upstream {
             o.text(json_key!("upstream"), u);
         }
-        o.f64(json_key!("latency_ms"), self.latency_ms)
-            .f64(json_key!("gate_ms"), self.gate_ms);
+        o.ms(json_key!("latency_ms"), self.latency_ms)
+            .ms(json_key!("gate_ms"), self.gate_ms);
         if let Some(ms) = self.upstream_ms {
-            o.f64(json_key!("upstream_ms"), ms);
+            o.ms(json_key!("upstream_ms"), ms);
         }
         if let Some(s) = self.upstream_status {
             o.u16(json_key!("upstream_status"), s);
@@ -202,17 +208,6 @@ impl crate::logwriter::JsonFields for AccessLine<'_> {
         }
         o.close();
     }
-}
-
-/// `d` in milliseconds for the access line: its nanoseconds over 10^6, correctly rounded, so
-/// the number written is the exact decimal (`1.234567`, not `as_secs_f64() * 1000.0`'s
-/// `1.2345670000000001`).
-fn ms(d: std::time::Duration) -> f64 {
-    let nanos = d
-        .as_secs()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(u64::from(d.subsec_nanos()));
-    nanos as f64 / 1e6
 }
 
 /// What `gatekeep` worked out that `check` reads again.
@@ -1585,9 +1580,9 @@ impl ProxyHttp for Gate {
                     path: req.uri.path(),
                     client: client.as_ref().map(|a| a.as_bytes()),
                     upstream: upstream.as_ref().map(|a| a.as_bytes()),
-                    latency_ms: ms(total),
-                    gate_ms: ms(ctx.gate_time),
-                    upstream_ms: ctx.upstream_time.map(ms),
+                    latency_ms: total,
+                    gate_ms: ctx.gate_time,
+                    upstream_ms: ctx.upstream_time,
                     upstream_status: ctx.upstream_status,
                     provider,
                     error: e.map(|e| e.etype().as_str()),
@@ -1617,12 +1612,14 @@ mod tests {
             (Duration::from_nanos(5), "5e-6"),
             (Duration::ZERO, "0.0"),
         ] {
-            assert_eq!(serde_json::to_string(&super::ms(d)).unwrap(), want, "{d:?}");
+            let ms = crate::logwriter::millis(d);
+            assert_eq!(serde_json::to_string(&ms).unwrap(), want, "{d:?}");
         }
     }
 
     #[test]
     fn access_lines_are_written_exactly_as_serde_json_writes_them() {
+        use std::time::Duration;
         let full = AccessLine {
             request_id: b"5f0c3a9d2e7b4c1a8f6e0d9c7b5a3e1f",
             route: "signup",
@@ -1633,9 +1630,9 @@ mod tests {
             path: "/signup/x",
             client: Some(b"203.0.113.0/24"),
             upstream: Some(b"10.0.0.5:8080"),
-            latency_ms: std::time::Duration::from_nanos(1_234_567).as_secs_f64() * 1000.0,
-            gate_ms: 0.001,
-            upstream_ms: Some(1.0),
+            latency_ms: Duration::from_nanos(1_234_567),
+            gate_ms: Duration::from_micros(1),
+            upstream_ms: Some(Duration::from_millis(1)),
             upstream_status: Some(201),
             provider: "iamport",
             error: Some("ConnectTimedout"),
@@ -1682,9 +1679,9 @@ mod tests {
             ),
             (
                 AccessLine {
-                    latency_ms: f64::NAN,
-                    gate_ms: 1e21,
-                    upstream_ms: Some(f64::INFINITY),
+                    latency_ms: Duration::MAX,
+                    gate_ms: Duration::from_secs(1 << 40),
+                    upstream_ms: Some(Duration::from_nanos(5)),
                     provider: "",
                     status: 0,
                     ..full
@@ -1693,9 +1690,9 @@ mod tests {
             ),
             (
                 AccessLine {
-                    latency_ms: 0.0,
-                    gate_ms: 123456789.125,
-                    upstream_ms: Some(5e-7),
+                    latency_ms: Duration::ZERO,
+                    gate_ms: Duration::from_nanos(123_456_789_125_000),
+                    upstream_ms: Some(Duration::from_nanos(12)),
                     ..full
                 },
                 true,
