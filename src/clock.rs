@@ -73,36 +73,52 @@ pub fn unix_secs_at(at: Instant) -> i64 {
 }
 
 /// `at` as RFC 3339 UTC with microseconds (`2026-11-24T06:19:44.123456Z`), appended to `out`.
-/// The part up to the seconds is formatted once per second per thread.
 pub fn write_rfc3339_micros(at: Instant, out: &mut Vec<u8>) {
+    out.extend_from_slice(&rfc3339_micros(at));
+}
+
+/// `at` as RFC 3339 UTC with microseconds (`2026-11-24T06:19:44.123456Z`), in an array (the
+/// access line copies it as one piece). Each thread keeps the instant its current second
+/// began at (through [`unix_nanos_at`]) with that second's text: an instant within it needs
+/// one comparison and its microseconds.
+pub fn rfc3339_micros(at: Instant) -> [u8; 27] {
     thread_local! {
-        static SECOND: Cell<(i64, [u8; 19])> = const { Cell::new((i64::MIN, [0; 19])) };
+        static SECOND: Cell<Option<(Instant, [u8; 27])>> = const { Cell::new(None) };
     }
-    let (secs, nanos) = split_at(at);
-    let micros = nanos / 1_000;
-    let prefix = SECOND.with(|c| {
-        let (s, p) = c.get();
-        if s == secs {
-            return p;
+    SECOND.with(|c| {
+        let (mut text, micros) = match c.get() {
+            Some((start, text)) => match at.checked_duration_since(start) {
+                Some(d) if d < RENEW => (text, d.subsec_micros()),
+                _ => second_text(c, at),
+            },
+            None => second_text(c, at),
+        };
+        if let Some(d) = text.get_mut(20..).and_then(|d| d.first_chunk_mut::<6>()) {
+            *d = crate::logwriter::six_digits(u64::from(micros));
         }
-        let mut p = [0u8; 19];
-        if let Some(t) = chrono::DateTime::from_timestamp(secs, 0) {
-            let f = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+        text
+    })
+}
+
+/// The text of the second `at` is in, kept in `c` with the instant that second began at;
+/// and `at`'s microseconds into it.
+#[cold]
+fn second_text(c: &Cell<Option<(Instant, [u8; 27])>>, at: Instant) -> ([u8; 27], u32) {
+    let (secs, nanos) = split_at(at);
+    let mut p = *b"0000-00-00T00:00:00.000000Z";
+    if let Some(t) = chrono::DateTime::from_timestamp(secs, 0) {
+        let f = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+        if let (Some(d), Some(f)) = (p.first_chunk_mut::<19>(), f.as_bytes().first_chunk()) {
             if f.len() == 19 {
-                p.copy_from_slice(f.as_bytes());
+                *d = *f;
             }
         }
-        c.set((secs, p));
-        p
-    });
-    out.extend_from_slice(&prefix);
-    let mut frac = *b".000000Z";
-    let mut m = micros;
-    for i in (1..7).rev() {
-        frac[i] = b'0' + (m % 10) as u8;
-        m /= 10;
     }
-    out.extend_from_slice(&frac);
+    c.set(
+        at.checked_sub(Duration::from_nanos(u64::from(nanos)))
+            .map(|start| (start, p)),
+    );
+    (p, nanos / 1_000)
 }
 
 /// The date in `tz` at UNIX time `now`, remembered per thread for the minute (time zones
@@ -205,6 +221,20 @@ mod tests {
             "one instant maps to wall times {} ns apart through the two bases",
             again - at_now
         );
+    }
+
+    #[test]
+    fn timestamps_follow_the_clock_across_seconds() {
+        let now = Instant::now();
+        for k in 0..40u64 {
+            let at = now + Duration::from_millis(k * 77);
+            let text = rfc3339_micros(at);
+            let t =
+                chrono::DateTime::parse_from_rfc3339(std::str::from_utf8(&text).unwrap()).unwrap();
+            let want = unix_nanos_at(at) / 1000;
+            let got = t.timestamp_nanos_opt().unwrap() as i128 / 1000;
+            assert!((got - want).abs() <= 1_000, "{k}: {got} against {want}");
+        }
     }
 
     #[test]

@@ -179,100 +179,461 @@ pub fn access_enabled() -> bool {
     }
 }
 
-/// Fields that write themselves as one JSON object, as `serde_json` would: the access line's
-/// are written per request, and serde's generic path (keys escaped at run time, a visitor per
-/// field) was most of the line's cost.
-pub trait JsonFields {
-    fn write_json(&self, out: &mut Vec<u8>);
+/// Fields that write themselves as one JSON object, byte for byte as `serde_json` writes their
+/// `Serialize` form: the access line's are written per request, and serde's generic path
+/// (keys escaped at run time, a visitor per field, ryu for every float) was most of the line's
+/// cost. [`JsonFields::write_plain`] is the fast path, for the usual line whose values need no
+/// escaping; any other line goes through `serde_json`.
+pub trait JsonFields: serde::Serialize {
+    /// The most bytes [`JsonFields::write_plain`] writes.
+    fn plain_len(&self) -> usize;
+    /// The object into `w`, as `serde_json` writes it; a value that needs escaping (or byte
+    /// text that is not plain visible ASCII) spoils `w`, and the caller writes the object
+    /// through `serde_json` instead.
+    fn write_plain(&self, w: &mut JsonLine<'_>);
 }
 
-/// Does `s` need no escaping in a JSON string? `serde_json` escapes exactly the controls
-/// (below 0x20), `"` and `\`. Eight bytes at a time, with the word tests for "a byte below n"
-/// and "a zero byte" of the bit-twiddling folklore (exact: no false answer either way).
-fn plain_json(s: &[u8]) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
-    let mut chunks = s.chunks_exact(8);
-    for c in &mut chunks {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(c);
-        let x = u64::from_ne_bytes(b);
-        let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0;
-        if below_space
-            || has_zero(x ^ (ONES * u64::from(b'"')))
-            || has_zero(x ^ (ONES * u64::from(b'\\')))
-        {
-            return false;
-        }
-    }
-    chunks
-        .remainder()
+/// `bytes` as the access line writes bytes it got as a header value (a host, a request id) or
+/// made as text (addresses): the text when it is visible ASCII or tabs (what
+/// `HeaderValue::to_str` accepts), else the empty string.
+pub fn header_text(bytes: &[u8]) -> &str {
+    if bytes
         .iter()
-        .all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
+        std::str::from_utf8(bytes).unwrap_or("")
+    } else {
+        ""
+    }
 }
 
-/// A key as [`JsonObject`] takes it: quoted, with its colon (`"route":`), made at compile
-/// time. Keys are the writer's own identifiers and go out as given (nothing to escape).
+/// `serialize_with` for byte text ([`header_text`]).
+pub fn ser_text<S: serde::Serializer>(bytes: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(header_text(bytes))
+}
+
+/// `serialize_with` for optional byte text ([`header_text`]).
+pub fn ser_opt_text<S: serde::Serializer>(bytes: &Option<&[u8]>, s: S) -> Result<S::Ok, S::Error> {
+    match bytes {
+        Some(b) => s.serialize_some(header_text(b)),
+        None => s.serialize_none(),
+    }
+}
+
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// The high bit of every byte of `x` that `serde_json` would escape in a string (a control
+/// below 0x20, `"`, `\`), and with `ASCII` of every byte that is not visible ASCII either
+/// (0x7f and up): the word tests for "a byte below n" and "a zero byte" of the bit-twiddling
+/// folklore. Not every flagged bit is exact (a borrow runs on above a true hit), but a word
+/// with a byte to flag always has some flag, and a word without one has none.
+#[inline(always)]
+fn flagged<const ASCII: bool>(x: u64) -> u64 {
+    let zero = |y: u64| y.wrapping_sub(ONES) & !y;
+    let mut f = (x.wrapping_sub(ONES * 0x20) & !x)
+        | zero(x ^ (ONES * u64::from(b'"')))
+        | zero(x ^ (ONES * u64::from(b'\\')));
+    if ASCII {
+        f |= x | zero(x ^ (ONES * 0x7f));
+    }
+    f & HIGH
+}
+
+/// Does `s` go into a JSON string as it is (see [`flagged`])? As [`JsonLine`] checks it.
+#[cfg(test)]
+fn plain<const ASCII: bool>(s: &[u8]) -> bool {
+    let mut buf = vec![0; s.len()];
+    let mut l = JsonLine::new(&mut buf);
+    l.copy_plain::<ASCII>(s);
+    l.finish().is_some_and(|n| buf.get(..n) == Some(s))
+}
+
+/// The two digits of every number below 100.
+const PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
+
+/// The two digits of `x % 100`.
+#[inline(always)]
+fn pair(x: u64) -> [u8; 2] {
+    PAIRS.get((x % 100) as usize).copied().unwrap_or([b'0'; 2])
+}
+
+/// `x % 10^6` in six digits, leading zeros kept (the microseconds of a timestamp, the
+/// decimals of a number of millionths).
+pub fn six_digits(x: u64) -> [u8; 6] {
+    let [a, b] = pair(x / 10_000);
+    let [c, d] = pair(x / 100);
+    let [e, f] = pair(x);
+    [a, b, c, d, e, f]
+}
+
+/// A key as [`JsonLine`] takes it: quoted, with its colon and the comma before it
+/// (`,"route":`), as a byte array made at compile time. Keys are the writer's own identifiers
+/// and go out as given (nothing to escape).
 #[macro_export]
 macro_rules! json_key {
-    ($k:literal) => {
-        concat!("\"", $k, "\":")
-    };
-}
-
-/// A JSON object written field by field as `serde_json` writes it (its escaping, its
-/// formatter's floats, `itoa`'s integers as it writes them), so the output is byte for byte
-/// what `serde_json` writes for a struct with these fields. Writing to a Vec cannot fail (a
-/// failed allocation aborts), so the formatter's results are ignored.
-pub struct JsonObject<'a> {
-    out: &'a mut Vec<u8>,
-    first: bool,
-}
-
-impl<'a> JsonObject<'a> {
-    pub fn new(out: &'a mut Vec<u8>) -> Self {
-        out.push(b'{');
-        JsonObject { out, first: true }
-    }
-    /// `key` is the quoted key with its colon, as [`json_key!`] writes it: one copy per key.
-    fn key(&mut self, key: &str) -> &mut Vec<u8> {
-        if !std::mem::take(&mut self.first) {
-            self.out.push(b',');
-        }
-        self.out.extend_from_slice(key.as_bytes());
-        self.out
-    }
-    pub fn str(&mut self, key: &str, v: &str) -> &mut Self {
-        let out = self.key(key);
-        // Nothing to escape (the common case: ids, routes, paths): copied as it is.
-        if plain_json(v.as_bytes()) {
-            out.push(b'"');
-            out.extend_from_slice(v.as_bytes());
-            out.push(b'"');
-        } else {
-            let _ = serde_json::to_writer(out, v);
-        }
-        self
-    }
-    pub fn u16(&mut self, key: &str, v: u16) -> &mut Self {
-        let out = self.key(key);
-        out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-        self
-    }
-    /// `null` for a non-finite value, as `serde_json` writes it.
-    pub fn f64(&mut self, key: &str, v: f64) -> &mut Self {
-        use serde_json::ser::{CompactFormatter, Formatter};
-        let out = self.key(key);
-        let _ = if v.is_finite() {
-            CompactFormatter.write_f64(out, v)
-        } else {
-            CompactFormatter.write_null(out)
+    ($k:literal) => {{
+        const KEY: &[u8] = concat!(",\"", $k, "\":").as_bytes();
+        const ARRAY: [u8; KEY.len()] = match KEY.first_chunk() {
+            Some(a) => *a,
+            None => [0; KEY.len()],
         };
+        &ARRAY
+    }};
+}
+
+/// A JSON object written into a buffer with room for it ([`JsonFields::plain_len`]), field by
+/// field as `serde_json` writes it: its string escaping (here: none), its floats (ryu's
+/// shortest form), its integers. The fixed parts are copied as arrays of known length, which
+/// the compiler turns into a few moves even at `opt-level` 1 where a call to `memcpy` (and a
+/// `Vec`'s capacity check) cost more than the bytes. A value the fast path cannot write as
+/// `serde_json` would, or a buffer too short, spoils the line: [`JsonLine::finish`] says so
+/// and the caller writes the object the general way. Nothing here panics.
+pub struct JsonLine<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+    /// Where the object opened.
+    start: usize,
+    spoiled: bool,
+}
+
+impl<'a> JsonLine<'a> {
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        JsonLine {
+            buf,
+            pos: 0,
+            start: 0,
+            spoiled: false,
+        }
+    }
+
+    /// Copy the array `src` (of known length) and move on by `len` of its bytes: for text
+    /// made in a small array whose first `len` bytes are the value.
+    #[inline(always)]
+    fn put<const N: usize>(&mut self, src: &[u8; N], len: usize) {
+        match self.buf.get_mut(self.pos..) {
+            Some(rest) => match rest.first_chunk_mut::<N>() {
+                Some(d) => {
+                    *d = *src;
+                    self.pos += len;
+                }
+                None => self.spoiled = true,
+            },
+            None => self.spoiled = true,
+        }
+    }
+
+    /// Copy `src`, a literal.
+    #[inline(always)]
+    pub fn lit<const N: usize>(&mut self, src: &[u8; N]) {
+        self.put(src, N);
+    }
+
+    /// Copy `s`, checking as it goes that it needs no escaping (see [`flagged`]); if it does,
+    /// the line is spoiled. Eight bytes at a time (the last word overlapping the one before
+    /// it), two overlapping halves of 4 to 7 bytes, the bytes of a shorter one.
+    #[inline(always)]
+    fn copy_plain<const ASCII: bool>(&mut self, s: &[u8]) {
+        let n = s.len();
+        let Some(d) = self.buf.get_mut(self.pos..self.pos + n) else {
+            self.spoiled = true;
+            return;
+        };
+        let load8 = |i: usize| match s.get(i..).and_then(|w| w.first_chunk::<8>()) {
+            Some(w) => u64::from_ne_bytes(*w),
+            None => 0,
+        };
+        let load4 = |i: usize| match s.get(i..).and_then(|w| w.first_chunk::<4>()) {
+            Some(w) => u32::from_ne_bytes(*w),
+            None => 0,
+        };
+        let f = if n >= 8 {
+            let mut f = 0;
+            let mut i = 0;
+            while i + 8 <= n {
+                let w = load8(i);
+                f |= flagged::<ASCII>(w);
+                if let Some(c) = d.get_mut(i..).and_then(|c| c.first_chunk_mut::<8>()) {
+                    *c = w.to_ne_bytes();
+                }
+                i += 8;
+            }
+            if i < n {
+                let w = load8(n - 8);
+                f |= flagged::<ASCII>(w);
+                if let Some(c) = d.get_mut(n - 8..).and_then(|c| c.first_chunk_mut::<8>()) {
+                    *c = w.to_ne_bytes();
+                }
+            }
+            f
+        } else if n >= 4 {
+            let (a, b) = (load4(0), load4(n - 4));
+            if let Some(c) = d.first_chunk_mut::<4>() {
+                *c = a.to_ne_bytes();
+            }
+            if let Some(c) = d.get_mut(n - 4..).and_then(|c| c.first_chunk_mut::<4>()) {
+                *c = b.to_ne_bytes();
+            }
+            flagged::<ASCII>(u64::from(a) | u64::from(b) << 32)
+        } else {
+            // Shifted into a word of spaces (plain), for one check.
+            let mut w = ONES * 0x20;
+            for (i, &b) in s.iter().enumerate() {
+                if let Some(c) = d.get_mut(i) {
+                    *c = b;
+                }
+                w = w << 8 | u64::from(b);
+            }
+            flagged::<ASCII>(w)
+        };
+        self.pos += n;
+        if f != 0 {
+            self.spoiled = true;
+        }
+    }
+
+    /// Every key comes with a comma before it: the first key's becomes the brace that
+    /// opens the object, at [`JsonLine::close`].
+    pub fn open(&mut self) {
+        self.start = self.pos;
+    }
+
+    pub fn close(&mut self) {
+        if self.pos == self.start {
+            self.lit(b"{}");
+            return;
+        }
+        match self.buf.get_mut(self.start) {
+            Some(b) if *b == b',' => *b = b'{',
+            _ => self.spoiled = true,
+        }
+        self.lit(b"}");
+    }
+
+    #[inline(always)]
+    fn key<const N: usize>(&mut self, key: &[u8; N]) {
+        self.lit(key);
+    }
+
+    /// A string (`key` as [`json_key!`] writes it).
+    pub fn str<const N: usize>(&mut self, key: &[u8; N], v: &str) -> &mut Self {
+        self.key(key);
+        self.lit(b"\"");
+        self.copy_plain::<false>(v.as_bytes());
+        self.lit(b"\"");
         self
     }
-    pub fn end(&mut self) {
-        self.out.push(b'}');
+
+    /// Byte text as [`header_text`] writes it, when it is plain visible ASCII (anything else
+    /// spoils the line).
+    pub fn text<const N: usize>(&mut self, key: &[u8; N], v: &[u8]) -> &mut Self {
+        self.key(key);
+        self.lit(b"\"");
+        self.copy_plain::<true>(v);
+        self.lit(b"\"");
+        self
+    }
+
+    pub fn u16<const N: usize>(&mut self, key: &[u8; N], v: u16) -> &mut Self {
+        self.key(key);
+        if (100..1000).contains(&v) {
+            let [b, c] = pair(u64::from(v));
+            self.lit(&[b'0' + (v / 100) as u8, b, c]);
+            return self;
+        }
+        let x = u64::from(v);
+        let [a, b] = pair(x / 1000);
+        let [c, d] = pair(x / 10);
+        let t = [a, b, c, d, b'0' + (x % 10) as u8, 0, 0, 0, 0, 0, 0, 0, 0];
+        let i = match v {
+            0..10 => 4,
+            10..100 => 3,
+            100..1000 => 2,
+            1000..10000 => 1,
+            _ => 0,
+        };
+        match t.get(i..).and_then(|t| t.first_chunk::<8>()) {
+            Some(d) => self.put(d, 5 - i),
+            None => self.spoiled = true,
+        }
+        self
+    }
+
+    /// A float as `serde_json` writes it: ryu's shortest form that reads back as `v`, `null`
+    /// when not finite. The usual value (a duration in milliseconds, a whole number of
+    /// nanoseconds) is written from that integer ([`millionths`]); any other through ryu.
+    pub fn f64<const N: usize>(&mut self, key: &[u8; N], v: f64) -> &mut Self {
+        self.key(key);
+        if v.to_bits() == 0 {
+            self.lit(b"0.0");
+            return self;
+        }
+        match millionths(v) {
+            Some(m) => self.millionths(m),
+            None => self.f64_slow(v),
+        }
+        self
+    }
+
+    /// A duration as [`millis`] makes it, written as `serde_json` writes that float: from
+    /// its whole nanoseconds, without a float on the usual path.
+    pub fn ms<const N: usize>(&mut self, key: &[u8; N], d: std::time::Duration) -> &mut Self {
+        match nanos(d) {
+            // `millis(d)` is the correctly rounded `m / 10^6`: what [`millionths`] accepts.
+            m @ 10..10_000_000_000_000 => {
+                self.key(key);
+                self.millionths(m);
+                self
+            }
+            _ => self.f64(key, millis(d)),
+        }
+    }
+
+    /// `m / 10^6` as ryu writes it, `m` in [10, 10^13) (see [`millionths`]).
+    fn millionths(&mut self, m: u64) {
+        // The whole part (below 10^7: at most 7 digits) ending at 8, the point, 6 decimals.
+        let mut t = [0u8; 32];
+        let mut i = 8;
+        let mut x = m / 1_000_000;
+        while x >= 10 {
+            let [a, b] = pair(x);
+            i -= 2;
+            if let Some(c) = t.get_mut(i..).and_then(|c| c.first_chunk_mut::<2>()) {
+                *c = [a, b];
+            }
+            x /= 100;
+        }
+        if x > 0 || i == 8 {
+            i -= 1;
+            if let Some(c) = t.get_mut(i) {
+                *c = b'0' + x as u8;
+            }
+        }
+        let frac = m % 1_000_000;
+        if let Some(c) = t.get_mut(8..).and_then(|c| c.first_chunk_mut::<7>()) {
+            let [a, b, c1, d, e, f] = six_digits(frac);
+            *c = [b'.', a, b, c1, d, e, f];
+        }
+        // Trailing zeros dropped, one decimal kept (`1.0`, as ryu writes it).
+        let end = if !frac.is_multiple_of(10) {
+            15
+        } else if !frac.is_multiple_of(100) {
+            14
+        } else if !frac.is_multiple_of(1_000) {
+            13
+        } else if !frac.is_multiple_of(10_000) {
+            12
+        } else if !frac.is_multiple_of(100_000) {
+            11
+        } else {
+            10
+        };
+        match t.get(i..).and_then(|t| t.first_chunk::<16>()) {
+            Some(d) => self.put(d, end - i),
+            None => self.spoiled = true,
+        }
+    }
+
+    fn f64_slow(&mut self, v: f64) {
+        use serde_json::ser::{CompactFormatter, Formatter};
+        let Some(rest) = self.buf.get_mut(self.pos..) else {
+            self.spoiled = true;
+            return;
+        };
+        let room = rest.len();
+        let mut w: &mut [u8] = rest;
+        let wrote = if v.is_finite() {
+            CompactFormatter.write_f64(&mut w, v)
+        } else {
+            CompactFormatter.write_null(&mut w)
+        };
+        match wrote {
+            Ok(()) => self.pos += room - w.len(),
+            Err(_) => self.spoiled = true,
+        }
+    }
+
+    /// Give up on the fast path: the caller writes the object through `serde_json`.
+    pub fn spoil(&mut self) {
+        self.spoiled = true;
+    }
+
+    /// The bytes written, or `None` when the line is spoiled (write it the general way).
+    pub fn finish(self) -> Option<usize> {
+        (!self.spoiled).then_some(self.pos)
+    }
+}
+
+/// `d`'s whole nanoseconds (saturated at `u64::MAX`, 584 years).
+fn nanos(d: std::time::Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
+}
+
+/// `d` in milliseconds as the access line has it: its nanoseconds over 10^6, correctly
+/// rounded, so the number written is the exact decimal (`1.234567`, not
+/// `as_secs_f64() * 1000.0`'s `1.2345670000000001`).
+pub fn millis(d: std::time::Duration) -> f64 {
+    nanos(d) as f64 / 1e6
+}
+
+/// `serialize_with` for a duration written in milliseconds ([`millis`]).
+pub fn ser_ms<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(millis(*d))
+}
+
+/// `serialize_with` for an optional duration written in milliseconds ([`millis`]).
+pub fn ser_opt_ms<S: serde::Serializer>(
+    d: &Option<std::time::Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&millis(*d)),
+        None => s.serialize_none(),
+    }
+}
+
+/// `v` as a whole number of millionths `m`, when ryu's shortest form of `v` is `m / 10^6`
+/// written out (`m` in [10, 10^13), `v` positive below 10^7). A decimal that reads back as `v`
+/// is the shortest one when no other decimal of as many significant digits does: those with
+/// `m`'s digits (at most 13) lie at least 10^-6 (10^-13 of `v`) from it, and everything
+/// within the half-unit of `v`'s last bit (10^-16 of it) reads back as `v`; so if
+/// `m / 10^6` reads back as `v` (the correctly rounded quotient of two exact values equals
+/// `v`), ryu writes its digits. Below 10^-5 ryu writes an exponent (`5e-6`): not here.
+fn millionths(v: f64) -> Option<u64> {
+    if !(1e-5..1e7).contains(&v) {
+        return None;
+    }
+    let m = (v * 1e6 + 0.5) as u64;
+    (m >= 10 && m as f64 / 1e6 == v).then_some(m)
+}
+
+/// `fields` appended to `out` as `serde_json` writes them: through [`JsonFields::write_plain`]
+/// when it can (then true), else through `serde_json`.
+pub fn write_json(fields: &impl JsonFields, out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    out.resize(start + fields.plain_len(), 0);
+    let mut l = JsonLine::new(out.get_mut(start..).unwrap_or_default());
+    fields.write_plain(&mut l);
+    match l.finish() {
+        Some(n) => {
+            out.truncate(start + n);
+            true
+        }
+        None => {
+            out.truncate(start);
+            let _ = serde_json::to_writer(out, fields);
+            false
+        }
     }
 }
 
@@ -413,7 +774,12 @@ impl AddrText {
     }
 
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+
+    /// The text's bytes (ASCII), without the UTF-8 check of [`AddrText::as_str`].
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
     }
 }
 
@@ -423,28 +789,46 @@ impl AddrText {
 /// cost about as much as the gate's own work. Without an installed batch (verigate used as a library) the
 /// line goes through `tracing` instead. The caller checks [`access_enabled`].
 pub fn access(at: std::time::Instant, fields: &impl JsonFields) {
+    const HEAD: &[u8; 14] = b"{\"timestamp\":\"";
+    const LEVEL: &[u8; 26] = b"\",\"level\":\"INFO\",\"fields\":";
+    const TAIL: &[u8; 30] = b",\"target\":\"verigate::access\"}\n";
     let Some(w) = GLOBAL.get() else {
         let mut f = Vec::new();
-        fields.write_json(&mut f);
+        write_json(fields, &mut f);
         tracing::info!(target: "verigate::access", "{}", String::from_utf8_lossy(&f));
         return;
     };
     thread_local! {
+        /// Kept at the longest line's length: written over, never cleared or zeroed again.
         static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     LINE.with(|line| {
         let Ok(mut line) = line.try_borrow_mut() else {
             return;
         };
-        line.clear();
-        line.extend_from_slice(b"{\"timestamp\":\"");
-        crate::clock::write_rfc3339_micros(at, &mut line);
-        line.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":");
-        fields.write_json(&mut line);
-        line.extend_from_slice(b",\"target\":\"");
-        line.extend_from_slice(ACCESS.as_bytes());
-        line.extend_from_slice(b"\"}\n");
-        let _ = (&*w.shared).write_all(&line);
+        let stamp = crate::clock::rfc3339_micros(at);
+        let need = HEAD.len() + stamp.len() + LEVEL.len() + fields.plain_len() + TAIL.len();
+        if line.len() < need {
+            line.resize(need, 0);
+        }
+        let mut l = JsonLine::new(&mut line);
+        l.lit(HEAD);
+        l.lit(&stamp);
+        l.lit(LEVEL);
+        fields.write_plain(&mut l);
+        l.lit(TAIL);
+        if let Some(n) = l.finish() {
+            let _ = (&*w.shared).write_all(line.get(..n).unwrap_or_default());
+            return;
+        }
+        // A value to escape: the general way.
+        let mut slow = Vec::with_capacity(need);
+        slow.extend_from_slice(HEAD);
+        slow.extend_from_slice(&stamp);
+        slow.extend_from_slice(LEVEL);
+        let _ = serde_json::to_writer(&mut slow, fields);
+        slow.extend_from_slice(TAIL);
+        let _ = (&*w.shared).write_all(&slow);
     });
 }
 
@@ -497,36 +881,238 @@ mod tests {
     }
 
     impl JsonFields for serde_json::Value {
-        fn write_json(&self, out: &mut Vec<u8>) {
-            serde_json::to_writer(out, self).unwrap();
+        fn plain_len(&self) -> usize {
+            0
+        }
+        fn write_plain(&self, w: &mut JsonLine<'_>) {
+            w.spoil();
         }
     }
 
+    /// One field of each kind, for the writer's property tests.
+    #[derive(serde::Serialize)]
+    struct Kinds<'a> {
+        s: &'a str,
+        #[serde(serialize_with = "ser_text")]
+        b: &'a [u8],
+        n: u16,
+        f: f64,
+        #[serde(serialize_with = "ser_ms")]
+        d: std::time::Duration,
+        #[serde(
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "ser_opt_text"
+        )]
+        o: Option<&'a [u8]>,
+    }
+
+    impl JsonFields for Kinds<'_> {
+        fn plain_len(&self) -> usize {
+            100 + 3 * 24 + self.s.len() + self.b.len() + self.o.map_or(0, <[u8]>::len)
+        }
+        fn write_plain(&self, w: &mut JsonLine<'_>) {
+            w.open();
+            w.str(json_key!("s"), self.s)
+                .text(json_key!("b"), self.b)
+                .u16(json_key!("n"), self.n)
+                .f64(json_key!("f"), self.f)
+                .ms(json_key!("d"), self.d);
+            if let Some(o) = self.o {
+                w.text(json_key!("o"), o);
+            }
+            w.close();
+        }
+    }
+
+    fn check(k: &Kinds<'_>) -> bool {
+        let mut ours = b"before".to_vec();
+        let fast = write_json(k, &mut ours);
+        let mut reference = b"before".to_vec();
+        serde_json::to_writer(&mut reference, k).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&ours),
+            String::from_utf8_lossy(&reference)
+        );
+        fast
+    }
+
     #[test]
-    fn json_fields_are_written_as_serde_json_writes_them() {
-        use proptest::prelude::*;
+    fn the_plain_tests_flag_every_byte_to_escape_and_nothing_else() {
         // Every byte that needs escaping, at every place in an 8-byte word and the tail.
         for bad in [0u8, 0x1f, b'"', b'\\'] {
             for len in 1..20 {
                 for at in 0..len {
                     let mut v = vec![b'a'; len];
                     v[at] = bad;
-                    assert!(!plain_json(&v), "{v:?}");
+                    assert!(!plain::<false>(&v), "{v:?}");
+                    assert!(!plain::<true>(&v), "{v:?}");
                 }
             }
         }
-        for ok in [0x20u8, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xff] {
-            assert!(plain_json(&[ok; 19]), "{ok:#x}");
+        for bad in [0x7fu8, 0x80, 0xc3, 0xff] {
+            for len in 1..20 {
+                for at in 0..len {
+                    let mut v = vec![b'a'; len];
+                    v[at] = bad;
+                    assert!(plain::<false>(&v), "{v:?}");
+                    assert!(!plain::<true>(&v), "{v:?}");
+                }
+            }
         }
-        proptest!(|(s in any::<String>(), ascii in "[ -~]{0,40}", n in any::<u16>())| {
-            for v in [&s, &ascii] {
-                let mut ours = Vec::new();
-                JsonObject::new(&mut ours)
-                    .str(json_key!("k"), v)
-                    .u16(json_key!("n"), n)
-                    .end();
-                let reference = serde_json::json!({"k": v, "n": n}).to_string();
-                prop_assert_eq!(String::from_utf8(ours).unwrap(), reference);
+        for ok in [0x20u8, 0x21, 0x23, 0x5b, 0x5d, 0x7e] {
+            for len in 0..20 {
+                assert!(plain::<true>(&vec![ok; len]), "{ok:#x}");
+            }
+        }
+        // Every byte alone and next to each other byte, in a word and in the tail.
+        for a in 0..=255u8 {
+            let esc = a < 0x20 || a == b'"' || a == b'\\';
+            for v in [
+                vec![a],
+                vec![b'x', a, b'y'],
+                vec![a; 9],
+                [vec![b'x'; 8], vec![a]].concat(),
+            ] {
+                assert_eq!(plain::<false>(&v), !esc, "{v:?}");
+                assert_eq!(plain::<true>(&v), !esc && a < 0x7f, "{v:?}");
+            }
+            for b in 0..=255u8 {
+                let v = [b'x', b'x', b'x', a, b, b'x', b'x', b'x'];
+                let esc = esc || b < 0x20 || b == b'"' || b == b'\\';
+                assert_eq!(plain::<false>(&v), !esc, "{v:?}");
+                assert_eq!(plain::<true>(&v), !esc && a < 0x7f && b < 0x7f, "{v:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn byte_text_is_what_header_value_to_str_accepts() {
+        use proptest::prelude::*;
+        proptest!(|(b in proptest::collection::vec(any::<u8>(), 0..40))| {
+            if let Ok(h) = http::HeaderValue::from_bytes(&b) {
+                prop_assert_eq!(header_text(&b), h.to_str().unwrap_or(""));
+            }
+        });
+    }
+
+    #[test]
+    fn json_lines_are_written_as_serde_json_writes_them() {
+        use proptest::prelude::*;
+        let usual = Kinds {
+            s: "/member/home",
+            b: b"5f0c3a9d2e7b4c1a8f6e0d9c7b5a3e1f",
+            n: 200,
+            f: 0.123456,
+            d: std::time::Duration::from_nanos(1_234_567),
+            o: Some(b"203.0.113.0/24"),
+        };
+        assert!(check(&usual), "the usual line takes the fast path");
+        for f in [
+            0.0,
+            -0.0,
+            1.0,
+            1.5,
+            1e-5,
+            1.2e-5,
+            9e-6,
+            5e-7,
+            1e-6,
+            0.1,
+            0.001,
+            9_999_999.999_999,
+            1e7,
+            1e21,
+            1e-300,
+            123456789.125,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            -1.5,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            check(&Kinds { f, ..usual });
+        }
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            12,
+            999_999,
+            1_000_000,
+            9_999_999_999_999,
+            10_000_000_000_000,
+        ] {
+            let d = std::time::Duration::from_nanos(n);
+            check(&Kinds { d, ..usual });
+        }
+        check(&Kinds {
+            d: std::time::Duration::MAX,
+            ..usual
+        });
+        for n in [0, 9, 10, 99, 100, 999, 1000, 65535] {
+            assert!(check(&Kinds { n, ..usual }));
+        }
+        assert!(!check(&Kinds { s: "a\"b", ..usual }));
+        assert!(
+            !check(&Kinds {
+                b: "한".as_bytes(),
+                ..usual
+            }),
+            "not ASCII: empty"
+        );
+        assert!(
+            !check(&Kinds {
+                o: Some(b"a\tb"),
+                ..usual
+            }),
+            "a tab, escaped"
+        );
+        assert!(check(&Kinds {
+            s: "한글 \u{7f}",
+            o: None,
+            ..usual
+        }));
+        let text = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40),
+            proptest::collection::vec(0x20u8..0x7f, 0..40),
+        ];
+        let float = prop_oneof![
+            any::<f64>(),
+            // Durations in milliseconds, as the access line has them.
+            (0u64..20_000_000_000_000)
+                .prop_map(|n| std::time::Duration::from_nanos(n).as_secs_f64() * 1000.0),
+            (0u64..100_000).prop_map(|n| n as f64 / 1e6),
+            (0u64..10_000_000_000_000).prop_map(|n| n as f64 / 1e6),
+        ];
+        let duration = prop_oneof![
+            (0u64..100_000).prop_map(std::time::Duration::from_nanos),
+            (0u64..20_000_000_000_000).prop_map(std::time::Duration::from_nanos),
+            any::<u64>().prop_map(std::time::Duration::from_nanos),
+        ];
+        proptest!(|(s in any::<String>(), ascii in "[ -~]{0,40}", b in text, n in any::<u16>(), f in float, d in duration)| {
+            for s in [&s, &ascii] {
+                let k = Kinds { s, b: &b, n, f, d, o: Some(&b) };
+                let fast = check(&k);
+                prop_assert_eq!(fast, plain::<false>(s.as_bytes()) && plain::<true>(&b));
+                // What serde_json writes reads back as the same values.
+                let mut out = Vec::new();
+                write_json(&k, &mut out);
+                let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                prop_assert_eq!(v["s"].as_str(), Some(s.as_str()));
+                prop_assert_eq!(v["b"].as_str(), Some(header_text(&b)));
+                prop_assert_eq!(v["n"].as_u64(), Some(u64::from(n)));
+                // The number's text through Rust's exact parser (serde_json's own, without its
+                // `float_roundtrip` feature, may miss the last bit of an extreme value).
+                let text = String::from_utf8(out).unwrap();
+                let num = text.split("\"f\":").nth(1).unwrap().split([',', '}']).next().unwrap();
+                if f.is_finite() {
+                    prop_assert!(v["f"].is_f64());
+                    prop_assert_eq!(num.parse::<f64>().unwrap().to_bits(), f.to_bits());
+                } else {
+                    prop_assert!(v["f"].is_null());
+                }
             }
         });
     }

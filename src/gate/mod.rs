@@ -118,26 +118,43 @@ pub struct Ctx {
 
 /// The fields of one access-log line (public for the benchmark of writing one). Written by
 /// hand ([`crate::logwriter::JsonFields`]); the serde form is the reference the tests hold
-/// it to.
+/// it to, and the way a line with a value to escape is written. Byte fields are header values
+/// and addresses as they are: written when visible ASCII ([`crate::logwriter::header_text`],
+/// the check `HeaderValue::to_str` makes), else as "".
 #[derive(serde::Serialize)]
 pub struct AccessLine<'a> {
-    pub request_id: &'a str,
+    #[serde(serialize_with = "crate::logwriter::ser_text")]
+    pub request_id: &'a [u8],
     pub route: &'a str,
     pub decision: &'a str,
     pub status: u16,
     pub method: &'a str,
-    pub host: &'a str,
+    /// The Host header, else the request target's authority.
+    #[serde(serialize_with = "crate::logwriter::ser_text")]
+    pub host: &'a [u8],
     /// The path as received, never the query string.
     pub path: &'a str,
     /// As `access_log_client` says: the network (default), the address, or absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream: Option<&'a str>,
-    pub latency_ms: f64,
-    pub gate_ms: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream_ms: Option<f64>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::logwriter::ser_opt_text"
+    )]
+    pub client: Option<&'a [u8]>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::logwriter::ser_opt_text"
+    )]
+    pub upstream: Option<&'a [u8]>,
+    /// Durations are written in milliseconds ([`crate::logwriter::millis`]).
+    #[serde(serialize_with = "crate::logwriter::ser_ms")]
+    pub latency_ms: std::time::Duration,
+    #[serde(serialize_with = "crate::logwriter::ser_ms")]
+    pub gate_ms: std::time::Duration,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::logwriter::ser_opt_ms"
+    )]
+    pub upstream_ms: Option<std::time::Duration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_status: Option<u16>,
     pub provider: &'a str,
@@ -146,26 +163,41 @@ pub struct AccessLine<'a> {
 }
 
 impl crate::logwriter::JsonFields for AccessLine<'_> {
-    fn write_json(&self, out: &mut Vec<u8>) {
+    fn plain_len(&self) -> usize {
+        // Keys, quotes and separators (under 200 bytes), numbers (at most 24 bytes each).
+        200 + 5 * 24
+            + self.request_id.len()
+            + self.route.len()
+            + self.decision.len()
+            + self.method.len()
+            + self.host.len()
+            + self.path.len()
+            + self.client.map_or(0, <[u8]>::len)
+            + self.upstream.map_or(0, <[u8]>::len)
+            + self.provider.len()
+            + self.error.map_or(0, str::len)
+    }
+
+    fn write_plain(&self, o: &mut crate::logwriter::JsonLine<'_>) {
         use crate::json_key;
-        let mut o = crate::logwriter::JsonObject::new(out);
-        o.str(json_key!("request_id"), self.request_id)
+        o.open();
+        o.text(json_key!("request_id"), self.request_id)
             .str(json_key!("route"), self.route)
             .str(json_key!("decision"), self.decision)
             .u16(json_key!("status"), self.status)
             .str(json_key!("method"), self.method)
-            .str(json_key!("host"), self.host)
+            .text(json_key!("host"), self.host)
             .str(json_key!("path"), self.path);
         if let Some(c) = self.client {
-            o.str(json_key!("client"), c);
+            o.text(json_key!("client"), c);
         }
         if let Some(u) = self.upstream {
-            o.str(json_key!("upstream"), u);
+            o.text(json_key!("upstream"), u);
         }
-        o.f64(json_key!("latency_ms"), self.latency_ms)
-            .f64(json_key!("gate_ms"), self.gate_ms);
+        o.ms(json_key!("latency_ms"), self.latency_ms)
+            .ms(json_key!("gate_ms"), self.gate_ms);
         if let Some(ms) = self.upstream_ms {
-            o.f64(json_key!("upstream_ms"), ms);
+            o.ms(json_key!("upstream_ms"), ms);
         }
         if let Some(s) = self.upstream_status {
             o.u16(json_key!("upstream_status"), s);
@@ -174,7 +206,7 @@ impl crate::logwriter::JsonFields for AccessLine<'_> {
         if let Some(e) = self.error {
             o.str(json_key!("error"), e);
         }
-        o.end();
+        o.close();
     }
 }
 
@@ -1556,21 +1588,33 @@ impl ProxyHttp for Gate {
                 forwarded::for_log(o.peer, mode)
             });
             let upstream = ctx.upstream_addr.map(crate::logwriter::AddrText::socket);
+            // As `target::authority`, as bytes: the access line checks them as it copies them.
+            let host = match req.headers.get(http::header::HOST) {
+                Some(h) => h.as_bytes(),
+                None => req
+                    .uri
+                    .authority()
+                    .map_or(&b""[..], |a| a.as_str().as_bytes()),
+            };
             crate::logwriter::access(
                 end,
                 &AccessLine {
-                    request_id: ctx.origin.as_ref().map_or("", |o| o.request_id()),
+                    request_id: ctx
+                        .origin
+                        .as_ref()
+                        .and_then(|o| o.request_id.as_ref())
+                        .map_or(&b""[..], |v| v.as_bytes()),
                     route,
                     decision,
                     status,
                     method: req.method.as_str(),
-                    host: target::authority(req).unwrap_or(""),
+                    host,
                     path: req.uri.path(),
-                    client: client.as_ref().map(|a| a.as_str()),
-                    upstream: upstream.as_ref().map(|a| a.as_str()),
-                    latency_ms: total.as_secs_f64() * 1000.0,
-                    gate_ms: ctx.gate_time.as_secs_f64() * 1000.0,
-                    upstream_ms: ctx.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
+                    client: client.as_ref().map(|a| a.as_bytes()),
+                    upstream: upstream.as_ref().map(|a| a.as_bytes()),
+                    latency_ms: total,
+                    gate_ms: ctx.gate_time,
+                    upstream_ms: ctx.upstream_time,
                     upstream_status: ctx.upstream_status,
                     provider,
                     error: e.map(|e| e.etype().as_str()),
@@ -1583,59 +1627,124 @@ impl ProxyHttp for Gate {
 #[cfg(test)]
 mod tests {
     use super::AccessLine;
-    use crate::logwriter::JsonFields;
+
+    #[test]
+    fn durations_are_written_as_exact_milliseconds() {
+        use std::time::Duration;
+        for (d, want) in [
+            (Duration::from_nanos(1_234_567), "1.234567"),
+            (Duration::from_nanos(123_456), "0.123456"),
+            (Duration::from_nanos(100_000), "0.1"),
+            (Duration::from_millis(1), "1.0"),
+            (
+                Duration::from_secs(3) + Duration::from_nanos(7_000),
+                "3000.007",
+            ),
+            (Duration::from_nanos(12), "0.000012"),
+            (Duration::from_nanos(5), "5e-6"),
+            (Duration::ZERO, "0.0"),
+        ] {
+            let ms = crate::logwriter::millis(d);
+            assert_eq!(serde_json::to_string(&ms).unwrap(), want, "{d:?}");
+        }
+    }
 
     #[test]
     fn access_lines_are_written_exactly_as_serde_json_writes_them() {
+        use std::time::Duration;
         let full = AccessLine {
-            request_id: "5f0c3a9d2e7b4c1a8f6e0d9c7b5a3e1f",
+            request_id: b"5f0c3a9d2e7b4c1a8f6e0d9c7b5a3e1f",
             route: "signup",
             decision: "passed",
             status: 200,
             method: "POST",
-            host: "shop.example",
-            path: "/signup/\"x\"",
-            client: Some("203.0.113.0/24"),
-            upstream: Some("10.0.0.5:8080"),
-            latency_ms: 1.234567,
-            gate_ms: 0.001,
-            upstream_ms: Some(1.0),
+            host: b"shop.example",
+            path: "/signup/x",
+            client: Some(b"203.0.113.0/24"),
+            upstream: Some(b"10.0.0.5:8080"),
+            latency_ms: Duration::from_nanos(1_234_567),
+            gate_ms: Duration::from_micros(1),
+            upstream_ms: Some(Duration::from_millis(1)),
             upstream_status: Some(201),
             provider: "iamport",
             error: Some("ConnectTimedout"),
         };
+        // (line, written by the fast path)
         let lines = [
-            AccessLine { ..full },
-            AccessLine {
-                route: "quote\" back\\ nl\n tab\t ctl\u{1} 한글 \u{7f}",
-                upstream_ms: None,
-                upstream_status: None,
-                error: None,
-                ..full
-            },
-            AccessLine {
-                latency_ms: f64::NAN,
-                gate_ms: 1e21,
-                upstream_ms: Some(f64::INFINITY),
-                provider: "",
-                status: 0,
-                ..full
-            },
-            AccessLine {
-                latency_ms: 0.0,
-                gate_ms: 123456789.125,
-                upstream_ms: Some(5e-7),
-                ..full
-            },
+            (AccessLine { ..full }, true),
+            (
+                AccessLine {
+                    client: None,
+                    upstream: None,
+                    upstream_ms: None,
+                    upstream_status: None,
+                    error: None,
+                    provider: "",
+                    status: 0,
+                    ..full
+                },
+                true,
+            ),
+            (
+                AccessLine {
+                    route: "quote\" back\\ nl\n tab\t ctl\u{1} 한글 \u{7f}",
+                    upstream_ms: None,
+                    upstream_status: None,
+                    error: None,
+                    ..full
+                },
+                false,
+            ),
+            (
+                AccessLine {
+                    path: "/signup/\"x\"",
+                    ..full
+                },
+                false,
+            ),
+            (
+                AccessLine {
+                    host: "shöp.example".as_bytes(),
+                    ..full
+                },
+                false,
+            ),
+            (
+                AccessLine {
+                    latency_ms: Duration::MAX,
+                    gate_ms: Duration::from_secs(1 << 40),
+                    upstream_ms: Some(Duration::from_nanos(5)),
+                    provider: "",
+                    status: 0,
+                    ..full
+                },
+                true,
+            ),
+            (
+                AccessLine {
+                    latency_ms: Duration::ZERO,
+                    gate_ms: Duration::from_nanos(123_456_789_125_000),
+                    upstream_ms: Some(Duration::from_nanos(12)),
+                    ..full
+                },
+                true,
+            ),
         ];
-        for l in &lines {
+        for (l, fast) in &lines {
             let mut ours = Vec::new();
-            l.write_json(&mut ours);
+            assert_eq!(crate::logwriter::write_json(l, &mut ours), *fast);
             let reference = serde_json::to_vec(l).unwrap();
             assert_eq!(
                 String::from_utf8(ours).unwrap(),
                 String::from_utf8(reference).unwrap()
             );
         }
+        let mut out = Vec::new();
+        crate::logwriter::write_json(&lines[4].0, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["host"], "",
+            "a host that is not visible ASCII is left out"
+        );
     }
 }
