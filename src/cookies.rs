@@ -260,13 +260,18 @@ impl CookieLines for HeaderMap {
 pub fn strip(req: &mut impl CookieLines, names: &[impl AsRef<str>]) {
     let mut changed = false;
     let mut kept = String::new();
-    for c in req
-        .lines()
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-    {
+    // A line that is not text is outside the cookie grammar (RFC 6265's cookie-octets are
+    // ASCII): it is not read, and it does not go upstream either, or a session cookie hidden
+    // in it beside a non-ASCII cookie would reach the app.
+    let lines = req.lines().get_all(http::header::COOKIE);
+    let mut text = Vec::new();
+    for v in lines.iter() {
+        match v.to_str() {
+            Ok(t) => text.push(t),
+            Err(_) => changed = true,
+        }
+    }
+    for c in text.into_iter().flat_map(cookie::Cookie::split_parse) {
         let Ok(c) = c else {
             changed = true;
             continue;
@@ -369,6 +374,8 @@ impl Jar {
         let mut line = 0;
         for v in headers.get_all(http::header::COOKIE) {
             let Some(text) = visible(v) else {
+                // Not text: not read, and dropped from what goes upstream (as `strip` does).
+                changed = true;
                 continue;
             };
             for c in split_cookies(text) {
@@ -587,6 +594,26 @@ mod tests {
         );
         strip(&mut r, &["vg"]);
         assert!(r.headers.get("cookie").is_none());
+        // A line that is not text goes, with whatever it hides: never read, never forwarded.
+        let mut m = HeaderMap::new();
+        m.append(
+            "cookie",
+            HeaderValue::from_bytes(b"vg=S; x=\xc3\xa9").unwrap(),
+        );
+        m.append("cookie", HeaderValue::from_static("a=1"));
+        assert_eq!(Jar::parse(&m, &s).session(), None);
+        let mut j = m.clone();
+        Jar::parse(&m, &s).strip(&mut j);
+        strip(&mut m, &["vg"]);
+        assert_eq!(m.get_all("cookie").iter().collect::<Vec<_>>(), ["a=1"]);
+        assert_eq!(j.get_all("cookie").iter().collect::<Vec<_>>(), ["a=1"]);
+        let mut m = HeaderMap::new();
+        m.insert(
+            "cookie",
+            HeaderValue::from_bytes(b"vg=S; x=\xc3\xa9").unwrap(),
+        );
+        strip(&mut m, &["vg"]);
+        assert!(m.get("cookie").is_none());
         // None of them: the header stays as it was.
         let mut m = HeaderMap::new();
         m.insert("cookie", HeaderValue::from_static("a=1;b=2"));

@@ -734,8 +734,15 @@ impl Gate {
                 return rate_limited(session, ctx, l).await;
             }
             note_id(session, ctx);
-            crate::providers::flow::callback(flow.as_ref(), &live, self.store.as_ref(), session)
-                .await?;
+            // Boxed, as the flows below: a flow's future (its provider's HTTP calls) is many
+            // times the size of the gate's, which every request would otherwise allocate and copy.
+            Box::pin(crate::providers::flow::callback(
+                flow.as_ref(),
+                &live,
+                self.store.as_ref(),
+                session,
+            ))
+            .await?;
             return Ok(true);
         }
         if let Some(rest) = crate::providers::flow::under_prefix(&normalized, &cfg.flow_prefix) {
@@ -748,13 +755,13 @@ impl Gate {
                 return rate_limited(session, ctx, l).await;
             }
             note_id(session, ctx);
-            crate::providers::flow::handle(
+            Box::pin(crate::providers::flow::handle(
                 &live,
                 self.store.as_ref(),
                 &self.revoked,
                 session,
                 &rest,
-            )
+            ))
             .await?;
             return Ok(true);
         }
@@ -992,8 +999,20 @@ impl Gate {
     }
 }
 
+/// A refusal's future, boxed: refusals are rare, and their answer's future held inline would
+/// make every request's gate future (allocated and copied per request) that much larger.
+type Refused<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool>> + Send + 'a>>;
+
 /// `429 rate_limited` with `Retry-After`.
-async fn rate_limited(
+fn rate_limited<'a>(
+    session: &'a mut Session,
+    ctx: &'a mut Ctx,
+    l: crate::ratelimit::Limited,
+) -> Refused<'a> {
+    Box::pin(rate_limited_answer(session, ctx, l))
+}
+
+async fn rate_limited_answer(
     session: &mut Session,
     ctx: &mut Ctx,
     l: crate::ratelimit::Limited,
@@ -1008,7 +1027,11 @@ async fn rate_limited(
     Ok(true)
 }
 
-async fn refuse(session: &mut Session, ctx: &mut Ctx, p: Problem) -> Result<bool> {
+fn refuse<'a>(session: &'a mut Session, ctx: &'a mut Ctx, p: Problem) -> Refused<'a> {
+    Box::pin(refusal(session, ctx, p))
+}
+
+async fn refusal(session: &mut Session, ctx: &mut Ctx, p: Problem) -> Result<bool> {
     ctx.decision = p.code;
     note_id(session, ctx);
     let html = wants_html(session);

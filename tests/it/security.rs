@@ -609,3 +609,33 @@ async fn unknown_flow_endpoint_and_unmatched_route() {
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "no_route");
     assert_eq!(env.hits(), 0);
 }
+
+/// A Cookie line that is not text (a UTF-8 cookie beside verigate's session) is outside the
+/// cookie grammar: verigate neither reads it nor forwards it, so the session cookie it carries
+/// never reaches the app of an open route; the app's text cookies still go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cookie_line_that_is_not_text_never_reaches_the_app() {
+    let env = Env::start().await;
+    let mut b = env.browser();
+    b.verify_redirect(env.sandbox, "/member", &Person::adult())
+        .await;
+    let session = b.jar.get("vg").cloned().expect("a session cookie");
+    let head = format!(
+        "GET /open/page HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\
+         Cookie: vg={session}; theirs=caf\u{e9}\r\nCookie: plain=1\r\n\r\n"
+    );
+    let resp = raw_request(env.proxy, &head).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let seen = env.last_upstream()["headers"]["cookie"].to_string();
+    assert!(
+        seen.contains("plain=1") && !seen.contains("vg") && !seen.contains(session.as_str()),
+        "only the text line goes on: {seen}"
+    );
+    // The same line on a gated route opens no session: sent to verify.
+    let head = format!(
+        "GET /member HTTP/1.1\r\nHost: shop\r\nConnection: close\r\nAccept: text/html\r\n\
+         Cookie: vg={session}; theirs=caf\u{e9}\r\n\r\n"
+    );
+    let resp = raw_request(env.proxy, &head).await;
+    assert!(resp.starts_with("HTTP/1.1 302"), "{resp}");
+}
