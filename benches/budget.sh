@@ -188,14 +188,17 @@ for i in range(n):
     if r.status != 200: sys.exit(f"{path} ({kind}): {r.status}")
 EOF
 
+# count PID PORT PATH KIND NAME: N requests counted into a dump named NAME, after a warm-up
+# (the session opened and cached, the upstream connection pooled).
+count() {
+  python3 "$WORK/client.py" "$2" "$3" 50 "$4" "$WORK/cookies"
+  callgrind_control -z "$1" >/dev/null 2>&1
+  python3 "$WORK/client.py" "$2" "$3" "$N" "$4" "$WORK/cookies"
+  callgrind_control -d "$5" "$1" >/dev/null 2>&1
+}
 CASES=(gated-browser gated-minimal pass-browser pass-minimal)
 for case in "${CASES[@]}"; do
-  route=${case%-*} kind=${case#*-}
-  # Warm-up: the session is opened and cached, the upstream connection pooled.
-  python3 "$WORK/client.py" "$P_VG" "/$route/x" 50 "$kind" "$WORK/cookies"
-  callgrind_control -z "$VG_PID" >/dev/null 2>&1
-  python3 "$WORK/client.py" "$P_VG" "/$route/x" "$N" "$kind" "$WORK/cookies"
-  callgrind_control -d "$case" "$VG_PID" >/dev/null 2>&1
+  count "$VG_PID" "$P_VG" "/${case%-*}/x" "${case#*-}" "$case"
 done
 DUMPS=4
 if [ "$BARE" = 1 ]; then
@@ -206,10 +209,7 @@ if [ "$BARE" = 1 ]; then
   PIDS+=($BARE_PID)
   wait_port "$P_BARE" /
   for kind in browser minimal; do
-    python3 "$WORK/client.py" "$P_BARE" "/bare/x" 50 "$kind" "$WORK/cookies"
-    callgrind_control -z "$BARE_PID" >/dev/null 2>&1
-    python3 "$WORK/client.py" "$P_BARE" "/bare/x" "$N" "$kind" "$WORK/cookies"
-    callgrind_control -d "bare-$kind" "$BARE_PID" >/dev/null 2>&1
+    count "$BARE_PID" "$P_BARE" /bare/x "$kind" "bare-$kind"
   done
   DUMPS=6
 fi

@@ -94,7 +94,12 @@ pub fn rfc3339_micros(at: Instant) -> [u8; 27] {
             None => second_text(c, at),
         };
         if let Some(d) = text.get_mut(20..).and_then(|d| d.first_chunk_mut::<6>()) {
-            *d = crate::logwriter::six_digits(u64::from(micros));
+            // The microseconds, six digits with leading zeros.
+            let mut m = micros;
+            for digit in d.iter_mut().rev() {
+                *digit = b'0' + (m % 10) as u8;
+                m /= 10;
+            }
         }
         text
     })

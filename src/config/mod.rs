@@ -1,6 +1,7 @@
 //! Configuration: YAML file types (`file`) are validated once (`validate`) into the immutable
 //! runtime types below, shared behind an `Arc`. Every problem names its key path.
 
+pub mod common_names;
 pub(crate) mod ctx;
 pub mod duration;
 pub mod file;
@@ -270,7 +271,7 @@ pub struct IdentityHeaders {
     /// ([`folded`]): worked out once here, not on every request.
     pub prefix_folded: Box<[u8]>,
     pub assertion_folded: Box<[u8]>,
-    /// Which common header names neither folds over (`gate::names::common_kept`).
+    /// Which common header names neither folds over ([`common_names::common_kept`]).
     pub common_kept: u32,
 }
 
@@ -305,7 +306,7 @@ impl Default for IdentityHeaders {
             phone: h("x-verified-phone"),
             prefix_folded: folded("x-verified-"),
             assertion_folded: folded("x-verified-assertion"),
-            common_kept: crate::gate::names::common_kept(
+            common_kept: common_names::common_kept(
                 &folded("x-verified-"),
                 &folded("x-verified-assertion"),
             ),

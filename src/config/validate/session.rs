@@ -198,7 +198,7 @@ pub(super) fn identity(ctx: &mut Ctx, h: Option<&FileIdentityHeaders>) -> Identi
     let prefix_folded = crate::config::folded(&folded);
     let assertion_folded = crate::config::folded(assertion.as_str());
     IdentityHeaders {
-        common_kept: crate::gate::names::common_kept(&prefix_folded, &assertion_folded),
+        common_kept: crate::config::common_names::common_kept(&prefix_folded, &assertion_folded),
         prefix_folded,
         assertion_folded,
         assertion,
