@@ -160,8 +160,10 @@ impl Cluster {
         }
     }
 
-    /// Both replicas in sync with the master, and every sentinel knows both replicas and the
-    /// two other sentinels (a failover needs their votes).
+    /// Both replicas in sync with the master, and every sentinel knows both replicas, as
+    /// promotable (a replica whose INFO the sentinel has not had lately, or whose link to the
+    /// master it has not seen up, is no candidate: `SENTINEL FAILOVER` then answers
+    /// NOGOODSLAVE), and the two other sentinels (a failover needs their votes).
     fn formed(&self) -> bool {
         let Some(m) = &self.master else { return false };
         let info: String = m.query(&["INFO", "replication"]).unwrap_or_default();
@@ -171,13 +173,21 @@ impl Cluster {
             .count();
         online == 2
             && self.sentinels.iter().all(|s| {
-                let replicas: Vec<redis::Value> = s
+                let replicas: Vec<HashMap<String, String>> = s
                     .query(&["SENTINEL", "REPLICAS", MASTER])
                     .unwrap_or_default();
+                let promotable = |r: &HashMap<String, String>| {
+                    let field = |k: &str| r.get(k).map(String::as_str);
+                    field("flags") == Some("slave")
+                        && field("master-link-status") == Some("ok")
+                        && field("info-refresh")
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .is_some_and(|ms| ms < 5_000)
+                };
                 let others: Vec<redis::Value> = s
                     .query(&["SENTINEL", "SENTINELS", MASTER])
                     .unwrap_or_default();
-                replicas.len() == 2 && others.len() == 2
+                replicas.len() == 2 && replicas.iter().all(promotable) && others.len() == 2
             })
     }
 
