@@ -291,18 +291,28 @@ async fn refused_within(b: &Browser, proxy: std::net::SocketAddr) -> Duration {
 pub(crate) fn store_bytes(store: &StoreAt) -> Vec<u8> {
     match store {
         StoreAt::Sqlite(dir) => {
-            let mut out = Vec::new();
-            for e in std::fs::read_dir(dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("state.db")
-                {
-                    out.extend(std::fs::read(&p).unwrap());
+            // SQLite may fold its journal into the database and remove it between the listing
+            // and the reads (a connection closing): the files are then read again, all of them,
+            // so what is checked is one state of the directory, never a file that went missing.
+            'listing: for _ in 0..50 {
+                let mut out = Vec::new();
+                for e in std::fs::read_dir(dir).unwrap() {
+                    let p = e.unwrap().path();
+                    if p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with("state.db")
+                    {
+                        match std::fs::read(&p) {
+                            Ok(b) => out.extend(b),
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue 'listing,
+                            Err(e) => panic!("{}: {e}", p.display()),
+                        }
+                    }
                 }
+                return out;
             }
-            out
+            panic!("the store's files kept changing under the reads");
         }
         StoreAt::Redis(url, prefix) => {
             let mut c = redis::Client::open(url.as_str())
