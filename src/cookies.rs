@@ -450,8 +450,8 @@ impl Jar {
 
     /// The session cookie: under its name, or else under the old one ([`read_session`]).
     pub fn session(&self) -> Option<(&str, Named)> {
-        let (spot, named) = self.session?;
-        Some((self.value(Some(spot))?, named))
+        let (bytes, named) = self.session_bytes()?;
+        Some((std::str::from_utf8(bytes).ok()?, named))
     }
 
     /// [`Jar::session`] as the bytes of its value (what [`crate::live::Live::verified`]

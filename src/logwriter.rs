@@ -266,9 +266,8 @@ fn pair(x: u64) -> [u8; 2] {
     PAIRS.get((x % 100) as usize).copied().unwrap_or([b'0'; 2])
 }
 
-/// `x % 10^6` in six digits, leading zeros kept (the microseconds of a timestamp, the
-/// decimals of a number of millionths).
-pub fn six_digits(x: u64) -> [u8; 6] {
+/// `x % 10^6` in six digits, leading zeros kept (the decimals of a number of millionths).
+fn six_digits(x: u64) -> [u8; 6] {
     let [a, b] = pair(x / 10_000);
     let [c, d] = pair(x / 100);
     let [e, f] = pair(x);
@@ -468,18 +467,10 @@ impl<'a> JsonLine<'a> {
     }
 
     /// A float as `serde_json` writes it: ryu's shortest form that reads back as `v`, `null`
-    /// when not finite. The usual value (a duration in milliseconds, a whole number of
-    /// nanoseconds) is written from that integer ([`millionths`]); any other through ryu.
+    /// when not finite.
     pub fn f64<const N: usize>(&mut self, key: &[u8; N], v: f64) -> &mut Self {
         self.key(key);
-        if v.to_bits() == 0 {
-            self.lit(b"0.0");
-            return self;
-        }
-        match millionths(v) {
-            Some(m) => self.millionths(m),
-            None => self.f64_slow(v),
-        }
+        self.f64_slow(v);
         self
     }
 
@@ -487,7 +478,7 @@ impl<'a> JsonLine<'a> {
     /// its whole nanoseconds, without a float on the usual path.
     pub fn ms<const N: usize>(&mut self, key: &[u8; N], d: std::time::Duration) -> &mut Self {
         match nanos(d) {
-            // `millis(d)` is the correctly rounded `m / 10^6`: what [`millionths`] accepts.
+            // `millis(d)` is the correctly rounded `m / 10^6` (see [`JsonLine::millionths`]).
             m @ 10..10_000_000_000_000 => {
                 self.key(key);
                 self.millionths(m);
@@ -497,7 +488,12 @@ impl<'a> JsonLine<'a> {
         }
     }
 
-    /// `m / 10^6` as ryu writes it, `m` in [10, 10^13) (see [`millionths`]).
+    /// `m / 10^6` as ryu writes it, `m` in [10, 10^13). A decimal that reads back as a float
+    /// is ryu's shortest one when no other decimal of as many significant digits does: those
+    /// with `m`'s digits (at most 13) lie at least 10^-6 (10^-13 of the value) from it, and
+    /// everything within the half-unit of the float's last bit (10^-16 of it) reads back as
+    /// it; so the correctly rounded `m / 10^6` is written with `m`'s digits. Below 10^-5 ryu
+    /// writes an exponent (`5e-6`): not here.
     fn millionths(&mut self, m: u64) {
         // The whole part (below 10^7: at most 7 digits) ending at 8, the point, 6 decimals.
         let mut t = [0u8; 32];
@@ -600,21 +596,6 @@ pub fn ser_opt_ms<S: serde::Serializer>(
         Some(d) => s.serialize_some(&millis(*d)),
         None => s.serialize_none(),
     }
-}
-
-/// `v` as a whole number of millionths `m`, when ryu's shortest form of `v` is `m / 10^6`
-/// written out (`m` in [10, 10^13), `v` positive below 10^7). A decimal that reads back as `v`
-/// is the shortest one when no other decimal of as many significant digits does: those with
-/// `m`'s digits (at most 13) lie at least 10^-6 (10^-13 of `v`) from it, and everything
-/// within the half-unit of `v`'s last bit (10^-16 of it) reads back as `v`; so if
-/// `m / 10^6` reads back as `v` (the correctly rounded quotient of two exact values equals
-/// `v`), ryu writes its digits. Below 10^-5 ryu writes an exponent (`5e-6`): not here.
-fn millionths(v: f64) -> Option<u64> {
-    if !(1e-5..1e7).contains(&v) {
-        return None;
-    }
-    let m = (v * 1e6 + 0.5) as u64;
-    (m >= 10 && m as f64 / 1e6 == v).then_some(m)
 }
 
 /// `fields` appended to `out` as `serde_json` writes them: through [`JsonFields::write_plain`]

@@ -1611,27 +1611,15 @@ impl ProxyHttp for Gate {
                 forwarded::for_log(o.peer, mode)
             });
             let upstream = ctx.upstream_addr.map(crate::logwriter::AddrText::socket);
-            // As `target::authority`, as bytes: the access line checks them as it copies them.
-            let host = match req.headers.get(http::header::HOST) {
-                Some(h) => h.as_bytes(),
-                None => req
-                    .uri
-                    .authority()
-                    .map_or(&b""[..], |a| a.as_str().as_bytes()),
-            };
             crate::logwriter::access(
                 end,
                 &AccessLine {
-                    request_id: ctx
-                        .origin
-                        .as_ref()
-                        .and_then(|o| o.request_id.as_ref())
-                        .map_or(&b""[..], |v| v.as_bytes()),
+                    request_id: ctx.origin.as_ref().map_or(&b""[..], |o| o.request_id()),
                     route,
                     decision,
                     status,
                     method: req.method.as_str(),
-                    host,
+                    host: target::authority(req),
                     path: req.uri.path(),
                     client: client.as_ref().map(|a| a.as_bytes()),
                     upstream: upstream.as_ref().map(|a| a.as_bytes()),

@@ -173,13 +173,17 @@ fn agree(a: Option<Authority>, b: Option<Authority>, uri: &Uri) -> Result<(), Ta
     }
 }
 
-/// The host the request names: its Host header, or on HTTP/2 (where a client may send only
+/// The host the request names, as its bytes (the access line checks them as it copies them):
+/// its Host header, or on HTTP/2 (where a client may send only
 /// `:authority`) the URI's authority. Pingora refuses an HTTP/2 request whose Host and
 /// `:authority` differ, so the two never disagree here.
-pub fn authority(req: &RequestHeader) -> Option<&str> {
+pub fn authority(req: &RequestHeader) -> &[u8] {
     match req.headers.get(http::header::HOST) {
-        Some(h) => h.to_str().ok(),
-        None => req.uri.authority().map(|a| a.as_str()),
+        Some(h) => h.as_bytes(),
+        None => req
+            .uri
+            .authority()
+            .map_or(&b""[..], |a| a.as_str().as_bytes()),
     }
 }
 

@@ -278,9 +278,9 @@ impl HostAt {
         self.header
     }
 
-    /// The host found, read again from the request it was found in.
-    /// [`HostAt::get`] as bytes, not checked again for text (for a comparison with a host
-    /// that is text, which bytes that are not text never equal).
+    /// The host found, read again from the request it was found in, as bytes, not checked
+    /// again for text (for a comparison with a host that is text, which bytes that are not
+    /// text never equal).
     pub fn get_bytes(self, req: &http::request::Parts) -> Option<&[u8]> {
         let raw = if self.header {
             req.headers.get(http::header::HOST)?.as_bytes()
@@ -290,14 +290,10 @@ impl HostAt {
         raw.get(..self.len)
     }
 
-    /// (Only the host's bytes are checked again for text: the port after it is no part of it.)
+    /// [`HostAt::get_bytes`] as text (only the host's bytes are checked: the port after it is
+    /// no part of it).
     pub fn get(self, req: &http::request::Parts) -> Option<&str> {
-        if self.header {
-            let raw = req.headers.get(http::header::HOST)?.as_bytes();
-            std::str::from_utf8(raw.get(..self.len)?).ok()
-        } else {
-            req.uri.authority()?.as_str().get(..self.len)
-        }
+        std::str::from_utf8(self.get_bytes(req)?).ok()
     }
 }
 
