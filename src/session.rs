@@ -357,9 +357,14 @@ impl Claims {
 
 /// Whether a cookie issued on `issued` (none: on no host) may open on `host`.
 fn issued_for(issued: Option<&str>, host: Option<&[u8]>) -> bool {
+    issued_for_bytes(issued.map(str::as_bytes), host)
+}
+
+/// [`issued_for`] of the issued host's bytes (`live::sessions::Verified` keeps them packed).
+pub(crate) fn issued_for_bytes(issued: Option<&[u8]>, host: Option<&[u8]>) -> bool {
     // The same bytes (the browser sends the host as it was sent when issued) compared at
     // once; letter case byte by byte only when they differ.
-    matches!((issued, host), (Some(a), Some(b)) if a.as_bytes() == b || a.as_bytes().eq_ignore_ascii_case(b))
+    matches!((issued, host), (Some(a), Some(b)) if a == b || a.eq_ignore_ascii_case(b))
 }
 
 /// A flow in progress, bound to the browser that started it.

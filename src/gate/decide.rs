@@ -41,7 +41,7 @@ pub fn decide(
     let Some(v) = verified else {
         return Decision::Verify(None);
     };
-    if !req.providers.contains(&v.claims.provider) {
+    if !req.providers.contains(&v.provider()) {
         return Decision::Verify(Some(Why::OtherProvider));
     }
     if let Some(max) = req
@@ -64,10 +64,7 @@ pub fn decide(
     if req.one_account_per_person && v.claims.ci_hash.is_empty() {
         return Decision::Refuse(Refusal::CiUnavailable);
     }
-    let trusted_birth = v
-        .claims
-        .birth
-        .filter(|_| v.claims.provider.verifies_birth());
+    let trusted_birth = v.trusted_birth();
     let age_ok = match (req.min_age, trusted_birth) {
         (None, _) => None,
         (Some(_), None) => return Decision::Refuse(Refusal::AgeUnknown),

@@ -150,7 +150,7 @@ impl Identity {
     /// How many headers [`inject`] adds at most (the assertion not counted).
     pub fn count(&self) -> usize {
         let f = self.forward;
-        self.verified.base.len()
+        self.verified.header_count()
             + usize::from(self.age_ok.is_some())
             + 2 * usize::from(self.guardian.is_some())
             + [f.name, f.birth, f.gender, f.phone, f.foreigner, f.carrier]
@@ -162,13 +162,19 @@ impl Identity {
     /// The personal fields this request may send upstream; none unless its route asks.
     pub fn forwarded(&self) -> Forwarded<'_> {
         let (f, c) = (self.forward, &self.verified.claims);
+        // The route's choice first: a field it does not forward is not even read (the
+        // session's claims may be far from any cache).
         Forwarded {
-            name: c.name.as_deref().filter(|_| f.name),
-            birth: c.birth.filter(|_| f.birth),
-            gender: c.gender.as_deref().filter(|_| f.gender),
-            phone: c.phone.as_deref().filter(|_| f.phone),
-            foreigner: c.foreigner.filter(|_| f.foreigner),
-            carrier: c.carrier.as_deref().filter(|_| f.carrier),
+            name: if f.name { c.name.as_deref() } else { None },
+            birth: if f.birth { c.birth } else { None },
+            gender: if f.gender { c.gender.as_deref() } else { None },
+            phone: if f.phone { c.phone.as_deref() } else { None },
+            foreigner: if f.foreigner { c.foreigner } else { None },
+            carrier: if f.carrier {
+                c.carrier.as_deref()
+            } else {
+                None
+            },
         }
     }
 }
@@ -182,12 +188,12 @@ fn set(req: &mut impl Edit, name: &HeaderName, value: &str) {
 /// The identity headers of a verified request. The caller reserves room for them
 /// ([`Identity::count`]).
 pub fn inject(req: &mut impl Edit, names: &IdentityHeaders, id: &Identity) {
-    for (n, v) in &id.verified.base {
-        req.insert(n, v.clone());
+    for (n, v) in id.verified.headers(names) {
+        req.insert(n, v);
     }
     if let Some(ok) = id.age_ok {
         let v = HeaderValue::from_static(if ok { "true" } else { "false" });
-        req.insert(&id.verified.age_ok, v);
+        req.insert(&names.age_ok, v);
     }
     let f = id.forwarded();
     if let Some(v) = f.name {

@@ -284,10 +284,7 @@ impl Gate {
         let opened = self
             .open_session(live, jar, now, &mut reissue)
             // A session opens only on the host it was issued on.
-            .filter(|v| {
-                v.claims
-                    .for_host_bytes(host_at.and_then(|h| h.get_bytes(session.req_header())))
-            });
+            .filter(|v| v.for_host_bytes(host_at.and_then(|h| h.get_bytes(session.req_header()))));
         jar.strip(session.req_header_mut());
         if opened.is_some() {
             ctx.reissue = reissue;
@@ -419,11 +416,7 @@ impl Gate {
     ) -> Option<std::sync::Arc<crate::live::sessions::Verified>> {
         let (c, named) = jar.session_bytes()?;
         let v = live.verified(c, now).filter(|v| {
-            !self.revoked.contains(&v.revocation_id)
-                && !self
-                    .revoked
-                    .person_revoked(&v.person_ids, v.claims.issued_at)
-                && crate::cookies::name_fits(named, &v.claims)
+            !self.revoked.session_revoked(v) && crate::cookies::name_fits(named, &v.claims)
         })?;
         if named == crate::cookies::Named::Legacy {
             // It opened, so it is text.

@@ -75,6 +75,15 @@ impl Revoked {
         self.ids.read().map(|m| m.contains_key(id)).unwrap_or(true)
     }
 
+    /// Whether `v` was revoked, itself (a logout) or with its person (an erasure). With
+    /// nothing revoked, nothing of the session is read (it may be far from any cache).
+    pub fn session_revoked(&self, v: &super::sessions::Verified) -> bool {
+        if self.empty.load(Ordering::Acquire) {
+            return false;
+        }
+        self.contains(&v.revocation_id) || self.person_revoked(&v.person_ids, v.claims.issued_at)
+    }
+
     /// Whether a session issued at `issued_at` (UNIX s) to a person named by one of
     /// `person_ids` was revoked with its person (an erasure).
     pub fn person_revoked(&self, person_ids: &[String], issued_at: i64) -> bool {

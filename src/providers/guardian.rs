@@ -124,8 +124,7 @@ fn child_session(live: &Live, revoked: &Revoked, session: &Session) -> Option<Cl
     let (c, named) = crate::cookies::read_session(session.req_header(), &cfg.session)?;
     let v = live.verified(c, now)?;
     let host = crate::routing::host::request_host(session.req_header());
-    let ok = !revoked.contains(&v.revocation_id)
-        && !revoked.person_revoked(&v.person_ids, v.claims.issued_at)
+    let ok = !revoked.session_revoked(&v)
         && crate::cookies::name_fits(named, &v.claims)
         && v.claims.for_host(host);
     ok.then(|| v.claims.clone())
