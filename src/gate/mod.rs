@@ -114,6 +114,23 @@ pub struct Ctx {
     upstream_fd: Option<std::os::fd::RawFd>,
     /// A WebSocket handshake whose body end is held past Pingora's upgrade race (`upgrade`).
     held_upgrade: bool,
+    /// The request's Host header as `request_filter` left it (`Some(None)`: none), read once
+    /// there (`target::host_and_header`) for the phases after it ([`kept_host`]). `None`: not
+    /// kept, read again where needed (a request answered before, an HTTP/2 one: Pingora may
+    /// give its upstream request a Host of its own).
+    host: Option<Option<http::HeaderValue>>,
+}
+
+/// The Host header of `req` (the request as received), as `request_filter` kept it
+/// (`Ctx::host`) or read again.
+fn kept_host<'a>(
+    kept: &'a Option<Option<http::HeaderValue>>,
+    req: &'a RequestHeader,
+) -> Option<&'a http::HeaderValue> {
+    match kept {
+        Some(h) => h.as_ref(),
+        None => req.headers.get(http::header::HOST),
+    }
 }
 
 /// The fields of one access-log line (public for the benchmark of writing one). Written by
@@ -285,8 +302,10 @@ impl Gate {
             .open_session(live, jar, now, &mut reissue)
             // A session opens only on the host it was issued on.
             .filter(|v| {
-                v.claims
-                    .for_host_bytes(host_at.and_then(|h| h.get_bytes(session.req_header())))
+                v.claims.for_host_bytes(host_at.and_then(|h| {
+                    let req = session.req_header();
+                    h.get_bytes_of(kept_host(&ctx.host, req), &req.uri)
+                }))
             });
         jar.strip(session.req_header_mut());
         if opened.is_some() {
@@ -663,10 +682,12 @@ impl Gate {
         // 2. One reading of the request line: the method's spelling, the target's form (and
         // where the host is that routes it).
         let mut host_at = None;
+        let mut host = None;
         let refused = match target::method(session.req_header())
-            .and_then(|()| target::host(session.req_header()))
-            .and_then(|at| {
+            .and_then(|()| target::host_and_header(session.req_header()))
+            .and_then(|(at, value)| {
                 host_at = at;
+                host = value.cloned();
                 target::classify(session.req_header())
             }) {
             Ok(target::Target::Origin) => None,
@@ -715,6 +736,16 @@ impl Gate {
             // and its host read afresh.
             screened = names::screen(session.req_header_mut(), &protected, trusted, false);
             host_at = crate::routing::host::HostAt::find(session.req_header()).map(|(_, at)| at);
+            host = session
+                .req_header()
+                .headers
+                .get(http::header::HOST)
+                .cloned();
+        }
+        // The Host header is not changed after this: the later phases read it from here
+        // (HTTP/1 only: for an HTTP/2 request Pingora may set the upstream request's Host).
+        if session.req_header().version < http::Version::HTTP_2 {
+            ctx.host = Some(host);
         }
         // 3. One canonical path, from the bytes that go upstream.
         let normalized = match std::str::from_utf8(session.req_header().raw_path())
@@ -783,7 +814,10 @@ impl Gate {
         };
         // One reading of the host (the Host header, which an absolute-form target was made to
         // agree with above) chooses the route, and goes upstream unchanged.
-        let host = host_at.and_then(|h| h.get(session.req_header()));
+        let host = host_at.and_then(|h| {
+            let req = session.req_header();
+            h.get_of(kept_host(&ctx.host, req), &req.uri)
+        });
         let idx = match cfg.routes.find(methods, host, &normalized) {
             Some(routes::Found::Route(idx)) => idx,
             Some(routes::Found::MethodNotAllowed(idx)) => {
@@ -1186,7 +1220,12 @@ fn upstream_edits(
     let assertion = usize::from(identity > 0 && cfg.assertion.is_some());
     req.reserve(forwarding + identity + assertion);
     if let Some(o) = &ctx.origin {
-        let host = req.map().get(http::header::HOST).cloned();
+        // The upstream request's Host is the one kept in `request_filter`, unless a kept
+        // request's headers were screened again here.
+        let host = match (&ctx.host, ctx.kept.delivering()) {
+            (Some(h), false) => h.clone(),
+            _ => req.map().get(http::header::HOST).cloned(),
+        };
         forwarded::edit(req, o, host);
     }
     if !ctx.cookies_stripped {
@@ -1619,7 +1658,7 @@ impl ProxyHttp for Gate {
                     decision,
                     status,
                     method: req.method.as_str(),
-                    host: target::authority(req),
+                    host: target::authority_of(kept_host(&ctx.host, req), req),
                     path: req.uri.path(),
                     client: client.as_ref().map(|a| a.as_bytes()),
                     upstream: upstream.as_ref().map(|a| a.as_bytes()),
