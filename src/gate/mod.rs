@@ -119,6 +119,9 @@ pub struct Ctx {
     /// kept, read again where needed (a request answered before, an HTTP/2 one: Pingora may
     /// give its upstream request a Host of its own).
     host: Option<Option<http::HeaderValue>>,
+    /// What the last screening of the request's headers in `request_filter` found, kept with
+    /// `host` (HTTP/1 only): which headers the upstream request may have.
+    screened: Option<names::Screened>,
 }
 
 /// The Host header of `req` (the request as received), as `request_filter` kept it
@@ -746,6 +749,7 @@ impl Gate {
         // (HTTP/1 only: for an HTTP/2 request Pingora may set the upstream request's Host).
         if session.req_header().version < http::Version::HTTP_2 {
             ctx.host = Some(host);
+            ctx.screened = Some(screened);
         }
         // 3. One canonical path, from the bytes that go upstream.
         let normalized = match std::str::from_utf8(session.req_header().raw_path())
@@ -840,7 +844,8 @@ impl Gate {
         };
         ctx.route = Some(idx);
         // Before anything looks at the body: a WebSocket handshake's stays open (`upgrade`).
-        ctx.held_upgrade = upgrade::hold_body_end(session);
+        ctx.held_upgrade =
+            screened.may_have(&http::header::UPGRADE) && upgrade::hold_body_end(session);
         let state_changing = methods.iter().any(|m| !is_safe(m));
         self.check(
             &live,
@@ -1204,7 +1209,13 @@ fn upstream_edits(
         let trusted = ctx.origin.as_ref().is_some_and(|o| o.trusted);
         names::screen(req, &protected, trusted, false);
     }
-    headers::single_content_length(req);
+    // Only a request that came with a Content-Length has one: nothing on the way adds one.
+    if ctx
+        .screened
+        .is_none_or(|s| s.may_have(&http::header::CONTENT_LENGTH))
+    {
+        headers::single_content_length(req);
+    }
     // Room for every header added below at once: the map grows (rehashes) once at most.
     let identity = match (&ctx.age_only, &ctx.identity, &ctx.stated_guardian) {
         (Some(_), _, _) => headers::AGE_HEADERS,
