@@ -429,7 +429,12 @@ impl Jar {
         }
         if changed {
             // Kept cookies came out of a valid header value, so they make one again.
-            jar.without = Some(HeaderValue::try_from(kept).ok().filter(|v| !v.is_empty()));
+            // Nothing kept (the usual case: only verigate's cookies): no header, without
+            // making an empty value first.
+            jar.without = Some(match kept.is_empty() {
+                true => None,
+                false => HeaderValue::try_from(kept).ok(),
+            });
         }
         jar
     }

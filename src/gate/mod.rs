@@ -114,6 +114,26 @@ pub struct Ctx {
     upstream_fd: Option<std::os::fd::RawFd>,
     /// A WebSocket handshake whose body end is held past Pingora's upgrade race (`upgrade`).
     held_upgrade: bool,
+    /// The request's Host header as `request_filter` left it (`Some(None)`: none), read once
+    /// there (`target::host_and_header`) for the phases after it ([`kept_host`]). `None`: not
+    /// kept, read again where needed (a request answered before, an HTTP/2 one: Pingora may
+    /// give its upstream request a Host of its own).
+    host: Option<Option<http::HeaderValue>>,
+    /// What the last screening of the request's headers in `request_filter` found, kept with
+    /// `host` (HTTP/1 only): which headers the upstream request may have.
+    screened: Option<names::Screened>,
+}
+
+/// The Host header of `req` (the request as received), as `request_filter` kept it
+/// (`Ctx::host`) or read again.
+fn kept_host<'a>(
+    kept: &'a Option<Option<http::HeaderValue>>,
+    req: &'a RequestHeader,
+) -> Option<&'a http::HeaderValue> {
+    match kept {
+        Some(h) => h.as_ref(),
+        None => req.headers.get(http::header::HOST),
+    }
 }
 
 /// The fields of one access-log line (public for the benchmark of writing one). Written by
@@ -284,7 +304,12 @@ impl Gate {
         let opened = self
             .open_session(live, jar, now, &mut reissue)
             // A session opens only on the host it was issued on.
-            .filter(|v| v.for_host_bytes(host_at.and_then(|h| h.get_bytes(session.req_header()))));
+            .filter(|v| {
+                v.for_host_bytes(host_at.and_then(|h| {
+                    let req = session.req_header();
+                    h.get_bytes_of(kept_host(&ctx.host, req), &req.uri)
+                }))
+            });
         jar.strip(session.req_header_mut());
         if opened.is_some() {
             ctx.reissue = reissue;
@@ -656,10 +681,12 @@ impl Gate {
         // 2. One reading of the request line: the method's spelling, the target's form (and
         // where the host is that routes it).
         let mut host_at = None;
+        let mut host = None;
         let refused = match target::method(session.req_header())
-            .and_then(|()| target::host(session.req_header()))
-            .and_then(|at| {
+            .and_then(|()| target::host_and_header(session.req_header()))
+            .and_then(|(at, value)| {
                 host_at = at;
+                host = value.cloned();
                 target::classify(session.req_header())
             }) {
             Ok(target::Target::Origin) => None,
@@ -708,6 +735,17 @@ impl Gate {
             // and its host read afresh.
             screened = names::screen(session.req_header_mut(), &protected, trusted, false);
             host_at = crate::routing::host::HostAt::find(session.req_header()).map(|(_, at)| at);
+            host = session
+                .req_header()
+                .headers
+                .get(http::header::HOST)
+                .cloned();
+        }
+        // The Host header is not changed after this: the later phases read it from here
+        // (HTTP/1 only: for an HTTP/2 request Pingora may set the upstream request's Host).
+        if session.req_header().version < http::Version::HTTP_2 {
+            ctx.host = Some(host);
+            ctx.screened = Some(screened);
         }
         // 3. One canonical path, from the bytes that go upstream.
         let normalized = match std::str::from_utf8(session.req_header().raw_path())
@@ -776,7 +814,10 @@ impl Gate {
         };
         // One reading of the host (the Host header, which an absolute-form target was made to
         // agree with above) chooses the route, and goes upstream unchanged.
-        let host = host_at.and_then(|h| h.get(session.req_header()));
+        let host = host_at.and_then(|h| {
+            let req = session.req_header();
+            h.get_of(kept_host(&ctx.host, req), &req.uri)
+        });
         let idx = match cfg.routes.find(methods, host, &normalized) {
             Some(routes::Found::Route(idx)) => idx,
             Some(routes::Found::MethodNotAllowed(idx)) => {
@@ -799,7 +840,8 @@ impl Gate {
         };
         ctx.route = Some(idx);
         // Before anything looks at the body: a WebSocket handshake's stays open (`upgrade`).
-        ctx.held_upgrade = upgrade::hold_body_end(session);
+        ctx.held_upgrade =
+            screened.may_have(&http::header::UPGRADE) && upgrade::hold_body_end(session);
         let state_changing = methods.iter().any(|m| !is_safe(m));
         self.check(
             &live,
@@ -1163,7 +1205,15 @@ fn upstream_edits(
         let trusted = ctx.origin.as_ref().is_some_and(|o| o.trusted);
         names::screen(req, &protected, trusted, false);
     }
-    headers::single_content_length(req);
+    // Only a request that came with a Content-Length has one: nothing on the way adds one
+    // (a kept request's own headers, put back since, are looked at whatever the screening saw).
+    if ctx.kept.delivering()
+        || ctx
+            .screened
+            .is_none_or(|s| s.may_have(&http::header::CONTENT_LENGTH))
+    {
+        headers::single_content_length(req);
+    }
     // Room for every header added below at once: the map grows (rehashes) once at most.
     let identity = match (&ctx.age_only, &ctx.identity, &ctx.stated_guardian) {
         (Some(_), _, _) => headers::AGE_HEADERS,
@@ -1179,7 +1229,12 @@ fn upstream_edits(
     let assertion = usize::from(identity > 0 && cfg.assertion.is_some());
     req.reserve(forwarding + identity + assertion);
     if let Some(o) = &ctx.origin {
-        let host = req.map().get(http::header::HOST).cloned();
+        // The upstream request's Host is the one kept in `request_filter`, unless a kept
+        // request's headers were screened again here.
+        let host = match (&ctx.host, ctx.kept.delivering()) {
+            (Some(h), false) => h.clone(),
+            _ => req.map().get(http::header::HOST).cloned(),
+        };
         forwarded::edit(req, o, host);
     }
     if !ctx.cookies_stripped {
@@ -1612,7 +1667,7 @@ impl ProxyHttp for Gate {
                     decision,
                     status,
                     method: req.method.as_str(),
-                    host: target::authority(req),
+                    host: target::authority_of(kept_host(&ctx.host, req), req),
                     path: req.uri.path(),
                     client: client.as_ref().map(|a| a.as_bytes()),
                     upstream: upstream.as_ref().map(|a| a.as_bytes()),

@@ -111,7 +111,17 @@ pub enum Verdict {
 /// peer may say about the connection ([`super::forwarded::doomed`]), then the method
 /// overrides ([`super::target`]).
 pub fn verdict(protected: &Protected, name: &str, trusted: bool) -> Verdict {
-    if let Some((i, _)) = common(name) {
+    verdict_of(protected, name, common(name), trusted)
+}
+
+/// [`verdict`] of a name whose place among the common names (`common(name)`) is known.
+fn verdict_of(
+    protected: &Protected,
+    name: &str,
+    common: Option<(u32, &[u8])>,
+    trusted: bool,
+) -> Verdict {
+    if let Some((i, _)) = common {
         if protected.common_kept & (1 << i) != 0 {
             return Verdict::Keep;
         }
@@ -141,6 +151,23 @@ pub struct Screened {
     pub dropped: usize,
     /// A method-override header stays on the request.
     pub method_override: bool,
+    /// The common names ([`common`]) among the request's header names, one bit each, and
+    /// whether any other name was there: which headers it may have ([`Screened::may_have`]).
+    common: u32,
+    uncommon: bool,
+}
+
+impl Screened {
+    /// May the screened request have a header named `name` (lower case, as `http` keeps
+    /// names)? False only when no header of that name was there when it was screened, so a
+    /// lookup that could only find nothing is spared (a header removed since may still be
+    /// said to be there).
+    pub fn may_have(&self, name: &http::HeaderName) -> bool {
+        match common(name.as_str()) {
+            Some((i, _)) => self.common & (1 << i) != 0,
+            None => self.uncommon,
+        }
+    }
 }
 
 /// One pass over the request's header names: remove every header [`Protected::judge`] keeps
@@ -151,7 +178,13 @@ pub fn screen(req: &mut impl Edit, protected: &Protected, trusted: bool, log: bo
     let mut out = Screened::default();
     let mut doomed: Vec<(HeaderName, Verdict)> = Vec::new();
     for k in req.map().keys() {
-        match verdict(protected, k.as_str(), trusted) {
+        let name = k.as_str();
+        let place = common(name);
+        match place {
+            Some((i, _)) => out.common |= 1 << i,
+            None => out.uncommon = true,
+        }
+        match verdict_of(protected, name, place, trusted) {
             Verdict::Keep => {}
             Verdict::Override => out.method_override = true,
             v => doomed.push((k.clone(), v)),
@@ -338,7 +371,8 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["accept", "x-custom"]);
-        assert_eq!(screen(&mut h, &p(), true, true), Screened::default());
+        let again = screen(&mut h, &p(), true, true);
+        assert_eq!((again.dropped, again.method_override), (0, false));
     }
 
     #[test]
@@ -379,16 +413,51 @@ mod tests {
             assert_eq!(verdict(&p(), n, true), v, "{n}");
         }
         let s = screen(&mut h, &p(), false, false);
-        assert_eq!(
-            s,
-            Screened {
-                dropped: 1,
-                method_override: true
-            }
-        );
+        assert_eq!((s.dropped, s.method_override), (1, true));
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["accept", "x-http-method-override", "xhttpmethod"]);
+    }
+
+    #[test]
+    fn a_screened_request_may_have_the_names_it_had() {
+        use http::header::{ACCEPT, CONTENT_LENGTH, COOKIE, HOST, UPGRADE};
+        let mut h = http::HeaderMap::new();
+        for n in ["host", "accept", "content-length", "x-verified-name"] {
+            h.append(HeaderName::from_static(n), "1".parse().unwrap());
+        }
+        let s = screen(&mut h, &p(), false, false);
+        for (n, may) in [
+            (HOST, true),
+            (ACCEPT, true),
+            (CONTENT_LENGTH, true),
+            (COOKIE, false),
+            // An uncommon name was there (and dropped): any other may be.
+            (UPGRADE, true),
+        ] {
+            assert_eq!(s.may_have(&n), may, "{n}");
+        }
+        let mut h = http::HeaderMap::new();
+        for n in ["host", "cookie", "user-agent"] {
+            h.append(HeaderName::from_static(n), "1".parse().unwrap());
+        }
+        let s = screen(&mut h, &p(), false, false);
+        for (n, may) in [
+            (HOST, true),
+            (COOKIE, true),
+            (CONTENT_LENGTH, false),
+            (UPGRADE, false),
+            (HeaderName::from_static("x-other"), false),
+        ] {
+            assert_eq!(s.may_have(&n), may, "{n}");
+        }
+        // Every name a request has is one it may have.
+        for n in COMMON_NAMES {
+            let mut h = http::HeaderMap::new();
+            h.append(HeaderName::from_static(n), "1".parse().unwrap());
+            let s = screen(&mut h, &p(), true, false);
+            assert!(s.may_have(&HeaderName::from_static(n)), "{n}");
+        }
     }
 
     /// The role words as lists, compared one by one: what [`Roles::of`] decides by last letter.

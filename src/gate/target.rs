@@ -126,7 +126,18 @@ pub fn override_methods_of(req: &RequestHeader, headers: bool) -> Result<Vec<Met
 /// [`crate::routing::host::request_host`] would find it in this head (none: the request names
 /// no host), so that it is not parsed again.
 pub fn host(req: &RequestHeader) -> Result<Option<HostAt>, TargetError> {
-    let header = host_header(req)?;
+    host_and_header(req).map(|(at, _)| at)
+}
+
+/// [`host`], and the Host header it read (the value `req.headers.get(HOST)` gives), for a
+/// caller that keeps it rather than look it up again.
+pub fn host_and_header(
+    req: &RequestHeader,
+) -> Result<(Option<HostAt>, Option<&http::HeaderValue>), TargetError> {
+    let (header, value) = match host_header_value(req)? {
+        Some((a, v)) => (Some(a), Some(v)),
+        None => (None, None),
+    };
     let target = req
         .uri
         .authority()
@@ -134,22 +145,30 @@ pub fn host(req: &RequestHeader) -> Result<Option<HostAt>, TargetError> {
         .transpose()
         .map_err(|_| TargetError::BadTarget)?;
     agree(header, target, &req.uri)?;
-    Ok(match (header, target) {
+    let at = match (header, target) {
         (Some(h), _) => Some(HostAt::in_header(h.host)),
         (None, Some(t)) => Some(HostAt::in_target(t.host)),
         (None, None) => None,
-    })
+    };
+    Ok((at, value))
 }
 
 /// The Host header: exactly one on HTTP/1.1 (none or one before), of the grammar.
 fn host_header(req: &RequestHeader) -> Result<Option<Authority<'_>>, TargetError> {
+    host_header_value(req).map(|h| h.map(|(a, _)| a))
+}
+
+/// [`host_header`], and the header's value.
+fn host_header_value(
+    req: &RequestHeader,
+) -> Result<Option<(Authority<'_>, &http::HeaderValue)>, TargetError> {
     let mut hosts = req.headers.get_all(http::header::HOST).iter();
     match (hosts.next(), hosts.next()) {
         (None, _) if req.version == http::Version::HTTP_11 => Err(TargetError::BadTarget),
         (Some(_), Some(_)) => Err(TargetError::BadTarget),
-        (h, _) => h
-            .map(|h| parse_authority(h.as_bytes()))
-            .transpose()
+        (None, _) => Ok(None),
+        (Some(h), None) => parse_authority(h.as_bytes())
+            .map(|a| Some((a, h)))
             .map_err(|_| TargetError::BadTarget),
     }
 }
@@ -178,7 +197,13 @@ fn agree(a: Option<Authority>, b: Option<Authority>, uri: &Uri) -> Result<(), Ta
 /// `:authority`) the URI's authority. Pingora refuses an HTTP/2 request whose Host and
 /// `:authority` differ, so the two never disagree here.
 pub fn authority(req: &RequestHeader) -> &[u8] {
-    match req.headers.get(http::header::HOST) {
+    authority_of(req.headers.get(http::header::HOST), req)
+}
+
+/// [`authority`] of a request whose Host header (`req.headers.get(HOST)`) is `host`, read
+/// before.
+pub fn authority_of<'a>(host: Option<&'a http::HeaderValue>, req: &'a RequestHeader) -> &'a [u8] {
+    match host {
         Some(h) => h.as_bytes(),
         None => req
             .uri

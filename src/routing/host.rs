@@ -282,12 +282,35 @@ impl HostAt {
     /// again for text (for a comparison with a host that is text, which bytes that are not
     /// text never equal).
     pub fn get_bytes(self, req: &http::request::Parts) -> Option<&[u8]> {
+        let host = match self.header {
+            true => req.headers.get(http::header::HOST),
+            false => None,
+        };
+        self.get_bytes_of(host, &req.uri)
+    }
+
+    /// [`HostAt::get_bytes`] of a request whose Host header (`headers.get(HOST)`, read
+    /// before and kept) is `host` and whose target is `uri`.
+    pub fn get_bytes_of<'a>(
+        self,
+        host: Option<&'a http::HeaderValue>,
+        uri: &'a http::Uri,
+    ) -> Option<&'a [u8]> {
         let raw = if self.header {
-            req.headers.get(http::header::HOST)?.as_bytes()
+            host?.as_bytes()
         } else {
-            req.uri.authority()?.as_str().as_bytes()
+            uri.authority()?.as_str().as_bytes()
         };
         raw.get(..self.len)
+    }
+
+    /// [`HostAt::get_bytes_of`] as text, as [`HostAt::get`].
+    pub fn get_of<'a>(
+        self,
+        host: Option<&'a http::HeaderValue>,
+        uri: &'a http::Uri,
+    ) -> Option<&'a str> {
+        std::str::from_utf8(self.get_bytes_of(host, uri)?).ok()
     }
 
     /// [`HostAt::get_bytes`] as text (only the host's bytes are checked: the port after it is
