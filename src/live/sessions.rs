@@ -119,6 +119,7 @@ impl Verified {
         }
         ends[0] = u16::try_from(bytes.len()).unwrap_or(0);
         let mut present = 0u8;
+        let mut whole = true;
         for (i, v) in values.into_iter().enumerate() {
             let at = bytes.len();
             ends[i + 1] = ends[i];
@@ -132,8 +133,12 @@ impl Verified {
                     ends[i + 1] = end;
                     present |= 1 << i;
                 }
-                // Past 64 KiB of values: that header is left out (no value is that long).
-                Err(_) => bytes.truncate(at),
+                // Past 64 KiB of values (no cookie holds that much): rather than send the
+                // session without one of its headers, it opens on no host.
+                Err(_) => {
+                    bytes.truncate(at);
+                    whole = false;
+                }
             }
         }
         let hot = packed(bytes);
@@ -143,6 +148,7 @@ impl Verified {
                 .then(|| HeaderValue::from_maybe_shared(hot.slice(range)).ok())
                 .flatten()
         });
+        let has_host = has_host && whole;
         let count = values.iter().flatten().count() as u8;
         Verified {
             count,
@@ -473,6 +479,21 @@ mod tests {
         // Non-ASCII and controls percent-encoded, as ever.
         assert_eq!(got[1].1, "d %C3%A9%01".repeat(30));
         assert!(v.for_host_bytes(Some(long_host.as_bytes())));
+        assert!(!v.for_host_bytes(Some(b"shop.example")));
+    }
+
+    #[test]
+    fn a_session_too_big_to_pack_whole_opens_nowhere() {
+        // Past 64 KiB of values a header could not be sent: the session opens on no host
+        // rather than going upstream without it.
+        let base = verified(1_000).claims;
+        let v = Verified::new(
+            Claims {
+                unique_in_site: "d".repeat(70_000),
+                ..base
+            },
+            &crate::config::IdentityHeaders::default(),
+        );
         assert!(!v.for_host_bytes(Some(b"shop.example")));
     }
 
