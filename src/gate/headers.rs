@@ -189,7 +189,9 @@ fn set(req: &mut impl Edit, name: &HeaderName, value: &str) {
 /// ([`Identity::count`]).
 pub fn inject(req: &mut impl Edit, names: &IdentityHeaders, id: &Identity) {
     for (n, v) in id.verified.headers(names) {
-        req.insert(n, v);
+        if let Some(v) = v {
+            req.insert(n, v.clone());
+        }
     }
     if let Some(ok) = id.age_ok {
         let v = HeaderValue::from_static(if ok { "true" } else { "false" });

@@ -188,23 +188,21 @@ impl Verified {
     }
 
     /// The base identity headers of every verified request of this session, under `names`:
-    /// the person, the DI, the provider, the method and when the person verified. The values
-    /// share this session's bytes (no copy, no check: they were checked when it opened).
+    /// the person, the DI, the provider, the method and when the person verified (`None`: not
+    /// sent). The values share this session's bytes (no copy, no check: they were checked
+    /// when it opened); a plain loop over the pairs is what a request runs.
     pub fn headers<'a>(
         &'a self,
         names: &'a IdentityHeaders,
-    ) -> impl Iterator<Item = (&'a HeaderName, HeaderValue)> + 'a {
-        let name = move |i: usize| match i {
-            0 => &names.person,
-            1 => &names.unique_in_site,
-            2 => &names.provider,
-            3 => &names.method,
-            _ => &names.verified_at,
-        };
-        self.values
-            .iter()
-            .enumerate()
-            .filter_map(move |(i, v)| Some((name(i), v.clone()?)))
+    ) -> [(&'a HeaderName, &'a Option<HeaderValue>); BASE] {
+        let v = &self.values;
+        [
+            (&names.person, &v[0]),
+            (&names.unique_in_site, &v[1]),
+            (&names.provider, &v[2]),
+            (&names.method, &v[3]),
+            (&names.verified_at, &v[4]),
+        ]
     }
 
     /// [`Claims::for_host_bytes`], read from the session's packed bytes.
@@ -395,7 +393,8 @@ mod tests {
     fn headers_of(v: &Verified) -> Vec<(String, String)> {
         let names = crate::config::IdentityHeaders::default();
         v.headers(&names)
-            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+            .into_iter()
+            .filter_map(|(n, v)| Some((n.to_string(), v.as_ref()?.to_str().unwrap().to_string())))
             .collect()
     }
 
