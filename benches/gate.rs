@@ -134,7 +134,7 @@ fn bench(c: &mut Criterion) {
     .unwrap()
     .identity;
     let id = Identity {
-        verified: std::sync::Arc::new(verigate::gate::headers::Verified::new(claims(), &names)),
+        verified: std::sync::Arc::new(verigate::gate::headers::Verified::new(claims())),
         age_ok: Some(true),
         forward: Forward::default(),
         guardian: None,

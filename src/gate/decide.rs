@@ -123,7 +123,6 @@ pub fn decide_age_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::IdentityHeaders;
     use crate::identity::Forward;
     use crate::identity::ProviderId;
     use crate::routing::{MatchRule, Require};
@@ -179,7 +178,7 @@ mod tests {
             host_only: false,
             kept: None,
         };
-        Verified::new(claims, &IdentityHeaders::default())
+        Verified::new(claims)
     }
 
     fn today() -> NaiveDate {

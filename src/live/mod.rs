@@ -142,7 +142,7 @@ impl Live {
                 &claims.ci_hash,
                 &claims.unique_in_site,
             );
-            let mut v = sessions::Verified::new(claims, &self.cfg.identity).revocable(id);
+            let mut v = sessions::Verified::new(claims).revocable(id);
             v.person_ids = persons;
             v.has_ci = has_ci;
             Some(v)

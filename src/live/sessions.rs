@@ -96,7 +96,7 @@ pub struct Verified {
 }
 
 impl Verified {
-    pub fn new(claims: Claims, _names: &IdentityHeaders) -> Self {
+    pub fn new(claims: Claims) -> Self {
         let method = claims.method_label();
         let verified_at = chrono::DateTime::<chrono::Utc>::from_timestamp(claims.verified_at, 0)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
@@ -111,53 +111,34 @@ impl Verified {
         ];
         let mut bytes = Vec::with_capacity(PACKED);
         bytes.extend_from_slice(claims.host.as_deref().unwrap_or("").as_bytes());
-        let mut ends = [0u16; BASE + 1];
         // A host too long to index is no host: the session opens nowhere.
-        let has_host = claims.host.is_some() && u16::try_from(bytes.len()).is_ok();
-        if !has_host {
+        let host_len = u16::try_from(bytes.len())
+            .ok()
+            .filter(|_| claims.host.is_some());
+        if host_len.is_none() {
             bytes.clear();
         }
-        ends[0] = u16::try_from(bytes.len()).unwrap_or(0);
-        let mut present = 0u8;
-        let mut whole = true;
-        for (i, v) in values.into_iter().enumerate() {
-            let at = bytes.len();
-            ends[i + 1] = ends[i];
+        // Where each value sent lies in `bytes`.
+        let mut spans: [Option<std::ops::Range<usize>>; BASE] = Default::default();
+        for (span, v) in spans.iter_mut().zip(values) {
             let Some(v) = v.map(encode) else { continue };
-            if HeaderValue::from_str(&v).is_err() {
-                continue;
-            }
-            bytes.extend_from_slice(v.as_bytes());
-            match u16::try_from(bytes.len()) {
-                Ok(end) => {
-                    ends[i + 1] = end;
-                    present |= 1 << i;
-                }
-                // Past 64 KiB of values (no cookie holds that much): rather than send the
-                // session without one of its headers, it opens on no host.
-                Err(_) => {
-                    bytes.truncate(at);
-                    whole = false;
-                }
+            if HeaderValue::from_str(&v).is_ok() {
+                let at = bytes.len();
+                bytes.extend_from_slice(v.as_bytes());
+                *span = Some(at..bytes.len());
             }
         }
         let hot = packed(bytes);
-        let values = std::array::from_fn(|i| {
-            let range = usize::from(ends[i])..usize::from(ends[i + 1]);
-            (present & (1 << i) != 0)
-                .then(|| HeaderValue::from_maybe_shared(hot.slice(range)).ok())
-                .flatten()
-        });
-        let has_host = has_host && whole;
+        let values = spans.map(|span| HeaderValue::from_maybe_shared(hot.slice(span?)).ok());
         let count = values.iter().flatten().count() as u8;
         Verified {
             count,
             provider: claims.provider,
             trusted_birth: claims.birth.filter(|_| claims.provider.verifies_birth()),
             values,
-            host_len: ends[0],
+            host_len: host_len.unwrap_or(0),
             hot,
-            has_host,
+            has_host: host_len.is_some(),
             has_ci: false,
             claims,
             revocation_id: String::new(),
@@ -386,8 +367,7 @@ mod tests {
             host_only: false,
             kept: None,
         };
-        let names = crate::config::IdentityHeaders::default();
-        Verified::new(claims, &names)
+        Verified::new(claims)
     }
 
     fn headers_of(v: &Verified) -> Vec<(String, String)> {
@@ -401,14 +381,11 @@ mod tests {
     #[test]
     fn a_session_sends_its_base_headers_from_its_packed_bytes() {
         let mut v = verified(1_000);
-        v = Verified::new(
-            Claims {
-                verified_at: 1_700_000_000,
-                method: "danal".into(),
-                ..v.claims
-            },
-            &crate::config::IdentityHeaders::default(),
-        );
+        v = Verified::new(Claims {
+            verified_at: 1_700_000_000,
+            method: "danal".into(),
+            ..v.claims
+        });
         let want = [
             ("x-verified-person", "ci-hash"),
             ("x-verified-unique-in-site", "site-id"),
@@ -431,15 +408,12 @@ mod tests {
     #[test]
     fn what_a_session_lacks_is_no_header_and_no_host_opens_nowhere() {
         let base = verified(1_000).claims;
-        let v = Verified::new(
-            Claims {
-                ci_hash: String::new(),
-                unique_in_site: String::new(),
-                host: None,
-                ..base
-            },
-            &crate::config::IdentityHeaders::default(),
-        );
+        let v = Verified::new(Claims {
+            ci_hash: String::new(),
+            unique_in_site: String::new(),
+            host: None,
+            ..base
+        });
         let names: Vec<String> = headers_of(&v).into_iter().map(|(n, _)| n).collect();
         assert_eq!(
             names,
@@ -453,7 +427,7 @@ mod tests {
             host: Some(String::new()),
             ..base
         };
-        let empty = Verified::new(c.clone(), &crate::config::IdentityHeaders::default());
+        let empty = Verified::new(c.clone());
         for host in [Some(&b""[..]), Some(b"shop.example"), None] {
             assert_eq!(empty.for_host_bytes(host), c.for_host_bytes(host));
         }
@@ -464,15 +438,12 @@ mod tests {
         // Over `PACKED` bytes (a long host and values): kept in a vector, every byte sent.
         let base = verified(1_000).claims;
         let long_host = format!("{}.example", "h".repeat(200));
-        let v = Verified::new(
-            Claims {
-                ci_hash: "c".repeat(100),
-                unique_in_site: "d é\u{1}".repeat(30),
-                host: Some(long_host.clone()),
-                ..base
-            },
-            &crate::config::IdentityHeaders::default(),
-        );
+        let v = Verified::new(Claims {
+            ci_hash: "c".repeat(100),
+            unique_in_site: "d é\u{1}".repeat(30),
+            host: Some(long_host.clone()),
+            ..base
+        });
         let got = headers_of(&v);
         assert_eq!(got[0], ("x-verified-person".into(), "c".repeat(100)));
         // Non-ASCII and controls percent-encoded, as ever.
@@ -482,18 +453,16 @@ mod tests {
     }
 
     #[test]
-    fn a_session_too_big_to_pack_whole_opens_nowhere() {
-        // Past 64 KiB of values a header could not be sent: the session opens on no host
-        // rather than going upstream without it.
+    fn a_value_past_64_kib_is_still_sent_whole() {
+        // No bound of the packing's own: every byte of every value goes upstream.
         let base = verified(1_000).claims;
-        let v = Verified::new(
-            Claims {
-                unique_in_site: "d".repeat(70_000),
-                ..base
-            },
-            &crate::config::IdentityHeaders::default(),
-        );
-        assert!(!v.for_host_bytes(Some(b"shop.example")));
+        let v = Verified::new(Claims {
+            unique_in_site: "d".repeat(70_000),
+            ..base
+        });
+        assert_eq!(headers_of(&v)[1].1, "d".repeat(70_000));
+        assert_eq!(v.header_count(), 5);
+        assert!(v.for_host_bytes(Some(b"shop.example")));
     }
 
     #[test]
